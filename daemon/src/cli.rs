@@ -1,0 +1,300 @@
+//! The `ward` command line: the daemon (`ward run`) and the tools around it.
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, Config};
+use crate::queue::{self, Keys, Queue};
+
+/// Ward runs background jobs from Redis streams in sandboxed WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "ward", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log format: `auto` is JSON when stdout is not a terminal (systemd, pipes).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Auto,
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Run {
+        /// The config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Add a job to a queue and print its id.
+    Enqueue {
+        #[command(flatten)]
+        target: RedisTarget,
+        /// The queue.
+        queue: String,
+        /// The job type.
+        job: String,
+        /// The payload; `-` reads it from standard input, byte for byte.
+        payload: String,
+    },
+    /// Look at jobs.
+    Job {
+        #[command(subcommand)]
+        command: JobCommand,
+    },
+    /// Check a config file and compile its plugins, without touching Redis.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum JobCommand {
+    /// Show a job's state, attempts and last error.
+    Show {
+        #[command(flatten)]
+        target: RedisTarget,
+        /// The queue.
+        queue: String,
+        /// The job id (for a plain XADD, its stream entry id).
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate the file and compile every plugin it names.
+    Check {
+        /// The config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+/// Which Redis a tool command talks to.
+#[derive(Debug, Args)]
+struct RedisTarget {
+    /// Redis URL (default: the config's, else redis://127.0.0.1:6379).
+    #[arg(long, env = "WARD_REDIS_URL")]
+    redis: Option<String>,
+    /// Take the Redis URL from this config file.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+impl RedisTarget {
+    fn url(&self) -> anyhow::Result<String> {
+        if let Some(url) = &self.redis {
+            return Ok(url.clone());
+        }
+        match &self.config {
+            Some(path) => Ok(Config::load(path)?.redis_url),
+            None => Ok(config::DEFAULT_REDIS_URL.to_string()),
+        }
+    }
+
+    async fn queue(&self, name: &str) -> anyhow::Result<Queue> {
+        if let Some(why) = config::check_name(name) {
+            anyhow::bail!("queue name `{name}` {why}");
+        }
+        let url = self.url()?;
+        let con = queue::connect(&url, std::time::Duration::from_secs(1))
+            .await
+            .with_context(|| format!("cannot reach Redis at {}", queue::redacted_url(&url)))?;
+        Ok(Queue::new(Keys::new(name), con))
+    }
+}
+
+/// Parses the command line, runs it, and turns errors into a message and
+/// a non-zero exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, matches!(cli.command, Command::Run { .. }));
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ward: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ward: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, daemon: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Pretty => false,
+        LogFormat::Auto => !std::io::stdout().is_terminal(),
+    };
+    // The daemon logs to stdout (journald's default); tools keep stdout for
+    // their answer and log to stderr.
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match (json, daemon) {
+        (true, true) => builder
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stdout)
+            .try_init(),
+        (true, false) => builder
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stderr)
+            .try_init(),
+        (false, true) => builder.with_writer(std::io::stdout).try_init(),
+        (false, false) => builder.with_writer(std::io::stderr).try_init(),
+    };
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run { config } => {
+            let config = Config::load(&config)?;
+            crate::worker::run(config, shutdown_signal()).await
+        }
+        Command::Enqueue {
+            target,
+            queue,
+            job,
+            payload,
+        } => {
+            let payload = if payload == "-" {
+                let mut buf = Vec::new();
+                std::io::stdin()
+                    .read_to_end(&mut buf)
+                    .context("cannot read the payload from standard input")?;
+                buf
+            } else {
+                payload.into_bytes()
+            };
+            if job.is_empty() {
+                anyhow::bail!("the job type is empty; name one of the config's [[job]] entries");
+            }
+            let q = target.queue(&queue).await?;
+            let id = q.enqueue(&job, &payload).await?;
+            println!("{id}");
+            Ok(())
+        }
+        Command::Job {
+            command:
+                JobCommand::Show {
+                    target,
+                    queue,
+                    id,
+                    json,
+                },
+        } => {
+            let q = target.queue(&queue).await?;
+            let Some(status) = q.job_status(&id).await? else {
+                anyhow::bail!(
+                    "no job `{id}` in queue `{queue}` (records of succeeded jobs are kept for {} h)",
+                    queue::SUCCEEDED_TTL.as_secs() / 3600
+                );
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print_status(&status);
+            }
+            Ok(())
+        }
+        Command::Config {
+            command: ConfigCommand::Check { config },
+        } => {
+            let cfg = Config::load(&config)?;
+            let plugins = crate::worker::check(&cfg)?;
+            println!("{}: ok", cfg.path.display());
+            for (queue, job, path, digest) in plugins {
+                println!(
+                    "  {queue}/{job}: {} (sha256 {})",
+                    path.display(),
+                    &digest[..16.min(digest.len())]
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_status(s: &queue::JobStatus) {
+    let ts = |ms: Option<u64>| {
+        ms.map_or_else(
+            || "-".to_string(),
+            |ms| {
+                humantime::format_rfc3339_millis(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+                )
+                .to_string()
+            },
+        )
+    };
+    println!("job       {}", s.id);
+    println!("queue     {}", s.queue);
+    println!("type      {}", s.job.as_deref().unwrap_or("-"));
+    println!("state     {}", s.state);
+    println!("attempts  {}", s.attempts);
+    println!("first     {}", ts(s.first_attempt_at_ms));
+    println!("last      {}", ts(s.last_attempt_at_ms));
+    if let Some(reason) = &s.dead_reason {
+        println!("reason    {reason}");
+    }
+    if let Some(e) = &s.last_error {
+        let code = e
+            .code
+            .as_deref()
+            .map(|c| format!(" [{c}]"))
+            .unwrap_or_default();
+        println!("error     {}{code}: {}", e.class, e.message);
+    }
+    if let Some(d) = &s.plugin_digest {
+        println!("plugin    sha256:{d}");
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM (systemd's stop).
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

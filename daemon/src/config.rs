@@ -1,0 +1,465 @@
+//! The daemon's TOML configuration: raw serde structs, then one validation
+//! pass that reports *every* problem at once, with the file and line of each.
+//!
+//! Loading goes in two steps, as in Vector: [`RawConfig`] mirrors the file
+//! (`deny_unknown_fields` everywhere, so a typo is an error rather than a
+//! silently ignored key), and [`Config::load`] turns it into a validated
+//! [`Config`] whose values are ready to use (durations parsed, plugin paths
+//! resolved against the config file's folder, queue references checked).
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+/// Redis URL used when neither the config nor `--redis` gives one.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// Parallel attempts per queue when `[[queue]] concurrency` is not given.
+pub const DEFAULT_CONCURRENCY: u32 = 16;
+/// Wall-clock limit of one attempt when `[[job]] timeout` is not given.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Upper bound on `concurrency`; each slot reserves a pooled wasm instance.
+pub const MAX_CONCURRENCY: u32 = 4096;
+
+/// Everything that can be wrong with a config file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read at all.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// Why reading failed.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or does not have the expected shape.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// 1-based line of the problem.
+        line: usize,
+        /// 1-based column of the problem.
+        column: usize,
+        /// What the TOML parser or serde said.
+        message: String,
+    },
+    /// The file parsed, but its values do not make sense together.
+    #[error("{path}: {} problem(s):\n{}", .problems.len(), ProblemList(.problems))]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// Every problem found, in file order.
+        problems: Vec<Problem>,
+    },
+}
+
+/// One validation problem, located at a line of the config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line in the config file (0 when the problem has no location).
+    pub line: usize,
+    /// What is wrong and what would be right.
+    pub message: String,
+}
+
+struct ProblemList<'a>(&'a [Problem]);
+
+impl fmt::Display for ProblemList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            if p.line > 0 {
+                write!(f, "  line {}: {}", p.line, p.message)?;
+            } else {
+                write!(f, "  {}", p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The file as written. Field docs are the user-facing reference.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[redis]`: where the queues live.
+    #[serde(default)]
+    pub redis: RawRedis,
+    /// `[[queue]]`: the streams this daemon consumes.
+    #[serde(default, rename = "queue")]
+    pub queues: Vec<RawQueue>,
+    /// `[[job]]`: job types, each mapped to a plugin.
+    #[serde(default, rename = "job")]
+    pub jobs: Vec<RawJob>,
+}
+
+/// `[redis]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    /// `redis://[user:password@]host:port[/db]`.
+    pub url: Option<Spanned<String>>,
+}
+
+/// `[[queue]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    /// The queue's name; its keys are `ward:{name}:*`.
+    pub name: Spanned<String>,
+    /// How many attempts of this queue's jobs may run at once.
+    pub concurrency: Option<Spanned<u32>>,
+}
+
+/// `[[job]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJob {
+    /// The job type's name, as written in the stream entry's `job` field.
+    pub name: Spanned<String>,
+    /// The queue this job type is consumed from.
+    pub queue: Spanned<String>,
+    /// Path of the plugin component (relative to the config file's folder).
+    pub plugin: Spanned<String>,
+    /// Wall-clock limit of one attempt, e.g. `"10s"`.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub timeout: Option<Spanned<Duration>>,
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Spanned<Duration>>, D::Error> {
+    let raw = Spanned::<String>::deserialize(d)?;
+    let span = raw.span();
+    let parsed = parse_duration(raw.get_ref()).map_err(serde::de::Error::custom)?;
+    Ok(Some(Spanned::new(span, parsed)))
+}
+
+/// Parses a duration as written in configs and on the command line
+/// (`"250ms"`, `"30s"`, `"5m"`, `"1h 30m"`).
+///
+/// # Errors
+/// Returns a message that quotes the input and shows the accepted form.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| {
+        format!("invalid duration `{s}` ({e}); write it like \"250ms\", \"30s\" or \"5m\"")
+    })
+}
+
+/// A validated configuration, ready to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (for messages).
+    pub path: PathBuf,
+    /// Redis connection URL.
+    pub redis_url: String,
+    /// Queues in file order.
+    pub queues: Vec<QueueConfig>,
+}
+
+/// One queue and the job types consumed from it.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// Queue name (the `{Q}` in its keys).
+    pub name: String,
+    /// Maximum attempts in flight at once.
+    pub concurrency: u32,
+    /// Job types by name.
+    pub jobs: BTreeMap<String, JobConfig>,
+}
+
+/// One job type.
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    /// Job type name.
+    pub name: String,
+    /// Absolute (or config-relative, resolved) path of its plugin component.
+    pub plugin: PathBuf,
+    /// Wall-clock limit of one attempt.
+    pub timeout: Duration,
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file and the line of each problem.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(path, &text)
+    }
+
+    /// Parses and validates config text as if it had been read from `path`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] for TOML or shape errors, [`ConfigError::Invalid`]
+    /// listing every validation problem.
+    pub fn from_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().to_string(),
+            }
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        validate(raw, path, base, text)
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
+    (line, column)
+}
+
+fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Config, ConfigError> {
+    let mut problems = Vec::new();
+    let mut problem = |span: Range<usize>, message: String| {
+        problems.push(Problem {
+            line: line_col(text, span.start).0,
+            message,
+        });
+    };
+
+    let redis_url = match raw.redis.url {
+        Some(url) => {
+            if redis::Client::open(url.get_ref().as_str()).is_err() {
+                problem(
+                    url.span(),
+                    format!(
+                        "[redis] url `{}` is not a Redis URL; write it like \"redis://127.0.0.1:6379\"",
+                        url.get_ref()
+                    ),
+                );
+            }
+            url.into_inner()
+        }
+        None => DEFAULT_REDIS_URL.to_string(),
+    };
+
+    if raw.queues.is_empty() {
+        problem(
+            0..0,
+            "no [[queue]] is defined; add one, e.g. [[queue]] name = \"default\"".into(),
+        );
+    }
+
+    let mut queues: Vec<QueueConfig> = Vec::new();
+    for q in raw.queues {
+        let name = q.name.get_ref().clone();
+        if let Some(msg) = check_name(&name) {
+            problem(q.name.span(), format!("queue name `{name}` {msg}"));
+        }
+        if queues.iter().any(|other| other.name == name) {
+            problem(q.name.span(), format!("queue `{name}` is defined twice"));
+            continue;
+        }
+        let concurrency = match q.concurrency {
+            Some(c) if *c.get_ref() == 0 || *c.get_ref() > MAX_CONCURRENCY => {
+                problem(
+                    c.span(),
+                    format!(
+                        "queue `{name}`: concurrency {} is out of range; use 1 to {MAX_CONCURRENCY}",
+                        c.get_ref()
+                    ),
+                );
+                DEFAULT_CONCURRENCY
+            }
+            Some(c) => c.into_inner(),
+            None => DEFAULT_CONCURRENCY,
+        };
+        queues.push(QueueConfig {
+            name,
+            concurrency,
+            jobs: BTreeMap::new(),
+        });
+    }
+
+    let mut seen = HashSet::new();
+    for j in raw.jobs {
+        let name = j.name.get_ref().clone();
+        let queue = j.queue.get_ref().clone();
+        if name.is_empty() {
+            problem(j.name.span(), "job name is empty".into());
+        }
+        if !seen.insert((queue.clone(), name.clone())) {
+            problem(
+                j.name.span(),
+                format!("job `{name}` is defined twice for queue `{queue}`"),
+            );
+            continue;
+        }
+        let plugin = base.join(j.plugin.get_ref());
+        if !plugin.is_file() {
+            problem(
+                j.plugin.span(),
+                format!(
+                    "job `{name}`: plugin {} does not exist (relative paths resolve against {}); build the example plugins with scripts/build-plugins",
+                    plugin.display(),
+                    if base.as_os_str().is_empty() {
+                        Path::new(".")
+                    } else {
+                        base
+                    }
+                    .display()
+                ),
+            );
+        }
+        let timeout = match j.timeout {
+            Some(t) if t.get_ref().is_zero() => {
+                problem(
+                    t.span(),
+                    format!("job `{name}`: timeout must be more than 0"),
+                );
+                DEFAULT_TIMEOUT
+            }
+            Some(t) => t.into_inner(),
+            None => DEFAULT_TIMEOUT,
+        };
+        match queues.iter_mut().find(|q| q.name == queue) {
+            Some(q) => {
+                q.jobs.insert(
+                    name.clone(),
+                    JobConfig {
+                        name,
+                        plugin,
+                        timeout,
+                    },
+                );
+            }
+            None => {
+                let known: Vec<&str> = queues.iter().map(|q| q.name.as_str()).collect();
+                problem(
+                    j.queue.span(),
+                    format!(
+                        "job `{name}` names queue `{queue}`, which no [[queue]] defines (defined: {})",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+            }
+        }
+    }
+
+    if problems.is_empty() {
+        Ok(Config {
+            path: path.to_path_buf(),
+            redis_url,
+            queues,
+        })
+    } else {
+        problems.sort_by_key(|p| p.line);
+        Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        })
+    }
+}
+
+/// Queue names become part of Redis keys inside a `{hash tag}`, so braces and
+/// whitespace would break the key layout; returns what is wrong, if anything.
+#[must_use]
+pub fn check_name(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("is empty")
+    } else if name.len() > 128 {
+        Some("is longer than 128 characters")
+    } else if name
+        .chars()
+        .any(|c| c == '{' || c == '}' || c.is_whitespace() || c.is_control())
+    {
+        Some("may not contain braces, whitespace or control characters")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(Path::new("/nonexistent/ward.toml"), text)
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let err = load("[redis]\nurl = \"redis://127.0.0.1:1\"\nport = 5\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("/nonexistent/ward.toml:3:"), "{msg}");
+        assert!(msg.contains("unknown field `port`"), "{msg}");
+    }
+
+    #[test]
+    fn syntax_error_names_line() {
+        let err = load("[[queue]]\nname = \"a\"\nconcurrency = = 3\n").unwrap_err();
+        assert!(
+            err.to_string().starts_with("/nonexistent/ward.toml:3:"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = load(
+            "[[queue]]\nname = \"q\"\nconcurrency = 0\n\n[[job]]\nname = \"a\"\nqueue = \"nope\"\nplugin = \"missing.wasm\"\n",
+        )
+        .unwrap_err();
+        let ConfigError::Invalid { problems, .. } = err else {
+            panic!("expected validation errors, got {err}");
+        };
+        let lines: Vec<usize> = problems.iter().map(|p| p.line).collect();
+        assert_eq!(lines, vec![3, 7, 8], "{problems:?}");
+        assert!(problems[1].message.contains("defined: q"), "{problems:?}");
+        assert!(problems[2].message.contains("missing.wasm"), "{problems:?}");
+    }
+
+    #[test]
+    fn bad_duration_is_explained() {
+        let err = load(
+            "[[queue]]\nname = \"q\"\n[[job]]\nname = \"a\"\nqueue = \"q\"\nplugin = \"x\"\ntimeout = \"ten\"\n",
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(":7:") && msg.contains("\"30s\""), "{msg}");
+    }
+
+    #[test]
+    fn queue_names_with_braces_are_rejected() {
+        assert!(check_name("a}b").is_some());
+        assert!(check_name("emails").is_none());
+    }
+
+    #[test]
+    fn plugin_paths_resolve_against_the_config_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.wasm"), b"x").unwrap();
+        let cfg = Config::from_toml(
+            &dir.path().join("ward.toml"),
+            "[[queue]]\nname = \"q\"\n[[job]]\nname = \"a\"\nqueue = \"q\"\nplugin = \"p.wasm\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.queues[0].jobs["a"].plugin, dir.path().join("p.wasm"));
+        assert_eq!(cfg.queues[0].concurrency, DEFAULT_CONCURRENCY);
+        assert_eq!(cfg.redis_url, DEFAULT_REDIS_URL);
+    }
+}

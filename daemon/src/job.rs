@@ -1,0 +1,195 @@
+//! The words of the domain as types: job states, outcome classes, failures.
+//!
+//! These are plain values shared by the runtime (which produces an
+//! [`Outcome`]), the policy (which turns it into a decision) and the queue
+//! (which records it). Their string forms are part of Ward's public face:
+//! they appear in Redis records, dead-letter entries and `ward job show`.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// How an attempt failed, from the policy's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureClass {
+    /// The plugin says: try again soon.
+    Transient,
+    /// The plugin says: try again later (the upstream needs time).
+    Recoverable,
+    /// The plugin says: this will never work as it is.
+    Permanent,
+    /// The host stopped the attempt at its deadline.
+    Timeout,
+    /// The plugin trapped (panic, unreachable, out of memory, stack overflow).
+    Crash,
+}
+
+impl FailureClass {
+    /// The lower-case name used in records and logs.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureClass::Transient => "transient",
+            FailureClass::Recoverable => "recoverable",
+            FailureClass::Permanent => "permanent",
+            FailureClass::Timeout => "timeout",
+            FailureClass::Crash => "crash",
+        }
+    }
+}
+
+impl fmt::Display for FailureClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed attempt, as reported by the plugin or the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Which kind of failure.
+    pub class: FailureClass,
+    /// Human-readable explanation.
+    pub message: String,
+    /// Short machine-readable code (`http-503`, `deadline`, `stack`).
+    pub code: Option<String>,
+    /// The dependency that failed, if the plugin named one.
+    pub upstream: Option<String>,
+    /// The upstream's own retry hint, in milliseconds.
+    pub retry_after_ms: Option<u64>,
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The plugin returned `ok` with these result bytes.
+    Success(Vec<u8>),
+    /// The plugin returned an error, or the host ended the attempt.
+    Failure(Failure),
+}
+
+impl Outcome {
+    /// A host-made failure with no code, upstream or retry hint yet.
+    #[must_use]
+    pub fn failure(class: FailureClass, message: impl Into<String>) -> Outcome {
+        Outcome::Failure(Failure {
+            class,
+            message: message.into(),
+            code: None,
+            upstream: None,
+            retry_after_ms: None,
+        })
+    }
+
+    /// Sets the code of a failure; a success is returned unchanged.
+    #[must_use]
+    pub fn with_code(mut self, code: &str) -> Outcome {
+        if let Outcome::Failure(f) = &mut self {
+            f.code = Some(code.to_string());
+        }
+        self
+    }
+}
+
+/// Where a job is in its life. The string forms are stored in the job record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobState {
+    /// In the stream, not yet delivered.
+    Queued,
+    /// Delivered to a worker; an attempt is under way.
+    Running,
+    /// An attempt failed and another one is scheduled.
+    Retrying,
+    /// An attempt succeeded. Final.
+    Succeeded,
+    /// Given up and moved to the dead-letter stream. Final until requeued.
+    Dead,
+}
+
+impl JobState {
+    /// The lower-case name used in records and output.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Retrying => "retrying",
+            JobState::Succeeded => "succeeded",
+            JobState::Dead => "dead",
+        }
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "queued" => JobState::Queued,
+            "running" => JobState::Running,
+            "retrying" => JobState::Retrying,
+            "succeeded" => JobState::Succeeded,
+            "dead" => JobState::Dead,
+            other => return Err(format!("unknown job state `{other}`")),
+        })
+    }
+}
+
+/// Why a job was given up. The string forms appear in dead-letter entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeadReason {
+    /// The plugin reported a permanent failure.
+    Permanent,
+    /// The plugin crashed and crashes are not retried.
+    Crash,
+    /// The job used up its attempts.
+    AttemptsExhausted,
+    /// No `[[job]]` in this queue has the entry's job type.
+    NoPlugin,
+    /// The stream entry could not be read as a job (e.g. no `job` field).
+    Malformed,
+}
+
+impl DeadReason {
+    /// The text stored in the dead-letter entry's `reason` field.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadReason::Permanent => "permanent",
+            DeadReason::Crash => "crash",
+            DeadReason::AttemptsExhausted => "budget exhausted: attempts",
+            DeadReason::NoPlugin => "no plugin for job type",
+            DeadReason::Malformed => "malformed entry",
+        }
+    }
+}
+
+impl fmt::Display for DeadReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_states_round_trip_through_their_names() {
+        for s in [
+            JobState::Queued,
+            JobState::Running,
+            JobState::Retrying,
+            JobState::Succeeded,
+            JobState::Dead,
+        ] {
+            assert_eq!(s.as_str().parse::<JobState>(), Ok(s));
+        }
+        assert!("lost".parse::<JobState>().is_err());
+    }
+}

@@ -1,0 +1,29 @@
+//! Ward: pulls jobs from Redis streams and runs each attempt in a fresh,
+//! sandboxed WebAssembly component.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML file, raw → validated, every problem reported at once.
+//! - [`job`]: the words of the domain as types (states, classes, failures).
+//! - [`runtime`]: wasmtime: engine, pooling, epoch deadlines, one compiled
+//!   component per plugin, a fresh instance per attempt, the host imports.
+//! - [`policy`]: the pure decision after an attempt (ack, retry, dead-letter).
+//! - [`queue`]: every Redis operation, each one command or one Lua script.
+//! - [`worker`]: the daemon loop that ties them together.
+//! - [`cli`]: the `ward` command.
+//!
+//! # One job's way through
+//!
+//! `XADD ward:{Q}:jobs` → [`queue::Queue::lease_batch`] (a blocking
+//! `XREADGROUP` sized to free slots) → [`queue::Delivery::parse`] →
+//! [`runtime::Plugin::run`] (fresh instance, deadline) → [`policy::decide`]
+//! → [`queue::Queue::apply`] (one script per batch: ack and record, re-enqueue
+//! as the next attempt, or move to `ward:{Q}:dead`).
+
+pub mod cli;
+pub mod config;
+pub mod job;
+pub mod policy;
+pub mod queue;
+pub mod runtime;
+pub mod worker;

@@ -1,0 +1,861 @@
+//! Every Redis operation Ward performs, as named operations.
+//!
+//! Nothing outside this module builds a Redis command. Operations that change
+//! a job's state in more than one key run as one Lua script, so a crash
+//! between two writes can neither lose a job nor deliver it twice:
+//! [`Queue::apply`] acknowledges a whole batch of finished attempts in one
+//! round trip, and each acknowledgement only takes effect if its delivery was
+//! still pending (`XACK` returned 1), which makes a re-sent batch harmless.
+//!
+//! Keys (per queue `Q`, all sharing the hash tag `{Q}`):
+//! - `ward:{Q}:jobs`: stream of ready deliveries, consumer group `ward`;
+//! - `ward:{Q}:job:<id>`: hash, the job record;
+//! - `ward:{Q}:dead`: stream of dead-letter entries.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{ErrorKind, RedisError, Value};
+
+use crate::job::{DeadReason, JobState, Outcome};
+
+/// The consumer group every Ward daemon of a queue joins.
+pub const GROUP: &str = "ward";
+/// How long the record of a succeeded job is kept.
+pub const SUCCEEDED_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Results larger than this are not stored in the job record.
+pub const MAX_STORED_RESULT: usize = 64 * 1024;
+/// Extra (correlation) fields carried from an entry to its retries and dead letter.
+const MAX_EXTRA_FIELDS: usize = 32;
+
+/// Errors talking to Redis.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// Redis refused or failed a command.
+    #[error("redis: {0}")]
+    Redis(#[from] RedisError),
+    /// Redis answered something Ward did not expect.
+    #[error("unexpected reply from redis to {what}: {detail}")]
+    Protocol {
+        /// Which operation.
+        what: &'static str,
+        /// What came back.
+        detail: String,
+    },
+}
+
+/// The keys of one queue.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    /// The queue's name.
+    pub queue: String,
+    /// `ward:{Q}:jobs`
+    pub jobs: String,
+    /// `ward:{Q}:dead`
+    pub dead: String,
+    /// `ward:{Q}:job:` (append a job id)
+    pub record_prefix: String,
+}
+
+impl Keys {
+    /// The keys of queue `queue`.
+    #[must_use]
+    pub fn new(queue: &str) -> Keys {
+        Keys {
+            queue: queue.to_string(),
+            jobs: format!("ward:{{{queue}}}:jobs"),
+            dead: format!("ward:{{{queue}}}:dead"),
+            record_prefix: format!("ward:{{{queue}}}:job:"),
+        }
+    }
+
+    /// `ward:{Q}:job:<id>`
+    #[must_use]
+    pub fn record(&self, id: &str) -> String {
+        format!("{}{id}", self.record_prefix)
+    }
+}
+
+/// A raw stream entry as delivered by `XREADGROUP`.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The stream entry id.
+    pub entry_id: String,
+    /// Field/value pairs, as bytes.
+    pub fields: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// A delivery read as a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobEntry {
+    /// The stream entry this attempt was delivered from.
+    pub entry_id: String,
+    /// The job's id: the `id` field, or the entry id for a first enqueue.
+    pub id: String,
+    /// Job type.
+    pub job: String,
+    /// Payload bytes (empty when the entry has no `payload` field).
+    pub payload: Vec<u8>,
+    /// 1-based attempt number of this delivery.
+    pub attempt: u32,
+    /// The idempotency key, from an `idempotency_key` field.
+    pub idempotency_key: Option<String>,
+    /// Checkpoint carried from the previous attempt.
+    pub checkpoint: Option<Vec<u8>>,
+    /// Other fields (correlation ids such as `user_id`), carried along.
+    pub extra: Vec<(String, Vec<u8>)>,
+}
+
+/// Why an entry could not be read as a job, with what it did carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    /// The stream entry.
+    pub entry_id: String,
+    /// What is wrong with it.
+    pub why: String,
+    /// The payload field, if there was one.
+    pub payload: Vec<u8>,
+    /// Every other field whose name is text, so nothing it carried is lost.
+    pub extra: Vec<(String, Vec<u8>)>,
+}
+
+impl Delivery {
+    /// Reads the entry as a job.
+    ///
+    /// # Errors
+    /// [`Malformed`] when the `job` field is missing or not UTF-8, or the
+    /// `attempt` field is not a positive number.
+    pub fn parse(self) -> Result<JobEntry, Malformed> {
+        let mut id = None;
+        let mut job = None;
+        let mut payload = Vec::new();
+        let mut attempt = None;
+        let mut checkpoint = None;
+        let mut extra = Vec::new();
+        let mut problems = Vec::new();
+        for (name, value) in self.fields {
+            let Ok(name) = String::from_utf8(name) else {
+                problems.push("a field name is not UTF-8".to_string());
+                continue;
+            };
+            match name.as_str() {
+                "id" => id = String::from_utf8(value).ok(),
+                "job" => match String::from_utf8(value) {
+                    Ok(j) if !j.is_empty() => job = Some(j),
+                    _ => problems.push("the `job` field is empty or not UTF-8".to_string()),
+                },
+                "payload" => payload = value,
+                "attempt" => match std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(|s| s.parse::<u32>().ok())
+                {
+                    Some(n) if n >= 1 => attempt = Some(n),
+                    _ => problems.push(format!(
+                        "the `attempt` field `{}` is not a positive number",
+                        String::from_utf8_lossy(&value)
+                    )),
+                },
+                "checkpoint" => checkpoint = Some(value),
+                _ if extra.len() < MAX_EXTRA_FIELDS => extra.push((name, value)),
+                _ => {}
+            }
+        }
+        if job.is_none() && problems.is_empty() {
+            problems.push(
+                "the entry has no `job` field; enqueue with `XADD ward:{Q}:jobs * job <type> payload <bytes>`"
+                    .to_string(),
+            );
+        }
+        match job {
+            Some(job) if problems.is_empty() => {
+                let idempotency_key = extra
+                    .iter()
+                    .find(|(k, _)| k == "idempotency_key")
+                    .and_then(|(_, v)| String::from_utf8(v.clone()).ok());
+                Ok(JobEntry {
+                    id: id.unwrap_or_else(|| self.entry_id.clone()),
+                    entry_id: self.entry_id,
+                    job,
+                    payload,
+                    attempt: attempt.unwrap_or(1),
+                    idempotency_key,
+                    checkpoint,
+                    extra,
+                })
+            }
+            _ => {
+                if let Some(job) = job {
+                    extra.push(("job".to_string(), job.into_bytes()));
+                }
+                Err(Malformed {
+                    entry_id: self.entry_id,
+                    why: problems.join("; "),
+                    payload,
+                    extra,
+                })
+            }
+        }
+    }
+}
+
+/// The result of one attempt, ready to be applied to Redis.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// The delivery being acknowledged.
+    pub entry_id: String,
+    /// The job's id.
+    pub job_id: String,
+    /// Job type (empty for a malformed entry).
+    pub job: String,
+    /// The attempt number that just ended (0 when nothing ran).
+    pub attempt: u32,
+    /// Start of the attempt, Unix ms.
+    pub started_ms: u64,
+    /// End of the attempt, Unix ms.
+    pub finished_ms: u64,
+    /// The payload, kept for retries and dead letters.
+    pub payload: Vec<u8>,
+    /// How the attempt ended.
+    pub outcome: Outcome,
+    /// What to do next.
+    pub action: Action,
+    /// sha256 of the plugin that ran (empty when none did).
+    pub plugin_digest: String,
+    /// Checkpoint to hand to the next attempt.
+    pub checkpoint: Option<Vec<u8>>,
+    /// Correlation fields carried from the entry.
+    pub extra: Vec<(String, Vec<u8>)>,
+}
+
+/// The state change a [`Completion`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Mark succeeded.
+    Ack,
+    /// Re-enqueue as the next attempt.
+    Retry,
+    /// Move to the dead-letter stream.
+    Dead(DeadReason),
+}
+
+/// A job as `ward job show` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct JobStatus {
+    /// Job id.
+    pub id: String,
+    /// Queue name.
+    pub queue: String,
+    /// Current state.
+    pub state: String,
+    /// Job type, if known.
+    pub job: Option<String>,
+    /// Attempts made so far (including one running now).
+    pub attempts: u32,
+    /// The last failure, if any.
+    pub last_error: Option<LastError>,
+    /// First attempt start, Unix ms.
+    pub first_attempt_at_ms: Option<u64>,
+    /// Last attempt end, Unix ms.
+    pub last_attempt_at_ms: Option<u64>,
+    /// sha256 of the plugin that ran the last attempt.
+    pub plugin_digest: Option<String>,
+    /// Why it was dead-lettered, if it was.
+    pub dead_reason: Option<String>,
+    /// The result bytes of a success, as text when UTF-8, else lossily.
+    pub result: Option<String>,
+}
+
+/// The last failure of a job.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LastError {
+    /// Failure class.
+    pub class: String,
+    /// Failure code.
+    pub code: Option<String>,
+    /// Message.
+    pub message: String,
+    /// Upstream.
+    pub upstream: Option<String>,
+}
+
+/// One queue's Redis operations over a shared, self-reconnecting connection.
+#[derive(Clone)]
+pub struct Queue {
+    /// This queue's keys.
+    pub keys: Keys,
+    con: ConnectionManager,
+}
+
+/// Connects to Redis, with a response timeout long enough for blocking reads
+/// of `block` plus slack.
+///
+/// # Errors
+/// The connection error, with the URL's password left out.
+pub async fn connect(url: &str, block: Duration) -> Result<ConnectionManager, RedisError> {
+    let client = redis::Client::open(url)?;
+    let cfg = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(3)))
+        .set_response_timeout(Some(block + Duration::from_secs(10)))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(2));
+    ConnectionManager::new_with_config(client, cfg).await
+}
+
+/// The URL with any password replaced by `***`, for messages.
+#[must_use]
+pub fn redacted_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Current Unix time in ms.
+#[must_use]
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+const APPLY: &str = r#"
+-- KEYS[1] jobs stream, KEYS[2] dead stream
+-- ARGV[1] group, ARGV[2] record prefix, ARGV[3] succeeded ttl (s), ARGV[4] queue,
+-- then per completion 18 fixed fields and n extra name/value pairs.
+local group, prefix, ttl, queue = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local dead_fields = {id=1, job=1, queue=1, reason=1, class=1, code=1, message=1,
+  upstream=1, attempts=1, first_at=1, last_at=1, plugin=1, payload=1, entry=1}
+local applied = 0
+local i = 5
+while i <= #ARGV do
+  local kind, entry, id, job = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
+  local attempt, started, finished = ARGV[i+4], ARGV[i+5], ARGV[i+6]
+  local payload, result, class, code = ARGV[i+7], ARGV[i+8], ARGV[i+9], ARGV[i+10]
+  local message, upstream, reason, digest = ARGV[i+11], ARGV[i+12], ARGV[i+13], ARGV[i+14]
+  local has_ckpt, ckpt, n = ARGV[i+15], ARGV[i+16], tonumber(ARGV[i+17])
+  local extra_at = i + 18
+  i = extra_at + 2 * n
+  -- Only a delivery that is still pending may change its job, so a batch
+  -- re-sent after a lost reply changes nothing twice.
+  if redis.call('XACK', KEYS[1], group, entry) == 1 then
+    redis.call('XDEL', KEYS[1], entry)
+    local rec = prefix .. id
+    if started ~= '0' then redis.call('HSETNX', rec, 'first_at', started) end
+    redis.call('HSET', rec, 'job', job, 'attempts', attempt, 'last_at', finished)
+    if digest ~= '' then redis.call('HSET', rec, 'plugin', digest) end
+    if kind == 'ok' then
+      redis.call('HSET', rec, 'state', 'succeeded')
+      redis.call('HDEL', rec, 'checkpoint', 'entry', 'payload')
+      if result ~= '' then redis.call('HSET', rec, 'result', result) end
+      redis.call('EXPIRE', rec, ttl)
+    else
+      redis.call('HSET', rec, 'payload', payload, 'last_class', class, 'last_code', code,
+        'last_message', message, 'last_upstream', upstream)
+      if kind == 'retry' then
+        local f = {'id', id, 'job', job, 'payload', payload, 'attempt', tostring(tonumber(attempt) + 1)}
+        if has_ckpt == '1' then
+          f[#f+1] = 'checkpoint'; f[#f+1] = ckpt
+          redis.call('HSET', rec, 'checkpoint', ckpt)
+        end
+        for k = 0, n - 1 do
+          f[#f+1] = ARGV[extra_at + 2*k]; f[#f+1] = ARGV[extra_at + 2*k + 1]
+        end
+        local new_entry = redis.call('XADD', KEYS[1], '*', unpack(f))
+        redis.call('HSET', rec, 'state', 'retrying', 'entry', new_entry)
+      else
+        local first_at = redis.call('HGET', rec, 'first_at') or ''
+        local f = {'id', id, 'job', job, 'queue', queue, 'reason', reason, 'class', class,
+          'code', code, 'message', message, 'upstream', upstream, 'attempts', attempt,
+          'first_at', first_at, 'last_at', finished, 'plugin', digest, 'entry', entry,
+          'payload', payload}
+        for k = 0, n - 1 do
+          local name = ARGV[extra_at + 2*k]
+          if not dead_fields[name] then
+            f[#f+1] = name; f[#f+1] = ARGV[extra_at + 2*k + 1]
+          end
+        end
+        redis.call('XADD', KEYS[2], '*', unpack(f))
+        redis.call('HSET', rec, 'state', 'dead', 'dead_reason', reason)
+        redis.call('HDEL', rec, 'entry')
+      end
+    end
+    applied = applied + 1
+  end
+end
+return applied
+"#;
+
+/// Hashed once: `invoke_async` sends EVALSHA and falls back to EVAL only
+/// when the server does not have the script yet (e.g. after a restart).
+static APPLY_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(APPLY));
+
+impl Queue {
+    /// Operations on queue `keys.queue` over `con`.
+    #[must_use]
+    pub fn new(keys: Keys, con: ConnectionManager) -> Queue {
+        Queue { keys, con }
+    }
+
+    /// Creates the consumer group (and the stream) if missing. The group
+    /// starts at the beginning of the stream, so jobs added before any
+    /// daemon ran are not skipped.
+    ///
+    /// # Errors
+    /// Any Redis error other than "the group already exists".
+    pub async fn ensure_group(&self) -> Result<(), QueueError> {
+        let mut con = self.con.clone();
+        let res: Result<(), RedisError> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&self.keys.jobs)
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut con)
+            .await;
+        match res {
+            Ok(()) => Ok(()),
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads up to `count` new deliveries for `consumer`, waiting at most
+    /// `block` for the first one (no busy polling).
+    ///
+    /// # Errors
+    /// Redis errors, or a reply that is not a stream read.
+    pub async fn lease_batch(
+        &self,
+        consumer: &str,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let mut con = self.con.clone();
+        let reply: Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("BLOCK")
+            .arg(u64::try_from(block.as_millis()).unwrap_or(u64::MAX))
+            .arg("STREAMS")
+            .arg(&self.keys.jobs)
+            .arg(">")
+            .query_async(&mut con)
+            .await?;
+        parse_xread(reply)
+    }
+
+    /// Applies a batch of finished attempts in one round trip; returns how
+    /// many took effect (a delivery that was already acknowledged is skipped).
+    ///
+    /// # Errors
+    /// Redis errors; the batch can then be re-sent as it is.
+    pub async fn apply(&self, batch: &[Completion]) -> Result<usize, QueueError> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let mut inv = APPLY_SCRIPT.key(&self.keys.jobs);
+        inv.key(&self.keys.dead)
+            .arg(GROUP)
+            .arg(&self.keys.record_prefix)
+            .arg(SUCCEEDED_TTL.as_secs())
+            .arg(&self.keys.queue);
+        for c in batch {
+            let (kind, reason) = match c.action {
+                Action::Ack => ("ok", ""),
+                Action::Retry => ("retry", ""),
+                Action::Dead(r) => ("dead", r.as_str()),
+            };
+            let (result, class, code, message, upstream): (&[u8], &str, &str, &str, &str) = match &c
+                .outcome
+            {
+                Outcome::Success(out) if out.len() <= MAX_STORED_RESULT => (out, "", "", "", ""),
+                Outcome::Success(_) => (b"", "", "", "", ""),
+                Outcome::Failure(f) => (
+                    b"",
+                    f.class.as_str(),
+                    f.code.as_deref().unwrap_or(""),
+                    &f.message,
+                    f.upstream.as_deref().unwrap_or(""),
+                ),
+            };
+            // A success does not need the payload any more; skip sending it.
+            let payload: &[u8] = if c.action == Action::Ack {
+                b""
+            } else {
+                &c.payload
+            };
+            inv.arg(kind)
+                .arg(&c.entry_id)
+                .arg(&c.job_id)
+                .arg(&c.job)
+                .arg(c.attempt)
+                .arg(c.started_ms)
+                .arg(c.finished_ms)
+                .arg(payload)
+                .arg(result)
+                .arg(class)
+                .arg(code)
+                .arg(message)
+                .arg(upstream)
+                .arg(reason)
+                .arg(&c.plugin_digest)
+                .arg(if c.checkpoint.is_some() { "1" } else { "0" })
+                .arg(c.checkpoint.as_deref().unwrap_or(b""))
+                .arg(c.extra.len());
+            for (k, v) in &c.extra {
+                inv.arg(k).arg(v);
+            }
+        }
+        let mut con = self.con.clone();
+        let applied: usize = inv.invoke_async(&mut con).await?;
+        Ok(applied)
+    }
+
+    /// Appends a job to the stream; returns its id (the entry id).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn enqueue(&self, job: &str, payload: &[u8]) -> Result<String, QueueError> {
+        let mut con = self.con.clone();
+        let id: String = redis::cmd("XADD")
+            .arg(&self.keys.jobs)
+            .arg("*")
+            .arg("job")
+            .arg(job)
+            .arg("payload")
+            .arg(payload)
+            .query_async(&mut con)
+            .await?;
+        Ok(id)
+    }
+
+    /// Looks a job up: its record if it has one, else its stream entry.
+    /// Returns `None` when Redis knows nothing of `id` in this queue.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn job_status(&self, id: &str) -> Result<Option<JobStatus>, QueueError> {
+        let mut con = self.con.clone();
+        let record: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(self.keys.record(id))
+            .query_async(&mut con)
+            .await?;
+        let text = |name: &str| {
+            record
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let number = |name: &str| text(name).and_then(|v| v.parse::<u64>().ok());
+
+        if record.is_empty() {
+            // No record yet: the job has not finished an attempt. It is either
+            // waiting in the stream or being run by a worker right now.
+            let Some(entry) = self.entry(id).await? else {
+                return Ok(None);
+            };
+            let pending = self.is_pending(id).await?;
+            let job = entry.clone().parse().ok();
+            return Ok(Some(JobStatus {
+                id: id.to_string(),
+                queue: self.keys.queue.clone(),
+                state: if pending {
+                    JobState::Running
+                } else {
+                    JobState::Queued
+                }
+                .to_string(),
+                job: job.as_ref().map(|j| j.job.clone()),
+                attempts: if pending {
+                    job.map_or(1, |j| j.attempt)
+                } else {
+                    0
+                },
+                last_error: None,
+                first_attempt_at_ms: None,
+                last_attempt_at_ms: None,
+                plugin_digest: None,
+                dead_reason: None,
+                result: None,
+            }));
+        }
+
+        let mut state = text("state").unwrap_or_else(|| "unknown".into());
+        let mut attempts = number("attempts").map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
+        if state == JobState::Retrying.as_str()
+            && let Some(entry) = text("entry")
+            && self.is_pending(&entry).await?
+        {
+            state = JobState::Running.to_string();
+            attempts += 1;
+        }
+        let last_error = text("last_class").map(|class| LastError {
+            class,
+            code: text("last_code"),
+            message: text("last_message").unwrap_or_default(),
+            upstream: text("last_upstream"),
+        });
+        Ok(Some(JobStatus {
+            id: id.to_string(),
+            queue: self.keys.queue.clone(),
+            state,
+            job: text("job"),
+            attempts,
+            last_error,
+            first_attempt_at_ms: number("first_at"),
+            last_attempt_at_ms: number("last_at"),
+            plugin_digest: text("plugin"),
+            dead_reason: text("dead_reason"),
+            result: text("result"),
+        }))
+    }
+
+    /// The stream entry with id `entry_id`, if it is still in the stream.
+    async fn entry(&self, entry_id: &str) -> Result<Option<Delivery>, QueueError> {
+        if !looks_like_entry_id(entry_id) {
+            return Ok(None);
+        }
+        let mut con = self.con.clone();
+        let reply: Value = redis::cmd("XRANGE")
+            .arg(&self.keys.jobs)
+            .arg(entry_id)
+            .arg(entry_id)
+            .query_async(&mut con)
+            .await?;
+        Ok(parse_entries(reply, "XRANGE")?.into_iter().next())
+    }
+
+    /// Whether entry `entry_id` is delivered and not yet acknowledged.
+    async fn is_pending(&self, entry_id: &str) -> Result<bool, QueueError> {
+        if !looks_like_entry_id(entry_id) {
+            return Ok(false);
+        }
+        let mut con = self.con.clone();
+        let reply: Result<Value, RedisError> = redis::cmd("XPENDING")
+            .arg(&self.keys.jobs)
+            .arg(GROUP)
+            .arg(entry_id)
+            .arg(entry_id)
+            .arg(1)
+            .query_async(&mut con)
+            .await;
+        match reply {
+            Ok(Value::Array(items)) => Ok(!items.is_empty()),
+            Ok(_) => Ok(false),
+            // No daemon has created the group yet, so nothing is delivered.
+            Err(e) if e.code() == Some("NOGROUP") => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads the newest `count` dead-letter entries (for tests and tools).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn dead_letters(&self, count: usize) -> Result<Vec<Delivery>, QueueError> {
+        let mut con = self.con.clone();
+        let reply: Value = redis::cmd("XREVRANGE")
+            .arg(&self.keys.dead)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut con)
+            .await?;
+        parse_entries(reply, "XREVRANGE")
+    }
+}
+
+fn looks_like_entry_id(s: &str) -> bool {
+    let mut parts = s.splitn(2, '-');
+    let ms = parts.next().unwrap_or("");
+    let seq = parts.next().unwrap_or("0");
+    !ms.is_empty()
+        && ms.bytes().all(|b| b.is_ascii_digit())
+        && seq.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `XREADGROUP` replies `nil` on timeout, else `[[stream, [entry...]]]`.
+fn parse_xread(reply: Value) -> Result<Vec<Delivery>, QueueError> {
+    let streams = match reply {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Array(streams) => streams,
+        // RESP3 servers answer with a map of stream name to entries.
+        Value::Map(pairs) => pairs
+            .into_iter()
+            .map(|(k, v)| Value::Array(vec![k, v]))
+            .collect(),
+        other => return Err(protocol("XREADGROUP", &other)),
+    };
+    let mut out = Vec::new();
+    for stream in streams {
+        let Value::Array(mut parts) = stream else {
+            return Err(protocol("XREADGROUP", &stream));
+        };
+        if parts.len() != 2 {
+            return Err(protocol("XREADGROUP", &Value::Array(parts)));
+        }
+        let entries = parts.pop().unwrap_or(Value::Nil);
+        out.extend(parse_entries(entries, "XREADGROUP")?);
+    }
+    Ok(out)
+}
+
+/// Parses `[[id, [field, value, ...]], ...]`.
+fn parse_entries(reply: Value, what: &'static str) -> Result<Vec<Delivery>, QueueError> {
+    let Value::Array(entries) = reply else {
+        return Err(protocol(what, &reply));
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let Value::Array(mut parts) = entry else {
+            return Err(protocol(what, &entry));
+        };
+        if parts.len() != 2 {
+            return Err(protocol(what, &Value::Array(parts)));
+        }
+        let fields = parts.pop().unwrap_or(Value::Nil);
+        let id = parts.pop().unwrap_or(Value::Nil);
+        let entry_id = match id {
+            Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+            Value::SimpleString(s) => s,
+            other => return Err(protocol(what, &other)),
+        };
+        let flat = match fields {
+            Value::Array(items) => items,
+            // A deleted entry still in a pending list comes back with nil fields.
+            Value::Nil => Vec::new(),
+            other => return Err(protocol(what, &other)),
+        };
+        let mut pairs = Vec::with_capacity(flat.len() / 2);
+        let mut it = flat.into_iter();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            pairs.push((bytes_of(k), bytes_of(v)));
+        }
+        out.push(Delivery {
+            entry_id,
+            fields: pairs,
+        });
+    }
+    Ok(out)
+}
+
+fn bytes_of(v: Value) -> Vec<u8> {
+    match v {
+        Value::BulkString(b) => b,
+        Value::SimpleString(s) => s.into_bytes(),
+        Value::Int(i) => i.to_string().into_bytes(),
+        _ => Vec::new(),
+    }
+}
+
+fn protocol(what: &'static str, got: &Value) -> QueueError {
+    let mut detail = format!("{got:?}");
+    crate::runtime::truncate(&mut detail, 200);
+    QueueError::Protocol { what, detail }
+}
+
+/// Whether a Redis error means the connection is gone (worth a reconnect and
+/// retry) rather than a command that Redis refused.
+#[must_use]
+pub fn is_connection_error(e: &QueueError) -> bool {
+    match e {
+        QueueError::Redis(e) => {
+            e.is_connection_dropped()
+                || e.is_connection_refusal()
+                || e.is_timeout()
+                || e.is_io_error()
+                || matches!(e.kind(), ErrorKind::Io)
+        }
+        QueueError::Protocol { .. } => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(fields: &[(&[u8], &[u8])]) -> Delivery {
+        Delivery {
+            entry_id: "1-0".into(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_plain_xadd_entry_is_a_first_attempt_with_the_entry_id_as_job_id() {
+        let j = delivery(&[
+            (b"job", b"send"),
+            (b"payload", b"\xff\x00"),
+            (b"user_id", b"7"),
+        ])
+        .parse()
+        .unwrap();
+        assert_eq!(j.id, "1-0");
+        assert_eq!(j.attempt, 1);
+        assert_eq!(j.payload, b"\xff\x00");
+        assert_eq!(j.extra, vec![("user_id".to_string(), b"7".to_vec())]);
+    }
+
+    #[test]
+    fn a_retry_entry_keeps_its_job_id_and_attempt() {
+        let j = delivery(&[
+            (b"id", b"5-1"),
+            (b"job", b"send"),
+            (b"attempt", b"3"),
+            (b"checkpoint", b"c"),
+        ])
+        .parse()
+        .unwrap();
+        assert_eq!((j.id.as_str(), j.attempt), ("5-1", 3));
+        assert_eq!(j.checkpoint.as_deref(), Some(&b"c"[..]));
+    }
+
+    #[test]
+    fn entries_without_a_job_are_malformed_and_keep_their_fields() {
+        let m = delivery(&[(b"payload", b"p"), (b"order_id", b"9")])
+            .parse()
+            .unwrap_err();
+        assert!(m.why.contains("no `job` field"), "{}", m.why);
+        assert_eq!(m.payload, b"p");
+        assert_eq!(m.extra, vec![("order_id".to_string(), b"9".to_vec())]);
+    }
+
+    #[test]
+    fn a_bad_attempt_number_is_malformed() {
+        let m = delivery(&[(b"job", b"a"), (b"attempt", b"zero")])
+            .parse()
+            .unwrap_err();
+        assert!(m.why.contains("`attempt`"), "{}", m.why);
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            redacted_url("redis://u:secret@h:1/0"),
+            "redis://u:***@h:1/0"
+        );
+        assert_eq!(redacted_url("redis://h:1"), "redis://h:1");
+    }
+
+    #[test]
+    fn keys_share_the_queue_hash_tag() {
+        let k = Keys::new("emails");
+        assert_eq!(k.jobs, "ward:{emails}:jobs");
+        assert_eq!(k.record("1-0"), "ward:{emails}:job:1-0");
+        assert_eq!(k.dead, "ward:{emails}:dead");
+    }
+}

@@ -1,0 +1,472 @@
+//! The daemon proper: per queue, a reader that leases batches sized to free
+//! slots, one task per attempt, and a completer that applies finished
+//! attempts to Redis in batches.
+//!
+//! ```text
+//! reader ──lease_batch(free slots)──► task per delivery ──Completion──► completer ──apply(batch)──► Redis
+//!    ▲                                      │ (holds one slot)
+//!    └──────────── slot freed ◄─────────────┘
+//! ```
+//!
+//! Nothing is acknowledged before its attempt has ended and its outcome is
+//! recorded, so a daemon that dies at any point leaves its deliveries
+//! pending in the consumer group rather than lost.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::config::{Config, QueueConfig};
+use crate::job::{DeadReason, FailureClass, Outcome};
+use crate::policy::{self, Decision, RetryPolicy};
+use crate::queue::{self, Action, Completion, Delivery, Keys, Queue};
+use crate::runtime::{DEFAULT_MEMORY_LIMIT, JobInput, Limits, Plugin, Runtime};
+
+/// How long one `XREADGROUP` waits for work; also the longest a shutdown
+/// waits for a reader to notice it.
+const BLOCK: Duration = Duration::from_secs(2);
+/// Most deliveries leased in one read.
+const MAX_LEASE: usize = 512;
+/// Most completions applied in one script call.
+const MAX_APPLY: usize = 256;
+
+/// A job type, ready to run.
+struct JobType {
+    plugin: Arc<Plugin>,
+    limits: Limits,
+    policy: RetryPolicy,
+}
+
+/// Loads every plugin named in `config`, compiling each file once.
+///
+/// # Errors
+/// One message listing every plugin that failed to load.
+fn load_plugins(
+    runtime: &Runtime,
+    config: &Config,
+) -> anyhow::Result<HashMap<String, HashMap<String, Arc<JobType>>>> {
+    let mut compiled: HashMap<PathBuf, Arc<Plugin>> = HashMap::new();
+    let mut errors = Vec::new();
+    let mut out = HashMap::new();
+    for q in &config.queues {
+        let mut jobs = HashMap::new();
+        for j in q.jobs.values() {
+            let plugin = match compiled.get(&j.plugin) {
+                Some(p) => p.clone(),
+                None => match runtime.load(&j.plugin) {
+                    Ok(p) => {
+                        let p = Arc::new(p);
+                        tracing::info!(plugin = %j.plugin.display(), digest = %p.digest(), "plugin compiled");
+                        compiled.insert(j.plugin.clone(), p.clone());
+                        p
+                    }
+                    Err(e) => {
+                        errors.push(format!("job `{}` in queue `{}`: {e}", j.name, q.name));
+                        continue;
+                    }
+                },
+            };
+            jobs.insert(
+                j.name.clone(),
+                Arc::new(JobType {
+                    plugin,
+                    limits: Limits {
+                        timeout: j.timeout,
+                        memory: DEFAULT_MEMORY_LIMIT,
+                    },
+                    policy: RetryPolicy::default(),
+                }),
+            );
+        }
+        out.insert(q.name.clone(), jobs);
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        anyhow::bail!(
+            "{}: cannot load plugins:\n  {}",
+            config.path.display(),
+            errors.join("\n  ")
+        )
+    }
+}
+
+/// Compiles every plugin of `config` and reports problems, without Redis.
+///
+/// # Errors
+/// The plugins that failed to load, each with its file and reason.
+pub fn check(config: &Config) -> anyhow::Result<Vec<(String, String, PathBuf, String)>> {
+    let runtime = Runtime::new(1)?;
+    let loaded = load_plugins(&runtime, config)?;
+    let mut out = Vec::new();
+    for q in &config.queues {
+        for j in q.jobs.values() {
+            if let Some(t) = loaded.get(&q.name).and_then(|m| m.get(&j.name)) {
+                out.push((
+                    q.name.clone(),
+                    j.name.clone(),
+                    j.plugin.clone(),
+                    t.plugin.digest().to_string(),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Runs the daemon until `shutdown` resolves, then stops reading, lets the
+/// attempts in flight finish and records their outcomes.
+///
+/// # Errors
+/// Plugins that do not load; Redis refusing to create a consumer group.
+/// Redis being unreachable is not an error: the daemon says so and retries.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let slots: u32 = config.queues.iter().map(|q| q.concurrency).sum();
+    let runtime = Runtime::new(slots)?;
+    let mut job_types = load_plugins(&runtime, &config)?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    let url = queue::redacted_url(&config.redis_url);
+    let con = tokio::select! {
+        con = connect_with_backoff(&config.redis_url, &url) => con,
+        () = &mut shutdown => return Ok(()),
+    };
+    tracing::info!(redis = %url, "connected to Redis");
+
+    let consumer = consumer_name();
+    let mut queues = JoinSet::new();
+    for q in &config.queues {
+        let queue = Queue::new(Keys::new(&q.name), con.clone());
+        ensure_group(&queue, &mut shutdown).await?;
+        let jobs = job_types.remove(&q.name).unwrap_or_default();
+        tracing::info!(
+            queue = %q.name,
+            concurrency = q.concurrency,
+            jobs = ?jobs.keys().collect::<Vec<_>>(),
+            consumer = %consumer,
+            "consuming"
+        );
+        queues.spawn(consume_queue(
+            queue,
+            q.clone(),
+            jobs,
+            consumer.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    tracing::info!("ward is running");
+
+    tokio::select! {
+        () = &mut shutdown => {
+            tracing::info!("shutting down: no new leases; waiting for attempts in flight");
+            let _ = stop_tx.send(true);
+        }
+        Some(res) = queues.join_next() => {
+            // A queue's loop only ends on shutdown; ending early is a bug worth failing loudly for.
+            res.context("a queue worker panicked")?;
+            anyhow::bail!("a queue worker stopped unexpectedly");
+        }
+    }
+    while let Some(res) = queues.join_next().await {
+        res.context("a queue worker panicked")?;
+    }
+    drop(runtime);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn connect_with_backoff(url: &str, shown: &str) -> redis::aio::ConnectionManager {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match queue::connect(url, BLOCK).await {
+            Ok(con) => return con,
+            Err(e) => {
+                tracing::error!(redis = %shown, error = %e, retry_in = ?delay, "cannot reach Redis; is it running and is [redis] url right?");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+async fn ensure_group(
+    queue: &Queue,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+) -> anyhow::Result<()> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match queue.ensure_group().await {
+            Ok(()) => return Ok(()),
+            Err(e) if queue::is_connection_error(&e) => {
+                tracing::error!(queue = %queue.keys.queue, error = %e, retry_in = ?delay, "cannot create consumer group; retrying");
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot create consumer group `{}` on {}",
+                        queue::GROUP,
+                        queue.keys.jobs
+                    )
+                });
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = &mut *shutdown => anyhow::bail!("shut down before Redis was reachable"),
+        }
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+fn consumer_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
+    format!(
+        "{host}-{}-{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
+}
+
+async fn consume_queue(
+    queue: Queue,
+    cfg: QueueConfig,
+    jobs: HashMap<String, Arc<JobType>>,
+    consumer: String,
+    stop: watch::Receiver<bool>,
+) {
+    let jobs = Arc::new(jobs);
+    let slots = Arc::new(Semaphore::new(cfg.concurrency as usize));
+    let (done_tx, done_rx) = mpsc::channel::<Completion>(MAX_APPLY * 4);
+    let completer = tokio::spawn(complete(queue.clone(), done_rx));
+    let mut attempts = JoinSet::new();
+    let mut delay = Duration::from_millis(100);
+
+    while !*stop.borrow() {
+        while attempts.try_join_next().is_some() {}
+        // Wait for at least one free slot, then take every free slot: the
+        // read never asks for more entries than can start right away.
+        let mut stop_wait = stop.clone();
+        let first = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = stop_wait.changed() => break,
+        };
+        let mut permits = vec![first];
+        while permits.len() < MAX_LEASE {
+            match slots.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        // The read is not cancelled on shutdown: entries it already took
+        // must be run, not left leased to a consumer that is going away.
+        let deliveries = match queue.lease_batch(&consumer, permits.len(), BLOCK).await {
+            Ok(d) => {
+                delay = Duration::from_millis(100);
+                d
+            }
+            Err(e) => {
+                tracing::error!(queue = %cfg.name, error = %e, retry_in = ?delay, "cannot read from Redis; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        for d in deliveries {
+            let Some(permit) = permits.pop() else {
+                // Redis returned more than COUNT; cannot happen, but never drop an entry.
+                tracing::error!(queue = %cfg.name, entry = %d.entry_id, "more entries than asked for; running anyway");
+                attempts.spawn(attempt(d, cfg.name.clone(), jobs.clone(), done_tx.clone()));
+                continue;
+            };
+            let (jobs, done) = (jobs.clone(), done_tx.clone());
+            let name = cfg.name.clone();
+            attempts.spawn(async move {
+                attempt(d, name, jobs, done).await;
+                drop(permit);
+            });
+        }
+    }
+    while attempts.join_next().await.is_some() {}
+    drop(done_tx);
+    if completer.await.is_err() {
+        tracing::error!(queue = %cfg.name, "completer panicked; pending deliveries stay in the group");
+    }
+}
+
+/// Runs one delivery to its completion and hands the result to the completer.
+async fn attempt(
+    delivery: Delivery,
+    queue_name: String,
+    jobs: Arc<HashMap<String, Arc<JobType>>>,
+    done: mpsc::Sender<Completion>,
+) {
+    let completion = match delivery.parse() {
+        Err(m) => {
+            tracing::warn!(queue = %queue_name, entry = %m.entry_id, why = %m.why, "malformed entry; dead-lettering it");
+            let now = queue::now_ms();
+            Completion {
+                job_id: m.entry_id.clone(),
+                entry_id: m.entry_id,
+                job: String::new(),
+                attempt: 0,
+                started_ms: 0,
+                finished_ms: now,
+                payload: m.payload,
+                outcome: Outcome::failure(FailureClass::Permanent, m.why)
+                    .with_code("malformed-entry"),
+                action: Action::Dead(DeadReason::Malformed),
+                plugin_digest: String::new(),
+                checkpoint: None,
+                extra: m.extra,
+            }
+        }
+        Ok(entry) => match jobs.get(&entry.job) {
+            None => {
+                let known: BTreeMap<&str, ()> = jobs.keys().map(|k| (k.as_str(), ())).collect();
+                let why = format!(
+                    "no [[job]] named `{}` in queue `{queue_name}` (configured: {})",
+                    entry.job,
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.keys().copied().collect::<Vec<_>>().join(", ")
+                    }
+                );
+                tracing::warn!(queue = %queue_name, job_id = %entry.id, job = %entry.job, "{why}; dead-lettering it");
+                Completion {
+                    entry_id: entry.entry_id,
+                    job_id: entry.id,
+                    job: entry.job,
+                    attempt: entry.attempt.saturating_sub(1),
+                    started_ms: 0,
+                    finished_ms: queue::now_ms(),
+                    payload: entry.payload,
+                    outcome: Outcome::failure(FailureClass::Permanent, why).with_code("no-plugin"),
+                    action: Action::Dead(DeadReason::NoPlugin),
+                    plugin_digest: String::new(),
+                    checkpoint: entry.checkpoint,
+                    extra: entry.extra,
+                }
+            }
+            Some(job_type) => run_attempt(entry, &queue_name, job_type).await,
+        },
+    };
+    // The completer only stops once every sender is gone, so this cannot fail
+    // while the attempt's queue is running.
+    if done.send(completion).await.is_err() {
+        tracing::error!(queue = %queue_name, "completer gone; the delivery stays pending in Redis");
+    }
+}
+
+async fn run_attempt(entry: queue::JobEntry, queue_name: &str, job_type: &JobType) -> Completion {
+    let started_ms = queue::now_ms();
+    let clock = std::time::Instant::now();
+    let input = JobInput {
+        id: entry.id.clone(),
+        name: entry.job.clone(),
+        payload: entry.payload.clone(),
+        attempt: entry.attempt,
+        idempotency_key: entry.idempotency_key.clone(),
+        checkpoint: entry.checkpoint.clone(),
+    };
+    let result = job_type.plugin.run(input, job_type.limits).await;
+    let elapsed = clock.elapsed();
+    let decision = policy::decide(&result.outcome, entry.attempt, &job_type.policy);
+    let action = match decision {
+        Decision::Ack => Action::Ack,
+        Decision::Retry { .. } => Action::Retry,
+        Decision::DeadLetter(reason) => Action::Dead(reason),
+    };
+    log_attempt(queue_name, &entry, &result.outcome, decision, elapsed);
+    Completion {
+        entry_id: entry.entry_id,
+        job_id: entry.id,
+        job: entry.job,
+        attempt: entry.attempt,
+        started_ms,
+        finished_ms: queue::now_ms(),
+        payload: entry.payload,
+        outcome: result.outcome,
+        action,
+        plugin_digest: job_type.plugin.digest().to_string(),
+        // A new checkpoint replaces the old one; without one, the old one stays.
+        checkpoint: result.checkpoint.or(entry.checkpoint),
+        extra: entry.extra,
+    }
+}
+
+/// One line per attempt. Successes log at debug so a busy queue does not
+/// drown the log; every failure logs at info or above.
+fn log_attempt(
+    queue: &str,
+    entry: &queue::JobEntry,
+    outcome: &Outcome,
+    decision: Decision,
+    elapsed: Duration,
+) {
+    let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    match outcome {
+        Outcome::Success(_) => tracing::debug!(
+            job_id = %entry.id, queue, job = %entry.job, attempt = entry.attempt,
+            class = "success", elapsed_ms, "attempt succeeded"
+        ),
+        Outcome::Failure(f) => {
+            let code = f.code.as_deref().unwrap_or("");
+            let upstream = f.upstream.as_deref().unwrap_or("");
+            match decision {
+                Decision::Retry { next_attempt } => tracing::info!(
+                    job_id = %entry.id, queue, job = %entry.job, attempt = entry.attempt,
+                    class = %f.class, code, upstream, delay_ms = 0u64, next_attempt, elapsed_ms,
+                    message = %f.message, "attempt failed; retrying"
+                ),
+                Decision::DeadLetter(reason) => tracing::warn!(
+                    job_id = %entry.id, queue, job = %entry.job, attempt = entry.attempt,
+                    class = %f.class, code, upstream, reason = %reason, elapsed_ms,
+                    message = %f.message, "attempt failed; dead-lettering the job"
+                ),
+                Decision::Ack => {}
+            }
+        }
+    }
+}
+
+/// Applies finished attempts in batches. A batch that fails is re-sent until
+/// it lands: [`Queue::apply`] is idempotent per delivery, and dropping it
+/// would leave jobs pending with their outcome forgotten.
+async fn complete(queue: Queue, mut rx: mpsc::Receiver<Completion>) {
+    let mut batch = Vec::with_capacity(MAX_APPLY);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_APPLY {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match queue.apply(&batch).await {
+                Ok(_) => break,
+                Err(e) => {
+                    let first_job = batch.first().map(|c| c.job_id.as_str()).unwrap_or("");
+                    tracing::error!(
+                        queue = %queue.keys.queue, error = %e, jobs = batch.len(), first_job,
+                        retry_in = ?delay, "cannot record finished attempts; retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        batch.clear();
+    }
+}

@@ -1,0 +1,347 @@
+//! The backbone end to end: real redis-server, real `ward` binary, real
+//! plugins built from `plugins/`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn enqueue(redis: &Redis, job: &str, payload: &str) -> String {
+    let out = ward(&["enqueue", "--redis", &redis.url(), "q", job, payload]);
+    assert!(out.status.success(), "enqueue failed: {}", stderr(&out));
+    stdout(&out)
+}
+
+#[test]
+fn noop_jobs_succeed_and_leave_nothing_pending() {
+    let redis = Redis::start();
+    let _ward = Ward::start(&config(&redis, 4, &job("noop", "noop", ""))).ready();
+    let ids: Vec<String> = (0..10)
+        .map(|i| enqueue(&redis, "noop", &format!("{{\"n\":{i}}}")))
+        .collect();
+    for id in &ids {
+        let s = wait_final(&redis, id, WAIT);
+        assert_eq!(s["state"], "succeeded", "{s}");
+        assert_eq!(s["attempts"], 1, "{s}");
+        assert_eq!(s["id"], id.as_str());
+        assert_eq!(s["plugin_digest"].as_str().map(str::len), Some(64), "{s}");
+    }
+    let mut con = redis.con();
+    let len: usize = redis::cmd("XLEN")
+        .arg("ward:{q}:jobs")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(len, 0, "acknowledged entries are removed from the stream");
+    let pending: (usize, Option<String>, Option<String>, redis::Value) = redis::cmd("XPENDING")
+        .arg("ward:{q}:jobs")
+        .arg("ward")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(pending.0, 0, "nothing left pending");
+}
+
+#[test]
+fn flaky_job_succeeds_on_its_third_attempt() {
+    let redis = Redis::start();
+    let _ward = Ward::start(&config(&redis, 4, &job("flaky", "flaky", ""))).ready();
+    let id = enqueue(&redis, "flaky", r#"{"fail":"transient","times":2}"#);
+    let s = wait_final(&redis, &id, WAIT);
+    assert_eq!(s["state"], "succeeded", "{s}");
+    assert_eq!(s["attempts"], 3, "{s}");
+    // The failures before the success are remembered as the last error.
+    assert_eq!(s["last_error"]["class"], "transient", "{s}");
+    assert_eq!(s["result"], "ok attempt 3", "{s}");
+}
+
+#[test]
+fn transient_failures_past_the_attempt_budget_are_dead_lettered() {
+    let redis = Redis::start();
+    let _ward = Ward::start(&config(&redis, 4, &job("flaky", "flaky", ""))).ready();
+    let id = enqueue(
+        &redis,
+        "flaky",
+        r#"{"fail":"transient","code":"http-503","upstream":"mailer"}"#,
+    );
+    let s = wait_final(&redis, &id, WAIT);
+    assert_eq!(s["state"], "dead", "{s}");
+    assert_eq!(s["attempts"], 3, "{s}");
+    assert_eq!(s["dead_reason"], "budget exhausted: attempts", "{s}");
+    let dead = dead_letters(&redis);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(text(&dead[0], "id"), id);
+    assert_eq!(text(&dead[0], "code"), "http-503");
+    assert_eq!(text(&dead[0], "upstream"), "mailer");
+    assert_eq!(text(&dead[0], "attempts"), "3");
+}
+
+#[test]
+fn permanent_failure_is_dead_lettered_after_one_attempt_with_its_message() {
+    let redis = Redis::start();
+    let _ward = Ward::start(&config(&redis, 4, &job("flaky", "flaky", ""))).ready();
+    let payload =
+        r#"{"fail":"permanent","times":5,"message":"card 4242 declined","code":"declined"}"#;
+    let id = enqueue(&redis, "flaky", payload);
+    let s = wait_final(&redis, &id, WAIT);
+    assert_eq!(s["state"], "dead", "{s}");
+    assert_eq!(s["attempts"], 1, "{s}");
+    assert_eq!(s["last_error"]["message"], "card 4242 declined", "{s}");
+
+    let dead = dead_letters(&redis);
+    assert_eq!(dead.len(), 1);
+    let d = &dead[0];
+    assert_eq!(text(d, "id"), id);
+    assert_eq!(text(d, "job"), "flaky");
+    assert_eq!(text(d, "queue"), "q");
+    assert_eq!(text(d, "reason"), "permanent");
+    assert_eq!(text(d, "class"), "permanent");
+    assert_eq!(text(d, "code"), "declined");
+    assert_eq!(text(d, "message"), "card 4242 declined");
+    assert_eq!(text(d, "payload"), payload);
+    assert_eq!(text(d, "plugin").len(), 64, "plugin digest recorded");
+}
+
+#[test]
+fn a_job_type_without_a_plugin_is_dead_lettered_not_lost() {
+    let redis = Redis::start();
+    let mut ward_proc = Ward::start(&config(&redis, 4, &job("noop", "noop", ""))).ready();
+    let mut con = redis.con();
+    let id: String = redis::cmd("XADD")
+        .arg("ward:{q}:jobs")
+        .arg("*")
+        .arg("job")
+        .arg("send-fax")
+        .arg("payload")
+        .arg("{}")
+        .arg("order_id")
+        .arg("o-77")
+        .query(&mut con)
+        .unwrap();
+    let s = wait_final(&redis, &id, WAIT);
+    assert_eq!(s["state"], "dead", "{s}");
+    assert_eq!(s["dead_reason"], "no plugin for job type", "{s}");
+    let dead = dead_letters(&redis);
+    assert_eq!(text(&dead[0], "reason"), "no plugin for job type");
+    let msg = text(&dead[0], "message");
+    assert!(
+        msg.contains("send-fax") && msg.contains("noop"),
+        "names the job type and what exists: {msg}"
+    );
+    assert_eq!(
+        text(&dead[0], "order_id"),
+        "o-77",
+        "correlation ids travel to the dead letter"
+    );
+    // The daemon is still there and still runs jobs.
+    let ok = enqueue(&redis, "noop", "{}");
+    assert_eq!(wait_final(&redis, &ok, WAIT)["state"], "succeeded");
+    assert!(ward_proc.is_running());
+}
+
+#[test]
+fn an_entry_without_a_job_field_is_dead_lettered_as_malformed() {
+    let redis = Redis::start();
+    let _ward = Ward::start(&config(&redis, 4, &job("noop", "noop", ""))).ready();
+    let mut con = redis.con();
+    let id: String = redis::cmd("XADD")
+        .arg("ward:{q}:jobs")
+        .arg("*")
+        .arg("payload")
+        .arg("orphan")
+        .arg("request_id")
+        .arg("r-1")
+        .query(&mut con)
+        .unwrap();
+    let s = wait_final(&redis, &id, WAIT);
+    assert_eq!(s["state"], "dead", "{s}");
+    let dead = dead_letters(&redis);
+    let d = &dead[0];
+    assert_eq!(text(d, "reason"), "malformed entry");
+    assert!(
+        text(d, "message").contains("no `job` field"),
+        "{}",
+        text(d, "message")
+    );
+    assert_eq!(
+        text(d, "payload"),
+        "orphan",
+        "nothing the entry carried is lost"
+    );
+    assert_eq!(text(d, "request_id"), "r-1");
+}
+
+#[test]
+fn a_non_utf8_payload_arrives_in_the_plugin_byte_for_byte() {
+    let redis = Redis::start();
+    let _ward = Ward::start(&config(&redis, 4, &job("echo", "echo", ""))).ready();
+    let payload: Vec<u8> = (0..=255u8).rev().chain([0, 0xff, 0xc3, 0x28]).collect();
+    assert!(std::str::from_utf8(&payload).is_err());
+    let out = ward_with_stdin(
+        &["enqueue", "--redis", &redis.url(), "q", "echo", "-"],
+        &payload,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out);
+    assert_eq!(wait_final(&redis, &id, WAIT)["state"], "succeeded");
+    // The echo plugin returns what it received; the record keeps the result bytes.
+    let mut con = redis.con();
+    let result: Vec<u8> = redis::cmd("HGET")
+        .arg(format!("ward:{{q}}:job:{id}"))
+        .arg("result")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(result, payload);
+}
+
+#[test]
+fn a_thousand_plain_xadd_jobs_all_finish_each_run_exactly_once() {
+    let redis = Redis::start();
+    let ward_proc = Ward::start(&config(&redis, 32, &job("flaky", "flaky", ""))).ready();
+    let mut con = redis.con();
+    let mut pipe = redis::pipe();
+    for _ in 0..1000 {
+        pipe.cmd("XADD")
+            .arg("ward:{q}:jobs")
+            .arg("*")
+            .arg("job")
+            .arg("flaky")
+            .arg("payload")
+            .arg(r#"{"times":0}"#);
+    }
+    let ids: Vec<String> = pipe.query(&mut con).unwrap();
+    assert_eq!(ids.len(), 1000);
+
+    wait_for(WAIT, "all 1000 jobs to succeed", || {
+        let mut p = redis::pipe();
+        for id in &ids {
+            p.cmd("HGET")
+                .arg(format!("ward:{{q}}:job:{id}"))
+                .arg("state");
+        }
+        let states: Vec<Option<String>> = p.query(&mut con).unwrap();
+        states.iter().all(|s| s.as_deref() == Some("succeeded"))
+    });
+    let mut p = redis::pipe();
+    for id in &ids {
+        p.cmd("HGET")
+            .arg(format!("ward:{{q}}:job:{id}"))
+            .arg("attempts");
+    }
+    let attempts: Vec<String> = p.query(&mut con).unwrap();
+    assert!(
+        attempts.iter().all(|a| a == "1"),
+        "every job took exactly one attempt"
+    );
+
+    // Each plugin execution logs one line tagged with the job id: count them.
+    wait_for(Duration::from_secs(5), "the log to be flushed", || {
+        ward_proc
+            .log_lines()
+            .iter()
+            .filter(|l| l["target"] == "ward::plugin")
+            .count()
+            >= 1000
+    });
+    let mut runs: HashMap<String, usize> = HashMap::new();
+    for line in ward_proc.log_lines() {
+        if line["target"] == "ward::plugin" {
+            *runs
+                .entry(line["job_id"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(runs.len(), 1000, "every job ran");
+    assert!(runs.values().all(|&n| n == 1), "no job ran twice");
+    for id in &ids {
+        assert_eq!(runs.get(id), Some(&1), "job {id} ran once");
+    }
+}
+
+#[test]
+fn a_plugin_past_its_deadline_times_out_while_other_jobs_keep_flowing() {
+    let redis = Redis::start();
+    let jobs = job("flaky", "flaky", "timeout = \"300ms\"") + &job("noop", "noop", "");
+    let _ward = Ward::start(&config(&redis, 4, &jobs)).ready();
+    let stuck = enqueue(&redis, "flaky", r#"{"hang_ms":60000}"#);
+    // While the stuck attempts burn their deadlines, other jobs still run.
+    let quick: Vec<String> = (0..5).map(|_| enqueue(&redis, "noop", "{}")).collect();
+    for id in &quick {
+        assert_eq!(wait_final(&redis, id, WAIT)["state"], "succeeded");
+    }
+    let s = wait_final(&redis, &stuck, WAIT);
+    assert_eq!(s["state"], "dead", "{s}");
+    assert_eq!(s["last_error"]["class"], "timeout", "{s}");
+    assert_eq!(s["last_error"]["code"], "deadline", "{s}");
+    assert_eq!(
+        s["attempts"], 3,
+        "a timeout is retried like a transient failure: {s}"
+    );
+}
+
+#[test]
+fn a_trapping_plugin_crashes_one_attempt_not_the_daemon() {
+    let redis = Redis::start();
+    let mut ward_proc = Ward::start(&config(&redis, 4, &job("flaky", "flaky", ""))).ready();
+    let id = enqueue(&redis, "flaky", r#"{"trap":true}"#);
+    let s = wait_final(&redis, &id, WAIT);
+    assert_eq!(s["state"], "dead", "{s}");
+    assert_eq!(s["dead_reason"], "crash", "{s}");
+    assert_eq!(s["attempts"], 1, "a crash is not retried: {s}");
+    assert_eq!(s["last_error"]["class"], "crash", "{s}");
+    let ok = enqueue(&redis, "flaky", r#"{"times":0}"#);
+    assert_eq!(wait_final(&redis, &ok, WAIT)["state"], "succeeded");
+    assert!(ward_proc.is_running());
+}
+
+#[test]
+fn job_show_reports_queued_jobs_before_any_daemon_runs() {
+    let redis = Redis::start();
+    let id = enqueue(&redis, "noop", "{}");
+    let s = show(&redis, &id);
+    assert_eq!(s["state"], "queued", "{s}");
+    assert_eq!(s["attempts"], 0, "{s}");
+    // And a daemon started later still picks up what was enqueued before it.
+    let _ward = Ward::start(&config(&redis, 4, &job("noop", "noop", ""))).ready();
+    assert_eq!(wait_final(&redis, &id, WAIT)["state"], "succeeded");
+    let human = ward(&["job", "show", "--redis", &redis.url(), "q", &id]);
+    assert!(stdout(&human).contains("succeeded"), "{}", stdout(&human));
+    let missing = ward(&["job", "show", "--redis", &redis.url(), "q", "1-1"]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("no job `1-1`"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[test]
+fn a_checkpoint_saved_by_one_attempt_reaches_the_next() {
+    let redis = Redis::start();
+    let _ward = Ward::start(&config(&redis, 4, &job("flaky", "flaky", ""))).ready();
+    let id = enqueue(
+        &redis,
+        "flaky",
+        r#"{"fail":"transient","times":1,"checkpoint":true}"#,
+    );
+    let s = wait_final(&redis, &id, WAIT);
+    assert_eq!(s["state"], "succeeded", "{s}");
+    assert_eq!(
+        s["result"], "attempt 1",
+        "attempt 2 saw attempt 1's checkpoint: {s}"
+    );
+}
+
+#[test]
+fn sigterm_stops_the_daemon_cleanly() {
+    let redis = Redis::start();
+    let ward_proc = Ward::start(&config(&redis, 4, &job("noop", "noop", ""))).ready();
+    let id = enqueue(&redis, "noop", "{}");
+    assert_eq!(wait_final(&redis, &id, WAIT)["state"], "succeeded");
+    let status = ward_proc.stop();
+    assert!(status.success(), "exit status {status}");
+}

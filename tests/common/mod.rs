@@ -1,0 +1,318 @@
+//! Test harness: a private `redis-server` per test on a free loopback port
+//! in a temp dir, the example plugins built from `plugins/`, and the real
+//! `ward` binary run as a child process. Every process started here is
+//! stopped by PID when its guard drops.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Builds the example plugins once per test process (a no-op when they are
+/// fresh) and returns the folder holding `<name>.wasm`.
+pub fn plugins() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let script = workspace().join("scripts/build-plugins");
+        let out = Command::new("bash")
+            .arg(&script)
+            .output()
+            .expect("run scripts/build-plugins");
+        assert!(
+            out.status.success(),
+            "scripts/build-plugins failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace().join("target"));
+        let target = if target.is_relative() {
+            workspace().join(target)
+        } else {
+            target
+        };
+        target.join("plugins")
+    })
+}
+
+/// Path of one built example plugin.
+pub fn plugin(name: &str) -> PathBuf {
+    let p = plugins().join(format!("{name}.wasm"));
+    assert!(p.is_file(), "plugin {} was not built", p.display());
+    p
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released; never 6379).
+pub fn free_port() -> u16 {
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if port != 6379 {
+            return port;
+        }
+    }
+}
+
+/// A private redis-server, stopped (by PID) on drop.
+pub struct Redis {
+    pub port: u16,
+    child: Child,
+    pub dir: TempDir,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        Self::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> Redis {
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (see the README's set-up)");
+        let r = Redis { port, child, dir };
+        wait_for(
+            Duration::from_secs(10),
+            "redis-server to answer PING",
+            || {
+                redis::Client::open(r.url())
+                    .and_then(|c| c.get_connection())
+                    .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                    .is_ok()
+            },
+        );
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn con(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `ward run`, killed (by PID) on drop; its output goes to a file.
+pub struct Ward {
+    child: Child,
+    pub dir: TempDir,
+    pub log: PathBuf,
+}
+
+pub fn ward_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ward")
+}
+
+/// A config for one queue `q` on `redis`, with `jobs` as `[[job]]` tables.
+pub fn config(redis: &Redis, concurrency: u32, jobs: &str) -> String {
+    format!(
+        "[redis]\nurl = \"{}\"\n\n[[queue]]\nname = \"q\"\nconcurrency = {concurrency}\n\n{jobs}",
+        redis.url()
+    )
+}
+
+/// A `[[job]]` table for queue `q`.
+pub fn job(name: &str, plugin_name: &str, extra: &str) -> String {
+    format!(
+        "[[job]]\nname = \"{name}\"\nqueue = \"q\"\nplugin = \"{}\"\n{extra}\n",
+        plugin(plugin_name).display()
+    )
+}
+
+impl Ward {
+    pub fn start(config_text: &str) -> Ward {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("ward.toml");
+        std::fs::write(&cfg, config_text).unwrap();
+        let log = dir.path().join("ward.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(ward_bin())
+            .args(["--log-format", "json", "run", "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", "info,ward=debug")
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Ward { child, dir, log }
+    }
+
+    /// Waits until the daemon logged that it is running.
+    pub fn ready(self) -> Ward {
+        wait_for(Duration::from_secs(60), "ward to start", || {
+            self.logs().contains("ward is running")
+        });
+        self
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Parsed JSON log lines.
+    pub fn log_lines(&self) -> Vec<serde_json::Value> {
+        self.logs()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "ward did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Ward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the `ward` CLI to completion.
+pub fn ward(args: &[&str]) -> Output {
+    Command::new(ward_bin()).args(args).output().unwrap()
+}
+
+/// Runs the `ward` CLI with `stdin` as standard input.
+pub fn ward_with_stdin(args: &[&str], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(ward_bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).trim().to_string()
+}
+
+/// Polls `cond` every 20 ms until it holds, or panics after `timeout`.
+pub fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `ward job show --json` for job `id` in queue `q`.
+pub fn show(redis: &Redis, id: &str) -> serde_json::Value {
+    let out = ward(&["job", "show", "--redis", &redis.url(), "q", id, "--json"]);
+    assert!(
+        out.status.success(),
+        "job show {id} failed: {}",
+        stderr(&out)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Waits until job `id` reaches a final state and returns its JSON.
+pub fn wait_final(redis: &Redis, id: &str, timeout: Duration) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let out = ward(&["job", "show", "--redis", &redis.url(), "q", id, "--json"]);
+        if out.status.success() {
+            last = serde_json::from_slice(&out.stdout).unwrap();
+            if matches!(last["state"].as_str(), Some("succeeded" | "dead")) {
+                return last;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} did not finish within {timeout:?}; last seen: {last}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A stream entry's field/value pairs.
+pub type Fields = Vec<(String, Vec<u8>)>;
+
+/// The dead-letter entries of queue `q`, newest first, as field maps.
+pub fn dead_letters(redis: &Redis) -> Vec<std::collections::HashMap<String, Vec<u8>>> {
+    let mut con = redis.con();
+    let entries: Vec<(String, Fields)> = redis::cmd("XREVRANGE")
+        .arg("ward:{q}:dead")
+        .arg("+")
+        .arg("-")
+        .query(&mut con)
+        .unwrap();
+    entries
+        .into_iter()
+        .map(|(_, fields)| fields.into_iter().collect())
+        .collect()
+}
+
+pub fn text(map: &std::collections::HashMap<String, Vec<u8>>, key: &str) -> String {
+    String::from_utf8_lossy(map.get(key).map(Vec::as_slice).unwrap_or(b"")).into_owned()
+}
