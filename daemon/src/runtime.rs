@@ -306,7 +306,7 @@ fn classify_trap(err: &wasmtime::Error, state: &HostState, limits: Limits) -> Ou
         )
         .with_code("deadline");
     }
-    let mut message = format!("{err:?}");
+    let mut message = format!("{err:#}");
     truncate(&mut message, MAX_TRAP_MESSAGE);
     let code = if state.limiter.hit {
         message = format!(
