@@ -5,18 +5,11 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn enqueue(redis: &Redis, job: &str, payload: &str) -> String {
-    let out = ward(&["enqueue", "--redis", &redis.url(), "q", job, payload]);
-    assert!(out.status.success(), "enqueue failed: {}", stderr(&out));
-    stdout(&out)
-}
 
 #[test]
 fn noop_jobs_succeed_and_leave_nothing_pending() {
@@ -240,21 +233,9 @@ fn a_thousand_plain_xadd_jobs_all_finish_each_run_exactly_once() {
 
     // Each plugin execution logs one line tagged with the job id: count them.
     wait_for(Duration::from_secs(5), "the log to be flushed", || {
-        ward_proc
-            .log_lines()
-            .iter()
-            .filter(|l| l["target"] == "ward::plugin")
-            .count()
-            >= 1000
+        runs_per_job(&[&ward_proc]).values().sum::<usize>() >= 1000
     });
-    let mut runs: HashMap<String, usize> = HashMap::new();
-    for line in ward_proc.log_lines() {
-        if line["target"] == "ward::plugin" {
-            *runs
-                .entry(line["job_id"].as_str().unwrap().to_string())
-                .or_default() += 1;
-        }
-    }
+    let runs = runs_per_job(&[&ward_proc]);
     assert_eq!(runs.len(), 1000, "every job ran");
     assert!(runs.values().all(|&n| n == 1), "no job ran twice");
     for id in &ids {

@@ -46,6 +46,12 @@ enum Command {
         job: String,
         /// The payload; `-` reads it from standard input, byte for byte.
         payload: String,
+        /// Start the job after this long, e.g. `30s`, `5m`.
+        #[arg(long, conflicts_with = "at", value_parser = parse_delay)]
+        delay: Option<std::time::Duration>,
+        /// Start the job at this time (RFC 3339, e.g. `2026-11-22T03:00:00Z`).
+        #[arg(long, value_parser = parse_at)]
+        at: Option<u64>,
     },
     /// Look at jobs.
     Job {
@@ -181,6 +187,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             queue,
             job,
             payload,
+            delay,
+            at,
         } => {
             let payload = if payload == "-" {
                 let mut buf = Vec::new();
@@ -195,8 +203,13 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 anyhow::bail!("the job type is empty; name one of the config's [[job]] entries");
             }
             let q = target.queue(&queue).await?;
-            let id = q.enqueue(&job, &payload).await?;
-            println!("{id}");
+            if delay.is_none() && at.is_none() {
+                println!("{}", q.enqueue(&job, &payload).await?);
+            } else {
+                let (id, due) = q.enqueue_delayed(&job, &payload, at, delay).await?;
+                println!("{id}");
+                eprintln!("due at {}", format_ms(due));
+            }
             Ok(())
         }
         Command::Job {
@@ -240,18 +253,24 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     }
 }
 
+fn parse_delay(s: &str) -> Result<std::time::Duration, String> {
+    config::parse_duration(s)
+}
+
+fn parse_at(s: &str) -> Result<u64, String> {
+    let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|e| {
+        format!("`{s}` is not an RFC 3339 time ({e}); write it like 2026-11-22T03:00:00Z")
+    })?;
+    u64::try_from(t.timestamp_millis()).map_err(|_| format!("`{s}` is before 1970"))
+}
+
+fn format_ms(ms: u64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+        .to_string()
+}
+
 fn print_status(s: &queue::JobStatus) {
-    let ts = |ms: Option<u64>| {
-        ms.map_or_else(
-            || "-".to_string(),
-            |ms| {
-                humantime::format_rfc3339_millis(
-                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
-                )
-                .to_string()
-            },
-        )
-    };
+    let ts = |ms: Option<u64>| ms.map_or_else(|| "-".to_string(), format_ms);
     println!("job       {}", s.id);
     println!("queue     {}", s.queue);
     println!("type      {}", s.job.as_deref().unwrap_or("-"));
@@ -270,8 +289,50 @@ fn print_status(s: &queue::JobStatus) {
             .unwrap_or_default();
         println!("error     {}{code}: {}", e.class, e.message);
     }
+    if let Some(due) = s.due_at_ms {
+        println!("due       {}", format_ms(due));
+    }
     if let Some(d) = &s.plugin_digest {
         println!("plugin    sha256:{d}");
+    }
+    if !s.history.is_empty() {
+        println!("history");
+        for h in &s.history {
+            let field = |k: &str| {
+                h.get(k)
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+            };
+            let started = h.get("started_at").and_then(serde_json::Value::as_u64);
+            let finished = h.get("finished_at").and_then(serde_json::Value::as_u64);
+            let took = match (started, finished) {
+                (Some(a), Some(b)) => format!(" in {} ms", b.saturating_sub(a)),
+                _ => String::new(),
+            };
+            let mut line = format!(
+                "  #{} {} {}{took}",
+                field("attempt").unwrap_or_default(),
+                ts(started.or(finished)),
+                field("class").unwrap_or_default(),
+            );
+            if let Some(code) = field("code") {
+                line.push_str(&format!(" [{code}]"));
+            }
+            if let Some(m) = field("message") {
+                line.push_str(&format!(": {m}"));
+            }
+            match field("then").as_deref() {
+                Some("retry") => line.push_str(&format!(
+                    " → retry in {} ms",
+                    field("delay_ms").unwrap_or_default()
+                )),
+                Some("dead") => line.push_str(&format!(
+                    " → dead ({})",
+                    field("reason").unwrap_or_default()
+                )),
+                _ => {}
+            }
+            println!("{line}");
+        }
     }
 }
 

@@ -16,6 +16,8 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
+use crate::policy::{Jitter, RetryPolicy, TreatAs};
+
 /// Redis URL used when neither the config nor `--redis` gives one.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// Parallel attempts per queue when `[[queue]] concurrency` is not given.
@@ -99,6 +101,95 @@ pub struct RawConfig {
     /// `[[job]]`: job types, each mapped to a plugin.
     #[serde(default, rename = "job")]
     pub jobs: Vec<RawJob>,
+    /// `[defaults]`: values every job type inherits unless it overrides them.
+    #[serde(default)]
+    pub defaults: RawDefaults,
+}
+
+/// `[defaults]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    /// `[defaults.retry]`: the central retry policy.
+    pub retry: Option<Spanned<RawRetry>>,
+}
+
+/// A retry table (`[defaults.retry]` or a job's `retry = {..}`); every field
+/// is optional and inherits from the level above.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    /// Attempts in all, the first included.
+    pub max_attempts: Option<u32>,
+    /// Time from the first attempt after which no attempt starts.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub max_elapsed: Option<Spanned<Duration>>,
+    /// Delay after the first failure.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub initial_delay: Option<Spanned<Duration>>,
+    /// Growth per further failure.
+    pub multiplier: Option<f64>,
+    /// Longest computed delay.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub max_delay: Option<Spanned<Duration>>,
+    /// `none | full | equal | decorrelated`.
+    pub jitter: Option<Jitter>,
+    /// Delay after the first recoverable failure.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub recoverable_initial_delay: Option<Spanned<Duration>>,
+    /// How a timeout is treated: `transient | recoverable | permanent`.
+    pub on_timeout: Option<TreatAs>,
+    /// How a crash is treated: `transient | recoverable | permanent`.
+    pub on_crash: Option<TreatAs>,
+}
+
+impl RawRetry {
+    /// `base` with every field this table sets replaced.
+    fn over(&self, base: RetryPolicy) -> RetryPolicy {
+        let d = |v: &Option<Spanned<Duration>>, b: Duration| v.as_ref().map_or(b, |s| *s.get_ref());
+        RetryPolicy {
+            max_attempts: self.max_attempts.unwrap_or(base.max_attempts),
+            max_elapsed: d(&self.max_elapsed, base.max_elapsed),
+            initial_delay: d(&self.initial_delay, base.initial_delay),
+            multiplier: self.multiplier.unwrap_or(base.multiplier),
+            max_delay: d(&self.max_delay, base.max_delay),
+            jitter: self.jitter.unwrap_or(base.jitter),
+            recoverable_initial_delay: d(
+                &self.recoverable_initial_delay,
+                base.recoverable_initial_delay,
+            ),
+            timeout_as: self.on_timeout.unwrap_or(base.timeout_as),
+            crash_as: self.on_crash.unwrap_or(base.crash_as),
+        }
+    }
+}
+
+/// What is wrong with a resolved retry policy, one message per problem.
+#[must_use]
+pub fn check_retry(p: &RetryPolicy) -> Vec<String> {
+    let mut out = Vec::new();
+    if p.max_attempts == 0 {
+        out.push(
+            "max_attempts is 0; it counts the first attempt too, so use at least 1".to_string(),
+        );
+    }
+    if !p.multiplier.is_finite() || p.multiplier < 1.0 {
+        out.push(format!(
+            "multiplier {} would shrink the delays; use 1.0 (constant) or more",
+            p.multiplier
+        ));
+    }
+    if p.max_delay < p.initial_delay {
+        out.push(format!(
+            "max_delay {} is less than initial_delay {}; raise max_delay or lower initial_delay",
+            humantime::format_duration(p.max_delay),
+            humantime::format_duration(p.initial_delay)
+        ));
+    }
+    if p.max_elapsed.is_zero() {
+        out.push("max_elapsed is 0; no retry could ever fit, use e.g. \"10m\"".to_string());
+    }
+    out
 }
 
 /// `[redis]`
@@ -132,6 +223,8 @@ pub struct RawJob {
     /// Wall-clock limit of one attempt, e.g. `"10s"`.
     #[serde(default, deserialize_with = "opt_duration")]
     pub timeout: Option<Spanned<Duration>>,
+    /// Overrides of `[defaults.retry]`, field by field.
+    pub retry: Option<Spanned<RawRetry>>,
 }
 
 fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Spanned<Duration>>, D::Error> {
@@ -183,6 +276,8 @@ pub struct JobConfig {
     pub plugin: PathBuf,
     /// Wall-clock limit of one attempt.
     pub timeout: Duration,
+    /// Retry policy: built-in defaults, then `[defaults.retry]`, then the job's `retry`.
+    pub retry: RetryPolicy,
 }
 
 impl Config {
@@ -252,6 +347,14 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
         }
         None => DEFAULT_REDIS_URL.to_string(),
     };
+
+    let mut default_retry = RetryPolicy::default();
+    if let Some(retry) = &raw.defaults.retry {
+        default_retry = retry.get_ref().over(default_retry);
+        for msg in check_retry(&default_retry) {
+            problem(retry.span(), format!("[defaults.retry]: {msg}"));
+        }
+    }
 
     if raw.queues.is_empty() {
         problem(
@@ -332,6 +435,16 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
             Some(t) => t.into_inner(),
             None => DEFAULT_TIMEOUT,
         };
+        let retry = match &j.retry {
+            Some(r) => {
+                let policy = r.get_ref().over(default_retry);
+                for msg in check_retry(&policy) {
+                    problem(r.span(), format!("job `{name}`: retry: {msg}"));
+                }
+                policy
+            }
+            None => default_retry,
+        };
         match queues.iter_mut().find(|q| q.name == queue) {
             Some(q) => {
                 q.jobs.insert(
@@ -340,6 +453,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
                         name,
                         plugin,
                         timeout,
+                        retry,
                     },
                 );
             }
@@ -441,6 +555,60 @@ mod tests {
         .unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains(":7:") && msg.contains("\"30s\""), "{msg}");
+    }
+
+    fn job_with(retry_defaults: &str, job_retry: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.wasm"), b"x").unwrap();
+        Config::from_toml(
+            &dir.path().join("ward.toml"),
+            &format!(
+                "[defaults.retry]\n{retry_defaults}\n[[queue]]\nname = \"q\"\n[[job]]\nname = \"a\"\nqueue = \"q\"\nplugin = \"p.wasm\"\n{job_retry}\n"
+            ),
+        )
+    }
+
+    #[test]
+    fn job_retry_overrides_defaults_field_by_field() {
+        let cfg = job_with(
+            "max_attempts = 4\ninitial_delay = \"100ms\"\njitter = \"none\"",
+            "retry = { max_attempts = 9, on_crash = \"transient\" }",
+        )
+        .unwrap();
+        let p = cfg.queues[0].jobs["a"].retry;
+        assert_eq!(p.max_attempts, 9, "the job's own value wins");
+        assert_eq!(
+            p.initial_delay,
+            Duration::from_millis(100),
+            "inherited from [defaults.retry]"
+        );
+        assert_eq!(p.jitter, Jitter::None);
+        assert_eq!(p.crash_as, TreatAs::Transient);
+        assert_eq!(
+            p.max_delay,
+            RetryPolicy::default().max_delay,
+            "built-in default"
+        );
+    }
+
+    #[test]
+    fn nonsense_retry_values_are_rejected_with_reasons() {
+        let err = job_with(
+            "multiplier = 0.5",
+            "retry = { max_attempts = 0, initial_delay = \"10s\", max_delay = \"1s\" }",
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("[defaults.retry]: multiplier 0.5"), "{msg}");
+        assert!(msg.contains("job `a`: retry: max_attempts is 0"), "{msg}");
+        assert!(
+            msg.contains("max_delay 1s is less than initial_delay 10s"),
+            "{msg}"
+        );
+        let err = job_with("jitter = \"fullish\"", "")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(":2:") && err.contains("decorrelated"), "{err}");
     }
 
     #[test]

@@ -103,6 +103,10 @@ pub enum JobState {
     Succeeded,
     /// Given up and moved to the dead-letter stream. Final until requeued.
     Dead,
+    /// Held back behind an open circuit breaker, no attempt spent (reserved).
+    Deferred,
+    /// Marked "won't retry" by an operator. Final.
+    Discarded,
 }
 
 impl JobState {
@@ -115,7 +119,33 @@ impl JobState {
             JobState::Retrying => "retrying",
             JobState::Succeeded => "succeeded",
             JobState::Dead => "dead",
+            JobState::Deferred => "deferred",
+            JobState::Discarded => "discarded",
         }
+    }
+
+    /// Whether a job may go from `self` to `next`. The worker and the queue
+    /// only ever make these moves; everything else is refused.
+    #[must_use]
+    pub fn can_become(self, next: JobState) -> bool {
+        use JobState::*;
+        matches!(
+            (self, next),
+            (Queued, Running | Deferred | Discarded)
+                | (Running, Succeeded | Retrying | Dead | Deferred)
+                | (Retrying, Queued | Running | Dead | Discarded)
+                | (Deferred, Queued | Running | Dead | Discarded)
+                | (Dead, Queued | Discarded)
+        )
+    }
+
+    /// Whether the job has ended (only an operator can bring a dead job back).
+    #[must_use]
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Dead | JobState::Discarded
+        )
     }
 }
 
@@ -135,6 +165,8 @@ impl FromStr for JobState {
             "retrying" => JobState::Retrying,
             "succeeded" => JobState::Succeeded,
             "dead" => JobState::Dead,
+            "deferred" => JobState::Deferred,
+            "discarded" => JobState::Discarded,
             other => return Err(format!("unknown job state `{other}`")),
         })
     }
@@ -149,6 +181,8 @@ pub enum DeadReason {
     Crash,
     /// The job used up its attempts.
     AttemptsExhausted,
+    /// The next attempt would start past the job's `max_elapsed` deadline.
+    ElapsedExhausted,
     /// No `[[job]]` in this queue has the entry's job type.
     NoPlugin,
     /// The stream entry could not be read as a job (e.g. no `job` field).
@@ -163,6 +197,7 @@ impl DeadReason {
             DeadReason::Permanent => "permanent",
             DeadReason::Crash => "crash",
             DeadReason::AttemptsExhausted => "budget exhausted: attempts",
+            DeadReason::ElapsedExhausted => "budget exhausted: elapsed",
             DeadReason::NoPlugin => "no plugin for job type",
             DeadReason::Malformed => "malformed entry",
         }
@@ -187,9 +222,29 @@ mod tests {
             JobState::Retrying,
             JobState::Succeeded,
             JobState::Dead,
+            JobState::Deferred,
+            JobState::Discarded,
         ] {
             assert_eq!(s.as_str().parse::<JobState>(), Ok(s));
         }
         assert!("lost".parse::<JobState>().is_err());
+    }
+
+    #[test]
+    fn final_states_only_move_by_operator_action() {
+        use JobState::*;
+        assert!(!Succeeded.can_become(Running));
+        assert!(!Succeeded.can_become(Queued));
+        assert!(!Discarded.can_become(Queued));
+        assert!(
+            !Dead.can_become(Running),
+            "a dead job must be requeued first"
+        );
+        assert!(Dead.can_become(Queued));
+        assert!(Running.can_become(Retrying) && Retrying.can_become(Queued));
+        assert!(
+            !Queued.can_become(Succeeded),
+            "nothing succeeds without running"
+        );
     }
 }

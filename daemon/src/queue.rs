@@ -55,6 +55,12 @@ pub struct Keys {
     pub jobs: String,
     /// `ward:{Q}:dead`
     pub dead: String,
+    /// `ward:{Q}:delayed`
+    pub delayed: String,
+    /// `ward:{Q}:wake`: pub/sub channel told of every new due time.
+    pub wake: String,
+    /// `ward:{Q}:seq`: counter for the ids of jobs that start delayed.
+    pub seq: String,
     /// `ward:{Q}:job:` (append a job id)
     pub record_prefix: String,
 }
@@ -67,6 +73,9 @@ impl Keys {
             queue: queue.to_string(),
             jobs: format!("ward:{{{queue}}}:jobs"),
             dead: format!("ward:{{{queue}}}:dead"),
+            delayed: format!("ward:{{{queue}}}:delayed"),
+            wake: format!("ward:{{{queue}}}:wake"),
+            seq: format!("ward:{{{queue}}}:seq"),
             record_prefix: format!("ward:{{{queue}}}:job:"),
         }
     }
@@ -104,6 +113,10 @@ pub struct JobEntry {
     pub idempotency_key: Option<String>,
     /// Checkpoint carried from the previous attempt.
     pub checkpoint: Option<Vec<u8>>,
+    /// When the first attempt started (Unix ms); absent on a first delivery.
+    pub first_at: Option<u64>,
+    /// The delay chosen after the previous failure, in ms.
+    pub last_delay_ms: Option<u64>,
     /// Other fields (correlation ids such as `user_id`), carried along.
     pub extra: Vec<(String, Vec<u8>)>,
 }
@@ -133,6 +146,8 @@ impl Delivery {
         let mut payload = Vec::new();
         let mut attempt = None;
         let mut checkpoint = None;
+        let mut first_at = None;
+        let mut last_delay_ms = None;
         let mut extra = Vec::new();
         let mut problems = Vec::new();
         for (name, value) in self.fields {
@@ -158,6 +173,16 @@ impl Delivery {
                     )),
                 },
                 "checkpoint" => checkpoint = Some(value),
+                "first_at" => {
+                    first_at = std::str::from_utf8(&value)
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                }
+                "last_delay_ms" => {
+                    last_delay_ms = std::str::from_utf8(&value)
+                        .ok()
+                        .and_then(|s| s.parse().ok());
+                }
                 _ if extra.len() < MAX_EXTRA_FIELDS => extra.push((name, value)),
                 _ => {}
             }
@@ -182,6 +207,8 @@ impl Delivery {
                     attempt: attempt.unwrap_or(1),
                     idempotency_key,
                     checkpoint,
+                    first_at,
+                    last_delay_ms,
                     extra,
                 })
             }
@@ -213,6 +240,10 @@ pub struct Completion {
     pub attempt: u32,
     /// Start of the attempt, Unix ms.
     pub started_ms: u64,
+    /// Start of the job's first attempt, Unix ms (0 when nothing ran).
+    pub first_at_ms: u64,
+    /// For a retry: how long to wait before the next attempt.
+    pub delay_ms: u64,
     /// End of the attempt, Unix ms.
     pub finished_ms: u64,
     /// The payload, kept for retries and dead letters.
@@ -249,6 +280,10 @@ pub struct JobStatus {
     pub queue: String,
     /// Current state.
     pub state: String,
+    /// When a waiting job (delayed or retrying) is due, Unix ms.
+    pub due_at_ms: Option<u64>,
+    /// Attempts and events, oldest first (bounded).
+    pub history: Vec<serde_json::Value>,
     /// Job type, if known.
     pub job: Option<String>,
     /// Attempts made so far (including one running now).
@@ -324,82 +359,194 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Longest history kept per job (oldest entries are trimmed).
+pub const MAX_HISTORY: usize = 50;
+/// Longest failure message kept in a history entry.
+const MAX_HISTORY_MESSAGE: usize = 512;
+
 const APPLY: &str = r#"
--- KEYS[1] jobs stream, KEYS[2] dead stream
--- ARGV[1] group, ARGV[2] record prefix, ARGV[3] succeeded ttl (s), ARGV[4] queue,
--- then per completion 18 fixed fields and n extra name/value pairs.
+-- KEYS[1] jobs stream, KEYS[2] dead stream, KEYS[3] delayed set
+-- ARGV[1] group, [2] record prefix, [3] succeeded ttl (s), [4] queue,
+-- [5] history length, [6] wake channel; then per completion 21 fixed
+-- fields and n extra name/value pairs.
 local group, prefix, ttl, queue = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local hist_max, wake = tonumber(ARGV[5]), ARGV[6]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local dead_fields = {id=1, job=1, queue=1, reason=1, class=1, code=1, message=1,
   upstream=1, attempts=1, first_at=1, last_at=1, plugin=1, payload=1, entry=1}
-local applied = 0
-local i = 5
+local applied, earliest = 0, nil
+local i = 7
 while i <= #ARGV do
   local kind, entry, id, job = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
   local attempt, started, finished = ARGV[i+4], ARGV[i+5], ARGV[i+6]
   local payload, result, class, code = ARGV[i+7], ARGV[i+8], ARGV[i+9], ARGV[i+10]
   local message, upstream, reason, digest = ARGV[i+11], ARGV[i+12], ARGV[i+13], ARGV[i+14]
-  local has_ckpt, ckpt, n = ARGV[i+15], ARGV[i+16], tonumber(ARGV[i+17])
-  local extra_at = i + 18
-  i = extra_at + 2 * n
+  local has_ckpt, ckpt, first_at = ARGV[i+15], ARGV[i+16], ARGV[i+17]
+  local delay, hist, n = tonumber(ARGV[i+18]), ARGV[i+19], tonumber(ARGV[i+20])
+  local x = i + 21
+  i = x + 2 * n
   -- Only a delivery that is still pending may change its job, so a batch
   -- re-sent after a lost reply changes nothing twice.
   if redis.call('XACK', KEYS[1], group, entry) == 1 then
     redis.call('XDEL', KEYS[1], entry)
     local rec = prefix .. id
-    if started ~= '0' then redis.call('HSETNX', rec, 'first_at', started) end
+    local hkey = rec .. ':history'
+    if first_at ~= '0' then redis.call('HSETNX', rec, 'first_at', first_at) end
     redis.call('HSET', rec, 'job', job, 'attempts', attempt, 'last_at', finished)
     if digest ~= '' then redis.call('HSET', rec, 'plugin', digest) end
+    redis.call('RPUSH', hkey, hist)
+    redis.call('LTRIM', hkey, -hist_max, -1)
     if kind == 'ok' then
       redis.call('HSET', rec, 'state', 'succeeded')
-      redis.call('HDEL', rec, 'checkpoint', 'entry', 'payload')
+      redis.call('HDEL', rec, 'checkpoint', 'entry', 'payload', 'due_at', 'next_attempt')
       if result ~= '' then redis.call('HSET', rec, 'result', result) end
       redis.call('EXPIRE', rec, ttl)
+      redis.call('EXPIRE', hkey, ttl)
     else
       redis.call('HSET', rec, 'payload', payload, 'last_class', class, 'last_code', code,
         'last_message', message, 'last_upstream', upstream)
       if kind == 'retry' then
-        local f = {'id', id, 'job', job, 'payload', payload, 'attempt', tostring(tonumber(attempt) + 1)}
-        if has_ckpt == '1' then
-          f[#f+1] = 'checkpoint'; f[#f+1] = ckpt
-          redis.call('HSET', rec, 'checkpoint', ckpt)
-        end
+        local next_attempt = tostring(tonumber(attempt) + 1)
+        redis.call('HSET', rec, 'next_attempt', next_attempt, 'last_delay_ms', tostring(delay))
+        if has_ckpt == '1' then redis.call('HSET', rec, 'checkpoint', ckpt) end
         for k = 0, n - 1 do
-          f[#f+1] = ARGV[extra_at + 2*k]; f[#f+1] = ARGV[extra_at + 2*k + 1]
+          redis.call('HSET', rec, 'x:' .. ARGV[x + 2*k], ARGV[x + 2*k + 1])
         end
-        local new_entry = redis.call('XADD', KEYS[1], '*', unpack(f))
-        redis.call('HSET', rec, 'state', 'retrying', 'entry', new_entry)
+        if delay <= 0 then
+          local f = {'id', id, 'job', job, 'payload', payload, 'attempt', next_attempt,
+            'first_at', first_at, 'last_delay_ms', '0'}
+          if has_ckpt == '1' then f[#f+1] = 'checkpoint'; f[#f+1] = ckpt end
+          for k = 0, n - 1 do
+            f[#f+1] = ARGV[x + 2*k]; f[#f+1] = ARGV[x + 2*k + 1]
+          end
+          local e = redis.call('XADD', KEYS[1], '*', unpack(f))
+          redis.call('HSET', rec, 'state', 'queued', 'entry', e)
+          redis.call('HDEL', rec, 'due_at')
+        else
+          -- Due times come from the Redis clock, so daemons with skewed
+          -- clocks still agree on when a retry is due.
+          local due = now + delay
+          redis.call('ZADD', KEYS[3], due, id)
+          redis.call('HSET', rec, 'state', 'retrying', 'due_at', tostring(due))
+          redis.call('HDEL', rec, 'entry')
+          if earliest == nil or due < earliest then earliest = due end
+        end
       else
-        local first_at = redis.call('HGET', rec, 'first_at') or ''
+        local first = redis.call('HGET', rec, 'first_at') or ''
         local f = {'id', id, 'job', job, 'queue', queue, 'reason', reason, 'class', class,
           'code', code, 'message', message, 'upstream', upstream, 'attempts', attempt,
-          'first_at', first_at, 'last_at', finished, 'plugin', digest, 'entry', entry,
+          'first_at', first, 'last_at', finished, 'plugin', digest, 'entry', entry,
           'payload', payload}
         for k = 0, n - 1 do
-          local name = ARGV[extra_at + 2*k]
+          local name = ARGV[x + 2*k]
           if not dead_fields[name] then
-            f[#f+1] = name; f[#f+1] = ARGV[extra_at + 2*k + 1]
+            f[#f+1] = name; f[#f+1] = ARGV[x + 2*k + 1]
           end
         end
         redis.call('XADD', KEYS[2], '*', unpack(f))
         redis.call('HSET', rec, 'state', 'dead', 'dead_reason', reason)
-        redis.call('HDEL', rec, 'entry')
+        redis.call('HDEL', rec, 'entry', 'due_at', 'next_attempt')
       end
     end
     applied = applied + 1
   end
 end
+if earliest ~= nil then redis.call('PUBLISH', wake, tostring(earliest)) end
 return applied
+"#;
+
+const PROMOTE: &str = r#"
+-- KEYS[1] delayed set, KEYS[2] jobs stream; ARGV[1] record prefix, ARGV[2] limit.
+-- Moves due jobs back to the stream. ZREM and XADD happen in one script, so
+-- two daemons promoting at once cannot both deliver the same job.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local moved, missing = 0, {}
+for _, id in ipairs(due) do
+  redis.call('ZREM', KEYS[1], id)
+  local rec = ARGV[1] .. id
+  local h = redis.call('HGETALL', rec)
+  local r = {}
+  for k = 1, #h, 2 do r[h[k]] = h[k+1] end
+  if r['job'] == nil then
+    missing[#missing+1] = id
+  else
+    local f = {'id', id, 'job', r['job'], 'payload', r['payload'] or '',
+      'attempt', r['next_attempt'] or '1'}
+    for _, name in ipairs({'first_at', 'last_delay_ms', 'checkpoint'}) do
+      if r[name] then f[#f+1] = name; f[#f+1] = r[name] end
+    end
+    for k = 1, #h, 2 do
+      if string.sub(h[k], 1, 2) == 'x:' then
+        f[#f+1] = string.sub(h[k], 3); f[#f+1] = h[k+1]
+      end
+    end
+    local e = redis.call('XADD', KEYS[2], '*', unpack(f))
+    redis.call('HSET', rec, 'state', 'queued', 'entry', e)
+    redis.call('HDEL', rec, 'due_at')
+    moved = moved + 1
+  end
+end
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local next_due = -1
+if nxt[2] then next_due = tonumber(nxt[2]) end
+return {moved, now, next_due, missing}
+"#;
+
+const ENQUEUE_DELAYED: &str = r#"
+-- KEYS[1] delayed set, KEYS[2] id counter; ARGV[1] record prefix, ARGV[2] job,
+-- ARGV[3] payload, ARGV[4] due (Unix ms) or '', ARGV[5] delay (ms) or '',
+-- ARGV[6] wake channel. Returns {id, due}.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = now
+if ARGV[4] ~= '' then due = tonumber(ARGV[4]) elseif ARGV[5] ~= '' then due = now + tonumber(ARGV[5]) end
+local id = 'd' .. now .. '-' .. redis.call('INCR', KEYS[2])
+redis.call('HSET', ARGV[1] .. id, 'state', 'queued', 'job', ARGV[2], 'payload', ARGV[3],
+  'next_attempt', '1', 'due_at', tostring(due), 'enqueued_at', tostring(now))
+redis.call('ZADD', KEYS[1], due, id)
+redis.call('PUBLISH', ARGV[6], tostring(due))
+return {id, due}
 "#;
 
 /// Hashed once: `invoke_async` sends EVALSHA and falls back to EVAL only
 /// when the server does not have the script yet (e.g. after a restart).
 static APPLY_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(APPLY));
+static PROMOTE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(PROMOTE));
+static ENQUEUE_DELAYED_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(ENQUEUE_DELAYED));
+
+/// What one promotion pass did, in the Redis server's clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promoted {
+    /// Jobs moved from the delayed set to the stream.
+    pub moved: usize,
+    /// The server's time when it ran, Unix ms.
+    pub now_ms: u64,
+    /// Due time of the earliest job still waiting, if any.
+    pub next_due_ms: Option<u64>,
+    /// Ids found in the delayed set without a job record (cannot be run).
+    pub missing: Vec<String>,
+}
 
 impl Queue {
     /// Operations on queue `keys.queue` over `con`.
     #[must_use]
     pub fn new(keys: Keys, con: ConnectionManager) -> Queue {
         Queue { keys, con }
+    }
+
+    /// The same queue over another connection. A blocking read holds up
+    /// every command queued behind it on its connection, so the reader gets
+    /// a connection of its own.
+    #[must_use]
+    pub fn with_connection(&self, con: ConnectionManager) -> Queue {
+        Queue {
+            keys: self.keys.clone(),
+            con,
+        }
     }
 
     /// Creates the consumer group (and the stream) if missing. The group
@@ -464,10 +611,13 @@ impl Queue {
         }
         let mut inv = APPLY_SCRIPT.key(&self.keys.jobs);
         inv.key(&self.keys.dead)
+            .key(&self.keys.delayed)
             .arg(GROUP)
             .arg(&self.keys.record_prefix)
             .arg(SUCCEEDED_TTL.as_secs())
-            .arg(&self.keys.queue);
+            .arg(&self.keys.queue)
+            .arg(MAX_HISTORY)
+            .arg(&self.keys.wake);
         for c in batch {
             let (kind, reason) = match c.action {
                 Action::Ack => ("ok", ""),
@@ -510,6 +660,9 @@ impl Queue {
                 .arg(&c.plugin_digest)
                 .arg(if c.checkpoint.is_some() { "1" } else { "0" })
                 .arg(c.checkpoint.as_deref().unwrap_or(b""))
+                .arg(c.first_at_ms)
+                .arg(c.delay_ms)
+                .arg(history_entry(c))
                 .arg(c.extra.len());
             for (k, v) in &c.extra {
                 inv.arg(k).arg(v);
@@ -536,6 +689,54 @@ impl Queue {
             .query_async(&mut con)
             .await?;
         Ok(id)
+    }
+
+    /// Moves up to `limit` due jobs from the delayed set back to the stream.
+    ///
+    /// # Errors
+    /// Redis errors, or a reply of the wrong shape.
+    pub async fn promote_due(&self, limit: usize) -> Result<Promoted, QueueError> {
+        let mut con = self.con.clone();
+        let (moved, now_ms, next_due, missing): (usize, u64, i64, Vec<String>) = PROMOTE_SCRIPT
+            .key(&self.keys.delayed)
+            .key(&self.keys.jobs)
+            .arg(&self.keys.record_prefix)
+            .arg(limit)
+            .invoke_async(&mut con)
+            .await?;
+        Ok(Promoted {
+            moved,
+            now_ms,
+            next_due_ms: u64::try_from(next_due).ok(),
+            missing,
+        })
+    }
+
+    /// Adds a job that starts later: at `due_ms` (Unix ms) if given, else
+    /// after `delay`. Returns its id and due time (in the server's clock).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn enqueue_delayed(
+        &self,
+        job: &str,
+        payload: &[u8],
+        due_ms: Option<u64>,
+        delay: Option<Duration>,
+    ) -> Result<(String, u64), QueueError> {
+        let mut con = self.con.clone();
+        let res: (String, u64) = ENQUEUE_DELAYED_SCRIPT
+            .key(&self.keys.delayed)
+            .key(&self.keys.seq)
+            .arg(&self.keys.record_prefix)
+            .arg(job)
+            .arg(payload)
+            .arg(due_ms.map(|d| d.to_string()).unwrap_or_default())
+            .arg(delay.map(|d| d.as_millis().to_string()).unwrap_or_default())
+            .arg(&self.keys.wake)
+            .invoke_async(&mut con)
+            .await?;
+        Ok(res)
     }
 
     /// Looks a job up: its record if it has one, else its stream entry.
@@ -569,6 +770,8 @@ impl Queue {
             return Ok(Some(JobStatus {
                 id: id.to_string(),
                 queue: self.keys.queue.clone(),
+                due_at_ms: None,
+                history: Vec::new(),
                 state: if pending {
                     JobState::Running
                 } else {
@@ -592,7 +795,7 @@ impl Queue {
 
         let mut state = text("state").unwrap_or_else(|| "unknown".into());
         let mut attempts = number("attempts").map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
-        if state == JobState::Retrying.as_str()
+        if state == JobState::Queued.as_str()
             && let Some(entry) = text("entry")
             && self.is_pending(&entry).await?
         {
@@ -605,10 +808,22 @@ impl Queue {
             message: text("last_message").unwrap_or_default(),
             upstream: text("last_upstream"),
         });
+        let history: Vec<Vec<u8>> = redis::cmd("LRANGE")
+            .arg(format!("{}:history", self.keys.record(id)))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut con)
+            .await?;
+        let history = history
+            .iter()
+            .filter_map(|h| serde_json::from_slice(h).ok())
+            .collect();
         Ok(Some(JobStatus {
             id: id.to_string(),
             queue: self.keys.queue.clone(),
             state,
+            due_at_ms: number("due_at"),
+            history,
             job: text("job"),
             attempts,
             last_error,
@@ -674,6 +889,47 @@ impl Queue {
             .await?;
         parse_entries(reply, "XREVRANGE")
     }
+}
+
+/// One line of a job's history, as JSON.
+fn history_entry(c: &Completion) -> String {
+    let mut v = serde_json::json!({
+        "attempt": c.attempt,
+        "finished_at": c.finished_ms,
+    });
+    if c.started_ms > 0 {
+        v["started_at"] = c.started_ms.into();
+    }
+    match &c.outcome {
+        Outcome::Success(_) => v["class"] = "success".into(),
+        Outcome::Failure(f) => {
+            let mut message = f.message.clone();
+            crate::runtime::truncate(&mut message, MAX_HISTORY_MESSAGE);
+            v["class"] = f.class.as_str().into();
+            v["message"] = message.into();
+            if let Some(code) = &f.code {
+                v["code"] = code.as_str().into();
+            }
+            if let Some(upstream) = &f.upstream {
+                v["upstream"] = upstream.as_str().into();
+            }
+        }
+    }
+    match c.action {
+        Action::Ack => v["then"] = "succeeded".into(),
+        Action::Retry => {
+            v["then"] = "retry".into();
+            v["delay_ms"] = c.delay_ms.into();
+        }
+        Action::Dead(reason) => {
+            v["then"] = "dead".into();
+            v["reason"] = reason.as_str().into();
+        }
+    }
+    if !c.plugin_digest.is_empty() {
+        v["plugin"] = c.plugin_digest.get(..12).unwrap_or(&c.plugin_digest).into();
+    }
+    v.to_string()
 }
 
 fn looks_like_entry_id(s: &str) -> bool {

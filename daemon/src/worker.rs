@@ -19,12 +19,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use futures_util::StreamExt as _;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::config::{Config, QueueConfig};
 use crate::job::{DeadReason, FailureClass, Outcome};
-use crate::policy::{self, Decision, RetryPolicy};
+use crate::policy::{self, Decision, Progress, RetryPolicy};
 use crate::queue::{self, Action, Completion, Delivery, Keys, Queue};
 use crate::runtime::{DEFAULT_MEMORY_LIMIT, JobInput, Limits, Plugin, Runtime};
 
@@ -35,6 +36,11 @@ const BLOCK: Duration = Duration::from_secs(2);
 const MAX_LEASE: usize = 512;
 /// Most completions applied in one script call.
 const MAX_APPLY: usize = 256;
+/// Most delayed jobs promoted in one script call.
+const MAX_PROMOTE: usize = 512;
+/// The longest the promoter sleeps without looking at the delayed set: a
+/// safety net for a lost wake-up message, not the normal path.
+const PROMOTE_IDLE: Duration = Duration::from_secs(1);
 
 /// A job type, ready to run.
 struct JobType {
@@ -80,7 +86,7 @@ fn load_plugins(
                         timeout: j.timeout,
                         memory: DEFAULT_MEMORY_LIMIT,
                     },
-                    policy: RetryPolicy::default(),
+                    policy: j.retry,
                 }),
             );
         }
@@ -153,8 +159,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             consumer = %consumer,
             "consuming"
         );
+        queues.spawn(promote(
+            queue.clone(),
+            config.redis_url.clone(),
+            stop_rx.clone(),
+        ));
+        let reader = queue.with_connection(connect_with_backoff(&config.redis_url, &url).await);
         queues.spawn(consume_queue(
             queue,
+            reader,
             q.clone(),
             jobs,
             consumer.clone(),
@@ -238,6 +251,7 @@ fn consumer_name() -> String {
 
 async fn consume_queue(
     queue: Queue,
+    reader: Queue,
     cfg: QueueConfig,
     jobs: HashMap<String, Arc<JobType>>,
     consumer: String,
@@ -268,7 +282,7 @@ async fn consume_queue(
         }
         // The read is not cancelled on shutdown: entries it already took
         // must be run, not left leased to a consumer that is going away.
-        let deliveries = match queue.lease_batch(&consumer, permits.len(), BLOCK).await {
+        let deliveries = match reader.lease_batch(&consumer, permits.len(), BLOCK).await {
             Ok(d) => {
                 delay = Duration::from_millis(100);
                 d
@@ -302,6 +316,80 @@ async fn consume_queue(
     }
 }
 
+/// Moves due jobs from `ward:{Q}:delayed` back to the stream.
+///
+/// It sleeps until the earliest due time (measured in the Redis server's
+/// clock, so host clock skew cannot make a job early), and is woken sooner
+/// through pub/sub on `ward:{Q}:wake` whenever any daemon or client schedules
+/// a job. Promotion is one script, so several daemons can run this at once.
+async fn promote(queue: Queue, url: String, mut stop: watch::Receiver<bool>) {
+    let mut wake: Option<redis::aio::PubSub> = None;
+    let mut backoff = Duration::from_millis(100);
+    while !*stop.borrow() {
+        if wake.is_none() {
+            wake = subscribe(&url, &queue.keys.wake).await;
+        }
+        let sleep_for = match queue.promote_due(MAX_PROMOTE).await {
+            Ok(p) => {
+                backoff = Duration::from_millis(100);
+                for id in &p.missing {
+                    tracing::error!(queue = %queue.keys.queue, job_id = %id, "delayed job has no record; it cannot be run (was its key deleted by hand?)");
+                }
+                if p.moved > 0 {
+                    tracing::debug!(queue = %queue.keys.queue, moved = p.moved, "promoted due jobs");
+                }
+                if p.moved >= MAX_PROMOTE {
+                    continue;
+                }
+                p.next_due_ms
+                    .map_or(PROMOTE_IDLE, |due| {
+                        Duration::from_millis(due.saturating_sub(p.now_ms))
+                    })
+                    .min(PROMOTE_IDLE)
+            }
+            Err(e) => {
+                tracing::error!(queue = %queue.keys.queue, error = %e, retry_in = ?backoff, "cannot promote delayed jobs; retrying");
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff
+            }
+        };
+        if sleep_for.is_zero() {
+            continue;
+        }
+        let lost_wake = {
+            let message = async {
+                match wake.as_mut() {
+                    Some(ps) => ps.on_message().next().await.is_none(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(sleep_for) => false,
+                lost = message => lost,
+                _ = stop.changed() => false,
+            }
+        };
+        if lost_wake {
+            wake = None;
+        }
+    }
+}
+
+async fn subscribe(url: &str, channel: &str) -> Option<redis::aio::PubSub> {
+    let attempt = async {
+        let mut ps = redis::Client::open(url)?.get_async_pubsub().await?;
+        ps.subscribe(channel).await?;
+        Ok::<_, redis::RedisError>(ps)
+    };
+    match attempt.await {
+        Ok(ps) => Some(ps),
+        Err(e) => {
+            tracing::warn!(channel, error = %e, "cannot subscribe to wake-ups; delayed jobs may start up to 1s late");
+            None
+        }
+    }
+}
+
 /// Runs one delivery to its completion and hands the result to the completer.
 async fn attempt(
     delivery: Delivery,
@@ -319,6 +407,8 @@ async fn attempt(
                 job: String::new(),
                 attempt: 0,
                 started_ms: 0,
+                first_at_ms: 0,
+                delay_ms: 0,
                 finished_ms: now,
                 payload: m.payload,
                 outcome: Outcome::failure(FailureClass::Permanent, m.why)
@@ -348,6 +438,8 @@ async fn attempt(
                     job: entry.job,
                     attempt: entry.attempt.saturating_sub(1),
                     started_ms: 0,
+                    first_at_ms: entry.first_at.unwrap_or(0),
+                    delay_ms: 0,
                     finished_ms: queue::now_ms(),
                     payload: entry.payload,
                     outcome: Outcome::failure(FailureClass::Permanent, why).with_code("no-plugin"),
@@ -380,11 +472,27 @@ async fn run_attempt(entry: queue::JobEntry, queue_name: &str, job_type: &JobTyp
     };
     let result = job_type.plugin.run(input, job_type.limits).await;
     let elapsed = clock.elapsed();
-    let decision = policy::decide(&result.outcome, entry.attempt, &job_type.policy);
-    let action = match decision {
-        Decision::Ack => Action::Ack,
-        Decision::Retry { .. } => Action::Retry,
-        Decision::DeadLetter(reason) => Action::Dead(reason),
+    let finished_ms = queue::now_ms();
+    let first_at_ms = entry.first_at.unwrap_or(started_ms);
+    let progress = Progress {
+        attempt: entry.attempt,
+        first_attempt_ms: first_at_ms,
+        now_ms: finished_ms,
+        previous_delay: entry.last_delay_ms.map(Duration::from_millis),
+    };
+    let decision = policy::decide(
+        &result.outcome,
+        &progress,
+        &job_type.policy,
+        &mut rand::rng(),
+    );
+    let (action, delay_ms) = match decision {
+        Decision::Ack => (Action::Ack, 0),
+        Decision::Retry { delay, .. } => (
+            Action::Retry,
+            u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+        ),
+        Decision::DeadLetter(reason) => (Action::Dead(reason), 0),
     };
     log_attempt(queue_name, &entry, &result.outcome, decision, elapsed);
     Completion {
@@ -393,7 +501,9 @@ async fn run_attempt(entry: queue::JobEntry, queue_name: &str, job_type: &JobTyp
         job: entry.job,
         attempt: entry.attempt,
         started_ms,
-        finished_ms: queue::now_ms(),
+        first_at_ms,
+        delay_ms,
+        finished_ms,
         payload: entry.payload,
         outcome: result.outcome,
         action,
@@ -423,15 +533,20 @@ fn log_attempt(
             let code = f.code.as_deref().unwrap_or("");
             let upstream = f.upstream.as_deref().unwrap_or("");
             match decision {
-                Decision::Retry { next_attempt } => tracing::info!(
+                Decision::Retry {
+                    next_attempt,
+                    delay,
+                } => tracing::info!(
                     job_id = %entry.id, queue, job = %entry.job, attempt = entry.attempt,
-                    class = %f.class, code, upstream, delay_ms = 0u64, next_attempt, elapsed_ms,
-                    message = %f.message, "attempt failed; retrying"
+                    class = %f.class, code, upstream,
+                    delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    next_attempt, elapsed_ms,
+                    error = %f.message, "attempt failed; retrying"
                 ),
                 Decision::DeadLetter(reason) => tracing::warn!(
                     job_id = %entry.id, queue, job = %entry.job, attempt = entry.attempt,
                     class = %f.class, code, upstream, reason = %reason, elapsed_ms,
-                    message = %f.message, "attempt failed; dead-lettering the job"
+                    error = %f.message, "attempt failed; dead-lettering the job"
                 ),
                 Decision::Ack => {}
             }

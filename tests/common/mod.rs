@@ -145,10 +145,20 @@ pub fn ward_bin() -> &'static str {
     env!("CARGO_BIN_EXE_ward")
 }
 
-/// A config for one queue `q` on `redis`, with `jobs` as `[[job]]` tables.
+/// Retry defaults for tests: three attempts, short delays, no jitter.
+pub const FAST_RETRY: &str =
+    "max_attempts = 3\ninitial_delay = \"20ms\"\nmax_delay = \"200ms\"\njitter = \"none\"";
+
+/// A config for one queue `q` on `redis`, with `jobs` as `[[job]]` tables
+/// and [`FAST_RETRY`] as `[defaults.retry]`.
 pub fn config(redis: &Redis, concurrency: u32, jobs: &str) -> String {
+    config_with(redis, concurrency, FAST_RETRY, jobs)
+}
+
+/// Like [`config`], with `retry` as the body of `[defaults.retry]`.
+pub fn config_with(redis: &Redis, concurrency: u32, retry: &str, jobs: &str) -> String {
     format!(
-        "[redis]\nurl = \"{}\"\n\n[[queue]]\nname = \"q\"\nconcurrency = {concurrency}\n\n{jobs}",
+        "[redis]\nurl = \"{}\"\n\n[defaults.retry]\n{retry}\n\n[[queue]]\nname = \"q\"\nconcurrency = {concurrency}\n\n{jobs}",
         redis.url()
     )
 }
@@ -262,6 +272,38 @@ pub fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// `ward enqueue` into queue `q`; returns the job id.
+pub fn enqueue(redis: &Redis, job: &str, payload: &str) -> String {
+    enqueue_with(redis, &[], job, payload)
+}
+
+/// `ward enqueue` with extra options (such as `--delay 1s`).
+pub fn enqueue_with(redis: &Redis, options: &[&str], job: &str, payload: &str) -> String {
+    let url = redis.url();
+    let mut args = vec!["enqueue", "--redis", url.as_str()];
+    args.extend_from_slice(options);
+    args.extend_from_slice(&["q", job, payload]);
+    let out = ward(&args);
+    assert!(out.status.success(), "enqueue failed: {}", stderr(&out));
+    stdout(&out)
+}
+
+/// Executions of the plugin per job id, counted from the log lines plugins
+/// write through the host (one per attempt for `flaky`), across daemons.
+pub fn runs_per_job(daemons: &[&Ward]) -> std::collections::HashMap<String, usize> {
+    let mut runs = std::collections::HashMap::new();
+    for w in daemons {
+        for line in w.log_lines() {
+            if line["target"] == "ward::plugin" {
+                *runs
+                    .entry(line["job_id"].as_str().unwrap().to_string())
+                    .or_default() += 1;
+            }
+        }
+    }
+    runs
 }
 
 /// `ward job show --json` for job `id` in queue `q`.
