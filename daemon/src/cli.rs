@@ -52,6 +52,14 @@ enum Command {
         /// Start the job at this time (RFC 3339, e.g. `2026-11-22T03:00:00Z`).
         #[arg(long, value_parser = parse_at)]
         at: Option<u64>,
+        /// Create the job only once per key: a second enqueue with the same
+        /// key (within its TTL) prints the first job's id and says so.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// How long the key is remembered (default: the job type's
+        /// `idempotency_ttl` from `--config`, else 24h).
+        #[arg(long, value_parser = parse_delay)]
+        idempotency_ttl: Option<std::time::Duration>,
     },
     /// Look at jobs.
     Job {
@@ -111,6 +119,20 @@ impl RedisTarget {
             Some(path) => Ok(Config::load(path)?.redis_url),
             None => Ok(config::DEFAULT_REDIS_URL.to_string()),
         }
+    }
+
+    /// The job type's `idempotency_ttl` from `--config`, else the default.
+    fn idempotency_ttl(&self, queue: &str, job: &str) -> anyhow::Result<std::time::Duration> {
+        let Some(path) = &self.config else {
+            return Ok(config::DEFAULT_IDEMPOTENCY_TTL);
+        };
+        let cfg = Config::load(path)?;
+        Ok(cfg
+            .queues
+            .iter()
+            .find(|q| q.name == queue)
+            .and_then(|q| q.jobs.get(job))
+            .map_or(config::DEFAULT_IDEMPOTENCY_TTL, |j| j.idempotency_ttl))
     }
 
     async fn queue(&self, name: &str) -> anyhow::Result<Queue> {
@@ -189,6 +211,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             payload,
             delay,
             at,
+            idempotency_key,
+            idempotency_ttl,
         } => {
             let payload = if payload == "-" {
                 let mut buf = Vec::new();
@@ -203,11 +227,26 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 anyhow::bail!("the job type is empty; name one of the config's [[job]] entries");
             }
             let q = target.queue(&queue).await?;
-            if delay.is_none() && at.is_none() {
+            if delay.is_none() && at.is_none() && idempotency_key.is_none() {
+                // The plain path: one XADD, exactly what any client can do.
                 println!("{}", q.enqueue(&job, &payload).await?);
-            } else {
-                let (id, due) = q.enqueue_delayed(&job, &payload, at, delay).await?;
-                println!("{id}");
+                return Ok(());
+            }
+            let ttl = match idempotency_ttl {
+                Some(ttl) => ttl,
+                None => target.idempotency_ttl(&queue, &job)?,
+            };
+            let done = q
+                .enqueue_with(&job, &payload, idempotency_key.as_deref(), delay, at, ttl)
+                .await?;
+            println!("{}", done.id);
+            if done.duplicate {
+                eprintln!(
+                    "duplicate: idempotency key `{}` already belongs to job {}; nothing was added",
+                    idempotency_key.as_deref().unwrap_or(""),
+                    done.id
+                );
+            } else if let Some(due) = done.due_ms {
                 eprintln!("due at {}", format_ms(due));
             }
             Ok(())

@@ -24,6 +24,12 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_CONCURRENCY: u32 = 16;
 /// Wall-clock limit of one attempt when `[[job]] timeout` is not given.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Visibility timeout of a delivery when `[[queue]] lease` is not given.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// The shortest lease allowed: heartbeats must fit several times into it.
+pub const MIN_LEASE: Duration = Duration::from_millis(300);
+/// How long an idempotency key is remembered when `[[job]] idempotency_ttl` is not given.
+pub const DEFAULT_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Upper bound on `concurrency`; each slot reserves a pooled wasm instance.
 pub const MAX_CONCURRENCY: u32 = 4096;
 
@@ -141,6 +147,8 @@ pub struct RawRetry {
     pub on_timeout: Option<TreatAs>,
     /// How a crash is treated: `transient | recoverable | permanent`.
     pub on_crash: Option<TreatAs>,
+    /// Lost leases after which a job is dead-lettered as a poison pill.
+    pub max_lease_expiries: Option<u32>,
 }
 
 impl RawRetry {
@@ -160,6 +168,7 @@ impl RawRetry {
             ),
             timeout_as: self.on_timeout.unwrap_or(base.timeout_as),
             crash_as: self.on_crash.unwrap_or(base.crash_as),
+            max_lease_expiries: self.max_lease_expiries.unwrap_or(base.max_lease_expiries),
         }
     }
 }
@@ -186,6 +195,9 @@ pub fn check_retry(p: &RetryPolicy) -> Vec<String> {
             humantime::format_duration(p.initial_delay)
         ));
     }
+    if p.max_lease_expiries == 0 {
+        out.push("max_lease_expiries is 0; use at least 1".to_string());
+    }
     if p.max_elapsed.is_zero() {
         out.push("max_elapsed is 0; no retry could ever fit, use e.g. \"10m\"".to_string());
     }
@@ -208,6 +220,10 @@ pub struct RawQueue {
     pub name: Spanned<String>,
     /// How many attempts of this queue's jobs may run at once.
     pub concurrency: Option<Spanned<u32>>,
+    /// Visibility timeout of a delivery: a delivery whose worker stopped
+    /// renewing it for this long is reclaimed by another daemon.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub lease: Option<Spanned<Duration>>,
 }
 
 /// `[[job]]`
@@ -225,6 +241,9 @@ pub struct RawJob {
     pub timeout: Option<Spanned<Duration>>,
     /// Overrides of `[defaults.retry]`, field by field.
     pub retry: Option<Spanned<RawRetry>>,
+    /// How long an idempotency key of this job type is remembered.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub idempotency_ttl: Option<Spanned<Duration>>,
 }
 
 fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Spanned<Duration>>, D::Error> {
@@ -263,6 +282,8 @@ pub struct QueueConfig {
     pub name: String,
     /// Maximum attempts in flight at once.
     pub concurrency: u32,
+    /// Visibility timeout of a delivery (renewed while the attempt runs).
+    pub lease: Duration,
     /// Job types by name.
     pub jobs: BTreeMap<String, JobConfig>,
 }
@@ -278,6 +299,8 @@ pub struct JobConfig {
     pub timeout: Duration,
     /// Retry policy: built-in defaults, then `[defaults.retry]`, then the job's `retry`.
     pub retry: RetryPolicy,
+    /// How long an idempotency key is remembered (enqueue and completion).
+    pub idempotency_ttl: Duration,
 }
 
 impl Config {
@@ -387,9 +410,23 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
             Some(c) => c.into_inner(),
             None => DEFAULT_CONCURRENCY,
         };
+        let lease = match q.lease {
+            Some(l) if *l.get_ref() < MIN_LEASE => {
+                problem(
+                    l.span(),
+                    format!(
+                        "queue `{name}`: lease must be at least {MIN_LEASE:?}; heartbeats renew it every third of it"
+                    ),
+                );
+                DEFAULT_LEASE
+            }
+            Some(l) => l.into_inner(),
+            None => DEFAULT_LEASE,
+        };
         queues.push(QueueConfig {
             name,
             concurrency,
+            lease,
             jobs: BTreeMap::new(),
         });
     }
@@ -445,6 +482,17 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
             }
             None => default_retry,
         };
+        let idempotency_ttl = match j.idempotency_ttl {
+            Some(t) if t.get_ref() < &Duration::from_secs(1) => {
+                problem(
+                    t.span(),
+                    format!("job `{name}`: idempotency_ttl must be at least 1s"),
+                );
+                DEFAULT_IDEMPOTENCY_TTL
+            }
+            Some(t) => t.into_inner(),
+            None => DEFAULT_IDEMPOTENCY_TTL,
+        };
         match queues.iter_mut().find(|q| q.name == queue) {
             Some(q) => {
                 q.jobs.insert(
@@ -454,6 +502,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
                         plugin,
                         timeout,
                         retry,
+                        idempotency_ttl,
                     },
                 );
             }

@@ -183,6 +183,8 @@ pub enum DeadReason {
     AttemptsExhausted,
     /// The next attempt would start past the job's `max_elapsed` deadline.
     ElapsedExhausted,
+    /// The job's workers vanished mid-attempt too often (a poison pill).
+    LeaseExpiries,
     /// No `[[job]]` in this queue has the entry's job type.
     NoPlugin,
     /// The stream entry could not be read as a job (e.g. no `job` field).
@@ -198,6 +200,7 @@ impl DeadReason {
             DeadReason::Crash => "crash",
             DeadReason::AttemptsExhausted => "budget exhausted: attempts",
             DeadReason::ElapsedExhausted => "budget exhausted: elapsed",
+            DeadReason::LeaseExpiries => "budget exhausted: lease expiries",
             DeadReason::NoPlugin => "no plugin for job type",
             DeadReason::Malformed => "malformed entry",
         }

@@ -70,6 +70,9 @@ pub struct RetryPolicy {
     pub timeout_as: TreatAs,
     /// How a crash is treated.
     pub crash_as: TreatAs,
+    /// Lost leases (the worker died mid-attempt) after which the job is
+    /// dead-lettered as a poison pill instead of retried.
+    pub max_lease_expiries: u32,
 }
 
 impl Default for RetryPolicy {
@@ -85,6 +88,7 @@ impl Default for RetryPolicy {
             recoverable_initial_delay: Duration::from_secs(30),
             timeout_as: TreatAs::Transient,
             crash_as: TreatAs::Permanent,
+            max_lease_expiries: 3,
         }
     }
 }
@@ -170,6 +174,25 @@ pub fn decide(
         next_attempt: progress.attempt + 1,
         delay,
     }
+}
+
+/// Decides after an attempt that was lost: its worker stopped (killed,
+/// crashed host) and its lease expired, so another daemon reclaimed it.
+/// The lost attempt counts as an attempt and is treated as transient —
+/// unless this job has now lost `max_lease_expiries` leases, which marks a
+/// poison pill that takes its workers down with it.
+pub fn decide_lost(
+    progress: &Progress,
+    lease_expiries: u32,
+    policy: &RetryPolicy,
+    rng: &mut impl Rng,
+) -> Decision {
+    if lease_expiries >= policy.max_lease_expiries {
+        return Decision::DeadLetter(DeadReason::LeaseExpiries);
+    }
+    let lost =
+        Outcome::failure(FailureClass::Transient, "lease expired").with_code("lease-expired");
+    decide(&lost, progress, policy, rng)
 }
 
 fn millis(d: Duration) -> u64 {
@@ -327,6 +350,27 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_attempt_is_retried_until_the_lease_budget_runs_out() {
+        let p = exact();
+        assert!(matches!(
+            decide_lost(&at(1), 1, &p, &mut rng()),
+            Decision::Retry {
+                next_attempt: 2,
+                ..
+            }
+        ));
+        assert_eq!(
+            decide_lost(&at(1), 3, &p, &mut rng()),
+            Decision::DeadLetter(DeadReason::LeaseExpiries)
+        );
+        assert_eq!(
+            decide_lost(&at(5), 1, &p, &mut rng()),
+            Decision::DeadLetter(DeadReason::AttemptsExhausted),
+            "a lost attempt still counts against max_attempts"
+        );
+    }
+
+    #[test]
     fn delays_are_capped_at_max_delay() {
         let p = exact();
         assert_eq!(
@@ -426,6 +470,7 @@ mod tests {
                     recoverable_initial_delay: Duration::from_millis(recoverable),
                     timeout_as: TreatAs::Transient,
                     crash_as: TreatAs::Permanent,
+                    max_lease_expiries: 3,
                 },
             )
     }

@@ -117,6 +117,8 @@ pub struct JobEntry {
     pub first_at: Option<u64>,
     /// The delay chosen after the previous failure, in ms.
     pub last_delay_ms: Option<u64>,
+    /// How many times an attempt of this job was lost with its worker.
+    pub lease_expiries: u32,
     /// Other fields (correlation ids such as `user_id`), carried along.
     pub extra: Vec<(String, Vec<u8>)>,
 }
@@ -148,6 +150,7 @@ impl Delivery {
         let mut checkpoint = None;
         let mut first_at = None;
         let mut last_delay_ms = None;
+        let mut lease_expiries = 0;
         let mut extra = Vec::new();
         let mut problems = Vec::new();
         for (name, value) in self.fields {
@@ -177,6 +180,12 @@ impl Delivery {
                     first_at = std::str::from_utf8(&value)
                         .ok()
                         .and_then(|s| s.parse().ok())
+                }
+                "lease_expiries" => {
+                    lease_expiries = std::str::from_utf8(&value)
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0);
                 }
                 "last_delay_ms" => {
                     last_delay_ms = std::str::from_utf8(&value)
@@ -209,6 +218,7 @@ impl Delivery {
                     checkpoint,
                     first_at,
                     last_delay_ms,
+                    lease_expiries,
                     extra,
                 })
             }
@@ -258,6 +268,14 @@ pub struct Completion {
     pub checkpoint: Option<Vec<u8>>,
     /// Correlation fields carried from the entry.
     pub extra: Vec<(String, Vec<u8>)>,
+    /// The job's idempotency key, if it has one.
+    pub idempotency_key: Option<String>,
+    /// How long the key's completion is remembered.
+    pub idempotency_ttl: Duration,
+    /// Lost leases so far, this attempt's included if it was lost.
+    pub lease_expiries: u32,
+    /// For [`Action::Duplicate`]: the job that owns the idempotency key.
+    pub duplicate_of: Option<String>,
 }
 
 /// The state change a [`Completion`] asks for.
@@ -269,6 +287,9 @@ pub enum Action {
     Retry,
     /// Move to the dead-letter stream.
     Dead(DeadReason),
+    /// Nothing ran: the job's idempotency key is already owned by the given
+    /// job id (a second enqueue), or completed by this very job (a redelivery).
+    Duplicate,
 }
 
 /// A job as `ward job show` reports it.
@@ -367,10 +388,13 @@ const MAX_HISTORY_MESSAGE: usize = 512;
 const APPLY: &str = r#"
 -- KEYS[1] jobs stream, KEYS[2] dead stream, KEYS[3] delayed set
 -- ARGV[1] group, [2] record prefix, [3] succeeded ttl (s), [4] queue,
--- [5] history length, [6] wake channel; then per completion 21 fixed
--- fields and n extra name/value pairs.
+-- [5] history length, [6] wake channel; then per completion 25 fixed
+-- fields and n extra name/value pairs. Kinds: ok, retry, dead, dup (for
+-- dup, `reason` holds the id of the job that owns the idempotency key).
 local group, prefix, ttl, queue = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local hist_max, wake = tonumber(ARGV[5]), ARGV[6]
+-- 'ward:{Q}:' — every key of the queue starts with it.
+local prefix_q = string.sub(prefix, 1, -5)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local dead_fields = {id=1, job=1, queue=1, reason=1, class=1, code=1, message=1,
@@ -383,8 +407,10 @@ while i <= #ARGV do
   local payload, result, class, code = ARGV[i+7], ARGV[i+8], ARGV[i+9], ARGV[i+10]
   local message, upstream, reason, digest = ARGV[i+11], ARGV[i+12], ARGV[i+13], ARGV[i+14]
   local has_ckpt, ckpt, first_at = ARGV[i+15], ARGV[i+16], ARGV[i+17]
-  local delay, hist, n = tonumber(ARGV[i+18]), ARGV[i+19], tonumber(ARGV[i+20])
-  local x = i + 21
+  local delay, hist = tonumber(ARGV[i+18]), ARGV[i+19]
+  local idem, idem_ttl, digest_out, expiries = ARGV[i+20], ARGV[i+21], ARGV[i+22], ARGV[i+23]
+  local n = tonumber(ARGV[i+24])
+  local x = i + 25
   i = x + 2 * n
   -- Only a delivery that is still pending may change its job, so a batch
   -- re-sent after a lost reply changes nothing twice.
@@ -392,61 +418,86 @@ while i <= #ARGV do
     redis.call('XDEL', KEYS[1], entry)
     local rec = prefix .. id
     local hkey = rec .. ':history'
-    if first_at ~= '0' then redis.call('HSETNX', rec, 'first_at', first_at) end
-    redis.call('HSET', rec, 'job', job, 'attempts', attempt, 'last_at', finished)
-    if digest ~= '' then redis.call('HSET', rec, 'plugin', digest) end
-    redis.call('RPUSH', hkey, hist)
-    redis.call('LTRIM', hkey, -hist_max, -1)
-    if kind == 'ok' then
-      redis.call('HSET', rec, 'state', 'succeeded')
-      redis.call('HDEL', rec, 'checkpoint', 'entry', 'payload', 'due_at', 'next_attempt')
-      if result ~= '' then redis.call('HSET', rec, 'result', result) end
-      redis.call('EXPIRE', rec, ttl)
-      redis.call('EXPIRE', hkey, ttl)
+    if kind == 'dup' then
+      -- Nothing ran. A redelivery of a completed job leaves its record as it
+      -- is; a second enqueue of the same key ends as a duplicate of the first.
+      redis.call('RPUSH', hkey, hist)
+      redis.call('LTRIM', hkey, -hist_max, -1)
+      if reason ~= id then
+        redis.call('HSET', rec, 'state', 'succeeded', 'job', job, 'duplicate_of', reason,
+          'attempts', '0', 'last_at', finished)
+        redis.call('EXPIRE', rec, ttl)
+        redis.call('EXPIRE', hkey, ttl)
+      end
     else
-      redis.call('HSET', rec, 'payload', payload, 'last_class', class, 'last_code', code,
-        'last_message', message, 'last_upstream', upstream)
-      if kind == 'retry' then
-        local next_attempt = tostring(tonumber(attempt) + 1)
-        redis.call('HSET', rec, 'next_attempt', next_attempt, 'last_delay_ms', tostring(delay))
-        if has_ckpt == '1' then redis.call('HSET', rec, 'checkpoint', ckpt) end
-        for k = 0, n - 1 do
-          redis.call('HSET', rec, 'x:' .. ARGV[x + 2*k], ARGV[x + 2*k + 1])
-        end
-        if delay <= 0 then
-          local f = {'id', id, 'job', job, 'payload', payload, 'attempt', next_attempt,
-            'first_at', first_at, 'last_delay_ms', '0'}
-          if has_ckpt == '1' then f[#f+1] = 'checkpoint'; f[#f+1] = ckpt end
-          for k = 0, n - 1 do
-            f[#f+1] = ARGV[x + 2*k]; f[#f+1] = ARGV[x + 2*k + 1]
+      if first_at ~= '0' then redis.call('HSETNX', rec, 'first_at', first_at) end
+      redis.call('HSET', rec, 'job', job, 'attempts', attempt, 'last_at', finished)
+      if digest ~= '' then redis.call('HSET', rec, 'plugin', digest) end
+      redis.call('RPUSH', hkey, hist)
+      redis.call('LTRIM', hkey, -hist_max, -1)
+      if kind == 'ok' then
+        redis.call('HSET', rec, 'state', 'succeeded')
+        redis.call('HDEL', rec, 'checkpoint', 'entry', 'payload', 'due_at', 'next_attempt')
+        if result ~= '' then redis.call('HSET', rec, 'result', result) end
+        if idem ~= '' then
+          -- Completion is recorded with the acknowledgement, in one step: a
+          -- redelivery after this point is acked as a duplicate, never re-run.
+          local ikey = prefix_q .. 'idem:' .. idem
+          local v = id .. ' done ' .. digest_out
+          if redis.call('PTTL', ikey) > 0 then
+            redis.call('SET', ikey, v, 'KEEPTTL')
+          else
+            redis.call('SET', ikey, v, 'PX', idem_ttl)
           end
-          local e = redis.call('XADD', KEYS[1], '*', unpack(f))
-          redis.call('HSET', rec, 'state', 'queued', 'entry', e)
-          redis.call('HDEL', rec, 'due_at')
-        else
-          -- Due times come from the Redis clock, so daemons with skewed
-          -- clocks still agree on when a retry is due.
-          local due = now + delay
-          redis.call('ZADD', KEYS[3], due, id)
-          redis.call('HSET', rec, 'state', 'retrying', 'due_at', tostring(due))
-          redis.call('HDEL', rec, 'entry')
-          if earliest == nil or due < earliest then earliest = due end
         end
+        redis.call('EXPIRE', rec, ttl)
+        redis.call('EXPIRE', hkey, ttl)
       else
-        local first = redis.call('HGET', rec, 'first_at') or ''
-        local f = {'id', id, 'job', job, 'queue', queue, 'reason', reason, 'class', class,
-          'code', code, 'message', message, 'upstream', upstream, 'attempts', attempt,
-          'first_at', first, 'last_at', finished, 'plugin', digest, 'entry', entry,
-          'payload', payload}
-        for k = 0, n - 1 do
-          local name = ARGV[x + 2*k]
-          if not dead_fields[name] then
-            f[#f+1] = name; f[#f+1] = ARGV[x + 2*k + 1]
+        redis.call('HSET', rec, 'payload', payload, 'last_class', class, 'last_code', code,
+          'last_message', message, 'last_upstream', upstream)
+        if kind == 'retry' then
+          local next_attempt = tostring(tonumber(attempt) + 1)
+          redis.call('HSET', rec, 'next_attempt', next_attempt, 'last_delay_ms', tostring(delay),
+            'lease_expiries', expiries)
+          if has_ckpt == '1' then redis.call('HSET', rec, 'checkpoint', ckpt) end
+          for k = 0, n - 1 do
+            redis.call('HSET', rec, 'x:' .. ARGV[x + 2*k], ARGV[x + 2*k + 1])
           end
+          if delay <= 0 then
+            local f = {'id', id, 'job', job, 'payload', payload, 'attempt', next_attempt,
+              'first_at', first_at, 'last_delay_ms', '0', 'lease_expiries', expiries}
+            if has_ckpt == '1' then f[#f+1] = 'checkpoint'; f[#f+1] = ckpt end
+            for k = 0, n - 1 do
+              f[#f+1] = ARGV[x + 2*k]; f[#f+1] = ARGV[x + 2*k + 1]
+            end
+            local e = redis.call('XADD', KEYS[1], '*', unpack(f))
+            redis.call('HSET', rec, 'state', 'queued', 'entry', e)
+            redis.call('HDEL', rec, 'due_at')
+          else
+            -- Due times come from the Redis clock, so daemons with skewed
+            -- clocks still agree on when a retry is due.
+            local due = now + delay
+            redis.call('ZADD', KEYS[3], due, id)
+            redis.call('HSET', rec, 'state', 'retrying', 'due_at', tostring(due))
+            redis.call('HDEL', rec, 'entry')
+            if earliest == nil or due < earliest then earliest = due end
+          end
+        else
+          local first = redis.call('HGET', rec, 'first_at') or ''
+          local f = {'id', id, 'job', job, 'queue', queue, 'reason', reason, 'class', class,
+            'code', code, 'message', message, 'upstream', upstream, 'attempts', attempt,
+            'first_at', first, 'last_at', finished, 'plugin', digest, 'entry', entry,
+            'payload', payload}
+          for k = 0, n - 1 do
+            local name = ARGV[x + 2*k]
+            if not dead_fields[name] then
+              f[#f+1] = name; f[#f+1] = ARGV[x + 2*k + 1]
+            end
+          end
+          redis.call('XADD', KEYS[2], '*', unpack(f))
+          redis.call('HSET', rec, 'state', 'dead', 'dead_reason', reason)
+          redis.call('HDEL', rec, 'entry', 'due_at', 'next_attempt')
         end
-        redis.call('XADD', KEYS[2], '*', unpack(f))
-        redis.call('HSET', rec, 'state', 'dead', 'dead_reason', reason)
-        redis.call('HDEL', rec, 'entry', 'due_at', 'next_attempt')
       end
     end
     applied = applied + 1
@@ -475,7 +526,7 @@ for _, id in ipairs(due) do
   else
     local f = {'id', id, 'job', r['job'], 'payload', r['payload'] or '',
       'attempt', r['next_attempt'] or '1'}
-    for _, name in ipairs({'first_at', 'last_delay_ms', 'checkpoint'}) do
+    for _, name in ipairs({'first_at', 'last_delay_ms', 'checkpoint', 'lease_expiries'}) do
       if r[name] then f[#f+1] = name; f[#f+1] = r[name] end
     end
     for k = 1, #h, 2 do
@@ -495,28 +546,141 @@ if nxt[2] then next_due = tonumber(nxt[2]) end
 return {moved, now, next_due, missing}
 "#;
 
-const ENQUEUE_DELAYED: &str = r#"
--- KEYS[1] delayed set, KEYS[2] id counter; ARGV[1] record prefix, ARGV[2] job,
--- ARGV[3] payload, ARGV[4] due (Unix ms) or '', ARGV[5] delay (ms) or '',
--- ARGV[6] wake channel. Returns {id, due}.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local due = now
-if ARGV[4] ~= '' then due = tonumber(ARGV[4]) elseif ARGV[5] ~= '' then due = now + tonumber(ARGV[5]) end
-local id = 'd' .. now .. '-' .. redis.call('INCR', KEYS[2])
-redis.call('HSET', ARGV[1] .. id, 'state', 'queued', 'job', ARGV[2], 'payload', ARGV[3],
-  'next_attempt', '1', 'due_at', tostring(due), 'enqueued_at', tostring(now))
-redis.call('ZADD', KEYS[1], due, id)
-redis.call('PUBLISH', ARGV[6], tostring(due))
-return {id, due}
+const RENEW: &str = r#"
+-- KEYS[1] jobs stream; ARGV[1] group, ARGV[2] consumer, ARGV[3..] entry ids.
+-- The heartbeat: resets the idle time of deliveries this consumer still
+-- owns, so a long attempt is never reclaimed from a live worker. A delivery
+-- another daemon has reclaimed is left alone and reported back.
+local lost = {}
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if p[1] ~= nil and p[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+  else
+    lost[#lost+1] = ARGV[i]
+  end
+end
+return lost
+"#;
+
+const CHECK_KEYS: &str = r#"
+-- KEYS[1] jobs stream; ARGV: triples of job id, idempotency key, ttl (ms).
+-- Claims each key for its job, or says why the job must not run:
+-- 'run', 'dup <owner job id>' (a second enqueue), or 'done' (a redelivery of
+-- a job that already succeeded).
+local q = string.sub(KEYS[1], 1, -5)
+local out = {}
+for i = 1, #ARGV, 3 do
+  local id, key, ttl = ARGV[i], ARGV[i+1], ARGV[i+2]
+  local k = q .. 'idem:' .. key
+  local v = redis.call('GET', k)
+  if not v then
+    redis.call('SET', k, id, 'PX', ttl)
+    out[#out+1] = 'run'
+  else
+    local owner, state = string.match(v, '^(%S+)%s*(%S*)')
+    if owner ~= id then
+      out[#out+1] = 'dup ' .. owner
+    elseif state == 'done' then
+      out[#out+1] = 'done'
+    else
+      out[#out+1] = 'run'
+    end
+  end
+end
+return out
+"#;
+
+/// Version of the Redis Function library; bump it with every change.
+pub const FUNCTIONS_VERSION: &str = "1";
+
+/// The Redis Function library every client can call to enqueue atomically.
+///
+/// `FCALL ward_enqueue 1 ward:{Q}:jobs <job> <payload> [idempotency_key] [delay_ms] [ttl_ms] [at_ms]`
+/// (empty strings for the optional arguments you skip) returns
+/// `[job_id, "created" | "duplicate", due_ms]` (`due_ms` is 0 when the job is
+/// ready now). `ttl_ms` is how long the key is remembered (default 24 h).
+pub const FUNCTIONS: &str = r#"#!lua name=ward
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function enqueue(keys, args)
+  local stream = keys[1]
+  if stream == nil or string.sub(stream, -5) ~= ':jobs' or string.sub(stream, 1, 5) ~= 'ward:' then
+    return redis.error_reply('ERR ward_enqueue: the one key must be ward:{QUEUE}:jobs')
+  end
+  local q = string.sub(stream, 1, -5)
+  local job, payload = args[1], args[2] or ''
+  if job == nil or job == '' then
+    return redis.error_reply('ERR ward_enqueue: the first argument must be the job type')
+  end
+  local key = args[3] or ''
+  local delay = tonumber(args[4] or '')
+  local ttl = tonumber(args[5] or '') or 86400000
+  local at = tonumber(args[6] or '')
+  if key ~= '' then
+    local v = redis.call('GET', q .. 'idem:' .. key)
+    if v then
+      return {string.match(v, '^(%S+)'), 'duplicate', 0}
+    end
+  end
+  local now = now_ms()
+  local due = at
+  if due == nil and delay ~= nil and delay > 0 then due = now + delay end
+  local id
+  if due == nil then
+    local f = {'job', job, 'payload', payload}
+    if key ~= '' then f[#f+1] = 'idempotency_key'; f[#f+1] = key end
+    id = redis.call('XADD', stream, '*', unpack(f))
+  else
+    id = 'd' .. now .. '-' .. redis.call('INCR', q .. 'seq')
+    local rec = q .. 'job:' .. id
+    redis.call('HSET', rec, 'state', 'queued', 'job', job, 'payload', payload,
+      'next_attempt', '1', 'due_at', tostring(due), 'enqueued_at', tostring(now))
+    if key ~= '' then redis.call('HSET', rec, 'x:idempotency_key', key) end
+    redis.call('ZADD', q .. 'delayed', due, id)
+    redis.call('PUBLISH', q .. 'wake', tostring(due))
+  end
+  if key ~= '' then redis.call('SET', q .. 'idem:' .. key, id, 'PX', ttl) end
+  return {id, 'created', due or 0}
+end
+
+redis.register_function('ward_enqueue', enqueue)
+redis.register_function{function_name = 'ward_version', flags = {'no-writes'},
+  callback = function() return '1' end}
 "#;
 
 /// Hashed once: `invoke_async` sends EVALSHA and falls back to EVAL only
 /// when the server does not have the script yet (e.g. after a restart).
 static APPLY_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(APPLY));
 static PROMOTE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(PROMOTE));
-static ENQUEUE_DELAYED_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(ENQUEUE_DELAYED));
+static RENEW_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RENEW));
+static CHECK_KEYS_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(CHECK_KEYS));
+
+/// What a client's enqueue did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueued {
+    /// The job id (the first job's, for a duplicate).
+    pub id: String,
+    /// True when the idempotency key was already taken: nothing was added.
+    pub duplicate: bool,
+    /// When the job is due (Unix ms, server clock), for a delayed job.
+    pub due_ms: Option<u64>,
+}
+
+/// What the idempotency check says about a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyCheck {
+    /// Run it: the key is this job's and not completed.
+    Run,
+    /// A second enqueue of a key owned by this other job.
+    DuplicateOf(String),
+    /// This job already succeeded: a redelivery.
+    Completed,
+}
 
 /// What one promotion pass did, in the Redis server's clock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -623,6 +787,7 @@ impl Queue {
                 Action::Ack => ("ok", ""),
                 Action::Retry => ("retry", ""),
                 Action::Dead(r) => ("dead", r.as_str()),
+                Action::Duplicate => ("dup", c.duplicate_of.as_deref().unwrap_or(&c.job_id)),
             };
             let (result, class, code, message, upstream): (&[u8], &str, &str, &str, &str) = match &c
                 .outcome
@@ -663,6 +828,10 @@ impl Queue {
                 .arg(c.first_at_ms)
                 .arg(c.delay_ms)
                 .arg(history_entry(c))
+                .arg(c.idempotency_key.as_deref().unwrap_or(""))
+                .arg(u64::try_from(c.idempotency_ttl.as_millis()).unwrap_or(u64::MAX))
+                .arg(result_digest(&c.outcome))
+                .arg(c.lease_expiries)
                 .arg(c.extra.len());
             for (k, v) in &c.extra {
                 inv.arg(k).arg(v);
@@ -712,31 +881,147 @@ impl Queue {
         })
     }
 
-    /// Adds a job that starts later: at `due_ms` (Unix ms) if given, else
-    /// after `delay`. Returns its id and due time (in the server's clock).
+    /// Loads (or replaces) the `ward` Redis Function library.
+    ///
+    /// # Errors
+    /// Redis errors (e.g. a server older than 7.0, which has no functions).
+    pub async fn load_functions(&self) -> Result<(), QueueError> {
+        let mut con = self.con.clone();
+        let _: String = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("REPLACE")
+            .arg(FUNCTIONS)
+            .query_async(&mut con)
+            .await?;
+        Ok(())
+    }
+
+    /// Enqueues through `ward_enqueue`: deduplicated by `key` (remembered for
+    /// `ttl`), delayed by `delay` or until `at_ms`. Loads the function
+    /// library first if the server does not have it (e.g. after a restart).
     ///
     /// # Errors
     /// Redis errors.
-    pub async fn enqueue_delayed(
+    pub async fn enqueue_with(
         &self,
         job: &str,
         payload: &[u8],
-        due_ms: Option<u64>,
+        key: Option<&str>,
         delay: Option<Duration>,
-    ) -> Result<(String, u64), QueueError> {
-        let mut con = self.con.clone();
-        let res: (String, u64) = ENQUEUE_DELAYED_SCRIPT
-            .key(&self.keys.delayed)
-            .key(&self.keys.seq)
-            .arg(&self.keys.record_prefix)
+        at_ms: Option<u64>,
+        ttl: Duration,
+    ) -> Result<Enqueued, QueueError> {
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg("ward_enqueue")
+            .arg(1)
+            .arg(&self.keys.jobs)
             .arg(job)
             .arg(payload)
-            .arg(due_ms.map(|d| d.to_string()).unwrap_or_default())
+            .arg(key.unwrap_or(""))
             .arg(delay.map(|d| d.as_millis().to_string()).unwrap_or_default())
-            .arg(&self.keys.wake)
-            .invoke_async(&mut con)
+            .arg(ttl.as_millis().to_string())
+            .arg(at_ms.map(|d| d.to_string()).unwrap_or_default());
+        let mut con = self.con.clone();
+        let reply: Result<(String, String, u64), RedisError> = cmd.query_async(&mut con).await;
+        let (id, status, due) = match reply {
+            Err(e) if is_missing_function(&e) => {
+                self.load_functions().await?;
+                cmd.query_async(&mut con).await?
+            }
+            other => other?,
+        };
+        Ok(Enqueued {
+            id,
+            duplicate: status == "duplicate",
+            due_ms: (due > 0).then_some(due),
+        })
+    }
+
+    /// Resets the lease of deliveries `entry_ids` still owned by `consumer`;
+    /// returns those it no longer owns.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn renew(
+        &self,
+        consumer: &str,
+        entry_ids: &[String],
+    ) -> Result<Vec<String>, QueueError> {
+        if entry_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = RENEW_SCRIPT.key(&self.keys.jobs);
+        inv.arg(GROUP).arg(consumer);
+        for id in entry_ids {
+            inv.arg(id);
+        }
+        let mut con = self.con.clone();
+        Ok(inv.invoke_async(&mut con).await?)
+    }
+
+    /// Takes over deliveries whose lease expired (idle longer than `lease`:
+    /// their worker stopped renewing them), at most `count`.
+    ///
+    /// # Errors
+    /// Redis errors, or a reply of the wrong shape.
+    pub async fn reclaim(
+        &self,
+        consumer: &str,
+        lease: Duration,
+        count: usize,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let mut con = self.con.clone();
+        let reply: Value = redis::cmd("XAUTOCLAIM")
+            .arg(&self.keys.jobs)
+            .arg(GROUP)
+            .arg(consumer)
+            .arg(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX))
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut con)
             .await?;
-        Ok(res)
+        match reply {
+            Value::Array(mut parts) if parts.len() >= 2 => {
+                parse_entries(parts.swap_remove(1), "XAUTOCLAIM")
+            }
+            other => Err(protocol("XAUTOCLAIM", &other)),
+        }
+    }
+
+    /// Checks the idempotency keys of a batch: `(job id, key, ttl)` each.
+    ///
+    /// # Errors
+    /// Redis errors, or a reply of the wrong shape.
+    pub async fn check_keys(
+        &self,
+        items: &[(&str, &str, Duration)],
+    ) -> Result<Vec<KeyCheck>, QueueError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = CHECK_KEYS_SCRIPT.key(&self.keys.jobs);
+        for (id, key, ttl) in items {
+            inv.arg(*id)
+                .arg(*key)
+                .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        }
+        let mut con = self.con.clone();
+        let out: Vec<String> = inv.invoke_async(&mut con).await?;
+        if out.len() != items.len() {
+            return Err(QueueError::Protocol {
+                what: "idempotency check",
+                detail: format!("{} answers for {} keys", out.len(), items.len()),
+            });
+        }
+        Ok(out
+            .into_iter()
+            .map(|s| match s.strip_prefix("dup ") {
+                Some(owner) => KeyCheck::DuplicateOf(owner.to_string()),
+                None if s == "done" => KeyCheck::Completed,
+                None => KeyCheck::Run,
+            })
+            .collect())
     }
 
     /// Looks a job up: its record if it has one, else its stream entry.
@@ -891,6 +1176,15 @@ impl Queue {
     }
 }
 
+/// sha256 of a success's result bytes, hex; empty for a failure.
+fn result_digest(outcome: &Outcome) -> String {
+    use sha2::Digest as _;
+    match outcome {
+        Outcome::Success(out) => hex::encode(sha2::Sha256::digest(out)),
+        Outcome::Failure(_) => String::new(),
+    }
+}
+
 /// One line of a job's history, as JSON.
 fn history_entry(c: &Completion) -> String {
     let mut v = serde_json::json!({
@@ -925,11 +1219,21 @@ fn history_entry(c: &Completion) -> String {
             v["then"] = "dead".into();
             v["reason"] = reason.as_str().into();
         }
+        Action::Duplicate => {
+            v["event"] = "duplicate".into();
+            v["class"] = "duplicate".into();
+            v["of"] = c.duplicate_of.as_deref().unwrap_or(&c.job_id).into();
+            v["then"] = "acknowledged without running".into();
+        }
     }
     if !c.plugin_digest.is_empty() {
         v["plugin"] = c.plugin_digest.get(..12).unwrap_or(&c.plugin_digest).into();
     }
     v.to_string()
+}
+
+fn is_missing_function(e: &RedisError) -> bool {
+    e.to_string().contains("Function not found")
 }
 
 fn looks_like_entry_id(s: &str) -> bool {

@@ -12,7 +12,7 @@
 //! recorded, so a daemon that dies at any point leaves its deliveries
 //! pending in the consumer group rather than lost.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 use crate::config::{Config, QueueConfig};
 use crate::job::{DeadReason, FailureClass, Outcome};
 use crate::policy::{self, Decision, Progress, RetryPolicy};
-use crate::queue::{self, Action, Completion, Delivery, Keys, Queue};
+use crate::queue::{self, Action, Completion, Delivery, KeyCheck, Keys, Queue};
 use crate::runtime::{DEFAULT_MEMORY_LIMIT, JobInput, Limits, Plugin, Runtime};
 
 /// How long one `XREADGROUP` waits for work; also the longest a shutdown
@@ -47,6 +47,7 @@ struct JobType {
     plugin: Arc<Plugin>,
     limits: Limits,
     policy: RetryPolicy,
+    idempotency_ttl: Duration,
 }
 
 /// Loads every plugin named in `config`, compiling each file once.
@@ -87,6 +88,7 @@ fn load_plugins(
                         memory: DEFAULT_MEMORY_LIMIT,
                     },
                     policy: j.retry,
+                    idempotency_ttl: j.idempotency_ttl,
                 }),
             );
         }
@@ -147,6 +149,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     tracing::info!(redis = %url, "connected to Redis");
 
     let consumer = consumer_name();
+    if let Some(q) = config.queues.first() {
+        // Clients call `ward_enqueue`; a server without it (a fresh or
+        // restarted Redis) gets it again whenever an enqueue misses it too.
+        Queue::new(Keys::new(&q.name), con.clone())
+            .load_functions()
+            .await
+            .context("cannot load Ward's Redis Functions (FUNCTION LOAD needs Redis 7 or newer)")?;
+    }
     let mut queues = JoinSet::new();
     for q in &config.queues {
         let queue = Queue::new(Keys::new(&q.name), con.clone());
@@ -249,6 +259,19 @@ fn consumer_name() -> String {
     )
 }
 
+/// The deliveries this daemon holds for one queue: leased and not yet
+/// recorded. The heartbeat renews exactly these.
+type InFlight = Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
+
+/// What to do with one leased delivery.
+enum Work {
+    /// Run the plugin.
+    Run(queue::JobEntry, Arc<JobType>),
+    /// Nothing to run: the outcome is already known (malformed, no plugin,
+    /// duplicate, lost attempt).
+    Record(Completion),
+}
+
 async fn consume_queue(
     queue: Queue,
     reader: Queue,
@@ -258,9 +281,26 @@ async fn consume_queue(
     stop: watch::Receiver<bool>,
 ) {
     let jobs = Arc::new(jobs);
+    let in_flight: InFlight = Arc::default();
     let slots = Arc::new(Semaphore::new(cfg.concurrency as usize));
     let (done_tx, done_rx) = mpsc::channel::<Completion>(MAX_APPLY * 4);
-    let completer = tokio::spawn(complete(queue.clone(), done_rx));
+    let completer = tokio::spawn(complete(queue.clone(), done_rx, in_flight.clone()));
+    let (beat_stop, beat_rx) = watch::channel(false);
+    let heartbeat = tokio::spawn(heartbeat(
+        queue.clone(),
+        consumer.clone(),
+        cfg.lease,
+        in_flight.clone(),
+        beat_rx,
+    ));
+    let reclaimer = tokio::spawn(reclaim(
+        queue.clone(),
+        consumer.clone(),
+        cfg.lease,
+        jobs.clone(),
+        done_tx.clone(),
+        stop.clone(),
+    ));
     let mut attempts = JoinSet::new();
     let mut delay = Duration::from_millis(100);
 
@@ -288,31 +328,442 @@ async fn consume_queue(
                 d
             }
             Err(e) => {
+                if matches!(&e, queue::QueueError::Redis(r) if r.code() == Some("NOGROUP")) {
+                    // Redis lost the group (restarted without persistence, or
+                    // someone deleted the stream): make it again.
+                    tracing::warn!(queue = %cfg.name, "consumer group missing; creating it again");
+                    let _ = queue.ensure_group().await;
+                }
                 tracing::error!(queue = %cfg.name, error = %e, retry_in = ?delay, "cannot read from Redis; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
-        for d in deliveries {
-            let Some(permit) = permits.pop() else {
-                // Redis returned more than COUNT; cannot happen, but never drop an entry.
-                tracing::error!(queue = %cfg.name, entry = %d.entry_id, "more entries than asked for; running anyway");
-                attempts.spawn(attempt(d, cfg.name.clone(), jobs.clone(), done_tx.clone()));
-                continue;
-            };
-            let (jobs, done) = (jobs.clone(), done_tx.clone());
-            let name = cfg.name.clone();
-            attempts.spawn(async move {
-                attempt(d, name, jobs, done).await;
-                drop(permit);
-            });
+        if let Ok(mut set) = in_flight.lock() {
+            set.extend(deliveries.iter().map(|d| d.entry_id.clone()));
+        }
+        for work in triage(&queue, &cfg.name, &jobs, deliveries).await {
+            let permit = permits.pop();
+            match work {
+                Work::Record(c) => {
+                    if done_tx.send(c).await.is_err() {
+                        tracing::error!(queue = %cfg.name, "completer gone; the delivery stays pending");
+                    }
+                }
+                Work::Run(entry, job_type) => {
+                    let done = done_tx.clone();
+                    let name = cfg.name.clone();
+                    attempts.spawn(async move {
+                        let c = run_attempt(entry, &name, &job_type).await;
+                        // The completer only stops once every sender is gone.
+                        if done.send(c).await.is_err() {
+                            tracing::error!(queue = %name, "completer gone; the delivery stays pending");
+                        }
+                        drop(permit);
+                    });
+                }
+            }
         }
     }
     while attempts.join_next().await.is_some() {}
+    let _ = reclaimer.await;
     drop(done_tx);
     if completer.await.is_err() {
         tracing::error!(queue = %cfg.name, "completer panicked; pending deliveries stay in the group");
+    }
+    let _ = beat_stop.send(true);
+    let _ = heartbeat.await;
+}
+
+/// Sorts leased deliveries into attempts to run and outcomes already known,
+/// checking idempotency keys for the whole batch in one round trip.
+async fn triage(
+    queue: &Queue,
+    queue_name: &str,
+    jobs: &HashMap<String, Arc<JobType>>,
+    deliveries: Vec<Delivery>,
+) -> Vec<Work> {
+    let mut out = Vec::with_capacity(deliveries.len());
+    let mut keyed: Vec<(queue::JobEntry, Arc<JobType>)> = Vec::new();
+    for d in deliveries {
+        match d.parse() {
+            Err(m) => out.push(Work::Record(malformed(queue_name, m))),
+            Ok(entry) => match jobs.get(&entry.job) {
+                None => out.push(Work::Record(no_plugin(queue_name, jobs, entry))),
+                Some(jt) if entry.idempotency_key.is_some() => keyed.push((entry, jt.clone())),
+                Some(jt) => out.push(Work::Run(entry, jt.clone())),
+            },
+        }
+    }
+    if keyed.is_empty() {
+        return out;
+    }
+    let items: Vec<(&str, &str, Duration)> = keyed
+        .iter()
+        .map(|(e, jt)| {
+            (
+                e.id.as_str(),
+                e.idempotency_key.as_deref().unwrap_or(""),
+                jt.idempotency_ttl,
+            )
+        })
+        .collect();
+    let mut backoff = Duration::from_millis(50);
+    let checks = loop {
+        match queue.check_keys(&items).await {
+            Ok(c) => break c,
+            Err(e) => {
+                // Running without the check could run a completed job twice;
+                // the deliveries stay leased (and renewed) while Redis is away.
+                tracing::error!(queue = %queue_name, error = %e, retry_in = ?backoff, "cannot check idempotency keys; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    for ((entry, jt), check) in keyed.into_iter().zip(checks) {
+        match check {
+            KeyCheck::Run => out.push(Work::Run(entry, jt)),
+            KeyCheck::DuplicateOf(owner) => {
+                tracing::info!(queue = %queue_name, job_id = %entry.id, job = %entry.job, duplicate_of = %owner, "duplicate enqueue of an idempotency key; acknowledged without running");
+                out.push(Work::Record(duplicate(entry, &jt, Some(owner))));
+            }
+            KeyCheck::Completed => {
+                tracing::info!(queue = %queue_name, job_id = %entry.id, job = %entry.job, "redelivery of a job that already succeeded; acknowledged without running");
+                out.push(Work::Record(duplicate(entry, &jt, None)));
+            }
+        }
+    }
+    out
+}
+
+/// A completion for `entry` with nothing decided yet; callers set the rest.
+fn completion(
+    entry: queue::JobEntry,
+    job_type: Option<&JobType>,
+    outcome: Outcome,
+    action: Action,
+) -> Completion {
+    let now = queue::now_ms();
+    Completion {
+        entry_id: entry.entry_id,
+        job_id: entry.id,
+        job: entry.job,
+        attempt: entry.attempt,
+        started_ms: 0,
+        first_at_ms: entry.first_at.unwrap_or(0),
+        delay_ms: 0,
+        finished_ms: now,
+        payload: entry.payload,
+        outcome,
+        action,
+        plugin_digest: job_type
+            .map(|jt| jt.plugin.digest().to_string())
+            .unwrap_or_default(),
+        checkpoint: entry.checkpoint,
+        extra: entry.extra,
+        idempotency_key: entry.idempotency_key,
+        idempotency_ttl: job_type.map_or(crate::config::DEFAULT_IDEMPOTENCY_TTL, |jt| {
+            jt.idempotency_ttl
+        }),
+        lease_expiries: entry.lease_expiries,
+        duplicate_of: None,
+    }
+}
+
+fn malformed(queue_name: &str, m: queue::Malformed) -> Completion {
+    tracing::warn!(queue = %queue_name, entry = %m.entry_id, why = %m.why, "malformed entry; dead-lettering it");
+    let entry = queue::JobEntry {
+        id: m.entry_id.clone(),
+        entry_id: m.entry_id,
+        job: String::new(),
+        payload: m.payload,
+        attempt: 1,
+        idempotency_key: None,
+        checkpoint: None,
+        first_at: None,
+        last_delay_ms: None,
+        lease_expiries: 0,
+        extra: m.extra,
+    };
+    let outcome = Outcome::failure(FailureClass::Permanent, m.why).with_code("malformed-entry");
+    let mut c = completion(entry, None, outcome, Action::Dead(DeadReason::Malformed));
+    c.attempt = 0;
+    c
+}
+
+fn no_plugin(
+    queue_name: &str,
+    jobs: &HashMap<String, Arc<JobType>>,
+    entry: queue::JobEntry,
+) -> Completion {
+    let mut known: Vec<&str> = jobs.keys().map(String::as_str).collect();
+    known.sort_unstable();
+    let why = format!(
+        "no [[job]] named `{}` in queue `{queue_name}` (configured: {})",
+        entry.job,
+        if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        }
+    );
+    tracing::warn!(queue = %queue_name, job_id = %entry.id, job = %entry.job, "{why}; dead-lettering it");
+    let outcome = Outcome::failure(FailureClass::Permanent, why).with_code("no-plugin");
+    let attempt = entry.attempt.saturating_sub(1);
+    let mut c = completion(entry, None, outcome, Action::Dead(DeadReason::NoPlugin));
+    c.attempt = attempt;
+    c
+}
+
+fn duplicate(entry: queue::JobEntry, job_type: &JobType, owner: Option<String>) -> Completion {
+    let mut c = completion(
+        entry,
+        Some(job_type),
+        Outcome::Success(Vec::new()),
+        Action::Duplicate,
+    );
+    c.duplicate_of = owner;
+    c.attempt = c.attempt.saturating_sub(1);
+    c
+}
+
+async fn run_attempt(entry: queue::JobEntry, queue_name: &str, job_type: &JobType) -> Completion {
+    let started_ms = queue::now_ms();
+    let clock = std::time::Instant::now();
+    let input = JobInput {
+        id: entry.id.clone(),
+        name: entry.job.clone(),
+        payload: entry.payload.clone(),
+        attempt: entry.attempt,
+        // Plugins always get a key to forward upstream: the job id when the
+        // enqueuer gave none, which is stable across retries.
+        idempotency_key: Some(
+            entry
+                .idempotency_key
+                .clone()
+                .unwrap_or_else(|| entry.id.clone()),
+        ),
+        checkpoint: entry.checkpoint.clone(),
+    };
+    let result = job_type.plugin.run(input, job_type.limits).await;
+    let elapsed = clock.elapsed();
+    let finished_ms = queue::now_ms();
+    let first_at_ms = entry.first_at.unwrap_or(started_ms);
+    let progress = Progress {
+        attempt: entry.attempt,
+        first_attempt_ms: first_at_ms,
+        now_ms: finished_ms,
+        previous_delay: entry.last_delay_ms.map(Duration::from_millis),
+    };
+    let decision = policy::decide(
+        &result.outcome,
+        &progress,
+        &job_type.policy,
+        &mut rand::rng(),
+    );
+    log_attempt(queue_name, &entry, &result.outcome, decision, elapsed);
+    // A new checkpoint replaces the old one; without one, the old one stays.
+    let checkpoint = result.checkpoint.or_else(|| entry.checkpoint.clone());
+    let mut c = completion(entry, Some(job_type), result.outcome, Action::Ack);
+    apply_decision(&mut c, decision);
+    c.started_ms = started_ms;
+    c.first_at_ms = first_at_ms;
+    c.finished_ms = finished_ms;
+    c.checkpoint = checkpoint;
+    c
+}
+
+fn apply_decision(c: &mut Completion, decision: Decision) {
+    match decision {
+        Decision::Ack => c.action = Action::Ack,
+        Decision::Retry { delay, .. } => {
+            c.action = Action::Retry;
+            c.delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        }
+        Decision::DeadLetter(reason) => c.action = Action::Dead(reason),
+    }
+}
+
+/// Renews the leases of this daemon's deliveries every third of the lease,
+/// in one script for all of them, until told to stop (after the last
+/// attempt in flight has been recorded).
+async fn heartbeat(
+    queue: Queue,
+    consumer: String,
+    lease: Duration,
+    in_flight: InFlight,
+    mut stop: watch::Receiver<bool>,
+) {
+    let every = lease / 3;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        let ids: Vec<String> = match in_flight.lock() {
+            Ok(set) => set.iter().cloned().collect(),
+            Err(_) => continue,
+        };
+        match queue.renew(&consumer, &ids).await {
+            Ok(lost) => {
+                for entry in lost {
+                    tracing::warn!(queue = %queue.keys.queue, entry = %entry, "a delivery this daemon is running was reclaimed by another (its lease expired); its outcome will be ignored if the other daemon records first");
+                }
+            }
+            Err(e) => {
+                tracing::error!(queue = %queue.keys.queue, error = %e, "cannot renew leases; retrying")
+            }
+        }
+    }
+}
+
+/// Takes over deliveries whose worker died (their lease expired without a
+/// heartbeat) and records each as a lost attempt: it counts, carries the
+/// code `lease-expired`, and is retried like a transient failure, unless the
+/// job has lost too many leases (a poison pill) and is dead-lettered.
+async fn reclaim(
+    queue: Queue,
+    consumer: String,
+    lease: Duration,
+    jobs: Arc<HashMap<String, Arc<JobType>>>,
+    done: mpsc::Sender<Completion>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let every = (lease / 2).max(Duration::from_millis(100));
+    let lease_text = humantime::format_duration(lease).to_string();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        let deliveries = match queue.reclaim(&consumer, lease, MAX_APPLY).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(queue = %queue.keys.queue, error = %e, "cannot reclaim expired leases; retrying");
+                continue;
+            }
+        };
+        for d in deliveries {
+            let c = match d.parse() {
+                Err(m) => malformed(&queue.keys.queue, m),
+                Ok(entry) => {
+                    let job_type = jobs.get(&entry.job).cloned();
+                    let policy = job_type
+                        .as_ref()
+                        .map_or_else(RetryPolicy::default, |jt| jt.policy);
+                    let now = queue::now_ms();
+                    let expiries = entry.lease_expiries + 1;
+                    let progress = Progress {
+                        attempt: entry.attempt,
+                        first_attempt_ms: entry.first_at.unwrap_or(now),
+                        now_ms: now,
+                        previous_delay: entry.last_delay_ms.map(Duration::from_millis),
+                    };
+                    let decision =
+                        policy::decide_lost(&progress, expiries, &policy, &mut rand::rng());
+                    let message = format!(
+                        "lease expired: no heartbeat for {lease_text} while attempt {} ran (its worker stopped); lost attempt {expiries} of at most {}",
+                        entry.attempt, policy.max_lease_expiries
+                    );
+                    let outcome = Outcome::failure(FailureClass::Transient, message)
+                        .with_code("lease-expired");
+                    log_attempt(
+                        &queue.keys.queue,
+                        &entry,
+                        &outcome,
+                        decision,
+                        Duration::ZERO,
+                    );
+                    let first_at_ms = progress.first_attempt_ms;
+                    let mut c = completion(entry, job_type.as_deref(), outcome, Action::Ack);
+                    apply_decision(&mut c, decision);
+                    c.first_at_ms = first_at_ms;
+                    c.lease_expiries = expiries;
+                    c
+                }
+            };
+            if done.send(c).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// One line per attempt. Successes log at debug so a busy queue does not
+/// drown the log; every failure logs at info or above.
+fn log_attempt(
+    queue: &str,
+    entry: &queue::JobEntry,
+    outcome: &Outcome,
+    decision: Decision,
+    elapsed: Duration,
+) {
+    let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    match outcome {
+        Outcome::Success(_) => tracing::debug!(
+            job_id = %entry.id, queue, job = %entry.job, attempt = entry.attempt,
+            class = "success", elapsed_ms, "attempt succeeded"
+        ),
+        Outcome::Failure(f) => {
+            let code = f.code.as_deref().unwrap_or("");
+            let upstream = f.upstream.as_deref().unwrap_or("");
+            match decision {
+                Decision::Retry {
+                    next_attempt,
+                    delay,
+                } => tracing::info!(
+                    job_id = %entry.id, queue, job = %entry.job, attempt = entry.attempt,
+                    class = %f.class, code, upstream,
+                    delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    next_attempt, elapsed_ms, error = %f.message, "attempt failed; retrying"
+                ),
+                Decision::DeadLetter(reason) => tracing::warn!(
+                    job_id = %entry.id, queue, job = %entry.job, attempt = entry.attempt,
+                    class = %f.class, code, upstream, reason = %reason, elapsed_ms,
+                    error = %f.message, "attempt failed; dead-lettering the job"
+                ),
+                Decision::Ack => {}
+            }
+        }
+    }
+}
+
+/// Applies finished attempts in batches. A batch that fails is re-sent until
+/// it lands: [`Queue::apply`] is idempotent per delivery, and dropping it
+/// would leave jobs pending with their outcome forgotten.
+async fn complete(queue: Queue, mut rx: mpsc::Receiver<Completion>, in_flight: InFlight) {
+    let mut batch = Vec::with_capacity(MAX_APPLY);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_APPLY {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match queue.apply(&batch).await {
+                Ok(_) => break,
+                Err(e) => {
+                    let first_job = batch.first().map(|c| c.job_id.as_str()).unwrap_or("");
+                    tracing::error!(
+                        queue = %queue.keys.queue, error = %e, jobs = batch.len(), first_job,
+                        retry_in = ?delay, "cannot record finished attempts; retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        if let Ok(mut set) = in_flight.lock() {
+            for c in &batch {
+                set.remove(&c.entry_id);
+            }
+        }
+        batch.clear();
     }
 }
 
@@ -387,201 +838,5 @@ async fn subscribe(url: &str, channel: &str) -> Option<redis::aio::PubSub> {
             tracing::warn!(channel, error = %e, "cannot subscribe to wake-ups; delayed jobs may start up to 1s late");
             None
         }
-    }
-}
-
-/// Runs one delivery to its completion and hands the result to the completer.
-async fn attempt(
-    delivery: Delivery,
-    queue_name: String,
-    jobs: Arc<HashMap<String, Arc<JobType>>>,
-    done: mpsc::Sender<Completion>,
-) {
-    let completion = match delivery.parse() {
-        Err(m) => {
-            tracing::warn!(queue = %queue_name, entry = %m.entry_id, why = %m.why, "malformed entry; dead-lettering it");
-            let now = queue::now_ms();
-            Completion {
-                job_id: m.entry_id.clone(),
-                entry_id: m.entry_id,
-                job: String::new(),
-                attempt: 0,
-                started_ms: 0,
-                first_at_ms: 0,
-                delay_ms: 0,
-                finished_ms: now,
-                payload: m.payload,
-                outcome: Outcome::failure(FailureClass::Permanent, m.why)
-                    .with_code("malformed-entry"),
-                action: Action::Dead(DeadReason::Malformed),
-                plugin_digest: String::new(),
-                checkpoint: None,
-                extra: m.extra,
-            }
-        }
-        Ok(entry) => match jobs.get(&entry.job) {
-            None => {
-                let known: BTreeMap<&str, ()> = jobs.keys().map(|k| (k.as_str(), ())).collect();
-                let why = format!(
-                    "no [[job]] named `{}` in queue `{queue_name}` (configured: {})",
-                    entry.job,
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.keys().copied().collect::<Vec<_>>().join(", ")
-                    }
-                );
-                tracing::warn!(queue = %queue_name, job_id = %entry.id, job = %entry.job, "{why}; dead-lettering it");
-                Completion {
-                    entry_id: entry.entry_id,
-                    job_id: entry.id,
-                    job: entry.job,
-                    attempt: entry.attempt.saturating_sub(1),
-                    started_ms: 0,
-                    first_at_ms: entry.first_at.unwrap_or(0),
-                    delay_ms: 0,
-                    finished_ms: queue::now_ms(),
-                    payload: entry.payload,
-                    outcome: Outcome::failure(FailureClass::Permanent, why).with_code("no-plugin"),
-                    action: Action::Dead(DeadReason::NoPlugin),
-                    plugin_digest: String::new(),
-                    checkpoint: entry.checkpoint,
-                    extra: entry.extra,
-                }
-            }
-            Some(job_type) => run_attempt(entry, &queue_name, job_type).await,
-        },
-    };
-    // The completer only stops once every sender is gone, so this cannot fail
-    // while the attempt's queue is running.
-    if done.send(completion).await.is_err() {
-        tracing::error!(queue = %queue_name, "completer gone; the delivery stays pending in Redis");
-    }
-}
-
-async fn run_attempt(entry: queue::JobEntry, queue_name: &str, job_type: &JobType) -> Completion {
-    let started_ms = queue::now_ms();
-    let clock = std::time::Instant::now();
-    let input = JobInput {
-        id: entry.id.clone(),
-        name: entry.job.clone(),
-        payload: entry.payload.clone(),
-        attempt: entry.attempt,
-        idempotency_key: entry.idempotency_key.clone(),
-        checkpoint: entry.checkpoint.clone(),
-    };
-    let result = job_type.plugin.run(input, job_type.limits).await;
-    let elapsed = clock.elapsed();
-    let finished_ms = queue::now_ms();
-    let first_at_ms = entry.first_at.unwrap_or(started_ms);
-    let progress = Progress {
-        attempt: entry.attempt,
-        first_attempt_ms: first_at_ms,
-        now_ms: finished_ms,
-        previous_delay: entry.last_delay_ms.map(Duration::from_millis),
-    };
-    let decision = policy::decide(
-        &result.outcome,
-        &progress,
-        &job_type.policy,
-        &mut rand::rng(),
-    );
-    let (action, delay_ms) = match decision {
-        Decision::Ack => (Action::Ack, 0),
-        Decision::Retry { delay, .. } => (
-            Action::Retry,
-            u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-        ),
-        Decision::DeadLetter(reason) => (Action::Dead(reason), 0),
-    };
-    log_attempt(queue_name, &entry, &result.outcome, decision, elapsed);
-    Completion {
-        entry_id: entry.entry_id,
-        job_id: entry.id,
-        job: entry.job,
-        attempt: entry.attempt,
-        started_ms,
-        first_at_ms,
-        delay_ms,
-        finished_ms,
-        payload: entry.payload,
-        outcome: result.outcome,
-        action,
-        plugin_digest: job_type.plugin.digest().to_string(),
-        // A new checkpoint replaces the old one; without one, the old one stays.
-        checkpoint: result.checkpoint.or(entry.checkpoint),
-        extra: entry.extra,
-    }
-}
-
-/// One line per attempt. Successes log at debug so a busy queue does not
-/// drown the log; every failure logs at info or above.
-fn log_attempt(
-    queue: &str,
-    entry: &queue::JobEntry,
-    outcome: &Outcome,
-    decision: Decision,
-    elapsed: Duration,
-) {
-    let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-    match outcome {
-        Outcome::Success(_) => tracing::debug!(
-            job_id = %entry.id, queue, job = %entry.job, attempt = entry.attempt,
-            class = "success", elapsed_ms, "attempt succeeded"
-        ),
-        Outcome::Failure(f) => {
-            let code = f.code.as_deref().unwrap_or("");
-            let upstream = f.upstream.as_deref().unwrap_or("");
-            match decision {
-                Decision::Retry {
-                    next_attempt,
-                    delay,
-                } => tracing::info!(
-                    job_id = %entry.id, queue, job = %entry.job, attempt = entry.attempt,
-                    class = %f.class, code, upstream,
-                    delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                    next_attempt, elapsed_ms,
-                    error = %f.message, "attempt failed; retrying"
-                ),
-                Decision::DeadLetter(reason) => tracing::warn!(
-                    job_id = %entry.id, queue, job = %entry.job, attempt = entry.attempt,
-                    class = %f.class, code, upstream, reason = %reason, elapsed_ms,
-                    error = %f.message, "attempt failed; dead-lettering the job"
-                ),
-                Decision::Ack => {}
-            }
-        }
-    }
-}
-
-/// Applies finished attempts in batches. A batch that fails is re-sent until
-/// it lands: [`Queue::apply`] is idempotent per delivery, and dropping it
-/// would leave jobs pending with their outcome forgotten.
-async fn complete(queue: Queue, mut rx: mpsc::Receiver<Completion>) {
-    let mut batch = Vec::with_capacity(MAX_APPLY);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_APPLY {
-            match rx.try_recv() {
-                Ok(c) => batch.push(c),
-                Err(_) => break,
-            }
-        }
-        let mut delay = Duration::from_millis(50);
-        loop {
-            match queue.apply(&batch).await {
-                Ok(_) => break,
-                Err(e) => {
-                    let first_job = batch.first().map(|c| c.job_id.as_str()).unwrap_or("");
-                    tracing::error!(
-                        queue = %queue.keys.queue, error = %e, jobs = batch.len(), first_job,
-                        retry_in = ?delay, "cannot record finished attempts; retrying"
-                    );
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-        batch.clear();
     }
 }
