@@ -75,6 +75,7 @@ pub struct Redis {
     pub port: u16,
     child: Child,
     pub dir: TempDir,
+    aof: bool,
 }
 
 impl Redis {
@@ -83,7 +84,15 @@ impl Redis {
     }
 
     pub fn start_on(port: u16) -> Redis {
-        let dir = tempfile::tempdir().unwrap();
+        Self::spawn(port, tempfile::tempdir().unwrap(), false)
+    }
+
+    /// A server with the append-only file on (`appendfsync everysec`).
+    pub fn start_with_aof() -> Redis {
+        Self::spawn(free_port(), tempfile::tempdir().unwrap(), true)
+    }
+
+    fn spawn(port: u16, dir: TempDir, aof: bool) -> Redis {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -92,16 +101,21 @@ impl Redis {
                 "127.0.0.1",
                 "--save",
                 "",
-                "--appendonly",
-                "no",
             ])
+            .args(["--appendonly", if aof { "yes" } else { "no" }])
+            .args(["--appendfsync", "everysec"])
             .arg("--dir")
             .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (see the README's set-up)");
-        let r = Redis { port, child, dir };
+        let r = Redis {
+            port,
+            child,
+            dir,
+            aof,
+        };
         wait_for(
             Duration::from_secs(10),
             "redis-server to answer PING",
@@ -113,6 +127,16 @@ impl Redis {
             },
         );
         r
+    }
+
+    /// Kills the server with SIGKILL and starts it again on the same port
+    /// and data folder after `down` of downtime.
+    pub fn crash_and_restart(mut self, down: Duration) -> Redis {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        Self::spawn(self.port, dir, self.aof)
     }
 
     pub fn url(&self) -> String {
@@ -157,8 +181,14 @@ pub fn config(redis: &Redis, concurrency: u32, jobs: &str) -> String {
 
 /// Like [`config`], with `retry` as the body of `[defaults.retry]`.
 pub fn config_with(redis: &Redis, concurrency: u32, retry: &str, jobs: &str) -> String {
+    config_full(redis, &format!("concurrency = {concurrency}"), retry, jobs)
+}
+
+/// Like [`config_with`], with `queue` as the body of queue `q`'s table
+/// (besides its name), e.g. `"concurrency = 8\nlease = \"1s\""`.
+pub fn config_full(redis: &Redis, queue: &str, retry: &str, jobs: &str) -> String {
     format!(
-        "[redis]\nurl = \"{}\"\n\n[defaults.retry]\n{retry}\n\n[[queue]]\nname = \"q\"\nconcurrency = {concurrency}\n\n{jobs}",
+        "[redis]\nurl = \"{}\"\n\n[defaults.retry]\n{retry}\n\n[[queue]]\nname = \"q\"\n{queue}\n\n{jobs}",
         redis.url()
     )
 }
@@ -207,6 +237,12 @@ impl Ward {
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
+    }
+
+    /// Kills the daemon with SIGKILL (no chance to clean up) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -16,8 +16,9 @@
 //! | `trap`           | on a failing attempt, trap instead of returning a failure               |
 //! | `checkpoint`     | save `attempt N` as the checkpoint on every attempt, and on success     |
 //! |                  | return the checkpoint this attempt received (empty if none)             |
+//! | `key`            | on success, return the idempotency key the host passed in              |
 //!
-//! On success the result is `ok attempt N`, unless `checkpoint` is set.
+//! On success the result is `ok attempt N`, unless `checkpoint` or `key` is set.
 //! A payload that is not such an object (unknown fields included, so that a
 //! typo in a test is not silently ignored) fails permanently with code
 //! `invalid-payload`.
@@ -51,6 +52,7 @@ struct Behaviour {
     sleep_ms: u64,
     trap: bool,
     checkpoint: bool,
+    key: bool,
 }
 
 fn handle(job: Job) -> Result<Vec<u8>, Failure> {
@@ -79,6 +81,8 @@ fn handle(job: Job) -> Result<Vec<u8>, Failure> {
     if !failing {
         return Ok(if behaviour.checkpoint {
             job.checkpoint.unwrap_or_default()
+        } else if behaviour.key {
+            job.idempotency_key.unwrap_or_default().into_bytes()
         } else {
             format!("ok attempt {attempt}").into_bytes()
         });
