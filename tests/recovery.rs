@@ -365,6 +365,18 @@ fn a_redis_restart_with_aof_loses_no_acknowledged_job() {
     // through them would load them again.
     let mut con = redis.con();
     let _: () = redis::cmd("FUNCTION").arg("FLUSH").query(&mut con).unwrap();
+    wait_for(
+        Duration::from_secs(15),
+        "the daemon to load its functions again",
+        || {
+            redis::cmd("FCALL_RO")
+                .arg("ward_version")
+                .arg(0)
+                .query::<String>(&mut con)
+                .is_ok()
+        },
+    );
+    let _: () = redis::cmd("FUNCTION").arg("FLUSH").query(&mut con).unwrap();
     let late = enqueue_with(
         &redis,
         &["--idempotency-key", "late"],

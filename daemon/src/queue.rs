@@ -896,6 +896,27 @@ impl Queue {
         Ok(())
     }
 
+    /// Loads the function library if the server lost it (a restart without
+    /// persistence, a `FUNCTION FLUSH`) or has another version; returns
+    /// whether it had to.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn ensure_functions(&self) -> Result<bool, QueueError> {
+        let mut con = self.con.clone();
+        let version: Result<String, RedisError> = redis::cmd("FCALL_RO")
+            .arg("ward_version")
+            .arg(0)
+            .query_async(&mut con)
+            .await;
+        match version {
+            Ok(v) if v == FUNCTIONS_VERSION => Ok(false),
+            Ok(_) => self.load_functions().await.map(|()| true),
+            Err(e) if is_missing_function(&e) => self.load_functions().await.map(|()| true),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Enqueues through `ward_enqueue`: deduplicated by `key` (remembered for
     /// `ttl`), delayed by `delay` or until `at_ms`. Loads the function
     /// library first if the server does not have it (e.g. after a restart).
@@ -1409,6 +1430,11 @@ mod tests {
             "redis://u:***@h:1/0"
         );
         assert_eq!(redacted_url("redis://h:1"), "redis://h:1");
+    }
+
+    #[test]
+    fn the_function_library_reports_its_own_version() {
+        assert!(FUNCTIONS.contains(&format!("return '{FUNCTIONS_VERSION}'")));
     }
 
     #[test]

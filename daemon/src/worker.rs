@@ -41,6 +41,8 @@ const MAX_PROMOTE: usize = 512;
 /// The longest the promoter sleeps without looking at the delayed set: a
 /// safety net for a lost wake-up message, not the normal path.
 const PROMOTE_IDLE: Duration = Duration::from_secs(1);
+/// How often each queue checks that Redis still has Ward's functions.
+const FUNCTIONS_CHECK: Duration = Duration::from_secs(5);
 
 /// A job type, ready to run.
 struct JobType {
@@ -776,7 +778,21 @@ async fn complete(queue: Queue, mut rx: mpsc::Receiver<Completion>, in_flight: I
 async fn promote(queue: Queue, url: String, mut stop: watch::Receiver<bool>) {
     let mut wake: Option<redis::aio::PubSub> = None;
     let mut backoff = Duration::from_millis(100);
+    let mut functions_checked = std::time::Instant::now();
     while !*stop.borrow() {
+        // Clients enqueue through `ward_enqueue`: put it back if Redis lost it.
+        if functions_checked.elapsed() >= FUNCTIONS_CHECK {
+            functions_checked = std::time::Instant::now();
+            match queue.ensure_functions().await {
+                Ok(true) => {
+                    tracing::warn!(queue = %queue.keys.queue, "Redis had lost Ward's functions (restart without persistence?); loaded them again")
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(queue = %queue.keys.queue, error = %e, "cannot check Ward's Redis Functions")
+                }
+            }
+        }
         if wake.is_none() {
             wake = subscribe(&url, &queue.keys.wake).await;
         }
