@@ -17,6 +17,9 @@ use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 use crate::policy::{Jitter, RetryPolicy, TreatAs};
+use crate::runtime::{
+    DEFAULT_HTTP_TIMEOUT, DEFAULT_MEMORY_LIMIT, DEFAULT_OUTPUT_LIMIT, HttpPolicy,
+};
 
 /// Redis URL used when neither the config nor `--redis` gives one.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -244,6 +247,59 @@ pub struct RawJob {
     /// How long an idempotency key of this job type is remembered.
     #[serde(default, deserialize_with = "opt_duration")]
     pub idempotency_ttl: Option<Spanned<Duration>>,
+    /// Linear memory one instance may use, e.g. `"64MiB"`.
+    pub memory_limit: Option<Spanned<String>>,
+    /// Deterministic CPU budget per attempt (wasm fuel units).
+    pub fuel: Option<Spanned<u64>>,
+    /// Captured stdout/stderr kept per attempt and stream, e.g. `"64KiB"`.
+    pub output_limit: Option<Spanned<String>>,
+    /// Outbound HTTP: `{ allow = ["host:port", ...], timeout = "10s" }`.
+    pub http: Option<Spanned<RawHttp>>,
+    /// Secrets this job type may read with `host.secret(name)`.
+    pub secrets: Option<Spanned<Vec<String>>>,
+}
+
+/// A job's `http` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// `host:port` entries requests may go to; nothing else is reachable.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Host-side limit of one request.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub timeout: Option<Spanned<Duration>>,
+}
+
+/// Parses a size as written in configs: `"64MiB"`, `"512KiB"`, `"1GB"`, `"4096"`.
+///
+/// # Errors
+/// A message quoting the input and showing the accepted form.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let unit_size: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "kib" | "k" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" | "m" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" | "g" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "invalid size `{s}`; write it like \"64MiB\", \"512KiB\" or \"1GiB\""
+            ));
+        }
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_size))
+        .ok_or_else(|| {
+            format!("invalid size `{s}`; write it like \"64MiB\", \"512KiB\" or \"1GiB\"")
+        })
 }
 
 fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Spanned<Duration>>, D::Error> {
@@ -301,6 +357,16 @@ pub struct JobConfig {
     pub retry: RetryPolicy,
     /// How long an idempotency key is remembered (enqueue and completion).
     pub idempotency_ttl: Duration,
+    /// Linear memory limit of one instance, bytes.
+    pub memory_limit: usize,
+    /// Fuel per attempt, if metered.
+    pub fuel: Option<u64>,
+    /// Captured output kept per attempt and stream, bytes.
+    pub output_limit: usize,
+    /// Where outbound HTTP may go, and its timeout.
+    pub http: HttpPolicy,
+    /// Names of the secrets granted (values are read when the daemon starts).
+    pub secrets: Vec<String>,
 }
 
 impl Config {
@@ -493,6 +559,88 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
             Some(t) => t.into_inner(),
             None => DEFAULT_IDEMPOTENCY_TTL,
         };
+        let mut size = |v: &Option<Spanned<String>>,
+                        default: usize,
+                        min: usize,
+                        max: usize,
+                        key: &str| match v {
+            None => default,
+            Some(text) => match parse_size(text.get_ref()) {
+                Ok(n) if (min..=max).contains(&n) => n,
+                Ok(_) => {
+                    problem(
+                        text.span(),
+                        format!(
+                            "job `{name}`: {key} `{}` is out of range ({min} to {max} bytes)",
+                            text.get_ref()
+                        ),
+                    );
+                    default
+                }
+                Err(e) => {
+                    problem(text.span(), format!("job `{name}`: {key}: {e}"));
+                    default
+                }
+            },
+        };
+        let memory_limit = size(
+            &j.memory_limit,
+            DEFAULT_MEMORY_LIMIT,
+            1 << 20,
+            4 << 30,
+            "memory_limit",
+        );
+        let output_limit = size(
+            &j.output_limit,
+            DEFAULT_OUTPUT_LIMIT,
+            0,
+            16 << 20,
+            "output_limit",
+        );
+        let fuel = match j.fuel {
+            Some(f) if *f.get_ref() == 0 => {
+                problem(
+                    f.span(),
+                    format!(
+                        "job `{name}`: fuel 0 could not run a single instruction; leave it out for no fuel limit"
+                    ),
+                );
+                None
+            }
+            Some(f) => Some(f.into_inner()),
+            None => None,
+        };
+        let http = match &j.http {
+            None => HttpPolicy::default(),
+            Some(h) => {
+                let timeout = h
+                    .get_ref()
+                    .timeout
+                    .as_ref()
+                    .map_or(DEFAULT_HTTP_TIMEOUT, |t| *t.get_ref());
+                HttpPolicy::new(&h.get_ref().allow, timeout).unwrap_or_else(|e| {
+                    problem(h.span(), format!("job `{name}`: {e}"));
+                    HttpPolicy::default()
+                })
+            }
+        };
+        let secrets = match &j.secrets {
+            None => Vec::new(),
+            Some(list) => {
+                for secret in list.get_ref() {
+                    if secret.is_empty() || secret.contains(['/', '\\']) || secret.starts_with('.')
+                    {
+                        problem(
+                            list.span(),
+                            format!(
+                                "job `{name}`: secret name `{secret}` must be a plain name like MAILER_TOKEN"
+                            ),
+                        );
+                    }
+                }
+                list.get_ref().clone()
+            }
+        };
         match queues.iter_mut().find(|q| q.name == queue) {
             Some(q) => {
                 q.jobs.insert(
@@ -503,6 +651,11 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
                         timeout,
                         retry,
                         idempotency_ttl,
+                        memory_limit,
+                        fuel,
+                        output_limit,
+                        http,
+                        secrets,
                     },
                 );
             }
@@ -658,6 +811,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains(":2:") && err.contains("decorrelated"), "{err}");
+    }
+
+    #[test]
+    fn sizes_take_binary_and_decimal_units() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("1GB"), Ok(1_000_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("12 parsecs").is_err());
+    }
+
+    #[test]
+    fn sandbox_keys_are_validated() {
+        let err = job_with(
+            "",
+            "memory_limit = \"12 parsecs\"\nfuel = 0\nhttp = { allow = [\"no-port.example\"] }\nsecrets = [\"../etc\"]",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("memory_limit: invalid size"), "{err}");
+        assert!(err.contains("fuel 0"), "{err}");
+        assert!(err.contains("not host:port"), "{err}");
+        assert!(err.contains("secret name `../etc`"), "{err}");
     }
 
     #[test]

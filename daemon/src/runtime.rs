@@ -7,14 +7,27 @@
 //! attempt only creates a [`Store`], instantiates from the [`InstancePre`]
 //! (cheap with the pooling allocator) and calls `handle`.
 //!
-//! Limits: a wall-clock deadline enforced by epoch interruption (the epoch
-//! callback also yields to tokio every tick, so a busy plugin never starves
-//! the other jobs on its thread) and a per-store memory limit.
+//! Limits ([`Sandbox`], per job type): a wall-clock deadline enforced by
+//! epoch interruption (the epoch callback also yields to tokio every tick,
+//! so a busy plugin never starves the other jobs on its thread), a memory
+//! limit, optional fuel (on a second engine, so plugins without it pay
+//! nothing for the instrumentation), and a cap on captured output.
+//!
+//! Capabilities: no files, environment, arguments or sockets; clocks and
+//! randomness; outbound HTTP through `wasi:http` to the allow-list only
+//! ([`http`]); `host.secret` for the names the job type was granted.
+
+mod http;
+mod output;
+
+pub use http::{HttpCall, HttpPolicy};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
@@ -23,6 +36,7 @@ use wasmtime::{
     UpdateDeadline,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::job::{FailureClass, Outcome};
 
@@ -46,6 +60,12 @@ pub const DEFAULT_MEMORY_LIMIT: usize = 256 << 20;
 const MAX_TRAP_MESSAGE: usize = 2048;
 /// Largest checkpoint a plugin may save.
 pub const MAX_CHECKPOINT: usize = 1 << 20;
+/// Captured stdout/stderr kept per attempt when the job type does not say.
+pub const DEFAULT_OUTPUT_LIMIT: usize = 64 << 10;
+/// Host-side limit of one outbound HTTP request when the job type does not say.
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// What replaces a secret's value wherever it would be written.
+pub const REDACTED: &str = "[redacted]";
 
 /// Errors from building the engine or loading a plugin.
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +94,7 @@ pub enum RuntimeError {
     },
     /// The component does not fit the `job-plugin` world.
     #[error(
-        "plugin {path} does not fit the ward:plugin/job-plugin world ({reason:#}); it must export `handle` and import only what Ward provides (ward:plugin/host, wasi:cli, wasi:io, wasi:clocks, wasi:random, wasi:filesystem)"
+        "plugin {path} does not fit the ward:plugin/job-plugin world ({reason:#}); it must export `handle` and import only what Ward provides (ward:plugin/host, wasi:cli, wasi:io, wasi:clocks, wasi:random, wasi:filesystem, wasi:sockets, wasi:http)"
     )]
     WrongWorld {
         /// The plugin file.
@@ -84,23 +104,18 @@ pub enum RuntimeError {
     },
 }
 
-/// The engine shared by every plugin, plus the epoch ticker that drives deadlines.
-pub struct Runtime {
+/// One engine and the linker that gives plugins Ward's host interfaces.
+struct EngineSet {
     engine: Engine,
     linker: Linker<HostState>,
-    ticker_stop: Arc<AtomicBool>,
 }
 
-impl Runtime {
-    /// Creates the engine with a pooling allocator sized for `slots`
-    /// concurrent instances, and starts the epoch ticker.
-    ///
-    /// # Errors
-    /// [`RuntimeError::Engine`] if wasmtime rejects the configuration.
-    pub fn new(slots: u32) -> Result<Runtime, RuntimeError> {
+impl EngineSet {
+    fn new(slots: u32, max_memory: usize, fuel: bool) -> Result<EngineSet, RuntimeError> {
         let mut cfg = wasmtime::Config::new();
         cfg.epoch_interruption(true);
         cfg.wasm_component_model(true);
+        cfg.consume_fuel(fuel);
         let slots = slots.max(1);
         let mut pool = PoolingAllocationConfig::new();
         // Rust and C components carry one or two core instances; interpreters
@@ -110,7 +125,7 @@ impl Runtime {
             .total_memories(slots.saturating_mul(4))
             .total_tables(slots.saturating_mul(8))
             .total_stacks(slots)
-            .max_memory_size(DEFAULT_MEMORY_LIMIT);
+            .max_memory_size(max_memory);
         cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = match Engine::new(&cfg) {
             Ok(engine) => engine,
@@ -124,12 +139,43 @@ impl Runtime {
         };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(RuntimeError::Engine)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(RuntimeError::Engine)?;
         JobPlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(RuntimeError::Engine)?;
+        Ok(EngineSet { engine, linker })
+    }
+}
 
+/// The engines shared by every plugin, plus the epoch ticker that drives deadlines.
+pub struct Runtime {
+    plain: EngineSet,
+    /// Compiled with fuel metering, for job types that set `fuel`; only
+    /// built when one does, since metering slows every instruction.
+    fueled: Option<EngineSet>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    /// Creates the engine with a pooling allocator sized for `slots`
+    /// concurrent instances of up to `max_memory` bytes each (and a second,
+    /// fuel-metering engine when `fuel` is true), and starts the epoch ticker.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Engine`] if wasmtime rejects the configuration.
+    pub fn new(slots: u32, max_memory: usize, fuel: bool) -> Result<Runtime, RuntimeError> {
+        let plain = EngineSet::new(slots, max_memory, false)?;
+        let fueled = if fuel {
+            Some(EngineSet::new(slots, max_memory, true)?)
+        } else {
+            None
+        };
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let stop = ticker_stop.clone();
-        let ticking = engine.weak();
+        let ticking: Vec<_> = std::iter::once(&plain)
+            .chain(fueled.as_ref())
+            .map(|set| set.engine.weak())
+            .collect();
         // A plain thread, not a tokio task: it must keep ticking even when
         // every runtime worker is busy running wasm.
         std::thread::Builder::new()
@@ -137,41 +183,38 @@ impl Runtime {
             .spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
-                    match ticking.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
+                    for engine in &ticking {
+                        match engine.upgrade() {
+                            Some(engine) => engine.increment_epoch(),
+                            None => return,
+                        }
                     }
                 }
             })
             .map_err(|e| RuntimeError::Engine(wasmtime::Error::from(e)))?;
         Ok(Runtime {
-            engine,
-            linker,
+            plain,
+            fueled,
             ticker_stop,
         })
     }
 
-    /// Compiles a plugin component once and checks it against the world.
+    /// Compiles a plugin component once and checks it against the world;
+    /// `fuel` picks the fuel-metering engine.
     ///
     /// # Errors
     /// [`RuntimeError`] naming the file and what is wrong with it.
-    pub fn load(&self, path: &Path) -> Result<Plugin, RuntimeError> {
-        let bytes = std::fs::read(path).map_err(|source| RuntimeError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let digest = hex::encode(Sha256::digest(&bytes));
-        let component = Component::from_binary(&self.engine, &bytes).map_err(|reason| {
-            RuntimeError::NotAComponent {
-                path: path.to_path_buf(),
-                reason,
-            }
-        })?;
+    pub fn load(&self, path: &Path, fuel: bool) -> Result<Plugin, RuntimeError> {
+        let set = match (&self.fueled, fuel) {
+            (Some(set), true) => set,
+            _ => &self.plain,
+        };
+        let (component, digest) = compile(&set.engine, path)?;
         let wrong_world = |reason| RuntimeError::WrongWorld {
             path: path.to_path_buf(),
             reason,
         };
-        let instance_pre = self
+        let instance_pre = set
             .linker
             .instantiate_pre(&component)
             .map_err(wrong_world)?;
@@ -182,6 +225,67 @@ impl Runtime {
             pre,
         })
     }
+
+    /// Describes a component for `ward plugin check`: its digest, imports
+    /// and exports, and whether it fits the `job-plugin` world.
+    ///
+    /// # Errors
+    /// [`RuntimeError`] if the file cannot be read or is not a component.
+    pub fn inspect(&self, path: &Path) -> Result<PluginInfo, RuntimeError> {
+        let (component, digest) = compile(&self.plain.engine, path)?;
+        let ty = component.component_type();
+        let imports = ty
+            .imports(&self.plain.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let exports = ty
+            .exports(&self.plain.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let fits = self
+            .plain
+            .linker
+            .instantiate_pre(&component)
+            .and_then(JobPluginPre::new)
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"));
+        Ok(PluginInfo {
+            digest,
+            size: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            imports,
+            exports,
+            fits,
+        })
+    }
+}
+
+fn compile(engine: &Engine, path: &Path) -> Result<(Component, String), RuntimeError> {
+    let bytes = std::fs::read(path).map_err(|source| RuntimeError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let digest = hex::encode(Sha256::digest(&bytes));
+    let component =
+        Component::from_binary(engine, &bytes).map_err(|reason| RuntimeError::NotAComponent {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+    Ok((component, digest))
+}
+
+/// What `ward plugin check` reports about a component.
+#[derive(Debug, Clone)]
+pub struct PluginInfo {
+    /// sha256 of the file, hex.
+    pub digest: String,
+    /// File size in bytes.
+    pub size: u64,
+    /// Names of the component's imports.
+    pub imports: Vec<String>,
+    /// Names of the component's exports.
+    pub exports: Vec<String>,
+    /// `Ok` when Ward can run it, else why not (e.g. an import Ward does not provide).
+    pub fits: Result<(), String>,
 }
 
 impl Drop for Runtime {
@@ -214,22 +318,79 @@ pub struct JobInput {
     pub checkpoint: Option<Vec<u8>>,
 }
 
-/// Per-attempt limits.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
+/// What a job type's attempts may use: limits and granted capabilities.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
     /// Wall-clock limit of the whole attempt, instantiation included.
     pub timeout: Duration,
-    /// Linear memory limit.
+    /// Linear memory limit, bytes.
     pub memory: usize,
+    /// Deterministic CPU budget; the plugin must have been loaded with fuel.
+    pub fuel: Option<u64>,
+    /// Captured stdout/stderr kept per stream, bytes.
+    pub output_limit: usize,
+    /// Where outbound HTTP may go.
+    pub http: Arc<HttpPolicy>,
+    /// Secrets granted to this job type, by name.
+    pub secrets: Arc<BTreeMap<String, String>>,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Sandbox {
+            timeout: Duration::from_secs(30),
+            memory: DEFAULT_MEMORY_LIMIT,
+            fuel: None,
+            output_limit: DEFAULT_OUTPUT_LIMIT,
+            http: Arc::new(HttpPolicy::default()),
+            secrets: Arc::default(),
+        }
+    }
+}
+
+impl Sandbox {
+    /// `text` with every granted secret's value replaced by [`REDACTED`].
+    #[must_use]
+    pub fn redact(&self, text: &str) -> String {
+        redact(text, &self.secrets)
+    }
+}
+
+/// A secret's value: the daemon's environment variable `name`, else the file
+/// `$CREDENTIALS_DIRECTORY/name` (systemd `LoadCredential=`), without a
+/// trailing newline. `None` when neither exists.
+#[must_use]
+pub fn read_secret(name: &str) -> Option<String> {
+    if let Ok(value) = std::env::var(name) {
+        return Some(value);
+    }
+    let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
+    let text = std::fs::read_to_string(Path::new(&dir).join(name)).ok()?;
+    Some(text.strip_suffix('\n').unwrap_or(&text).to_string())
+}
+
+/// `text` with every value of `secrets` replaced by [`REDACTED`].
+#[must_use]
+pub fn redact(text: &str, secrets: &BTreeMap<String, String>) -> String {
+    let mut out = text.to_string();
+    for value in secrets.values() {
+        // An empty value would match everywhere and hides nothing.
+        if !value.is_empty() && out.contains(value.as_str()) {
+            out = out.replace(value.as_str(), REDACTED);
+        }
+    }
+    out
 }
 
 /// The result of one attempt, with what the plugin left behind.
 #[derive(Debug)]
 pub struct Attempt {
-    /// How it ended.
+    /// How it ended (secrets already redacted from failure texts).
     pub outcome: Outcome,
     /// The last checkpoint the plugin saved during this attempt, if any.
     pub checkpoint: Option<Vec<u8>>,
+    /// The outbound HTTP requests it made.
+    pub http_calls: Vec<HttpCall>,
 }
 
 impl Plugin {
@@ -247,13 +408,17 @@ impl Plugin {
 
     /// Runs one attempt in a fresh instance. Never panics and never returns
     /// an error: every way an attempt can end is an [`Outcome`].
-    pub async fn run(&self, input: JobInput, limits: Limits) -> Attempt {
-        let deadline = Instant::now() + limits.timeout;
-        let mut store = Store::new(
-            self.pre.engine(),
-            HostState::new(&input, limits.memory, deadline),
-        );
+    pub async fn run(&self, input: JobInput, sandbox: &Sandbox) -> Attempt {
+        let deadline = Instant::now() + sandbox.timeout;
+        let mut store = Store::new(self.pre.engine(), HostState::new(&input, sandbox, deadline));
         store.limiter(|s| &mut s.limiter);
+        if let Some(fuel) = sandbox.fuel {
+            // Fails only on an engine without fuel metering; the worker loads
+            // plugins of fuel-limited job types on the metering engine.
+            if let Err(e) = store.set_fuel(fuel) {
+                tracing::error!(job_id = %input.id, error = %e, "cannot set fuel; running without it");
+            }
+        }
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| {
             if Instant::now() >= ctx.data().deadline {
@@ -272,37 +437,53 @@ impl Plugin {
             checkpoint: input.checkpoint,
         };
         // The epoch only interrupts running wasm; a plugin parked in an async
-        // host call (a sleep, a poll) is cut off by this outer timeout. The
-        // small grace lets the epoch path report first when both apply.
+        // host call (a sleep, an HTTP request) is cut off by this outer
+        // timeout. The small grace lets the epoch path report first.
         let call = async {
             let instance = self.pre.instantiate_async(&mut store).await?;
             instance.call_handle(&mut store, &job).await
         };
-        let result = tokio::time::timeout(limits.timeout + EPOCH_TICK * 4, call).await;
+        let result = tokio::time::timeout(sandbox.timeout + EPOCH_TICK * 4, call).await;
         let state = store.data_mut();
         let outcome = match result {
             Err(_elapsed) => Outcome::failure(
                 FailureClass::Timeout,
-                format!("attempt ran past its {:?} deadline", limits.timeout),
+                format!("attempt ran past its {:?} deadline", sandbox.timeout),
             )
             .with_code("deadline"),
             Ok(Ok(Ok(output))) => Outcome::Success(output),
             Ok(Ok(Err(failure))) => Outcome::Failure(failure.into()),
-            Ok(Err(err)) => classify_trap(&err, state, limits),
+            Ok(Err(err)) => classify_trap(&err, state, sandbox),
         };
+        state.log_output(sandbox);
         Attempt {
-            outcome,
+            outcome: redact_outcome(outcome, sandbox),
             checkpoint: state.checkpoint.take(),
+            http_calls: state.http_hooks.calls(),
         }
     }
 }
 
-fn classify_trap(err: &wasmtime::Error, state: &HostState, limits: Limits) -> Outcome {
+/// Secrets never leave an attempt in its failure, which ends up in logs,
+/// history, dead letters and alerts.
+fn redact_outcome(outcome: Outcome, sandbox: &Sandbox) -> Outcome {
+    match outcome {
+        Outcome::Failure(mut f) if !sandbox.secrets.is_empty() => {
+            f.message = sandbox.redact(&f.message);
+            f.code = f.code.map(|c| sandbox.redact(&c));
+            f.upstream = f.upstream.map(|u| sandbox.redact(&u));
+            Outcome::Failure(f)
+        }
+        other => other,
+    }
+}
+
+fn classify_trap(err: &wasmtime::Error, state: &HostState, sandbox: &Sandbox) -> Outcome {
     let trap = err.downcast_ref::<Trap>().copied();
     if state.timed_out || trap == Some(Trap::Interrupt) {
         return Outcome::failure(
             FailureClass::Timeout,
-            format!("attempt ran past its {:?} deadline", limits.timeout),
+            format!("attempt ran past its {:?} deadline", sandbox.timeout),
         )
         .with_code("deadline");
     }
@@ -311,13 +492,19 @@ fn classify_trap(err: &wasmtime::Error, state: &HostState, limits: Limits) -> Ou
     let code = if state.limiter.hit {
         message = format!(
             "plugin exceeded its memory limit of {} MiB: {message}",
-            limits.memory >> 20
+            sandbox.memory >> 20
         );
         "memory"
     } else {
         match trap {
             Some(Trap::StackOverflow) => "stack",
-            Some(Trap::OutOfFuel) => "fuel",
+            Some(Trap::OutOfFuel) => {
+                message = format!(
+                    "plugin used up its fuel ({}): {message}",
+                    sandbox.fuel.unwrap_or(0)
+                );
+                "fuel"
+            }
             Some(Trap::UnreachableCodeReached) => "unreachable",
             Some(_) => "trap",
             None => "host-error",
@@ -391,19 +578,28 @@ impl ResourceLimiter for MemoryLimiter {
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
+    http_ctx: WasiHttpCtx,
+    http_hooks: http::Hooks,
     limiter: MemoryLimiter,
     deadline: Instant,
     timed_out: bool,
     job_id: String,
     job_name: String,
     checkpoint: Option<Vec<u8>>,
+    secrets: Arc<BTreeMap<String, String>>,
+    stdout: output::CappedOutput,
+    stderr: output::CappedOutput,
 }
 
 impl HostState {
-    fn new(input: &JobInput, memory: usize, deadline: Instant) -> HostState {
+    fn new(input: &JobInput, sandbox: &Sandbox, deadline: Instant) -> HostState {
+        let stdout = output::CappedOutput::new(sandbox.output_limit);
+        let stderr = output::CappedOutput::new(sandbox.output_limit);
         // No preopens, no env, no args, no sockets: the sandbox starts with
-        // nothing but clocks and randomness.
+        // nothing but clocks, randomness and captured output.
         let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -411,8 +607,10 @@ impl HostState {
         HostState {
             wasi,
             table: ResourceTable::new(),
+            http_ctx: WasiHttpCtx::new(),
+            http_hooks: http::Hooks::new(sandbox.http.clone(), input.id.clone()),
             limiter: MemoryLimiter {
-                max: memory,
+                max: sandbox.memory,
                 hit: false,
             },
             deadline,
@@ -420,6 +618,25 @@ impl HostState {
             job_id: input.id.clone(),
             job_name: input.name.clone(),
             checkpoint: None,
+            secrets: sandbox.secrets.clone(),
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Writes what the plugin printed to the daemon's log, tagged with the
+    /// job id, bounded, secrets redacted.
+    fn log_output(&self, sandbox: &Sandbox) {
+        for (stream, capture) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            let (bytes, dropped) = capture.take();
+            if bytes.is_empty() && dropped == 0 {
+                continue;
+            }
+            let text = sandbox.redact(&String::from_utf8_lossy(&bytes));
+            tracing::info!(
+                target: "ward::plugin", job_id = %self.job_id, job = %self.job_name, stream,
+                dropped_bytes = dropped, "{}", text.trim_end()
+            );
         }
     }
 }
@@ -433,11 +650,21 @@ impl WasiView for HostState {
     }
 }
 
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
+    }
+}
+
 impl wit::Host for HostState {}
 
 impl host::Host for HostState {
     fn log(&mut self, level: host::Level, message: String) {
-        let mut message = message;
+        let mut message = redact(&message, &self.secrets);
         truncate(&mut message, 4096);
         let (id, job) = (&self.job_id, &self.job_name);
         match level {
@@ -467,9 +694,8 @@ impl host::Host for HostState {
         self.checkpoint = Some(data);
     }
 
-    fn secret(&mut self, _name: String) -> Option<String> {
-        // No job type can be granted secrets yet (there is no `secrets` key in
-        // the config), so every name is "not granted".
-        None
+    fn secret(&mut self, name: String) -> Option<String> {
+        // Only names granted to this job type in its `secrets` list exist here.
+        self.secrets.get(&name).cloned()
     }
 }

@@ -12,7 +12,7 @@
 //! recorded, so a daemon that dies at any point leaves its deliveries
 //! pending in the consumer group rather than lost.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,7 +27,7 @@ use crate::config::{Config, QueueConfig};
 use crate::job::{DeadReason, FailureClass, Outcome};
 use crate::policy::{self, Decision, Progress, RetryPolicy};
 use crate::queue::{self, Action, Completion, Delivery, KeyCheck, Keys, Queue};
-use crate::runtime::{DEFAULT_MEMORY_LIMIT, JobInput, Limits, Plugin, Runtime};
+use crate::runtime::{JobInput, Plugin, Runtime, Sandbox};
 
 /// How long one `XREADGROUP` waits for work; also the longest a shutdown
 /// waits for a reader to notice it.
@@ -47,7 +47,7 @@ const FUNCTIONS_CHECK: Duration = Duration::from_secs(5);
 /// A job type, ready to run.
 struct JobType {
     plugin: Arc<Plugin>,
-    limits: Limits,
+    sandbox: Sandbox,
     policy: RetryPolicy,
     idempotency_ttl: Duration,
 }
@@ -60,19 +60,20 @@ fn load_plugins(
     runtime: &Runtime,
     config: &Config,
 ) -> anyhow::Result<HashMap<String, HashMap<String, Arc<JobType>>>> {
-    let mut compiled: HashMap<PathBuf, Arc<Plugin>> = HashMap::new();
+    let mut compiled: HashMap<(PathBuf, bool), Arc<Plugin>> = HashMap::new();
     let mut errors = Vec::new();
     let mut out = HashMap::new();
     for q in &config.queues {
         let mut jobs = HashMap::new();
         for j in q.jobs.values() {
-            let plugin = match compiled.get(&j.plugin) {
+            let key = (j.plugin.clone(), j.fuel.is_some());
+            let plugin = match compiled.get(&key) {
                 Some(p) => p.clone(),
-                None => match runtime.load(&j.plugin) {
+                None => match runtime.load(&j.plugin, j.fuel.is_some()) {
                     Ok(p) => {
                         let p = Arc::new(p);
                         tracing::info!(plugin = %j.plugin.display(), digest = %p.digest(), "plugin compiled");
-                        compiled.insert(j.plugin.clone(), p.clone());
+                        compiled.insert(key, p.clone());
                         p
                     }
                     Err(e) => {
@@ -81,13 +82,29 @@ fn load_plugins(
                     }
                 },
             };
+            let mut secrets = BTreeMap::new();
+            for name in &j.secrets {
+                match crate::runtime::read_secret(name) {
+                    Some(value) => {
+                        secrets.insert(name.clone(), value);
+                    }
+                    None => errors.push(format!(
+                        "job `{}` in queue `{}`: secret `{name}` is granted but not set: give the daemon an environment variable {name} or a file $CREDENTIALS_DIRECTORY/{name} (systemd LoadCredential=)",
+                        j.name, q.name
+                    )),
+                }
+            }
             jobs.insert(
                 j.name.clone(),
                 Arc::new(JobType {
                     plugin,
-                    limits: Limits {
+                    sandbox: Sandbox {
                         timeout: j.timeout,
-                        memory: DEFAULT_MEMORY_LIMIT,
+                        memory: j.memory_limit,
+                        fuel: j.fuel,
+                        output_limit: j.output_limit,
+                        http: Arc::new(j.http.clone()),
+                        secrets: Arc::new(secrets),
                     },
                     policy: j.retry,
                     idempotency_ttl: j.idempotency_ttl,
@@ -107,12 +124,24 @@ fn load_plugins(
     }
 }
 
+/// The engine sizes a config needs: pooled slots, largest memory, fuel or not.
+fn runtime_for(config: &Config, slots: u32) -> anyhow::Result<Runtime> {
+    let jobs = config.queues.iter().flat_map(|q| q.jobs.values());
+    let max_memory = jobs
+        .clone()
+        .map(|j| j.memory_limit)
+        .max()
+        .unwrap_or(crate::runtime::DEFAULT_MEMORY_LIMIT);
+    let fuel = jobs.clone().any(|j| j.fuel.is_some());
+    Ok(Runtime::new(slots, max_memory, fuel)?)
+}
+
 /// Compiles every plugin of `config` and reports problems, without Redis.
 ///
 /// # Errors
 /// The plugins that failed to load, each with its file and reason.
 pub fn check(config: &Config) -> anyhow::Result<Vec<(String, String, PathBuf, String)>> {
-    let runtime = Runtime::new(1)?;
+    let runtime = runtime_for(config, 1)?;
     let loaded = load_plugins(&runtime, config)?;
     let mut out = Vec::new();
     for q in &config.queues {
@@ -138,7 +167,7 @@ pub fn check(config: &Config) -> anyhow::Result<Vec<(String, String, PathBuf, St
 /// Redis being unreachable is not an error: the daemon says so and retries.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let slots: u32 = config.queues.iter().map(|q| q.concurrency).sum();
-    let runtime = Runtime::new(slots)?;
+    let runtime = runtime_for(&config, slots)?;
     let mut job_types = load_plugins(&runtime, &config)?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -549,7 +578,7 @@ async fn run_attempt(entry: queue::JobEntry, queue_name: &str, job_type: &JobTyp
         ),
         checkpoint: entry.checkpoint.clone(),
     };
-    let result = job_type.plugin.run(input, job_type.limits).await;
+    let result = job_type.plugin.run(input, &job_type.sandbox).await;
     let elapsed = clock.elapsed();
     let finished_ms = queue::now_ms();
     let first_at_ms = entry.first_at.unwrap_or(started_ms);
