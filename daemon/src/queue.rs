@@ -248,6 +248,11 @@ pub struct Completion {
     pub finished_ms: u64,
     /// The payload, kept for retries and dead letters.
     pub payload: Vec<u8>,
+    /// For a dead letter: the payload as its entry in `ward:{Q}:dead` shows
+    /// it (secrets redacted, a marker for a payload too large; see
+    /// [`crate::redact::dead_payload`]). `None`: the payload as it is. The
+    /// job record always keeps the original `payload`.
+    pub dead_payload: Option<Vec<u8>>,
     /// How the attempt ended.
     pub outcome: Outcome,
     /// What to do next.
@@ -367,8 +372,15 @@ const MAX_HISTORY_MESSAGE: usize = 512;
 const APPLY: &str = r#"
 -- KEYS[1] jobs stream, KEYS[2] dead stream, KEYS[3] delayed set
 -- ARGV[1] group, [2] record prefix, [3] succeeded ttl (s), [4] queue,
--- [5] history length, [6] wake channel; then per completion 21 fixed
--- fields and n extra name/value pairs.
+-- [5] history length, [6] wake channel; then per completion 22 fixed
+-- fields and n extra name/value pairs. The fixed fields, from 0: kind
+-- (ok|retry|dead), entry, id, job, attempt, started, finished, payload,
+-- result, class, code, message, upstream, reason, plugin digest, has
+-- checkpoint, checkpoint, first_at, delay, history line, dead payload, n.
+-- The dead payload (field 20) is what the dead-letter entry shows of the
+-- payload (redacted in Rust; '' unless kind is dead); the record keeps the
+-- original payload (field 7). A dead letter's entry id is stored in the
+-- record as `dead_entry`.
 local group, prefix, ttl, queue = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local hist_max, wake = tonumber(ARGV[5]), ARGV[6]
 local t = redis.call('TIME')
@@ -383,8 +395,9 @@ while i <= #ARGV do
   local payload, result, class, code = ARGV[i+7], ARGV[i+8], ARGV[i+9], ARGV[i+10]
   local message, upstream, reason, digest = ARGV[i+11], ARGV[i+12], ARGV[i+13], ARGV[i+14]
   local has_ckpt, ckpt, first_at = ARGV[i+15], ARGV[i+16], ARGV[i+17]
-  local delay, hist, n = tonumber(ARGV[i+18]), ARGV[i+19], tonumber(ARGV[i+20])
-  local x = i + 21
+  local delay, hist, dead_payload = tonumber(ARGV[i+18]), ARGV[i+19], ARGV[i+20]
+  local n = tonumber(ARGV[i+21])
+  local x = i + 22
   i = x + 2 * n
   -- Only a delivery that is still pending may change its job, so a batch
   -- re-sent after a lost reply changes nothing twice.
@@ -437,15 +450,15 @@ while i <= #ARGV do
         local f = {'id', id, 'job', job, 'queue', queue, 'reason', reason, 'class', class,
           'code', code, 'message', message, 'upstream', upstream, 'attempts', attempt,
           'first_at', first, 'last_at', finished, 'plugin', digest, 'entry', entry,
-          'payload', payload}
+          'payload', dead_payload}
         for k = 0, n - 1 do
           local name = ARGV[x + 2*k]
           if not dead_fields[name] then
             f[#f+1] = name; f[#f+1] = ARGV[x + 2*k + 1]
           end
         end
-        redis.call('XADD', KEYS[2], '*', unpack(f))
-        redis.call('HSET', rec, 'state', 'dead', 'dead_reason', reason)
+        local d = redis.call('XADD', KEYS[2], '*', unpack(f))
+        redis.call('HSET', rec, 'state', 'dead', 'dead_reason', reason, 'dead_entry', d)
         redis.call('HDEL', rec, 'entry', 'due_at', 'next_attempt')
       end
     end
@@ -663,6 +676,10 @@ impl Queue {
                 .arg(c.first_at_ms)
                 .arg(c.delay_ms)
                 .arg(history_entry(c))
+                .arg(match c.action {
+                    Action::Dead(_) => c.dead_payload.as_deref().unwrap_or(&c.payload),
+                    _ => b"",
+                })
                 .arg(c.extra.len());
             for (k, v) in &c.extra {
                 inv.arg(k).arg(v);

@@ -27,6 +27,7 @@ use crate::config::{Config, QueueConfig};
 use crate::job::{DeadReason, FailureClass, Outcome};
 use crate::policy::{self, Decision, Progress, RetryPolicy};
 use crate::queue::{self, Action, Completion, Delivery, Keys, Queue};
+use crate::redact::{self, FieldPath};
 use crate::runtime::{DEFAULT_MEMORY_LIMIT, JobInput, Limits, Plugin, Runtime};
 
 /// How long one `XREADGROUP` waits for work; also the longest a shutdown
@@ -47,6 +48,8 @@ struct JobType {
     plugin: Arc<Plugin>,
     limits: Limits,
     policy: RetryPolicy,
+    /// Payload fields never shown in this type's dead letters.
+    redact: Vec<FieldPath>,
 }
 
 /// Loads every plugin named in `config`, compiling each file once.
@@ -87,6 +90,7 @@ fn load_plugins(
                         memory: DEFAULT_MEMORY_LIMIT,
                     },
                     policy: j.retry,
+                    redact: j.redact.clone(),
                 }),
             );
         }
@@ -298,13 +302,20 @@ async fn consume_queue(
             let Some(permit) = permits.pop() else {
                 // Redis returned more than COUNT; cannot happen, but never drop an entry.
                 tracing::error!(queue = %cfg.name, entry = %d.entry_id, "more entries than asked for; running anyway");
-                attempts.spawn(attempt(d, cfg.name.clone(), jobs.clone(), done_tx.clone()));
+                attempts.spawn(attempt(
+                    d,
+                    cfg.name.clone(),
+                    cfg.dead.payload_max,
+                    jobs.clone(),
+                    done_tx.clone(),
+                ));
                 continue;
             };
             let (jobs, done) = (jobs.clone(), done_tx.clone());
             let name = cfg.name.clone();
+            let payload_max = cfg.dead.payload_max;
             attempts.spawn(async move {
-                attempt(d, name, jobs, done).await;
+                attempt(d, name, payload_max, jobs, done).await;
                 drop(permit);
             });
         }
@@ -394,10 +405,11 @@ async fn subscribe(url: &str, channel: &str) -> Option<redis::aio::PubSub> {
 async fn attempt(
     delivery: Delivery,
     queue_name: String,
+    dead_payload_max: usize,
     jobs: Arc<HashMap<String, Arc<JobType>>>,
     done: mpsc::Sender<Completion>,
 ) {
-    let completion = match delivery.parse() {
+    let mut completion = match delivery.parse() {
         Err(m) => {
             tracing::warn!(queue = %queue_name, entry = %m.entry_id, why = %m.why, "malformed entry; dead-lettering it");
             let now = queue::now_ms();
@@ -411,6 +423,7 @@ async fn attempt(
                 delay_ms: 0,
                 finished_ms: now,
                 payload: m.payload,
+                dead_payload: None,
                 outcome: Outcome::failure(FailureClass::Permanent, m.why)
                     .with_code("malformed-entry"),
                 action: Action::Dead(DeadReason::Malformed),
@@ -442,6 +455,7 @@ async fn attempt(
                     delay_ms: 0,
                     finished_ms: queue::now_ms(),
                     payload: entry.payload,
+                    dead_payload: None,
                     outcome: Outcome::failure(FailureClass::Permanent, why).with_code("no-plugin"),
                     action: Action::Dead(DeadReason::NoPlugin),
                     plugin_digest: String::new(),
@@ -452,10 +466,25 @@ async fn attempt(
             Some(job_type) => run_attempt(entry, &queue_name, job_type).await,
         },
     };
+    if matches!(completion.action, Action::Dead(_)) {
+        let redact = jobs.get(&completion.job).map_or(&[][..], |t| &t.redact[..]);
+        shape_dead_payload(&mut completion, &queue_name, redact, dead_payload_max);
+    }
     // The completer only stops once every sender is gone, so this cannot fail
     // while the attempt's queue is running.
     if done.send(completion).await.is_err() {
         tracing::error!(queue = %queue_name, "completer gone; the delivery stays pending in Redis");
+    }
+}
+
+/// Sets what a dead letter shows of its payload: the configured secret
+/// fields redacted, a marker instead of a payload over `max` bytes. Done
+/// here, before anything reaches Redis or a log line; the job record keeps
+/// the original for a requeue.
+fn shape_dead_payload(c: &mut Completion, queue_name: &str, redact: &[FieldPath], max: usize) {
+    let record = Keys::new(queue_name).record(&c.job_id);
+    if let std::borrow::Cow::Owned(shown) = redact::dead_payload(&c.payload, redact, max, &record) {
+        c.dead_payload = Some(shown);
     }
 }
 
@@ -505,6 +534,7 @@ async fn run_attempt(entry: queue::JobEntry, queue_name: &str, job_type: &JobTyp
         delay_ms,
         finished_ms,
         payload: entry.payload,
+        dead_payload: None,
         outcome: result.outcome,
         action,
         plugin_digest: job_type.plugin.digest().to_string(),
