@@ -13,6 +13,8 @@
 //! - [`queue`]: every Redis operation, each one command or one Lua script.
 //! - [`worker`]: the daemon loop that ties them together.
 //! - [`cli`]: the `ward` command.
+//! - [`dlq`]: the dead-letter stream as operators use it (`ward dlq list`,
+//!   `show`, `requeue`, `discard`).
 //!
 //! # One job's way through
 //!
@@ -24,6 +26,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod dlq;
 pub mod job;
 pub mod policy;
 pub mod queue;
