@@ -712,3 +712,106 @@ fn a_second_requeue_or_discard_of_the_same_dead_letter_changes_nothing() {
     dlq_ok(&redis, "discard", &[&orphan]);
     assert!(dead_letters(&redis).is_empty());
 }
+
+/// `(count, by)` of each "trimmed dead letters" log line.
+fn trim_logs(w: &Ward) -> Vec<(u64, String)> {
+    w.log_lines()
+        .iter()
+        .filter(|l| l["message"] == "trimmed dead letters")
+        .map(|l| {
+            assert_eq!(l["queue"], "q", "{l}");
+            (
+                l["count"].as_u64().unwrap(),
+                l["by"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn dead_len(redis: &Redis) -> usize {
+    redis::cmd("XLEN")
+        .arg("ward:{q}:dead")
+        .query(&mut redis.con())
+        .unwrap()
+}
+
+#[test]
+fn retention_keeps_the_newest_dead_letters_up_to_dead_max_len() {
+    let redis = Redis::start();
+    let keys = "dead_max_len = 2\ndead_trim_interval = \"200ms\"";
+    let cfg = config_queue(&redis, 1, FAST_RETRY, keys, &job("flaky", "flaky", ""));
+    let ward_proc = Ward::start(&cfg).ready();
+    let ids: Vec<String> = (0..5)
+        .map(|_| xadd(&redis, "flaky", r#"{"fail":"permanent"}"#, &[]))
+        .collect();
+    for id in &ids {
+        wait_dead(&redis, id);
+    }
+    wait_for(WAIT, "retention to trim to 2 entries", || {
+        dead_len(&redis) == 2
+    });
+    assert_eq!(
+        ids_of(&list_json(&redis, &[])),
+        [ids[4].as_str(), ids[3].as_str()],
+        "the newest stay"
+    );
+    wait_for(Duration::from_secs(5), "the trim to be logged", || {
+        trim_logs(&ward_proc).iter().map(|(n, _)| n).sum::<u64>() >= 3
+    });
+    let logged = trim_logs(&ward_proc);
+    assert!(logged.iter().all(|(_, by)| by == "len"), "{logged:?}");
+    assert_eq!(logged.iter().map(|(n, _)| n).sum::<u64>(), 3, "{logged:?}");
+
+    // The records of trimmed dead letters expire, and say why they will.
+    for id in &ids[..3] {
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(format!("ward:{{q}}:job:{id}"))
+            .query(&mut redis.con())
+            .unwrap();
+        assert!(ttl > 0, "record of {id} has ttl {ttl}");
+        let s = show(&redis, id);
+        assert_eq!(s["state"], "dead", "{s}");
+        assert_eq!(events(&s, "trimmed")[0]["why"], "dead_max_len", "{s}");
+        let gone = dlq(&redis, "show", &[id]);
+        assert!(
+            stderr(&gone).contains("retention removed it (dead_max_len)"),
+            "{}",
+            stderr(&gone)
+        );
+    }
+    for id in &ids[3..] {
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(format!("ward:{{q}}:job:{id}"))
+            .query(&mut redis.con())
+            .unwrap();
+        assert_eq!(ttl, -1, "a dead letter still listed keeps its record");
+    }
+}
+
+#[test]
+fn retention_removes_dead_letters_older_than_dead_max_age() {
+    let redis = Redis::start();
+    let keys = "dead_max_age = \"2s\"\ndead_trim_interval = \"100ms\"";
+    let cfg = config_queue(&redis, 4, FAST_RETRY, keys, &job("flaky", "flaky", ""));
+    let ward_proc = Ward::start(&cfg).ready();
+    let id = xadd(&redis, "flaky", r#"{"fail":"permanent"}"#, &[]);
+    wait_dead(&redis, &id);
+    let dead_at = list_json(&redis, &[])[0]["dead_at_ms"].as_u64().unwrap();
+    wait_for(WAIT, "retention to remove the old dead letter", || {
+        dead_len(&redis) == 0
+    });
+    let now = ward::queue::now_ms();
+    assert!(
+        now >= dead_at + 2000,
+        "removed {} ms after it was dead-lettered, before dead_max_age",
+        now - dead_at
+    );
+    wait_for(Duration::from_secs(5), "the trim to be logged", || {
+        !trim_logs(&ward_proc).is_empty()
+    });
+    assert_eq!(trim_logs(&ward_proc), vec![(1, "age".to_string())]);
+    assert_eq!(
+        events(&show(&redis, &id), "trimmed")[0]["why"],
+        "dead_max_age"
+    );
+}

@@ -20,10 +20,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures_util::StreamExt as _;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::config::{Config, QueueConfig};
+use crate::config::{Config, DeadLetterConfig, QueueConfig};
 use crate::job::{DeadReason, FailureClass, Outcome};
 use crate::policy::{self, Decision, Progress, RetryPolicy};
 use crate::queue::{self, Action, Completion, Delivery, Keys, Queue};
@@ -42,6 +42,13 @@ const MAX_PROMOTE: usize = 512;
 /// The longest the promoter sleeps without looking at the delayed set: a
 /// safety net for a lost wake-up message, not the normal path.
 const PROMOTE_IDLE: Duration = Duration::from_secs(1);
+/// Most dead letters one retention call removes per limit; a larger
+/// backlog is worked off by further calls straight away.
+const MAX_TRIM: usize = 1000;
+/// After new dead letters are written, retention runs this much later (or
+/// at its interval, if sooner): soon, but at most about once a second
+/// however fast jobs die.
+const TRIM_AFTER_DEAD: Duration = Duration::from_secs(1);
 
 /// A job type, ready to run.
 struct JobType {
@@ -168,6 +175,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             config.redis_url.clone(),
             stop_rx.clone(),
         ));
+        let dead_written = Arc::new(Notify::new());
+        if q.dead.has_retention() {
+            queues.spawn(retain(
+                queue.clone(),
+                q.dead.clone(),
+                dead_written.clone(),
+                stop_rx.clone(),
+            ));
+        }
         let reader = queue.with_connection(connect_with_backoff(&config.redis_url, &url).await);
         queues.spawn(consume_queue(
             queue,
@@ -176,6 +192,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             jobs,
             consumer.clone(),
             stop_rx.clone(),
+            dead_written,
         ));
     }
     tracing::info!("ward is running");
@@ -260,11 +277,12 @@ async fn consume_queue(
     jobs: HashMap<String, Arc<JobType>>,
     consumer: String,
     stop: watch::Receiver<bool>,
+    dead_written: Arc<Notify>,
 ) {
     let jobs = Arc::new(jobs);
     let slots = Arc::new(Semaphore::new(cfg.concurrency as usize));
     let (done_tx, done_rx) = mpsc::channel::<Completion>(MAX_APPLY * 4);
-    let completer = tokio::spawn(complete(queue.clone(), done_rx));
+    let completer = tokio::spawn(complete(queue.clone(), done_rx, dead_written));
     let mut attempts = JoinSet::new();
     let mut delay = Duration::from_millis(100);
 
@@ -586,8 +604,9 @@ fn log_attempt(
 
 /// Applies finished attempts in batches. A batch that fails is re-sent until
 /// it lands: [`Queue::apply`] is idempotent per delivery, and dropping it
-/// would leave jobs pending with their outcome forgotten.
-async fn complete(queue: Queue, mut rx: mpsc::Receiver<Completion>) {
+/// would leave jobs pending with their outcome forgotten. Tells
+/// `dead_written` when a batch wrote dead letters (for retention).
+async fn complete(queue: Queue, mut rx: mpsc::Receiver<Completion>, dead_written: Arc<Notify>) {
     let mut batch = Vec::with_capacity(MAX_APPLY);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -600,7 +619,12 @@ async fn complete(queue: Queue, mut rx: mpsc::Receiver<Completion>) {
         let mut delay = Duration::from_millis(50);
         loop {
             match queue.apply(&batch).await {
-                Ok(_) => break,
+                Ok(_) => {
+                    if batch.iter().any(|c| matches!(c.action, Action::Dead(_))) {
+                        dead_written.notify_one();
+                    }
+                    break;
+                }
                 Err(e) => {
                     let first_job = batch.first().map(|c| c.job_id.as_str()).unwrap_or("");
                     tracing::error!(
@@ -613,5 +637,93 @@ async fn complete(queue: Queue, mut rx: mpsc::Receiver<Completion>) {
             }
         }
         batch.clear();
+    }
+}
+
+/// Applies a queue's dead-letter retention (`dead_max_len`, `dead_max_age`)
+/// every `trim_interval`, and soon after new dead letters are written.
+/// Retention is one script per call, so several daemons may run it at once.
+async fn retain(
+    queue: Queue,
+    dead: DeadLetterConfig,
+    dead_written: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    tracing::info!(
+        queue = %queue.keys.queue,
+        max_len = ?dead.max_len,
+        max_age = ?dead.max_age.map(humantime::format_duration),
+        every = %humantime::format_duration(dead.trim_interval),
+        "dead-letter retention on"
+    );
+    while !*stop.borrow() {
+        trim_dead_letters(&queue, &dead).await;
+        let after_dead = async {
+            dead_written.notified().await;
+            tokio::time::sleep(TRIM_AFTER_DEAD.min(dead.trim_interval)).await;
+        };
+        tokio::select! {
+            () = tokio::time::sleep(dead.trim_interval) => {}
+            () = after_dead => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// One retention pass, calling the script until no limit is hit.
+async fn trim_dead_letters(queue: &Queue, dead: &DeadLetterConfig) {
+    let mut total = queue::Trimmed::default();
+    loop {
+        match queue.trim_dead(dead.max_len, dead.max_age, MAX_TRIM).await {
+            Ok(t) => {
+                total.by_age += t.by_age;
+                total.by_len += t.by_len;
+                if !t.more {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::error!(queue = %queue.keys.queue, error = %e, retry_in = ?dead.trim_interval, "cannot apply dead-letter retention; retrying");
+                break;
+            }
+        }
+    }
+    DeadLettersTrimmed {
+        queue: &queue.keys.queue,
+        count: total.by_age,
+        by: "age",
+    }
+    .emit();
+    DeadLettersTrimmed {
+        queue: &queue.keys.queue,
+        count: total.by_len,
+        by: "len",
+    }
+    .emit();
+}
+
+/// Dead letters removed by retention. Never silent: one info line per
+/// pass and limit that removed any. (The place to count them, too, once
+/// Ward has metrics: `ward_dead_letters_trimmed_total{queue, by}`.)
+struct DeadLettersTrimmed<'a> {
+    /// The queue.
+    queue: &'a str,
+    /// Entries removed.
+    count: usize,
+    /// Which limit removed them: `len` (`dead_max_len`) or `age` (`dead_max_age`).
+    by: &'static str,
+}
+
+impl DeadLettersTrimmed<'_> {
+    fn emit(&self) {
+        if self.count > 0 {
+            tracing::info!(
+                queue = %self.queue,
+                count = self.count,
+                by = self.by,
+                record_ttl_s = queue::RETIRED_TTL.as_secs(),
+                "trimmed dead letters"
+            );
+        }
     }
 }
