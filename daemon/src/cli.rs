@@ -66,6 +66,11 @@ enum Command {
         #[command(subcommand)]
         command: JobCommand,
     },
+    /// Inspect, requeue and discard dead letters (`ward:{Q}:dead`).
+    Dlq {
+        #[command(subcommand)]
+        command: crate::dlq::DlqCommand,
+    },
     /// Check a config file and compile its plugins, without touching Redis.
     Config {
         #[command(subcommand)]
@@ -119,7 +124,7 @@ enum ConfigCommand {
 
 /// Which Redis a tool command talks to.
 #[derive(Debug, Args)]
-struct RedisTarget {
+pub(crate) struct RedisTarget {
     /// Redis URL (default: the config's, else redis://127.0.0.1:6379).
     #[arg(long, env = "WARD_REDIS_URL")]
     redis: Option<String>,
@@ -129,7 +134,7 @@ struct RedisTarget {
 }
 
 impl RedisTarget {
-    fn url(&self) -> anyhow::Result<String> {
+    pub(crate) fn url(&self) -> anyhow::Result<String> {
         if let Some(url) = &self.redis {
             return Ok(url.clone());
         }
@@ -153,7 +158,7 @@ impl RedisTarget {
             .map_or(config::DEFAULT_IDEMPOTENCY_TTL, |j| j.idempotency_ttl))
     }
 
-    async fn queue(&self, name: &str) -> anyhow::Result<Queue> {
+    pub(crate) async fn queue(&self, name: &str) -> anyhow::Result<Queue> {
         if let Some(why) = config::check_name(name) {
             anyhow::bail!("queue name `{name}` {why}");
         }
@@ -332,6 +337,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 ),
             }
         }
+        Command::Dlq { command } => crate::dlq::run(command).await,
         Command::Config {
             command: ConfigCommand::Check { config },
         } => {
@@ -361,7 +367,8 @@ fn parse_at(s: &str) -> Result<u64, String> {
     u64::try_from(t.timestamp_millis()).map_err(|_| format!("`{s}` is before 1970"))
 }
 
-fn format_ms(ms: u64) -> String {
+/// Unix ms as an RFC 3339 time (UTC, ms precision).
+pub(crate) fn format_ms(ms: u64) -> String {
     humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
         .to_string()
 }
@@ -392,13 +399,35 @@ fn print_status(s: &queue::JobStatus) {
     if let Some(d) = &s.plugin_digest {
         println!("plugin    sha256:{d}");
     }
-    if !s.history.is_empty() {
+    print_history(&s.history);
+}
+
+/// A job's history lines (attempts and operator events), one per line.
+pub(crate) fn print_history(history: &[serde_json::Value]) {
+    let ts = |ms: Option<u64>| ms.map_or_else(|| "-".to_string(), format_ms);
+    if !history.is_empty() {
         println!("history");
-        for h in &s.history {
+        for h in history {
             let field = |k: &str| {
                 h.get(k)
                     .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
             };
+            if let Some(event) = field("event") {
+                // An operator's or retention's event: requeued, discarded, trimmed.
+                let at = h.get("at").and_then(serde_json::Value::as_u64);
+                let mut line = format!("  {} {event}", ts(at));
+                if let Some(by) = field("by") {
+                    line.push_str(&format!(" by {by}"));
+                }
+                if let Some(why) = field("why") {
+                    line.push_str(&format!(" ({why})"));
+                }
+                if let Some(note) = field("note") {
+                    line.push_str(&format!(": {note}"));
+                }
+                println!("{line}");
+                continue;
+            }
             let started = h.get("started_at").and_then(serde_json::Value::as_u64);
             let finished = h.get("finished_at").and_then(serde_json::Value::as_u64);
             let took = match (started, finished) {

@@ -17,6 +17,7 @@ use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 use crate::policy::{Jitter, RetryPolicy, TreatAs};
+use crate::redact::FieldPath;
 use crate::runtime::{
     DEFAULT_HTTP_TIMEOUT, DEFAULT_MEMORY_LIMIT, DEFAULT_OUTPUT_LIMIT, HttpPolicy,
 };
@@ -35,6 +36,9 @@ pub const MIN_LEASE: Duration = Duration::from_millis(300);
 pub const DEFAULT_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Upper bound on `concurrency`; each slot reserves a pooled wasm instance.
 pub const MAX_CONCURRENCY: u32 = 4096;
+/// How often the daemon applies a queue's dead-letter retention when
+/// `[[queue]] dead_trim_interval` is not given.
+pub const DEFAULT_DEAD_TRIM_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Everything that can be wrong with a config file.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +125,9 @@ pub struct RawConfig {
 pub struct RawDefaults {
     /// `[defaults.retry]`: the central retry policy.
     pub retry: Option<Spanned<RawRetry>>,
+    /// Largest payload (bytes) copied into a dead-letter entry, for queues
+    /// that do not set their own.
+    pub dead_payload_max: Option<Spanned<i64>>,
 }
 
 /// A retry table (`[defaults.retry]` or a job's `retry = {..}`); every field
@@ -227,6 +234,17 @@ pub struct RawQueue {
     /// renewing it for this long is reclaimed by another daemon.
     #[serde(default, deserialize_with = "opt_duration")]
     pub lease: Option<Spanned<Duration>>,
+    /// Keep at most this many dead letters; the oldest are trimmed first.
+    pub dead_max_len: Option<Spanned<i64>>,
+    /// Trim dead letters older than this (by the time they were dead-lettered).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub dead_max_age: Option<Spanned<Duration>>,
+    /// How often the daemon applies the two limits above (default 30 s).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub dead_trim_interval: Option<Spanned<Duration>>,
+    /// Largest payload (bytes) copied into a dead-letter entry; a larger one
+    /// is replaced by a marker (the job record keeps it).
+    pub dead_payload_max: Option<Spanned<i64>>,
 }
 
 /// `[[job]]`
@@ -257,6 +275,9 @@ pub struct RawJob {
     pub http: Option<Spanned<RawHttp>>,
     /// Secrets this job type may read with `host.secret(name)`.
     pub secrets: Option<Spanned<Vec<String>>>,
+    /// Payload fields never shown in dead-letter entries: top-level keys
+    /// (`"password"`) or JSON pointers (`"/card/number"`).
+    pub redact: Option<Spanned<Vec<String>>>,
 }
 
 /// A job's `http` table.
@@ -342,6 +363,40 @@ pub struct QueueConfig {
     pub lease: Duration,
     /// Job types by name.
     pub jobs: BTreeMap<String, JobConfig>,
+    /// What happens to this queue's dead letters.
+    pub dead: DeadLetterConfig,
+}
+
+/// A queue's dead-letter settings: retention and how much payload to copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterConfig {
+    /// `dead_max_len`: keep at most this many entries (`None`: no limit).
+    pub max_len: Option<u64>,
+    /// `dead_max_age`: trim entries dead-lettered longer ago (`None`: no limit).
+    pub max_age: Option<Duration>,
+    /// `dead_trim_interval`: how often retention is applied.
+    pub trim_interval: Duration,
+    /// `dead_payload_max`: larger payloads are replaced by a marker.
+    pub payload_max: usize,
+}
+
+impl DeadLetterConfig {
+    /// Whether any retention limit is set (else nothing is ever trimmed).
+    #[must_use]
+    pub fn has_retention(&self) -> bool {
+        self.max_len.is_some() || self.max_age.is_some()
+    }
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        DeadLetterConfig {
+            max_len: None,
+            max_age: None,
+            trim_interval: DEFAULT_DEAD_TRIM_INTERVAL,
+            payload_max: crate::redact::DEFAULT_DEAD_PAYLOAD_MAX,
+        }
+    }
 }
 
 /// One job type.
@@ -367,6 +422,8 @@ pub struct JobConfig {
     pub http: HttpPolicy,
     /// Names of the secrets granted (values are read when the daemon starts).
     pub secrets: Vec<String>,
+    /// Payload fields replaced by `"[redacted]"` in dead-letter entries.
+    pub redact: Vec<FieldPath>,
 }
 
 impl Config {
@@ -445,6 +502,11 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
         }
     }
 
+    let default_payload_max = match raw.defaults.dead_payload_max {
+        Some(m) => payload_max(&m, "[defaults]", &mut problem),
+        None => crate::redact::DEFAULT_DEAD_PAYLOAD_MAX,
+    };
+
     if raw.queues.is_empty() {
         problem(
             0..0,
@@ -462,6 +524,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
             problem(q.name.span(), format!("queue `{name}` is defined twice"));
             continue;
         }
+        let dead = dead_letter_config(&q, &name, default_payload_max, &mut problem);
         let concurrency = match q.concurrency {
             Some(c) if *c.get_ref() == 0 || *c.get_ref() > MAX_CONCURRENCY => {
                 problem(
@@ -494,6 +557,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
             concurrency,
             lease,
             jobs: BTreeMap::new(),
+            dead,
         });
     }
 
@@ -641,6 +705,15 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
                 list.get_ref().clone()
             }
         };
+        let mut redact = Vec::new();
+        if let Some(list) = &j.redact {
+            for entry in list.get_ref() {
+                match FieldPath::parse(entry) {
+                    Ok(f) => redact.push(f),
+                    Err(msg) => problem(list.span(), format!("job `{name}`: redact: {msg}")),
+                }
+            }
+        }
         match queues.iter_mut().find(|q| q.name == queue) {
             Some(q) => {
                 q.jobs.insert(
@@ -656,6 +729,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
                         output_limit,
                         http,
                         secrets,
+                        redact,
                     },
                 );
             }
@@ -688,6 +762,78 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
             path: path.to_path_buf(),
             problems,
         })
+    }
+}
+
+/// A queue's `dead_*` keys, checked: lengths at least 1, durations above 0.
+fn dead_letter_config(
+    q: &RawQueue,
+    name: &str,
+    default_payload_max: usize,
+    problem: &mut impl FnMut(Range<usize>, String),
+) -> DeadLetterConfig {
+    let mut dead = DeadLetterConfig {
+        payload_max: default_payload_max,
+        ..DeadLetterConfig::default()
+    };
+    if let Some(len) = &q.dead_max_len {
+        match u64::try_from(*len.get_ref()) {
+            Ok(n) if n >= 1 => dead.max_len = Some(n),
+            _ => problem(
+                len.span(),
+                format!(
+                    "queue `{name}`: dead_max_len {} keeps no dead letter; use 1 or more, or leave it out for no limit",
+                    len.get_ref()
+                ),
+            ),
+        }
+    }
+    if let Some(age) = &q.dead_max_age {
+        if age.get_ref().is_zero() {
+            problem(
+                age.span(),
+                format!(
+                    "queue `{name}`: dead_max_age must be more than 0, e.g. \"30d\"; leave it out for no limit"
+                ),
+            );
+        } else {
+            dead.max_age = Some(*age.get_ref());
+        }
+    }
+    if let Some(every) = &q.dead_trim_interval {
+        if every.get_ref().is_zero() {
+            problem(
+                every.span(),
+                format!("queue `{name}`: dead_trim_interval must be more than 0, e.g. \"30s\""),
+            );
+        } else {
+            dead.trim_interval = *every.get_ref();
+        }
+    }
+    if let Some(m) = &q.dead_payload_max {
+        dead.payload_max = payload_max(m, &format!("queue `{name}`"), problem);
+    }
+    dead
+}
+
+/// A `dead_payload_max` value: a byte count of at least 0.
+fn payload_max(
+    m: &Spanned<i64>,
+    at: &str,
+    problem: &mut impl FnMut(Range<usize>, String),
+) -> usize {
+    match usize::try_from(*m.get_ref()) {
+        Ok(n) => n,
+        Err(_) => {
+            problem(
+                m.span(),
+                format!(
+                    "{at}: dead_payload_max {} is not a size in bytes; use e.g. 65536",
+                    m.get_ref()
+                ),
+            );
+            crate::redact::DEFAULT_DEAD_PAYLOAD_MAX
+        }
     }
 }
 
@@ -811,6 +957,71 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains(":2:") && err.contains("decorrelated"), "{err}");
+    }
+
+    fn with_queue_keys(queue_keys: &str, job_keys: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.wasm"), b"x").unwrap();
+        Config::from_toml(
+            &dir.path().join("ward.toml"),
+            &format!(
+                "[defaults]\ndead_payload_max = 1000\n[[queue]]\nname = \"q\"\n{queue_keys}\n[[job]]\nname = \"a\"\nqueue = \"q\"\nplugin = \"p.wasm\"\n{job_keys}\n"
+            ),
+        )
+    }
+
+    #[test]
+    fn dead_letter_keys_are_read_and_default_sensibly() {
+        let cfg = with_queue_keys("", "").unwrap();
+        let dead = &cfg.queues[0].dead;
+        assert!(!dead.has_retention(), "no retention unless asked for");
+        assert_eq!(dead.payload_max, 1000, "inherited from [defaults]");
+        assert_eq!(dead.trim_interval, DEFAULT_DEAD_TRIM_INTERVAL);
+        assert!(cfg.queues[0].jobs["a"].redact.is_empty());
+
+        let cfg = with_queue_keys(
+            "dead_max_len = 500\ndead_max_age = \"7d\"\ndead_trim_interval = \"1s\"\ndead_payload_max = 10",
+            "redact = [\"password\", \"/card/number\"]",
+        )
+        .unwrap();
+        let dead = &cfg.queues[0].dead;
+        assert_eq!(dead.max_len, Some(500));
+        assert_eq!(dead.max_age, Some(Duration::from_secs(7 * 86400)));
+        assert_eq!(dead.trim_interval, Duration::from_secs(1));
+        assert_eq!(dead.payload_max, 10, "the queue's own value wins");
+        assert_eq!(
+            cfg.queues[0].jobs["a"].redact,
+            vec![
+                FieldPath::Key("password".into()),
+                FieldPath::Pointer("/card/number".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn nonsense_dead_letter_values_are_all_reported() {
+        let err = with_queue_keys(
+            "dead_max_len = 0\ndead_max_age = \"0s\"\ndead_trim_interval = \"0s\"\ndead_payload_max = -1",
+            "redact = [\"card/number\", \"\"]",
+        )
+        .unwrap_err();
+        let ConfigError::Invalid { problems, .. } = err else {
+            panic!("expected validation errors, got {err}");
+        };
+        let text: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+        assert_eq!(problems.len(), 6, "{text:#?}");
+        assert!(text[0].contains("dead_max_len 0"), "{text:#?}");
+        assert!(
+            text[1].contains("dead_max_age must be more than 0"),
+            "{text:#?}"
+        );
+        assert!(text[2].contains("dead_trim_interval"), "{text:#?}");
+        assert!(text[3].contains("dead_payload_max -1"), "{text:#?}");
+        assert!(
+            text[4].contains("job `a`: redact") && text[4].contains("\"/card/number\""),
+            "{text:#?}"
+        );
+        assert_eq!(problems[0].line, 5);
     }
 
     #[test]

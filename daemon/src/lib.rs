@@ -8,9 +8,13 @@
 //! - [`runtime`]: wasmtime: engine, pooling, epoch deadlines, one compiled
 //!   component per plugin, a fresh instance per attempt, the host imports.
 //! - [`policy`]: the pure decision after an attempt (ack, retry, dead-letter).
+//! - [`redact`]: what a dead-letter entry may show of a payload (secrets
+//!   redacted, oversized payloads replaced by a marker); pure.
 //! - [`queue`]: every Redis operation, each one command or one Lua script.
 //! - [`worker`]: the daemon loop that ties them together.
 //! - [`cli`]: the `ward` command.
+//! - [`dlq`]: the dead-letter stream as operators use it (`ward dlq list`,
+//!   `show`, `requeue`, `discard`).
 //!
 //! # One job's way through
 //!
@@ -22,8 +26,10 @@
 
 pub mod cli;
 pub mod config;
+pub mod dlq;
 pub mod job;
 pub mod policy;
 pub mod queue;
+pub mod redact;
 pub mod runtime;
 pub mod worker;

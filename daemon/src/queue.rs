@@ -258,6 +258,11 @@ pub struct Completion {
     pub finished_ms: u64,
     /// The payload, kept for retries and dead letters.
     pub payload: Vec<u8>,
+    /// For a dead letter: the payload as its entry in `ward:{Q}:dead` shows
+    /// it (secrets redacted, a marker for a payload too large; see
+    /// [`crate::redact::dead_payload`]). `None`: the payload as it is. The
+    /// job record always keeps the original `payload`.
+    pub dead_payload: Option<Vec<u8>>,
     /// How the attempt ended.
     pub outcome: Outcome,
     /// What to do next.
@@ -388,9 +393,17 @@ const MAX_HISTORY_MESSAGE: usize = 512;
 const APPLY: &str = r#"
 -- KEYS[1] jobs stream, KEYS[2] dead stream, KEYS[3] delayed set
 -- ARGV[1] group, [2] record prefix, [3] succeeded ttl (s), [4] queue,
--- [5] history length, [6] wake channel; then per completion 25 fixed
--- fields and n extra name/value pairs. Kinds: ok, retry, dead, dup (for
--- dup, `reason` holds the id of the job that owns the idempotency key).
+-- [5] history length, [6] wake channel; then per completion 26 fixed
+-- fields and n extra name/value pairs. The fixed fields, from 0: kind
+-- (ok|retry|dead|dup), entry, id, job, attempt, started, finished, payload,
+-- result, class, code, message, upstream, reason, plugin digest, has
+-- checkpoint, checkpoint, first_at, delay, history line, idempotency key,
+-- idempotency ttl (ms), result digest, lease expiries, dead payload, n.
+-- For dup, `reason` holds the id of the job that owns the idempotency key.
+-- The dead payload (field 24) is what the dead-letter entry shows of the
+-- payload (redacted in Rust; '' unless kind is dead); the record keeps the
+-- original payload (field 7). A dead letter's entry id is stored in the
+-- record as `dead_entry`.
 local group, prefix, ttl, queue = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local hist_max, wake = tonumber(ARGV[5]), ARGV[6]
 -- 'ward:{Q}:' — every key of the queue starts with it.
@@ -409,8 +422,9 @@ while i <= #ARGV do
   local has_ckpt, ckpt, first_at = ARGV[i+15], ARGV[i+16], ARGV[i+17]
   local delay, hist = tonumber(ARGV[i+18]), ARGV[i+19]
   local idem, idem_ttl, digest_out, expiries = ARGV[i+20], ARGV[i+21], ARGV[i+22], ARGV[i+23]
-  local n = tonumber(ARGV[i+24])
-  local x = i + 25
+  local dead_payload = ARGV[i+24]
+  local n = tonumber(ARGV[i+25])
+  local x = i + 26
   i = x + 2 * n
   -- Only a delivery that is still pending may change its job, so a batch
   -- re-sent after a lost reply changes nothing twice.
@@ -487,15 +501,15 @@ while i <= #ARGV do
           local f = {'id', id, 'job', job, 'queue', queue, 'reason', reason, 'class', class,
             'code', code, 'message', message, 'upstream', upstream, 'attempts', attempt,
             'first_at', first, 'last_at', finished, 'plugin', digest, 'entry', entry,
-            'payload', payload}
+            'payload', dead_payload}
           for k = 0, n - 1 do
             local name = ARGV[x + 2*k]
             if not dead_fields[name] then
               f[#f+1] = name; f[#f+1] = ARGV[x + 2*k + 1]
             end
           end
-          redis.call('XADD', KEYS[2], '*', unpack(f))
-          redis.call('HSET', rec, 'state', 'dead', 'dead_reason', reason)
+          local d = redis.call('XADD', KEYS[2], '*', unpack(f))
+          redis.call('HSET', rec, 'state', 'dead', 'dead_reason', reason, 'dead_entry', d)
           redis.call('HDEL', rec, 'entry', 'due_at', 'next_attempt')
         end
       end
@@ -652,10 +666,182 @@ redis.register_function{function_name = 'ward_version', flags = {'no-writes'},
   callback = function() return '1' end}
 "#;
 
+/// The fields of a dead-letter entry that describe the failure; every other
+/// field is a correlation field carried from the job's entry (`user_id`,
+/// `idempotency_key`, ...). Kept in step with `dead_fields` in [`APPLY`].
+pub const DEAD_ENTRY_FIELDS: [&str; 14] = [
+    "id", "job", "queue", "reason", "class", "code", "message", "upstream", "attempts", "first_at",
+    "last_at", "plugin", "payload", "entry",
+];
+
+const REQUEUE: &str = r#"
+-- Puts one dead job back as a fresh job, atomically.
+-- KEYS[1] jobs stream, KEYS[2] dead stream, KEYS[3] job record, KEYS[4] its history
+-- ARGV[1] dead entry id, [2] job id, [3] by, [4] note ('' for none), [5] history length
+-- Returns {'ok', new entry id} | {'gone', ''} | {'refused', why}.
+-- The XDEL of the dead entry is the guard: only the call that removes it
+-- (XDEL returns 1) requeues, so two operators requeuing the same dead
+-- letter at once run the job once. The job restarts at attempt 1 with its
+-- budget reset and the ORIGINAL payload from the record (the dead entry's
+-- may be redacted); correlation fields come from the dead entry.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local dead_fields = {id=1, job=1, queue=1, reason=1, class=1, code=1, message=1,
+  upstream=1, attempts=1, first_at=1, last_at=1, plugin=1, payload=1, entry=1}
+local found = redis.call('XRANGE', KEYS[2], ARGV[1], ARGV[1])
+if #found == 0 then return {'gone', ''} end
+local df = found[1][2]
+local d = {}
+for k = 1, #df, 2 do d[df[k]] = df[k+1] end
+if d['id'] ~= ARGV[2] then
+  return {'refused', 'dead letter ' .. ARGV[1] .. ' is of job ' .. tostring(d['id']) .. ', not ' .. ARGV[2]}
+end
+local job = redis.call('HGET', KEYS[3], 'job')
+if not job then
+  return {'refused', 'the job record ' .. KEYS[3] .. ' is gone, and the original payload with it; enqueue the job anew'}
+end
+if job == '' then
+  return {'refused', 'it is a malformed entry that names no job type; discard it, or enqueue a corrected job'}
+end
+if redis.call('XDEL', KEYS[2], ARGV[1]) ~= 1 then return {'gone', ''} end
+local f = {'id', ARGV[2], 'job', job, 'payload', redis.call('HGET', KEYS[3], 'payload') or '',
+  'attempt', '1'}
+for k = 1, #df, 2 do
+  if not dead_fields[df[k]] then f[#f+1] = df[k]; f[#f+1] = df[k+1] end
+end
+local e = redis.call('XADD', KEYS[1], '*', unpack(f))
+redis.call('HDEL', KEYS[3], 'first_at', 'last_at', 'last_class', 'last_code', 'last_message',
+  'last_upstream', 'dead_reason', 'dead_entry', 'checkpoint', 'next_attempt', 'last_delay_ms',
+  'due_at', 'result')
+redis.call('HSET', KEYS[3], 'state', 'queued', 'attempts', '0', 'entry', e)
+redis.call('PERSIST', KEYS[3])
+redis.call('PERSIST', KEYS[4])
+local ev = {event='requeued', by=ARGV[3], at=now, dead_entry=ARGV[1], entry=e}
+if ARGV[4] ~= '' then ev['note'] = ARGV[4] end
+redis.call('RPUSH', KEYS[4], cjson.encode(ev))
+redis.call('LTRIM', KEYS[4], -tonumber(ARGV[5]), -1)
+return {'ok', e}
+"#;
+
+const DISCARD: &str = r#"
+-- Marks one dead job "won't retry", atomically.
+-- KEYS[1] dead stream, KEYS[2] job record, KEYS[3] its history
+-- ARGV[1] dead entry id, [2] job id, [3] by, [4] note ('' for none),
+-- [5] history length, [6] record ttl (s)
+-- Returns {'ok', ''} | {'gone', ''} | {'refused', why}; XDEL == 1 is the
+-- guard, as in REQUEUE.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local found = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+if #found == 0 then return {'gone', ''} end
+local df = found[1][2]
+local d = {}
+for k = 1, #df, 2 do d[df[k]] = df[k+1] end
+if d['id'] ~= ARGV[2] then
+  return {'refused', 'dead letter ' .. ARGV[1] .. ' is of job ' .. tostring(d['id']) .. ', not ' .. ARGV[2]}
+end
+if redis.call('XDEL', KEYS[1], ARGV[1]) ~= 1 then return {'gone', ''} end
+redis.call('HSETNX', KEYS[2], 'job', d['job'] or '')
+redis.call('HSET', KEYS[2], 'state', 'discarded', 'discarded_by', ARGV[3],
+  'discarded_at', tostring(now), 'discard_note', ARGV[4])
+redis.call('HDEL', KEYS[2], 'dead_entry', 'entry', 'due_at', 'next_attempt', 'checkpoint')
+local ev = {event='discarded', by=ARGV[3], at=now, dead_entry=ARGV[1]}
+if ARGV[4] ~= '' then ev['note'] = ARGV[4] end
+redis.call('RPUSH', KEYS[3], cjson.encode(ev))
+redis.call('LTRIM', KEYS[3], -tonumber(ARGV[5]), -1)
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[6]))
+redis.call('EXPIRE', KEYS[3], tonumber(ARGV[6]))
+return {'ok', ''}
+"#;
+
+const TRIM_DEAD: &str = r#"
+-- Applies a queue's dead-letter retention.
+-- KEYS[1] dead stream; ARGV[1] max length or '', [2] max age (ms) or '',
+-- [3] record prefix, [4] record ttl (s), [5] most entries removed per
+-- limit and call, [6] history length.
+-- Returns {removed by age, removed by length, more}: more is 1 when a limit
+-- was hit and another call should follow. Age is measured in the Redis
+-- clock against the entry id (the time of dead-lettering). The record of
+-- each removed dead letter (if it still points at it) gets a TTL and a
+-- history line, so memory stays bounded and `ward job show` can say why.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit, ttl, hist_max = tonumber(ARGV[5]), tonumber(ARGV[4]), tonumber(ARGV[6])
+local function retire(victims, why)
+  for _, v in ipairs(victims) do
+    local f = v[2]
+    local id = nil
+    for k = 1, #f, 2 do if f[k] == 'id' then id = f[k+1] end end
+    if id then
+      local rec = ARGV[3] .. id
+      local de = redis.call('HGET', rec, 'dead_entry')
+      -- Records written before `dead_entry` existed are matched by state.
+      if de == v[1] or (not de and redis.call('HGET', rec, 'state') == 'dead') then
+        redis.call('HDEL', rec, 'dead_entry')
+        redis.call('HSET', rec, 'dead_trimmed', why)
+        local h = rec .. ':history'
+        redis.call('RPUSH', h, cjson.encode({event='trimmed', by='retention', why=why, at=now, dead_entry=v[1]}))
+        redis.call('LTRIM', h, -hist_max, -1)
+        redis.call('EXPIRE', rec, ttl)
+        redis.call('EXPIRE', h, ttl)
+      end
+    end
+    redis.call('XDEL', KEYS[1], v[1])
+  end
+  return #victims
+end
+local by_age, by_len, more = 0, 0, 0
+if ARGV[2] ~= '' then
+  local minid = string.format('%d', now - tonumber(ARGV[2]))
+  local old = redis.call('XRANGE', KEYS[1], '-', '(' .. minid .. '-0', 'COUNT', limit)
+  by_age = retire(old, 'dead_max_age')
+  if by_age >= limit then more = 1 end
+end
+if ARGV[1] ~= '' then
+  local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[1])
+  if excess > 0 then
+    if excess > limit then more = 1; excess = limit end
+    by_len = retire(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess), 'dead_max_len')
+  end
+end
+return {by_age, by_len, more}
+"#;
+
+/// How long the record of a discarded job, or of a dead letter removed by
+/// retention, is kept after that (then it expires, bounding memory).
+pub const RETIRED_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Hashed once: `invoke_async` sends EVALSHA and falls back to EVAL only
 /// when the server does not have the script yet (e.g. after a restart).
 static APPLY_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(APPLY));
 static PROMOTE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(PROMOTE));
+static REQUEUE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(REQUEUE));
+static DISCARD_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(DISCARD));
+static TRIM_DEAD_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(TRIM_DEAD));
+
+/// What became of a requeue or a discard of one dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// Done. For a requeue, the new entry's id in `ward:{Q}:jobs`.
+    Done(Option<String>),
+    /// The dead letter was no longer in `ward:{Q}:dead`: someone requeued
+    /// or discarded it meanwhile, or retention removed it. Nothing changed.
+    Gone,
+    /// Refused, nothing changed; says why.
+    Refused(String),
+}
+
+/// What one retention pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Trimmed {
+    /// Entries older than `dead_max_age`.
+    pub by_age: usize,
+    /// Entries past `dead_max_len` (the oldest).
+    pub by_len: usize,
+    /// A per-call limit was hit; call again.
+    pub more: bool,
+}
+
 static RENEW_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RENEW));
 static CHECK_KEYS_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(CHECK_KEYS));
@@ -832,6 +1018,10 @@ impl Queue {
                 .arg(u64::try_from(c.idempotency_ttl.as_millis()).unwrap_or(u64::MAX))
                 .arg(result_digest(&c.outcome))
                 .arg(c.lease_expiries)
+                .arg(match c.action {
+                    Action::Dead(_) => c.dead_payload.as_deref().unwrap_or(&c.payload),
+                    _ => b"",
+                })
                 .arg(c.extra.len());
             for (k, v) in &c.extra {
                 inv.arg(k).arg(v);
@@ -1194,6 +1384,213 @@ impl Queue {
             .query_async(&mut con)
             .await?;
         parse_entries(reply, "XREVRANGE")
+    }
+}
+
+/// The dead-letter stream: reading, requeuing, discarding, retention.
+impl Queue {
+    /// Whether Redis knows this queue at all (its jobs stream or its
+    /// dead-letter stream exists).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn exists(&self) -> Result<bool, QueueError> {
+        let mut con = self.con.clone();
+        let n: usize = redis::cmd("EXISTS")
+            .arg(&self.keys.jobs)
+            .arg(&self.keys.dead)
+            .query_async(&mut con)
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Up to `count` dead-letter entries, newest first: those older than
+    /// entry `before` (exclusive; `None`: from the newest) and dead-lettered
+    /// at or after `since_ms` (Unix ms, `None`: no bound).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn dead_page(
+        &self,
+        before: Option<&str>,
+        since_ms: Option<u64>,
+        count: usize,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let mut con = self.con.clone();
+        let reply: Value = redis::cmd("XREVRANGE")
+            .arg(&self.keys.dead)
+            .arg(before.map_or_else(|| "+".to_string(), |b| format!("({b}")))
+            .arg(since_ms.map_or_else(|| "-".to_string(), |s| format!("{s}-0")))
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut con)
+            .await?;
+        parse_entries(reply, "XREVRANGE")
+    }
+
+    /// The dead-letter entry with stream id `dead_id`, if it is still there.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn dead_entry(&self, dead_id: &str) -> Result<Option<Delivery>, QueueError> {
+        if !looks_like_entry_id(dead_id) {
+            return Ok(None);
+        }
+        let mut con = self.con.clone();
+        let reply: Value = redis::cmd("XRANGE")
+            .arg(&self.keys.dead)
+            .arg(dead_id)
+            .arg(dead_id)
+            .query_async(&mut con)
+            .await?;
+        Ok(parse_entries(reply, "XRANGE")?.into_iter().next())
+    }
+
+    /// Fields of job `id`'s record (`None` for each one missing).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn record_fields(
+        &self,
+        id: &str,
+        fields: &[&str],
+    ) -> Result<Vec<Option<String>>, QueueError> {
+        let mut con = self.con.clone();
+        let values: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.keys.record(id))
+            .arg(fields)
+            .query_async(&mut con)
+            .await?;
+        Ok(values)
+    }
+
+    /// The job's history lines (JSON), oldest first.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn history(&self, id: &str) -> Result<Vec<serde_json::Value>, QueueError> {
+        let mut con = self.con.clone();
+        let lines: Vec<Vec<u8>> = redis::cmd("LRANGE")
+            .arg(format!("{}:history", self.keys.record(id)))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut con)
+            .await?;
+        Ok(lines
+            .iter()
+            .filter_map(|h| serde_json::from_slice(h).ok())
+            .collect())
+    }
+
+    /// Puts dead job `job_id` (dead-letter entry `dead_id`) back as a fresh
+    /// job: one script that removes the dead letter, adds an entry at
+    /// attempt 1 with the original payload, resets the record and appends
+    /// `{"event":"requeued","by":..,"note":..,"at":..}` to the history.
+    ///
+    /// # Errors
+    /// Redis errors, or a reply of the wrong shape.
+    pub async fn requeue_dead(
+        &self,
+        dead_id: &str,
+        job_id: &str,
+        by: &str,
+        note: &str,
+    ) -> Result<Resolution, QueueError> {
+        let record = self.keys.record(job_id);
+        let mut con = self.con.clone();
+        let (status, detail): (String, String) = REQUEUE_SCRIPT
+            .key(&self.keys.jobs)
+            .key(&self.keys.dead)
+            .key(&record)
+            .key(format!("{record}:history"))
+            .arg(dead_id)
+            .arg(job_id)
+            .arg(by)
+            .arg(note)
+            .arg(MAX_HISTORY)
+            .invoke_async(&mut con)
+            .await?;
+        resolution("REQUEUE", status, detail)
+    }
+
+    /// Marks dead job `job_id` (dead-letter entry `dead_id`) `discarded`:
+    /// one script that removes the dead letter, records who, when and why,
+    /// and lets the record expire after [`RETIRED_TTL`].
+    ///
+    /// # Errors
+    /// Redis errors, or a reply of the wrong shape.
+    pub async fn discard_dead(
+        &self,
+        dead_id: &str,
+        job_id: &str,
+        by: &str,
+        note: &str,
+    ) -> Result<Resolution, QueueError> {
+        let record = self.keys.record(job_id);
+        let mut con = self.con.clone();
+        let (status, detail): (String, String) = DISCARD_SCRIPT
+            .key(&self.keys.dead)
+            .key(&record)
+            .key(format!("{record}:history"))
+            .arg(dead_id)
+            .arg(job_id)
+            .arg(by)
+            .arg(note)
+            .arg(MAX_HISTORY)
+            .arg(RETIRED_TTL.as_secs())
+            .invoke_async(&mut con)
+            .await?;
+        resolution("DISCARD", status, detail)
+    }
+
+    /// Removes dead letters past `max_len` (oldest first) or older than
+    /// `max_age`, at most `limit` per limit and call; their records expire
+    /// after [`RETIRED_TTL`].
+    ///
+    /// # Errors
+    /// Redis errors, or a reply of the wrong shape.
+    pub async fn trim_dead(
+        &self,
+        max_len: Option<u64>,
+        max_age: Option<Duration>,
+        limit: usize,
+    ) -> Result<Trimmed, QueueError> {
+        let mut con = self.con.clone();
+        let (by_age, by_len, more): (usize, usize, u8) = TRIM_DEAD_SCRIPT
+            .key(&self.keys.dead)
+            .arg(max_len.map(|n| n.to_string()).unwrap_or_default())
+            .arg(
+                max_age
+                    .map(|a| a.as_millis().to_string())
+                    .unwrap_or_default(),
+            )
+            .arg(&self.keys.record_prefix)
+            .arg(RETIRED_TTL.as_secs())
+            .arg(limit.max(1))
+            .arg(MAX_HISTORY)
+            .invoke_async(&mut con)
+            .await?;
+        Ok(Trimmed {
+            by_age,
+            by_len,
+            more: more == 1,
+        })
+    }
+}
+
+fn resolution(
+    what: &'static str,
+    status: String,
+    detail: String,
+) -> Result<Resolution, QueueError> {
+    match status.as_str() {
+        "ok" => Ok(Resolution::Done(Some(detail).filter(|d| !d.is_empty()))),
+        "gone" => Ok(Resolution::Gone),
+        "refused" => Ok(Resolution::Refused(detail)),
+        _ => Err(QueueError::Protocol {
+            what,
+            detail: format!("{status} {detail}"),
+        }),
     }
 }
 

@@ -20,13 +20,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures_util::StreamExt as _;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::config::{Config, QueueConfig};
+use crate::config::{Config, DeadLetterConfig, QueueConfig};
 use crate::job::{DeadReason, FailureClass, Outcome};
 use crate::policy::{self, Decision, Progress, RetryPolicy};
 use crate::queue::{self, Action, Completion, Delivery, KeyCheck, Keys, Queue};
+use crate::redact::{self, FieldPath};
 use crate::runtime::{JobInput, Plugin, Runtime, Sandbox};
 
 /// How long one `XREADGROUP` waits for work; also the longest a shutdown
@@ -43,6 +44,13 @@ const MAX_PROMOTE: usize = 512;
 const PROMOTE_IDLE: Duration = Duration::from_secs(1);
 /// How often each queue checks that Redis still has Ward's functions.
 const FUNCTIONS_CHECK: Duration = Duration::from_secs(5);
+/// Most dead letters one retention call removes per limit; a larger
+/// backlog is worked off by further calls straight away.
+const MAX_TRIM: usize = 1000;
+/// After new dead letters are written, retention runs this much later (or
+/// at its interval, if sooner): soon, but at most about once a second
+/// however fast jobs die.
+const TRIM_AFTER_DEAD: Duration = Duration::from_secs(1);
 
 /// A job type, ready to run.
 struct JobType {
@@ -50,6 +58,8 @@ struct JobType {
     sandbox: Sandbox,
     policy: RetryPolicy,
     idempotency_ttl: Duration,
+    /// Payload fields never shown in this type's dead letters.
+    redact: Vec<FieldPath>,
 }
 
 /// Loads every plugin named in `config`, compiling each file once.
@@ -108,6 +118,7 @@ fn load_plugins(
                     },
                     policy: j.retry,
                     idempotency_ttl: j.idempotency_ttl,
+                    redact: j.redact.clone(),
                 }),
             );
         }
@@ -205,6 +216,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             config.redis_url.clone(),
             stop_rx.clone(),
         ));
+        let dead_written = Arc::new(Notify::new());
+        if q.dead.has_retention() {
+            queues.spawn(retain(
+                queue.clone(),
+                q.dead.clone(),
+                dead_written.clone(),
+                stop_rx.clone(),
+            ));
+        }
         let reader = queue.with_connection(connect_with_backoff(&config.redis_url, &url).await);
         queues.spawn(consume_queue(
             queue,
@@ -213,6 +233,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             jobs,
             consumer.clone(),
             stop_rx.clone(),
+            dead_written,
         ));
     }
     tracing::info!("ward is running");
@@ -310,12 +331,23 @@ async fn consume_queue(
     jobs: HashMap<String, Arc<JobType>>,
     consumer: String,
     stop: watch::Receiver<bool>,
+    dead_written: Arc<Notify>,
 ) {
     let jobs = Arc::new(jobs);
     let in_flight: InFlight = Arc::default();
     let slots = Arc::new(Semaphore::new(cfg.concurrency as usize));
     let (done_tx, done_rx) = mpsc::channel::<Completion>(MAX_APPLY * 4);
-    let completer = tokio::spawn(complete(queue.clone(), done_rx, in_flight.clone()));
+    let shaping = DeadShaping {
+        jobs: jobs.clone(),
+        payload_max: cfg.dead.payload_max,
+    };
+    let completer = tokio::spawn(complete(
+        queue.clone(),
+        done_rx,
+        in_flight.clone(),
+        dead_written,
+        shaping,
+    ));
     let (beat_stop, beat_rx) = watch::channel(false);
     let heartbeat = tokio::spawn(heartbeat(
         queue.clone(),
@@ -500,6 +532,7 @@ fn completion(
         }),
         lease_expiries: entry.lease_expiries,
         duplicate_of: None,
+        dead_payload: None,
     }
 }
 
@@ -764,7 +797,13 @@ fn log_attempt(
 /// Applies finished attempts in batches. A batch that fails is re-sent until
 /// it lands: [`Queue::apply`] is idempotent per delivery, and dropping it
 /// would leave jobs pending with their outcome forgotten.
-async fn complete(queue: Queue, mut rx: mpsc::Receiver<Completion>, in_flight: InFlight) {
+async fn complete(
+    queue: Queue,
+    mut rx: mpsc::Receiver<Completion>,
+    in_flight: InFlight,
+    dead_written: Arc<Notify>,
+    shaping: DeadShaping,
+) {
     let mut batch = Vec::with_capacity(MAX_APPLY);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -774,10 +813,27 @@ async fn complete(queue: Queue, mut rx: mpsc::Receiver<Completion>, in_flight: I
                 Err(_) => break,
             }
         }
+        let mut any_dead = false;
+        for c in batch
+            .iter_mut()
+            .filter(|c| matches!(c.action, Action::Dead(_)))
+        {
+            any_dead = true;
+            let redact = shaping
+                .jobs
+                .get(&c.job)
+                .map_or(&[][..], |jt| jt.redact.as_slice());
+            shape_dead_payload(c, &queue.keys.queue, redact, shaping.payload_max);
+        }
         let mut delay = Duration::from_millis(50);
         loop {
             match queue.apply(&batch).await {
-                Ok(_) => break,
+                Ok(_) => {
+                    if any_dead {
+                        dead_written.notify_one();
+                    }
+                    break;
+                }
                 Err(e) => {
                     let first_job = batch.first().map(|c| c.job_id.as_str()).unwrap_or("");
                     tracing::error!(
@@ -882,6 +938,112 @@ async fn subscribe(url: &str, channel: &str) -> Option<redis::aio::PubSub> {
         Err(e) => {
             tracing::warn!(channel, error = %e, "cannot subscribe to wake-ups; delayed jobs may start up to 1s late");
             None
+        }
+    }
+}
+/// What the completer needs to shape dead letters' payloads.
+struct DeadShaping {
+    /// The queue's job types (for their `redact` lists).
+    jobs: Arc<HashMap<String, Arc<JobType>>>,
+    /// Largest payload copied into a dead letter.
+    payload_max: usize,
+}
+
+/// Sets what a dead letter shows of its payload: the configured secret
+/// fields redacted, a marker instead of a payload over `max` bytes. Done
+/// here, before anything reaches Redis or a log line; the job record keeps
+/// the original for a requeue.
+fn shape_dead_payload(c: &mut Completion, queue_name: &str, redact: &[FieldPath], max: usize) {
+    let record = Keys::new(queue_name).record(&c.job_id);
+    if let std::borrow::Cow::Owned(shown) = redact::dead_payload(&c.payload, redact, max, &record) {
+        c.dead_payload = Some(shown);
+    }
+}
+
+/// Applies a queue's dead-letter retention (`dead_max_len`, `dead_max_age`)
+/// every `trim_interval`, and soon after new dead letters are written.
+/// Retention is one script per call, so several daemons may run it at once.
+async fn retain(
+    queue: Queue,
+    dead: DeadLetterConfig,
+    dead_written: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    tracing::info!(
+        queue = %queue.keys.queue,
+        max_len = ?dead.max_len,
+        max_age = ?dead.max_age.map(humantime::format_duration),
+        every = %humantime::format_duration(dead.trim_interval),
+        "dead-letter retention on"
+    );
+    while !*stop.borrow() {
+        trim_dead_letters(&queue, &dead).await;
+        let after_dead = async {
+            dead_written.notified().await;
+            tokio::time::sleep(TRIM_AFTER_DEAD.min(dead.trim_interval)).await;
+        };
+        tokio::select! {
+            () = tokio::time::sleep(dead.trim_interval) => {}
+            () = after_dead => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// One retention pass, calling the script until no limit is hit.
+async fn trim_dead_letters(queue: &Queue, dead: &DeadLetterConfig) {
+    let mut total = queue::Trimmed::default();
+    loop {
+        match queue.trim_dead(dead.max_len, dead.max_age, MAX_TRIM).await {
+            Ok(t) => {
+                total.by_age += t.by_age;
+                total.by_len += t.by_len;
+                if !t.more {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::error!(queue = %queue.keys.queue, error = %e, retry_in = ?dead.trim_interval, "cannot apply dead-letter retention; retrying");
+                break;
+            }
+        }
+    }
+    DeadLettersTrimmed {
+        queue: &queue.keys.queue,
+        count: total.by_age,
+        by: "age",
+    }
+    .emit();
+    DeadLettersTrimmed {
+        queue: &queue.keys.queue,
+        count: total.by_len,
+        by: "len",
+    }
+    .emit();
+}
+
+/// Dead letters removed by retention. Never silent: one info line per
+/// pass and limit that removed any. (The place to count them, too, once
+/// Ward has metrics: `ward_dead_letters_trimmed_total{queue, by}`.)
+struct DeadLettersTrimmed<'a> {
+    /// The queue.
+    queue: &'a str,
+    /// Entries removed.
+    count: usize,
+    /// Which limit removed them: `len` (`dead_max_len`) or `age` (`dead_max_age`).
+    by: &'static str,
+}
+
+impl DeadLettersTrimmed<'_> {
+    fn emit(&self) {
+        if self.count > 0 {
+            tracing::info!(
+                queue = %self.queue,
+                count = self.count,
+                by = self.by,
+                record_ttl_s = queue::RETIRED_TTL.as_secs(),
+                "trimmed dead letters"
+            );
         }
     }
 }

@@ -193,6 +193,21 @@ pub fn config_full(redis: &Redis, queue: &str, retry: &str, jobs: &str) -> Strin
     )
 }
 
+/// Like [`config_with`], with `queue_keys` (such as `dead_max_len = 2`)
+/// added to the `[[queue]]` table of `q`.
+pub fn config_queue(
+    redis: &Redis,
+    concurrency: u32,
+    retry: &str,
+    queue_keys: &str,
+    jobs: &str,
+) -> String {
+    format!(
+        "[redis]\nurl = \"{}\"\n\n[defaults.retry]\n{retry}\n\n[[queue]]\nname = \"q\"\nconcurrency = {concurrency}\n{queue_keys}\n\n{jobs}",
+        redis.url()
+    )
+}
+
 /// A `[[job]]` table for queue `q`.
 pub fn job(name: &str, plugin_name: &str, extra: &str) -> String {
     format!(

@@ -1,0 +1,830 @@
+//! The dead-letter queue as operators use it: `ward dlq list`, `show`,
+//! `requeue` and `discard`.
+//!
+//! A dead letter is an entry of `ward:{Q}:dead` written when a job was
+//! given up (see [`crate::queue::Queue::apply`]). Reading one as a
+//! [`DeadLetter`], filtering and rendering are pure functions here; every
+//! Redis operation is a named operation of [`Queue`], and a requeue or a
+//! discard is one Lua script per job whose guard is the removal of the dead
+//! letter itself, so two operators acting on the same job at once act once.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use crate::cli::{RedisTarget, format_ms, print_history};
+use crate::queue::{self, DEAD_ENTRY_FIELDS, Delivery, Queue, Resolution};
+
+/// How many dead letters `ward dlq list` shows without `--limit`.
+pub const DEFAULT_LIST_LIMIT: usize = 50;
+/// Entries read per round trip while scanning the dead-letter stream.
+const PAGE: usize = 500;
+/// Widest "last error" column in the table.
+const ERROR_WIDTH: usize = 60;
+
+/// `ward dlq ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum DlqCommand {
+    /// List dead letters, newest first.
+    List {
+        #[command(flatten)]
+        target: RedisTarget,
+        /// The queue.
+        queue: String,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Show at most this many.
+        #[arg(long, default_value_t = DEFAULT_LIST_LIMIT)]
+        limit: usize,
+        /// Print JSON (an array of dead letters).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one dead letter in full: error, payload, correlation ids, history.
+    Show {
+        #[command(flatten)]
+        target: RedisTarget,
+        /// The queue.
+        queue: String,
+        /// The job id (or the dead letter's own entry id in `ward:{Q}:dead`).
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put dead jobs back as fresh jobs (attempt 1, budget reset, original payload).
+    Requeue {
+        #[command(flatten)]
+        target: RedisTarget,
+        /// The queue.
+        queue: String,
+        /// Job ids (or dead-letter entry ids) to requeue.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<String>,
+        /// Requeue every dead letter matching --job/--reason/--since (all of them without filters).
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Who requeues, for the job's history (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        /// Why, for the job's history.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Mark dead jobs "won't retry" and remove them from the dead-letter stream.
+    Discard {
+        #[command(flatten)]
+        target: RedisTarget,
+        /// The queue.
+        queue: String,
+        /// Job ids (or dead-letter entry ids) to discard.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Why, kept in the job record and its history.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who discards, for the job's history (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
+}
+
+/// Which dead letters a list or a `requeue --all` takes.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct FilterArgs {
+    /// Only this job type (exact).
+    #[arg(long)]
+    job: Option<String>,
+    /// Only reasons containing this text, ignoring case (`budget` matches both budget reasons).
+    #[arg(long)]
+    reason: Option<String>,
+    /// Only dead-lettered since: a duration back from now (`30m`, `2h`, `7d`) or an RFC 3339 time.
+    #[arg(long, value_parser = parse_since)]
+    since: Option<u64>,
+}
+
+impl From<FilterArgs> for Filter {
+    fn from(a: FilterArgs) -> Filter {
+        Filter {
+            job: a.job,
+            reason: a.reason,
+            since_ms: a.since,
+        }
+    }
+}
+
+/// One entry of `ward:{Q}:dead`, as `ward dlq` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetter {
+    /// The entry's id in `ward:{Q}:dead`.
+    pub dead_id: String,
+    /// When the job was dead-lettered (Unix ms, the Redis clock): the
+    /// time part of `dead_id`.
+    pub dead_at_ms: u64,
+    /// The job id.
+    pub id: String,
+    /// The job type.
+    pub job: String,
+    /// The queue.
+    pub queue: String,
+    /// Why it was given up (`permanent`, `budget exhausted: attempts`, ...).
+    pub reason: String,
+    /// The last failure's class.
+    pub class: String,
+    /// The last failure's code.
+    pub code: Option<String>,
+    /// The last failure's message.
+    pub message: String,
+    /// The upstream the last failure blamed.
+    pub upstream: Option<String>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Start of the first attempt, Unix ms.
+    pub first_attempt_at_ms: Option<u64>,
+    /// End of the last attempt, Unix ms.
+    pub last_attempt_at_ms: Option<u64>,
+    /// sha256 of the plugin that ran the last attempt.
+    pub plugin_digest: Option<String>,
+    /// The stream entry of the last delivery.
+    pub entry: Option<String>,
+    /// The idempotency key the job was enqueued with.
+    pub idempotency_key: Option<String>,
+    /// The payload as the dead letter shows it (redacted, or a marker when
+    /// too large), when it is UTF-8.
+    pub payload: Option<String>,
+    /// The payload as hex, when it is not UTF-8.
+    pub payload_hex: Option<String>,
+    /// Correlation fields carried from the job's entry (`user_id`, ...),
+    /// `idempotency_key` included.
+    pub extra: BTreeMap<String, String>,
+}
+
+impl DeadLetter {
+    /// Reads a dead-letter stream entry. Missing fields read as empty.
+    #[must_use]
+    pub fn from_entry(d: Delivery) -> DeadLetter {
+        let mut fixed: BTreeMap<&'static str, Vec<u8>> = BTreeMap::new();
+        let mut extra = BTreeMap::new();
+        for (name, value) in d.fields {
+            let name = String::from_utf8_lossy(&name).into_owned();
+            match DEAD_ENTRY_FIELDS.iter().find(|f| **f == name) {
+                Some(f) => {
+                    fixed.insert(f, value);
+                }
+                None => {
+                    extra.insert(name, String::from_utf8_lossy(&value).into_owned());
+                }
+            }
+        }
+        let text = |k: &str| {
+            fixed
+                .get(k)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default()
+        };
+        let opt = |k: &str| Some(text(k)).filter(|v| !v.is_empty());
+        let number = |k: &str| text(k).parse::<u64>().ok();
+        let payload = fixed.get("payload").cloned().unwrap_or_default();
+        let (payload, payload_hex) = match String::from_utf8(payload) {
+            Ok(p) => (Some(p), None),
+            Err(e) => (None, Some(hex::encode(e.into_bytes()))),
+        };
+        DeadLetter {
+            dead_at_ms: entry_ms(&d.entry_id),
+            dead_id: d.entry_id,
+            id: text("id"),
+            job: text("job"),
+            queue: text("queue"),
+            reason: text("reason"),
+            class: text("class"),
+            code: opt("code"),
+            message: text("message"),
+            upstream: opt("upstream"),
+            attempts: number("attempts").map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+            first_attempt_at_ms: number("first_at"),
+            last_attempt_at_ms: number("last_at"),
+            plugin_digest: opt("plugin"),
+            entry: opt("entry"),
+            idempotency_key: extra.get("idempotency_key").cloned(),
+            payload,
+            payload_hex,
+            extra,
+        }
+    }
+
+    /// `class [code]: message`, on one line.
+    #[must_use]
+    pub fn last_error(&self) -> String {
+        let code = self
+            .code
+            .as_deref()
+            .map(|c| format!(" [{c}]"))
+            .unwrap_or_default();
+        let message = self.message.replace(['\n', '\r'], " ");
+        if message.is_empty() {
+            format!("{}{code}", self.class)
+        } else {
+            format!("{}{code}: {message}", self.class)
+        }
+    }
+}
+
+/// The time part of a stream entry id, in ms.
+fn entry_ms(id: &str) -> u64 {
+    id.split('-')
+        .next()
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Which dead letters to take.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Job type, exact.
+    pub job: Option<String>,
+    /// Text the reason contains, ignoring case.
+    pub reason: Option<String>,
+    /// Dead-lettered at or after (Unix ms).
+    pub since_ms: Option<u64>,
+}
+
+impl Filter {
+    /// Whether `d` passes every filter that is set.
+    #[must_use]
+    pub fn matches(&self, d: &DeadLetter) -> bool {
+        self.job.as_ref().is_none_or(|j| *j == d.job)
+            && self
+                .reason
+                .as_ref()
+                .is_none_or(|r| d.reason.to_lowercase().contains(&r.to_lowercase()))
+            && self.since_ms.is_none_or(|s| d.dead_at_ms >= s)
+    }
+
+    /// Whether no filter is set.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.job.is_none() && self.reason.is_none() && self.since_ms.is_none()
+    }
+
+    /// The filters, for messages: `job flaky, reason containing "budget"`.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(j) = &self.job {
+            parts.push(format!("job `{j}`"));
+        }
+        if let Some(r) = &self.reason {
+            parts.push(format!("reason containing \"{r}\""));
+        }
+        if let Some(s) = self.since_ms {
+            parts.push(format!("dead-lettered since {}", format_ms(s)));
+        }
+        parts.join(", ")
+    }
+}
+
+/// Parses `--since`: a duration back from now or an RFC 3339 time, to Unix ms.
+///
+/// # Errors
+/// A message showing both accepted forms.
+pub fn parse_since(s: &str) -> Result<u64, String> {
+    parse_since_at(s, queue::now_ms())
+}
+
+fn parse_since_at(s: &str, now_ms: u64) -> Result<u64, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s.trim()) {
+        return u64::try_from(t.timestamp_millis()).map_err(|_| format!("`{s}` is before 1970"));
+    }
+    match humantime::parse_duration(s.trim()) {
+        Ok(d) => Ok(now_ms.saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
+        Err(_) => Err(format!(
+            "`{s}` is neither a duration back from now (like \"30m\", \"2h\", \"7d\") nor an RFC 3339 time (like 2026-11-22T03:00:00Z)"
+        )),
+    }
+}
+
+/// The human table of `ward dlq list`.
+#[must_use]
+pub fn table(letters: &[DeadLetter]) -> String {
+    let rows: Vec<[String; 6]> = letters
+        .iter()
+        .map(|d| {
+            let mut error = d.last_error();
+            if error.chars().count() > ERROR_WIDTH {
+                error = error.chars().take(ERROR_WIDTH - 1).collect::<String>() + "…";
+            }
+            [
+                d.id.clone(),
+                d.job.clone(),
+                d.reason.clone(),
+                d.attempts.to_string(),
+                error,
+                format_ms(d.dead_at_ms),
+            ]
+        })
+        .collect();
+    let header = ["ID", "JOB", "REASON", "ATTEMPTS", "LAST ERROR", "DEAD AT"].map(String::from);
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let pad = w - cell.chars().count();
+                let _ = write!(line, "{cell}{}  ", " ".repeat(pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The newest dead letters of `q` passing `filter`, at most `limit`.
+///
+/// # Errors
+/// Redis errors.
+pub async fn list(q: &Queue, filter: &Filter, limit: usize) -> anyhow::Result<Vec<DeadLetter>> {
+    let mut out = Vec::new();
+    let mut before: Option<String> = None;
+    while out.len() < limit {
+        let page = q
+            .dead_page(before.as_deref(), filter.since_ms, PAGE)
+            .await?;
+        let done = page.len() < PAGE;
+        before = page.last().map(|d| d.entry_id.clone());
+        out.extend(
+            page.into_iter()
+                .map(DeadLetter::from_entry)
+                .filter(|d| filter.matches(d)),
+        );
+        if done {
+            break;
+        }
+    }
+    out.truncate(limit);
+    Ok(out)
+}
+
+/// Where a job id (or dead-letter entry id) given on the command line stands.
+#[derive(Debug)]
+enum Located {
+    /// In the dead-letter stream.
+    Dead(Box<DeadLetter>),
+    /// The job exists but has no dead letter now.
+    NotDead {
+        state: String,
+        trimmed: Option<String>,
+    },
+    /// Redis knows neither a job nor a dead letter by that id.
+    Unknown,
+}
+
+async fn locate(q: &Queue, id: &str) -> anyhow::Result<Located> {
+    let mut rec = q
+        .record_fields(id, &["state", "dead_entry", "dead_trimmed"])
+        .await?
+        .into_iter();
+    let (state, dead_entry, trimmed) = (
+        rec.next().flatten(),
+        rec.next().flatten(),
+        rec.next().flatten(),
+    );
+    if let Some(de) = &dead_entry
+        && let Some(e) = q.dead_entry(de).await?
+    {
+        return Ok(Located::Dead(Box::new(DeadLetter::from_entry(e))));
+    }
+    if state.is_none()
+        && let Some(e) = q.dead_entry(id).await?
+    {
+        // Not a job id: the dead letter's own entry id.
+        return Ok(Located::Dead(Box::new(DeadLetter::from_entry(e))));
+    }
+    if trimmed.is_none() && matches!(state.as_deref(), None | Some("dead")) {
+        // A dead letter written before records pointed at their entry:
+        // look for it by its `id` field.
+        let mut before: Option<String> = None;
+        loop {
+            let page = q.dead_page(before.as_deref(), None, PAGE).await?;
+            let done = page.len() < PAGE;
+            before = page.last().map(|d| d.entry_id.clone());
+            if let Some(d) = page
+                .into_iter()
+                .map(DeadLetter::from_entry)
+                .find(|d| d.id == id)
+            {
+                return Ok(Located::Dead(Box::new(d)));
+            }
+            if done {
+                break;
+            }
+        }
+    }
+    Ok(match state {
+        Some(state) => Located::NotDead { state, trimmed },
+        None => Located::Unknown,
+    })
+}
+
+/// Why `id` has no dead letter, for a message.
+fn not_dead(queue: &str, id: &str, located: &Located) -> String {
+    match located {
+        Located::NotDead {
+            trimmed: Some(why), ..
+        } => format!(
+            "job `{id}` in queue `{queue}` is no longer in the dead-letter stream: retention removed it ({why}); its record expires {} days after that",
+            queue::RETIRED_TTL.as_secs() / 86400
+        ),
+        Located::NotDead { state, .. } => format!(
+            "job `{id}` in queue `{queue}` is not in the dead-letter stream: it is `{state}` (already requeued or discarded?); see `ward job show {queue} {id}`"
+        ),
+        _ => format!(
+            "no dead letter for job `{id}` in queue `{queue}` (neither a job id nor a dead-letter entry id there)"
+        ),
+    }
+}
+
+/// Connects and checks that Redis knows the queue at all, so a mistyped
+/// queue name is not mistaken for an empty dead-letter stream.
+async fn open(target: &RedisTarget, name: &str) -> anyhow::Result<Queue> {
+    let q = target.queue(name).await?;
+    if !q.exists().await? {
+        anyhow::bail!(
+            "queue `{name}` not found in Redis at {}: neither {} nor {} exists; check the queue name and --redis/--config",
+            queue::redacted_url(&target.url()?),
+            q.keys.jobs,
+            q.keys.dead
+        );
+    }
+    Ok(q)
+}
+
+fn operator(by: Option<String>) -> String {
+    by.filter(|b| !b.is_empty())
+        .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// Runs one `ward dlq` command.
+///
+/// # Errors
+/// Bad input, Redis errors, and any job that could not be requeued or
+/// discarded (after every other one was tried).
+pub(crate) async fn run(command: DlqCommand) -> anyhow::Result<()> {
+    match command {
+        DlqCommand::List {
+            target,
+            queue,
+            filter,
+            limit,
+            json,
+        } => {
+            let q = open(&target, &queue).await?;
+            let filter = Filter::from(filter);
+            let letters = list(&q, &filter, limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&letters)?);
+            } else if letters.is_empty() {
+                let matching = if filter.is_empty() {
+                    String::new()
+                } else {
+                    format!(" matching {}", filter.describe())
+                };
+                println!("no dead letters in queue `{queue}`{matching}");
+            } else {
+                print!("{}", table(&letters));
+            }
+            Ok(())
+        }
+        DlqCommand::Show {
+            target,
+            queue,
+            id,
+            json,
+        } => {
+            let q = open(&target, &queue).await?;
+            let located = locate(&q, &id).await?;
+            let Located::Dead(d) = located else {
+                anyhow::bail!("{}", not_dead(&queue, &id, &located));
+            };
+            let history = q.history(&d.id).await?;
+            if json {
+                #[derive(Serialize)]
+                struct Shown<'a> {
+                    #[serde(flatten)]
+                    dead: &'a DeadLetter,
+                    history: &'a [serde_json::Value],
+                }
+                let shown = Shown {
+                    dead: &d,
+                    history: &history,
+                };
+                println!("{}", serde_json::to_string_pretty(&shown)?);
+            } else {
+                print_dead_letter(&d);
+                print_history(&history);
+            }
+            Ok(())
+        }
+        DlqCommand::Requeue {
+            target,
+            queue,
+            ids,
+            all,
+            filter,
+            by,
+            note,
+        } => {
+            let filter = Filter::from(filter);
+            if !all && !filter.is_empty() {
+                anyhow::bail!(
+                    "--job, --reason and --since select dead letters for --all; with job ids, leave them out"
+                );
+            }
+            let q = open(&target, &queue).await?;
+            let by = operator(by);
+            let note = note.unwrap_or_default();
+            let letters = if all {
+                let letters = list(&q, &filter, usize::MAX).await?;
+                if filter.is_empty() {
+                    println!(
+                        "no filter given: requeuing all {} dead letter(s) of queue `{queue}`",
+                        letters.len()
+                    );
+                } else {
+                    println!(
+                        "requeuing {} dead letter(s) of queue `{queue}` matching {}",
+                        letters.len(),
+                        filter.describe()
+                    );
+                }
+                letters
+                    .into_iter()
+                    .map(|d| (d.id.clone(), Some(d)))
+                    .collect()
+            } else {
+                resolve_ids(&q, &queue, ids).await?
+            };
+            act(&q, letters, Op::Requeue, &by, &note).await
+        }
+        DlqCommand::Discard {
+            target,
+            queue,
+            ids,
+            reason,
+            by,
+        } => {
+            let q = open(&target, &queue).await?;
+            let by = operator(by);
+            let note = reason.unwrap_or_default();
+            let letters = resolve_ids(&q, &queue, ids).await?;
+            act(&q, letters, Op::Discard, &by, &note).await
+        }
+    }
+}
+
+/// Looks each id up; an id without a dead letter is reported right away
+/// and comes back as `(id, None)`.
+async fn resolve_ids(
+    q: &Queue,
+    queue: &str,
+    ids: Vec<String>,
+) -> anyhow::Result<Vec<(String, Option<DeadLetter>)>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let located = locate(q, &id).await?;
+        match located {
+            Located::Dead(d) => out.push((id, Some(*d))),
+            other => {
+                eprintln!("{}", not_dead(queue, &id, &other));
+                out.push((id, None));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What `ward dlq` does to each dead letter.
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Requeue,
+    Discard,
+}
+
+/// Applies `op` to each dead letter, printing one line per id; fails at the
+/// end if any id was not acted on.
+async fn act(
+    q: &Queue,
+    letters: Vec<(String, Option<DeadLetter>)>,
+    op: Op,
+    by: &str,
+    note: &str,
+) -> anyhow::Result<()> {
+    let (done, verb) = match op {
+        Op::Requeue => ("requeued", "requeue"),
+        Op::Discard => ("discarded", "discard"),
+    };
+    let queue = &q.keys.queue;
+    let total = letters.len();
+    let mut failed = 0usize;
+    for (id, d) in letters {
+        let Some(d) = d else {
+            println!("not {done}  {id}  no dead letter");
+            failed += 1;
+            continue;
+        };
+        let result = match op {
+            Op::Requeue => q.requeue_dead(&d.dead_id, &d.id, by, note).await,
+            Op::Discard => q.discard_dead(&d.dead_id, &d.id, by, note).await,
+        };
+        match result.with_context(|| format!("cannot {verb} job `{}`", d.id))? {
+            Resolution::Done(Some(entry)) => println!("{done}  {}  new entry {entry}", d.id),
+            Resolution::Done(None) => println!("{done}  {}", d.id),
+            Resolution::Gone => {
+                failed += 1;
+                println!(
+                    "not {done}  {}  already requeued or discarded (no longer in ward:{{{queue}}}:dead)",
+                    d.id
+                );
+            }
+            Resolution::Refused(why) => {
+                failed += 1;
+                println!("not {done}  {}  {why}", d.id);
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {total} job(s) not {done}");
+    }
+    if total > 1 {
+        println!("{done} {total} job(s)");
+    }
+    Ok(())
+}
+
+fn print_dead_letter(d: &DeadLetter) {
+    let ts = |ms: Option<u64>| ms.map_or_else(|| "-".to_string(), format_ms);
+    println!("job          {}", d.id);
+    println!("queue        {}", d.queue);
+    println!("type         {}", d.job);
+    println!("reason       {}", d.reason);
+    println!("error        {}", d.last_error());
+    if let Some(u) = &d.upstream {
+        println!("upstream     {u}");
+    }
+    println!("attempts     {}", d.attempts);
+    println!("first        {}", ts(d.first_attempt_at_ms));
+    println!("last         {}", ts(d.last_attempt_at_ms));
+    println!(
+        "dead at      {} (entry {})",
+        format_ms(d.dead_at_ms),
+        d.dead_id
+    );
+    if let Some(p) = &d.plugin_digest {
+        println!("plugin       sha256:{p}");
+    }
+    if let Some(k) = &d.idempotency_key {
+        println!("idempotency  {k}");
+    }
+    for (k, v) in d.extra.iter().filter(|(k, _)| *k != "idempotency_key") {
+        println!("{k:<12} {v}");
+    }
+    match (&d.payload, &d.payload_hex) {
+        (Some(p), _) => println!("payload      {p}"),
+        (None, Some(h)) => println!("payload      (not UTF-8, hex) {h}"),
+        (None, None) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, fields: &[(&str, &[u8])]) -> Delivery {
+        Delivery {
+            entry_id: id.into(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.to_vec()))
+                .collect(),
+        }
+    }
+
+    fn letter(job: &str, reason: &str, dead_ms: u64) -> DeadLetter {
+        DeadLetter::from_entry(entry(
+            &format!("{dead_ms}-0"),
+            &[
+                ("id", b"1-0"),
+                ("job", job.as_bytes()),
+                ("reason", reason.as_bytes()),
+            ],
+        ))
+    }
+
+    #[test]
+    fn an_entry_reads_as_a_dead_letter_with_its_correlation_fields() {
+        let d = DeadLetter::from_entry(entry(
+            "1700000000123-4",
+            &[
+                ("id", b"1699-0"),
+                ("job", b"send"),
+                ("queue", b"q"),
+                ("reason", b"permanent"),
+                ("class", b"permanent"),
+                ("code", b"declined"),
+                ("message", b"card\ndeclined"),
+                ("upstream", b""),
+                ("attempts", b"2"),
+                ("first_at", b"1699"),
+                ("last_at", b"1700"),
+                ("plugin", b"abc"),
+                ("entry", b"1699-0"),
+                ("payload", b"{}"),
+                ("idempotency_key", b"k-1"),
+                ("user_id", b"u-7"),
+            ],
+        ));
+        assert_eq!(d.dead_at_ms, 1_700_000_000_123);
+        assert_eq!((d.id.as_str(), d.attempts), ("1699-0", 2));
+        assert_eq!(d.upstream, None, "empty reads as absent");
+        assert_eq!(d.idempotency_key.as_deref(), Some("k-1"));
+        assert_eq!(d.extra.get("user_id").map(String::as_str), Some("u-7"));
+        assert!(!d.extra.contains_key("reason"));
+        assert_eq!(d.payload.as_deref(), Some("{}"));
+        assert_eq!(d.last_error(), "permanent [declined]: card declined");
+    }
+
+    #[test]
+    fn a_binary_payload_is_shown_as_hex() {
+        let d = DeadLetter::from_entry(entry("1-0", &[("payload", b"\xff\x00")]));
+        assert_eq!((d.payload, d.payload_hex.as_deref()), (None, Some("ff00")));
+    }
+
+    #[test]
+    fn filters_combine_and_reason_matches_a_substring_ignoring_case() {
+        let a = letter("send", "budget exhausted: attempts", 2000);
+        let b = letter("bill", "permanent", 1000);
+        let f = Filter {
+            reason: Some("BUDGET".into()),
+            ..Filter::default()
+        };
+        assert!(f.matches(&a) && !f.matches(&b));
+        let f = Filter {
+            job: Some("bill".into()),
+            since_ms: Some(1000),
+            ..Filter::default()
+        };
+        assert!(!f.matches(&a) && f.matches(&b));
+        let f = Filter {
+            since_ms: Some(1500),
+            ..Filter::default()
+        };
+        assert!(f.matches(&a) && !f.matches(&b));
+        assert!(Filter::default().matches(&a) && Filter::default().is_empty());
+    }
+
+    #[test]
+    fn since_takes_a_duration_or_a_time_and_explains_anything_else() {
+        assert_eq!(parse_since_at("2h", 10_000_000), Ok(10_000_000 - 7_200_000));
+        assert_eq!(
+            parse_since_at("1970-01-01T00:00:01Z", 0),
+            Ok(1000),
+            "an RFC 3339 time"
+        );
+        let e = parse_since_at("yesterday", 0).unwrap_err();
+        assert!(e.contains("\"30m\"") && e.contains("RFC 3339"), "{e}");
+    }
+
+    #[test]
+    fn the_table_aligns_columns_and_shortens_long_errors() {
+        let mut d = letter("send", "permanent", 0);
+        d.class = "permanent".into();
+        d.message = "x".repeat(200);
+        let t = table(&[d]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("ID   JOB   REASON"), "{t}");
+        assert_eq!(
+            lines[0].find("LAST ERROR"),
+            lines[1].find("permanent: x"),
+            "{t}"
+        );
+        assert!(
+            lines[1].contains('…') && !lines[1].contains(&"x".repeat(60)),
+            "{t}"
+        );
+    }
+}
