@@ -315,6 +315,13 @@ fn a_checkpoint_saved_by_one_attempt_reaches_the_next() {
         s["result"], "attempt 1",
         "attempt 2 saw attempt 1's checkpoint: {s}"
     );
+    let mut con = redis.con();
+    let left: Option<Vec<u8>> = redis::cmd("HGET")
+        .arg(format!("ward:{{q}}:job:{id}"))
+        .arg("checkpoint")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(left, None, "the checkpoint is cleared on success");
 }
 
 #[test]

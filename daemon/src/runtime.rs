@@ -498,6 +498,13 @@ fn classify_trap(err: &wasmtime::Error, state: &HostState, sandbox: &Sandbox) ->
     } else {
         match trap {
             Some(Trap::StackOverflow) => "stack",
+            // Rust and C keep a shadow stack in linear memory; running off
+            // its end faults on memory far from any data, deep in recursion.
+            Some(Trap::MemoryOutOfBounds) if call_depth(err) >= DEEP_STACK => {
+                message =
+                    format!("plugin overflowed its stack ({DEEP_STACK}+ frames deep): {message}");
+                "stack"
+            }
             Some(Trap::OutOfFuel) => {
                 message = format!(
                     "plugin used up its fuel ({}): {message}",
@@ -511,6 +518,26 @@ fn classify_trap(err: &wasmtime::Error, state: &HostState, sandbox: &Sandbox) ->
         }
     };
     Outcome::failure(FailureClass::Crash, message).with_code(code)
+}
+
+/// A memory fault under this many frames of one function calling itself is
+/// a stack overflow (wasmtime keeps 20 frames of a trap's backtrace).
+const DEEP_STACK: usize = 16;
+
+/// How many frames from the top of a trap's backtrace belong to the same
+/// function: recursion shows as a long run.
+fn call_depth(err: &wasmtime::Error) -> usize {
+    let Some(bt) = err.downcast_ref::<wasmtime::WasmBacktrace>() else {
+        return 0;
+    };
+    let frames = bt.frames();
+    let Some(top) = frames.first() else {
+        return 0;
+    };
+    frames
+        .iter()
+        .take_while(|f| f.func_index() == top.func_index())
+        .count()
 }
 
 /// Cuts `s` to at most `max` bytes on a char boundary, marking the cut.

@@ -38,6 +38,7 @@
 //! native build they panic.
 
 mod failure;
+pub mod fetch;
 mod host;
 mod job;
 pub mod log;

@@ -218,6 +218,11 @@ pub fn job(name: &str, plugin_name: &str, extra: &str) -> String {
 
 impl Ward {
     pub fn start(config_text: &str) -> Ward {
+        Self::start_with_env(config_text, &[])
+    }
+
+    /// Starts the daemon with extra environment variables (e.g. secrets).
+    pub fn start_with_env(config_text: &str, env: &[(&str, &str)]) -> Ward {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("ward.toml");
         std::fs::write(&cfg, config_text).unwrap();
@@ -227,6 +232,7 @@ impl Ward {
             .args(["--log-format", "json", "run", "--config"])
             .arg(&cfg)
             .env("RUST_LOG", "info,ward=debug")
+            .envs(env.iter().copied())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
@@ -252,6 +258,10 @@ impl Ward {
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Kills the daemon with SIGKILL (no chance to clean up) and waits for it.
@@ -408,4 +418,96 @@ pub fn dead_letters(redis: &Redis) -> Vec<std::collections::HashMap<String, Vec<
 
 pub fn text(map: &std::collections::HashMap<String, Vec<u8>>, key: &str) -> String {
     String::from_utf8_lossy(map.get(key).map(Vec::as_slice).unwrap_or(b"")).into_owned()
+}
+
+/// A tiny HTTP/1.1 server on 127.0.0.1 for plugins to call: answers every
+/// request with the next of `responses` (the last one repeats) and records
+/// each request's head and body. Runs until dropped.
+pub struct HttpStub {
+    pub port: u16,
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HttpStub {
+    /// `responses` are (status, extra header lines, body).
+    pub fn start(responses: Vec<(u16, String, String)>) -> HttpStub {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen, halt) = (requests.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0usize;
+            while !halt.load(Ordering::Relaxed) {
+                let Ok((mut sock, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                sock.set_nonblocking(false).unwrap();
+                sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Read the head, then as much body as Content-Length says.
+                while let Ok(k) = sock.read(&mut chunk) {
+                    if k == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..k]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf).to_string());
+                let (status, headers, body) = responses[n.min(responses.len() - 1)].clone();
+                n += 1;
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n{headers}\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(reply.as_bytes());
+            }
+        });
+        HttpStub {
+            port,
+            requests,
+            stop,
+        }
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for HttpStub {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Resident memory of process `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
 }
