@@ -19,8 +19,11 @@ pub struct Job {
     pub payload: Vec<u8>,
     /// Which attempt this is, starting at 1.
     pub attempt: u32,
-    /// The idempotency key given at enqueue, if any; forward it upstream so a
-    /// retried side effect is not applied twice.
+    /// The idempotency key given at enqueue; forward it upstream (e.g. as an
+    /// `Idempotency-Key` header) so a retried side effect is not applied twice.
+    ///
+    /// Ward passes the job id when the enqueuer gave no key, so today this is
+    /// always `Some` and stable across every attempt of the job.
     pub idempotency_key: Option<String>,
     /// What the previous attempt saved with [`save_checkpoint`](crate::save_checkpoint), if anything.
     pub checkpoint: Option<Vec<u8>>,

@@ -30,7 +30,9 @@
 //! Return a [`Failure`] to tell the host how to retry: [`Failure::transient`]
 //! (retry soon), [`Failure::recoverable`] (retry later) or [`Failure::permanent`]
 //! (never retry). A panic traps the component; the host treats that as a crash
-//! of the attempt, so prefer returning a failure.
+//! of the attempt, so prefer returning a failure. For HTTP APIs, [`http`]
+//! turns a status code (and its `Retry-After`) or a transport error into the
+//! right one.
 //!
 //! The crate also builds for the host target so that it can be unit-tested and
 //! linted with the rest of the workspace, but the host imports ([`log`],
@@ -40,6 +42,7 @@
 mod failure;
 pub mod fetch;
 mod host;
+pub mod http;
 mod job;
 pub mod log;
 

@@ -1,7 +1,7 @@
 //! Writing to the daemon's log.
 //!
-//! Each line goes through the host, which tags it with the job id and attempt,
-//! so there is no need to repeat those in the message.
+//! Each line goes through the host, which tags it with the job id and the job
+//! type, so there is no need to repeat those in the message.
 
 use crate::bindings::ward::plugin::host::{self, Level};
 
