@@ -283,6 +283,15 @@ pub struct Completion {
     pub duplicate_of: Option<String>,
 }
 
+impl Completion {
+    /// A first delivery on its first attempt: no record exists yet, so a
+    /// success needs none of the tidying of a retried job.
+    #[must_use]
+    pub fn is_fresh(&self) -> bool {
+        self.attempt == 1 && self.job_id == self.entry_id
+    }
+}
+
 /// The state change a [`Completion`] asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -395,7 +404,8 @@ const APPLY: &str = r#"
 -- ARGV[1] group, [2] record prefix, [3] succeeded ttl (s), [4] queue,
 -- [5] history length, [6] wake channel; then per completion 26 fixed
 -- fields and n extra name/value pairs. The fixed fields, from 0: kind
--- (ok|retry|dead|dup), entry, id, job, attempt, started, finished, payload,
+-- (fresh|ok|retry|dead|dup; fresh = a first delivery
+-- that succeeded at once), entry, id, job, attempt, started, finished, payload,
 -- result, class, code, message, upstream, reason, plugin digest, has
 -- checkpoint, checkpoint, first_at, delay, history line, idempotency key,
 -- idempotency ttl (ms), result digest, lease expiries, dead payload, n.
@@ -413,6 +423,17 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local dead_fields = {id=1, job=1, queue=1, reason=1, class=1, code=1, message=1,
   upstream=1, attempts=1, first_at=1, last_at=1, plugin=1, payload=1, entry=1}
 local applied, earliest = 0, nil
+-- Completion is recorded with the acknowledgement, in one step: a
+-- redelivery after this point is acked as a duplicate, never re-run.
+local function mark_done(key, id, digest, key_ttl)
+  local ikey = prefix_q .. 'idem:' .. key
+  local v = id .. ' done ' .. digest
+  if redis.call('PTTL', ikey) > 0 then
+    redis.call('SET', ikey, v, 'KEEPTTL')
+  else
+    redis.call('SET', ikey, v, 'PX', key_ttl)
+  end
+end
 local i = 7
 while i <= #ARGV do
   local kind, entry, id, job = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
@@ -432,7 +453,15 @@ while i <= #ARGV do
     redis.call('XDEL', KEYS[1], entry)
     local rec = prefix .. id
     local hkey = rec .. ':history'
-    if kind == 'dup' then
+    if kind == 'fresh' then
+      -- The common case, kept to four writes: a first delivery that
+      -- succeeded at once has no record, history or retry state to tidy.
+      redis.call('HSET', rec, 'state', 'succeeded', 'job', job, 'attempts', attempt,
+        'first_at', first_at, 'last_at', finished, 'plugin', digest)
+      if result ~= '' then redis.call('HSET', rec, 'result', result) end
+      if idem ~= '' then mark_done(idem, id, digest_out, idem_ttl) end
+      redis.call('EXPIRE', rec, ttl)
+    elseif kind == 'dup' then
       -- Nothing ran. A redelivery of a completed job leaves its record as it
       -- is; a second enqueue of the same key ends as a duplicate of the first.
       redis.call('RPUSH', hkey, hist)
@@ -453,17 +482,7 @@ while i <= #ARGV do
         redis.call('HSET', rec, 'state', 'succeeded')
         redis.call('HDEL', rec, 'checkpoint', 'entry', 'payload', 'due_at', 'next_attempt')
         if result ~= '' then redis.call('HSET', rec, 'result', result) end
-        if idem ~= '' then
-          -- Completion is recorded with the acknowledgement, in one step: a
-          -- redelivery after this point is acked as a duplicate, never re-run.
-          local ikey = prefix_q .. 'idem:' .. idem
-          local v = id .. ' done ' .. digest_out
-          if redis.call('PTTL', ikey) > 0 then
-            redis.call('SET', ikey, v, 'KEEPTTL')
-          else
-            redis.call('SET', ikey, v, 'PX', idem_ttl)
-          end
-        end
+        if idem ~= '' then mark_done(idem, id, digest_out, idem_ttl) end
         redis.call('EXPIRE', rec, ttl)
         redis.call('EXPIRE', hkey, ttl)
       else
@@ -970,6 +989,7 @@ impl Queue {
             .arg(&self.keys.wake);
         for c in batch {
             let (kind, reason) = match c.action {
+                Action::Ack if c.is_fresh() => ("fresh", ""),
                 Action::Ack => ("ok", ""),
                 Action::Retry => ("retry", ""),
                 Action::Dead(r) => ("dead", r.as_str()),
@@ -1013,7 +1033,11 @@ impl Queue {
                 .arg(c.checkpoint.as_deref().unwrap_or(b""))
                 .arg(c.first_at_ms)
                 .arg(c.delay_ms)
-                .arg(history_entry(c))
+                .arg(if c.is_fresh() && c.action == Action::Ack {
+                    String::new()
+                } else {
+                    history_entry(c)
+                })
                 .arg(c.idempotency_key.as_deref().unwrap_or(""))
                 .arg(u64::try_from(c.idempotency_ttl.as_millis()).unwrap_or(u64::MAX))
                 .arg(result_digest(&c.outcome))

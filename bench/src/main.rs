@@ -1,0 +1,583 @@
+//! `ward-bench`: Ward end to end, measured from the outside.
+//!
+//! Starts a private `redis-server` on a free loopback port in a temp dir
+//! (or uses `--redis`), runs the real `ward` binary as a child, and drives it
+//! with plain `XADD`s, the way any client enqueues. Every figure comes from
+//! what Redis recorded (stream entry ids = enqueue times, job records'
+//! `first_at`/`last_at` = first attempt start / last attempt end, all in ms)
+//! and from `/proc` (daemon CPU and peak RSS) and `INFO cpu` (Redis CPU), so
+//! the harness itself adds nothing to the daemon's work.
+//!
+//! Scenarios:
+//! - `throughput`: N no-op jobs pre-filled, then the daemon drains them;
+//! - `latency`: the daemon idles, jobs arrive at a fixed offered rate;
+//! - `failures`: like throughput, 10% of jobs fail once (transient) and are
+//!   retried through the delayed set;
+//! - `keys`: like throughput, every job carries an idempotency key.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+
+/// Ward end-to-end benchmark.
+#[derive(Debug, Parser)]
+#[command(name = "ward-bench")]
+struct Args {
+    /// Use this Redis instead of starting a private one (it is FLUSHed!).
+    #[arg(long)]
+    redis: Option<String>,
+    /// The `ward` binary (default: target/release/ward next to this one).
+    #[arg(long)]
+    ward: Option<PathBuf>,
+    /// Folder holding noop.wasm and flaky.wasm (default: target/plugins).
+    #[arg(long)]
+    plugins: Option<PathBuf>,
+    /// Jobs per throughput-style run.
+    #[arg(long, default_value_t = 200_000)]
+    jobs: usize,
+    /// The queue's concurrency.
+    #[arg(long, default_value_t = 256)]
+    concurrency: u32,
+    /// Offered rates (jobs/s) for the latency scenario.
+    #[arg(long, value_delimiter = ',', default_values_t = [2_000, 20_000])]
+    rates: Vec<u64>,
+    /// How long each latency run offers load.
+    #[arg(long, default_value_t = 5)]
+    latency_seconds: u64,
+    /// Which scenarios to run.
+    #[arg(long, value_delimiter = ',', default_values_t = ["throughput".to_string(), "latency".to_string(), "failures".to_string(), "keys".to_string()])]
+    scenarios: Vec<String>,
+    /// Runs per scenario (the median is reported with min and max).
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+}
+
+struct RedisServer {
+    child: Option<Child>,
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl RedisServer {
+    fn start(existing: Option<String>) -> anyhow::Result<RedisServer> {
+        if let Some(url) = existing {
+            return Ok(RedisServer {
+                child: None,
+                url,
+                _dir: None,
+            });
+        }
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let dir = tempfile::tempdir()?;
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("redis-server must be installed (scripts/setup)")?;
+        let url = format!("redis://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while redis::Client::open(url.as_str())?.get_connection().is_err() {
+            if Instant::now() > deadline {
+                bail!("redis-server did not come up on port {port}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(RedisServer {
+            child: Some(child),
+            url,
+            _dir: Some(dir),
+        })
+    }
+
+    fn con(&self) -> anyhow::Result<redis::Connection> {
+        Ok(redis::Client::open(self.url.as_str())?.get_connection()?)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+struct Daemon {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(ward: &Path, plugins: &Path, url: &str, concurrency: u32) -> anyhow::Result<Daemon> {
+        let dir = tempfile::tempdir()?;
+        let cfg = dir.path().join("ward.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[redis]\nurl = \"{url}\"\n\n[defaults.retry]\ninitial_delay = \"10ms\"\nmax_delay = \"100ms\"\njitter = \"none\"\n\n[[queue]]\nname = \"bench\"\nconcurrency = {concurrency}\n\n[[job]]\nname = \"noop\"\nqueue = \"bench\"\nplugin = \"{}\"\n\n[[job]]\nname = \"flaky\"\nqueue = \"bench\"\nplugin = \"{}\"\n",
+                plugins.join("noop.wasm").display(),
+                plugins.join("flaky.wasm").display()
+            ),
+        )?;
+        let mut child = Command::new(ward)
+            .args(["--log-format", "json", "run", "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", "warn,ward::worker=info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start {}", ward.display()))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) if line.contains("ward is running") => break,
+                Some(Ok(_)) => {}
+                _ => bail!("ward exited before it was running"),
+            }
+        }
+        // Keep draining the pipe so the daemon never blocks on a full one.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Daemon { child, _dir: dir })
+    }
+
+    /// (user + system CPU seconds, peak RSS KiB) from /proc.
+    fn usage(&self) -> (f64, u64) {
+        let pid = self.child.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command name (which may contain spaces) start at ')'.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // utime and stime are fields 14 and 15 of stat; 12 and 13 after ')'.
+        let cpu = (ticks(11) + ticks(12)) / 100.0;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let hwm = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0);
+        (cpu, hwm)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn redis_cpu(con: &mut redis::Connection) -> f64 {
+    let info: String = redis::cmd("INFO").arg("cpu").query(con).unwrap_or_default();
+    info.lines()
+        .filter(|l| l.starts_with("used_cpu_sys:") || l.starts_with("used_cpu_user:"))
+        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
+        .sum()
+}
+
+const STREAM: &str = "ward:{bench}:jobs";
+
+fn fill(
+    con: &mut redis::Connection,
+    n: usize,
+    payload: impl Fn(usize) -> (String, String),
+    keyed: bool,
+) -> anyhow::Result<(Vec<String>, f64)> {
+    let start = Instant::now();
+    let mut ids = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let mut pipe = redis::pipe();
+        for &i in chunk {
+            let (job, body) = payload(i);
+            let cmd = pipe
+                .cmd("XADD")
+                .arg(STREAM)
+                .arg("*")
+                .arg("job")
+                .arg(job)
+                .arg("payload")
+                .arg(body);
+            if keyed {
+                cmd.arg("idempotency_key").arg(format!("k-{i}"));
+            }
+        }
+        let got: Vec<String> = pipe.query(con)?;
+        ids.extend(got);
+    }
+    Ok((ids, start.elapsed().as_secs_f64()))
+}
+
+fn wait_drained(con: &mut redis::Connection, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (len, delayed): (usize, usize) = redis::pipe()
+            .cmd("XLEN")
+            .arg(STREAM)
+            .cmd("ZCARD")
+            .arg("ward:{bench}:delayed")
+            .query(con)?;
+        if len == 0 && delayed == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("not drained after {timeout:?}: {len} in the stream, {delayed} delayed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What the bench reads back of one job.
+struct Row {
+    /// Enqueue time (the entry id's ms).
+    enqueued: u64,
+    /// First attempt start.
+    first: u64,
+    /// Last attempt end.
+    last: u64,
+    /// The job's state.
+    state: String,
+}
+
+type RecordFields = (Option<u64>, Option<u64>, Option<String>);
+
+/// Per job: enqueue time, first attempt start, last attempt end, state.
+fn records(con: &mut redis::Connection, ids: &[String]) -> anyhow::Result<Vec<Row>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(5000) {
+        let mut pipe = redis::pipe();
+        for id in chunk {
+            pipe.cmd("HMGET")
+                .arg(format!("ward:{{bench}}:job:{id}"))
+                .arg("first_at")
+                .arg("last_at")
+                .arg("state");
+        }
+        let rows: Vec<RecordFields> = pipe.query(con)?;
+        for (id, (first, last, state)) in chunk.iter().zip(rows) {
+            let enqueued = id
+                .split('-')
+                .next()
+                .and_then(|ms| ms.parse().ok())
+                .unwrap_or(0);
+            out.push(Row {
+                enqueued,
+                first: first.unwrap_or(0),
+                last: last.unwrap_or(0),
+                state: state.unwrap_or_default(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn pct(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "an index into a short slice"
+    )]
+    let i = ((p / 100.0) * sorted.len() as f64) as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+struct Run {
+    label: String,
+    jobs: usize,
+    enqueue_rate: f64,
+    throughput: f64,
+    start_lat: Vec<u64>,
+    done_lat: Vec<u64>,
+    daemon_cpu: f64,
+    daemon_rss_kib: u64,
+    redis_cpu: f64,
+    wall: f64,
+}
+
+#[allow(clippy::cast_precision_loss, reason = "job counts far below 2^52")]
+fn drain_run(
+    args: &Args,
+    redis: &RedisServer,
+    ward: &Path,
+    plugins: &Path,
+    label: &str,
+    failures: bool,
+    keyed: bool,
+) -> anyhow::Result<Run> {
+    let mut con = redis.con()?;
+    let _: () = redis::cmd("FLUSHALL").query(&mut con)?;
+    let n = args.jobs;
+    let payload = |i: usize| {
+        if failures {
+            let body = if i.is_multiple_of(10) {
+                r#"{"fail":"transient","times":1}"#
+            } else {
+                r#"{"times":0}"#
+            };
+            ("flaky".to_string(), body.to_string())
+        } else {
+            ("noop".to_string(), "{}".to_string())
+        }
+    };
+    let (ids, enq_secs) = fill(&mut con, n, payload, keyed)?;
+    let redis_before = redis_cpu(&mut con);
+    let wall = Instant::now();
+    let daemon = Daemon::start(ward, plugins, &redis.url, args.concurrency)?;
+    wait_drained(&mut con, Duration::from_secs(600))?;
+    let wall = wall.elapsed().as_secs_f64();
+    let (cpu, rss) = daemon.usage();
+    let redis_used = redis_cpu(&mut con) - redis_before;
+    drop(daemon);
+    let rows = records(&mut con, &ids)?;
+    let ok = rows.iter().filter(|r| r.state == "succeeded").count();
+    if ok != n {
+        bail!("{label}: only {ok} of {n} jobs succeeded");
+    }
+    let first = rows.iter().map(|r| r.first).min().unwrap_or(0);
+    let last = rows.iter().map(|r| r.last).max().unwrap_or(0);
+    let span = (last.saturating_sub(first)).max(1) as f64 / 1000.0;
+    Ok(Run {
+        label: label.to_string(),
+        jobs: n,
+        enqueue_rate: n as f64 / enq_secs,
+        throughput: n as f64 / span,
+        start_lat: Vec::new(),
+        done_lat: Vec::new(),
+        daemon_cpu: cpu,
+        daemon_rss_kib: rss,
+        redis_cpu: redis_used,
+        wall,
+    })
+}
+
+#[allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "rates and counts far below 2^52"
+)]
+fn latency_run(
+    args: &Args,
+    redis: &RedisServer,
+    ward: &Path,
+    plugins: &Path,
+    rate: u64,
+) -> anyhow::Result<Run> {
+    let mut con = redis.con()?;
+    let _: () = redis::cmd("FLUSHALL").query(&mut con)?;
+    let daemon = Daemon::start(ward, plugins, &redis.url, args.concurrency)?;
+    let redis_before = redis_cpu(&mut con);
+    let total = (rate * args.latency_seconds) as usize;
+    let mut ids = Vec::with_capacity(total);
+    let start = Instant::now();
+    // Pace on 1 ms ticks: at tick t, everything due by t is sent in one pipeline.
+    while ids.len() < total {
+        let due = ((start.elapsed().as_secs_f64() * rate as f64) as usize).min(total);
+        if due > ids.len() {
+            let mut pipe = redis::pipe();
+            for _ in ids.len()..due {
+                pipe.cmd("XADD")
+                    .arg(STREAM)
+                    .arg("*")
+                    .arg("job")
+                    .arg("noop")
+                    .arg("payload")
+                    .arg("{}");
+            }
+            let got: Vec<String> = pipe.query(&mut con)?;
+            ids.extend(got);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let offered_secs = start.elapsed().as_secs_f64();
+    wait_drained(&mut con, Duration::from_secs(300))?;
+    // The last completions are recorded just after the stream empties.
+    std::thread::sleep(Duration::from_millis(200));
+    let wall = start.elapsed().as_secs_f64();
+    let (cpu, rss) = daemon.usage();
+    let redis_used = redis_cpu(&mut con) - redis_before;
+    drop(daemon);
+    let rows = records(&mut con, &ids)?;
+    let mut start_lat: Vec<u64> = rows
+        .iter()
+        .map(|r| r.first.saturating_sub(r.enqueued))
+        .collect();
+    let mut done_lat: Vec<u64> = rows
+        .iter()
+        .map(|r| r.last.saturating_sub(r.enqueued))
+        .collect();
+    start_lat.sort_unstable();
+    done_lat.sort_unstable();
+    let ok = rows.iter().filter(|r| r.state == "succeeded").count();
+    if ok != ids.len() {
+        bail!(
+            "latency at {rate}/s: only {ok} of {} jobs succeeded",
+            ids.len()
+        );
+    }
+    Ok(Run {
+        label: format!("latency @ {rate} jobs/s offered"),
+        jobs: ids.len(),
+        enqueue_rate: ids.len() as f64 / offered_secs,
+        throughput: 0.0,
+        start_lat,
+        done_lat,
+        daemon_cpu: cpu,
+        daemon_rss_kib: rss,
+        redis_cpu: redis_used,
+        wall,
+    })
+}
+
+fn print_run(r: &Run) {
+    println!("## {}", r.label);
+    println!("  jobs                  {}", r.jobs);
+    println!("  enqueue rate          {:.0} jobs/s", r.enqueue_rate);
+    if r.throughput > 0.0 {
+        println!(
+            "  throughput            {:.0} jobs/s (first attempt start to last completion)",
+            r.throughput
+        );
+    }
+    if !r.start_lat.is_empty() {
+        let line = |name: &str, v: &[u64]| {
+            println!(
+                "  {name:<21} p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
+                pct(v, 50.0),
+                pct(v, 90.0),
+                pct(v, 99.0),
+                v.last().copied().unwrap_or(0)
+            );
+        };
+        line("enqueue -> start", &r.start_lat);
+        line("enqueue -> completion", &r.done_lat);
+    }
+    println!(
+        "  daemon                CPU {:.2} s over {:.2} s wall, peak RSS {} MiB",
+        r.daemon_cpu,
+        r.wall,
+        r.daemon_rss_kib / 1024
+    );
+    println!("  redis-server          CPU {:.2} s", r.redis_cpu);
+}
+
+fn versions(redis: &RedisServer, ward: &Path) -> String {
+    let mut con = redis.con().ok();
+    let rv = con
+        .as_mut()
+        .and_then(|c| redis::cmd("INFO").arg("server").query::<String>(c).ok())
+        .and_then(|i| {
+            i.lines()
+                .find_map(|l| l.strip_prefix("redis_version:").map(str::to_string))
+        })
+        .unwrap_or_default();
+    let wv = Command::new(ward)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    format!("{wv}; redis {rv}; {cores} cores ({cpu})")
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let exe = std::env::current_exe()?;
+    let ward = args
+        .ward
+        .clone()
+        .unwrap_or_else(|| exe.with_file_name("ward"));
+    let plugins = args.plugins.clone().unwrap_or_else(|| {
+        exe.parent()
+            .and_then(Path::parent)
+            .map_or_else(|| PathBuf::from("target/plugins"), |t| t.join("plugins"))
+    });
+    let redis = RedisServer::start(args.redis.clone())?;
+    println!("# ward-bench");
+    println!("versions: {}", versions(&redis, &ward));
+    println!(
+        "method: plain XADD enqueues (pipelines of 1000) to one queue; `ward run` as a child with concurrency {}, \
+         no-op Rust component (fresh instance per attempt); times from Redis (entry ids, job records, ms), \
+         CPU/RSS from /proc, Redis CPU from INFO; median of {} run(s) where several",
+        args.concurrency, args.runs
+    );
+    for scenario in &args.scenarios {
+        match scenario.as_str() {
+            "throughput" | "failures" | "keys" => {
+                let label = match scenario.as_str() {
+                    "throughput" => "throughput: no-op jobs, pre-filled",
+                    "failures" => {
+                        "throughput: 10% fail once (transient), retried via the delayed set"
+                    }
+                    _ => "throughput: every job has an idempotency key",
+                };
+                let mut runs = Vec::new();
+                for _ in 0..args.runs.max(1) {
+                    runs.push(drain_run(
+                        &args,
+                        &redis,
+                        &ward,
+                        &plugins,
+                        label,
+                        scenario == "failures",
+                        scenario == "keys",
+                    )?);
+                }
+                runs.sort_by(|a, b| a.throughput.total_cmp(&b.throughput));
+                let (min, max) = (runs[0].throughput, runs[runs.len() - 1].throughput);
+                print_run(&runs[runs.len() / 2]);
+                if runs.len() > 1 {
+                    println!(
+                        "  throughput over {} runs: median {:.0}, min {min:.0}, max {max:.0} jobs/s",
+                        runs.len(),
+                        runs[runs.len() / 2].throughput
+                    );
+                }
+            }
+            "latency" => {
+                for &rate in &args.rates {
+                    print_run(&latency_run(&args, &redis, &ward, &plugins, rate)?);
+                }
+            }
+            other => bail!("unknown scenario `{other}` (throughput, latency, failures, keys)"),
+        }
+    }
+    Ok(())
+}
