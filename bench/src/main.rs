@@ -457,6 +457,70 @@ fn latency_run(
     })
 }
 
+/// The raw Redis ceiling for Ward's per-job cycle, with no Ward at all:
+/// one client reads `COUNT 1000` with XREADGROUP and acknowledges each batch
+/// with one XACK + XDEL pipeline, over a pre-filled stream.
+#[allow(clippy::cast_precision_loss, reason = "job counts far below 2^52")]
+fn raw_cycle(redis: &RedisServer, n: usize) -> anyhow::Result<(f64, f64)> {
+    let mut con = redis.con()?;
+    let _: () = redis::cmd("FLUSHALL").query(&mut con)?;
+    let (_, enq_secs) = fill(&mut con, n, |_| ("noop".into(), "{}".into()), false)?;
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(STREAM)
+        .arg("g")
+        .arg("0")
+        .query(&mut con)?;
+    let start = Instant::now();
+    let mut done = 0;
+    while done < n {
+        let reply: redis::Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("g")
+            .arg("c")
+            .arg("COUNT")
+            .arg(1000)
+            .arg("STREAMS")
+            .arg(STREAM)
+            .arg(">")
+            .query(&mut con)?;
+        let ids = entry_ids(reply);
+        if ids.is_empty() {
+            break;
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("XACK").arg(STREAM).arg("g").arg(&ids).ignore();
+        pipe.cmd("XDEL").arg(STREAM).arg(&ids).ignore();
+        let (): () = pipe.query(&mut con)?;
+        done += ids.len();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok((n as f64 / enq_secs, done as f64 / secs))
+}
+
+fn entry_ids(reply: redis::Value) -> Vec<String> {
+    let redis::Value::Array(streams) = reply else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for stream in streams {
+        let redis::Value::Array(parts) = stream else {
+            continue;
+        };
+        let Some(redis::Value::Array(entries)) = parts.into_iter().nth(1) else {
+            continue;
+        };
+        for e in entries {
+            if let redis::Value::Array(kv) = e
+                && let Some(redis::Value::BulkString(id)) = kv.into_iter().next()
+            {
+                out.push(String::from_utf8_lossy(&id).into_owned());
+            }
+        }
+    }
+    out
+}
+
 fn print_run(r: &Run) {
     println!("## {}", r.label);
     println!("  jobs                  {}", r.jobs);
@@ -571,12 +635,20 @@ fn main() -> anyhow::Result<()> {
                     );
                 }
             }
+            "raw" => {
+                let (enq, cycle) = raw_cycle(&redis, args.jobs)?;
+                println!(
+                    "## raw Redis ceiling (no Ward): XADD pipelined, then XREADGROUP COUNT 1000 + XACK/XDEL per batch, one client"
+                );
+                println!("  XADD rate             {enq:.0} entries/s");
+                println!("  read + ack rate       {cycle:.0} entries/s");
+            }
             "latency" => {
                 for &rate in &args.rates {
                     print_run(&latency_run(&args, &redis, &ward, &plugins, rate)?);
                 }
             }
-            other => bail!("unknown scenario `{other}` (throughput, latency, failures, keys)"),
+            other => bail!("unknown scenario `{other}` (throughput, latency, failures, keys, raw)"),
         }
     }
     Ok(())
