@@ -230,6 +230,8 @@ pub struct Attempt {
     pub outcome: Outcome,
     /// The last checkpoint the plugin saved during this attempt, if any.
     pub checkpoint: Option<Vec<u8>>,
+    /// How long instantiating the plugin took (`None` if it did not finish).
+    pub instantiate: Option<Duration>,
 }
 
 impl Plugin {
@@ -274,8 +276,11 @@ impl Plugin {
         // The epoch only interrupts running wasm; a plugin parked in an async
         // host call (a sleep, a poll) is cut off by this outer timeout. The
         // small grace lets the epoch path report first when both apply.
+        let mut instantiate = None;
         let call = async {
+            let started = Instant::now();
             let instance = self.pre.instantiate_async(&mut store).await?;
+            instantiate = Some(started.elapsed());
             instance.call_handle(&mut store, &job).await
         };
         let result = tokio::time::timeout(limits.timeout + EPOCH_TICK * 4, call).await;
@@ -293,6 +298,7 @@ impl Plugin {
         Attempt {
             outcome,
             checkpoint: state.checkpoint.take(),
+            instantiate,
         }
     }
 }
