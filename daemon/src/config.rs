@@ -110,6 +110,9 @@ pub struct RawConfig {
     /// `[defaults]`: values every job type inherits unless it overrides them.
     #[serde(default)]
     pub defaults: RawDefaults,
+    /// `[log]`: the log level (see [`crate::obs::config`]).
+    #[serde(default)]
+    pub log: crate::obs::config::RawLog,
 }
 
 /// `[defaults]`
@@ -273,6 +276,8 @@ pub struct Config {
     pub redis_url: String,
     /// Queues in file order.
     pub queues: Vec<QueueConfig>,
+    /// `[log]`, and later `[metrics]` and `[alerts]`.
+    pub obs: crate::obs::config::ObsConfig,
 }
 
 /// One queue and the job types consumed from it.
@@ -370,6 +375,8 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
         }
         None => DEFAULT_REDIS_URL.to_string(),
     };
+
+    let obs = crate::obs::config::validate(raw.log, &mut problem);
 
     let mut default_retry = RetryPolicy::default();
     if let Some(retry) = &raw.defaults.retry {
@@ -528,6 +535,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
             path: path.to_path_buf(),
             redis_url,
             queues,
+            obs,
         })
     } else {
         problems.sort_by_key(|p| p.line);

@@ -10,6 +10,7 @@
 //! - [`policy`]: the pure decision after an attempt (ack, retry, dead-letter).
 //! - [`queue`]: every Redis operation, each one command or one Lua script.
 //! - [`worker`]: the daemon loop that ties them together.
+//! - [`obs`]: log spans (and, next, metrics, health endpoints and alerts).
 //! - [`cli`]: the `ward` command.
 //!
 //! # One job's way through
@@ -23,6 +24,7 @@
 pub mod cli;
 pub mod config;
 pub mod job;
+pub mod obs;
 pub mod policy;
 pub mod queue;
 pub mod runtime;

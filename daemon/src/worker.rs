@@ -22,6 +22,7 @@ use anyhow::Context as _;
 use futures_util::StreamExt as _;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 use crate::config::{Config, QueueConfig};
 use crate::job::{DeadReason, FailureClass, Outcome};
@@ -356,14 +357,18 @@ async fn consume_queue(
                 Work::Run(entry, job_type) => {
                     let done = done_tx.clone();
                     let name = cfg.name.clone();
-                    attempts.spawn(async move {
-                        let c = run_attempt(entry, &name, &job_type).await;
-                        // The completer only stops once every sender is gone.
-                        if done.send(c).await.is_err() {
-                            tracing::error!(queue = %name, "completer gone; the delivery stays pending");
+                    let span = crate::obs::logging::attempt_span(&name, &entry);
+                    attempts.spawn(
+                        async move {
+                            let c = run_attempt(entry, &name, &job_type).await;
+                            // The completer only stops once every sender is gone.
+                            if done.send(c).await.is_err() {
+                                tracing::error!(queue = %name, "completer gone; the delivery stays pending");
+                            }
+                            drop(permit);
                         }
-                        drop(permit);
-                    });
+                        .instrument(span),
+                    );
                 }
             }
         }
