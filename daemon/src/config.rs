@@ -110,7 +110,10 @@ pub struct RawConfig {
     /// `[defaults]`: values every job type inherits unless it overrides them.
     #[serde(default)]
     pub defaults: RawDefaults,
-    /// `[log]`: the log level (see [`crate::obs::config`]).
+    /// `[metrics]`: the Prometheus and health endpoint (see [`crate::obs::config`]).
+    #[serde(default)]
+    pub metrics: crate::obs::config::RawMetrics,
+    /// `[log]`: the log level.
     #[serde(default)]
     pub log: crate::obs::config::RawLog,
 }
@@ -276,7 +279,7 @@ pub struct Config {
     pub redis_url: String,
     /// Queues in file order.
     pub queues: Vec<QueueConfig>,
-    /// `[log]`, and later `[metrics]` and `[alerts]`.
+    /// `[metrics]` and `[log]`.
     pub obs: crate::obs::config::ObsConfig,
 }
 
@@ -376,7 +379,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
         None => DEFAULT_REDIS_URL.to_string(),
     };
 
-    let obs = crate::obs::config::validate(raw.log, &mut problem);
+    let obs = crate::obs::config::validate(raw.metrics, raw.log, &mut problem);
 
     let mut default_retry = RetryPolicy::default();
     if let Some(retry) = &raw.defaults.retry {

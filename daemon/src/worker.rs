@@ -138,9 +138,11 @@ pub fn check(config: &Config) -> anyhow::Result<Vec<(String, String, PathBuf, St
 /// Plugins that do not load; Redis refusing to create a consumer group.
 /// Redis being unreachable is not an error: the daemon says so and retries.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let obs = crate::obs::start(&config)?;
     let slots: u32 = config.queues.iter().map(|q| q.concurrency).sum();
     let runtime = Runtime::new(slots)?;
     let mut job_types = load_plugins(&runtime, &config)?;
+    obs.plugins_loaded();
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
@@ -177,6 +179,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             config.redis_url.clone(),
             stop_rx.clone(),
         ));
+        queues.spawn(obs.sampler(queue.clone(), stop_rx.clone()));
         let reader = queue.with_connection(connect_with_backoff(&config.redis_url, &url).await);
         queues.spawn(consume_queue(
             queue,
@@ -192,6 +195,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     tokio::select! {
         () = &mut shutdown => {
             tracing::info!("shutting down: no new leases; waiting for attempts in flight");
+            obs.stopping();
             let _ = stop_tx.send(true);
         }
         Some(res) = queues.join_next() => {
@@ -204,6 +208,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         res.context("a queue worker panicked")?;
     }
     drop(runtime);
+    obs.finish().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -537,6 +542,7 @@ fn duplicate(entry: queue::JobEntry, job_type: &JobType, owner: Option<String>) 
 }
 
 async fn run_attempt(entry: queue::JobEntry, queue_name: &str, job_type: &JobType) -> Completion {
+    let _in_flight = crate::obs::events::InFlight::start(queue_name);
     let started_ms = queue::now_ms();
     let clock = std::time::Instant::now();
     let input = JobInput {
@@ -556,6 +562,13 @@ async fn run_attempt(entry: queue::JobEntry, queue_name: &str, job_type: &JobTyp
     };
     let result = job_type.plugin.run(input, job_type.limits).await;
     let elapsed = clock.elapsed();
+    crate::obs::events::AttemptFinished {
+        queue: queue_name,
+        job: &entry.job,
+        elapsed,
+        instantiate: result.instantiate,
+    }
+    .emit();
     let finished_ms = queue::now_ms();
     let first_at_ms = entry.first_at.unwrap_or(started_ms);
     let progress = Progress {
@@ -765,6 +778,7 @@ async fn complete(queue: Queue, mut rx: mpsc::Receiver<Completion>, in_flight: I
                 }
             }
         }
+        crate::obs::recorded(&queue.keys.queue, &batch);
         if let Ok(mut set) = in_flight.lock() {
             for c in &batch {
                 set.remove(&c.entry_id);
