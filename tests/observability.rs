@@ -1,14 +1,16 @@
 //! Observability end to end: the Prometheus endpoint scraped during real
-//! runs, log lines carrying the attempt's span fields, and `/readyz`
+//! runs, log lines carrying the attempt's span fields, grouped and redacted
+//! alerts received by a webhook server in the test, and `/readyz`
 //! following Redis.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -135,6 +137,82 @@ fn xadd_all(redis: &Redis, entries: &[Vec<(&str, &str)>]) -> Vec<String> {
         }
     }
     pipe.query(&mut redis.con()).unwrap()
+}
+
+/// A request the webhook server received.
+#[derive(Debug, Clone)]
+struct Received {
+    /// Header names lower-cased.
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+/// A tiny HTTP server standing in for an alert webhook: it records every
+/// request and answers with the next status of its script (then 200).
+struct Hook {
+    port: u16,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Hook {
+    fn start(statuses: &[u16]) -> Hook {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let record = got.clone();
+        let mut statuses: VecDeque<u16> = statuses.iter().copied().collect();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut raw = Vec::new();
+                let mut buf = [0u8; 4096];
+                let head_end = loop {
+                    if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break Some(i + 4);
+                    }
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break None,
+                        Ok(n) => raw.extend_from_slice(&buf[..n]),
+                    }
+                };
+                let Some(head_end) = head_end else { continue };
+                let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
+                let headers: HashMap<String, String> = head
+                    .lines()
+                    .skip(1)
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                    .collect();
+                let length: usize = headers
+                    .get("content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                while raw.len() < head_end + length {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => raw.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = String::from_utf8_lossy(&raw[head_end..]).into_owned();
+                record.lock().unwrap().push(Received { headers, body });
+                let status = statuses.pop_front().unwrap_or(200);
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status} Scripted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        });
+        Hook { port, got }
+    }
+
+    fn requests(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
 }
 
 // ------------------------------------------------------------------ tests
@@ -359,6 +437,111 @@ fn every_log_line_of_an_attempt_carries_the_job_and_its_correlation_ids() {
     assert_eq!(
         retry["order_id"], "o-17",
         "the daemon's own lines too: {retry}"
+    );
+}
+
+#[test]
+fn twenty_dead_letters_make_one_grouped_alert_and_the_cooldown_holds_the_repeat() {
+    let redis = Redis::start();
+    let port = free_port();
+    // The webhook fails once: the alert is retried, not lost.
+    let hook = Hook::start(&[500]);
+    let alerts = format!(
+        "[alerts]\nenvironment = \"test\"\nwindow = \"1m\"\nthreshold = 5\ncooldown = \"1h\"\ngrowth_factor = 2.0\ngroup_wait = \"2s\"\n\n[[alerts.webhook]]\nurl = \"{}\"\n",
+        hook.url()
+    );
+    let _ward = Ward::start(&obs_config(
+        &redis,
+        port,
+        &alerts,
+        &job("flaky", "flaky", ""),
+    ))
+    .ready();
+    let poison = vec![
+        ("job", "flaky"),
+        ("payload", r#"{"fail":"permanent","upstream":"mailer"}"#),
+    ];
+    xadd_all(&redis, &vec![poison.clone(); 20]);
+    wait_for(WAIT, "20 dead letters", || dead_letters(&redis).len() == 20);
+    wait_for(WAIT, "the alert, sent again after a 500", || {
+        hook.requests().len() == 2
+    });
+    let got = hook.requests();
+    assert_eq!(got[0].body, got[1].body, "the retry sends the same alert");
+    assert_eq!(got[1].headers["content-type"], "application/json");
+    let alert: Value = serde_json::from_str(&got[1].body).unwrap();
+    assert_eq!(alert["kind"], "dead_letter", "{alert:#}");
+    assert_eq!(alert["queue"], "q");
+    assert_eq!(alert["job"], "flaky");
+    assert_eq!(alert["environment"], "test");
+    assert_eq!(
+        alert["count"], 20,
+        "one alert for the whole burst: {alert:#}"
+    );
+    assert_eq!(alert["classes"]["permanent"], 20);
+    assert_eq!(alert["latest"]["attempts"], 1);
+    assert_eq!(alert["latest"]["upstream"], "mailer");
+    assert_eq!(alert["latest"]["reason"], "permanent");
+    assert_eq!(alert["latest"]["class"], "permanent");
+    assert!(
+        alert["latest"]["error"].as_str().unwrap().contains("flaky"),
+        "{alert:#}"
+    );
+    assert!(alert["first_at"].as_str().unwrap() <= alert["last_at"].as_str().unwrap());
+
+    // Five more within the cooldown: 25 < 2 x 20, so no second alert.
+    xadd_all(&redis, &vec![poison; 5]);
+    wait_for(WAIT, "25 dead letters", || dead_letters(&redis).len() == 25);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(hook.requests().len(), 2, "the cooldown holds the repeat");
+    let m = scrape(port);
+    assert_eq!(
+        value(
+            &m,
+            "ward_alerts_total",
+            &[("kind", "dead_letter"), ("result", "sent")]
+        ),
+        1.0
+    );
+    assert_eq!(value(&m, "ward_alerts_dropped_total", &[]), 0.0);
+}
+
+#[test]
+fn a_secret_in_a_failing_jobs_error_never_reaches_the_alert_body() {
+    let redis = Redis::start();
+    let port = free_port();
+    let hook = Hook::start(&[]);
+    let token = format!(
+        "tok-{:016x}",
+        u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    );
+    let alerts = format!(
+        "[alerts]\nthreshold = 1\ngroup_wait = \"200ms\"\n\n[[alerts.webhook]]\nurl = \"{}\"\nheaders = {{ Authorization = \"secret:WARD_TEST_ALERT_TOKEN\" }}\n",
+        hook.url()
+    );
+    let _ward = Ward::start_with_env(
+        &obs_config(&redis, port, &alerts, &job("flaky", "flaky", "")),
+        &[("WARD_TEST_ALERT_TOKEN", &token)],
+    )
+    .ready();
+    let payload =
+        format!(r#"{{"fail":"permanent","message":"upstream refused Bearer {token} (401)"}}"#);
+    enqueue(&redis, "flaky", &payload);
+    wait_for(WAIT, "the alert", || !hook.requests().is_empty());
+    let got = &hook.requests()[0];
+    assert_eq!(
+        got.headers["authorization"], token,
+        "the header secret is read from the daemon's environment"
+    );
+    assert!(
+        !got.body.contains(&token),
+        "the secret leaked: {}",
+        got.body
+    );
+    let alert: Value = serde_json::from_str(&got.body).unwrap();
+    assert_eq!(
+        alert["latest"]["error"], "upstream refused Bearer [redacted] (401)",
+        "{alert:#}"
     );
 }
 

@@ -116,6 +116,9 @@ pub struct RawConfig {
     /// `[log]`: the log level.
     #[serde(default)]
     pub log: crate::obs::config::RawLog,
+    /// `[alerts]` and `[[alerts.webhook]]`.
+    #[serde(default)]
+    pub alerts: crate::obs::config::RawAlerts,
 }
 
 /// `[defaults]`
@@ -279,7 +282,7 @@ pub struct Config {
     pub redis_url: String,
     /// Queues in file order.
     pub queues: Vec<QueueConfig>,
-    /// `[metrics]` and `[log]`.
+    /// `[metrics]`, `[log]` and `[alerts]`.
     pub obs: crate::obs::config::ObsConfig,
 }
 
@@ -379,7 +382,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
         None => DEFAULT_REDIS_URL.to_string(),
     };
 
-    let obs = crate::obs::config::validate(raw.metrics, raw.log, &mut problem);
+    let obs = crate::obs::config::validate(raw.metrics, raw.log, raw.alerts, &mut problem);
 
     let mut default_retry = RetryPolicy::default();
     if let Some(retry) = &raw.defaults.retry {

@@ -10,7 +10,7 @@
 //! - [`policy`]: the pure decision after an attempt (ack, retry, dead-letter).
 //! - [`queue`]: every Redis operation, each one command or one Lua script.
 //! - [`worker`]: the daemon loop that ties them together.
-//! - [`obs`]: metrics, health endpoints and log spans.
+//! - [`obs`]: metrics, health endpoints, log spans and alerts.
 //! - [`cli`]: the `ward` command.
 //!
 //! # One job's way through

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::job::Outcome;
+use crate::obs::alerts::{self, AlertEvent, AlertKind};
 use crate::obs::metrics::{self as m, job_label};
 use crate::queue::{Action, Completion, QueueSample};
 
@@ -37,7 +38,7 @@ impl AttemptFinished<'_> {
 }
 
 /// A batch of finished attempts is durable in Redis (its `apply` script
-/// returned). Emitted only then, so no count ever precedes the
+/// returned). Emitted only then, so no count and no alert ever precedes the
 /// state it reports.
 #[derive(Debug)]
 pub struct CompletionsApplied<'a> {
@@ -48,7 +49,7 @@ pub struct CompletionsApplied<'a> {
 }
 
 impl CompletionsApplied<'_> {
-    /// Counts every completion.
+    /// Counts every completion and hands dead letters to the alerts.
     pub fn emit(&self) {
         for c in self.batch {
             JobRecorded {
@@ -71,7 +72,7 @@ pub struct JobRecorded<'a> {
 
 impl JobRecorded<'_> {
     /// Bumps `ward_jobs_total`, `ward_attempts_total`, the success
-    /// histograms or `ward_dead_letters_total`.
+    /// histograms or `ward_dead_letters_total`, and raises a dead-letter alert.
     pub fn emit(&self) {
         let c = self.completion;
         let queue = self.queue.to_string();
@@ -100,8 +101,9 @@ impl JobRecorded<'_> {
                     .record(f64::from(c.attempt.max(1)));
             }
             Action::Dead(reason) => {
-                metrics::counter!(m::DEAD_LETTERS_TOTAL, "queue" => queue, "job" => job, "reason" => m::reason_label(reason))
+                metrics::counter!(m::DEAD_LETTERS_TOTAL, "queue" => queue, "job" => job.clone(), "reason" => m::reason_label(reason))
                     .increment(1);
+                alerts::raise(AlertEvent::dead_letter(self.queue, &job, c, reason));
             }
             Action::Retry | Action::Duplicate => {}
         }
@@ -237,6 +239,81 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         metrics::gauge!(m::INFLIGHT, "queue" => self.queue.clone()).decrement(1.0);
+    }
+}
+
+/// An alert event could not be queued: the alert task is behind.
+#[derive(Debug)]
+pub struct AlertDropped<'a> {
+    /// What kind of alert.
+    pub kind: AlertKind,
+    /// Its queue.
+    pub queue: &'a str,
+    /// Its job type.
+    pub job: &'a str,
+}
+
+impl AlertDropped<'_> {
+    /// Counts `ward_alerts_dropped_total` and logs a warning.
+    pub fn emit(&self) {
+        metrics::counter!(m::ALERTS_DROPPED_TOTAL, "kind" => self.kind.as_str()).increment(1);
+        tracing::warn!(kind = self.kind.as_str(), queue = %self.queue, job = %self.job, "alert queue full; alert event dropped");
+    }
+}
+
+/// An alert went out to a webhook, or gave up.
+#[derive(Debug)]
+pub struct AlertDelivered<'a> {
+    /// What kind of alert.
+    pub kind: AlertKind,
+    /// Its queue.
+    pub queue: &'a str,
+    /// Its job type.
+    pub job: &'a str,
+    /// The webhook, as shown in logs (no path, no secrets).
+    pub sink: &'a str,
+    /// Requests made.
+    pub attempts: u32,
+    /// `None` when it was accepted, else the last error.
+    pub error: Option<&'a str>,
+}
+
+impl AlertDelivered<'_> {
+    /// Counts `ward_alerts_total{result}` and logs the result.
+    pub fn emit(&self) {
+        let result = if self.error.is_some() {
+            "failed"
+        } else {
+            "sent"
+        };
+        metrics::counter!(m::ALERTS_TOTAL, "kind" => self.kind.as_str(), "result" => result)
+            .increment(1);
+        match self.error {
+            None => {
+                tracing::info!(kind = self.kind.as_str(), queue = %self.queue, job = %self.job, sink = %self.sink, attempts = self.attempts, "alert sent")
+            }
+            Some(e) => {
+                tracing::error!(kind = self.kind.as_str(), queue = %self.queue, job = %self.job, sink = %self.sink, attempts = self.attempts, error = %e, "alert not delivered; giving up")
+            }
+        }
+    }
+}
+
+/// An alert is due but no webhook is configured: it is only logged.
+#[derive(Debug)]
+pub struct AlertUnsent<'a> {
+    /// The alert, as JSON.
+    pub body: &'a str,
+    /// What kind of alert.
+    pub kind: AlertKind,
+}
+
+impl AlertUnsent<'_> {
+    /// Counts `ward_alerts_total{result="unsent"}` and logs the alert.
+    pub fn emit(&self) {
+        metrics::counter!(m::ALERTS_TOTAL, "kind" => self.kind.as_str(), "result" => "unsent")
+            .increment(1);
+        tracing::warn!(kind = self.kind.as_str(), alert = %self.body, "alert (no [[alerts.webhook]] configured)");
     }
 }
 

@@ -33,6 +33,10 @@ pub const DEAD_LETTERS_TOTAL: &str = "ward_dead_letters_total";
 pub const INFLIGHT: &str = "ward_inflight";
 /// Time to instantiate a plugin for one attempt: `{queue, job}`.
 pub const PLUGIN_INSTANTIATE: &str = "ward_plugin_instantiate_seconds";
+/// Alerts handed to webhooks, by result: `{kind, result}`.
+pub const ALERTS_TOTAL: &str = "ward_alerts_total";
+/// Alert events dropped because the alert queue was full: `{kind}`.
+pub const ALERTS_DROPPED_TOTAL: &str = "ward_alerts_dropped_total";
 /// 1 while Redis answered a PING within the last 3 s, else 0.
 pub const REDIS_UP: &str = "ward_redis_up";
 /// 1 while /readyz says ready, else 0.
@@ -52,6 +56,8 @@ pub const METRICS: &[&str] = &[
     DEAD_LETTERS_TOTAL,
     INFLIGHT,
     PLUGIN_INSTANTIATE,
+    ALERTS_TOTAL,
+    ALERTS_DROPPED_TOTAL,
     REDIS_UP,
     READY,
     BUILD_INFO,
@@ -155,6 +161,14 @@ fn describe() {
         PLUGIN_INSTANTIATE,
         "Seconds to instantiate a plugin for one attempt."
     );
+    describe_counter!(
+        ALERTS_TOTAL,
+        "Alerts handed to webhooks, by result: sent, failed (every retry failed), unsent (no webhook configured)."
+    );
+    describe_counter!(
+        ALERTS_DROPPED_TOTAL,
+        "Alert events dropped because the alert queue was full."
+    );
     describe_gauge!(
         REDIS_UP,
         "1 while Redis answered a PING within the last 3 seconds, else 0."
@@ -170,6 +184,13 @@ pub fn preregister(jobs: &HashMap<String, HashSet<String>>) {
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     metrics::gauge!(REDIS_UP).set(0.0);
     metrics::gauge!(READY).set(0.0);
+    for kind in crate::obs::alerts::AlertKind::ALL {
+        metrics::counter!(ALERTS_DROPPED_TOTAL, "kind" => kind.as_str()).absolute(0);
+        for result in ["sent", "failed", "unsent"] {
+            metrics::counter!(ALERTS_TOTAL, "kind" => kind.as_str(), "result" => result)
+                .absolute(0);
+        }
+    }
     for (queue, types) in jobs {
         metrics::gauge!(INFLIGHT, "queue" => queue.clone()).set(0.0);
         metrics::gauge!(QUEUE_LAG, "queue" => queue.clone()).set(0.0);

@@ -1,14 +1,16 @@
-//! Observability: Prometheus metrics, `/healthz` and `/readyz`, and
-//! structured logs with per-attempt spans.
+//! Observability: Prometheus metrics, `/healthz` and `/readyz`, structured
+//! logs with per-attempt spans, and grouped alerts to webhooks.
 //!
 //! # Layout
 //!
-//! - [`config`]: `[metrics]`, `[log]` (raw → validated).
+//! - [`config`]: `[metrics]`, `[log]`, `[alerts]` (raw → validated).
 //! - [`metrics`]: every metric name ([`METRICS`]), buckets, the recorder.
 //! - [`events`]: one struct per internal event; `emit()` counts and logs.
 //! - [`logging`]: the log filter, the flat JSON format, the attempt span.
 //! - [`health`]: readiness, the Redis PING loop, the queue sampler.
 //! - [`server`]: the HTTP listener for `/metrics`, `/healthz`, `/readyz`.
+//! - [`alerts`]: grouping and webhook delivery.
+//! - [`secrets`]: `secret:NAME` values and redaction.
 //!
 //! # How the daemon uses it
 //!
@@ -19,11 +21,13 @@
 //! [`events::AttemptFinished`] in the attempt, [`recorded`] after each
 //! applied batch, [`Obs::stopping`] on shutdown and [`Obs::finish`] last.
 
+pub mod alerts;
 pub mod config;
 pub mod events;
 pub mod health;
 pub mod logging;
 pub mod metrics;
+pub mod secrets;
 pub mod server;
 
 use std::collections::{HashMap, HashSet};
@@ -47,13 +51,14 @@ pub struct Obs {
     server: Option<tokio::task::JoinHandle<()>>,
     stop: watch::Sender<bool>,
     pinger: tokio::task::JoinHandle<()>,
+    alerts: alerts::AlertTask,
 }
 
-/// Starts the metrics recorder, the HTTP endpoint and the Redis PING loop.
-/// Must run inside the tokio runtime.
+/// Starts the metrics recorder, the HTTP endpoint, the Redis PING loop and
+/// the alert task. Must run inside the tokio runtime.
 ///
 /// # Errors
-/// The listen address is taken or not allowed.
+/// The listen address is taken or not allowed; a webhook's secret is missing.
 pub fn start(config: &Config) -> anyhow::Result<Obs> {
     let obs = &config.obs;
     let known: HashMap<String, HashSet<String>> = config
@@ -65,6 +70,9 @@ pub fn start(config: &Config) -> anyhow::Result<Obs> {
     let readiness = Arc::new(health::Readiness::new(
         config.queues.iter().map(|q| q.name.as_str()),
     ));
+
+    let alerts = alerts::start(&obs.alerts)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config.path.display()))?;
 
     let (server, listening) = match obs.metrics.listen {
         None => {
@@ -111,6 +119,7 @@ pub fn start(config: &Config) -> anyhow::Result<Obs> {
         server,
         stop,
         pinger,
+        alerts,
     })
 }
 
@@ -135,9 +144,10 @@ impl Obs {
         self.readiness.set_stopping();
     }
 
-    /// Stops the endpoint and the loops.
+    /// Sends alerts still gathering, then stops the endpoint and the loops.
     pub async fn finish(self) {
         let _ = self.stop.send(true);
+        self.alerts.finish().await;
         let _ = self.pinger.await;
         if let Some(server) = self.server {
             server.abort();
@@ -145,7 +155,7 @@ impl Obs {
     }
 }
 
-/// A batch of completions is durable: count them.
+/// A batch of completions is durable: count them and raise alerts.
 pub fn recorded(queue: &str, batch: &[Completion]) {
     events::CompletionsApplied { queue, batch }.emit();
 }
