@@ -1,7 +1,8 @@
 //! Observability end to end: the Prometheus endpoint scraped during real
 //! runs, log lines carrying the attempt's span fields, grouped and redacted
-//! alerts received by a webhook server in the test, and `/readyz`
-//! following Redis.
+//! alerts received by a webhook server in the test, `/readyz` following
+//! Redis, and the shipped alert rules and dashboard checked against the
+//! metrics Ward registers.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -111,6 +112,36 @@ fn exported(scrape: &str) -> BTreeSet<String> {
         .filter(|n| n.starts_with("ward_"))
         .map(str::to_string)
         .collect()
+}
+
+/// Every `ward_*` metric name an expression mentions, histogram suffixes
+/// taken back to the histogram's name.
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let bytes = expr.as_bytes();
+    let mut i = 0;
+    while let Some(at) = expr[i..].find("ward_") {
+        let start = i + at;
+        let mut end = start;
+        while end < bytes.len()
+            && (bytes[end].is_ascii_lowercase()
+                || bytes[end] == b'_'
+                || bytes[end].is_ascii_digit())
+        {
+            end += 1;
+        }
+        let name = &expr[start..end];
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                name.strip_suffix(s)
+                    .filter(|b| ward::obs::METRICS.contains(b))
+            })
+            .unwrap_or(name);
+        out.insert(base.to_string());
+        i = end;
+    }
+    out
 }
 
 /// The config of queue `q` with the metrics endpoint on `metrics_port`
@@ -576,4 +607,113 @@ fn readyz_is_503_until_redis_is_reachable_and_healthz_is_200_throughout() {
         get(port, "/readyz").is_some_and(|(s, body)| s == 200 && body == "ready\n")
     });
     assert_eq!(get(port, "/nope").unwrap().0, 404);
+}
+
+// ---------------------------------------------- the shipped rules and dashboard
+
+#[test]
+fn the_alert_rules_parse_and_use_only_metrics_ward_exports() {
+    let path = workspace().join("config/prometheus/ward-alerts.yml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let mut used = BTreeSet::new();
+    let mut alerts = Vec::new();
+    for group in doc["groups"].as_sequence().expect("groups") {
+        assert!(group["name"].as_str().is_some());
+        for rule in group["rules"].as_sequence().expect("rules") {
+            let name = rule["alert"].as_str().expect("every rule is an alert");
+            let expr = rule["expr"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: expr"));
+            assert!(
+                rule["labels"]["severity"].as_str().is_some(),
+                "{name}: severity"
+            );
+            assert!(
+                rule["annotations"]["summary"].as_str().is_some(),
+                "{name}: summary"
+            );
+            let names = metric_names(expr);
+            for m in &names {
+                assert!(
+                    ward::obs::METRICS.contains(&m.as_str()),
+                    "{name} uses {m}, which Ward does not export"
+                );
+            }
+            used.extend(names);
+            alerts.push(name.to_string());
+        }
+    }
+    for m in [
+        "ward_dead_letters_total",
+        "ward_jobs_total",
+        "ward_queue_lag_seconds",
+    ] {
+        assert!(used.contains(m), "no rule watches {m}");
+    }
+    assert!(
+        text.contains("up{") || text.contains("up =="),
+        "a rule for a worker that is down"
+    );
+    assert!(alerts.len() >= 4, "{alerts:?}");
+    // Where Prometheus' own checker is installed, it has the last word.
+    if let Ok(out) = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&path)
+        .output()
+    {
+        assert!(
+            out.status.success(),
+            "promtool: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn the_dashboard_parses_and_uses_only_metrics_ward_exports() {
+    let path = workspace().join("config/grafana/ward-dashboard.json");
+    let dash: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    fn walk(v: &Value, exprs: &mut Vec<String>, types: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("expr" | "definition", Value::String(e)) => exprs.push(e.clone()),
+                        ("type", Value::String(t)) => types.push(t.clone()),
+                        _ => walk(v, exprs, types),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, exprs, types)),
+            _ => {}
+        }
+    }
+    let (mut exprs, mut types) = (Vec::new(), Vec::new());
+    walk(&dash, &mut exprs, &mut types);
+    let used: BTreeSet<String> = exprs.iter().flat_map(|e| metric_names(e)).collect();
+    for m in &used {
+        assert!(
+            ward::obs::METRICS.contains(&m.as_str()),
+            "the dashboard uses {m}, which Ward does not export"
+        );
+    }
+    for m in [
+        "ward_dead_letters_total",
+        "ward_attempts_total",
+        "ward_jobs_total",
+        "ward_queue_depth",
+        "ward_queue_lag_seconds",
+        "ward_job_time_to_success_seconds",
+        "ward_job_attempts_to_success",
+        "ward_inflight",
+    ] {
+        assert!(used.contains(m), "no panel shows {m}");
+    }
+    assert!(
+        types.iter().any(|t| t == "heatmap"),
+        "attempts to success as a heatmap"
+    );
+    assert!(dash["title"].as_str().is_some() && dash["uid"].as_str().is_some());
 }

@@ -1,6 +1,6 @@
 //! Every metric Ward exports: names, help texts, histogram buckets, and the
-//! Prometheus recorder. [`METRICS`] is the single list of what Ward exports,
-//! checked by the tests against a real scrape.
+//! Prometheus recorder. [`METRICS`] is the single list the alert rules, the
+//! dashboard and the tests are checked against.
 //!
 //! Labels stay bounded: `queue` is a configured queue, `job` a configured
 //! job type of that queue or `unknown`, and the other labels take values from
@@ -44,7 +44,8 @@ pub const READY: &str = "ward_ready";
 /// Always 1, labelled with the daemon's `version`.
 pub const BUILD_INFO: &str = "ward_build_info";
 
-/// Every metric Ward registers; a scrape shows exactly these (tested).
+/// Every metric Ward registers. The alert rules and the dashboard may only
+/// use these (checked by tests), and a scrape shows exactly these.
 pub const METRICS: &[&str] = &[
     JOBS_TOTAL,
     ATTEMPTS_TOTAL,
