@@ -388,7 +388,7 @@ pub struct Webhook {
     headers: Vec<(HeaderName, HeaderValue)>,
     timeout: Duration,
     max_attempts: u32,
-    /// `scheme://host:port`, for logs (paths can carry tokens).
+    /// `scheme://host:port`, for logs (paths and user info can carry tokens).
     shown: String,
     client: HttpClient,
 }
@@ -451,10 +451,12 @@ impl Webhook {
             }
             headers.push((name, v));
         }
+        // Host and port only: the path and any user:password@ can be secret.
         let shown = format!(
-            "{}://{}",
+            "{}://{}{}",
             uri.scheme_str().unwrap_or("http"),
-            uri.authority().map_or("", |a| a.as_str())
+            uri.host().unwrap_or(""),
+            uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default()
         );
         Ok(Webhook {
             uri,
@@ -748,6 +750,22 @@ mod tests {
         g.observe(dead("a", 0, "x"), 0);
         assert_eq!(g.take_all(1).len(), 1);
         assert_eq!(g.next_due(), None);
+    }
+
+    #[test]
+    fn webhooks_are_named_in_logs_without_path_or_credentials() {
+        let cfg = WebhookConfig {
+            url: Setting::Literal("https://user:pw@hooks.example.com:8443/T0/B1/secret".into()),
+            headers: Vec::new(),
+            timeout: Duration::from_secs(1),
+            max_attempts: 1,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let hook = rt.block_on(async { Webhook::resolve(&cfg, &http_client()).unwrap() });
+        assert_eq!(hook.shown, "https://hooks.example.com:8443");
     }
 
     #[test]
