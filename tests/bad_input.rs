@@ -83,7 +83,7 @@ fn a_file_that_is_not_a_component_is_refused() {
         let cfg = write(
             dir.path(),
             "ward.toml",
-            format!("[[queue]]\nname = \"q\"\n[[job]]\nname = \"a\"\nqueue = \"q\"\nplugin = \"{plugin}\"\n").as_bytes(),
+            format!("[[queue]]\nname = \"q\"\n[[job]]\nname = \"a\"\nqueue = \"q\"\nplugin = \"{plugin}\"\n{METRICS_ANY_PORT}").as_bytes(),
         );
         let err = run_fails(&cfg);
         assert!(
@@ -102,7 +102,7 @@ fn a_component_of_another_world_is_refused() {
         dir.path(),
         "ward.toml",
         format!(
-            "[[queue]]\nname = \"q\"\n[[job]]\nname = \"a\"\nqueue = \"q\"\nplugin = \"{empty}\"\n"
+            "[[queue]]\nname = \"q\"\n[[job]]\nname = \"a\"\nqueue = \"q\"\nplugin = \"{empty}\"\n{METRICS_ANY_PORT}"
         )
         .as_bytes(),
     );
@@ -149,7 +149,7 @@ fn unreachable_redis_at_start_is_reported_and_retried_until_it_comes() {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = format!(
-        "[redis]\nurl = \"redis://127.0.0.1:{port}\"\n[[queue]]\nname = \"q\"\n{}",
+        "{METRICS_ANY_PORT}[redis]\nurl = \"redis://127.0.0.1:{port}\"\n[[queue]]\nname = \"q\"\n{}",
         job("noop", "noop", "")
     );
     let _ = dir;

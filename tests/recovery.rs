@@ -189,6 +189,7 @@ fn a_redelivered_job_that_already_succeeded_is_not_run_again() {
     });
     let s = show(&redis, &ids[0]);
     assert_eq!(s["state"], "succeeded");
+    assert_eq!(s["history"][0]["class"], "success", "{s}");
     assert_eq!(s["history"][1]["event"], "duplicate", "{s}");
     assert_eq!(
         runs_per_job(&[&ward_proc]).get(&ids[0]),

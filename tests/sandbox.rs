@@ -302,7 +302,7 @@ fn plugin_check_lists_imports_and_refuses_what_ward_cannot_run() {
     std::fs::write(
         &cfg,
         format!(
-            "[[queue]]\nname = \"q\"\n[[job]]\nname = \"a\"\nqueue = \"q\"\nplugin = \"{}\"\n",
+            "{METRICS_ANY_PORT}[[queue]]\nname = \"q\"\n[[job]]\nname = \"a\"\nqueue = \"q\"\nplugin = \"{}\"\n",
             alien.display()
         ),
     )

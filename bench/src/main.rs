@@ -131,7 +131,7 @@ impl Daemon {
         std::fs::write(
             &cfg,
             format!(
-                "[redis]\nurl = \"{url}\"\n\n[defaults.retry]\ninitial_delay = \"10ms\"\nmax_delay = \"100ms\"\njitter = \"none\"\n\n[[queue]]\nname = \"bench\"\nconcurrency = {concurrency}\n\n[[job]]\nname = \"noop\"\nqueue = \"bench\"\nplugin = \"{}\"\n\n[[job]]\nname = \"flaky\"\nqueue = \"bench\"\nplugin = \"{}\"\n",
+                "[metrics]\nlisten = \"127.0.0.1:0\"\n\n[redis]\nurl = \"{url}\"\n\n[defaults.retry]\ninitial_delay = \"10ms\"\nmax_delay = \"100ms\"\njitter = \"none\"\n\n[[queue]]\nname = \"bench\"\nconcurrency = {concurrency}\n\n[[job]]\nname = \"noop\"\nqueue = \"bench\"\nplugin = \"{}\"\n\n[[job]]\nname = \"flaky\"\nqueue = \"bench\"\nplugin = \"{}\"\n",
                 plugins.join("noop.wasm").display(),
                 plugins.join("flaky.wasm").display()
             ),

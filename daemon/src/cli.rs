@@ -174,7 +174,17 @@ impl RedisTarget {
 /// a non-zero exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, matches!(cli.command, Command::Run { .. }));
+    // The daemon's log level comes from its config ([log] level) unless
+    // RUST_LOG is set; a config that does not load is reported by `run` itself.
+    let level = match &cli.command {
+        Command::Run { config } => Config::load(config).ok().and_then(|c| c.obs.log_level),
+        _ => None,
+    };
+    init_logging(
+        cli.log_format,
+        matches!(cli.command, Command::Run { .. }),
+        level.as_deref(),
+    );
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -194,31 +204,13 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat, daemon: bool) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_logging(format: LogFormat, daemon: bool, level: Option<&str>) {
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
         LogFormat::Auto => !std::io::stdout().is_terminal(),
     };
-    // The daemon logs to stdout (journald's default); tools keep stdout for
-    // their answer and log to stderr.
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = match (json, daemon) {
-        (true, true) => builder
-            .json()
-            .flatten_event(true)
-            .with_writer(std::io::stdout)
-            .try_init(),
-        (true, false) => builder
-            .json()
-            .flatten_event(true)
-            .with_writer(std::io::stderr)
-            .try_init(),
-        (false, true) => builder.with_writer(std::io::stdout).try_init(),
-        (false, false) => builder.with_writer(std::io::stderr).try_init(),
-    };
+    crate::obs::logging::init(json, daemon, level);
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<()> {

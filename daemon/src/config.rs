@@ -117,6 +117,15 @@ pub struct RawConfig {
     /// `[defaults]`: values every job type inherits unless it overrides them.
     #[serde(default)]
     pub defaults: RawDefaults,
+    /// `[metrics]`: the Prometheus and health endpoint (see [`crate::obs::config`]).
+    #[serde(default)]
+    pub metrics: crate::obs::config::RawMetrics,
+    /// `[log]`: the log level.
+    #[serde(default)]
+    pub log: crate::obs::config::RawLog,
+    /// `[alerts]` and `[[alerts.webhook]]`.
+    #[serde(default)]
+    pub alerts: crate::obs::config::RawAlerts,
 }
 
 /// `[defaults]`
@@ -350,6 +359,8 @@ pub struct Config {
     pub redis_url: String,
     /// Queues in file order.
     pub queues: Vec<QueueConfig>,
+    /// `[metrics]`, `[log]` and `[alerts]`.
+    pub obs: crate::obs::config::ObsConfig,
 }
 
 /// One queue and the job types consumed from it.
@@ -493,6 +504,8 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
         }
         None => DEFAULT_REDIS_URL.to_string(),
     };
+
+    let obs = crate::obs::config::validate(raw.metrics, raw.log, raw.alerts, &mut problem);
 
     let mut default_retry = RetryPolicy::default();
     if let Some(retry) = &raw.defaults.retry {
@@ -755,6 +768,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
             path: path.to_path_buf(),
             redis_url,
             queues,
+            obs,
         })
     } else {
         problems.sort_by_key(|p| p.line);

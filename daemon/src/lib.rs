@@ -12,6 +12,7 @@
 //!   redacted, oversized payloads replaced by a marker); pure.
 //! - [`queue`]: every Redis operation, each one command or one Lua script.
 //! - [`worker`]: the daemon loop that ties them together.
+//! - [`obs`]: metrics, health endpoints, log spans and alerts.
 //! - [`cli`]: the `ward` command.
 //! - [`dlq`]: the dead-letter stream as operators use it (`ward dlq list`,
 //!   `show`, `requeue`, `discard`).
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod dlq;
 pub mod job;
+pub mod obs;
 pub mod policy;
 pub mod queue;
 pub mod redact;

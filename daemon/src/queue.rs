@@ -461,6 +461,10 @@ while i <= #ARGV do
       if result ~= '' then redis.call('HSET', rec, 'result', result) end
       if idem ~= '' then mark_done(idem, id, digest_out, idem_ttl) end
       redis.call('EXPIRE', rec, ttl)
+      if hist ~= '' then
+        redis.call('RPUSH', hkey, hist)
+        redis.call('EXPIRE', hkey, ttl)
+      end
     elseif kind == 'dup' then
       -- Nothing ran. A redelivery of a completed job leaves its record as it
       -- is; a second enqueue of the same key ends as a duplicate of the first.
@@ -1033,11 +1037,15 @@ impl Queue {
                 .arg(c.checkpoint.as_deref().unwrap_or(b""))
                 .arg(c.first_at_ms)
                 .arg(c.delay_ms)
-                .arg(if c.is_fresh() && c.action == Action::Ack {
-                    String::new()
-                } else {
-                    history_entry(c)
-                })
+                // A fresh success needs no history line, except as the audit
+                // record of a keyed job's one completion.
+                .arg(
+                    if c.is_fresh() && c.action == Action::Ack && c.idempotency_key.is_none() {
+                        String::new()
+                    } else {
+                        history_entry(c)
+                    },
+                )
                 .arg(c.idempotency_key.as_deref().unwrap_or(""))
                 .arg(u64::try_from(c.idempotency_ttl.as_millis()).unwrap_or(u64::MAX))
                 .arg(result_digest(&c.outcome))
@@ -1780,6 +1788,104 @@ pub fn is_connection_error(e: &QueueError) -> bool {
                 || matches!(e.kind(), ErrorKind::Io)
         }
         QueueError::Protocol { .. } => false,
+    }
+}
+
+/// One queue's depth and lag, read in one script call (observability).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueSample {
+    /// Whether the consumer group `ward` exists on the stream.
+    pub group_exists: bool,
+    /// Entries not yet delivered to the group.
+    pub ready: u64,
+    /// Entries delivered and not yet acknowledged.
+    pub pending: u64,
+    /// Jobs in the delayed set (retries and scheduled jobs).
+    pub delayed: u64,
+    /// Entries in the dead-letter stream.
+    pub dead: u64,
+    /// The Redis server's time, Unix ms.
+    pub now_ms: u64,
+    /// Enqueue time (entry id ms) of the oldest entry not yet delivered.
+    pub oldest_ready_ms: Option<u64>,
+}
+
+const SAMPLE: &str = r#"
+-- KEYS[1] jobs stream, KEYS[2] delayed set, KEYS[3] dead stream; ARGV[1] group.
+-- Read-only. Ready = the group's lag when Redis knows it, else stream length
+-- minus pending (Ward deletes acknowledged entries). The oldest ready entry
+-- is the first one after the group's last-delivered id.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local xlen = redis.call('XLEN', KEYS[1])
+local delayed = redis.call('ZCARD', KEYS[2])
+local dead = redis.call('XLEN', KEYS[3])
+local found, pending, lag, last = 0, 0, -1, nil
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+    local f = {}
+    for k = 1, #g, 2 do f[g[k]] = g[k + 1] end
+    if f['name'] == ARGV[1] then
+      found = 1
+      pending = tonumber(f['pending']) or 0
+      last = f['last-delivered-id']
+      if type(f['lag']) == 'number' then lag = f['lag'] end
+    end
+  end
+end
+local oldest = -1
+if found == 1 and last then
+  local nxt = redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', 1)
+  if nxt[1] then oldest = tonumber(string.match(nxt[1][1], '^(%d+)')) end
+end
+local ready = lag
+if ready < 0 then ready = math.max(xlen - pending, 0) end
+return {found, ready, pending, delayed, dead, now, oldest}
+"#;
+
+static SAMPLE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(SAMPLE));
+
+impl Queue {
+    /// Reads the queue's depth by state and the age of its oldest ready
+    /// entry in one round trip (read-only).
+    ///
+    /// # Errors
+    /// Redis errors, or a reply of the wrong shape.
+    pub async fn sample(&self) -> Result<QueueSample, QueueError> {
+        let mut con = self.con.clone();
+        let v: Vec<i64> = SAMPLE_SCRIPT
+            .key(&self.keys.jobs)
+            .key(&self.keys.delayed)
+            .key(&self.keys.dead)
+            .arg(GROUP)
+            .invoke_async(&mut con)
+            .await?;
+        let [found, ready, pending, delayed, dead, now, oldest] = v[..] else {
+            return Err(QueueError::Protocol {
+                what: "queue sample",
+                detail: format!("{v:?}"),
+            });
+        };
+        let n = |x: i64| u64::try_from(x).unwrap_or(0);
+        Ok(QueueSample {
+            group_exists: found == 1,
+            ready: n(ready),
+            pending: n(pending),
+            delayed: n(delayed),
+            dead: n(dead),
+            now_ms: n(now),
+            oldest_ready_ms: u64::try_from(oldest).ok(),
+        })
+    }
+
+    /// `PING`: whether Redis answers on this queue's connection.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        let mut con = self.con.clone();
+        let _: String = redis::cmd("PING").query_async(&mut con).await?;
+        Ok(())
     }
 }
 

@@ -391,6 +391,8 @@ pub struct Attempt {
     pub checkpoint: Option<Vec<u8>>,
     /// The outbound HTTP requests it made.
     pub http_calls: Vec<HttpCall>,
+    /// How long instantiating the plugin took (`None` if it did not finish).
+    pub instantiate: Option<Duration>,
 }
 
 impl Plugin {
@@ -439,8 +441,11 @@ impl Plugin {
         // The epoch only interrupts running wasm; a plugin parked in an async
         // host call (a sleep, an HTTP request) is cut off by this outer
         // timeout. The small grace lets the epoch path report first.
+        let mut instantiate = None;
         let call = async {
+            let started = Instant::now();
             let instance = self.pre.instantiate_async(&mut store).await?;
+            instantiate = Some(started.elapsed());
             instance.call_handle(&mut store, &job).await
         };
         let result = tokio::time::timeout(sandbox.timeout + EPOCH_TICK * 4, call).await;
@@ -460,6 +465,7 @@ impl Plugin {
             outcome: redact_outcome(outcome, sandbox),
             checkpoint: state.checkpoint.take(),
             http_calls: state.http_hooks.calls(),
+            instantiate,
         }
     }
 }

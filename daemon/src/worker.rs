@@ -22,6 +22,7 @@ use anyhow::Context as _;
 use futures_util::StreamExt as _;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 use crate::config::{Config, DeadLetterConfig, QueueConfig};
 use crate::job::{DeadReason, FailureClass, Outcome};
@@ -177,9 +178,11 @@ pub fn check(config: &Config) -> anyhow::Result<Vec<(String, String, PathBuf, St
 /// Plugins that do not load; Redis refusing to create a consumer group.
 /// Redis being unreachable is not an error: the daemon says so and retries.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let obs = crate::obs::start(&config)?;
     let slots: u32 = config.queues.iter().map(|q| q.concurrency).sum();
     let runtime = runtime_for(&config, slots)?;
     let mut job_types = load_plugins(&runtime, &config)?;
+    obs.plugins_loaded();
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
@@ -225,6 +228,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 stop_rx.clone(),
             ));
         }
+        queues.spawn(obs.sampler(queue.clone(), stop_rx.clone()));
         let reader = queue.with_connection(connect_with_backoff(&config.redis_url, &url).await);
         queues.spawn(consume_queue(
             queue,
@@ -241,6 +245,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     tokio::select! {
         () = &mut shutdown => {
             tracing::info!("shutting down: no new leases; waiting for attempts in flight");
+            obs.stopping();
             let _ = stop_tx.send(true);
         }
         Some(res) = queues.join_next() => {
@@ -253,6 +258,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         res.context("a queue worker panicked")?;
     }
     drop(runtime);
+    obs.finish().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -417,14 +423,18 @@ async fn consume_queue(
                 Work::Run(entry, job_type) => {
                     let done = done_tx.clone();
                     let name = cfg.name.clone();
-                    attempts.spawn(async move {
-                        let c = run_attempt(entry, &name, &job_type).await;
-                        // The completer only stops once every sender is gone.
-                        if done.send(c).await.is_err() {
-                            tracing::error!(queue = %name, "completer gone; the delivery stays pending");
+                    let span = crate::obs::logging::attempt_span(&name, &entry);
+                    attempts.spawn(
+                        async move {
+                            let c = run_attempt(entry, &name, &job_type).await;
+                            // The completer only stops once every sender is gone.
+                            if done.send(c).await.is_err() {
+                                tracing::error!(queue = %name, "completer gone; the delivery stays pending");
+                            }
+                            drop(permit);
                         }
-                        drop(permit);
-                    });
+                        .instrument(span),
+                    );
                 }
             }
         }
@@ -594,6 +604,7 @@ fn duplicate(entry: queue::JobEntry, job_type: &JobType, owner: Option<String>) 
 }
 
 async fn run_attempt(entry: queue::JobEntry, queue_name: &str, job_type: &JobType) -> Completion {
+    let _in_flight = crate::obs::events::InFlight::start(queue_name);
     let started_ms = queue::now_ms();
     let clock = std::time::Instant::now();
     let input = JobInput {
@@ -613,6 +624,13 @@ async fn run_attempt(entry: queue::JobEntry, queue_name: &str, job_type: &JobTyp
     };
     let result = job_type.plugin.run(input, &job_type.sandbox).await;
     let elapsed = clock.elapsed();
+    crate::obs::events::AttemptFinished {
+        queue: queue_name,
+        job: &entry.job,
+        elapsed,
+        instantiate: result.instantiate,
+    }
+    .emit();
     let finished_ms = queue::now_ms();
     let first_at_ms = entry.first_at.unwrap_or(started_ms);
     let progress = Progress {
@@ -845,6 +863,7 @@ async fn complete(
                 }
             }
         }
+        crate::obs::recorded(&queue.keys.queue, &batch);
         if let Ok(mut set) = in_flight.lock() {
             for c in &batch {
                 set.remove(&c.entry_id);

@@ -187,8 +187,18 @@ pub fn config_with(redis: &Redis, concurrency: u32, retry: &str, jobs: &str) -> 
 /// Like [`config_with`], with `queue` as the body of queue `q`'s table
 /// (besides its name), e.g. `"concurrency = 8\nlease = \"1s\""`.
 pub fn config_full(redis: &Redis, queue: &str, retry: &str, jobs: &str) -> String {
+    config_top(redis, METRICS_ANY_PORT, queue, retry, jobs)
+}
+
+/// The metrics endpoint on a free port the daemon picks, so daemons of
+/// parallel tests never compete for the default 127.0.0.1:9464.
+pub const METRICS_ANY_PORT: &str = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
+
+/// Like [`config_full`], with `top` (e.g. `[metrics]` and `[alerts]`
+/// tables) in place of [`METRICS_ANY_PORT`].
+pub fn config_top(redis: &Redis, top: &str, queue: &str, retry: &str, jobs: &str) -> String {
     format!(
-        "[redis]\nurl = \"{}\"\n\n[defaults.retry]\n{retry}\n\n[[queue]]\nname = \"q\"\n{queue}\n\n{jobs}",
+        "{top}\n[redis]\nurl = \"{}\"\n\n[defaults.retry]\n{retry}\n\n[[queue]]\nname = \"q\"\n{queue}\n\n{jobs}",
         redis.url()
     )
 }

@@ -1,0 +1,332 @@
+//! Internal events, one struct each: `emit()` bumps the metrics and, where
+//! the event deserves a line, writes it, so the two never drift apart.
+//!
+//! The per-attempt log line stays in [`crate::worker`] (`log_attempt`);
+//! these events add what is counted.
+
+use std::time::Duration;
+
+use crate::job::Outcome;
+use crate::obs::alerts::{self, AlertEvent, AlertKind};
+use crate::obs::metrics::{self as m, job_label};
+use crate::queue::{Action, Completion, QueueSample};
+
+/// An attempt's plugin call ended (any outcome).
+#[derive(Debug)]
+pub struct AttemptFinished<'a> {
+    /// The queue.
+    pub queue: &'a str,
+    /// The job type.
+    pub job: &'a str,
+    /// Plugin time, instantiation included.
+    pub elapsed: Duration,
+    /// Time to instantiate the plugin, when instantiation finished.
+    pub instantiate: Option<Duration>,
+}
+
+impl AttemptFinished<'_> {
+    /// Records the duration histograms.
+    pub fn emit(&self) {
+        let (queue, job) = (self.queue.to_string(), job_label(self.queue, self.job));
+        metrics::histogram!(m::JOB_DURATION, "queue" => queue.clone(), "job" => job.clone())
+            .record(self.elapsed.as_secs_f64());
+        if let Some(i) = self.instantiate {
+            metrics::histogram!(m::PLUGIN_INSTANTIATE, "queue" => queue, "job" => job)
+                .record(i.as_secs_f64());
+        }
+    }
+}
+
+/// A batch of finished attempts is durable in Redis (its `apply` script
+/// returned). Emitted only then, so no count and no alert ever precedes the
+/// state it reports.
+#[derive(Debug)]
+pub struct CompletionsApplied<'a> {
+    /// The queue.
+    pub queue: &'a str,
+    /// The batch.
+    pub batch: &'a [Completion],
+}
+
+impl CompletionsApplied<'_> {
+    /// Counts every completion and hands dead letters to the alerts.
+    pub fn emit(&self) {
+        for c in self.batch {
+            JobRecorded {
+                queue: self.queue,
+                completion: c,
+            }
+            .emit();
+        }
+    }
+}
+
+/// One completion of a [`CompletionsApplied`] batch.
+#[derive(Debug)]
+pub struct JobRecorded<'a> {
+    /// The queue.
+    pub queue: &'a str,
+    /// What was recorded.
+    pub completion: &'a Completion,
+}
+
+impl JobRecorded<'_> {
+    /// Bumps `ward_jobs_total`, `ward_attempts_total`, the success
+    /// histograms or `ward_dead_letters_total`, and raises a dead-letter alert.
+    pub fn emit(&self) {
+        let c = self.completion;
+        let queue = self.queue.to_string();
+        let job = job_label(self.queue, &c.job);
+        let outcome = match c.action {
+            Action::Ack => "succeeded",
+            Action::Retry => "retried",
+            Action::Dead(_) => "dead",
+            Action::Duplicate => "duplicate",
+        };
+        metrics::counter!(m::JOBS_TOTAL, "queue" => queue.clone(), "job" => job.clone(), "outcome" => outcome)
+            .increment(1);
+        if let Some(class) = attempt_class(c) {
+            metrics::counter!(m::ATTEMPTS_TOTAL, "queue" => queue.clone(), "job" => job.clone(), "class" => class)
+                .increment(1);
+        }
+        match c.action {
+            Action::Ack => {
+                let since = enqueued_ms(&c.job_id)
+                    .or((c.first_at_ms > 0).then_some(c.first_at_ms))
+                    .unwrap_or(c.started_ms);
+                let seconds = c.finished_ms.saturating_sub(since) as f64 / 1000.0;
+                metrics::histogram!(m::TIME_TO_SUCCESS, "queue" => queue.clone(), "job" => job.clone())
+                    .record(seconds);
+                metrics::histogram!(m::ATTEMPTS_TO_SUCCESS, "queue" => queue, "job" => job)
+                    .record(f64::from(c.attempt.max(1)));
+            }
+            Action::Dead(reason) => {
+                metrics::counter!(m::DEAD_LETTERS_TOTAL, "queue" => queue, "job" => job.clone(), "reason" => m::reason_label(reason))
+                    .increment(1);
+                alerts::raise(AlertEvent::dead_letter(self.queue, &job, c, reason));
+            }
+            Action::Retry | Action::Duplicate => {}
+        }
+    }
+}
+
+/// The class an attempt ended with, or `None` when nothing ran (a
+/// duplicate, a malformed entry, a job type without a plugin).
+fn attempt_class(c: &Completion) -> Option<&'static str> {
+    use crate::job::DeadReason::{Malformed, NoPlugin};
+    match (c.action, &c.outcome) {
+        (Action::Duplicate | Action::Dead(Malformed | NoPlugin), _) => None,
+        (_, Outcome::Success(_)) => Some("success"),
+        (_, Outcome::Failure(f)) => Some(f.class.as_str()),
+    }
+}
+
+/// When a job was first enqueued, read from its id: a plain enqueue's id is
+/// its stream entry id (`<ms>-<seq>`) and a delayed enqueue's is
+/// `d<ms>-<n>`, both in the Redis server's clock. `None` for other ids.
+#[must_use]
+pub fn enqueued_ms(job_id: &str) -> Option<u64> {
+    let id = job_id.strip_prefix('d').unwrap_or(job_id);
+    let (ms, seq) = id.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if digits(ms) && digits(seq) {
+        ms.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// A job left the dead-letter stream by `ward dlq discard` (final). For the
+/// DLQ commands to call once the discard is durable.
+#[derive(Debug)]
+pub struct JobDiscarded<'a> {
+    /// The queue.
+    pub queue: &'a str,
+    /// The job type.
+    pub job: &'a str,
+}
+
+impl JobDiscarded<'_> {
+    /// Bumps `ward_jobs_total{outcome="discarded"}`.
+    pub fn emit(&self) {
+        metrics::counter!(m::JOBS_TOTAL, "queue" => self.queue.to_string(), "job" => job_label(self.queue, self.job), "outcome" => "discarded")
+            .increment(1);
+    }
+}
+
+/// A job was held back behind an open circuit breaker (no attempt spent).
+/// For the breaker to call.
+#[derive(Debug)]
+pub struct JobDeferred<'a> {
+    /// The queue.
+    pub queue: &'a str,
+    /// The job type.
+    pub job: &'a str,
+}
+
+impl JobDeferred<'_> {
+    /// Bumps `ward_jobs_total{outcome="deferred"}`.
+    pub fn emit(&self) {
+        metrics::counter!(m::JOBS_TOTAL, "queue" => self.queue.to_string(), "job" => job_label(self.queue, self.job), "outcome" => "deferred")
+            .increment(1);
+    }
+}
+
+/// A queue's depth and lag were sampled.
+#[derive(Debug)]
+pub struct QueueSampled<'a> {
+    /// The queue.
+    pub queue: &'a str,
+    /// What Redis said.
+    pub sample: &'a QueueSample,
+}
+
+impl QueueSampled<'_> {
+    /// Sets the depth and lag gauges.
+    pub fn emit(&self) {
+        let s = self.sample;
+        for (state, n) in [
+            ("ready", s.ready),
+            ("pending", s.pending),
+            ("delayed", s.delayed),
+            ("dead", s.dead),
+        ] {
+            metrics::gauge!(m::QUEUE_DEPTH, "queue" => self.queue.to_string(), "state" => state)
+                .set(n as f64);
+        }
+        let lag_ms = s
+            .oldest_ready_ms
+            .map_or(0, |oldest| s.now_ms.saturating_sub(oldest));
+        metrics::gauge!(m::QUEUE_LAG, "queue" => self.queue.to_string())
+            .set(lag_ms as f64 / 1000.0);
+    }
+}
+
+/// Sampling a queue failed (Redis away). Logged once per failure streak by
+/// the caller; the gauges keep their last values.
+#[derive(Debug)]
+pub struct QueueSampleFailed<'a> {
+    /// The queue.
+    pub queue: &'a str,
+    /// Why.
+    pub error: &'a str,
+}
+
+impl QueueSampleFailed<'_> {
+    /// Logs a warning.
+    pub fn emit(&self) {
+        tracing::warn!(queue = %self.queue, error = %self.error, "cannot sample queue depth; keeping the last values");
+    }
+}
+
+/// An attempt is running; dropping the guard ends it (`ward_inflight`).
+#[derive(Debug)]
+#[must_use = "the attempt counts as in flight until the guard is dropped"]
+pub struct InFlight {
+    queue: String,
+}
+
+impl InFlight {
+    /// Counts one more attempt in flight for `queue`.
+    pub fn start(queue: &str) -> InFlight {
+        metrics::gauge!(m::INFLIGHT, "queue" => queue.to_string()).increment(1.0);
+        InFlight {
+            queue: queue.to_string(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!(m::INFLIGHT, "queue" => self.queue.clone()).decrement(1.0);
+    }
+}
+
+/// An alert event could not be queued: the alert task is behind.
+#[derive(Debug)]
+pub struct AlertDropped<'a> {
+    /// What kind of alert.
+    pub kind: AlertKind,
+    /// Its queue.
+    pub queue: &'a str,
+    /// Its job type.
+    pub job: &'a str,
+}
+
+impl AlertDropped<'_> {
+    /// Counts `ward_alerts_dropped_total` and logs a warning.
+    pub fn emit(&self) {
+        metrics::counter!(m::ALERTS_DROPPED_TOTAL, "kind" => self.kind.as_str()).increment(1);
+        tracing::warn!(kind = self.kind.as_str(), queue = %self.queue, job = %self.job, "alert queue full; alert event dropped");
+    }
+}
+
+/// An alert went out to a webhook, or gave up.
+#[derive(Debug)]
+pub struct AlertDelivered<'a> {
+    /// What kind of alert.
+    pub kind: AlertKind,
+    /// Its queue.
+    pub queue: &'a str,
+    /// Its job type.
+    pub job: &'a str,
+    /// The webhook, as shown in logs (no path, no secrets).
+    pub sink: &'a str,
+    /// Requests made.
+    pub attempts: u32,
+    /// `None` when it was accepted, else the last error.
+    pub error: Option<&'a str>,
+}
+
+impl AlertDelivered<'_> {
+    /// Counts `ward_alerts_total{result}` and logs the result.
+    pub fn emit(&self) {
+        let result = if self.error.is_some() {
+            "failed"
+        } else {
+            "sent"
+        };
+        metrics::counter!(m::ALERTS_TOTAL, "kind" => self.kind.as_str(), "result" => result)
+            .increment(1);
+        match self.error {
+            None => {
+                tracing::info!(kind = self.kind.as_str(), queue = %self.queue, job = %self.job, sink = %self.sink, attempts = self.attempts, "alert sent")
+            }
+            Some(e) => {
+                tracing::error!(kind = self.kind.as_str(), queue = %self.queue, job = %self.job, sink = %self.sink, attempts = self.attempts, error = %e, "alert not delivered; giving up")
+            }
+        }
+    }
+}
+
+/// An alert is due but no webhook is configured: it is only logged.
+#[derive(Debug)]
+pub struct AlertUnsent<'a> {
+    /// The alert, as JSON.
+    pub body: &'a str,
+    /// What kind of alert.
+    pub kind: AlertKind,
+}
+
+impl AlertUnsent<'_> {
+    /// Counts `ward_alerts_total{result="unsent"}` and logs the alert.
+    pub fn emit(&self) {
+        metrics::counter!(m::ALERTS_TOTAL, "kind" => self.kind.as_str(), "result" => "unsent")
+            .increment(1);
+        tracing::warn!(kind = self.kind.as_str(), alert = %self.body, "alert (no [[alerts.webhook]] configured)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enqueue_times_come_from_entry_ids_and_delayed_ids() {
+        assert_eq!(enqueued_ms("1763791234567-0"), Some(1_763_791_234_567));
+        assert_eq!(enqueued_ms("d1763791234567-12"), Some(1_763_791_234_567));
+        assert_eq!(enqueued_ms("order-17"), None);
+        assert_eq!(enqueued_ms("1763791234567"), None);
+        assert_eq!(enqueued_ms("-1"), None);
+    }
+}

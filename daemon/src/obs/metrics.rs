@@ -1,0 +1,281 @@
+//! Every metric Ward exports: names, help texts, histogram buckets, and the
+//! Prometheus recorder. [`METRICS`] is the single list the alert rules, the
+//! dashboard and the tests are checked against.
+//!
+//! Labels stay bounded: `queue` is a configured queue, `job` a configured
+//! job type of that queue or `unknown`, and the other labels take values from
+//! fixed sets (outcomes, classes, dead-letter reasons, depth states).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::job::DeadReason;
+
+/// Jobs that reached an outcome: `{queue, job, outcome}`.
+pub const JOBS_TOTAL: &str = "ward_jobs_total";
+/// Attempts by how they ended: `{queue, job, class}`.
+pub const ATTEMPTS_TOTAL: &str = "ward_attempts_total";
+/// Plugin time of one attempt, instantiation included: `{queue, job}`.
+pub const JOB_DURATION: &str = "ward_job_duration_seconds";
+/// From the first enqueue to success, retries included: `{queue, job}`.
+pub const TIME_TO_SUCCESS: &str = "ward_job_time_to_success_seconds";
+/// Attempts a job needed to succeed: `{queue, job}`.
+pub const ATTEMPTS_TO_SUCCESS: &str = "ward_job_attempts_to_success";
+/// Jobs by where they are, sampled: `{queue, state}`.
+pub const QUEUE_DEPTH: &str = "ward_queue_depth";
+/// Age of the oldest job not yet delivered, sampled: `{queue}`.
+pub const QUEUE_LAG: &str = "ward_queue_lag_seconds";
+/// Jobs moved to the dead-letter stream: `{queue, job, reason}`.
+pub const DEAD_LETTERS_TOTAL: &str = "ward_dead_letters_total";
+/// Attempts running now: `{queue}`.
+pub const INFLIGHT: &str = "ward_inflight";
+/// Time to instantiate a plugin for one attempt: `{queue, job}`.
+pub const PLUGIN_INSTANTIATE: &str = "ward_plugin_instantiate_seconds";
+/// Alerts handed to webhooks, by result: `{kind, result}`.
+pub const ALERTS_TOTAL: &str = "ward_alerts_total";
+/// Alert events dropped because the alert queue was full: `{kind}`.
+pub const ALERTS_DROPPED_TOTAL: &str = "ward_alerts_dropped_total";
+/// 1 while Redis answered a PING within the last 3 s, else 0.
+pub const REDIS_UP: &str = "ward_redis_up";
+/// 1 while /readyz says ready, else 0.
+pub const READY: &str = "ward_ready";
+/// Always 1, labelled with the daemon's `version`.
+pub const BUILD_INFO: &str = "ward_build_info";
+
+/// Every metric Ward registers. The alert rules and the dashboard may only
+/// use these (checked by tests), and a scrape shows exactly these.
+pub const METRICS: &[&str] = &[
+    JOBS_TOTAL,
+    ATTEMPTS_TOTAL,
+    JOB_DURATION,
+    TIME_TO_SUCCESS,
+    ATTEMPTS_TO_SUCCESS,
+    QUEUE_DEPTH,
+    QUEUE_LAG,
+    DEAD_LETTERS_TOTAL,
+    INFLIGHT,
+    PLUGIN_INSTANTIATE,
+    ALERTS_TOTAL,
+    ALERTS_DROPPED_TOTAL,
+    REDIS_UP,
+    READY,
+    BUILD_INFO,
+];
+
+/// `outcome` label values of [`JOBS_TOTAL`].
+pub const OUTCOMES: &[&str] = &[
+    "succeeded",
+    "retried",
+    "dead",
+    "duplicate",
+    "deferred",
+    "discarded",
+];
+/// `class` label values of [`ATTEMPTS_TOTAL`].
+pub const CLASSES: &[&str] = &[
+    "success",
+    "transient",
+    "recoverable",
+    "permanent",
+    "timeout",
+    "crash",
+];
+/// `state` label values of [`QUEUE_DEPTH`].
+pub const DEPTH_STATES: &[&str] = &["ready", "pending", "delayed", "dead"];
+/// The `job` label of a job type that is not configured for its queue.
+pub const UNKNOWN_JOB: &str = "unknown";
+
+const SECONDS_FAST: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0,
+];
+const SECONDS_SLOW: &[f64] = &[
+    0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0,
+    21600.0, 86400.0,
+];
+const ATTEMPT_COUNTS: &[f64] = &[
+    1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 30.0, 50.0,
+];
+const INSTANTIATE_SECONDS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1,
+];
+
+/// Histogram buckets, per histogram.
+const BUCKETS: &[(&str, &[f64])] = &[
+    (JOB_DURATION, SECONDS_FAST),
+    (TIME_TO_SUCCESS, SECONDS_SLOW),
+    (ATTEMPTS_TO_SUCCESS, ATTEMPT_COUNTS),
+    (PLUGIN_INSTANTIATE, INSTANTIATE_SECONDS),
+];
+
+/// Builds the Prometheus recorder with Ward's buckets, installs it as the
+/// process's `metrics` recorder and describes every metric.
+///
+/// # Errors
+/// A recorder is already installed.
+pub fn install() -> Result<PrometheusHandle, BuildError> {
+    let mut builder = PrometheusBuilder::new();
+    for (name, buckets) in BUCKETS {
+        builder = builder.set_buckets_for_metric(Matcher::Full((*name).to_string()), buckets)?;
+    }
+    let handle = builder.install_recorder()?;
+    describe();
+    Ok(handle)
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        JOBS_TOTAL,
+        "Jobs that reached an outcome: succeeded, retried (a retry was scheduled), dead, duplicate, deferred, discarded."
+    );
+    describe_counter!(
+        ATTEMPTS_TOTAL,
+        "Attempts by how they ended: success, transient, recoverable, permanent, timeout, crash."
+    );
+    describe_histogram!(
+        JOB_DURATION,
+        "Plugin time of one attempt in seconds, instantiation included."
+    );
+    describe_histogram!(
+        TIME_TO_SUCCESS,
+        "Seconds from a job's first enqueue to its success, retries included."
+    );
+    describe_histogram!(ATTEMPTS_TO_SUCCESS, "Attempts a job needed to succeed.");
+    describe_gauge!(
+        QUEUE_DEPTH,
+        "Jobs by state, sampled: ready (not yet delivered), pending (delivered, not acknowledged), delayed (waiting for a retry or a due time), dead."
+    );
+    describe_gauge!(
+        QUEUE_LAG,
+        "Age in seconds of the oldest job not yet delivered (0 when none waits), sampled."
+    );
+    describe_counter!(
+        DEAD_LETTERS_TOTAL,
+        "Jobs moved to the dead-letter stream, by reason."
+    );
+    describe_gauge!(INFLIGHT, "Attempts running now.");
+    describe_histogram!(
+        PLUGIN_INSTANTIATE,
+        "Seconds to instantiate a plugin for one attempt."
+    );
+    describe_counter!(
+        ALERTS_TOTAL,
+        "Alerts handed to webhooks, by result: sent, failed (every retry failed), unsent (no webhook configured)."
+    );
+    describe_counter!(
+        ALERTS_DROPPED_TOTAL,
+        "Alert events dropped because the alert queue was full."
+    );
+    describe_gauge!(
+        REDIS_UP,
+        "1 while Redis answered a PING within the last 3 seconds, else 0."
+    );
+    describe_gauge!(READY, "1 while /readyz answers 200, else 0.");
+    describe_gauge!(BUILD_INFO, "Always 1; the version label names the build.");
+}
+
+/// Registers every labelled series at zero for the configured queues and
+/// job types, so rates and `increase()` work from the first event and an
+/// outcome that never happened shows as 0 rather than missing.
+pub fn preregister(jobs: &HashMap<String, HashSet<String>>) {
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    metrics::gauge!(REDIS_UP).set(0.0);
+    metrics::gauge!(READY).set(0.0);
+    for kind in crate::obs::alerts::AlertKind::ALL {
+        metrics::counter!(ALERTS_DROPPED_TOTAL, "kind" => kind.as_str()).absolute(0);
+        for result in ["sent", "failed", "unsent"] {
+            metrics::counter!(ALERTS_TOTAL, "kind" => kind.as_str(), "result" => result)
+                .absolute(0);
+        }
+    }
+    for (queue, types) in jobs {
+        metrics::gauge!(INFLIGHT, "queue" => queue.clone()).set(0.0);
+        metrics::gauge!(QUEUE_LAG, "queue" => queue.clone()).set(0.0);
+        for state in DEPTH_STATES {
+            metrics::gauge!(QUEUE_DEPTH, "queue" => queue.clone(), "state" => *state).set(0.0);
+        }
+        for job in types.iter().map(String::as_str).chain([UNKNOWN_JOB]) {
+            let (q, j) = (queue.clone(), job.to_string());
+            for outcome in OUTCOMES {
+                metrics::counter!(JOBS_TOTAL, "queue" => q.clone(), "job" => j.clone(), "outcome" => *outcome)
+                    .absolute(0);
+            }
+            for class in CLASSES {
+                metrics::counter!(ATTEMPTS_TOTAL, "queue" => q.clone(), "job" => j.clone(), "class" => *class)
+                    .absolute(0);
+            }
+            for reason in ALL_REASONS {
+                metrics::counter!(DEAD_LETTERS_TOTAL, "queue" => q.clone(), "job" => j.clone(), "reason" => reason_label(*reason))
+                    .absolute(0);
+            }
+        }
+    }
+}
+
+const ALL_REASONS: &[DeadReason] = &[
+    DeadReason::Permanent,
+    DeadReason::Crash,
+    DeadReason::AttemptsExhausted,
+    DeadReason::ElapsedExhausted,
+    DeadReason::LeaseExpiries,
+    DeadReason::NoPlugin,
+    DeadReason::Malformed,
+];
+
+/// The `reason` label of a dead letter: a short snake_case word (the
+/// dead-letter entry keeps the longer text).
+#[must_use]
+pub fn reason_label(reason: DeadReason) -> &'static str {
+    match reason {
+        DeadReason::Permanent => "permanent",
+        DeadReason::Crash => "crash",
+        DeadReason::AttemptsExhausted => "attempts_exhausted",
+        DeadReason::ElapsedExhausted => "elapsed_exhausted",
+        DeadReason::LeaseExpiries => "lease_expiries",
+        DeadReason::NoPlugin => "no_plugin",
+        DeadReason::Malformed => "malformed",
+    }
+}
+
+static KNOWN_JOBS: OnceLock<HashMap<String, HashSet<String>>> = OnceLock::new();
+
+/// Remembers the configured job types per queue, for [`job_label`]. Only
+/// the first call of a process counts.
+pub fn set_known_jobs(jobs: HashMap<String, HashSet<String>>) {
+    let _ = KNOWN_JOBS.set(jobs);
+}
+
+/// The `job` label for job type `job` of `queue`: the name when it is
+/// configured for that queue, else [`UNKNOWN_JOB`] (entries can name
+/// anything; labels must stay a bounded set).
+#[must_use]
+pub fn job_label(queue: &str, job: &str) -> String {
+    match KNOWN_JOBS.get().and_then(|m| m.get(queue)) {
+        Some(types) if types.contains(job) => job.to_string(),
+        _ => UNKNOWN_JOB.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_histogram_has_sorted_buckets() {
+        for (name, buckets) in BUCKETS {
+            assert!(METRICS.contains(name), "{name}");
+            assert!(buckets.windows(2).all(|w| w[0] < w[1]), "{name}");
+        }
+    }
+
+    #[test]
+    fn metric_names_are_unique_and_prefixed() {
+        let set: HashSet<&str> = METRICS.iter().copied().collect();
+        assert_eq!(set.len(), METRICS.len());
+        assert!(METRICS.iter().all(|m| m.starts_with("ward_")));
+    }
+}

@@ -1,0 +1,719 @@
+//! Observability end to end: the Prometheus endpoint scraped during real
+//! runs, log lines carrying the attempt's span fields, grouped and redacted
+//! alerts received by a webhook server in the test, `/readyz` following
+//! Redis, and the shipped alert rules and dashboard checked against the
+//! metrics Ward registers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------- helpers
+
+/// `GET path` on the daemon's metrics port: `(status, body)`, or `None`
+/// when nothing answers.
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let status = raw.split(' ').nth(1)?.parse().ok()?;
+    Some((status, raw.split_once("\r\n\r\n")?.1.to_string()))
+}
+
+fn scrape(port: u16) -> String {
+    let (status, body) = get(port, "/metrics").expect("the metrics endpoint answers");
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Labels of a sample line `name{a="x",b="y"} 1`, parsed.
+fn parse_labels(text: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut rest = text;
+    while let Some((key, after)) = rest.split_once("=\"") {
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, n)) = chars.next() {
+                        value.push(n);
+                    }
+                }
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        out.insert(key.trim_start_matches(',').trim().to_string(), value);
+        rest = &after[end..];
+    }
+    out
+}
+
+/// The value of the sample `name` whose labels include all of `labels`
+/// (summed when several match).
+fn sample(scrape: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut found = None;
+    for line in scrape.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (metric, label_text) = match series.split_once('{') {
+            Some((m, l)) => (m, l.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if metric != name {
+            continue;
+        }
+        let have = parse_labels(label_text);
+        if labels
+            .iter()
+            .all(|(k, v)| have.get(*k).map(String::as_str) == Some(*v))
+        {
+            *found.get_or_insert(0.0) += value.parse::<f64>().unwrap();
+        }
+    }
+    found
+}
+
+fn value(scrape: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    sample(scrape, name, labels)
+        .unwrap_or_else(|| panic!("no sample {name}{labels:?} in the scrape:\n{scrape}"))
+}
+
+/// Base names of the `ward_*` metrics a scrape shows (`# TYPE` lines).
+fn exported(scrape: &str) -> BTreeSet<String> {
+    scrape
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .filter(|n| n.starts_with("ward_"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every `ward_*` metric name an expression mentions, histogram suffixes
+/// taken back to the histogram's name.
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let bytes = expr.as_bytes();
+    let mut i = 0;
+    while let Some(at) = expr[i..].find("ward_") {
+        let start = i + at;
+        let mut end = start;
+        while end < bytes.len()
+            && (bytes[end].is_ascii_lowercase()
+                || bytes[end] == b'_'
+                || bytes[end].is_ascii_digit())
+        {
+            end += 1;
+        }
+        let name = &expr[start..end];
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                name.strip_suffix(s)
+                    .filter(|b| ward::obs::METRICS.contains(b))
+            })
+            .unwrap_or(name);
+        out.insert(base.to_string());
+        i = end;
+    }
+    out
+}
+
+/// The config of queue `q` with the metrics endpoint on `metrics_port`
+/// (sampled every 200 ms) and `extra` tables on top.
+fn obs_config(redis: &Redis, metrics_port: u16, extra: &str, jobs: &str) -> String {
+    config_top(
+        redis,
+        &format!(
+            "[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\nsample_interval = \"200ms\"\n\n{extra}"
+        ),
+        "concurrency = 8",
+        FAST_RETRY,
+        jobs,
+    )
+}
+
+/// Adds entries to queue `q` with one pipelined round trip; returns their ids.
+fn xadd_all(redis: &Redis, entries: &[Vec<(&str, &str)>]) -> Vec<String> {
+    let mut pipe = redis::pipe();
+    for fields in entries {
+        pipe.cmd("XADD").arg("ward:{q}:jobs").arg("*");
+        for (k, v) in fields {
+            pipe.arg(*k).arg(*v);
+        }
+    }
+    pipe.query(&mut redis.con()).unwrap()
+}
+
+/// A request the webhook server received.
+#[derive(Debug, Clone)]
+struct Received {
+    /// Header names lower-cased.
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+/// A tiny HTTP server standing in for an alert webhook: it records every
+/// request and answers with the next status of its script (then 200).
+struct Hook {
+    port: u16,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Hook {
+    fn start(statuses: &[u16]) -> Hook {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let record = got.clone();
+        let mut statuses: VecDeque<u16> = statuses.iter().copied().collect();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut raw = Vec::new();
+                let mut buf = [0u8; 4096];
+                let head_end = loop {
+                    if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break Some(i + 4);
+                    }
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break None,
+                        Ok(n) => raw.extend_from_slice(&buf[..n]),
+                    }
+                };
+                let Some(head_end) = head_end else { continue };
+                let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
+                let headers: HashMap<String, String> = head
+                    .lines()
+                    .skip(1)
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                    .collect();
+                let length: usize = headers
+                    .get("content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                while raw.len() < head_end + length {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => raw.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = String::from_utf8_lossy(&raw[head_end..]).into_owned();
+                record.lock().unwrap().push(Received { headers, body });
+                let status = statuses.pop_front().unwrap_or(200);
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status} Scripted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        });
+        Hook { port, got }
+    }
+
+    fn requests(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+}
+
+// ------------------------------------------------------------------ tests
+
+#[test]
+fn the_metrics_endpoint_counts_what_happened() {
+    let redis = Redis::start();
+    let port = free_port();
+    let jobs = job("noop", "noop", "") + &job("flaky", "flaky", "");
+    let _ward = Ward::start(&obs_config(&redis, port, "", &jobs)).ready();
+
+    let mut entries: Vec<Vec<(&str, &str)>> = vec![vec![("job", "noop"), ("payload", "{}")]; 5];
+    entries.push(vec![
+        ("job", "flaky"),
+        ("payload", r#"{"fail":"transient","times":2}"#),
+    ]);
+    entries.extend(vec![
+        vec![
+            ("job", "flaky"),
+            ("payload", r#"{"fail":"permanent"}"#)
+        ];
+        2
+    ]);
+    entries.push(vec![("job", "no-such-type"), ("payload", "{}")]);
+    for id in xadd_all(&redis, &entries) {
+        wait_final(&redis, &id, WAIT);
+    }
+
+    // Counted once the outcome is durable, a moment after `job show` sees it.
+    wait_for(WAIT, "the counters to settle", || {
+        sample(
+            &scrape(port),
+            "ward_jobs_total",
+            &[("job", "flaky"), ("outcome", "dead")],
+        ) == Some(2.0)
+            && sample(&scrape(port), "ward_queue_depth", &[("state", "dead")]) == Some(3.0)
+    });
+    let m = scrape(port);
+    let jobs_total = |job: &str, outcome: &str| {
+        value(
+            &m,
+            "ward_jobs_total",
+            &[("queue", "q"), ("job", job), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(jobs_total("noop", "succeeded"), 5.0);
+    assert_eq!(jobs_total("flaky", "succeeded"), 1.0);
+    assert_eq!(
+        jobs_total("flaky", "retried"),
+        2.0,
+        "the flaky job failed twice"
+    );
+    assert_eq!(jobs_total("flaky", "dead"), 2.0);
+    for outcome in ["duplicate", "deferred", "discarded"] {
+        assert_eq!(
+            jobs_total("flaky", outcome),
+            0.0,
+            "{outcome} is exported at 0"
+        );
+    }
+    // An entry naming a job type nobody configured is labelled `unknown`:
+    // entries can name anything, labels stay a bounded set.
+    assert_eq!(jobs_total("unknown", "dead"), 1.0);
+    assert!(!m.contains("no-such-type"), "no unbounded label values");
+
+    let attempts = |job: &str, class: &str| {
+        value(&m, "ward_attempts_total", &[("job", job), ("class", class)])
+    };
+    assert_eq!(attempts("noop", "success"), 5.0);
+    assert_eq!(attempts("flaky", "transient"), 2.0);
+    assert_eq!(attempts("flaky", "success"), 1.0);
+    assert_eq!(attempts("flaky", "permanent"), 2.0);
+    assert_eq!(
+        value(&m, "ward_attempts_total", &[("job", "unknown")]),
+        0.0,
+        "nothing ran for the unknown type"
+    );
+    assert_eq!(
+        value(
+            &m,
+            "ward_dead_letters_total",
+            &[("job", "flaky"), ("reason", "permanent")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "ward_dead_letters_total",
+            &[("job", "unknown"), ("reason", "no_plugin")]
+        ),
+        1.0
+    );
+
+    // Histograms: five noop jobs took one attempt each, the flaky one three.
+    let h = |name: &str, job: &str, suffix: &str, le: Option<&str>| {
+        let mut labels = vec![("job", job)];
+        if let Some(le) = le {
+            labels.push(("le", le));
+        }
+        value(&m, &format!("{name}{suffix}"), &labels)
+    };
+    let ats = "ward_job_attempts_to_success";
+    assert_eq!(h(ats, "noop", "_count", None), 5.0);
+    assert_eq!(h(ats, "noop", "_sum", None), 5.0);
+    assert_eq!(h(ats, "noop", "_bucket", Some("1")), 5.0);
+    assert_eq!(h(ats, "flaky", "_count", None), 1.0);
+    assert_eq!(h(ats, "flaky", "_sum", None), 3.0);
+    assert_eq!(h(ats, "flaky", "_bucket", Some("2")), 0.0);
+    assert_eq!(h(ats, "flaky", "_bucket", Some("3")), 1.0);
+    assert_eq!(h(ats, "flaky", "_bucket", Some("+Inf")), 1.0);
+    assert_eq!(h("ward_job_duration_seconds", "noop", "_count", None), 5.0);
+    assert_eq!(
+        h("ward_job_duration_seconds", "flaky", "_count", None),
+        5.0,
+        "3 attempts of one job, 1 of each of two"
+    );
+    assert_eq!(
+        h("ward_plugin_instantiate_seconds", "noop", "_count", None),
+        5.0
+    );
+    let tts = "ward_job_time_to_success_seconds";
+    assert_eq!(h(tts, "flaky", "_count", None), 1.0);
+    assert!(
+        h(tts, "flaky", "_sum", None) >= 0.05,
+        "from enqueue to success spans both retry delays (20 ms + 40 ms)"
+    );
+
+    // Gauges, sampled: everything is done, three jobs are dead.
+    for (state, want) in [
+        ("ready", 0.0),
+        ("pending", 0.0),
+        ("delayed", 0.0),
+        ("dead", 3.0),
+    ] {
+        assert_eq!(
+            value(&m, "ward_queue_depth", &[("queue", "q"), ("state", state)]),
+            want,
+            "{state}"
+        );
+    }
+    assert_eq!(value(&m, "ward_queue_lag_seconds", &[("queue", "q")]), 0.0);
+    assert_eq!(value(&m, "ward_inflight", &[("queue", "q")]), 0.0);
+    assert_eq!(value(&m, "ward_redis_up", &[]), 1.0);
+    assert_eq!(value(&m, "ward_ready", &[]), 1.0);
+    assert_eq!(value(&m, "ward_build_info", &[]), 1.0);
+
+    // The scrape shows exactly the metrics Ward says it registers.
+    let want: BTreeSet<String> = ward::obs::METRICS.iter().map(|s| s.to_string()).collect();
+    assert_eq!(exported(&m), want);
+}
+
+#[test]
+fn queue_depth_and_lag_show_a_backlog() {
+    let redis = Redis::start();
+    let port = free_port();
+    // One slot, and every job sleeps: a backlog builds up behind it.
+    let _ward = Ward::start(
+        &obs_config(&redis, port, "", &job("flaky", "flaky", ""))
+            .replace("concurrency = 8", "concurrency = 1"),
+    )
+    .ready();
+    let slow = vec![
+        ("job", "flaky"),
+        ("payload", r#"{"sleep_ms":3000,"times":0}"#),
+    ];
+    xadd_all(&redis, &vec![slow; 4]);
+    enqueue_with(&redis, &["--delay", "1h"], "flaky", "{}");
+    wait_for(WAIT, "a backlog one second old", || {
+        let m = scrape(port);
+        sample(&m, "ward_queue_depth", &[("state", "ready")]) == Some(3.0)
+            && sample(&m, "ward_queue_depth", &[("state", "pending")]) == Some(1.0)
+            && sample(&m, "ward_queue_depth", &[("state", "delayed")]) == Some(1.0)
+            && sample(&m, "ward_inflight", &[]) == Some(1.0)
+            && sample(&m, "ward_queue_lag_seconds", &[]).is_some_and(|lag| lag >= 1.0)
+    });
+}
+
+#[test]
+fn every_log_line_of_an_attempt_carries_the_job_and_its_correlation_ids() {
+    let redis = Redis::start();
+    let port = free_port();
+    let ward_proc = Ward::start(&obs_config(&redis, port, "", &job("flaky", "flaky", ""))).ready();
+    let id = xadd_all(
+        &redis,
+        &[vec![
+            ("job", "flaky"),
+            ("payload", r#"{"fail":"transient","times":1}"#),
+            ("order_id", "o-17"),
+            ("request_id", "req-9"),
+            ("tenant", "not-a-correlation-field"),
+        ]],
+    )
+    .remove(0);
+    wait_final(&redis, &id, WAIT);
+    let lines: Vec<Value> = ward_proc
+        .log_lines()
+        .into_iter()
+        .filter(|l| l["job_id"] == id.as_str())
+        .collect();
+    let plugin: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["target"] == "ward::plugin")
+        .collect();
+    assert_eq!(plugin.len(), 2, "one plugin line per attempt: {lines:#?}");
+    for (line, attempt) in plugin.iter().zip([1, 2]) {
+        assert_eq!(line["attempt"], attempt, "{line}");
+        assert_eq!(line["queue"], "q", "{line}");
+        assert_eq!(line["job"], "flaky", "{line}");
+        assert_eq!(line["order_id"], "o-17", "{line}");
+        assert_eq!(line["request_id"], "req-9", "{line}");
+        assert!(line.get("tenant").is_none(), "only the fixed set: {line}");
+        assert!(
+            line.get("user_id").is_none(),
+            "absent ids are left out: {line}"
+        );
+    }
+    let retry = lines
+        .iter()
+        .find(|l| l["message"] == "attempt failed; retrying")
+        .expect("the retry line");
+    assert_eq!(
+        retry["order_id"], "o-17",
+        "the daemon's own lines too: {retry}"
+    );
+}
+
+#[test]
+fn twenty_dead_letters_make_one_grouped_alert_and_the_cooldown_holds_the_repeat() {
+    let redis = Redis::start();
+    let port = free_port();
+    // The webhook fails once: the alert is retried, not lost.
+    let hook = Hook::start(&[500]);
+    let alerts = format!(
+        "[alerts]\nenvironment = \"test\"\nwindow = \"1m\"\nthreshold = 5\ncooldown = \"1h\"\ngrowth_factor = 2.0\ngroup_wait = \"2s\"\n\n[[alerts.webhook]]\nurl = \"{}\"\n",
+        hook.url()
+    );
+    let _ward = Ward::start(&obs_config(
+        &redis,
+        port,
+        &alerts,
+        &job("flaky", "flaky", ""),
+    ))
+    .ready();
+    let poison = vec![
+        ("job", "flaky"),
+        ("payload", r#"{"fail":"permanent","upstream":"mailer"}"#),
+    ];
+    xadd_all(&redis, &vec![poison.clone(); 20]);
+    wait_for(WAIT, "20 dead letters", || dead_letters(&redis).len() == 20);
+    wait_for(WAIT, "the alert, sent again after a 500", || {
+        hook.requests().len() == 2
+    });
+    let got = hook.requests();
+    assert_eq!(got[0].body, got[1].body, "the retry sends the same alert");
+    assert_eq!(got[1].headers["content-type"], "application/json");
+    let alert: Value = serde_json::from_str(&got[1].body).unwrap();
+    assert_eq!(alert["kind"], "dead_letter", "{alert:#}");
+    assert_eq!(alert["queue"], "q");
+    assert_eq!(alert["job"], "flaky");
+    assert_eq!(alert["environment"], "test");
+    assert_eq!(
+        alert["count"], 20,
+        "one alert for the whole burst: {alert:#}"
+    );
+    assert_eq!(alert["classes"]["permanent"], 20);
+    assert_eq!(alert["latest"]["attempts"], 1);
+    assert_eq!(alert["latest"]["upstream"], "mailer");
+    assert_eq!(alert["latest"]["reason"], "permanent");
+    assert_eq!(alert["latest"]["class"], "permanent");
+    assert!(
+        alert["latest"]["error"].as_str().unwrap().contains("flaky"),
+        "{alert:#}"
+    );
+    assert!(alert["first_at"].as_str().unwrap() <= alert["last_at"].as_str().unwrap());
+
+    // Five more within the cooldown: 25 < 2 x 20, so no second alert.
+    xadd_all(&redis, &vec![poison; 5]);
+    wait_for(WAIT, "25 dead letters", || dead_letters(&redis).len() == 25);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(hook.requests().len(), 2, "the cooldown holds the repeat");
+    let m = scrape(port);
+    assert_eq!(
+        value(
+            &m,
+            "ward_alerts_total",
+            &[("kind", "dead_letter"), ("result", "sent")]
+        ),
+        1.0
+    );
+    assert_eq!(value(&m, "ward_alerts_dropped_total", &[]), 0.0);
+}
+
+#[test]
+fn a_secret_in_a_failing_jobs_error_never_reaches_the_alert_body() {
+    let redis = Redis::start();
+    let port = free_port();
+    let hook = Hook::start(&[]);
+    let token = format!(
+        "tok-{:016x}",
+        u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    );
+    let alerts = format!(
+        "[alerts]\nthreshold = 1\ngroup_wait = \"200ms\"\n\n[[alerts.webhook]]\nurl = \"{}\"\nheaders = {{ Authorization = \"secret:WARD_TEST_ALERT_TOKEN\" }}\n",
+        hook.url()
+    );
+    let _ward = Ward::start_with_env(
+        &obs_config(&redis, port, &alerts, &job("flaky", "flaky", "")),
+        &[("WARD_TEST_ALERT_TOKEN", &token)],
+    )
+    .ready();
+    let payload =
+        format!(r#"{{"fail":"permanent","message":"upstream refused Bearer {token} (401)"}}"#);
+    enqueue(&redis, "flaky", &payload);
+    wait_for(WAIT, "the alert", || !hook.requests().is_empty());
+    let got = &hook.requests()[0];
+    assert_eq!(
+        got.headers["authorization"], token,
+        "the header secret is read from the daemon's environment"
+    );
+    assert!(
+        !got.body.contains(&token),
+        "the secret leaked: {}",
+        got.body
+    );
+    let alert: Value = serde_json::from_str(&got.body).unwrap();
+    assert_eq!(
+        alert["latest"]["error"], "upstream refused Bearer [redacted] (401)",
+        "{alert:#}"
+    );
+}
+
+#[test]
+fn readyz_is_503_until_redis_is_reachable_and_healthz_is_200_throughout() {
+    let redis_port = free_port();
+    let port = free_port();
+    let cfg = format!(
+        "[metrics]\nlisten = \"127.0.0.1:{port}\"\nsample_interval = \"200ms\"\n\n[redis]\nurl = \"redis://127.0.0.1:{redis_port}\"\n\n[[queue]]\nname = \"q\"\n\n{}",
+        job("noop", "noop", "")
+    );
+    let _ward = Ward::start(&cfg);
+    wait_for(WAIT, "/healthz", || {
+        get(port, "/healthz").is_some_and(|(s, _)| s == 200)
+    });
+    for _ in 0..3 {
+        let (status, body) = get(port, "/readyz").unwrap();
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            body.starts_with("not ready: redis:"),
+            "says which check fails: {body}"
+        );
+        assert_eq!(get(port, "/healthz").unwrap().0, 200);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (_, metrics) = get(port, "/metrics").unwrap();
+    assert_eq!(value(&metrics, "ward_redis_up", &[]), 0.0);
+
+    let _redis = Redis::start_on(redis_port);
+    wait_for(WAIT, "/readyz to turn 200", || {
+        assert_eq!(get(port, "/healthz").unwrap().0, 200, "healthz stays 200");
+        get(port, "/readyz").is_some_and(|(s, body)| s == 200 && body == "ready\n")
+    });
+    assert_eq!(get(port, "/nope").unwrap().0, 404);
+}
+
+// ---------------------------------------------- the shipped rules and dashboard
+
+#[test]
+fn the_alert_rules_parse_and_use_only_metrics_ward_exports() {
+    let path = workspace().join("config/prometheus/ward-alerts.yml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let mut used = BTreeSet::new();
+    let mut alerts = Vec::new();
+    for group in doc["groups"].as_sequence().expect("groups") {
+        assert!(group["name"].as_str().is_some());
+        for rule in group["rules"].as_sequence().expect("rules") {
+            let name = rule["alert"].as_str().expect("every rule is an alert");
+            let expr = rule["expr"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: expr"));
+            assert!(
+                rule["labels"]["severity"].as_str().is_some(),
+                "{name}: severity"
+            );
+            assert!(
+                rule["annotations"]["summary"].as_str().is_some(),
+                "{name}: summary"
+            );
+            let names = metric_names(expr);
+            for m in &names {
+                assert!(
+                    ward::obs::METRICS.contains(&m.as_str()),
+                    "{name} uses {m}, which Ward does not export"
+                );
+            }
+            used.extend(names);
+            alerts.push(name.to_string());
+        }
+    }
+    for m in [
+        "ward_dead_letters_total",
+        "ward_jobs_total",
+        "ward_queue_lag_seconds",
+    ] {
+        assert!(used.contains(m), "no rule watches {m}");
+    }
+    assert!(
+        text.contains("up{") || text.contains("up =="),
+        "a rule for a worker that is down"
+    );
+    assert!(alerts.len() >= 4, "{alerts:?}");
+    // Where Prometheus' own checker is installed, it has the last word.
+    if let Ok(out) = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&path)
+        .output()
+    {
+        assert!(
+            out.status.success(),
+            "promtool: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn the_dashboard_parses_and_uses_only_metrics_ward_exports() {
+    let path = workspace().join("config/grafana/ward-dashboard.json");
+    let dash: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    fn walk(v: &Value, exprs: &mut Vec<String>, types: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("expr" | "definition", Value::String(e)) => exprs.push(e.clone()),
+                        ("type", Value::String(t)) => types.push(t.clone()),
+                        _ => walk(v, exprs, types),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, exprs, types)),
+            _ => {}
+        }
+    }
+    let (mut exprs, mut types) = (Vec::new(), Vec::new());
+    walk(&dash, &mut exprs, &mut types);
+    let used: BTreeSet<String> = exprs.iter().flat_map(|e| metric_names(e)).collect();
+    for m in &used {
+        assert!(
+            ward::obs::METRICS.contains(&m.as_str()),
+            "the dashboard uses {m}, which Ward does not export"
+        );
+    }
+    for m in [
+        "ward_dead_letters_total",
+        "ward_attempts_total",
+        "ward_jobs_total",
+        "ward_queue_depth",
+        "ward_queue_lag_seconds",
+        "ward_job_time_to_success_seconds",
+        "ward_job_attempts_to_success",
+        "ward_inflight",
+    ] {
+        assert!(used.contains(m), "no panel shows {m}");
+    }
+    assert!(
+        types.iter().any(|t| t == "heatmap"),
+        "attempts to success as a heatmap"
+    );
+    assert!(dash["title"].as_str().is_some() && dash["uid"].as_str().is_some());
+}
