@@ -26,8 +26,11 @@ fn build_lang_plugins() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let script = workspace().join("scripts/build-lang-plugins");
+        // From the workspace root, so that a relative CARGO_TARGET_DIR means
+        // the same folder to the script as to `common::plugins()`.
         let out = Command::new("bash")
             .arg(&script)
+            .current_dir(workspace())
             .output()
             .expect("run scripts/build-lang-plugins");
         assert!(
@@ -168,11 +171,10 @@ fn run_cases(job_type: &str, plugin: &str) {
             Outcome::Succeeded { attempts, result } => {
                 assert_eq!(s["state"], "succeeded", "{context}");
                 assert_eq!(s["attempts"], attempts, "{context}");
-                assert_eq!(
-                    String::from_utf8_lossy(&result_bytes(&redis, &id)),
-                    result,
-                    "{context}"
-                );
+                // Exactly these bytes (the text first, for a readable diff).
+                let stored = result_bytes(&redis, &id);
+                assert_eq!(String::from_utf8_lossy(&stored), result, "{context}");
+                assert_eq!(stored, result.as_bytes(), "{context}");
                 assert_eq!(s["result"], result, "{context}");
                 if attempts > 1 {
                     // The failures before the success are remembered.

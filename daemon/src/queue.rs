@@ -1274,10 +1274,18 @@ impl Queue {
     /// Redis errors.
     pub async fn job_status(&self, id: &str) -> Result<Option<JobStatus>, QueueError> {
         let mut con = self.con.clone();
-        let record: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+        let mut record: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
             .arg(self.keys.record(id))
             .query_async(&mut con)
             .await?;
+        if record.is_empty() && !self.entry_exists(id).await? {
+            // The attempt may have been recorded (entry deleted, record
+            // written, in one script) between the two reads: look again.
+            record = redis::cmd("HGETALL")
+                .arg(self.keys.record(id))
+                .query_async(&mut con)
+                .await?;
+        }
         let text = |name: &str| {
             record
                 .iter()
@@ -1361,6 +1369,10 @@ impl Queue {
             dead_reason: text("dead_reason"),
             result: text("result"),
         }))
+    }
+
+    async fn entry_exists(&self, entry_id: &str) -> Result<bool, QueueError> {
+        Ok(self.entry(entry_id).await?.is_some())
     }
 
     /// The stream entry with id `entry_id`, if it is still in the stream.

@@ -118,12 +118,11 @@ impl EngineSet {
         cfg.consume_fuel(fuel);
         let slots = slots.max(1);
         let mut pool = PoolingAllocationConfig::new();
-        // Rust and C components carry one or two core instances; interpreters
-        // built with componentize-py/-js carry a handful. Leave room for both.
+        // A componentize-py component holds 14 core instances; size for it.
         pool.total_component_instances(slots)
-            .total_core_instances(slots.saturating_mul(8))
-            .total_memories(slots.saturating_mul(4))
-            .total_tables(slots.saturating_mul(8))
+            .total_core_instances(slots.saturating_mul(16))
+            .total_memories(slots.saturating_mul(8))
+            .total_tables(slots.saturating_mul(16))
             .total_stacks(slots)
             .max_memory_size(max_memory);
         cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
@@ -520,6 +519,11 @@ fn classify_trap(err: &wasmtime::Error, state: &HostState, sandbox: &Sandbox) ->
             }
             Some(Trap::UnreachableCodeReached) => "unreachable",
             Some(_) => "trap",
+            None if message.contains("maximum concurrent") => {
+                // The instance pool was full: the daemon's capacity, not the
+                // plugin's fault, so the attempt is worth retrying.
+                return Outcome::failure(FailureClass::Transient, message).with_code("capacity");
+            }
             None => "host-error",
         }
     };

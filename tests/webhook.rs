@@ -1,0 +1,320 @@
+//! The webhook plugin (`plugins/webhook`) against real receivers: a private
+//! redis-server, the real `ward` daemon, and [`HttpStub`]s on 127.0.0.1
+//! that the job types are allowed to reach.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(60);
+/// Fast retries, so a transient failure costs milliseconds; a receiver's
+/// Retry-After still wins.
+const RETRY: &str = "max_attempts = 3\ninitial_delay = \"20ms\"\njitter = \"none\"";
+const TOKEN: &str = "whk-7c1d9e0f3a2b";
+
+/// A `webhook` job type `name`, allowed to reach 127.0.0.1:`port`.
+fn webhook(name: &str, port: u16, extra: &str) -> String {
+    job(
+        name,
+        "webhook",
+        &format!("http = {{ allow = [\"127.0.0.1:{port}\"], timeout = \"5s\" }}\n{extra}"),
+    )
+}
+
+/// A payload POSTing `body` to `path` on 127.0.0.1:`port`.
+fn payload(port: u16, path: &str, body: &str) -> String {
+    format!(r#"{{"url":"http://127.0.0.1:{port}{path}","body":{body}}}"#)
+}
+
+/// One request as the stub recorded it.
+struct Seen {
+    /// `POST /hook HTTP/1.1`
+    line: String,
+    /// Header names in lower case.
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+fn parse(raw: &str) -> Seen {
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.split("\r\n");
+    let line = lines.next().unwrap().to_string();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Seen {
+        line,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+fn seen(stub: &HttpStub) -> Vec<Seen> {
+    stub.requests().iter().map(|r| parse(r)).collect()
+}
+
+fn history(s: &Value) -> Vec<Value> {
+    s["history"].as_array().cloned().unwrap_or_default()
+}
+
+fn ms(v: &Value, key: &str) -> i64 {
+    v[key].as_i64().unwrap_or_else(|| panic!("no {key} in {v}"))
+}
+
+#[test]
+fn a_delivered_webhook_carries_its_key_type_body_and_token() {
+    let stub = HttpStub::start(vec![(200, String::new(), "thanks".into())]);
+    let redis = Redis::start();
+    let jobs = webhook("hook", stub.port, "")
+        + &webhook("signed", stub.port, "secrets = [\"WEBHOOK_TOKEN\"]");
+    let ward_proc = Ward::start_with_env(
+        &config_with(&redis, 4, RETRY, &jobs),
+        &[("WEBHOOK_TOKEN", TOKEN)],
+    )
+    .ready();
+
+    // No key given: the job id is the idempotency key; no token granted.
+    let body = r#"{"event": "order.paid", "order": {"id": 17, "total": 12.50}}"#;
+    let plain = enqueue(
+        &redis,
+        "hook",
+        &format!(
+            r#"{{"url":"http://127.0.0.1:{}/hook","body":{body},"headers":{{"X-Source":"ward"}}}}"#,
+            stub.port
+        ),
+    );
+    let s = wait_final(&redis, &plain, WAIT);
+    assert_eq!(s["state"], "succeeded", "{s}");
+    assert_eq!(s["attempts"], 1, "{s}");
+    assert_eq!(s["result"], "thanks", "{s}");
+    let got = seen(&stub);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].line, "POST /hook HTTP/1.1");
+    assert_eq!(got[0].headers["idempotency-key"], plain);
+    assert_eq!(got[0].headers["content-type"], "application/json");
+    assert_eq!(got[0].headers["x-source"], "ward");
+    assert!(
+        !got[0].headers.contains_key("authorization"),
+        "a job type not granted the token sends none: {:?}",
+        got[0].headers
+    );
+    let sent = r#"{"event":"order.paid","order":{"id":17,"total":12.50}}"#;
+    assert_eq!(
+        got[0].body, sent,
+        "the body, compact, key order and numbers as enqueued"
+    );
+    assert_eq!(got[0].headers["content-length"], sent.len().to_string());
+    assert!(!got[0].headers.contains_key("transfer-encoding"));
+
+    // A given key is forwarded as it is; the granted token goes along.
+    let signed = enqueue_with(
+        &redis,
+        &["--idempotency-key", "order-17"],
+        "signed",
+        &payload(stub.port, "/signed", r#"{"n":1}"#),
+    );
+    let s = wait_final(&redis, &signed, WAIT);
+    assert_eq!(s["state"], "succeeded", "{s}");
+    let got = seen(&stub);
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].line, "POST /signed HTTP/1.1");
+    assert_eq!(got[1].headers["idempotency-key"], "order-17");
+    assert_eq!(got[1].headers["authorization"], format!("Bearer {TOKEN}"));
+    assert_eq!(got[1].body, r#"{"n":1}"#);
+
+    // One log line per attempt, naming the method, host and status.
+    wait_for(Duration::from_secs(5), "the plugin's log lines", || {
+        let lines = ward_proc.log_lines();
+        [&plain, &signed].iter().all(|id| {
+            lines.iter().any(|l| {
+                l["target"] == "ward::plugin"
+                    && l["job_id"] == id.as_str()
+                    && l["message"] == "POST 127.0.0.1: HTTP 200"
+            })
+        })
+    });
+    assert!(
+        !ward_proc.logs().contains(TOKEN),
+        "the token is never logged"
+    );
+    assert!(
+        !ward_proc.logs().contains("order.paid"),
+        "the body is never logged"
+    );
+}
+
+#[test]
+fn a_503_is_retried_and_the_next_attempt_delivers() {
+    let stub = HttpStub::start(vec![
+        (503, String::new(), "busy".into()),
+        (200, String::new(), "ok".into()),
+    ]);
+    let redis = Redis::start();
+    let _ward = Ward::start(&config_with(
+        &redis,
+        4,
+        RETRY,
+        &webhook("hook", stub.port, ""),
+    ))
+    .ready();
+    let id = enqueue(&redis, "hook", &payload(stub.port, "/hook", "{}"));
+    let s = wait_final(&redis, &id, WAIT);
+    assert_eq!(s["state"], "succeeded", "{s}");
+    assert_eq!(s["attempts"], 2, "{s}");
+    let h = history(&s);
+    assert_eq!(h[0]["class"], "transient", "{s}");
+    assert_eq!(h[0]["code"], "http-503", "{s}");
+    assert_eq!(h[0]["upstream"], "127.0.0.1", "{s}");
+    assert_eq!(h[1]["class"], "success", "{s}");
+    let got = seen(&stub);
+    assert_eq!(got.len(), 2);
+    assert!(
+        got.iter().all(|r| r.headers["idempotency-key"] == id),
+        "both attempts carry the same key"
+    );
+}
+
+#[test]
+fn a_429_with_retry_after_waits_as_long_as_the_receiver_asks() {
+    let stub = HttpStub::start(vec![
+        (429, "retry-after: 1\r\n".into(), "slow down".into()),
+        (200, String::new(), "ok".into()),
+    ]);
+    let redis = Redis::start();
+    let _ward = Ward::start(&config_with(
+        &redis,
+        4,
+        RETRY,
+        &webhook("hook", stub.port, ""),
+    ))
+    .ready();
+    let id = enqueue(&redis, "hook", &payload(stub.port, "/hook", "{}"));
+    let s = wait_final(&redis, &id, WAIT);
+    assert_eq!(s["state"], "succeeded", "{s}");
+    let h = history(&s);
+    assert_eq!(h.len(), 2, "{s}");
+    assert_eq!(h[0]["class"], "recoverable", "{s}");
+    assert_eq!(h[0]["code"], "http-429", "{s}");
+    assert_eq!(
+        ms(&h[0], "delay_ms"),
+        1000,
+        "Retry-After, not the 20 ms backoff"
+    );
+    let gap = ms(&h[1], "started_at") - ms(&h[0], "finished_at");
+    assert!(
+        gap >= 1000,
+        "attempt 2 started {gap} ms after attempt 1 ended"
+    );
+    assert!(ms(&h[1], "started_at") - ms(&h[0], "started_at") >= 1000);
+}
+
+#[test]
+fn a_400_is_dead_after_exactly_one_attempt() {
+    let stub = HttpStub::start(vec![(400, String::new(), "no such order".into())]);
+    let redis = Redis::start();
+    let _ward = Ward::start(&config_with(
+        &redis,
+        4,
+        RETRY,
+        &webhook("hook", stub.port, ""),
+    ))
+    .ready();
+    let id = enqueue(&redis, "hook", &payload(stub.port, "/hook", "{}"));
+    let s = wait_final(&redis, &id, WAIT);
+    assert_eq!(s["state"], "dead", "{s}");
+    assert_eq!(s["attempts"], 1, "{s}");
+    assert_eq!(s["dead_reason"], "permanent", "{s}");
+    assert_eq!(s["last_error"]["code"], "http-400", "{s}");
+    assert_eq!(s["last_error"]["upstream"], "127.0.0.1", "{s}");
+    assert_eq!(stub.requests().len(), 1);
+}
+
+#[test]
+fn a_receiver_outside_the_allow_list_is_never_called() {
+    let allowed = HttpStub::start(vec![(200, String::new(), String::new())]);
+    let other = HttpStub::start(vec![(200, String::new(), String::new())]);
+    let redis = Redis::start();
+    let _ward = Ward::start(&config_with(
+        &redis,
+        4,
+        RETRY,
+        &webhook("hook", allowed.port, ""),
+    ))
+    .ready();
+    let id = enqueue(&redis, "hook", &payload(other.port, "/hook", "{}"));
+    let s = wait_final(&redis, &id, WAIT);
+    assert_eq!(s["state"], "dead", "{s}");
+    assert_eq!(s["attempts"], 1, "{s}");
+    assert_eq!(s["last_error"]["code"], "http-denied", "{s}");
+    assert!(other.requests().is_empty(), "the stub was not called");
+    assert!(allowed.requests().is_empty());
+}
+
+#[test]
+fn the_url_secret_stands_in_for_a_missing_url() {
+    let stub = HttpStub::start(vec![(200, String::new(), String::new())]);
+    let redis = Redis::start();
+    let jobs = webhook("fixed", stub.port, "secrets = [\"WEBHOOK_URL\"]")
+        + &webhook("hook", stub.port, "");
+    let secret_url = format!("http://127.0.0.1:{}/from-secret/s3cret-path", stub.port);
+    let ward_proc = Ward::start_with_env(
+        &config_with(&redis, 4, RETRY, &jobs),
+        &[("WEBHOOK_URL", secret_url.as_str())],
+    )
+    .ready();
+
+    let id = enqueue(&redis, "fixed", r#"{"body":{"n":2}}"#);
+    let s = wait_final(&redis, &id, WAIT);
+    assert_eq!(s["state"], "succeeded", "{s}");
+    let got = seen(&stub);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].line, "POST /from-secret/s3cret-path HTTP/1.1");
+    assert!(
+        !ward_proc.logs().contains("s3cret-path"),
+        "the URL's path is not logged"
+    );
+
+    // Without the secret, a payload without `url` cannot be delivered.
+    let id = enqueue(&redis, "hook", r#"{"body":{"n":2}}"#);
+    let s = wait_final(&redis, &id, WAIT);
+    assert_eq!(s["state"], "dead", "{s}");
+    assert_eq!(s["attempts"], 1, "{s}");
+    assert_eq!(s["last_error"]["code"], "invalid-payload", "{s}");
+    assert_eq!(seen(&stub).len(), 1, "nothing more was sent");
+}
+
+#[test]
+fn payloads_it_cannot_deliver_are_dead_at_once_as_invalid_payload() {
+    let stub = HttpStub::start(vec![(200, String::new(), String::new())]);
+    let redis = Redis::start();
+    let _ward = Ward::start(&config_with(
+        &redis,
+        4,
+        RETRY,
+        &webhook("hook", stub.port, ""),
+    ))
+    .ready();
+    let url = format!("http://127.0.0.1:{}/hook", stub.port);
+    for bad in [
+        "not json".to_string(),
+        format!(r#"{{"url":"{url}"}}"#),
+        format!(r#"{{"url":"{url}","body":{{}},"header":{{}}}}"#),
+        format!(r#"{{"url":"{url}","body":{{}},"headers":{{"Idempotency-Key":"mine"}}}}"#),
+        r#"{"url":"ftp://127.0.0.1/hook","body":{}}"#.to_string(),
+    ] {
+        let id = enqueue(&redis, "hook", &bad);
+        let s = wait_final(&redis, &id, WAIT);
+        assert_eq!(s["state"], "dead", "{bad}: {s}");
+        assert_eq!(s["attempts"], 1, "{bad}: {s}");
+        assert_eq!(s["dead_reason"], "permanent", "{bad}: {s}");
+        assert_eq!(s["last_error"]["code"], "invalid-payload", "{bad}: {s}");
+    }
+    assert!(stub.requests().is_empty(), "nothing was sent");
+}
