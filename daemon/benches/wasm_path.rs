@@ -74,6 +74,20 @@ fn instantiate_and_call(c: &mut Criterion) {
             "{name}: {:?}",
             first.outcome
         );
+        // The plugin guide's figures: median and p99 of 1,000 single attempts.
+        let mut times: Vec<Duration> = (0..1000)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                let _ = rt.block_on(plugin.run(input.clone(), &sandbox));
+                t.elapsed()
+            })
+            .collect();
+        times.sort_unstable();
+        let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+        println!(
+            "attempts/{name}: {size} bytes; 1,000 attempts: median {:?}, p99 {:?}, max {:?}",
+            times[500], times[990], times[999]
+        );
         c.bench_function(&format!("instantiate+call/{name}"), |b| {
             b.iter(|| rt.block_on(plugin.run(input.clone(), &sandbox)));
         });

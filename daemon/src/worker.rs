@@ -43,6 +43,9 @@ const MAX_PROMOTE: usize = 512;
 /// The longest the promoter sleeps without looking at the delayed set: a
 /// safety net for a lost wake-up message, not the normal path.
 const PROMOTE_IDLE: Duration = Duration::from_secs(1);
+/// How long a shutdown keeps trying to record finished attempts while Redis
+/// is unreachable before it gives up (the deliveries stay pending in Redis).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 /// How often each queue checks that Redis still has Ward's functions.
 const FUNCTIONS_CHECK: Duration = Duration::from_secs(5);
 /// Most dead letters one retention call removes per limit; a larger
@@ -353,6 +356,7 @@ async fn consume_queue(
         in_flight.clone(),
         dead_written,
         shaping,
+        stop.clone(),
     ));
     let (beat_stop, beat_rx) = watch::channel(false);
     let heartbeat = tokio::spawn(heartbeat(
@@ -814,15 +818,20 @@ fn log_attempt(
 
 /// Applies finished attempts in batches. A batch that fails is re-sent until
 /// it lands: [`Queue::apply`] is idempotent per delivery, and dropping it
-/// would leave jobs pending with their outcome forgotten.
+/// would leave jobs pending with their outcome forgotten. The one exception
+/// is a shutdown while Redis stays unreachable: after [`SHUTDOWN_GRACE`] the
+/// daemon gives up and exits, and those deliveries, still pending in Redis,
+/// are reclaimed after their lease and run again (at-least-once).
 async fn complete(
     queue: Queue,
     mut rx: mpsc::Receiver<Completion>,
     in_flight: InFlight,
     dead_written: Arc<Notify>,
     shaping: DeadShaping,
+    stop: watch::Receiver<bool>,
 ) {
     let mut batch = Vec::with_capacity(MAX_APPLY);
+    let mut stopping_since: Option<std::time::Instant> = None;
     while let Some(first) = rx.recv().await {
         batch.push(first);
         while batch.len() < MAX_APPLY {
@@ -844,15 +853,25 @@ async fn complete(
             shape_dead_payload(c, &queue.keys.queue, redact, shaping.payload_max);
         }
         let mut delay = Duration::from_millis(50);
-        loop {
+        let recorded = loop {
             match queue.apply(&batch).await {
                 Ok(_) => {
                     if any_dead {
                         dead_written.notify_one();
                     }
-                    break;
+                    break true;
                 }
                 Err(e) => {
+                    if *stop.borrow() {
+                        let since = *stopping_since.get_or_insert_with(std::time::Instant::now);
+                        if since.elapsed() >= SHUTDOWN_GRACE {
+                            tracing::error!(
+                                queue = %queue.keys.queue, error = %e, jobs = batch.len(),
+                                "shutting down with Redis unreachable: these finished attempts are not recorded; their deliveries stay pending and are run again after their lease expires"
+                            );
+                            break false;
+                        }
+                    }
                     let first_job = batch.first().map(|c| c.job_id.as_str()).unwrap_or("");
                     tracing::error!(
                         queue = %queue.keys.queue, error = %e, jobs = batch.len(), first_job,
@@ -862,8 +881,10 @@ async fn complete(
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
             }
+        };
+        if recorded {
+            crate::obs::recorded(&queue.keys.queue, &batch);
         }
-        crate::obs::recorded(&queue.keys.queue, &batch);
         if let Ok(mut set) = in_flight.lock() {
             for c in &batch {
                 set.remove(&c.entry_id);
