@@ -333,3 +333,23 @@ fn sigterm_stops_the_daemon_cleanly() {
     let status = ward_proc.stop();
     assert!(status.success(), "exit status {status}");
 }
+
+#[test]
+fn sighup_is_ignored_with_a_word_not_a_crash() {
+    let redis = Redis::start();
+    let mut ward_proc = Ward::start(&config(&redis, 4, &job("noop", "noop", ""))).ready();
+    let pid = ward_proc.pid().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_for(Duration::from_secs(10), "the SIGHUP warning", || {
+        ward_proc.logs().contains("SIGHUP ignored")
+    });
+    assert!(ward_proc.is_running());
+    let id = enqueue(&redis, "noop", "{}");
+    assert_eq!(wait_final(&redis, &id, WAIT)["state"], "succeeded");
+}

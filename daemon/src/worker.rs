@@ -372,6 +372,7 @@ async fn consume_queue(
         cfg.lease,
         jobs.clone(),
         done_tx.clone(),
+        in_flight.clone(),
         stop.clone(),
     ));
     let mut attempts = JoinSet::new();
@@ -715,6 +716,7 @@ async fn reclaim(
     lease: Duration,
     jobs: Arc<HashMap<String, Arc<JobType>>>,
     done: mpsc::Sender<Completion>,
+    in_flight: InFlight,
     mut stop: watch::Receiver<bool>,
 ) {
     let every = (lease / 2).max(Duration::from_millis(100));
@@ -732,6 +734,11 @@ async fn reclaim(
             }
         };
         for d in deliveries {
+            // After a Redis outage longer than the lease, this daemon's own
+            // running attempts look expired too; they are alive, leave them.
+            if in_flight.lock().is_ok_and(|set| set.contains(&d.entry_id)) {
+                continue;
+            }
             let c = match d.parse() {
                 Err(m) => malformed(&queue.keys.queue, m),
                 Ok(entry) => {
@@ -743,7 +750,11 @@ async fn reclaim(
                     let expiries = entry.lease_expiries + 1;
                     let progress = Progress {
                         attempt: entry.attempt,
-                        first_attempt_ms: entry.first_at.unwrap_or(now),
+                        // A lost first attempt never recorded its start; it
+                        // began after the enqueue (the entry id's time).
+                        first_attempt_ms: entry
+                            .first_at
+                            .unwrap_or_else(|| entry_time_ms(&entry.entry_id).unwrap_or(now)),
                         now_ms: now,
                         previous_delay: entry.last_delay_ms.map(Duration::from_millis),
                     };
@@ -775,6 +786,11 @@ async fn reclaim(
             }
         }
     }
+}
+
+/// The millisecond part of a stream entry id (`1763791234567-0`).
+fn entry_time_ms(entry_id: &str) -> Option<u64> {
+    entry_id.split_once('-').and_then(|(ms, _)| ms.parse().ok())
 }
 
 /// One line per attempt. Successes log at debug so a busy queue does not
