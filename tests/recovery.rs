@@ -392,3 +392,66 @@ fn a_redis_restart_with_aof_loses_no_acknowledged_job() {
     );
     assert_eq!(wait_final(&redis, &late, WAIT)["state"], "succeeded");
 }
+
+#[test]
+fn consumers_of_stopped_daemons_are_forgotten_unless_they_hold_work() {
+    let redis = Redis::start();
+    let mut con = redis.con();
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg("ward:{q}:jobs")
+        .arg("ward")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query(&mut con)
+        .unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg("ward:{q}:jobs")
+        .arg("*")
+        .arg("job")
+        .arg("noop")
+        .query(&mut con)
+        .unwrap();
+    // `busy` leases the one entry and keeps it pending; `idle` and `me` hold nothing.
+    for name in ["idle", "me"] {
+        let _: i64 = redis::cmd("XGROUP")
+            .arg("CREATECONSUMER")
+            .arg("ward:{q}:jobs")
+            .arg("ward")
+            .arg(name)
+            .query(&mut con)
+            .unwrap();
+    }
+    {
+        let _: redis::Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("ward")
+            .arg("busy")
+            .arg("COUNT")
+            .arg(1)
+            .arg("STREAMS")
+            .arg("ward:{q}:jobs")
+            .arg(">")
+            .query(&mut con)
+            .unwrap();
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let gone = rt.block_on(async {
+        let con = ward::queue::connect(&redis.url(), Duration::from_secs(1))
+            .await
+            .unwrap();
+        let queue = ward::queue::Queue::new(ward::queue::Keys::new("q"), con);
+        queue
+            .forget_idle_consumers("me", Duration::ZERO)
+            .await
+            .unwrap()
+    });
+    assert_eq!(gone, vec!["idle".to_string()]);
+    let left: Vec<redis::Value> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg("ward:{q}:jobs")
+        .arg("ward")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(left.len(), 2, "busy (holds a delivery) and me stay");
+}

@@ -1232,6 +1232,77 @@ impl Queue {
         }
     }
 
+    /// Removes consumers of the group that hold no pending delivery and
+    /// have not read for `idle` (daemons that stopped or died, each with its
+    /// own name); returns their names. A live daemon reads every few seconds,
+    /// and one removed by mistake is recreated by its next read.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn forget_idle_consumers(
+        &self,
+        me: &str,
+        idle: Duration,
+    ) -> Result<Vec<String>, QueueError> {
+        let mut con = self.con.clone();
+        let reply: Value = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&self.keys.jobs)
+            .arg(GROUP)
+            .query_async(&mut con)
+            .await?;
+        let Value::Array(consumers) = reply else {
+            return Ok(Vec::new());
+        };
+        let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+        let mut gone = Vec::new();
+        for c in consumers {
+            let fields: Vec<(String, Value)> = match c {
+                Value::Array(flat) => flat
+                    .chunks(2)
+                    .filter_map(|kv| match kv {
+                        [Value::BulkString(k), v] => {
+                            Some((String::from_utf8_lossy(k).into_owned(), v.clone()))
+                        }
+                        [Value::SimpleString(k), v] => Some((k.clone(), v.clone())),
+                        _ => None,
+                    })
+                    .collect(),
+                Value::Map(pairs) => pairs
+                    .into_iter()
+                    .filter_map(|(k, v)| match k {
+                        Value::BulkString(k) => Some((String::from_utf8_lossy(&k).into_owned(), v)),
+                        Value::SimpleString(k) => Some((k, v)),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => continue,
+            };
+            let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+            let name = match get("name") {
+                Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                Some(Value::SimpleString(s)) => s.clone(),
+                _ => continue,
+            };
+            let pending = matches!(get("pending"), Some(Value::Int(n)) if *n > 0);
+            let idle_for = match get("idle") {
+                Some(Value::Int(n)) => *n,
+                _ => 0,
+            };
+            if name != me && !pending && idle_for >= idle_ms {
+                let _: i64 = redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(&self.keys.jobs)
+                    .arg(GROUP)
+                    .arg(&name)
+                    .query_async(&mut con)
+                    .await?;
+                gone.push(name);
+            }
+        }
+        Ok(gone)
+    }
+
     /// Checks the idempotency keys of a batch: `(job id, key, ttl)` each.
     ///
     /// # Errors

@@ -46,6 +46,11 @@ const PROMOTE_IDLE: Duration = Duration::from_secs(1);
 /// How long a shutdown keeps trying to record finished attempts while Redis
 /// is unreachable before it gives up (the deliveries stay pending in Redis).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+/// How often a daemon looks for consumers of stopped daemons to remove.
+const CONSUMER_SWEEP: Duration = Duration::from_secs(300);
+/// A consumer with nothing pending that has not read for this long belongs
+/// to a daemon that is gone (each daemon reads every few seconds).
+const CONSUMER_IDLE: Duration = Duration::from_secs(3600);
 /// How often each queue checks that Redis still has Ward's functions.
 const FUNCTIONS_CHECK: Duration = Duration::from_secs(5);
 /// Most dead letters one retention call removes per limit; a larger
@@ -721,10 +726,23 @@ async fn reclaim(
 ) {
     let every = (lease / 2).max(Duration::from_millis(100));
     let lease_text = humantime::format_duration(lease).to_string();
+    let mut forgotten_at = std::time::Instant::now();
     loop {
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
+        }
+        if forgotten_at.elapsed() >= CONSUMER_SWEEP {
+            forgotten_at = std::time::Instant::now();
+            match queue.forget_idle_consumers(&consumer, CONSUMER_IDLE).await {
+                Ok(gone) if !gone.is_empty() => {
+                    tracing::info!(queue = %queue.keys.queue, consumers = ?gone, "removed idle consumers of stopped daemons (no pending deliveries)");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(queue = %queue.keys.queue, error = %e, "cannot list the group's consumers")
+                }
+            }
         }
         let deliveries = match queue.reclaim(&consumer, lease, MAX_APPLY).await {
             Ok(d) => d,
