@@ -196,17 +196,7 @@ fn a_thousand_plain_xadd_jobs_all_finish_each_run_exactly_once() {
     let redis = Redis::start();
     let ward_proc = Ward::start(&config(&redis, 32, &job("flaky", "flaky", ""))).ready();
     let mut con = redis.con();
-    let mut pipe = redis::pipe();
-    for _ in 0..1000 {
-        pipe.cmd("XADD")
-            .arg("ward:{q}:jobs")
-            .arg("*")
-            .arg("job")
-            .arg("flaky")
-            .arg("payload")
-            .arg(r#"{"times":0}"#);
-    }
-    let ids: Vec<String> = pipe.query(&mut con).unwrap();
+    let ids = xadd_many(&redis, 1000, "flaky", r#"{"times":0}"#);
     assert_eq!(ids.len(), 1000);
 
     wait_for(WAIT, "all 1000 jobs to succeed", || {

@@ -197,17 +197,7 @@ fn two_daemons_promoting_at_once_run_each_retry_once() {
     let a = Ward::start(&cfg).ready();
     let b = Ward::start(&cfg).ready();
     let mut con = redis.con();
-    let mut pipe = redis::pipe();
-    for _ in 0..300 {
-        pipe.cmd("XADD")
-            .arg("ward:{q}:jobs")
-            .arg("*")
-            .arg("job")
-            .arg("flaky")
-            .arg("payload")
-            .arg(r#"{"fail":"transient","times":1}"#);
-    }
-    let ids: Vec<String> = pipe.query(&mut con).unwrap();
+    let ids = xadd_many(&redis, 300, "flaky", r#"{"fail":"transient","times":1}"#);
     // Every job fails once, waits in the delayed set, and both daemons race
     // to promote the retries.
     wait_for(WAIT, "all 300 jobs to succeed", || {

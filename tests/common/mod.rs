@@ -345,6 +345,22 @@ pub fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// `n` plain `XADD`s of job type `job` with `payload` into queue `q`, in one
+/// pipeline, the way any client enqueues; returns the entry (= job) ids.
+pub fn xadd_many(redis: &Redis, n: usize, job: &str, payload: &str) -> Vec<String> {
+    let mut pipe = redis::pipe();
+    for _ in 0..n {
+        pipe.cmd("XADD")
+            .arg("ward:{q}:jobs")
+            .arg("*")
+            .arg("job")
+            .arg(job)
+            .arg("payload")
+            .arg(payload);
+    }
+    pipe.query(&mut redis.con()).unwrap()
+}
+
 /// `ward enqueue` into queue `q`; returns the job id.
 pub fn enqueue(redis: &Redis, job: &str, payload: &str) -> String {
     enqueue_with(redis, &[], job, payload)
