@@ -213,7 +213,7 @@ pub fn config_queue(
     jobs: &str,
 ) -> String {
     format!(
-        "[redis]\nurl = \"{}\"\n\n[defaults.retry]\n{retry}\n\n[[queue]]\nname = \"q\"\nconcurrency = {concurrency}\n{queue_keys}\n\n{jobs}",
+        "{METRICS_ANY_PORT}[redis]\nurl = \"{}\"\n\n[defaults.retry]\n{retry}\n\n[[queue]]\nname = \"q\"\nconcurrency = {concurrency}\n{queue_keys}\n\n{jobs}",
         redis.url()
     )
 }
