@@ -4,12 +4,78 @@
 //! The per-attempt log line stays in [`crate::worker`] (`log_attempt`);
 //! these events add what is counted.
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram};
 
 use crate::job::Outcome;
 use crate::obs::alerts::{self, AlertEvent, AlertKind};
 use crate::obs::metrics::{self as m, job_label};
 use crate::queue::{Action, Completion, QueueSample};
+
+/// The hot-path metric handles of one (queue, job type), registered once.
+/// Building a labelled key per event (allocating and hashing the label
+/// strings, then a registry lookup) was a visible share of daemon CPU per
+/// job; a handle is a shared pointer to the metric.
+struct Handles {
+    duration: Histogram,
+    instantiate: Histogram,
+    time_to_success: Histogram,
+    attempts_to_success: Histogram,
+    /// `ward_jobs_total` by outcome: succeeded, retried, dead, duplicate.
+    jobs: [Counter; 4],
+    /// `ward_attempts_total` by class, in [`CLASSES`] order.
+    attempts: [Counter; 6],
+}
+
+const OUTCOMES: [&str; 4] = ["succeeded", "retried", "dead", "duplicate"];
+const CLASSES: [&str; 6] = [
+    "success",
+    "transient",
+    "recoverable",
+    "permanent",
+    "timeout",
+    "crash",
+];
+
+type HandleMap = HashMap<String, HashMap<String, Arc<Handles>>>;
+static HANDLES: LazyLock<Mutex<HandleMap>> = LazyLock::new(Mutex::default);
+static INFLIGHT_GAUGES: LazyLock<Mutex<HashMap<String, Gauge>>> = LazyLock::new(Mutex::default);
+
+fn handles(queue: &str, job: &str) -> Arc<Handles> {
+    let job = job_label(queue, job);
+    let mut map = HANDLES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(h) = map.get(queue).and_then(|jobs| jobs.get(&job)) {
+        return h.clone();
+    }
+    let (q, j) = (queue.to_string(), job.clone());
+    let h = Arc::new(Handles {
+        duration: metrics::histogram!(m::JOB_DURATION, "queue" => q.clone(), "job" => j.clone()),
+        instantiate: metrics::histogram!(m::PLUGIN_INSTANTIATE, "queue" => q.clone(), "job" => j.clone()),
+        time_to_success: metrics::histogram!(m::TIME_TO_SUCCESS, "queue" => q.clone(), "job" => j.clone()),
+        attempts_to_success: metrics::histogram!(m::ATTEMPTS_TO_SUCCESS, "queue" => q.clone(), "job" => j.clone()),
+        jobs: OUTCOMES.map(|o| metrics::counter!(m::JOBS_TOTAL, "queue" => q.clone(), "job" => j.clone(), "outcome" => o)),
+        attempts: CLASSES.map(|c| metrics::counter!(m::ATTEMPTS_TOTAL, "queue" => q.clone(), "job" => j.clone(), "class" => c)),
+    });
+    map.entry(q).or_default().insert(j, h.clone());
+    h
+}
+
+fn inflight_gauge(queue: &str) -> Gauge {
+    let mut map = INFLIGHT_GAUGES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(g) = map.get(queue) {
+        return g.clone();
+    }
+    let g = metrics::gauge!(m::INFLIGHT, "queue" => queue.to_string());
+    map.insert(queue.to_string(), g.clone());
+    g
+}
 
 /// An attempt's plugin call ended (any outcome).
 #[derive(Debug)]
@@ -27,12 +93,10 @@ pub struct AttemptFinished<'a> {
 impl AttemptFinished<'_> {
     /// Records the duration histograms.
     pub fn emit(&self) {
-        let (queue, job) = (self.queue.to_string(), job_label(self.queue, self.job));
-        metrics::histogram!(m::JOB_DURATION, "queue" => queue.clone(), "job" => job.clone())
-            .record(self.elapsed.as_secs_f64());
+        let h = handles(self.queue, self.job);
+        h.duration.record(self.elapsed.as_secs_f64());
         if let Some(i) = self.instantiate {
-            metrics::histogram!(m::PLUGIN_INSTANTIATE, "queue" => queue, "job" => job)
-                .record(i.as_secs_f64());
+            h.instantiate.record(i.as_secs_f64());
         }
     }
 }
@@ -75,19 +139,18 @@ impl JobRecorded<'_> {
     /// histograms or `ward_dead_letters_total`, and raises a dead-letter alert.
     pub fn emit(&self) {
         let c = self.completion;
-        let queue = self.queue.to_string();
-        let job = job_label(self.queue, &c.job);
+        let h = handles(self.queue, &c.job);
         let outcome = match c.action {
-            Action::Ack => "succeeded",
-            Action::Retry => "retried",
-            Action::Dead(_) => "dead",
-            Action::Duplicate => "duplicate",
+            Action::Ack => 0,
+            Action::Retry => 1,
+            Action::Dead(_) => 2,
+            Action::Duplicate => 3,
         };
-        metrics::counter!(m::JOBS_TOTAL, "queue" => queue.clone(), "job" => job.clone(), "outcome" => outcome)
-            .increment(1);
-        if let Some(class) = attempt_class(c) {
-            metrics::counter!(m::ATTEMPTS_TOTAL, "queue" => queue.clone(), "job" => job.clone(), "class" => class)
-                .increment(1);
+        h.jobs[outcome].increment(1);
+        if let Some(class) = attempt_class(c)
+            && let Some(i) = CLASSES.iter().position(|k| *k == class)
+        {
+            h.attempts[i].increment(1);
         }
         match c.action {
             Action::Ack => {
@@ -95,13 +158,12 @@ impl JobRecorded<'_> {
                     .or((c.first_at_ms > 0).then_some(c.first_at_ms))
                     .unwrap_or(c.started_ms);
                 let seconds = c.finished_ms.saturating_sub(since) as f64 / 1000.0;
-                metrics::histogram!(m::TIME_TO_SUCCESS, "queue" => queue.clone(), "job" => job.clone())
-                    .record(seconds);
-                metrics::histogram!(m::ATTEMPTS_TO_SUCCESS, "queue" => queue, "job" => job)
-                    .record(f64::from(c.attempt.max(1)));
+                h.time_to_success.record(seconds);
+                h.attempts_to_success.record(f64::from(c.attempt.max(1)));
             }
             Action::Dead(reason) => {
-                metrics::counter!(m::DEAD_LETTERS_TOTAL, "queue" => queue, "job" => job.clone(), "reason" => m::reason_label(reason))
+                let job = job_label(self.queue, &c.job);
+                metrics::counter!(m::DEAD_LETTERS_TOTAL, "queue" => self.queue.to_string(), "job" => job.clone(), "reason" => m::reason_label(reason))
                     .increment(1);
                 alerts::raise(AlertEvent::dead_letter(self.queue, &job, c, reason));
             }
@@ -229,7 +291,7 @@ pub struct InFlight {
 impl InFlight {
     /// Counts one more attempt in flight for `queue`.
     pub fn start(queue: &str) -> InFlight {
-        metrics::gauge!(m::INFLIGHT, "queue" => queue.to_string()).increment(1.0);
+        inflight_gauge(queue).increment(1.0);
         InFlight {
             queue: queue.to_string(),
         }
@@ -238,7 +300,7 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        metrics::gauge!(m::INFLIGHT, "queue" => self.queue.clone()).decrement(1.0);
+        inflight_gauge(&self.queue).decrement(1.0);
     }
 }
 
