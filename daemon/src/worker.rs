@@ -770,9 +770,9 @@ async fn reclaim(
                         attempt: entry.attempt,
                         // A lost first attempt never recorded its start; it
                         // began after the enqueue (the entry id's time).
-                        first_attempt_ms: entry
-                            .first_at
-                            .unwrap_or_else(|| entry_time_ms(&entry.entry_id).unwrap_or(now)),
+                        first_attempt_ms: entry.first_at.unwrap_or_else(|| {
+                            crate::obs::events::enqueued_ms(&entry.entry_id).unwrap_or(now)
+                        }),
                         now_ms: now,
                         previous_delay: entry.last_delay_ms.map(Duration::from_millis),
                     };
@@ -804,11 +804,6 @@ async fn reclaim(
             }
         }
     }
-}
-
-/// The millisecond part of a stream entry id (`1763791234567-0`).
-fn entry_time_ms(entry_id: &str) -> Option<u64> {
-    entry_id.split_once('-').and_then(|(ms, _)| ms.parse().ok())
 }
 
 /// One line per attempt. Successes log at debug so a busy queue does not

@@ -26,19 +26,11 @@ struct Handles {
     attempts_to_success: Histogram,
     /// `ward_jobs_total` by outcome: succeeded, retried, dead, duplicate.
     jobs: [Counter; 4],
-    /// `ward_attempts_total` by class, in [`CLASSES`] order.
-    attempts: [Counter; 6],
+    /// `ward_attempts_total` by class, in [`m::CLASSES`] order.
+    attempts: Vec<Counter>,
 }
 
 const OUTCOMES: [&str; 4] = ["succeeded", "retried", "dead", "duplicate"];
-const CLASSES: [&str; 6] = [
-    "success",
-    "transient",
-    "recoverable",
-    "permanent",
-    "timeout",
-    "crash",
-];
 
 type HandleMap = HashMap<String, HashMap<String, Arc<Handles>>>;
 static HANDLES: LazyLock<Mutex<HandleMap>> = LazyLock::new(Mutex::default);
@@ -59,7 +51,7 @@ fn handles(queue: &str, job: &str) -> Arc<Handles> {
         time_to_success: metrics::histogram!(m::TIME_TO_SUCCESS, "queue" => q.clone(), "job" => j.clone()),
         attempts_to_success: metrics::histogram!(m::ATTEMPTS_TO_SUCCESS, "queue" => q.clone(), "job" => j.clone()),
         jobs: OUTCOMES.map(|o| metrics::counter!(m::JOBS_TOTAL, "queue" => q.clone(), "job" => j.clone(), "outcome" => o)),
-        attempts: CLASSES.map(|c| metrics::counter!(m::ATTEMPTS_TOTAL, "queue" => q.clone(), "job" => j.clone(), "class" => c)),
+        attempts: m::CLASSES.iter().map(|&c| metrics::counter!(m::ATTEMPTS_TOTAL, "queue" => q.clone(), "job" => j.clone(), "class" => c)).collect(),
     });
     map.entry(q).or_default().insert(j, h.clone());
     h
@@ -148,7 +140,7 @@ impl JobRecorded<'_> {
         };
         h.jobs[outcome].increment(1);
         if let Some(class) = attempt_class(c)
-            && let Some(i) = CLASSES.iter().position(|k| *k == class)
+            && let Some(i) = m::CLASSES.iter().position(|k| *k == class)
         {
             h.attempts[i].increment(1);
         }
