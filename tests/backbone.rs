@@ -343,3 +343,72 @@ fn sighup_is_ignored_with_a_word_not_a_crash() {
     let id = enqueue(&redis, "noop", "{}");
     assert_eq!(wait_final(&redis, &id, WAIT)["state"], "succeeded");
 }
+
+/// The stream's length and the `acked` counter, read together.
+fn stream_len_and_acked(redis: &Redis) -> (usize, Option<usize>) {
+    redis::pipe()
+        .cmd("XLEN")
+        .arg("ward:{q}:jobs")
+        .cmd("GET")
+        .arg("ward:{q}:acked")
+        .query(&mut redis.con())
+        .unwrap()
+}
+
+/// A queue with a job that sleeps 3 s and succeeds, and no-op jobs.
+fn slow_and_quick(redis: &Redis) -> (Ward, String) {
+    let jobs = job("flaky", "flaky", "timeout = \"30s\"") + &job("noop", "noop", "");
+    let ward = Ward::start(&config(redis, 4, &jobs)).ready();
+    let slow = enqueue(redis, "flaky", r#"{"sleep_ms":3000,"times":0}"#);
+    wait_for(WAIT, "the slow job to start", || {
+        show(redis, &slow)["state"] == "running"
+    });
+    (ward, slow)
+}
+
+#[test]
+fn acknowledged_entries_wait_behind_a_running_one_and_are_trimmed_after_it() {
+    let redis = Redis::start();
+    let (_ward, slow) = slow_and_quick(&redis);
+    let quick = xadd_many(&redis, 50, "noop", "{}");
+    for id in &quick {
+        assert_eq!(wait_final(&redis, id, WAIT)["state"], "succeeded");
+    }
+    // Everything after the running entry is acknowledged but stays until the
+    // running one is done: trimming never removes a pending entry.
+    assert_eq!(stream_len_and_acked(&redis), (51, Some(50)));
+    let mut con = redis.con();
+    let running: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg("ward:{q}:jobs")
+        .arg(&slow)
+        .arg(&slow)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(running.len(), 1, "the running entry is still in the stream");
+    assert_eq!(wait_final(&redis, &slow, WAIT)["state"], "succeeded");
+    wait_for(WAIT, "the stream to be trimmed", || {
+        stream_len_and_acked(&redis) == (0, Some(0))
+    });
+}
+
+#[test]
+fn past_the_bound_acknowledged_entries_are_deleted_one_by_one() {
+    let redis = Redis::start();
+    let (_ward, slow) = slow_and_quick(&redis);
+    // As if 100,000 acknowledged entries were already waiting behind the slow job.
+    let _: () = redis::cmd("SET")
+        .arg("ward:{q}:acked")
+        .arg(100_000)
+        .query(&mut redis.con())
+        .unwrap();
+    let quick = xadd_many(&redis, 50, "noop", "{}");
+    for id in &quick {
+        assert_eq!(wait_final(&redis, id, WAIT)["state"], "succeeded");
+    }
+    let (len, _) = stream_len_and_acked(&redis);
+    assert_eq!(len, 1, "only the running entry is left");
+    assert_eq!(wait_final(&redis, &slow, WAIT)["state"], "succeeded");
+    wait_for(WAIT, "the stream to be empty", || {
+        stream_len_and_acked(&redis) == (0, Some(0))
+    });
+}
