@@ -16,6 +16,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use ward::job::{FailureClass, Outcome};
+use ward::obs::logging::AttemptIdent;
 use ward::policy::{self, Progress, RetryPolicy};
 use ward::runtime::{DEFAULT_MEMORY_LIMIT, JobInput, Runtime, Sandbox};
 
@@ -60,10 +61,14 @@ fn instantiate_and_call(c: &mut Criterion) {
         }
         let plugin = runtime.load(&path, false).unwrap();
         let input = JobInput {
-            id: "1-0".into(),
-            name: name.into(),
+            ident: AttemptIdent {
+                queue: "bench".into(),
+                job_id: "1-0".into(),
+                job: name.into(),
+                attempt: 1,
+                correlation: Vec::new(),
+            },
             payload: payload.to_vec(),
-            attempt: 1,
             idempotency_key: Some("1-0".into()),
             checkpoint: None,
         };

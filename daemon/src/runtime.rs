@@ -39,6 +39,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::job::{FailureClass, Outcome};
+use crate::obs::logging::AttemptIdent;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -315,14 +316,11 @@ pub struct Plugin {
 /// What a plugin sees of the job it runs.
 #[derive(Debug, Clone)]
 pub struct JobInput {
-    /// Job id.
-    pub id: String,
-    /// Job type.
-    pub name: String,
+    /// Who the attempt is: job id, type, attempt number, queue and
+    /// correlation ids, for its log lines.
+    pub ident: AttemptIdent,
     /// Payload bytes, as enqueued.
     pub payload: Vec<u8>,
-    /// 1-based attempt number.
-    pub attempt: u32,
     /// Idempotency key, if the enqueuer gave one.
     pub idempotency_key: Option<String>,
     /// Checkpoint saved by the previous attempt.
@@ -404,6 +402,8 @@ pub struct Attempt {
     pub http_calls: Vec<HttpCall>,
     /// How long instantiating the plugin took (`None` if it did not finish).
     pub instantiate: Option<Duration>,
+    /// The payload, handed back so it need not be copied for the plugin.
+    pub payload: Vec<u8>,
 }
 
 impl Plugin {
@@ -423,13 +423,24 @@ impl Plugin {
     /// an error: every way an attempt can end is an [`Outcome`].
     pub async fn run(&self, input: JobInput, sandbox: &Sandbox) -> Attempt {
         let deadline = Instant::now() + sandbox.timeout;
-        let mut store = Store::new(self.pre.engine(), HostState::new(&input, sandbox, deadline));
+        let job = wit::Job {
+            id: input.ident.job_id.clone(),
+            name: input.ident.job.clone(),
+            payload: input.payload,
+            attempt: input.ident.attempt,
+            idempotency_key: input.idempotency_key,
+            checkpoint: input.checkpoint,
+        };
+        let mut store = Store::new(
+            self.pre.engine(),
+            HostState::new(input.ident, sandbox, deadline),
+        );
         store.limiter(|s| &mut s.limiter);
         if let Some(fuel) = sandbox.fuel {
             // Fails only on an engine without fuel metering; the worker loads
             // plugins of fuel-limited job types on the metering engine.
             if let Err(e) = store.set_fuel(fuel) {
-                tracing::error!(job_id = %input.id, error = %e, "cannot set fuel; running without it");
+                tracing::error!(job_id = %job.id, error = %e, "cannot set fuel; running without it");
             }
         }
         store.set_epoch_deadline(1);
@@ -441,14 +452,6 @@ impl Plugin {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
-        let job = wit::Job {
-            id: input.id,
-            name: input.name,
-            payload: input.payload,
-            attempt: input.attempt,
-            idempotency_key: input.idempotency_key,
-            checkpoint: input.checkpoint,
-        };
         // The epoch only interrupts running wasm; a plugin parked in an async
         // host call (a sleep, an HTTP request) is cut off by this outer
         // timeout. The small grace lets the epoch path report first.
@@ -475,8 +478,13 @@ impl Plugin {
         Attempt {
             outcome: redact_outcome(outcome, sandbox),
             checkpoint: state.checkpoint.take(),
-            http_calls: state.http_hooks.calls(),
+            http_calls: state
+                .http_hooks
+                .as_ref()
+                .map(http::Hooks::calls)
+                .unwrap_or_default(),
             instantiate,
+            payload: job.payload,
         }
     }
 }
@@ -624,66 +632,77 @@ impl ResourceLimiter for MemoryLimiter {
 
 /// Per-attempt host state: the sandbox's WASI context and what the plugin
 /// hands back through `ward:plugin/host`.
+///
+/// Most plugins never touch WASI, HTTP or the log, and setting those up
+/// (a seeded random generator, output captures, a span) costs more than
+/// running a small plugin, so each is made on first use.
 pub struct HostState {
-    wasi: WasiCtx,
+    wasi: Option<Wasi>,
     table: ResourceTable,
     http_ctx: WasiHttpCtx,
-    http_hooks: http::Hooks,
+    http_hooks: Option<http::Hooks>,
+    http_policy: Arc<http::HttpPolicy>,
     limiter: MemoryLimiter,
     deadline: Instant,
     timed_out: bool,
-    job_id: String,
-    job_name: String,
+    ident: AttemptIdent,
+    span: Option<tracing::Span>,
     checkpoint: Option<Vec<u8>>,
     secrets: Arc<BTreeMap<String, String>>,
+    output_limit: usize,
+}
+
+/// The WASI context of an attempt and the captures of its output.
+struct Wasi {
+    ctx: WasiCtx,
     stdout: output::CappedOutput,
     stderr: output::CappedOutput,
 }
 
 impl HostState {
-    fn new(input: &JobInput, sandbox: &Sandbox, deadline: Instant) -> HostState {
-        let stdout = output::CappedOutput::new(sandbox.output_limit);
-        let stderr = output::CappedOutput::new(sandbox.output_limit);
-        // No preopens, no env, no args, no sockets: the sandbox starts with
-        // nothing but clocks, randomness and captured output.
-        let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+    fn new(ident: AttemptIdent, sandbox: &Sandbox, deadline: Instant) -> HostState {
         HostState {
-            wasi,
+            wasi: None,
             table: ResourceTable::new(),
             http_ctx: WasiHttpCtx::new(),
-            http_hooks: http::Hooks::new(sandbox.http.clone(), input.id.clone()),
+            http_hooks: None,
+            http_policy: sandbox.http.clone(),
             limiter: MemoryLimiter {
                 max: sandbox.memory,
                 hit: false,
             },
             deadline,
             timed_out: false,
-            job_id: input.id.clone(),
-            job_name: input.name.clone(),
+            ident,
+            span: None,
             checkpoint: None,
             secrets: sandbox.secrets.clone(),
-            stdout,
-            stderr,
+            output_limit: sandbox.output_limit,
         }
+    }
+
+    /// The attempt's span, made the first time the attempt logs.
+    fn span(&mut self) -> tracing::Span {
+        self.span.get_or_insert_with(|| self.ident.span()).clone()
     }
 
     /// Writes what the plugin printed to the daemon's log, tagged with the
     /// job id, bounded, secrets redacted.
-    fn log_output(&self, sandbox: &Sandbox) {
-        for (stream, capture) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
-            let (bytes, dropped) = capture.take();
+    fn log_output(&mut self, sandbox: &Sandbox) {
+        let Some(wasi) = &self.wasi else { return };
+        let captured = [
+            ("stdout", wasi.stdout.take()),
+            ("stderr", wasi.stderr.take()),
+        ];
+        for (stream, (bytes, dropped)) in captured {
             if bytes.is_empty() && dropped == 0 {
                 continue;
             }
             let text = sandbox.redact(&String::from_utf8_lossy(&bytes));
+            let span = self.span();
+            let _entered = span.enter();
             tracing::info!(
-                target: "ward::plugin", job_id = %self.job_id, job = %self.job_name, stream,
+                target: "ward::plugin", job_id = %self.ident.job_id, job = %self.ident.job, stream,
                 dropped_bytes = dropped, "{}", text.trim_end()
             );
         }
@@ -692,8 +711,27 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let limit = self.output_limit;
+        let wasi = self.wasi.get_or_insert_with(|| {
+            let stdout = output::CappedOutput::new(limit);
+            let stderr = output::CappedOutput::new(limit);
+            // No preopens, no env, no args, no sockets: the sandbox starts
+            // with nothing but clocks, randomness and captured output.
+            let ctx = WasiCtx::builder()
+                .stdout(stdout.clone())
+                .stderr(stderr.clone())
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .build();
+            Wasi {
+                ctx,
+                stdout,
+                stderr,
+            }
+        });
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: &mut wasi.ctx,
             table: &mut self.table,
         }
     }
@@ -704,7 +742,9 @@ impl WasiHttpView for HostState {
         WasiHttpCtxView {
             ctx: &mut self.http_ctx,
             table: &mut self.table,
-            hooks: &mut self.http_hooks,
+            hooks: self.http_hooks.get_or_insert_with(|| {
+                http::Hooks::new(self.http_policy.clone(), self.ident.job_id.clone())
+            }),
         }
     }
 }
@@ -715,7 +755,9 @@ impl host::Host for HostState {
     fn log(&mut self, level: host::Level, message: String) {
         let mut message = redact(&message, &self.secrets);
         truncate(&mut message, 4096);
-        let (id, job) = (&self.job_id, &self.job_name);
+        let span = self.span();
+        let _entered = span.enter();
+        let (id, job) = (&self.ident.job_id, &self.ident.job);
         match level {
             host::Level::Trace => {
                 tracing::trace!(target: "ward::plugin", job_id = %id, job = %job, "{message}")
@@ -737,7 +779,9 @@ impl host::Host for HostState {
 
     fn save_checkpoint(&mut self, data: Vec<u8>) {
         if data.len() > MAX_CHECKPOINT {
-            tracing::warn!(job_id = %self.job_id, size = data.len(), max = MAX_CHECKPOINT, "checkpoint too large; ignored");
+            let span = self.span();
+            let _entered = span.enter();
+            tracing::warn!(job_id = %self.ident.job_id, size = data.len(), max = MAX_CHECKPOINT, "checkpoint too large; ignored");
             return;
         }
         self.checkpoint = Some(data);

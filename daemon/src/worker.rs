@@ -22,10 +22,10 @@ use anyhow::Context as _;
 use futures_util::StreamExt as _;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
-use tracing::Instrument as _;
 
 use crate::config::{Config, DeadLetterConfig, QueueConfig};
 use crate::job::{DeadReason, FailureClass, Outcome};
+use crate::obs::logging::AttemptIdent;
 use crate::policy::{self, Decision, Progress, RetryPolicy};
 use crate::queue::{self, Action, Completion, Delivery, KeyCheck, Keys, Queue};
 use crate::redact::{self, FieldPath};
@@ -348,6 +348,7 @@ async fn consume_queue(
     dead_written: Arc<Notify>,
 ) {
     let jobs = Arc::new(jobs);
+    let queue_name: Arc<str> = cfg.name.as_str().into();
     let in_flight: InFlight = Arc::default();
     let slots = Arc::new(Semaphore::new(cfg.concurrency as usize));
     let (done_tx, done_rx) = mpsc::channel::<Completion>(MAX_APPLY * 4);
@@ -432,19 +433,15 @@ async fn consume_queue(
                 }
                 Work::Run(entry, job_type) => {
                     let done = done_tx.clone();
-                    let name = cfg.name.clone();
-                    let span = crate::obs::logging::attempt_span(&name, &entry);
-                    attempts.spawn(
-                        async move {
-                            let c = run_attempt(entry, &name, &job_type).await;
-                            // The completer only stops once every sender is gone.
-                            if done.send(c).await.is_err() {
-                                tracing::error!(queue = %name, "completer gone; the delivery stays pending");
-                            }
-                            drop(permit);
+                    let name = queue_name.clone();
+                    attempts.spawn(async move {
+                        let c = run_attempt(entry, &name, &job_type).await;
+                        // The completer only stops once every sender is gone.
+                        if done.send(c).await.is_err() {
+                            tracing::error!(queue = %name, "completer gone; the delivery stays pending");
                         }
-                        .instrument(span),
-                    );
+                        drop(permit);
+                    });
                 }
             }
         }
@@ -613,15 +610,18 @@ fn duplicate(entry: queue::JobEntry, job_type: &JobType, owner: Option<String>) 
     c
 }
 
-async fn run_attempt(entry: queue::JobEntry, queue_name: &str, job_type: &JobType) -> Completion {
+async fn run_attempt(
+    mut entry: queue::JobEntry,
+    queue_name: &Arc<str>,
+    job_type: &JobType,
+) -> Completion {
     let _in_flight = crate::obs::events::InFlight::start(queue_name);
     let started_ms = queue::now_ms();
     let clock = std::time::Instant::now();
     let input = JobInput {
-        id: entry.id.clone(),
-        name: entry.job.clone(),
-        payload: entry.payload.clone(),
-        attempt: entry.attempt,
+        ident: AttemptIdent::of(queue_name, &entry),
+        // The plugin hands the payload back; a retry or dead letter needs it.
+        payload: std::mem::take(&mut entry.payload),
         // Plugins always get a key to forward upstream: the job id when the
         // enqueuer gave none, which is stable across retries.
         idempotency_key: Some(
@@ -633,6 +633,7 @@ async fn run_attempt(entry: queue::JobEntry, queue_name: &str, job_type: &JobTyp
         checkpoint: entry.checkpoint.clone(),
     };
     let result = job_type.plugin.run(input, &job_type.sandbox).await;
+    entry.payload = result.payload;
     let elapsed = clock.elapsed();
     crate::obs::events::AttemptFinished {
         queue: queue_name,
@@ -815,6 +816,12 @@ fn log_attempt(
     decision: Decision,
     elapsed: Duration,
 ) {
+    let quiet = matches!(outcome, Outcome::Success(_)) && !tracing::enabled!(tracing::Level::DEBUG);
+    if quiet {
+        return;
+    }
+    let span = AttemptIdent::of(&Arc::from(queue), entry).span();
+    let _entered = span.enter();
     let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
     match outcome {
         Outcome::Success(_) => tracing::debug!(

@@ -67,32 +67,74 @@ pub fn init(json: bool, daemon: bool, config_level: Option<&str>) {
     };
 }
 
-/// The span of one attempt: `job_id`, `queue`, `job`, `attempt` and the
-/// [`CORRELATION_FIELDS`] the entry carries.
-///
-/// At ERROR level so it is enabled whatever the log filter: its fields must
-/// be on every line the attempt writes, at any level.
-#[must_use]
-pub fn attempt_span(queue: &str, entry: &JobEntry) -> tracing::Span {
-    let get = |name: &str| -> Option<String> {
-        let (_, v) = entry.extra.iter().find(|(k, _)| k == name)?;
-        let mut s = std::str::from_utf8(v).ok()?.to_string();
-        crate::runtime::truncate(&mut s, MAX_CORRELATION);
-        Some(s)
-    };
-    tracing::span!(
-        Level::ERROR,
-        "attempt",
-        job_id = %entry.id,
-        queue,
-        job = %entry.job,
-        attempt = entry.attempt,
-        user_id = get("user_id"),
-        order_id = get("order_id"),
-        request_id = get("request_id"),
-        correlation_id = get("correlation_id"),
-        trace_id = get("trace_id"),
-    )
+/// Who an attempt is, for its log lines. Building a span costs more than
+/// running a no-op plugin, so an attempt carries this and makes its span
+/// only when it has something to log ([`AttemptIdent::span`]).
+#[derive(Debug, Clone)]
+pub struct AttemptIdent {
+    /// Queue name.
+    pub queue: std::sync::Arc<str>,
+    /// Job id.
+    pub job_id: String,
+    /// Job type.
+    pub job: String,
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// The [`CORRELATION_FIELDS`] the entry carries (usually none).
+    pub correlation: Vec<(&'static str, String)>,
+}
+
+impl AttemptIdent {
+    /// The identity of the attempt that runs `entry`.
+    #[must_use]
+    pub fn of(queue: &std::sync::Arc<str>, entry: &JobEntry) -> AttemptIdent {
+        let mut correlation = Vec::new();
+        for (k, v) in &entry.extra {
+            let Some(name) = CORRELATION_FIELDS.iter().find(|f| **f == k.as_str()) else {
+                continue;
+            };
+            if let Ok(v) = std::str::from_utf8(v) {
+                let mut v = v.to_string();
+                crate::runtime::truncate(&mut v, MAX_CORRELATION);
+                correlation.push((*name, v));
+            }
+        }
+        AttemptIdent {
+            queue: queue.clone(),
+            job_id: entry.id.clone(),
+            job: entry.job.clone(),
+            attempt: entry.attempt,
+            correlation,
+        }
+    }
+
+    /// The span of this attempt: `job_id`, `queue`, `job`, `attempt` and
+    /// the [`CORRELATION_FIELDS`] the entry carries.
+    ///
+    /// At ERROR level so it is enabled whatever the log filter: its fields
+    /// must be on every line the attempt writes, at any level.
+    #[must_use]
+    pub fn span(&self) -> tracing::Span {
+        let get = |name: &str| -> Option<&str> {
+            self.correlation
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        tracing::span!(
+            Level::ERROR,
+            "attempt",
+            job_id = %self.job_id,
+            queue = &*self.queue,
+            job = %self.job,
+            attempt = self.attempt,
+            user_id = get("user_id"),
+            order_id = get("order_id"),
+            request_id = get("request_id"),
+            correlation_id = get("correlation_id"),
+            trace_id = get("trace_id"),
+        )
+    }
 }
 
 /// One JSON object per line: `timestamp`, `level`, `target`, the event's
@@ -227,7 +269,7 @@ mod tests {
             ],
         };
         tracing::subscriber::with_default(subscriber, || {
-            let span = attempt_span("q", &entry);
+            let span = AttemptIdent::of(&"q".into(), &entry).span();
             let _e = span.enter();
             tracing::info!(target: "ward::plugin", "hello {}", 1);
             tracing::warn!(job = "other", n = 3u64, "second");
