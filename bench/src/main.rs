@@ -488,10 +488,11 @@ fn raw_cycle(redis: &RedisServer, n: usize) -> anyhow::Result<(f64, f64)> {
         if ids.is_empty() {
             break;
         }
-        let mut pipe = redis::pipe();
-        pipe.cmd("XACK").arg(STREAM).arg("g").arg(&ids).ignore();
-        pipe.cmd("XDEL").arg(STREAM).arg(&ids).ignore();
-        let (): () = pipe.query(&mut con)?;
+        let (): () = redis::cmd("XACK")
+            .arg(STREAM)
+            .arg("g")
+            .arg(&ids)
+            .query(&mut con)?;
         done += ids.len();
     }
     let secs = start.elapsed().as_secs_f64();
