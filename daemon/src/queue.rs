@@ -275,7 +275,7 @@ pub struct Completion {
     /// What to do next.
     pub action: Action,
     /// sha256 of the plugin that ran (empty when none did).
-    pub plugin_digest: String,
+    pub plugin_digest: std::sync::Arc<str>,
     /// Checkpoint to hand to the next attempt.
     pub checkpoint: Option<Vec<u8>>,
     /// Correlation fields carried from the entry.
@@ -1074,7 +1074,7 @@ impl Queue {
         // is sent once and referred to by index.
         let mut digests: Vec<&str> = Vec::new();
         for c in batch {
-            if !digests.contains(&c.plugin_digest.as_str()) {
+            if !digests.contains(&&*c.plugin_digest) {
                 digests.push(&c.plugin_digest);
             }
         }
@@ -1090,7 +1090,7 @@ impl Queue {
                 };
                 let digest = digests
                     .iter()
-                    .position(|d| *d == c.plugin_digest)
+                    .position(|d| *d == &*c.plugin_digest)
                     .map_or(0, |k| k + 1);
                 inv.arg("f")
                     .arg(&c.entry_id)
@@ -1150,7 +1150,7 @@ impl Queue {
                 .arg(message)
                 .arg(upstream)
                 .arg(reason)
-                .arg(&c.plugin_digest)
+                .arg(&*c.plugin_digest)
                 .arg(if c.checkpoint.is_some() { "1" } else { "0" })
                 .arg(c.checkpoint.as_deref().unwrap_or(b""))
                 .arg(c.first_at_ms)

@@ -233,7 +233,7 @@ impl Runtime {
         let pre = JobPluginPre::new(instance_pre).map_err(wrong_world)?;
         Ok(Plugin {
             path: path.to_path_buf(),
-            digest,
+            digest: digest.into(),
             pre,
         })
     }
@@ -309,7 +309,7 @@ impl Drop for Runtime {
 /// A compiled plugin, ready to be instantiated once per attempt.
 pub struct Plugin {
     path: PathBuf,
-    digest: String,
+    digest: Arc<str>,
     pre: JobPluginPre<HostState>,
 }
 
@@ -415,7 +415,7 @@ impl Plugin {
 
     /// sha256 of the component bytes, hex: the plugin's version identity.
     #[must_use]
-    pub fn digest(&self) -> &str {
+    pub fn digest(&self) -> &Arc<str> {
         &self.digest
     }
 

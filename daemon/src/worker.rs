@@ -384,11 +384,9 @@ async fn consume_queue(
         in_flight.clone(),
         stop.clone(),
     ));
-    let mut attempts = JoinSet::new();
     let mut delay = Duration::from_millis(100);
 
     while !*stop.borrow() {
-        while attempts.try_join_next().is_some() {}
         // Wait for at least one free slot, then take every free slot: the
         // read never asks for more entries than can start right away.
         let mut stop_wait = stop.clone();
@@ -455,7 +453,9 @@ async fn consume_queue(
                 Work::Run(entry, job_type) => {
                     let done = done_tx.clone();
                     let name = queue_name.clone();
-                    attempts.spawn(async move {
+                    // Each attempt holds its slot until its completion is
+                    // queued, so holding every slot means none is running.
+                    tokio::spawn(async move {
                         let c = run_attempt(entry, &name, &job_type).await;
                         // The completer only stops once every sender is gone.
                         if done.send(c).await.is_err() {
@@ -467,7 +467,7 @@ async fn consume_queue(
             }
         }
     }
-    while attempts.join_next().await.is_some() {}
+    let _all_done = slots.acquire_many(cfg.concurrency).await;
     let _ = reclaimer.await;
     drop(done_tx);
     if completer.await.is_err() {
@@ -559,9 +559,7 @@ fn completion(
         payload: entry.payload,
         outcome,
         action,
-        plugin_digest: job_type
-            .map(|jt| jt.plugin.digest().to_string())
-            .unwrap_or_default(),
+        plugin_digest: job_type.map_or_else(|| "".into(), |jt| jt.plugin.digest().clone()),
         checkpoint: entry.checkpoint,
         extra: entry.extra,
         idempotency_key: entry.idempotency_key,

@@ -37,10 +37,14 @@ static HANDLES: LazyLock<Mutex<HandleMap>> = LazyLock::new(Mutex::default);
 static INFLIGHT_GAUGES: LazyLock<Mutex<HashMap<String, Gauge>>> = LazyLock::new(Mutex::default);
 
 fn handles(queue: &str, job: &str) -> Arc<Handles> {
-    let job = job_label(queue, job);
     let mut map = HANDLES
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Configured job types are their own label: found without building one.
+    if let Some(h) = map.get(queue).and_then(|jobs| jobs.get(job)) {
+        return h.clone();
+    }
+    let job = job_label(queue, job);
     if let Some(h) = map.get(queue).and_then(|jobs| jobs.get(&job)) {
         return h.clone();
     }
@@ -107,12 +111,22 @@ pub struct CompletionsApplied<'a> {
 impl CompletionsApplied<'_> {
     /// Counts every completion and hands dead letters to the alerts.
     pub fn emit(&self) {
+        // A batch is mostly one job type: look its handles up once.
+        let mut last: Option<(&str, Arc<Handles>)> = None;
         for c in self.batch {
+            let h = match &last {
+                Some((job, h)) if *job == c.job => h.clone(),
+                _ => {
+                    let h = handles(self.queue, &c.job);
+                    last = Some((&c.job, h.clone()));
+                    h
+                }
+            };
             JobRecorded {
                 queue: self.queue,
                 completion: c,
             }
-            .emit();
+            .emit_with(&h);
         }
     }
 }
@@ -130,8 +144,11 @@ impl JobRecorded<'_> {
     /// Bumps `ward_jobs_total`, `ward_attempts_total`, the success
     /// histograms or `ward_dead_letters_total`, and raises a dead-letter alert.
     pub fn emit(&self) {
+        self.emit_with(&handles(self.queue, &self.completion.job));
+    }
+
+    fn emit_with(&self, h: &Handles) {
         let c = self.completion;
-        let h = handles(self.queue, &c.job);
         let outcome = match c.action {
             Action::Ack => 0,
             Action::Retry => 1,
@@ -277,22 +294,21 @@ impl QueueSampleFailed<'_> {
 #[derive(Debug)]
 #[must_use = "the attempt counts as in flight until the guard is dropped"]
 pub struct InFlight {
-    queue: String,
+    gauge: Gauge,
 }
 
 impl InFlight {
     /// Counts one more attempt in flight for `queue`.
     pub fn start(queue: &str) -> InFlight {
-        inflight_gauge(queue).increment(1.0);
-        InFlight {
-            queue: queue.to_string(),
-        }
+        let gauge = inflight_gauge(queue);
+        gauge.increment(1.0);
+        InFlight { gauge }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        inflight_gauge(&self.queue).decrement(1.0);
+        self.gauge.decrement(1.0);
     }
 }
 
