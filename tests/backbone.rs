@@ -412,3 +412,24 @@ fn past_the_bound_acknowledged_entries_are_deleted_one_by_one() {
         stream_len_and_acked(&redis) == (0, Some(0))
     });
 }
+
+#[test]
+fn daemons_with_long_attempts_share_the_work_instead_of_leasing_ahead() {
+    let redis = Redis::start();
+    let jobs = job("flaky", "flaky", "timeout = \"30s\"");
+    let cfg = config(&redis, 2, &jobs);
+    let _a = Ward::start(&cfg).ready();
+    let _b = Ward::start(&cfg).ready();
+    let started = std::time::Instant::now();
+    // Four one-second attempts, two slots per daemon: both daemons must take
+    // two each. One daemon leasing all four would take two seconds.
+    let ids = xadd_many(&redis, 4, "flaky", r#"{"sleep_ms":1000,"times":0}"#);
+    for id in &ids {
+        assert_eq!(wait_final(&redis, id, WAIT)["state"], "succeeded");
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(1800),
+        "4 one-second jobs on 2 daemons x 2 slots took {took:?}: one daemon took more than its slots"
+    );
+}

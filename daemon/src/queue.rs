@@ -610,8 +610,15 @@ if applied > 0 then
       end
     end
   end
+  -- While entries are pending, an approximate trim frees whole nodes only
+  -- and costs next to nothing; once nothing is pending, an exact one
+  -- leaves the stream holding only what is still to be delivered.
   local trimmed = 0
-  if minid then trimmed = redis.call('XTRIM', KEYS[1], 'MINID', minid) end
+  if minid and tonumber(p[1]) > 0 then
+    trimmed = redis.call('XTRIM', KEYS[1], 'MINID', '~', minid)
+  elseif minid then
+    trimmed = redis.call('XTRIM', KEYS[1], 'MINID', minid)
+  end
   acked_left = acked_left + kept - trimmed
   if minid and tonumber(p[1]) == 0 then acked_left = 0 end
   if acked_left < 0 then acked_left = 0 end

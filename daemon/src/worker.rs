@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -39,6 +40,9 @@ const MAX_LEASE: usize = 512;
 /// How many times a reader lets finishing attempts run before it reads
 /// with fewer than half its slots free.
 const GATHER_YIELDS: usize = 4;
+/// Attempts typically shorter than this let the reader lease up to a slot's
+/// worth of deliveries ahead of free slots.
+const LEASE_AHEAD_BELOW: Duration = Duration::from_millis(2);
 /// Most completions applied in one script call.
 const MAX_APPLY: usize = 256;
 /// Most delayed jobs promoted in one script call.
@@ -332,6 +336,14 @@ fn consumer_name() -> String {
 /// recorded. The heartbeat renews exactly these.
 type InFlight = Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
 
+/// What a leased delivery holds while it waits or runs.
+enum Slot {
+    /// A free slot: the attempt starts at once.
+    Run(tokio::sync::OwnedSemaphorePermit),
+    /// Leased ahead: the attempt waits for a slot.
+    Ahead(tokio::sync::OwnedSemaphorePermit),
+}
+
 /// What to do with one leased delivery.
 enum Work {
     /// Run the plugin.
@@ -385,16 +397,21 @@ async fn consume_queue(
         stop.clone(),
     ));
     let mut delay = Duration::from_millis(100);
+    // Deliveries leased ahead of a free slot, when attempts are short.
+    let ahead = Arc::new(Semaphore::new(cfg.concurrency as usize));
+    // Starts out as "long", until a few attempts have shown otherwise.
+    let typical_us = Arc::new(AtomicU64::new(
+        u64::try_from(LEASE_AHEAD_BELOW.as_micros()).unwrap_or(u64::MAX) * 4,
+    ));
 
     while !*stop.borrow() {
-        // Wait for at least one free slot, then take every free slot: the
-        // read never asks for more entries than can start right away.
+        // Wait for at least one free slot, then take every free slot.
         let mut stop_wait = stop.clone();
         let first = tokio::select! {
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = stop_wait.changed() => break,
         };
-        let mut permits = vec![first];
+        let mut permits = vec![Slot::Run(first)];
         // Under load, slots free up one attempt at a time. Letting the
         // attempts that are ready to finish run first (a yield, a few
         // microseconds) turns many small reads into one larger one; an
@@ -403,7 +420,7 @@ async fn consume_queue(
         loop {
             while permits.len() < MAX_LEASE {
                 match slots.clone().try_acquire_owned() {
-                    Ok(p) => permits.push(p),
+                    Ok(p) => permits.push(Slot::Run(p)),
                     Err(_) => break,
                 }
             }
@@ -417,6 +434,18 @@ async fn consume_queue(
             if slots.available_permits() == 0 {
                 // Nothing finished meanwhile: read what there is room for.
                 break;
+            }
+        }
+        // Short attempts free their slots within microseconds, and a read
+        // per handful of them costs more than the attempts: lease up to a
+        // slot's worth more, to start as slots free up. Long attempts never
+        // lease ahead, so a daemon cannot sit on work another one could start.
+        if u128::from(typical_us.load(Ordering::Relaxed)) < LEASE_AHEAD_BELOW.as_micros() {
+            while permits.len() < MAX_LEASE {
+                match ahead.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(Slot::Ahead(p)),
+                    Err(_) => break,
+                }
             }
         }
         // The read is not cancelled on shutdown: entries it already took
@@ -442,8 +471,10 @@ async fn consume_queue(
         if let Ok(mut set) = in_flight.lock() {
             set.extend(deliveries.iter().map(|d| d.entry_id.clone()));
         }
+        // Slots are handed out first, so deliveries leased ahead are the last.
+        permits.reverse();
         for work in triage(&queue, &cfg.name, &jobs, deliveries).await {
-            let permit = permits.pop();
+            let slot = permits.pop();
             match work {
                 Work::Record(c) => {
                     if done_tx.send(c).await.is_err() {
@@ -453,20 +484,38 @@ async fn consume_queue(
                 Work::Run(entry, job_type) => {
                     let done = done_tx.clone();
                     let name = queue_name.clone();
+                    let slots = slots.clone();
+                    let typical_us = typical_us.clone();
                     // Each attempt holds its slot until its completion is
                     // queued, so holding every slot means none is running.
                     tokio::spawn(async move {
+                        let _permit = match slot {
+                            Some(Slot::Run(p)) => Some(p),
+                            Some(Slot::Ahead(ahead)) => {
+                                let p = slots.acquire_owned().await.ok();
+                                drop(ahead);
+                                p
+                            }
+                            None => None,
+                        };
+                        let clock = std::time::Instant::now();
                         let c = run_attempt(entry, &name, &job_type).await;
+                        let us = u64::try_from(clock.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        // A rough moving average; racing updates only blur it.
+                        let old = typical_us.load(Ordering::Relaxed);
+                        typical_us.store(old - old / 8 + us / 8, Ordering::Relaxed);
                         // The completer only stops once every sender is gone.
                         if done.send(c).await.is_err() {
                             tracing::error!(queue = %name, "completer gone; the delivery stays pending");
                         }
-                        drop(permit);
                     });
                 }
             }
         }
     }
+    // Deliveries leased ahead all have a slot once every ahead permit is
+    // back; then holding every slot means no attempt is running.
+    let _all_started = ahead.acquire_many(cfg.concurrency).await;
     let _all_done = slots.acquire_many(cfg.concurrency).await;
     let _ = reclaimer.await;
     drop(done_tx);
