@@ -176,16 +176,20 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The daemon's log level comes from its config ([log] level) unless
     // RUST_LOG is set; a config that does not load is reported by `run` itself.
-    let level = match &cli.command {
-        Command::Run { config } => Config::load(config).ok().and_then(|c| c.obs.log_level),
+    let loaded = match &cli.command {
+        Command::Run { config } => Config::load(config).ok(),
         _ => None,
     };
+    let level = loaded.as_ref().and_then(|c| c.obs.log_level.clone());
     init_logging(
         cli.log_format,
         matches!(cli.command, Command::Run { .. }),
         level.as_deref(),
     );
+    // Tools need no more than one thread; the daemon as many as its config says.
+    let threads = loaded.as_ref().map_or(1, Config::worker_threads);
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
         .enable_all()
         .build()
     {

@@ -36,6 +36,8 @@ pub const MIN_LEASE: Duration = Duration::from_millis(300);
 pub const DEFAULT_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Upper bound on `concurrency`; each slot reserves a pooled wasm instance.
 pub const MAX_CONCURRENCY: u32 = 4096;
+/// Most threads `[daemon] threads` may ask for.
+pub const MAX_THREADS: i64 = 1024;
 /// How often the daemon applies a queue's dead-letter retention when
 /// `[[queue]] dead_trim_interval` is not given.
 pub const DEFAULT_DEAD_TRIM_INTERVAL: Duration = Duration::from_secs(30);
@@ -126,6 +128,17 @@ pub struct RawConfig {
     /// `[alerts]` and `[[alerts.webhook]]`.
     #[serde(default)]
     pub alerts: crate::obs::config::RawAlerts,
+    /// `[daemon]`: the process itself.
+    #[serde(default)]
+    pub daemon: RawDaemon,
+}
+
+/// `[daemon]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDaemon {
+    /// Threads that run attempts and talk to Redis.
+    pub threads: Option<Spanned<i64>>,
 }
 
 /// `[defaults]`
@@ -361,6 +374,24 @@ pub struct Config {
     pub queues: Vec<QueueConfig>,
     /// `[metrics]`, `[log]` and `[alerts]`.
     pub obs: crate::obs::config::ObsConfig,
+    /// `[daemon] threads`, when set.
+    pub threads: Option<usize>,
+}
+
+impl Config {
+    /// How many threads run attempts: `[daemon] threads`, else one less than
+    /// the CPUs this process may use (at least one). On a small host, Redis,
+    /// the kernel's network work and the rest of the machine need a core,
+    /// and handing tasks between threads costs more than a second thread
+    /// gains for short jobs.
+    #[must_use]
+    pub fn worker_threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get().saturating_sub(1))
+                .max(1)
+        })
+    }
 }
 
 /// One queue and the job types consumed from it.
@@ -518,6 +549,21 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
     let default_payload_max = match raw.defaults.dead_payload_max {
         Some(m) => payload_max(&m, "[defaults]", &mut problem),
         None => crate::redact::DEFAULT_DEAD_PAYLOAD_MAX,
+    };
+
+    let threads = match raw.daemon.threads {
+        Some(t) if !(1..=MAX_THREADS).contains(t.get_ref()) => {
+            problem(
+                t.span(),
+                format!(
+                    "[daemon] threads {} is out of range; use 1 to {MAX_THREADS}, or leave it out for one less than the CPU count",
+                    t.get_ref()
+                ),
+            );
+            None
+        }
+        Some(t) => usize::try_from(t.into_inner()).ok(),
+        None => None,
     };
 
     if raw.queues.is_empty() {
@@ -769,6 +815,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
             redis_url,
             queues,
             obs,
+            threads,
         })
     } else {
         problems.sort_by_key(|p| p.line);
@@ -907,6 +954,25 @@ mod tests {
         assert_eq!(lines, vec![3, 7, 8], "{problems:?}");
         assert!(problems[1].message.contains("defined: q"), "{problems:?}");
         assert!(problems[2].message.contains("missing.wasm"), "{problems:?}");
+    }
+
+    #[test]
+    fn threads_are_checked_and_default_to_one_less_than_the_cpus() {
+        let err = load("[daemon]\nthreads = 0\n[[queue]]\nname = \"q\"\n").unwrap_err();
+        let ConfigError::Invalid { problems, .. } = err else {
+            panic!("expected validation errors, got {err}");
+        };
+        assert_eq!(problems[0].line, 2, "{problems:?}");
+        assert!(
+            problems[0].message.contains("use 1 to 1024"),
+            "{problems:?}"
+        );
+
+        let cfg = load("[daemon]\nthreads = 3\n[[queue]]\nname = \"q\"\n").unwrap();
+        assert_eq!(cfg.worker_threads(), 3);
+        let cfg = load("[[queue]]\nname = \"q\"\n").unwrap();
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        assert_eq!(cfg.worker_threads(), cpus.saturating_sub(1).max(1));
     }
 
     #[test]

@@ -1038,17 +1038,21 @@ impl Queue {
         &self,
         consumer: &str,
         count: usize,
-        block: Duration,
+        block: Option<Duration>,
     ) -> Result<Vec<Delivery>, QueueError> {
         let mut con = self.con.clone();
-        let reply: Value = redis::cmd("XREADGROUP")
-            .arg("GROUP")
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
             .arg(GROUP)
             .arg(consumer)
             .arg("COUNT")
-            .arg(count)
-            .arg("BLOCK")
-            .arg(u64::try_from(block.as_millis()).unwrap_or(u64::MAX))
+            .arg(count);
+        if let Some(block) = block {
+            // BLOCK 0 would wait forever; wait at least a millisecond.
+            cmd.arg("BLOCK")
+                .arg(u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1));
+        }
+        let reply: Value = cmd
             .arg("STREAMS")
             .arg(&self.keys.jobs)
             .arg(">")

@@ -43,6 +43,8 @@ const GATHER_YIELDS: usize = 4;
 /// Attempts typically shorter than this let the reader lease up to a slot's
 /// worth of deliveries ahead of free slots.
 const LEASE_AHEAD_BELOW: Duration = Duration::from_millis(2);
+/// How many deliveries per slot may be leased ahead (see [`LEASE_AHEAD_BELOW`]).
+const LEASE_AHEAD_SLOTS: u32 = 1;
 /// Most completions applied in one script call.
 const MAX_APPLY: usize = 256;
 /// Most delayed jobs promoted in one script call.
@@ -255,7 +257,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             dead_written,
         ));
     }
-    tracing::info!("ward is running");
+    tracing::info!(threads = config.worker_threads(), "ward is running");
 
     tokio::select! {
         () = &mut shutdown => {
@@ -398,7 +400,8 @@ async fn consume_queue(
     ));
     let mut delay = Duration::from_millis(100);
     // Deliveries leased ahead of a free slot, when attempts are short.
-    let ahead = Arc::new(Semaphore::new(cfg.concurrency as usize));
+    let ahead_max = cfg.concurrency.saturating_mul(LEASE_AHEAD_SLOTS);
+    let ahead = Arc::new(Semaphore::new(ahead_max as usize));
     // Starts out as "long", until a few attempts have shown otherwise.
     let typical_us = Arc::new(AtomicU64::new(
         u64::try_from(LEASE_AHEAD_BELOW.as_micros()).unwrap_or(u64::MAX) * 4,
@@ -448,9 +451,13 @@ async fn consume_queue(
                 }
             }
         }
+        // Deliveries leased ahead wait for the slots this read holds: it must
+        // not sit on them in a blocking read of an empty stream.
+        let ahead_waiting = ahead.available_permits() < ahead_max as usize;
+        let block = (!ahead_waiting).then_some(BLOCK);
         // The read is not cancelled on shutdown: entries it already took
         // must be run, not left leased to a consumer that is going away.
-        let deliveries = match reader.lease_batch(&consumer, permits.len(), BLOCK).await {
+        let deliveries = match reader.lease_batch(&consumer, permits.len(), block).await {
             Ok(d) => {
                 delay = Duration::from_millis(100);
                 d
@@ -468,6 +475,13 @@ async fn consume_queue(
                 continue;
             }
         };
+        if deliveries.is_empty() && ahead_waiting {
+            // Nothing new: hand the slots to the deliveries leased ahead and
+            // wait until each has one, then read (blocking) again.
+            drop(permits);
+            let _started = ahead.acquire_many(ahead_max).await;
+            continue;
+        }
         if let Ok(mut set) = in_flight.lock() {
             set.extend(deliveries.iter().map(|d| d.entry_id.clone()));
         }
@@ -515,7 +529,7 @@ async fn consume_queue(
     }
     // Deliveries leased ahead all have a slot once every ahead permit is
     // back; then holding every slot means no attempt is running.
-    let _all_started = ahead.acquire_many(cfg.concurrency).await;
+    let _all_started = ahead.acquire_many(ahead_max).await;
     let _all_done = slots.acquire_many(cfg.concurrency).await;
     let _ = reclaimer.await;
     drop(done_tx);
