@@ -513,7 +513,9 @@ async fn consume_queue(
                             None => None,
                         };
                         let clock = std::time::Instant::now();
-                        let c = run_attempt(entry, &name, &job_type).await;
+                        // Boxed: the attempt future is kilobytes, and the task
+                        // would otherwise be copied whole as it is spawned.
+                        let c = Box::pin(run_attempt(entry, &name, &job_type)).await;
                         let us = u64::try_from(clock.elapsed().as_micros()).unwrap_or(u64::MAX);
                         // A rough moving average; racing updates only blur it.
                         let old = typical_us.load(Ordering::Relaxed);
