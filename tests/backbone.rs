@@ -433,3 +433,36 @@ fn daemons_with_long_attempts_share_the_work_instead_of_leasing_ahead() {
         "4 one-second jobs on 2 daemons x 2 slots took {took:?}: one daemon took more than its slots"
     );
 }
+
+/// How many XREADGROUP calls the Redis server has served so far.
+fn xreadgroup_calls(redis: &Redis) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut redis.con())
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_xreadgroup:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_idle_daemon_waits_in_blocking_reads_after_a_burst_of_short_jobs() {
+    let redis = Redis::start();
+    let _ward = Ward::start(&config(&redis, 8, &job("noop", "noop", ""))).ready();
+    // Short jobs make the reader lease ahead; once the stream is empty it
+    // must go back to blocking reads, not poll Redis in a loop.
+    let ids = xadd_many(&redis, 2000, "noop", "{}");
+    for id in &ids {
+        assert_eq!(wait_final(&redis, id, WAIT)["state"], "succeeded");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let before = xreadgroup_calls(&redis);
+    std::thread::sleep(Duration::from_secs(3));
+    let reads = xreadgroup_calls(&redis) - before;
+    assert!(
+        reads <= 4,
+        "{reads} XREADGROUP calls in 3 idle seconds: the reader should block 2 s per read"
+    );
+}

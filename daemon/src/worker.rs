@@ -439,6 +439,10 @@ async fn consume_queue(
                 break;
             }
         }
+        // Deliveries leased ahead by earlier reads wait for the slots this
+        // read holds: it must not sit on them in a blocking read of an empty
+        // stream.
+        let ahead_waiting = ahead.available_permits() < ahead_max as usize;
         // Short attempts free their slots within microseconds, and a read
         // per handful of them costs more than the attempts: lease up to a
         // slot's worth more, to start as slots free up. Long attempts never
@@ -451,9 +455,6 @@ async fn consume_queue(
                 }
             }
         }
-        // Deliveries leased ahead wait for the slots this read holds: it must
-        // not sit on them in a blocking read of an empty stream.
-        let ahead_waiting = ahead.available_permits() < ahead_max as usize;
         let block = (!ahead_waiting).then_some(BLOCK);
         // The read is not cancelled on shutdown: entries it already took
         // must be run, not left leased to a consumer that is going away.
