@@ -466,3 +466,60 @@ fn an_idle_daemon_waits_in_blocking_reads_after_a_burst_of_short_jobs() {
         "{reads} XREADGROUP calls in 3 idle seconds: the reader should block 2 s per read"
     );
 }
+
+#[test]
+fn a_queue_with_succeeded_ttl_0s_keeps_no_record_of_succeeded_jobs_but_keeps_the_rest() {
+    let redis = Redis::start();
+    let jobs = job("noop", "noop", "") + &job("flaky", "flaky", "");
+    let cfg = config_queue(&redis, 4, FAST_RETRY, "succeeded_ttl = \"0s\"", &jobs);
+    let _ward = Ward::start(&cfg).ready();
+    let plain = enqueue(&redis, "noop", "{}");
+    let retried = enqueue(&redis, "flaky", r#"{"times":1}"#);
+    let keyed = enqueue_with(&redis, &["--idempotency-key", "k-1"], "noop", "{}");
+    let dead = enqueue(&redis, "flaky", r#"{"fail":"permanent"}"#);
+    assert_eq!(wait_final(&redis, &dead, WAIT)["state"], "dead");
+    let mut con = redis.con();
+    wait_for(WAIT, "every job to finish", || {
+        let (len, delayed, pending): (
+            usize,
+            usize,
+            (usize, redis::Value, redis::Value, redis::Value),
+        ) = redis::pipe()
+            .cmd("XLEN")
+            .arg("ward:{q}:jobs")
+            .cmd("ZCARD")
+            .arg("ward:{q}:delayed")
+            .cmd("XPENDING")
+            .arg("ward:{q}:jobs")
+            .arg("ward")
+            .query(&mut con)
+            .unwrap();
+        len == 0 && delayed == 0 && pending.0 == 0
+    });
+    for id in [&plain, &retried, &keyed] {
+        for key in [
+            format!("ward:{{q}}:job:{id}"),
+            format!("ward:{{q}}:job:{id}:history"),
+        ] {
+            let exists: bool = redis::cmd("EXISTS").arg(&key).query(&mut con).unwrap();
+            assert!(!exists, "{key} is kept although the job succeeded");
+        }
+        let out = ward(&["job", "show", "--redis", &redis.url(), "q", id]);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains("succeeded_ttl"), "{}", stderr(&out));
+    }
+    // A dead job keeps its record, and a completed key still deduplicates.
+    assert_eq!(show(&redis, &dead)["state"], "dead");
+    let again = ward(&[
+        "enqueue",
+        "--redis",
+        &redis.url(),
+        "--idempotency-key",
+        "k-1",
+        "q",
+        "noop",
+        "{}",
+    ]);
+    assert_eq!(stdout(&again), keyed, "{}", stderr(&again));
+    assert!(stderr(&again).contains("duplicate"), "{}", stderr(&again));
+}

@@ -49,7 +49,12 @@ struct Args {
     /// How long each latency run offers load.
     #[arg(long, default_value_t = 5)]
     latency_seconds: u64,
-    /// Which scenarios to run.
+    /// The daemon's `[daemon] threads` (default: its own default, one less
+    /// than the CPU count).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Which scenarios to run: throughput, latency, failures, keys,
+    /// norecord (a queue with `succeeded_ttl = "0s"`), raw.
     #[arg(long, value_delimiter = ',', default_values_t = ["throughput".to_string(), "latency".to_string(), "failures".to_string(), "keys".to_string()])]
     scenarios: Vec<String>,
     /// Runs per scenario (the median is reported with min and max).
@@ -125,13 +130,21 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(ward: &Path, plugins: &Path, url: &str, concurrency: u32) -> anyhow::Result<Daemon> {
+    fn start(
+        ward: &Path,
+        plugins: &Path,
+        url: &str,
+        concurrency: u32,
+        succeeded_ttl: &str,
+        threads: Option<usize>,
+    ) -> anyhow::Result<Daemon> {
         let dir = tempfile::tempdir()?;
         let cfg = dir.path().join("ward.toml");
+        let threads = threads.map_or_else(String::new, |t| format!("[daemon]\nthreads = {t}\n\n"));
         std::fs::write(
             &cfg,
             format!(
-                "[metrics]\nlisten = \"127.0.0.1:0\"\n\n[redis]\nurl = \"{url}\"\n\n[defaults.retry]\ninitial_delay = \"10ms\"\nmax_delay = \"100ms\"\njitter = \"none\"\n\n[[queue]]\nname = \"bench\"\nconcurrency = {concurrency}\n\n[[job]]\nname = \"noop\"\nqueue = \"bench\"\nplugin = \"{}\"\n\n[[job]]\nname = \"flaky\"\nqueue = \"bench\"\nplugin = \"{}\"\n",
+                "{threads}[metrics]\nlisten = \"127.0.0.1:0\"\n\n[redis]\nurl = \"{url}\"\n\n[defaults.retry]\ninitial_delay = \"10ms\"\nmax_delay = \"100ms\"\njitter = \"none\"\n\n[[queue]]\nname = \"bench\"\nconcurrency = {concurrency}\nsucceeded_ttl = \"{succeeded_ttl}\"\n\n[[job]]\nname = \"noop\"\nqueue = \"bench\"\nplugin = \"{}\"\n\n[[job]]\nname = \"flaky\"\nqueue = \"bench\"\nplugin = \"{}\"\n",
                 plugins.join("noop.wasm").display(),
                 plugins.join("flaky.wasm").display()
             ),
@@ -322,6 +335,19 @@ struct Run {
     wall: f64,
 }
 
+/// What a throughput run enqueues and how its queue is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mix {
+    /// No-op jobs.
+    Plain,
+    /// 10% of the jobs fail once (transient).
+    Failures,
+    /// Every job has an idempotency key.
+    Keyed,
+    /// No-op jobs on a queue that keeps no records of succeeded jobs.
+    NoRecord,
+}
+
 #[allow(clippy::cast_precision_loss, reason = "job counts far below 2^52")]
 fn drain_run(
     args: &Args,
@@ -329,9 +355,11 @@ fn drain_run(
     ward: &Path,
     plugins: &Path,
     label: &str,
-    failures: bool,
-    keyed: bool,
+    mix: Mix,
 ) -> anyhow::Result<Run> {
+    let failures = mix == Mix::Failures;
+    let keyed = mix == Mix::Keyed;
+    let no_record = mix == Mix::NoRecord;
     let mut con = redis.con()?;
     let _: () = redis::cmd("FLUSHALL").query(&mut con)?;
     let n = args.jobs;
@@ -350,20 +378,38 @@ fn drain_run(
     let (ids, enq_secs) = fill(&mut con, n, payload, keyed)?;
     let redis_before = redis_cpu(&mut con);
     let wall = Instant::now();
-    let daemon = Daemon::start(ward, plugins, &redis.url, args.concurrency)?;
-    wait_drained(&mut con, Duration::from_secs(600))?;
+    let ttl = if no_record { "0s" } else { "24h" };
+    let daemon = Daemon::start(
+        ward,
+        plugins,
+        &redis.url,
+        args.concurrency,
+        ttl,
+        args.threads,
+    )?;
+    let span = if no_record {
+        // No records to read the times from: watch the group instead.
+        watch_drain(&mut con, n, Duration::from_secs(600))?
+    } else {
+        wait_drained(&mut con, Duration::from_secs(600))?;
+        0.0
+    };
     let wall = wall.elapsed().as_secs_f64();
     let (cpu, rss) = daemon.usage();
     let redis_used = redis_cpu(&mut con) - redis_before;
     drop(daemon);
-    let rows = records(&mut con, &ids)?;
-    let ok = rows.iter().filter(|r| r.state == "succeeded").count();
-    if ok != n {
-        bail!("{label}: only {ok} of {n} jobs succeeded");
-    }
-    let first = rows.iter().map(|r| r.first).min().unwrap_or(0);
-    let last = rows.iter().map(|r| r.last).max().unwrap_or(0);
-    let span = (last.saturating_sub(first)).max(1) as f64 / 1000.0;
+    let span = if no_record {
+        span
+    } else {
+        let rows = records(&mut con, &ids)?;
+        let ok = rows.iter().filter(|r| r.state == "succeeded").count();
+        if ok != n {
+            bail!("{label}: only {ok} of {n} jobs succeeded");
+        }
+        let first = rows.iter().map(|r| r.first).min().unwrap_or(0);
+        let last = rows.iter().map(|r| r.last).max().unwrap_or(0);
+        (last.saturating_sub(first)).max(1) as f64 / 1000.0
+    };
     Ok(Run {
         label: label.to_string(),
         jobs: n,
@@ -376,6 +422,52 @@ fn drain_run(
         redis_cpu: redis_used,
         wall,
     })
+}
+
+/// For a queue that keeps no records: polls the group every millisecond
+/// and returns the seconds from the first delivery to the moment nothing is
+/// left in the stream, pending or delayed. Fails unless every job ended
+/// acknowledged with no dead letter (for no-op jobs: succeeded).
+fn watch_drain(con: &mut redis::Connection, n: usize, timeout: Duration) -> anyhow::Result<f64> {
+    let deadline = Instant::now() + timeout;
+    let mut started: Option<Instant> = None;
+    loop {
+        let (len, pending, delayed): (
+            usize,
+            (usize, redis::Value, redis::Value, redis::Value),
+            usize,
+        ) = redis::pipe()
+            .cmd("XLEN")
+            .arg(STREAM)
+            .cmd("XPENDING")
+            .arg(STREAM)
+            .arg("ward")
+            .cmd("ZCARD")
+            .arg("ward:{bench}:delayed")
+            .query(con)?;
+        let now = Instant::now();
+        if started.is_none() && (pending.0 > 0 || len < n) {
+            started = Some(now);
+        }
+        if let Some(t0) = started
+            && len == 0
+            && pending.0 == 0
+            && delayed == 0
+        {
+            let dead: usize = redis::cmd("XLEN").arg("ward:{bench}:dead").query(con)?;
+            if dead > 0 {
+                bail!("{dead} of {n} jobs were dead-lettered");
+            }
+            return Ok(now.duration_since(t0).as_secs_f64().max(0.001));
+        }
+        if now > deadline {
+            bail!(
+                "not drained after {timeout:?}: {len} in the stream, {} pending",
+                pending.0
+            );
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 #[allow(
@@ -393,7 +485,14 @@ fn latency_run(
 ) -> anyhow::Result<Run> {
     let mut con = redis.con()?;
     let _: () = redis::cmd("FLUSHALL").query(&mut con)?;
-    let daemon = Daemon::start(ward, plugins, &redis.url, args.concurrency)?;
+    let daemon = Daemon::start(
+        ward,
+        plugins,
+        &redis.url,
+        args.concurrency,
+        "24h",
+        args.threads,
+    )?;
     let redis_before = redis_cpu(&mut con);
     let total = (rate * args.latency_seconds) as usize;
     let mut ids = Vec::with_capacity(total);
@@ -615,9 +714,12 @@ fn main() -> anyhow::Result<()> {
     );
     for scenario in &args.scenarios {
         match scenario.as_str() {
-            "throughput" | "failures" | "keys" => {
+            "throughput" | "failures" | "keys" | "norecord" => {
                 let label = match scenario.as_str() {
                     "throughput" => "throughput: no-op jobs, pre-filled",
+                    "norecord" => {
+                        "throughput: no-op jobs, pre-filled, queue keeps no records of succeeded jobs (succeeded_ttl = \"0s\")"
+                    }
                     "failures" => {
                         "throughput: 10% fail once (transient), retried via the delayed set"
                     }
@@ -631,8 +733,12 @@ fn main() -> anyhow::Result<()> {
                         &ward,
                         &plugins,
                         label,
-                        scenario == "failures",
-                        scenario == "keys",
+                        match scenario.as_str() {
+                            "failures" => Mix::Failures,
+                            "keys" => Mix::Keyed,
+                            "norecord" => Mix::NoRecord,
+                            _ => Mix::Plain,
+                        },
                     )?);
                 }
                 runs.sort_by(|a, b| a.throughput.total_cmp(&b.throughput));
@@ -670,7 +776,9 @@ fn main() -> anyhow::Result<()> {
                     print_run(&latency_run(&args, &redis, &ward, &plugins, rate)?);
                 }
             }
-            other => bail!("unknown scenario `{other}` (throughput, latency, failures, keys, raw)"),
+            other => bail!(
+                "unknown scenario `{other}` (throughput, latency, failures, keys, norecord, raw)"
+            ),
         }
     }
     Ok(())

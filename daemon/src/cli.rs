@@ -282,7 +282,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             let q = target.queue(&queue).await?;
             let Some(status) = q.job_status(&id).await? else {
                 anyhow::bail!(
-                    "no job `{id}` in queue `{queue}` (records of succeeded jobs are kept for {} h)",
+                    "no job `{id}` in queue `{queue}` (records of succeeded jobs are kept for the queue's succeeded_ttl, {} h unless set)",
                     queue::SUCCEEDED_TTL.as_secs() / 3600
                 );
             };

@@ -256,6 +256,9 @@ pub struct RawQueue {
     /// renewing it for this long is reclaimed by another daemon.
     #[serde(default, deserialize_with = "opt_duration")]
     pub lease: Option<Spanned<Duration>>,
+    /// How long the record of a succeeded job is kept; `"0s"` keeps none.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub succeeded_ttl: Option<Spanned<Duration>>,
     /// Keep at most this many dead letters; the oldest are trimmed first.
     pub dead_max_len: Option<Spanned<i64>>,
     /// Trim dead letters older than this (by the time they were dead-lettered).
@@ -403,6 +406,8 @@ pub struct QueueConfig {
     pub concurrency: u32,
     /// Visibility timeout of a delivery (renewed while the attempt runs).
     pub lease: Duration,
+    /// How long the record of a succeeded job is kept (zero: not at all).
+    pub succeeded_ttl: Duration,
     /// Job types by name.
     pub jobs: BTreeMap<String, JobConfig>,
     /// What happens to this queue's dead letters.
@@ -611,10 +616,24 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
             Some(l) => l.into_inner(),
             None => DEFAULT_LEASE,
         };
+        let succeeded_ttl = match q.succeeded_ttl {
+            Some(t) if t.get_ref().subsec_nanos() != 0 => {
+                problem(
+                    t.span(),
+                    format!(
+                        "queue `{name}`: succeeded_ttl must be whole seconds (records expire by the second); use \"0s\" to keep no record of succeeded jobs"
+                    ),
+                );
+                crate::queue::SUCCEEDED_TTL
+            }
+            Some(t) => t.into_inner(),
+            None => crate::queue::SUCCEEDED_TTL,
+        };
         queues.push(QueueConfig {
             name,
             concurrency,
             lease,
+            succeeded_ttl,
             jobs: BTreeMap::new(),
             dead,
         });
@@ -973,6 +992,23 @@ mod tests {
         let cfg = load("[[queue]]\nname = \"q\"\n").unwrap();
         let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         assert_eq!(cfg.worker_threads(), cpus.saturating_sub(1).max(1));
+    }
+
+    #[test]
+    fn succeeded_ttl_is_whole_seconds_and_defaults_to_a_day() {
+        let err = load("[[queue]]\nname = \"q\"\nsucceeded_ttl = \"1500ms\"\n").unwrap_err();
+        let ConfigError::Invalid { problems, .. } = err else {
+            panic!("expected validation errors, got {err}");
+        };
+        assert_eq!(problems[0].line, 3, "{problems:?}");
+        assert!(
+            problems[0].message.contains("whole seconds"),
+            "{problems:?}"
+        );
+        let cfg = load("[[queue]]\nname = \"q\"\nsucceeded_ttl = \"0s\"\n").unwrap();
+        assert_eq!(cfg.queues[0].succeeded_ttl, Duration::ZERO);
+        let cfg = load("[[queue]]\nname = \"q\"\n").unwrap();
+        assert_eq!(cfg.queues[0].succeeded_ttl, crate::queue::SUCCEEDED_TTL);
     }
 
     #[test]

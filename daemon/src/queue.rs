@@ -22,7 +22,8 @@ use crate::job::{DeadReason, JobState, Outcome};
 
 /// The consumer group every Ward daemon of a queue joins.
 pub const GROUP: &str = "ward";
-/// How long the record of a succeeded job is kept.
+/// How long the record of a succeeded job is kept unless its queue's
+/// `succeeded_ttl` says otherwise.
 pub const SUCCEEDED_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Results larger than this are not stored in the job record.
 pub const MAX_STORED_RESULT: usize = 64 * 1024;
@@ -363,6 +364,7 @@ pub struct Queue {
     /// This queue's keys.
     pub keys: Keys,
     con: ConnectionManager,
+    succeeded_ttl: Duration,
 }
 
 /// Connects to Redis, with a response timeout long enough for blocking reads
@@ -409,7 +411,8 @@ const MAX_HISTORY_MESSAGE: usize = 512;
 const APPLY: &str = r#"
 -- KEYS[1] jobs stream, KEYS[2] dead stream, KEYS[3] delayed set, KEYS[4] the
 -- count of acknowledged entries still in the stream.
--- ARGV[1] group, [2] record prefix, [3] succeeded ttl (s), [4] queue,
+-- ARGV[1] group, [2] record prefix, [3] succeeded ttl (s; 0: keep no record
+-- of a succeeded job), [4] queue,
 -- [5] history length, [6] wake channel, [7] most acknowledged entries left
 -- in the stream before they are deleted one by one, [8] nd, then nd plugin
 -- digests; then the completions, each starting with its kind.
@@ -481,15 +484,19 @@ while i <= #ARGV do
       -- A first delivery that succeeded at once has no record, history or
       -- retry state to tidy: its id is its entry id.
       local rec = prefix .. entry
-      redis.call('HSET', rec, 'state', 'succeeded', 'job', job, 'attempts', '1',
-        'first_at', first_at, 'last_at', finished, 'plugin', digest)
-      if result ~= '' then redis.call('HSET', rec, 'result', result) end
-      redis.call('EXPIRE', rec, ttl)
+      if ttl > 0 then
+        redis.call('HSET', rec, 'state', 'succeeded', 'job', job, 'attempts', '1',
+          'first_at', first_at, 'last_at', finished, 'plugin', digest)
+        if result ~= '' then redis.call('HSET', rec, 'result', result) end
+        redis.call('EXPIRE', rec, ttl)
+      end
       if idem ~= '' then
         mark_done(idem, entry, ARGV[x+1], ARGV[x])
-        local hkey = rec .. ':history'
-        redis.call('RPUSH', hkey, ARGV[x+2])
-        redis.call('EXPIRE', hkey, ttl)
+        if ttl > 0 then
+          local hkey = rec .. ':history'
+          redis.call('RPUSH', hkey, ARGV[x+2])
+          redis.call('EXPIRE', hkey, ttl)
+        end
       end
       applied = applied + 1
     end
@@ -511,9 +518,12 @@ while i <= #ARGV do
       if kind == 'dup' then
         -- Nothing ran. A redelivery of a completed job leaves its record as it
         -- is; a second enqueue of the same key ends as a duplicate of the first.
-        redis.call('RPUSH', hkey, hist)
-        redis.call('LTRIM', hkey, -hist_max, -1)
-        if reason ~= id then
+        -- A queue that keeps no records of succeeded jobs keeps none of these.
+        if ttl > 0 then
+          redis.call('RPUSH', hkey, hist)
+          redis.call('LTRIM', hkey, -hist_max, -1)
+        end
+        if reason ~= id and ttl > 0 then
           redis.call('HSET', rec, 'state', 'succeeded', 'job', job, 'duplicate_of', reason,
             'attempts', '0', 'last_at', finished)
           redis.call('EXPIRE', rec, ttl)
@@ -525,7 +535,10 @@ while i <= #ARGV do
         if digest ~= '' then redis.call('HSET', rec, 'plugin', digest) end
         redis.call('RPUSH', hkey, hist)
         redis.call('LTRIM', hkey, -hist_max, -1)
-        if kind == 'ok' then
+        if kind == 'ok' and ttl == 0 then
+          if idem ~= '' then mark_done(idem, id, digest_out, idem_ttl) end
+          redis.call('DEL', rec, hkey)
+        elseif kind == 'ok' then
           redis.call('HSET', rec, 'state', 'succeeded')
           redis.call('HDEL', rec, 'checkpoint', 'entry', 'payload', 'due_at', 'next_attempt')
           if result ~= '' then redis.call('HSET', rec, 'result', result) end
@@ -992,7 +1005,19 @@ impl Queue {
     /// Operations on queue `keys.queue` over `con`.
     #[must_use]
     pub fn new(keys: Keys, con: ConnectionManager) -> Queue {
-        Queue { keys, con }
+        Queue {
+            keys,
+            con,
+            succeeded_ttl: SUCCEEDED_TTL,
+        }
+    }
+
+    /// The same queue, keeping records of succeeded jobs for `ttl` (whole
+    /// seconds; zero keeps none).
+    #[must_use]
+    pub fn with_succeeded_ttl(mut self, ttl: Duration) -> Queue {
+        self.succeeded_ttl = ttl;
+        self
     }
 
     /// The same queue over another connection. A blocking read holds up
@@ -1003,6 +1028,7 @@ impl Queue {
         Queue {
             keys: self.keys.clone(),
             con,
+            succeeded_ttl: self.succeeded_ttl,
         }
     }
 
@@ -1076,7 +1102,7 @@ impl Queue {
             .key(&self.keys.acked)
             .arg(GROUP)
             .arg(&self.keys.record_prefix)
-            .arg(SUCCEEDED_TTL.as_secs())
+            .arg(self.succeeded_ttl.as_secs())
             .arg(&self.keys.queue)
             .arg(MAX_HISTORY)
             .arg(&self.keys.wake)

@@ -221,7 +221,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     }
     let mut queues = JoinSet::new();
     for q in &config.queues {
-        let queue = Queue::new(Keys::new(&q.name), con.clone());
+        let queue = Queue::new(Keys::new(&q.name), con.clone()).with_succeeded_ttl(q.succeeded_ttl);
         ensure_group(&queue, &mut shutdown).await?;
         let jobs = job_types.remove(&q.name).unwrap_or_default();
         tracing::info!(
