@@ -408,25 +408,43 @@ async fn consume_queue(
     ));
 
     while !*stop.borrow() {
-        // Wait for at least one free slot, then take every free slot.
+        // Short attempts free their slots within microseconds, and a read
+        // per handful of them costs more than the attempts: the reader may
+        // lease up to a slot's worth more, to start as slots free up, and
+        // reads as soon as there is room for those, so the next batch is
+        // in hand before the slots run dry. Long attempts never lease
+        // ahead, so a daemon cannot sit on work another one could start.
+        let short = u128::from(typical_us.load(Ordering::Relaxed)) < LEASE_AHEAD_BELOW.as_micros();
+        // Wait for room for at least one delivery, then take all there is.
         let mut stop_wait = stop.clone();
         let first = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            biased;
+            p = slots.clone().acquire_owned() => match p { Ok(p) => Slot::Run(p), Err(_) => break },
+            p = ahead.clone().acquire_owned(), if short => match p { Ok(p) => Slot::Ahead(p), Err(_) => break },
             _ = stop_wait.changed() => break,
         };
-        let mut permits = vec![Slot::Run(first)];
-        // Under load, slots free up one attempt at a time. Letting the
-        // attempts that are ready to finish run first (a yield, a few
-        // microseconds) turns many small reads into one larger one; an
-        // idle queue has every slot free and does not wait at all.
-        let mut yields = 0;
-        loop {
+        let mut permits = vec![first];
+        let take_all = |permits: &mut Vec<Slot>| {
             while permits.len() < MAX_LEASE {
                 match slots.clone().try_acquire_owned() {
                     Ok(p) => permits.push(Slot::Run(p)),
                     Err(_) => break,
                 }
             }
+            while short && permits.len() < MAX_LEASE {
+                match ahead.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(Slot::Ahead(p)),
+                    Err(_) => break,
+                }
+            }
+        };
+        // Under load, room frees up one attempt at a time. Letting the
+        // attempts that are ready to finish run first (a yield, a few
+        // microseconds) turns many small reads into one larger one; an
+        // idle queue has every slot free and does not wait at all.
+        let mut yields = 0;
+        loop {
+            take_all(&mut permits);
             if permits.len() >= MAX_LEASE.min(cfg.concurrency as usize) / 2
                 || yields == GATHER_YIELDS
             {
@@ -434,27 +452,19 @@ async fn consume_queue(
             }
             tokio::task::yield_now().await;
             yields += 1;
-            if slots.available_permits() == 0 {
+            if slots.available_permits() == 0 && (!short || ahead.available_permits() == 0) {
                 // Nothing finished meanwhile: read what there is room for.
                 break;
             }
         }
-        // Deliveries leased ahead by earlier reads wait for the slots this
-        // read holds: it must not sit on them in a blocking read of an empty
-        // stream.
-        let ahead_waiting = ahead.available_permits() < ahead_max as usize;
-        // Short attempts free their slots within microseconds, and a read
-        // per handful of them costs more than the attempts: lease up to a
-        // slot's worth more, to start as slots free up. Long attempts never
-        // lease ahead, so a daemon cannot sit on work another one could start.
-        if u128::from(typical_us.load(Ordering::Relaxed)) < LEASE_AHEAD_BELOW.as_micros() {
-            while permits.len() < MAX_LEASE {
-                match ahead.clone().try_acquire_owned() {
-                    Ok(p) => permits.push(Slot::Ahead(p)),
-                    Err(_) => break,
-                }
-            }
-        }
+        // Deliveries leased ahead by earlier reads wait for slots (some
+        // perhaps held by this read): it must not sit in a blocking read
+        // of an empty stream while they wait.
+        let own_ahead = permits
+            .iter()
+            .filter(|p| matches!(p, Slot::Ahead(_)))
+            .count();
+        let ahead_waiting = ahead.available_permits() + own_ahead < ahead_max as usize;
         let block = (!ahead_waiting).then_some(BLOCK);
         // The read is not cancelled on shutdown: entries it already took
         // must be run, not left leased to a consumer that is going away.
