@@ -443,7 +443,9 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local dead_fields = {id=1, job=1, queue=1, reason=1, class=1, code=1, message=1,
   upstream=1, attempts=1, first_at=1, last_at=1, plugin=1, payload=1, entry=1}
-local applied, earliest, kept = 0, nil, 0
+-- took[k] is '1' when the k-th completion took effect, '0' when its delivery
+-- was no longer pending (another daemon recorded it, or a re-sent batch).
+local applied, earliest, kept, took = 0, nil, 0, {}
 -- Acknowledged entries are normally left for the XTRIM below, which removes
 -- them for a fraction of XDEL's cost (XDEL seeks through the entry's node
 -- for every id). Behind an attempt that runs for a long time they cannot be
@@ -499,6 +501,9 @@ while i <= #ARGV do
         end
       end
       applied = applied + 1
+      took[#took+1] = '1'
+    else
+      took[#took+1] = '0'
     end
   else
     local entry, id, job = ARGV[i+1], ARGV[i+2], ARGV[i+3]
@@ -594,6 +599,9 @@ while i <= #ARGV do
         end
       end
       applied = applied + 1
+      took[#took+1] = '1'
+    else
+      took[#took+1] = '0'
     end
   end
 end
@@ -638,7 +646,7 @@ if applied > 0 then
   redis.call('SET', KEYS[4], tostring(acked_left))
 end
 if earliest ~= nil then redis.call('PUBLISH', wake, tostring(earliest)) end
-return applied
+return table.concat(took)
 "#;
 
 const PROMOTE: &str = r#"
@@ -1087,14 +1095,16 @@ impl Queue {
         parse_xread(reply)
     }
 
-    /// Applies a batch of finished attempts in one round trip; returns how
-    /// many took effect (a delivery that was already acknowledged is skipped).
+    /// Applies a batch of finished attempts in one round trip; returns, per
+    /// completion, whether it took effect (a delivery that was already
+    /// acknowledged, by another daemon or by an earlier send of this batch,
+    /// is skipped).
     ///
     /// # Errors
     /// Redis errors; the batch can then be re-sent as it is.
-    pub async fn apply(&self, batch: &[Completion]) -> Result<usize, QueueError> {
+    pub async fn apply(&self, batch: &[Completion]) -> Result<Vec<bool>, QueueError> {
         if batch.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let mut inv = APPLY_SCRIPT.key(&self.keys.jobs);
         inv.key(&self.keys.dead)
@@ -1211,8 +1221,14 @@ impl Queue {
             }
         }
         let mut con = self.con.clone();
-        let applied: usize = inv.invoke_async(&mut con).await?;
-        Ok(applied)
+        let took: String = inv.invoke_async(&mut con).await?;
+        if took.len() != batch.len() {
+            return Err(QueueError::Protocol {
+                what: "apply",
+                detail: format!("{} flags for {} completions", took.len(), batch.len()),
+            });
+        }
+        Ok(took.bytes().map(|b| b == b'1').collect())
     }
 
     /// Appends a job to the stream; returns its id (the entry id).

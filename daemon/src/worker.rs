@@ -984,15 +984,24 @@ async fn complete(
             shape_dead_payload(c, &queue.keys.queue, redact, shaping.payload_max);
         }
         let mut delay = Duration::from_millis(50);
+        let mut resent = false;
         let recorded = loop {
             match queue.apply(&batch).await {
-                Ok(_) => {
+                Ok(took) => {
                     if any_dead {
                         dead_written.notify_one();
                     }
-                    break true;
+                    // After a failed send, a completion reported as not
+                    // taking effect may have taken effect in that send: count
+                    // the whole batch once rather than none of it.
+                    break Some(if resent {
+                        vec![true; batch.len()]
+                    } else {
+                        took
+                    });
                 }
                 Err(e) => {
+                    resent = true;
                     if *stop.borrow() {
                         let since = *stopping_since.get_or_insert_with(std::time::Instant::now);
                         if since.elapsed() >= SHUTDOWN_GRACE {
@@ -1000,7 +1009,7 @@ async fn complete(
                                 queue = %queue.keys.queue, error = %e, jobs = batch.len(),
                                 "shutting down with Redis unreachable: these finished attempts are not recorded; their deliveries stay pending and are run again after their lease expires"
                             );
-                            break false;
+                            break None;
                         }
                     }
                     let first_job = batch.first().map(|c| c.job_id.as_str()).unwrap_or("");
@@ -1013,8 +1022,8 @@ async fn complete(
                 }
             }
         };
-        if recorded {
-            crate::obs::recorded(&queue.keys.queue, &batch);
+        if let Some(took) = recorded {
+            crate::obs::recorded(&queue.keys.queue, &batch, &took);
         }
         if let Ok(mut set) = in_flight.lock() {
             for c in &batch {

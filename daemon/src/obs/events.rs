@@ -106,6 +106,9 @@ pub struct CompletionsApplied<'a> {
     pub queue: &'a str,
     /// The batch.
     pub batch: &'a [Completion],
+    /// Per completion, whether it took effect (another daemon may have
+    /// recorded the delivery first); missing flags count as taken.
+    pub took: &'a [bool],
 }
 
 impl CompletionsApplied<'_> {
@@ -113,7 +116,10 @@ impl CompletionsApplied<'_> {
     pub fn emit(&self) {
         // A batch is mostly one job type: look its handles up once.
         let mut last: Option<(&str, Arc<Handles>)> = None;
-        for c in self.batch {
+        for (i, c) in self.batch.iter().enumerate() {
+            if !self.took.get(i).copied().unwrap_or(true) {
+                continue;
+            }
             let h = match &last {
                 Some((job, h)) if *job == c.job => h.clone(),
                 _ => {

@@ -155,7 +155,8 @@ impl Obs {
     }
 }
 
-/// A batch of completions is durable: count them and raise alerts.
-pub fn recorded(queue: &str, batch: &[Completion]) {
-    events::CompletionsApplied { queue, batch }.emit();
+/// A batch of completions is durable: count those that took effect (`took`,
+/// per completion; another daemon recorded the others) and raise alerts.
+pub fn recorded(queue: &str, batch: &[Completion], took: &[bool]) {
+    events::CompletionsApplied { queue, batch, took }.emit();
 }
