@@ -523,3 +523,36 @@ fn a_queue_with_succeeded_ttl_0s_keeps_no_record_of_succeeded_jobs_but_keeps_the
     assert_eq!(stdout(&again), keyed, "{}", stderr(&again));
     assert!(stderr(&again).contains("duplicate"), "{}", stderr(&again));
 }
+
+#[test]
+fn sigterm_in_the_middle_of_a_drain_runs_and_records_everything_it_leased() {
+    let redis = Redis::start();
+    let cfg = config(&redis, 16, &job("noop", "noop", ""));
+    let ids = xadd_many(&redis, 20_000, "noop", "{}");
+    let first = Ward::start(&cfg).ready();
+    // Stop it while it is busy: short jobs, so it has leased ahead too.
+    wait_for(WAIT, "the drain to be under way", || {
+        let len: usize = redis::cmd("XLEN")
+            .arg("ward:{q}:jobs")
+            .query(&mut redis.con())
+            .unwrap();
+        len < 19_000
+    });
+    let status = first.stop();
+    assert!(status.success(), "exit status {status}");
+    let pending: (usize, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+        .arg("ward:{q}:jobs")
+        .arg("ward")
+        .query(&mut redis.con())
+        .unwrap();
+    assert_eq!(
+        pending.0, 0,
+        "a stopped daemon leaves nothing leased: what it took, it ran and recorded"
+    );
+    let _second = Ward::start(&cfg).ready();
+    for id in ids.iter().step_by(97).chain(ids.last()) {
+        let s = wait_final(&redis, id, WAIT);
+        assert_eq!(s["state"], "succeeded", "{s}");
+        assert_eq!(s["attempts"], 1, "no attempt was lost in the stop: {s}");
+    }
+}
