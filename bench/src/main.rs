@@ -54,7 +54,8 @@ struct Args {
     #[arg(long)]
     threads: Option<usize>,
     /// Which scenarios to run: throughput, latency, failures, keys,
-    /// norecord (a queue with `succeeded_ttl = "0s"`), raw.
+    /// norecord (a queue with `succeeded_ttl = "0s"`), inflight (one 2 s
+    /// job per slot, for the peak RSS with every slot busy), raw.
     #[arg(long, value_delimiter = ',', default_values_t = ["throughput".to_string(), "latency".to_string(), "failures".to_string(), "keys".to_string()])]
     scenarios: Vec<String>,
     /// Runs per scenario (the median is reported with min and max).
@@ -556,6 +557,68 @@ fn latency_run(
     })
 }
 
+/// As many attempts in flight at once as the queue has slots: one job per
+/// slot, each sleeping 2 s in the plugin. Reports the daemon's peak RSS and
+/// checks that they really overlapped (all started within the first second).
+fn inflight_run(
+    args: &Args,
+    redis: &RedisServer,
+    ward: &Path,
+    plugins: &Path,
+) -> anyhow::Result<(Run, u64)> {
+    let mut con = redis.con()?;
+    let _: () = redis::cmd("FLUSHALL").query(&mut con)?;
+    let n = args.concurrency as usize;
+    let payload = |_| {
+        (
+            "flaky".to_string(),
+            r#"{"times":0,"sleep_ms":2000}"#.to_string(),
+        )
+    };
+    let (ids, enq_secs) = fill(&mut con, n, payload, false)?;
+    let redis_before = redis_cpu(&mut con);
+    let wall = Instant::now();
+    let daemon = Daemon::start(
+        ward,
+        plugins,
+        &redis.url,
+        args.concurrency,
+        "24h",
+        args.threads,
+    )?;
+    wait_drained(&mut con, Duration::from_secs(120))?;
+    let wall = wall.elapsed().as_secs_f64();
+    let (cpu, rss) = daemon.usage();
+    let redis_used = redis_cpu(&mut con) - redis_before;
+    drop(daemon);
+    let rows = records(&mut con, &ids)?;
+    let ok = rows.iter().filter(|r| r.state == "succeeded").count();
+    if ok != n {
+        bail!("in flight: only {ok} of {n} jobs succeeded");
+    }
+    let first = rows.iter().map(|r| r.first).min().unwrap_or(0);
+    let last_start = rows.iter().map(|r| r.first).max().unwrap_or(0);
+    let spread = last_start.saturating_sub(first);
+    if spread >= 1000 {
+        bail!("in flight: the attempts did not overlap (starts spread over {spread} ms)");
+    }
+    Ok((
+        Run {
+            label: format!("{n} attempts in flight at once (each sleeps 2 s in the plugin)"),
+            jobs: n,
+            enqueue_rate: n as f64 / enq_secs,
+            throughput: 0.0,
+            start_lat: Vec::new(),
+            done_lat: Vec::new(),
+            daemon_cpu: cpu,
+            daemon_rss_kib: rss,
+            redis_cpu: redis_used,
+            wall,
+        },
+        spread,
+    ))
+}
+
 /// The raw Redis ceiling for one XADD + XREADGROUP + XACK cycle per entry,
 /// with no Ward at all: pipelined XADDs fill the stream, then one client
 /// reads `COUNT 1000` with XREADGROUP and acknowledges each batch with one
@@ -771,13 +834,18 @@ fn main() -> anyhow::Result<()> {
                 println!("  read + ack rate       {read_ack:.0} entries/s");
                 println!("  full cycle            {full:.0} entries/s (XADD time + read/ack time)");
             }
+            "inflight" => {
+                let (run, spread) = inflight_run(&args, &redis, &ward, &plugins)?;
+                print_run(&run);
+                println!("  all started within    {spread} ms of the first");
+            }
             "latency" => {
                 for &rate in &args.rates {
                     print_run(&latency_run(&args, &redis, &ward, &plugins, rate)?);
                 }
             }
             other => bail!(
-                "unknown scenario `{other}` (throughput, latency, failures, keys, norecord, raw)"
+                "unknown scenario `{other}` (throughput, latency, failures, keys, norecord, inflight, raw)"
             ),
         }
     }
