@@ -49,6 +49,10 @@ struct Args {
     /// How long each latency run offers load.
     #[arg(long, default_value_t = 5)]
     latency_seconds: u64,
+    /// How many daemon processes share the queue in throughput-style runs
+    /// (CPU is summed over them, RSS is the largest).
+    #[arg(long, default_value_t = 1)]
+    daemons: usize,
     /// The daemon's `[daemon] threads` (default: its own default, one less
     /// than the CPU count).
     #[arg(long)]
@@ -380,14 +384,18 @@ fn drain_run(
     let redis_before = redis_cpu(&mut con);
     let wall = Instant::now();
     let ttl = if no_record { "0s" } else { "24h" };
-    let daemon = Daemon::start(
-        ward,
-        plugins,
-        &redis.url,
-        args.concurrency,
-        ttl,
-        args.threads,
-    )?;
+    let daemons = (0..args.daemons.max(1))
+        .map(|_| {
+            Daemon::start(
+                ward,
+                plugins,
+                &redis.url,
+                args.concurrency,
+                ttl,
+                args.threads,
+            )
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let span = if no_record {
         // No records to read the times from: watch the group instead.
         watch_drain(&mut con, n, Duration::from_secs(600))?
@@ -396,9 +404,11 @@ fn drain_run(
         0.0
     };
     let wall = wall.elapsed().as_secs_f64();
-    let (cpu, rss) = daemon.usage();
+    let usage: Vec<(f64, u64)> = daemons.iter().map(Daemon::usage).collect();
+    let cpu = usage.iter().map(|u| u.0).sum();
+    let rss = usage.iter().map(|u| u.1).max().unwrap_or(0);
     let redis_used = redis_cpu(&mut con) - redis_before;
-    drop(daemon);
+    drop(daemons);
     let span = if no_record {
         span
     } else {
@@ -770,10 +780,12 @@ fn main() -> anyhow::Result<()> {
     println!("# ward-bench");
     println!("versions: {}", versions(&redis, &ward));
     println!(
-        "method: plain XADD enqueues (pipelines of 1000) to one queue; `ward run` as a child with concurrency {}, \
+        "method: plain XADD enqueues (pipelines of 1000) to one queue; {} `ward run` child(ren) with concurrency {}, \
          no-op Rust component (fresh instance per attempt); times from Redis (entry ids, job records, ms), \
-         CPU/RSS from /proc, Redis CPU from INFO; median of {} run(s) where several",
-        args.concurrency, args.runs
+         CPU/RSS from /proc (CPU summed over daemons), Redis CPU from INFO; median of {} run(s) where several",
+        args.daemons.max(1),
+        args.concurrency,
+        args.runs
     );
     for scenario in &args.scenarios {
         match scenario.as_str() {
