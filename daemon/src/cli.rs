@@ -347,6 +347,14 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                     &digest[..16.min(digest.len())]
                 );
             }
+            for sc in &cfg.schedules {
+                let next = crate::schedule::next_fire(&sc.schedule, chrono::Utc::now())
+                    .map_or_else(|| "never".to_string(), |t| t.to_rfc3339());
+                println!(
+                    "  schedule {}: `{}` -> {}/{} (next fire {next})",
+                    sc.name, sc.cron, sc.queue, sc.job
+                );
+            }
             Ok(())
         }
     }

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::str::FromStr as _;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
@@ -131,6 +132,26 @@ pub struct RawConfig {
     /// `[daemon]`: the process itself.
     #[serde(default)]
     pub daemon: RawDaemon,
+    /// `[[schedule]]`: jobs enqueued on a cron schedule.
+    #[serde(default, rename = "schedule")]
+    pub schedules: Vec<RawSchedule>,
+}
+
+/// `[[schedule]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchedule {
+    /// Unique name; part of each fire's idempotency key.
+    pub name: Spanned<String>,
+    /// `sec min hour day-of-month month day-of-week [year]`, in UTC.
+    pub cron: Spanned<String>,
+    /// The queue to enqueue on.
+    pub queue: Spanned<String>,
+    /// The job type to enqueue.
+    pub job: Spanned<String>,
+    /// The payload of every job it enqueues (default: empty).
+    #[serde(default)]
+    pub payload: String,
 }
 
 /// `[daemon]`
@@ -379,6 +400,25 @@ pub struct Config {
     pub obs: crate::obs::config::ObsConfig,
     /// `[daemon] threads`, when set.
     pub threads: Option<usize>,
+    /// `[[schedule]]` tables in file order.
+    pub schedules: Vec<ScheduleConfig>,
+}
+
+/// A job enqueued on a cron schedule.
+#[derive(Debug, Clone)]
+pub struct ScheduleConfig {
+    /// Unique name.
+    pub name: String,
+    /// The cron expression as written.
+    pub cron: String,
+    /// The parsed expression (UTC).
+    pub schedule: cron::Schedule,
+    /// Queue name.
+    pub queue: String,
+    /// Job type.
+    pub job: String,
+    /// Payload bytes.
+    pub payload: Vec<u8>,
 }
 
 impl Config {
@@ -828,6 +868,62 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
         }
     }
 
+    let mut schedules: Vec<ScheduleConfig> = Vec::new();
+    for sc in raw.schedules {
+        let name = sc.name.get_ref().clone();
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            problem(
+                sc.name.span(),
+                format!("schedule name `{name}` must be non-empty, without whitespace"),
+            );
+        }
+        if schedules.iter().any(|other| other.name == name) {
+            problem(
+                sc.name.span(),
+                format!("schedule `{name}` is defined twice"),
+            );
+            continue;
+        }
+        let schedule = match cron::Schedule::from_str(sc.cron.get_ref()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                problem(
+                    sc.cron.span(),
+                    format!(
+                        "schedule `{name}`: cron `{}` does not parse ({e}); write six fields, seconds first, in UTC: \"0 0 3 * * *\" is 03:00:00 every day",
+                        sc.cron.get_ref()
+                    ),
+                );
+                None
+            }
+        };
+        let queue = sc.queue.get_ref().clone();
+        let job = sc.job.get_ref().clone();
+        match queues.iter().find(|q| q.name == queue) {
+            None => problem(
+                sc.queue.span(),
+                format!("schedule `{name}` names queue `{queue}`, which no [[queue]] defines"),
+            ),
+            Some(q) if !q.jobs.contains_key(&job) => problem(
+                sc.job.span(),
+                format!(
+                    "schedule `{name}` names job `{job}`, which no [[job]] of queue `{queue}` defines"
+                ),
+            ),
+            Some(_) => {}
+        }
+        if let Some(schedule) = schedule {
+            schedules.push(ScheduleConfig {
+                name,
+                cron: sc.cron.into_inner(),
+                schedule,
+                queue,
+                job,
+                payload: sc.payload.into_bytes(),
+            });
+        }
+    }
+
     if problems.is_empty() {
         Ok(Config {
             path: path.to_path_buf(),
@@ -835,6 +931,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
             queues,
             obs,
             threads,
+            schedules,
         })
     } else {
         problems.sort_by_key(|p| p.line);
@@ -1009,6 +1106,37 @@ mod tests {
         assert_eq!(cfg.queues[0].succeeded_ttl, Duration::ZERO);
         let cfg = load("[[queue]]\nname = \"q\"\n").unwrap();
         assert_eq!(cfg.queues[0].succeeded_ttl, crate::queue::SUCCEEDED_TTL);
+    }
+
+    #[test]
+    fn a_schedule_names_a_valid_cron_and_a_job_of_its_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.wasm"), b"x").unwrap();
+        let load = |schedule: &str| {
+            Config::from_toml(
+                &dir.path().join("ward.toml"),
+                &format!(
+                    "[[queue]]\nname = \"q\"\n[[job]]\nname = \"a\"\nqueue = \"q\"\nplugin = \"p.wasm\"\n[[schedule]]\nname = \"s\"\n{schedule}\n"
+                ),
+            )
+        };
+        let cfg =
+            load("cron = \"0 0 3 * * *\"\nqueue = \"q\"\njob = \"a\"\npayload = \"{}\"").unwrap();
+        assert_eq!(cfg.schedules.len(), 1);
+        assert_eq!(cfg.schedules[0].payload, b"{}");
+
+        let err = load("cron = \"every night\"\nqueue = \"q\"\njob = \"b\"").unwrap_err();
+        let ConfigError::Invalid { problems, .. } = err else {
+            panic!("expected validation errors, got {err}");
+        };
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(problems[0].line, 9, "{problems:?}");
+        assert!(problems[0].message.contains("six fields"), "{problems:?}");
+        assert_eq!(problems[1].line, 11, "{problems:?}");
+        assert!(
+            problems[1].message.contains("no [[job]] of queue `q`"),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //!   redacted, oversized payloads replaced by a marker); pure.
 //! - [`queue`]: every Redis operation, each one command or one Lua script.
 //! - [`worker`]: the daemon loop that ties them together.
+//! - [`schedule`]: `[[schedule]]`, jobs enqueued on a cron schedule, once
+//!   per fire time however many daemons run.
 //! - [`obs`]: metrics, health endpoints, log spans and alerts.
 //! - [`cli`]: the `ward` command.
 //! - [`dlq`]: the dead-letter stream as operators use it (`ward dlq list`,
@@ -34,4 +36,5 @@ pub mod policy;
 pub mod queue;
 pub mod redact;
 pub mod runtime;
+pub mod schedule;
 pub mod worker;

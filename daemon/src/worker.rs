@@ -257,6 +257,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             dead_written,
         ));
     }
+    for s in &config.schedules {
+        let queue = Queue::new(Keys::new(&s.queue), con.clone());
+        queues.spawn(crate::schedule::run(queue, s.clone(), stop_rx.clone()));
+    }
     tracing::info!(threads = config.worker_threads(), "ward is running");
 
     tokio::select! {
