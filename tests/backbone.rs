@@ -603,3 +603,32 @@ fn a_schedule_enqueues_one_job_per_fire_time_however_many_daemons_run() {
         assert_eq!(s["result"], fire, "{s}");
     }
 }
+
+#[test]
+fn the_daemon_and_the_tools_reach_redis_over_tls_with_a_private_ca() {
+    let redis = Redis::start_with_tls();
+    let (tls_port, ca) = redis.tls.clone().unwrap();
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+    let cfg = format!(
+        "{METRICS_ANY_PORT}[redis]\nurl = \"{url}\"\nca_file = \"{}\"\n\n[[queue]]\nname = \"q\"\n\n{}",
+        ca.display(),
+        job("noop", "noop", "")
+    );
+    let cfg_file = redis.dir.path().join("ward-tls.toml");
+    std::fs::write(&cfg_file, &cfg).unwrap();
+    let _ward = Ward::start(&cfg).ready();
+    let cfg_arg = cfg_file.display().to_string();
+    let out = ward(&["enqueue", "--config", &cfg_arg, "q", "noop", "{}"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out);
+    // Read back over the plain port: the job ran through the TLS daemon.
+    assert_eq!(wait_final(&redis, &id, WAIT)["state"], "succeeded");
+    // Without the CA, the server's certificate is not trusted.
+    let refused = ward(&["enqueue", "--redis", &url, "q", "noop", "{}"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("cannot reach Redis"),
+        "{}",
+        stderr(&refused)
+    );
+}

@@ -139,7 +139,16 @@ impl RedisTarget {
             return Ok(url.clone());
         }
         match &self.config {
-            Some(path) => Ok(Config::load(path)?.redis_url),
+            Some(path) => {
+                let cfg = Config::load(path)?;
+                if let Some(ca) = &cfg.redis_ca {
+                    let pem = std::fs::read(ca).with_context(|| {
+                        format!("[redis] ca_file {}: cannot read it", ca.display())
+                    })?;
+                    queue::trust_ca(pem);
+                }
+                Ok(cfg.redis_url)
+            }
             None => Ok(config::DEFAULT_REDIS_URL.to_string()),
         }
     }

@@ -261,8 +261,11 @@ pub fn check_retry(p: &RetryPolicy) -> Vec<String> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRedis {
-    /// `redis://[user:password@]host:port[/db]`.
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS.
     pub url: Option<Spanned<String>>,
+    /// PEM file of the CA certificates a `rediss://` server's certificate
+    /// must chain to, instead of the system's roots.
+    pub ca_file: Option<Spanned<String>>,
 }
 
 /// `[[queue]]`
@@ -394,6 +397,8 @@ pub struct Config {
     pub path: PathBuf,
     /// Redis connection URL.
     pub redis_url: String,
+    /// `[redis] ca_file`, resolved against the config's folder.
+    pub redis_ca: Option<PathBuf>,
     /// Queues in file order.
     pub queues: Vec<QueueConfig>,
     /// `[metrics]`, `[log]` and `[alerts]`.
@@ -571,7 +576,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
                 problem(
                     url.span(),
                     format!(
-                        "[redis] url `{}` is not a Redis URL; write it like \"redis://127.0.0.1:6379\"",
+                        "[redis] url `{}` is not a Redis URL; write it like \"redis://127.0.0.1:6379\" (or rediss:// for TLS)",
                         url.get_ref()
                     ),
                 );
@@ -580,6 +585,30 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
         }
         None => DEFAULT_REDIS_URL.to_string(),
     };
+    let redis_ca = raw.redis.ca_file.map(|f| {
+        let file = base.join(f.get_ref());
+        match std::fs::read_to_string(&file) {
+            Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => {}
+            Ok(_) => problem(
+                f.span(),
+                format!(
+                    "[redis] ca_file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                    file.display()
+                ),
+            ),
+            Err(e) => problem(
+                f.span(),
+                format!("[redis] ca_file {}: cannot read it: {e}", file.display()),
+            ),
+        }
+        if !redis_url.starts_with("rediss://") {
+            problem(
+                f.span(),
+                "[redis] ca_file is only used with a rediss:// url".to_string(),
+            );
+        }
+        file
+    });
 
     let obs = crate::obs::config::validate(raw.metrics, raw.log, raw.alerts, &mut problem);
 
@@ -928,6 +957,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
         Ok(Config {
             path: path.to_path_buf(),
             redis_url,
+            redis_ca,
             queues,
             obs,
             threads,
@@ -1137,6 +1167,34 @@ mod tests {
             problems[1].message.contains("no [[job]] of queue `q`"),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn ca_file_must_hold_a_certificate_and_goes_with_rediss() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("junk.pem"), b"not a certificate").unwrap();
+        let load = |redis: &str| {
+            Config::from_toml(
+                &dir.path().join("ward.toml"),
+                &format!("[redis]\n{redis}\n[[queue]]\nname = \"q\"\n"),
+            )
+        };
+        let err = load("url = \"redis://127.0.0.1:1\"\nca_file = \"junk.pem\"").unwrap_err();
+        let ConfigError::Invalid { problems, .. } = err else {
+            panic!("expected validation errors, got {err}");
+        };
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].message.contains("no PEM certificate"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].message.contains("only used with a rediss://"),
+            "{problems:?}"
+        );
+        let cfg = load("url = \"rediss://redis.internal:6380\"").unwrap();
+        assert_eq!(cfg.redis_url, "rediss://redis.internal:6380");
+        assert!(cfg.redis_ca.is_none());
     }
 
     #[test]

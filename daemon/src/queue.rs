@@ -373,13 +373,41 @@ pub struct Queue {
 /// # Errors
 /// The connection error, with the URL's password left out.
 pub async fn connect(url: &str, block: Duration) -> Result<ConnectionManager, RedisError> {
-    let client = redis::Client::open(url)?;
+    let client = client(url)?;
     let cfg = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(3)))
         .set_response_timeout(Some(block + Duration::from_secs(10)))
         .set_number_of_retries(2)
         .set_max_delay(Duration::from_secs(2));
     ConnectionManager::new_with_config(client, cfg).await
+}
+
+/// The CA bundle `rediss://` connections trust instead of the system's
+/// roots (`[redis] ca_file`), once set for the process.
+static TLS_CA: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+
+/// Makes `rediss://` connections of this process trust the CA certificates
+/// in `pem` (and only those) instead of the system's roots. The first call wins.
+pub fn trust_ca(pem: Vec<u8>) {
+    let _ = TLS_CA.set(pem);
+}
+
+/// A Redis client for `url`: `redis://`, `unix://` or `rediss://` (TLS,
+/// verified against the system's roots or the [`trust_ca`] bundle).
+///
+/// # Errors
+/// A URL the client cannot parse, or a CA bundle that is not PEM.
+pub fn client(url: &str) -> Result<redis::Client, RedisError> {
+    match TLS_CA.get() {
+        Some(ca) if url.starts_with("rediss://") => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca.clone()),
+            },
+        ),
+        _ => redis::Client::open(url),
+    }
 }
 
 /// The URL with any password replaced by `***`, for messages.

@@ -195,6 +195,11 @@ pub fn check(config: &Config) -> anyhow::Result<Vec<(String, String, PathBuf, St
 /// Plugins that do not load; Redis refusing to create a consumer group.
 /// Redis being unreachable is not an error: the daemon says so and retries.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    if let Some(ca) = &config.redis_ca {
+        let pem = std::fs::read(ca)
+            .with_context(|| format!("[redis] ca_file {}: cannot read it", ca.display()))?;
+        queue::trust_ca(pem);
+    }
     let obs = crate::obs::start(&config)?;
     let slots: u32 = config.queues.iter().map(|q| q.concurrency).sum();
     let runtime = runtime_for(&config, slots)?;
@@ -1113,7 +1118,7 @@ async fn promote(queue: Queue, url: String, mut stop: watch::Receiver<bool>) {
 
 async fn subscribe(url: &str, channel: &str) -> Option<redis::aio::PubSub> {
     let attempt = async {
-        let mut ps = redis::Client::open(url)?.get_async_pubsub().await?;
+        let mut ps = queue::client(url)?.get_async_pubsub().await?;
         ps.subscribe(channel).await?;
         Ok::<_, redis::RedisError>(ps)
     };

@@ -76,6 +76,9 @@ pub struct Redis {
     child: Child,
     pub dir: TempDir,
     aof: bool,
+    /// For [`Redis::start_with_tls`]: the TLS port and the CA file its
+    /// certificate chains to.
+    pub tls: Option<(u16, PathBuf)>,
 }
 
 impl Redis {
@@ -92,7 +95,95 @@ impl Redis {
         Self::spawn(free_port(), tempfile::tempdir().unwrap(), true)
     }
 
+    /// A server that also listens with TLS on a second port, with a
+    /// certificate for 127.0.0.1 from a throw-away CA made with openssl.
+    pub fn start_with_tls() -> Redis {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&d)
+                .output()
+                .expect("openssl must be installed (see the README's set-up)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=ward-test-ca",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "san.ext",
+        ]);
+        let tls_port = free_port();
+        let mut r = Self::spawn_with(
+            free_port(),
+            dir,
+            false,
+            &[
+                "--tls-port".into(),
+                tls_port.to_string(),
+                "--tls-cert-file".into(),
+                d.join("server.pem").display().to_string(),
+                "--tls-key-file".into(),
+                d.join("server.key").display().to_string(),
+                "--tls-ca-cert-file".into(),
+                d.join("ca.pem").display().to_string(),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ],
+        );
+        r.tls = Some((tls_port, r.dir.path().join("ca.pem")));
+        r
+    }
+
     fn spawn(port: u16, dir: TempDir, aof: bool) -> Redis {
+        Self::spawn_with(port, dir, aof, &[])
+    }
+
+    fn spawn_with(port: u16, dir: TempDir, aof: bool, extra: &[String]) -> Redis {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -106,6 +197,7 @@ impl Redis {
             .args(["--appendfsync", "everysec"])
             .arg("--dir")
             .arg(dir.path())
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -115,6 +207,7 @@ impl Redis {
             child,
             dir,
             aof,
+            tls: None,
         };
         wait_for(
             Duration::from_secs(10),
