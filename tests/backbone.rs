@@ -632,3 +632,35 @@ fn the_daemon_and_the_tools_reach_redis_over_tls_with_a_private_ca() {
         stderr(&refused)
     );
 }
+
+#[test]
+fn ward_stats_counts_each_queue_by_state() {
+    let redis = Redis::start();
+    xadd_many(&redis, 5, "noop", "{}");
+    enqueue_with(&redis, &["--delay", "1h"], "noop", "{}");
+    let out = ward(&["stats", "--redis", &redis.url(), "q", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let q = &rows[0];
+    assert_eq!(q["queue"], "q", "{rows}");
+    assert_eq!(q["consumed"], false, "{rows}");
+    assert_eq!(q["ready"], 5, "{rows}");
+    assert_eq!(q["delayed"], 1, "{rows}");
+    assert_eq!(q["dead"], 0, "{rows}");
+
+    // Once a daemon has run them: nothing ready, the delayed one still waits.
+    let _ward = Ward::start(&config(&redis, 4, &job("noop", "noop", ""))).ready();
+    wait_for(WAIT, "the ready jobs to run", || {
+        let out = ward(&["stats", "--redis", &redis.url(), "q", "--json"]);
+        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        rows[0]["consumed"] == true && rows[0]["ready"] == 0 && rows[0]["leased"] == 0
+    });
+    let text = ward(&["stats", "--redis", &redis.url(), "q"]);
+    let table = stdout(&text);
+    assert!(table.starts_with("queue"), "{table}");
+    assert!(table.lines().nth(1).unwrap().starts_with("q "), "{table}");
+
+    let none = ward(&["stats", "--redis", &redis.url()]);
+    assert!(!none.status.success());
+    assert!(stderr(&none).contains("--config"), "{}", stderr(&none));
+}

@@ -66,6 +66,17 @@ enum Command {
         #[command(subcommand)]
         command: JobCommand,
     },
+    /// How many jobs each queue holds, by state: ready, leased (running or
+    /// about to), delayed (retries and scheduled), dead.
+    Stats {
+        #[command(flatten)]
+        target: RedisTarget,
+        /// The queues (default: every [[queue]] of `--config`).
+        queues: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect, requeue and discard dead letters (`ward:{Q}:dead`).
     Dlq {
         #[command(subcommand)]
@@ -343,6 +354,11 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Dlq { command } => crate::dlq::run(command).await,
+        Command::Stats {
+            target,
+            queues,
+            json,
+        } => stats(&target, queues, json).await,
         Command::Config {
             command: ConfigCommand::Check { config },
         } => {
@@ -367,6 +383,73 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// One queue's line of `ward stats`.
+#[derive(Debug, serde::Serialize)]
+struct QueueStats {
+    queue: String,
+    /// Whether a daemon has ever consumed it (the group `ward` exists).
+    consumed: bool,
+    ready: u64,
+    leased: u64,
+    delayed: u64,
+    dead: u64,
+    /// Age of the oldest entry not yet delivered, ms.
+    oldest_ready_ms: Option<u64>,
+}
+
+async fn stats(target: &RedisTarget, mut names: Vec<String>, json: bool) -> anyhow::Result<()> {
+    if names.is_empty() {
+        let Some(path) = &target.config else {
+            anyhow::bail!(
+                "name the queues (`ward stats emails reports`) or give --config to take every [[queue]] of it"
+            );
+        };
+        names = Config::load(path)?
+            .queues
+            .into_iter()
+            .map(|q| q.name)
+            .collect();
+    }
+    let mut rows = Vec::with_capacity(names.len());
+    for name in &names {
+        let q = target.queue(name).await?;
+        let s = q
+            .sample()
+            .await
+            .with_context(|| format!("cannot read queue `{name}`"))?;
+        rows.push(QueueStats {
+            queue: name.clone(),
+            consumed: s.group_exists,
+            ready: s.ready,
+            leased: s.pending,
+            delayed: s.delayed,
+            dead: s.dead,
+            oldest_ready_ms: s.oldest_ready_ms.map(|t| s.now_ms.saturating_sub(t)),
+        });
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    let width = rows.iter().map(|r| r.queue.len()).max().unwrap_or(5).max(5);
+    println!(
+        "{:<width$}  {:>9}  {:>9}  {:>9}  {:>9}  oldest ready",
+        "queue", "ready", "leased", "delayed", "dead"
+    );
+    for r in &rows {
+        let age = match (r.consumed, r.oldest_ready_ms) {
+            (false, _) => "(no daemon has consumed it yet)".to_string(),
+            (true, Some(ms)) => format!("{:.1} s", ms as f64 / 1000.0),
+            (true, None) => "-".to_string(),
+        };
+        println!(
+            "{:<width$}  {:>9}  {:>9}  {:>9}  {:>9}  {age}",
+            r.queue, r.ready, r.leased, r.delayed, r.dead
+        );
+    }
+    Ok(())
 }
 
 fn parse_delay(s: &str) -> Result<std::time::Duration, String> {
