@@ -664,3 +664,64 @@ fn ward_stats_counts_each_queue_by_state() {
     assert!(!none.status.success());
     assert!(stderr(&none).contains("--config"), "{}", stderr(&none));
 }
+
+fn breakers_json(redis: &Redis) -> serde_json::Value {
+    let out = ward(&["breakers", "--redis", &redis.url(), "q", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn an_open_breaker_holds_back_the_jobs_of_its_upstream_without_using_their_attempts() {
+    let redis = Redis::start();
+    let cfg = config_top(
+        &redis,
+        METRICS_ANY_PORT,
+        "",
+        "max_attempts = 10\ninitial_delay = \"20ms\"\njitter = \"none\"",
+        &(job("flaky", "flaky", "upstreams = [\"api\"]") + &job("noop", "noop", "")),
+    )
+    .replace(
+        "[defaults.retry]",
+        "[defaults.breaker]\nfailures = 3\nwindow = \"60s\"\nopen_for = \"2s\"\n\n[defaults.retry]",
+    );
+    let _ward = Ward::start(&cfg).ready();
+    // Three transient failures blamed on `api` (the job type's only upstream).
+    let failing: Vec<String> = (0..3)
+        .map(|_| enqueue(&redis, "flaky", r#"{"times":1}"#))
+        .collect();
+    wait_for(WAIT, "the breaker of `api` to open", || {
+        breakers_json(&redis).as_array().is_some_and(|b| {
+            b.iter()
+                .any(|l| l["upstream"] == "api" && l["state"] == "open")
+        })
+    });
+    let opened = std::time::Instant::now();
+    let held = enqueue(&redis, "flaky", r#"{"times":0}"#);
+    let other = enqueue(&redis, "noop", "{}");
+    // A job type without that upstream is not held back.
+    assert_eq!(wait_final(&redis, &other, WAIT)["state"], "succeeded");
+    assert!(opened.elapsed() < Duration::from_millis(1500));
+
+    let s = wait_final(&redis, &held, WAIT);
+    assert_eq!(s["state"], "succeeded", "{s}");
+    assert_eq!(s["attempts"], 1, "holding back used no attempt: {s}");
+    assert!(
+        opened.elapsed() >= Duration::from_millis(1000),
+        "it ran only once the breaker's time was up"
+    );
+    let history = s["history"].as_array().unwrap();
+    assert!(
+        history.iter().any(|h| h["code"] == "breaker-open"),
+        "the hold-back is in the history: {s}"
+    );
+    for id in &failing {
+        assert_eq!(wait_final(&redis, id, WAIT)["state"], "succeeded");
+    }
+    // Successes after the open period closed it again.
+    wait_for(WAIT, "the breaker to close", || {
+        breakers_json(&redis)
+            .as_array()
+            .is_some_and(|b| b.iter().all(|l| l["state"] == "closed"))
+    });
+}

@@ -252,7 +252,8 @@ impl Hook {
 fn the_metrics_endpoint_counts_what_happened() {
     let redis = Redis::start();
     let port = free_port();
-    let jobs = job("noop", "noop", "") + &job("flaky", "flaky", "");
+    // Two transient failures blamed on `api` stay under the breaker's 5.
+    let jobs = job("noop", "noop", "") + &job("flaky", "flaky", "upstreams = [\"api\"]");
     let _ward = Ward::start(&obs_config(&redis, port, "", &jobs)).ready();
 
     let mut entries: Vec<Vec<(&str, &str)>> = vec![vec![("job", "noop"), ("payload", "{}")]; 5];
@@ -387,6 +388,14 @@ fn the_metrics_endpoint_counts_what_happened() {
     }
     assert_eq!(value(&m, "ward_queue_lag_seconds", &[("queue", "q")]), 0.0);
     assert_eq!(value(&m, "ward_inflight", &[("queue", "q")]), 0.0);
+    assert_eq!(
+        value(
+            &m,
+            "ward_breaker_open",
+            &[("queue", "q"), ("upstream", "api")]
+        ),
+        0.0
+    );
     assert_eq!(value(&m, "ward_redis_up", &[]), 1.0);
     assert_eq!(value(&m, "ward_ready", &[]), 1.0);
     assert_eq!(value(&m, "ward_build_info", &[]), 1.0);

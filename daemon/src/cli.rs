@@ -77,6 +77,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Each queue's circuit breakers: which upstreams hold jobs back, until when.
+    Breakers {
+        #[command(flatten)]
+        target: RedisTarget,
+        /// The queues (default: every [[queue]] of `--config`).
+        queues: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect, requeue and discard dead letters (`ward:{Q}:dead`).
     Dlq {
         #[command(subcommand)]
@@ -359,6 +369,11 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             queues,
             json,
         } => stats(&target, queues, json).await,
+        Command::Breakers {
+            target,
+            queues,
+            json,
+        } => breakers(&target, queues, json).await,
         Command::Config {
             command: ConfigCommand::Check { config },
         } => {
@@ -399,19 +414,93 @@ struct QueueStats {
     oldest_ready_ms: Option<u64>,
 }
 
-async fn stats(target: &RedisTarget, mut names: Vec<String>, json: bool) -> anyhow::Result<()> {
-    if names.is_empty() {
-        let Some(path) = &target.config else {
-            anyhow::bail!(
-                "name the queues (`ward stats emails reports`) or give --config to take every [[queue]] of it"
-            );
-        };
-        names = Config::load(path)?
-            .queues
-            .into_iter()
-            .map(|q| q.name)
-            .collect();
+/// The queues a tool looks at: those named, else every [[queue]] of `--config`.
+fn queue_names(
+    target: &RedisTarget,
+    names: Vec<String>,
+    tool: &str,
+) -> anyhow::Result<Vec<String>> {
+    if !names.is_empty() {
+        return Ok(names);
     }
+    let Some(path) = &target.config else {
+        anyhow::bail!(
+            "name the queues (`ward {tool} emails reports`) or give --config to take every [[queue]] of it"
+        );
+    };
+    Ok(Config::load(path)?
+        .queues
+        .into_iter()
+        .map(|q| q.name)
+        .collect())
+}
+
+/// One breaker's line of `ward breakers`.
+#[derive(Debug, serde::Serialize)]
+struct BreakerLine {
+    queue: String,
+    upstream: String,
+    /// `open` or `closed`.
+    state: &'static str,
+    /// Failures counted in the current window.
+    failures: u32,
+    /// For an open breaker: how long it stays open, ms.
+    open_for_ms: Option<u64>,
+    /// Times it opened (within the life of its Redis hash).
+    openings: u32,
+}
+
+async fn breakers(target: &RedisTarget, names: Vec<String>, json: bool) -> anyhow::Result<()> {
+    let names = queue_names(target, names, "breakers")?;
+    let mut lines = Vec::new();
+    for name in &names {
+        let q = target.queue(name).await?;
+        let (now, states) = q
+            .breakers()
+            .await
+            .with_context(|| format!("cannot read the breakers of queue `{name}`"))?;
+        for b in states {
+            let open = b.open_until_ms > now;
+            lines.push(BreakerLine {
+                queue: name.clone(),
+                upstream: b.upstream,
+                state: if open { "open" } else { "closed" },
+                failures: b.failures,
+                open_for_ms: open.then(|| b.open_until_ms - now),
+                openings: b.openings,
+            });
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&lines)?);
+        return Ok(());
+    }
+    if lines.is_empty() {
+        println!(
+            "no breaker has counted a failure (queues: {})",
+            names.join(", ")
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:<20} {:<7} {:>8} {:>8}  open for",
+        "queue", "upstream", "state", "failures", "openings"
+    );
+    for l in &lines {
+        let left = l.open_for_ms.map_or_else(
+            || "-".to_string(),
+            |ms| format!("{:.1} s", ms as f64 / 1000.0),
+        );
+        println!(
+            "{:<16} {:<20} {:<7} {:>8} {:>8}  {left}",
+            l.queue, l.upstream, l.state, l.failures, l.openings
+        );
+    }
+    Ok(())
+}
+
+async fn stats(target: &RedisTarget, names: Vec<String>, json: bool) -> anyhow::Result<()> {
+    let names = queue_names(target, names, "stats")?;
     let mut rows = Vec::with_capacity(names.len());
     for name in &names {
         let q = target.queue(name).await?;

@@ -171,6 +171,43 @@ pub struct RawDefaults {
     /// Largest payload (bytes) copied into a dead-letter entry, for queues
     /// that do not set their own.
     pub dead_payload_max: Option<Spanned<i64>>,
+    /// `[defaults.breaker]`: when an upstream's circuit breaker opens.
+    pub breaker: Option<Spanned<RawBreaker>>,
+}
+
+/// `[defaults.breaker]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    /// Failures blamed on one upstream, within `window`, that open its breaker.
+    pub failures: Option<i64>,
+    /// The window those failures are counted in.
+    #[serde(default, deserialize_with = "opt_plain_duration")]
+    pub window: Option<Duration>,
+    /// How long an open breaker holds back the jobs that need its upstream.
+    #[serde(default, deserialize_with = "opt_plain_duration")]
+    pub open_for: Option<Duration>,
+}
+
+/// When an upstream's circuit breaker opens and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerPolicy {
+    /// Failures within `window` that open it.
+    pub failures: u32,
+    /// The counting window.
+    pub window: Duration,
+    /// How long it stays open.
+    pub open_for: Duration,
+}
+
+impl Default for BreakerPolicy {
+    fn default() -> Self {
+        BreakerPolicy {
+            failures: 5,
+            window: Duration::from_secs(60),
+            open_for: Duration::from_secs(30),
+        }
+    }
 }
 
 /// A retry table (`[defaults.retry]` or a job's `retry = {..}`); every field
@@ -327,6 +364,9 @@ pub struct RawJob {
     /// Payload fields never shown in dead-letter entries: top-level keys
     /// (`"password"`) or JSON pointers (`"/card/number"`).
     pub redact: Option<Spanned<Vec<String>>>,
+    /// The upstreams (named dependencies) this job type calls; their circuit
+    /// breakers hold its jobs back while open.
+    pub upstreams: Option<Spanned<Vec<String>>>,
 }
 
 /// A job's `http` table.
@@ -379,6 +419,13 @@ fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Spanned<Durati
     Ok(Some(Spanned::new(span, parsed)))
 }
 
+fn opt_plain_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let raw = String::deserialize(d)?;
+    parse_duration(&raw)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
 /// Parses a duration as written in configs and on the command line
 /// (`"250ms"`, `"30s"`, `"5m"`, `"1h 30m"`).
 ///
@@ -407,6 +454,8 @@ pub struct Config {
     pub threads: Option<usize>,
     /// `[[schedule]]` tables in file order.
     pub schedules: Vec<ScheduleConfig>,
+    /// `[defaults.breaker]`.
+    pub breaker: BreakerPolicy,
 }
 
 /// A job enqueued on a cron schedule.
@@ -516,6 +565,8 @@ pub struct JobConfig {
     pub secrets: Vec<String>,
     /// Payload fields replaced by `"[redacted]"` in dead-letter entries.
     pub redact: Vec<FieldPath>,
+    /// Upstreams whose circuit breakers hold this job type back.
+    pub upstreams: Vec<String>,
 }
 
 impl Config {
@@ -861,6 +912,21 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
                 }
             }
         }
+        let mut upstreams = Vec::new();
+        if let Some(list) = &j.upstreams {
+            for u in list.get_ref() {
+                if u.is_empty() || u.contains(|c: char| c.is_whitespace() || c == '{' || c == '}') {
+                    problem(
+                        list.span(),
+                        format!(
+                            "job `{name}`: upstream name `{u}` must be non-empty, without whitespace or braces"
+                        ),
+                    );
+                } else if !upstreams.contains(u) {
+                    upstreams.push(u.clone());
+                }
+            }
+        }
         match queues.iter_mut().find(|q| q.name == queue) {
             Some(q) => {
                 q.jobs.insert(
@@ -877,6 +943,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
                         http,
                         secrets,
                         redact,
+                        upstreams,
                     },
                 );
             }
@@ -894,6 +961,34 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
                     ),
                 );
             }
+        }
+    }
+
+    let mut breaker = BreakerPolicy::default();
+    if let Some(b) = &raw.defaults.breaker {
+        let r = b.get_ref();
+        if let Some(f) = r.failures {
+            match u32::try_from(f) {
+                Ok(f) if f >= 1 => breaker.failures = f,
+                _ => problem(
+                    b.span(),
+                    format!("[defaults.breaker]: failures {f} is out of range; use 1 or more"),
+                ),
+            }
+        }
+        if let Some(w) = r.window {
+            breaker.window = w;
+        }
+        if let Some(o) = r.open_for {
+            breaker.open_for = o;
+        }
+        if breaker.window < Duration::from_millis(100)
+            || breaker.open_for < Duration::from_millis(100)
+        {
+            problem(
+                b.span(),
+                "[defaults.breaker]: window and open_for must be at least 100ms".to_string(),
+            );
         }
     }
 
@@ -962,6 +1057,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
             obs,
             threads,
             schedules,
+            breaker,
         })
     } else {
         problems.sort_by_key(|p| p.line);
@@ -1195,6 +1291,46 @@ mod tests {
         let cfg = load("url = \"rediss://redis.internal:6380\"").unwrap();
         assert_eq!(cfg.redis_url, "rediss://redis.internal:6380");
         assert!(cfg.redis_ca.is_none());
+    }
+
+    #[test]
+    fn breaker_defaults_and_upstreams_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.wasm"), b"x").unwrap();
+        let load = |top: &str, job: &str| {
+            Config::from_toml(
+                &dir.path().join("ward.toml"),
+                &format!(
+                    "{top}\n[[queue]]\nname = \"q\"\n[[job]]\nname = \"a\"\nqueue = \"q\"\nplugin = \"p.wasm\"\n{job}\n"
+                ),
+            )
+        };
+        let cfg = load("", "upstreams = [\"api\", \"db\", \"api\"]").unwrap();
+        assert_eq!(cfg.breaker, BreakerPolicy::default());
+        assert_eq!(cfg.queues[0].jobs["a"].upstreams, vec!["api", "db"]);
+        let cfg = load(
+            "[defaults.breaker]\nfailures = 2\nwindow = \"10s\"\nopen_for = \"1m\"",
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.breaker,
+            BreakerPolicy {
+                failures: 2,
+                window: Duration::from_secs(10),
+                open_for: Duration::from_secs(60)
+            }
+        );
+        let err = load("[defaults.breaker]\nfailures = 0", "upstreams = [\"a b\"]").unwrap_err();
+        let ConfigError::Invalid { problems, .. } = err else {
+            panic!("expected validation errors, got {err}");
+        };
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].message.contains("failures 0"), "{problems:?}");
+        assert!(
+            problems[1].message.contains("upstream name `a b`"),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -88,6 +88,15 @@ impl Outcome {
         }
         self
     }
+
+    /// Sets the upstream of a failure; a success is returned unchanged.
+    #[must_use]
+    pub fn with_upstream(mut self, upstream: &str) -> Outcome {
+        if let Outcome::Failure(f) = &mut self {
+            f.upstream = Some(upstream.to_string());
+        }
+        self
+    }
 }
 
 /// Where a job is in its life. The string forms are stored in the job record.

@@ -12,6 +12,7 @@
 //!   redacted, oversized payloads replaced by a marker); pure.
 //! - [`queue`]: every Redis operation, each one command or one Lua script.
 //! - [`worker`]: the daemon loop that ties them together.
+//! - [`breaker`]: circuit breakers per upstream, shared through Redis.
 //! - [`schedule`]: `[[schedule]]`, jobs enqueued on a cron schedule, once
 //!   per fire time however many daemons run.
 //! - [`obs`]: metrics, health endpoints, log spans and alerts.
@@ -27,6 +28,7 @@
 //! → [`queue::Queue::apply`] (one script per batch: ack and record, re-enqueue
 //! as the next attempt, or move to `ward:{Q}:dead`).
 
+pub mod breaker;
 pub mod cli;
 pub mod config;
 pub mod dlq;

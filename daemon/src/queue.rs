@@ -68,6 +68,11 @@ pub struct Keys {
     /// `ward:{Q}:acked`: how many acknowledged entries wait in the stream
     /// to be trimmed.
     pub acked: String,
+    /// `ward:{Q}:breakers`: set of the upstreams that have a breaker hash
+    /// `ward:{Q}:breaker:<upstream>`.
+    pub breakers: String,
+    /// `ward:{Q}:breaker:` (append an upstream): one circuit breaker's hash.
+    pub breaker_prefix: String,
     /// `ward:{Q}:job:` (append a job id)
     pub record_prefix: String,
 }
@@ -84,6 +89,8 @@ impl Keys {
             wake: format!("ward:{{{queue}}}:wake"),
             seq: format!("ward:{{{queue}}}:seq"),
             acked: format!("ward:{{{queue}}}:acked"),
+            breakers: format!("ward:{{{queue}}}:breakers"),
+            breaker_prefix: format!("ward:{{{queue}}}:breaker:"),
             record_prefix: format!("ward:{{{queue}}}:job:"),
         }
     }
@@ -2086,6 +2093,154 @@ pub struct QueueSample {
     pub now_ms: u64,
     /// Enqueue time (entry id ms) of the oldest entry not yet delivered.
     pub oldest_ready_ms: Option<u64>,
+}
+
+const BREAKER_RECORD: &str = r#"
+-- KEYS[1] the set of upstreams with a breaker; ARGV[1] breaker key prefix
+-- ('ward:{Q}:breaker:'), [2] upstream, [3] failures to add (0: a success),
+-- [4] failures that open it, [5] window (ms), [6] open for (ms).
+-- Returns {state, open_until_ms, opened_now (1 if this call opened it), failures}.
+-- An open breaker ignores what is reported while it is open. Once its time
+-- is up it is half open: one more failure opens it again at once, a success
+-- closes it (forgets every failure).
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local key = ARGV[1] .. ARGV[2]
+local add, threshold = tonumber(ARGV[3]), tonumber(ARGV[4])
+local window, open_for = tonumber(ARGV[5]), tonumber(ARGV[6])
+local h = redis.call('HMGET', key, 'failures', 'window_until', 'open_until')
+local failures, wu, ou = tonumber(h[1] or '0'), tonumber(h[2] or '0'), tonumber(h[3] or '0')
+if now < ou then return {'open', ou, 0, failures} end
+if add == 0 then
+  if h[1] then redis.call('DEL', key) end
+  return {'closed', 0, 0, 0}
+end
+redis.call('SADD', KEYS[1], ARGV[2])
+if ou > 0 then
+  -- Half open: the first failure after an opening re-opens it.
+  failures = threshold
+elseif now >= wu then
+  failures = add
+  wu = now + window
+else
+  failures = failures + add
+end
+if failures >= threshold then
+  ou = now + open_for
+  redis.call('HSET', key, 'failures', threshold, 'window_until', ou, 'open_until', ou,
+    'opened_at', now)
+  redis.call('HINCRBY', key, 'openings', 1)
+  redis.call('PEXPIRE', key, open_for + window * 2)
+  return {'open', ou, 1, threshold}
+end
+redis.call('HSET', key, 'failures', failures, 'window_until', wu)
+redis.call('PEXPIRE', key, window * 2 + open_for)
+return {'closed', 0, 0, failures}
+"#;
+
+const BREAKERS: &str = r#"
+-- KEYS[1] the set of upstreams with a breaker; ARGV[1] breaker key prefix.
+-- Read-only: {now_ms, upstream, failures, open_until, openings, ...}.
+local t = redis.call('TIME')
+local out = {tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)}
+for _, u in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local h = redis.call('HMGET', ARGV[1] .. u, 'failures', 'open_until', 'openings')
+  out[#out+1] = u
+  out[#out+1] = tonumber(h[1] or '0')
+  out[#out+1] = tonumber(h[2] or '0')
+  out[#out+1] = tonumber(h[3] or '0')
+end
+return out
+"#;
+
+static BREAKER_RECORD_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(BREAKER_RECORD));
+static BREAKERS_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(BREAKERS));
+
+/// One upstream's circuit breaker as Redis holds it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BreakerState {
+    /// The upstream.
+    pub upstream: String,
+    /// Failures counted in the current window.
+    pub failures: u32,
+    /// Open until this Redis time, Unix ms (0 if it never opened).
+    pub open_until_ms: u64,
+    /// How many times it has opened (while its hash lives).
+    pub openings: u32,
+}
+
+/// What reporting to a breaker did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerUpdate {
+    /// Open until this Redis time, Unix ms, if it is open.
+    pub open_until_ms: Option<u64>,
+    /// This report opened it (so this daemon raises the alert).
+    pub opened_now: bool,
+}
+
+impl Queue {
+    /// Reports `failures` failures blamed on `upstream` (0: a success) to its
+    /// circuit breaker, shared by every daemon of the queue.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn breaker_report(
+        &self,
+        upstream: &str,
+        failures: u32,
+        policy: &crate::config::BreakerPolicy,
+    ) -> Result<BreakerUpdate, QueueError> {
+        let mut con = self.con.clone();
+        let (state, until, opened, _failures): (String, u64, u8, u32) = BREAKER_RECORD_SCRIPT
+            .key(&self.keys.breakers)
+            .arg(&self.keys.breaker_prefix)
+            .arg(upstream)
+            .arg(failures)
+            .arg(policy.failures)
+            .arg(u64::try_from(policy.window.as_millis()).unwrap_or(u64::MAX))
+            .arg(u64::try_from(policy.open_for.as_millis()).unwrap_or(u64::MAX))
+            .invoke_async(&mut con)
+            .await?;
+        Ok(BreakerUpdate {
+            open_until_ms: (state == "open").then_some(until),
+            opened_now: opened == 1,
+        })
+    }
+
+    /// Every breaker of the queue, and the Redis server's time (Unix ms).
+    ///
+    /// # Errors
+    /// Redis errors, or a reply of the wrong shape.
+    pub async fn breakers(&self) -> Result<(u64, Vec<BreakerState>), QueueError> {
+        let mut con = self.con.clone();
+        let reply: Vec<Value> = BREAKERS_SCRIPT
+            .key(&self.keys.breakers)
+            .arg(&self.keys.breaker_prefix)
+            .invoke_async(&mut con)
+            .await?;
+        let int = |v: &Value| match v {
+            Value::Int(i) => u64::try_from(*i).ok(),
+            _ => None,
+        };
+        let Some(now) = reply.first().and_then(int) else {
+            return Err(protocol("breakers", &Value::Array(reply)));
+        };
+        let mut out = Vec::new();
+        for chunk in reply[1..].chunks(4) {
+            let [u, f, o, n] = chunk else {
+                return Err(protocol("breakers", &Value::Array(chunk.to_vec())));
+            };
+            out.push(BreakerState {
+                upstream: String::from_utf8_lossy(&bytes_of(u.clone())).into_owned(),
+                failures: int(f).and_then(|x| u32::try_from(x).ok()).unwrap_or(0),
+                open_until_ms: int(o).unwrap_or(0),
+                openings: int(n).and_then(|x| u32::try_from(x).ok()).unwrap_or(0),
+            });
+        }
+        out.sort_by(|a, b| a.upstream.cmp(&b.upstream));
+        Ok((now, out))
+    }
 }
 
 const SAMPLE: &str = r#"

@@ -78,6 +78,8 @@ struct JobType {
     idempotency_ttl: Duration,
     /// Payload fields never shown in this type's dead letters.
     redact: Vec<FieldPath>,
+    /// Upstreams whose circuit breakers hold this type's jobs back.
+    upstreams: Vec<String>,
 }
 
 /// Loads every plugin named in `config`, compiling each file once.
@@ -137,6 +139,7 @@ fn load_plugins(
                     policy: j.retry,
                     idempotency_ttl: j.idempotency_ttl,
                     redact: j.redact.clone(),
+                    upstreams: j.upstreams.clone(),
                 }),
             );
         }
@@ -252,6 +255,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         }
         queues.spawn(obs.sampler(queue.clone(), stop_rx.clone()));
         let reader = queue.with_connection(connect_with_backoff(&config.redis_url, &url).await);
+        let breakers = jobs.values().any(|jt| !jt.upstreams.is_empty()).then(|| {
+            for jt in jobs.values() {
+                for u in &jt.upstreams {
+                    crate::obs::events::breaker_state(&q.name, u, false);
+                }
+            }
+            crate::breaker::Breakers::new(queue.clone(), config.breaker)
+        });
+        if let Some(b) = &breakers {
+            queues.spawn(crate::breaker::keep_fresh(b.clone(), stop_rx.clone()));
+        }
         queues.spawn(consume_queue(
             queue,
             reader,
@@ -259,7 +273,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             jobs,
             consumer.clone(),
             stop_rx.clone(),
-            dead_written,
+            QueueShared {
+                dead_written,
+                breakers,
+            },
         ));
     }
     for s in &config.schedules {
@@ -347,6 +364,14 @@ fn consumer_name() -> String {
 /// recorded. The heartbeat renews exactly these.
 type InFlight = Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
 
+/// What a queue's consumer shares with the queue's other tasks.
+struct QueueShared {
+    /// Told when dead letters were written (retention runs soon after).
+    dead_written: Arc<Notify>,
+    /// The queue's circuit breakers, when a job type lists upstreams.
+    breakers: Option<Arc<crate::breaker::Breakers>>,
+}
+
 /// What a leased delivery holds while it waits or runs.
 enum Slot {
     /// A free slot: the attempt starts at once.
@@ -371,8 +396,12 @@ async fn consume_queue(
     jobs: HashMap<String, Arc<JobType>>,
     consumer: String,
     stop: watch::Receiver<bool>,
-    dead_written: Arc<Notify>,
+    shared: QueueShared,
 ) {
+    let QueueShared {
+        dead_written,
+        breakers,
+    } = shared;
     let jobs = Arc::new(jobs);
     let queue_name: Arc<str> = cfg.name.as_str().into();
     let in_flight: InFlight = Arc::default();
@@ -389,6 +418,7 @@ async fn consume_queue(
         dead_written,
         shaping,
         stop.clone(),
+        breakers.clone(),
     ));
     let (beat_stop, beat_rx) = watch::channel(false);
     let heartbeat = tokio::spawn(heartbeat(
@@ -507,7 +537,7 @@ async fn consume_queue(
         }
         // Slots are handed out first, so deliveries leased ahead are the last.
         permits.reverse();
-        for work in triage(&queue, &cfg.name, &jobs, deliveries).await {
+        for work in triage(&queue, &cfg.name, &jobs, deliveries, breakers.as_deref()).await {
             let slot = permits.pop();
             match work {
                 Work::Record(c) => {
@@ -569,6 +599,7 @@ async fn triage(
     queue_name: &str,
     jobs: &HashMap<String, Arc<JobType>>,
     deliveries: Vec<Delivery>,
+    breakers: Option<&crate::breaker::Breakers>,
 ) -> Vec<Work> {
     let mut out = Vec::with_capacity(deliveries.len());
     let mut keyed: Vec<(queue::JobEntry, Arc<JobType>)> = Vec::new();
@@ -577,6 +608,12 @@ async fn triage(
             Err(m) => out.push(Work::Record(malformed(queue_name, m))),
             Ok(entry) => match jobs.get(&entry.job) {
                 None => out.push(Work::Record(no_plugin(queue_name, jobs, entry))),
+                Some(jt) if !jt.upstreams.is_empty() && held_back(breakers, jt).is_some() => {
+                    let (upstream, wait) = held_back(breakers, jt).unwrap_or_default();
+                    out.push(Work::Record(deferred(
+                        queue_name, entry, jt, &upstream, wait,
+                    )));
+                }
                 Some(jt) if entry.idempotency_key.is_some() => keyed.push((entry, jt.clone())),
                 Some(jt) => out.push(Work::Run(entry, jt.clone())),
             },
@@ -622,6 +659,47 @@ async fn triage(
         }
     }
     out
+}
+
+/// The open breaker that holds `jt`'s jobs back, and for how long.
+fn held_back(
+    breakers: Option<&crate::breaker::Breakers>,
+    jt: &JobType,
+) -> Option<(String, Duration)> {
+    let b = breakers?;
+    let (upstream, until) = b.open_among(&jt.upstreams)?;
+    Some((upstream, b.wait_until(until)))
+}
+
+/// A job not run because its upstream's breaker is open: back to the
+/// delayed set until the breaker's time is up (plus a little jitter, so the
+/// held-back jobs do not all arrive at once), without using an attempt.
+fn deferred(
+    queue_name: &str,
+    entry: queue::JobEntry,
+    jt: &JobType,
+    upstream: &str,
+    wait: Duration,
+) -> Completion {
+    tracing::debug!(queue = %queue_name, job_id = %entry.id, job = %entry.job, upstream, wait = ?wait, "circuit breaker open; job held back");
+    let message = format!(
+        "not run: the circuit breaker of upstream `{upstream}` is open for another {}",
+        humantime::format_duration(Duration::from_millis(
+            u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)
+        ))
+    );
+    let outcome = Outcome::failure(FailureClass::Transient, message)
+        .with_code(crate::breaker::CODE)
+        .with_upstream(upstream);
+    let attempt = entry.attempt.saturating_sub(1);
+    let mut c = completion(entry, Some(jt), outcome, Action::Retry);
+    c.attempt = attempt;
+    let jitter = rand::random::<u64>() % 250;
+    c.delay_ms = u64::try_from(wait.as_millis())
+        .unwrap_or(u64::MAX)
+        .saturating_add(jitter)
+        .max(1);
+    c
 }
 
 /// A completion for `entry` with nothing decided yet; callers set the rest.
@@ -969,6 +1047,7 @@ async fn complete(
     dead_written: Arc<Notify>,
     shaping: DeadShaping,
     stop: watch::Receiver<bool>,
+    breakers: Option<Arc<crate::breaker::Breakers>>,
 ) {
     let mut batch = Vec::with_capacity(MAX_APPLY);
     let mut stopping_since: Option<std::time::Instant> = None;
@@ -1033,6 +1112,16 @@ async fn complete(
         };
         if let Some(took) = recorded {
             crate::obs::recorded(&queue.keys.queue, &batch, &took);
+            if let Some(b) = &breakers {
+                b.report(&batch, &took, |job| {
+                    shaping
+                        .jobs
+                        .get(job)
+                        .map(|jt| jt.upstreams.as_slice())
+                        .filter(|u| !u.is_empty())
+                })
+                .await;
+            }
         }
         if let Ok(mut set) = in_flight.lock() {
             for c in &batch {

@@ -141,6 +141,19 @@ impl AlertEvent {
     }
 }
 
+impl AlertEvent {
+    /// Upstream `upstream`'s circuit breaker opened; `c` is the completion
+    /// whose failure tipped it.
+    #[must_use]
+    pub fn breaker_open(queue: &str, job_label: &str, upstream: &str, c: &Completion) -> Self {
+        let mut e = AlertEvent::dead_letter(queue, job_label, c, DeadReason::AttemptsExhausted);
+        e.kind = AlertKind::BreakerOpen;
+        e.upstream = Some(upstream.to_string());
+        e.reason = format!("circuit breaker of upstream `{upstream}` opened");
+        e
+    }
+}
+
 static SENDER: OnceLock<mpsc::Sender<AlertEvent>> = OnceLock::new();
 
 /// Hands an event to the alert task without waiting. When the task is

@@ -25,12 +25,12 @@ struct Handles {
     time_to_success: Histogram,
     attempts_to_success: Histogram,
     /// `ward_jobs_total` by outcome: succeeded, retried, dead, duplicate.
-    jobs: [Counter; 4],
+    jobs: [Counter; 5],
     /// `ward_attempts_total` by class, in [`m::CLASSES`] order.
     attempts: Vec<Counter>,
 }
 
-const OUTCOMES: [&str; 4] = ["succeeded", "retried", "dead", "duplicate"];
+const OUTCOMES: [&str; 5] = ["succeeded", "retried", "dead", "duplicate", "deferred"];
 
 type HandleMap = HashMap<String, HashMap<String, Arc<Handles>>>;
 static HANDLES: LazyLock<Mutex<HandleMap>> = LazyLock::new(Mutex::default);
@@ -155,7 +155,9 @@ impl JobRecorded<'_> {
 
     fn emit_with(&self, h: &Handles) {
         let c = self.completion;
+        let held_back = matches!(&c.outcome, Outcome::Failure(f) if f.code.as_deref() == Some(crate::breaker::CODE));
         let outcome = match c.action {
+            Action::Retry if held_back => 4,
             Action::Ack => 0,
             Action::Retry => 1,
             Action::Dead(_) => 2,
@@ -193,6 +195,8 @@ fn attempt_class(c: &Completion) -> Option<&'static str> {
     use crate::job::DeadReason::{Malformed, NoPlugin};
     match (c.action, &c.outcome) {
         (Action::Duplicate | Action::Dead(Malformed | NoPlugin), _) => None,
+        // Held back by an open circuit breaker: nothing ran.
+        (_, Outcome::Failure(f)) if f.code.as_deref() == Some(crate::breaker::CODE) => None,
         (_, Outcome::Success(_)) => Some("success"),
         (_, Outcome::Failure(f)) => Some(f.class.as_str()),
     }
@@ -404,5 +408,37 @@ mod tests {
         assert_eq!(enqueued_ms("order-17"), None);
         assert_eq!(enqueued_ms("1763791234567"), None);
         assert_eq!(enqueued_ms("-1"), None);
+    }
+}
+
+/// Sets `ward_breaker_open{queue, upstream}` (1 open, 0 closed).
+pub fn breaker_state(queue: &str, upstream: &str, open: bool) {
+    metrics::gauge!(m::BREAKER_OPEN, "queue" => queue.to_string(), "upstream" => upstream.to_string())
+        .set(if open { 1.0 } else { 0.0 });
+}
+
+/// A circuit breaker opened because of this daemon's report: the gauge goes
+/// to 1 and a `breaker_open` alert is raised.
+#[derive(Debug)]
+pub struct BreakerOpened<'a> {
+    /// The queue.
+    pub queue: &'a str,
+    /// The upstream.
+    pub upstream: &'a str,
+    /// The completion whose failure opened it.
+    pub completion: &'a Completion,
+}
+
+impl BreakerOpened<'_> {
+    /// Sets the gauge and raises the alert.
+    pub fn emit(&self) {
+        breaker_state(self.queue, self.upstream, true);
+        let job = job_label(self.queue, &self.completion.job);
+        alerts::raise(AlertEvent::breaker_open(
+            self.queue,
+            &job,
+            self.upstream,
+            self.completion,
+        ));
     }
 }

@@ -43,6 +43,8 @@ pub const REDIS_UP: &str = "ward_redis_up";
 pub const READY: &str = "ward_ready";
 /// Always 1, labelled with the daemon's `version`.
 pub const BUILD_INFO: &str = "ward_build_info";
+/// 1 while an upstream's circuit breaker is open, else 0.
+pub const BREAKER_OPEN: &str = "ward_breaker_open";
 
 /// Every metric Ward registers. The alert rules and the dashboard may only
 /// use these (checked by tests), and a scrape shows exactly these.
@@ -62,6 +64,7 @@ pub const METRICS: &[&str] = &[
     REDIS_UP,
     READY,
     BUILD_INFO,
+    BREAKER_OPEN,
 ];
 
 /// `outcome` label values of [`JOBS_TOTAL`].
@@ -158,6 +161,10 @@ fn describe() {
         "Jobs moved to the dead-letter stream, by reason."
     );
     describe_gauge!(INFLIGHT, "Attempts running now.");
+    describe_gauge!(
+        BREAKER_OPEN,
+        "1 while the upstream's circuit breaker holds its jobs back, else 0."
+    );
     describe_histogram!(
         PLUGIN_INSTANTIATE,
         "Seconds to instantiate a plugin for one attempt."

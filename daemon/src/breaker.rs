@@ -1,0 +1,212 @@
+//! Circuit breakers, one per upstream of a queue, shared by every daemon.
+//!
+//! A job type lists the upstreams it calls (`[[job]] upstreams`). Failures
+//! that point at an upstream (transient, timeout or recoverable; named by the
+//! plugin's `upstream`, or the job type's only upstream) are counted in Redis
+//! (`ward:{Q}:breaker:<upstream>`); `[defaults.breaker] failures` of them
+//! within `window` open the breaker for `open_for`. While it is open, jobs of
+//! the job types that list the upstream are not run: each is put back in the
+//! delayed set until the breaker's time is up, without using an attempt.
+//! After that the breaker is half open: the next failure opens it again at
+//! once, a success closes it.
+//!
+//! Every daemon keeps a copy of the queue's breakers, refreshed twice a
+//! second, so deciding whether to run a job costs no Redis round trip.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::BreakerPolicy;
+use crate::job::{FailureClass, Outcome};
+use crate::queue::{Action, Completion, Queue};
+
+/// How often a daemon re-reads its queue's breakers.
+const REFRESH: Duration = Duration::from_millis(500);
+/// Failure code of a job held back by an open breaker (nothing ran).
+pub const CODE: &str = "breaker-open";
+
+/// One queue's breakers, as this daemon last saw them.
+pub struct Breakers {
+    queue: Queue,
+    policy: BreakerPolicy,
+    seen: Mutex<Seen>,
+}
+
+#[derive(Default)]
+struct Seen {
+    /// Redis time minus local time, ms.
+    offset_ms: i64,
+    /// Upstream -> open until (Redis time, ms).
+    open_until: HashMap<String, u64>,
+    /// Upstreams with failures counted (a success must reset them).
+    failing: HashSet<String>,
+}
+
+impl Breakers {
+    /// The breakers of `queue`, opened by `policy`.
+    #[must_use]
+    pub fn new(queue: Queue, policy: BreakerPolicy) -> Arc<Breakers> {
+        Arc::new(Breakers {
+            queue,
+            policy,
+            seen: Mutex::new(Seen::default()),
+        })
+    }
+
+    fn now_ms(offset_ms: i64) -> u64 {
+        let local = i64::try_from(crate::queue::now_ms()).unwrap_or(i64::MAX);
+        u64::try_from(local.saturating_add(offset_ms)).unwrap_or(0)
+    }
+
+    /// The first of `upstreams` whose breaker is open now, and until when
+    /// (Redis time, Unix ms).
+    #[must_use]
+    pub fn open_among(&self, upstreams: &[String]) -> Option<(String, u64)> {
+        let seen = self.seen.lock().ok()?;
+        let now = Self::now_ms(seen.offset_ms);
+        upstreams.iter().find_map(|u| {
+            let until = *seen.open_until.get(u)?;
+            (until > now).then(|| (u.clone(), until))
+        })
+    }
+
+    /// How long from now until Redis time `until_ms`.
+    #[must_use]
+    pub fn wait_until(&self, until_ms: u64) -> Duration {
+        let offset = self.seen.lock().map_or(0, |s| s.offset_ms);
+        Duration::from_millis(until_ms.saturating_sub(Self::now_ms(offset)))
+    }
+
+    /// Re-reads every breaker of the queue and updates `ward_breaker_open`.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn refresh(&self) -> Result<(), crate::queue::QueueError> {
+        let (now, states) = self.queue.breakers().await?;
+        let local = i64::try_from(crate::queue::now_ms()).unwrap_or(i64::MAX);
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.offset_ms = i64::try_from(now).unwrap_or(i64::MAX).saturating_sub(local);
+        seen.open_until.clear();
+        seen.failing.clear();
+        for s in states {
+            let open = s.open_until_ms > now;
+            crate::obs::events::breaker_state(&self.queue.keys.queue, &s.upstream, open);
+            if s.failures > 0 || s.open_until_ms > 0 {
+                seen.failing.insert(s.upstream.clone());
+            }
+            seen.open_until.insert(s.upstream, s.open_until_ms);
+        }
+        Ok(())
+    }
+
+    /// Reports a batch of recorded completions: failures blamed on an
+    /// upstream count towards its breaker, successes close the breakers of
+    /// their job type's upstreams. `upstreams_of` gives a job type's list.
+    pub async fn report<'a>(
+        &self,
+        batch: &[Completion],
+        took: &[bool],
+        upstreams_of: impl Fn(&str) -> Option<&'a [String]>,
+    ) {
+        let mut failures: HashMap<String, (u32, usize)> = HashMap::new();
+        let mut succeeded: HashSet<String> = HashSet::new();
+        for (i, c) in batch.iter().enumerate() {
+            if !took.get(i).copied().unwrap_or(true) || c.action == Action::Duplicate {
+                continue;
+            }
+            let Some(upstreams) = upstreams_of(&c.job) else {
+                continue;
+            };
+            match &c.outcome {
+                Outcome::Success(_) => succeeded.extend(upstreams.iter().cloned()),
+                Outcome::Failure(f) => {
+                    let counts = matches!(
+                        f.class,
+                        FailureClass::Transient | FailureClass::Timeout | FailureClass::Recoverable
+                    ) && !matches!(
+                        f.code.as_deref(),
+                        Some(CODE | "lease-expired" | "capacity")
+                    );
+                    let blamed = f.upstream.clone().or_else(|| match upstreams {
+                        [only] => Some(only.clone()),
+                        _ => None,
+                    });
+                    if let (true, Some(u)) = (counts, blamed) {
+                        let e = failures.entry(u).or_insert((0, i));
+                        e.0 += 1;
+                        e.1 = i;
+                    }
+                }
+            }
+        }
+        let reset: Vec<String> = match self.seen.lock() {
+            Ok(seen) => succeeded
+                .into_iter()
+                .filter(|u| seen.failing.contains(u) && !failures.contains_key(u))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        for (upstream, (n, last)) in failures {
+            match self.queue.breaker_report(&upstream, n, &self.policy).await {
+                Ok(update) => {
+                    if let Ok(mut seen) = self.seen.lock() {
+                        seen.failing.insert(upstream.clone());
+                        if let Some(until) = update.open_until_ms {
+                            seen.open_until.insert(upstream.clone(), until);
+                        }
+                    }
+                    if update.opened_now {
+                        let c = &batch[last];
+                        tracing::warn!(
+                            queue = %self.queue.keys.queue, upstream = %upstream, job = %c.job,
+                            open_for = ?self.policy.open_for,
+                            "circuit breaker opened: {} failures within {:?}; jobs that need `{upstream}` wait until it closes",
+                            self.policy.failures, self.policy.window
+                        );
+                        crate::obs::events::BreakerOpened {
+                            queue: &self.queue.keys.queue,
+                            upstream: &upstream,
+                            completion: c,
+                        }
+                        .emit();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(queue = %self.queue.keys.queue, upstream = %upstream, error = %e, "cannot update the circuit breaker");
+                }
+            }
+        }
+        for upstream in reset {
+            match self.queue.breaker_report(&upstream, 0, &self.policy).await {
+                Ok(_) => {
+                    if let Ok(mut seen) = self.seen.lock() {
+                        seen.failing.remove(&upstream);
+                        seen.open_until.remove(&upstream);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(queue = %self.queue.keys.queue, upstream = %upstream, error = %e, "cannot close the circuit breaker");
+                }
+            }
+        }
+    }
+}
+
+/// Keeps `breakers` fresh until `stop` turns true.
+pub async fn keep_fresh(breakers: Arc<Breakers>, mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        if let Err(e) = breakers.refresh().await {
+            tracing::warn!(queue = %breakers.queue.keys.queue, error = %e, "cannot read the circuit breakers");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(REFRESH) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
