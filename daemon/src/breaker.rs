@@ -3,8 +3,9 @@
 //! A job type lists the upstreams it calls (`[[job]] upstreams`). Failures
 //! that point at an upstream (transient, timeout or recoverable; named by the
 //! plugin's `upstream`, or the job type's only upstream) are counted in Redis
-//! (`ward:{Q}:breaker:<upstream>`); `[defaults.breaker] failures` of them
-//! within `window` open the breaker for `open_for`. While it is open, jobs of
+//! (`ward:{Q}:breaker:<upstream>`); `[defaults.breaker] failures` of them in
+//! a row (a success resets the count) within `window` open the breaker for
+//! `open_for`. While it is open, jobs of
 //! the job types that list the upstream are not run: each is put back in the
 //! delayed set until the breaker's time is up, without using an attempt.
 //! After that the breaker is half open: the next failure opens it again at
