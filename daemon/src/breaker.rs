@@ -3,9 +3,8 @@
 //! A job type lists the upstreams it calls (`[[job]] upstreams`). Failures
 //! that point at an upstream (transient, timeout or recoverable; named by the
 //! plugin's `upstream`, or the job type's only upstream) are counted in Redis
-//! (`ward:{Q}:breaker:<upstream>`); `[defaults.breaker] failures` of them in
-//! a row (a success resets the count) within `window` open the breaker for
-//! `open_for`. While it is open, jobs of
+//! (`ward:{Q}:breaker:<upstream>`); `[defaults.breaker] failures` of them
+//! within `window` open the breaker for `open_for`. While it is open, jobs of
 //! the job types that list the upstream are not run: each is put back in the
 //! delayed set until the breaker's time is up, without using an attempt.
 //! After that the breaker is half open: the next failure opens it again at
@@ -42,8 +41,9 @@ struct Seen {
     offset_ms: i64,
     /// Upstream -> open until (Redis time, ms).
     open_until: HashMap<String, u64>,
-    /// Upstreams with failures counted (a success must reset them).
-    failing: HashSet<String>,
+    /// Upstreams whose breaker has opened (a success closes it once its
+    /// time is up).
+    opened: HashSet<String>,
 }
 
 impl Breakers {
@@ -94,12 +94,12 @@ impl Breakers {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         seen.offset_ms = i64::try_from(now).unwrap_or(i64::MAX).saturating_sub(local);
         seen.open_until.clear();
-        seen.failing.clear();
+        seen.opened.clear();
         for s in states {
             let open = s.open_until_ms > now;
             crate::obs::events::breaker_state(&self.queue.keys.queue, &s.upstream, open);
-            if s.failures > 0 || s.open_until_ms > 0 {
-                seen.failing.insert(s.upstream.clone());
+            if s.open_until_ms > 0 {
+                seen.opened.insert(s.upstream.clone());
             }
             seen.open_until.insert(s.upstream, s.open_until_ms);
         }
@@ -149,18 +149,18 @@ impl Breakers {
         let reset: Vec<String> = match self.seen.lock() {
             Ok(seen) => succeeded
                 .into_iter()
-                .filter(|u| seen.failing.contains(u) && !failures.contains_key(u))
+                .filter(|u| seen.opened.contains(u) && !failures.contains_key(u))
                 .collect(),
             Err(_) => Vec::new(),
         };
         for (upstream, (n, last)) in failures {
             match self.queue.breaker_report(&upstream, n, &self.policy).await {
                 Ok(update) => {
-                    if let Ok(mut seen) = self.seen.lock() {
-                        seen.failing.insert(upstream.clone());
-                        if let Some(until) = update.open_until_ms {
-                            seen.open_until.insert(upstream.clone(), until);
-                        }
+                    if let Ok(mut seen) = self.seen.lock()
+                        && let Some(until) = update.open_until_ms
+                    {
+                        seen.opened.insert(upstream.clone());
+                        seen.open_until.insert(upstream.clone(), until);
                     }
                     if update.opened_now {
                         let c = &batch[last];
@@ -185,9 +185,9 @@ impl Breakers {
         }
         for upstream in reset {
             match self.queue.breaker_report(&upstream, 0, &self.policy).await {
-                Ok(_) => {
-                    if let Ok(mut seen) = self.seen.lock() {
-                        seen.failing.remove(&upstream);
+                Ok(update) => {
+                    if let (Ok(mut seen), None) = (self.seen.lock(), update.open_until_ms) {
+                        seen.opened.remove(&upstream);
                         seen.open_until.remove(&upstream);
                     }
                 }

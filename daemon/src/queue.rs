@@ -2102,7 +2102,7 @@ const BREAKER_RECORD: &str = r#"
 -- Returns {state, open_until_ms, opened_now (1 if this call opened it), failures}.
 -- An open breaker ignores what is reported while it is open. Once its time
 -- is up it is half open: one more failure opens it again at once, a success
--- closes it (forgets every failure).
+-- closes it (forgets every failure). Successes do not touch a closed one.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local key = ARGV[1] .. ARGV[2]
@@ -2112,8 +2112,9 @@ local h = redis.call('HMGET', key, 'failures', 'window_until', 'open_until')
 local failures, wu, ou = tonumber(h[1] or '0'), tonumber(h[2] or '0'), tonumber(h[3] or '0')
 if now < ou then return {'open', ou, 0, failures} end
 if add == 0 then
-  if h[1] then redis.call('DEL', key) end
-  return {'closed', 0, 0, 0}
+  -- A success closes a half-open breaker; a closed one keeps counting.
+  if ou > 0 then redis.call('DEL', key) end
+  return {'closed', 0, 0, failures}
 end
 redis.call('SADD', KEYS[1], ARGV[2])
 if ou > 0 then
