@@ -608,14 +608,15 @@ async fn triage(
             Err(m) => out.push(Work::Record(malformed(queue_name, m))),
             Ok(entry) => match jobs.get(&entry.job) {
                 None => out.push(Work::Record(no_plugin(queue_name, jobs, entry))),
-                Some(jt) if !jt.upstreams.is_empty() && held_back(breakers, jt).is_some() => {
-                    let (upstream, wait) = held_back(breakers, jt).unwrap_or_default();
-                    out.push(Work::Record(deferred(
-                        queue_name, entry, jt, &upstream, wait,
-                    )));
-                }
-                Some(jt) if entry.idempotency_key.is_some() => keyed.push((entry, jt.clone())),
-                Some(jt) => out.push(Work::Run(entry, jt.clone())),
+                Some(jt) => match held_back(breakers, jt) {
+                    Some((upstream, wait)) => {
+                        out.push(Work::Record(deferred(
+                            queue_name, entry, jt, &upstream, wait,
+                        )));
+                    }
+                    None if entry.idempotency_key.is_some() => keyed.push((entry, jt.clone())),
+                    None => out.push(Work::Run(entry, jt.clone())),
+                },
             },
         }
     }
@@ -666,6 +667,9 @@ fn held_back(
     breakers: Option<&crate::breaker::Breakers>,
     jt: &JobType,
 ) -> Option<(String, Duration)> {
+    if jt.upstreams.is_empty() {
+        return None;
+    }
     let b = breakers?;
     let (upstream, until) = b.open_among(&jt.upstreams)?;
     Some((upstream, b.wait_until(until)))
