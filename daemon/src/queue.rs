@@ -501,9 +501,9 @@ end
 local function mark_done(key, id, digest, key_ttl)
   local ikey = prefix_q .. 'idem:' .. key
   local v = id .. ' done ' .. digest
-  if redis.call('PTTL', ikey) > 0 then
-    redis.call('SET', ikey, v, 'KEEPTTL')
-  else
+  -- The claim (at enqueue or lease) set the key with its TTL: keep it. A
+  -- key that has gone meanwhile is set again with the job type's TTL.
+  if not redis.call('SET', ikey, v, 'XX', 'KEEPTTL') then
     redis.call('SET', ikey, v, 'PX', key_ttl)
   end
 end
