@@ -655,7 +655,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, text: &str) -> Result<Conf
         if !redis_url.starts_with("rediss://") {
             problem(
                 f.span(),
-                "[redis] ca_file is only used with a rediss:// url".to_string(),
+                "[redis] ca_file is only used with a rediss:// url; write the url as rediss://host:port for TLS, or remove ca_file".to_string(),
             );
         }
         file

@@ -488,7 +488,12 @@ local applied, earliest, kept, took = 0, nil, 0, {}
 local acked_left = tonumber(redis.call('GET', KEYS[4]) or '0')
 local delete_each = acked_left >= acked_max
 local function ack(entry)
-  if redis.call('XACK', KEYS[1], group, entry) ~= 1 then return false end
+  if redis.call('XACK', KEYS[1], group, entry) ~= 1 then
+    took[#took+1] = '0'
+    return false
+  end
+  applied = applied + 1
+  took[#took+1] = '1'
   if delete_each then
     redis.call('XDEL', KEYS[1], entry)
   else
@@ -535,10 +540,6 @@ while i <= #ARGV do
           redis.call('EXPIRE', hkey, ttl)
         end
       end
-      applied = applied + 1
-      took[#took+1] = '1'
-    else
-      took[#took+1] = '0'
     end
   else
     local entry, id, job = ARGV[i+1], ARGV[i+2], ARGV[i+3]
@@ -569,16 +570,18 @@ while i <= #ARGV do
           redis.call('EXPIRE', rec, ttl)
           redis.call('EXPIRE', hkey, ttl)
         end
+      elseif kind == 'ok' and ttl == 0 then
+        -- The queue keeps no record of succeeded jobs: the one this job had
+        -- while it was retried goes, its idempotency key stays.
+        if idem ~= '' then mark_done(idem, id, digest_out, idem_ttl) end
+        redis.call('DEL', rec, hkey)
       else
         if first_at ~= '0' then redis.call('HSETNX', rec, 'first_at', first_at) end
         redis.call('HSET', rec, 'job', job, 'attempts', attempt, 'last_at', finished)
         if digest ~= '' then redis.call('HSET', rec, 'plugin', digest) end
         redis.call('RPUSH', hkey, hist)
         redis.call('LTRIM', hkey, -hist_max, -1)
-        if kind == 'ok' and ttl == 0 then
-          if idem ~= '' then mark_done(idem, id, digest_out, idem_ttl) end
-          redis.call('DEL', rec, hkey)
-        elseif kind == 'ok' then
+        if kind == 'ok' then
           redis.call('HSET', rec, 'state', 'succeeded')
           redis.call('HDEL', rec, 'checkpoint', 'entry', 'payload', 'due_at', 'next_attempt')
           if result ~= '' then redis.call('HSET', rec, 'result', result) end
@@ -633,10 +636,6 @@ while i <= #ARGV do
           end
         end
       end
-      applied = applied + 1
-      took[#took+1] = '1'
-    else
-      took[#took+1] = '0'
     end
   end
 end
