@@ -562,11 +562,10 @@ async fn consume_queue(
                             }
                             None => None,
                         };
-                        let clock = std::time::Instant::now();
                         // Boxed: the attempt future is kilobytes, and the task
                         // would otherwise be copied whole as it is spawned.
-                        let c = Box::pin(run_attempt(entry, &name, &job_type)).await;
-                        let us = u64::try_from(clock.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        let (c, elapsed) = Box::pin(run_attempt(entry, &name, &job_type)).await;
+                        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
                         // A rough moving average; racing updates only blur it.
                         let old = typical_us.load(Ordering::Relaxed);
                         typical_us.store(old - old / 8 + us / 8, Ordering::Relaxed);
@@ -796,11 +795,12 @@ fn duplicate(entry: queue::JobEntry, job_type: &JobType, owner: Option<String>) 
     c
 }
 
+/// Runs one attempt; returns its completion and how long the plugin took.
 async fn run_attempt(
     mut entry: queue::JobEntry,
     queue_name: &Arc<str>,
     job_type: &JobType,
-) -> Completion {
+) -> (Completion, Duration) {
     let _in_flight = crate::obs::events::InFlight::start(queue_name);
     let started_ms = queue::now_ms();
     let clock = std::time::Instant::now();
@@ -851,7 +851,7 @@ async fn run_attempt(
     c.first_at_ms = first_at_ms;
     c.finished_ms = finished_ms;
     c.checkpoint = checkpoint;
-    c
+    (c, elapsed)
 }
 
 fn apply_decision(c: &mut Completion, decision: Decision) {
