@@ -278,16 +278,27 @@ fn the_metrics_endpoint_counts_what_happened() {
         sample(
             &scrape(port),
             "ward_jobs_total",
-            &[("job", "flaky"), ("outcome", "dead")],
+            &[("job_type", "flaky"), ("outcome", "dead")],
         ) == Some(2.0)
             && sample(&scrape(port), "ward_queue_depth", &[("state", "dead")]) == Some(3.0)
     });
     let m = scrape(port);
+    // Prometheus owns `job` (the scrape job) and `instance`: a series that
+    // brought its own would be relabelled `exported_job` on scrape.
+    for line in m.lines().filter(|l| l.starts_with("ward_")) {
+        let labels = parse_labels(line);
+        for reserved in ["job", "instance"] {
+            assert!(
+                !labels.contains_key(reserved),
+                "`{reserved}` is Prometheus' own label: {line}"
+            );
+        }
+    }
     let jobs_total = |job: &str, outcome: &str| {
         value(
             &m,
             "ward_jobs_total",
-            &[("queue", "q"), ("job", job), ("outcome", outcome)],
+            &[("queue", "q"), ("job_type", job), ("outcome", outcome)],
         )
     };
     assert_eq!(jobs_total("noop", "succeeded"), 5.0);
@@ -311,14 +322,18 @@ fn the_metrics_endpoint_counts_what_happened() {
     assert!(!m.contains("no-such-type"), "no unbounded label values");
 
     let attempts = |job: &str, class: &str| {
-        value(&m, "ward_attempts_total", &[("job", job), ("class", class)])
+        value(
+            &m,
+            "ward_attempts_total",
+            &[("job_type", job), ("class", class)],
+        )
     };
     assert_eq!(attempts("noop", "success"), 5.0);
     assert_eq!(attempts("flaky", "transient"), 2.0);
     assert_eq!(attempts("flaky", "success"), 1.0);
     assert_eq!(attempts("flaky", "permanent"), 2.0);
     assert_eq!(
-        value(&m, "ward_attempts_total", &[("job", "unknown")]),
+        value(&m, "ward_attempts_total", &[("job_type", "unknown")]),
         0.0,
         "nothing ran for the unknown type"
     );
@@ -326,7 +341,7 @@ fn the_metrics_endpoint_counts_what_happened() {
         value(
             &m,
             "ward_dead_letters_total",
-            &[("job", "flaky"), ("reason", "permanent")]
+            &[("job_type", "flaky"), ("reason", "permanent")]
         ),
         2.0
     );
@@ -334,14 +349,14 @@ fn the_metrics_endpoint_counts_what_happened() {
         value(
             &m,
             "ward_dead_letters_total",
-            &[("job", "unknown"), ("reason", "no_plugin")]
+            &[("job_type", "unknown"), ("reason", "no_plugin")]
         ),
         1.0
     );
 
     // Histograms: five noop jobs took one attempt each, the flaky one three.
     let h = |name: &str, job: &str, suffix: &str, le: Option<&str>| {
-        let mut labels = vec![("job", job)];
+        let mut labels = vec![("job_type", job)];
         if let Some(le) = le {
             labels.push(("le", le));
         }
@@ -678,6 +693,121 @@ fn the_alert_rules_parse_and_use_only_metrics_ward_exports() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// Every PromQL expression of the shipped rules and dashboard.
+fn shipped_exprs() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let rules =
+        std::fs::read_to_string(workspace().join("config/prometheus/ward-alerts.yml")).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&rules).unwrap();
+    for group in doc["groups"].as_sequence().unwrap() {
+        for rule in group["rules"].as_sequence().unwrap() {
+            let name = rule["alert"].as_str().unwrap().to_string();
+            out.push((name, rule["expr"].as_str().unwrap().to_string()));
+        }
+    }
+    let dash =
+        std::fs::read_to_string(workspace().join("config/grafana/ward-dashboard.json")).unwrap();
+    for line in dash.lines() {
+        let line = line.trim();
+        for key in [
+            "\"expr\": ",
+            "\"definition\": ",
+            "\"query\": \"label_values",
+        ] {
+            if let Some(rest) = line.strip_prefix(key) {
+                let e: String = serde_json::from_str(rest.trim_end_matches(','))
+                    .unwrap_or_else(|_| rest.to_string());
+                out.push(("dashboard".to_string(), e));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn rules_and_panels_group_by_job_type_and_count_queue_gauges_once() {
+    let exprs = shipped_exprs();
+    assert!(exprs.len() > 20, "{exprs:?}");
+    for (name, e) in &exprs {
+        // `job` is the scrape job: only `up{job="ward"}` may name it.
+        let without_up = e.replace("up{job=\"ward\"}", "");
+        for bad in [
+            "(job)",
+            "(job,",
+            " job)",
+            " job,",
+            ", job)",
+            "{job=",
+            ", job=",
+            "{job!",
+            "$labels.job ",
+        ] {
+            assert!(
+                !without_up.contains(bad),
+                "{name} uses the `job` label ({bad}): {e}"
+            );
+        }
+        // Every daemon of a queue reports the same queue-wide gauges: a sum
+        // would count one copy per daemon.
+        for gauge in ["ward_queue_depth", "ward_queue_lag_seconds"] {
+            let Some(at) = e.find(gauge) else { continue };
+            let innermost = ["sum(", "sum by", "max(", "max by", "delta(", "rate("]
+                .iter()
+                .filter_map(|a| e[..at].rfind(a).map(|p| (p, *a)))
+                .max();
+            assert!(
+                !innermost.is_some_and(|(_, a)| a.starts_with("sum")),
+                "{name} sums {gauge}, which every daemon reports alike: {e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_shipped_alert_passes_its_promtool_unit_tests_and_has_a_runbook() {
+    let dir = workspace().join("config/prometheus");
+    let out = std::process::Command::new("promtool")
+        .args(["test", "rules", "ward-alerts.test.yml"])
+        .current_dir(&dir)
+        .output()
+        .expect("promtool (Debian's prometheus package; scripts/setup installs it)");
+    assert!(
+        out.status.success(),
+        "promtool test rules:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rules = std::fs::read_to_string(dir.join("ward-alerts.yml")).unwrap();
+    let tests = std::fs::read_to_string(dir.join("ward-alerts.test.yml")).unwrap();
+    let runbooks = std::fs::read_to_string(workspace().join("docs/runbooks.md")).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&rules).unwrap();
+    let mut n = 0;
+    for group in doc["groups"].as_sequence().unwrap() {
+        for rule in group["rules"].as_sequence().unwrap() {
+            let name = rule["alert"].as_str().unwrap();
+            n += 1;
+            // A case that fires (exp_alerts with labels) for every alert.
+            let fires = tests
+                .split("alertname: ")
+                .skip(1)
+                .any(|case| case.starts_with(&format!("{name}\n")) && case.contains("exp_labels"));
+            assert!(fires, "{name}: no promtool case in which it fires");
+            let url = rule["annotations"]["runbook_url"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: runbook_url"));
+            let anchor = url
+                .strip_prefix("docs/runbooks.md#")
+                .unwrap_or_else(|| panic!("{name}: {url}"));
+            assert_eq!(anchor, name.to_lowercase());
+            assert!(
+                runbooks.contains(&format!("\n## {name}\n")),
+                "{name}: no section in docs/runbooks.md"
+            );
+        }
+    }
+    assert!(n >= 11, "{n} alerts");
 }
 
 #[test]

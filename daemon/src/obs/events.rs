@@ -50,12 +50,12 @@ fn handles(queue: &str, job: &str) -> Arc<Handles> {
     }
     let (q, j) = (queue.to_string(), job.clone());
     let h = Arc::new(Handles {
-        duration: metrics::histogram!(m::JOB_DURATION, "queue" => q.clone(), "job" => j.clone()),
-        instantiate: metrics::histogram!(m::PLUGIN_INSTANTIATE, "queue" => q.clone(), "job" => j.clone()),
-        time_to_success: metrics::histogram!(m::TIME_TO_SUCCESS, "queue" => q.clone(), "job" => j.clone()),
-        attempts_to_success: metrics::histogram!(m::ATTEMPTS_TO_SUCCESS, "queue" => q.clone(), "job" => j.clone()),
-        jobs: OUTCOMES.map(|o| metrics::counter!(m::JOBS_TOTAL, "queue" => q.clone(), "job" => j.clone(), "outcome" => o)),
-        attempts: m::CLASSES.iter().map(|&c| metrics::counter!(m::ATTEMPTS_TOTAL, "queue" => q.clone(), "job" => j.clone(), "class" => c)).collect(),
+        duration: metrics::histogram!(m::JOB_DURATION, "queue" => q.clone(), "job_type" => j.clone()),
+        instantiate: metrics::histogram!(m::PLUGIN_INSTANTIATE, "queue" => q.clone(), "job_type" => j.clone()),
+        time_to_success: metrics::histogram!(m::TIME_TO_SUCCESS, "queue" => q.clone(), "job_type" => j.clone()),
+        attempts_to_success: metrics::histogram!(m::ATTEMPTS_TO_SUCCESS, "queue" => q.clone(), "job_type" => j.clone()),
+        jobs: OUTCOMES.map(|o| metrics::counter!(m::JOBS_TOTAL, "queue" => q.clone(), "job_type" => j.clone(), "outcome" => o)),
+        attempts: m::CLASSES.iter().map(|&c| metrics::counter!(m::ATTEMPTS_TOTAL, "queue" => q.clone(), "job_type" => j.clone(), "class" => c)).collect(),
     });
     map.entry(q).or_default().insert(j, h.clone());
     h
@@ -180,7 +180,7 @@ impl JobRecorded<'_> {
             }
             Action::Dead(reason) => {
                 let job = job_label(self.queue, &c.job);
-                metrics::counter!(m::DEAD_LETTERS_TOTAL, "queue" => self.queue.to_string(), "job" => job.clone(), "reason" => m::reason_label(reason))
+                metrics::counter!(m::DEAD_LETTERS_TOTAL, "queue" => self.queue.to_string(), "job_type" => job.clone(), "reason" => m::reason_label(reason))
                     .increment(1);
                 alerts::raise(AlertEvent::dead_letter(self.queue, &job, c, reason));
             }
@@ -230,7 +230,7 @@ pub struct JobDiscarded<'a> {
 impl JobDiscarded<'_> {
     /// Bumps `ward_jobs_total{outcome="discarded"}`.
     pub fn emit(&self) {
-        metrics::counter!(m::JOBS_TOTAL, "queue" => self.queue.to_string(), "job" => job_label(self.queue, self.job), "outcome" => "discarded")
+        metrics::counter!(m::JOBS_TOTAL, "queue" => self.queue.to_string(), "job_type" => job_label(self.queue, self.job), "outcome" => "discarded")
             .increment(1);
     }
 }
@@ -248,7 +248,7 @@ pub struct JobDeferred<'a> {
 impl JobDeferred<'_> {
     /// Bumps `ward_jobs_total{outcome="deferred"}`.
     pub fn emit(&self) {
-        metrics::counter!(m::JOBS_TOTAL, "queue" => self.queue.to_string(), "job" => job_label(self.queue, self.job), "outcome" => "deferred")
+        metrics::counter!(m::JOBS_TOTAL, "queue" => self.queue.to_string(), "job_type" => job_label(self.queue, self.job), "outcome" => "deferred")
             .increment(1);
     }
 }

@@ -2,8 +2,8 @@
 //! Prometheus recorder. [`METRICS`] is the single list the alert rules, the
 //! dashboard and the tests are checked against.
 //!
-//! Labels stay bounded: `queue` is a configured queue, `job` a configured
-//! job type of that queue or `unknown`, and the other labels take values from
+//! Labels stay bounded: `queue` is a configured queue, `job_type` a
+//! configured job type of that queue or `unknown`, and the other labels take values from
 //! fixed sets (outcomes, classes, dead-letter reasons, depth states).
 
 use std::collections::{HashMap, HashSet};
@@ -13,25 +13,25 @@ use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, Promet
 
 use crate::job::DeadReason;
 
-/// Jobs that reached an outcome: `{queue, job, outcome}`.
+/// Jobs that reached an outcome: `{queue, job_type, outcome}`.
 pub const JOBS_TOTAL: &str = "ward_jobs_total";
-/// Attempts by how they ended: `{queue, job, class}`.
+/// Attempts by how they ended: `{queue, job_type, class}`.
 pub const ATTEMPTS_TOTAL: &str = "ward_attempts_total";
-/// Plugin time of one attempt, instantiation included: `{queue, job}`.
+/// Plugin time of one attempt, instantiation included: `{queue, job_type}`.
 pub const JOB_DURATION: &str = "ward_job_duration_seconds";
-/// From the first enqueue to success, retries included: `{queue, job}`.
+/// From the first enqueue to success, retries included: `{queue, job_type}`.
 pub const TIME_TO_SUCCESS: &str = "ward_job_time_to_success_seconds";
-/// Attempts a job needed to succeed: `{queue, job}`.
+/// Attempts a job needed to succeed: `{queue, job_type}`.
 pub const ATTEMPTS_TO_SUCCESS: &str = "ward_job_attempts_to_success";
 /// Jobs by where they are, sampled: `{queue, state}`.
 pub const QUEUE_DEPTH: &str = "ward_queue_depth";
 /// Age of the oldest job not yet delivered, sampled: `{queue}`.
 pub const QUEUE_LAG: &str = "ward_queue_lag_seconds";
-/// Jobs moved to the dead-letter stream: `{queue, job, reason}`.
+/// Jobs moved to the dead-letter stream: `{queue, job_type, reason}`.
 pub const DEAD_LETTERS_TOTAL: &str = "ward_dead_letters_total";
 /// Attempts running now: `{queue}`.
 pub const INFLIGHT: &str = "ward_inflight";
-/// Time to instantiate a plugin for one attempt: `{queue, job}`.
+/// Time to instantiate a plugin for one attempt: `{queue, job_type}`.
 pub const PLUGIN_INSTANTIATE: &str = "ward_plugin_instantiate_seconds";
 /// Alerts handed to webhooks, by result: `{kind, result}`.
 pub const ALERTS_TOTAL: &str = "ward_alerts_total";
@@ -208,15 +208,15 @@ pub fn preregister(jobs: &HashMap<String, HashSet<String>>) {
         for job in types.iter().map(String::as_str).chain([UNKNOWN_JOB]) {
             let (q, j) = (queue.clone(), job.to_string());
             for outcome in OUTCOMES {
-                metrics::counter!(JOBS_TOTAL, "queue" => q.clone(), "job" => j.clone(), "outcome" => *outcome)
+                metrics::counter!(JOBS_TOTAL, "queue" => q.clone(), "job_type" => j.clone(), "outcome" => *outcome)
                     .absolute(0);
             }
             for class in CLASSES {
-                metrics::counter!(ATTEMPTS_TOTAL, "queue" => q.clone(), "job" => j.clone(), "class" => *class)
+                metrics::counter!(ATTEMPTS_TOTAL, "queue" => q.clone(), "job_type" => j.clone(), "class" => *class)
                     .absolute(0);
             }
             for reason in ALL_REASONS {
-                metrics::counter!(DEAD_LETTERS_TOTAL, "queue" => q.clone(), "job" => j.clone(), "reason" => reason_label(*reason))
+                metrics::counter!(DEAD_LETTERS_TOTAL, "queue" => q.clone(), "job_type" => j.clone(), "reason" => reason_label(*reason))
                     .absolute(0);
             }
         }
