@@ -391,6 +391,52 @@ pub fn redact(text: &str, secrets: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// [`redact`] for text that was cut short before it could be redacted
+/// (captured output stops at its cap): a secret straddling the cut left
+/// only its start behind, which no longer matches, so a tail that begins
+/// any secret is hidden too.
+#[must_use]
+pub fn redact_cut(text: &str, secrets: &BTreeMap<String, String>) -> String {
+    let mut out = redact(text, secrets);
+    let longest_tail = secrets
+        .values()
+        .filter(|v| !v.is_empty())
+        .filter_map(|v| {
+            (1..v.len())
+                .rev()
+                .filter(|&n| v.is_char_boundary(n))
+                .find(|&n| out.ends_with(&v[..n]))
+        })
+        .max();
+    if let Some(n) = longest_tail {
+        out.truncate(out.len() - n);
+        out.push_str(REDACTED);
+    }
+    out
+}
+
+/// `bytes` with every value of `secrets` replaced by [`REDACTED`]: results
+/// and checkpoints are bytes, and are stored in Redis like failure texts.
+#[must_use]
+pub fn redact_bytes(bytes: Vec<u8>, secrets: &BTreeMap<String, String>) -> Vec<u8> {
+    let mut out = bytes;
+    for value in secrets.values().map(String::as_bytes) {
+        if value.is_empty() || !out.windows(value.len()).any(|w| w == value) {
+            continue;
+        }
+        let mut replaced = Vec::with_capacity(out.len());
+        let mut rest = &out[..];
+        while let Some(at) = rest.windows(value.len()).position(|w| w == value) {
+            replaced.extend_from_slice(&rest[..at]);
+            replaced.extend_from_slice(REDACTED.as_bytes());
+            rest = &rest[at + value.len()..];
+        }
+        replaced.extend_from_slice(rest);
+        out = replaced;
+    }
+    out
+}
+
 /// The result of one attempt, with what the plugin left behind.
 #[derive(Debug)]
 pub struct Attempt {
@@ -477,7 +523,10 @@ impl Plugin {
         state.log_output(sandbox);
         Attempt {
             outcome: redact_outcome(outcome, sandbox),
-            checkpoint: state.checkpoint.take(),
+            checkpoint: state
+                .checkpoint
+                .take()
+                .map(|c| redact_bytes(c, &sandbox.secrets)),
             http_calls: state
                 .http_hooks
                 .as_ref()
@@ -489,17 +538,21 @@ impl Plugin {
     }
 }
 
-/// Secrets never leave an attempt in its failure, which ends up in logs,
-/// history, dead letters and alerts.
+/// Secrets never leave an attempt: not in its failure, which ends up in
+/// logs, history, dead letters and alerts, nor in its result, which is
+/// stored in the job record.
 fn redact_outcome(outcome: Outcome, sandbox: &Sandbox) -> Outcome {
+    if sandbox.secrets.is_empty() {
+        return outcome;
+    }
     match outcome {
-        Outcome::Failure(mut f) if !sandbox.secrets.is_empty() => {
+        Outcome::Success(result) => Outcome::Success(redact_bytes(result, &sandbox.secrets)),
+        Outcome::Failure(mut f) => {
             f.message = sandbox.redact(&f.message);
             f.code = f.code.map(|c| sandbox.redact(&c));
             f.upstream = f.upstream.map(|u| sandbox.redact(&u));
             Outcome::Failure(f)
         }
-        other => other,
     }
 }
 
@@ -512,7 +565,8 @@ fn classify_trap(err: &wasmtime::Error, state: &HostState, sandbox: &Sandbox) ->
         )
         .with_code("deadline");
     }
-    let mut message = format!("{err:#}");
+    // Redacted before it is cut: a secret cut in two would match no more.
+    let mut message = sandbox.redact(&format!("{err:#}"));
     truncate(&mut message, MAX_TRAP_MESSAGE);
     let code = if state.limiter.hit {
         message = format!(
@@ -698,7 +752,12 @@ impl HostState {
             if bytes.is_empty() && dropped == 0 {
                 continue;
             }
-            let text = sandbox.redact(&String::from_utf8_lossy(&bytes));
+            let text = String::from_utf8_lossy(&bytes);
+            let text = if dropped > 0 {
+                redact_cut(&text, &sandbox.secrets)
+            } else {
+                sandbox.redact(&text)
+            };
             let span = self.span();
             let _entered = span.enter();
             tracing::info!(
@@ -790,5 +849,37 @@ impl host::Host for HostState {
     fn secret(&mut self, name: String) -> Option<String> {
         // Only names granted to this job type in its `secrets` list exist here.
         self.secrets.get(&name).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secrets() -> BTreeMap<String, String> {
+        BTreeMap::from([("TOKEN".to_string(), "s3cr3t-value".to_string())])
+    }
+
+    #[test]
+    fn a_secret_cut_in_two_by_the_output_cap_leaves_nothing_of_itself() {
+        assert_eq!(
+            redact_cut("token=s3cr3t-va", &secrets()),
+            "token=[redacted]"
+        );
+        assert_eq!(
+            redact_cut("s3cr3t-value and s3", &secrets()),
+            "[redacted] and [redacted]"
+        );
+        assert_eq!(redact_cut("nothing here", &secrets()), "nothing here");
+    }
+
+    #[test]
+    fn results_and_checkpoints_are_redacted_byte_for_byte() {
+        let bytes = b"\xff{\"t\":\"s3cr3t-value\"}s3cr3t-value".to_vec();
+        assert_eq!(
+            redact_bytes(bytes, &secrets()),
+            b"\xff{\"t\":\"[redacted]\"}[redacted]".to_vec()
+        );
+        assert_eq!(redact_bytes(b"plain".to_vec(), &secrets()), b"plain");
     }
 }

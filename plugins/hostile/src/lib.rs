@@ -12,6 +12,9 @@
 //! | `http`          | send `method` (default GET) to `url`; succeeds with the status code  |
 //! | `secret`        | ask for secret `name`; succeeds with `granted` or `not granted`      |
 //! | `leak`          | put secret `name`'s value in a log line, stdout and its failure      |
+//! | `leak_ok`       | attempt 1: save secret `name` in a checkpoint, print `bytes` bytes   |
+//! |                 | of padding then the secret, fail transiently; attempt 2: succeed     |
+//! |                 | with the secret and whether the checkpoint still held it             |
 //! | `print`         | print `bytes` bytes (default 1 MiB) to stdout, then succeed          |
 //!
 //! Whatever the host refuses comes back as a permanent failure whose
@@ -20,7 +23,7 @@
 use std::hint::black_box;
 
 use serde::Deserialize;
-use ward_plugin_sdk::{Failure, Job, fetch, log, secret};
+use ward_plugin_sdk::{Failure, Job, fetch, log, save_checkpoint, secret};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,6 +107,22 @@ fn handle(job: Job) -> Result<Vec<u8>, Failure> {
             log::warn(&format!("the secret is {value}"));
             println!("stdout sees {value}");
             Err(Failure::permanent(format!("upstream rejected token {value}")).code("leaky"))
+        }
+        "leak_ok" => {
+            let name = orders.name.unwrap_or_default();
+            let value = secret(&name).unwrap_or_else(|| "<not granted>".into());
+            if job.attempt == 1 {
+                save_checkpoint(format!("resume with {value}").as_bytes());
+                // The padding puts the secret across the output cap, so
+                // only its start is captured.
+                print!("{}{value}", "x".repeat(orders.bytes.unwrap_or(0)));
+                return Err(Failure::transient("come back for the result"));
+            }
+            let kept = job
+                .checkpoint
+                .as_deref()
+                .is_some_and(|c| String::from_utf8_lossy(c).contains(&value));
+            Ok(format!("token {value}; the checkpoint kept it: {kept}").into_bytes())
         }
         "print" => {
             let line = "x".repeat(1023);
