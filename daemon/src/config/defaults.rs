@@ -55,3 +55,28 @@ pub const DEFAULT_BREAKER_WINDOW: Duration = Duration::from_secs(60);
 pub const DEFAULT_BREAKER_OPEN_FOR: Duration = Duration::from_secs(30);
 /// Breakers: the shortest `window` and `open_for` allowed.
 pub const MIN_BREAKER_PERIOD: Duration = Duration::from_millis(100);
+
+/// Where the endpoint listens when `[metrics] listen` is not given.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+/// How often queue depth and lag are sampled by default.
+pub const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
+/// The shortest `[metrics] sample_interval` allowed.
+pub const MIN_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
+/// Alerts: the sliding window dead letters are counted in.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(5 * 60);
+/// Alerts: dead letters of one group within the window that make an alert.
+pub const DEFAULT_THRESHOLD: u32 = 1;
+/// Alerts: no repeat for a group within this long (unless it grew).
+pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(15 * 60);
+/// Alerts: within the cooldown, repeat once the count reached this many
+/// times the count last sent.
+pub const DEFAULT_GROWTH_FACTOR: f64 = 2.0;
+/// Alerts: how long a group that crossed its threshold gathers more events
+/// before it is sent (so a burst makes one alert, not one per event).
+pub const DEFAULT_GROUP_WAIT: Duration = Duration::from_secs(10);
+/// Webhooks: the limit of one request.
+pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Webhooks: requests per alert, the first included.
+pub const DEFAULT_WEBHOOK_ATTEMPTS: u32 = 5;
+/// Webhooks: the most requests per alert `max_attempts` may ask for.
+pub const MAX_WEBHOOK_ATTEMPTS: u32 = 20;

@@ -14,15 +14,16 @@
 //! - [`defaults`]: every default and limit, in one place.
 //! - `types.rs`: the validated types ([`Config`], [`QueueConfig`], [`JobConfig`], ...).
 //! - `http.rs`: a job type's outbound HTTP policy ([`HttpPolicy`]).
-//! - `crate::obs::config`: `[metrics]`, `[log]`, `[alerts]`.
+//! - [`observability`]: `[metrics]`, `[log]`, `[alerts]` (also `crate::obs::config`).
 //! - `validate/`: one file per section (redis, queues, jobs, retry,
-//!   breakers, schedules, daemon), each reporting its problems.
+//!   breakers, schedules, observability, daemon), each reporting its problems.
 //!
 //! The config imports no module it configures (Redis access, the queue, the
 //! runtime): they import it.
 
 pub mod defaults;
 mod http;
+pub mod observability;
 mod raw;
 #[cfg(test)]
 mod tests;

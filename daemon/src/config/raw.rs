@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::observability::{RawAlerts, RawLog, RawMetrics};
 use super::units::{opt_duration, opt_plain_duration};
-use crate::obs::config::{RawAlerts, RawLog, RawMetrics};
 use crate::policy::{Jitter, TreatAs};
 
 /// The file as written. Field docs are the user-facing reference.

@@ -11,7 +11,7 @@ use super::defaults::{
     DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_OPEN_FOR, DEFAULT_BREAKER_WINDOW,
     DEFAULT_DEAD_PAYLOAD_MAX, DEFAULT_DEAD_TRIM_INTERVAL,
 };
-use crate::obs::config::ObsConfig;
+use super::observability::ObsConfig;
 use crate::policy::RetryPolicy;
 use crate::redact::FieldPath;
 

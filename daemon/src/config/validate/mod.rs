@@ -4,12 +4,13 @@
 //! so one run shows everything that is wrong.
 //!
 //! Sections run in a fixed order (problems on the same line keep it):
-//! redis, observability (`crate::obs::config`), retry defaults, dead-letter defaults, daemon,
+//! redis, observability, retry defaults, dead-letter defaults, daemon,
 //! queues, jobs, breakers, schedules.
 
 mod breakers;
 mod daemon;
 mod jobs;
+pub(super) mod observability;
 mod queues;
 mod redis;
 mod retry;
@@ -42,7 +43,7 @@ pub(super) fn validate(
     };
 
     let (redis_url, redis_ca) = redis::redis(raw.redis, base, &mut problem);
-    let obs = crate::obs::config::validate(raw.metrics, raw.log, raw.alerts, &mut problem);
+    let obs = observability::validate(raw.metrics, raw.log, raw.alerts, &mut problem);
     let default_retry = retry::defaults(raw.defaults.retry.as_ref(), &mut problem);
     let default_payload_max =
         queues::default_payload_max(raw.defaults.dead_payload_max.as_ref(), &mut problem);
