@@ -188,15 +188,17 @@ fn bad_duration_is_explained() {
     assert!(msg.contains(":7:") && msg.contains("\"30s\""), "{msg}");
 }
 
-fn job_with(retry_defaults: &str, job_retry: &str) -> Result<Config, ConfigError> {
+/// Loads `text` from a folder that holds the plugin `p.wasm`.
+fn with_plugin(text: &str) -> Result<Config, ConfigError> {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("p.wasm"), b"x").unwrap();
-    Config::from_toml(
-        &dir.path().join("ward.toml"),
-        &format!(
-            "[defaults.retry]\n{retry_defaults}\n[[queue]]\nname = \"q\"\n[[job]]\nname = \"a\"\nqueue = \"q\"\nplugin = \"p.wasm\"\n{job_retry}\n"
-        ),
-    )
+    Config::from_toml(&dir.path().join("ward.toml"), text)
+}
+
+fn job_with(retry_defaults: &str, job_retry: &str) -> Result<Config, ConfigError> {
+    with_plugin(&format!(
+        "[defaults.retry]\n{retry_defaults}\n[[queue]]\nname = \"q\"\n[[job]]\nname = \"a\"\nqueue = \"q\"\nplugin = \"p.wasm\"\n{job_retry}\n"
+    ))
 }
 
 #[test]
@@ -243,14 +245,9 @@ fn nonsense_retry_values_are_rejected_with_reasons() {
 }
 
 fn with_queue_keys(queue_keys: &str, job_keys: &str) -> Result<Config, ConfigError> {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("p.wasm"), b"x").unwrap();
-    Config::from_toml(
-        &dir.path().join("ward.toml"),
-        &format!(
-            "[defaults]\ndead_payload_max = 1000\n[[queue]]\nname = \"q\"\n{queue_keys}\n[[job]]\nname = \"a\"\nqueue = \"q\"\nplugin = \"p.wasm\"\n{job_keys}\n"
-        ),
-    )
+    with_plugin(&format!(
+        "[defaults]\ndead_payload_max = 1000\n[[queue]]\nname = \"q\"\n{queue_keys}\n[[job]]\nname = \"a\"\nqueue = \"q\"\nplugin = \"p.wasm\"\n{job_keys}\n"
+    ))
 }
 
 #[test]

@@ -239,16 +239,14 @@ fn redact(
     name: &str,
     problem: &mut dyn FnMut(Range<usize>, String),
 ) -> Vec<FieldPath> {
-    let mut redact = Vec::new();
-    if let Some(list) = raw {
-        for entry in list.get_ref() {
-            match FieldPath::parse(entry) {
-                Ok(f) => redact.push(f),
-                Err(msg) => problem(list.span(), format!("job `{name}`: redact: {msg}")),
-            }
-        }
-    }
-    redact
+    let Some(list) = raw else {
+        return Vec::new();
+    };
+    let mut report = |msg| problem(list.span(), format!("job `{name}`: redact: {msg}"));
+    list.get_ref()
+        .iter()
+        .filter_map(|entry| FieldPath::parse(entry).map_err(&mut report).ok())
+        .collect()
 }
 
 /// Upstream names, each once; they become part of breaker keys, so no
