@@ -21,6 +21,10 @@ mod http;
 mod output;
 
 pub use http::{HttpCall, HttpPolicy};
+// The sandbox defaults are config defaults; kept reachable here for callers.
+pub use crate::config::defaults::{
+    DEFAULT_HTTP_TIMEOUT, DEFAULT_MEMORY_LIMIT, DEFAULT_OUTPUT_LIMIT,
+};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,18 +59,12 @@ use bindings::{JobPlugin, JobPluginPre};
 /// How often the epoch advances; also the granularity of deadlines and of
 /// the cooperative yields of a busy plugin.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
-/// Linear memory a single instance may grow to (all memories together).
-pub const DEFAULT_MEMORY_LIMIT: usize = 256 << 20;
 /// Longest error message kept from a trap; backtraces can be long.
 const MAX_TRAP_MESSAGE: usize = 2048;
 /// Bytes of each pooled linear memory kept resident between instances.
 const KEEP_RESIDENT: usize = 2 << 20;
 /// Largest checkpoint a plugin may save.
 pub const MAX_CHECKPOINT: usize = 1 << 20;
-/// Captured stdout/stderr kept per attempt when the job type does not say.
-pub const DEFAULT_OUTPUT_LIMIT: usize = 64 << 10;
-/// Host-side limit of one outbound HTTP request when the job type does not say.
-pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 /// What replaces a secret's value wherever it would be written.
 pub const REDACTED: &str = "[redacted]";
 

@@ -22,7 +22,7 @@
 //! applied batch, [`Obs::stopping`] on shutdown and [`Obs::finish`] last.
 
 pub mod alerts;
-pub mod config;
+pub use crate::config::observability as config;
 pub mod events;
 pub mod health;
 pub mod logging;

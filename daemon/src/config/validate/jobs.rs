@@ -1,0 +1,275 @@
+//! `[[job]]` tables: the plugin, its limits and sandbox, its retry policy,
+//! and the queue it belongs to.
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::{checked, retry};
+use crate::config::defaults::{
+    DEFAULT_HTTP_TIMEOUT, DEFAULT_IDEMPOTENCY_TTL, DEFAULT_MEMORY_LIMIT, DEFAULT_OUTPUT_LIMIT,
+    DEFAULT_TIMEOUT, MAX_MEMORY_LIMIT, MAX_OUTPUT_LIMIT, MIN_MEMORY_LIMIT,
+};
+use crate::config::raw::{RawHttp, RawJob};
+use crate::config::units::parse_size;
+use crate::config::{HttpPolicy, JobConfig, QueueConfig};
+use crate::policy::RetryPolicy;
+use crate::redact::FieldPath;
+
+/// Checks every job type and adds it to its queue in `queues`; plugin paths
+/// resolve against `base`, retry tables over `default_retry`.
+pub(super) fn jobs(
+    raw: Vec<RawJob>,
+    base: &Path,
+    default_retry: RetryPolicy,
+    queues: &mut [QueueConfig],
+    problem: &mut dyn FnMut(Range<usize>, String),
+) {
+    let mut seen = HashSet::new();
+    for j in raw {
+        let name = j.name.get_ref().clone();
+        let queue = j.queue.get_ref().clone();
+        if name.is_empty() {
+            problem(j.name.span(), "job name is empty".into());
+        }
+        if !seen.insert((queue.clone(), name.clone())) {
+            problem(
+                j.name.span(),
+                format!("job `{name}` is defined twice for queue `{queue}`"),
+            );
+            continue;
+        }
+        let job = job(&j, name, base, default_retry, problem);
+        match queues.iter_mut().find(|q| q.name == queue) {
+            Some(q) => {
+                q.jobs.insert(job.name.clone(), job);
+            }
+            None => {
+                let known: Vec<&str> = queues.iter().map(|q| q.name.as_str()).collect();
+                problem(
+                    j.queue.span(),
+                    format!(
+                        "job `{}` names queue `{queue}`, which no [[queue]] defines (defined: {})",
+                        job.name,
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// One job type, checked key by key in the order of the table's fields.
+fn job(
+    j: &RawJob,
+    name: String,
+    base: &Path,
+    default_retry: RetryPolicy,
+    problem: &mut dyn FnMut(Range<usize>, String),
+) -> JobConfig {
+    let plugin = plugin(&j.plugin, &name, base, problem);
+    let timeout = checked(j.timeout.clone(), DEFAULT_TIMEOUT, problem, |t| {
+        t.is_zero()
+            .then(|| format!("job `{name}`: timeout must be more than 0"))
+    });
+    let retry = retry::job(j.retry.as_ref(), default_retry, &name, problem);
+    let idempotency_ttl = checked(
+        j.idempotency_ttl.clone(),
+        DEFAULT_IDEMPOTENCY_TTL,
+        problem,
+        |t| {
+            (*t < Duration::from_secs(1))
+                .then(|| format!("job `{name}`: idempotency_ttl must be at least 1s"))
+        },
+    );
+    let memory_limit = size(
+        j.memory_limit.as_ref(),
+        DEFAULT_MEMORY_LIMIT,
+        MIN_MEMORY_LIMIT..=MAX_MEMORY_LIMIT,
+        &format!("job `{name}`: memory_limit"),
+        problem,
+    );
+    let output_limit = size(
+        j.output_limit.as_ref(),
+        DEFAULT_OUTPUT_LIMIT,
+        0..=MAX_OUTPUT_LIMIT,
+        &format!("job `{name}`: output_limit"),
+        problem,
+    );
+    let fuel = match &j.fuel {
+        Some(f) if *f.get_ref() == 0 => {
+            problem(
+                f.span(),
+                format!(
+                    "job `{name}`: fuel 0 could not run a single instruction; leave it out for no fuel limit"
+                ),
+            );
+            None
+        }
+        Some(f) => Some(*f.get_ref()),
+        None => None,
+    };
+    let http = j
+        .http
+        .as_ref()
+        .map_or_else(HttpPolicy::default, |h| http(h, &name, problem));
+    JobConfig {
+        plugin,
+        timeout,
+        retry,
+        idempotency_ttl,
+        memory_limit,
+        fuel,
+        output_limit,
+        http,
+        secrets: secrets(j.secrets.as_ref(), &name, problem),
+        redact: redact(j.redact.as_ref(), &name, problem),
+        upstreams: upstreams(j.upstreams.as_ref(), &name, problem),
+        name,
+    }
+}
+
+/// The plugin's path, resolved against the config's folder; it must exist.
+fn plugin(
+    raw: &Spanned<String>,
+    name: &str,
+    base: &Path,
+    problem: &mut dyn FnMut(Range<usize>, String),
+) -> PathBuf {
+    let plugin = base.join(raw.get_ref());
+    if !plugin.is_file() {
+        problem(
+            raw.span(),
+            format!(
+                "job `{name}`: plugin {} does not exist (relative paths resolve against {}); build the example plugins with scripts/build-plugins",
+                plugin.display(),
+                if base.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    base
+                }
+                .display()
+            ),
+        );
+    }
+    plugin
+}
+
+/// A size key (`"64MiB"`) within `range` bytes; `key` names it in messages.
+fn size(
+    raw: Option<&Spanned<String>>,
+    default: usize,
+    range: std::ops::RangeInclusive<usize>,
+    key: &str,
+    problem: &mut dyn FnMut(Range<usize>, String),
+) -> usize {
+    let Some(text) = raw else {
+        return default;
+    };
+    match parse_size(text.get_ref()) {
+        Ok(n) if range.contains(&n) => n,
+        Ok(_) => {
+            problem(
+                text.span(),
+                format!(
+                    "{key} `{}` is out of range ({} to {} bytes)",
+                    text.get_ref(),
+                    range.start(),
+                    range.end()
+                ),
+            );
+            default
+        }
+        Err(e) => {
+            problem(text.span(), format!("{key}: {e}"));
+            default
+        }
+    }
+}
+
+/// The `http` table: its allow-list and timeout.
+fn http(
+    raw: &Spanned<RawHttp>,
+    name: &str,
+    problem: &mut dyn FnMut(Range<usize>, String),
+) -> HttpPolicy {
+    let h = raw.get_ref();
+    let timeout = h
+        .timeout
+        .as_ref()
+        .map_or(DEFAULT_HTTP_TIMEOUT, |t| *t.get_ref());
+    HttpPolicy::new(&h.allow, timeout).unwrap_or_else(|e| {
+        problem(raw.span(), format!("job `{name}`: {e}"));
+        HttpPolicy::default()
+    })
+}
+
+/// Secret names: plain names, never paths (they name credential files).
+fn secrets(
+    raw: Option<&Spanned<Vec<String>>>,
+    name: &str,
+    problem: &mut dyn FnMut(Range<usize>, String),
+) -> Vec<String> {
+    let Some(list) = raw else {
+        return Vec::new();
+    };
+    for secret in list.get_ref() {
+        if secret.is_empty() || secret.contains(['/', '\\']) || secret.starts_with('.') {
+            problem(
+                list.span(),
+                format!(
+                    "job `{name}`: secret name `{secret}` must be a plain name like MAILER_TOKEN"
+                ),
+            );
+        }
+    }
+    list.get_ref().clone()
+}
+
+/// The `redact` list: top-level keys or JSON pointers.
+fn redact(
+    raw: Option<&Spanned<Vec<String>>>,
+    name: &str,
+    problem: &mut dyn FnMut(Range<usize>, String),
+) -> Vec<FieldPath> {
+    let Some(list) = raw else {
+        return Vec::new();
+    };
+    let mut report = |msg| problem(list.span(), format!("job `{name}`: redact: {msg}"));
+    list.get_ref()
+        .iter()
+        .filter_map(|entry| FieldPath::parse(entry).map_err(&mut report).ok())
+        .collect()
+}
+
+/// Upstream names, each once; they become part of breaker keys, so no
+/// whitespace or braces.
+fn upstreams(
+    raw: Option<&Spanned<Vec<String>>>,
+    name: &str,
+    problem: &mut dyn FnMut(Range<usize>, String),
+) -> Vec<String> {
+    let mut upstreams = Vec::new();
+    if let Some(list) = raw {
+        for u in list.get_ref() {
+            if u.is_empty() || u.contains(|c: char| c.is_whitespace() || c == '{' || c == '}') {
+                problem(
+                    list.span(),
+                    format!(
+                        "job `{name}`: upstream name `{u}` must be non-empty, without whitespace or braces"
+                    ),
+                );
+            } else if !upstreams.contains(u) {
+                upstreams.push(u.clone());
+            }
+        }
+    }
+    upstreams
+}

@@ -1,0 +1,241 @@
+//! `[metrics]`, `[log]` and `[alerts]`, checked.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+
+use super::checked;
+use crate::config::defaults::{
+    DEFAULT_WEBHOOK_ATTEMPTS, DEFAULT_WEBHOOK_TIMEOUT, MAX_WEBHOOK_ATTEMPTS, MIN_SAMPLE_INTERVAL,
+};
+use crate::config::observability::{
+    ObsConfig, RawAlerts, RawLog, RawMetrics, RawWebhook, Setting, WebhookConfig,
+};
+
+/// Validates the three tables; every problem goes to `problem`.
+pub fn validate(
+    metrics: RawMetrics,
+    log: RawLog,
+    alerts: RawAlerts,
+    problem: &mut dyn FnMut(Range<usize>, String),
+) -> ObsConfig {
+    let mut out = ObsConfig::default();
+
+    if metrics.enabled == Some(false) {
+        out.metrics.listen = None;
+    } else if let Some(listen) = metrics.listen {
+        match listen.get_ref().parse::<SocketAddr>() {
+            Ok(addr) => out.metrics.listen = Some(addr),
+            Err(_) => problem(
+                listen.span(),
+                format!(
+                    "[metrics] listen `{}` is not an address; write it like \"127.0.0.1:9464\" (or set enabled = false)",
+                    listen.get_ref()
+                ),
+            ),
+        }
+    }
+    out.metrics.sample_interval = checked(
+        metrics.sample_interval,
+        out.metrics.sample_interval,
+        problem,
+        |every| {
+            (*every < MIN_SAMPLE_INTERVAL)
+                .then(|| "[metrics] sample_interval must be at least 100ms".to_string())
+        },
+    );
+
+    if let Some(level) = log.level {
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(level.get_ref()) {
+            problem(
+                level.span(),
+                format!(
+                    "[log] level `{}` is not a log filter ({e}); write it like \"info\" or \"warn,ward=debug\"",
+                    level.get_ref()
+                ),
+            );
+        } else {
+            out.log_level = Some(level.into_inner());
+        }
+    }
+
+    let rules = &mut out.alerts.rules;
+    out.alerts.environment = alerts.environment;
+    rules.window = checked(alerts.window, rules.window, problem, |w| {
+        w.is_zero()
+            .then(|| "[alerts] window must be more than 0".to_string())
+    });
+    rules.threshold = checked(alerts.threshold, rules.threshold, problem, |t| {
+        (*t == 0).then(|| {
+            "[alerts] threshold must be at least 1 (alert once that many events fall in the window)"
+                .to_string()
+        })
+    });
+    if let Some(c) = alerts.cooldown {
+        rules.cooldown = c.into_inner();
+    }
+    rules.growth_factor = checked(alerts.growth_factor, rules.growth_factor, problem, |v| {
+        (!v.is_finite() || *v < 1.0).then(|| {
+            format!(
+                "[alerts] growth_factor {v} must be 1.0 or more (2.0: repeat within the cooldown once the count doubled)"
+            )
+        })
+    });
+    if let Some(g) = alerts.group_wait {
+        rules.group_wait = g.into_inner();
+    }
+    for hook in alerts.webhook {
+        out.alerts.webhooks.push(validate_webhook(hook, problem));
+    }
+    out
+}
+
+fn validate_webhook(
+    hook: RawWebhook,
+    problem: &mut dyn FnMut(Range<usize>, String),
+) -> WebhookConfig {
+    let url = Setting::parse(hook.url.get_ref());
+    match &url {
+        Setting::Literal(u) => {
+            if let Some(why) = check_url(u) {
+                problem(
+                    hook.url.span(),
+                    format!("[[alerts.webhook]] url `{u}` {why}"),
+                );
+            }
+        }
+        Setting::Secret(name) => check_secret_name(name, hook.url.span(), problem),
+    }
+    let mut headers = Vec::new();
+    for (name, value) in hook.headers {
+        if hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            problem(
+                value.span(),
+                format!("[[alerts.webhook]] header name `{name}` is not a valid HTTP header name"),
+            );
+        }
+        let setting = Setting::parse(value.get_ref());
+        match &setting {
+            Setting::Literal(v) => {
+                if hyper::header::HeaderValue::from_str(v).is_err() {
+                    problem(
+                        value.span(),
+                        format!(
+                            "[[alerts.webhook]] header `{name}` has a value that is not valid in HTTP (control characters?)"
+                        ),
+                    );
+                }
+            }
+            Setting::Secret(secret) => check_secret_name(secret, value.span(), problem),
+        }
+        headers.push((name, setting));
+    }
+    let timeout = checked(hook.timeout, DEFAULT_WEBHOOK_TIMEOUT, problem, |t| {
+        t.is_zero()
+            .then(|| "[[alerts.webhook]] timeout must be more than 0".to_string())
+    });
+    let max_attempts = checked(hook.max_attempts, DEFAULT_WEBHOOK_ATTEMPTS, problem, |n| {
+        (!(1..=MAX_WEBHOOK_ATTEMPTS).contains(n)).then(|| {
+            format!(
+                "[[alerts.webhook]] max_attempts {n} is out of range; use 1 to {MAX_WEBHOOK_ATTEMPTS}"
+            )
+        })
+    });
+    WebhookConfig {
+        url,
+        headers,
+        timeout,
+        max_attempts,
+    }
+}
+
+/// What is wrong with a webhook URL, if anything.
+#[must_use]
+pub fn check_url(url: &str) -> Option<&'static str> {
+    match url.parse::<hyper::Uri>() {
+        Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => None,
+        Ok(_) => Some("must be an http:// or https:// URL with a host"),
+        Err(_) => Some("is not a URL; write it like \"https://hooks.example.com/ward\""),
+    }
+}
+
+fn check_secret_name(
+    name: &str,
+    span: Range<usize>,
+    problem: &mut dyn FnMut(Range<usize>, String),
+) {
+    if !crate::obs::secrets::valid_name(name) {
+        problem(
+            span,
+            format!(
+                "secret name `{name}` must be letters, digits and `_` (it names an environment variable and a credential file)"
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::observability::GroupRules;
+    use serde::Deserialize;
+
+    fn check(text: &str) -> (ObsConfig, Vec<String>) {
+        #[derive(Deserialize)]
+        struct Tables {
+            #[serde(default)]
+            metrics: RawMetrics,
+            #[serde(default)]
+            log: RawLog,
+            #[serde(default)]
+            alerts: RawAlerts,
+        }
+        let t: Tables = toml::from_str(text).unwrap();
+        let mut problems = Vec::new();
+        let cfg = validate(t.metrics, t.log, t.alerts, &mut |_, m| problems.push(m));
+        (cfg, problems)
+    }
+
+    #[test]
+    fn defaults_listen_on_loopback_9464_with_one_event_alerts() {
+        let (cfg, problems) = check("");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(cfg.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(cfg.alerts.rules, GroupRules::default());
+        assert!(cfg.alerts.webhooks.is_empty());
+    }
+
+    #[test]
+    fn the_endpoint_can_be_turned_off() {
+        let (cfg, _) = check("[metrics]\nenabled = false\nlisten = \"127.0.0.1:1\"\n");
+        assert_eq!(cfg.metrics.listen, None);
+    }
+
+    #[test]
+    fn webhooks_read_secret_headers_by_name() {
+        let (cfg, problems) = check(
+            "[alerts]\nenvironment = \"prod\"\nthreshold = 5\n[[alerts.webhook]]\nurl = \"http://127.0.0.1:9/x\"\nheaders = { Authorization = \"secret:ALERT_TOKEN\", X-Team = \"jobs\" }\n",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let hook = &cfg.alerts.webhooks[0];
+        assert_eq!(hook.url, Setting::Literal("http://127.0.0.1:9/x".into()));
+        assert_eq!(
+            hook.headers,
+            vec![
+                (
+                    "Authorization".into(),
+                    Setting::Secret("ALERT_TOKEN".into())
+                ),
+                ("X-Team".into(), Setting::Literal("jobs".into())),
+            ]
+        );
+        assert_eq!(cfg.alerts.rules.threshold, 5);
+    }
+
+    #[test]
+    fn every_bad_value_is_reported() {
+        let (_, problems) = check(
+            "[metrics]\nlisten = \"localhost\"\n[log]\nlevel = \"loud[\"\n[alerts]\nthreshold = 0\ngrowth_factor = 0.5\n[[alerts.webhook]]\nurl = \"ftp://x\"\nheaders = { Authorization = \"secret:not a name\" }\nmax_attempts = 0\n",
+        );
+        assert_eq!(problems.len(), 7, "{problems:#?}");
+    }
+}
