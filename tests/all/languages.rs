@@ -3,15 +3,11 @@
 //! by `scripts/build-lang-plugins`. The three do the same work on the same
 //! payloads, so one table of cases covers them all, byte for byte.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-
-mod common;
-
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::*;
+use ward_testkit::*;
 
 /// How long the daemon may take to start. It compiles each plugin first, and
 /// a debug-built daemon compiling the 18 MB Python or 12 MB JavaScript
@@ -27,7 +23,7 @@ fn build_lang_plugins() {
     BUILT.get_or_init(|| {
         let script = workspace().join("scripts/build-lang-plugins");
         // From the workspace root, so that a relative CARGO_TARGET_DIR means
-        // the same folder to the script as to `common::plugins()`.
+        // the same folder to the script as to `ward_testkit::plugins()`.
         let out = Command::new("bash")
             .arg(&script)
             .current_dir(workspace())
