@@ -65,9 +65,9 @@ impl Ward {
             .stdout(out.try_clone()?)
             .stderr(out)
             .spawn()
-            .map_err(|source| Error::Spawn {
+            .map_err(|cause| Error::Spawn {
                 program: bin.display().to_string(),
-                source,
+                cause,
             })?;
         Ok(Ward { child, dir, log })
     }
@@ -145,9 +145,9 @@ impl Ward {
         Command::new("kill")
             .args(["-TERM", &pid])
             .status()
-            .map_err(|source| Error::Spawn {
+            .map_err(|cause| Error::Spawn {
                 program: "kill".into(),
-                source,
+                cause,
             })?;
         let deadline = Instant::now() + timeout;
         loop {

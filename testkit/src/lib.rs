@@ -42,12 +42,13 @@ pub use server::{Redis, connect};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A program could not be started (not installed, not built).
-    #[error("cannot start {program}: {source}")]
+    #[error("cannot start {program}: {cause}")]
     Spawn {
         /// The program, as it was named.
         program: String,
-        /// Why the OS refused.
-        source: std::io::Error,
+        /// Why the OS refused (in the message, not chained: panics print
+        /// only the message).
+        cause: std::io::Error,
     },
     /// A wait ran out of time.
     #[error("timed out after {after:?} waiting for {what}")]
@@ -66,10 +67,10 @@ pub enum Error {
         log_tail: String,
     },
     /// A file in the harness's temp dir could not be written or read.
-    #[error("harness file: {0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// Redis refused a command.
-    #[error("redis: {0}")]
+    #[error(transparent)]
     Redis(#[from] redis::RedisError),
 }
 

@@ -151,9 +151,9 @@ impl Redis {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|source| Error::Spawn {
+            .map_err(|cause| Error::Spawn {
                 program: "redis-server (see the README's set-up)".into(),
-                source,
+                cause,
             })?;
         // Built before waiting, so that the server is stopped if it never answers.
         let r = Redis {
