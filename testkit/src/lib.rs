@@ -87,17 +87,7 @@ pub fn workspace() -> PathBuf {
 pub fn plugins() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let script = workspace().join("scripts/build-plugins");
-        let out = Command::new("bash")
-            .arg(&script)
-            .output()
-            .expect("run scripts/build-plugins");
-        assert!(
-            out.status.success(),
-            "scripts/build-plugins failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_script("build-plugins");
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| workspace().join("target"));
@@ -108,6 +98,23 @@ pub fn plugins() -> &'static Path {
         };
         target.join("plugins")
     })
+}
+
+/// Runs `scripts/<name>` from the workspace root, so that a relative
+/// `CARGO_TARGET_DIR` means the same folder to it as to [`plugins`], and
+/// panics with its output if it fails.
+pub fn run_script(name: &str) {
+    let out = Command::new("bash")
+        .arg(workspace().join("scripts").join(name))
+        .current_dir(workspace())
+        .output()
+        .unwrap_or_else(|e| panic!("run scripts/{name}: {e}"));
+    assert!(
+        out.status.success(),
+        "scripts/{name} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Path of one built example plugin.
