@@ -15,14 +15,15 @@
 //!   retried through the delayed set;
 //! - `keys`: like throughput, every job carries an idempotency key.
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use ward_testkit::{
+    Config, METRICS_ANY_PORT, Redis, Ward, connect, job_table, proc_status_kib, xadd_pipe,
+};
 
 /// Ward end-to-end benchmark.
 #[derive(Debug, Parser)]
@@ -67,146 +68,94 @@ struct Args {
     runs: usize,
 }
 
-struct RedisServer {
-    child: Option<Child>,
+/// The Redis a run drives: a private one from the kit, or `--redis`.
+struct Server {
+    _own: Option<Redis>,
     url: String,
-    _dir: Option<tempfile::TempDir>,
 }
 
-impl RedisServer {
-    fn start(existing: Option<String>) -> anyhow::Result<RedisServer> {
+impl Server {
+    fn start(existing: Option<String>) -> anyhow::Result<Server> {
         if let Some(url) = existing {
-            return Ok(RedisServer {
-                child: None,
-                url,
-                _dir: None,
-            });
+            return Ok(Server { _own: None, url });
         }
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let dir = tempfile::tempdir()?;
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .context("redis-server must be installed (scripts/setup)")?;
-        let url = format!("redis://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while redis::Client::open(url.as_str())?.get_connection().is_err() {
-            if Instant::now() > deadline {
-                bail!("redis-server did not come up on port {port}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(RedisServer {
-            child: Some(child),
-            url,
-            _dir: Some(dir),
+        let own = Redis::try_start().context("redis-server must be installed (scripts/setup)")?;
+        Ok(Server {
+            url: own.url(),
+            _own: Some(own),
         })
     }
 
     fn con(&self) -> anyhow::Result<redis::Connection> {
-        Ok(redis::Client::open(self.url.as_str())?.get_connection()?)
+        Ok(connect(&self.url)?)
     }
 }
 
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+/// What every run shares: the options, the Redis, the binary and plugins.
+struct Bench {
+    args: Args,
+    redis: Server,
+    ward: PathBuf,
+    plugins: PathBuf,
+}
+
+/// How long a daemon may take to compile its plugins and start.
+const READY: Duration = Duration::from_secs(600);
+/// How long a daemon may take to stop on SIGTERM once a run is measured.
+const STOP: Duration = Duration::from_secs(60);
+
+impl Bench {
+    /// Starts one daemon on queue `bench` (job types `noop` and `flaky`)
+    /// and waits until it is running.
+    fn daemon(&self, succeeded_ttl: &str) -> anyhow::Result<Ward> {
+        let args = &self.args;
+        let threads = args
+            .threads
+            .map_or_else(String::new, |t| format!("[daemon]\nthreads = {t}\n\n"));
+        let plugin = |name: &str| self.plugins.join(format!("{name}.wasm"));
+        let jobs = job_table("noop", "bench", &plugin("noop"), "")
+            + &job_table("flaky", "bench", &plugin("flaky"), "");
+        let config = Config::new(&self.redis.url)
+            .top(&format!("{threads}{METRICS_ANY_PORT}"))
+            .retry("initial_delay = \"10ms\"\nmax_delay = \"100ms\"\njitter = \"none\"")
+            .queue(
+                "bench",
+                &format!(
+                    "concurrency = {}\nsucceeded_ttl = \"{succeeded_ttl}\"",
+                    args.concurrency
+                ),
+            )
+            .jobs(&jobs)
+            .render();
+        let env = [("RUST_LOG", "warn,ward::worker=info")];
+        let ward = Ward::try_start(&self.ward, &config, &env)?;
+        Ok(ward.try_ready(READY)?)
     }
 }
 
-struct Daemon {
-    child: Child,
-    _dir: tempfile::TempDir,
+/// (user + system CPU seconds, peak RSS KiB) of a daemon, from /proc.
+fn usage(daemon: &Ward) -> (f64, u64) {
+    let pid = daemon.pid();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start at ')'.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat; 12 and 13 after ')'.
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    (cpu, proc_status_kib(pid, "VmHWM").unwrap_or(0))
 }
 
-impl Daemon {
-    fn start(
-        ward: &Path,
-        plugins: &Path,
-        url: &str,
-        concurrency: u32,
-        succeeded_ttl: &str,
-        threads: Option<usize>,
-    ) -> anyhow::Result<Daemon> {
-        let dir = tempfile::tempdir()?;
-        let cfg = dir.path().join("ward.toml");
-        let threads = threads.map_or_else(String::new, |t| format!("[daemon]\nthreads = {t}\n\n"));
-        std::fs::write(
-            &cfg,
-            format!(
-                "{threads}[metrics]\nlisten = \"127.0.0.1:0\"\n\n[redis]\nurl = \"{url}\"\n\n[defaults.retry]\ninitial_delay = \"10ms\"\nmax_delay = \"100ms\"\njitter = \"none\"\n\n[[queue]]\nname = \"bench\"\nconcurrency = {concurrency}\nsucceeded_ttl = \"{succeeded_ttl}\"\n\n[[job]]\nname = \"noop\"\nqueue = \"bench\"\nplugin = \"{}\"\n\n[[job]]\nname = \"flaky\"\nqueue = \"bench\"\nplugin = \"{}\"\n",
-                plugins.join("noop.wasm").display(),
-                plugins.join("flaky.wasm").display()
-            ),
-        )?;
-        let mut child = Command::new(ward)
-            .args(["--log-format", "json", "run", "--config"])
-            .arg(&cfg)
-            .env("RUST_LOG", "warn,ward::worker=info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("cannot start {}", ward.display()))?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        loop {
-            match lines.next() {
-                Some(Ok(line)) if line.contains("ward is running") => break,
-                Some(Ok(_)) => {}
-                _ => bail!("ward exited before it was running"),
-            }
-        }
-        // Keep draining the pipe so the daemon never blocks on a full one.
-        std::thread::spawn(move || for _ in lines {});
-        Ok(Daemon { child, _dir: dir })
-    }
-
-    /// (user + system CPU seconds, peak RSS KiB) from /proc.
-    fn usage(&self) -> (f64, u64) {
-        let pid = self.child.id();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // Fields after the command name (which may contain spaces) start at ')'.
-        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        // utime and stime are fields 14 and 15 of stat; 12 and 13 after ')'.
-        let cpu = (ticks(11) + ticks(12)) / 100.0;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let hwm = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0);
-        (cpu, hwm)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
+/// Stops the daemons of a measured run with SIGTERM, as an operator would.
+/// The figures are taken; one that does not stop in time is killed.
+fn stop(daemons: Vec<Ward>) {
+    for d in daemons {
+        let _ = d.try_stop(STOP);
     }
 }
 
@@ -232,17 +181,17 @@ fn fill(
         let mut pipe = redis::pipe();
         for &i in chunk {
             let (job, body) = payload(i);
-            let cmd = pipe
-                .cmd("XADD")
-                .arg(STREAM)
-                .arg("*")
-                .arg("job")
-                .arg(job)
-                .arg("payload")
-                .arg(body);
-            if keyed {
-                cmd.arg("idempotency_key").arg(format!("k-{i}"));
-            }
+            let key = if keyed {
+                format!("k-{i}")
+            } else {
+                String::new()
+            };
+            let fields = [
+                ("job", &*job),
+                ("payload", &*body),
+                ("idempotency_key", &*key),
+            ];
+            xadd_pipe(&mut pipe, STREAM, &fields[..if keyed { 3 } else { 2 }]);
         }
         let got: Vec<String> = pipe.query(con)?;
         ids.extend(got);
@@ -313,6 +262,15 @@ fn records(con: &mut redis::Connection, ids: &[String]) -> anyhow::Result<Vec<Ro
     Ok(out)
 }
 
+/// Fails unless every job of a run (`what`) succeeded.
+fn all_succeeded(rows: &[Row], what: &str) -> anyhow::Result<()> {
+    let ok = rows.iter().filter(|r| r.state == "succeeded").count();
+    if ok != rows.len() {
+        bail!("{what}: only {ok} of {} jobs succeeded", rows.len());
+    }
+    Ok(())
+}
+
 fn pct(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
@@ -354,14 +312,8 @@ enum Mix {
 }
 
 #[allow(clippy::cast_precision_loss, reason = "job counts far below 2^52")]
-fn drain_run(
-    args: &Args,
-    redis: &RedisServer,
-    ward: &Path,
-    plugins: &Path,
-    label: &str,
-    mix: Mix,
-) -> anyhow::Result<Run> {
+fn drain_run(bench: &Bench, label: &str, mix: Mix) -> anyhow::Result<Run> {
+    let (args, redis) = (&bench.args, &bench.redis);
     let failures = mix == Mix::Failures;
     let keyed = mix == Mix::Keyed;
     let no_record = mix == Mix::NoRecord;
@@ -385,16 +337,7 @@ fn drain_run(
     let wall = Instant::now();
     let ttl = if no_record { "0s" } else { "24h" };
     let daemons = (0..args.daemons.max(1))
-        .map(|_| {
-            Daemon::start(
-                ward,
-                plugins,
-                &redis.url,
-                args.concurrency,
-                ttl,
-                args.threads,
-            )
-        })
+        .map(|_| bench.daemon(ttl))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let span = if no_record {
         // No records to read the times from: watch the group instead.
@@ -404,19 +347,16 @@ fn drain_run(
         0.0
     };
     let wall = wall.elapsed().as_secs_f64();
-    let usage: Vec<(f64, u64)> = daemons.iter().map(Daemon::usage).collect();
+    let usage: Vec<(f64, u64)> = daemons.iter().map(usage).collect();
     let cpu = usage.iter().map(|u| u.0).sum();
     let rss = usage.iter().map(|u| u.1).max().unwrap_or(0);
     let redis_used = redis_cpu(&mut con) - redis_before;
-    drop(daemons);
+    stop(daemons);
     let span = if no_record {
         span
     } else {
         let rows = records(&mut con, &ids)?;
-        let ok = rows.iter().filter(|r| r.state == "succeeded").count();
-        if ok != n {
-            bail!("{label}: only {ok} of {n} jobs succeeded");
-        }
+        all_succeeded(&rows, label)?;
         let first = rows.iter().map(|r| r.first).min().unwrap_or(0);
         let last = rows.iter().map(|r| r.last).max().unwrap_or(0);
         (last.saturating_sub(first)).max(1) as f64 / 1000.0
@@ -487,23 +427,11 @@ fn watch_drain(con: &mut redis::Connection, n: usize, timeout: Duration) -> anyh
     clippy::cast_sign_loss,
     reason = "rates and counts far below 2^52"
 )]
-fn latency_run(
-    args: &Args,
-    redis: &RedisServer,
-    ward: &Path,
-    plugins: &Path,
-    rate: u64,
-) -> anyhow::Result<Run> {
+fn latency_run(bench: &Bench, rate: u64) -> anyhow::Result<Run> {
+    let (args, redis) = (&bench.args, &bench.redis);
     let mut con = redis.con()?;
     let _: () = redis::cmd("FLUSHALL").query(&mut con)?;
-    let daemon = Daemon::start(
-        ward,
-        plugins,
-        &redis.url,
-        args.concurrency,
-        "24h",
-        args.threads,
-    )?;
+    let daemon = bench.daemon("24h")?;
     let redis_before = redis_cpu(&mut con);
     let total = (rate * args.latency_seconds) as usize;
     let mut ids = Vec::with_capacity(total);
@@ -514,13 +442,7 @@ fn latency_run(
         if due > ids.len() {
             let mut pipe = redis::pipe();
             for _ in ids.len()..due {
-                pipe.cmd("XADD")
-                    .arg(STREAM)
-                    .arg("*")
-                    .arg("job")
-                    .arg("noop")
-                    .arg("payload")
-                    .arg("{}");
+                xadd_pipe(&mut pipe, STREAM, &[("job", "noop"), ("payload", "{}")]);
             }
             let got: Vec<String> = pipe.query(&mut con)?;
             ids.extend(got);
@@ -532,9 +454,9 @@ fn latency_run(
     // The last completions are recorded just after the stream empties.
     std::thread::sleep(Duration::from_millis(200));
     let wall = start.elapsed().as_secs_f64();
-    let (cpu, rss) = daemon.usage();
+    let (cpu, rss) = usage(&daemon);
     let redis_used = redis_cpu(&mut con) - redis_before;
-    drop(daemon);
+    stop(vec![daemon]);
     let rows = records(&mut con, &ids)?;
     let mut start_lat: Vec<u64> = rows
         .iter()
@@ -546,13 +468,7 @@ fn latency_run(
         .collect();
     start_lat.sort_unstable();
     done_lat.sort_unstable();
-    let ok = rows.iter().filter(|r| r.state == "succeeded").count();
-    if ok != ids.len() {
-        bail!(
-            "latency at {rate}/s: only {ok} of {} jobs succeeded",
-            ids.len()
-        );
-    }
+    all_succeeded(&rows, &format!("latency at {rate}/s"))?;
     Ok(Run {
         label: format!("latency @ {rate} jobs/s offered"),
         jobs: ids.len(),
@@ -570,12 +486,8 @@ fn latency_run(
 /// As many attempts in flight at once as the queue has slots: one job per
 /// slot, each sleeping 2 s in the plugin. Reports the daemon's peak RSS and
 /// checks that they really overlapped (all started within the first second).
-fn inflight_run(
-    args: &Args,
-    redis: &RedisServer,
-    ward: &Path,
-    plugins: &Path,
-) -> anyhow::Result<(Run, u64)> {
+fn inflight_run(bench: &Bench) -> anyhow::Result<(Run, u64)> {
+    let (args, redis) = (&bench.args, &bench.redis);
     let mut con = redis.con()?;
     let _: () = redis::cmd("FLUSHALL").query(&mut con)?;
     let n = args.concurrency as usize;
@@ -588,24 +500,14 @@ fn inflight_run(
     let (ids, enq_secs) = fill(&mut con, n, payload, false)?;
     let redis_before = redis_cpu(&mut con);
     let wall = Instant::now();
-    let daemon = Daemon::start(
-        ward,
-        plugins,
-        &redis.url,
-        args.concurrency,
-        "24h",
-        args.threads,
-    )?;
+    let daemon = bench.daemon("24h")?;
     wait_drained(&mut con, Duration::from_secs(120))?;
     let wall = wall.elapsed().as_secs_f64();
-    let (cpu, rss) = daemon.usage();
+    let (cpu, rss) = usage(&daemon);
     let redis_used = redis_cpu(&mut con) - redis_before;
-    drop(daemon);
+    stop(vec![daemon]);
     let rows = records(&mut con, &ids)?;
-    let ok = rows.iter().filter(|r| r.state == "succeeded").count();
-    if ok != n {
-        bail!("in flight: only {ok} of {n} jobs succeeded");
-    }
+    all_succeeded(&rows, "in flight")?;
     let first = rows.iter().map(|r| r.first).min().unwrap_or(0);
     let last_start = rows.iter().map(|r| r.first).max().unwrap_or(0);
     let spread = last_start.saturating_sub(first);
@@ -634,7 +536,7 @@ fn inflight_run(
 /// reads `COUNT 1000` with XREADGROUP and acknowledges each batch with one
 /// XACK. Returns the XADD rate and the read + ack rate.
 #[allow(clippy::cast_precision_loss, reason = "job counts far below 2^52")]
-fn raw_cycle(redis: &RedisServer, n: usize) -> anyhow::Result<(f64, f64)> {
+fn raw_cycle(redis: &Server, n: usize) -> anyhow::Result<(f64, f64)> {
     let mut con = redis.con()?;
     let _: () = redis::cmd("FLUSHALL").query(&mut con)?;
     let (_, enq_secs) = fill(&mut con, n, |_| ("noop".into(), "{}".into()), false)?;
@@ -736,7 +638,7 @@ fn print_run(r: &Run) {
     println!("  redis-server          CPU {:.2} s", r.redis_cpu);
 }
 
-fn versions(redis: &RedisServer, ward: &Path) -> String {
+fn versions(redis: &Server, ward: &Path) -> String {
     let mut con = redis.con().ok();
     let rv = con
         .as_mut()
@@ -776,9 +678,16 @@ fn main() -> anyhow::Result<()> {
             .and_then(Path::parent)
             .map_or_else(|| PathBuf::from("target/plugins"), |t| t.join("plugins"))
     });
-    let redis = RedisServer::start(args.redis.clone())?;
+    let redis = Server::start(args.redis.clone())?;
+    let bench = Bench {
+        args,
+        redis,
+        ward,
+        plugins,
+    };
+    let args = &bench.args;
     println!("# ward-bench");
-    println!("versions: {}", versions(&redis, &ward));
+    println!("versions: {}", versions(&bench.redis, &bench.ward));
     println!(
         "method: plain XADD enqueues (pipelines of 1000) to one queue; {} `ward run` child(ren) with concurrency {}, \
          no-op Rust component (fresh instance per attempt); times from Redis (entry ids, job records, ms), \
@@ -803,10 +712,7 @@ fn main() -> anyhow::Result<()> {
                 let mut runs = Vec::new();
                 for _ in 0..args.runs.max(1) {
                     runs.push(drain_run(
-                        &args,
-                        &redis,
-                        &ward,
-                        &plugins,
+                        &bench,
                         label,
                         match scenario.as_str() {
                             "failures" => Mix::Failures,
@@ -830,7 +736,7 @@ fn main() -> anyhow::Result<()> {
             "raw" => {
                 let mut runs = Vec::new();
                 for _ in 0..args.runs.max(1) {
-                    runs.push(raw_cycle(&redis, args.jobs)?);
+                    runs.push(raw_cycle(&bench.redis, args.jobs)?);
                 }
                 let median = |mut v: Vec<f64>| {
                     v.sort_by(f64::total_cmp);
@@ -847,13 +753,13 @@ fn main() -> anyhow::Result<()> {
                 println!("  full cycle            {full:.0} entries/s (XADD time + read/ack time)");
             }
             "inflight" => {
-                let (run, spread) = inflight_run(&args, &redis, &ward, &plugins)?;
+                let (run, spread) = inflight_run(&bench)?;
                 print_run(&run);
                 println!("  all started within    {spread} ms of the first");
             }
             "latency" => {
                 for &rate in &args.rates {
-                    print_run(&latency_run(&args, &redis, &ward, &plugins, rate)?);
+                    print_run(&latency_run(&bench, rate)?);
                 }
             }
             other => bail!(

@@ -1,27 +1,18 @@
 //! Idempotency keys and crash recovery, with real processes: duplicate
 //! enqueues and deliveries, SIGKILLed daemons, a poison pill, Redis restarts.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-
-mod common;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::Value;
+use ward_testkit::*;
+
+use crate::support::with_queue;
 
 const WAIT: Duration = Duration::from_secs(60);
 
 fn states(redis: &Redis, ids: &[String]) -> Vec<Option<String>> {
-    let mut con = redis.con();
-    let mut p = redis::pipe();
-    for id in ids {
-        p.cmd("HGET")
-            .arg(format!("ward:{{q}}:job:{id}"))
-            .arg("state");
-    }
-    p.query(&mut con).unwrap()
+    job_fields(redis, ids, "state")
 }
 
 fn wait_all_final(redis: &Redis, ids: &[String], timeout: Duration) {
@@ -48,20 +39,18 @@ fn successes_in_history(redis: &Redis, id: &str) -> usize {
 }
 
 fn xadd_keyed(redis: &Redis, n: usize, payload: &str) -> Vec<String> {
-    let mut con = redis.con();
-    let mut pipe = redis::pipe();
-    for i in 0..n {
-        pipe.cmd("XADD")
-            .arg("ward:{q}:jobs")
-            .arg("*")
-            .arg("job")
-            .arg("flaky")
-            .arg("payload")
-            .arg(payload)
-            .arg("idempotency_key")
-            .arg(format!("key-{i}"));
-    }
-    pipe.query(&mut con).unwrap()
+    let keys: Vec<String> = (0..n).map(|i| format!("key-{i}")).collect();
+    let entries: Vec<Vec<(&str, &str)>> = keys
+        .iter()
+        .map(|key| {
+            vec![
+                ("job", "flaky"),
+                ("payload", payload),
+                ("idempotency_key", key),
+            ]
+        })
+        .collect();
+    xadd_entries(redis, &entries)
 }
 
 #[test]
@@ -436,12 +425,7 @@ fn consumers_of_stopped_daemons_are_forgotten_unless_they_hold_work() {
             .query(&mut con)
             .unwrap();
     }
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let gone = rt.block_on(async {
-        let con = ward::queue::connect(&redis.url(), Duration::from_secs(1))
-            .await
-            .unwrap();
-        let queue = ward::queue::Queue::new(ward::queue::Keys::new("q"), con);
+    let gone = with_queue(&redis, async |queue| {
         queue
             .forget_idle_consumers("me", Duration::ZERO)
             .await
@@ -460,15 +444,10 @@ fn consumers_of_stopped_daemons_are_forgotten_unless_they_hold_work() {
 #[test]
 fn apply_says_which_completions_took_effect_so_nothing_is_counted_twice() {
     use ward::job::Outcome;
-    use ward::queue::{Action, Completion, Keys, Queue};
+    use ward::queue::{Action, Completion};
     let redis = Redis::start();
     let ids = xadd_many(&redis, 3, "noop", "{}");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let con = ward::queue::connect(&redis.url(), Duration::from_secs(1))
-            .await
-            .unwrap();
-        let queue = Queue::new(Keys::new("q"), con);
+    with_queue(&redis, async |queue| {
         queue.ensure_group().await.unwrap();
         let leased = queue.lease_batch("me", 3, None).await.unwrap();
         assert_eq!(leased.len(), 3);

@@ -4,18 +4,13 @@
 //! Redis, and the shipped alert rules and dashboard checked against the
 //! metrics Ward registers.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-
-mod common;
-
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::net::TcpStream;
 use std::time::Duration;
 
-use common::*;
 use serde_json::Value;
+use ward_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -158,92 +153,9 @@ fn obs_config(redis: &Redis, metrics_port: u16, extra: &str, jobs: &str) -> Stri
     )
 }
 
-/// Adds entries to queue `q` with one pipelined round trip; returns their ids.
-fn xadd_all(redis: &Redis, entries: &[Vec<(&str, &str)>]) -> Vec<String> {
-    let mut pipe = redis::pipe();
-    for fields in entries {
-        pipe.cmd("XADD").arg("ward:{q}:jobs").arg("*");
-        for (k, v) in fields {
-            pipe.arg(*k).arg(*v);
-        }
-    }
-    pipe.query(&mut redis.con()).unwrap()
-}
-
-/// A request the webhook server received.
-#[derive(Debug, Clone)]
-struct Received {
-    /// Header names lower-cased.
-    headers: HashMap<String, String>,
-    body: String,
-}
-
-/// A tiny HTTP server standing in for an alert webhook: it records every
-/// request and answers with the next status of its script (then 200).
-struct Hook {
-    port: u16,
-    got: Arc<Mutex<Vec<Received>>>,
-}
-
-impl Hook {
-    fn start(statuses: &[u16]) -> Hook {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let record = got.clone();
-        let mut statuses: VecDeque<u16> = statuses.iter().copied().collect();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut s) = stream else { continue };
-                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                let mut raw = Vec::new();
-                let mut buf = [0u8; 4096];
-                let head_end = loop {
-                    if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break Some(i + 4);
-                    }
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => break None,
-                        Ok(n) => raw.extend_from_slice(&buf[..n]),
-                    }
-                };
-                let Some(head_end) = head_end else { continue };
-                let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
-                let headers: HashMap<String, String> = head
-                    .lines()
-                    .skip(1)
-                    .filter_map(|l| l.split_once(':'))
-                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-                    .collect();
-                let length: usize = headers
-                    .get("content-length")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                while raw.len() < head_end + length {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => raw.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let body = String::from_utf8_lossy(&raw[head_end..]).into_owned();
-                record.lock().unwrap().push(Received { headers, body });
-                let status = statuses.pop_front().unwrap_or(200);
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 {status} Scripted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                );
-            }
-        });
-        Hook { port, got }
-    }
-
-    fn requests(&self) -> Vec<Received> {
-        self.got.lock().unwrap().clone()
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hook", self.port)
-    }
+/// The alert webhook URL of `hook`, a stand-in receiver.
+fn hook_url(hook: &HttpStub) -> String {
+    format!("http://127.0.0.1:{}/hook", hook.port)
 }
 
 // ------------------------------------------------------------------ tests
@@ -269,7 +181,7 @@ fn the_metrics_endpoint_counts_what_happened() {
         2
     ]);
     entries.push(vec![("job", "no-such-type"), ("payload", "{}")]);
-    for id in xadd_all(&redis, &entries) {
+    for id in xadd_entries(&redis, &entries) {
         wait_final(&redis, &id, WAIT);
     }
 
@@ -434,7 +346,7 @@ fn queue_depth_and_lag_show_a_backlog() {
         ("job", "flaky"),
         ("payload", r#"{"sleep_ms":3000,"times":0}"#),
     ];
-    xadd_all(&redis, &vec![slow; 4]);
+    xadd_entries(&redis, &vec![slow; 4]);
     enqueue_with(&redis, &["--delay", "1h"], "flaky", "{}");
     wait_for(WAIT, "a backlog one second old", || {
         let m = scrape(port);
@@ -451,7 +363,7 @@ fn every_log_line_of_an_attempt_carries_the_job_and_its_correlation_ids() {
     let redis = Redis::start();
     let port = free_port();
     let ward_proc = Ward::start(&obs_config(&redis, port, "", &job("flaky", "flaky", ""))).ready();
-    let id = xadd_all(
+    let id = xadd_entries(
         &redis,
         &[vec![
             ("job", "flaky"),
@@ -500,10 +412,10 @@ fn twenty_dead_letters_make_one_grouped_alert_and_the_cooldown_holds_the_repeat(
     let redis = Redis::start();
     let port = free_port();
     // The webhook fails once: the alert is retried, not lost.
-    let hook = Hook::start(&[500]);
+    let hook = HttpStub::statuses(&[500]);
     let alerts = format!(
         "[alerts]\nenvironment = \"test\"\nwindow = \"1m\"\nthreshold = 5\ncooldown = \"1h\"\ngrowth_factor = 2.0\ngroup_wait = \"2s\"\n\n[[alerts.webhook]]\nurl = \"{}\"\n",
-        hook.url()
+        hook_url(&hook)
     );
     let _ward = Ward::start(&obs_config(
         &redis,
@@ -516,12 +428,12 @@ fn twenty_dead_letters_make_one_grouped_alert_and_the_cooldown_holds_the_repeat(
         ("job", "flaky"),
         ("payload", r#"{"fail":"permanent","upstream":"mailer"}"#),
     ];
-    xadd_all(&redis, &vec![poison.clone(); 20]);
+    xadd_entries(&redis, &vec![poison.clone(); 20]);
     wait_for(WAIT, "20 dead letters", || dead_letters(&redis).len() == 20);
     wait_for(WAIT, "the alert, sent again after a 500", || {
-        hook.requests().len() == 2
+        hook.received().len() == 2
     });
-    let got = hook.requests();
+    let got = hook.received();
     assert_eq!(got[0].body, got[1].body, "the retry sends the same alert");
     assert_eq!(got[1].headers["content-type"], "application/json");
     let alert: Value = serde_json::from_str(&got[1].body).unwrap();
@@ -545,10 +457,10 @@ fn twenty_dead_letters_make_one_grouped_alert_and_the_cooldown_holds_the_repeat(
     assert!(alert["first_at"].as_str().unwrap() <= alert["last_at"].as_str().unwrap());
 
     // Five more within the cooldown: 25 < 2 x 20, so no second alert.
-    xadd_all(&redis, &vec![poison; 5]);
+    xadd_entries(&redis, &vec![poison; 5]);
     wait_for(WAIT, "25 dead letters", || dead_letters(&redis).len() == 25);
     std::thread::sleep(Duration::from_secs(4));
-    assert_eq!(hook.requests().len(), 2, "the cooldown holds the repeat");
+    assert_eq!(hook.received().len(), 2, "the cooldown holds the repeat");
     let m = scrape(port);
     assert_eq!(
         value(
@@ -565,14 +477,14 @@ fn twenty_dead_letters_make_one_grouped_alert_and_the_cooldown_holds_the_repeat(
 fn a_secret_in_a_failing_jobs_error_never_reaches_the_alert_body() {
     let redis = Redis::start();
     let port = free_port();
-    let hook = Hook::start(&[]);
+    let hook = HttpStub::statuses(&[]);
     let token = format!(
         "tok-{:016x}",
         u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15)
     );
     let alerts = format!(
         "[alerts]\nthreshold = 1\ngroup_wait = \"200ms\"\n\n[[alerts.webhook]]\nurl = \"{}\"\nheaders = {{ Authorization = \"secret:WARD_TEST_ALERT_TOKEN\" }}\n",
-        hook.url()
+        hook_url(&hook)
     );
     let _ward = Ward::start_with_env(
         &obs_config(&redis, port, &alerts, &job("flaky", "flaky", "")),
@@ -582,8 +494,8 @@ fn a_secret_in_a_failing_jobs_error_never_reaches_the_alert_body() {
     let payload =
         format!(r#"{{"fail":"permanent","message":"upstream refused Bearer {token} (401)"}}"#);
     enqueue(&redis, "flaky", &payload);
-    wait_for(WAIT, "the alert", || !hook.requests().is_empty());
-    let got = &hook.requests()[0];
+    wait_for(WAIT, "the alert", || !hook.received().is_empty());
+    let got = &hook.received()[0];
     assert_eq!(
         got.headers["authorization"], token,
         "the header secret is read from the daemon's environment"

@@ -1,14 +1,10 @@
 //! Bad input gets a clear error: the message names the file (and line or
 //! key) and what would be right, and `ward` exits non-zero.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use ward_testkit::*;
 
 fn write(dir: &Path, name: &str, text: &[u8]) -> String {
     let p = dir.join(name);

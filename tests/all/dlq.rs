@@ -2,16 +2,14 @@
 //! `ward dlq list|show|requeue|discard`, safe concurrent requeues,
 //! retention, and redaction of secret payload fields.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-
-mod common;
-
 use std::collections::HashMap;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::*;
 use serde_json::Value;
+use ward_testkit::*;
+
+use crate::support::with_queue;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -19,21 +17,6 @@ const WAIT: Duration = Duration::from_secs(30);
 const ONE_ATTEMPT: &str = "max_attempts = 1\njitter = \"none\"";
 /// Two attempts, no waiting between them.
 const TWO_ATTEMPTS: &str = "max_attempts = 2\ninitial_delay = \"10ms\"\njitter = \"none\"";
-
-/// A plain `XADD` to queue `q` with extra fields; returns the job id.
-fn xadd(redis: &Redis, job: &str, payload: &str, extra: &[(&str, &str)]) -> String {
-    let mut cmd = redis::cmd("XADD");
-    cmd.arg("ward:{q}:jobs")
-        .arg("*")
-        .arg("job")
-        .arg(job)
-        .arg("payload")
-        .arg(payload);
-    for (k, v) in extra {
-        cmd.arg(*k).arg(*v);
-    }
-    cmd.query(&mut redis.con()).unwrap()
-}
 
 /// `ward dlq <sub> --redis URL q <args>`.
 fn dlq(redis: &Redis, sub: &str, args: &[&str]) -> Output {
@@ -650,7 +633,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 #[test]
 fn a_second_requeue_or_discard_of_the_same_dead_letter_changes_nothing() {
-    use ward::queue::{Keys, Queue, Resolution};
+    use ward::queue::Resolution;
     let redis = Redis::start();
     let ward_proc = Ward::start(&config(&redis, 4, &job("flaky", "flaky", ""))).ready();
     let id = xadd(&redis, "flaky", r#"{"fail":"permanent"}"#, &[]);
@@ -667,15 +650,7 @@ fn a_second_requeue_or_discard_of_the_same_dead_letter_changes_nothing() {
     let listed = list_json(&redis, &["--job", "flaky"]);
     let dead_id = listed[0]["dead_id"].as_str().unwrap().to_string();
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let con = ward::queue::connect(&redis.url(), Duration::from_secs(1))
-            .await
-            .unwrap();
-        let q = Queue::new(Keys::new("q"), con);
+    with_queue(&redis, async |q| {
         assert!(matches!(
             q.requeue_dead(&dead_id, "1-1", "x", "").await.unwrap(),
             Resolution::Refused(why) if why.contains("is of job")

@@ -1,13 +1,9 @@
 //! The backbone end to end: real redis-server, real `ward` binary, real
 //! plugins built from `plugins/`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use ward_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -195,29 +191,16 @@ fn a_non_utf8_payload_arrives_in_the_plugin_byte_for_byte() {
 fn a_thousand_plain_xadd_jobs_all_finish_each_run_exactly_once() {
     let redis = Redis::start();
     let ward_proc = Ward::start(&config(&redis, 32, &job("flaky", "flaky", ""))).ready();
-    let mut con = redis.con();
     let ids = xadd_many(&redis, 1000, "flaky", r#"{"times":0}"#);
     assert_eq!(ids.len(), 1000);
 
     wait_for(WAIT, "all 1000 jobs to succeed", || {
-        let mut p = redis::pipe();
-        for id in &ids {
-            p.cmd("HGET")
-                .arg(format!("ward:{{q}}:job:{id}"))
-                .arg("state");
-        }
-        let states: Vec<Option<String>> = p.query(&mut con).unwrap();
+        let states = job_fields(&redis, &ids, "state");
         states.iter().all(|s| s.as_deref() == Some("succeeded"))
     });
-    let mut p = redis::pipe();
-    for id in &ids {
-        p.cmd("HGET")
-            .arg(format!("ward:{{q}}:job:{id}"))
-            .arg("attempts");
-    }
-    let attempts: Vec<String> = p.query(&mut con).unwrap();
+    let attempts = job_fields(&redis, &ids, "attempts");
     assert!(
-        attempts.iter().all(|a| a == "1"),
+        attempts.iter().all(|a| a.as_deref() == Some("1")),
         "every job took exactly one attempt"
     );
 

@@ -1,20 +1,12 @@
 //! The retry policy engine end to end: backoff timing read back from the
 //! recorded history, Retry-After, budgets, class treatment, delayed delivery.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use serde_json::Value;
+use ward_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn history(s: &Value) -> Vec<Value> {
-    s["history"].as_array().cloned().unwrap_or_default()
-}
 
 fn ms(v: &Value, key: &str) -> u64 {
     v[key].as_u64().unwrap_or_else(|| panic!("no {key} in {v}"))
@@ -196,18 +188,11 @@ fn two_daemons_promoting_at_once_run_each_retry_once() {
     let cfg = config_with(&redis, 16, retry, &job("flaky", "flaky", ""));
     let a = Ward::start(&cfg).ready();
     let b = Ward::start(&cfg).ready();
-    let mut con = redis.con();
     let ids = xadd_many(&redis, 300, "flaky", r#"{"fail":"transient","times":1}"#);
     // Every job fails once, waits in the delayed set, and both daemons race
     // to promote the retries.
     wait_for(WAIT, "all 300 jobs to succeed", || {
-        let mut p = redis::pipe();
-        for id in &ids {
-            p.cmd("HGET")
-                .arg(format!("ward:{{q}}:job:{id}"))
-                .arg("state");
-        }
-        let states: Vec<Option<String>> = p.query(&mut con).unwrap();
+        let states = job_fields(&redis, &ids, "state");
         states.iter().all(|s| s.as_deref() == Some("succeeded"))
     });
     wait_for(Duration::from_secs(5), "the logs to be flushed", || {
@@ -223,7 +208,7 @@ fn two_daemons_promoting_at_once_run_each_retry_once() {
     }
     let delayed: usize = redis::cmd("ZCARD")
         .arg("ward:{q}:delayed")
-        .query(&mut con)
+        .query(&mut redis.con())
         .unwrap();
     assert_eq!(delayed, 0);
 }

@@ -2,13 +2,9 @@
 //! cost one attempt and end with the limit they hit; capabilities are only
 //! what the config grants.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use ward_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 const NO_RETRY: &str = "max_attempts = 1";
@@ -321,19 +317,7 @@ fn daemon_memory_stays_bounded_across_10000_allocating_attempts() {
     let redis = Redis::start();
     let ward_proc = Ward::start(&config_with(&redis, 8, NO_RETRY, &hostile("h", ""))).ready();
     let mut con = redis.con();
-    let push = |con: &mut redis::Connection, n: usize| -> Vec<String> {
-        let mut pipe = redis::pipe();
-        for _ in 0..n {
-            pipe.cmd("XADD")
-                .arg("ward:{q}:jobs")
-                .arg("*")
-                .arg("job")
-                .arg("h")
-                .arg("payload")
-                .arg(r#"{"do":"alloc","mb":8}"#);
-        }
-        pipe.query(con).unwrap()
-    };
+    let push = |n: usize| xadd_many(&redis, n, "h", r#"{"do":"alloc","mb":8}"#);
     let drained = |con: &mut redis::Connection| {
         let (len, pending): (usize, usize) = redis::pipe()
             .cmd("XLEN")
@@ -346,13 +330,13 @@ fn daemon_memory_stays_bounded_across_10000_allocating_attempts() {
             .unwrap();
         len == 0 && pending == 0
     };
-    push(&mut con, 1000);
+    push(1000);
     wait_for(Duration::from_secs(120), "the first 1,000 attempts", || {
         drained(&mut con)
     });
     let warm = rss_kib(ward_proc.pid());
     for _ in 0..9 {
-        push(&mut con, 1000);
+        push(1000);
         wait_for(Duration::from_secs(120), "the next 1,000 attempts", || {
             drained(&mut con)
         });

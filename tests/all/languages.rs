@@ -3,15 +3,10 @@
 //! by `scripts/build-lang-plugins`. The three do the same work on the same
 //! payloads, so one table of cases covers them all, byte for byte.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-
-mod common;
-
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::*;
+use ward_testkit::*;
 
 /// How long the daemon may take to start. It compiles each plugin first, and
 /// a debug-built daemon compiling the 18 MB Python or 12 MB JavaScript
@@ -24,22 +19,7 @@ const WAIT: Duration = Duration::from_secs(60);
 /// (installing their toolchains the first time; a no-op when they are fresh).
 fn build_lang_plugins() {
     static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let script = workspace().join("scripts/build-lang-plugins");
-        // From the workspace root, so that a relative CARGO_TARGET_DIR means
-        // the same folder to the script as to `common::plugins()`.
-        let out = Command::new("bash")
-            .arg(&script)
-            .current_dir(workspace())
-            .output()
-            .expect("run scripts/build-lang-plugins");
-        assert!(
-            out.status.success(),
-            "scripts/build-lang-plugins failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
+    BUILT.get_or_init(|| run_script("build-lang-plugins"));
 }
 
 /// The job record's `result` field, as raw bytes.

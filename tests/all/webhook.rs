@@ -2,15 +2,10 @@
 //! redis-server, the real `ward` daemon, and [`HttpStub`]s on 127.0.0.1
 //! that the job types are allowed to reach.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-
-mod common;
-
-use std::collections::HashMap;
 use std::time::Duration;
 
-use common::*;
 use serde_json::Value;
+use ward_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 /// Fast retries, so a transient failure costs milliseconds; a receiver's
@@ -30,38 +25,6 @@ fn webhook(name: &str, port: u16, extra: &str) -> String {
 /// A payload POSTing `body` to `path` on 127.0.0.1:`port`.
 fn payload(port: u16, path: &str, body: &str) -> String {
     format!(r#"{{"url":"http://127.0.0.1:{port}{path}","body":{body}}}"#)
-}
-
-/// One request as the stub recorded it.
-struct Seen {
-    /// `POST /hook HTTP/1.1`
-    line: String,
-    /// Header names in lower case.
-    headers: HashMap<String, String>,
-    body: String,
-}
-
-fn parse(raw: &str) -> Seen {
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let mut lines = head.split("\r\n");
-    let line = lines.next().unwrap().to_string();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Seen {
-        line,
-        headers,
-        body: body.to_string(),
-    }
-}
-
-fn seen(stub: &HttpStub) -> Vec<Seen> {
-    stub.requests().iter().map(|r| parse(r)).collect()
-}
-
-fn history(s: &Value) -> Vec<Value> {
-    s["history"].as_array().cloned().unwrap_or_default()
 }
 
 fn ms(v: &Value, key: &str) -> i64 {
@@ -94,7 +57,7 @@ fn a_delivered_webhook_carries_its_key_type_body_and_token() {
     assert_eq!(s["state"], "succeeded", "{s}");
     assert_eq!(s["attempts"], 1, "{s}");
     assert_eq!(s["result"], "thanks", "{s}");
-    let got = seen(&stub);
+    let got = stub.received();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].line, "POST /hook HTTP/1.1");
     assert_eq!(got[0].headers["idempotency-key"], plain);
@@ -122,7 +85,7 @@ fn a_delivered_webhook_carries_its_key_type_body_and_token() {
     );
     let s = wait_final(&redis, &signed, WAIT);
     assert_eq!(s["state"], "succeeded", "{s}");
-    let got = seen(&stub);
+    let got = stub.received();
     assert_eq!(got.len(), 2);
     assert_eq!(got[1].line, "POST /signed HTTP/1.1");
     assert_eq!(got[1].headers["idempotency-key"], "order-17");
@@ -173,7 +136,7 @@ fn a_503_is_retried_and_the_next_attempt_delivers() {
     assert_eq!(h[0]["code"], "http-503", "{s}");
     assert_eq!(h[0]["upstream"], "127.0.0.1", "{s}");
     assert_eq!(h[1]["class"], "success", "{s}");
-    let got = seen(&stub);
+    let got = stub.received();
     assert_eq!(got.len(), 2);
     assert!(
         got.iter().all(|r| r.headers["idempotency-key"] == id),
@@ -273,7 +236,7 @@ fn the_url_secret_stands_in_for_a_missing_url() {
     let id = enqueue(&redis, "fixed", r#"{"body":{"n":2}}"#);
     let s = wait_final(&redis, &id, WAIT);
     assert_eq!(s["state"], "succeeded", "{s}");
-    let got = seen(&stub);
+    let got = stub.received();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].line, "POST /from-secret/s3cret-path HTTP/1.1");
     assert!(
@@ -287,7 +250,7 @@ fn the_url_secret_stands_in_for_a_missing_url() {
     assert_eq!(s["state"], "dead", "{s}");
     assert_eq!(s["attempts"], 1, "{s}");
     assert_eq!(s["last_error"]["code"], "invalid-payload", "{s}");
-    assert_eq!(seen(&stub).len(), 1, "nothing more was sent");
+    assert_eq!(stub.received().len(), 1, "nothing more was sent");
 }
 
 #[test]

@@ -1,0 +1,147 @@
+//! Putting jobs into a queue the way clients do (plain `XADD`s and `ward
+//! enqueue`) and reading back what became of them. The helpers taking a
+//! [`Redis`] speak of queue `q`, the one the config builders write.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::{Redis, Ward, stderr, stdout, ward};
+
+/// The stream of `queue`: where clients `XADD` its jobs.
+pub fn queue_stream(queue: &str) -> String {
+    format!("ward:{{{queue}}}:jobs")
+}
+
+/// Adds one `XADD <stream> * <fields>` to `pipe`.
+pub fn xadd_pipe(pipe: &mut redis::Pipeline, stream: &str, fields: &[(&str, &str)]) {
+    pipe.cmd("XADD").arg(stream).arg("*");
+    for (k, v) in fields {
+        pipe.arg(*k).arg(*v);
+    }
+}
+
+/// Adds entries to queue `q` with one pipelined round trip; returns their
+/// ids (= job ids).
+pub fn xadd_entries(redis: &Redis, entries: &[Vec<(&str, &str)>]) -> Vec<String> {
+    let stream = queue_stream("q");
+    let mut pipe = redis::pipe();
+    for fields in entries {
+        xadd_pipe(&mut pipe, &stream, fields);
+    }
+    pipe.query(&mut redis.con()).unwrap()
+}
+
+/// `n` plain `XADD`s of job type `job` with `payload` into queue `q`, in one
+/// pipeline, the way any client enqueues; returns the entry (= job) ids.
+pub fn xadd_many(redis: &Redis, n: usize, job: &str, payload: &str) -> Vec<String> {
+    let entry = vec![("job", job), ("payload", payload)];
+    xadd_entries(redis, &vec![entry; n])
+}
+
+/// A plain `XADD` to queue `q` with extra fields; returns the job id.
+pub fn xadd(redis: &Redis, job: &str, payload: &str, extra: &[(&str, &str)]) -> String {
+    let mut fields = vec![("job", job), ("payload", payload)];
+    fields.extend_from_slice(extra);
+    xadd_entries(redis, &[fields]).remove(0)
+}
+
+/// The field `field` of the records of jobs `ids` in queue `q` (`None` where
+/// a record or its field is missing), in one pipelined round trip.
+pub fn job_fields(redis: &Redis, ids: &[String], field: &str) -> Vec<Option<String>> {
+    let mut p = redis::pipe();
+    for id in ids {
+        p.cmd("HGET").arg(format!("ward:{{q}}:job:{id}")).arg(field);
+    }
+    p.query(&mut redis.con()).unwrap()
+}
+
+/// `ward enqueue` into queue `q`; returns the job id.
+pub fn enqueue(redis: &Redis, job: &str, payload: &str) -> String {
+    enqueue_with(redis, &[], job, payload)
+}
+
+/// `ward enqueue` with extra options (such as `--delay 1s`).
+pub fn enqueue_with(redis: &Redis, options: &[&str], job: &str, payload: &str) -> String {
+    let url = redis.url();
+    let mut args = vec!["enqueue", "--redis", url.as_str()];
+    args.extend_from_slice(options);
+    args.extend_from_slice(&["q", job, payload]);
+    let out = ward(&args);
+    assert!(out.status.success(), "enqueue failed: {}", stderr(&out));
+    stdout(&out)
+}
+
+/// Executions of the plugin per job id, counted from the log lines plugins
+/// write through the host (one per attempt for `flaky`), across daemons.
+pub fn runs_per_job(daemons: &[&Ward]) -> HashMap<String, usize> {
+    let mut runs = HashMap::new();
+    for w in daemons {
+        for line in w.log_lines() {
+            if line["target"] == "ward::plugin" {
+                *runs
+                    .entry(line["job_id"].as_str().unwrap().to_string())
+                    .or_default() += 1;
+            }
+        }
+    }
+    runs
+}
+
+/// `ward job show --json` for job `id` in queue `q`.
+pub fn show(redis: &Redis, id: &str) -> serde_json::Value {
+    let out = ward(&["job", "show", "--redis", &redis.url(), "q", id, "--json"]);
+    assert!(
+        out.status.success(),
+        "job show {id} failed: {}",
+        stderr(&out)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Waits until job `id` reaches a final state and returns its JSON.
+pub fn wait_final(redis: &Redis, id: &str, timeout: Duration) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let out = ward(&["job", "show", "--redis", &redis.url(), "q", id, "--json"]);
+        if out.status.success() {
+            last = serde_json::from_slice(&out.stdout).unwrap();
+            if matches!(last["state"].as_str(), Some("succeeded" | "dead")) {
+                return last;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} did not finish within {timeout:?}; last seen: {last}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The attempt history of a job as [`show`] and [`wait_final`] return it.
+pub fn history(job: &serde_json::Value) -> Vec<serde_json::Value> {
+    job["history"].as_array().cloned().unwrap_or_default()
+}
+
+/// A stream entry's field/value pairs.
+pub type Fields = Vec<(String, Vec<u8>)>;
+
+/// The dead-letter entries of queue `q`, newest first, as field maps.
+pub fn dead_letters(redis: &Redis) -> Vec<HashMap<String, Vec<u8>>> {
+    let mut con = redis.con();
+    let entries: Vec<(String, Fields)> = redis::cmd("XREVRANGE")
+        .arg("ward:{q}:dead")
+        .arg("+")
+        .arg("-")
+        .query(&mut con)
+        .unwrap();
+    entries
+        .into_iter()
+        .map(|(_, fields)| fields.into_iter().collect())
+        .collect()
+}
+
+/// Field `key` of a stream entry as text (empty when missing).
+pub fn text(map: &HashMap<String, Vec<u8>>, key: &str) -> String {
+    String::from_utf8_lossy(map.get(key).map(Vec::as_slice).unwrap_or(b"")).into_owned()
+}

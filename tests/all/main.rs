@@ -1,0 +1,19 @@
+//! Ward's integration tests, one module per area, in one test binary so
+//! that the harness (`ward-testkit`) and the `ward` library compile and link
+//! once. Each test starts its own redis-server on a free port and its own
+//! `ward` processes, so tests of different areas run side by side safely.
+//!
+//! Run one area with `cargo test -p ward --test all backbone::`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod backbone;
+mod bad_input;
+mod dlq;
+mod languages;
+mod observability;
+mod policy;
+mod recovery;
+mod sandbox;
+mod support;
+mod webhook;
