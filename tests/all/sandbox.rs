@@ -237,6 +237,43 @@ fn secrets_reach_only_the_job_types_granted_them_and_never_leak() {
 }
 
 #[test]
+fn secrets_in_results_checkpoints_and_output_cut_at_the_cap_are_redacted() {
+    const VALUE: &str = "tok-1a2b3c4d5e6f";
+    let redis = Redis::start();
+    let jobs = hostile(
+        "a",
+        "secrets = [\"WARD_TEST_TOKEN\"]\noutput_limit = \"64\"",
+    );
+    let ward_proc =
+        Ward::start_with_env(&config(&redis, 2, &jobs), &[("WARD_TEST_TOKEN", VALUE)]).ready();
+    // Attempt 1 saves the secret in its checkpoint and prints 60 bytes of
+    // padding before it, so the 64-byte cap cuts the secret after `tok-`;
+    // attempt 2 succeeds with the secret in its result.
+    let id = enqueue(
+        &redis,
+        "a",
+        r#"{"do":"leak_ok","name":"WARD_TEST_TOKEN","bytes":60}"#,
+    );
+    let s = wait_final(&redis, &id, WAIT);
+    assert_eq!(s["state"], "succeeded", "{s}");
+    assert_eq!(
+        s["result"], "token [redacted]; the checkpoint kept it: false",
+        "the result is redacted, and so was the checkpoint the retry read"
+    );
+    let padding = "x".repeat(60);
+    wait_for(Duration::from_secs(5), "the captured output", || {
+        ward_proc.logs().contains(&format!("{padding}[redacted]"))
+    });
+    let logs = ward_proc.logs();
+    assert!(
+        !logs.contains(&format!("{padding}tok")),
+        "nothing of the cut secret: {logs}"
+    );
+    let shown = ward(&["job", "show", "--redis", &redis.url(), "q", &id, "--json"]);
+    assert!(!stdout(&shown).contains(VALUE), "{}", stdout(&shown));
+}
+
+#[test]
 fn plugin_output_is_captured_bounded_and_tagged_with_the_job() {
     let redis = Redis::start();
     let ward_proc = Ward::start(&config_with(
