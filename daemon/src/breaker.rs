@@ -17,14 +17,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use crate::config::BreakerPolicy;
 use crate::job::{FailureClass, Outcome};
 use crate::queue::{Action, Completion, Queue};
 
 /// How often a daemon re-reads its queue's breakers.
-const REFRESH: Duration = Duration::from_millis(500);
+pub const REFRESH: Duration = Duration::from_millis(500);
 /// Failure code of a job held back by an open breaker (nothing ran).
 pub const CODE: &str = "breaker-open";
 
@@ -195,19 +193,6 @@ impl Breakers {
                     tracing::warn!(queue = %self.queue.keys.queue, upstream = %upstream, error = %e, "cannot close the circuit breaker");
                 }
             }
-        }
-    }
-}
-
-/// Keeps `breakers` fresh until `stop` turns true.
-pub async fn keep_fresh(breakers: Arc<Breakers>, mut stop: watch::Receiver<bool>) {
-    while !*stop.borrow() {
-        if let Err(e) = breakers.refresh().await {
-            tracing::warn!(queue = %breakers.queue.keys.queue, error = %e, "cannot read the circuit breakers");
-        }
-        tokio::select! {
-            () = tokio::time::sleep(REFRESH) => {}
-            _ = stop.changed() => return,
         }
     }
 }

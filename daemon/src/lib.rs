@@ -28,6 +28,7 @@
 //! → [`queue::Queue::apply`] (one script per batch: ack and record, re-enqueue
 //! as the next attempt, or move to `ward:{Q}:dead`).
 
+pub mod backoff;
 pub mod breaker;
 pub mod cli;
 pub mod config;

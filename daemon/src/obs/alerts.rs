@@ -504,7 +504,7 @@ impl Webhook {
     /// POSTs `body` until a 2xx answer or `max_attempts` requests, waiting
     /// 1 s, 2 s, 4 s… (at most 60 s) between them; logs and counts the result.
     async fn deliver(self, body: Bytes, kind: AlertKind, queue: String, job: String) {
-        let mut delay = BACKOFF_START;
+        let mut backoff = crate::backoff::Backoff::new(BACKOFF_START, BACKOFF_MAX);
         let mut last_error = String::new();
         for attempt in 1..=self.max_attempts {
             match self.post(body.clone()).await {
@@ -522,9 +522,9 @@ impl Webhook {
                 }
                 Err(e) => {
                     if attempt < self.max_attempts {
+                        let delay = backoff.next();
                         tracing::warn!(kind = kind.as_str(), sink = %self.shown, attempt, error = %e, retry_in = ?delay, "alert webhook failed; retrying");
                         tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(BACKOFF_MAX);
                     }
                     last_error = e;
                 }

@@ -1,0 +1,130 @@
+//! One attempt: run the plugin in its sandbox, decide what follows (the
+//! pure [`policy::decide`]), log it, and turn it into a [`Completion`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::job::Outcome;
+use crate::obs::logging::AttemptIdent;
+use crate::policy::{self, Decision, Progress};
+use crate::queue::{self, Action, Completion};
+use crate::runtime::JobInput;
+
+use super::plugins::JobType;
+use super::triage::completion;
+
+/// Runs one attempt; returns its completion and how long the plugin took.
+pub(crate) async fn run_attempt(
+    mut entry: queue::JobEntry,
+    queue_name: &Arc<str>,
+    job_type: &JobType,
+) -> (Completion, Duration) {
+    let _in_flight = crate::obs::events::InFlight::start(queue_name);
+    let started_ms = queue::now_ms();
+    let clock = std::time::Instant::now();
+    let input = JobInput {
+        ident: AttemptIdent::of(queue_name, &entry),
+        // The plugin hands the payload back; a retry or dead letter needs it.
+        payload: std::mem::take(&mut entry.payload),
+        // Plugins always get a key to forward upstream: the job id when the
+        // enqueuer gave none, which is stable across retries.
+        idempotency_key: Some(
+            entry
+                .idempotency_key
+                .clone()
+                .unwrap_or_else(|| entry.id.clone()),
+        ),
+        checkpoint: entry.checkpoint.clone(),
+    };
+    let result = job_type.plugin.run(input, &job_type.sandbox).await;
+    entry.payload = result.payload;
+    let elapsed = clock.elapsed();
+    crate::obs::events::AttemptFinished {
+        queue: queue_name,
+        job: &entry.job,
+        elapsed,
+        instantiate: result.instantiate,
+    }
+    .emit();
+    let finished_ms = queue::now_ms();
+    let first_at_ms = entry.first_at.unwrap_or(started_ms);
+    let progress = Progress {
+        attempt: entry.attempt,
+        first_attempt_ms: first_at_ms,
+        now_ms: finished_ms,
+        previous_delay: entry.last_delay_ms.map(Duration::from_millis),
+    };
+    let decision = policy::decide(
+        &result.outcome,
+        &progress,
+        &job_type.policy,
+        &mut rand::rng(),
+    );
+    log_attempt(queue_name, &entry, &result.outcome, decision, elapsed);
+    // A new checkpoint replaces the old one; without one, the old one stays.
+    let checkpoint = result.checkpoint.or_else(|| entry.checkpoint.clone());
+    let mut c = completion(entry, Some(job_type), result.outcome, Action::Ack);
+    apply_decision(&mut c, decision);
+    c.started_ms = started_ms;
+    c.first_at_ms = first_at_ms;
+    c.finished_ms = finished_ms;
+    c.checkpoint = checkpoint;
+    (c, elapsed)
+}
+
+/// Sets what `decision` means for `c`: its action, and a retry's delay.
+pub(crate) fn apply_decision(c: &mut Completion, decision: Decision) {
+    match decision {
+        Decision::Ack => c.action = Action::Ack,
+        Decision::Retry { delay, .. } => {
+            c.action = Action::Retry;
+            c.delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        }
+        Decision::DeadLetter(reason) => c.action = Action::Dead(reason),
+    }
+}
+
+/// One line per attempt. Successes log at debug so a busy queue does not
+/// drown the log; every failure logs at info or above.
+pub(crate) fn log_attempt(
+    queue: &str,
+    entry: &queue::JobEntry,
+    outcome: &Outcome,
+    decision: Decision,
+    elapsed: Duration,
+) {
+    let quiet = matches!(outcome, Outcome::Success(_)) && !tracing::enabled!(tracing::Level::DEBUG);
+    if quiet {
+        return;
+    }
+    let span = AttemptIdent::of(&Arc::from(queue), entry).span();
+    let _entered = span.enter();
+    let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    match outcome {
+        Outcome::Success(_) => tracing::debug!(
+            job_id = %entry.id, queue, job = %entry.job, attempt = entry.attempt,
+            class = "success", elapsed_ms, "attempt succeeded"
+        ),
+        Outcome::Failure(f) => {
+            let code = f.code.as_deref().unwrap_or("");
+            let upstream = f.upstream.as_deref().unwrap_or("");
+            match decision {
+                Decision::Retry {
+                    next_attempt,
+                    delay,
+                } => tracing::info!(
+                    job_id = %entry.id, queue, job = %entry.job, attempt = entry.attempt,
+                    class = %f.class, code, upstream,
+                    delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    next_attempt, elapsed_ms, error = %f.message, "attempt failed; retrying"
+                ),
+                Decision::DeadLetter(reason) => tracing::warn!(
+                    job_id = %entry.id, queue, job = %entry.job, attempt = entry.attempt,
+                    class = %f.class, code, upstream, reason = %reason, elapsed_ms,
+                    error = %f.message, "attempt failed; dead-lettering the job"
+                ),
+                Decision::Ack => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The completer of one queue: finished attempts (and outcomes known
+//! without running) are applied to Redis in batches, one script per batch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc};
+
+use crate::backoff::Backoff;
+use crate::breaker::Breakers;
+use crate::queue::{Action, Completion, Keys, Queue};
+use crate::redact::{self, FieldPath};
+
+use super::InFlight;
+use super::plugins::JobType;
+use super::services::Service;
+use super::shutdown::Shutdown;
+
+/// Most completions applied in one script call.
+pub(crate) const MAX_APPLY: usize = 256;
+/// How long a shutdown keeps trying to record finished attempts while Redis
+/// is unreachable before it gives up (the deliveries stay pending in Redis).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+/// After a batch Redis did not take: how long to wait before sending it again.
+const APPLY_RETRY: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+
+/// Applies finished attempts in batches. A batch that fails is re-sent until
+/// it lands: [`Queue::apply`] is idempotent per delivery, and dropping it
+/// would leave jobs pending with their outcome forgotten. The one exception
+/// is a shutdown while Redis stays unreachable: after [`SHUTDOWN_GRACE`] the
+/// daemon gives up and exits, and those deliveries, still pending in Redis,
+/// are reclaimed after their lease and run again (at-least-once).
+///
+/// It ends once every sender of completions is gone (the reader, the
+/// attempts and the reclaimer), not at the shutdown signal, which only
+/// bounds how long it keeps trying.
+pub(crate) struct Completer {
+    /// The queue the completions are applied to.
+    pub(crate) queue: Queue,
+    /// Finished attempts and outcomes known without running.
+    pub(crate) rx: mpsc::Receiver<Completion>,
+    /// The deliveries held; a recorded one is no longer renewed.
+    pub(crate) in_flight: InFlight,
+    /// Told when dead letters were written (retention runs soon after).
+    pub(crate) dead_written: Arc<Notify>,
+    /// How dead letters show their payloads.
+    pub(crate) shaping: DeadShaping,
+    /// The queue's circuit breakers, told each recorded outcome.
+    pub(crate) breakers: Option<Arc<Breakers>>,
+}
+
+impl Service for Completer {
+    async fn run(mut self, stop: Shutdown) {
+        let mut batch = Vec::with_capacity(MAX_APPLY);
+        let mut stopping_since: Option<std::time::Instant> = None;
+        while let Some(first) = self.rx.recv().await {
+            batch.push(first);
+            while batch.len() < MAX_APPLY {
+                match self.rx.try_recv() {
+                    Ok(c) => batch.push(c),
+                    Err(_) => break,
+                }
+            }
+            let any_dead = self.shape_dead(&mut batch);
+            if let Some(took) = self
+                .apply(&batch, any_dead, &stop, &mut stopping_since)
+                .await
+            {
+                crate::obs::recorded(&self.queue.keys.queue, &batch, &took);
+                if let Some(b) = &self.breakers {
+                    b.report(&batch, &took, |job| {
+                        self.shaping
+                            .jobs
+                            .get(job)
+                            .map(|jt| jt.upstreams.as_slice())
+                            .filter(|u| !u.is_empty())
+                    })
+                    .await;
+                }
+            }
+            if let Ok(mut set) = self.in_flight.lock() {
+                for c in &batch {
+                    set.remove(&c.entry_id);
+                }
+            }
+            batch.clear();
+        }
+    }
+}
+
+impl Completer {
+    /// Shapes the payload of each dead letter in `batch`; whether there is any.
+    fn shape_dead(&self, batch: &mut [Completion]) -> bool {
+        let mut any_dead = false;
+        for c in batch
+            .iter_mut()
+            .filter(|c| matches!(c.action, Action::Dead(_)))
+        {
+            any_dead = true;
+            let redact = self
+                .shaping
+                .jobs
+                .get(&c.job)
+                .map_or(&[][..], |jt| jt.redact.as_slice());
+            shape_dead_payload(c, &self.queue.keys.queue, redact, self.shaping.payload_max);
+        }
+        any_dead
+    }
+
+    /// Sends `batch` until Redis takes it; which completions took effect, or
+    /// `None` when a shutdown gave up on an unreachable Redis.
+    async fn apply(
+        &self,
+        batch: &[Completion],
+        any_dead: bool,
+        stop: &Shutdown,
+        stopping_since: &mut Option<std::time::Instant>,
+    ) -> Option<Vec<bool>> {
+        let mut backoff = APPLY_RETRY;
+        let mut resent = false;
+        loop {
+            match self.queue.apply(batch).await {
+                Ok(took) => {
+                    if any_dead {
+                        self.dead_written.notify_one();
+                    }
+                    // After a failed send, a completion reported as not
+                    // taking effect may have taken effect in that send: count
+                    // the whole batch once rather than none of it.
+                    return Some(if resent {
+                        vec![true; batch.len()]
+                    } else {
+                        took
+                    });
+                }
+                Err(e) => {
+                    resent = true;
+                    if stop.is_shutdown() {
+                        let since = *stopping_since.get_or_insert_with(std::time::Instant::now);
+                        if since.elapsed() >= SHUTDOWN_GRACE {
+                            tracing::error!(
+                                queue = %self.queue.keys.queue, error = %e, jobs = batch.len(),
+                                "shutting down with Redis unreachable: these finished attempts are not recorded; their deliveries stay pending and are run again after their lease expires"
+                            );
+                            return None;
+                        }
+                    }
+                    let first_job = batch.first().map(|c| c.job_id.as_str()).unwrap_or("");
+                    let delay = backoff.next();
+                    tracing::error!(
+                        queue = %self.queue.keys.queue, error = %e, jobs = batch.len(), first_job,
+                        retry_in = ?delay, "cannot record finished attempts; retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+}
+
+/// What the completer needs to shape dead letters' payloads.
+pub(crate) struct DeadShaping {
+    /// The queue's job types (for their `redact` lists).
+    pub(crate) jobs: Arc<HashMap<String, Arc<JobType>>>,
+    /// Largest payload copied into a dead letter.
+    pub(crate) payload_max: usize,
+}
+
+/// Sets what a dead letter shows of its payload: the configured secret
+/// fields redacted, a marker instead of a payload over `max` bytes. Done
+/// here, before anything reaches Redis or a log line; the job record keeps
+/// the original for a requeue.
+fn shape_dead_payload(c: &mut Completion, queue_name: &str, redact: &[FieldPath], max: usize) {
+    let record = Keys::new(queue_name).record(&c.job_id);
+    if let std::borrow::Cow::Owned(shown) = redact::dead_payload(&c.payload, redact, max, &record) {
+        c.dead_payload = Some(shown);
+    }
+}

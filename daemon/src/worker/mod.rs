@@ -1,0 +1,309 @@
+//! The daemon proper: per queue, a reader that leases batches sized to free
+//! slots, one task per attempt, and a completer that applies finished
+//! attempts to Redis in batches; beside them, the background services.
+//!
+//! ```text
+//! reader ──lease_batch(free slots)──► task per delivery ──Completion──► completer ──apply(batch)──► Redis
+//!    ▲                                      │ (holds one slot)
+//!    └──────────── slot freed ◄─────────────┘
+//! ```
+//!
+//! Nothing is acknowledged before its attempt has ended and its outcome is
+//! recorded, so a daemon that dies at any point leaves its deliveries
+//! pending in the consumer group rather than lost.
+//!
+//! # Layout
+//!
+//! - this file: [`run`] and [`check`], and the wiring of one queue's tasks.
+//! - `plugins`: the job types of a config, compiled.
+//! - `reader`: one queue's consumer, the lease loop and its attempts' tasks.
+//! - `triage`: what each leased delivery needs (an attempt, or an outcome
+//!   known without running), and the builders of those completions.
+//! - `attempt`: one attempt, from the plugin to its completion.
+//! - `completer`: finished attempts applied to Redis in batches.
+//! - `services`: the background loops, one per file, all of one shape.
+//! - `shutdown`: the one shutdown signal every loop watches.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+use crate::backoff::Backoff;
+use crate::config::{Config, QueueConfig};
+use crate::obs::Obs;
+use crate::queue::{self, Keys, Queue};
+
+use self::plugins::{JobType, load_plugins, runtime_for};
+use self::reader::{BLOCK, Consumer};
+use self::services::Service;
+use self::services::breakers::BreakerRefresh;
+use self::services::consumers::ConsumerSweep;
+use self::services::functions::FunctionCheck;
+use self::services::promote::Promote;
+use self::services::retention::Retention;
+use self::services::schedules::Schedule;
+use self::shutdown::Shutdown;
+
+mod attempt;
+mod completer;
+mod plugins;
+mod reader;
+mod services;
+mod shutdown;
+mod triage;
+
+/// After Redis unreachable, or a group not created: how long to wait before trying again.
+const CONNECT_RETRY: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+
+/// The deliveries this daemon holds for one queue: leased and not yet
+/// recorded. The heartbeat renews exactly these.
+type InFlight = Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
+
+/// Compiles every plugin of `config` and reports problems, without Redis.
+///
+/// # Errors
+/// The plugins that failed to load, each with its file and reason.
+pub fn check(config: &Config) -> anyhow::Result<Vec<(String, String, PathBuf, String)>> {
+    let runtime = runtime_for(config, 1)?;
+    let loaded = load_plugins(&runtime, config)?;
+    let mut out = Vec::new();
+    for q in &config.queues {
+        for j in q.jobs.values() {
+            if let Some(t) = loaded.get(&q.name).and_then(|m| m.get(&j.name)) {
+                out.push((
+                    q.name.clone(),
+                    j.name.clone(),
+                    j.plugin.clone(),
+                    t.plugin.digest().to_string(),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Runs the daemon until `shutdown` resolves, then stops reading, lets the
+/// attempts in flight finish and records their outcomes.
+///
+/// # Errors
+/// Plugins that do not load; Redis refusing to create a consumer group.
+/// Redis being unreachable is not an error: the daemon says so and retries.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    if let Some(ca) = &config.redis_ca {
+        let pem = std::fs::read(ca)
+            .with_context(|| format!("[redis] ca_file {}: cannot read it", ca.display()))?;
+        queue::trust_ca(pem);
+    }
+    let obs = crate::obs::start(&config)?;
+    let slots: u32 = config.queues.iter().map(|q| q.concurrency).sum();
+    let runtime = runtime_for(&config, slots)?;
+    let mut job_types = load_plugins(&runtime, &config)?;
+    obs.plugins_loaded();
+
+    let (stop_tx, stop) = Shutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    let url = queue::redacted_url(&config.redis_url);
+    let con = tokio::select! {
+        con = connect_with_backoff(&config.redis_url, &url) => con,
+        () = &mut shutdown => return Ok(()),
+    };
+    tracing::info!(redis = %url, "connected to Redis");
+
+    let consumer = consumer_name();
+    if let Some(q) = config.queues.first() {
+        // Clients call `ward_enqueue`; a server without it (a fresh or
+        // restarted Redis) gets it again whenever an enqueue misses it too.
+        Queue::new(Keys::new(&q.name), con.clone())
+            .load_functions()
+            .await
+            .context("cannot load Ward's Redis Functions (FUNCTION LOAD needs Redis 7 or newer)")?;
+    }
+    let daemon = Daemon {
+        config: &config,
+        url: &url,
+        consumer: &consumer,
+        obs: &obs,
+        stop: &stop,
+    };
+    let mut queues = JoinSet::new();
+    for q in &config.queues {
+        let queue = Queue::new(Keys::new(&q.name), con.clone()).with_succeeded_ttl(q.succeeded_ttl);
+        ensure_group(&queue, &mut shutdown).await?;
+        let jobs = job_types.remove(&q.name).unwrap_or_default();
+        daemon.start_queue(&mut queues, q, queue, jobs).await;
+    }
+    for s in &config.schedules {
+        let queue = Queue::new(Keys::new(&s.queue), con.clone());
+        let schedule = Schedule {
+            queue,
+            schedule: s.clone(),
+        };
+        schedule.start_in(&mut queues, stop.clone());
+    }
+    tracing::info!(threads = config.worker_threads(), "ward is running");
+
+    tokio::select! {
+        () = &mut shutdown => {
+            tracing::info!("shutting down: no new leases; waiting for attempts in flight");
+            obs.stopping();
+            stop_tx.pull();
+        }
+        Some(res) = queues.join_next() => {
+            // A queue's loop only ends on shutdown; ending early is a bug worth failing loudly for.
+            res.context("a queue worker panicked")?;
+            anyhow::bail!("a queue worker stopped unexpectedly");
+        }
+    }
+    while let Some(res) = queues.join_next().await {
+        res.context("a queue worker panicked")?;
+    }
+    drop(runtime);
+    obs.finish().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// What every queue's tasks share, set up once by [`run`].
+struct Daemon<'a> {
+    /// The whole config (the Redis URL, the breaker policy).
+    config: &'a Config,
+    /// The Redis URL as logs may show it.
+    url: &'a str,
+    /// This daemon's consumer name in every group.
+    consumer: &'a str,
+    /// The metrics and health endpoints.
+    obs: &'a Obs,
+    /// The daemon's shutdown signal.
+    stop: &'a Shutdown,
+}
+
+impl Daemon<'_> {
+    /// Starts queue `q`'s consumer and background services on `tasks`.
+    async fn start_queue(
+        &self,
+        tasks: &mut JoinSet<()>,
+        q: &QueueConfig,
+        queue: Queue,
+        jobs: HashMap<String, Arc<JobType>>,
+    ) {
+        tracing::info!(
+            queue = %q.name,
+            concurrency = q.concurrency,
+            jobs = ?jobs.keys().collect::<Vec<_>>(),
+            consumer = %self.consumer,
+            "consuming"
+        );
+        let stop = || self.stop.clone();
+        let promote = Promote {
+            queue: queue.clone(),
+            url: self.config.redis_url.clone(),
+        };
+        promote.start_in(tasks, stop());
+        let functions = FunctionCheck {
+            queue: queue.clone(),
+        };
+        functions.start_in(tasks, stop());
+        let dead_written = Arc::new(Notify::new());
+        if q.dead.has_retention() {
+            let retention = Retention {
+                queue: queue.clone(),
+                dead: q.dead.clone(),
+                dead_written: dead_written.clone(),
+            };
+            retention.start_in(tasks, stop());
+        }
+        tasks.spawn(self.obs.sampler(queue.clone(), self.stop.watch()));
+        let reader_con = connect_with_backoff(&self.config.redis_url, self.url).await;
+        let breakers = jobs.values().any(|jt| !jt.upstreams.is_empty()).then(|| {
+            for jt in jobs.values() {
+                for u in &jt.upstreams {
+                    crate::obs::events::breaker_state(&q.name, u, false);
+                }
+            }
+            crate::breaker::Breakers::new(queue.clone(), self.config.breaker)
+        });
+        if let Some(b) = &breakers {
+            let refresh = BreakerRefresh {
+                breakers: b.clone(),
+                queue: q.name.clone(),
+            };
+            refresh.start_in(tasks, stop());
+        }
+        let sweep = ConsumerSweep {
+            queue: queue.clone(),
+            consumer: self.consumer.to_string(),
+        };
+        sweep.start_in(tasks, stop());
+        let consumer = Consumer {
+            reader: queue.with_connection(reader_con),
+            queue,
+            cfg: q.clone(),
+            jobs,
+            consumer: self.consumer.to_string(),
+            dead_written,
+            breakers,
+        };
+        consumer.start_in(tasks, stop());
+    }
+}
+
+async fn connect_with_backoff(url: &str, shown: &str) -> redis::aio::ConnectionManager {
+    let mut backoff = CONNECT_RETRY;
+    loop {
+        match queue::connect(url, BLOCK).await {
+            Ok(con) => return con,
+            Err(e) => {
+                let delay = backoff.next();
+                tracing::error!(redis = %shown, error = %e, retry_in = ?delay, "cannot reach Redis; is it running and is [redis] url right?");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+async fn ensure_group(
+    queue: &Queue,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+) -> anyhow::Result<()> {
+    let mut backoff = CONNECT_RETRY;
+    loop {
+        let delay = match queue.ensure_group().await {
+            Ok(()) => return Ok(()),
+            Err(e) if queue::is_connection_error(&e) => {
+                let delay = backoff.next();
+                tracing::error!(queue = %queue.keys.queue, error = %e, retry_in = ?delay, "cannot create consumer group; retrying");
+                delay
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot create consumer group `{}` on {}",
+                        queue::GROUP,
+                        queue.keys.jobs
+                    )
+                });
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = &mut *shutdown => anyhow::bail!("shut down before Redis was reachable"),
+        }
+    }
+}
+
+fn consumer_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
+    format!(
+        "{host}-{}-{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
+}

@@ -1,0 +1,114 @@
+//! The job types of a config, compiled: one [`JobType`] per `[[job]]`,
+//! each plugin file compiled once however many job types share it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::policy::RetryPolicy;
+use crate::redact::FieldPath;
+use crate::runtime::{Plugin, Runtime, Sandbox};
+
+/// A job type, ready to run.
+pub(crate) struct JobType {
+    /// The compiled component.
+    pub(crate) plugin: Arc<Plugin>,
+    /// The limits of each attempt.
+    pub(crate) sandbox: Sandbox,
+    /// When to retry and when to give up.
+    pub(crate) policy: RetryPolicy,
+    /// How long a succeeded job's idempotency key is remembered.
+    pub(crate) idempotency_ttl: Duration,
+    /// Payload fields never shown in this type's dead letters.
+    pub(crate) redact: Vec<FieldPath>,
+    /// Upstreams whose circuit breakers hold this type's jobs back.
+    pub(crate) upstreams: Vec<String>,
+}
+
+/// Loads every plugin named in `config`, compiling each file once.
+///
+/// # Errors
+/// One message listing every plugin that failed to load.
+pub(crate) fn load_plugins(
+    runtime: &Runtime,
+    config: &Config,
+) -> anyhow::Result<HashMap<String, HashMap<String, Arc<JobType>>>> {
+    let mut compiled: HashMap<(PathBuf, bool), Arc<Plugin>> = HashMap::new();
+    let mut errors = Vec::new();
+    let mut out = HashMap::new();
+    for q in &config.queues {
+        let mut jobs = HashMap::new();
+        for j in q.jobs.values() {
+            let key = (j.plugin.clone(), j.fuel.is_some());
+            let plugin = match compiled.get(&key) {
+                Some(p) => p.clone(),
+                None => match runtime.load(&j.plugin, j.fuel.is_some()) {
+                    Ok(p) => {
+                        let p = Arc::new(p);
+                        tracing::info!(plugin = %j.plugin.display(), digest = %p.digest(), "plugin compiled");
+                        compiled.insert(key, p.clone());
+                        p
+                    }
+                    Err(e) => {
+                        errors.push(format!("job `{}` in queue `{}`: {e}", j.name, q.name));
+                        continue;
+                    }
+                },
+            };
+            let mut secrets = BTreeMap::new();
+            for name in &j.secrets {
+                match crate::runtime::read_secret(name) {
+                    Some(value) => {
+                        secrets.insert(name.clone(), value);
+                    }
+                    None => errors.push(format!(
+                        "job `{}` in queue `{}`: secret `{name}` is granted but not set: give the daemon an environment variable {name} or a file $CREDENTIALS_DIRECTORY/{name} (systemd LoadCredential=)",
+                        j.name, q.name
+                    )),
+                }
+            }
+            jobs.insert(
+                j.name.clone(),
+                Arc::new(JobType {
+                    plugin,
+                    sandbox: Sandbox {
+                        timeout: j.timeout,
+                        memory: j.memory_limit,
+                        fuel: j.fuel,
+                        output_limit: j.output_limit,
+                        http: Arc::new(j.http.clone()),
+                        secrets: Arc::new(secrets),
+                    },
+                    policy: j.retry,
+                    idempotency_ttl: j.idempotency_ttl,
+                    redact: j.redact.clone(),
+                    upstreams: j.upstreams.clone(),
+                }),
+            );
+        }
+        out.insert(q.name.clone(), jobs);
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        anyhow::bail!(
+            "{}: cannot load plugins:\n  {}",
+            config.path.display(),
+            errors.join("\n  ")
+        )
+    }
+}
+
+/// The engine sizes a config needs: pooled slots, largest memory, fuel or not.
+pub(crate) fn runtime_for(config: &Config, slots: u32) -> anyhow::Result<Runtime> {
+    let jobs = config.queues.iter().flat_map(|q| q.jobs.values());
+    let max_memory = jobs
+        .clone()
+        .map(|j| j.memory_limit)
+        .max()
+        .unwrap_or(crate::runtime::DEFAULT_MEMORY_LIMIT);
+    let fuel = jobs.clone().any(|j| j.fuel.is_some());
+    Ok(Runtime::new(slots, max_memory, fuel)?)
+}

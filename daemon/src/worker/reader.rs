@@ -1,0 +1,359 @@
+//! One queue's consumer: the reader that leases batches sized to free slots
+//! and starts one task per attempt, with the completer, heartbeat and
+//! reclaimer that serve it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+
+use crate::backoff::Backoff;
+use crate::breaker::Breakers;
+use crate::config::QueueConfig;
+use crate::queue::{self, Completion, Delivery, JobEntry, Queue};
+
+use super::InFlight;
+use super::attempt::run_attempt;
+use super::completer::{Completer, DeadShaping, MAX_APPLY};
+use super::plugins::JobType;
+use super::services::Service;
+use super::services::heartbeat::Heartbeat;
+use super::services::reclaim::Reclaim;
+use super::shutdown::Shutdown;
+use super::triage::{Work, triage};
+
+/// How long one `XREADGROUP` waits for work; also the longest a shutdown
+/// waits for a reader to notice it.
+pub(crate) const BLOCK: Duration = Duration::from_secs(2);
+/// Most deliveries leased in one read.
+const MAX_LEASE: usize = 512;
+/// How many times a reader lets finishing attempts run before it reads
+/// with fewer than half its slots free.
+const GATHER_YIELDS: usize = 4;
+/// Attempts typically shorter than this let the reader lease up to a slot's
+/// worth of deliveries ahead of free slots.
+const LEASE_AHEAD_BELOW: Duration = Duration::from_millis(2);
+/// How many deliveries per slot may be leased ahead (see [`LEASE_AHEAD_BELOW`]).
+const LEASE_AHEAD_SLOTS: u32 = 1;
+/// After a read Redis refused: how long to wait before the next.
+const READ_RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+
+/// One queue's consumer, until shutdown: then it stops reading, lets the
+/// attempts in flight finish and records their outcomes.
+pub(crate) struct Consumer {
+    /// The queue, on the shared connection (completions, heartbeat, reclaim).
+    pub(crate) queue: Queue,
+    /// The queue on a connection of its own, for the blocking reads.
+    pub(crate) reader: Queue,
+    /// The queue's settings.
+    pub(crate) cfg: QueueConfig,
+    /// The queue's job types, by name.
+    pub(crate) jobs: HashMap<String, Arc<JobType>>,
+    /// This daemon's consumer name in the group.
+    pub(crate) consumer: String,
+    /// Told when dead letters were written (retention runs soon after).
+    pub(crate) dead_written: Arc<Notify>,
+    /// The queue's circuit breakers, when a job type lists upstreams.
+    pub(crate) breakers: Option<Arc<Breakers>>,
+}
+
+impl Service for Consumer {
+    async fn run(self, stop: Shutdown) {
+        let Consumer {
+            queue,
+            reader,
+            cfg,
+            jobs,
+            consumer,
+            dead_written,
+            breakers,
+        } = self;
+        let jobs = Arc::new(jobs);
+        let in_flight: InFlight = Arc::default();
+        let (done_tx, done_rx) = mpsc::channel::<Completion>(MAX_APPLY * 4);
+        let completer = Completer {
+            queue: queue.clone(),
+            rx: done_rx,
+            in_flight: in_flight.clone(),
+            dead_written,
+            shaping: DeadShaping {
+                jobs: jobs.clone(),
+                payload_max: cfg.dead.payload_max,
+            },
+            breakers: breakers.clone(),
+        }
+        .start(stop.clone());
+        // The heartbeat stops last, after every lease it renews is recorded.
+        let (beat_stop, beat_rx) = Shutdown::new();
+        let heartbeat = Heartbeat {
+            queue: queue.clone(),
+            consumer: consumer.clone(),
+            lease: cfg.lease,
+            in_flight: in_flight.clone(),
+        }
+        .start(beat_rx);
+        let reclaimer = Reclaim {
+            queue: queue.clone(),
+            consumer: consumer.clone(),
+            lease: cfg.lease,
+            jobs: jobs.clone(),
+            done: done_tx.clone(),
+            in_flight: in_flight.clone(),
+        }
+        .start(stop.clone());
+        let name = cfg.name.clone();
+        let ahead_max = cfg.concurrency.saturating_mul(LEASE_AHEAD_SLOTS);
+        let reader = Reader {
+            queue,
+            reader,
+            queue_name: cfg.name.as_str().into(),
+            slots: Arc::new(Semaphore::new(cfg.concurrency as usize)),
+            ahead: Arc::new(Semaphore::new(ahead_max as usize)),
+            ahead_max,
+            // Starts out as "long", until a few attempts have shown otherwise.
+            typical_us: Arc::new(AtomicU64::new(
+                u64::try_from(LEASE_AHEAD_BELOW.as_micros()).unwrap_or(u64::MAX) * 4,
+            )),
+            cfg,
+            jobs,
+            consumer,
+            done_tx,
+            in_flight,
+            breakers,
+        };
+        reader.run(&stop).await;
+        let _ = reclaimer.await;
+        // Every sender is gone now (the reader's went with it), so the
+        // completer ends once it has recorded what it was sent.
+        if completer.await.is_err() {
+            tracing::error!(queue = %name, "completer panicked; pending deliveries stay in the group");
+        }
+        beat_stop.pull();
+        let _ = heartbeat.await;
+    }
+}
+
+/// What a leased delivery holds while it waits or runs.
+enum Slot {
+    /// A free slot: the attempt starts at once.
+    Run(OwnedSemaphorePermit),
+    /// Leased ahead: the attempt waits for a slot.
+    Ahead(OwnedSemaphorePermit),
+}
+
+/// The lease loop of one queue and what it shares with its attempts.
+struct Reader {
+    /// The queue on the shared connection (idempotency checks, the group).
+    queue: Queue,
+    /// The queue on the reader's own connection.
+    reader: Queue,
+    /// The queue's settings.
+    cfg: QueueConfig,
+    /// The queue's name, shared with every attempt.
+    queue_name: Arc<str>,
+    /// The queue's job types, by name.
+    jobs: Arc<HashMap<String, Arc<JobType>>>,
+    /// This daemon's consumer name in the group.
+    consumer: String,
+    /// Where finished attempts go: the completer.
+    done_tx: mpsc::Sender<Completion>,
+    /// The deliveries held: leased and not yet recorded.
+    in_flight: InFlight,
+    /// The queue's circuit breakers, when a job type lists upstreams.
+    breakers: Option<Arc<Breakers>>,
+    /// One permit per attempt that may run at once (`concurrency`).
+    slots: Arc<Semaphore>,
+    /// Deliveries leased ahead of a free slot, when attempts are short.
+    ahead: Arc<Semaphore>,
+    /// How many deliveries may be leased ahead.
+    ahead_max: u32,
+    /// A moving average of how long attempts take, µs.
+    typical_us: Arc<AtomicU64>,
+}
+
+impl Reader {
+    /// Leases and starts attempts until shutdown, then waits until every
+    /// attempt has finished and queued its completion.
+    async fn run(self, stop: &Shutdown) {
+        let mut backoff = READ_RETRY;
+        while !stop.is_shutdown() {
+            // Short attempts free their slots within microseconds, and a read
+            // per handful of them costs more than the attempts: the reader may
+            // lease up to a slot's worth more, to start as slots free up, and
+            // reads as soon as there is room for those, so the next batch is
+            // in hand before the slots run dry. Long attempts never lease
+            // ahead, so a daemon cannot sit on work another one could start.
+            let short =
+                u128::from(self.typical_us.load(Ordering::Relaxed)) < LEASE_AHEAD_BELOW.as_micros();
+            let Some(mut permits) = self.room(short, stop).await else {
+                break;
+            };
+            // Deliveries leased ahead by earlier reads wait for slots (some
+            // perhaps held by this read): it must not sit in a blocking read
+            // of an empty stream while they wait.
+            let own_ahead = permits
+                .iter()
+                .filter(|p| matches!(p, Slot::Ahead(_)))
+                .count();
+            let ahead_waiting =
+                self.ahead.available_permits() + own_ahead < self.ahead_max as usize;
+            let block = (!ahead_waiting).then_some(BLOCK);
+            // The read is not cancelled on shutdown: entries it already took
+            // must be run, not left leased to a consumer that is going away.
+            let deliveries = match self
+                .reader
+                .lease_batch(&self.consumer, permits.len(), block)
+                .await
+            {
+                Ok(d) => {
+                    backoff.reset();
+                    d
+                }
+                Err(e) => {
+                    self.read_failed(&e, backoff.next()).await;
+                    continue;
+                }
+            };
+            if deliveries.is_empty() && ahead_waiting {
+                // Nothing new: hand the slots to the deliveries leased ahead and
+                // wait until each has one, then read (blocking) again.
+                drop(permits);
+                let _started = self.ahead.acquire_many(self.ahead_max).await;
+                continue;
+            }
+            // Slots are handed out first, so deliveries leased ahead are the last.
+            permits.reverse();
+            self.dispatch(deliveries, permits).await;
+        }
+        // Deliveries leased ahead all have a slot once every ahead permit is
+        // back; then holding every slot means no attempt is running.
+        let _all_started = self.ahead.acquire_many(self.ahead_max).await;
+        let _all_done = self.slots.acquire_many(self.cfg.concurrency).await;
+    }
+
+    /// Waits for room for at least one delivery, then takes all there is;
+    /// `None` on shutdown.
+    async fn room(&self, short: bool, stop: &Shutdown) -> Option<Vec<Slot>> {
+        let mut stop_wait = stop.clone();
+        let first = tokio::select! {
+            biased;
+            p = self.slots.clone().acquire_owned() => Slot::Run(p.ok()?),
+            p = self.ahead.clone().acquire_owned(), if short => Slot::Ahead(p.ok()?),
+            () = stop_wait.recv() => return None,
+        };
+        let mut permits = vec![first];
+        // Under load, room frees up one attempt at a time. Letting the
+        // attempts that are ready to finish run first (a yield, a few
+        // microseconds) turns many small reads into one larger one; an
+        // idle queue has every slot free and does not wait at all.
+        let mut yields = 0;
+        loop {
+            self.take_all(&mut permits, short);
+            if permits.len() >= MAX_LEASE.min(self.cfg.concurrency as usize) / 2
+                || yields == GATHER_YIELDS
+            {
+                break;
+            }
+            tokio::task::yield_now().await;
+            yields += 1;
+            if self.slots.available_permits() == 0
+                && (!short || self.ahead.available_permits() == 0)
+            {
+                // Nothing finished meanwhile: read what there is room for.
+                break;
+            }
+        }
+        Some(permits)
+    }
+
+    /// Takes every free slot (and, for short attempts, every lease-ahead
+    /// permit) up to [`MAX_LEASE`] in all.
+    fn take_all(&self, permits: &mut Vec<Slot>, short: bool) {
+        while permits.len() < MAX_LEASE {
+            match self.slots.clone().try_acquire_owned() {
+                Ok(p) => permits.push(Slot::Run(p)),
+                Err(_) => break,
+            }
+        }
+        while short && permits.len() < MAX_LEASE {
+            match self.ahead.clone().try_acquire_owned() {
+                Ok(p) => permits.push(Slot::Ahead(p)),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Says a read failed and waits `delay` before the next one.
+    async fn read_failed(&self, e: &queue::QueueError, delay: Duration) {
+        if matches!(e, queue::QueueError::Redis(r) if r.code() == Some("NOGROUP")) {
+            // Redis lost the group (restarted without persistence, or
+            // someone deleted the stream): make it again.
+            tracing::warn!(queue = %self.cfg.name, "consumer group missing; creating it again");
+            let _ = self.queue.ensure_group().await;
+        }
+        tracing::error!(queue = %self.cfg.name, error = %e, retry_in = ?delay, "cannot read from Redis; retrying");
+        tokio::time::sleep(delay).await;
+    }
+
+    /// Starts an attempt for each delivery that needs one, each holding one
+    /// of `permits` (popped from the end), and sends the outcomes already
+    /// known to the completer.
+    async fn dispatch(&self, deliveries: Vec<Delivery>, mut permits: Vec<Slot>) {
+        if let Ok(mut set) = self.in_flight.lock() {
+            set.extend(deliveries.iter().map(|d| d.entry_id.clone()));
+        }
+        let works = triage(
+            &self.queue,
+            &self.cfg.name,
+            &self.jobs,
+            deliveries,
+            self.breakers.as_deref(),
+        )
+        .await;
+        for work in works {
+            let slot = permits.pop();
+            match work {
+                Work::Record(c) => {
+                    if self.done_tx.send(c).await.is_err() {
+                        tracing::error!(queue = %self.cfg.name, "completer gone; the delivery stays pending");
+                    }
+                }
+                Work::Run(entry, job_type) => self.spawn_attempt(entry, job_type, slot),
+            }
+        }
+    }
+
+    /// Runs one attempt as its own task, once it has a slot.
+    fn spawn_attempt(&self, entry: JobEntry, job_type: Arc<JobType>, slot: Option<Slot>) {
+        let done = self.done_tx.clone();
+        let name = self.queue_name.clone();
+        let slots = self.slots.clone();
+        let typical_us = self.typical_us.clone();
+        // Each attempt holds its slot until its completion is
+        // queued, so holding every slot means none is running.
+        tokio::spawn(async move {
+            let _permit = match slot {
+                Some(Slot::Run(p)) => Some(p),
+                Some(Slot::Ahead(ahead)) => {
+                    let p = slots.acquire_owned().await.ok();
+                    drop(ahead);
+                    p
+                }
+                None => None,
+            };
+            // Boxed: the attempt future is kilobytes, and the task
+            // would otherwise be copied whole as it is spawned.
+            let (c, elapsed) = Box::pin(run_attempt(entry, &name, &job_type)).await;
+            let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+            // A rough moving average; racing updates only blur it.
+            let old = typical_us.load(Ordering::Relaxed);
+            typical_us.store(old - old / 8 + us / 8, Ordering::Relaxed);
+            // The completer only stops once every sender is gone.
+            if done.send(c).await.is_err() {
+                tracing::error!(queue = %name, "completer gone; the delivery stays pending");
+            }
+        });
+    }
+}

@@ -1,0 +1,118 @@
+//! Takes over deliveries whose daemon died.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::job::{FailureClass, Outcome};
+use crate::policy::{self, Progress, RetryPolicy};
+use crate::queue::{self, Action, Completion, JobEntry, Queue};
+
+use super::Service;
+use crate::worker::InFlight;
+use crate::worker::attempt::{apply_decision, log_attempt};
+use crate::worker::completer::MAX_APPLY;
+use crate::worker::plugins::JobType;
+use crate::worker::shutdown::Shutdown;
+use crate::worker::triage::{completion, malformed};
+
+/// Takes over deliveries whose worker died (their lease expired without a
+/// heartbeat) and records each as a lost attempt: it counts, carries the
+/// code `lease-expired`, and is retried like a transient failure, unless the
+/// job has lost too many leases (a poison pill) and is dead-lettered.
+pub(crate) struct Reclaim {
+    /// The queue whose group it watches.
+    pub(crate) queue: Queue,
+    /// This daemon's consumer name, which takes the deliveries over.
+    pub(crate) consumer: String,
+    /// The queue's lease: a delivery idle this long has lost its worker.
+    pub(crate) lease: Duration,
+    /// The queue's job types (for their retry policies).
+    pub(crate) jobs: Arc<HashMap<String, Arc<JobType>>>,
+    /// Where the lost attempts go: the queue's completer.
+    pub(crate) done: mpsc::Sender<Completion>,
+    /// This daemon's own deliveries, never taken as lost.
+    pub(crate) in_flight: InFlight,
+}
+
+impl Service for Reclaim {
+    async fn run(self, mut stop: Shutdown) {
+        let every = (self.lease / 2).max(Duration::from_millis(100));
+        let lease_text = humantime::format_duration(self.lease).to_string();
+        while stop.sleep(every).await {
+            let deliveries = match self
+                .queue
+                .reclaim(&self.consumer, self.lease, MAX_APPLY)
+                .await
+            {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(queue = %self.queue.keys.queue, error = %e, "cannot reclaim expired leases; retrying");
+                    continue;
+                }
+            };
+            for d in deliveries {
+                // After a Redis outage longer than the lease, this daemon's own
+                // running attempts look expired too; they are alive, leave them.
+                if self
+                    .in_flight
+                    .lock()
+                    .is_ok_and(|set| set.contains(&d.entry_id))
+                {
+                    continue;
+                }
+                let c = match d.parse() {
+                    Err(m) => malformed(&self.queue.keys.queue, m),
+                    Ok(entry) => self.lost_attempt(entry, &lease_text),
+                };
+                if self.done.send(c).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Reclaim {
+    /// The completion of an attempt whose worker stopped: decided like a
+    /// transient failure, counting one more lost lease.
+    fn lost_attempt(&self, entry: JobEntry, lease_text: &str) -> Completion {
+        let job_type = self.jobs.get(&entry.job).cloned();
+        let policy = job_type
+            .as_ref()
+            .map_or_else(RetryPolicy::default, |jt| jt.policy);
+        let now = queue::now_ms();
+        let expiries = entry.lease_expiries + 1;
+        let progress = Progress {
+            attempt: entry.attempt,
+            // A lost first attempt never recorded its start; it
+            // began after the enqueue (the entry id's time).
+            first_attempt_ms: entry
+                .first_at
+                .unwrap_or_else(|| crate::obs::events::enqueued_ms(&entry.entry_id).unwrap_or(now)),
+            now_ms: now,
+            previous_delay: entry.last_delay_ms.map(Duration::from_millis),
+        };
+        let decision = policy::decide_lost(&progress, expiries, &policy, &mut rand::rng());
+        let message = format!(
+            "lease expired: no heartbeat for {lease_text} while attempt {} ran (its worker stopped); lost attempt {expiries} of at most {}",
+            entry.attempt, policy.max_lease_expiries
+        );
+        let outcome = Outcome::failure(FailureClass::Transient, message).with_code("lease-expired");
+        log_attempt(
+            &self.queue.keys.queue,
+            &entry,
+            &outcome,
+            decision,
+            Duration::ZERO,
+        );
+        let first_at_ms = progress.first_attempt_ms;
+        let mut c = completion(entry, job_type.as_deref(), outcome, Action::Ack);
+        apply_decision(&mut c, decision);
+        c.first_at_ms = first_at_ms;
+        c.lease_expiries = expiries;
+        c
+    }
+}
