@@ -1,0 +1,12 @@
+-- KEYS[1] the set of upstreams with a breaker; ARGV[1] breaker key prefix.
+-- Read-only: {now_ms, upstream, failures, open_until, openings, ...}.
+local t = redis.call('TIME')
+local out = {tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)}
+for _, u in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local h = redis.call('HMGET', ARGV[1] .. u, 'failures', 'open_until', 'openings')
+  out[#out+1] = u
+  out[#out+1] = tonumber(h[1] or '0')
+  out[#out+1] = tonumber(h[2] or '0')
+  out[#out+1] = tonumber(h[3] or '0')
+end
+return out
