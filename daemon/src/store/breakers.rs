@@ -5,15 +5,13 @@ use std::sync::LazyLock;
 use redis::Value;
 
 use super::reply::{bytes_of, protocol};
+use super::script::script;
 use super::{Queue, QueueError};
 
-const BREAKER_RECORD: &str = include_str!("lua/breaker_record.lua");
-
-const BREAKERS: &str = include_str!("lua/breakers.lua");
-
 static BREAKER_RECORD_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(BREAKER_RECORD));
-static BREAKERS_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(BREAKERS));
+    LazyLock::new(|| script("", include_str!("lua/breaker_record.lua")));
+static BREAKERS_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| script("", include_str!("lua/breakers.lua")));
 
 /// One upstream's circuit breaker as Redis holds it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -52,7 +50,7 @@ impl Queue {
         let mut con = self.con.clone();
         let (state, until, opened, _failures): (String, u64, u8, u32) = BREAKER_RECORD_SCRIPT
             .key(&self.keys.breakers)
-            .arg(&self.keys.breaker_prefix)
+            .key(self.keys.breaker(upstream))
             .arg(upstream)
             .arg(failures)
             .arg(policy.failures)

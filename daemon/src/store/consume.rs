@@ -7,15 +7,13 @@ use std::time::Duration;
 use redis::{RedisError, Value};
 
 use super::reply::{parse_entries, parse_xread, protocol};
+use super::script::script;
 use super::{Delivery, GROUP, Queue, QueueError};
 
-const RENEW: &str = include_str!("lua/renew.lua");
-
-const CHECK_KEYS: &str = include_str!("lua/check_keys.lua");
-
-static RENEW_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RENEW));
+static RENEW_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| script("", include_str!("lua/renew.lua")));
 static CHECK_KEYS_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(CHECK_KEYS));
+    LazyLock::new(|| script("", include_str!("lua/check_keys.lua")));
 
 /// What the idempotency check says about a delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,10 +216,10 @@ impl Queue {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let mut inv = CHECK_KEYS_SCRIPT.key(&self.keys.jobs);
+        let mut inv = CHECK_KEYS_SCRIPT.prepare_invoke();
         for (id, key, ttl) in items {
-            inv.arg(*id)
-                .arg(*key)
+            inv.key(self.keys.idempotency(key))
+                .arg(*id)
                 .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
         }
         let mut con = self.con.clone();

@@ -6,11 +6,13 @@ use std::time::Duration;
 use redis::Value;
 
 use super::reply::{looks_like_entry_id, parse_entries};
+use super::script::script;
 use super::{Delivery, MAX_HISTORY, Queue, QueueError};
 
 /// The fields of a dead-letter entry that describe the failure; every other
 /// field is a correlation field carried from the job's entry (`user_id`,
-/// `idempotency_key`, ...). Kept in step with `dead_fields` in [`APPLY`].
+/// `idempotency_key`, ...). The scripts that write or read dead letters get
+/// it as the Lua set `DEAD_ENTRY_FIELDS`.
 pub const DEAD_ENTRY_FIELDS: [&str; 14] = [
     "id", "job", "queue", "reason", "class", "code", "message", "upstream", "attempts", "first_at",
     "last_at", "plugin", "payload", "entry",
@@ -20,15 +22,12 @@ pub const DEAD_ENTRY_FIELDS: [&str; 14] = [
 /// retention, is kept after that (then it expires, bounding memory).
 pub const RETIRED_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
-const REQUEUE: &str = include_str!("lua/requeue.lua");
-
-const DISCARD: &str = include_str!("lua/discard.lua");
-
-const TRIM_DEAD: &str = include_str!("lua/trim_dead.lua");
-
-static REQUEUE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(REQUEUE));
-static DISCARD_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(DISCARD));
-static TRIM_DEAD_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(TRIM_DEAD));
+static REQUEUE_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| script("", include_str!("lua/requeue.lua")));
+static DISCARD_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| script("", include_str!("lua/discard.lua")));
+static TRIM_DEAD_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| script("", include_str!("lua/trim_dead.lua")));
 
 /// What became of a requeue or a discard of one dead letter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,7 +147,7 @@ impl Queue {
             .key(&self.keys.jobs)
             .key(&self.keys.dead)
             .key(&record)
-            .key(format!("{record}:history"))
+            .key(self.keys.history(job_id))
             .arg(dead_id)
             .arg(job_id)
             .arg(by)
@@ -177,7 +176,7 @@ impl Queue {
         let (status, detail): (String, String) = DISCARD_SCRIPT
             .key(&self.keys.dead)
             .key(&record)
-            .key(format!("{record}:history"))
+            .key(self.keys.history(job_id))
             .arg(dead_id)
             .arg(job_id)
             .arg(by)

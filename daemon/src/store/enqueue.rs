@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use redis::RedisError;
 
+use super::script::{library, script};
 use super::{Queue, QueueError, Store};
 
 /// Version of the Redis Function library; bump it with every change.
@@ -17,11 +18,11 @@ pub const FUNCTIONS_VERSION: &str = "1";
 /// (empty strings for the optional arguments you skip) returns
 /// `[job_id, "created" | "duplicate", due_ms]` (`due_ms` is 0 when the job is
 /// ready now). `ttl_ms` is how long the key is remembered (default 24 h).
-pub const FUNCTIONS: &str = include_str!("lua/functions.lua");
+pub static FUNCTIONS: LazyLock<String> =
+    LazyLock::new(|| library(include_str!("lua/functions.lua")));
 
-const PROMOTE: &str = include_str!("lua/promote.lua");
-
-static PROMOTE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(PROMOTE));
+static PROMOTE_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| script("", include_str!("lua/promote.lua")));
 
 /// What a client's enqueue did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,7 +158,7 @@ impl Store {
         let _: String = redis::cmd("FUNCTION")
             .arg("LOAD")
             .arg("REPLACE")
-            .arg(FUNCTIONS)
+            .arg(FUNCTIONS.as_str())
             .query_async(&mut con)
             .await?;
         Ok(())
@@ -195,6 +196,10 @@ mod tests {
 
     #[test]
     fn the_function_library_reports_its_own_version() {
-        assert!(FUNCTIONS.contains(&format!("return '{FUNCTIONS_VERSION}'")));
+        assert!(include_str!("lua/functions.lua").contains("return FUNCTIONS_VERSION end"));
+        assert!(FUNCTIONS.contains(&format!(
+            "\nlocal FUNCTIONS_VERSION = '{FUNCTIONS_VERSION}'\n"
+        )));
+        assert!(FUNCTIONS.starts_with("#!lua name=ward\n"));
     }
 }

@@ -129,7 +129,7 @@ impl Queue {
             upstream: text("last_upstream"),
         });
         let history: Vec<Vec<u8>> = redis::cmd("LRANGE")
-            .arg(format!("{}:history", self.keys.record(id)))
+            .arg(self.keys.history(id))
             .arg(0)
             .arg(-1)
             .query_async(&mut con)
@@ -222,7 +222,7 @@ impl Queue {
     pub async fn history(&self, id: &str) -> Result<Vec<serde_json::Value>, QueueError> {
         let mut con = self.con.clone();
         let lines: Vec<Vec<u8>> = redis::cmd("LRANGE")
-            .arg(format!("{}:history", self.keys.record(id)))
+            .arg(self.keys.history(id))
             .arg(0)
             .arg(-1)
             .query_async(&mut con)

@@ -45,6 +45,7 @@ mod jobs;
 mod keys;
 mod reply;
 mod sample;
+mod script;
 
 pub use breakers::{BreakerState, BreakerUpdate};
 pub use connect::{Store, client, connect, redacted_url, trust_ca};

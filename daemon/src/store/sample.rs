@@ -2,6 +2,7 @@
 
 use std::sync::LazyLock;
 
+use super::script::script;
 use super::{GROUP, Queue, QueueError};
 
 /// One queue's depth and lag, read in one script call (observability).
@@ -23,9 +24,8 @@ pub struct QueueSample {
     pub oldest_ready_ms: Option<u64>,
 }
 
-const SAMPLE: &str = include_str!("lua/sample.lua");
-
-static SAMPLE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(SAMPLE));
+static SAMPLE_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| script("", include_str!("lua/sample.lua")));
 
 impl Queue {
     /// Reads the queue's depth by state and the age of its oldest ready

@@ -1,37 +1,36 @@
--- KEYS[1] jobs stream, KEYS[2] dead stream, KEYS[3] delayed set, KEYS[4] the
--- count of acknowledged entries still in the stream.
--- ARGV[1] group, [2] record prefix, [3] succeeded ttl (s; 0: keep no record
--- of a succeeded job), [4] queue,
--- [5] history length, [6] wake channel, [7] most acknowledged entries left
--- in the stream before they are deleted one by one, [8] nd, then nd plugin
--- digests; then the completions, each starting with its kind.
+-- Applies a batch of finished attempts. The argument layout is defined once,
+-- by the encoder in `store/apply.rs`, which prepends it to this script as the
+-- tables QKEY, CKEY, HEAD, FRESH and FULL (name -> position) and their
+-- lengths (QKEY_N, ...). Read every argument through them: a unit test fails
+-- on a position written here or a name the encoder does not know.
+--
+-- KEYS: the queue's keys (QKEY: jobs stream, dead stream, delayed set, the
+-- count of acknowledged entries still in the stream), then per completion,
+-- in order, the keys it touches (CKEY): its record, its history (not for an
+-- unkeyed fresh success, which has none), its idempotency key (only when it
+-- has one). Redis Cluster and proxies route on them.
+-- ARGV: HEAD (group, succeeded ttl in s (0: keep no record of a succeeded
+-- job), queue, history length, wake channel, most acknowledged entries left
+-- in the stream before they are deleted one by one, the number of plugin
+-- digests), those digests, then the completions, each starting with its kind.
 --
 -- kind 'f' (a first delivery that succeeded at once, the common case, kept
--- short): entry, job, first_at, finished, digest index (1-based), result,
--- idempotency key; when the key is not '': idempotency ttl (ms), result
--- digest, history line.
+-- short): the FRESH fields up to `idem`; when the key is not '' the rest too.
+-- `plugin` is a 1-based index into the digests.
 --
--- kinds ok|retry|dead|dup: 25 fixed fields and n extra name/value pairs.
--- The fixed fields, from 0: entry, id, job, attempt, started, finished,
--- payload, result, class, code, message, upstream, reason, plugin digest,
--- has checkpoint, checkpoint, first_at, delay, history line, idempotency
--- key, idempotency ttl (ms), result digest, lease expiries, dead payload, n.
+-- kinds ok|retry|dead|dup: the FULL fields, then `extras` name/value pairs.
 -- For dup, `reason` holds the id of the job that owns the idempotency key.
--- The dead payload (field 23) is what the dead-letter entry shows of the
--- payload (redacted in Rust; '' unless kind is dead); the record keeps the
--- original payload (field 6). A dead letter's entry id is stored in the
--- record as `dead_entry`.
-local group, prefix, ttl, queue = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local hist_max, wake, acked_max = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
-local nd = tonumber(ARGV[8])
+-- `dead_payload` is what the dead-letter entry shows of the payload
+-- (redacted in Rust; '' unless kind is dead); the record keeps the original
+-- `payload`. A dead letter's entry id is stored in the record as `dead_entry`.
+local jobs, dead, delayed, acked_key = KEYS[QKEY.jobs], KEYS[QKEY.dead], KEYS[QKEY.delayed], KEYS[QKEY.acked]
+local group, ttl, queue = ARGV[HEAD.group], tonumber(ARGV[HEAD.ttl]), ARGV[HEAD.queue]
+local hist_max, wake = tonumber(ARGV[HEAD.history_max]), ARGV[HEAD.wake]
+local acked_max, nd = tonumber(ARGV[HEAD.acked_max]), tonumber(ARGV[HEAD.digests])
 local digests = {}
-for k = 1, nd do digests[k] = ARGV[8 + k] end
--- 'ward:{Q}:' — every key of the queue starts with it.
-local prefix_q = string.sub(prefix, 1, -5)
+for k = 1, nd do digests[k] = ARGV[HEAD.digests + k] end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local dead_fields = {id=1, job=1, queue=1, reason=1, class=1, code=1, message=1,
-  upstream=1, attempts=1, first_at=1, last_at=1, plugin=1, payload=1, entry=1}
 -- took[k] is '1' when the k-th completion took effect, '0' when its delivery
 -- was no longer pending (another daemon recorded it, or a re-sent batch).
 local applied, earliest, kept, took = 0, nil, 0, {}
@@ -39,17 +38,17 @@ local applied, earliest, kept, took = 0, nil, 0, {}
 -- them for a fraction of XDEL's cost (XDEL seeks through the entry's node
 -- for every id). Behind an attempt that runs for a long time they cannot be
 -- trimmed; once too many wait there, they are deleted one by one again.
-local acked_left = tonumber(redis.call('GET', KEYS[4]) or '0')
+local acked_left = tonumber(redis.call('GET', acked_key) or '0')
 local delete_each = acked_left >= acked_max
 local function ack(entry)
-  if redis.call('XACK', KEYS[1], group, entry) ~= 1 then
+  if redis.call('XACK', jobs, group, entry) ~= 1 then
     took[#took+1] = '0'
     return false
   end
   applied = applied + 1
   took[#took+1] = '1'
   if delete_each then
-    redis.call('XDEL', KEYS[1], entry)
+    redis.call('XDEL', jobs, entry)
   else
     kept = kept + 1
   end
@@ -57,8 +56,7 @@ local function ack(entry)
 end
 -- Completion is recorded with the acknowledgement, in one step: a
 -- redelivery after this point is acked as a duplicate, never re-run.
-local function mark_done(key, id, digest, key_ttl)
-  local ikey = prefix_q .. 'idem:' .. key
+local function mark_done(ikey, id, digest, key_ttl)
   local v = id .. ' done ' .. digest
   -- The claim (at enqueue or lease) set the key with its TTL: keep it. A
   -- key that has gone meanwhile is set again with the job type's TTL.
@@ -66,131 +64,167 @@ local function mark_done(key, id, digest, key_ttl)
     redis.call('SET', ikey, v, 'PX', key_ttl)
   end
 end
-local i = 9 + nd
+-- The name/value pairs that follow the FULL fields of the completion at i.
+local function extras(i, n)
+  local out = {}
+  for j = 1, 2 * n do out[j] = ARGV[i + FULL.extras + j] end
+  return out
+end
+-- A first delivery that succeeded at once has no record, history or retry
+-- state to tidy: its id is its entry id.
+local function fresh(i, kc, keyed)
+  local entry, job = ARGV[i + FRESH.entry], ARGV[i + FRESH.job]
+  local first_at, finished = ARGV[i + FRESH.first_at], ARGV[i + FRESH.finished]
+  local digest, result = digests[tonumber(ARGV[i + FRESH.plugin])], ARGV[i + FRESH.result]
+  -- Only a delivery that is still pending may change its job, so a batch
+  -- re-sent after a lost reply changes nothing twice.
+  if not ack(entry) then return end
+  local rec = KEYS[kc + CKEY.record]
+  if ttl > 0 then
+    redis.call('HSET', rec, 'state', 'succeeded', 'job', job, 'attempts', '1',
+      'first_at', first_at, 'last_at', finished, 'plugin', digest)
+    if result ~= '' then redis.call('HSET', rec, 'result', result) end
+    redis.call('EXPIRE', rec, ttl)
+  end
+  if keyed then
+    mark_done(KEYS[kc + CKEY.idem], entry, ARGV[i + FRESH.result_digest], ARGV[i + FRESH.idem_ttl])
+    if ttl > 0 then
+      local hkey = KEYS[kc + CKEY.history]
+      redis.call('RPUSH', hkey, ARGV[i + FRESH.history])
+      redis.call('EXPIRE', hkey, ttl)
+    end
+  end
+end
+-- A retry: the record keeps what the next attempt needs; the job goes back
+-- to the stream now, or to the delayed set until it is due.
+local function retry(i, n, rec, c)
+  local next_attempt = tostring(tonumber(c.attempt) + 1)
+  local ckpt = ARGV[i + FULL.checkpoint]
+  local has_ckpt = ARGV[i + FULL.has_checkpoint] == '1'
+  local delay = tonumber(ARGV[i + FULL.delay])
+  local expiries = ARGV[i + FULL.lease_expiries]
+  local x = extras(i, n)
+  redis.call('HSET', rec, 'next_attempt', next_attempt, 'last_delay_ms', tostring(delay),
+    'lease_expiries', expiries)
+  if has_ckpt then redis.call('HSET', rec, 'checkpoint', ckpt) end
+  for k = 1, #x, 2 do redis.call('HSET', rec, 'x:' .. x[k], x[k+1]) end
+  if delay <= 0 then
+    local f = {'id', c.id, 'job', c.job, 'payload', c.payload, 'attempt', next_attempt,
+      'first_at', c.first_at, 'last_delay_ms', '0', 'lease_expiries', expiries}
+    if has_ckpt then f[#f+1] = 'checkpoint'; f[#f+1] = ckpt end
+    for k = 1, #x do f[#f+1] = x[k] end
+    local e = redis.call('XADD', jobs, '*', unpack(f))
+    redis.call('HSET', rec, 'state', 'queued', 'entry', e)
+    redis.call('HDEL', rec, 'due_at')
+  else
+    -- Due times come from the Redis clock, so daemons with skewed
+    -- clocks still agree on when a retry is due.
+    local due = now + delay
+    redis.call('ZADD', delayed, due, c.id)
+    redis.call('HSET', rec, 'state', 'retrying', 'due_at', tostring(due))
+    redis.call('HDEL', rec, 'entry')
+    if earliest == nil or due < earliest then earliest = due end
+  end
+end
+-- A dead letter: an entry in the dead stream (the failure, then the
+-- correlation fields), and the record says where it went.
+local function dead_letter(i, n, rec, c)
+  local reason = ARGV[i + FULL.reason]
+  local first = redis.call('HGET', rec, 'first_at') or ''
+  local f = {'id', c.id, 'job', c.job, 'queue', queue, 'reason', reason, 'class', c.class,
+    'code', ARGV[i + FULL.code], 'message', ARGV[i + FULL.message],
+    'upstream', ARGV[i + FULL.upstream], 'attempts', c.attempt,
+    'first_at', first, 'last_at', c.finished, 'plugin', c.digest, 'entry', c.entry,
+    'payload', ARGV[i + FULL.dead_payload]}
+  local x = extras(i, n)
+  for k = 1, #x, 2 do
+    if not DEAD_ENTRY_FIELDS[x[k]] then f[#f+1] = x[k]; f[#f+1] = x[k+1] end
+  end
+  local d = redis.call('XADD', dead, '*', unpack(f))
+  redis.call('HSET', rec, 'state', 'dead', 'dead_reason', reason, 'dead_entry', d)
+  redis.call('HDEL', rec, 'entry', 'due_at', 'next_attempt')
+end
+-- Every kind but a fresh success.
+local function full(kind, i, n, kc, keyed)
+  local c = {entry = ARGV[i + FULL.entry], id = ARGV[i + FULL.id], job = ARGV[i + FULL.job],
+    attempt = ARGV[i + FULL.attempt], finished = ARGV[i + FULL.finished],
+    payload = ARGV[i + FULL.payload], class = ARGV[i + FULL.class],
+    digest = ARGV[i + FULL.plugin], first_at = ARGV[i + FULL.first_at]}
+  if not ack(c.entry) then return end
+  local rec, hkey = KEYS[kc + CKEY.record], KEYS[kc + CKEY.history]
+  local hist = ARGV[i + FULL.history]
+  local function done()
+    if keyed then
+      mark_done(KEYS[kc + CKEY.idem], c.id, ARGV[i + FULL.result_digest], ARGV[i + FULL.idem_ttl])
+    end
+  end
+  if kind == 'dup' then
+    -- Nothing ran. A redelivery of a completed job leaves its record as it
+    -- is; a second enqueue of the same key ends as a duplicate of the first.
+    -- A queue that keeps no records of succeeded jobs keeps none of these.
+    local owner = ARGV[i + FULL.reason]
+    if ttl > 0 then
+      redis.call('RPUSH', hkey, hist)
+      redis.call('LTRIM', hkey, -hist_max, -1)
+    end
+    if owner ~= c.id and ttl > 0 then
+      redis.call('HSET', rec, 'state', 'succeeded', 'job', c.job, 'duplicate_of', owner,
+        'attempts', '0', 'last_at', c.finished)
+      redis.call('EXPIRE', rec, ttl)
+      redis.call('EXPIRE', hkey, ttl)
+    end
+    return
+  end
+  if kind == 'ok' and ttl == 0 then
+    -- The queue keeps no record of succeeded jobs: the one this job had
+    -- while it was retried goes, its idempotency key stays.
+    done()
+    redis.call('DEL', rec, hkey)
+    return
+  end
+  if c.first_at ~= '0' then redis.call('HSETNX', rec, 'first_at', c.first_at) end
+  redis.call('HSET', rec, 'job', c.job, 'attempts', c.attempt, 'last_at', c.finished)
+  if c.digest ~= '' then redis.call('HSET', rec, 'plugin', c.digest) end
+  redis.call('RPUSH', hkey, hist)
+  redis.call('LTRIM', hkey, -hist_max, -1)
+  if kind == 'ok' then
+    local result = ARGV[i + FULL.result]
+    redis.call('HSET', rec, 'state', 'succeeded')
+    redis.call('HDEL', rec, 'checkpoint', 'entry', 'payload', 'due_at', 'next_attempt')
+    if result ~= '' then redis.call('HSET', rec, 'result', result) end
+    done()
+    redis.call('EXPIRE', rec, ttl)
+    redis.call('EXPIRE', hkey, ttl)
+    return
+  end
+  redis.call('HSET', rec, 'payload', c.payload, 'last_class', c.class,
+    'last_code', ARGV[i + FULL.code], 'last_message', ARGV[i + FULL.message],
+    'last_upstream', ARGV[i + FULL.upstream])
+  if kind == 'retry' then
+    retry(i, n, rec, c)
+  else
+    dead_letter(i, n, rec, c)
+  end
+end
+local i, kc = HEAD_N + nd + 1, QKEY_N
 while i <= #ARGV do
   local kind = ARGV[i]
   if kind == 'f' then
-    local entry, job, first_at, finished = ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]
-    local digest, result, idem = digests[tonumber(ARGV[i+5])], ARGV[i+6], ARGV[i+7]
-    local x = i + 8
-    if idem ~= '' then i = x + 3 else i = x end
-    -- Only a delivery that is still pending may change its job, so a batch
-    -- re-sent after a lost reply changes nothing twice.
-    if ack(entry) then
-      -- A first delivery that succeeded at once has no record, history or
-      -- retry state to tidy: its id is its entry id.
-      local rec = prefix .. entry
-      if ttl > 0 then
-        redis.call('HSET', rec, 'state', 'succeeded', 'job', job, 'attempts', '1',
-          'first_at', first_at, 'last_at', finished, 'plugin', digest)
-        if result ~= '' then redis.call('HSET', rec, 'result', result) end
-        redis.call('EXPIRE', rec, ttl)
-      end
-      if idem ~= '' then
-        mark_done(idem, entry, ARGV[x+1], ARGV[x])
-        if ttl > 0 then
-          local hkey = rec .. ':history'
-          redis.call('RPUSH', hkey, ARGV[x+2])
-          redis.call('EXPIRE', hkey, ttl)
-        end
-      end
+    local keyed = ARGV[i + FRESH.idem] ~= ''
+    fresh(i, kc, keyed)
+    if keyed then
+      i = i + FRESH_N + 1
+      kc = kc + CKEY_N
+    else
+      i = i + FRESH.idem + 1
+      kc = kc + CKEY.record
     end
   else
-    local entry, id, job = ARGV[i+1], ARGV[i+2], ARGV[i+3]
-    local attempt, started, finished = ARGV[i+4], ARGV[i+5], ARGV[i+6]
-    local payload, result, class, code = ARGV[i+7], ARGV[i+8], ARGV[i+9], ARGV[i+10]
-    local message, upstream, reason, digest = ARGV[i+11], ARGV[i+12], ARGV[i+13], ARGV[i+14]
-    local has_ckpt, ckpt, first_at = ARGV[i+15], ARGV[i+16], ARGV[i+17]
-    local delay, hist = tonumber(ARGV[i+18]), ARGV[i+19]
-    local idem, idem_ttl, digest_out, expiries = ARGV[i+20], ARGV[i+21], ARGV[i+22], ARGV[i+23]
-    local dead_payload = ARGV[i+24]
-    local n = tonumber(ARGV[i+25])
-    local x = i + 26
-    i = x + 2 * n
-    if ack(entry) then
-      local rec = prefix .. id
-      local hkey = rec .. ':history'
-      if kind == 'dup' then
-        -- Nothing ran. A redelivery of a completed job leaves its record as it
-        -- is; a second enqueue of the same key ends as a duplicate of the first.
-        -- A queue that keeps no records of succeeded jobs keeps none of these.
-        if ttl > 0 then
-          redis.call('RPUSH', hkey, hist)
-          redis.call('LTRIM', hkey, -hist_max, -1)
-        end
-        if reason ~= id and ttl > 0 then
-          redis.call('HSET', rec, 'state', 'succeeded', 'job', job, 'duplicate_of', reason,
-            'attempts', '0', 'last_at', finished)
-          redis.call('EXPIRE', rec, ttl)
-          redis.call('EXPIRE', hkey, ttl)
-        end
-      elseif kind == 'ok' and ttl == 0 then
-        -- The queue keeps no record of succeeded jobs: the one this job had
-        -- while it was retried goes, its idempotency key stays.
-        if idem ~= '' then mark_done(idem, id, digest_out, idem_ttl) end
-        redis.call('DEL', rec, hkey)
-      else
-        if first_at ~= '0' then redis.call('HSETNX', rec, 'first_at', first_at) end
-        redis.call('HSET', rec, 'job', job, 'attempts', attempt, 'last_at', finished)
-        if digest ~= '' then redis.call('HSET', rec, 'plugin', digest) end
-        redis.call('RPUSH', hkey, hist)
-        redis.call('LTRIM', hkey, -hist_max, -1)
-        if kind == 'ok' then
-          redis.call('HSET', rec, 'state', 'succeeded')
-          redis.call('HDEL', rec, 'checkpoint', 'entry', 'payload', 'due_at', 'next_attempt')
-          if result ~= '' then redis.call('HSET', rec, 'result', result) end
-          if idem ~= '' then mark_done(idem, id, digest_out, idem_ttl) end
-          redis.call('EXPIRE', rec, ttl)
-          redis.call('EXPIRE', hkey, ttl)
-        else
-          redis.call('HSET', rec, 'payload', payload, 'last_class', class, 'last_code', code,
-            'last_message', message, 'last_upstream', upstream)
-          if kind == 'retry' then
-            local next_attempt = tostring(tonumber(attempt) + 1)
-            redis.call('HSET', rec, 'next_attempt', next_attempt, 'last_delay_ms', tostring(delay),
-              'lease_expiries', expiries)
-            if has_ckpt == '1' then redis.call('HSET', rec, 'checkpoint', ckpt) end
-            for k = 0, n - 1 do
-              redis.call('HSET', rec, 'x:' .. ARGV[x + 2*k], ARGV[x + 2*k + 1])
-            end
-            if delay <= 0 then
-              local f = {'id', id, 'job', job, 'payload', payload, 'attempt', next_attempt,
-                'first_at', first_at, 'last_delay_ms', '0', 'lease_expiries', expiries}
-              if has_ckpt == '1' then f[#f+1] = 'checkpoint'; f[#f+1] = ckpt end
-              for k = 0, n - 1 do
-                f[#f+1] = ARGV[x + 2*k]; f[#f+1] = ARGV[x + 2*k + 1]
-              end
-              local e = redis.call('XADD', KEYS[1], '*', unpack(f))
-              redis.call('HSET', rec, 'state', 'queued', 'entry', e)
-              redis.call('HDEL', rec, 'due_at')
-            else
-              -- Due times come from the Redis clock, so daemons with skewed
-              -- clocks still agree on when a retry is due.
-              local due = now + delay
-              redis.call('ZADD', KEYS[3], due, id)
-              redis.call('HSET', rec, 'state', 'retrying', 'due_at', tostring(due))
-              redis.call('HDEL', rec, 'entry')
-              if earliest == nil or due < earliest then earliest = due end
-            end
-          else
-            local first = redis.call('HGET', rec, 'first_at') or ''
-            local f = {'id', id, 'job', job, 'queue', queue, 'reason', reason, 'class', class,
-              'code', code, 'message', message, 'upstream', upstream, 'attempts', attempt,
-              'first_at', first, 'last_at', finished, 'plugin', digest, 'entry', entry,
-              'payload', dead_payload}
-            for k = 0, n - 1 do
-              local name = ARGV[x + 2*k]
-              if not dead_fields[name] then
-                f[#f+1] = name; f[#f+1] = ARGV[x + 2*k + 1]
-              end
-            end
-            local d = redis.call('XADD', KEYS[2], '*', unpack(f))
-            redis.call('HSET', rec, 'state', 'dead', 'dead_reason', reason, 'dead_entry', d)
-            redis.call('HDEL', rec, 'entry', 'due_at', 'next_attempt')
-          end
-        end
-      end
-    end
+    local keyed = ARGV[i + FULL.idem] ~= ''
+    local n = tonumber(ARGV[i + FULL.extras])
+    full(kind, i, n, kc, keyed)
+    i = i + FULL.extras + 2 * n + 1
+    if keyed then kc = kc + CKEY_N else kc = kc + CKEY.history end
   end
 end
 if applied > 0 then
@@ -200,12 +234,12 @@ if applied > 0 then
   -- one. Entries after it (not yet delivered, or just added as retries)
   -- are never touched.
   local minid = nil
-  local p = redis.pcall('XPENDING', KEYS[1], group)
+  local p = redis.pcall('XPENDING', jobs, group)
   if type(p) == 'table' and p.err == nil then
     if tonumber(p[1]) > 0 then
       minid = p[2]
     else
-      for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+      for _, g in ipairs(redis.call('XINFO', 'GROUPS', jobs)) do
         local name, last = nil, nil
         for k = 1, #g, 2 do
           if g[k] == 'name' then name = g[k + 1] end
@@ -224,14 +258,14 @@ if applied > 0 then
   -- leaves the stream holding only what is still to be delivered.
   local trimmed = 0
   if minid and tonumber(p[1]) > 0 then
-    trimmed = redis.call('XTRIM', KEYS[1], 'MINID', '~', minid)
+    trimmed = redis.call('XTRIM', jobs, 'MINID', '~', minid)
   elseif minid then
-    trimmed = redis.call('XTRIM', KEYS[1], 'MINID', minid)
+    trimmed = redis.call('XTRIM', jobs, 'MINID', minid)
   end
   acked_left = acked_left + kept - trimmed
   if minid and tonumber(p[1]) == 0 then acked_left = 0 end
   if acked_left < 0 then acked_left = 0 end
-  redis.call('SET', KEYS[4], tostring(acked_left))
+  redis.call('SET', acked_key, tostring(acked_left))
 end
 if earliest ~= nil then redis.call('PUBLISH', wake, tostring(earliest)) end
 return table.concat(took)

@@ -1,15 +1,15 @@
--- KEYS[1] the set of upstreams with a breaker; ARGV[1] breaker key prefix
--- ('ward:{Q}:breaker:'), [2] upstream, [3] failures to add (0: a success),
--- [4] failures that open it, [5] window (ms), [6] open for (ms).
+-- KEYS[1] the set of upstreams with a breaker, KEYS[2] this upstream's
+-- breaker hash; ARGV[1] upstream, [2] failures to add (0: a success),
+-- [3] failures that open it, [4] window (ms), [5] open for (ms).
 -- Returns {state, open_until_ms, opened_now (1 if this call opened it), failures}.
 -- An open breaker ignores what is reported while it is open. Once its time
 -- is up it is half open: one more failure opens it again at once, a success
 -- closes it (forgets every failure). Successes do not touch a closed one.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local key = ARGV[1] .. ARGV[2]
-local add, threshold = tonumber(ARGV[3]), tonumber(ARGV[4])
-local window, open_for = tonumber(ARGV[5]), tonumber(ARGV[6])
+local key, upstream = KEYS[2], ARGV[1]
+local add, threshold = tonumber(ARGV[2]), tonumber(ARGV[3])
+local window, open_for = tonumber(ARGV[4]), tonumber(ARGV[5])
 local h = redis.call('HMGET', key, 'failures', 'window_until', 'open_until')
 local failures, wu, ou = tonumber(h[1] or '0'), tonumber(h[2] or '0'), tonumber(h[3] or '0')
 if now < ou then return {'open', ou, 0, failures} end
@@ -18,7 +18,7 @@ if add == 0 then
   if ou > 0 then redis.call('DEL', key) end
   return {'closed', 0, 0, failures}
 end
-redis.call('SADD', KEYS[1], ARGV[2])
+redis.call('SADD', KEYS[1], upstream)
 if ou > 0 then
   -- Half open: the first failure after an opening re-opens it.
   failures = threshold

@@ -1,5 +1,8 @@
 -- KEYS[1] the set of upstreams with a breaker; ARGV[1] breaker key prefix.
 -- Read-only: {now_ms, upstream, failures, open_until, openings, ...}.
+-- The breaker hashes (ARGV[1] .. upstream) are not in KEYS: the upstreams
+-- are learnt from the set inside the script. They share the queue's hash
+-- tag, so they live on the same node as KEYS[1].
 local t = redis.call('TIME')
 local out = {tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)}
 for _, u in ipairs(redis.call('SMEMBERS', KEYS[1])) do

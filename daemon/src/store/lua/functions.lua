@@ -1,4 +1,11 @@
-#!lua name=ward
+-- The `ward` library. Rust prepends the `#!lua name=ward` line and the shared
+-- constants (key shapes, FUNCTIONS_VERSION).
+--
+-- `ward_enqueue` takes the one key ward:{Q}:jobs, its public calling
+-- convention, and derives the queue's other keys from it (the idempotency
+-- key, the job record, the delayed set, the id counter): listing them in
+-- KEYS would change the convention every client uses. They share the
+-- stream's hash tag, so they live on the same node.
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -6,10 +13,14 @@ end
 
 local function enqueue(keys, args)
   local stream = keys[1]
-  if stream == nil or string.sub(stream, -5) ~= ':jobs' or string.sub(stream, 1, 5) ~= 'ward:' then
-    return redis.error_reply('ERR ward_enqueue: the one key must be ward:{QUEUE}:jobs')
+  local suffix = ':' .. JOBS_KEY
+  if stream == nil or string.sub(stream, -#suffix) ~= suffix
+    or string.sub(stream, 1, #KEY_NAMESPACE) ~= KEY_NAMESPACE then
+    return redis.error_reply('ERR ward_enqueue: the one key must be '
+      .. KEY_NAMESPACE .. '{QUEUE}' .. suffix)
   end
-  local q = string.sub(stream, 1, -5)
+  -- 'ward:{Q}:', the start of every key of the queue.
+  local q = string.sub(stream, 1, -#JOBS_KEY - 1)
   local job, payload = args[1], args[2] or ''
   if job == nil or job == '' then
     return redis.error_reply('ERR ward_enqueue: the first argument must be the job type')
@@ -19,7 +30,7 @@ local function enqueue(keys, args)
   local ttl = tonumber(args[5] or '') or 86400000
   local at = tonumber(args[6] or '')
   if key ~= '' then
-    local v = redis.call('GET', q .. 'idem:' .. key)
+    local v = redis.call('GET', q .. IDEM_PREFIX .. key)
     if v then
       return {string.match(v, '^(%S+)'), 'duplicate', 0}
     end
@@ -33,18 +44,18 @@ local function enqueue(keys, args)
     if key ~= '' then f[#f+1] = 'idempotency_key'; f[#f+1] = key end
     id = redis.call('XADD', stream, '*', unpack(f))
   else
-    id = 'd' .. now .. '-' .. redis.call('INCR', q .. 'seq')
-    local rec = q .. 'job:' .. id
+    id = 'd' .. now .. '-' .. redis.call('INCR', q .. SEQ_KEY)
+    local rec = q .. RECORD_PREFIX .. id
     redis.call('HSET', rec, 'state', 'queued', 'job', job, 'payload', payload,
       'next_attempt', '1', 'due_at', tostring(due), 'enqueued_at', tostring(now))
     if key ~= '' then redis.call('HSET', rec, 'x:idempotency_key', key) end
-    redis.call('ZADD', q .. 'delayed', due, id)
-    redis.call('PUBLISH', q .. 'wake', tostring(due))
+    redis.call('ZADD', q .. DELAYED_KEY, due, id)
+    redis.call('PUBLISH', q .. WAKE_KEY, tostring(due))
   end
-  if key ~= '' then redis.call('SET', q .. 'idem:' .. key, id, 'PX', ttl) end
+  if key ~= '' then redis.call('SET', q .. IDEM_PREFIX .. key, id, 'PX', ttl) end
   return {id, 'created', due or 0}
 end
 
 redis.register_function('ward_enqueue', enqueue)
 redis.register_function{function_name = 'ward_version', flags = {'no-writes'},
-  callback = function() return '1' end}
+  callback = function() return FUNCTIONS_VERSION end}

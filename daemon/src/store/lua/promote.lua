@@ -1,6 +1,9 @@
 -- KEYS[1] delayed set, KEYS[2] jobs stream; ARGV[1] record prefix, ARGV[2] limit.
 -- Moves due jobs back to the stream. ZREM and XADD happen in one script, so
 -- two daemons promoting at once cannot both deliver the same job.
+-- The job records (ARGV[1] .. id) are not in KEYS: their ids are learnt from
+-- the delayed set inside the script, so the caller cannot name them. They
+-- share the queue's hash tag, so they live on the same node as KEYS.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))

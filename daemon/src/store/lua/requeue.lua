@@ -9,8 +9,6 @@
 -- may be redacted); correlation fields come from the dead entry.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local dead_fields = {id=1, job=1, queue=1, reason=1, class=1, code=1, message=1,
-  upstream=1, attempts=1, first_at=1, last_at=1, plugin=1, payload=1, entry=1}
 local found = redis.call('XRANGE', KEYS[2], ARGV[1], ARGV[1])
 if #found == 0 then return {'gone', ''} end
 local df = found[1][2]
@@ -30,7 +28,7 @@ if redis.call('XDEL', KEYS[2], ARGV[1]) ~= 1 then return {'gone', ''} end
 local f = {'id', ARGV[2], 'job', job, 'payload', redis.call('HGET', KEYS[3], 'payload') or '',
   'attempt', '1'}
 for k = 1, #df, 2 do
-  if not dead_fields[df[k]] then f[#f+1] = df[k]; f[#f+1] = df[k+1] end
+  if not DEAD_ENTRY_FIELDS[df[k]] then f[#f+1] = df[k]; f[#f+1] = df[k+1] end
 end
 local e = redis.call('XADD', KEYS[1], '*', unpack(f))
 redis.call('HDEL', KEYS[3], 'first_at', 'last_at', 'last_class', 'last_code', 'last_message',

@@ -7,6 +7,9 @@
 -- clock against the entry id (the time of dead-lettering). The record of
 -- each removed dead letter (if it still points at it) gets a TTL and a
 -- history line, so memory stays bounded and `ward job show` can say why.
+-- The records (ARGV[3] .. id) and their histories are not in KEYS: their
+-- ids are learnt from the dead stream inside the script. They share the
+-- queue's hash tag, so they live on the same node as KEYS.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local limit, ttl, hist_max = tonumber(ARGV[5]), tonumber(ARGV[4]), tonumber(ARGV[6])
@@ -22,7 +25,7 @@ local function retire(victims, why)
       if de == v[1] or (not de and redis.call('HGET', rec, 'state') == 'dead') then
         redis.call('HDEL', rec, 'dead_entry')
         redis.call('HSET', rec, 'dead_trimmed', why)
-        local h = rec .. ':history'
+        local h = rec .. HISTORY_SUFFIX
         redis.call('RPUSH', h, cjson.encode({event='trimmed', by='retention', why=why, at=now, dead_entry=v[1]}))
         redis.call('LTRIM', h, -hist_max, -1)
         redis.call('EXPIRE', rec, ttl)
