@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis::Value;
 
-use super::reply::{looks_like_entry_id, parse_entries};
+use super::reply::parse_entries;
 use super::script::script;
 use super::{Delivery, MAX_HISTORY, Queue, QueueError};
 
@@ -22,10 +22,12 @@ pub const DEAD_ENTRY_FIELDS: [&str; 14] = [
 /// retention, is kept after that (then it expires, bounding memory).
 pub const RETIRED_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// What REQUEUE and DISCARD share: finding the dead letter, the history line.
+const DEAD_LETTER: &str = include_str!("lua/dead_letter.lua");
 static REQUEUE_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| script("", include_str!("lua/requeue.lua")));
+    LazyLock::new(|| script(DEAD_LETTER, include_str!("lua/requeue.lua")));
 static DISCARD_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| script("", include_str!("lua/discard.lua")));
+    LazyLock::new(|| script(DEAD_LETTER, include_str!("lua/discard.lua")));
 static TRIM_DEAD_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| script("", include_str!("lua/trim_dead.lua")));
 
@@ -114,17 +116,7 @@ impl Queue {
     /// # Errors
     /// Redis errors.
     pub async fn dead_entry(&self, dead_id: &str) -> Result<Option<Delivery>, QueueError> {
-        if !looks_like_entry_id(dead_id) {
-            return Ok(None);
-        }
-        let mut con = self.con.clone();
-        let reply: Value = redis::cmd("XRANGE")
-            .arg(&self.keys.dead)
-            .arg(dead_id)
-            .arg(dead_id)
-            .query_async(&mut con)
-            .await?;
-        Ok(parse_entries(reply, "XRANGE")?.into_iter().next())
+        self.entry_in(&self.keys.dead, dead_id).await
     }
 
     /// Puts dead job `job_id` (dead-letter entry `dead_id`) back as a fresh
@@ -141,21 +133,9 @@ impl Queue {
         by: &str,
         note: &str,
     ) -> Result<Resolution, QueueError> {
-        let record = self.keys.record(job_id);
-        let mut con = self.con.clone();
-        let (status, detail): (String, String) = REQUEUE_SCRIPT
-            .key(&self.keys.jobs)
-            .key(&self.keys.dead)
-            .key(&record)
-            .key(self.keys.history(job_id))
-            .arg(dead_id)
-            .arg(job_id)
-            .arg(by)
-            .arg(note)
-            .arg(MAX_HISTORY)
-            .invoke_async(&mut con)
-            .await?;
-        resolution("REQUEUE", status, detail)
+        let mut inv = self.dead_letter_call(&REQUEUE_SCRIPT, dead_id, job_id, by, note);
+        inv.key(&self.keys.jobs);
+        self.resolve("REQUEUE", &inv).await
     }
 
     /// Marks dead job `job_id` (dead-letter entry `dead_id`) `discarded`:
@@ -171,21 +151,9 @@ impl Queue {
         by: &str,
         note: &str,
     ) -> Result<Resolution, QueueError> {
-        let record = self.keys.record(job_id);
-        let mut con = self.con.clone();
-        let (status, detail): (String, String) = DISCARD_SCRIPT
-            .key(&self.keys.dead)
-            .key(&record)
-            .key(self.keys.history(job_id))
-            .arg(dead_id)
-            .arg(job_id)
-            .arg(by)
-            .arg(note)
-            .arg(MAX_HISTORY)
-            .arg(RETIRED_TTL.as_secs())
-            .invoke_async(&mut con)
-            .await?;
-        resolution("DISCARD", status, detail)
+        let mut inv = self.dead_letter_call(&DISCARD_SCRIPT, dead_id, job_id, by, note);
+        inv.arg(RETIRED_TTL.as_secs());
+        self.resolve("DISCARD", &inv).await
     }
 
     /// Removes dead letters past `max_len` (oldest first) or older than
@@ -220,6 +188,40 @@ impl Queue {
             by_len,
             more: more == 1,
         })
+    }
+}
+
+/// REQUEUE and DISCARD take the same keys and arguments first (see
+/// `lua/dead_letter.lua`).
+impl Queue {
+    fn dead_letter_call<'s>(
+        &self,
+        script: &'s redis::Script,
+        dead_id: &str,
+        job_id: &str,
+        by: &str,
+        note: &str,
+    ) -> redis::ScriptInvocation<'s> {
+        let mut inv = script.prepare_invoke();
+        inv.key(&self.keys.dead)
+            .key(self.keys.record(job_id))
+            .key(self.keys.history(job_id))
+            .arg(dead_id)
+            .arg(job_id)
+            .arg(by)
+            .arg(note)
+            .arg(MAX_HISTORY);
+        inv
+    }
+
+    async fn resolve(
+        &self,
+        what: &'static str,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> Result<Resolution, QueueError> {
+        let mut con = self.con.clone();
+        let (status, detail): (String, String) = inv.invoke_async(&mut con).await?;
+        resolution(what, status, detail)
     }
 }
 

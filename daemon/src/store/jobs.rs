@@ -128,16 +128,7 @@ impl Queue {
             message: text("last_message").unwrap_or_default(),
             upstream: text("last_upstream"),
         });
-        let history: Vec<Vec<u8>> = redis::cmd("LRANGE")
-            .arg(self.keys.history(id))
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut con)
-            .await?;
-        let history = history
-            .iter()
-            .filter_map(|h| serde_json::from_slice(h).ok())
-            .collect();
+        let history = self.history(id).await?;
         Ok(Some(JobStatus {
             id: id.to_string(),
             queue: self.keys.queue.clone(),
@@ -161,12 +152,21 @@ impl Queue {
 
     /// The stream entry with id `entry_id`, if it is still in the stream.
     async fn entry(&self, entry_id: &str) -> Result<Option<Delivery>, QueueError> {
+        self.entry_in(&self.keys.jobs, entry_id).await
+    }
+
+    /// The entry with id `entry_id` of stream `stream`, if it is still there.
+    pub(super) async fn entry_in(
+        &self,
+        stream: &str,
+        entry_id: &str,
+    ) -> Result<Option<Delivery>, QueueError> {
         if !looks_like_entry_id(entry_id) {
             return Ok(None);
         }
         let mut con = self.con.clone();
         let reply: Value = redis::cmd("XRANGE")
-            .arg(&self.keys.jobs)
+            .arg(stream)
             .arg(entry_id)
             .arg(entry_id)
             .query_async(&mut con)

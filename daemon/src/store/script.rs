@@ -1,6 +1,7 @@
 //! How scripts are built: each starts with a generated preamble of the facts
 //! Rust and Lua share (key shapes, dead-letter entry fields, the function
-//! library's version), so they are stated once, in Rust.
+//! library's version), so they are stated once, in Rust, followed by the
+//! helpers every script may use (`lua/common.lua`).
 
 use std::fmt::Write as _;
 use std::sync::LazyLock;
@@ -24,15 +25,17 @@ static PREAMBLE: LazyLock<String> = LazyLock::new(|| {
     {
         let _ = writeln!(lua, "local {name} = {}", quote(value));
     }
+    lua.push_str(include_str!("lua/common.lua"));
     lua
 });
 
-/// A script: the preamble, then `generated` (Lua the caller builds, such as
-/// an argument layout), then `body` (a file under `lua/`). Hashed once:
+/// A script: the preamble, then `prelude` (Lua of its own, such as a
+/// generated argument layout or helpers shared by a few scripts), then
+/// `body` (a file under `lua/`). Hashed once:
 /// `invoke_async` sends EVALSHA and falls back to EVAL only when the server
 /// does not have the script yet (e.g. after a restart).
-pub(super) fn script(generated: &str, body: &str) -> redis::Script {
-    redis::Script::new(&format!("{}{generated}{body}", *PREAMBLE))
+pub(super) fn script(prelude: &str, body: &str) -> redis::Script {
+    redis::Script::new(&format!("{}{prelude}{body}", *PREAMBLE))
 }
 
 /// The function library named `ward`: its first line must name it.

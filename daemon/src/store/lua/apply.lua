@@ -29,8 +29,7 @@ local hist_max, wake = tonumber(ARGV[HEAD.history_max]), ARGV[HEAD.wake]
 local acked_max, nd = tonumber(ARGV[HEAD.acked_max]), tonumber(ARGV[HEAD.digests])
 local digests = {}
 for k = 1, nd do digests[k] = ARGV[HEAD.digests + k] end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 -- took[k] is '1' when the k-th completion took effect, '0' when its delivery
 -- was no longer pending (another daemon recorded it, or a re-sent batch).
 local applied, earliest, kept, took = 0, nil, 0, {}

@@ -5,8 +5,7 @@
 -- An open breaker ignores what is reported while it is open. Once its time
 -- is up it is half open: one more failure opens it again at once, a success
 -- closes it (forgets every failure). Successes do not touch a closed one.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local key, upstream = KEYS[2], ARGV[1]
 local add, threshold = tonumber(ARGV[2]), tonumber(ARGV[3])
 local window, open_for = tonumber(ARGV[4]), tonumber(ARGV[5])

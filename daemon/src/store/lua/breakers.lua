@@ -3,8 +3,7 @@
 -- The breaker hashes (ARGV[1] .. upstream) are not in KEYS: the upstreams
 -- are learnt from the set inside the script. They share the queue's hash
 -- tag, so they live on the same node as KEYS[1].
-local t = redis.call('TIME')
-local out = {tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)}
+local out = {now_ms()}
 for _, u in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local h = redis.call('HMGET', ARGV[1] .. u, 'failures', 'open_until', 'openings')
   out[#out+1] = u

@@ -6,11 +6,6 @@
 -- key, the job record, the delayed set, the id counter): listing them in
 -- KEYS would change the convention every client uses. They share the
 -- stream's hash tag, so they live on the same node.
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
 local function enqueue(keys, args)
   local stream = keys[1]
   local suffix = ':' .. JOBS_KEY

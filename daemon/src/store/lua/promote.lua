@@ -4,8 +4,7 @@
 -- The job records (ARGV[1] .. id) are not in KEYS: their ids are learnt from
 -- the delayed set inside the script, so the caller cannot name them. They
 -- share the queue's hash tag, so they live on the same node as KEYS.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 local moved, missing = 0, {}
 for _, id in ipairs(due) do

@@ -3,8 +3,7 @@
 -- Read-only. Ready = the group's lag when Redis knows it, else stream length
 -- minus pending minus acknowledged entries not yet trimmed. The oldest ready entry
 -- is the first one after the group's last-delivered id.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local xlen = redis.call('XLEN', KEYS[1])
 local delayed = redis.call('ZCARD', KEYS[2])
 local dead = redis.call('XLEN', KEYS[3])

@@ -10,8 +10,7 @@
 -- The records (ARGV[3] .. id) and their histories are not in KEYS: their
 -- ids are learnt from the dead stream inside the script. They share the
 -- queue's hash tag, so they live on the same node as KEYS.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local limit, ttl, hist_max = tonumber(ARGV[5]), tonumber(ARGV[4]), tonumber(ARGV[6])
 local function retire(victims, why)
   for _, v in ipairs(victims) do
