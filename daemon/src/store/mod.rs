@@ -9,8 +9,8 @@
 //!
 //! # Layout
 //!
-//! - `connect.rs`: the connection, TLS, and the [`Store`] (what
-//!   concerns the server rather than one queue: ping, the function library).
+//! - `connect.rs`: the connection, TLS, and the [`Store`] (what concerns
+//!   the server rather than one queue: ping, the function library).
 //! - `keys.rs`: the names of a queue's keys ([`Keys`]).
 //! - `entry.rs`: what an entry carries and what a finished attempt asks for
 //!   ([`Delivery`], [`JobEntry`], [`Completion`], [`Action`]).
@@ -22,12 +22,20 @@
 //! - `dead.rs`: the dead-letter stream (pages, requeue, discard, retention).
 //! - `breakers.rs`, `sample.rs`: circuit breakers; depth and lag.
 //! - `reply.rs`: reading Redis replies.
-//! - `lua/`: every script, one file each.
+//! - `script.rs`: how a script is built: a preamble generated from the Rust
+//!   constants the scripts share (key shapes, dead-letter fields, the library
+//!   version) and `lua/common.lua`, then the script's own file.
+//! - `lua/`: every script, one file each, plus `common.lua` (every script)
+//!   and `dead_letter.lua` (requeue and discard).
 //!
-//! Keys (per queue `Q`, all sharing the hash tag `{Q}`):
+//! Keys (per queue `Q`, all sharing the hash tag `{Q}`; see `keys.rs`):
 //! - `ward:{Q}:jobs`: stream of ready deliveries, consumer group `ward`;
-//! - `ward:{Q}:job:<id>`: hash, the job record;
+//! - `ward:{Q}:job:<id>`: hash, the job record (`:history`, its history);
 //! - `ward:{Q}:dead`: stream of dead-letter entries.
+//!
+//! Scripts receive the keys they touch in `KEYS` (Redis Cluster and proxies
+//! route on them), except where they learn ids inside the script; each such
+//! script says so.
 
 use std::time::Duration;
 
