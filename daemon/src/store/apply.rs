@@ -243,17 +243,20 @@ impl<'a> Encoder<'a> {
     /// history (unless it is a fresh success without a key, which has
     /// none), its idempotency key (if it has one).
     fn keys(&mut self, keys: &Keys, id: &str, c: &Completion, fresh: bool) {
-        let mut k: [String; CompletionKey::N] = Default::default();
-        k[CompletionKey::Record.at()] = keys.record(id);
-        k[CompletionKey::History.at()] = keys.history(id);
         let n = match &c.idempotency_key {
-            Some(key) => {
-                k[CompletionKey::Idem.at()] = keys.idempotency(key);
-                CompletionKey::N
-            }
+            Some(_) => CompletionKey::N,
             None if fresh => CompletionKey::Record.at() + 1,
             None => CompletionKey::History.at() + 1,
         };
+        // Only the keys sent are built: a fresh success is the hot path.
+        let mut k: [String; CompletionKey::N] = Default::default();
+        k[CompletionKey::Record.at()] = keys.record(id);
+        if n > CompletionKey::History.at() {
+            k[CompletionKey::History.at()] = keys.history(id);
+        }
+        if let Some(key) = &c.idempotency_key {
+            k[CompletionKey::Idem.at()] = keys.idempotency(key);
+        }
         self.keys.extend(k.into_iter().take(n));
     }
 
