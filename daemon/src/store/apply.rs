@@ -534,6 +534,17 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_dead_letter_is_written_with_exactly_the_dead_entry_fields() {
+        let body = &APPLY[APPLY.find("local function dead_letter").unwrap()..];
+        let list = &body[body.find("local f = {").unwrap()..];
+        let list = &list[..list.find('}').unwrap()];
+        // The names are the quoted words: `{'id', c.id, 'job', c.job, ...`.
+        let names: BTreeSet<&str> = list.split('\'').skip(1).step_by(2).collect();
+        let want: BTreeSet<&str> = crate::store::DEAD_ENTRY_FIELDS.into_iter().collect();
+        assert_eq!(names, want);
+    }
+
     fn completion(entry: &str, id: &str, action: Action, outcome: Outcome) -> Completion {
         Completion {
             entry_id: entry.into(),
