@@ -36,7 +36,9 @@ pub mod dlq;
 pub mod job;
 pub mod obs;
 pub mod policy;
-pub mod queue;
+pub mod store;
+/// The old name of [`store`]; removed once its callers move (issue 13).
+pub use store as queue;
 pub mod redact;
 pub mod runtime;
 pub mod schedule;

@@ -1,0 +1,650 @@
+//! Applying finished attempts: one APPLY script per batch, and the encoder
+//! that is the only writer of its keys and arguments.
+//!
+//! The layout is declared once below, as enums whose variants are the
+//! fields in order. The script receives it as generated Lua tables (field
+//! name → position), so a position is never written in `apply.lua`; a test
+//! checks that the script reads only names the layout has.
+
+use std::borrow::Cow;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use super::script::script;
+use super::{Action, Completion, GROUP, Keys, MAX_HISTORY, MAX_STORED_RESULT, Queue, QueueError};
+use crate::job::Outcome;
+
+/// Most acknowledged entries left in a stream for the next trim; past it,
+/// entries are deleted as they are acknowledged (see the APPLY script).
+const MAX_ACKED_LEFT: usize = 100_000;
+/// Longest failure message kept in a history entry.
+const MAX_HISTORY_MESSAGE: usize = 512;
+
+/// One part of APPLY's layout as the script sees it: the Lua table that
+/// maps each field's name to its position (from 1).
+#[derive(Debug)]
+struct Layout {
+    /// The Lua table's name; `<table>_N` holds the number of fields.
+    table: &'static str,
+    /// Field names, in order.
+    fields: &'static [&'static str],
+}
+
+impl Layout {
+    /// `local T = {a = 1, b = 2}` and `local T_N = 2`.
+    fn lua(&self) -> String {
+        let fields: Vec<String> = (1..)
+            .zip(self.fields)
+            .map(|(k, name)| format!("{name} = {k}"))
+            .collect();
+        format!(
+            "local {t} = {{{}}}\nlocal {t}_N = {}\n",
+            fields.join(", "),
+            self.fields.len(),
+            t = self.table
+        )
+    }
+}
+
+/// Declares one part of the layout: an enum whose variants are the fields
+/// in order, and the Lua table the script reads them through.
+macro_rules! layout {
+    ($(#[$doc:meta])* $name:ident as $table:literal { $($field:ident = $lua:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        enum $name { $($field,)+ }
+
+        impl $name {
+            /// The layout as the script sees it.
+            const LAYOUT: Layout = Layout { table: $table, fields: &[$($lua,)+] };
+            /// How many fields.
+            const N: usize = Self::LAYOUT.fields.len();
+            /// The field's index in its part, from 0.
+            const fn at(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
+layout!(
+    /// The queue's keys, first in KEYS.
+    QueueKey as "QKEY" {
+        Jobs = "jobs",
+        Dead = "dead",
+        Delayed = "delayed",
+        Acked = "acked",
+    }
+);
+
+layout!(
+    /// The keys of one completion, after the queue's and those of the
+    /// completions before it: a prefix of these (see [`Encoder::keys`]).
+    CompletionKey as "CKEY" {
+        Record = "record",
+        History = "history",
+        Idem = "idem",
+    }
+);
+
+layout!(
+    /// The batch's arguments, first in ARGV; the plugin digests follow.
+    Head as "HEAD" {
+        Group = "group",
+        Ttl = "ttl",
+        Queue = "queue",
+        HistoryMax = "history_max",
+        Wake = "wake",
+        AckedMax = "acked_max",
+        Digests = "digests",
+    }
+);
+
+layout!(
+    /// A fresh success (kind `f`), after its kind: up to `Idem`, and the
+    /// rest only when it has an idempotency key.
+    Fresh as "FRESH" {
+        Entry = "entry",
+        Job = "job",
+        FirstAt = "first_at",
+        Finished = "finished",
+        Plugin = "plugin",
+        Result = "result",
+        Idem = "idem",
+        IdemTtl = "idem_ttl",
+        ResultDigest = "result_digest",
+        History = "history",
+    }
+);
+
+layout!(
+    /// Every other completion (kinds `ok`, `retry`, `dead`, `dup`), after
+    /// its kind; `Extras` name/value pairs follow.
+    Full as "FULL" {
+        Entry = "entry",
+        Id = "id",
+        Job = "job",
+        Attempt = "attempt",
+        Finished = "finished",
+        Payload = "payload",
+        Result = "result",
+        Class = "class",
+        Code = "code",
+        Message = "message",
+        Upstream = "upstream",
+        Reason = "reason",
+        Plugin = "plugin",
+        HasCheckpoint = "has_checkpoint",
+        Checkpoint = "checkpoint",
+        FirstAt = "first_at",
+        Delay = "delay",
+        History = "history",
+        Idem = "idem",
+        IdemTtl = "idem_ttl",
+        ResultDigest = "result_digest",
+        LeaseExpiries = "lease_expiries",
+        DeadPayload = "dead_payload",
+        Extras = "extras",
+    }
+);
+
+// The script finds what follows a part from these fields' positions.
+const _: () = assert!(Head::Digests.at() + 1 == Head::N);
+const _: () = assert!(Full::Extras.at() + 1 == Full::N);
+
+/// Every part of the layout, as the script receives it.
+const LAYOUTS: [Layout; 5] = [
+    QueueKey::LAYOUT,
+    CompletionKey::LAYOUT,
+    Head::LAYOUT,
+    Fresh::LAYOUT,
+    Full::LAYOUT,
+];
+
+/// The script's source, without the shared preamble.
+const APPLY: &str = include_str!("lua/apply.lua");
+
+static APPLY_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    let layout: String = LAYOUTS.iter().map(Layout::lua).collect();
+    script(&layout, APPLY)
+});
+
+/// A byte argument, borrowed from the completion where it can be.
+type Arg<'a> = Cow<'a, [u8]>;
+
+fn text(s: &str) -> Arg<'_> {
+    Cow::Borrowed(s.as_bytes())
+}
+
+fn number<'a>(n: impl std::fmt::Display) -> Arg<'a> {
+    Cow::Owned(n.to_string().into_bytes())
+}
+
+fn owned<'a>(s: String) -> Arg<'a> {
+    Cow::Owned(s.into_bytes())
+}
+
+fn millis<'a>(d: Duration) -> Arg<'a> {
+    number(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// APPLY's keys and arguments for one batch, in the layout above.
+#[derive(Debug)]
+struct Encoder<'a> {
+    keys: Vec<String>,
+    args: Vec<Arg<'a>>,
+    /// The batch's distinct plugin digests: nearly every completion of a
+    /// batch ran the same plugin, so each is sent once and referred to by
+    /// its position (from 1).
+    digests: Vec<&'a str>,
+}
+
+impl<'a> Encoder<'a> {
+    /// Encodes `batch` for the queue of `keys`.
+    fn batch(keys: &Keys, succeeded_ttl: Duration, batch: &'a [Completion]) -> Encoder<'a> {
+        let mut digests: Vec<&str> = Vec::new();
+        for c in batch {
+            if !digests.contains(&&*c.plugin_digest) {
+                digests.push(&c.plugin_digest);
+            }
+        }
+        let mut q: [String; QueueKey::N] = Default::default();
+        q[QueueKey::Jobs.at()].clone_from(&keys.jobs);
+        q[QueueKey::Dead.at()].clone_from(&keys.dead);
+        q[QueueKey::Delayed.at()].clone_from(&keys.delayed);
+        q[QueueKey::Acked.at()].clone_from(&keys.acked);
+        let mut h: [Arg; Head::N] = Default::default();
+        h[Head::Group.at()] = text(GROUP);
+        h[Head::Ttl.at()] = number(succeeded_ttl.as_secs());
+        h[Head::Queue.at()] = owned(keys.queue.clone());
+        h[Head::HistoryMax.at()] = number(MAX_HISTORY);
+        h[Head::Wake.at()] = owned(keys.wake.clone());
+        h[Head::AckedMax.at()] = number(MAX_ACKED_LEFT);
+        h[Head::Digests.at()] = number(digests.len());
+        let mut e = Encoder {
+            keys: Vec::with_capacity(QueueKey::N + CompletionKey::N * batch.len()),
+            args: Vec::with_capacity(Head::N + digests.len() + (Full::N + 1) * batch.len()),
+            digests,
+        };
+        e.keys.extend(q);
+        e.args.extend(h);
+        e.args.extend(e.digests.iter().map(|d| text(d)));
+        for c in batch {
+            if c.action == Action::Ack && c.is_fresh() {
+                e.fresh(keys, c);
+            } else {
+                e.full(keys, c);
+            }
+        }
+        e
+    }
+
+    /// The keys of completion `c` whose record is `id`'s: its record, its
+    /// history (unless it is a fresh success without a key, which has
+    /// none), its idempotency key (if it has one).
+    fn keys(&mut self, keys: &Keys, id: &str, c: &Completion, fresh: bool) {
+        let n = match &c.idempotency_key {
+            Some(_) => CompletionKey::N,
+            None if fresh => CompletionKey::Record.at() + 1,
+            None => CompletionKey::History.at() + 1,
+        };
+        // Only the keys sent are built: a fresh success is the hot path.
+        let mut k: [String; CompletionKey::N] = Default::default();
+        k[CompletionKey::Record.at()] = keys.record(id);
+        if n > CompletionKey::History.at() {
+            k[CompletionKey::History.at()] = keys.history(id);
+        }
+        if let Some(key) = &c.idempotency_key {
+            k[CompletionKey::Idem.at()] = keys.idempotency(key);
+        }
+        self.keys.extend(k.into_iter().take(n));
+    }
+
+    /// A first delivery that succeeded at once: the common case, kept short.
+    fn fresh(&mut self, keys: &Keys, c: &'a Completion) {
+        self.keys(keys, &c.entry_id, c, true);
+        let digest = self
+            .digests
+            .iter()
+            .position(|d| *d == &*c.plugin_digest)
+            .map_or(0, |k| k + 1);
+        let mut f: [Arg; Fresh::N] = Default::default();
+        f[Fresh::Entry.at()] = text(&c.entry_id);
+        f[Fresh::Job.at()] = text(&c.job);
+        f[Fresh::FirstAt.at()] = number(c.first_at_ms);
+        f[Fresh::Finished.at()] = number(c.finished_ms);
+        f[Fresh::Plugin.at()] = number(digest);
+        f[Fresh::Result.at()] = Cow::Borrowed(stored_result(&c.outcome));
+        let n = match &c.idempotency_key {
+            // The history line is the audit record of a keyed job's one
+            // completion.
+            Some(key) => {
+                f[Fresh::Idem.at()] = text(key);
+                f[Fresh::IdemTtl.at()] = millis(c.idempotency_ttl);
+                f[Fresh::ResultDigest.at()] = owned(result_digest(&c.outcome));
+                f[Fresh::History.at()] = owned(history_entry(c));
+                Fresh::N
+            }
+            None => Fresh::Idem.at() + 1,
+        };
+        self.args.push(text("f"));
+        self.args.extend(f.into_iter().take(n));
+    }
+
+    /// Every other completion.
+    fn full(&mut self, keys: &Keys, c: &'a Completion) {
+        self.keys(keys, &c.job_id, c, false);
+        let (kind, reason) = match c.action {
+            Action::Ack => ("ok", ""),
+            Action::Retry => ("retry", ""),
+            Action::Dead(r) => ("dead", r.as_str()),
+            Action::Duplicate => ("dup", c.duplicate_of.as_deref().unwrap_or(&c.job_id)),
+        };
+        let mut f: [Arg; Full::N] = Default::default();
+        if let Outcome::Failure(e) = &c.outcome {
+            f[Full::Class.at()] = text(e.class.as_str());
+            f[Full::Code.at()] = text(e.code.as_deref().unwrap_or(""));
+            f[Full::Message.at()] = text(&e.message);
+            f[Full::Upstream.at()] = text(e.upstream.as_deref().unwrap_or(""));
+        }
+        f[Full::Entry.at()] = text(&c.entry_id);
+        f[Full::Id.at()] = text(&c.job_id);
+        f[Full::Job.at()] = text(&c.job);
+        f[Full::Attempt.at()] = number(c.attempt);
+        f[Full::Finished.at()] = number(c.finished_ms);
+        // A success does not need the payload any more; skip sending it.
+        if c.action != Action::Ack {
+            f[Full::Payload.at()] = Cow::Borrowed(&c.payload);
+        }
+        f[Full::Result.at()] = Cow::Borrowed(stored_result(&c.outcome));
+        f[Full::Reason.at()] = text(reason);
+        f[Full::Plugin.at()] = text(&c.plugin_digest);
+        f[Full::HasCheckpoint.at()] = text(if c.checkpoint.is_some() { "1" } else { "0" });
+        f[Full::Checkpoint.at()] = Cow::Borrowed(c.checkpoint.as_deref().unwrap_or(b""));
+        f[Full::FirstAt.at()] = number(c.first_at_ms);
+        f[Full::Delay.at()] = number(c.delay_ms);
+        f[Full::History.at()] = owned(history_entry(c));
+        if let Some(key) = &c.idempotency_key {
+            f[Full::Idem.at()] = text(key);
+            f[Full::ResultDigest.at()] = owned(result_digest(&c.outcome));
+        }
+        f[Full::IdemTtl.at()] = millis(c.idempotency_ttl);
+        f[Full::LeaseExpiries.at()] = number(c.lease_expiries);
+        if let Action::Dead(_) = c.action {
+            f[Full::DeadPayload.at()] =
+                Cow::Borrowed(c.dead_payload.as_deref().unwrap_or(&c.payload));
+        }
+        f[Full::Extras.at()] = number(c.extra.len());
+        self.args.push(text(kind));
+        self.args.extend(f);
+        for (k, v) in &c.extra {
+            self.args.push(text(k));
+            self.args.push(Cow::Borrowed(v));
+        }
+    }
+}
+
+impl Queue {
+    /// Applies a batch of finished attempts in one round trip; returns, per
+    /// completion, whether it took effect (a delivery that was already
+    /// acknowledged, by another daemon or by an earlier send of this batch,
+    /// is skipped).
+    ///
+    /// # Errors
+    /// Redis errors; the batch can then be re-sent as it is.
+    pub async fn apply(&self, batch: &[Completion]) -> Result<Vec<bool>, QueueError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encoded = Encoder::batch(&self.keys, self.succeeded_ttl, batch);
+        let mut inv = APPLY_SCRIPT.prepare_invoke();
+        for k in &encoded.keys {
+            inv.key(k);
+        }
+        for a in &encoded.args {
+            inv.arg(&**a);
+        }
+        let mut con = self.con.clone();
+        let took: String = inv.invoke_async(&mut con).await?;
+        if took.len() != batch.len() {
+            return Err(QueueError::Protocol {
+                what: "apply",
+                detail: format!("{} flags for {} completions", took.len(), batch.len()),
+            });
+        }
+        Ok(took.bytes().map(|b| b == b'1').collect())
+    }
+}
+
+/// A success's result bytes as the record keeps them (none past
+/// [`MAX_STORED_RESULT`]); empty for a failure.
+fn stored_result(outcome: &Outcome) -> &[u8] {
+    match outcome {
+        Outcome::Success(out) if out.len() <= MAX_STORED_RESULT => out,
+        _ => b"",
+    }
+}
+
+/// sha256 of a success's result bytes, hex; empty for a failure.
+fn result_digest(outcome: &Outcome) -> String {
+    use sha2::Digest as _;
+    match outcome {
+        Outcome::Success(out) => hex::encode(sha2::Sha256::digest(out)),
+        Outcome::Failure(_) => String::new(),
+    }
+}
+
+/// One line of a job's history, as JSON.
+fn history_entry(c: &Completion) -> String {
+    let mut v = serde_json::json!({
+        "attempt": c.attempt,
+        "finished_at": c.finished_ms,
+    });
+    if c.started_ms > 0 {
+        v["started_at"] = c.started_ms.into();
+    }
+    match &c.outcome {
+        Outcome::Success(_) => v["class"] = "success".into(),
+        Outcome::Failure(f) => {
+            let mut message = f.message.clone();
+            crate::runtime::truncate(&mut message, MAX_HISTORY_MESSAGE);
+            v["class"] = f.class.as_str().into();
+            v["message"] = message.into();
+            if let Some(code) = &f.code {
+                v["code"] = code.as_str().into();
+            }
+            if let Some(upstream) = &f.upstream {
+                v["upstream"] = upstream.as_str().into();
+            }
+        }
+    }
+    match c.action {
+        Action::Ack => v["then"] = "succeeded".into(),
+        Action::Retry => {
+            v["then"] = "retry".into();
+            v["delay_ms"] = c.delay_ms.into();
+        }
+        Action::Dead(reason) => {
+            v["then"] = "dead".into();
+            v["reason"] = reason.as_str().into();
+        }
+        Action::Duplicate => {
+            v["event"] = "duplicate".into();
+            v["class"] = "duplicate".into();
+            v["of"] = c.duplicate_of.as_deref().unwrap_or(&c.job_id).into();
+            v["then"] = "acknowledged without running".into();
+        }
+    }
+    if !c.plugin_digest.is_empty() {
+        v["plugin"] = c.plugin_digest.get(..12).unwrap_or(&c.plugin_digest).into();
+    }
+    v.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::job::{DeadReason, Failure, FailureClass};
+
+    /// What is wrong with how `lua` reads APPLY's layout: a table or field
+    /// name the layout does not have, an ARGV or KEYS position written as a
+    /// number, or a field it never reads.
+    fn problems(lua: &str) -> Vec<String> {
+        let code: Vec<&str> = lua
+            .lines()
+            .map(|l| l.split("--").next().unwrap_or(""))
+            .collect();
+        let code = code.join("\n");
+        let table = |name: &str| LAYOUTS.iter().find(|l| l.table == name);
+        let mut out = Vec::new();
+        let mut read = BTreeSet::new();
+        let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        let mut rest = code.as_str();
+        while let Some(start) = rest.find(|c: char| c.is_ascii_alphabetic() || c == '_') {
+            let word_len = rest[start..]
+                .find(|c| !ident(c))
+                .unwrap_or(rest.len() - start);
+            let word = &rest[start..start + word_len];
+            rest = &rest[start + word_len..];
+            if !word.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
+                continue;
+            }
+            if let Some(after) = rest.strip_prefix('.') {
+                let name = &after[..after.find(|c| !ident(c)).unwrap_or(after.len())];
+                match table(word) {
+                    Some(l) if l.fields.contains(&name) => {
+                        read.insert((word.to_string(), name.to_string()));
+                    }
+                    Some(_) => out.push(format!("{word}.{name}: no such field")),
+                    None => out.push(format!("{word}.{name}: no such table")),
+                }
+            } else if let Some(t) = word.strip_suffix("_N")
+                && table(t).is_none()
+            {
+                out.push(format!("{word}: no such table"));
+            }
+        }
+        for array in ["ARGV[", "KEYS["] {
+            for (at, _) in code.match_indices(array) {
+                let index = &code[at + array.len()..];
+                let index = &index[..index.find(']').unwrap_or(index.len())];
+                let named = LAYOUTS
+                    .iter()
+                    .any(|l| index.contains(&format!("{}.", l.table)));
+                // `ARGV[i]` is a completion's kind, which starts it.
+                if !named && index != "i" {
+                    out.push(format!(
+                        "{array}{index}]: a position not read through the layout"
+                    ));
+                }
+            }
+        }
+        for l in &LAYOUTS {
+            for f in l.fields {
+                if !read.contains(&(l.table.to_string(), (*f).to_string())) {
+                    out.push(format!("{}.{f}: written, never read", l.table));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn apply_lua_reads_every_field_through_the_encoders_layout() {
+        assert_eq!(problems(APPLY), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_layout_check_fails_on_a_field_the_encoder_does_not_write() {
+        for (from, to) in [
+            ("FULL.reason", "FULL.reasons"),
+            ("ARGV[i + FULL.code]", "ARGV[i + 9]"),
+            ("KEYS[kc + CKEY.idem]", "KEYS[kc + 3]"),
+            ("HEAD.wake", "HEAD_WAKE.wake"),
+        ] {
+            assert!(APPLY.contains(from), "{from}");
+            let changed = APPLY.replacen(from, to, 1);
+            assert!(
+                !problems(&changed).is_empty(),
+                "{from} -> {to} went unnoticed"
+            );
+        }
+    }
+
+    #[test]
+    fn a_dead_letter_is_written_with_exactly_the_dead_entry_fields() {
+        let body = &APPLY[APPLY.find("local function dead_letter").unwrap()..];
+        let list = &body[body.find("local f = {").unwrap()..];
+        let list = &list[..list.find('}').unwrap()];
+        // The names are the quoted words: `{'id', c.id, 'job', c.job, ...`.
+        let names: BTreeSet<&str> = list.split('\'').skip(1).step_by(2).collect();
+        let want: BTreeSet<&str> = crate::store::DEAD_ENTRY_FIELDS.into_iter().collect();
+        assert_eq!(names, want);
+    }
+
+    fn completion(entry: &str, id: &str, action: Action, outcome: Outcome) -> Completion {
+        Completion {
+            entry_id: entry.into(),
+            job_id: id.into(),
+            job: "send".into(),
+            attempt: if entry == id { 1 } else { 2 },
+            started_ms: 10,
+            first_at_ms: 10,
+            delay_ms: 500,
+            finished_ms: 20,
+            payload: b"p".to_vec(),
+            dead_payload: Some(b"redacted".to_vec()),
+            outcome,
+            action,
+            plugin_digest: Arc::from("abc"),
+            checkpoint: None,
+            extra: vec![("user_id".into(), b"7".to_vec())],
+            idempotency_key: None,
+            idempotency_ttl: Duration::from_secs(1),
+            lease_expiries: 0,
+            duplicate_of: None,
+        }
+    }
+
+    /// Reads the encoded batch the way `apply.lua` does; returns per
+    /// completion its kind, its field `entry`, and its keys.
+    fn walk(e: &Encoder) -> Vec<(String, String, Vec<String>)> {
+        let arg = |k: usize| String::from_utf8_lossy(&e.args[k]).into_owned();
+        let nd: usize = arg(Head::Digests.at()).parse().unwrap();
+        let (mut i, mut kc, mut out) = (Head::N + nd, QueueKey::N, Vec::new());
+        while i < e.args.len() {
+            let kind = arg(i);
+            let (entry, keyed, nk);
+            if kind == "f" {
+                entry = arg(i + 1 + Fresh::Entry.at());
+                keyed = !arg(i + 1 + Fresh::Idem.at()).is_empty();
+                nk = if keyed { CompletionKey::N } else { 1 };
+                i += 1 + if keyed {
+                    Fresh::N
+                } else {
+                    Fresh::Idem.at() + 1
+                };
+            } else {
+                entry = arg(i + 1 + Full::Entry.at());
+                keyed = !arg(i + 1 + Full::Idem.at()).is_empty();
+                nk = if keyed { CompletionKey::N } else { 2 };
+                let n: usize = arg(i + 1 + Full::Extras.at()).parse().unwrap();
+                i += 1 + Full::N + 2 * n;
+            }
+            out.push((kind, entry, e.keys[kc..kc + nk].to_vec()));
+            kc += nk;
+        }
+        assert_eq!((i, kc), (e.args.len(), e.keys.len()));
+        out
+    }
+
+    #[test]
+    fn the_encoder_writes_each_completion_where_the_script_reads_it() {
+        let failure = Outcome::Failure(Failure {
+            class: FailureClass::Permanent,
+            message: "no".into(),
+            code: Some("bad".into()),
+            upstream: None,
+            retry_after_ms: None,
+        });
+        let mut keyed = completion("2-0", "2-0", Action::Ack, Outcome::Success(b"r".to_vec()));
+        keyed.idempotency_key = Some("k".into());
+        let mut retry = completion("3-0", "1-0", Action::Retry, failure.clone());
+        retry.idempotency_key = Some("k2".into());
+        let batch = [
+            completion("1-0", "1-0", Action::Ack, Outcome::Success(b"r".to_vec())),
+            keyed,
+            retry,
+            completion("4-0", "0-1", Action::Dead(DeadReason::Permanent), failure),
+        ];
+        let keys = Keys::new("q");
+        let e = Encoder::batch(&keys, Duration::from_secs(60), &batch);
+        let walked = walk(&e);
+        let kinds: Vec<&str> = walked.iter().map(|(k, _, _)| k.as_str()).collect();
+        assert_eq!(kinds, ["f", "f", "retry", "dead"]);
+        let entries: Vec<&str> = walked.iter().map(|(_, e, _)| e.as_str()).collect();
+        assert_eq!(entries, ["1-0", "2-0", "3-0", "4-0"]);
+        assert_eq!(walked[0].2, [keys.record("1-0")]);
+        assert_eq!(
+            walked[2].2,
+            [
+                keys.record("1-0"),
+                keys.history("1-0"),
+                keys.idempotency("k2")
+            ]
+        );
+        assert_eq!(walked[3].2, [keys.record("0-1"), keys.history("0-1")]);
+        assert_eq!(e.keys[QueueKey::Dead.at()], keys.dead);
+        // The dead letter's fields, from its kind on.
+        let dead = e.args.len() - 1 - 2 - Full::N;
+        let field = |f: Full| String::from_utf8_lossy(&e.args[dead + 1 + f.at()]).into_owned();
+        assert_eq!(field(Full::Id), "0-1");
+        assert_eq!(field(Full::Reason), "permanent");
+        assert_eq!(field(Full::Code), "bad");
+        assert_eq!(field(Full::DeadPayload), "redacted");
+        assert_eq!(&e.args[e.args.len() - 2..], [&b"user_id"[..], b"7"]);
+    }
+}

@@ -1,0 +1,242 @@
+//! Taking deliveries: the consumer group, leases and their renewal, taking
+//! over lost deliveries, and the idempotency check before a job runs.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::{RedisError, Value};
+
+use super::reply::{parse_entries, parse_xread, protocol};
+use super::script::script;
+use super::{Delivery, GROUP, Queue, QueueError};
+
+static RENEW_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| script("", include_str!("lua/renew.lua")));
+static CHECK_KEYS_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| script("", include_str!("lua/check_keys.lua")));
+
+/// What the idempotency check says about a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyCheck {
+    /// Run it: the key is this job's and not completed.
+    Run,
+    /// A second enqueue of a key owned by this other job.
+    DuplicateOf(String),
+    /// This job already succeeded: a redelivery.
+    Completed,
+}
+
+impl Queue {
+    /// Creates the consumer group (and the stream) if missing. The group
+    /// starts at the beginning of the stream, so jobs added before any
+    /// daemon ran are not skipped.
+    ///
+    /// # Errors
+    /// Any Redis error other than "the group already exists".
+    pub async fn ensure_group(&self) -> Result<(), QueueError> {
+        let mut con = self.con.clone();
+        let res: Result<(), RedisError> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&self.keys.jobs)
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut con)
+            .await;
+        match res {
+            Ok(()) => Ok(()),
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads up to `count` new deliveries for `consumer`, waiting at most
+    /// `block` for the first one (no busy polling).
+    ///
+    /// # Errors
+    /// Redis errors, or a reply that is not a stream read.
+    pub async fn lease_batch(
+        &self,
+        consumer: &str,
+        count: usize,
+        block: Option<Duration>,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let mut con = self.con.clone();
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count);
+        if let Some(block) = block {
+            // BLOCK 0 would wait forever; wait at least a millisecond.
+            cmd.arg("BLOCK")
+                .arg(u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1));
+        }
+        let reply: Value = cmd
+            .arg("STREAMS")
+            .arg(&self.keys.jobs)
+            .arg(">")
+            .query_async(&mut con)
+            .await?;
+        parse_xread(reply)
+    }
+
+    /// Resets the lease of deliveries `entry_ids` still owned by `consumer`;
+    /// returns those it no longer owns.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn renew(
+        &self,
+        consumer: &str,
+        entry_ids: &[String],
+    ) -> Result<Vec<String>, QueueError> {
+        if entry_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = RENEW_SCRIPT.key(&self.keys.jobs);
+        inv.arg(GROUP).arg(consumer);
+        for id in entry_ids {
+            inv.arg(id);
+        }
+        let mut con = self.con.clone();
+        Ok(inv.invoke_async(&mut con).await?)
+    }
+
+    /// Takes over deliveries whose lease expired (idle longer than `lease`:
+    /// their worker stopped renewing them), at most `count`.
+    ///
+    /// # Errors
+    /// Redis errors, or a reply of the wrong shape.
+    pub async fn reclaim(
+        &self,
+        consumer: &str,
+        lease: Duration,
+        count: usize,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let mut con = self.con.clone();
+        let reply: Value = redis::cmd("XAUTOCLAIM")
+            .arg(&self.keys.jobs)
+            .arg(GROUP)
+            .arg(consumer)
+            .arg(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX))
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut con)
+            .await?;
+        match reply {
+            Value::Array(mut parts) if parts.len() >= 2 => {
+                parse_entries(parts.swap_remove(1), "XAUTOCLAIM")
+            }
+            other => Err(protocol("XAUTOCLAIM", &other)),
+        }
+    }
+
+    /// Removes consumers of the group that hold no pending delivery and
+    /// have not read for `idle` (daemons that stopped or died, each with its
+    /// own name); returns their names. A live daemon reads every few seconds,
+    /// and one removed by mistake is recreated by its next read.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn forget_idle_consumers(
+        &self,
+        me: &str,
+        idle: Duration,
+    ) -> Result<Vec<String>, QueueError> {
+        let mut con = self.con.clone();
+        let reply: Value = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&self.keys.jobs)
+            .arg(GROUP)
+            .query_async(&mut con)
+            .await?;
+        let Value::Array(consumers) = reply else {
+            return Ok(Vec::new());
+        };
+        let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+        let mut gone = Vec::new();
+        for c in consumers {
+            let fields: Vec<(String, Value)> = match c {
+                Value::Array(flat) => flat
+                    .chunks(2)
+                    .filter_map(|kv| match kv {
+                        [Value::BulkString(k), v] => {
+                            Some((String::from_utf8_lossy(k).into_owned(), v.clone()))
+                        }
+                        [Value::SimpleString(k), v] => Some((k.clone(), v.clone())),
+                        _ => None,
+                    })
+                    .collect(),
+                Value::Map(pairs) => pairs
+                    .into_iter()
+                    .filter_map(|(k, v)| match k {
+                        Value::BulkString(k) => Some((String::from_utf8_lossy(&k).into_owned(), v)),
+                        Value::SimpleString(k) => Some((k, v)),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => continue,
+            };
+            let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+            let name = match get("name") {
+                Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                Some(Value::SimpleString(s)) => s.clone(),
+                _ => continue,
+            };
+            let pending = matches!(get("pending"), Some(Value::Int(n)) if *n > 0);
+            let idle_for = match get("idle") {
+                Some(Value::Int(n)) => *n,
+                _ => 0,
+            };
+            if name != me && !pending && idle_for >= idle_ms {
+                let _: i64 = redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(&self.keys.jobs)
+                    .arg(GROUP)
+                    .arg(&name)
+                    .query_async(&mut con)
+                    .await?;
+                gone.push(name);
+            }
+        }
+        Ok(gone)
+    }
+
+    /// Checks the idempotency keys of a batch: `(job id, key, ttl)` each.
+    ///
+    /// # Errors
+    /// Redis errors, or a reply of the wrong shape.
+    pub async fn check_keys(
+        &self,
+        items: &[(&str, &str, Duration)],
+    ) -> Result<Vec<KeyCheck>, QueueError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = CHECK_KEYS_SCRIPT.prepare_invoke();
+        for (id, key, ttl) in items {
+            inv.key(self.keys.idempotency(key))
+                .arg(*id)
+                .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        }
+        let mut con = self.con.clone();
+        let out: Vec<String> = inv.invoke_async(&mut con).await?;
+        if out.len() != items.len() {
+            return Err(QueueError::Protocol {
+                what: "idempotency check",
+                detail: format!("{} answers for {} keys", out.len(), items.len()),
+            });
+        }
+        Ok(out
+            .into_iter()
+            .map(|s| match s.strip_prefix("dup ") {
+                Some(owner) => KeyCheck::DuplicateOf(owner.to_string()),
+                None if s == "done" => KeyCheck::Completed,
+                None => KeyCheck::Run,
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,205 @@
+//! Adding jobs: a plain enqueue, the `ward_enqueue` function library, and
+//! moving due delayed jobs back to the stream.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::RedisError;
+
+use super::script::{library, script};
+use super::{Queue, QueueError, Store};
+
+/// Version of the Redis Function library; bump it with every change.
+pub const FUNCTIONS_VERSION: &str = "1";
+
+/// The Redis Function library every client can call to enqueue atomically.
+///
+/// `FCALL ward_enqueue 1 ward:{Q}:jobs <job> <payload> [idempotency_key] [delay_ms] [ttl_ms] [at_ms]`
+/// (empty strings for the optional arguments you skip) returns
+/// `[job_id, "created" | "duplicate", due_ms]` (`due_ms` is 0 when the job is
+/// ready now). `ttl_ms` is how long the key is remembered (default 24 h).
+pub static FUNCTIONS: LazyLock<String> =
+    LazyLock::new(|| library(include_str!("lua/functions.lua")));
+
+static PROMOTE_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| script("", include_str!("lua/promote.lua")));
+
+/// What a client's enqueue did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueued {
+    /// The job id (the first job's, for a duplicate).
+    pub id: String,
+    /// True when the idempotency key was already taken: nothing was added.
+    pub duplicate: bool,
+    /// When the job is due (Unix ms, server clock), for a delayed job.
+    pub due_ms: Option<u64>,
+}
+
+/// What one promotion pass did, in the Redis server's clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promoted {
+    /// Jobs moved from the delayed set to the stream.
+    pub moved: usize,
+    /// The server's time when it ran, Unix ms.
+    pub now_ms: u64,
+    /// Due time of the earliest job still waiting, if any.
+    pub next_due_ms: Option<u64>,
+    /// Ids found in the delayed set without a job record (cannot be run).
+    pub missing: Vec<String>,
+}
+
+impl Queue {
+    /// Appends a job to the stream; returns its id (the entry id).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn enqueue(&self, job: &str, payload: &[u8]) -> Result<String, QueueError> {
+        let mut con = self.con.clone();
+        let id: String = redis::cmd("XADD")
+            .arg(&self.keys.jobs)
+            .arg("*")
+            .arg("job")
+            .arg(job)
+            .arg("payload")
+            .arg(payload)
+            .query_async(&mut con)
+            .await?;
+        Ok(id)
+    }
+
+    /// Moves up to `limit` due jobs from the delayed set back to the stream.
+    ///
+    /// # Errors
+    /// Redis errors, or a reply of the wrong shape.
+    pub async fn promote_due(&self, limit: usize) -> Result<Promoted, QueueError> {
+        let mut con = self.con.clone();
+        let (moved, now_ms, next_due, missing): (usize, u64, i64, Vec<String>) = PROMOTE_SCRIPT
+            .key(&self.keys.delayed)
+            .key(&self.keys.jobs)
+            .arg(&self.keys.record_prefix)
+            .arg(limit)
+            .invoke_async(&mut con)
+            .await?;
+        Ok(Promoted {
+            moved,
+            now_ms,
+            next_due_ms: u64::try_from(next_due).ok(),
+            missing,
+        })
+    }
+
+    /// Loads (or replaces) the `ward` Redis Function library.
+    ///
+    /// # Errors
+    /// Redis errors (e.g. a server older than 7.0, which has no functions).
+    pub async fn load_functions(&self) -> Result<(), QueueError> {
+        self.store().load_functions().await
+    }
+
+    /// Loads the function library if the server lost it or has another
+    /// version; returns whether it had to (see [`Store::ensure_functions`]).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn ensure_functions(&self) -> Result<bool, QueueError> {
+        self.store().ensure_functions().await
+    }
+
+    /// Enqueues through `ward_enqueue`: deduplicated by `key` (remembered for
+    /// `ttl`), delayed by `delay` or until `at_ms`. Loads the function
+    /// library first if the server does not have it (e.g. after a restart).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn enqueue_with(
+        &self,
+        job: &str,
+        payload: &[u8],
+        key: Option<&str>,
+        delay: Option<Duration>,
+        at_ms: Option<u64>,
+        ttl: Duration,
+    ) -> Result<Enqueued, QueueError> {
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg("ward_enqueue")
+            .arg(1)
+            .arg(&self.keys.jobs)
+            .arg(job)
+            .arg(payload)
+            .arg(key.unwrap_or(""))
+            .arg(delay.map(|d| d.as_millis().to_string()).unwrap_or_default())
+            .arg(ttl.as_millis().to_string())
+            .arg(at_ms.map(|d| d.to_string()).unwrap_or_default());
+        let mut con = self.con.clone();
+        let reply: Result<(String, String, u64), RedisError> = cmd.query_async(&mut con).await;
+        let (id, status, due) = match reply {
+            Err(e) if is_missing_function(&e) => {
+                self.load_functions().await?;
+                cmd.query_async(&mut con).await?
+            }
+            other => other?,
+        };
+        Ok(Enqueued {
+            id,
+            duplicate: status == "duplicate",
+            due_ms: (due > 0).then_some(due),
+        })
+    }
+}
+
+/// The function library concerns the server, not one queue.
+impl Store {
+    /// Loads (or replaces) the `ward` Redis Function library.
+    ///
+    /// # Errors
+    /// Redis errors (e.g. a server older than 7.0, which has no functions).
+    pub async fn load_functions(&self) -> Result<(), QueueError> {
+        let mut con = self.con();
+        let _: String = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("REPLACE")
+            .arg(FUNCTIONS.as_str())
+            .query_async(&mut con)
+            .await?;
+        Ok(())
+    }
+
+    /// Loads the function library if the server lost it (a restart without
+    /// persistence, a `FUNCTION FLUSH`) or has another version; returns
+    /// whether it had to.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn ensure_functions(&self) -> Result<bool, QueueError> {
+        let mut con = self.con();
+        let version: Result<String, RedisError> = redis::cmd("FCALL_RO")
+            .arg("ward_version")
+            .arg(0)
+            .query_async(&mut con)
+            .await;
+        match version {
+            Ok(v) if v == FUNCTIONS_VERSION => Ok(false),
+            Ok(_) => self.load_functions().await.map(|()| true),
+            Err(e) if is_missing_function(&e) => self.load_functions().await.map(|()| true),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn is_missing_function(e: &RedisError) -> bool {
+    e.to_string().contains("Function not found")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_function_library_reports_its_own_version() {
+        assert!(include_str!("lua/functions.lua").contains("return FUNCTIONS_VERSION end"));
+        assert!(FUNCTIONS.contains(&format!(
+            "\nlocal FUNCTIONS_VERSION = '{FUNCTIONS_VERSION}'\n"
+        )));
+        assert!(FUNCTIONS.starts_with("#!lua name=ward\n"));
+    }
+}

@@ -1,0 +1,235 @@
+//! Looking jobs up: their state, record fields, history, stream entries.
+
+use redis::{RedisError, Value};
+
+use super::reply::{looks_like_entry_id, parse_entries};
+use super::{Delivery, GROUP, Queue, QueueError};
+use crate::job::JobState;
+
+/// A job as `ward job show` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct JobStatus {
+    /// Job id.
+    pub id: String,
+    /// Queue name.
+    pub queue: String,
+    /// Current state.
+    pub state: String,
+    /// When a waiting job (delayed or retrying) is due, Unix ms.
+    pub due_at_ms: Option<u64>,
+    /// Attempts and events, oldest first (bounded).
+    pub history: Vec<serde_json::Value>,
+    /// Job type, if known.
+    pub job: Option<String>,
+    /// Attempts made so far (including one running now).
+    pub attempts: u32,
+    /// The last failure, if any.
+    pub last_error: Option<LastError>,
+    /// First attempt start, Unix ms.
+    pub first_attempt_at_ms: Option<u64>,
+    /// Last attempt end, Unix ms.
+    pub last_attempt_at_ms: Option<u64>,
+    /// sha256 of the plugin that ran the last attempt.
+    pub plugin_digest: Option<String>,
+    /// Why it was dead-lettered, if it was.
+    pub dead_reason: Option<String>,
+    /// The result bytes of a success, as text when UTF-8, else lossily.
+    pub result: Option<String>,
+}
+
+/// The last failure of a job.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LastError {
+    /// Failure class.
+    pub class: String,
+    /// Failure code.
+    pub code: Option<String>,
+    /// Message.
+    pub message: String,
+    /// Upstream.
+    pub upstream: Option<String>,
+}
+
+impl Queue {
+    /// Looks a job up: its record if it has one, else its stream entry.
+    /// Returns `None` when Redis knows nothing of `id` in this queue.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn job_status(&self, id: &str) -> Result<Option<JobStatus>, QueueError> {
+        let mut con = self.con.clone();
+        let mut record: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(self.keys.record(id))
+            .query_async(&mut con)
+            .await?;
+        if record.is_empty() && !self.entry_exists(id).await? {
+            // The attempt may have been recorded (entry deleted, record
+            // written, in one script) between the two reads: look again.
+            record = redis::cmd("HGETALL")
+                .arg(self.keys.record(id))
+                .query_async(&mut con)
+                .await?;
+        }
+        let text = |name: &str| {
+            record
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let number = |name: &str| text(name).and_then(|v| v.parse::<u64>().ok());
+
+        if record.is_empty() {
+            // No record yet: the job has not finished an attempt. It is either
+            // waiting in the stream or being run by a worker right now.
+            let Some(entry) = self.entry(id).await? else {
+                return Ok(None);
+            };
+            let pending = self.is_pending(id).await?;
+            let job = entry.clone().parse().ok();
+            return Ok(Some(JobStatus {
+                id: id.to_string(),
+                queue: self.keys.queue.clone(),
+                due_at_ms: None,
+                history: Vec::new(),
+                state: if pending {
+                    JobState::Running
+                } else {
+                    JobState::Queued
+                }
+                .to_string(),
+                job: job.as_ref().map(|j| j.job.clone()),
+                attempts: if pending {
+                    job.map_or(1, |j| j.attempt)
+                } else {
+                    0
+                },
+                last_error: None,
+                first_attempt_at_ms: None,
+                last_attempt_at_ms: None,
+                plugin_digest: None,
+                dead_reason: None,
+                result: None,
+            }));
+        }
+
+        let mut state = text("state").unwrap_or_else(|| "unknown".into());
+        let mut attempts = number("attempts").map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
+        if state == JobState::Queued.as_str()
+            && let Some(entry) = text("entry")
+            && self.is_pending(&entry).await?
+        {
+            state = JobState::Running.to_string();
+            attempts += 1;
+        }
+        let last_error = text("last_class").map(|class| LastError {
+            class,
+            code: text("last_code"),
+            message: text("last_message").unwrap_or_default(),
+            upstream: text("last_upstream"),
+        });
+        let history = self.history(id).await?;
+        Ok(Some(JobStatus {
+            id: id.to_string(),
+            queue: self.keys.queue.clone(),
+            state,
+            due_at_ms: number("due_at"),
+            history,
+            job: text("job"),
+            attempts,
+            last_error,
+            first_attempt_at_ms: number("first_at"),
+            last_attempt_at_ms: number("last_at"),
+            plugin_digest: text("plugin"),
+            dead_reason: text("dead_reason"),
+            result: text("result"),
+        }))
+    }
+
+    async fn entry_exists(&self, entry_id: &str) -> Result<bool, QueueError> {
+        Ok(self.entry(entry_id).await?.is_some())
+    }
+
+    /// The stream entry with id `entry_id`, if it is still in the stream.
+    async fn entry(&self, entry_id: &str) -> Result<Option<Delivery>, QueueError> {
+        self.entry_in(&self.keys.jobs, entry_id).await
+    }
+
+    /// The entry with id `entry_id` of stream `stream`, if it is still there.
+    pub(super) async fn entry_in(
+        &self,
+        stream: &str,
+        entry_id: &str,
+    ) -> Result<Option<Delivery>, QueueError> {
+        if !looks_like_entry_id(entry_id) {
+            return Ok(None);
+        }
+        let mut con = self.con.clone();
+        let reply: Value = redis::cmd("XRANGE")
+            .arg(stream)
+            .arg(entry_id)
+            .arg(entry_id)
+            .query_async(&mut con)
+            .await?;
+        Ok(parse_entries(reply, "XRANGE")?.into_iter().next())
+    }
+
+    /// Whether entry `entry_id` is delivered and not yet acknowledged.
+    async fn is_pending(&self, entry_id: &str) -> Result<bool, QueueError> {
+        if !looks_like_entry_id(entry_id) {
+            return Ok(false);
+        }
+        let mut con = self.con.clone();
+        let reply: Result<Value, RedisError> = redis::cmd("XPENDING")
+            .arg(&self.keys.jobs)
+            .arg(GROUP)
+            .arg(entry_id)
+            .arg(entry_id)
+            .arg(1)
+            .query_async(&mut con)
+            .await;
+        match reply {
+            Ok(Value::Array(items)) => Ok(!items.is_empty()),
+            Ok(_) => Ok(false),
+            // No daemon has created the group yet, so nothing is delivered.
+            Err(e) if e.code() == Some("NOGROUP") => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Fields of job `id`'s record (`None` for each one missing).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn record_fields(
+        &self,
+        id: &str,
+        fields: &[&str],
+    ) -> Result<Vec<Option<String>>, QueueError> {
+        let mut con = self.con.clone();
+        let values: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.keys.record(id))
+            .arg(fields)
+            .query_async(&mut con)
+            .await?;
+        Ok(values)
+    }
+
+    /// The job's history lines (JSON), oldest first.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn history(&self, id: &str) -> Result<Vec<serde_json::Value>, QueueError> {
+        let mut con = self.con.clone();
+        let lines: Vec<Vec<u8>> = redis::cmd("LRANGE")
+            .arg(self.keys.history(id))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut con)
+            .await?;
+        Ok(lines
+            .iter()
+            .filter_map(|h| serde_json::from_slice(h).ok())
+            .collect())
+    }
+}

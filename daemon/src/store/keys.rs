@@ -1,0 +1,132 @@
+//! The names of a queue's keys. Every key of queue `Q` is `ward:{Q}:<name>`:
+//! the hash tag `{Q}` lets one script touch any of them (and keeps them on
+//! one node of a Redis Cluster).
+//!
+//! The shapes are stated here once; the scripts get the ones they build
+//! themselves (from ids they learn inside the script) as Lua constants, see
+//! [`LUA`].
+
+/// Every key of Ward starts with this.
+const NAMESPACE: &str = "ward:";
+/// The stream of ready deliveries.
+const JOBS: &str = "jobs";
+/// The dead-letter stream.
+const DEAD: &str = "dead";
+/// The set of jobs waiting for their due time.
+const DELAYED: &str = "delayed";
+/// The pub/sub channel told of every new due time.
+const WAKE: &str = "wake";
+/// The counter for the ids of jobs that start delayed.
+const SEQ: &str = "seq";
+/// How many acknowledged entries wait in the stream to be trimmed.
+const ACKED: &str = "acked";
+/// The set of upstreams that have a breaker.
+const BREAKERS: &str = "breakers";
+/// One circuit breaker's hash (append the upstream).
+const BREAKER: &str = "breaker:";
+/// A job record (append the job id).
+const RECORD: &str = "job:";
+/// An idempotency key (append the key).
+const IDEM: &str = "idem:";
+/// Appended to a job record's key: the job's history list.
+const HISTORY: &str = ":history";
+
+/// The key shapes scripts build themselves, by their Lua names.
+pub(super) const LUA: [(&str, &str); 8] = [
+    ("KEY_NAMESPACE", NAMESPACE),
+    ("JOBS_KEY", JOBS),
+    ("DELAYED_KEY", DELAYED),
+    ("WAKE_KEY", WAKE),
+    ("SEQ_KEY", SEQ),
+    ("RECORD_PREFIX", RECORD),
+    ("IDEM_PREFIX", IDEM),
+    ("HISTORY_SUFFIX", HISTORY),
+];
+
+/// The keys of one queue.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    /// The queue's name.
+    pub queue: String,
+    /// `ward:{Q}:jobs`
+    pub jobs: String,
+    /// `ward:{Q}:dead`
+    pub dead: String,
+    /// `ward:{Q}:delayed`
+    pub delayed: String,
+    /// `ward:{Q}:wake`: pub/sub channel told of every new due time.
+    pub wake: String,
+    /// `ward:{Q}:seq`: counter for the ids of jobs that start delayed.
+    pub seq: String,
+    /// `ward:{Q}:acked`: how many acknowledged entries wait in the stream
+    /// to be trimmed.
+    pub acked: String,
+    /// `ward:{Q}:breakers`: set of the upstreams that have a breaker hash
+    /// `ward:{Q}:breaker:<upstream>`.
+    pub breakers: String,
+    /// `ward:{Q}:breaker:` (append an upstream): one circuit breaker's hash.
+    pub breaker_prefix: String,
+    /// `ward:{Q}:job:` (append a job id)
+    pub record_prefix: String,
+}
+
+impl Keys {
+    /// The keys of queue `queue`.
+    #[must_use]
+    pub fn new(queue: &str) -> Keys {
+        let key = |name: &str| format!("{NAMESPACE}{{{queue}}}:{name}");
+        Keys {
+            queue: queue.to_string(),
+            jobs: key(JOBS),
+            dead: key(DEAD),
+            delayed: key(DELAYED),
+            wake: key(WAKE),
+            seq: key(SEQ),
+            acked: key(ACKED),
+            breakers: key(BREAKERS),
+            breaker_prefix: key(BREAKER),
+            record_prefix: key(RECORD),
+        }
+    }
+
+    /// `ward:{Q}:job:<id>`
+    #[must_use]
+    pub fn record(&self, id: &str) -> String {
+        format!("{}{id}", self.record_prefix)
+    }
+
+    /// `ward:{Q}:job:<id>:history`: the job's history, oldest first.
+    #[must_use]
+    pub fn history(&self, id: &str) -> String {
+        format!("{}{id}{HISTORY}", self.record_prefix)
+    }
+
+    /// `ward:{Q}:idem:<key>`: which job owns idempotency key `key`, and
+    /// whether it completed.
+    #[must_use]
+    pub fn idempotency(&self, key: &str) -> String {
+        format!("{NAMESPACE}{{{}}}:{IDEM}{key}", self.queue)
+    }
+
+    /// `ward:{Q}:breaker:<upstream>`: the circuit breaker of `upstream`.
+    #[must_use]
+    pub fn breaker(&self, upstream: &str) -> String {
+        format!("{}{upstream}", self.breaker_prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_the_queue_hash_tag() {
+        let k = Keys::new("emails");
+        assert_eq!(k.jobs, "ward:{emails}:jobs");
+        assert_eq!(k.record("1-0"), "ward:{emails}:job:1-0");
+        assert_eq!(k.dead, "ward:{emails}:dead");
+        assert_eq!(k.history("1-0"), "ward:{emails}:job:1-0:history");
+        assert_eq!(k.idempotency("k"), "ward:{emails}:idem:k");
+        assert_eq!(k.breaker("smtp"), "ward:{emails}:breaker:smtp");
+    }
+}

@@ -1,0 +1,270 @@
+-- Applies a batch of finished attempts. The argument layout is defined once,
+-- by the encoder in `store/apply.rs`, which prepends it to this script as the
+-- tables QKEY, CKEY, HEAD, FRESH and FULL (name -> position) and their
+-- lengths (QKEY_N, ...). Read every argument through them: a unit test fails
+-- on a position written here or a name the encoder does not know.
+--
+-- KEYS: the queue's keys (QKEY: jobs stream, dead stream, delayed set, the
+-- count of acknowledged entries still in the stream), then per completion,
+-- in order, the keys it touches (CKEY): its record, its history (not for an
+-- unkeyed fresh success, which has none), its idempotency key (only when it
+-- has one). Redis Cluster and proxies route on them.
+-- ARGV: HEAD (group, succeeded ttl in s (0: keep no record of a succeeded
+-- job), queue, history length, wake channel, most acknowledged entries left
+-- in the stream before they are deleted one by one, the number of plugin
+-- digests), those digests, then the completions, each starting with its kind.
+--
+-- kind 'f' (a first delivery that succeeded at once, the common case, kept
+-- short): the FRESH fields up to `idem`; when the key is not '' the rest too.
+-- `plugin` is a 1-based index into the digests.
+--
+-- kinds ok|retry|dead|dup: the FULL fields, then `extras` name/value pairs.
+-- For dup, `reason` holds the id of the job that owns the idempotency key.
+-- `dead_payload` is what the dead-letter entry shows of the payload
+-- (redacted in Rust; '' unless kind is dead); the record keeps the original
+-- `payload`. A dead letter's entry id is stored in the record as `dead_entry`.
+local jobs, dead, delayed, acked_key = KEYS[QKEY.jobs], KEYS[QKEY.dead], KEYS[QKEY.delayed], KEYS[QKEY.acked]
+local group, ttl, queue = ARGV[HEAD.group], tonumber(ARGV[HEAD.ttl]), ARGV[HEAD.queue]
+local hist_max, wake = tonumber(ARGV[HEAD.history_max]), ARGV[HEAD.wake]
+local acked_max, nd = tonumber(ARGV[HEAD.acked_max]), tonumber(ARGV[HEAD.digests])
+local digests = {}
+for k = 1, nd do digests[k] = ARGV[HEAD.digests + k] end
+local now = now_ms()
+-- took[k] is '1' when the k-th completion took effect, '0' when its delivery
+-- was no longer pending (another daemon recorded it, or a re-sent batch).
+local applied, earliest, kept, took = 0, nil, 0, {}
+-- Acknowledged entries are normally left for the XTRIM below, which removes
+-- them for a fraction of XDEL's cost (XDEL seeks through the entry's node
+-- for every id). Behind an attempt that runs for a long time they cannot be
+-- trimmed; once too many wait there, they are deleted one by one again.
+local acked_left = tonumber(redis.call('GET', acked_key) or '0')
+local delete_each = acked_left >= acked_max
+local function ack(entry)
+  if redis.call('XACK', jobs, group, entry) ~= 1 then
+    took[#took+1] = '0'
+    return false
+  end
+  applied = applied + 1
+  took[#took+1] = '1'
+  if delete_each then
+    redis.call('XDEL', jobs, entry)
+  else
+    kept = kept + 1
+  end
+  return true
+end
+-- Completion is recorded with the acknowledgement, in one step: a
+-- redelivery after this point is acked as a duplicate, never re-run.
+local function mark_done(ikey, id, digest, key_ttl)
+  local v = id .. ' done ' .. digest
+  -- The claim (at enqueue or lease) set the key with its TTL: keep it. A
+  -- key that has gone meanwhile is set again with the job type's TTL.
+  if not redis.call('SET', ikey, v, 'XX', 'KEEPTTL') then
+    redis.call('SET', ikey, v, 'PX', key_ttl)
+  end
+end
+-- The name/value pairs that follow the FULL fields of the completion at i.
+local function extras(i, n)
+  local out = {}
+  for j = 1, 2 * n do out[j] = ARGV[i + FULL.extras + j] end
+  return out
+end
+-- A first delivery that succeeded at once has no record, history or retry
+-- state to tidy: its id is its entry id.
+local function fresh(i, kc, keyed)
+  local entry, job = ARGV[i + FRESH.entry], ARGV[i + FRESH.job]
+  local first_at, finished = ARGV[i + FRESH.first_at], ARGV[i + FRESH.finished]
+  local digest, result = digests[tonumber(ARGV[i + FRESH.plugin])], ARGV[i + FRESH.result]
+  -- Only a delivery that is still pending may change its job, so a batch
+  -- re-sent after a lost reply changes nothing twice.
+  if not ack(entry) then return end
+  local rec = KEYS[kc + CKEY.record]
+  if ttl > 0 then
+    redis.call('HSET', rec, 'state', 'succeeded', 'job', job, 'attempts', '1',
+      'first_at', first_at, 'last_at', finished, 'plugin', digest)
+    if result ~= '' then redis.call('HSET', rec, 'result', result) end
+    redis.call('EXPIRE', rec, ttl)
+  end
+  if keyed then
+    mark_done(KEYS[kc + CKEY.idem], entry, ARGV[i + FRESH.result_digest], ARGV[i + FRESH.idem_ttl])
+    if ttl > 0 then
+      local hkey = KEYS[kc + CKEY.history]
+      redis.call('RPUSH', hkey, ARGV[i + FRESH.history])
+      redis.call('EXPIRE', hkey, ttl)
+    end
+  end
+end
+-- A retry: the record keeps what the next attempt needs; the job goes back
+-- to the stream now, or to the delayed set until it is due.
+local function retry(i, n, rec, c)
+  local next_attempt = tostring(tonumber(c.attempt) + 1)
+  local ckpt = ARGV[i + FULL.checkpoint]
+  local has_ckpt = ARGV[i + FULL.has_checkpoint] == '1'
+  local delay = tonumber(ARGV[i + FULL.delay])
+  local expiries = ARGV[i + FULL.lease_expiries]
+  local x = extras(i, n)
+  redis.call('HSET', rec, 'next_attempt', next_attempt, 'last_delay_ms', tostring(delay),
+    'lease_expiries', expiries)
+  if has_ckpt then redis.call('HSET', rec, 'checkpoint', ckpt) end
+  for k = 1, #x, 2 do redis.call('HSET', rec, 'x:' .. x[k], x[k+1]) end
+  if delay <= 0 then
+    local f = {'id', c.id, 'job', c.job, 'payload', c.payload, 'attempt', next_attempt,
+      'first_at', c.first_at, 'last_delay_ms', '0', 'lease_expiries', expiries}
+    if has_ckpt then f[#f+1] = 'checkpoint'; f[#f+1] = ckpt end
+    for k = 1, #x do f[#f+1] = x[k] end
+    local e = redis.call('XADD', jobs, '*', unpack(f))
+    redis.call('HSET', rec, 'state', 'queued', 'entry', e)
+    redis.call('HDEL', rec, 'due_at')
+  else
+    -- Due times come from the Redis clock, so daemons with skewed
+    -- clocks still agree on when a retry is due.
+    local due = now + delay
+    redis.call('ZADD', delayed, due, c.id)
+    redis.call('HSET', rec, 'state', 'retrying', 'due_at', tostring(due))
+    redis.call('HDEL', rec, 'entry')
+    if earliest == nil or due < earliest then earliest = due end
+  end
+end
+-- A dead letter: an entry in the dead stream (the failure, then the
+-- correlation fields), and the record says where it went.
+local function dead_letter(i, n, rec, c)
+  local reason = ARGV[i + FULL.reason]
+  local first = redis.call('HGET', rec, 'first_at') or ''
+  local f = {'id', c.id, 'job', c.job, 'queue', queue, 'reason', reason, 'class', c.class,
+    'code', ARGV[i + FULL.code], 'message', ARGV[i + FULL.message],
+    'upstream', ARGV[i + FULL.upstream], 'attempts', c.attempt,
+    'first_at', first, 'last_at', c.finished, 'plugin', c.digest, 'entry', c.entry,
+    'payload', ARGV[i + FULL.dead_payload]}
+  local x = extras(i, n)
+  for k = 1, #x, 2 do
+    if not DEAD_ENTRY_FIELDS[x[k]] then f[#f+1] = x[k]; f[#f+1] = x[k+1] end
+  end
+  local d = redis.call('XADD', dead, '*', unpack(f))
+  redis.call('HSET', rec, 'state', 'dead', 'dead_reason', reason, 'dead_entry', d)
+  redis.call('HDEL', rec, 'entry', 'due_at', 'next_attempt')
+end
+-- Every kind but a fresh success.
+local function full(kind, i, n, kc, keyed)
+  local c = {entry = ARGV[i + FULL.entry], id = ARGV[i + FULL.id], job = ARGV[i + FULL.job],
+    attempt = ARGV[i + FULL.attempt], finished = ARGV[i + FULL.finished],
+    payload = ARGV[i + FULL.payload], class = ARGV[i + FULL.class],
+    digest = ARGV[i + FULL.plugin], first_at = ARGV[i + FULL.first_at]}
+  if not ack(c.entry) then return end
+  local rec, hkey = KEYS[kc + CKEY.record], KEYS[kc + CKEY.history]
+  local hist = ARGV[i + FULL.history]
+  local function done()
+    if keyed then
+      mark_done(KEYS[kc + CKEY.idem], c.id, ARGV[i + FULL.result_digest], ARGV[i + FULL.idem_ttl])
+    end
+  end
+  if kind == 'dup' then
+    -- Nothing ran. A redelivery of a completed job leaves its record as it
+    -- is; a second enqueue of the same key ends as a duplicate of the first.
+    -- A queue that keeps no records of succeeded jobs keeps none of these.
+    local owner = ARGV[i + FULL.reason]
+    if ttl > 0 then
+      redis.call('RPUSH', hkey, hist)
+      redis.call('LTRIM', hkey, -hist_max, -1)
+    end
+    if owner ~= c.id and ttl > 0 then
+      redis.call('HSET', rec, 'state', 'succeeded', 'job', c.job, 'duplicate_of', owner,
+        'attempts', '0', 'last_at', c.finished)
+      redis.call('EXPIRE', rec, ttl)
+      redis.call('EXPIRE', hkey, ttl)
+    end
+    return
+  end
+  if kind == 'ok' and ttl == 0 then
+    -- The queue keeps no record of succeeded jobs: the one this job had
+    -- while it was retried goes, its idempotency key stays.
+    done()
+    redis.call('DEL', rec, hkey)
+    return
+  end
+  if c.first_at ~= '0' then redis.call('HSETNX', rec, 'first_at', c.first_at) end
+  redis.call('HSET', rec, 'job', c.job, 'attempts', c.attempt, 'last_at', c.finished)
+  if c.digest ~= '' then redis.call('HSET', rec, 'plugin', c.digest) end
+  redis.call('RPUSH', hkey, hist)
+  redis.call('LTRIM', hkey, -hist_max, -1)
+  if kind == 'ok' then
+    local result = ARGV[i + FULL.result]
+    redis.call('HSET', rec, 'state', 'succeeded')
+    redis.call('HDEL', rec, 'checkpoint', 'entry', 'payload', 'due_at', 'next_attempt')
+    if result ~= '' then redis.call('HSET', rec, 'result', result) end
+    done()
+    redis.call('EXPIRE', rec, ttl)
+    redis.call('EXPIRE', hkey, ttl)
+    return
+  end
+  redis.call('HSET', rec, 'payload', c.payload, 'last_class', c.class,
+    'last_code', ARGV[i + FULL.code], 'last_message', ARGV[i + FULL.message],
+    'last_upstream', ARGV[i + FULL.upstream])
+  if kind == 'retry' then
+    retry(i, n, rec, c)
+  else
+    dead_letter(i, n, rec, c)
+  end
+end
+local i, kc = HEAD_N + nd + 1, QKEY_N
+while i <= #ARGV do
+  local kind = ARGV[i]
+  if kind == 'f' then
+    local keyed = ARGV[i + FRESH.idem] ~= ''
+    fresh(i, kc, keyed)
+    if keyed then
+      i = i + FRESH_N + 1
+      kc = kc + CKEY_N
+    else
+      i = i + FRESH.idem + 1
+      kc = kc + CKEY.record
+    end
+  else
+    local keyed = ARGV[i + FULL.idem] ~= ''
+    local n = tonumber(ARGV[i + FULL.extras])
+    full(kind, i, n, kc, keyed)
+    i = i + FULL.extras + 2 * n + 1
+    if keyed then kc = kc + CKEY_N else kc = kc + CKEY.history end
+  end
+end
+if applied > 0 then
+  -- Entries are delivered in id order, so every entry before the oldest
+  -- pending one was delivered and has been acknowledged; with nothing
+  -- pending, that holds for every entry up to the group's last delivered
+  -- one. Entries after it (not yet delivered, or just added as retries)
+  -- are never touched.
+  local minid = nil
+  local p = redis.pcall('XPENDING', jobs, group)
+  if type(p) == 'table' and p.err == nil then
+    if tonumber(p[1]) > 0 then
+      minid = p[2]
+    else
+      for _, g in ipairs(redis.call('XINFO', 'GROUPS', jobs)) do
+        local name, last = nil, nil
+        for k = 1, #g, 2 do
+          if g[k] == 'name' then name = g[k + 1] end
+          if g[k] == 'last-delivered-id' then last = g[k + 1] end
+        end
+        if name == group and last then
+          local ms, seq = string.match(last, '^(%d+)-(%d+)$')
+          -- Sequence numbers past 2^53 lose precision in Lua; keep that entry.
+          if ms and #seq < 15 then minid = ms .. '-' .. string.format('%d', tonumber(seq) + 1) end
+        end
+      end
+    end
+  end
+  -- While entries are pending, an approximate trim frees whole nodes only
+  -- and costs next to nothing; once nothing is pending, an exact one
+  -- leaves the stream holding only what is still to be delivered.
+  local trimmed = 0
+  if minid and tonumber(p[1]) > 0 then
+    trimmed = redis.call('XTRIM', jobs, 'MINID', '~', minid)
+  elseif minid then
+    trimmed = redis.call('XTRIM', jobs, 'MINID', minid)
+  end
+  acked_left = acked_left + kept - trimmed
+  if minid and tonumber(p[1]) == 0 then acked_left = 0 end
+  if acked_left < 0 then acked_left = 0 end
+  redis.call('SET', acked_key, tostring(acked_left))
+end
+if earliest ~= nil then redis.call('PUBLISH', wake, tostring(earliest)) end
+return table.concat(took)

@@ -1,0 +1,32 @@
+-- KEYS[1] jobs stream, KEYS[2] delayed set, KEYS[3] dead stream, KEYS[4]
+-- count of acknowledged entries not yet trimmed; ARGV[1] group.
+-- Read-only. Ready = the group's lag when Redis knows it, else stream length
+-- minus pending minus acknowledged entries not yet trimmed. The oldest ready entry
+-- is the first one after the group's last-delivered id.
+local now = now_ms()
+local xlen = redis.call('XLEN', KEYS[1])
+local delayed = redis.call('ZCARD', KEYS[2])
+local dead = redis.call('XLEN', KEYS[3])
+local found, pending, lag, last = 0, 0, -1, nil
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+    local f = {}
+    for k = 1, #g, 2 do f[g[k]] = g[k + 1] end
+    if f['name'] == ARGV[1] then
+      found = 1
+      pending = tonumber(f['pending']) or 0
+      last = f['last-delivered-id']
+      if type(f['lag']) == 'number' then lag = f['lag'] end
+    end
+  end
+end
+local oldest = -1
+if found == 1 and last then
+  local nxt = redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', 1)
+  if nxt[1] then oldest = tonumber(string.match(nxt[1][1], '^(%d+)')) end
+end
+local ready = lag
+if ready < 0 then
+  ready = math.max(xlen - pending - tonumber(redis.call('GET', KEYS[4]) or '0'), 0)
+end
+return {found, ready, pending, delayed, dead, now, oldest}

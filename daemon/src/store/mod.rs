@@ -1,0 +1,164 @@
+//! The store: every Redis operation Ward performs, as named operations.
+//!
+//! Operations that change a job's state in more than one key run as one
+//! Lua script, so a crash between two writes can neither lose a job nor
+//! deliver it twice: [`Queue::apply`] acknowledges a whole batch of finished
+//! attempts in one round trip, and each acknowledgement only takes effect if
+//! its delivery was still pending (`XACK` returned 1), which makes a re-sent
+//! batch harmless.
+//!
+//! # Layout
+//!
+//! - `connect.rs`: the connection, TLS, and the [`Store`] (what concerns
+//!   the server rather than one queue: ping, the function library).
+//! - `keys.rs`: the names of a queue's keys ([`Keys`]).
+//! - `entry.rs`: what an entry carries and what a finished attempt asks for
+//!   ([`Delivery`], [`JobEntry`], [`Completion`], [`Action`]).
+//! - `consume.rs`: the consumer group, leases, renewal, reclaiming, the
+//!   idempotency check.
+//! - `apply.rs`: the APPLY script and its argument encoder.
+//! - `enqueue.rs`: enqueueing, the `ward_enqueue` library, promoting due jobs.
+//! - `jobs.rs`: looking jobs up ([`JobStatus`], record fields, history).
+//! - `dead.rs`: the dead-letter stream (pages, requeue, discard, retention).
+//! - `breakers.rs`, `sample.rs`: circuit breakers; depth and lag.
+//! - `reply.rs`: reading Redis replies.
+//! - `script.rs`: how a script is built: a preamble generated from the Rust
+//!   constants the scripts share (key shapes, dead-letter fields, the library
+//!   version) and `lua/common.lua`, then the script's own file.
+//! - `lua/`: every script, one file each, plus `common.lua` (every script)
+//!   and `dead_letter.lua` (requeue and discard).
+//!
+//! Keys (per queue `Q`, all sharing the hash tag `{Q}`; see `keys.rs`):
+//! - `ward:{Q}:jobs`: stream of ready deliveries, consumer group `ward`;
+//! - `ward:{Q}:job:<id>`: hash, the job record (`:history`, its history);
+//! - `ward:{Q}:dead`: stream of dead-letter entries.
+//!
+//! Scripts receive the keys they touch in `KEYS` (Redis Cluster and proxies
+//! route on them), except where they learn ids inside the script; each such
+//! script says so.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{ErrorKind, RedisError};
+
+mod apply;
+mod breakers;
+mod connect;
+mod consume;
+mod dead;
+mod enqueue;
+mod entry;
+mod jobs;
+mod keys;
+mod reply;
+mod sample;
+mod script;
+
+pub use breakers::{BreakerState, BreakerUpdate};
+pub use connect::{Store, client, connect, redacted_url, trust_ca};
+pub use consume::KeyCheck;
+pub use dead::{DEAD_ENTRY_FIELDS, RETIRED_TTL, Resolution, Trimmed};
+pub use enqueue::{Enqueued, FUNCTIONS, FUNCTIONS_VERSION, Promoted};
+pub use entry::{Action, Completion, Delivery, JobEntry, Malformed};
+pub use jobs::{JobStatus, LastError};
+pub use keys::Keys;
+pub use sample::QueueSample;
+
+/// The consumer group every Ward daemon of a queue joins.
+pub const GROUP: &str = "ward";
+/// How long the record of a succeeded job is kept unless its queue's
+/// `succeeded_ttl` says otherwise.
+pub const SUCCEEDED_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Results larger than this are not stored in the job record.
+pub const MAX_STORED_RESULT: usize = 64 * 1024;
+
+/// Errors talking to Redis.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// Redis refused or failed a command.
+    #[error("redis: {0}")]
+    Redis(#[from] RedisError),
+    /// Redis answered something Ward did not expect.
+    #[error("unexpected reply from redis to {what}: {detail}")]
+    Protocol {
+        /// Which operation.
+        what: &'static str,
+        /// What came back.
+        detail: String,
+    },
+}
+
+/// One queue's Redis operations over a shared, self-reconnecting connection.
+#[derive(Clone)]
+pub struct Queue {
+    /// This queue's keys.
+    pub keys: Keys,
+    con: ConnectionManager,
+    succeeded_ttl: Duration,
+}
+
+/// Current Unix time in ms.
+#[must_use]
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Longest history kept per job (oldest entries are trimmed).
+pub const MAX_HISTORY: usize = 50;
+
+/// Whether a Redis error means the connection is gone (worth a reconnect and
+/// retry) rather than a command that Redis refused.
+#[must_use]
+pub fn is_connection_error(e: &QueueError) -> bool {
+    match e {
+        QueueError::Redis(e) => {
+            e.is_connection_dropped()
+                || e.is_connection_refusal()
+                || e.is_timeout()
+                || e.is_io_error()
+                || matches!(e.kind(), ErrorKind::Io)
+        }
+        QueueError::Protocol { .. } => false,
+    }
+}
+
+impl Queue {
+    /// Operations on queue `keys.queue` over `con`.
+    #[must_use]
+    pub fn new(keys: Keys, con: ConnectionManager) -> Queue {
+        Queue {
+            keys,
+            con,
+            succeeded_ttl: SUCCEEDED_TTL,
+        }
+    }
+
+    /// The same queue, keeping records of succeeded jobs for `ttl` (whole
+    /// seconds; zero keeps none).
+    #[must_use]
+    pub fn with_succeeded_ttl(mut self, ttl: Duration) -> Queue {
+        self.succeeded_ttl = ttl;
+        self
+    }
+
+    /// The same queue over another connection. A blocking read holds up
+    /// every command queued behind it on its connection, so the reader gets
+    /// a connection of its own.
+    #[must_use]
+    pub fn with_connection(&self, con: ConnectionManager) -> Queue {
+        Queue {
+            keys: self.keys.clone(),
+            con,
+            succeeded_ttl: self.succeeded_ttl,
+        }
+    }
+
+    /// The store this queue's connection belongs to.
+    fn store(&self) -> Store {
+        Store::new(self.con.clone())
+    }
+}

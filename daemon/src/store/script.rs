@@ -1,0 +1,62 @@
+//! How scripts are built: each starts with a generated preamble of the facts
+//! Rust and Lua share (key shapes, dead-letter entry fields, the function
+//! library's version), so they are stated once, in Rust, followed by the
+//! helpers every script may use (`lua/common.lua`).
+
+use std::fmt::Write as _;
+use std::sync::LazyLock;
+
+use super::dead::DEAD_ENTRY_FIELDS;
+use super::enqueue::FUNCTIONS_VERSION;
+use super::keys;
+
+/// The Lua every script and the function library start with.
+static PREAMBLE: LazyLock<String> = LazyLock::new(|| {
+    let mut lua = String::from("-- Generated from daemon/src/store/script.rs; do not edit here.\n");
+    let fields: Vec<String> = DEAD_ENTRY_FIELDS
+        .iter()
+        .map(|f| format!("{f} = true"))
+        .collect();
+    // Writing to a String cannot fail.
+    let _ = writeln!(lua, "local DEAD_ENTRY_FIELDS = {{{}}}", fields.join(", "));
+    for (name, value) in keys::LUA
+        .into_iter()
+        .chain([("FUNCTIONS_VERSION", FUNCTIONS_VERSION)])
+    {
+        let _ = writeln!(lua, "local {name} = {}", quote(value));
+    }
+    lua.push_str(include_str!("lua/common.lua"));
+    lua
+});
+
+/// A script: the preamble, then `prelude` (Lua of its own, such as a
+/// generated argument layout or helpers shared by a few scripts), then
+/// `body` (a file under `lua/`). Hashed once:
+/// `invoke_async` sends EVALSHA and falls back to EVAL only when the server
+/// does not have the script yet (e.g. after a restart).
+pub(super) fn script(prelude: &str, body: &str) -> redis::Script {
+    redis::Script::new(&format!("{}{prelude}{body}", *PREAMBLE))
+}
+
+/// The function library named `ward`: its first line must name it.
+pub(super) fn library(body: &str) -> String {
+    format!("#!lua name=ward\n{}{body}", *PREAMBLE)
+}
+
+/// `s` as a Lua string literal.
+pub(super) fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_preamble_states_the_shared_facts() {
+        assert!(PREAMBLE.contains("local KEY_NAMESPACE = 'ward:'\n"));
+        assert!(PREAMBLE.contains("local HISTORY_SUFFIX = ':history'\n"));
+        assert!(PREAMBLE.contains("id = true, job = true, queue = true"));
+        assert_eq!(quote("it's"), r"'it\'s'");
+    }
+}
