@@ -39,4 +39,5 @@ pub mod queue;
 pub mod redact;
 pub mod runtime;
 pub mod schedule;
+pub mod text;
 pub mod worker;
