@@ -1,22 +1,22 @@
-//! The dead-letter queue as operators use it: `ward dlq list`, `show`,
-//! `requeue` and `discard`.
+//! The dead-letter stream's logic: reading an entry of `ward:{Q}:dead` as a
+//! [`DeadLetter`], filtering, paging, finding one by job id, and requeuing or
+//! discarding. Nothing here prints: the `ward dlq` command shows what these
+//! return.
 //!
 //! A dead letter is an entry of `ward:{Q}:dead` written when a job was
-//! given up (see [`crate::queue::Queue::apply`]). Reading one as a
-//! [`DeadLetter`], filtering and rendering are pure functions here; every
-//! Redis operation is a named operation of [`Queue`], and a requeue or a
-//! discard is one Lua script per job whose guard is the removal of the dead
-//! letter itself, so two operators acting on the same job at once act once.
+//! given up (see [`crate::queue::Queue::apply`]). Every Redis operation is a
+//! named operation of [`Queue`], and a requeue or a discard is one Lua
+//! script per job whose guard is the removal of the dead letter itself, so
+//! two operators acting on the same job at once act once.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use anyhow::Context as _;
-use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use crate::cli::{RedisTarget, format_ms, print_history};
 use crate::queue::{self, DEAD_ENTRY_FIELDS, Delivery, Queue, Resolution};
+use crate::text::format_ms;
 
 /// How many dead letters `ward dlq list` shows without `--limit`.
 pub const DEFAULT_LIST_LIMIT: usize = 50;
@@ -24,99 +24,6 @@ pub const DEFAULT_LIST_LIMIT: usize = 50;
 const PAGE: usize = 500;
 /// Widest "last error" column in the table.
 const ERROR_WIDTH: usize = 60;
-
-/// `ward dlq ...`
-#[derive(Debug, Subcommand)]
-pub(crate) enum DlqCommand {
-    /// List dead letters, newest first.
-    List {
-        #[command(flatten)]
-        target: RedisTarget,
-        /// The queue.
-        queue: String,
-        #[command(flatten)]
-        filter: FilterArgs,
-        /// Show at most this many.
-        #[arg(long, default_value_t = DEFAULT_LIST_LIMIT)]
-        limit: usize,
-        /// Print JSON (an array of dead letters).
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show one dead letter in full: error, payload, correlation ids, history.
-    Show {
-        #[command(flatten)]
-        target: RedisTarget,
-        /// The queue.
-        queue: String,
-        /// The job id (or the dead letter's own entry id in `ward:{Q}:dead`).
-        id: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Put dead jobs back as fresh jobs (attempt 1, budget reset, original payload).
-    Requeue {
-        #[command(flatten)]
-        target: RedisTarget,
-        /// The queue.
-        queue: String,
-        /// Job ids (or dead-letter entry ids) to requeue.
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
-        ids: Vec<String>,
-        /// Requeue every dead letter matching --job/--reason/--since (all of them without filters).
-        #[arg(long)]
-        all: bool,
-        #[command(flatten)]
-        filter: FilterArgs,
-        /// Who requeues, for the job's history (default: $USER).
-        #[arg(long)]
-        by: Option<String>,
-        /// Why, for the job's history.
-        #[arg(long)]
-        note: Option<String>,
-    },
-    /// Mark dead jobs "won't retry" and remove them from the dead-letter stream.
-    Discard {
-        #[command(flatten)]
-        target: RedisTarget,
-        /// The queue.
-        queue: String,
-        /// Job ids (or dead-letter entry ids) to discard.
-        #[arg(required = true)]
-        ids: Vec<String>,
-        /// Why, kept in the job record and its history.
-        #[arg(long)]
-        reason: Option<String>,
-        /// Who discards, for the job's history (default: $USER).
-        #[arg(long)]
-        by: Option<String>,
-    },
-}
-
-/// Which dead letters a list or a `requeue --all` takes.
-#[derive(Debug, Clone, Default, Args)]
-pub(crate) struct FilterArgs {
-    /// Only this job type (exact).
-    #[arg(long)]
-    job: Option<String>,
-    /// Only reasons containing this text, ignoring case (`budget` matches both budget reasons).
-    #[arg(long)]
-    reason: Option<String>,
-    /// Only dead-lettered since: a duration back from now (`30m`, `2h`, `7d`) or an RFC 3339 time.
-    #[arg(long, value_parser = parse_since)]
-    since: Option<u64>,
-}
-
-impl From<FilterArgs> for Filter {
-    fn from(a: FilterArgs) -> Filter {
-        Filter {
-            job: a.job,
-            reason: a.reason,
-            since_ms: a.since,
-        }
-    }
-}
 
 /// One entry of `ward:{Q}:dead`, as `ward dlq` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -380,19 +287,26 @@ pub async fn list(q: &Queue, filter: &Filter, limit: usize) -> anyhow::Result<Ve
 
 /// Where a job id (or dead-letter entry id) given on the command line stands.
 #[derive(Debug)]
-enum Located {
+pub enum Located {
     /// In the dead-letter stream.
     Dead(Box<DeadLetter>),
     /// The job exists but has no dead letter now.
     NotDead {
+        /// The job record's state.
         state: String,
+        /// Why retention removed its dead letter, if it did.
         trimmed: Option<String>,
     },
     /// Redis knows neither a job nor a dead letter by that id.
     Unknown,
 }
 
-async fn locate(q: &Queue, id: &str) -> anyhow::Result<Located> {
+/// Finds the dead letter of job `id` (or the dead letter whose entry id is
+/// `id`), or says why there is none.
+///
+/// # Errors
+/// Redis errors.
+pub async fn locate(q: &Queue, id: &str) -> anyhow::Result<Located> {
     let mut rec = q
         .record_fields(id, &["state", "dead_entry", "dead_trimmed"])
         .await?
@@ -440,7 +354,8 @@ async fn locate(q: &Queue, id: &str) -> anyhow::Result<Located> {
 }
 
 /// Why `id` has no dead letter, for a message.
-fn not_dead(queue: &str, id: &str, located: &Located) -> String {
+#[must_use]
+pub fn not_dead(queue: &str, id: &str, located: &Located) -> String {
     match located {
         Located::NotDead {
             trimmed: Some(why), ..
@@ -457,256 +372,131 @@ fn not_dead(queue: &str, id: &str, located: &Located) -> String {
     }
 }
 
-/// Connects and checks that Redis knows the queue at all, so a mistyped
-/// queue name is not mistaken for an empty dead-letter stream.
-async fn open(target: &RedisTarget, name: &str) -> anyhow::Result<Queue> {
-    let q = target.queue(name).await?;
-    if !q.exists().await? {
-        anyhow::bail!(
-            "queue `{name}` not found in Redis at {}: neither {} nor {} exists; check the queue name and --redis/--config",
-            queue::redacted_url(&target.url()?),
-            q.keys.jobs,
-            q.keys.dead
-        );
-    }
-    Ok(q)
-}
-
-fn operator(by: Option<String>) -> String {
-    by.filter(|b| !b.is_empty())
-        .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
-/// Runs one `ward dlq` command.
-///
-/// # Errors
-/// Bad input, Redis errors, and any job that could not be requeued or
-/// discarded (after every other one was tried).
-pub(crate) async fn run(command: DlqCommand) -> anyhow::Result<()> {
-    match command {
-        DlqCommand::List {
-            target,
-            queue,
-            filter,
-            limit,
-            json,
-        } => {
-            let q = open(&target, &queue).await?;
-            let filter = Filter::from(filter);
-            let letters = list(&q, &filter, limit).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&letters)?);
-            } else if letters.is_empty() {
-                let matching = if filter.is_empty() {
-                    String::new()
-                } else {
-                    format!(" matching {}", filter.describe())
-                };
-                println!("no dead letters in queue `{queue}`{matching}");
-            } else {
-                print!("{}", table(&letters));
-            }
-            Ok(())
-        }
-        DlqCommand::Show {
-            target,
-            queue,
-            id,
-            json,
-        } => {
-            let q = open(&target, &queue).await?;
-            let located = locate(&q, &id).await?;
-            let Located::Dead(d) = located else {
-                anyhow::bail!("{}", not_dead(&queue, &id, &located));
-            };
-            let history = q.history(&d.id).await?;
-            if json {
-                #[derive(Serialize)]
-                struct Shown<'a> {
-                    #[serde(flatten)]
-                    dead: &'a DeadLetter,
-                    history: &'a [serde_json::Value],
-                }
-                let shown = Shown {
-                    dead: &d,
-                    history: &history,
-                };
-                println!("{}", serde_json::to_string_pretty(&shown)?);
-            } else {
-                print_dead_letter(&d);
-                print_history(&history);
-            }
-            Ok(())
-        }
-        DlqCommand::Requeue {
-            target,
-            queue,
-            ids,
-            all,
-            filter,
-            by,
-            note,
-        } => {
-            let filter = Filter::from(filter);
-            if !all && !filter.is_empty() {
-                anyhow::bail!(
-                    "--job, --reason and --since select dead letters for --all; with job ids, leave them out"
-                );
-            }
-            let q = open(&target, &queue).await?;
-            let by = operator(by);
-            let note = note.unwrap_or_default();
-            let letters = if all {
-                let letters = list(&q, &filter, usize::MAX).await?;
-                if filter.is_empty() {
-                    println!(
-                        "no filter given: requeuing all {} dead letter(s) of queue `{queue}`",
-                        letters.len()
-                    );
-                } else {
-                    println!(
-                        "requeuing {} dead letter(s) of queue `{queue}` matching {}",
-                        letters.len(),
-                        filter.describe()
-                    );
-                }
-                letters
-                    .into_iter()
-                    .map(|d| (d.id.clone(), Some(d)))
-                    .collect()
-            } else {
-                resolve_ids(&q, &queue, ids).await?
-            };
-            act(&q, letters, Op::Requeue, &by, &note).await
-        }
-        DlqCommand::Discard {
-            target,
-            queue,
-            ids,
-            reason,
-            by,
-        } => {
-            let q = open(&target, &queue).await?;
-            let by = operator(by);
-            let note = reason.unwrap_or_default();
-            let letters = resolve_ids(&q, &queue, ids).await?;
-            act(&q, letters, Op::Discard, &by, &note).await
-        }
-    }
-}
-
-/// Looks each id up; an id without a dead letter is reported right away
-/// and comes back as `(id, None)`.
-async fn resolve_ids(
-    q: &Queue,
-    queue: &str,
-    ids: Vec<String>,
-) -> anyhow::Result<Vec<(String, Option<DeadLetter>)>> {
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        let located = locate(q, &id).await?;
-        match located {
-            Located::Dead(d) => out.push((id, Some(*d))),
-            other => {
-                eprintln!("{}", not_dead(queue, &id, &other));
-                out.push((id, None));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// What `ward dlq` does to each dead letter.
-#[derive(Debug, Clone, Copy)]
-enum Op {
+/// What is done to each dead letter: `ward dlq requeue` or `discard`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Back as a fresh job.
     Requeue,
+    /// Marked "won't retry" and removed.
     Discard,
 }
 
-/// Applies `op` to each dead letter, printing one line per id; fails at the
-/// end if any id was not acted on.
-async fn act(
+impl Op {
+    /// The past participle, for reports: `requeued`, `discarded`.
+    #[must_use]
+    pub fn done(self) -> &'static str {
+        match self {
+            Op::Requeue => "requeued",
+            Op::Discard => "discarded",
+        }
+    }
+
+    /// The verb, for errors: `requeue`, `discard`.
+    #[must_use]
+    pub fn verb(self) -> &'static str {
+        match self {
+            Op::Requeue => "requeue",
+            Op::Discard => "discard",
+        }
+    }
+}
+
+/// What became of one id handed to [`act`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acted {
+    /// Done; for a requeue, the new entry's id in `ward:{Q}:jobs`.
+    Done {
+        /// The job id.
+        id: String,
+        /// The new entry of a requeued job.
+        entry: Option<String>,
+    },
+    /// The id had no dead letter to act on (already reported by whoever
+    /// looked it up).
+    NoDeadLetter {
+        /// The id as given.
+        id: String,
+    },
+    /// The dead letter went meanwhile: someone requeued or discarded it, or
+    /// retention removed it. Nothing changed.
+    Gone {
+        /// The job id.
+        id: String,
+    },
+    /// Refused, nothing changed.
+    Refused {
+        /// The job id.
+        id: String,
+        /// Why.
+        why: String,
+    },
+}
+
+impl Acted {
+    /// Whether the job was acted on.
+    #[must_use]
+    pub fn is_done(&self) -> bool {
+        matches!(self, Acted::Done { .. })
+    }
+
+    /// The report's line for it, e.g. `requeued  1-0  new entry 2-0` or
+    /// `not discarded  1-0  no dead letter`.
+    #[must_use]
+    pub fn line(&self, op: Op, queue: &str) -> String {
+        let done = op.done();
+        match self {
+            Acted::Done {
+                id,
+                entry: Some(entry),
+            } => format!("{done}  {id}  new entry {entry}"),
+            Acted::Done { id, entry: None } => format!("{done}  {id}"),
+            Acted::NoDeadLetter { id } => format!("not {done}  {id}  no dead letter"),
+            Acted::Gone { id } => format!(
+                "not {done}  {id}  already requeued or discarded (no longer in ward:{{{queue}}}:dead)"
+            ),
+            Acted::Refused { id, why } => format!("not {done}  {id}  {why}"),
+        }
+    }
+}
+
+/// Applies `op` to each dead letter in turn (an id without one, `None`,
+/// is not acted on), handing each outcome to `report` as it happens, so a
+/// Redis error part-way leaves the ones before it reported. Returns how
+/// many ids were not acted on.
+///
+/// # Errors
+/// Redis errors, which stop the run.
+pub async fn act(
     q: &Queue,
     letters: Vec<(String, Option<DeadLetter>)>,
     op: Op,
     by: &str,
     note: &str,
-) -> anyhow::Result<()> {
-    let (done, verb) = match op {
-        Op::Requeue => ("requeued", "requeue"),
-        Op::Discard => ("discarded", "discard"),
-    };
-    let queue = &q.keys.queue;
-    let total = letters.len();
+    mut report: impl FnMut(&Acted),
+) -> anyhow::Result<usize> {
     let mut failed = 0usize;
     for (id, d) in letters {
-        let Some(d) = d else {
-            println!("not {done}  {id}  no dead letter");
+        let acted = match d {
+            None => Acted::NoDeadLetter { id },
+            Some(d) => {
+                let result = match op {
+                    Op::Requeue => q.requeue_dead(&d.dead_id, &d.id, by, note).await,
+                    Op::Discard => q.discard_dead(&d.dead_id, &d.id, by, note).await,
+                };
+                let id = d.id;
+                match result.with_context(|| format!("cannot {} job `{id}`", op.verb()))? {
+                    Resolution::Done(entry) => Acted::Done { id, entry },
+                    Resolution::Gone => Acted::Gone { id },
+                    Resolution::Refused(why) => Acted::Refused { id, why },
+                }
+            }
+        };
+        if !acted.is_done() {
             failed += 1;
-            continue;
-        };
-        let result = match op {
-            Op::Requeue => q.requeue_dead(&d.dead_id, &d.id, by, note).await,
-            Op::Discard => q.discard_dead(&d.dead_id, &d.id, by, note).await,
-        };
-        match result.with_context(|| format!("cannot {verb} job `{}`", d.id))? {
-            Resolution::Done(Some(entry)) => println!("{done}  {}  new entry {entry}", d.id),
-            Resolution::Done(None) => println!("{done}  {}", d.id),
-            Resolution::Gone => {
-                failed += 1;
-                println!(
-                    "not {done}  {}  already requeued or discarded (no longer in ward:{{{queue}}}:dead)",
-                    d.id
-                );
-            }
-            Resolution::Refused(why) => {
-                failed += 1;
-                println!("not {done}  {}  {why}", d.id);
-            }
         }
+        report(&acted);
     }
-    if failed > 0 {
-        anyhow::bail!("{failed} of {total} job(s) not {done}");
-    }
-    if total > 1 {
-        println!("{done} {total} job(s)");
-    }
-    Ok(())
-}
-
-fn print_dead_letter(d: &DeadLetter) {
-    let ts = |ms: Option<u64>| ms.map_or_else(|| "-".to_string(), format_ms);
-    println!("job          {}", d.id);
-    println!("queue        {}", d.queue);
-    println!("type         {}", d.job);
-    println!("reason       {}", d.reason);
-    println!("error        {}", d.last_error());
-    if let Some(u) = &d.upstream {
-        println!("upstream     {u}");
-    }
-    println!("attempts     {}", d.attempts);
-    println!("first        {}", ts(d.first_attempt_at_ms));
-    println!("last         {}", ts(d.last_attempt_at_ms));
-    println!(
-        "dead at      {} (entry {})",
-        format_ms(d.dead_at_ms),
-        d.dead_id
-    );
-    if let Some(p) = &d.plugin_digest {
-        println!("plugin       sha256:{p}");
-    }
-    if let Some(k) = &d.idempotency_key {
-        println!("idempotency  {k}");
-    }
-    for (k, v) in d.extra.iter().filter(|(k, _)| *k != "idempotency_key") {
-        println!("{k:<12} {v}");
-    }
-    match (&d.payload, &d.payload_hex) {
-        (Some(p), _) => println!("payload      {p}"),
-        (None, Some(h)) => println!("payload      (not UTF-8, hex) {h}"),
-        (None, None) => {}
-    }
+    Ok(failed)
 }
 
 #[cfg(test)]
@@ -806,6 +596,50 @@ mod tests {
         );
         let e = parse_since_at("yesterday", 0).unwrap_err();
         assert!(e.contains("\"30m\"") && e.contains("RFC 3339"), "{e}");
+    }
+
+    #[test]
+    fn each_outcome_reports_one_line_naming_the_job() {
+        let line = |a: Acted, op| a.line(op, "q");
+        let id = || "1-0".to_string();
+        assert_eq!(
+            line(
+                Acted::Done {
+                    id: id(),
+                    entry: Some("2-0".into())
+                },
+                Op::Requeue
+            ),
+            "requeued  1-0  new entry 2-0"
+        );
+        assert_eq!(
+            line(
+                Acted::Done {
+                    id: id(),
+                    entry: None
+                },
+                Op::Discard
+            ),
+            "discarded  1-0"
+        );
+        assert_eq!(
+            line(Acted::NoDeadLetter { id: id() }, Op::Discard),
+            "not discarded  1-0  no dead letter"
+        );
+        assert_eq!(
+            line(Acted::Gone { id: id() }, Op::Requeue),
+            "not requeued  1-0  already requeued or discarded (no longer in ward:{q}:dead)"
+        );
+        assert_eq!(
+            line(
+                Acted::Refused {
+                    id: id(),
+                    why: "no".into()
+                },
+                Op::Requeue
+            ),
+            "not requeued  1-0  no"
+        );
     }
 
     #[test]

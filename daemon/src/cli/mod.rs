@@ -10,6 +10,7 @@ use crate::config::Config;
 
 mod breakers;
 mod config;
+mod dlq;
 mod enqueue;
 mod format;
 mod job;
@@ -17,11 +18,6 @@ mod plugin;
 mod run;
 mod stats;
 mod target;
-
-// `ward dlq` still lives with the dead-letter logic in `crate::dlq`.
-pub(crate) use crate::text::format_ms;
-pub(crate) use format::print_history;
-pub(crate) use target::RedisTarget;
 
 /// Ward runs background jobs from Redis streams in sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
@@ -60,7 +56,7 @@ enum Command {
     /// Inspect, requeue and discard dead letters (`ward:{Q}:dead`).
     Dlq {
         #[command(subcommand)]
-        command: crate::dlq::DlqCommand,
+        command: dlq::DlqCommand,
     },
     /// Check a config file and compile its plugins, without touching Redis.
     Config {
@@ -128,7 +124,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Job { command } => command.exec().await,
         Command::Stats(stats) => stats.exec().await,
         Command::Breakers(breakers) => breakers.exec().await,
-        Command::Dlq { command } => crate::dlq::run(command).await,
+        Command::Dlq { command } => command.exec().await,
         Command::Config { command } => command.exec(),
         Command::Plugin { command } => command.exec(),
     }
