@@ -5,18 +5,23 @@
 //!
 //! A dead letter is an entry of `ward:{Q}:dead` written when a job was
 //! given up (see [`crate::queue::Queue::apply`]). Every Redis operation is a
-//! named operation of [`Queue`], and a requeue or a discard is one Lua
+//! named operation of [`crate::queue::Queue`], and a requeue or a discard is one Lua
 //! script per job whose guard is the removal of the dead letter itself, so
 //! two operators acting on the same job at once act once.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::queue::{self, DEAD_ENTRY_FIELDS, Delivery, Queue, Resolution};
+use crate::queue::{self, DEAD_ENTRY_FIELDS, Delivery};
 use crate::text::format_ms;
+
+mod act;
+mod find;
+
+pub use act::{Acted, Op, act};
+pub use find::{Located, list, locate, not_dead};
 
 /// How many dead letters `ward dlq list` shows without `--limit`.
 pub const DEFAULT_LIST_LIMIT: usize = 50;
@@ -259,246 +264,6 @@ pub fn table(letters: &[DeadLetter]) -> String {
     out
 }
 
-/// The newest dead letters of `q` passing `filter`, at most `limit`.
-///
-/// # Errors
-/// Redis errors.
-pub async fn list(q: &Queue, filter: &Filter, limit: usize) -> anyhow::Result<Vec<DeadLetter>> {
-    let mut out = Vec::new();
-    let mut before: Option<String> = None;
-    while out.len() < limit {
-        let page = q
-            .dead_page(before.as_deref(), filter.since_ms, PAGE)
-            .await?;
-        let done = page.len() < PAGE;
-        before = page.last().map(|d| d.entry_id.clone());
-        out.extend(
-            page.into_iter()
-                .map(DeadLetter::from_entry)
-                .filter(|d| filter.matches(d)),
-        );
-        if done {
-            break;
-        }
-    }
-    out.truncate(limit);
-    Ok(out)
-}
-
-/// Where a job id (or dead-letter entry id) given on the command line stands.
-#[derive(Debug)]
-pub enum Located {
-    /// In the dead-letter stream.
-    Dead(Box<DeadLetter>),
-    /// The job exists but has no dead letter now.
-    NotDead {
-        /// The job record's state.
-        state: String,
-        /// Why retention removed its dead letter, if it did.
-        trimmed: Option<String>,
-    },
-    /// Redis knows neither a job nor a dead letter by that id.
-    Unknown,
-}
-
-/// Finds the dead letter of job `id` (or the dead letter whose entry id is
-/// `id`), or says why there is none.
-///
-/// # Errors
-/// Redis errors.
-pub async fn locate(q: &Queue, id: &str) -> anyhow::Result<Located> {
-    let mut rec = q
-        .record_fields(id, &["state", "dead_entry", "dead_trimmed"])
-        .await?
-        .into_iter();
-    let (state, dead_entry, trimmed) = (
-        rec.next().flatten(),
-        rec.next().flatten(),
-        rec.next().flatten(),
-    );
-    if let Some(de) = &dead_entry
-        && let Some(e) = q.dead_entry(de).await?
-    {
-        return Ok(Located::Dead(Box::new(DeadLetter::from_entry(e))));
-    }
-    if state.is_none()
-        && let Some(e) = q.dead_entry(id).await?
-    {
-        // Not a job id: the dead letter's own entry id.
-        return Ok(Located::Dead(Box::new(DeadLetter::from_entry(e))));
-    }
-    if trimmed.is_none() && matches!(state.as_deref(), None | Some("dead")) {
-        // A dead letter written before records pointed at their entry:
-        // look for it by its `id` field.
-        let mut before: Option<String> = None;
-        loop {
-            let page = q.dead_page(before.as_deref(), None, PAGE).await?;
-            let done = page.len() < PAGE;
-            before = page.last().map(|d| d.entry_id.clone());
-            if let Some(d) = page
-                .into_iter()
-                .map(DeadLetter::from_entry)
-                .find(|d| d.id == id)
-            {
-                return Ok(Located::Dead(Box::new(d)));
-            }
-            if done {
-                break;
-            }
-        }
-    }
-    Ok(match state {
-        Some(state) => Located::NotDead { state, trimmed },
-        None => Located::Unknown,
-    })
-}
-
-/// Why `id` has no dead letter, for a message.
-#[must_use]
-pub fn not_dead(queue: &str, id: &str, located: &Located) -> String {
-    match located {
-        Located::NotDead {
-            trimmed: Some(why), ..
-        } => format!(
-            "job `{id}` in queue `{queue}` is no longer in the dead-letter stream: retention removed it ({why}); its record expires {} days after that",
-            queue::RETIRED_TTL.as_secs() / 86400
-        ),
-        Located::NotDead { state, .. } => format!(
-            "job `{id}` in queue `{queue}` is not in the dead-letter stream: it is `{state}` (already requeued or discarded?); see `ward job show {queue} {id}`"
-        ),
-        _ => format!(
-            "no dead letter for job `{id}` in queue `{queue}` (neither a job id nor a dead-letter entry id there)"
-        ),
-    }
-}
-
-/// What is done to each dead letter: `ward dlq requeue` or `discard`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    /// Back as a fresh job.
-    Requeue,
-    /// Marked "won't retry" and removed.
-    Discard,
-}
-
-impl Op {
-    /// The past participle, for reports: `requeued`, `discarded`.
-    #[must_use]
-    pub fn done(self) -> &'static str {
-        match self {
-            Op::Requeue => "requeued",
-            Op::Discard => "discarded",
-        }
-    }
-
-    /// The verb, for errors: `requeue`, `discard`.
-    #[must_use]
-    pub fn verb(self) -> &'static str {
-        match self {
-            Op::Requeue => "requeue",
-            Op::Discard => "discard",
-        }
-    }
-}
-
-/// What became of one id handed to [`act`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Acted {
-    /// Done; for a requeue, the new entry's id in `ward:{Q}:jobs`.
-    Done {
-        /// The job id.
-        id: String,
-        /// The new entry of a requeued job.
-        entry: Option<String>,
-    },
-    /// The id had no dead letter to act on (already reported by whoever
-    /// looked it up).
-    NoDeadLetter {
-        /// The id as given.
-        id: String,
-    },
-    /// The dead letter went meanwhile: someone requeued or discarded it, or
-    /// retention removed it. Nothing changed.
-    Gone {
-        /// The job id.
-        id: String,
-    },
-    /// Refused, nothing changed.
-    Refused {
-        /// The job id.
-        id: String,
-        /// Why.
-        why: String,
-    },
-}
-
-impl Acted {
-    /// Whether the job was acted on.
-    #[must_use]
-    pub fn is_done(&self) -> bool {
-        matches!(self, Acted::Done { .. })
-    }
-
-    /// The report's line for it, e.g. `requeued  1-0  new entry 2-0` or
-    /// `not discarded  1-0  no dead letter`.
-    #[must_use]
-    pub fn line(&self, op: Op, queue: &str) -> String {
-        let done = op.done();
-        match self {
-            Acted::Done {
-                id,
-                entry: Some(entry),
-            } => format!("{done}  {id}  new entry {entry}"),
-            Acted::Done { id, entry: None } => format!("{done}  {id}"),
-            Acted::NoDeadLetter { id } => format!("not {done}  {id}  no dead letter"),
-            Acted::Gone { id } => format!(
-                "not {done}  {id}  already requeued or discarded (no longer in ward:{{{queue}}}:dead)"
-            ),
-            Acted::Refused { id, why } => format!("not {done}  {id}  {why}"),
-        }
-    }
-}
-
-/// Applies `op` to each dead letter in turn (an id without one, `None`,
-/// is not acted on), handing each outcome to `report` as it happens, so a
-/// Redis error part-way leaves the ones before it reported. Returns how
-/// many ids were not acted on.
-///
-/// # Errors
-/// Redis errors, which stop the run.
-pub async fn act(
-    q: &Queue,
-    letters: Vec<(String, Option<DeadLetter>)>,
-    op: Op,
-    by: &str,
-    note: &str,
-    mut report: impl FnMut(&Acted),
-) -> anyhow::Result<usize> {
-    let mut failed = 0usize;
-    for (id, d) in letters {
-        let acted = match d {
-            None => Acted::NoDeadLetter { id },
-            Some(d) => {
-                let result = match op {
-                    Op::Requeue => q.requeue_dead(&d.dead_id, &d.id, by, note).await,
-                    Op::Discard => q.discard_dead(&d.dead_id, &d.id, by, note).await,
-                };
-                let id = d.id;
-                match result.with_context(|| format!("cannot {} job `{id}`", op.verb()))? {
-                    Resolution::Done(entry) => Acted::Done { id, entry },
-                    Resolution::Gone => Acted::Gone { id },
-                    Resolution::Refused(why) => Acted::Refused { id, why },
-                }
-            }
-        };
-        if !acted.is_done() {
-            failed += 1;
-        }
-        report(&acted);
-    }
-    Ok(failed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -596,50 +361,6 @@ mod tests {
         );
         let e = parse_since_at("yesterday", 0).unwrap_err();
         assert!(e.contains("\"30m\"") && e.contains("RFC 3339"), "{e}");
-    }
-
-    #[test]
-    fn each_outcome_reports_one_line_naming_the_job() {
-        let line = |a: Acted, op| a.line(op, "q");
-        let id = || "1-0".to_string();
-        assert_eq!(
-            line(
-                Acted::Done {
-                    id: id(),
-                    entry: Some("2-0".into())
-                },
-                Op::Requeue
-            ),
-            "requeued  1-0  new entry 2-0"
-        );
-        assert_eq!(
-            line(
-                Acted::Done {
-                    id: id(),
-                    entry: None
-                },
-                Op::Discard
-            ),
-            "discarded  1-0"
-        );
-        assert_eq!(
-            line(Acted::NoDeadLetter { id: id() }, Op::Discard),
-            "not discarded  1-0  no dead letter"
-        );
-        assert_eq!(
-            line(Acted::Gone { id: id() }, Op::Requeue),
-            "not requeued  1-0  already requeued or discarded (no longer in ward:{q}:dead)"
-        );
-        assert_eq!(
-            line(
-                Acted::Refused {
-                    id: id(),
-                    why: "no".into()
-                },
-                Op::Requeue
-            ),
-            "not requeued  1-0  no"
-        );
     }
 
     #[test]
