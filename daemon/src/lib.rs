@@ -42,4 +42,5 @@ pub use store as queue;
 pub mod redact;
 pub mod runtime;
 pub mod schedule;
+pub mod text;
 pub mod worker;

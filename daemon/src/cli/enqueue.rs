@@ -1,0 +1,92 @@
+//! `ward enqueue`: add a job to a queue.
+
+use std::io::Read;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::target::QueueTarget;
+use crate::config;
+use crate::text::format_ms;
+
+/// `ward enqueue`
+#[derive(Debug, Args)]
+pub(crate) struct EnqueueArgs {
+    #[command(flatten)]
+    on: QueueTarget,
+    /// The job type.
+    job: String,
+    /// The payload; `-` reads it from standard input, byte for byte.
+    payload: String,
+    /// Start the job after this long, e.g. `30s`, `5m`.
+    #[arg(long, conflicts_with = "at", value_parser = parse_delay)]
+    delay: Option<Duration>,
+    /// Start the job at this time (RFC 3339, e.g. `2026-11-22T03:00:00Z`).
+    #[arg(long, value_parser = parse_at)]
+    at: Option<u64>,
+    /// Create the job only once per key: a second enqueue with the same
+    /// key (within its TTL) prints the first job's id and says so.
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// How long the key is remembered (default: the job type's
+    /// `idempotency_ttl` from `--config`, else 24h).
+    #[arg(long, value_parser = parse_delay)]
+    idempotency_ttl: Option<Duration>,
+}
+
+impl EnqueueArgs {
+    /// Adds the job and prints its id (and, on standard error, whether it
+    /// was a duplicate or when it is due).
+    pub(crate) async fn exec(self) -> anyhow::Result<()> {
+        let payload = if self.payload == "-" {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("cannot read the payload from standard input")?;
+            buf
+        } else {
+            self.payload.into_bytes()
+        };
+        let job = &self.job;
+        if job.is_empty() {
+            anyhow::bail!("the job type is empty; name one of the config's [[job]] entries");
+        }
+        let q = self.on.connect().await?;
+        let key = self.idempotency_key.as_deref();
+        if self.delay.is_none() && self.at.is_none() && key.is_none() {
+            // The plain path: one XADD, exactly what any client can do.
+            println!("{}", q.enqueue(job, &payload).await?);
+            return Ok(());
+        }
+        let ttl = match self.idempotency_ttl {
+            Some(ttl) => ttl,
+            None => self.on.target.idempotency_ttl(&self.on.queue, job)?,
+        };
+        let done = q
+            .enqueue_with(job, &payload, key, self.delay, self.at, ttl)
+            .await?;
+        println!("{}", done.id);
+        if done.duplicate {
+            eprintln!(
+                "duplicate: idempotency key `{}` already belongs to job {}; nothing was added",
+                key.unwrap_or(""),
+                done.id
+            );
+        } else if let Some(due) = done.due_ms {
+            eprintln!("due at {}", format_ms(due));
+        }
+        Ok(())
+    }
+}
+
+fn parse_delay(s: &str) -> Result<Duration, String> {
+    config::parse_duration(s)
+}
+
+fn parse_at(s: &str) -> Result<u64, String> {
+    let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|e| {
+        format!("`{s}` is not an RFC 3339 time ({e}); write it like 2026-11-22T03:00:00Z")
+    })?;
+    u64::try_from(t.timestamp_millis()).map_err(|_| format!("`{s}` is before 1970"))
+}

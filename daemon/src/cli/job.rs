@@ -1,0 +1,77 @@
+//! `ward job`: look at jobs.
+
+use clap::Subcommand;
+
+use super::format::{print_history, ts};
+use super::target::QueueTarget;
+use crate::queue;
+use crate::text::format_ms;
+
+/// `ward job ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum JobCommand {
+    /// Show a job's state, attempts and last error.
+    Show {
+        #[command(flatten)]
+        on: QueueTarget,
+        /// The job id (for a plain XADD, its stream entry id).
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl JobCommand {
+    /// Runs one `ward job` command.
+    pub(crate) async fn exec(self) -> anyhow::Result<()> {
+        match self {
+            JobCommand::Show { on, id, json } => show(&on, &id, json).await,
+        }
+    }
+}
+
+async fn show(on: &QueueTarget, id: &str, json: bool) -> anyhow::Result<()> {
+    let q = on.connect().await?;
+    let queue = &on.queue;
+    let Some(status) = q.job_status(id).await? else {
+        anyhow::bail!(
+            "no job `{id}` in queue `{queue}` (records of succeeded jobs are kept for the queue's succeeded_ttl, {} h unless set)",
+            queue::SUCCEEDED_TTL.as_secs() / 3600
+        );
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print_status(&status);
+    }
+    Ok(())
+}
+
+fn print_status(s: &queue::JobStatus) {
+    println!("job       {}", s.id);
+    println!("queue     {}", s.queue);
+    println!("type      {}", s.job.as_deref().unwrap_or("-"));
+    println!("state     {}", s.state);
+    println!("attempts  {}", s.attempts);
+    println!("first     {}", ts(s.first_attempt_at_ms));
+    println!("last      {}", ts(s.last_attempt_at_ms));
+    if let Some(reason) = &s.dead_reason {
+        println!("reason    {reason}");
+    }
+    if let Some(e) = &s.last_error {
+        let code = e
+            .code
+            .as_deref()
+            .map(|c| format!(" [{c}]"))
+            .unwrap_or_default();
+        println!("error     {}{code}: {}", e.class, e.message);
+    }
+    if let Some(due) = s.due_at_ms {
+        println!("due       {}", format_ms(due));
+    }
+    if let Some(d) = &s.plugin_digest {
+        println!("plugin    sha256:{d}");
+    }
+    print_history(&s.history);
+}

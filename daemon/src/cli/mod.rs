@@ -1,0 +1,131 @@
+//! The `ward` command line: the daemon (`ward run`) and the tools around it,
+//! one file per subcommand, each a clap struct with an `exec` method.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+
+mod breakers;
+mod config;
+mod dlq;
+mod enqueue;
+mod format;
+mod job;
+mod plugin;
+mod run;
+mod stats;
+mod target;
+
+/// Ward runs background jobs from Redis streams in sandboxed WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "ward", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log format: `auto` is JSON when stdout is not a terminal (systemd, pipes).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Auto,
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Run(run::RunArgs),
+    /// Add a job to a queue and print its id.
+    Enqueue(enqueue::EnqueueArgs),
+    /// Look at jobs.
+    Job {
+        #[command(subcommand)]
+        command: job::JobCommand,
+    },
+    /// How many jobs each queue holds, by state: ready, leased (running or
+    /// about to), delayed (retries and scheduled), dead.
+    Stats(stats::StatsArgs),
+    /// Each queue's circuit breakers: which upstreams hold jobs back, until when.
+    Breakers(breakers::BreakersArgs),
+    /// Inspect, requeue and discard dead letters (`ward:{Q}:dead`).
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
+    },
+    /// Check a config file and compile its plugins, without touching Redis.
+    Config {
+        #[command(subcommand)]
+        command: config::ConfigCommand,
+    },
+    /// Inspect plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: plugin::PluginCommand,
+    },
+}
+
+/// Parses the command line, runs it, and turns errors into a message and
+/// a non-zero exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The daemon's log level comes from its config ([log] level) unless
+    // RUST_LOG is set; a config that does not load is reported by `run` itself.
+    let loaded = match &cli.command {
+        Command::Run(run) => Config::load(&run.config).ok(),
+        _ => None,
+    };
+    let level = loaded.as_ref().and_then(|c| c.obs.log_level.clone());
+    init_logging(
+        cli.log_format,
+        matches!(cli.command, Command::Run(_)),
+        level.as_deref(),
+    );
+    // Tools need no more than one thread; the daemon as many as its config says.
+    let threads = loaded.as_ref().map_or(1, Config::worker_threads);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ward: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ward: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, daemon: bool, level: Option<&str>) {
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Pretty => false,
+        LogFormat::Auto => !std::io::stdout().is_terminal(),
+    };
+    crate::obs::logging::init(json, daemon, level);
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run(run) => run.exec().await,
+        Command::Enqueue(enqueue) => enqueue.exec().await,
+        Command::Job { command } => command.exec().await,
+        Command::Stats(stats) => stats.exec().await,
+        Command::Breakers(breakers) => breakers.exec().await,
+        Command::Dlq { command } => command.exec().await,
+        Command::Config { command } => command.exec(),
+        Command::Plugin { command } => command.exec(),
+    }
+}

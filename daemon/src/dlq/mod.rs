@@ -1,0 +1,385 @@
+//! The dead-letter stream's logic: reading an entry of `ward:{Q}:dead` as a
+//! [`DeadLetter`], filtering, paging, finding one by job id, and requeuing or
+//! discarding. Nothing here prints: the `ward dlq` command shows what these
+//! return.
+//!
+//! A dead letter is an entry of `ward:{Q}:dead` written when a job was
+//! given up (see [`crate::queue::Queue::apply`]). Every Redis operation is a
+//! named operation of [`crate::queue::Queue`], and a requeue or a discard is one Lua
+//! script per job whose guard is the removal of the dead letter itself, so
+//! two operators acting on the same job at once act once.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::queue::{self, DEAD_ENTRY_FIELDS, Delivery};
+use crate::text::format_ms;
+
+mod act;
+mod find;
+
+pub use act::{Acted, Op, act};
+pub use find::{Located, list, locate, not_dead};
+
+/// How many dead letters `ward dlq list` shows without `--limit`.
+pub const DEFAULT_LIST_LIMIT: usize = 50;
+/// Entries read per round trip while scanning the dead-letter stream.
+const PAGE: usize = 500;
+/// Widest "last error" column in the table.
+const ERROR_WIDTH: usize = 60;
+
+/// One entry of `ward:{Q}:dead`, as `ward dlq` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetter {
+    /// The entry's id in `ward:{Q}:dead`.
+    pub dead_id: String,
+    /// When the job was dead-lettered (Unix ms, the Redis clock): the
+    /// time part of `dead_id`.
+    pub dead_at_ms: u64,
+    /// The job id.
+    pub id: String,
+    /// The job type.
+    pub job: String,
+    /// The queue.
+    pub queue: String,
+    /// Why it was given up (`permanent`, `budget exhausted: attempts`, ...).
+    pub reason: String,
+    /// The last failure's class.
+    pub class: String,
+    /// The last failure's code.
+    pub code: Option<String>,
+    /// The last failure's message.
+    pub message: String,
+    /// The upstream the last failure blamed.
+    pub upstream: Option<String>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Start of the first attempt, Unix ms.
+    pub first_attempt_at_ms: Option<u64>,
+    /// End of the last attempt, Unix ms.
+    pub last_attempt_at_ms: Option<u64>,
+    /// sha256 of the plugin that ran the last attempt.
+    pub plugin_digest: Option<String>,
+    /// The stream entry of the last delivery.
+    pub entry: Option<String>,
+    /// The idempotency key the job was enqueued with.
+    pub idempotency_key: Option<String>,
+    /// The payload as the dead letter shows it (redacted, or a marker when
+    /// too large), when it is UTF-8.
+    pub payload: Option<String>,
+    /// The payload as hex, when it is not UTF-8.
+    pub payload_hex: Option<String>,
+    /// Correlation fields carried from the job's entry (`user_id`, ...),
+    /// `idempotency_key` included.
+    pub extra: BTreeMap<String, String>,
+}
+
+impl DeadLetter {
+    /// Reads a dead-letter stream entry. Missing fields read as empty.
+    #[must_use]
+    pub fn from_entry(d: Delivery) -> DeadLetter {
+        let mut fixed: BTreeMap<&'static str, Vec<u8>> = BTreeMap::new();
+        let mut extra = BTreeMap::new();
+        for (name, value) in d.fields {
+            let name = String::from_utf8_lossy(&name).into_owned();
+            match DEAD_ENTRY_FIELDS.iter().find(|f| **f == name) {
+                Some(f) => {
+                    fixed.insert(f, value);
+                }
+                None => {
+                    extra.insert(name, String::from_utf8_lossy(&value).into_owned());
+                }
+            }
+        }
+        let text = |k: &str| {
+            fixed
+                .get(k)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default()
+        };
+        let opt = |k: &str| Some(text(k)).filter(|v| !v.is_empty());
+        let number = |k: &str| text(k).parse::<u64>().ok();
+        let payload = fixed.get("payload").cloned().unwrap_or_default();
+        let (payload, payload_hex) = match String::from_utf8(payload) {
+            Ok(p) => (Some(p), None),
+            Err(e) => (None, Some(hex::encode(e.into_bytes()))),
+        };
+        DeadLetter {
+            dead_at_ms: entry_ms(&d.entry_id),
+            dead_id: d.entry_id,
+            id: text("id"),
+            job: text("job"),
+            queue: text("queue"),
+            reason: text("reason"),
+            class: text("class"),
+            code: opt("code"),
+            message: text("message"),
+            upstream: opt("upstream"),
+            attempts: number("attempts").map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+            first_attempt_at_ms: number("first_at"),
+            last_attempt_at_ms: number("last_at"),
+            plugin_digest: opt("plugin"),
+            entry: opt("entry"),
+            idempotency_key: extra.get("idempotency_key").cloned(),
+            payload,
+            payload_hex,
+            extra,
+        }
+    }
+
+    /// `class [code]: message`, on one line.
+    #[must_use]
+    pub fn last_error(&self) -> String {
+        let code = self
+            .code
+            .as_deref()
+            .map(|c| format!(" [{c}]"))
+            .unwrap_or_default();
+        let message = self.message.replace(['\n', '\r'], " ");
+        if message.is_empty() {
+            format!("{}{code}", self.class)
+        } else {
+            format!("{}{code}: {message}", self.class)
+        }
+    }
+}
+
+/// The time part of a stream entry id, in ms.
+fn entry_ms(id: &str) -> u64 {
+    id.split('-')
+        .next()
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Which dead letters to take.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Job type, exact.
+    pub job: Option<String>,
+    /// Text the reason contains, ignoring case.
+    pub reason: Option<String>,
+    /// Dead-lettered at or after (Unix ms).
+    pub since_ms: Option<u64>,
+}
+
+impl Filter {
+    /// Whether `d` passes every filter that is set.
+    #[must_use]
+    pub fn matches(&self, d: &DeadLetter) -> bool {
+        self.job.as_ref().is_none_or(|j| *j == d.job)
+            && self
+                .reason
+                .as_ref()
+                .is_none_or(|r| d.reason.to_lowercase().contains(&r.to_lowercase()))
+            && self.since_ms.is_none_or(|s| d.dead_at_ms >= s)
+    }
+
+    /// Whether no filter is set.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.job.is_none() && self.reason.is_none() && self.since_ms.is_none()
+    }
+
+    /// The filters, for messages: `job flaky, reason containing "budget"`.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(j) = &self.job {
+            parts.push(format!("job `{j}`"));
+        }
+        if let Some(r) = &self.reason {
+            parts.push(format!("reason containing \"{r}\""));
+        }
+        if let Some(s) = self.since_ms {
+            parts.push(format!("dead-lettered since {}", format_ms(s)));
+        }
+        parts.join(", ")
+    }
+}
+
+/// Parses `--since`: a duration back from now or an RFC 3339 time, to Unix ms.
+///
+/// # Errors
+/// A message showing both accepted forms.
+pub fn parse_since(s: &str) -> Result<u64, String> {
+    parse_since_at(s, queue::now_ms())
+}
+
+fn parse_since_at(s: &str, now_ms: u64) -> Result<u64, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s.trim()) {
+        return u64::try_from(t.timestamp_millis()).map_err(|_| format!("`{s}` is before 1970"));
+    }
+    match humantime::parse_duration(s.trim()) {
+        Ok(d) => Ok(now_ms.saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
+        Err(_) => Err(format!(
+            "`{s}` is neither a duration back from now (like \"30m\", \"2h\", \"7d\") nor an RFC 3339 time (like 2026-11-22T03:00:00Z)"
+        )),
+    }
+}
+
+/// The human table of `ward dlq list`.
+#[must_use]
+pub fn table(letters: &[DeadLetter]) -> String {
+    let rows: Vec<[String; 6]> = letters
+        .iter()
+        .map(|d| {
+            let mut error = d.last_error();
+            if error.chars().count() > ERROR_WIDTH {
+                error = error.chars().take(ERROR_WIDTH - 1).collect::<String>() + "…";
+            }
+            [
+                d.id.clone(),
+                d.job.clone(),
+                d.reason.clone(),
+                d.attempts.to_string(),
+                error,
+                format_ms(d.dead_at_ms),
+            ]
+        })
+        .collect();
+    let header = ["ID", "JOB", "REASON", "ATTEMPTS", "LAST ERROR", "DEAD AT"].map(String::from);
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let pad = w - cell.chars().count();
+                let _ = write!(line, "{cell}{}  ", " ".repeat(pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, fields: &[(&str, &[u8])]) -> Delivery {
+        Delivery {
+            entry_id: id.into(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.to_vec()))
+                .collect(),
+        }
+    }
+
+    fn letter(job: &str, reason: &str, dead_ms: u64) -> DeadLetter {
+        DeadLetter::from_entry(entry(
+            &format!("{dead_ms}-0"),
+            &[
+                ("id", b"1-0"),
+                ("job", job.as_bytes()),
+                ("reason", reason.as_bytes()),
+            ],
+        ))
+    }
+
+    #[test]
+    fn an_entry_reads_as_a_dead_letter_with_its_correlation_fields() {
+        let d = DeadLetter::from_entry(entry(
+            "1700000000123-4",
+            &[
+                ("id", b"1699-0"),
+                ("job", b"send"),
+                ("queue", b"q"),
+                ("reason", b"permanent"),
+                ("class", b"permanent"),
+                ("code", b"declined"),
+                ("message", b"card\ndeclined"),
+                ("upstream", b""),
+                ("attempts", b"2"),
+                ("first_at", b"1699"),
+                ("last_at", b"1700"),
+                ("plugin", b"abc"),
+                ("entry", b"1699-0"),
+                ("payload", b"{}"),
+                ("idempotency_key", b"k-1"),
+                ("user_id", b"u-7"),
+            ],
+        ));
+        assert_eq!(d.dead_at_ms, 1_700_000_000_123);
+        assert_eq!((d.id.as_str(), d.attempts), ("1699-0", 2));
+        assert_eq!(d.upstream, None, "empty reads as absent");
+        assert_eq!(d.idempotency_key.as_deref(), Some("k-1"));
+        assert_eq!(d.extra.get("user_id").map(String::as_str), Some("u-7"));
+        assert!(!d.extra.contains_key("reason"));
+        assert_eq!(d.payload.as_deref(), Some("{}"));
+        assert_eq!(d.last_error(), "permanent [declined]: card declined");
+    }
+
+    #[test]
+    fn a_binary_payload_is_shown_as_hex() {
+        let d = DeadLetter::from_entry(entry("1-0", &[("payload", b"\xff\x00")]));
+        assert_eq!((d.payload, d.payload_hex.as_deref()), (None, Some("ff00")));
+    }
+
+    #[test]
+    fn filters_combine_and_reason_matches_a_substring_ignoring_case() {
+        let a = letter("send", "budget exhausted: attempts", 2000);
+        let b = letter("bill", "permanent", 1000);
+        let f = Filter {
+            reason: Some("BUDGET".into()),
+            ..Filter::default()
+        };
+        assert!(f.matches(&a) && !f.matches(&b));
+        let f = Filter {
+            job: Some("bill".into()),
+            since_ms: Some(1000),
+            ..Filter::default()
+        };
+        assert!(!f.matches(&a) && f.matches(&b));
+        let f = Filter {
+            since_ms: Some(1500),
+            ..Filter::default()
+        };
+        assert!(f.matches(&a) && !f.matches(&b));
+        assert!(Filter::default().matches(&a) && Filter::default().is_empty());
+    }
+
+    #[test]
+    fn since_takes_a_duration_or_a_time_and_explains_anything_else() {
+        assert_eq!(parse_since_at("2h", 10_000_000), Ok(10_000_000 - 7_200_000));
+        assert_eq!(
+            parse_since_at("1970-01-01T00:00:01Z", 0),
+            Ok(1000),
+            "an RFC 3339 time"
+        );
+        let e = parse_since_at("yesterday", 0).unwrap_err();
+        assert!(e.contains("\"30m\"") && e.contains("RFC 3339"), "{e}");
+    }
+
+    #[test]
+    fn the_table_aligns_columns_and_shortens_long_errors() {
+        let mut d = letter("send", "permanent", 0);
+        d.class = "permanent".into();
+        d.message = "x".repeat(200);
+        let t = table(&[d]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("ID   JOB   REASON"), "{t}");
+        assert_eq!(
+            lines[0].find("LAST ERROR"),
+            lines[1].find("permanent: x"),
+            "{t}"
+        );
+        assert!(
+            lines[1].contains('…') && !lines[1].contains(&"x".repeat(60)),
+            "{t}"
+        );
+    }
+}
