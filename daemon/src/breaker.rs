@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::config::BreakerPolicy;
 use crate::job::{FailureClass, Outcome};
-use crate::queue::{Action, Completion, Queue};
+use crate::store::{Action, Completion, Queue};
 
 /// How often a daemon re-reads its queue's breakers.
 pub const REFRESH: Duration = Duration::from_millis(500);
@@ -56,7 +56,7 @@ impl Breakers {
     }
 
     fn now_ms(offset_ms: i64) -> u64 {
-        let local = i64::try_from(crate::queue::now_ms()).unwrap_or(i64::MAX);
+        let local = i64::try_from(crate::store::now_ms()).unwrap_or(i64::MAX);
         u64::try_from(local.saturating_add(offset_ms)).unwrap_or(0)
     }
 
@@ -83,9 +83,9 @@ impl Breakers {
     ///
     /// # Errors
     /// Redis errors.
-    pub async fn refresh(&self) -> Result<(), crate::queue::QueueError> {
+    pub async fn refresh(&self) -> Result<(), crate::store::QueueError> {
         let (now, states) = self.queue.breakers().await?;
-        let local = i64::try_from(crate::queue::now_ms()).unwrap_or(i64::MAX);
+        let local = i64::try_from(crate::store::now_ms()).unwrap_or(i64::MAX);
         let mut seen = self
             .seen
             .lock()

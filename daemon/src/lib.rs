@@ -22,10 +22,10 @@
 //!
 //! # One job's way through
 //!
-//! `XADD ward:{Q}:jobs` → [`queue::Queue::lease_batch`] (a blocking
-//! `XREADGROUP` sized to free slots) → [`queue::Delivery::parse`] →
+//! `XADD ward:{Q}:jobs` → [`store::Queue::lease_batch`] (a blocking
+//! `XREADGROUP` sized to free slots) → [`store::Delivery::parse`] →
 //! [`runtime::Plugin::run`] (fresh instance, deadline) → [`policy::decide`]
-//! → [`queue::Queue::apply`] (one script per batch: ack and record, re-enqueue
+//! → [`store::Queue::apply`] (one script per batch: ack and record, re-enqueue
 //! as the next attempt, or move to `ward:{Q}:dead`).
 
 pub mod backoff;
@@ -36,11 +36,9 @@ pub mod dlq;
 pub mod job;
 pub mod obs;
 pub mod policy;
-pub mod store;
-/// The old name of [`store`]; removed once its callers move (issue 13).
-pub use store as queue;
 pub mod redact;
 pub mod runtime;
 pub mod schedule;
+pub mod store;
 pub mod text;
 pub mod worker;

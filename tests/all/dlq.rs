@@ -633,7 +633,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 #[test]
 fn a_second_requeue_or_discard_of_the_same_dead_letter_changes_nothing() {
-    use ward::queue::Resolution;
+    use ward::store::Resolution;
     let redis = Redis::start();
     let ward_proc = Ward::start(&config(&redis, 4, &job("flaky", "flaky", ""))).ready();
     let id = xadd(&redis, "flaky", r#"{"fail":"permanent"}"#, &[]);
@@ -775,7 +775,7 @@ fn retention_removes_dead_letters_older_than_dead_max_age() {
     wait_for(WAIT, "retention to remove the old dead letter", || {
         dead_len(&redis) == 0
     });
-    let now = ward::queue::now_ms();
+    let now = ward::store::now_ms();
     assert!(
         now >= dead_at + 2000,
         "removed {} ms after it was dead-lettered, before dead_max_age",

@@ -444,7 +444,7 @@ fn consumers_of_stopped_daemons_are_forgotten_unless_they_hold_work() {
 #[test]
 fn apply_says_which_completions_took_effect_so_nothing_is_counted_twice() {
     use ward::job::Outcome;
-    use ward::queue::{Action, Completion};
+    use ward::store::{Action, Completion};
     let redis = Redis::start();
     let ids = xadd_many(&redis, 3, "noop", "{}");
     with_queue(&redis, async |queue| {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ward::queue::{Keys, Queue};
+use ward::store::{Keys, Queue};
 use ward_testkit::Redis;
 
 /// Runs `f` on a fresh Tokio runtime with a library handle on queue `q` of
@@ -11,7 +11,7 @@ use ward_testkit::Redis;
 pub fn with_queue<T>(redis: &Redis, f: impl AsyncFnOnce(Queue) -> T) -> T {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let con = ward::queue::connect(&redis.url(), Duration::from_secs(1))
+        let con = ward::store::connect(&redis.url(), Duration::from_secs(1))
             .await
             .unwrap();
         f(Queue::new(Keys::new("q"), con)).await

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::format::{print_history, ts};
 use super::target::QueueTarget;
 use crate::dlq::{self, DEFAULT_LIST_LIMIT, DeadLetter, Filter, Located, Op, parse_since};
-use crate::queue::{self, Queue};
+use crate::store::{self, Queue};
 use crate::text::format_ms;
 
 /// `ward dlq ...`
@@ -234,7 +234,7 @@ async fn open(on: &QueueTarget) -> anyhow::Result<Queue> {
         anyhow::bail!(
             "queue `{}` not found in Redis at {}: neither {} nor {} exists; check the queue name and --redis/--config",
             on.queue,
-            queue::redacted_url(&on.target.url()?),
+            store::redacted_url(&on.target.url()?),
             q.keys.jobs,
             q.keys.dead
         );

@@ -4,7 +4,7 @@ use clap::Subcommand;
 
 use super::format::{print_history, ts};
 use super::target::QueueTarget;
-use crate::queue;
+use crate::store;
 use crate::text::format_ms;
 
 /// `ward job ...`
@@ -37,7 +37,7 @@ async fn show(on: &QueueTarget, id: &str, json: bool) -> anyhow::Result<()> {
     let Some(status) = q.job_status(id).await? else {
         anyhow::bail!(
             "no job `{id}` in queue `{queue}` (records of succeeded jobs are kept for the queue's succeeded_ttl, {} h unless set)",
-            queue::SUCCEEDED_TTL.as_secs() / 3600
+            crate::config::defaults::SUCCEEDED_TTL.as_secs() / 3600
         );
     };
     if json {
@@ -48,7 +48,7 @@ async fn show(on: &QueueTarget, id: &str, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_status(s: &queue::JobStatus) {
+fn print_status(s: &store::JobStatus) {
     println!("job       {}", s.id);
     println!("queue     {}", s.queue);
     println!("type      {}", s.job.as_deref().unwrap_or("-"));

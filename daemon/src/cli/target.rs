@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use crate::config::{self, Config};
-use crate::queue::{self, Keys, Queue};
+use crate::store::{self, Keys, Queue};
 
 /// Which Redis a tool command talks to.
 #[derive(Debug, Args)]
@@ -34,7 +34,7 @@ impl RedisTarget {
                     let pem = std::fs::read(ca).with_context(|| {
                         format!("[redis] ca_file {}: cannot read it", ca.display())
                     })?;
-                    queue::trust_ca(pem);
+                    store::trust_ca(pem);
                 }
                 Ok(cfg.redis_url)
             }
@@ -66,9 +66,9 @@ impl RedisTarget {
             anyhow::bail!("queue name `{name}` {why}");
         }
         let url = self.url()?;
-        let con = queue::connect(&url, std::time::Duration::from_secs(1))
+        let con = store::connect(&url, std::time::Duration::from_secs(1))
             .await
-            .with_context(|| format!("cannot reach Redis at {}", queue::redacted_url(&url)))?;
+            .with_context(|| format!("cannot reach Redis at {}", store::redacted_url(&url)))?;
         Ok(Queue::new(Keys::new(name), con))
     }
 }

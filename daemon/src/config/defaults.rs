@@ -27,8 +27,7 @@ pub const MAX_THREADS: i64 = 1024;
 /// `[[queue]] dead_trim_interval` is not given.
 pub const DEFAULT_DEAD_TRIM_INTERVAL: Duration = Duration::from_secs(30);
 /// How long the record of a succeeded job is kept when `[[queue]]
-/// succeeded_ttl` is not given. `crate::queue` still states the same value
-/// for itself; when the two are unified, this one is the source.
+/// succeeded_ttl` is not given.
 pub const SUCCEEDED_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Largest payload copied into a dead-letter entry when neither the queue
 /// nor `[defaults]` sets `dead_payload_max`.

@@ -4,7 +4,7 @@
 use anyhow::Context as _;
 
 use super::DeadLetter;
-use crate::queue::{Queue, Resolution};
+use crate::store::{Queue, Resolution};
 
 /// What is done to each dead letter: `ward dlq requeue` or `discard`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

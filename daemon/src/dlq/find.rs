@@ -2,7 +2,7 @@
 //! a given job.
 
 use super::{DeadLetter, Filter, PAGE};
-use crate::queue::{self, Queue};
+use crate::store::{self, Queue};
 
 /// The newest dead letters of `q` passing `filter`, at most `limit`.
 ///
@@ -106,7 +106,7 @@ pub fn not_dead(queue: &str, id: &str, located: &Located) -> String {
             trimmed: Some(why), ..
         } => format!(
             "job `{id}` in queue `{queue}` is no longer in the dead-letter stream: retention removed it ({why}); its record expires {} days after that",
-            queue::RETIRED_TTL.as_secs() / 86400
+            store::RETIRED_TTL.as_secs() / 86400
         ),
         Located::NotDead { state, .. } => format!(
             "job `{id}` in queue `{queue}` is not in the dead-letter stream: it is `{state}` (already requeued or discarded?); see `ward job show {queue} {id}`"

@@ -4,8 +4,8 @@
 //! return.
 //!
 //! A dead letter is an entry of `ward:{Q}:dead` written when a job was
-//! given up (see [`crate::queue::Queue::apply`]). Every Redis operation is a
-//! named operation of [`crate::queue::Queue`], and a requeue or a discard is one Lua
+//! given up (see [`crate::store::Queue::apply`]). Every Redis operation is a
+//! named operation of [`crate::store::Queue`], and a requeue or a discard is one Lua
 //! script per job whose guard is the removal of the dead letter itself, so
 //! two operators acting on the same job at once act once.
 
@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::queue::{self, DEAD_ENTRY_FIELDS, Delivery};
+use crate::store::{self, DEAD_ENTRY_FIELDS, Delivery};
 use crate::text::format_ms;
 
 mod act;
@@ -205,7 +205,7 @@ impl Filter {
 /// # Errors
 /// A message showing both accepted forms.
 pub fn parse_since(s: &str) -> Result<u64, String> {
-    parse_since_at(s, queue::now_ms())
+    parse_since_at(s, store::now_ms())
 }
 
 fn parse_since_at(s: &str, now_ms: u64) -> Result<u64, String> {

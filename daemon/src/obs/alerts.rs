@@ -36,7 +36,7 @@ use crate::job::{DeadReason, Outcome};
 use crate::obs::config::{AlertsConfig, GroupRules, Setting, WebhookConfig};
 use crate::obs::events::{AlertDelivered, AlertDropped, AlertUnsent};
 use crate::obs::secrets;
-use crate::queue::{Completion, now_ms};
+use crate::store::{Completion, now_ms};
 
 /// Alert events waiting for the alert task; past this, events are dropped
 /// (and counted) rather than slowing down job processing.

@@ -13,7 +13,7 @@ use metrics::{Counter, Gauge, Histogram};
 use crate::job::Outcome;
 use crate::obs::alerts::{self, AlertEvent, AlertKind};
 use crate::obs::metrics::{self as m, job_label};
-use crate::queue::{Action, Completion, QueueSample};
+use crate::store::{Action, Completion, QueueSample};
 
 /// The hot-path metric handles of one (queue, job type), registered once.
 /// Building a labelled key per event (allocating and hashing the label

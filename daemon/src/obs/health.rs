@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use crate::obs::events::{QueueSampleFailed, QueueSampled};
 use crate::obs::metrics as m;
-use crate::queue::{self, Keys, Queue};
+use crate::store::{self, Keys, Queue};
 
 /// How often Redis is pinged.
 pub const PING_EVERY: Duration = Duration::from_secs(1);
@@ -126,7 +126,7 @@ impl Readiness {
             if !missing.is_empty() {
                 failing.push(format!(
                     "consumer group `{}` missing for queue(s): {}",
-                    queue::GROUP,
+                    store::GROUP,
                     missing.join(", ")
                 ));
             }
@@ -154,7 +154,7 @@ pub async fn ping_loop(
                 .map_err(|_| "PING timed out".to_string())
                 .and_then(|r| r.map_err(|e| e.to_string())),
             None => {
-                match tokio::time::timeout(PING_EVERY * 2, queue::connect(&url, PING_EVERY)).await {
+                match tokio::time::timeout(PING_EVERY * 2, store::connect(&url, PING_EVERY)).await {
                     Ok(Ok(con)) => {
                         let q = Queue::new(Keys::new("health"), con);
                         let r = q.ping().await.map_err(|e| e.to_string());

@@ -17,7 +17,7 @@ use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::queue::JobEntry;
+use crate::store::JobEntry;
 
 /// Entry fields copied onto every log line of an attempt, when present.
 /// Fixed, so log fields stay a known set; other extra fields are not logged.

@@ -39,7 +39,7 @@ use tokio::sync::watch;
 
 pub use self::metrics::METRICS;
 use crate::config::Config;
-use crate::queue::{Completion, Queue};
+use crate::store::{Completion, Queue};
 
 /// The running observability pieces of one daemon.
 #[derive(Debug)]

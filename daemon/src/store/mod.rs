@@ -67,9 +67,7 @@ pub use sample::QueueSample;
 
 /// The consumer group every Ward daemon of a queue joins.
 pub const GROUP: &str = "ward";
-/// How long the record of a succeeded job is kept unless its queue's
-/// `succeeded_ttl` says otherwise.
-pub const SUCCEEDED_TTL: Duration = Duration::from_secs(24 * 3600);
+pub use crate::config::defaults::SUCCEEDED_TTL;
 /// Results larger than this are not stored in the job record.
 pub const MAX_STORED_RESULT: usize = 64 * 1024;
 

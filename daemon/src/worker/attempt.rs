@@ -7,20 +7,20 @@ use std::time::Duration;
 use crate::job::Outcome;
 use crate::obs::logging::AttemptIdent;
 use crate::policy::{self, Decision, Progress};
-use crate::queue::{self, Action, Completion};
 use crate::runtime::JobInput;
+use crate::store::{self, Action, Completion};
 
 use super::plugins::JobType;
 use super::triage::completion;
 
 /// Runs one attempt; returns its completion and how long the plugin took.
 pub(crate) async fn run_attempt(
-    mut entry: queue::JobEntry,
+    mut entry: store::JobEntry,
     queue_name: &Arc<str>,
     job_type: &JobType,
 ) -> (Completion, Duration) {
     let _in_flight = crate::obs::events::InFlight::start(queue_name);
-    let started_ms = queue::now_ms();
+    let started_ms = store::now_ms();
     let clock = std::time::Instant::now();
     let input = JobInput {
         ident: AttemptIdent::of(queue_name, &entry),
@@ -46,7 +46,7 @@ pub(crate) async fn run_attempt(
         instantiate: result.instantiate,
     }
     .emit();
-    let finished_ms = queue::now_ms();
+    let finished_ms = store::now_ms();
     let first_at_ms = entry.first_at.unwrap_or(started_ms);
     let progress = Progress {
         attempt: entry.attempt,
@@ -88,7 +88,7 @@ pub(crate) fn apply_decision(c: &mut Completion, decision: Decision) {
 /// drown the log; every failure logs at info or above.
 pub(crate) fn log_attempt(
     queue: &str,
-    entry: &queue::JobEntry,
+    entry: &store::JobEntry,
     outcome: &Outcome,
     decision: Decision,
     elapsed: Duration,

@@ -9,8 +9,8 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::backoff::Backoff;
 use crate::breaker::Breakers;
-use crate::queue::{Action, Completion, Keys, Queue};
 use crate::redact::{self, FieldPath};
+use crate::store::{Action, Completion, Keys, Queue};
 
 use super::InFlight;
 use super::plugins::JobType;

@@ -37,7 +37,7 @@ use tokio::task::JoinSet;
 use crate::backoff::Backoff;
 use crate::config::{Config, QueueConfig};
 use crate::obs::Obs;
-use crate::queue::{self, Keys, Queue};
+use crate::store::{self, Keys, Queue};
 
 use self::plugins::{JobType, load_plugins, runtime_for};
 use self::reader::{BLOCK, Consumer};
@@ -98,7 +98,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     if let Some(ca) = &config.redis_ca {
         let pem = std::fs::read(ca)
             .with_context(|| format!("[redis] ca_file {}: cannot read it", ca.display()))?;
-        queue::trust_ca(pem);
+        store::trust_ca(pem);
     }
     let obs = crate::obs::start(&config)?;
     let slots: u32 = config.queues.iter().map(|q| q.concurrency).sum();
@@ -108,7 +108,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
     let (stop_tx, stop) = Shutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
-    let url = queue::redacted_url(&config.redis_url);
+    let url = store::redacted_url(&config.redis_url);
     let con = tokio::select! {
         con = connect_with_backoff(&config.redis_url, &url) => con,
         () = &mut shutdown => return Ok(()),
@@ -256,7 +256,7 @@ impl Daemon<'_> {
 async fn connect_with_backoff(url: &str, shown: &str) -> redis::aio::ConnectionManager {
     let mut backoff = CONNECT_RETRY;
     loop {
-        match queue::connect(url, BLOCK).await {
+        match store::connect(url, BLOCK).await {
             Ok(con) => return con,
             Err(e) => {
                 let delay = backoff.next();
@@ -275,7 +275,7 @@ async fn ensure_group(
     loop {
         let delay = match queue.ensure_group().await {
             Ok(()) => return Ok(()),
-            Err(e) if queue::is_connection_error(&e) => {
+            Err(e) if store::is_connection_error(&e) => {
                 let delay = backoff.next();
                 tracing::error!(queue = %queue.keys.queue, error = %e, retry_in = ?delay, "cannot create consumer group; retrying");
                 delay
@@ -284,7 +284,7 @@ async fn ensure_group(
                 return Err(e).with_context(|| {
                     format!(
                         "cannot create consumer group `{}` on {}",
-                        queue::GROUP,
+                        store::GROUP,
                         queue.keys.jobs
                     )
                 });

@@ -12,7 +12,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use crate::backoff::Backoff;
 use crate::breaker::Breakers;
 use crate::config::QueueConfig;
-use crate::queue::{self, Completion, Delivery, JobEntry, Queue};
+use crate::store::{self, Completion, Delivery, JobEntry, Queue};
 
 use super::InFlight;
 use super::attempt::run_attempt;
@@ -286,8 +286,8 @@ impl Reader {
     }
 
     /// Says a read failed and waits `delay` before the next one.
-    async fn read_failed(&self, e: &queue::QueueError, delay: Duration) {
-        if matches!(e, queue::QueueError::Redis(r) if r.code() == Some("NOGROUP")) {
+    async fn read_failed(&self, e: &store::QueueError, delay: Duration) {
+        if matches!(e, store::QueueError::Redis(r) if r.code() == Some("NOGROUP")) {
             // Redis lost the group (restarted without persistence, or
             // someone deleted the stream): make it again.
             tracing::warn!(queue = %self.cfg.name, "consumer group missing; creating it again");

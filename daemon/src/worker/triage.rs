@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::backoff::Backoff;
 use crate::breaker::Breakers;
 use crate::job::{DeadReason, FailureClass, Outcome};
-use crate::queue::{self, Action, Completion, Delivery, KeyCheck, Queue};
+use crate::store::{self, Action, Completion, Delivery, KeyCheck, Queue};
 
 use super::plugins::JobType;
 
@@ -20,7 +20,7 @@ const CHECK_RETRY: Backoff = Backoff::new(Duration::from_millis(50), Duration::f
 /// What to do with one leased delivery.
 pub(crate) enum Work {
     /// Run the plugin.
-    Run(queue::JobEntry, Arc<JobType>),
+    Run(store::JobEntry, Arc<JobType>),
     /// Nothing to run: the outcome is already known (malformed, no plugin,
     /// duplicate, lost attempt).
     Record(Completion),
@@ -36,7 +36,7 @@ pub(crate) async fn triage(
     breakers: Option<&Breakers>,
 ) -> Vec<Work> {
     let mut out = Vec::with_capacity(deliveries.len());
-    let mut keyed: Vec<(queue::JobEntry, Arc<JobType>)> = Vec::new();
+    let mut keyed: Vec<(store::JobEntry, Arc<JobType>)> = Vec::new();
     for d in deliveries {
         match d.parse() {
             Err(m) => out.push(Work::Record(malformed(queue_name, m))),
@@ -111,7 +111,7 @@ fn held_back(breakers: Option<&Breakers>, jt: &JobType) -> Option<(String, Durat
 /// held-back jobs do not all arrive at once), without using an attempt.
 fn deferred(
     queue_name: &str,
-    entry: queue::JobEntry,
+    entry: store::JobEntry,
     jt: &JobType,
     upstream: &str,
     wait: Duration,
@@ -139,12 +139,12 @@ fn deferred(
 
 /// A completion for `entry` with nothing decided yet; callers set the rest.
 pub(crate) fn completion(
-    entry: queue::JobEntry,
+    entry: store::JobEntry,
     job_type: Option<&JobType>,
     outcome: Outcome,
     action: Action,
 ) -> Completion {
-    let now = queue::now_ms();
+    let now = store::now_ms();
     Completion {
         entry_id: entry.entry_id,
         job_id: entry.id,
@@ -170,9 +170,9 @@ pub(crate) fn completion(
     }
 }
 
-pub(crate) fn malformed(queue_name: &str, m: queue::Malformed) -> Completion {
+pub(crate) fn malformed(queue_name: &str, m: store::Malformed) -> Completion {
     tracing::warn!(queue = %queue_name, entry = %m.entry_id, why = %m.why, "malformed entry; dead-lettering it");
-    let entry = queue::JobEntry {
+    let entry = store::JobEntry {
         id: m.entry_id.clone(),
         entry_id: m.entry_id,
         job: String::new(),
@@ -194,7 +194,7 @@ pub(crate) fn malformed(queue_name: &str, m: queue::Malformed) -> Completion {
 fn no_plugin(
     queue_name: &str,
     jobs: &HashMap<String, Arc<JobType>>,
-    entry: queue::JobEntry,
+    entry: store::JobEntry,
 ) -> Completion {
     let mut known: Vec<&str> = jobs.keys().map(String::as_str).collect();
     known.sort_unstable();
@@ -215,7 +215,7 @@ fn no_plugin(
     c
 }
 
-fn duplicate(entry: queue::JobEntry, job_type: &JobType, owner: Option<String>) -> Completion {
+fn duplicate(entry: store::JobEntry, job_type: &JobType, owner: Option<String>) -> Completion {
     let mut c = completion(
         entry,
         Some(job_type),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::queue::Queue;
+use crate::store::Queue;
 
 use super::Service;
 use crate::worker::shutdown::Shutdown;

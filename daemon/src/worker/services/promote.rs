@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 
 use crate::backoff::Backoff;
-use crate::queue::{self, Queue};
+use crate::store::{self, Queue};
 
 use super::Service;
 use crate::worker::shutdown::Shutdown;
@@ -91,7 +91,7 @@ impl Service for Promote {
 /// warning) when Redis refuses; the promoter then looks every second.
 async fn subscribe(url: &str, channel: &str) -> Option<redis::aio::PubSub> {
     let attempt = async {
-        let mut ps = queue::client(url)?.get_async_pubsub().await?;
+        let mut ps = store::client(url)?.get_async_pubsub().await?;
         ps.subscribe(channel).await?;
         Ok::<_, redis::RedisError>(ps)
     };

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use crate::job::{FailureClass, Outcome};
 use crate::policy::{self, Progress, RetryPolicy};
-use crate::queue::{self, Action, Completion, JobEntry, Queue};
+use crate::store::{self, Action, Completion, JobEntry, Queue};
 
 use super::Service;
 use crate::worker::InFlight;
@@ -83,7 +83,7 @@ impl Reclaim {
         let policy = job_type
             .as_ref()
             .map_or_else(RetryPolicy::default, |jt| jt.policy);
-        let now = queue::now_ms();
+        let now = store::now_ms();
         let expiries = entry.lease_expiries + 1;
         let progress = Progress {
             attempt: entry.attempt,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::config::DeadLetterConfig;
-use crate::queue::{self, Queue};
+use crate::store::{self, Queue};
 
 use super::Service;
 use crate::worker::shutdown::Shutdown;
@@ -62,7 +62,7 @@ impl Service for Retention {
 
 /// One retention pass, calling the script until no limit is hit.
 async fn trim_dead_letters(queue: &Queue, dead: &DeadLetterConfig) {
-    let mut total = queue::Trimmed::default();
+    let mut total = store::Trimmed::default();
     loop {
         match queue.trim_dead(dead.max_len, dead.max_age, MAX_TRIM).await {
             Ok(t) => {
@@ -111,7 +111,7 @@ impl DeadLettersTrimmed<'_> {
                 queue = %self.queue,
                 count = self.count,
                 by = self.by,
-                record_ttl_s = queue::RETIRED_TTL.as_secs(),
+                record_ttl_s = store::RETIRED_TTL.as_secs(),
                 "trimmed dead letters"
             );
         }

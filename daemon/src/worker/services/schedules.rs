@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 
 use crate::backoff::Backoff;
 use crate::config::ScheduleConfig;
-use crate::queue::Queue;
 use crate::schedule::{FIRE_KEY_TTL, fire_key, next_fire};
+use crate::store::Queue;
 
 use super::Service;
 use crate::worker::shutdown::Shutdown;
