@@ -1,4 +1,5 @@
-//! The words of the domain as types: job states, outcome classes, failures.
+//! The words of the domain as types: job states, outcome classes, failures,
+//! and a stream entry read as a job ([`JobEntry`], or [`Malformed`]).
 //!
 //! These are plain values shared by the runtime (which produces an
 //! [`Outcome`]), the policy (which turns it into a decision) and the queue
@@ -220,6 +221,46 @@ impl fmt::Display for DeadReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// A delivery read as a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobEntry {
+    /// The stream entry this attempt was delivered from.
+    pub entry_id: String,
+    /// The job's id: the `id` field, or the entry id for a first enqueue.
+    pub id: String,
+    /// Job type.
+    pub job: String,
+    /// Payload bytes (empty when the entry has no `payload` field).
+    pub payload: Vec<u8>,
+    /// 1-based attempt number of this delivery.
+    pub attempt: u32,
+    /// The idempotency key, from an `idempotency_key` field.
+    pub idempotency_key: Option<String>,
+    /// Checkpoint carried from the previous attempt.
+    pub checkpoint: Option<Vec<u8>>,
+    /// When the first attempt started (Unix ms); absent on a first delivery.
+    pub first_at: Option<u64>,
+    /// The delay chosen after the previous failure, in ms.
+    pub last_delay_ms: Option<u64>,
+    /// How many times an attempt of this job was lost with its worker.
+    pub lease_expiries: u32,
+    /// Other fields (correlation ids such as `user_id`), carried along.
+    pub extra: Vec<(String, Vec<u8>)>,
+}
+
+/// Why an entry could not be read as a job, with what it did carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    /// The stream entry.
+    pub entry_id: String,
+    /// What is wrong with it.
+    pub why: String,
+    /// The payload field, if there was one.
+    pub payload: Vec<u8>,
+    /// Every other field whose name is text, so nothing it carried is lost.
+    pub extra: Vec<(String, Vec<u8>)>,
 }
 
 #[cfg(test)]

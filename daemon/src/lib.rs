@@ -41,4 +41,5 @@ pub mod runtime;
 pub mod schedule;
 pub mod store;
 pub mod text;
+pub mod transition;
 pub mod worker;
