@@ -19,12 +19,11 @@ use std::time::Duration;
 
 use crate::config::BreakerPolicy;
 use crate::job::{FailureClass, Outcome};
-use crate::store::{Action, Completion, Queue};
+use crate::store::Queue;
+use crate::transition::Completion;
 
 /// How often a daemon re-reads its queue's breakers.
 pub const REFRESH: Duration = Duration::from_millis(500);
-/// Failure code of a job held back by an open breaker (nothing ran).
-pub const CODE: &str = "breaker-open";
 
 /// One queue's breakers, as this daemon last saw them.
 pub struct Breakers {
@@ -116,13 +115,15 @@ impl Breakers {
         let mut failures: HashMap<String, (u32, usize)> = HashMap::new();
         let mut succeeded: HashSet<String> = HashSet::new();
         for (i, c) in batch.iter().enumerate() {
-            if !took.get(i).copied().unwrap_or(true) || c.action == Action::Duplicate {
+            // Only attempts that ran tell about an upstream: not a duplicate,
+            // nor a job held back by a breaker.
+            if !took.get(i).copied().unwrap_or(true) || !c.transition().ran() {
                 continue;
             }
-            let Some(upstreams) = upstreams_of(&c.job) else {
+            let Some(upstreams) = upstreams_of(c.job()) else {
                 continue;
             };
-            match &c.outcome {
+            match c.outcome() {
                 Outcome::Success(_) => succeeded.extend(upstreams.iter().cloned()),
                 Outcome::Failure(f) => {
                     let counts = matches!(
@@ -130,7 +131,7 @@ impl Breakers {
                         FailureClass::Transient | FailureClass::Timeout | FailureClass::Recoverable
                     ) && !matches!(
                         f.code.as_deref(),
-                        Some(CODE | "lease-expired" | "capacity")
+                        Some("lease-expired" | "capacity")
                     );
                     let blamed = f.upstream.clone().or_else(|| match upstreams {
                         [only] => Some(only.clone()),
@@ -163,7 +164,7 @@ impl Breakers {
                     if update.opened_now {
                         let c = &batch[last];
                         tracing::warn!(
-                            queue = %self.queue.keys.queue, upstream = %upstream, job = %c.job,
+                            queue = %self.queue.keys.queue, upstream = %upstream, job = %c.job(),
                             open_for = ?self.policy.open_for,
                             "circuit breaker opened: {} failures within {:?}; jobs that need `{upstream}` wait until it closes",
                             self.policy.failures, self.policy.window

@@ -1,12 +1,12 @@
 //! What happens after an attempt: a pure decision, made without Redis.
 //!
 //! [`decide`] looks at an attempt's [`Outcome`], where the job stands
-//! ([`Progress`]) and its [`RetryPolicy`], and returns a [`Decision`]; the
-//! queue module *applies* it atomically. Randomness (jitter) comes in as an
+//! ([`Progress`]) and its [`RetryPolicy`], and returns the [`Transition`]
+//! the job makes; the store *applies* it atomically. Randomness (jitter) comes in as an
 //! argument, so a fixed seed makes every decision reproducible.
 //!
 //! The rules, in order:
-//! 1. success → [`Decision::Ack`];
+//! 1. success → [`Transition::Succeed`];
 //! 2. the failure's class is resolved: `timeout` and `crash` are treated as
 //!    the policy says (defaults: timeout → transient, crash → permanent);
 //! 3. permanent → dead (`permanent`, or `crash` for a crash);
@@ -22,6 +22,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use crate::job::{DeadReason, FailureClass, Outcome};
+use crate::transition::Transition;
 
 /// How a host-made class (`timeout`, `crash`) is handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -106,32 +107,17 @@ pub struct Progress {
     pub previous_delay: Option<Duration>,
 }
 
-/// What to do with a job after an attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use]
-pub enum Decision {
-    /// It succeeded: acknowledge and record.
-    Ack,
-    /// Run it again as attempt `next_attempt` after `delay`.
-    Retry {
-        /// The number of the attempt to come.
-        next_attempt: u32,
-        /// How long to wait before it.
-        delay: Duration,
-    },
-    /// Give up: move it to the dead-letter stream.
-    DeadLetter(DeadReason),
-}
-
-/// Decides the next step after an attempt ended with `outcome`.
+/// Decides the next step after an attempt ended with `outcome`: success,
+/// a retry or a dead letter (never a deferral or a duplicate; those are
+/// known before anything runs).
 pub fn decide(
     outcome: &Outcome,
     progress: &Progress,
     policy: &RetryPolicy,
     rng: &mut impl Rng,
-) -> Decision {
+) -> Transition {
     let failure = match outcome {
-        Outcome::Success(_) => return Decision::Ack,
+        Outcome::Success(_) => return Transition::Succeed,
         Outcome::Failure(f) => f,
     };
     let treat = match failure.class {
@@ -142,21 +128,21 @@ pub fn decide(
         FailureClass::Crash => policy.crash_as,
     };
     if treat == TreatAs::Permanent {
-        return Decision::DeadLetter(if failure.class == FailureClass::Crash {
+        return Transition::DeadLetter(if failure.class == FailureClass::Crash {
             DeadReason::Crash
         } else {
             DeadReason::Permanent
         });
     }
     if progress.attempt >= policy.max_attempts {
-        return Decision::DeadLetter(DeadReason::AttemptsExhausted);
+        return Transition::DeadLetter(DeadReason::AttemptsExhausted);
     }
     let deadline = progress
         .first_attempt_ms
         .saturating_add(millis(policy.max_elapsed));
     let left = Duration::from_millis(deadline.saturating_sub(progress.now_ms));
     if left.is_zero() {
-        return Decision::DeadLetter(DeadReason::ElapsedExhausted);
+        return Transition::DeadLetter(DeadReason::ElapsedExhausted);
     }
     let delay = match failure.retry_after_ms {
         // The upstream knows best when it will be back, but not better than
@@ -165,15 +151,12 @@ pub fn decide(
         None => {
             let d = backoff(policy, treat, progress);
             if d > left {
-                return Decision::DeadLetter(DeadReason::ElapsedExhausted);
+                return Transition::DeadLetter(DeadReason::ElapsedExhausted);
             }
             jittered(policy, treat, d, progress.previous_delay, rng).min(left)
         }
     };
-    Decision::Retry {
-        next_attempt: progress.attempt + 1,
-        delay,
-    }
+    Transition::Retry { delay }
 }
 
 /// Decides after an attempt that was lost: its worker stopped (killed,
@@ -186,9 +169,9 @@ pub fn decide_lost(
     lease_expiries: u32,
     policy: &RetryPolicy,
     rng: &mut impl Rng,
-) -> Decision {
+) -> Transition {
     if lease_expiries >= policy.max_lease_expiries {
-        return Decision::DeadLetter(DeadReason::LeaseExpiries);
+        return Transition::DeadLetter(DeadReason::LeaseExpiries);
     }
     let lost =
         Outcome::failure(FailureClass::Transient, "lease expired").with_code("lease-expired");
@@ -293,31 +276,30 @@ mod tests {
     #[test]
     fn decisions_by_class() {
         let p = exact();
-        let retry = |n, ms| Decision::Retry {
-            next_attempt: n,
+        let retry = |ms| Transition::Retry {
             delay: Duration::from_millis(ms),
         };
         let table = [
-            (Outcome::Success(vec![]), 1, Decision::Ack),
-            (fail(FailureClass::Transient), 1, retry(2, 100)),
-            (fail(FailureClass::Transient), 2, retry(3, 200)),
-            (fail(FailureClass::Transient), 4, retry(5, 800)),
-            (fail(FailureClass::Timeout), 1, retry(2, 100)),
-            (fail(FailureClass::Recoverable), 1, retry(2, 30_000)),
+            (Outcome::Success(vec![]), 1, Transition::Succeed),
+            (fail(FailureClass::Transient), 1, retry(100)),
+            (fail(FailureClass::Transient), 2, retry(200)),
+            (fail(FailureClass::Transient), 4, retry(800)),
+            (fail(FailureClass::Timeout), 1, retry(100)),
+            (fail(FailureClass::Recoverable), 1, retry(30_000)),
             (
                 fail(FailureClass::Transient),
                 5,
-                Decision::DeadLetter(DeadReason::AttemptsExhausted),
+                Transition::DeadLetter(DeadReason::AttemptsExhausted),
             ),
             (
                 fail(FailureClass::Permanent),
                 1,
-                Decision::DeadLetter(DeadReason::Permanent),
+                Transition::DeadLetter(DeadReason::Permanent),
             ),
             (
                 fail(FailureClass::Crash),
                 1,
-                Decision::DeadLetter(DeadReason::Crash),
+                Transition::DeadLetter(DeadReason::Crash),
             ),
         ];
         for (outcome, attempt, want) in table {
@@ -338,14 +320,11 @@ mod tests {
         };
         assert_eq!(
             decide(&fail(FailureClass::Timeout), &at(1), &p, &mut rng()),
-            Decision::DeadLetter(DeadReason::Permanent)
+            Transition::DeadLetter(DeadReason::Permanent)
         );
         assert!(matches!(
             decide(&fail(FailureClass::Crash), &at(1), &p, &mut rng()),
-            Decision::Retry {
-                next_attempt: 2,
-                ..
-            }
+            Transition::Retry { .. }
         ));
     }
 
@@ -354,18 +333,15 @@ mod tests {
         let p = exact();
         assert!(matches!(
             decide_lost(&at(1), 1, &p, &mut rng()),
-            Decision::Retry {
-                next_attempt: 2,
-                ..
-            }
+            Transition::Retry { .. }
         ));
         assert_eq!(
             decide_lost(&at(1), 3, &p, &mut rng()),
-            Decision::DeadLetter(DeadReason::LeaseExpiries)
+            Transition::DeadLetter(DeadReason::LeaseExpiries)
         );
         assert_eq!(
             decide_lost(&at(5), 1, &p, &mut rng()),
-            Decision::DeadLetter(DeadReason::AttemptsExhausted),
+            Transition::DeadLetter(DeadReason::AttemptsExhausted),
             "a lost attempt still counts against max_attempts"
         );
     }
@@ -391,8 +367,7 @@ mod tests {
         }
         assert_eq!(
             decide(&f, &at(1), &exact(), &mut rng()),
-            Decision::Retry {
-                next_attempt: 2,
+            Transition::Retry {
                 delay: Duration::from_millis(1500)
             }
         );
@@ -409,8 +384,7 @@ mod tests {
         progress.now_ms += 60_000;
         assert_eq!(
             decide(&f, &progress, &p, &mut rng()),
-            Decision::Retry {
-                next_attempt: 2,
+            Transition::Retry {
                 delay: Duration::from_secs(540)
             }
         );
@@ -428,20 +402,20 @@ mod tests {
         // Attempt 1 at t=0: 1 s delay fits in 1.5 s.
         assert!(matches!(
             decide(&fail(FailureClass::Transient), &at(1), &p, &mut rng()),
-            Decision::Retry { .. }
+            Transition::Retry { .. }
         ));
         // Attempt 2 ended at t=1.1 s: a 2 s delay would end past 1.5 s.
         let mut progress = at(2);
         progress.now_ms += 1100;
         assert_eq!(
             decide(&fail(FailureClass::Transient), &progress, &p, &mut rng()),
-            Decision::DeadLetter(DeadReason::ElapsedExhausted)
+            Transition::DeadLetter(DeadReason::ElapsedExhausted)
         );
         // And once the deadline has passed, nothing more is scheduled at all.
         progress.now_ms += 10_000;
         assert_eq!(
             decide(&fail(FailureClass::Transient), &progress, &p, &mut rng()),
-            Decision::DeadLetter(DeadReason::ElapsedExhausted)
+            Transition::DeadLetter(DeadReason::ElapsedExhausted)
         );
     }
 
@@ -498,8 +472,7 @@ mod tests {
             let (_, cap) = start_and_cap(&p, treat);
             prop_assert!(d <= cap);
             match decide(&fail(class), &progress, &p, &mut StdRng::seed_from_u64(seed)) {
-                Decision::Retry { delay, next_attempt } => {
-                    prop_assert_eq!(next_attempt, attempt + 1);
+                Transition::Retry { delay } => {
                     prop_assert!(delay <= cap, "{:?} > cap {:?}", delay, cap);
                     match p.jitter {
                         Jitter::None => prop_assert_eq!(delay, d),
@@ -516,11 +489,11 @@ mod tests {
                         }
                     }
                 }
-                Decision::DeadLetter(reason) => {
+                Transition::DeadLetter(reason) => {
                     prop_assert_eq!(reason, DeadReason::AttemptsExhausted);
                     prop_assert!(attempt >= p.max_attempts);
                 }
-                Decision::Ack => prop_assert!(false, "a failure is never acked"),
+                other => prop_assert!(false, "a failure only retries or dead-letters: {:?}", other),
             }
         }
 
@@ -531,14 +504,14 @@ mod tests {
             let mut runs = 1;
             loop {
                 match decide(&fail(FailureClass::Transient), &progress, &p, &mut rng) {
-                    Decision::Retry { next_attempt, delay } => {
+                    Transition::Retry { delay } => {
                         runs += 1;
-                        progress.attempt = next_attempt;
+                        progress.attempt += 1;
                         progress.now_ms += millis(delay);
                         progress.previous_delay = Some(delay);
                     }
-                    Decision::DeadLetter(_) => break,
-                    Decision::Ack => prop_assert!(false),
+                    Transition::DeadLetter(_) => break,
+                    _ => prop_assert!(false),
                 }
                 prop_assert!(runs <= p.max_attempts);
             }
@@ -559,16 +532,16 @@ mod tests {
             if let Outcome::Failure(f) = &mut f { f.retry_after_ms = retry_after; }
             for _ in 0..1000 {
                 match decide(&f, &progress, &p, &mut rng) {
-                    Decision::Retry { next_attempt, delay } => {
-                        progress.attempt = next_attempt;
+                    Transition::Retry { delay } => {
+                        progress.attempt += 1;
                         progress.now_ms += millis(delay);
                         progress.previous_delay = Some(delay);
                         prop_assert!(progress.now_ms <= progress.first_attempt_ms + budget_ms);
                         // An attempt takes time; without it a zero delay would loop forever.
                         progress.now_ms += 1;
                     }
-                    Decision::DeadLetter(_) => break,
-                    Decision::Ack => prop_assert!(false),
+                    Transition::DeadLetter(_) => break,
+                    _ => prop_assert!(false),
                 }
             }
         }

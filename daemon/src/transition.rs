@@ -1,74 +1,368 @@
-//! What the end of an attempt asks for.
+//! What follows an attempt, as one type: the [`Transition`] a job makes
+//! (decided by [`crate::policy`], or known without running anything), and
+//! the [`Completion`] that carries it, with the entry and the outcome, to be
+//! recorded. The store encodes a completion for Redis; nothing here knows
+//! Redis.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::job::{DeadReason, Outcome};
+use crate::job::{DeadReason, FailureClass, JobEntry, Outcome};
 
-/// The result of one attempt, ready to be applied to Redis.
-#[derive(Debug, Clone)]
-pub struct Completion {
-    /// The delivery being acknowledged.
-    pub entry_id: String,
-    /// The job's id.
-    pub job_id: String,
-    /// Job type (empty for a malformed entry).
-    pub job: String,
-    /// The attempt number that just ended (0 when nothing ran).
-    pub attempt: u32,
-    /// Start of the attempt, Unix ms.
+/// The failure code a job held back by an open circuit breaker is recorded
+/// with (nothing ran; see [`Deferral::recorded`]).
+pub const BREAKER_OPEN_CODE: &str = "breaker-open";
+
+/// Where a job goes after an attempt, or after a delivery that needed none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum Transition {
+    /// It succeeded: acknowledge and record.
+    Succeed,
+    /// Run it again, as the next attempt, after `delay`.
+    Retry {
+        /// How long to wait before the next attempt.
+        delay: Duration,
+    },
+    /// Not run: back to the delayed set for `delay`, no attempt spent.
+    Defer {
+        /// How long to hold it back.
+        delay: Duration,
+        /// Why it was held back.
+        why: Deferral,
+    },
+    /// Give up: move it to the dead-letter stream.
+    DeadLetter(DeadReason),
+    /// Not run: its idempotency key is already owned by job `of` (a second
+    /// enqueue), or, with `None`, completed by this very job (a redelivery).
+    Duplicate {
+        /// The job that owns the key, when it is another one.
+        of: Option<String>,
+    },
+}
+
+impl Transition {
+    /// Whether an attempt ran (and so counts): not for a deferral, a
+    /// duplicate, a malformed entry or a job type without a plugin.
+    #[must_use]
+    pub fn ran(&self) -> bool {
+        !matches!(
+            self,
+            Transition::Defer { .. }
+                | Transition::Duplicate { .. }
+                | Transition::DeadLetter(DeadReason::Malformed | DeadReason::NoPlugin)
+        )
+    }
+
+    /// How long until the job runs again, for a retry or a deferral.
+    #[must_use]
+    pub fn delay(&self) -> Option<Duration> {
+        match self {
+            Transition::Retry { delay } | Transition::Defer { delay, .. } => Some(*delay),
+            _ => None,
+        }
+    }
+}
+
+/// Why a job was held back without running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deferral {
+    /// The circuit breaker of an upstream its job type calls is open.
+    BreakerOpen {
+        /// The upstream.
+        upstream: String,
+    },
+}
+
+impl Deferral {
+    /// What the job's record and history show for it, with `wait` (the time
+    /// the breaker stays open): a transient failure with the code
+    /// [`BREAKER_OPEN_CODE`], though nothing ran.
+    pub fn recorded(&self, wait: Duration) -> Outcome {
+        match self {
+            Deferral::BreakerOpen { upstream } => {
+                let message = format!(
+                    "not run: the circuit breaker of upstream `{upstream}` is open for another {}",
+                    humantime::format_duration(Duration::from_millis(
+                        u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)
+                    ))
+                );
+                Outcome::failure(FailureClass::Transient, message)
+                    .with_code(BREAKER_OPEN_CODE)
+                    .with_upstream(upstream)
+            }
+        }
+    }
+}
+
+/// What a [`Completion`] records beside its entry, outcome and transition:
+/// when and with what the attempt ran (or, when nothing ran, the job type it
+/// would have run).
+#[derive(Debug, Clone, Default)]
+pub struct Ran {
+    /// sha256 of the job type's plugin (empty without a job type).
+    pub plugin_digest: Arc<str>,
+    /// How long the job's idempotency key's completion is remembered.
+    pub idempotency_ttl: Duration,
+    /// Start of the attempt, Unix ms (0 when nothing ran).
     pub started_ms: u64,
-    /// Start of the job's first attempt, Unix ms (0 when nothing ran).
+    /// Start of the job's first attempt, Unix ms (0 when none is known).
     pub first_at_ms: u64,
-    /// For a retry: how long to wait before the next attempt.
-    pub delay_ms: u64,
     /// End of the attempt, Unix ms.
     pub finished_ms: u64,
-    /// The payload, kept for retries and dead letters.
-    pub payload: Vec<u8>,
+    /// A checkpoint the attempt left; `None` keeps the entry's.
+    pub checkpoint: Option<Vec<u8>>,
+    /// Whether the attempt was lost with its worker (one more lost lease).
+    pub lost: bool,
     /// For a dead letter: the payload as its entry in `ward:{Q}:dead` shows
     /// it (secrets redacted, a marker for a payload too large; see
-    /// [`crate::redact::dead_payload`]). `None`: the payload as it is. The
-    /// job record always keeps the original `payload`.
+    /// [`crate::redact::dead_payload`]). `None`: the payload as it is.
     pub dead_payload: Option<Vec<u8>>,
-    /// How the attempt ended.
-    pub outcome: Outcome,
-    /// What to do next.
-    pub action: Action,
-    /// sha256 of the plugin that ran (empty when none did).
-    pub plugin_digest: std::sync::Arc<str>,
-    /// Checkpoint to hand to the next attempt.
-    pub checkpoint: Option<Vec<u8>>,
-    /// Correlation fields carried from the entry.
-    pub extra: Vec<(String, Vec<u8>)>,
-    /// The job's idempotency key, if it has one.
-    pub idempotency_key: Option<String>,
-    /// How long the key's completion is remembered.
-    pub idempotency_ttl: Duration,
-    /// Lost leases so far, this attempt's included if it was lost.
-    pub lease_expiries: u32,
-    /// For [`Action::Duplicate`]: the job that owns the idempotency key.
-    pub duplicate_of: Option<String>,
+}
+
+/// The end of one delivery, ready to be recorded: built once, whole, from
+/// its entry, its outcome, its transition and how it ran.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    entry_id: String,
+    job_id: String,
+    job: String,
+    attempt: u32,
+    started_ms: u64,
+    first_at_ms: u64,
+    finished_ms: u64,
+    payload: Vec<u8>,
+    dead_payload: Option<Vec<u8>>,
+    outcome: Outcome,
+    transition: Transition,
+    plugin_digest: Arc<str>,
+    checkpoint: Option<Vec<u8>>,
+    extra: Vec<(String, Vec<u8>)>,
+    idempotency_key: Option<String>,
+    idempotency_ttl: Duration,
+    lease_expiries: u32,
 }
 
 impl Completion {
+    /// The completion of `entry`, whose attempt ended with `outcome` and
+    /// `ran` as described, taking `transition`. An attempt that did not run
+    /// (see [`Transition::ran`]) is not spent: the completion carries the
+    /// attempt before it.
+    pub fn new(entry: JobEntry, outcome: Outcome, transition: Transition, ran: Ran) -> Completion {
+        let attempt = if transition.ran() {
+            entry.attempt
+        } else {
+            entry.attempt.saturating_sub(1)
+        };
+        Completion {
+            entry_id: entry.entry_id,
+            job_id: entry.id,
+            job: entry.job,
+            attempt,
+            started_ms: ran.started_ms,
+            first_at_ms: ran.first_at_ms,
+            finished_ms: ran.finished_ms,
+            payload: entry.payload,
+            dead_payload: ran.dead_payload,
+            outcome,
+            transition,
+            plugin_digest: ran.plugin_digest,
+            checkpoint: ran.checkpoint.or(entry.checkpoint),
+            extra: entry.extra,
+            idempotency_key: entry.idempotency_key,
+            idempotency_ttl: ran.idempotency_ttl,
+            lease_expiries: entry.lease_expiries + u32::from(ran.lost),
+        }
+    }
+
     /// A first delivery on its first attempt: no record exists yet, so a
     /// success needs none of the tidying of a retried job.
     #[must_use]
     pub fn is_fresh(&self) -> bool {
         self.attempt == 1 && self.job_id == self.entry_id
     }
+
+    /// The delivery being acknowledged.
+    #[must_use]
+    pub fn entry_id(&self) -> &str {
+        &self.entry_id
+    }
+
+    /// The job's id.
+    #[must_use]
+    pub fn job_id(&self) -> &str {
+        &self.job_id
+    }
+
+    /// Job type (empty for a malformed entry).
+    #[must_use]
+    pub fn job(&self) -> &str {
+        &self.job
+    }
+
+    /// The attempt number that just ended (the one before, when nothing ran).
+    #[must_use]
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Start of the attempt, Unix ms (0 when nothing ran).
+    #[must_use]
+    pub fn started_ms(&self) -> u64 {
+        self.started_ms
+    }
+
+    /// Start of the job's first attempt, Unix ms (0 when none is known).
+    #[must_use]
+    pub fn first_at_ms(&self) -> u64 {
+        self.first_at_ms
+    }
+
+    /// End of the attempt, Unix ms.
+    #[must_use]
+    pub fn finished_ms(&self) -> u64 {
+        self.finished_ms
+    }
+
+    /// The payload, kept for retries and dead letters.
+    #[must_use]
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// For a dead letter: the payload as its dead-letter entry shows it
+    /// (see [`Ran::dead_payload`]). The job record keeps [`Self::payload`].
+    #[must_use]
+    pub fn dead_payload(&self) -> &[u8] {
+        self.dead_payload.as_deref().unwrap_or(&self.payload)
+    }
+
+    /// How the attempt ended.
+    #[must_use]
+    pub fn outcome(&self) -> &Outcome {
+        &self.outcome
+    }
+
+    /// Where the job goes.
+    pub fn transition(&self) -> &Transition {
+        &self.transition
+    }
+
+    /// sha256 of the plugin that ran (empty when none did).
+    #[must_use]
+    pub fn plugin_digest(&self) -> &str {
+        &self.plugin_digest
+    }
+
+    /// Checkpoint to hand to the next attempt.
+    #[must_use]
+    pub fn checkpoint(&self) -> Option<&[u8]> {
+        self.checkpoint.as_deref()
+    }
+
+    /// Correlation fields carried from the entry.
+    #[must_use]
+    pub fn extra(&self) -> &[(String, Vec<u8>)] {
+        &self.extra
+    }
+
+    /// The job's idempotency key, if it has one.
+    #[must_use]
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.idempotency_key.as_deref()
+    }
+
+    /// How long the key's completion is remembered.
+    #[must_use]
+    pub fn idempotency_ttl(&self) -> Duration {
+        self.idempotency_ttl
+    }
+
+    /// Lost leases so far, this attempt's included if it was lost.
+    #[must_use]
+    pub fn lease_expiries(&self) -> u32 {
+        self.lease_expiries
+    }
 }
 
-/// The state change a [`Completion`] asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Mark succeeded.
-    Ack,
-    /// Re-enqueue as the next attempt.
-    Retry,
-    /// Move to the dead-letter stream.
-    Dead(DeadReason),
-    /// Nothing ran: the job's idempotency key is already owned by the given
-    /// job id (a second enqueue), or completed by this very job (a redelivery).
-    Duplicate,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(attempt: u32) -> JobEntry {
+        JobEntry {
+            entry_id: "2-0".into(),
+            id: "1-0".into(),
+            job: "send".into(),
+            payload: b"p".to_vec(),
+            attempt,
+            idempotency_key: None,
+            checkpoint: Some(b"old".to_vec()),
+            first_at: Some(5),
+            last_delay_ms: None,
+            lease_expiries: 1,
+            extra: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_attempts_that_ran_are_spent() {
+        let deferral = Transition::Defer {
+            delay: Duration::from_secs(1),
+            why: Deferral::BreakerOpen {
+                upstream: "u".into(),
+            },
+        };
+        for (t, attempt) in [
+            (Transition::Succeed, 3),
+            (
+                Transition::Retry {
+                    delay: Duration::ZERO,
+                },
+                3,
+            ),
+            (Transition::DeadLetter(DeadReason::Permanent), 3),
+            (deferral, 2),
+            (Transition::Duplicate { of: None }, 2),
+            (Transition::DeadLetter(DeadReason::NoPlugin), 2),
+            (Transition::DeadLetter(DeadReason::Malformed), 2),
+        ] {
+            let c = Completion::new(entry(3), Outcome::Success(Vec::new()), t, Ran::default());
+            assert_eq!(c.attempt(), attempt, "{:?}", c.transition());
+        }
+    }
+
+    #[test]
+    fn a_new_checkpoint_replaces_the_old_and_a_lost_lease_counts() {
+        let t = || Transition::Succeed;
+        let ok = || Outcome::Success(Vec::new());
+        let kept = Completion::new(entry(1), ok(), t(), Ran::default());
+        assert_eq!(kept.checkpoint(), Some(&b"old"[..]));
+        assert_eq!(kept.lease_expiries(), 1);
+        let ran = Ran {
+            checkpoint: Some(b"new".to_vec()),
+            lost: true,
+            ..Ran::default()
+        };
+        let new = Completion::new(entry(1), ok(), t(), ran);
+        assert_eq!(new.checkpoint(), Some(&b"new"[..]));
+        assert_eq!(new.lease_expiries(), 2);
+    }
+
+    #[test]
+    fn a_deferral_is_recorded_as_a_transient_breaker_open_failure() {
+        let why = Deferral::BreakerOpen {
+            upstream: "pay".into(),
+        };
+        let Outcome::Failure(f) = why.recorded(Duration::from_millis(1500)) else {
+            panic!("a deferral is recorded as a failure");
+        };
+        assert_eq!(f.class, FailureClass::Transient);
+        assert_eq!(f.code.as_deref(), Some(BREAKER_OPEN_CODE));
+        assert_eq!(f.upstream.as_deref(), Some("pay"));
+        assert_eq!(
+            f.message,
+            "not run: the circuit breaker of upstream `pay` is open for another 1s 500ms"
+        );
+    }
 }

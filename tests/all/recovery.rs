@@ -444,7 +444,7 @@ fn consumers_of_stopped_daemons_are_forgotten_unless_they_hold_work() {
 #[test]
 fn apply_says_which_completions_took_effect_so_nothing_is_counted_twice() {
     use ward::job::Outcome;
-    use ward::store::{Action, Completion};
+    use ward::transition::{Completion, Ran, Transition};
     let redis = Redis::start();
     let ids = xadd_many(&redis, 3, "noop", "{}");
     with_queue(&redis, async |queue| {
@@ -455,27 +455,16 @@ fn apply_says_which_completions_took_effect_so_nothing_is_counted_twice() {
             .into_iter()
             .map(|d| {
                 let e = d.parse().unwrap();
-                Completion {
-                    entry_id: e.entry_id,
-                    job_id: e.id,
-                    job: e.job,
-                    attempt: 1,
+                assert_eq!(e.attempt, 1);
+                let ran = Ran {
+                    plugin_digest: "d".into(),
+                    idempotency_ttl: Duration::from_secs(60),
                     started_ms: 1,
                     first_at_ms: 1,
-                    delay_ms: 0,
                     finished_ms: 2,
-                    payload: e.payload,
-                    dead_payload: None,
-                    outcome: Outcome::Success(Vec::new()),
-                    action: Action::Ack,
-                    plugin_digest: "d".into(),
-                    checkpoint: None,
-                    extra: Vec::new(),
-                    idempotency_key: None,
-                    idempotency_ttl: Duration::from_secs(60),
-                    lease_expiries: 0,
-                    duplicate_of: None,
-                }
+                    ..Ran::default()
+                };
+                Completion::new(e, Outcome::Success(Vec::new()), Transition::Succeed, ran)
             })
             .collect();
         // Another daemon recorded the third delivery first.

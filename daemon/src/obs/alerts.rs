@@ -111,7 +111,7 @@ impl AlertEvent {
     /// The event for a completion that dead-lettered its job.
     #[must_use]
     pub fn dead_letter(queue: &str, job_label: &str, c: &Completion, reason: DeadReason) -> Self {
-        let (class, code, upstream, message) = match &c.outcome {
+        let (class, code, upstream, message) = match c.outcome() {
             Outcome::Failure(f) => (
                 Some(f.class.as_str().to_string()),
                 f.code.clone(),
@@ -124,13 +124,13 @@ impl AlertEvent {
             kind: AlertKind::DeadLetter,
             queue: queue.to_string(),
             job: job_label.to_string(),
-            job_id: c.job_id.clone(),
-            at_ms: c.finished_ms,
+            job_id: c.job_id().to_string(),
+            at_ms: c.finished_ms(),
             class,
             code,
-            attempts: c.attempt,
-            elapsed_ms: if c.first_at_ms > 0 {
-                c.finished_ms.saturating_sub(c.first_at_ms)
+            attempts: c.attempt(),
+            elapsed_ms: if c.first_at_ms() > 0 {
+                c.finished_ms().saturating_sub(c.first_at_ms())
             } else {
                 0
             },

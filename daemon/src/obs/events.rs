@@ -13,7 +13,8 @@ use metrics::{Counter, Gauge, Histogram};
 use crate::job::Outcome;
 use crate::obs::alerts::{self, AlertEvent, AlertKind};
 use crate::obs::metrics::{self as m, job_label};
-use crate::store::{Action, Completion, QueueSample};
+use crate::store::QueueSample;
+use crate::transition::{Completion, Transition};
 
 /// The hot-path metric handles of one (queue, job type), registered once.
 /// Building a labelled key per event (allocating and hashing the label
@@ -121,10 +122,10 @@ impl CompletionsApplied<'_> {
                 continue;
             }
             let h = match &last {
-                Some((job, h)) if *job == c.job => h.clone(),
+                Some((job, h)) if *job == c.job() => h.clone(),
                 _ => {
-                    let h = handles(self.queue, &c.job);
-                    last = Some((&c.job, h.clone()));
+                    let h = handles(self.queue, c.job());
+                    last = Some((c.job(), h.clone()));
                     h
                 }
             };
@@ -150,18 +151,17 @@ impl JobRecorded<'_> {
     /// Bumps `ward_jobs_total`, `ward_attempts_total`, the success
     /// histograms or `ward_dead_letters_total`, and raises a dead-letter alert.
     pub fn emit(&self) {
-        self.emit_with(&handles(self.queue, &self.completion.job));
+        self.emit_with(&handles(self.queue, self.completion.job()));
     }
 
     fn emit_with(&self, h: &Handles) {
         let c = self.completion;
-        let held_back = matches!(&c.outcome, Outcome::Failure(f) if f.code.as_deref() == Some(crate::breaker::CODE));
-        let outcome = match c.action {
-            Action::Retry if held_back => 4,
-            Action::Ack => 0,
-            Action::Retry => 1,
-            Action::Dead(_) => 2,
-            Action::Duplicate => 3,
+        let outcome = match c.transition() {
+            Transition::Succeed => 0,
+            Transition::Retry { .. } => 1,
+            Transition::DeadLetter(_) => 2,
+            Transition::Duplicate { .. } => 3,
+            Transition::Defer { .. } => 4,
         };
         h.jobs[outcome].increment(1);
         if let Some(class) = attempt_class(c)
@@ -169,36 +169,35 @@ impl JobRecorded<'_> {
         {
             h.attempts[i].increment(1);
         }
-        match c.action {
-            Action::Ack => {
-                let since = enqueued_ms(&c.job_id)
-                    .or((c.first_at_ms > 0).then_some(c.first_at_ms))
-                    .unwrap_or(c.started_ms);
-                let seconds = c.finished_ms.saturating_sub(since) as f64 / 1000.0;
+        match *c.transition() {
+            Transition::Succeed => {
+                let since = enqueued_ms(c.job_id())
+                    .or((c.first_at_ms() > 0).then_some(c.first_at_ms()))
+                    .unwrap_or(c.started_ms());
+                let seconds = c.finished_ms().saturating_sub(since) as f64 / 1000.0;
                 h.time_to_success.record(seconds);
-                h.attempts_to_success.record(f64::from(c.attempt.max(1)));
+                h.attempts_to_success.record(f64::from(c.attempt().max(1)));
             }
-            Action::Dead(reason) => {
-                let job = job_label(self.queue, &c.job);
+            Transition::DeadLetter(reason) => {
+                let job = job_label(self.queue, c.job());
                 metrics::counter!(m::DEAD_LETTERS_TOTAL, "queue" => self.queue.to_string(), "job_type" => job.clone(), "reason" => m::reason_label(reason))
                     .increment(1);
                 alerts::raise(AlertEvent::dead_letter(self.queue, &job, c, reason));
             }
-            Action::Retry | Action::Duplicate => {}
+            Transition::Retry { .. } | Transition::Defer { .. } | Transition::Duplicate { .. } => {}
         }
     }
 }
 
 /// The class an attempt ended with, or `None` when nothing ran (a
-/// duplicate, a malformed entry, a job type without a plugin).
+/// duplicate, a deferral, a malformed entry, a job type without a plugin).
 fn attempt_class(c: &Completion) -> Option<&'static str> {
-    use crate::job::DeadReason::{Malformed, NoPlugin};
-    match (c.action, &c.outcome) {
-        (Action::Duplicate | Action::Dead(Malformed | NoPlugin), _) => None,
-        // Held back by an open circuit breaker: nothing ran.
-        (_, Outcome::Failure(f)) if f.code.as_deref() == Some(crate::breaker::CODE) => None,
-        (_, Outcome::Success(_)) => Some("success"),
-        (_, Outcome::Failure(f)) => Some(f.class.as_str()),
+    if !c.transition().ran() {
+        return None;
+    }
+    match c.outcome() {
+        Outcome::Success(_) => Some("success"),
+        Outcome::Failure(f) => Some(f.class.as_str()),
     }
 }
 
@@ -433,7 +432,7 @@ impl BreakerOpened<'_> {
     /// Sets the gauge and raises the alert.
     pub fn emit(&self) {
         breaker_state(self.queue, self.upstream, true);
-        let job = job_label(self.queue, &self.completion.job);
+        let job = job_label(self.queue, self.completion.job());
         alerts::raise(AlertEvent::breaker_open(
             self.queue,
             &job,

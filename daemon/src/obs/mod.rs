@@ -39,7 +39,8 @@ use tokio::sync::watch;
 
 pub use self::metrics::METRICS;
 use crate::config::Config;
-use crate::store::{Completion, Queue};
+use crate::store::Queue;
+use crate::transition::Completion;
 
 /// The running observability pieces of one daemon.
 #[derive(Debug)]

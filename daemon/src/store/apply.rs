@@ -11,8 +11,9 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use super::script::script;
-use super::{Action, Completion, GROUP, Keys, MAX_HISTORY, MAX_STORED_RESULT, Queue, QueueError};
+use super::{GROUP, Keys, MAX_HISTORY, MAX_STORED_RESULT, Queue, QueueError};
 use crate::job::Outcome;
+use crate::transition::{Completion, Transition};
 
 /// Most acknowledged entries left in a stream for the next trim; past it,
 /// entries are deleted as they are acknowledged (see the APPLY script).
@@ -185,7 +186,12 @@ fn owned<'a>(s: String) -> Arg<'a> {
 }
 
 fn millis<'a>(d: Duration) -> Arg<'a> {
-    number(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    number(delay_ms(d))
+}
+
+/// `d` in whole ms, as records and history lines state delays.
+fn delay_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// APPLY's keys and arguments for one batch, in the layout above.
@@ -204,8 +210,8 @@ impl<'a> Encoder<'a> {
     fn batch(keys: &Keys, succeeded_ttl: Duration, batch: &'a [Completion]) -> Encoder<'a> {
         let mut digests: Vec<&str> = Vec::new();
         for c in batch {
-            if !digests.contains(&&*c.plugin_digest) {
-                digests.push(&c.plugin_digest);
+            if !digests.contains(&c.plugin_digest()) {
+                digests.push(c.plugin_digest());
             }
         }
         let mut q: [String; QueueKey::N] = Default::default();
@@ -230,7 +236,7 @@ impl<'a> Encoder<'a> {
         e.args.extend(h);
         e.args.extend(e.digests.iter().map(|d| text(d)));
         for c in batch {
-            if c.action == Action::Ack && c.is_fresh() {
+            if matches!(c.transition(), Transition::Succeed) && c.is_fresh() {
                 e.fresh(keys, c);
             } else {
                 e.full(keys, c);
@@ -243,7 +249,7 @@ impl<'a> Encoder<'a> {
     /// history (unless it is a fresh success without a key, which has
     /// none), its idempotency key (if it has one).
     fn keys(&mut self, keys: &Keys, id: &str, c: &Completion, fresh: bool) {
-        let n = match &c.idempotency_key {
+        let n = match c.idempotency_key() {
             Some(_) => CompletionKey::N,
             None if fresh => CompletionKey::Record.at() + 1,
             None => CompletionKey::History.at() + 1,
@@ -254,7 +260,7 @@ impl<'a> Encoder<'a> {
         if n > CompletionKey::History.at() {
             k[CompletionKey::History.at()] = keys.history(id);
         }
-        if let Some(key) = &c.idempotency_key {
+        if let Some(key) = c.idempotency_key() {
             k[CompletionKey::Idem.at()] = keys.idempotency(key);
         }
         self.keys.extend(k.into_iter().take(n));
@@ -262,26 +268,26 @@ impl<'a> Encoder<'a> {
 
     /// A first delivery that succeeded at once: the common case, kept short.
     fn fresh(&mut self, keys: &Keys, c: &'a Completion) {
-        self.keys(keys, &c.entry_id, c, true);
+        self.keys(keys, c.entry_id(), c, true);
         let digest = self
             .digests
             .iter()
-            .position(|d| *d == &*c.plugin_digest)
+            .position(|d| *d == c.plugin_digest())
             .map_or(0, |k| k + 1);
         let mut f: [Arg; Fresh::N] = Default::default();
-        f[Fresh::Entry.at()] = text(&c.entry_id);
-        f[Fresh::Job.at()] = text(&c.job);
-        f[Fresh::FirstAt.at()] = number(c.first_at_ms);
-        f[Fresh::Finished.at()] = number(c.finished_ms);
+        f[Fresh::Entry.at()] = text(c.entry_id());
+        f[Fresh::Job.at()] = text(c.job());
+        f[Fresh::FirstAt.at()] = number(c.first_at_ms());
+        f[Fresh::Finished.at()] = number(c.finished_ms());
         f[Fresh::Plugin.at()] = number(digest);
-        f[Fresh::Result.at()] = Cow::Borrowed(stored_result(&c.outcome));
-        let n = match &c.idempotency_key {
+        f[Fresh::Result.at()] = Cow::Borrowed(stored_result(c.outcome()));
+        let n = match c.idempotency_key() {
             // The history line is the audit record of a keyed job's one
             // completion.
             Some(key) => {
                 f[Fresh::Idem.at()] = text(key);
-                f[Fresh::IdemTtl.at()] = millis(c.idempotency_ttl);
-                f[Fresh::ResultDigest.at()] = owned(result_digest(&c.outcome));
+                f[Fresh::IdemTtl.at()] = millis(c.idempotency_ttl());
+                f[Fresh::ResultDigest.at()] = owned(result_digest(c.outcome()));
                 f[Fresh::History.at()] = owned(history_entry(c));
                 Fresh::N
             }
@@ -293,51 +299,52 @@ impl<'a> Encoder<'a> {
 
     /// Every other completion.
     fn full(&mut self, keys: &Keys, c: &'a Completion) {
-        self.keys(keys, &c.job_id, c, false);
-        let (kind, reason) = match c.action {
-            Action::Ack => ("ok", ""),
-            Action::Retry => ("retry", ""),
-            Action::Dead(r) => ("dead", r.as_str()),
-            Action::Duplicate => ("dup", c.duplicate_of.as_deref().unwrap_or(&c.job_id)),
+        self.keys(keys, c.job_id(), c, false);
+        // A deferral is a retry that spent no attempt: the completion
+        // already carries the attempt before it.
+        let (kind, reason) = match c.transition() {
+            Transition::Succeed => ("ok", ""),
+            Transition::Retry { .. } | Transition::Defer { .. } => ("retry", ""),
+            Transition::DeadLetter(r) => ("dead", r.as_str()),
+            Transition::Duplicate { of } => ("dup", of.as_deref().unwrap_or(c.job_id())),
         };
         let mut f: [Arg; Full::N] = Default::default();
-        if let Outcome::Failure(e) = &c.outcome {
+        if let Outcome::Failure(e) = c.outcome() {
             f[Full::Class.at()] = text(e.class.as_str());
             f[Full::Code.at()] = text(e.code.as_deref().unwrap_or(""));
             f[Full::Message.at()] = text(&e.message);
             f[Full::Upstream.at()] = text(e.upstream.as_deref().unwrap_or(""));
         }
-        f[Full::Entry.at()] = text(&c.entry_id);
-        f[Full::Id.at()] = text(&c.job_id);
-        f[Full::Job.at()] = text(&c.job);
-        f[Full::Attempt.at()] = number(c.attempt);
-        f[Full::Finished.at()] = number(c.finished_ms);
+        f[Full::Entry.at()] = text(c.entry_id());
+        f[Full::Id.at()] = text(c.job_id());
+        f[Full::Job.at()] = text(c.job());
+        f[Full::Attempt.at()] = number(c.attempt());
+        f[Full::Finished.at()] = number(c.finished_ms());
         // A success does not need the payload any more; skip sending it.
-        if c.action != Action::Ack {
-            f[Full::Payload.at()] = Cow::Borrowed(&c.payload);
+        if !matches!(c.transition(), Transition::Succeed) {
+            f[Full::Payload.at()] = Cow::Borrowed(c.payload());
         }
-        f[Full::Result.at()] = Cow::Borrowed(stored_result(&c.outcome));
+        f[Full::Result.at()] = Cow::Borrowed(stored_result(c.outcome()));
         f[Full::Reason.at()] = text(reason);
-        f[Full::Plugin.at()] = text(&c.plugin_digest);
-        f[Full::HasCheckpoint.at()] = text(if c.checkpoint.is_some() { "1" } else { "0" });
-        f[Full::Checkpoint.at()] = Cow::Borrowed(c.checkpoint.as_deref().unwrap_or(b""));
-        f[Full::FirstAt.at()] = number(c.first_at_ms);
-        f[Full::Delay.at()] = number(c.delay_ms);
+        f[Full::Plugin.at()] = text(c.plugin_digest());
+        f[Full::HasCheckpoint.at()] = text(if c.checkpoint().is_some() { "1" } else { "0" });
+        f[Full::Checkpoint.at()] = Cow::Borrowed(c.checkpoint().unwrap_or(b""));
+        f[Full::FirstAt.at()] = number(c.first_at_ms());
+        f[Full::Delay.at()] = number(c.transition().delay().map_or(0, delay_ms));
         f[Full::History.at()] = owned(history_entry(c));
-        if let Some(key) = &c.idempotency_key {
+        if let Some(key) = c.idempotency_key() {
             f[Full::Idem.at()] = text(key);
-            f[Full::ResultDigest.at()] = owned(result_digest(&c.outcome));
+            f[Full::ResultDigest.at()] = owned(result_digest(c.outcome()));
         }
-        f[Full::IdemTtl.at()] = millis(c.idempotency_ttl);
-        f[Full::LeaseExpiries.at()] = number(c.lease_expiries);
-        if let Action::Dead(_) = c.action {
-            f[Full::DeadPayload.at()] =
-                Cow::Borrowed(c.dead_payload.as_deref().unwrap_or(&c.payload));
+        f[Full::IdemTtl.at()] = millis(c.idempotency_ttl());
+        f[Full::LeaseExpiries.at()] = number(c.lease_expiries());
+        if let Transition::DeadLetter(_) = c.transition() {
+            f[Full::DeadPayload.at()] = Cow::Borrowed(c.dead_payload());
         }
-        f[Full::Extras.at()] = number(c.extra.len());
+        f[Full::Extras.at()] = number(c.extra().len());
         self.args.push(text(kind));
         self.args.extend(f);
-        for (k, v) in &c.extra {
+        for (k, v) in c.extra() {
             self.args.push(text(k));
             self.args.push(Cow::Borrowed(v));
         }
@@ -397,13 +404,13 @@ fn result_digest(outcome: &Outcome) -> String {
 /// One line of a job's history, as JSON.
 fn history_entry(c: &Completion) -> String {
     let mut v = serde_json::json!({
-        "attempt": c.attempt,
-        "finished_at": c.finished_ms,
+        "attempt": c.attempt(),
+        "finished_at": c.finished_ms(),
     });
-    if c.started_ms > 0 {
-        v["started_at"] = c.started_ms.into();
+    if c.started_ms() > 0 {
+        v["started_at"] = c.started_ms().into();
     }
-    match &c.outcome {
+    match c.outcome() {
         Outcome::Success(_) => v["class"] = "success".into(),
         Outcome::Failure(f) => {
             let mut message = f.message.clone();
@@ -418,25 +425,27 @@ fn history_entry(c: &Completion) -> String {
             }
         }
     }
-    match c.action {
-        Action::Ack => v["then"] = "succeeded".into(),
-        Action::Retry => {
+    match c.transition() {
+        Transition::Succeed => v["then"] = "succeeded".into(),
+        // A deferral's line reads as a retry's; its failure says why.
+        Transition::Retry { delay } | Transition::Defer { delay, .. } => {
             v["then"] = "retry".into();
-            v["delay_ms"] = c.delay_ms.into();
+            v["delay_ms"] = delay_ms(*delay).into();
         }
-        Action::Dead(reason) => {
+        Transition::DeadLetter(reason) => {
             v["then"] = "dead".into();
             v["reason"] = reason.as_str().into();
         }
-        Action::Duplicate => {
+        Transition::Duplicate { of } => {
             v["event"] = "duplicate".into();
             v["class"] = "duplicate".into();
-            v["of"] = c.duplicate_of.as_deref().unwrap_or(&c.job_id).into();
+            v["of"] = of.as_deref().unwrap_or(c.job_id()).into();
             v["then"] = "acknowledged without running".into();
         }
     }
-    if !c.plugin_digest.is_empty() {
-        v["plugin"] = c.plugin_digest.get(..12).unwrap_or(&c.plugin_digest).into();
+    let digest = c.plugin_digest();
+    if !digest.is_empty() {
+        v["plugin"] = digest.get(..12).unwrap_or(digest).into();
     }
     v.to_string()
 }
@@ -447,7 +456,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::job::{DeadReason, Failure, FailureClass};
+    use crate::job::{DeadReason, Failure, FailureClass, JobEntry};
+    use crate::transition::Ran;
 
     /// What is wrong with how `lua` reads APPLY's layout: a table or field
     /// name the layout does not have, an ARGV or KEYS position written as a
@@ -545,28 +555,36 @@ mod tests {
         assert_eq!(names, want);
     }
 
-    fn completion(entry: &str, id: &str, action: Action, outcome: Outcome) -> Completion {
-        Completion {
+    fn completion(
+        entry: &str,
+        id: &str,
+        idempotency_key: Option<&str>,
+        transition: Transition,
+        outcome: Outcome,
+    ) -> Completion {
+        let entry = JobEntry {
             entry_id: entry.into(),
-            job_id: id.into(),
+            id: id.into(),
             job: "send".into(),
+            payload: b"p".to_vec(),
             attempt: if entry == id { 1 } else { 2 },
+            idempotency_key: idempotency_key.map(Into::into),
+            checkpoint: None,
+            first_at: None,
+            last_delay_ms: None,
+            lease_expiries: 0,
+            extra: vec![("user_id".into(), b"7".to_vec())],
+        };
+        let ran = Ran {
+            plugin_digest: Arc::from("abc"),
+            idempotency_ttl: Duration::from_secs(1),
             started_ms: 10,
             first_at_ms: 10,
-            delay_ms: 500,
             finished_ms: 20,
-            payload: b"p".to_vec(),
             dead_payload: Some(b"redacted".to_vec()),
-            outcome,
-            action,
-            plugin_digest: Arc::from("abc"),
-            checkpoint: None,
-            extra: vec![("user_id".into(), b"7".to_vec())],
-            idempotency_key: None,
-            idempotency_ttl: Duration::from_secs(1),
-            lease_expiries: 0,
-            duplicate_of: None,
-        }
+            ..Ran::default()
+        };
+        Completion::new(entry, outcome, transition, ran)
     }
 
     /// Reads the encoded batch the way `apply.lua` does; returns per
@@ -610,15 +628,16 @@ mod tests {
             upstream: None,
             retry_after_ms: None,
         });
-        let mut keyed = completion("2-0", "2-0", Action::Ack, Outcome::Success(b"r".to_vec()));
-        keyed.idempotency_key = Some("k".into());
-        let mut retry = completion("3-0", "1-0", Action::Retry, failure.clone());
-        retry.idempotency_key = Some("k2".into());
+        let ok = || Outcome::Success(b"r".to_vec());
+        let retry = Transition::Retry {
+            delay: Duration::from_millis(500),
+        };
+        let dead = Transition::DeadLetter(DeadReason::Permanent);
         let batch = [
-            completion("1-0", "1-0", Action::Ack, Outcome::Success(b"r".to_vec())),
-            keyed,
-            retry,
-            completion("4-0", "0-1", Action::Dead(DeadReason::Permanent), failure),
+            completion("1-0", "1-0", None, Transition::Succeed, ok()),
+            completion("2-0", "2-0", Some("k"), Transition::Succeed, ok()),
+            completion("3-0", "1-0", Some("k2"), retry, failure.clone()),
+            completion("4-0", "0-1", None, dead, failure),
         ];
         let keys = Keys::new("q");
         let e = Encoder::batch(&keys, Duration::from_secs(60), &batch);

@@ -4,7 +4,7 @@
 //! here so that `store::JobEntry` and `store::Completion` keep working.
 
 pub use crate::job::{JobEntry, Malformed};
-pub use crate::transition::{Action, Completion};
+pub use crate::transition::Completion;
 
 /// Extra (correlation) fields carried from an entry to its retries and dead letter.
 const MAX_EXTRA_FIELDS: usize = 32;

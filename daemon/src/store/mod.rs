@@ -12,8 +12,8 @@
 //! - `connect.rs`: the connection, TLS, and the [`Store`] (what concerns
 //!   the server rather than one queue: ping, the function library).
 //! - `keys.rs`: the names of a queue's keys ([`Keys`]).
-//! - `entry.rs`: what an entry carries and what a finished attempt asks for
-//!   ([`Delivery`], [`JobEntry`], [`Completion`], [`Action`]).
+//! - `entry.rs`: a raw stream entry ([`Delivery`]) read as a job ([`JobEntry`];
+//!   it and [`Completion`] are domain types, re-exported here).
 //! - `consume.rs`: the consumer group, leases, renewal, reclaiming, the
 //!   idempotency check.
 //! - `apply.rs`: the APPLY script and its argument encoder.
@@ -60,7 +60,7 @@ pub use connect::{Store, client, connect, redacted_url, trust_ca};
 pub use consume::KeyCheck;
 pub use dead::{DEAD_ENTRY_FIELDS, RETIRED_TTL, Resolution, Trimmed};
 pub use enqueue::{Enqueued, FUNCTIONS, FUNCTIONS_VERSION, Promoted};
-pub use entry::{Action, Completion, Delivery, JobEntry, Malformed};
+pub use entry::{Completion, Delivery, JobEntry, Malformed};
 pub use jobs::{JobStatus, LastError};
 pub use keys::Keys;
 pub use sample::QueueSample;

@@ -1,22 +1,25 @@
 //! One attempt: run the plugin in its sandbox, decide what follows (the
-//! pure [`policy::decide`]), log it, and turn it into a [`Completion`].
+//! pure [`policy::decide`]), log it, and build its [`Completion`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::job::Outcome;
+use crate::job::{JobEntry, Outcome};
 use crate::obs::logging::AttemptIdent;
-use crate::policy::{self, Decision, Progress};
+use crate::policy::{self, Progress};
 use crate::runtime::JobInput;
-use crate::store::{self, Action, Completion};
+use crate::store;
+use crate::transition::{Completion, Ran, Transition};
 
 use super::plugins::JobType;
-use super::triage::completion;
+use super::triage::Builder;
 
 /// Runs one attempt; returns its completion and how long the plugin took.
+/// `payload_max`: the largest payload the queue's dead letters copy.
 pub(crate) async fn run_attempt(
-    mut entry: store::JobEntry,
+    mut entry: JobEntry,
     queue_name: &Arc<str>,
+    payload_max: usize,
     job_type: &JobType,
 ) -> (Completion, Duration) {
     let _in_flight = crate::obs::events::InFlight::start(queue_name);
@@ -54,43 +57,38 @@ pub(crate) async fn run_attempt(
         now_ms: finished_ms,
         previous_delay: entry.last_delay_ms.map(Duration::from_millis),
     };
-    let decision = policy::decide(
+    let transition = policy::decide(
         &result.outcome,
         &progress,
         &job_type.policy,
         &mut rand::rng(),
     );
-    log_attempt(queue_name, &entry, &result.outcome, decision, elapsed);
-    // A new checkpoint replaces the old one; without one, the old one stays.
-    let checkpoint = result.checkpoint.or_else(|| entry.checkpoint.clone());
-    let mut c = completion(entry, Some(job_type), result.outcome, Action::Ack);
-    apply_decision(&mut c, decision);
-    c.started_ms = started_ms;
-    c.first_at_ms = first_at_ms;
-    c.finished_ms = finished_ms;
-    c.checkpoint = checkpoint;
-    (c, elapsed)
-}
-
-/// Sets what `decision` means for `c`: its action, and a retry's delay.
-pub(crate) fn apply_decision(c: &mut Completion, decision: Decision) {
-    match decision {
-        Decision::Ack => c.action = Action::Ack,
-        Decision::Retry { delay, .. } => {
-            c.action = Action::Retry;
-            c.delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-        }
-        Decision::DeadLetter(reason) => c.action = Action::Dead(reason),
-    }
+    log_attempt(queue_name, &entry, &result.outcome, &transition, elapsed);
+    let builder = Builder {
+        queue: queue_name,
+        payload_max,
+    };
+    let ran = Ran {
+        started_ms,
+        first_at_ms,
+        finished_ms,
+        // A new checkpoint replaces the old one; without one, the old one stays.
+        checkpoint: result.checkpoint,
+        ..builder.ran(&entry, Some(job_type), &transition)
+    };
+    (
+        Completion::new(entry, result.outcome, transition, ran),
+        elapsed,
+    )
 }
 
 /// One line per attempt. Successes log at debug so a busy queue does not
 /// drown the log; every failure logs at info or above.
 pub(crate) fn log_attempt(
     queue: &str,
-    entry: &store::JobEntry,
+    entry: &JobEntry,
     outcome: &Outcome,
-    decision: Decision,
+    transition: &Transition,
     elapsed: Duration,
 ) {
     let quiet = matches!(outcome, Outcome::Success(_)) && !tracing::enabled!(tracing::Level::DEBUG);
@@ -108,22 +106,20 @@ pub(crate) fn log_attempt(
         Outcome::Failure(f) => {
             let code = f.code.as_deref().unwrap_or("");
             let upstream = f.upstream.as_deref().unwrap_or("");
-            match decision {
-                Decision::Retry {
-                    next_attempt,
-                    delay,
-                } => tracing::info!(
+            match transition {
+                Transition::Retry { delay } => tracing::info!(
                     job_id = %entry.id, queue, job = %entry.job, attempt = entry.attempt,
                     class = %f.class, code, upstream,
                     delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                    next_attempt, elapsed_ms, error = %f.message, "attempt failed; retrying"
+                    next_attempt = entry.attempt + 1, elapsed_ms, error = %f.message,
+                    "attempt failed; retrying"
                 ),
-                Decision::DeadLetter(reason) => tracing::warn!(
+                Transition::DeadLetter(reason) => tracing::warn!(
                     job_id = %entry.id, queue, job = %entry.job, attempt = entry.attempt,
                     class = %f.class, code, upstream, reason = %reason, elapsed_ms,
                     error = %f.message, "attempt failed; dead-lettering the job"
                 ),
-                Decision::Ack => {}
+                _ => {}
             }
         }
     }

@@ -9,8 +9,8 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::backoff::Backoff;
 use crate::breaker::Breakers;
-use crate::redact::{self, FieldPath};
-use crate::store::{Action, Completion, Keys, Queue};
+use crate::store::Queue;
+use crate::transition::{Completion, Transition};
 
 use super::InFlight;
 use super::plugins::JobType;
@@ -44,8 +44,8 @@ pub(crate) struct Completer {
     pub(crate) in_flight: InFlight,
     /// Told when dead letters were written (retention runs soon after).
     pub(crate) dead_written: Arc<Notify>,
-    /// How dead letters show their payloads.
-    pub(crate) shaping: DeadShaping,
+    /// The queue's job types (for their upstreams).
+    pub(crate) jobs: Arc<HashMap<String, Arc<JobType>>>,
     /// The queue's circuit breakers, told each recorded outcome.
     pub(crate) breakers: Option<Arc<Breakers>>,
 }
@@ -62,7 +62,9 @@ impl Service for Completer {
                     Err(_) => break,
                 }
             }
-            let any_dead = self.shape_dead(&mut batch);
+            let any_dead = batch
+                .iter()
+                .any(|c| matches!(c.transition(), Transition::DeadLetter(_)));
             if let Some(took) = self
                 .apply(&batch, any_dead, &stop, &mut stopping_since)
                 .await
@@ -70,8 +72,7 @@ impl Service for Completer {
                 crate::obs::recorded(&self.queue.keys.queue, &batch, &took);
                 if let Some(b) = &self.breakers {
                     b.report(&batch, &took, |job| {
-                        self.shaping
-                            .jobs
+                        self.jobs
                             .get(job)
                             .map(|jt| jt.upstreams.as_slice())
                             .filter(|u| !u.is_empty())
@@ -81,7 +82,7 @@ impl Service for Completer {
             }
             if let Ok(mut set) = self.in_flight.lock() {
                 for c in &batch {
-                    set.remove(&c.entry_id);
+                    set.remove(c.entry_id());
                 }
             }
             batch.clear();
@@ -90,24 +91,6 @@ impl Service for Completer {
 }
 
 impl Completer {
-    /// Shapes the payload of each dead letter in `batch`; whether there is any.
-    fn shape_dead(&self, batch: &mut [Completion]) -> bool {
-        let mut any_dead = false;
-        for c in batch
-            .iter_mut()
-            .filter(|c| matches!(c.action, Action::Dead(_)))
-        {
-            any_dead = true;
-            let redact = self
-                .shaping
-                .jobs
-                .get(&c.job)
-                .map_or(&[][..], |jt| jt.redact.as_slice());
-            shape_dead_payload(c, &self.queue.keys.queue, redact, self.shaping.payload_max);
-        }
-        any_dead
-    }
-
     /// Sends `batch` until Redis takes it; which completions took effect, or
     /// `None` when a shutdown gave up on an unreachable Redis.
     async fn apply(
@@ -146,7 +129,7 @@ impl Completer {
                             return None;
                         }
                     }
-                    let first_job = batch.first().map(|c| c.job_id.as_str()).unwrap_or("");
+                    let first_job = batch.first().map_or("", Completion::job_id);
                     let delay = backoff.next();
                     tracing::error!(
                         queue = %self.queue.keys.queue, error = %e, jobs = batch.len(), first_job,
@@ -156,24 +139,5 @@ impl Completer {
                 }
             }
         }
-    }
-}
-
-/// What the completer needs to shape dead letters' payloads.
-pub(crate) struct DeadShaping {
-    /// The queue's job types (for their `redact` lists).
-    pub(crate) jobs: Arc<HashMap<String, Arc<JobType>>>,
-    /// Largest payload copied into a dead letter.
-    pub(crate) payload_max: usize,
-}
-
-/// Sets what a dead letter shows of its payload: the configured secret
-/// fields redacted, a marker instead of a payload over `max` bytes. Done
-/// here, before anything reaches Redis or a log line; the job record keeps
-/// the original for a requeue.
-fn shape_dead_payload(c: &mut Completion, queue_name: &str, redact: &[FieldPath], max: usize) {
-    let record = Keys::new(queue_name).record(&c.job_id);
-    if let std::borrow::Cow::Owned(shown) = redact::dead_payload(&c.payload, redact, max, &record) {
-        c.dead_payload = Some(shown);
     }
 }

@@ -12,17 +12,19 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use crate::backoff::Backoff;
 use crate::breaker::Breakers;
 use crate::config::QueueConfig;
-use crate::store::{self, Completion, Delivery, JobEntry, Queue};
+use crate::job::JobEntry;
+use crate::store::{self, Delivery, Queue};
+use crate::transition::Completion;
 
 use super::InFlight;
 use super::attempt::run_attempt;
-use super::completer::{Completer, DeadShaping, MAX_APPLY};
+use super::completer::{Completer, MAX_APPLY};
 use super::plugins::JobType;
 use super::services::Service;
 use super::services::heartbeat::Heartbeat;
 use super::services::reclaim::Reclaim;
 use super::shutdown::Shutdown;
-use super::triage::{Work, triage};
+use super::triage::{Builder, Work, triage};
 
 /// How long one `XREADGROUP` waits for work; also the longest a shutdown
 /// waits for a reader to notice it.
@@ -78,10 +80,7 @@ impl Service for Consumer {
             rx: done_rx,
             in_flight: in_flight.clone(),
             dead_written,
-            shaping: DeadShaping {
-                jobs: jobs.clone(),
-                payload_max: cfg.dead.payload_max,
-            },
+            jobs: jobs.clone(),
             breakers: breakers.clone(),
         }
         .start(stop.clone());
@@ -101,6 +100,7 @@ impl Service for Consumer {
             jobs: jobs.clone(),
             done: done_tx.clone(),
             in_flight: in_flight.clone(),
+            payload_max: cfg.dead.payload_max,
         }
         .start(stop.clone());
         let name = cfg.name.clone();
@@ -304,9 +304,13 @@ impl Reader {
         if let Ok(mut set) = self.in_flight.lock() {
             set.extend(deliveries.iter().map(|d| d.entry_id.clone()));
         }
+        let builder = Builder {
+            queue: &self.cfg.name,
+            payload_max: self.cfg.dead.payload_max,
+        };
         let works = triage(
             &self.queue,
-            &self.cfg.name,
+            builder,
             &self.jobs,
             deliveries,
             self.breakers.as_deref(),
@@ -329,6 +333,7 @@ impl Reader {
     fn spawn_attempt(&self, entry: JobEntry, job_type: Arc<JobType>, slot: Option<Slot>) {
         let done = self.done_tx.clone();
         let name = self.queue_name.clone();
+        let payload_max = self.cfg.dead.payload_max;
         let slots = self.slots.clone();
         let typical_us = self.typical_us.clone();
         // Each attempt holds its slot until its completion is
@@ -345,7 +350,7 @@ impl Reader {
             };
             // Boxed: the attempt future is kilobytes, and the task
             // would otherwise be copied whole as it is spawned.
-            let (c, elapsed) = Box::pin(run_attempt(entry, &name, &job_type)).await;
+            let (c, elapsed) = Box::pin(run_attempt(entry, &name, payload_max, &job_type)).await;
             let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
             // A rough moving average; racing updates only blur it.
             let old = typical_us.load(Ordering::Relaxed);

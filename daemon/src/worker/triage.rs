@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use crate::backoff::Backoff;
 use crate::breaker::Breakers;
-use crate::job::{DeadReason, FailureClass, Outcome};
-use crate::store::{self, Action, Completion, Delivery, KeyCheck, Queue};
+use crate::job::{DeadReason, FailureClass, JobEntry, Malformed, Outcome};
+use crate::redact;
+use crate::store::{self, Delivery, KeyCheck, Keys, Queue};
+use crate::transition::{Completion, Deferral, Ran, Transition};
 
 use super::plugins::JobType;
 
@@ -20,7 +22,7 @@ const CHECK_RETRY: Backoff = Backoff::new(Duration::from_millis(50), Duration::f
 /// What to do with one leased delivery.
 pub(crate) enum Work {
     /// Run the plugin.
-    Run(store::JobEntry, Arc<JobType>),
+    Run(JobEntry, Arc<JobType>),
     /// Nothing to run: the outcome is already known (malformed, no plugin,
     /// duplicate, lost attempt).
     Record(Completion),
@@ -30,23 +32,22 @@ pub(crate) enum Work {
 /// checking idempotency keys for the whole batch in one round trip.
 pub(crate) async fn triage(
     queue: &Queue,
-    queue_name: &str,
+    builder: Builder<'_>,
     jobs: &HashMap<String, Arc<JobType>>,
     deliveries: Vec<Delivery>,
     breakers: Option<&Breakers>,
 ) -> Vec<Work> {
+    let queue_name = builder.queue;
     let mut out = Vec::with_capacity(deliveries.len());
-    let mut keyed: Vec<(store::JobEntry, Arc<JobType>)> = Vec::new();
+    let mut keyed: Vec<(JobEntry, Arc<JobType>)> = Vec::new();
     for d in deliveries {
         match d.parse() {
-            Err(m) => out.push(Work::Record(malformed(queue_name, m))),
+            Err(m) => out.push(Work::Record(malformed(builder, m))),
             Ok(entry) => match jobs.get(&entry.job) {
-                None => out.push(Work::Record(no_plugin(queue_name, jobs, entry))),
+                None => out.push(Work::Record(no_plugin(builder, jobs, entry))),
                 Some(jt) => match held_back(breakers, jt) {
                     Some((upstream, wait)) => {
-                        out.push(Work::Record(deferred(
-                            queue_name, entry, jt, &upstream, wait,
-                        )));
+                        out.push(Work::Record(deferred(builder, entry, jt, upstream, wait)));
                     }
                     None if entry.idempotency_key.is_some() => keyed.push((entry, jt.clone())),
                     None => out.push(Work::Run(entry, jt.clone())),
@@ -85,11 +86,11 @@ pub(crate) async fn triage(
             KeyCheck::Run => out.push(Work::Run(entry, jt)),
             KeyCheck::DuplicateOf(owner) => {
                 tracing::info!(queue = %queue_name, job_id = %entry.id, job = %entry.job, duplicate_of = %owner, "duplicate enqueue of an idempotency key; acknowledged without running");
-                out.push(Work::Record(duplicate(entry, &jt, Some(owner))));
+                out.push(Work::Record(duplicate(builder, entry, &jt, Some(owner))));
             }
             KeyCheck::Completed => {
                 tracing::info!(queue = %queue_name, job_id = %entry.id, job = %entry.job, "redelivery of a job that already succeeded; acknowledged without running");
-                out.push(Work::Record(duplicate(entry, &jt, None)));
+                out.push(Work::Record(duplicate(builder, entry, &jt, None)));
             }
         }
     }
@@ -106,73 +107,116 @@ fn held_back(breakers: Option<&Breakers>, jt: &JobType) -> Option<(String, Durat
     Some((upstream, b.wait_until(until)))
 }
 
+/// What one queue's completions are built with besides their own facts:
+/// how its dead letters show their payloads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Builder<'a> {
+    /// The queue (an oversized payload's marker names the job's record).
+    pub(crate) queue: &'a str,
+    /// Largest payload copied into a dead letter.
+    pub(crate) payload_max: usize,
+}
+
+impl Builder<'_> {
+    /// What the completion of `entry` records beside its outcome when no
+    /// attempt ran (callers that ran one set its times): the job type's
+    /// plugin and idempotency TTL, finished now, and for a dead letter what
+    /// it shows of the payload.
+    pub(crate) fn ran(
+        self,
+        entry: &JobEntry,
+        job_type: Option<&JobType>,
+        transition: &Transition,
+    ) -> Ran {
+        Ran {
+            plugin_digest: job_type.map_or_else(|| "".into(), |jt| jt.plugin.digest().clone()),
+            idempotency_ttl: job_type.map_or(crate::config::DEFAULT_IDEMPOTENCY_TTL, |jt| {
+                jt.idempotency_ttl
+            }),
+            started_ms: 0,
+            first_at_ms: entry.first_at.unwrap_or(0),
+            finished_ms: store::now_ms(),
+            checkpoint: None,
+            lost: false,
+            dead_payload: self.dead_payload(entry, job_type, transition),
+        }
+    }
+
+    /// What a dead letter of `entry` shows of its payload: the job type's
+    /// secret fields redacted, a marker instead of a payload over the
+    /// queue's maximum; `None` for the payload as it is, or when
+    /// `transition` is no dead letter. Done before anything reaches Redis
+    /// or a log line; the job record keeps the original for a requeue.
+    fn dead_payload(
+        self,
+        entry: &JobEntry,
+        job_type: Option<&JobType>,
+        transition: &Transition,
+    ) -> Option<Vec<u8>> {
+        if !matches!(transition, Transition::DeadLetter(_)) {
+            return None;
+        }
+        let redact = job_type.map_or(&[][..], |jt| jt.redact.as_slice());
+        let record = Keys::new(self.queue).record(&entry.id);
+        match redact::dead_payload(&entry.payload, redact, self.payload_max, &record) {
+            std::borrow::Cow::Owned(shown) => Some(shown),
+            std::borrow::Cow::Borrowed(_) => None,
+        }
+    }
+
+    /// The completion of `entry` when nothing ran.
+    fn not_run(
+        self,
+        entry: JobEntry,
+        job_type: Option<&JobType>,
+        outcome: Outcome,
+        transition: Transition,
+    ) -> Completion {
+        let ran = self.ran(&entry, job_type, &transition);
+        Completion::new(entry, outcome, transition, ran)
+    }
+
+    /// The dead letter of an entry that cannot run at all (`why`, with
+    /// failure code `code`): a permanent failure, no attempt spent.
+    fn unrunnable(
+        self,
+        entry: JobEntry,
+        why: String,
+        code: &str,
+        reason: DeadReason,
+    ) -> Completion {
+        let outcome = Outcome::failure(FailureClass::Permanent, why).with_code(code);
+        self.not_run(entry, None, outcome, Transition::DeadLetter(reason))
+    }
+}
+
 /// A job not run because its upstream's breaker is open: back to the
 /// delayed set until the breaker's time is up (plus a little jitter, so the
 /// held-back jobs do not all arrive at once), without using an attempt.
 fn deferred(
-    queue_name: &str,
-    entry: store::JobEntry,
+    builder: Builder<'_>,
+    entry: JobEntry,
     jt: &JobType,
-    upstream: &str,
+    upstream: String,
     wait: Duration,
 ) -> Completion {
-    tracing::debug!(queue = %queue_name, job_id = %entry.id, job = %entry.job, upstream, wait = ?wait, "circuit breaker open; job held back");
-    let message = format!(
-        "not run: the circuit breaker of upstream `{upstream}` is open for another {}",
-        humantime::format_duration(Duration::from_millis(
-            u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)
-        ))
-    );
-    let outcome = Outcome::failure(FailureClass::Transient, message)
-        .with_code(crate::breaker::CODE)
-        .with_upstream(upstream);
-    let attempt = entry.attempt.saturating_sub(1);
-    let mut c = completion(entry, Some(jt), outcome, Action::Retry);
-    c.attempt = attempt;
+    tracing::debug!(queue = %builder.queue, job_id = %entry.id, job = %entry.job, upstream, wait = ?wait, "circuit breaker open; job held back");
+    let why = Deferral::BreakerOpen { upstream };
+    let outcome = why.recorded(wait);
     let jitter = rand::random::<u64>() % 250;
-    c.delay_ms = u64::try_from(wait.as_millis())
-        .unwrap_or(u64::MAX)
-        .saturating_add(jitter)
-        .max(1);
-    c
+    let delay = Duration::from_millis(
+        u64::try_from(wait.as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(jitter)
+            .max(1),
+    );
+    builder.not_run(entry, Some(jt), outcome, Transition::Defer { delay, why })
 }
 
-/// A completion for `entry` with nothing decided yet; callers set the rest.
-pub(crate) fn completion(
-    entry: store::JobEntry,
-    job_type: Option<&JobType>,
-    outcome: Outcome,
-    action: Action,
-) -> Completion {
-    let now = store::now_ms();
-    Completion {
-        entry_id: entry.entry_id,
-        job_id: entry.id,
-        job: entry.job,
-        attempt: entry.attempt,
-        started_ms: 0,
-        first_at_ms: entry.first_at.unwrap_or(0),
-        delay_ms: 0,
-        finished_ms: now,
-        payload: entry.payload,
-        outcome,
-        action,
-        plugin_digest: job_type.map_or_else(|| "".into(), |jt| jt.plugin.digest().clone()),
-        checkpoint: entry.checkpoint,
-        extra: entry.extra,
-        idempotency_key: entry.idempotency_key,
-        idempotency_ttl: job_type.map_or(crate::config::DEFAULT_IDEMPOTENCY_TTL, |jt| {
-            jt.idempotency_ttl
-        }),
-        lease_expiries: entry.lease_expiries,
-        duplicate_of: None,
-        dead_payload: None,
-    }
-}
-
-pub(crate) fn malformed(queue_name: &str, m: store::Malformed) -> Completion {
-    tracing::warn!(queue = %queue_name, entry = %m.entry_id, why = %m.why, "malformed entry; dead-lettering it");
-    let entry = store::JobEntry {
+/// An entry that could not be read as a job: dead-lettered as it is.
+pub(crate) fn malformed(builder: Builder<'_>, m: Malformed) -> Completion {
+    tracing::warn!(queue = %builder.queue, entry = %m.entry_id, why = %m.why, "malformed entry; dead-lettering it");
+    let entry = JobEntry {
         id: m.entry_id.clone(),
         entry_id: m.entry_id,
         job: String::new(),
@@ -185,17 +229,15 @@ pub(crate) fn malformed(queue_name: &str, m: store::Malformed) -> Completion {
         lease_expiries: 0,
         extra: m.extra,
     };
-    let outcome = Outcome::failure(FailureClass::Permanent, m.why).with_code("malformed-entry");
-    let mut c = completion(entry, None, outcome, Action::Dead(DeadReason::Malformed));
-    c.attempt = 0;
-    c
+    builder.unrunnable(entry, m.why, "malformed-entry", DeadReason::Malformed)
 }
 
 fn no_plugin(
-    queue_name: &str,
+    builder: Builder<'_>,
     jobs: &HashMap<String, Arc<JobType>>,
-    entry: store::JobEntry,
+    entry: JobEntry,
 ) -> Completion {
+    let queue_name = builder.queue;
     let mut known: Vec<&str> = jobs.keys().map(String::as_str).collect();
     known.sort_unstable();
     let why = format!(
@@ -208,21 +250,19 @@ fn no_plugin(
         }
     );
     tracing::warn!(queue = %queue_name, job_id = %entry.id, job = %entry.job, "{why}; dead-lettering it");
-    let outcome = Outcome::failure(FailureClass::Permanent, why).with_code("no-plugin");
-    let attempt = entry.attempt.saturating_sub(1);
-    let mut c = completion(entry, None, outcome, Action::Dead(DeadReason::NoPlugin));
-    c.attempt = attempt;
-    c
+    builder.unrunnable(entry, why, "no-plugin", DeadReason::NoPlugin)
 }
 
-fn duplicate(entry: store::JobEntry, job_type: &JobType, owner: Option<String>) -> Completion {
-    let mut c = completion(
+fn duplicate(
+    builder: Builder<'_>,
+    entry: JobEntry,
+    job_type: &JobType,
+    owner: Option<String>,
+) -> Completion {
+    builder.not_run(
         entry,
         Some(job_type),
         Outcome::Success(Vec::new()),
-        Action::Duplicate,
-    );
-    c.duplicate_of = owner;
-    c.attempt = c.attempt.saturating_sub(1);
-    c
+        Transition::Duplicate { of: owner },
+    )
 }

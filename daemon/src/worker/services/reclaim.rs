@@ -6,17 +6,18 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::job::{FailureClass, Outcome};
+use crate::job::{FailureClass, JobEntry, Outcome};
 use crate::policy::{self, Progress, RetryPolicy};
-use crate::store::{self, Action, Completion, JobEntry, Queue};
+use crate::store::{self, Queue};
+use crate::transition::{Completion, Ran};
 
 use super::Service;
 use crate::worker::InFlight;
-use crate::worker::attempt::{apply_decision, log_attempt};
+use crate::worker::attempt::log_attempt;
 use crate::worker::completer::MAX_APPLY;
 use crate::worker::plugins::JobType;
 use crate::worker::shutdown::Shutdown;
-use crate::worker::triage::{completion, malformed};
+use crate::worker::triage::{Builder, malformed};
 
 /// Takes over deliveries whose worker died (their lease expired without a
 /// heartbeat) and records each as a lost attempt: it counts, carries the
@@ -35,6 +36,8 @@ pub(crate) struct Reclaim {
     pub(crate) done: mpsc::Sender<Completion>,
     /// This daemon's own deliveries, never taken as lost.
     pub(crate) in_flight: InFlight,
+    /// Largest payload copied into a dead letter.
+    pub(crate) payload_max: usize,
 }
 
 impl Service for Reclaim {
@@ -64,7 +67,7 @@ impl Service for Reclaim {
                     continue;
                 }
                 let c = match d.parse() {
-                    Err(m) => malformed(&self.queue.keys.queue, m),
+                    Err(m) => malformed(self.builder(), m),
                     Ok(entry) => self.lost_attempt(entry, &lease_text),
                 };
                 if self.done.send(c).await.is_err() {
@@ -76,6 +79,14 @@ impl Service for Reclaim {
 }
 
 impl Reclaim {
+    /// How this queue's completions are built.
+    fn builder(&self) -> Builder<'_> {
+        Builder {
+            queue: &self.queue.keys.queue,
+            payload_max: self.payload_max,
+        }
+    }
+
     /// The completion of an attempt whose worker stopped: decided like a
     /// transient failure, counting one more lost lease.
     fn lost_attempt(&self, entry: JobEntry, lease_text: &str) -> Completion {
@@ -95,7 +106,7 @@ impl Reclaim {
             now_ms: now,
             previous_delay: entry.last_delay_ms.map(Duration::from_millis),
         };
-        let decision = policy::decide_lost(&progress, expiries, &policy, &mut rand::rng());
+        let transition = policy::decide_lost(&progress, expiries, &policy, &mut rand::rng());
         let message = format!(
             "lease expired: no heartbeat for {lease_text} while attempt {} ran (its worker stopped); lost attempt {expiries} of at most {}",
             entry.attempt, policy.max_lease_expiries
@@ -105,14 +116,14 @@ impl Reclaim {
             &self.queue.keys.queue,
             &entry,
             &outcome,
-            decision,
+            &transition,
             Duration::ZERO,
         );
-        let first_at_ms = progress.first_attempt_ms;
-        let mut c = completion(entry, job_type.as_deref(), outcome, Action::Ack);
-        apply_decision(&mut c, decision);
-        c.first_at_ms = first_at_ms;
-        c.lease_expiries = expiries;
-        c
+        let ran = Ran {
+            first_at_ms: progress.first_attempt_ms,
+            lost: true,
+            ..self.builder().ran(&entry, job_type.as_deref(), &transition)
+        };
+        Completion::new(entry, outcome, transition, ran)
     }
 }
