@@ -302,12 +302,12 @@ fn requeue_after_a_fix_runs_the_job_afresh_with_an_audit_record() {
     let entries = job_entries(&redis);
     assert_eq!(entries.len(), 1);
     let e = &entries[0].1;
-    assert_eq!(text(e, "id"), id);
+    assert_eq!(text(e, "ward:id"), id);
     assert_eq!(text(e, "job"), "flaky");
-    assert_eq!(text(e, "attempt"), "1");
+    assert_eq!(text(e, "ward:attempt"), "1");
     assert_eq!(text(e, "payload"), payload);
     assert_eq!(text(e, "order_id"), "o-3");
-    assert!(!e.contains_key("first_at"), "{e:?}");
+    assert!(!e.contains_key("ward:first_at"), "{e:?}");
     let s = show(&redis, &id);
     assert_eq!(
         (s["state"].as_str(), s["attempts"].as_u64()),
@@ -474,7 +474,7 @@ fn requeue_all_takes_the_filters_and_says_how_many() {
     assert!(out.contains("requeued 2 job(s)"), "{out}");
     assert!(dead_letters(&redis).is_empty());
     let entries = job_entries(&redis);
-    let mut requeued: Vec<String> = entries.iter().map(|(_, e)| text(e, "id")).collect();
+    let mut requeued: Vec<String> = entries.iter().map(|(_, e)| text(e, "ward:id")).collect();
     requeued.sort();
     let mut want: Vec<String> = flaky.iter().chain([&fax]).cloned().collect();
     want.sort();

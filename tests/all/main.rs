@@ -14,6 +14,7 @@ mod languages;
 mod observability;
 mod policy;
 mod recovery;
+mod reliability;
 mod sandbox;
 mod support;
 mod webhook;

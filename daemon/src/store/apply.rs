@@ -249,7 +249,7 @@ impl<'a> Encoder<'a> {
     /// history (unless it is a fresh success without a key, which has
     /// none), its idempotency key (if it has one).
     fn keys(&mut self, keys: &Keys, id: &str, c: &Completion, fresh: bool) {
-        let n = match c.idempotency_key() {
+        let n = match key_of(c) {
             Some(_) => CompletionKey::N,
             None if fresh => CompletionKey::Record.at() + 1,
             None => CompletionKey::History.at() + 1,
@@ -260,7 +260,7 @@ impl<'a> Encoder<'a> {
         if n > CompletionKey::History.at() {
             k[CompletionKey::History.at()] = keys.history(id);
         }
-        if let Some(key) = c.idempotency_key() {
+        if let Some(key) = key_of(c) {
             k[CompletionKey::Idem.at()] = keys.idempotency(key);
         }
         self.keys.extend(k.into_iter().take(n));
@@ -281,7 +281,7 @@ impl<'a> Encoder<'a> {
         f[Fresh::Finished.at()] = number(c.finished_ms());
         f[Fresh::Plugin.at()] = number(digest);
         f[Fresh::Result.at()] = Cow::Borrowed(stored_result(c.outcome()));
-        let n = match c.idempotency_key() {
+        let n = match key_of(c) {
             // The history line is the audit record of a keyed job's one
             // completion.
             Some(key) => {
@@ -332,7 +332,7 @@ impl<'a> Encoder<'a> {
         f[Full::FirstAt.at()] = number(c.first_at_ms());
         f[Full::Delay.at()] = number(c.transition().delay().map_or(0, delay_ms));
         f[Full::History.at()] = owned(history_entry(c));
-        if let Some(key) = c.idempotency_key() {
+        if let Some(key) = key_of(c) {
             f[Full::Idem.at()] = text(key);
             f[Full::ResultDigest.at()] = owned(result_digest(c.outcome()));
         }
@@ -349,6 +349,13 @@ impl<'a> Encoder<'a> {
             self.args.push(Cow::Borrowed(v));
         }
     }
+}
+
+/// The completion's idempotency key as APPLY sees it: the script tells a
+/// keyed completion by a key that is not empty, so an empty one is none
+/// here too, or the two would read the arguments differently.
+fn key_of(c: &Completion) -> Option<&str> {
+    c.idempotency_key().filter(|k| !k.is_empty())
 }
 
 impl Queue {
@@ -372,13 +379,22 @@ impl Queue {
             inv.arg(&**a);
         }
         let mut con = self.con.clone();
-        let took: String = inv.invoke_async(&mut con).await?;
+        let reply: Vec<String> = inv.invoke_async(&mut con).await?;
+        let (took, unrecordable) = reply
+            .split_first()
+            .map_or(("", &[][..]), |(t, u)| (t.as_str(), u));
+        for line in unrecordable {
+            let (job_id, why) = line.split_once(' ').unwrap_or((line, ""));
+            tracing::error!(queue = %self.keys.queue, job_id, error = why, "Redis refused to record an outcome; the job was dead-lettered with reason `unrecordable` instead");
+        }
         if took.len() != batch.len() {
             return Err(QueueError::Protocol {
                 what: "apply",
                 detail: format!("{} flags for {} completions", took.len(), batch.len()),
             });
         }
+        // 'e' (dead-lettered as unrecordable) is not the outcome the
+        // completion asked for, so it is not counted as one.
         Ok(took.bytes().map(|b| b == b'1').collect())
     }
 }
@@ -489,6 +505,8 @@ mod tests {
                         read.insert((word.to_string(), name.to_string()));
                     }
                     Some(_) => out.push(format!("{word}.{name}: no such field")),
+                    // The preamble's own tables (see `script.rs`).
+                    None if word == "ENTRY" => {}
                     None => out.push(format!("{word}.{name}: no such table")),
                 }
             } else if let Some(t) = word.strip_suffix("_N")

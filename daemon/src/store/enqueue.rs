@@ -10,7 +10,12 @@ use super::script::{library, script};
 use super::{Queue, QueueError, Store};
 
 /// Version of the Redis Function library; bump it with every change.
-pub const FUNCTIONS_VERSION: &str = "1";
+/// 2: arguments are checked before anything is written.
+pub const FUNCTIONS_VERSION: &str = "2";
+
+/// The latest time Ward takes or shows, Unix ms (9999-12-31T23:59:59.999Z):
+/// `ward_enqueue`'s `at_ms`, `delay_ms` and `ttl_ms` stay within it.
+pub const MAX_TIME_MS: u64 = 253_402_300_799_999;
 
 /// The Redis Function library every client can call to enqueue atomically.
 ///

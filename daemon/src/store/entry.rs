@@ -6,9 +6,6 @@
 pub use crate::job::{JobEntry, Malformed};
 pub use crate::transition::Completion;
 
-/// Extra (correlation) fields carried from an entry to its retries and dead letter.
-const MAX_EXTRA_FIELDS: usize = 32;
-
 /// A raw stream entry as delivered by `XREADGROUP`.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -19,103 +16,15 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// Reads the entry as a job.
+    /// Reads the entry as a job (see [`super::fields`] for which fields
+    /// are whose).
     ///
     /// # Errors
-    /// [`Malformed`] when the `job` field is missing or not UTF-8, or the
-    /// `attempt` field is not a positive number.
+    /// [`Malformed`] when the `job` field is missing or not UTF-8, a field
+    /// uses the reserved prefix `ward:` on a producer's entry, or Ward's
+    /// `ward:attempt` field is not a positive number.
     pub fn parse(self) -> Result<JobEntry, Malformed> {
-        let mut id = None;
-        let mut job = None;
-        let mut payload = Vec::new();
-        let mut attempt = None;
-        let mut checkpoint = None;
-        let mut first_at = None;
-        let mut last_delay_ms = None;
-        let mut lease_expiries = 0;
-        let mut extra = Vec::new();
-        let mut problems = Vec::new();
-        for (name, value) in self.fields {
-            let Ok(name) = String::from_utf8(name) else {
-                problems.push("a field name is not UTF-8".to_string());
-                continue;
-            };
-            match name.as_str() {
-                "id" => id = String::from_utf8(value).ok(),
-                "job" => match String::from_utf8(value) {
-                    Ok(j) if !j.is_empty() => job = Some(j),
-                    _ => problems.push("the `job` field is empty or not UTF-8".to_string()),
-                },
-                "payload" => payload = value,
-                "attempt" => match std::str::from_utf8(&value)
-                    .ok()
-                    .and_then(|s| s.parse::<u32>().ok())
-                {
-                    Some(n) if n >= 1 => attempt = Some(n),
-                    _ => problems.push(format!(
-                        "the `attempt` field `{}` is not a positive number",
-                        String::from_utf8_lossy(&value)
-                    )),
-                },
-                "checkpoint" => checkpoint = Some(value),
-                "first_at" => {
-                    first_at = std::str::from_utf8(&value)
-                        .ok()
-                        .and_then(|s| s.parse().ok())
-                }
-                "lease_expiries" => {
-                    lease_expiries = std::str::from_utf8(&value)
-                        .ok()
-                        .and_then(|s| s.parse().ok())
-                        .unwrap_or(0);
-                }
-                "last_delay_ms" => {
-                    last_delay_ms = std::str::from_utf8(&value)
-                        .ok()
-                        .and_then(|s| s.parse().ok());
-                }
-                _ if extra.len() < MAX_EXTRA_FIELDS => extra.push((name, value)),
-                _ => {}
-            }
-        }
-        if job.is_none() && problems.is_empty() {
-            problems.push(
-                "the entry has no `job` field; enqueue with `XADD ward:{Q}:jobs * job <type> payload <bytes>`"
-                    .to_string(),
-            );
-        }
-        match job {
-            Some(job) if problems.is_empty() => {
-                let idempotency_key = extra
-                    .iter()
-                    .find(|(k, _)| k == "idempotency_key")
-                    .and_then(|(_, v)| String::from_utf8(v.clone()).ok());
-                Ok(JobEntry {
-                    id: id.unwrap_or_else(|| self.entry_id.clone()),
-                    entry_id: self.entry_id,
-                    job,
-                    payload,
-                    attempt: attempt.unwrap_or(1),
-                    idempotency_key,
-                    checkpoint,
-                    first_at,
-                    last_delay_ms,
-                    lease_expiries,
-                    extra,
-                })
-            }
-            _ => {
-                if let Some(job) = job {
-                    extra.push(("job".to_string(), job.into_bytes()));
-                }
-                Err(Malformed {
-                    entry_id: self.entry_id,
-                    why: problems.join("; "),
-                    payload,
-                    extra,
-                })
-            }
-        }
+        super::fields::parse(self)
     }
 }
 
@@ -174,9 +83,13 @@ mod tests {
 
     #[test]
     fn a_bad_attempt_number_is_malformed() {
-        let m = delivery(&[(b"job", b"a"), (b"attempt", b"zero")])
-            .parse()
-            .unwrap_err();
-        assert!(m.why.contains("`attempt`"), "{}", m.why);
+        let m = delivery(&[
+            (b"job", b"a"),
+            (b"ward:id", b"1-0"),
+            (b"ward:attempt", b"zero"),
+        ])
+        .parse()
+        .unwrap_err();
+        assert!(m.why.contains("`ward:attempt`"), "{}", m.why);
     }
 }

@@ -49,6 +49,7 @@ mod consume;
 mod dead;
 mod enqueue;
 mod entry;
+pub mod fields;
 mod jobs;
 mod keys;
 mod reply;

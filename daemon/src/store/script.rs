@@ -7,7 +7,8 @@ use std::fmt::Write as _;
 use std::sync::LazyLock;
 
 use super::dead::DEAD_ENTRY_FIELDS;
-use super::enqueue::FUNCTIONS_VERSION;
+use super::enqueue::{FUNCTIONS_VERSION, MAX_TIME_MS};
+use super::fields::{ENTRY, EXTRA_PREFIX};
 use super::keys;
 
 /// The Lua every script and the function library start with.
@@ -19,10 +20,17 @@ static PREAMBLE: LazyLock<String> = LazyLock::new(|| {
         .collect();
     // Writing to a String cannot fail.
     let _ = writeln!(lua, "local DEAD_ENTRY_FIELDS = {{{}}}", fields.join(", "));
-    for (name, value) in keys::LUA
-        .into_iter()
-        .chain([("FUNCTIONS_VERSION", FUNCTIONS_VERSION)])
-    {
+    let entry: Vec<String> = ENTRY
+        .iter()
+        .map(|(lua, field)| format!("{lua} = {}", quote(field)))
+        .collect();
+    let _ = writeln!(lua, "local ENTRY = {{{}}}", entry.join(", "));
+    let max_time = MAX_TIME_MS.to_string();
+    for (name, value) in keys::LUA.into_iter().chain([
+        ("FUNCTIONS_VERSION", FUNCTIONS_VERSION),
+        ("EXTRA_PREFIX", EXTRA_PREFIX),
+        ("MAX_TIME_MS", max_time.as_str()),
+    ]) {
         let _ = writeln!(lua, "local {name} = {}", quote(value));
     }
     lua.push_str(include_str!("lua/common.lua"));
@@ -57,6 +65,7 @@ mod tests {
         assert!(PREAMBLE.contains("local KEY_NAMESPACE = 'ward:'\n"));
         assert!(PREAMBLE.contains("local HISTORY_SUFFIX = ':history'\n"));
         assert!(PREAMBLE.contains("id = true, job = true, queue = true"));
+        assert!(PREAMBLE.contains("local ENTRY = {id = 'ward:id', attempt = 'ward:attempt'"));
         assert_eq!(quote("it's"), r"'it\'s'");
     }
 }

@@ -30,9 +30,20 @@ local acked_max, nd = tonumber(ARGV[HEAD.acked_max]), tonumber(ARGV[HEAD.digests
 local digests = {}
 for k = 1, nd do digests[k] = ARGV[HEAD.digests + k] end
 local now = now_ms()
+-- Every completion that cannot be recorded is dead-lettered instead (below),
+-- so the dead stream must take entries: checked before anything is
+-- acknowledged, so a batch that fails here changes nothing.
+local dead_type = redis.call('TYPE', dead)
+dead_type = dead_type.ok or dead_type
+if dead_type ~= 'stream' and dead_type ~= 'none' then
+  return redis.error_reply('ERR ward: ' .. dead .. ' holds a ' .. dead_type
+    .. ', not a stream; nothing was recorded')
+end
 -- took[k] is '1' when the k-th completion took effect, '0' when its delivery
--- was no longer pending (another daemon recorded it, or a re-sent batch).
-local applied, earliest, kept, took = 0, nil, 0, {}
+-- was no longer pending (another daemon recorded it, or a re-sent batch),
+-- 'e' when it was acknowledged but Redis refused to record its outcome, so
+-- it was dead-lettered with the reason (its `unrecordable` line says why).
+local applied, earliest, kept, took, unrecordable = 0, nil, 0, {}, {}
 -- Acknowledged entries are normally left for the XTRIM below, which removes
 -- them for a fraction of XDEL's cost (XDEL seeks through the entry's node
 -- for every id). Behind an attempt that runs for a long time they cannot be
@@ -106,11 +117,11 @@ local function retry(i, n, rec, c)
   redis.call('HSET', rec, 'next_attempt', next_attempt, 'last_delay_ms', tostring(delay),
     'lease_expiries', expiries)
   if has_ckpt then redis.call('HSET', rec, 'checkpoint', ckpt) end
-  for k = 1, #x, 2 do redis.call('HSET', rec, 'x:' .. x[k], x[k+1]) end
+  for k = 1, #x, 2 do redis.call('HSET', rec, EXTRA_PREFIX .. x[k], x[k+1]) end
   if delay <= 0 then
-    local f = {'id', c.id, 'job', c.job, 'payload', c.payload, 'attempt', next_attempt,
-      'first_at', c.first_at, 'last_delay_ms', '0', 'lease_expiries', expiries}
-    if has_ckpt then f[#f+1] = 'checkpoint'; f[#f+1] = ckpt end
+    local f = {ENTRY.id, c.id, 'job', c.job, 'payload', c.payload, ENTRY.attempt, next_attempt,
+      ENTRY.first_at, c.first_at, ENTRY.last_delay_ms, '0', ENTRY.lease_expiries, expiries}
+    if has_ckpt then f[#f+1] = ENTRY.checkpoint; f[#f+1] = ckpt end
     for k = 1, #x do f[#f+1] = x[k] end
     local e = redis.call('XADD', jobs, '*', unpack(f))
     redis.call('HSET', rec, 'state', 'queued', 'entry', e)
@@ -136,8 +147,11 @@ local function dead_letter(i, n, rec, c)
     'first_at', first, 'last_at', c.finished, 'plugin', c.digest, 'entry', c.entry,
     'payload', ARGV[i + FULL.dead_payload]}
   local x = extras(i, n)
+  -- A correlation field named like one of the dead letter's own (a
+  -- producer's `id`) is kept beside it, as `x:id`.
   for k = 1, #x, 2 do
-    if not DEAD_ENTRY_FIELDS[x[k]] then f[#f+1] = x[k]; f[#f+1] = x[k+1] end
+    if DEAD_ENTRY_FIELDS[x[k]] then f[#f+1] = EXTRA_PREFIX .. x[k] else f[#f+1] = x[k] end
+    f[#f+1] = x[k+1]
   end
   local d = redis.call('XADD', dead, '*', unpack(f))
   redis.call('HSET', rec, 'state', 'dead', 'dead_reason', reason, 'dead_entry', d)
@@ -205,12 +219,33 @@ local function full(kind, i, n, kc, keyed)
     dead_letter(i, n, rec, c)
   end
 end
+-- Records one completion with `record(...)`. The acknowledgement comes
+-- first (it is the guard against recording twice), and Redis does not roll
+-- a script back: a write it refuses after that (a key of the wrong type, an
+-- expiry it cannot take) would leave the job acknowledged and unrecorded.
+-- Such a completion is dead-lettered instead, with Redis' words, so nothing
+-- is acknowledged without a trace. A failure before the acknowledgement
+-- fails the script, as before, with nothing of this completion changed.
+local function guarded(entry, id, job, payload, record, ...)
+  local acked = applied
+  local ok, err = pcall(record, ...)
+  if ok then return end
+  if applied == acked then error(err) end
+  local why = type(err) == 'table' and (err.err or '?') or tostring(err)
+  took[#took] = 'e'
+  unrecordable[#unrecordable+1] = id .. ' ' .. why
+  redis.call('XADD', dead, '*', 'id', id, 'job', job, 'queue', queue,
+    'reason', 'unrecordable', 'class', 'crash', 'code', 'unrecordable',
+    'message', 'the outcome could not be recorded in Redis: ' .. why,
+    'entry', entry, 'last_at', tostring(now), 'payload', payload)
+end
 local i, kc = HEAD_N + nd + 1, QKEY_N
 while i <= #ARGV do
   local kind = ARGV[i]
   if kind == 'f' then
     local keyed = ARGV[i + FRESH.idem] ~= ''
-    fresh(i, kc, keyed)
+    local entry = ARGV[i + FRESH.entry]
+    guarded(entry, entry, ARGV[i + FRESH.job], '', fresh, i, kc, keyed)
     if keyed then
       i = i + FRESH_N + 1
       kc = kc + CKEY_N
@@ -221,7 +256,8 @@ while i <= #ARGV do
   else
     local keyed = ARGV[i + FULL.idem] ~= ''
     local n = tonumber(ARGV[i + FULL.extras])
-    full(kind, i, n, kc, keyed)
+    guarded(ARGV[i + FULL.entry], ARGV[i + FULL.id], ARGV[i + FULL.job], ARGV[i + FULL.payload],
+      full, kind, i, n, kc, keyed)
     i = i + FULL.extras + 2 * n + 1
     if keyed then kc = kc + CKEY_N else kc = kc + CKEY.history end
   end
@@ -267,4 +303,4 @@ if applied > 0 then
   redis.call('SET', acked_key, tostring(acked_left))
 end
 if earliest ~= nil then redis.call('PUBLISH', wake, tostring(earliest)) end
-return table.concat(took)
+return {table.concat(took), unpack(unrecordable)}

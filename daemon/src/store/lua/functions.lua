@@ -6,6 +6,20 @@
 -- key, the job record, the delayed set, the id counter): listing them in
 -- KEYS would change the convention every client uses. They share the
 -- stream's hash tag, so they live on the same node.
+-- Optional argument `name` as a whole number of ms in [lo, hi]: nil when
+-- it is absent or '', else the number, or nil and the error reply.
+local function whole_ms(name, s, lo, hi)
+  if s == nil or s == '' then return nil, nil end
+  local n = tonumber(s)
+  -- n ~= n is NaN; math.huge is an infinity.
+  if n == nil or n ~= n or n == math.huge or n == -math.huge or math.floor(n) ~= n
+    or n < lo or n > hi then
+    return nil, redis.error_reply('ERR ward_enqueue: ' .. name .. ' must be a whole number of ms from '
+      .. string.format('%d', lo) .. ' to ' .. string.format('%d', hi) .. ', not ' .. s)
+  end
+  return n, nil
+end
+
 local function enqueue(keys, args)
   local stream = keys[1]
   local suffix = ':' .. JOBS_KEY
@@ -21,9 +35,16 @@ local function enqueue(keys, args)
     return redis.error_reply('ERR ward_enqueue: the first argument must be the job type')
   end
   local key = args[3] or ''
-  local delay = tonumber(args[4] or '')
-  local ttl = tonumber(args[5] or '') or 86400000
-  local at = tonumber(args[6] or '')
+  -- Every argument is checked before anything is written: a refused call
+  -- leaves no job behind, so a client may simply try again.
+  local delay, ttl, at, bad
+  delay, bad = whole_ms('delay_ms', args[4], 0, tonumber(MAX_TIME_MS))
+  if bad then return bad end
+  ttl, bad = whole_ms('ttl_ms', args[5], 1, tonumber(MAX_TIME_MS))
+  if bad then return bad end
+  ttl = ttl or 86400000
+  at, bad = whole_ms('at_ms', args[6], 0, tonumber(MAX_TIME_MS))
+  if bad then return bad end
   if key ~= '' then
     local v = redis.call('GET', q .. IDEM_PREFIX .. key)
     if v then

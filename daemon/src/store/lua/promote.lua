@@ -16,14 +16,15 @@ for _, id in ipairs(due) do
   if r['job'] == nil then
     missing[#missing+1] = id
   else
-    local f = {'id', id, 'job', r['job'], 'payload', r['payload'] or '',
-      'attempt', r['next_attempt'] or '1'}
+    local f = {ENTRY.id, id, 'job', r['job'], 'payload', r['payload'] or '',
+      ENTRY.attempt, r['next_attempt'] or '1'}
     for _, name in ipairs({'first_at', 'last_delay_ms', 'checkpoint', 'lease_expiries'}) do
-      if r[name] then f[#f+1] = name; f[#f+1] = r[name] end
+      if r[name] then f[#f+1] = ENTRY[name]; f[#f+1] = r[name] end
     end
+    local xp = #EXTRA_PREFIX
     for k = 1, #h, 2 do
-      if string.sub(h[k], 1, 2) == 'x:' then
-        f[#f+1] = string.sub(h[k], 3); f[#f+1] = h[k+1]
+      if string.sub(h[k], 1, xp) == EXTRA_PREFIX then
+        f[#f+1] = string.sub(h[k], xp + 1); f[#f+1] = h[k+1]
       end
     end
     local e = redis.call('XADD', KEYS[2], '*', unpack(f))

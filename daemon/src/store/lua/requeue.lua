@@ -17,10 +17,19 @@ if job == '' then
   return {'refused', 'it is a malformed entry that names no job type; discard it, or enqueue a corrected job'}
 end
 if redis.call('XDEL', KEYS[1], ARGV[1]) ~= 1 then return {'gone', ''} end
-local f = {'id', ARGV[2], 'job', job, 'payload', redis.call('HGET', KEYS[2], 'payload') or '',
-  'attempt', '1'}
+local f = {ENTRY.id, ARGV[2], 'job', job, 'payload', redis.call('HGET', KEYS[2], 'payload') or '',
+  ENTRY.attempt, '1'}
+-- The correlation fields: every field that is not the dead letter's own,
+-- and under their own names again those kept aside as `x:<name>`.
+local xp = #EXTRA_PREFIX
 for k = 1, #df, 2 do
-  if not DEAD_ENTRY_FIELDS[df[k]] then f[#f+1] = df[k]; f[#f+1] = df[k+1] end
+  local name = df[k]
+  if string.sub(name, 1, xp) == EXTRA_PREFIX and DEAD_ENTRY_FIELDS[string.sub(name, xp + 1)] then
+    name = string.sub(name, xp + 1)
+  elseif DEAD_ENTRY_FIELDS[name] then
+    name = nil
+  end
+  if name then f[#f+1] = name; f[#f+1] = df[k+1] end
 end
 local e = redis.call('XADD', KEYS[4], '*', unpack(f))
 redis.call('HDEL', KEYS[2], 'first_at', 'last_at', 'last_class', 'last_code', 'last_message',

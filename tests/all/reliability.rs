@@ -1,0 +1,257 @@
+//! Regression tests for the defects found by attacking Ward as a hostile
+//! producer, a careless operator and a failing Redis would (issue 14). Each
+//! runs the real `ward` binary against a redis-server of its own.
+
+use std::time::Duration;
+
+use ward_testkit::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn jobs() -> String {
+    job("noop", "noop", "") + &job("flaky", "flaky", "")
+}
+
+fn record_field(redis: &Redis, id: &str, field: &str) -> Option<String> {
+    job_fields(redis, &[id.to_string()], field).remove(0)
+}
+
+fn dead_letter_of(redis: &Redis, id: &str) -> std::collections::HashMap<String, Vec<u8>> {
+    dead_letters(redis)
+        .into_iter()
+        .find(|d| text(d, "id") == id)
+        .unwrap_or_else(|| panic!("no dead letter for {id}"))
+}
+
+#[test]
+fn an_empty_idempotency_key_is_no_key_and_the_queue_keeps_recording() {
+    let redis = Redis::start();
+    let _ward = Ward::start(&config(&redis, 4, &jobs())).ready();
+    let empty = [("idempotency_key", "")];
+    let first = xadd(&redis, "noop", "{}", &empty);
+    let second = xadd(&redis, "noop", "{}", &empty);
+    let retried = xadd(&redis, "flaky", r#"{"fail":"transient","times":1}"#, &empty);
+    let after = xadd(&redis, "noop", "{}", &[]);
+    for id in [&first, &second, &after] {
+        let s = wait_final(&redis, id, WAIT);
+        assert_eq!(
+            (s["state"].as_str(), s["attempts"].as_u64()),
+            (Some("succeeded"), Some(1)),
+            "{id}: {s}"
+        );
+        assert_eq!(
+            record_field(&redis, id, "duplicate_of"),
+            None,
+            "{id} ran as itself"
+        );
+    }
+    let s = wait_final(&redis, &retried, WAIT);
+    assert_eq!(
+        (s["state"].as_str(), s["attempts"].as_u64()),
+        (Some("succeeded"), Some(2)),
+        "{s}"
+    );
+}
+
+#[test]
+fn two_entries_carrying_the_same_id_field_are_two_jobs() {
+    let redis = Redis::start();
+    let _ward = Ward::start(&config(&redis, 4, &jobs())).ready();
+    let once = r#"{"fail":"transient","times":1}"#;
+    let a = xadd(&redis, "flaky", once, &[("id", "42"), ("order", "a")]);
+    let b = xadd(&redis, "flaky", once, &[("id", "42"), ("order", "b")]);
+    let dead = xadd(&redis, "flaky", r#"{"fail":"permanent"}"#, &[("id", "42")]);
+    for id in [&a, &b] {
+        let s = wait_final(&redis, id, WAIT);
+        assert_eq!(
+            (s["state"].as_str(), s["attempts"].as_u64()),
+            (Some("succeeded"), Some(2)),
+            "{id}: {s}"
+        );
+    }
+    assert_eq!(wait_final(&redis, &dead, WAIT)["state"], "dead");
+    let out = ward(&["job", "show", "--redis", &redis.url(), "q", "42"]);
+    assert!(
+        !out.status.success(),
+        "no job is named after the field: {}",
+        stdout(&out)
+    );
+    // The producer's `id` travels as a correlation field, kept beside the
+    // dead letter's own `id`.
+    let d = dead_letter_of(&redis, &dead);
+    assert_eq!(text(&d, "x:id"), "42");
+}
+
+#[test]
+fn a_producers_fields_named_like_wards_are_never_taken_for_wards() {
+    let redis = Redis::start();
+    let _ward = Ward::start(&config(&redis, 4, &jobs())).ready();
+    let moved = xadd(
+        &redis,
+        "noop",
+        "{}",
+        &[
+            ("attempt", "5"),
+            ("first_at", "1"),
+            ("lease_expiries", "4294967295"),
+            ("checkpoint", "c"),
+            ("last_delay_ms", "-3"),
+        ],
+    );
+    let s = wait_final(&redis, &moved, WAIT);
+    assert_eq!(
+        (s["state"].as_str(), s["attempts"].as_u64()),
+        (Some("succeeded"), Some(1)),
+        "{s}"
+    );
+    assert_ne!(s["first_attempt_at_ms"], 1, "{s}");
+
+    let reserved = xadd(&redis, "noop", "{}", &[("ward:attempt", "2")]);
+    assert_eq!(wait_final(&redis, &reserved, WAIT)["state"], "dead");
+    let d = dead_letter_of(&redis, &reserved);
+    assert_eq!(text(&d, "reason"), "malformed entry");
+    assert!(
+        text(&d, "message").contains("`ward:attempt` is reserved"),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn an_outcome_redis_refuses_to_record_is_dead_lettered_with_the_reason() {
+    let redis = Redis::start();
+    let ward_proc = Ward::start(&config(&redis, 4, &jobs())).ready();
+    let mut con = redis.con();
+    // Keys of the wrong type where the records of two future entries go:
+    // Redis refuses the writes after the acknowledgement.
+    let (fresh, retried) = ("5000000000000-0", "5000000000001-0");
+    let _: () = redis::cmd("SET")
+        .arg(format!("ward:{{q}}:job:{fresh}"))
+        .arg("not a hash")
+        .query(&mut con)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("ward:{{q}}:job:{retried}:history"))
+        .arg("not a list")
+        .query(&mut con)
+        .unwrap();
+    for (id, job, payload) in [
+        (fresh, "noop", "{}"),
+        (retried, "flaky", r#"{"fail":"transient","times":1}"#),
+    ] {
+        let _: String = redis::cmd("XADD")
+            .arg("ward:{q}:jobs")
+            .arg(id)
+            .arg("job")
+            .arg(job)
+            .arg("payload")
+            .arg(payload)
+            .query(&mut con)
+            .unwrap();
+    }
+    wait_for(WAIT, "both dead-lettered as unrecordable", || {
+        dead_letters(&redis)
+            .iter()
+            .filter(|d| text(d, "reason") == "unrecordable")
+            .count()
+            == 2
+    });
+    for id in [fresh, retried] {
+        let d = dead_letter_of(&redis, id);
+        assert!(text(&d, "message").contains("WRONGTYPE"), "{d:?}");
+    }
+    assert_eq!(
+        text(&dead_letter_of(&redis, retried), "payload"),
+        r#"{"fail":"transient","times":1}"#,
+        "the payload is kept for a requeue"
+    );
+    let pending: Vec<redis::Value> = redis::cmd("XPENDING")
+        .arg("ward:{q}:jobs")
+        .arg("ward")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(
+        pending.first(),
+        Some(&redis::Value::Int(0)),
+        "nothing stays leased"
+    );
+    // The queue goes on recording, and the log names the job.
+    let after = xadd(&redis, "noop", "{}", &[]);
+    assert_eq!(wait_final(&redis, &after, WAIT)["state"], "succeeded");
+    let logs = ward_proc.logs();
+    assert!(
+        logs.contains(fresh) && logs.contains("unrecordable"),
+        "{logs}"
+    );
+}
+
+#[test]
+fn ward_enqueue_checks_every_argument_before_it_writes() {
+    let redis = Redis::start();
+    let _ward = Ward::start(&config(&redis, 4, &jobs())).ready();
+    let mut con = redis.con();
+    let call = |con: &mut redis::Connection, args: &[&str]| -> redis::RedisResult<redis::Value> {
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg("ward_enqueue")
+            .arg(1)
+            .arg("ward:{q}:jobs")
+            .arg("noop")
+            .arg("{}");
+        for a in args {
+            cmd.arg(*a);
+        }
+        cmd.query(con)
+    };
+    // (key, delay_ms, ttl_ms, at_ms)
+    for bad in [
+        ["k", "", "0", ""],
+        ["k", "", "-5", ""],
+        ["k", "", "1e30", ""],
+        ["k", "", "", "nan"],
+        ["k", "", "", "inf"],
+        ["k", "", "", "-1"],
+        ["k", "-1", "", ""],
+        ["k", "soon", "", ""],
+        ["k", "1.5", "", ""],
+    ] {
+        let err = call(&mut con, &bad).expect_err(&format!("{bad:?} is refused"));
+        assert!(err.to_string().contains("ward_enqueue:"), "{bad:?}: {err}");
+    }
+    let written: (usize, usize, bool) = redis::pipe()
+        .cmd("XLEN")
+        .arg("ward:{q}:jobs")
+        .cmd("ZCARD")
+        .arg("ward:{q}:delayed")
+        .cmd("EXISTS")
+        .arg("ward:{q}:idem:k")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(written, (0, 0, false), "a refused call wrote nothing");
+    // The same key is still free for a good call.
+    let ok: (String, String, u64) = redis::cmd("FCALL")
+        .arg("ward_enqueue")
+        .arg(1)
+        .arg("ward:{q}:jobs")
+        .arg("noop")
+        .arg("{}")
+        .arg("k")
+        .arg("")
+        .arg("60000")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(ok.1, "created");
+}
+
+#[test]
+fn an_idempotency_key_after_many_other_fields_still_deduplicates() {
+    let redis = Redis::start();
+    let _ward = Ward::start(&config(&redis, 4, &jobs())).ready();
+    let names: Vec<String> = (0..40).map(|i| format!("corr_{i}")).collect();
+    let mut fields: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+    fields.push(("idempotency_key", "order-77"));
+    let first = xadd(&redis, "noop", "{}", &fields);
+    assert_eq!(wait_final(&redis, &first, WAIT)["state"], "succeeded");
+    let second = xadd(&redis, "noop", "{}", &fields);
+    wait_for(WAIT, "the second to be acknowledged as a duplicate", || {
+        record_field(&redis, &second, "duplicate_of").as_deref() == Some(first.as_str())
+    });
+}
