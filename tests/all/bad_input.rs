@@ -274,3 +274,29 @@ fn durations_redis_or_tokio_cannot_represent_are_refused_key_by_key() {
     let out = ward(&["config", "check", "--config", &cfg]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// `/dev/null` and `.` exist, but are no plugin: the message says what they
+/// are instead of claiming they do not exist (config check and plugin check).
+#[test]
+fn a_plugin_path_that_is_not_a_regular_file_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    for (plugin, what) in [("/dev/null", "not a regular file"), (".", "is a directory")] {
+        let cfg = write(
+            dir.path(),
+            "ward.toml",
+            format!("[[queue]]\nname = \"q\"\n[[job]]\nname = \"a\"\nqueue = \"q\"\nplugin = \"{plugin}\"\n")
+                .as_bytes(),
+        );
+        let out = ward(&["config", "check", "--config", &cfg]);
+        assert!(!out.status.success(), "{plugin}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("line 6") && err.contains(what),
+            "{plugin}: {err}"
+        );
+        assert!(!err.contains("does not exist"), "{plugin}: {err}");
+        let out = ward(&["plugin", "check", plugin]);
+        assert!(!out.status.success(), "{plugin}: {}", stdout(&out));
+        assert!(stderr(&out).contains(what), "{plugin}: {}", stderr(&out));
+    }
+}

@@ -23,6 +23,7 @@ use std::path::Path;
 
 use toml::Spanned;
 
+pub use jobs::check_plugin_file;
 pub use queues::check_name;
 pub use retry::check_retry;
 
