@@ -717,3 +717,99 @@ fn an_open_breaker_holds_back_the_jobs_of_its_upstream_without_using_their_attem
             .is_some_and(|b| b.iter().all(|l| l["state"] == "closed"))
     });
 }
+
+/// A delay past what Ward can schedule (or print) is refused before the job
+/// is written: a clear message, a failed exit, nothing enqueued.
+#[test]
+fn enqueue_with_a_delay_of_a_million_years_fails_and_enqueues_nothing() {
+    let redis = Redis::start();
+    let url = redis.url();
+    for when in [["--delay", "1000000y"], ["--at", "9999-12-31T00:00:00Z"]] {
+        let mut args = vec!["enqueue", "--redis", url.as_str()];
+        args.extend_from_slice(&when);
+        args.extend_from_slice(&["q", "noop", "{}"]);
+        let out = ward(&args);
+        assert!(!out.status.success(), "{when:?}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("too far ahead") && !err.contains("panicked"),
+            "{err}"
+        );
+    }
+    let mut con = redis.con();
+    let len: usize = redis::cmd("XLEN")
+        .arg("ward:{q}:jobs")
+        .query(&mut con)
+        .unwrap();
+    let delayed: usize = redis::cmd("ZCARD")
+        .arg("ward:{q}:delayed")
+        .query(&mut con)
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut con).unwrap();
+    assert_eq!((len, delayed), (0, 0), "nothing enqueued: {keys:?}");
+    // A year ahead is fine, and says when.
+    let out = ward(&[
+        "enqueue", "--redis", &url, "--delay", "365d", "q", "noop", "{}",
+    ]);
+    assert!(
+        out.status.success() && stderr(&out).contains("due at"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A record or dead letter whose times a producer wrote past year 9999
+/// still shows: the time prints as ms with a note, no panic.
+#[test]
+fn job_show_and_dlq_show_print_times_past_year_9999() {
+    let redis = Redis::start();
+    let huge = "99999999999999999";
+    let mut con = redis.con();
+    let _: i64 = redis::cmd("HSET")
+        .arg("ward:{q}:job:far-1")
+        .arg(
+            &[
+                "job", "noop", "state", "queued", "attempts", "1", "first_at", huge, "last_at",
+                huge,
+            ][..],
+        )
+        .query(&mut con)
+        .unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg("ward:{q}:dead")
+        .arg("*")
+        .arg(
+            &[
+                "id",
+                "far-2",
+                "job",
+                "noop",
+                "queue",
+                "q",
+                "reason",
+                "permanent",
+                "first_at",
+                huge,
+                "last_at",
+                huge,
+            ][..],
+        )
+        .query(&mut con)
+        .unwrap();
+    let url = redis.url();
+    for args in [
+        vec!["job", "show", "--redis", &url, "q", "far-1"],
+        vec!["dlq", "show", "--redis", &url, "q", "far-2"],
+    ] {
+        let out = ward(&args);
+        let (o, e) = (stdout(&out), stderr(&out));
+        assert!(
+            out.status.success() && !e.contains("panicked"),
+            "{args:?}: {o}\n{e}"
+        );
+        assert!(
+            o.contains(&format!("{huge} ms since 1970 (past year 9999)")),
+            "{args:?}: {o}"
+        );
+    }
+}
