@@ -1,6 +1,7 @@
 //! The backbone end to end: real redis-server, real `ward` binary, real
 //! plugins built from `plugins/`.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use ward_testkit::*;
@@ -716,4 +717,246 @@ fn an_open_breaker_holds_back_the_jobs_of_its_upstream_without_using_their_attem
             .as_array()
             .is_some_and(|b| b.iter().all(|l| l["state"] == "closed"))
     });
+}
+
+/// A delay past what Ward can schedule (or print) is refused before the job
+/// is written: a clear message, a failed exit, nothing enqueued.
+#[test]
+fn enqueue_with_a_delay_of_a_million_years_fails_and_enqueues_nothing() {
+    let redis = Redis::start();
+    let url = redis.url();
+    for when in [["--delay", "1000000y"], ["--at", "9999-12-31T00:00:00Z"]] {
+        let mut args = vec!["enqueue", "--redis", url.as_str()];
+        args.extend_from_slice(&when);
+        args.extend_from_slice(&["q", "noop", "{}"]);
+        let out = ward(&args);
+        assert!(!out.status.success(), "{when:?}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("too far ahead") && !err.contains("panicked"),
+            "{err}"
+        );
+    }
+    let mut con = redis.con();
+    let len: usize = redis::cmd("XLEN")
+        .arg("ward:{q}:jobs")
+        .query(&mut con)
+        .unwrap();
+    let delayed: usize = redis::cmd("ZCARD")
+        .arg("ward:{q}:delayed")
+        .query(&mut con)
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut con).unwrap();
+    assert_eq!((len, delayed), (0, 0), "nothing enqueued: {keys:?}");
+    // A year ahead is fine, and says when.
+    let out = ward(&[
+        "enqueue", "--redis", &url, "--delay", "365d", "q", "noop", "{}",
+    ]);
+    assert!(
+        out.status.success() && stderr(&out).contains("due at"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A record or dead letter whose times a producer wrote past year 9999
+/// still shows: the time prints as ms with a note, no panic.
+#[test]
+fn job_show_and_dlq_show_print_times_past_year_9999() {
+    let redis = Redis::start();
+    let huge = "99999999999999999";
+    let mut con = redis.con();
+    let _: i64 = redis::cmd("HSET")
+        .arg("ward:{q}:job:far-1")
+        .arg(
+            &[
+                "job", "noop", "state", "queued", "attempts", "1", "first_at", huge, "last_at",
+                huge,
+            ][..],
+        )
+        .query(&mut con)
+        .unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg("ward:{q}:dead")
+        .arg("*")
+        .arg(
+            &[
+                "id",
+                "far-2",
+                "job",
+                "noop",
+                "queue",
+                "q",
+                "reason",
+                "permanent",
+                "first_at",
+                huge,
+                "last_at",
+                huge,
+            ][..],
+        )
+        .query(&mut con)
+        .unwrap();
+    let url = redis.url();
+    for args in [
+        vec!["job", "show", "--redis", &url, "q", "far-1"],
+        vec!["dlq", "show", "--redis", &url, "q", "far-2"],
+    ] {
+        let out = ward(&args);
+        let (o, e) = (stdout(&out), stderr(&out));
+        assert!(
+            out.status.success() && !e.contains("panicked"),
+            "{args:?}: {o}\n{e}"
+        );
+        assert!(
+            o.contains(&format!("{huge} ms since 1970 (past year 9999)")),
+            "{args:?}: {o}"
+        );
+    }
+}
+
+/// Redis's `used_memory`, in bytes.
+fn used_memory(redis: &Redis) -> i64 {
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query(&mut redis.con())
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+/// Whether queue `q` has nothing left to do: every entry read, nothing
+/// pending, nothing waiting in the delayed set.
+fn settled(redis: &Redis) -> bool {
+    let mut con = redis.con();
+    let groups: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg("ward:{q}:jobs")
+        .query(&mut con)
+        .unwrap_or_default();
+    let delayed: usize = redis::cmd("ZCARD")
+        .arg("ward:{q}:delayed")
+        .query(&mut con)
+        .unwrap();
+    let zero =
+        |g: &HashMap<String, redis::Value>, k: &str| matches!(g.get(k), Some(redis::Value::Int(0)));
+    delayed == 0
+        && !groups.is_empty()
+        && groups.iter().all(|g| zero(g, "pending") && zero(g, "lag"))
+}
+
+/// Bytes of Redis memory per job for `n` jobs run through a daemon with
+/// `queue_body`/`retry`/`jobs`, measured as the `used_memory` delta once
+/// the queue has settled.
+fn bytes_per_job(
+    n: usize,
+    queue_body: &str,
+    retry: &str,
+    jobs: &str,
+    job: &str,
+    payload: &str,
+) -> i64 {
+    let redis = Redis::start();
+    let _ward = Ward::start(&config_full(&redis, queue_body, retry, jobs)).ready();
+    xadd(&redis, job, payload, &[]);
+    wait_for(WAIT, "the first job", || settled(&redis));
+    std::thread::sleep(Duration::from_millis(500));
+    let before = used_memory(&redis);
+    xadd_many(&redis, n, job, payload);
+    wait_for(Duration::from_secs(120), "every job to finish", || {
+        settled(&redis)
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    (used_memory(&redis) - before) / n as i64
+}
+
+/// Bytes per job for `n` jobs enqueued with `ward enqueue <options>` (no
+/// daemon), and the average `MEMORY USAGE` of the keys matching `pattern`.
+fn bytes_per_enqueue(
+    n: usize,
+    options: &dyn Fn(usize) -> Vec<String>,
+    pattern: &str,
+) -> (i64, i64) {
+    let redis = Redis::start();
+    enqueue_with(&redis, &[], "noop", "{}");
+    let before = used_memory(&redis);
+    for i in 0..n {
+        let opts = options(i);
+        let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
+        enqueue_with(&redis, &opts, "noop", "{}");
+    }
+    let per_job = (used_memory(&redis) - before) / n as i64;
+    let mut con = redis.con();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut con).unwrap();
+    let usage: i64 = keys
+        .iter()
+        .map(|k| {
+            redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(k)
+                .query::<i64>(&mut con)
+                .unwrap()
+        })
+        .sum();
+    (per_job, usage / keys.len().max(1) as i64)
+}
+
+/// Measures the sizing table of docs/operations.md ("Sizing Redis"): Redis
+/// memory per job in each state, against a real redis-server. Prints the
+/// table (`cargo test -p ward --test all backbone::sizing -- --nocapture`)
+/// and checks only what must hold whatever the Redis version: a kept
+/// record costs memory, a job without one costs next to nothing.
+#[test]
+fn sizing_measure_redis_bytes_per_job_in_each_state() {
+    const N: usize = 1000;
+    const FEW: usize = 200;
+    let noop = job("noop", "noop", "");
+    let flaky = job("flaky", "flaky", "");
+    let quick = "initial_delay = \"10ms\"\njitter = \"none\"";
+    let kept = bytes_per_job(N, "", quick, &noop, "noop", "{}");
+    let none = bytes_per_job(N, "succeeded_ttl = \"0s\"", quick, &noop, "noop", "{}");
+    let retried = bytes_per_job(
+        N,
+        "",
+        quick,
+        &flaky,
+        "flaky",
+        r#"{"fail":"transient","times":1}"#,
+    );
+    let dead = bytes_per_job(
+        N,
+        "",
+        "max_attempts = 1",
+        &flaky,
+        "flaky",
+        r#"{"fail":"permanent"}"#,
+    );
+    let delay = |_| vec!["--delay".to_string(), "1h".to_string()];
+    let (delayed, _) = bytes_per_enqueue(FEW, &delay, "ward:{q}:job:*");
+    let key = |i: usize| vec!["--idempotency-key".to_string(), format!("order-{i:06}")];
+    let (keyed, idem) = bytes_per_enqueue(FEW, &key, "ward:{q}:idem:*");
+    println!("| state | bytes per job |");
+    println!("|---|---|");
+    println!("| succeeded, record kept (`succeeded_ttl` > 0) | {kept} |");
+    println!("| succeeded, no record (`succeeded_ttl = \"0s\"`) | {none} |");
+    println!("| succeeded after one retry, record kept | {retried} |");
+    println!("| dead letter (record + history + dead-letter entry) | {dead} |");
+    println!("| delayed, waiting (record + delayed-set member) | {delayed} |");
+    println!("| queued with an idempotency key (entry + key) | {keyed} |");
+    println!("| one idempotency key (`MEMORY USAGE`) | {idem} |");
+    assert!(
+        kept > none + 100,
+        "a kept record costs memory: {kept} vs {none}"
+    );
+    assert!(
+        none < 100,
+        "a job without a record leaves next to nothing: {none}"
+    );
+    assert!(retried > kept && dead > kept, "{retried} {dead} {kept}");
+    assert!(
+        delayed > 0 && keyed > 0 && idem > 0,
+        "{delayed} {keyed} {idem}"
+    );
 }

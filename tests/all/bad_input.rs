@@ -189,3 +189,114 @@ fn enqueue_to_an_unreachable_redis_fails_clearly() {
         stderr(&out)
     );
 }
+
+/// Every duration key, one per line, each set to 300 million years: a value
+/// Redis (i64 ms expiries) and tokio (`Instant + Duration`) cannot honour.
+/// `config check` must name each key at its line, not accept the file.
+#[test]
+fn durations_redis_or_tokio_cannot_represent_are_refused_key_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = "\"300000000y\"";
+    let lines = [
+        "[[queue]]".to_string(),
+        "name = \"q\"".into(),
+        format!("lease = {huge}"),
+        format!("succeeded_ttl = {huge}"),
+        format!("dead_max_age = {huge}"),
+        format!("dead_trim_interval = {huge}"),
+        "dead_payload_max = 9223372036854775807".into(),
+        "[[job]]".into(),
+        "name = \"a\"".into(),
+        "queue = \"q\"".into(),
+        format!("plugin = \"{}\"", plugin("noop").display()),
+        format!("timeout = {huge}"),
+        format!("idempotency_ttl = {huge}"),
+        format!("http = {{ allow = [\"example.com:443\"], timeout = {huge} }}"),
+        "[defaults.retry]".into(),
+        format!("max_elapsed = {huge}"),
+        format!("initial_delay = {huge}"),
+        format!("max_delay = {huge}"),
+        format!("recoverable_initial_delay = {huge}"),
+        "[metrics]".into(),
+        format!("sample_interval = {huge}"),
+        "[alerts]".into(),
+        format!("window = {huge}"),
+        format!("cooldown = {huge}"),
+        format!("group_wait = {huge}"),
+    ];
+    let cfg = write(dir.path(), "ward.toml", lines.join("\n").as_bytes());
+    let out = ward(&["config", "check", "--config", &cfg]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&cfg), "names the file: {err}");
+    for (i, line) in lines.iter().enumerate() {
+        let Some((key, _)) = line.split_once(" = ") else {
+            continue;
+        };
+        if !line.contains("300000000y") && key != "dead_payload_max" {
+            continue;
+        }
+        let key = if key == "http" { "http.timeout" } else { key };
+        let at = format!("line {}: ", i + 1);
+        assert!(
+            err.lines().any(|l| l.contains(&at) && l.contains(key)),
+            "`{key}` is named at line {}: {err}",
+            i + 1
+        );
+    }
+    // Breaker periods have no span of their own: named at their table.
+    let cfg = write(
+        dir.path(),
+        "breaker.toml",
+        format!(
+            "[[queue]]\nname = \"q\"\n[defaults.breaker]\nwindow = {huge}\nopen_for = {huge}\n"
+        )
+        .as_bytes(),
+    );
+    let err = stderr(&ward(&["config", "check", "--config", &cfg]));
+    for key in ["window", "open_for"] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains("line 3: ") && l.contains(key)),
+            "{key}: {err}"
+        );
+    }
+    // The bound itself is accepted: ten years is a sensible idempotency TTL.
+    let cfg = write(
+        dir.path(),
+        "fine.toml",
+        format!(
+            "[[queue]]\nname = \"q\"\ndead_max_age = \"3650d\"\n[[job]]\nname = \"a\"\nqueue = \"q\"\nplugin = \"{}\"\nidempotency_ttl = \"3650d\"\n",
+            plugin("noop").display()
+        )
+        .as_bytes(),
+    );
+    let out = ward(&["config", "check", "--config", &cfg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// `/dev/null` and `.` exist, but are no plugin: the message says what they
+/// are instead of claiming they do not exist (config check and plugin check).
+#[test]
+fn a_plugin_path_that_is_not_a_regular_file_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    for (plugin, what) in [("/dev/null", "not a regular file"), (".", "is a directory")] {
+        let cfg = write(
+            dir.path(),
+            "ward.toml",
+            format!("[[queue]]\nname = \"q\"\n[[job]]\nname = \"a\"\nqueue = \"q\"\nplugin = \"{plugin}\"\n")
+                .as_bytes(),
+        );
+        let out = ward(&["config", "check", "--config", &cfg]);
+        assert!(!out.status.success(), "{plugin}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("line 6") && err.contains(what),
+            "{plugin}: {err}"
+        );
+        assert!(!err.contains("does not exist"), "{plugin}: {err}");
+        let out = ward(&["plugin", "check", plugin]);
+        assert!(!out.status.success(), "{plugin}: {}", stdout(&out));
+        assert!(stderr(&out).contains(what), "{plugin}: {}", stderr(&out));
+    }
+}

@@ -790,3 +790,91 @@ fn retention_removes_dead_letters_older_than_dead_max_age() {
         "dead_max_age"
     );
 }
+
+/// `requeue --all` over dead letters whose payloads add up to far more than
+/// the command may hold: it pages through them, so its peak RSS stays well
+/// under the total, and still requeues every one exactly once, with the
+/// same lines as ever.
+#[test]
+fn requeue_all_holds_one_page_of_dead_letters_not_all_of_them() {
+    const N: usize = 3000;
+    let redis = Redis::start();
+    let payload = "x".repeat(60 << 10);
+    let mut con = redis.con();
+    for chunk in 0..N / 500 {
+        let mut p = redis::pipe();
+        for i in chunk * 500..(chunk + 1) * 500 {
+            let id = format!("big-{i}");
+            p.cmd("HSET")
+                .arg(format!("ward:{{q}}:job:{id}"))
+                .arg(&["job", "noop", "state", "dead", "payload", "{}"][..])
+                .ignore();
+            p.cmd("XADD")
+                .arg("ward:{q}:dead")
+                .arg("*")
+                .arg(
+                    &[
+                        "id",
+                        id.as_str(),
+                        "job",
+                        "noop",
+                        "queue",
+                        "q",
+                        "reason",
+                        "permanent",
+                    ][..],
+                )
+                .arg("payload")
+                .arg(&payload)
+                .ignore();
+        }
+        let () = p.query(&mut con).unwrap();
+    }
+    let total_kib = (N * payload.len() / 1024) as u64;
+    let url = redis.url();
+    let child = Command::new(ward_bin())
+        .args(["dlq", "requeue", "--redis", &url, "q", "--all"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let watcher = std::thread::spawn(move || {
+        let mut peak = 0;
+        while let Some(hwm) = proc_status_kib(pid, "VmHWM") {
+            peak = peak.max(hwm);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        peak
+    });
+    let out = child.wait_with_output().unwrap();
+    let peak = watcher.join().unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(
+        text.contains(&format!(
+            "no filter given: requeuing all {N} dead letter(s)"
+        )),
+        "{}",
+        text.lines().next().unwrap_or("")
+    );
+    assert!(
+        text.contains(&format!("requeued {N} job(s)")),
+        "{}",
+        text.lines().last().unwrap_or("")
+    );
+    let mut ids: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("requeued  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), N, "each dead letter requeued once");
+    assert!(dead_letters(&redis).is_empty());
+    assert_eq!(job_entries(&redis).len(), N);
+    assert!(
+        peak > 0 && peak < total_kib / 3,
+        "peak RSS {peak} KiB against {total_kib} KiB of dead-letter payloads"
+    );
+}

@@ -191,29 +191,45 @@ impl RequeueArgs {
         let queue = &self.on.queue;
         let by = operator(self.by);
         let note = self.note.unwrap_or_default();
-        let letters = if self.all {
-            let letters = dlq::list(&q, &filter, usize::MAX).await?;
-            if filter.is_empty() {
-                println!(
-                    "no filter given: requeuing all {} dead letter(s) of queue `{queue}`",
-                    letters.len()
-                );
-            } else {
-                println!(
-                    "requeuing {} dead letter(s) of queue `{queue}` matching {}",
-                    letters.len(),
-                    filter.describe()
-                );
-            }
-            letters
-                .into_iter()
-                .map(|d| (d.id.clone(), Some(d)))
-                .collect()
-        } else {
-            resolve_ids(&q, queue, self.ids).await?
-        };
+        if self.all {
+            return requeue_all(&q, &filter, &by, &note).await;
+        }
+        let letters = resolve_ids(&q, queue, self.ids).await?;
         act(&q, letters, Op::Requeue, &by, &note).await
     }
+}
+
+/// `requeue --all`: counts the matching dead letters, says how many, then
+/// requeues them page by page from the newest counted down, so memory holds
+/// one page of payloads however many there are.
+async fn requeue_all(q: &Queue, filter: &Filter, by: &str, note: &str) -> anyhow::Result<()> {
+    let queue = &q.keys.queue;
+    let (total, top) = dlq::count(q, filter, dlq::ACT_PAGE).await?;
+    if filter.is_empty() {
+        println!("no filter given: requeuing all {total} dead letter(s) of queue `{queue}`");
+    } else {
+        println!(
+            "requeuing {total} dead letter(s) of queue `{queue}` matching {}",
+            filter.describe()
+        );
+    }
+    let Some(top) = top else {
+        return Ok(());
+    };
+    let mut pages = dlq::Pages::from(filter.clone(), dlq::ACT_PAGE, &top);
+    let (mut seen, mut failed) = (0usize, 0usize);
+    while let Some((letters, _)) = pages.next(q).await? {
+        seen += letters.len();
+        let letters = letters
+            .into_iter()
+            .map(|d| (d.id.clone(), Some(d)))
+            .collect();
+        failed += dlq::act(q, letters, Op::Requeue, by, note, |acted| {
+            println!("{}", acted.line(Op::Requeue, queue));
+        })
+        .await?;
+    }
+    summary(Op::Requeue, seen, failed)
 }
 
 impl DiscardArgs {
@@ -285,6 +301,11 @@ async fn act(
         println!("{}", acted.line(op, queue));
     })
     .await?;
+    summary(op, total, failed)
+}
+
+/// The last line of a run over `total` ids: an error if any was not acted on.
+fn summary(op: Op, total: usize, failed: usize) -> anyhow::Result<()> {
     let done = op.done();
     if failed > 0 {
         anyhow::bail!("{failed} of {total} job(s) not {done}");

@@ -8,6 +8,7 @@ use clap::Args;
 
 use super::target::QueueTarget;
 use crate::config;
+use crate::config::defaults::MAX_DURATION;
 use crate::text::format_ms;
 
 /// `ward enqueue`
@@ -20,7 +21,7 @@ pub(crate) struct EnqueueArgs {
     /// The payload; `-` reads it from standard input, byte for byte.
     payload: String,
     /// Start the job after this long, e.g. `30s`, `5m`.
-    #[arg(long, conflicts_with = "at", value_parser = parse_delay)]
+    #[arg(long, conflicts_with = "at", value_parser = parse_job_delay)]
     delay: Option<Duration>,
     /// Start the job at this time (RFC 3339, e.g. `2026-11-22T03:00:00Z`).
     #[arg(long, value_parser = parse_at)]
@@ -84,9 +85,37 @@ fn parse_delay(s: &str) -> Result<Duration, String> {
     config::parse_duration(s)
 }
 
+/// `--delay`: a duration no longer than any other Ward accepts, checked
+/// here so that a delay Redis scores or the CLI could not print is refused
+/// before anything is enqueued.
+fn parse_job_delay(s: &str) -> Result<Duration, String> {
+    let delay = parse_delay(s)?;
+    if delay > MAX_DURATION {
+        return Err(too_far(s));
+    }
+    Ok(delay)
+}
+
+/// `--at`: an RFC 3339 time from 1970 to [`MAX_DURATION`] from now.
 fn parse_at(s: &str) -> Result<u64, String> {
     let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|e| {
         format!("`{s}` is not an RFC 3339 time ({e}); write it like 2026-11-22T03:00:00Z")
     })?;
-    u64::try_from(t.timestamp_millis()).map_err(|_| format!("`{s}` is before 1970"))
+    let at = u64::try_from(t.timestamp_millis()).map_err(|_| format!("`{s}` is before 1970"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let latest = (now + MAX_DURATION).as_millis();
+    if u128::from(at) > latest {
+        return Err(too_far(s));
+    }
+    Ok(at)
+}
+
+/// The message for a `--delay` or `--at` too far ahead.
+fn too_far(s: &str) -> String {
+    format!(
+        "`{s}` is too far ahead: a job may be delayed by at most {} days; nothing was enqueued",
+        MAX_DURATION.as_secs() / 86_400
+    )
 }

@@ -36,8 +36,8 @@ async fn show(on: &QueueTarget, id: &str, json: bool) -> anyhow::Result<()> {
     let queue = &on.queue;
     let Some(status) = q.job_status(id).await? else {
         anyhow::bail!(
-            "no job `{id}` in queue `{queue}` (records of succeeded jobs are kept for the queue's succeeded_ttl, {} h unless set)",
-            crate::config::defaults::SUCCEEDED_TTL.as_secs() / 3600
+            "no job `{id}` in queue `{queue}` (records of succeeded jobs are kept for the queue's succeeded_ttl, {} unless set)",
+            humantime::format_duration(crate::config::defaults::SUCCEEDED_TTL)
         );
     };
     if json {

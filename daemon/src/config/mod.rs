@@ -45,7 +45,7 @@ pub use raw::{
 };
 pub use types::{BreakerPolicy, Config, DeadLetterConfig, JobConfig, QueueConfig, ScheduleConfig};
 pub use units::{parse_duration, parse_size};
-pub use validate::{check_name, check_retry};
+pub use validate::{check_name, check_plugin_file, check_retry};
 
 /// Everything that can be wrong with a config file.
 #[derive(Debug, thiserror::Error)]

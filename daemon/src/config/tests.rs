@@ -77,7 +77,7 @@ fn succeeded_ttl_is_whole_seconds_and_defaults_to_a_day() {
     assert_eq!(cfg.queues[0].succeeded_ttl, Duration::ZERO);
     let cfg = load("[[queue]]\nname = \"q\"\n").unwrap();
     assert_eq!(cfg.queues[0].succeeded_ttl, defaults::SUCCEEDED_TTL);
-    assert_eq!(defaults::SUCCEEDED_TTL, Duration::from_secs(24 * 3600));
+    assert_eq!(defaults::SUCCEEDED_TTL, Duration::from_secs(15 * 60));
 }
 
 #[test]

@@ -19,14 +19,20 @@ use crate::text::format_ms;
 
 mod act;
 mod find;
+mod pages;
 
 pub use act::{Acted, Op, act};
 pub use find::{Located, list, locate, not_dead};
+pub use pages::{Pages, count};
 
 /// How many dead letters `ward dlq list` shows without `--limit`.
 pub const DEFAULT_LIST_LIMIT: usize = 50;
 /// Entries read per round trip while scanning the dead-letter stream.
 const PAGE: usize = 500;
+/// Dead letters held at once by a command that acts on every one
+/// (`requeue --all`): each may carry a payload of up to `dead_payload_max`,
+/// so this many bound the command's memory (100 × 64 KiB ≈ 6 MiB).
+pub const ACT_PAGE: usize = 100;
 /// Widest "last error" column in the table.
 const ERROR_WIDTH: usize = 60;
 

@@ -136,7 +136,8 @@ fn job(
     }
 }
 
-/// The plugin's path, resolved against the config's folder; it must exist.
+/// The plugin's path, resolved against the config's folder; it must be a
+/// regular file (a directory or `/dev/null` exists but is no plugin).
 fn plugin(
     raw: &Spanned<String>,
     name: &str,
@@ -144,11 +145,11 @@ fn plugin(
     problem: &mut dyn FnMut(Range<usize>, String),
 ) -> PathBuf {
     let plugin = base.join(raw.get_ref());
-    if !plugin.is_file() {
+    if let Err(why) = check_plugin_file(&plugin) {
         problem(
             raw.span(),
             format!(
-                "job `{name}`: plugin {} does not exist (relative paths resolve against {}); build the example plugins with scripts/build-plugins",
+                "job `{name}`: plugin {} {why} (relative paths resolve against {}); build the example plugins with scripts/build-plugins",
                 plugin.display(),
                 if base.as_os_str().is_empty() {
                     Path::new(".")
@@ -160,6 +161,22 @@ fn plugin(
         );
     }
     plugin
+}
+
+/// Whether `path` can be a plugin: an existing regular file. The error says
+/// what it is instead ("does not exist", "is a directory, not a regular
+/// file", ...), to follow the path in a message.
+///
+/// # Errors
+/// What is wrong with the path, worded to follow it.
+pub fn check_plugin_file(path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(m) if m.is_dir() => Err("is a directory, not a regular file".into()),
+        Ok(_) => Err("is not a regular file (a device, pipe or socket)".into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("does not exist".into()),
+        Err(e) => Err(format!("cannot be read: {e}")),
+    }
 }
 
 /// A size key (`"64MiB"`) within `range` bytes; `key` names it in messages.

@@ -3,10 +3,12 @@
 //! collects them all, locates each at its line, and fails only at the end,
 //! so one run shows everything that is wrong.
 //!
-//! Sections run in a fixed order (problems on the same line keep it):
-//! redis, observability, retry defaults, dead-letter defaults, daemon,
-//! queues, jobs, breakers, schedules.
+//! Sections run in a fixed order (problems on the same line keep it): the
+//! upper bounds of every duration and size (`bounds.rs`), then redis,
+//! observability, retry defaults, dead-letter defaults, daemon, queues,
+//! jobs, breakers, schedules.
 
+mod bounds;
 mod breakers;
 mod daemon;
 mod jobs;
@@ -21,6 +23,7 @@ use std::path::Path;
 
 use toml::Spanned;
 
+pub use jobs::check_plugin_file;
 pub use queues::check_name;
 pub use retry::check_retry;
 
@@ -42,6 +45,7 @@ pub(super) fn validate(
         });
     };
 
+    bounds::check(&raw, &mut problem);
     let (redis_url, redis_ca) = redis::redis(raw.redis, base, &mut problem);
     let obs = observability::validate(raw.metrics, raw.log, raw.alerts, &mut problem);
     let default_retry = retry::defaults(raw.defaults.retry.as_ref(), &mut problem);
