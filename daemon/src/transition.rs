@@ -171,7 +171,8 @@ impl Completion {
             extra: entry.extra,
             idempotency_key: entry.idempotency_key,
             idempotency_ttl: ran.idempotency_ttl,
-            lease_expiries: entry.lease_expiries + u32::from(ran.lost),
+            // Saturating: the count comes from Redis, where anyone may write.
+            lease_expiries: entry.lease_expiries.saturating_add(u32::from(ran.lost)),
         }
     }
 

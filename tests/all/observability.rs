@@ -18,7 +18,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// `GET path` on the daemon's metrics port: `(status, body)`, or `None`
 /// when nothing answers.
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
+pub(crate) fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;

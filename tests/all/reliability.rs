@@ -255,3 +255,214 @@ fn an_idempotency_key_after_many_other_fields_still_deduplicates() {
         record_field(&redis, &second, "duplicate_of").as_deref() == Some(first.as_str())
     });
 }
+
+/// A config for queue `q` with `queue` keys, the metrics endpoint on `port`.
+fn config_on(redis: &Redis, port: u16, queue: &str) -> String {
+    let top = format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n");
+    config_top(redis, &top, queue, FAST_RETRY, &jobs())
+}
+
+fn redis_set(redis: &Redis, args: &[&str]) {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    let _: redis::Value = cmd.query(&mut redis.con()).unwrap();
+}
+
+#[test]
+fn an_evicting_redis_is_warned_of_at_start_and_in_readyz() {
+    let redis = Redis::start();
+    redis_set(
+        &redis,
+        &["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"],
+    );
+    let port = free_port();
+    let ward_proc = Ward::start(&config_on(&redis, port, "concurrency = 2")).ready();
+    assert!(
+        ward_proc.logs().contains("maxmemory-policy is allkeys-lru"),
+        "{}",
+        ward_proc.logs()
+    );
+    wait_for(WAIT, "/readyz to carry the warning", || {
+        super::observability::get(port, "/readyz").is_some_and(|(status, body)| {
+            status == 200
+                && body.starts_with("ready\n")
+                && body.contains("warning: Redis' maxmemory-policy is allkeys-lru")
+        })
+    });
+}
+
+#[test]
+fn a_daemon_starts_while_redis_is_at_maxmemory_and_waits_for_room_to_load_its_functions() {
+    let redis = Redis::start();
+    let cfg = config(&redis, 2, &jobs());
+    Ward::start(&cfg).ready().stop();
+    // Every write is refused from here on (noeviction, the default).
+    redis_set(&redis, &["CONFIG", "SET", "maxmemory", "1"]);
+    let full = Ward::start(&cfg).ready();
+    assert!(!full.logs().contains("needs Redis 7"), "{}", full.logs());
+    full.stop();
+
+    // Without the library, the daemon waits, saying what Redis answered.
+    redis_set(&redis, &["CONFIG", "SET", "maxmemory", "0"]);
+    redis_set(&redis, &["FUNCTION", "FLUSH"]);
+    redis_set(&redis, &["CONFIG", "SET", "maxmemory", "1"]);
+    let mut waiting = Ward::start(&cfg);
+    wait_for(WAIT, "the daemon to say why it waits", || {
+        let logs = waiting.logs();
+        logs.contains("cannot load Ward's Redis Functions") && logs.contains("OOM")
+    });
+    assert!(waiting.is_running(), "it waits rather than exits");
+    redis_set(&redis, &["CONFIG", "SET", "maxmemory", "0"]);
+    let waiting = waiting.ready();
+    let id = xadd(&redis, "noop", "{}", &[]);
+    assert_eq!(wait_final(&redis, &id, WAIT)["state"], "succeeded");
+    waiting.stop();
+}
+
+#[test]
+fn a_lease_count_at_its_limit_is_a_poison_pill_not_a_dead_reclaimer() {
+    let redis = Redis::start();
+    // Two deliveries of a daemon that died: one whose lease count is at
+    // the top of a u32 (it could only overflow), one ordinary.
+    let mut con = redis.con();
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg("ward:{q}:jobs")
+        .arg("ward")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query(&mut con)
+        .unwrap();
+    // Ids of now: an entry id is the enqueue time, and the retry budget
+    // counts from it.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let (poison, plain) = (format!("{now}-1"), format!("{now}-2"));
+    for (id, expiries) in [(poison.as_str(), "4294967295"), (plain.as_str(), "0")] {
+        let _: String = redis::cmd("XADD")
+            .arg("ward:{q}:jobs")
+            .arg(id)
+            .arg("ward:id")
+            .arg(id)
+            .arg("job")
+            .arg("noop")
+            .arg("payload")
+            .arg("{}")
+            .arg("ward:attempt")
+            .arg("1")
+            .arg("ward:lease_expiries")
+            .arg(expiries)
+            .query(&mut con)
+            .unwrap();
+    }
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("ward")
+        .arg("ghost")
+        .arg("COUNT")
+        .arg(2)
+        .arg("STREAMS")
+        .arg("ward:{q}:jobs")
+        .arg(">")
+        .query(&mut con)
+        .unwrap();
+    let _ward = Ward::start(&config_full(
+        &redis,
+        "concurrency = 2\nlease = \"600ms\"",
+        FAST_RETRY,
+        &jobs(),
+    ))
+    .ready();
+    let s = wait_final(&redis, &poison, WAIT);
+    assert_eq!(s["state"], "dead", "{s}");
+    assert_eq!(s["dead_reason"], "budget exhausted: lease expiries", "{s}");
+    let s = wait_final(&redis, &plain, WAIT);
+    assert_eq!(s["state"], "succeeded", "the reclaimer goes on: {s}");
+}
+
+#[test]
+fn reclaim_finds_a_dead_daemons_deliveries_behind_thousands_of_live_ones() {
+    let redis = Redis::start();
+    let mut con = redis.con();
+    // 3,000 deliveries a live daemon ("alive") holds and keeps renewing,
+    // then 5 of a daemon that died ("ghost"), after them in the list.
+    let ids = xadd_many(&redis, 3005, "noop", "{}");
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg("ward:{q}:jobs")
+        .arg("ward")
+        .arg("0")
+        .query(&mut con)
+        .unwrap();
+    for (consumer, count) in [("alive", 3000), ("ghost", 5)] {
+        let _: redis::Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("ward")
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("STREAMS")
+            .arg("ward:{q}:jobs")
+            .arg(">")
+            .query(&mut con)
+            .unwrap();
+    }
+    let renew = |con: &mut redis::Connection| {
+        let mut cmd = redis::cmd("XCLAIM");
+        cmd.arg("ward:{q}:jobs").arg("ward").arg("alive").arg(0);
+        for id in &ids[..3000] {
+            cmd.arg(id);
+        }
+        let _: redis::Value = cmd.arg("JUSTID").query(con).unwrap();
+    };
+    renew(&mut con);
+    let ward_proc = Ward::start(&config_full(
+        &redis,
+        "concurrency = 4\nlease = \"2s\"",
+        FAST_RETRY,
+        &jobs(),
+    ))
+    .ready();
+    let ghosts = &ids[3000..];
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        renew(&mut con);
+        let done = job_fields(&redis, ghosts, "state");
+        if done.iter().all(|s| s.as_deref() == Some("succeeded")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ghost's deliveries were never reclaimed: {done:?}\n{}",
+            ward_proc.logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn a_busy_daemon_does_not_mistake_its_own_recorded_deliveries_for_stolen_ones() {
+    let redis = Redis::start();
+    let ward_proc = Ward::start(&config_full(
+        &redis,
+        "concurrency = 32\nlease = \"600ms\"",
+        FAST_RETRY,
+        &jobs(),
+    ))
+    .ready();
+    let ids = xadd_many(&redis, 6000, "noop", "{}");
+    wait_for(WAIT, "every job to finish", || {
+        job_fields(&redis, &ids[ids.len() - 50..], "state")
+            .iter()
+            .all(|s| s.as_deref() == Some("succeeded"))
+    });
+    let stolen = ward_proc.logs().matches("was reclaimed by another").count();
+    assert_eq!(
+        stolen, 0,
+        "no false alarms while the heartbeat races the completer"
+    );
+}

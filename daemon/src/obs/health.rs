@@ -21,6 +21,8 @@ use crate::store::{self, Keys, Queue};
 
 /// How often Redis is pinged.
 pub const PING_EVERY: Duration = Duration::from_secs(1);
+/// How often Redis' memory settings and use are read (`INFO memory`).
+pub const MEMORY_EVERY: Duration = Duration::from_secs(30);
 /// A PING older than this no longer counts as "connected".
 pub const PING_FRESH: Duration = Duration::from_secs(3);
 
@@ -33,6 +35,8 @@ pub struct Readiness {
     /// Queue name → whether its consumer group was seen.
     groups: Mutex<BTreeMap<String, bool>>,
     stopping: AtomicBool,
+    /// What Redis' memory calls for (see [`crate::store::Memory::warnings`]).
+    warnings: Mutex<Vec<String>>,
 }
 
 impl Readiness {
@@ -45,6 +49,23 @@ impl Readiness {
             plugins: AtomicBool::new(false),
             groups: Mutex::new(queues.into_iter().map(|q| (q.to_string(), false)).collect()),
             stopping: AtomicBool::new(false),
+            warnings: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Warnings that do not make the daemon unready, shown by `/readyz`.
+    #[must_use]
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    /// Replaces the warnings; each new one is logged once.
+    fn set_warnings(&self, now: Vec<String>) {
+        if let Ok(mut w) = self.warnings.lock() {
+            for line in now.iter().filter(|l| !w.contains(l)) {
+                tracing::warn!("{line}");
+            }
+            *w = now;
         }
     }
 
@@ -147,7 +168,15 @@ pub async fn ping_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut queue: Option<Queue> = None;
+    let mut memory_read_at: Option<Instant> = None;
     loop {
+        if let Some(q) = &queue
+            && memory_read_at.is_none_or(|at| at.elapsed() >= MEMORY_EVERY)
+            && let Ok(Ok(m)) = tokio::time::timeout(PING_EVERY, q.memory()).await
+        {
+            memory_read_at = Some(Instant::now());
+            readiness.set_warnings(m.warnings());
+        }
         let result = match &queue {
             Some(q) => tokio::time::timeout(PING_EVERY, q.ping())
                 .await

@@ -84,7 +84,19 @@ fn route(
         }
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => match readiness.check() {
-            Ok(()) => text(StatusCode::OK, "ready\n".into()),
+            // Ready, and what an operator should still hear (an evicting
+            // Redis, one nearly full), a line each.
+            Ok(()) => text(
+                StatusCode::OK,
+                std::iter::once("ready\n".to_string())
+                    .chain(
+                        readiness
+                            .warnings()
+                            .iter()
+                            .map(|w| format!("warning: {w}\n")),
+                    )
+                    .collect(),
+            ),
             Err(why) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("not ready: {}\n", why.join("; ")),

@@ -35,6 +35,18 @@ impl Queue {
     /// Any Redis error other than "the group already exists".
     pub async fn ensure_group(&self) -> Result<(), QueueError> {
         let mut con = self.con.clone();
+        // Looked up first, read-only: a Redis at its maxmemory refuses the
+        // create even when the group is there.
+        let groups: Result<Value, RedisError> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&self.keys.jobs)
+            .query_async(&mut con)
+            .await;
+        if let Ok(Value::Array(groups)) = groups
+            && groups.iter().any(is_wards_group)
+        {
+            return Ok(());
+        }
         let res: Result<(), RedisError> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(&self.keys.jobs)
@@ -105,7 +117,11 @@ impl Queue {
     }
 
     /// Takes over deliveries whose lease expired (idle longer than `lease`:
-    /// their worker stopped renewing them), at most `count`.
+    /// their worker stopped renewing them), at most `count`, scanning the
+    /// pending list from entry `from` (`"0-0"`: its start). Returns them and
+    /// where the next scan goes on (`"0-0"` once the whole list was seen):
+    /// Redis looks at no more than ten times `count` entries per call, so a
+    /// caller that always started over would never see past them.
     ///
     /// # Errors
     /// Redis errors, or a reply of the wrong shape.
@@ -113,22 +129,29 @@ impl Queue {
         &self,
         consumer: &str,
         lease: Duration,
+        from: &str,
         count: usize,
-    ) -> Result<Vec<Delivery>, QueueError> {
+    ) -> Result<(String, Vec<Delivery>), QueueError> {
         let mut con = self.con.clone();
         let reply: Value = redis::cmd("XAUTOCLAIM")
             .arg(&self.keys.jobs)
             .arg(GROUP)
             .arg(consumer)
             .arg(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX))
-            .arg("0-0")
+            .arg(from)
             .arg("COUNT")
             .arg(count)
             .query_async(&mut con)
             .await?;
         match reply {
             Value::Array(mut parts) if parts.len() >= 2 => {
-                parse_entries(parts.swap_remove(1), "XAUTOCLAIM")
+                let claimed = parse_entries(parts.swap_remove(1), "XAUTOCLAIM")?;
+                let next = match parts.swap_remove(0) {
+                    Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+                    Value::SimpleString(s) => s,
+                    other => return Err(protocol("XAUTOCLAIM", &other)),
+                };
+                Ok((next, claimed))
             }
             other => Err(protocol("XAUTOCLAIM", &other)),
         }
@@ -238,5 +261,26 @@ impl Queue {
                 None => KeyCheck::Run,
             })
             .collect())
+    }
+}
+
+/// Whether an `XINFO GROUPS` item is the group `ward`.
+fn is_wards_group(g: &Value) -> bool {
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => b.as_slice() == GROUP.as_bytes(),
+        Value::SimpleString(s) => s == GROUP,
+        _ => false,
+    };
+    let is_name = |v: &Value| match v {
+        Value::BulkString(b) => b.as_slice() == b"name",
+        Value::SimpleString(s) => s == "name",
+        _ => false,
+    };
+    match g {
+        Value::Array(flat) => flat
+            .chunks(2)
+            .any(|kv| matches!(kv, [k, v] if is_name(k) && text(v))),
+        Value::Map(pairs) => pairs.iter().any(|(k, v)| is_name(k) && text(v)),
+        _ => false,
     }
 }

@@ -52,6 +52,7 @@ mod entry;
 pub mod fields;
 mod jobs;
 mod keys;
+mod memory;
 mod reply;
 mod sample;
 mod script;
@@ -64,6 +65,7 @@ pub use enqueue::{Enqueued, FUNCTIONS, FUNCTIONS_VERSION, Promoted};
 pub use entry::{Completion, Delivery, JobEntry, Malformed};
 pub use jobs::{JobStatus, LastError};
 pub use keys::Keys;
+pub use memory::Memory;
 pub use sample::QueueSample;
 
 /// The consumer group every Ward daemon of a queue joins.

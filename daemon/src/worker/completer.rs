@@ -9,7 +9,7 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::backoff::Backoff;
 use crate::breaker::Breakers;
-use crate::store::Queue;
+use crate::store::{self, Queue, QueueError};
 use crate::transition::{Completion, Transition};
 
 use super::InFlight;
@@ -91,6 +91,39 @@ impl Service for Completer {
 }
 
 impl Completer {
+    /// A batch Redis refused for a reason in its data, not its connection:
+    /// each completion goes on its own, so one it cannot take does not hold
+    /// the others back. That one is logged with its job id and stays
+    /// pending; once the heartbeat stops renewing it, its lease runs out and
+    /// it is reclaimed as a lost attempt, so it is neither lost nor retried
+    /// here forever. Completions before it in the batch may have been
+    /// recorded by the refused call itself (a script is not rolled back),
+    /// so each that lands counts as having taken effect.
+    async fn apply_one_by_one(&self, batch: &[Completion], error: &QueueError) -> Vec<bool> {
+        tracing::warn!(queue = %self.queue.keys.queue, error = %error, jobs = batch.len(), "Redis refused a batch of outcomes; recording them one by one");
+        let mut took = Vec::with_capacity(batch.len());
+        for c in batch {
+            let mut backoff = APPLY_RETRY;
+            let landed = loop {
+                match self.queue.apply(std::slice::from_ref(c)).await {
+                    Ok(_) => break true,
+                    Err(e) if store::is_connection_error(&e) => {
+                        tokio::time::sleep(backoff.next()).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(
+                            queue = %self.queue.keys.queue, job_id = c.job_id(), entry = c.entry_id(), error = %e,
+                            "Redis refused this job's outcome; its delivery stays pending and is reclaimed when its lease expires"
+                        );
+                        break false;
+                    }
+                }
+            };
+            took.push(landed);
+        }
+        took
+    }
+
     /// Sends `batch` until Redis takes it; which completions took effect, or
     /// `None` when a shutdown gave up on an unreachable Redis.
     async fn apply(
@@ -116,6 +149,9 @@ impl Completer {
                     } else {
                         took
                     });
+                }
+                Err(e) if !store::is_connection_error(&e) => {
+                    return Some(self.apply_one_by_one(batch, &e).await);
                 }
                 Err(e) => {
                     resent = true;

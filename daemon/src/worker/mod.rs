@@ -117,12 +117,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
     let consumer = consumer_name();
     if let Some(q) = config.queues.first() {
-        // Clients call `ward_enqueue`; a server without it (a fresh or
-        // restarted Redis) gets it again whenever an enqueue misses it too.
-        Queue::new(Keys::new(&q.name), con.clone())
-            .load_functions()
-            .await
-            .context("cannot load Ward's Redis Functions (FUNCTION LOAD needs Redis 7 or newer)")?;
+        let q = Queue::new(Keys::new(&q.name), con.clone());
+        if let Ok(m) = q.memory().await {
+            for w in m.warnings() {
+                tracing::warn!("{w}");
+            }
+        }
+        tokio::select! {
+            loaded = functions_loaded(&q) => loaded?,
+            () = &mut shutdown => return Ok(()),
+        }
     }
     let daemon = Daemon {
         config: &config,
@@ -253,6 +257,31 @@ impl Daemon<'_> {
     }
 }
 
+/// Makes sure Redis has Ward's function library (`ward_enqueue`, which
+/// clients call): loaded only when missing or of another version, so a
+/// Redis at its `maxmemory`, which refuses `FUNCTION LOAD`, still lets a
+/// daemon start when the library is there. Otherwise it waits, saying what
+/// Redis answered, until the load goes through.
+///
+/// # Errors
+/// Redis has no `FUNCTION` command (older than 7).
+async fn functions_loaded(q: &Queue) -> anyhow::Result<()> {
+    let mut backoff = CONNECT_RETRY;
+    loop {
+        match q.ensure_functions().await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.to_string().to_lowercase().contains("unknown command") => {
+                anyhow::bail!("Redis has no FUNCTION command ({e}): Ward needs Redis 7 or newer");
+            }
+            Err(e) => {
+                let delay = backoff.next();
+                tracing::error!(error = %e, retry_in = ?delay, "cannot load Ward's Redis Functions (ward_enqueue); retrying");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
 async fn connect_with_backoff(url: &str, shown: &str) -> redis::aio::ConnectionManager {
     let mut backoff = CONNECT_RETRY;
     loop {
@@ -275,7 +304,8 @@ async fn ensure_group(
     loop {
         let delay = match queue.ensure_group().await {
             Ok(()) => return Ok(()),
-            Err(e) if store::is_connection_error(&e) => {
+            // A Redis at its maxmemory (OOM) may have room again soon.
+            Err(e) if store::is_connection_error(&e) || e.to_string().contains("OOM") => {
                 let delay = backoff.next();
                 tracing::error!(queue = %queue.keys.queue, error = %e, retry_in = ?delay, "cannot create consumer group; retrying");
                 delay

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use futures_util::FutureExt as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -336,6 +338,8 @@ impl Reader {
         let payload_max = self.cfg.dead.payload_max;
         let slots = self.slots.clone();
         let typical_us = self.typical_us.clone();
+        let in_flight = self.in_flight.clone();
+        let entry_id = entry.entry_id.clone();
         // Each attempt holds its slot until its completion is
         // queued, so holding every slot means none is running.
         tokio::spawn(async move {
@@ -350,7 +354,25 @@ impl Reader {
             };
             // Boxed: the attempt future is kilobytes, and the task
             // would otherwise be copied whole as it is spawned.
-            let (c, elapsed) = Box::pin(run_attempt(entry, &name, payload_max, &job_type)).await;
+            let attempt = Box::pin(run_attempt(entry, &name, payload_max, &job_type));
+            let (c, elapsed) = match std::panic::AssertUnwindSafe(attempt).catch_unwind().await {
+                Ok(done) => done,
+                Err(panic) => {
+                    // Nothing is known of how it ended: the heartbeat stops
+                    // renewing the delivery, whose lease then runs out and
+                    // which is reclaimed as a lost attempt (so a job that
+                    // keeps doing this is dead-lettered as a poison pill).
+                    tracing::error!(
+                        queue = %name, entry = %entry_id,
+                        panic = crate::worker::services::panic_message(panic.as_ref()),
+                        "an attempt panicked in the daemon; its delivery is left to expire and be reclaimed"
+                    );
+                    if let Ok(mut set) = in_flight.lock() {
+                        set.remove(&entry_id);
+                    }
+                    return;
+                }
+            };
             let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
             // A rough moving average; racing updates only blur it.
             let old = typical_us.load(Ordering::Relaxed);

@@ -11,6 +11,8 @@
 
 use std::future::Future;
 
+use futures_util::FutureExt as _;
+
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::shutdown::Shutdown;
@@ -31,11 +33,39 @@ pub(crate) trait Service: Sized + Send + 'static {
 
     /// Runs the service as its own task; the handle resolves once it stopped.
     fn start(self, shutdown: Shutdown) -> JoinHandle<()> {
-        tokio::spawn(self.run(shutdown))
+        tokio::spawn(supervised::<Self>(self.run(shutdown)))
     }
 
     /// Runs the service as a task of `tasks`, which watches it end.
     fn start_in(self, tasks: &mut JoinSet<()>, shutdown: Shutdown) {
-        tasks.spawn(self.run(shutdown));
+        tasks.spawn(supervised::<Self>(self.run(shutdown)));
     }
+}
+
+/// Exit status of a daemon whose background service panicked (EX_SOFTWARE).
+const PANICKED: i32 = 70;
+
+/// `run`, with a panic made loud and final: a service that died quietly
+/// (a reclaimer, a heartbeat) would leave the daemon running without it,
+/// reclaiming or renewing nothing, for good. The daemon says which service
+/// and why, and exits so its supervisor starts it afresh; deliveries it held
+/// stay pending and are reclaimed once their lease expires.
+async fn supervised<S>(run: impl Future<Output = ()>) {
+    if let Err(panic) = std::panic::AssertUnwindSafe(run).catch_unwind().await {
+        tracing::error!(
+            service = std::any::type_name::<S>(),
+            panic = panic_message(panic.as_ref()),
+            "a background service panicked; the daemon exits to be restarted"
+        );
+        std::process::exit(PANICKED);
+    }
+}
+
+/// What a panic said, when it said it as text.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use crate::job::{FailureClass, JobEntry, Outcome};
 use crate::policy::{self, Progress, RetryPolicy};
-use crate::store::{self, Queue};
+use crate::store::{self, Delivery, Queue};
 use crate::transition::{Completion, Ran};
 
 use super::Service;
@@ -40,45 +40,69 @@ pub(crate) struct Reclaim {
     pub(crate) payload_max: usize,
 }
 
+/// Most reclaim calls per pass: a pass goes on through the pending list
+/// (ten times [`MAX_APPLY`] entries per call) until it has seen all of it
+/// or made this many calls; the next pass goes on from there.
+const MAX_CALLS_PER_PASS: usize = 64;
+
 impl Service for Reclaim {
     async fn run(self, mut stop: Shutdown) {
         let every = (self.lease / 2).max(Duration::from_millis(100));
         let lease_text = humantime::format_duration(self.lease).to_string();
+        let mut from = START.to_string();
         while stop.sleep(every).await {
-            let deliveries = match self
-                .queue
-                .reclaim(&self.consumer, self.lease, MAX_APPLY)
-                .await
-            {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::error!(queue = %self.queue.keys.queue, error = %e, "cannot reclaim expired leases; retrying");
-                    continue;
-                }
-            };
-            for d in deliveries {
-                // After a Redis outage longer than the lease, this daemon's own
-                // running attempts look expired too; they are alive, leave them.
-                if self
-                    .in_flight
-                    .lock()
-                    .is_ok_and(|set| set.contains(&d.entry_id))
+            for _ in 0..MAX_CALLS_PER_PASS {
+                let (next, deliveries) = match self
+                    .queue
+                    .reclaim(&self.consumer, self.lease, &from, MAX_APPLY)
+                    .await
                 {
-                    continue;
-                }
-                let c = match d.parse() {
-                    Err(m) => malformed(self.builder(), m),
-                    Ok(entry) => self.lost_attempt(entry, &lease_text),
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(queue = %self.queue.keys.queue, error = %e, "cannot reclaim expired leases; retrying");
+                        break;
+                    }
                 };
-                if self.done.send(c).await.is_err() {
+                if !self.take_over(deliveries, &lease_text).await {
                     return;
+                }
+                from = next;
+                if from == START {
+                    break;
                 }
             }
         }
     }
 }
 
+/// Where a scan of the pending list starts, and where Redis says it ended.
+const START: &str = "0-0";
+
 impl Reclaim {
+    /// Records `deliveries` (taken over from a dead worker) as lost
+    /// attempts; false once the completer is gone.
+    async fn take_over(&self, deliveries: Vec<Delivery>, lease_text: &str) -> bool {
+        for d in deliveries {
+            // After a Redis outage longer than the lease, this daemon's own
+            // running attempts look expired too; they are alive, leave them.
+            if self
+                .in_flight
+                .lock()
+                .is_ok_and(|set| set.contains(&d.entry_id))
+            {
+                continue;
+            }
+            let c = match d.parse() {
+                Err(m) => malformed(self.builder(), m),
+                Ok(entry) => self.lost_attempt(entry, lease_text),
+            };
+            if self.done.send(c).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
     /// How this queue's completions are built.
     fn builder(&self) -> Builder<'_> {
         Builder {
@@ -95,7 +119,8 @@ impl Reclaim {
             .as_ref()
             .map_or_else(RetryPolicy::default, |jt| jt.policy);
         let now = store::now_ms();
-        let expiries = entry.lease_expiries + 1;
+        // Saturating: the count comes from Redis, where anyone may write.
+        let expiries = entry.lease_expiries.saturating_add(1);
         let progress = Progress {
             attempt: entry.attempt,
             // A lost first attempt never recorded its start; it
