@@ -55,7 +55,7 @@ impl Breakers {
     }
 
     fn now_ms(offset_ms: i64) -> u64 {
-        let local = i64::try_from(crate::store::now_ms()).unwrap_or(i64::MAX);
+        let local = i64::try_from(crate::clock::now_ms()).unwrap_or(i64::MAX);
         u64::try_from(local.saturating_add(offset_ms)).unwrap_or(0)
     }
 
@@ -84,7 +84,7 @@ impl Breakers {
     /// Redis errors.
     pub async fn refresh(&self) -> Result<(), crate::store::QueueError> {
         let (now, states) = self.queue.breakers().await?;
-        let local = i64::try_from(crate::store::now_ms()).unwrap_or(i64::MAX);
+        let local = i64::try_from(crate::clock::now_ms()).unwrap_or(i64::MAX);
         let mut seen = self
             .seen
             .lock()

@@ -33,7 +33,6 @@ use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
-use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{
     Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap,
@@ -42,8 +41,14 @@ use wasmtime::{
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+// Where a granted secret's value comes from; kept reachable here for callers.
+pub use crate::secret::read as read_secret;
+
+use crate::cut::truncate;
+use crate::digest::sha256_hex;
 use crate::job::{FailureClass, Outcome};
 use crate::obs::logging::AttemptIdent;
+use crate::secret::REDACTED;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -65,8 +70,6 @@ const MAX_TRAP_MESSAGE: usize = 2048;
 const KEEP_RESIDENT: usize = 2 << 20;
 /// Largest checkpoint a plugin may save.
 pub const MAX_CHECKPOINT: usize = 1 << 20;
-/// What replaces a secret's value wherever it would be written.
-pub const REDACTED: &str = "[redacted]";
 
 /// Errors from building the engine or loading a plugin.
 #[derive(Debug, thiserror::Error)]
@@ -274,7 +277,7 @@ fn compile(engine: &Engine, path: &Path) -> Result<(Component, String), RuntimeE
         path: path.to_path_buf(),
         source,
     })?;
-    let digest = hex::encode(Sha256::digest(&bytes));
+    let digest = sha256_hex(&bytes);
     let component =
         Component::from_binary(engine, &bytes).map_err(|reason| RuntimeError::NotAComponent {
             path: path.to_path_buf(),
@@ -361,19 +364,6 @@ impl Sandbox {
     pub fn redact(&self, text: &str) -> String {
         redact(text, &self.secrets)
     }
-}
-
-/// A secret's value: the daemon's environment variable `name`, else the file
-/// `$CREDENTIALS_DIRECTORY/name` (systemd `LoadCredential=`), without a
-/// trailing newline. `None` when neither exists.
-#[must_use]
-pub fn read_secret(name: &str) -> Option<String> {
-    if let Ok(value) = std::env::var(name) {
-        return Some(value);
-    }
-    let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
-    let text = std::fs::read_to_string(Path::new(&dir).join(name)).ok()?;
-    Some(text.strip_suffix('\n').unwrap_or(&text).to_string())
 }
 
 /// `text` with every value of `secrets` replaced by [`REDACTED`].
@@ -620,18 +610,6 @@ fn call_depth(err: &wasmtime::Error) -> usize {
         .iter()
         .take_while(|f| f.func_index() == top.func_index())
         .count()
-}
-
-/// Cuts `s` to at most `max` bytes on a char boundary, marking the cut.
-pub fn truncate(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push_str("…[truncated]");
-    }
 }
 
 impl From<wit::Failure> for crate::job::Failure {

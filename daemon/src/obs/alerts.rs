@@ -32,11 +32,12 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::clock::now_ms;
+use crate::config::observability::{AlertsConfig, GroupRules, Setting, WebhookConfig};
 use crate::job::{DeadReason, Outcome};
-use crate::obs::config::{AlertsConfig, GroupRules, Setting, WebhookConfig};
 use crate::obs::events::{AlertDelivered, AlertDropped, AlertUnsent};
 use crate::obs::secrets;
-use crate::store::{Completion, now_ms};
+use crate::transition::Completion;
 
 /// Alert events waiting for the alert task; past this, events are dropped
 /// (and counted) rather than slowing down job processing.
@@ -327,7 +328,7 @@ fn alert(rules: &GroupRules, environment: Option<&str>, g: &Group, count: usize)
     let first = g.events.front().map_or(e.at_ms, |(at, _)| *at);
     let last = g.events.back().map_or(e.at_ms, |(at, _)| *at);
     let mut error = secrets::redact(&e.message);
-    crate::runtime::truncate(&mut error, MAX_MESSAGE);
+    crate::cut::truncate(&mut error, MAX_MESSAGE);
     let window = humantime::format_duration(rules.window);
     let what = match e.kind {
         AlertKind::DeadLetter => "dead letters",
@@ -448,7 +449,7 @@ impl Webhook {
             Setting::Secret(name) => secrets::resolve(name),
         };
         let url = read(&cfg.url)?;
-        if let Some(why) = crate::obs::config::check_url(&url) {
+        if let Some(why) = crate::config::observability::check_url(&url) {
             return Err(format!("the webhook URL {why}"));
         }
         let uri: hyper::Uri = url.parse().map_err(|e| format!("the webhook URL: {e}"))?;

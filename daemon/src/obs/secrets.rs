@@ -9,8 +9,7 @@
 
 use std::sync::{LazyLock, RwLock};
 
-/// What a secret's value is replaced with.
-pub const REDACTED: &str = "[redacted]";
+use crate::secret::REDACTED;
 
 /// Whether `name` can name a secret: letters, digits and `_`, not starting
 /// with a digit (an environment variable name, and a safe file name).
@@ -45,31 +44,15 @@ fn resolve_from(
     if !valid_name(name) {
         return Err(format!("`{name}` is not a valid secret name"));
     }
-    let value = match env {
-        Some(v) if !v.is_empty() => v,
-        _ => {
-            let from_file = credentials_dir.map(|d| std::path::Path::new(&d).join(name));
-            match from_file.as_ref().map(std::fs::read_to_string) {
-                Some(Ok(mut v)) => {
-                    if v.ends_with('\n') {
-                        v.pop();
-                        if v.ends_with('\r') {
-                            v.pop();
-                        }
-                    }
-                    v
-                }
-                _ => {
-                    return Err(format!(
-                        "secret `{name}` is not set: set the environment variable {name}, or provide the file $CREDENTIALS_DIRECTORY/{name} (systemd: LoadCredential={name}:/path/to/file){}",
-                        match &from_file {
-                            Some(p) => format!("; {} is not readable", p.display()),
-                            None => String::new(),
-                        }
-                    ));
-                }
+    let Some(value) = crate::secret::read_from(name, env, credentials_dir.clone()) else {
+        let from_file = credentials_dir.map(|d| std::path::Path::new(&d).join(name));
+        return Err(format!(
+            "secret `{name}` is not set: set the environment variable {name}, or provide the file $CREDENTIALS_DIRECTORY/{name} (systemd: LoadCredential={name}:/path/to/file){}",
+            match &from_file {
+                Some(p) => format!("; {} is not readable", p.display()),
+                None => String::new(),
             }
-        }
+        ));
     };
     if value.is_empty() {
         return Err(format!("secret `{name}` is empty"));

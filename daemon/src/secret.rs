@@ -1,0 +1,46 @@
+//! Where a secret's value comes from, and what replaces it wherever it
+//! would be shown. Both the job types' granted secrets and the config's
+//! `secret:NAME` values are read here. A leaf: it imports nothing from the
+//! crate.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+/// What a secret's value is replaced with in logs, failures, records,
+/// dead letters and alerts.
+pub const REDACTED: &str = "[redacted]";
+
+/// Secret `name`: the environment variable `name` if it is set and not
+/// empty, else the file `$CREDENTIALS_DIRECTORY/name` (systemd's
+/// `LoadCredential=`) without one trailing newline. `None` when neither
+/// holds it.
+#[must_use]
+pub fn read(name: &str) -> Option<String> {
+    read_from(
+        name,
+        std::env::var(name).ok(),
+        std::env::var_os("CREDENTIALS_DIRECTORY"),
+    )
+}
+
+/// [`read`] given the environment variable's value and the credentials
+/// directory (tests cannot set the environment: edition 2024 makes that
+/// unsafe).
+#[must_use]
+pub fn read_from(
+    name: &str,
+    env: Option<String>,
+    credentials_dir: Option<OsString>,
+) -> Option<String> {
+    if let Some(v) = env.filter(|v| !v.is_empty()) {
+        return Some(v);
+    }
+    let mut v = std::fs::read_to_string(Path::new(&credentials_dir?).join(name)).ok()?;
+    if v.ends_with('\n') {
+        v.pop();
+        if v.ends_with('\r') {
+            v.pop();
+        }
+    }
+    Some(v)
+}
