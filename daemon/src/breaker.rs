@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use crate::config::BreakerPolicy;
 use crate::job::{FailureClass, Outcome};
+use crate::obs::alerts::AlertEvent;
 use crate::store::Queue;
 use crate::transition::Completion;
 
@@ -103,6 +104,22 @@ impl Breakers {
         Ok(())
     }
 
+    /// This daemon's report opened `upstream`'s breaker; `c` tipped it.
+    fn opened(&self, upstream: &str, c: &Completion) {
+        let queue = &self.queue.keys.queue;
+        crate::obs::events::BreakerOpened {
+            queue,
+            upstream,
+            job: c.job(),
+            failures: self.policy.failures,
+            window: self.policy.window,
+            open_for: self.policy.open_for,
+        }
+        .emit();
+        let job = crate::obs::metrics::job_label(queue, c.job());
+        crate::obs::alerts::raise(AlertEvent::breaker_open(queue, &job, upstream, c));
+    }
+
     /// Reports a batch of recorded completions: failures blamed on an
     /// upstream count towards its breaker, successes close the breakers of
     /// their job type's upstreams. `upstreams_of` gives a job type's list.
@@ -162,19 +179,7 @@ impl Breakers {
                         seen.open_until.insert(upstream.clone(), until);
                     }
                     if update.opened_now {
-                        let c = &batch[last];
-                        tracing::warn!(
-                            queue = %self.queue.keys.queue, upstream = %upstream, job = %c.job(),
-                            open_for = ?self.policy.open_for,
-                            "circuit breaker opened: {} failures within {:?}; jobs that need `{upstream}` wait until it closes",
-                            self.policy.failures, self.policy.window
-                        );
-                        crate::obs::events::BreakerOpened {
-                            queue: &self.queue.keys.queue,
-                            upstream: &upstream,
-                            completion: c,
-                        }
-                        .emit();
+                        self.opened(&upstream, &batch[last]);
                     }
                 }
                 Err(e) => {

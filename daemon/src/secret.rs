@@ -10,6 +10,16 @@ use std::path::Path;
 /// dead letters and alerts.
 pub const REDACTED: &str = "[redacted]";
 
+/// Whether `name` can name a `secret:NAME` value: letters, digits and `_`,
+/// not starting with a digit (an environment variable name, and a safe
+/// file name).
+#[must_use]
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// Secret `name`: the environment variable `name` if it is set and not
 /// empty, else the file `$CREDENTIALS_DIRECTORY/name` (systemd's
 /// `LoadCredential=`) without one trailing newline. `None` when neither

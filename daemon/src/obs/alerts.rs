@@ -1,9 +1,9 @@
-//! Alerts: events (a job was dead-lettered; later, a breaker opened) go
+//! Alerts: events (a job was dead-lettered, a circuit breaker opened) go
 //! through a bounded channel to one task that groups them per kind, queue
 //! and job type, and POSTs one JSON body per group to every webhook.
 //!
 //! ```text
-//! completer ──raise(event)──► [bounded channel] ──► Grouper ──Alert──► webhook (retries, backoff)
+//! callers ──raise(event)──► [bounded channel] ──► Grouper ──Alert──► webhook (retries, backoff)
 //!            (never waits: full = dropped and counted)
 //! ```
 //!
@@ -61,12 +61,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub enum AlertKind {
     /// Jobs were moved to the dead-letter stream.
     DeadLetter,
-    /// A circuit breaker opened (reserved for the breaker).
+    /// A circuit breaker opened.
     BreakerOpen,
 }
 
 impl AlertKind {
-    /// Every kind, for pre-registering metrics.
+    /// Every kind (their names are [`crate::obs::metrics::ALERT_KINDS`]).
     pub const ALL: [AlertKind; 2] = [AlertKind::DeadLetter, AlertKind::BreakerOpen];
 
     /// The snake_case name used in alert bodies, logs and labels.
@@ -164,7 +164,7 @@ pub fn raise(event: AlertEvent) {
     let Some(tx) = SENDER.get() else { return };
     if let Err(mpsc::error::TrySendError::Full(e)) = tx.try_send(event) {
         AlertDropped {
-            kind: e.kind,
+            kind: e.kind.as_str(),
             queue: &e.queue,
             job: &e.job,
         }
@@ -175,7 +175,7 @@ pub fn raise(event: AlertEvent) {
 /// An alert as POSTed to webhooks (the JSON body).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Alert {
-    /// `dead_letter` (later also `breaker_open`).
+    /// `dead_letter` or `breaker_open`.
     pub kind: AlertKind,
     /// One line for chat tools.
     pub summary: String,
@@ -511,7 +511,7 @@ impl Webhook {
             match self.post(body.clone()).await {
                 Ok(()) => {
                     AlertDelivered {
-                        kind,
+                        kind: kind.as_str(),
                         queue: &queue,
                         job: &job,
                         sink: &self.shown,
@@ -532,7 +532,7 @@ impl Webhook {
             }
         }
         AlertDelivered {
-            kind,
+            kind: kind.as_str(),
             queue: &queue,
             job: &job,
             sink: &self.shown,
@@ -648,7 +648,7 @@ fn dispatch(sending: &mut JoinSet<()>, sinks: &Arc<[Webhook]>, alert: &Alert) {
     if sinks.is_empty() {
         AlertUnsent {
             body: &String::from_utf8_lossy(&body),
-            kind: alert.kind,
+            kind: alert.kind.as_str(),
         }
         .emit();
         return;
@@ -694,6 +694,14 @@ mod tests {
             reason: "permanent".into(),
             message: message.into(),
         }
+    }
+
+    #[test]
+    fn every_kind_is_preregistered_under_its_name() {
+        assert_eq!(
+            AlertKind::ALL.map(AlertKind::as_str),
+            crate::obs::metrics::ALERT_KINDS
+        );
     }
 
     #[test]

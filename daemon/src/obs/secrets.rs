@@ -9,16 +9,9 @@
 
 use std::sync::{LazyLock, RwLock};
 
+// The name check moved to a leaf; kept reachable here for callers.
 use crate::secret::REDACTED;
-
-/// Whether `name` can name a secret: letters, digits and `_`, not starting
-/// with a digit (an environment variable name, and a safe file name).
-#[must_use]
-pub fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
+pub use crate::secret::valid_name;
 
 /// Reads secret `name`: the environment variable `name` if it is set and
 /// not empty, else the file `$CREDENTIALS_DIRECTORY/name` (one trailing
