@@ -20,7 +20,7 @@
 mod http;
 mod output;
 
-pub use http::{HttpCall, HttpPolicy};
+pub use http::HttpPolicy;
 // The sandbox defaults are config defaults; kept reachable here for callers.
 pub use crate::config::defaults::{
     DEFAULT_HTTP_TIMEOUT, DEFAULT_MEMORY_LIMIT, DEFAULT_OUTPUT_LIMIT,
@@ -432,8 +432,6 @@ pub struct Attempt {
     pub outcome: Outcome,
     /// The last checkpoint the plugin saved during this attempt, if any.
     pub checkpoint: Option<Vec<u8>>,
-    /// The outbound HTTP requests it made.
-    pub http_calls: Vec<HttpCall>,
     /// How long instantiating the plugin took (`None` if it did not finish).
     pub instantiate: Option<Duration>,
     /// The payload, handed back so it need not be copied for the plugin.
@@ -515,11 +513,6 @@ impl Plugin {
                 .checkpoint
                 .take()
                 .map(|c| redact_bytes(c, &sandbox.secrets)),
-            http_calls: state
-                .http_hooks
-                .as_ref()
-                .map(http::Hooks::calls)
-                .unwrap_or_default(),
             instantiate,
             payload: job.payload,
         }

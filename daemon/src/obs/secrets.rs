@@ -5,7 +5,8 @@
 //! `$CREDENTIALS_DIRECTORY/NAME` (what systemd's `LoadCredential=NAME:/path`
 //! provides). Every value read this way is registered with the process-wide
 //! redactor, and [`redact`] replaces it with `[redacted]` in any text that
-//! leaves the daemon (alert bodies now; job secrets can register here too).
+//! leaves the daemon (alert bodies and webhook errors). A job type's granted
+//! secrets are redacted by its sandbox instead ([`crate::runtime::Sandbox`]).
 
 use std::sync::{LazyLock, RwLock};
 
