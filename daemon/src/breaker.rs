@@ -1,14 +1,20 @@
 //! Circuit breakers, one per upstream of a queue, shared by every daemon.
 //!
 //! A job type lists the upstreams it calls (`[[job]] upstreams`). Failures
-//! that point at an upstream (transient, timeout or recoverable; named by the
-//! plugin's `upstream`, or the job type's only upstream) are counted in Redis
+//! that point at one of them (transient, timeout or recoverable; named by
+//! the plugin's `upstream`, or the job type's only upstream when the plugin
+//! names none) are counted in Redis
 //! (`ward:{Q}:breaker:<upstream>`); `[defaults.breaker] failures` of them
 //! within `window` open the breaker for `open_for`. While it is open, jobs of
 //! the job types that list the upstream are not run: each is put back in the
 //! delayed set until the breaker's time is up, without using an attempt.
 //! After that the breaker is half open: the next failure opens it again at
 //! once, a success closes it.
+//!
+//! Only declared upstreams count: a plugin or a payload can name anything,
+//! and every name would otherwise make a breaker in Redis and a
+//! `ward_breaker_open` series. A failure naming an undeclared upstream
+//! touches no breaker.
 //!
 //! Every daemon keeps a copy of the queue's breakers, refreshed twice a
 //! second, so deciding whether to run a job costs no Redis round trip.
@@ -150,10 +156,13 @@ impl Breakers {
                         f.code.as_deref(),
                         Some("lease-expired" | "capacity")
                     );
-                    let blamed = f.upstream.clone().or_else(|| match upstreams {
-                        [only] => Some(only.clone()),
-                        _ => None,
-                    });
+                    let blamed = match &f.upstream {
+                        Some(named) => upstreams.contains(named).then(|| named.clone()),
+                        None => match upstreams {
+                            [only] => Some(only.clone()),
+                            _ => None,
+                        },
+                    };
                     if let (true, Some(u)) = (counts, blamed) {
                         let e = failures.entry(u).or_insert((0, i));
                         e.0 += 1;

@@ -770,3 +770,86 @@ fn the_dashboard_parses_and_uses_only_metrics_ward_exports() {
     );
     assert!(dash["title"].as_str().is_some() && dash["uid"].as_str().is_some());
 }
+
+/// Members of the set of upstreams that have a breaker in queue `q`.
+fn breaker_members(redis: &Redis) -> BTreeSet<String> {
+    redis::cmd("SMEMBERS")
+        .arg("ward:{q}:breakers")
+        .query(&mut redis.con())
+        .unwrap()
+}
+
+#[test]
+fn only_declared_upstreams_get_a_breaker_and_expired_ones_leave_the_set() {
+    let redis = Redis::start();
+    let port = free_port();
+    let cfg = obs_config(
+        &redis,
+        port,
+        "",
+        &job("flaky", "flaky", "upstreams = [\"api\"]"),
+    )
+    .replace(
+        "[defaults.retry]",
+        "[defaults.breaker]\nfailures = 3\nwindow = \"60s\"\nopen_for = \"60s\"\n\n[defaults.retry]",
+    );
+    let _ward = Ward::start(&cfg).ready();
+
+    // A plugin (or a payload) can name any upstream: names the job type did
+    // not declare must not make breakers, set members or metric series.
+    let undeclared: Vec<String> = (0..40)
+        .map(|i| {
+            enqueue(
+                &redis,
+                "flaky",
+                &format!(r#"{{"times":1,"upstream":"u-{i}"}}"#),
+            )
+        })
+        .collect();
+    for id in &undeclared {
+        let s = wait_final(&redis, id, WAIT);
+        assert_eq!(s["state"], "succeeded", "{s}");
+        assert_eq!(s["attempts"], 2, "it failed once, naming its upstream: {s}");
+    }
+    // Past a refresh of the breakers (every 500 ms) and a scrape.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(
+        breaker_members(&redis).is_empty(),
+        "{:?}",
+        breaker_members(&redis)
+    );
+    let m = scrape(port);
+    assert!(!m.contains("upstream=\"u-"), "{m}");
+    assert_eq!(
+        value(
+            &m,
+            "ward_breaker_open",
+            &[("queue", "q"), ("upstream", "api")]
+        ),
+        0.0
+    );
+
+    // The declared upstream still counts and opens.
+    for _ in 0..3 {
+        enqueue(&redis, "flaky", r#"{"times":1,"upstream":"api"}"#);
+    }
+    wait_for(WAIT, "the breaker of `api` to open", || {
+        sample(
+            &scrape(port),
+            "ward_breaker_open",
+            &[("queue", "q"), ("upstream", "api")],
+        ) == Some(1.0)
+    });
+    assert_eq!(breaker_members(&redis), BTreeSet::from(["api".to_string()]));
+
+    // A member whose breaker hash expired leaves the set at the next read.
+    let _: () = redis::cmd("SADD")
+        .arg("ward:{q}:breakers")
+        .arg("gone")
+        .query(&mut redis.con())
+        .unwrap();
+    wait_for(WAIT, "the expired breaker to leave the set", || {
+        !breaker_members(&redis).contains("gone")
+    });
+    assert!(breaker_members(&redis).contains("api"));
+}
