@@ -138,22 +138,17 @@ impl CompletionsApplied<'_> {
     }
 }
 
-/// One completion of a [`CompletionsApplied`] batch.
+/// One completion of a [`CompletionsApplied`] batch; only ever emitted as
+/// part of one, with the batch's metric handles.
 #[derive(Debug)]
-pub struct JobRecorded<'a> {
-    /// The queue.
-    pub queue: &'a str,
-    /// What was recorded.
-    pub completion: &'a Completion,
+struct JobRecorded<'a> {
+    queue: &'a str,
+    completion: &'a Completion,
 }
 
 impl JobRecorded<'_> {
     /// Bumps `ward_jobs_total`, `ward_attempts_total`, and the success
     /// histograms or `ward_dead_letters_total`.
-    pub fn emit(&self) {
-        self.emit_with(&handles(self.queue, self.completion.job()));
-    }
-
     fn emit_with(&self, h: &Handles) {
         let c = self.completion;
         let outcome = match c.transition() {
