@@ -54,3 +54,25 @@ pub fn read_from(
     }
     Some(v)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_variable_falls_through_to_the_credentials_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("TOKEN"), "from-file\r\n").unwrap();
+        let creds = || Some(dir.path().as_os_str().to_owned());
+        assert_eq!(
+            read_from("TOKEN", Some(String::new()), creds()).as_deref(),
+            Some("from-file")
+        );
+        assert_eq!(
+            read_from("TOKEN", Some("from-env".into()), creds()).as_deref(),
+            Some("from-env")
+        );
+        assert_eq!(read_from("NONE", None, creds()), None);
+        assert_eq!(read_from("TOKEN", None, None), None);
+    }
+}
