@@ -1,14 +1,20 @@
 //! Circuit breakers, one per upstream of a queue, shared by every daemon.
 //!
 //! A job type lists the upstreams it calls (`[[job]] upstreams`). Failures
-//! that point at an upstream (transient, timeout or recoverable; named by the
-//! plugin's `upstream`, or the job type's only upstream) are counted in Redis
+//! that point at one of them (transient, timeout or recoverable; named by
+//! the plugin's `upstream`, or the job type's only upstream when the plugin
+//! names none) are counted in Redis
 //! (`ward:{Q}:breaker:<upstream>`); `[defaults.breaker] failures` of them
 //! within `window` open the breaker for `open_for`. While it is open, jobs of
 //! the job types that list the upstream are not run: each is put back in the
 //! delayed set until the breaker's time is up, without using an attempt.
 //! After that the breaker is half open: the next failure opens it again at
 //! once, a success closes it.
+//!
+//! Only declared upstreams count: a plugin or a payload can name anything,
+//! and every name would otherwise make a breaker in Redis and a
+//! `ward_breaker_open` series. A failure naming an undeclared upstream
+//! touches no breaker.
 //!
 //! Every daemon keeps a copy of the queue's breakers, refreshed twice a
 //! second, so deciding whether to run a job costs no Redis round trip.
@@ -19,6 +25,7 @@ use std::time::Duration;
 
 use crate::config::BreakerPolicy;
 use crate::job::{FailureClass, Outcome};
+use crate::obs::alerts::AlertEvent;
 use crate::store::Queue;
 use crate::transition::Completion;
 
@@ -55,7 +62,7 @@ impl Breakers {
     }
 
     fn now_ms(offset_ms: i64) -> u64 {
-        let local = i64::try_from(crate::store::now_ms()).unwrap_or(i64::MAX);
+        let local = i64::try_from(crate::clock::now_ms()).unwrap_or(i64::MAX);
         u64::try_from(local.saturating_add(offset_ms)).unwrap_or(0)
     }
 
@@ -84,7 +91,7 @@ impl Breakers {
     /// Redis errors.
     pub async fn refresh(&self) -> Result<(), crate::store::QueueError> {
         let (now, states) = self.queue.breakers().await?;
-        let local = i64::try_from(crate::store::now_ms()).unwrap_or(i64::MAX);
+        let local = i64::try_from(crate::clock::now_ms()).unwrap_or(i64::MAX);
         let mut seen = self
             .seen
             .lock()
@@ -101,6 +108,22 @@ impl Breakers {
             seen.open_until.insert(s.upstream, s.open_until_ms);
         }
         Ok(())
+    }
+
+    /// This daemon's report opened `upstream`'s breaker; `c` tipped it.
+    fn opened(&self, upstream: &str, c: &Completion) {
+        let queue = &self.queue.keys.queue;
+        crate::obs::events::BreakerOpened {
+            queue,
+            upstream,
+            job: c.job(),
+            failures: self.policy.failures,
+            window: self.policy.window,
+            open_for: self.policy.open_for,
+        }
+        .emit();
+        let job = crate::obs::metrics::job_label(queue, c.job());
+        crate::obs::alerts::raise(AlertEvent::breaker_open(queue, &job, upstream, c));
     }
 
     /// Reports a batch of recorded completions: failures blamed on an
@@ -133,10 +156,13 @@ impl Breakers {
                         f.code.as_deref(),
                         Some("lease-expired" | "capacity")
                     );
-                    let blamed = f.upstream.clone().or_else(|| match upstreams {
-                        [only] => Some(only.clone()),
-                        _ => None,
-                    });
+                    let blamed = match &f.upstream {
+                        Some(named) => upstreams.contains(named).then(|| named.clone()),
+                        None => match upstreams {
+                            [only] => Some(only.clone()),
+                            _ => None,
+                        },
+                    };
                     if let (true, Some(u)) = (counts, blamed) {
                         let e = failures.entry(u).or_insert((0, i));
                         e.0 += 1;
@@ -162,19 +188,7 @@ impl Breakers {
                         seen.open_until.insert(upstream.clone(), until);
                     }
                     if update.opened_now {
-                        let c = &batch[last];
-                        tracing::warn!(
-                            queue = %self.queue.keys.queue, upstream = %upstream, job = %c.job(),
-                            open_for = ?self.policy.open_for,
-                            "circuit breaker opened: {} failures within {:?}; jobs that need `{upstream}` wait until it closes",
-                            self.policy.failures, self.policy.window
-                        );
-                        crate::obs::events::BreakerOpened {
-                            queue: &self.queue.keys.queue,
-                            upstream: &upstream,
-                            completion: c,
-                        }
-                        .emit();
+                        self.opened(&upstream, &batch[last]);
                     }
                 }
                 Err(e) => {

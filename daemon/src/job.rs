@@ -134,21 +134,6 @@ impl JobState {
         }
     }
 
-    /// Whether a job may go from `self` to `next`. The worker and the queue
-    /// only ever make these moves; everything else is refused.
-    #[must_use]
-    pub fn can_become(self, next: JobState) -> bool {
-        use JobState::*;
-        matches!(
-            (self, next),
-            (Queued, Running | Deferred | Discarded)
-                | (Running, Succeeded | Retrying | Dead | Deferred)
-                | (Retrying, Queued | Running | Dead | Discarded)
-                | (Deferred, Queued | Running | Dead | Discarded)
-                | (Dead, Queued | Discarded)
-        )
-    }
-
     /// Whether the job has ended (only an operator can bring a dead job back).
     #[must_use]
     pub fn is_final(self) -> bool {
@@ -281,23 +266,5 @@ mod tests {
             assert_eq!(s.as_str().parse::<JobState>(), Ok(s));
         }
         assert!("lost".parse::<JobState>().is_err());
-    }
-
-    #[test]
-    fn final_states_only_move_by_operator_action() {
-        use JobState::*;
-        assert!(!Succeeded.can_become(Running));
-        assert!(!Succeeded.can_become(Queued));
-        assert!(!Discarded.can_become(Queued));
-        assert!(
-            !Dead.can_become(Running),
-            "a dead job must be requeued first"
-        );
-        assert!(Dead.can_become(Queued));
-        assert!(Running.can_become(Retrying) && Retrying.can_become(Queued));
-        assert!(
-            !Queued.can_become(Succeeded),
-            "nothing succeeds without running"
-        );
     }
 }

@@ -31,7 +31,10 @@
 pub mod backoff;
 pub mod breaker;
 pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod cut;
+pub mod digest;
 pub mod dlq;
 pub mod job;
 pub mod obs;
@@ -39,6 +42,7 @@ pub mod policy;
 pub mod redact;
 pub mod runtime;
 pub mod schedule;
+pub mod secret;
 pub mod store;
 pub mod text;
 pub mod transition;

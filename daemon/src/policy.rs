@@ -77,7 +77,7 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
-    /// The defaults of DESIGN.md's `[defaults.retry]`.
+    /// The defaults of `[defaults.retry]` (docs/configuration.md).
     fn default() -> Self {
         RetryPolicy {
             max_attempts: 8,

@@ -12,10 +12,9 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use sha2::{Digest, Sha256};
-
-/// What a redacted JSON value is replaced by.
-pub const REDACTED: &str = "[redacted]";
+// The digest moved to a leaf; kept reachable here for callers.
+pub use crate::digest::sha256_hex;
+use crate::secret::REDACTED;
 
 /// The largest payload copied into a dead-letter entry when neither the
 /// queue nor `[defaults]` sets `dead_payload_max`.
@@ -135,12 +134,6 @@ pub fn redact_value(value: &mut serde_json::Value, redact: &[FieldPath]) -> bool
         }
     }
     changed
-}
-
-/// sha256 of `bytes`, lower-case hex.
-#[must_use]
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 #[cfg(test)]

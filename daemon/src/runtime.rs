@@ -19,29 +19,32 @@
 
 mod http;
 mod output;
+mod secrets;
+mod state;
 
-pub use http::{HttpCall, HttpPolicy};
+pub use http::HttpPolicy;
+pub use secrets::{redact, redact_bytes, redact_cut};
+pub use state::HostState;
+// Where a granted secret's value comes from; kept reachable here for callers.
+pub use crate::secret::read as read_secret;
 // The sandbox defaults are config defaults; kept reachable here for callers.
 pub use crate::config::defaults::{
     DEFAULT_HTTP_TIMEOUT, DEFAULT_MEMORY_LIMIT, DEFAULT_OUTPUT_LIMIT,
 };
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use std::collections::BTreeMap;
-
-use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{
-    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap,
-    UpdateDeadline,
+    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
 };
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::cut::truncate;
+use crate::digest::sha256_hex;
 use crate::job::{FailureClass, Outcome};
 use crate::obs::logging::AttemptIdent;
 
@@ -53,7 +56,7 @@ mod bindings {
     });
 }
 
-use bindings::ward::plugin::{host, types as wit};
+use bindings::ward::plugin::types as wit;
 use bindings::{JobPlugin, JobPluginPre};
 
 /// How often the epoch advances; also the granularity of deadlines and of
@@ -65,8 +68,6 @@ const MAX_TRAP_MESSAGE: usize = 2048;
 const KEEP_RESIDENT: usize = 2 << 20;
 /// Largest checkpoint a plugin may save.
 pub const MAX_CHECKPOINT: usize = 1 << 20;
-/// What replaces a secret's value wherever it would be written.
-pub const REDACTED: &str = "[redacted]";
 
 /// Errors from building the engine or loading a plugin.
 #[derive(Debug, thiserror::Error)]
@@ -274,7 +275,7 @@ fn compile(engine: &Engine, path: &Path) -> Result<(Component, String), RuntimeE
         path: path.to_path_buf(),
         source,
     })?;
-    let digest = hex::encode(Sha256::digest(&bytes));
+    let digest = sha256_hex(&bytes);
     let component =
         Component::from_binary(engine, &bytes).map_err(|reason| RuntimeError::NotAComponent {
             path: path.to_path_buf(),
@@ -356,83 +357,12 @@ impl Default for Sandbox {
 }
 
 impl Sandbox {
-    /// `text` with every granted secret's value replaced by [`REDACTED`].
+    /// `text` with every granted secret's value replaced by
+    /// [`crate::secret::REDACTED`].
     #[must_use]
     pub fn redact(&self, text: &str) -> String {
         redact(text, &self.secrets)
     }
-}
-
-/// A secret's value: the daemon's environment variable `name`, else the file
-/// `$CREDENTIALS_DIRECTORY/name` (systemd `LoadCredential=`), without a
-/// trailing newline. `None` when neither exists.
-#[must_use]
-pub fn read_secret(name: &str) -> Option<String> {
-    if let Ok(value) = std::env::var(name) {
-        return Some(value);
-    }
-    let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
-    let text = std::fs::read_to_string(Path::new(&dir).join(name)).ok()?;
-    Some(text.strip_suffix('\n').unwrap_or(&text).to_string())
-}
-
-/// `text` with every value of `secrets` replaced by [`REDACTED`].
-#[must_use]
-pub fn redact(text: &str, secrets: &BTreeMap<String, String>) -> String {
-    let mut out = text.to_string();
-    for value in secrets.values() {
-        // An empty value would match everywhere and hides nothing.
-        if !value.is_empty() && out.contains(value.as_str()) {
-            out = out.replace(value.as_str(), REDACTED);
-        }
-    }
-    out
-}
-
-/// [`redact`] for text that was cut short before it could be redacted
-/// (captured output stops at its cap): a secret straddling the cut left
-/// only its start behind, which no longer matches, so a tail that begins
-/// any secret is hidden too.
-#[must_use]
-pub fn redact_cut(text: &str, secrets: &BTreeMap<String, String>) -> String {
-    let mut out = redact(text, secrets);
-    let longest_tail = secrets
-        .values()
-        .filter(|v| !v.is_empty())
-        .filter_map(|v| {
-            (1..v.len())
-                .rev()
-                .filter(|&n| v.is_char_boundary(n))
-                .find(|&n| out.ends_with(&v[..n]))
-        })
-        .max();
-    if let Some(n) = longest_tail {
-        out.truncate(out.len() - n);
-        out.push_str(REDACTED);
-    }
-    out
-}
-
-/// `bytes` with every value of `secrets` replaced by [`REDACTED`]: results
-/// and checkpoints are bytes, and are stored in Redis like failure texts.
-#[must_use]
-pub fn redact_bytes(bytes: Vec<u8>, secrets: &BTreeMap<String, String>) -> Vec<u8> {
-    let mut out = bytes;
-    for value in secrets.values().map(String::as_bytes) {
-        if value.is_empty() || !out.windows(value.len()).any(|w| w == value) {
-            continue;
-        }
-        let mut replaced = Vec::with_capacity(out.len());
-        let mut rest = &out[..];
-        while let Some(at) = rest.windows(value.len()).position(|w| w == value) {
-            replaced.extend_from_slice(&rest[..at]);
-            replaced.extend_from_slice(REDACTED.as_bytes());
-            rest = &rest[at + value.len()..];
-        }
-        replaced.extend_from_slice(rest);
-        out = replaced;
-    }
-    out
 }
 
 /// The result of one attempt, with what the plugin left behind.
@@ -442,8 +372,6 @@ pub struct Attempt {
     pub outcome: Outcome,
     /// The last checkpoint the plugin saved during this attempt, if any.
     pub checkpoint: Option<Vec<u8>>,
-    /// The outbound HTTP requests it made.
-    pub http_calls: Vec<HttpCall>,
     /// How long instantiating the plugin took (`None` if it did not finish).
     pub instantiate: Option<Duration>,
     /// The payload, handed back so it need not be copied for the plugin.
@@ -525,11 +453,6 @@ impl Plugin {
                 .checkpoint
                 .take()
                 .map(|c| redact_bytes(c, &sandbox.secrets)),
-            http_calls: state
-                .http_hooks
-                .as_ref()
-                .map(http::Hooks::calls)
-                .unwrap_or_default(),
             instantiate,
             payload: job.payload,
         }
@@ -622,18 +545,6 @@ fn call_depth(err: &wasmtime::Error) -> usize {
         .count()
 }
 
-/// Cuts `s` to at most `max` bytes on a char boundary, marking the cut.
-pub fn truncate(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push_str("…[truncated]");
-    }
-}
-
 impl From<wit::Failure> for crate::job::Failure {
     fn from(f: wit::Failure) -> Self {
         crate::job::Failure {
@@ -647,237 +558,5 @@ impl From<wit::Failure> for crate::job::Failure {
             upstream: f.upstream,
             retry_after_ms: f.retry_after_ms,
         }
-    }
-}
-
-/// Memory limiter that remembers whether it refused a growth, so the trap
-/// that follows can be reported as `memory` rather than a generic crash.
-struct MemoryLimiter {
-    max: usize,
-    hit: bool,
-}
-
-impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let ok = desired <= self.max;
-        self.hit |= !ok;
-        Ok(ok)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        // Tables hold function references; a million is far past any real plugin.
-        let ok = desired <= 1_000_000;
-        self.hit |= !ok;
-        Ok(ok)
-    }
-}
-
-/// Per-attempt host state: the sandbox's WASI context and what the plugin
-/// hands back through `ward:plugin/host`.
-///
-/// Most plugins never touch WASI, HTTP or the log, and setting those up
-/// (a seeded random generator, output captures, a span) costs more than
-/// running a small plugin, so each is made on first use.
-pub struct HostState {
-    wasi: Option<Wasi>,
-    table: ResourceTable,
-    http_ctx: WasiHttpCtx,
-    http_hooks: Option<http::Hooks>,
-    http_policy: Arc<http::HttpPolicy>,
-    limiter: MemoryLimiter,
-    deadline: Instant,
-    timed_out: bool,
-    ident: AttemptIdent,
-    span: Option<tracing::Span>,
-    checkpoint: Option<Vec<u8>>,
-    secrets: Arc<BTreeMap<String, String>>,
-    output_limit: usize,
-}
-
-/// The WASI context of an attempt and the captures of its output.
-struct Wasi {
-    ctx: WasiCtx,
-    stdout: output::CappedOutput,
-    stderr: output::CappedOutput,
-}
-
-impl HostState {
-    fn new(ident: AttemptIdent, sandbox: &Sandbox, deadline: Instant) -> HostState {
-        HostState {
-            wasi: None,
-            table: ResourceTable::new(),
-            http_ctx: WasiHttpCtx::new(),
-            http_hooks: None,
-            http_policy: sandbox.http.clone(),
-            limiter: MemoryLimiter {
-                max: sandbox.memory,
-                hit: false,
-            },
-            deadline,
-            timed_out: false,
-            ident,
-            span: None,
-            checkpoint: None,
-            secrets: sandbox.secrets.clone(),
-            output_limit: sandbox.output_limit,
-        }
-    }
-
-    /// The attempt's span, made the first time the attempt logs.
-    fn span(&mut self) -> tracing::Span {
-        self.span.get_or_insert_with(|| self.ident.span()).clone()
-    }
-
-    /// Writes what the plugin printed to the daemon's log, tagged with the
-    /// job id, bounded, secrets redacted.
-    fn log_output(&mut self, sandbox: &Sandbox) {
-        let Some(wasi) = &self.wasi else { return };
-        let captured = [
-            ("stdout", wasi.stdout.take()),
-            ("stderr", wasi.stderr.take()),
-        ];
-        for (stream, (bytes, dropped)) in captured {
-            if bytes.is_empty() && dropped == 0 {
-                continue;
-            }
-            let text = String::from_utf8_lossy(&bytes);
-            let text = if dropped > 0 {
-                redact_cut(&text, &sandbox.secrets)
-            } else {
-                sandbox.redact(&text)
-            };
-            let span = self.span();
-            let _entered = span.enter();
-            tracing::info!(
-                target: "ward::plugin", job_id = %self.ident.job_id, job = %self.ident.job, stream,
-                dropped_bytes = dropped, "{}", text.trim_end()
-            );
-        }
-    }
-}
-
-impl WasiView for HostState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        let limit = self.output_limit;
-        let wasi = self.wasi.get_or_insert_with(|| {
-            let stdout = output::CappedOutput::new(limit);
-            let stderr = output::CappedOutput::new(limit);
-            // No preopens, no env, no args, no sockets: the sandbox starts
-            // with nothing but clocks, randomness and captured output.
-            let ctx = WasiCtx::builder()
-                .stdout(stdout.clone())
-                .stderr(stderr.clone())
-                .allow_tcp(false)
-                .allow_udp(false)
-                .allow_ip_name_lookup(false)
-                .build();
-            Wasi {
-                ctx,
-                stdout,
-                stderr,
-            }
-        });
-        WasiCtxView {
-            ctx: &mut wasi.ctx,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl WasiHttpView for HostState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http_ctx,
-            table: &mut self.table,
-            hooks: self.http_hooks.get_or_insert_with(|| {
-                http::Hooks::new(self.http_policy.clone(), self.ident.job_id.clone())
-            }),
-        }
-    }
-}
-
-impl wit::Host for HostState {}
-
-impl host::Host for HostState {
-    fn log(&mut self, level: host::Level, message: String) {
-        let mut message = redact(&message, &self.secrets);
-        truncate(&mut message, 4096);
-        let span = self.span();
-        let _entered = span.enter();
-        let (id, job) = (&self.ident.job_id, &self.ident.job);
-        match level {
-            host::Level::Trace => {
-                tracing::trace!(target: "ward::plugin", job_id = %id, job = %job, "{message}")
-            }
-            host::Level::Debug => {
-                tracing::debug!(target: "ward::plugin", job_id = %id, job = %job, "{message}")
-            }
-            host::Level::Info => {
-                tracing::info!(target: "ward::plugin", job_id = %id, job = %job, "{message}")
-            }
-            host::Level::Warn => {
-                tracing::warn!(target: "ward::plugin", job_id = %id, job = %job, "{message}")
-            }
-            host::Level::Error => {
-                tracing::error!(target: "ward::plugin", job_id = %id, job = %job, "{message}")
-            }
-        }
-    }
-
-    fn save_checkpoint(&mut self, data: Vec<u8>) {
-        if data.len() > MAX_CHECKPOINT {
-            let span = self.span();
-            let _entered = span.enter();
-            tracing::warn!(job_id = %self.ident.job_id, size = data.len(), max = MAX_CHECKPOINT, "checkpoint too large; ignored");
-            return;
-        }
-        self.checkpoint = Some(data);
-    }
-
-    fn secret(&mut self, name: String) -> Option<String> {
-        // Only names granted to this job type in its `secrets` list exist here.
-        self.secrets.get(&name).cloned()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn secrets() -> BTreeMap<String, String> {
-        BTreeMap::from([("TOKEN".to_string(), "s3cr3t-value".to_string())])
-    }
-
-    #[test]
-    fn a_secret_cut_in_two_by_the_output_cap_leaves_nothing_of_itself() {
-        assert_eq!(
-            redact_cut("token=s3cr3t-va", &secrets()),
-            "token=[redacted]"
-        );
-        assert_eq!(
-            redact_cut("s3cr3t-value and s3", &secrets()),
-            "[redacted] and [redacted]"
-        );
-        assert_eq!(redact_cut("nothing here", &secrets()), "nothing here");
-    }
-
-    #[test]
-    fn results_and_checkpoints_are_redacted_byte_for_byte() {
-        let bytes = b"\xff{\"t\":\"s3cr3t-value\"}s3cr3t-value".to_vec();
-        assert_eq!(
-            redact_bytes(bytes, &secrets()),
-            b"\xff{\"t\":\"[redacted]\"}[redacted]".to_vec()
-        );
-        assert_eq!(redact_bytes(b"plain".to_vec(), &secrets()), b"plain");
     }
 }

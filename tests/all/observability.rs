@@ -221,13 +221,15 @@ fn the_metrics_endpoint_counts_what_happened() {
         "the flaky job failed twice"
     );
     assert_eq!(jobs_total("flaky", "dead"), 2.0);
-    for outcome in ["duplicate", "deferred", "discarded"] {
+    for outcome in ["duplicate", "deferred"] {
         assert_eq!(
             jobs_total("flaky", outcome),
             0.0,
             "{outcome} is exported at 0"
         );
     }
+    // Discards happen in the CLI, so the daemon has no such series to show.
+    assert!(!m.contains("outcome=\"discarded\""), "{m}");
     // An entry naming a job type nobody configured is labelled `unknown`:
     // entries can name anything, labels stay a bounded set.
     assert_eq!(jobs_total("unknown", "dead"), 1.0);
@@ -767,4 +769,85 @@ fn the_dashboard_parses_and_uses_only_metrics_ward_exports() {
         "attempts to success as a heatmap"
     );
     assert!(dash["title"].as_str().is_some() && dash["uid"].as_str().is_some());
+}
+
+/// `ward_breaker_open` of `upstream` in queue `q`, if the scrape has it.
+fn breaker_open(scrape: &str, upstream: &str) -> Option<f64> {
+    sample(
+        scrape,
+        "ward_breaker_open",
+        &[("queue", "q"), ("upstream", upstream)],
+    )
+}
+
+/// Members of the set of upstreams that have a breaker in queue `q`.
+fn breaker_members(redis: &Redis) -> BTreeSet<String> {
+    redis::cmd("SMEMBERS")
+        .arg("ward:{q}:breakers")
+        .query(&mut redis.con())
+        .unwrap()
+}
+
+#[test]
+fn only_declared_upstreams_get_a_breaker_and_expired_ones_leave_the_set() {
+    let redis = Redis::start();
+    let port = free_port();
+    let cfg = obs_config(
+        &redis,
+        port,
+        "",
+        &job("flaky", "flaky", "upstreams = [\"api\"]"),
+    )
+    .replace(
+        "[defaults.retry]",
+        "[defaults.breaker]\nfailures = 3\nwindow = \"60s\"\nopen_for = \"60s\"\n\n[defaults.retry]",
+    );
+    let _ward = Ward::start(&cfg).ready();
+
+    // A plugin (or a payload) can name any upstream: names the job type did
+    // not declare must not make breakers, set members or metric series.
+    let undeclared: Vec<String> = (0..40)
+        .map(|i| {
+            enqueue(
+                &redis,
+                "flaky",
+                &format!(r#"{{"times":1,"upstream":"u-{i}"}}"#),
+            )
+        })
+        .collect();
+    for id in &undeclared {
+        let s = wait_final(&redis, id, WAIT);
+        assert_eq!(s["state"], "succeeded", "{s}");
+        assert_eq!(s["attempts"], 2, "it failed once, naming its upstream: {s}");
+    }
+    // Past a refresh of the breakers (every 500 ms) and a scrape.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(
+        breaker_members(&redis).is_empty(),
+        "{:?}",
+        breaker_members(&redis)
+    );
+    let m = scrape(port);
+    assert!(!m.contains("upstream=\"u-"), "{m}");
+    assert_eq!(breaker_open(&m, "api"), Some(0.0));
+
+    // The declared upstream still counts and opens.
+    for _ in 0..3 {
+        enqueue(&redis, "flaky", r#"{"times":1,"upstream":"api"}"#);
+    }
+    wait_for(WAIT, "the breaker of `api` to open", || {
+        breaker_open(&scrape(port), "api") == Some(1.0)
+    });
+    assert_eq!(breaker_members(&redis), BTreeSet::from(["api".to_string()]));
+
+    // A member whose breaker hash expired leaves the set at the next read.
+    let _: () = redis::cmd("SADD")
+        .arg("ward:{q}:breakers")
+        .arg("gone")
+        .query(&mut redis.con())
+        .unwrap();
+    wait_for(WAIT, "the expired breaker to leave the set", || {
+        !breaker_members(&redis).contains("gone")
+    });
+    assert!(breaker_members(&redis).contains("api"));
 }

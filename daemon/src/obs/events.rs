@@ -1,8 +1,11 @@
 //! Internal events, one struct each: `emit()` bumps the metrics and, where
 //! the event deserves a line, writes it, so the two never drift apart.
 //!
-//! The per-attempt log line stays in [`crate::worker`] (`log_attempt`);
-//! these events add what is counted.
+//! Events only count and log: they raise no alerts and call nothing else of
+//! the daemon (alerts are raised by the callers, e.g. [`crate::obs::recorded`]
+//! and the breakers), so this module imports only metric names and plain
+//! domain types. The per-attempt log line stays in [`crate::worker`]
+//! (`log_attempt`); these events add what is counted.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -11,7 +14,6 @@ use std::time::Duration;
 use metrics::{Counter, Gauge, Histogram};
 
 use crate::job::Outcome;
-use crate::obs::alerts::{self, AlertEvent, AlertKind};
 use crate::obs::metrics::{self as m, job_label};
 use crate::store::QueueSample;
 use crate::transition::{Completion, Transition};
@@ -25,13 +27,11 @@ struct Handles {
     instantiate: Histogram,
     time_to_success: Histogram,
     attempts_to_success: Histogram,
-    /// `ward_jobs_total` by outcome: succeeded, retried, dead, duplicate.
+    /// `ward_jobs_total` by outcome, in [`m::OUTCOMES`] order.
     jobs: [Counter; 5],
     /// `ward_attempts_total` by class, in [`m::CLASSES`] order.
     attempts: Vec<Counter>,
 }
-
-const OUTCOMES: [&str; 5] = ["succeeded", "retried", "dead", "duplicate", "deferred"];
 
 type HandleMap = HashMap<String, HashMap<String, Arc<Handles>>>;
 static HANDLES: LazyLock<Mutex<HandleMap>> = LazyLock::new(Mutex::default);
@@ -55,7 +55,7 @@ fn handles(queue: &str, job: &str) -> Arc<Handles> {
         instantiate: metrics::histogram!(m::PLUGIN_INSTANTIATE, "queue" => q.clone(), "job_type" => j.clone()),
         time_to_success: metrics::histogram!(m::TIME_TO_SUCCESS, "queue" => q.clone(), "job_type" => j.clone()),
         attempts_to_success: metrics::histogram!(m::ATTEMPTS_TO_SUCCESS, "queue" => q.clone(), "job_type" => j.clone()),
-        jobs: OUTCOMES.map(|o| metrics::counter!(m::JOBS_TOTAL, "queue" => q.clone(), "job_type" => j.clone(), "outcome" => o)),
+        jobs: m::OUTCOMES.map(|o| metrics::counter!(m::JOBS_TOTAL, "queue" => q.clone(), "job_type" => j.clone(), "outcome" => o)),
         attempts: m::CLASSES.iter().map(|&c| metrics::counter!(m::ATTEMPTS_TOTAL, "queue" => q.clone(), "job_type" => j.clone(), "class" => c)).collect(),
     });
     map.entry(q).or_default().insert(j, h.clone());
@@ -113,7 +113,7 @@ pub struct CompletionsApplied<'a> {
 }
 
 impl CompletionsApplied<'_> {
-    /// Counts every completion and hands dead letters to the alerts.
+    /// Counts every completion that took effect.
     pub fn emit(&self) {
         // A batch is mostly one job type: look its handles up once.
         let mut last: Option<(&str, Arc<Handles>)> = None;
@@ -138,22 +138,17 @@ impl CompletionsApplied<'_> {
     }
 }
 
-/// One completion of a [`CompletionsApplied`] batch.
+/// One completion of a [`CompletionsApplied`] batch; only ever emitted as
+/// part of one, with the batch's metric handles.
 #[derive(Debug)]
-pub struct JobRecorded<'a> {
-    /// The queue.
-    pub queue: &'a str,
-    /// What was recorded.
-    pub completion: &'a Completion,
+struct JobRecorded<'a> {
+    queue: &'a str,
+    completion: &'a Completion,
 }
 
 impl JobRecorded<'_> {
-    /// Bumps `ward_jobs_total`, `ward_attempts_total`, the success
-    /// histograms or `ward_dead_letters_total`, and raises a dead-letter alert.
-    pub fn emit(&self) {
-        self.emit_with(&handles(self.queue, self.completion.job()));
-    }
-
+    /// Bumps `ward_jobs_total`, `ward_attempts_total`, and the success
+    /// histograms or `ward_dead_letters_total`.
     fn emit_with(&self, h: &Handles) {
         let c = self.completion;
         let outcome = match c.transition() {
@@ -180,9 +175,8 @@ impl JobRecorded<'_> {
             }
             Transition::DeadLetter(reason) => {
                 let job = job_label(self.queue, c.job());
-                metrics::counter!(m::DEAD_LETTERS_TOTAL, "queue" => self.queue.to_string(), "job_type" => job.clone(), "reason" => m::reason_label(reason))
+                metrics::counter!(m::DEAD_LETTERS_TOTAL, "queue" => self.queue.to_string(), "job_type" => job, "reason" => m::reason_label(reason))
                     .increment(1);
-                alerts::raise(AlertEvent::dead_letter(self.queue, &job, c, reason));
             }
             Transition::Retry { .. } | Transition::Defer { .. } | Transition::Duplicate { .. } => {}
         }
@@ -213,42 +207,6 @@ pub fn enqueued_ms(job_id: &str) -> Option<u64> {
         ms.parse().ok()
     } else {
         None
-    }
-}
-
-/// A job left the dead-letter stream by `ward dlq discard` (final). For the
-/// DLQ commands to call once the discard is durable.
-#[derive(Debug)]
-pub struct JobDiscarded<'a> {
-    /// The queue.
-    pub queue: &'a str,
-    /// The job type.
-    pub job: &'a str,
-}
-
-impl JobDiscarded<'_> {
-    /// Bumps `ward_jobs_total{outcome="discarded"}`.
-    pub fn emit(&self) {
-        metrics::counter!(m::JOBS_TOTAL, "queue" => self.queue.to_string(), "job_type" => job_label(self.queue, self.job), "outcome" => "discarded")
-            .increment(1);
-    }
-}
-
-/// A job was held back behind an open circuit breaker (no attempt spent).
-/// For the breaker to call.
-#[derive(Debug)]
-pub struct JobDeferred<'a> {
-    /// The queue.
-    pub queue: &'a str,
-    /// The job type.
-    pub job: &'a str,
-}
-
-impl JobDeferred<'_> {
-    /// Bumps `ward_jobs_total{outcome="deferred"}`.
-    pub fn emit(&self) {
-        metrics::counter!(m::JOBS_TOTAL, "queue" => self.queue.to_string(), "job_type" => job_label(self.queue, self.job), "outcome" => "deferred")
-            .increment(1);
     }
 }
 
@@ -324,8 +282,8 @@ impl Drop for InFlight {
 /// An alert event could not be queued: the alert task is behind.
 #[derive(Debug)]
 pub struct AlertDropped<'a> {
-    /// What kind of alert.
-    pub kind: AlertKind,
+    /// What kind of alert (its snake_case name).
+    pub kind: &'static str,
     /// Its queue.
     pub queue: &'a str,
     /// Its job type.
@@ -335,16 +293,16 @@ pub struct AlertDropped<'a> {
 impl AlertDropped<'_> {
     /// Counts `ward_alerts_dropped_total` and logs a warning.
     pub fn emit(&self) {
-        metrics::counter!(m::ALERTS_DROPPED_TOTAL, "kind" => self.kind.as_str()).increment(1);
-        tracing::warn!(kind = self.kind.as_str(), queue = %self.queue, job = %self.job, "alert queue full; alert event dropped");
+        metrics::counter!(m::ALERTS_DROPPED_TOTAL, "kind" => self.kind).increment(1);
+        tracing::warn!(kind = self.kind, queue = %self.queue, job = %self.job, "alert queue full; alert event dropped");
     }
 }
 
 /// An alert went out to a webhook, or gave up.
 #[derive(Debug)]
 pub struct AlertDelivered<'a> {
-    /// What kind of alert.
-    pub kind: AlertKind,
+    /// What kind of alert (its snake_case name).
+    pub kind: &'static str,
     /// Its queue.
     pub queue: &'a str,
     /// Its job type.
@@ -365,14 +323,13 @@ impl AlertDelivered<'_> {
         } else {
             "sent"
         };
-        metrics::counter!(m::ALERTS_TOTAL, "kind" => self.kind.as_str(), "result" => result)
-            .increment(1);
+        metrics::counter!(m::ALERTS_TOTAL, "kind" => self.kind, "result" => result).increment(1);
         match self.error {
             None => {
-                tracing::info!(kind = self.kind.as_str(), queue = %self.queue, job = %self.job, sink = %self.sink, attempts = self.attempts, "alert sent")
+                tracing::info!(kind = self.kind, queue = %self.queue, job = %self.job, sink = %self.sink, attempts = self.attempts, "alert sent")
             }
             Some(e) => {
-                tracing::error!(kind = self.kind.as_str(), queue = %self.queue, job = %self.job, sink = %self.sink, attempts = self.attempts, error = %e, "alert not delivered; giving up")
+                tracing::error!(kind = self.kind, queue = %self.queue, job = %self.job, sink = %self.sink, attempts = self.attempts, error = %e, "alert not delivered; giving up")
             }
         }
     }
@@ -383,16 +340,54 @@ impl AlertDelivered<'_> {
 pub struct AlertUnsent<'a> {
     /// The alert, as JSON.
     pub body: &'a str,
-    /// What kind of alert.
-    pub kind: AlertKind,
+    /// What kind of alert (its snake_case name).
+    pub kind: &'static str,
 }
 
 impl AlertUnsent<'_> {
     /// Counts `ward_alerts_total{result="unsent"}` and logs the alert.
     pub fn emit(&self) {
-        metrics::counter!(m::ALERTS_TOTAL, "kind" => self.kind.as_str(), "result" => "unsent")
-            .increment(1);
-        tracing::warn!(kind = self.kind.as_str(), alert = %self.body, "alert (no [[alerts.webhook]] configured)");
+        metrics::counter!(m::ALERTS_TOTAL, "kind" => self.kind, "result" => "unsent").increment(1);
+        tracing::warn!(kind = self.kind, alert = %self.body, "alert (no [[alerts.webhook]] configured)");
+    }
+}
+
+/// Sets `ward_breaker_open{queue, upstream}` (1 open, 0 closed).
+pub fn breaker_state(queue: &str, upstream: &str, open: bool) {
+    metrics::gauge!(m::BREAKER_OPEN, "queue" => queue.to_string(), "upstream" => upstream.to_string())
+        .set(if open { 1.0 } else { 0.0 });
+}
+
+/// A circuit breaker opened because of this daemon's report: the gauge goes
+/// to 1 and a warning says why and for how long. The caller raises the
+/// `breaker_open` alert.
+#[derive(Debug)]
+pub struct BreakerOpened<'a> {
+    /// The queue.
+    pub queue: &'a str,
+    /// The upstream.
+    pub upstream: &'a str,
+    /// The job type whose failure opened it.
+    pub job: &'a str,
+    /// Failures that open it (`[defaults.breaker] failures`).
+    pub failures: u32,
+    /// Within this window.
+    pub window: Duration,
+    /// How long it stays open.
+    pub open_for: Duration,
+}
+
+impl BreakerOpened<'_> {
+    /// Sets the gauge and logs a warning.
+    pub fn emit(&self) {
+        breaker_state(self.queue, self.upstream, true);
+        let upstream = self.upstream;
+        tracing::warn!(
+            queue = %self.queue, upstream = %upstream, job = %self.job,
+            open_for = ?self.open_for,
+            "circuit breaker opened: {} failures within {:?}; jobs that need `{upstream}` wait until it closes",
+            self.failures, self.window
+        );
     }
 }
 
@@ -407,37 +402,5 @@ mod tests {
         assert_eq!(enqueued_ms("order-17"), None);
         assert_eq!(enqueued_ms("1763791234567"), None);
         assert_eq!(enqueued_ms("-1"), None);
-    }
-}
-
-/// Sets `ward_breaker_open{queue, upstream}` (1 open, 0 closed).
-pub fn breaker_state(queue: &str, upstream: &str, open: bool) {
-    metrics::gauge!(m::BREAKER_OPEN, "queue" => queue.to_string(), "upstream" => upstream.to_string())
-        .set(if open { 1.0 } else { 0.0 });
-}
-
-/// A circuit breaker opened because of this daemon's report: the gauge goes
-/// to 1 and a `breaker_open` alert is raised.
-#[derive(Debug)]
-pub struct BreakerOpened<'a> {
-    /// The queue.
-    pub queue: &'a str,
-    /// The upstream.
-    pub upstream: &'a str,
-    /// The completion whose failure opened it.
-    pub completion: &'a Completion,
-}
-
-impl BreakerOpened<'_> {
-    /// Sets the gauge and raises the alert.
-    pub fn emit(&self) {
-        breaker_state(self.queue, self.upstream, true);
-        let job = job_label(self.queue, self.completion.job());
-        alerts::raise(AlertEvent::breaker_open(
-            self.queue,
-            &job,
-            self.upstream,
-            self.completion,
-        ));
     }
 }

@@ -17,7 +17,7 @@ use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::store::JobEntry;
+use crate::job::JobEntry;
 
 /// Entry fields copied onto every log line of an attempt, when present.
 /// Fixed, so log fields stay a known set; other extra fields are not logged.
@@ -95,7 +95,7 @@ impl AttemptIdent {
             };
             if let Ok(v) = std::str::from_utf8(v) {
                 let mut v = v.to_string();
-                crate::runtime::truncate(&mut v, MAX_CORRELATION);
+                crate::cut::truncate(&mut v, MAX_CORRELATION);
                 correlation.push((*name, v));
             }
         }

@@ -68,14 +68,7 @@ pub const METRICS: &[&str] = &[
 ];
 
 /// `outcome` label values of [`JOBS_TOTAL`].
-pub const OUTCOMES: &[&str] = &[
-    "succeeded",
-    "retried",
-    "dead",
-    "duplicate",
-    "deferred",
-    "discarded",
-];
+pub const OUTCOMES: [&str; 5] = ["succeeded", "retried", "dead", "duplicate", "deferred"];
 /// `class` label values of [`ATTEMPTS_TOTAL`].
 pub const CLASSES: &[&str] = &[
     "success",
@@ -85,6 +78,9 @@ pub const CLASSES: &[&str] = &[
     "timeout",
     "crash",
 ];
+/// `kind` label values of [`ALERTS_TOTAL`] and [`ALERTS_DROPPED_TOTAL`]
+/// (the names of `obs::alerts::AlertKind`).
+pub const ALERT_KINDS: [&str; 2] = ["dead_letter", "breaker_open"];
 /// `state` label values of [`QUEUE_DEPTH`].
 pub const DEPTH_STATES: &[&str] = &["ready", "pending", "delayed", "dead"];
 /// The `job` label of a job type that is not configured for its queue.
@@ -133,7 +129,7 @@ fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_counter!(
         JOBS_TOTAL,
-        "Jobs that reached an outcome: succeeded, retried (a retry was scheduled), dead, duplicate, deferred, discarded."
+        "Jobs that reached an outcome: succeeded, retried (a retry was scheduled), dead, duplicate, deferred."
     );
     describe_counter!(
         ATTEMPTS_TOTAL,
@@ -192,11 +188,10 @@ pub fn preregister(jobs: &HashMap<String, HashSet<String>>) {
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     metrics::gauge!(REDIS_UP).set(0.0);
     metrics::gauge!(READY).set(0.0);
-    for kind in crate::obs::alerts::AlertKind::ALL {
-        metrics::counter!(ALERTS_DROPPED_TOTAL, "kind" => kind.as_str()).absolute(0);
+    for kind in ALERT_KINDS {
+        metrics::counter!(ALERTS_DROPPED_TOTAL, "kind" => kind).absolute(0);
         for result in ["sent", "failed", "unsent"] {
-            metrics::counter!(ALERTS_TOTAL, "kind" => kind.as_str(), "result" => result)
-                .absolute(0);
+            metrics::counter!(ALERTS_TOTAL, "kind" => kind, "result" => result).absolute(0);
         }
     }
     for (queue, types) in jobs {
@@ -207,7 +202,7 @@ pub fn preregister(jobs: &HashMap<String, HashSet<String>>) {
         }
         for job in types.iter().map(String::as_str).chain([UNKNOWN_JOB]) {
             let (q, j) = (queue.clone(), job.to_string());
-            for outcome in OUTCOMES {
+            for outcome in &OUTCOMES {
                 metrics::counter!(JOBS_TOTAL, "queue" => q.clone(), "job_type" => j.clone(), "outcome" => *outcome)
                     .absolute(0);
             }

@@ -40,7 +40,7 @@ use tokio::sync::watch;
 pub use self::metrics::METRICS;
 use crate::config::Config;
 use crate::store::Queue;
-use crate::transition::Completion;
+use crate::transition::{Completion, Transition};
 
 /// The running observability pieces of one daemon.
 #[derive(Debug)]
@@ -157,7 +157,16 @@ impl Obs {
 }
 
 /// A batch of completions is durable: count those that took effect (`took`,
-/// per completion; another daemon recorded the others) and raise alerts.
+/// per completion; another daemon recorded the others) and raise an alert
+/// for each dead letter among them.
 pub fn recorded(queue: &str, batch: &[Completion], took: &[bool]) {
     events::CompletionsApplied { queue, batch, took }.emit();
+    for (i, c) in batch.iter().enumerate() {
+        if let Transition::DeadLetter(reason) = *c.transition()
+            && took.get(i).copied().unwrap_or(true)
+        {
+            let job = metrics::job_label(queue, c.job());
+            alerts::raise(alerts::AlertEvent::dead_letter(queue, &job, c, reason));
+        }
+    }
 }

@@ -5,21 +5,14 @@
 //! `$CREDENTIALS_DIRECTORY/NAME` (what systemd's `LoadCredential=NAME:/path`
 //! provides). Every value read this way is registered with the process-wide
 //! redactor, and [`redact`] replaces it with `[redacted]` in any text that
-//! leaves the daemon (alert bodies now; job secrets can register here too).
+//! leaves the daemon (alert bodies and webhook errors). A job type's granted
+//! secrets are redacted by its sandbox instead ([`crate::runtime::Sandbox`]).
 
 use std::sync::{LazyLock, RwLock};
 
-/// What a secret's value is replaced with.
-pub const REDACTED: &str = "[redacted]";
-
-/// Whether `name` can name a secret: letters, digits and `_`, not starting
-/// with a digit (an environment variable name, and a safe file name).
-#[must_use]
-pub fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
+// The name check moved to a leaf; kept reachable here for callers.
+use crate::secret::REDACTED;
+pub use crate::secret::valid_name;
 
 /// Reads secret `name`: the environment variable `name` if it is set and
 /// not empty, else the file `$CREDENTIALS_DIRECTORY/name` (one trailing
@@ -45,31 +38,15 @@ fn resolve_from(
     if !valid_name(name) {
         return Err(format!("`{name}` is not a valid secret name"));
     }
-    let value = match env {
-        Some(v) if !v.is_empty() => v,
-        _ => {
-            let from_file = credentials_dir.map(|d| std::path::Path::new(&d).join(name));
-            match from_file.as_ref().map(std::fs::read_to_string) {
-                Some(Ok(mut v)) => {
-                    if v.ends_with('\n') {
-                        v.pop();
-                        if v.ends_with('\r') {
-                            v.pop();
-                        }
-                    }
-                    v
-                }
-                _ => {
-                    return Err(format!(
-                        "secret `{name}` is not set: set the environment variable {name}, or provide the file $CREDENTIALS_DIRECTORY/{name} (systemd: LoadCredential={name}:/path/to/file){}",
-                        match &from_file {
-                            Some(p) => format!("; {} is not readable", p.display()),
-                            None => String::new(),
-                        }
-                    ));
-                }
+    let Some(value) = crate::secret::read_from(name, env, credentials_dir.clone()) else {
+        let from_file = credentials_dir.map(|d| std::path::Path::new(&d).join(name));
+        return Err(format!(
+            "secret `{name}` is not set: set the environment variable {name}, or provide the file $CREDENTIALS_DIRECTORY/{name} (systemd: LoadCredential={name}:/path/to/file){}",
+            match &from_file {
+                Some(p) => format!("; {} is not readable", p.display()),
+                None => String::new(),
             }
-        }
+        ));
     };
     if value.is_empty() {
         return Err(format!("secret `{name}` is empty"));

@@ -410,9 +410,8 @@ fn stored_result(outcome: &Outcome) -> &[u8] {
 
 /// sha256 of a success's result bytes, hex; empty for a failure.
 fn result_digest(outcome: &Outcome) -> String {
-    use sha2::Digest as _;
     match outcome {
-        Outcome::Success(out) => hex::encode(sha2::Sha256::digest(out)),
+        Outcome::Success(out) => crate::digest::sha256_hex(out),
         Outcome::Failure(_) => String::new(),
     }
 }
@@ -430,7 +429,7 @@ fn history_entry(c: &Completion) -> String {
         Outcome::Success(_) => v["class"] = "success".into(),
         Outcome::Failure(f) => {
             let mut message = f.message.clone();
-            crate::runtime::truncate(&mut message, MAX_HISTORY_MESSAGE);
+            crate::cut::truncate(&mut message, MAX_HISTORY_MESSAGE);
             v["class"] = f.class.as_str().into();
             v["message"] = message.into();
             if let Some(code) = &f.code {

@@ -65,6 +65,8 @@ impl Queue {
     }
 
     /// Every breaker of the queue, and the Redis server's time (Unix ms).
+    /// Upstreams whose breaker has expired are dropped from the queue's set
+    /// on the way.
     ///
     /// # Errors
     /// Redis errors, or a reply of the wrong shape.

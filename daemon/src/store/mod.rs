@@ -100,13 +100,8 @@ pub struct Queue {
     succeeded_ttl: Duration,
 }
 
-/// Current Unix time in ms.
-#[must_use]
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+// The clock moved to a leaf; kept reachable here for callers.
+pub use crate::clock::now_ms;
 
 /// Longest history kept per job (oldest entries are trimmed).
 pub const MAX_HISTORY: usize = 50;

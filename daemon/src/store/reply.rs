@@ -89,6 +89,6 @@ pub(super) fn bytes_of(v: Value) -> Vec<u8> {
 
 pub(super) fn protocol(what: &'static str, got: &Value) -> QueueError {
     let mut detail = format!("{got:?}");
-    crate::runtime::truncate(&mut detail, 200);
+    crate::cut::truncate(&mut detail, 200);
     QueueError::Protocol { what, detail }
 }

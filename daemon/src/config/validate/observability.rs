@@ -163,7 +163,7 @@ fn check_secret_name(
     span: Range<usize>,
     problem: &mut dyn FnMut(Range<usize>, String),
 ) {
-    if !crate::obs::secrets::valid_name(name) {
+    if !crate::secret::valid_name(name) {
         problem(
             span,
             format!(

@@ -1,0 +1,362 @@
+//! Grouping alert events into alerts, per kind, queue and job type (the
+//! rules are in the module docs of [`super`]). Pure: time is passed in.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{AlertEvent, AlertKind};
+use crate::config::observability::GroupRules;
+use crate::obs::secrets;
+
+/// Events remembered per group; past this the oldest are forgotten (the
+/// count then says "at least").
+const MAX_EVENTS_PER_GROUP: usize = 100_000;
+/// Longest error message sample in an alert.
+const MAX_MESSAGE: usize = 512;
+
+/// An alert as POSTed to webhooks (the JSON body).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alert {
+    /// `dead_letter` or `breaker_open`.
+    pub kind: AlertKind,
+    /// One line for chat tools.
+    pub summary: String,
+    /// `[alerts] environment`.
+    pub environment: Option<String>,
+    /// The queue.
+    pub queue: String,
+    /// The job type.
+    pub job: String,
+    /// Events of this group in the window when the alert was sent.
+    pub count: usize,
+    /// `[alerts] threshold`.
+    pub threshold: u32,
+    /// `[alerts] window`, in seconds.
+    pub window_seconds: u64,
+    /// The oldest event in the window (RFC 3339, UTC).
+    pub first_at: String,
+    /// The newest event in the window (RFC 3339, UTC).
+    pub last_at: String,
+    /// Failure class → events in the window.
+    pub classes: BTreeMap<String, usize>,
+    /// The newest event.
+    pub latest: Latest,
+}
+
+/// The newest event of an alert's group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Latest {
+    /// The job.
+    pub job_id: String,
+    /// Attempts it made.
+    pub attempts: u32,
+    /// From its first attempt's start to the event, ms.
+    pub elapsed_ms: u64,
+    /// Failure class of its last attempt.
+    pub class: Option<String>,
+    /// Failure code.
+    pub code: Option<String>,
+    /// Upstream named by the failure.
+    pub upstream: Option<String>,
+    /// Why it was dead-lettered.
+    pub reason: String,
+    /// The last error message, secrets redacted, cut to 512 bytes.
+    pub error: String,
+}
+
+#[derive(Debug)]
+struct Group {
+    /// `(at_ms, class)` of the events in the window, oldest first.
+    events: VecDeque<(u64, String)>,
+    /// The newest event.
+    latest: AlertEvent,
+    /// When the alert gathering events is to be sent.
+    due_ms: Option<u64>,
+    /// When the last alert was sent, and its count.
+    last_sent: Option<(u64, usize)>,
+}
+
+/// Groups events into alerts; see the module docs for the rules.
+#[derive(Debug)]
+pub struct Grouper {
+    rules: GroupRules,
+    environment: Option<String>,
+    groups: HashMap<(AlertKind, String, String), Group>,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Grouper {
+    /// A grouper with these rules.
+    #[must_use]
+    pub fn new(rules: GroupRules, environment: Option<String>) -> Grouper {
+        Grouper {
+            rules,
+            environment,
+            groups: HashMap::new(),
+        }
+    }
+
+    /// Takes in one event at time `now_ms`.
+    pub fn observe(&mut self, event: AlertEvent, now_ms: u64) {
+        let key = (event.kind, event.queue.clone(), event.job.clone());
+        let class = event.class.clone().unwrap_or_else(|| "none".into());
+        let at = event.at_ms;
+        let g = self.groups.entry(key).or_insert_with(|| Group {
+            events: VecDeque::new(),
+            latest: event.clone(),
+            due_ms: None,
+            last_sent: None,
+        });
+        g.events.push_back((at, class));
+        if g.events.len() > MAX_EVENTS_PER_GROUP {
+            g.events.pop_front();
+        }
+        g.latest = event;
+        prune(g, now_ms, self.rules.window);
+        if g.due_ms.is_none() && wants_alert(&self.rules, g, now_ms) {
+            g.due_ms = Some(now_ms.saturating_add(ms(self.rules.group_wait)));
+        }
+    }
+
+    /// When the next alert is due, if one is gathering.
+    #[must_use]
+    pub fn next_due(&self) -> Option<u64> {
+        self.groups.values().filter_map(|g| g.due_ms).min()
+    }
+
+    /// The alerts due at `now_ms`.
+    pub fn take_due(&mut self, now_ms: u64) -> Vec<Alert> {
+        self.take(now_ms, false)
+    }
+
+    /// Every alert gathering events, due or not (when the daemon stops).
+    pub fn take_all(&mut self, now_ms: u64) -> Vec<Alert> {
+        self.take(now_ms, true)
+    }
+
+    fn take(&mut self, now_ms: u64, all: bool) -> Vec<Alert> {
+        let mut out = Vec::new();
+        let (rules, environment) = (&self.rules, &self.environment);
+        for g in self.groups.values_mut() {
+            match g.due_ms {
+                Some(due) if all || due <= now_ms => {}
+                _ => continue,
+            }
+            g.due_ms = None;
+            prune(g, now_ms, rules.window);
+            let count = g.events.len();
+            // Events may have left the window while the group waited.
+            if count < rules.threshold as usize {
+                continue;
+            }
+            g.last_sent = Some((now_ms, count));
+            out.push(alert(rules, environment.as_deref(), g, count));
+        }
+        out.sort_by(|a, b| (a.kind, &a.queue, &a.job).cmp(&(b.kind, &b.queue, &b.job)));
+        out
+    }
+}
+
+/// The alert for group `g` with `count` events in the window.
+fn alert(rules: &GroupRules, environment: Option<&str>, g: &Group, count: usize) -> Alert {
+    let e = &g.latest;
+    let mut classes = BTreeMap::new();
+    for (_, class) in &g.events {
+        *classes.entry(class.clone()).or_insert(0) += 1;
+    }
+    let first = g.events.front().map_or(e.at_ms, |(at, _)| *at);
+    let last = g.events.back().map_or(e.at_ms, |(at, _)| *at);
+    let mut error = secrets::redact(&e.message);
+    crate::cut::truncate(&mut error, MAX_MESSAGE);
+    let window = humantime::format_duration(rules.window);
+    let what = match e.kind {
+        AlertKind::DeadLetter => "dead letters",
+        AlertKind::BreakerOpen => "breaker openings",
+    };
+    let summary = format!(
+        "{count} {what} of job type `{}` in queue `{}` within {window}{}",
+        e.job,
+        e.queue,
+        environment
+            .map(|env| format!(" ({env})"))
+            .unwrap_or_default()
+    );
+    Alert {
+        kind: e.kind,
+        summary: secrets::redact(&summary),
+        environment: environment.map(str::to_string),
+        queue: e.queue.clone(),
+        job: e.job.clone(),
+        count,
+        threshold: rules.threshold,
+        window_seconds: rules.window.as_secs(),
+        first_at: rfc3339(first),
+        last_at: rfc3339(last),
+        classes,
+        latest: Latest {
+            job_id: e.job_id.clone(),
+            attempts: e.attempts,
+            elapsed_ms: e.elapsed_ms,
+            class: e.class.clone(),
+            code: e.code.as_deref().map(secrets::redact),
+            upstream: e.upstream.as_deref().map(secrets::redact),
+            reason: e.reason.clone(),
+            error,
+        },
+    }
+}
+
+fn prune(g: &mut Group, now_ms: u64, window: Duration) {
+    let since = now_ms.saturating_sub(ms(window));
+    while matches!(g.events.front(), Some((at, _)) if *at < since) {
+        g.events.pop_front();
+    }
+}
+
+/// Whether a group that is not gathering should start an alert now.
+fn wants_alert(rules: &GroupRules, g: &Group, now_ms: u64) -> bool {
+    let count = g.events.len();
+    if count < rules.threshold as usize {
+        return false;
+    }
+    match g.last_sent {
+        None => true,
+        Some((at, sent)) => {
+            now_ms >= at.saturating_add(ms(rules.cooldown))
+                || count as f64 >= sent as f64 * rules.growth_factor
+        }
+    }
+}
+
+fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: u64 = 60_000;
+
+    fn rules(threshold: u32) -> GroupRules {
+        GroupRules {
+            window: Duration::from_secs(300),
+            threshold,
+            cooldown: Duration::from_secs(900),
+            growth_factor: 2.0,
+            group_wait: Duration::from_secs(10),
+        }
+    }
+
+    fn dead(job: &str, at_ms: u64, message: &str) -> AlertEvent {
+        AlertEvent {
+            kind: AlertKind::DeadLetter,
+            queue: "q".into(),
+            job: job.into(),
+            job_id: format!("{at_ms}-0"),
+            at_ms,
+            class: Some("permanent".into()),
+            code: None,
+            attempts: 1,
+            elapsed_ms: 5,
+            upstream: Some("mailer".into()),
+            reason: "permanent".into(),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn a_burst_makes_one_alert_with_the_count_after_group_wait() {
+        let mut g = Grouper::new(rules(5), Some("prod".into()));
+        let t0 = 1_000_000;
+        for i in 0..20 {
+            g.observe(dead("send", t0 + i * 100, "boom"), t0 + i * 100);
+        }
+        assert_eq!(
+            g.next_due(),
+            Some(t0 + 400 + 10_000),
+            "due group_wait after the 5th"
+        );
+        assert!(g.take_due(t0 + 5_000).is_empty(), "still gathering");
+        let alerts = g.take_due(t0 + 10_400);
+        assert_eq!(alerts.len(), 1);
+        let a = &alerts[0];
+        assert_eq!((a.count, a.job.as_str()), (20, "send"));
+        assert_eq!(a.classes.get("permanent"), Some(&20));
+        assert_eq!(a.latest.job_id, format!("{}-0", t0 + 1900));
+        assert_eq!(a.environment.as_deref(), Some("prod"));
+        assert!(g.take_due(t0 + 20 * MIN).is_empty(), "sent once");
+    }
+
+    #[test]
+    fn below_threshold_nothing_is_sent_and_old_events_leave_the_window() {
+        let mut g = Grouper::new(rules(3), None);
+        g.observe(dead("a", 0, "x"), 0);
+        g.observe(dead("a", MIN, "x"), MIN);
+        // The first left the 5-minute window: still 2 in it.
+        g.observe(dead("a", 6 * MIN, "x"), 6 * MIN);
+        assert_eq!(g.next_due(), None);
+    }
+
+    #[test]
+    fn groups_are_per_job_type() {
+        let mut g = Grouper::new(rules(1), None);
+        g.observe(dead("a", 0, "x"), 0);
+        g.observe(dead("b", 0, "x"), 0);
+        let alerts = g.take_due(10_000);
+        assert_eq!(
+            alerts.iter().map(|a| a.job.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+    }
+
+    #[test]
+    fn the_cooldown_holds_repeats_unless_the_count_doubles() {
+        let mut g = Grouper::new(rules(1), None);
+        g.observe(dead("a", 0, "x"), 0);
+        g.observe(dead("a", 1, "x"), 1);
+        assert_eq!(g.take_due(10_001).len(), 1, "first alert: count 2");
+        g.observe(dead("a", 20_000, "x"), 20_000);
+        g.observe(dead("a", 20_001, "x"), 20_001);
+        assert_eq!(g.next_due(), Some(30_001), "4 = 2 x 2: the count doubled");
+        assert_eq!(g.take_due(30_001)[0].count, 4);
+        g.observe(dead("a", 40_000, "x"), 40_000);
+        assert_eq!(g.next_due(), None, "5 < 8 within the cooldown");
+        // After the cooldown (15 min), any new event alerts again.
+        g.observe(dead("a", 16 * MIN, "x"), 16 * MIN);
+        assert!(g.next_due().is_some());
+    }
+
+    #[test]
+    fn take_all_sends_what_is_still_gathering() {
+        let mut g = Grouper::new(rules(1), None);
+        g.observe(dead("a", 0, "x"), 0);
+        assert_eq!(g.take_all(1).len(), 1);
+        assert_eq!(g.next_due(), None);
+    }
+
+    #[test]
+    fn known_secrets_never_reach_an_alert_and_long_errors_are_cut() {
+        secrets::register("tok-3f9a77e1c2");
+        let mut g = Grouper::new(rules(1), None);
+        let long = "y".repeat(2000);
+        g.observe(
+            dead("a", 0, &format!("auth tok-3f9a77e1c2 refused {long}")),
+            0,
+        );
+        let a = &g.take_due(10_000)[0];
+        let body = serde_json::to_string(a).unwrap();
+        assert!(!body.contains("tok-3f9a77e1c2"), "{body}");
+        assert!(
+            a.latest.error.starts_with("auth [redacted] refused"),
+            "{}",
+            a.latest.error
+        );
+        assert!(a.latest.error.len() < 600);
+    }
+}

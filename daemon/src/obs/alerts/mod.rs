@@ -1,0 +1,286 @@
+//! Alerts: events (a job was dead-lettered, a circuit breaker opened) go
+//! through a bounded channel to one task that groups them per kind, queue
+//! and job type, and POSTs one JSON body per group to every webhook.
+//!
+//! ```text
+//! callers ──raise(event)──► [bounded channel] ──► Grouper ──Alert──► webhook (retries, backoff)
+//!            (never waits: full = dropped and counted)
+//! ```
+//!
+//! Grouping, per `(kind, queue, job)`:
+//! - events are counted in a sliding `window`;
+//! - once `threshold` events fall in it, the group waits `group_wait` for
+//!   more (a burst of 20 dead letters makes one alert, not 20), then sends
+//!   one alert with the count at that moment;
+//! - after that, the group stays quiet for `cooldown`, unless its count
+//!   reached `growth_factor` times the count last sent.
+//!
+//! The [`Grouper`] (`group.rs`) is pure (time is passed in), so its rules
+//! are unit-tested without clocks or sockets; `webhook.rs` sends.
+
+mod group;
+mod webhook;
+
+pub use group::{Alert, Grouper, Latest};
+pub use webhook::Webhook;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::clock::now_ms;
+use crate::config::observability::AlertsConfig;
+use crate::job::{DeadReason, Outcome};
+use crate::obs::events::{AlertDropped, AlertUnsent};
+use crate::transition::Completion;
+use webhook::http_client;
+
+/// Alert events waiting for the alert task; past this, events are dropped
+/// (and counted) rather than slowing down job processing.
+pub const CHANNEL_SIZE: usize = 4096;
+/// How long a stopping daemon waits for alerts still being delivered.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What an alert is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AlertKind {
+    /// Jobs were moved to the dead-letter stream.
+    DeadLetter,
+    /// A circuit breaker opened.
+    BreakerOpen,
+}
+
+impl AlertKind {
+    /// Every kind (their names are [`crate::obs::metrics::ALERT_KINDS`]).
+    pub const ALL: [AlertKind; 2] = [AlertKind::DeadLetter, AlertKind::BreakerOpen];
+
+    /// The snake_case name used in alert bodies, logs and labels.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::DeadLetter => "dead_letter",
+            AlertKind::BreakerOpen => "breaker_open",
+        }
+    }
+}
+
+/// One thing worth alerting on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertEvent {
+    /// What happened.
+    pub kind: AlertKind,
+    /// The queue.
+    pub queue: String,
+    /// The job type, as a metrics label (configured or `unknown`).
+    pub job: String,
+    /// The job concerned.
+    pub job_id: String,
+    /// When it happened, Unix ms.
+    pub at_ms: u64,
+    /// Failure class of the last attempt, if one ran.
+    pub class: Option<String>,
+    /// Failure code of the last attempt.
+    pub code: Option<String>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// From the first attempt's start to now, ms.
+    pub elapsed_ms: u64,
+    /// The upstream the last failure named.
+    pub upstream: Option<String>,
+    /// Why (for a dead letter, its reason).
+    pub reason: String,
+    /// The last error message (not redacted yet).
+    pub message: String,
+}
+
+impl AlertEvent {
+    /// The event for a completion that dead-lettered its job.
+    #[must_use]
+    pub fn dead_letter(queue: &str, job_label: &str, c: &Completion, reason: DeadReason) -> Self {
+        let (class, code, upstream, message) = match c.outcome() {
+            Outcome::Failure(f) => (
+                Some(f.class.as_str().to_string()),
+                f.code.clone(),
+                f.upstream.clone(),
+                f.message.clone(),
+            ),
+            Outcome::Success(_) => (None, None, None, String::new()),
+        };
+        AlertEvent {
+            kind: AlertKind::DeadLetter,
+            queue: queue.to_string(),
+            job: job_label.to_string(),
+            job_id: c.job_id().to_string(),
+            at_ms: c.finished_ms(),
+            class,
+            code,
+            attempts: c.attempt(),
+            elapsed_ms: if c.first_at_ms() > 0 {
+                c.finished_ms().saturating_sub(c.first_at_ms())
+            } else {
+                0
+            },
+            upstream,
+            reason: reason.as_str().to_string(),
+            message,
+        }
+    }
+}
+
+impl AlertEvent {
+    /// Upstream `upstream`'s circuit breaker opened; `c` is the completion
+    /// whose failure tipped it.
+    #[must_use]
+    pub fn breaker_open(queue: &str, job_label: &str, upstream: &str, c: &Completion) -> Self {
+        let mut e = AlertEvent::dead_letter(queue, job_label, c, DeadReason::AttemptsExhausted);
+        e.kind = AlertKind::BreakerOpen;
+        e.upstream = Some(upstream.to_string());
+        e.reason = format!("circuit breaker of upstream `{upstream}` opened");
+        e
+    }
+}
+
+static SENDER: OnceLock<mpsc::Sender<AlertEvent>> = OnceLock::new();
+
+/// Hands an event to the alert task without waiting. When the task is
+/// behind and its queue is full, the event is dropped, counted in
+/// `ward_alerts_dropped_total` and logged. Before [`start`], does nothing.
+pub fn raise(event: AlertEvent) {
+    let Some(tx) = SENDER.get() else { return };
+    if let Err(mpsc::error::TrySendError::Full(e)) = tx.try_send(event) {
+        AlertDropped {
+            kind: e.kind.as_str(),
+            queue: &e.queue,
+            job: &e.job,
+        }
+        .emit();
+    }
+}
+
+/// The running alert task.
+#[derive(Debug)]
+pub struct AlertTask {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Reads the webhooks' secrets and starts the alert task (once per process).
+///
+/// # Errors
+/// A webhook whose secret is missing or whose values are not valid.
+pub fn start(cfg: &AlertsConfig) -> Result<AlertTask, String> {
+    let client = http_client();
+    let mut sinks = Vec::new();
+    for (i, hook) in cfg.webhooks.iter().enumerate() {
+        sinks.push(
+            Webhook::resolve(hook, &client)
+                .map_err(|e| format!("[[alerts.webhook]] #{}: {e}", i + 1))?,
+        );
+    }
+    let (tx, rx) = mpsc::channel(CHANNEL_SIZE);
+    if SENDER.set(tx).is_err() {
+        tracing::warn!("alerts were started twice in one process; the first start is used");
+    }
+    let (stop, stop_rx) = watch::channel(false);
+    let grouper = Grouper::new(cfg.rules, cfg.environment.clone());
+    let task = tokio::spawn(run(rx, grouper, sinks.into(), stop_rx));
+    Ok(AlertTask { stop, task })
+}
+
+impl AlertTask {
+    /// Sends what is still gathering and waits (at most 10 s) for deliveries
+    /// under way.
+    pub async fn finish(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn run(
+    mut rx: mpsc::Receiver<AlertEvent>,
+    mut grouper: Grouper,
+    sinks: Arc<[Webhook]>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut sending = JoinSet::new();
+    loop {
+        while sending.try_join_next().is_some() {}
+        let wait = grouper.next_due().map_or(Duration::from_secs(3600), |due| {
+            Duration::from_millis(due.saturating_sub(now_ms()))
+        });
+        tokio::select! {
+            event = rx.recv() => match event {
+                Some(e) => grouper.observe(e, now_ms()),
+                None => break,
+            },
+            () = tokio::time::sleep(wait) => {
+                for alert in grouper.take_due(now_ms()) {
+                    dispatch(&mut sending, &sinks, &alert);
+                }
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    // Stopping: what arrived and every group still gathering goes out now.
+    while let Ok(e) = rx.try_recv() {
+        grouper.observe(e, now_ms());
+    }
+    for alert in grouper.take_all(now_ms()) {
+        dispatch(&mut sending, &sinks, &alert);
+    }
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while sending.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            alerts = sending.len(),
+            "stopping with alert deliveries still retrying; they are abandoned"
+        );
+    }
+}
+
+fn dispatch(sending: &mut JoinSet<()>, sinks: &Arc<[Webhook]>, alert: &Alert) {
+    let body = match serde_json::to_vec(alert) {
+        Ok(b) => Bytes::from(b),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serialize an alert");
+            return;
+        }
+    };
+    if sinks.is_empty() {
+        AlertUnsent {
+            body: &String::from_utf8_lossy(&body),
+            kind: alert.kind.as_str(),
+        }
+        .emit();
+        return;
+    }
+    for sink in sinks.iter() {
+        sending.spawn(sink.clone().deliver(
+            body.clone(),
+            alert.kind,
+            alert.queue.clone(),
+            alert.job.clone(),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_preregistered_under_its_name() {
+        assert_eq!(
+            AlertKind::ALL.map(AlertKind::as_str),
+            crate::obs::metrics::ALERT_KINDS
+        );
+    }
+}

@@ -1,0 +1,219 @@
+//! What an attempt's instance sees of the host: its WASI context (made on
+//! first use), outbound HTTP hooks, the memory limiter, and the
+//! `ward:plugin/host` imports (log, checkpoint, secret).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::bindings::ward::plugin::{host, types as wit};
+use super::secrets::{redact, redact_cut};
+use super::{MAX_CHECKPOINT, Sandbox, http, output};
+use crate::cut::truncate;
+use crate::obs::logging::AttemptIdent;
+
+/// Memory limiter that remembers whether it refused a growth, so the trap
+/// that follows can be reported as `memory` rather than a generic crash.
+pub(super) struct MemoryLimiter {
+    max: usize,
+    /// A growth was refused.
+    pub(super) hit: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let ok = desired <= self.max;
+        self.hit |= !ok;
+        Ok(ok)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables hold function references; a million is far past any real plugin.
+        let ok = desired <= 1_000_000;
+        self.hit |= !ok;
+        Ok(ok)
+    }
+}
+
+/// Per-attempt host state: the sandbox's WASI context and what the plugin
+/// hands back through `ward:plugin/host`.
+///
+/// Most plugins never touch WASI, HTTP or the log, and setting those up
+/// (a seeded random generator, output captures, a span) costs more than
+/// running a small plugin, so each is made on first use.
+pub struct HostState {
+    wasi: Option<Wasi>,
+    table: ResourceTable,
+    http_ctx: WasiHttpCtx,
+    http_hooks: Option<http::Hooks>,
+    http_policy: Arc<http::HttpPolicy>,
+    pub(super) limiter: MemoryLimiter,
+    pub(super) deadline: Instant,
+    pub(super) timed_out: bool,
+    ident: AttemptIdent,
+    span: Option<tracing::Span>,
+    pub(super) checkpoint: Option<Vec<u8>>,
+    secrets: Arc<BTreeMap<String, String>>,
+    output_limit: usize,
+}
+
+/// The WASI context of an attempt and the captures of its output.
+struct Wasi {
+    ctx: WasiCtx,
+    stdout: output::CappedOutput,
+    stderr: output::CappedOutput,
+}
+
+impl HostState {
+    pub(super) fn new(ident: AttemptIdent, sandbox: &Sandbox, deadline: Instant) -> HostState {
+        HostState {
+            wasi: None,
+            table: ResourceTable::new(),
+            http_ctx: WasiHttpCtx::new(),
+            http_hooks: None,
+            http_policy: sandbox.http.clone(),
+            limiter: MemoryLimiter {
+                max: sandbox.memory,
+                hit: false,
+            },
+            deadline,
+            timed_out: false,
+            ident,
+            span: None,
+            checkpoint: None,
+            secrets: sandbox.secrets.clone(),
+            output_limit: sandbox.output_limit,
+        }
+    }
+
+    /// The attempt's span, made the first time the attempt logs.
+    fn span(&mut self) -> tracing::Span {
+        self.span.get_or_insert_with(|| self.ident.span()).clone()
+    }
+
+    /// Writes what the plugin printed to the daemon's log, tagged with the
+    /// job id, bounded, secrets redacted.
+    pub(super) fn log_output(&mut self, sandbox: &Sandbox) {
+        let Some(wasi) = &self.wasi else { return };
+        let captured = [
+            ("stdout", wasi.stdout.take()),
+            ("stderr", wasi.stderr.take()),
+        ];
+        for (stream, (bytes, dropped)) in captured {
+            if bytes.is_empty() && dropped == 0 {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            let text = if dropped > 0 {
+                redact_cut(&text, &sandbox.secrets)
+            } else {
+                sandbox.redact(&text)
+            };
+            let span = self.span();
+            let _entered = span.enter();
+            tracing::info!(
+                target: "ward::plugin", job_id = %self.ident.job_id, job = %self.ident.job, stream,
+                dropped_bytes = dropped, "{}", text.trim_end()
+            );
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        let limit = self.output_limit;
+        let wasi = self.wasi.get_or_insert_with(|| {
+            let stdout = output::CappedOutput::new(limit);
+            let stderr = output::CappedOutput::new(limit);
+            // No preopens, no env, no args, no sockets: the sandbox starts
+            // with nothing but clocks, randomness and captured output.
+            let ctx = WasiCtx::builder()
+                .stdout(stdout.clone())
+                .stderr(stderr.clone())
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .build();
+            Wasi {
+                ctx,
+                stdout,
+                stderr,
+            }
+        });
+        WasiCtxView {
+            ctx: &mut wasi.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: self.http_hooks.get_or_insert_with(|| {
+                http::Hooks::new(self.http_policy.clone(), self.ident.job_id.clone())
+            }),
+        }
+    }
+}
+
+impl wit::Host for HostState {}
+
+impl host::Host for HostState {
+    fn log(&mut self, level: host::Level, message: String) {
+        let mut message = redact(&message, &self.secrets);
+        truncate(&mut message, 4096);
+        let span = self.span();
+        let _entered = span.enter();
+        let (id, job) = (&self.ident.job_id, &self.ident.job);
+        match level {
+            host::Level::Trace => {
+                tracing::trace!(target: "ward::plugin", job_id = %id, job = %job, "{message}")
+            }
+            host::Level::Debug => {
+                tracing::debug!(target: "ward::plugin", job_id = %id, job = %job, "{message}")
+            }
+            host::Level::Info => {
+                tracing::info!(target: "ward::plugin", job_id = %id, job = %job, "{message}")
+            }
+            host::Level::Warn => {
+                tracing::warn!(target: "ward::plugin", job_id = %id, job = %job, "{message}")
+            }
+            host::Level::Error => {
+                tracing::error!(target: "ward::plugin", job_id = %id, job = %job, "{message}")
+            }
+        }
+    }
+
+    fn save_checkpoint(&mut self, data: Vec<u8>) {
+        if data.len() > MAX_CHECKPOINT {
+            let span = self.span();
+            let _entered = span.enter();
+            tracing::warn!(job_id = %self.ident.job_id, size = data.len(), max = MAX_CHECKPOINT, "checkpoint too large; ignored");
+            return;
+        }
+        self.checkpoint = Some(data);
+    }
+
+    fn secret(&mut self, name: String) -> Option<String> {
+        // Only names granted to this job type in its `secrets` list exist here.
+        self.secrets.get(&name).cloned()
+    }
+}
