@@ -2,6 +2,7 @@
 //! producer, a careless operator and a failing Redis would (issue 14). Each
 //! runs the real `ward` binary against a redis-server of its own.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use ward_testkit::*;
@@ -464,5 +465,101 @@ fn a_busy_daemon_does_not_mistake_its_own_recorded_deliveries_for_stolen_ones() 
     assert_eq!(
         stolen, 0,
         "no false alarms while the heartbeat races the completer"
+    );
+}
+
+/// A small deterministic generator (xorshift64*), so a failing run can be
+/// repeated from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn pick<'a, T>(&mut self, from: &'a [T]) -> &'a T {
+        &from[usize::try_from(self.next() % from.len() as u64).unwrap()]
+    }
+}
+
+#[test]
+fn random_fields_on_the_stream_never_stop_the_daemon_recording_the_other_jobs() {
+    const SEED: u64 = 0x5eed_2026_1201;
+    let names: [&[u8]; 18] = [
+        b"job",
+        b"payload",
+        b"id",
+        b"attempt",
+        b"first_at",
+        b"lease_expiries",
+        b"last_delay_ms",
+        b"checkpoint",
+        b"idempotency_key",
+        b"ward:id",
+        b"ward:attempt",
+        b"ward:lease_expiries",
+        b"ward:first_at",
+        b"ward:checkpoint",
+        b"",
+        b"\xff\xfe",
+        b"x:id",
+        b"order_id",
+    ];
+    let huge = vec![b'z'; 100_000];
+    let values: [&[u8]; 14] = [
+        b"",
+        b"noop",
+        b"flaky",
+        b"0",
+        b"1",
+        b"-1",
+        b"4294967295",
+        b"18446744073709551615",
+        b"1e309",
+        b"NaN",
+        b"\xff\x00\xfe",
+        b"ward:{q}:job:x",
+        b"{}",
+        &huge,
+    ];
+    let redis = Redis::start();
+    let ward_proc = Ward::start(&config(&redis, 8, &jobs())).ready();
+    let mut rng = Rng(SEED);
+    let mut con = redis.con();
+    let mut good = Vec::new();
+    for n in 0..400 {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg("ward:{q}:jobs").arg("*");
+        if n % 4 == 0 {
+            cmd.arg("job").arg("noop").arg("payload").arg("{}");
+            good.push(cmd.query::<String>(&mut con).unwrap());
+            continue;
+        }
+        for _ in 0..1 + rng.next() % 6 {
+            cmd.arg(*rng.pick(&names)).arg(*rng.pick(&values));
+        }
+        let _: String = cmd.query(&mut con).unwrap();
+    }
+    for id in &good {
+        let s = wait_final(&redis, id, WAIT);
+        assert_eq!(s["state"], "succeeded", "seed {SEED:#x}: {s}");
+    }
+    wait_for(WAIT, "every entry delivered and recorded", || {
+        let lag: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg("ward:{q}:jobs")
+            .query(&mut con)
+            .unwrap();
+        let n = |k: &str| lag[0].get(k).cloned();
+        n("pending") == Some(redis::Value::Int(0)) && n("lag") == Some(redis::Value::Int(0))
+    });
+    let mut ward_proc = ward_proc;
+    assert!(
+        ward_proc.is_running(),
+        "seed {SEED:#x}: {}",
+        ward_proc.logs()
     );
 }

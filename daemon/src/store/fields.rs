@@ -317,4 +317,36 @@ mod tests {
         assert_eq!((j.id.as_str(), j.attempt), ("d1700000000000-3", 2));
         assert_eq!(j.first_at, Some(1_700_000_000_001));
     }
+
+    #[test]
+    fn a_plain_xadd_entry_is_a_first_attempt_with_its_bytes_and_fields() {
+        let j = Delivery {
+            entry_id: "1-0".into(),
+            fields: vec![
+                (b"job".to_vec(), b"send".to_vec()),
+                (b"payload".to_vec(), b"\xff\x00".to_vec()),
+                (b"user_id".to_vec(), b"7".to_vec()),
+            ],
+        }
+        .parse()
+        .unwrap();
+        assert_eq!((j.id.as_str(), j.attempt), ("1-0", 1));
+        assert_eq!(j.payload, b"\xff\x00");
+        assert_eq!(j.extra, vec![("user_id".to_string(), b"7".to_vec())]);
+    }
+
+    #[test]
+    fn entries_without_a_job_are_malformed_and_keep_their_fields() {
+        let m = parse_fields(&[("payload", "p"), ("order_id", "9")]).unwrap_err();
+        assert!(m.why.contains("no `job` field"), "{}", m.why);
+        assert_eq!(m.payload, b"p");
+        assert_eq!(m.extra, vec![("order_id".to_string(), b"9".to_vec())]);
+    }
+
+    #[test]
+    fn a_bad_attempt_number_on_wards_own_entry_is_malformed() {
+        let m = parse_fields(&[("job", "a"), ("ward:id", "1-0"), ("ward:attempt", "zero")])
+            .unwrap_err();
+        assert!(m.why.contains("`ward:attempt`"), "{}", m.why);
+    }
 }
