@@ -3,30 +3,55 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: the TOML file, raw → validated, every problem reported at once.
-//! - [`job`]: the words of the domain as types (states, classes, failures).
+//! The domain, pure (no Redis, no wasm, no I/O):
+//! - [`job`]: the words of the domain as types: an entry read as a job
+//!   ([`job::JobEntry`]), states, failure classes, dead-letter reasons.
+//! - [`transition`]: what follows an attempt ([`transition::Transition`]:
+//!   succeed, retry, defer, dead-letter, duplicate) and the
+//!   [`transition::Completion`] that carries it to be recorded.
+//! - [`policy`]: the pure decision after an attempt (backoff, budgets).
+//! - [`redact`]: what a dead-letter entry may show of a payload.
+//! - [`schedule`]: cron fire times and their keys.
+//!
+//! Leaves every module may use (they import nothing from the crate):
+//! [`clock`] (Unix ms), [`cut`] (bounded text), [`digest`] (sha256),
+//! [`secret`] (reading secrets, the `[redacted]` marker), [`text`] (time
+//! formatting), [`backoff`] (the retry delay every loop shares).
+//!
+//! The parts that talk to the world:
+//! - [`config`]: the TOML file, raw → validated by section, every problem
+//!   reported at once with file and line; every default in
+//!   [`config::defaults`].
+//! - [`store`]: the only module that speaks Redis: a [`store::Store`] and a
+//!   per-queue [`store::Queue`], one file per concern, every Lua script in
+//!   `store/lua/` (the APPLY argument layout is a type, checked against the
+//!   script by a test).
 //! - [`runtime`]: wasmtime: engine, pooling, epoch deadlines, one compiled
 //!   component per plugin, a fresh instance per attempt, the host imports.
-//! - [`policy`]: the pure decision after an attempt (ack, retry, dead-letter).
-//! - [`redact`]: what a dead-letter entry may show of a payload (secrets
-//!   redacted, oversized payloads replaced by a marker); pure.
-//! - [`queue`]: every Redis operation, each one command or one Lua script.
-//! - [`worker`]: the daemon loop that ties them together.
+//! - [`worker`]: the daemon: the reader → attempt → completer path of each
+//!   queue, and its background loops as services in `worker/services/`
+//!   (heartbeat, reclaim, promote, retention, consumer sweep, function
+//!   check, breakers, schedules), all stopped by one shutdown signal.
 //! - [`breaker`]: circuit breakers per upstream, shared through Redis.
-//! - [`schedule`]: `[[schedule]]`, jobs enqueued on a cron schedule, once
-//!   per fire time however many daemons run.
-//! - [`obs`]: metrics, health endpoints, log spans and alerts.
-//! - [`cli`]: the `ward` command.
-//! - [`dlq`]: the dead-letter stream as operators use it (`ward dlq list`,
-//!   `show`, `requeue`, `discard`).
+//! - [`obs`]: metrics, health endpoints, log spans and alerts; its events
+//!   only log and count.
+//! - [`dlq`]: the dead-letter stream's logic (listing, filters, paging,
+//!   requeue and discard); prints nothing.
+//! - [`cli`]: the `ward` command, one file per subcommand.
+//!
+//! Imports go one way: `cli` → `worker` → `store`/`runtime`/`obs` →
+//! `config` → the domain and the leaves; nothing imports back up.
 //!
 //! # One job's way through
 //!
 //! `XADD ward:{Q}:jobs` → [`store::Queue::lease_batch`] (a blocking
-//! `XREADGROUP` sized to free slots) → [`store::Delivery::parse`] →
-//! [`runtime::Plugin::run`] (fresh instance, deadline) → [`policy::decide`]
-//! → [`store::Queue::apply`] (one script per batch: ack and record, re-enqueue
-//! as the next attempt, or move to `ward:{Q}:dead`).
+//! `XREADGROUP` sized to free slots, in `worker/reader.rs`) →
+//! [`store::Delivery::parse`] (see [`store::fields`] for whose fields are
+//! whose) → triage (idempotency keys, open breakers, job types without a
+//! plugin) → [`runtime::Plugin::run`] (fresh instance, deadline) →
+//! [`policy::decide`] → a [`transition::Completion`] →
+//! [`store::Queue::apply`] in the completer (one script per batch: ack and
+//! record, re-enqueue as the next attempt, or move to `ward:{Q}:dead`).
 
 pub mod backoff;
 pub mod breaker;

@@ -4,7 +4,7 @@
 //! Everything wasmtime-specific lives here, so the rest of the daemon sees a
 //! plugin as "bytes in, [`Outcome`] out". The expensive work (compiling,
 //! type-checking imports and exports) happens once in [`Runtime::load`]; an
-//! attempt only creates a [`Store`], instantiates from the [`InstancePre`]
+//! attempt only creates a [`Store`], instantiates from the `InstancePre`
 //! (cheap with the pooling allocator) and calls `handle`.
 //!
 //! Limits ([`Sandbox`], per job type): a wall-clock deadline enforced by
@@ -15,7 +15,7 @@
 //!
 //! Capabilities: no files, environment, arguments or sockets; clocks and
 //! randomness; outbound HTTP through `wasi:http` to the allow-list only
-//! ([`http`]); `host.secret` for the names the job type was granted.
+//! (`runtime/http.rs`); `host.secret` for the names the job type was granted.
 
 mod http;
 mod output;

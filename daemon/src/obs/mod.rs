@@ -17,7 +17,7 @@
 //! [`start`] runs first in [`crate::worker::run`] (so `/healthz` answers
 //! while plugins compile and Redis is awaited). The worker then calls, one
 //! line per event: [`Obs::plugins_loaded`], [`Obs::sampler`] per queue,
-//! [`logging::attempt_span`] around each attempt, [`events::InFlight`] and
+//! the attempt span ([`logging::AttemptIdent`]) around each attempt, [`events::InFlight`] and
 //! [`events::AttemptFinished`] in the attempt, [`recorded`] after each
 //! applied batch, [`Obs::stopping`] on shutdown and [`Obs::finish`] last.
 
