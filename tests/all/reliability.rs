@@ -563,3 +563,31 @@ fn random_fields_on_the_stream_never_stop_the_daemon_recording_the_other_jobs() 
         ward_proc.logs()
     );
 }
+
+#[test]
+fn a_payload_over_the_queues_max_payload_is_dead_lettered_without_running() {
+    let redis = Redis::start();
+    let _ward = Ward::start(&config_full(
+        &redis,
+        "concurrency = 2\nmax_payload = \"1KiB\"",
+        FAST_RETRY,
+        &jobs(),
+    ))
+    .ready();
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(2000));
+    let over = xadd(&redis, "noop", &big, &[]);
+    let under = xadd(&redis, "noop", "{}", &[]);
+    let s = wait_final(&redis, &over, WAIT);
+    assert_eq!(
+        (s["state"].as_str(), s["attempts"].as_u64()),
+        (Some("dead"), Some(0)),
+        "never ran: {s}"
+    );
+    let d = dead_letter_of(&redis, &over);
+    assert_eq!(text(&d, "code"), "payload-too-large");
+    assert!(
+        text(&d, "message").contains("over the queue's max_payload of 1024 bytes"),
+        "{d:?}"
+    );
+    assert_eq!(wait_final(&redis, &under, WAIT)["state"], "succeeded");
+}

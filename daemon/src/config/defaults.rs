@@ -33,6 +33,10 @@ pub const MAX_THREADS: i64 = 1024;
 /// How often the daemon applies a queue's dead-letter retention when
 /// `[[queue]] dead_trim_interval` is not given.
 pub const DEFAULT_DEAD_TRIM_INTERVAL: Duration = Duration::from_secs(30);
+/// Largest payload a job may carry when `[[queue]] max_payload` is not given.
+pub const DEFAULT_MAX_PAYLOAD: usize = 8 << 20;
+/// Largest `max_payload` (Redis' largest string).
+pub const MAX_MAX_PAYLOAD: usize = 512 << 20;
 /// How long the record of a succeeded job is kept when `[[queue]]
 /// succeeded_ttl` is not given. Short, because the records held are this
 /// times the throughput (~330 bytes each): 15 min at 1,000 jobs/s is

@@ -168,6 +168,9 @@ pub struct RawQueue {
     /// Largest payload (bytes) copied into a dead-letter entry; a larger one
     /// is replaced by a marker (the job record keeps it).
     pub dead_payload_max: Option<Spanned<i64>>,
+    /// Largest payload a job may carry (`"8MiB"`); an entry over it is
+    /// dead-lettered without running.
+    pub max_payload: Option<Spanned<String>>,
 }
 
 /// `[[job]]`

@@ -84,6 +84,9 @@ pub struct QueueConfig {
     pub jobs: BTreeMap<String, JobConfig>,
     /// What happens to this queue's dead letters.
     pub dead: DeadLetterConfig,
+    /// `max_payload`: an entry whose payload is larger is dead-lettered
+    /// without running (its plugin never sees it).
+    pub max_payload: usize,
 }
 
 /// A queue's dead-letter settings: retention and how much payload to copy.

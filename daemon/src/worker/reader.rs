@@ -316,6 +316,7 @@ impl Reader {
             &self.jobs,
             deliveries,
             self.breakers.as_deref(),
+            self.cfg.max_payload,
         )
         .await;
         for work in works {

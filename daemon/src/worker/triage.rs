@@ -36,6 +36,7 @@ pub(crate) async fn triage(
     jobs: &HashMap<String, Arc<JobType>>,
     deliveries: Vec<Delivery>,
     breakers: Option<&Breakers>,
+    max_payload: usize,
 ) -> Vec<Work> {
     let queue_name = builder.queue;
     let mut out = Vec::with_capacity(deliveries.len());
@@ -43,6 +44,9 @@ pub(crate) async fn triage(
     for d in deliveries {
         match d.parse() {
             Err(m) => out.push(Work::Record(malformed(builder, m))),
+            Ok(entry) if entry.payload.len() > max_payload => {
+                out.push(Work::Record(too_large(builder, entry, max_payload)));
+            }
             Ok(entry) => match jobs.get(&entry.job) {
                 None => out.push(Work::Record(no_plugin(builder, jobs, entry))),
                 Some(jt) => match held_back(breakers, jt) {
@@ -230,6 +234,18 @@ pub(crate) fn malformed(builder: Builder<'_>, m: Malformed) -> Completion {
         extra: m.extra,
     };
     builder.unrunnable(entry, m.why, "malformed-entry", DeadReason::Malformed)
+}
+
+/// An entry whose payload is over the queue's `max_payload`: dead-lettered
+/// without running, so no plugin instance ever holds it. The record keeps
+/// the job type and payload, so it can be requeued once the limit is raised.
+fn too_large(builder: Builder<'_>, entry: JobEntry, max: usize) -> Completion {
+    let why = format!(
+        "the payload is {} bytes, over the queue's max_payload of {max} bytes; raise [[queue]] max_payload or send a smaller payload (e.g. a reference to the data)",
+        entry.payload.len()
+    );
+    tracing::warn!(queue = %builder.queue, job_id = %entry.id, job = %entry.job, why = %why, "payload too large; dead-lettering it");
+    builder.unrunnable(entry, why, "payload-too-large", DeadReason::Malformed)
 }
 
 fn no_plugin(

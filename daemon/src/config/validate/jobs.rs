@@ -180,7 +180,7 @@ pub fn check_plugin_file(path: &Path) -> Result<(), String> {
 }
 
 /// A size key (`"64MiB"`) within `range` bytes; `key` names it in messages.
-fn size(
+pub(super) fn size(
     raw: Option<&Spanned<String>>,
     default: usize,
     range: std::ops::RangeInclusive<usize>,

@@ -8,8 +8,8 @@ use toml::Spanned;
 
 use super::checked;
 use crate::config::defaults::{
-    DEFAULT_CONCURRENCY, DEFAULT_DEAD_PAYLOAD_MAX, DEFAULT_LEASE, MAX_CONCURRENCY, MIN_LEASE,
-    SUCCEEDED_TTL,
+    DEFAULT_CONCURRENCY, DEFAULT_DEAD_PAYLOAD_MAX, DEFAULT_LEASE, DEFAULT_MAX_PAYLOAD,
+    MAX_CONCURRENCY, MAX_MAX_PAYLOAD, MIN_LEASE, SUCCEEDED_TTL,
 };
 use crate::config::raw::RawQueue;
 use crate::config::{DeadLetterConfig, QueueConfig};
@@ -59,7 +59,15 @@ pub(super) fn queues(
                 )
             })
         });
+        let max_payload = super::jobs::size(
+            q.max_payload.as_ref(),
+            DEFAULT_MAX_PAYLOAD,
+            1..=MAX_MAX_PAYLOAD,
+            &format!("queue `{name}`: max_payload"),
+            problem,
+        );
         queues.push(QueueConfig {
+            max_payload,
             name,
             concurrency,
             lease,
