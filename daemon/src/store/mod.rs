@@ -56,6 +56,7 @@ mod memory;
 mod reply;
 mod sample;
 mod script;
+mod wake;
 
 pub use breakers::{BreakerState, BreakerUpdate};
 pub use connect::{Store, client, connect, redacted_url, trust_ca};
@@ -67,6 +68,7 @@ pub use jobs::{JobStatus, LastError};
 pub use keys::Keys;
 pub use memory::Memory;
 pub use sample::QueueSample;
+pub use wake::{Connection, Wake};
 
 /// The consumer group every Ward daemon of a queue joins.
 pub const GROUP: &str = "ward";

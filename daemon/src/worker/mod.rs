@@ -282,7 +282,7 @@ async fn functions_loaded(q: &Queue) -> anyhow::Result<()> {
     }
 }
 
-async fn connect_with_backoff(url: &str, shown: &str) -> redis::aio::ConnectionManager {
+async fn connect_with_backoff(url: &str, shown: &str) -> store::Connection {
     let mut backoff = CONNECT_RETRY;
     loop {
         match store::connect(url, BLOCK).await {

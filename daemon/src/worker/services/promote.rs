@@ -2,10 +2,8 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
-
 use crate::backoff::Backoff;
-use crate::store::{self, Queue};
+use crate::store::{Queue, Wake};
 
 use super::Service;
 use crate::worker::shutdown::Shutdown;
@@ -34,11 +32,11 @@ pub(crate) struct Promote {
 impl Service for Promote {
     async fn run(self, mut stop: Shutdown) {
         let queue = &self.queue;
-        let mut wake: Option<redis::aio::PubSub> = None;
+        let mut wake: Option<Wake> = None;
         let mut backoff = RETRY;
         while !stop.is_shutdown() {
             if wake.is_none() {
-                wake = subscribe(&self.url, &queue.keys.wake).await;
+                wake = subscribe(&self.url, queue).await;
             }
             let sleep_for = match queue.promote_due(MAX_PROMOTE).await {
                 Ok(p) => {
@@ -70,7 +68,7 @@ impl Service for Promote {
             let lost_wake = {
                 let message = async {
                     match wake.as_mut() {
-                        Some(ps) => ps.on_message().next().await.is_none(),
+                        Some(w) => !w.next().await,
                         None => std::future::pending().await,
                     }
                 };
@@ -87,18 +85,13 @@ impl Service for Promote {
     }
 }
 
-/// A pub/sub connection subscribed to `channel`, or `None` (said in a
-/// warning) when Redis refuses; the promoter then looks every second.
-async fn subscribe(url: &str, channel: &str) -> Option<redis::aio::PubSub> {
-    let attempt = async {
-        let mut ps = store::client(url)?.get_async_pubsub().await?;
-        ps.subscribe(channel).await?;
-        Ok::<_, redis::RedisError>(ps)
-    };
-    match attempt.await {
-        Ok(ps) => Some(ps),
+/// The queue's wake-ups, or `None` (said in a warning) when Redis refuses;
+/// the promoter then looks every second.
+async fn subscribe(url: &str, queue: &Queue) -> Option<Wake> {
+    match Wake::subscribe(url, &queue.keys).await {
+        Ok(w) => Some(w),
         Err(e) => {
-            tracing::warn!(channel, error = %e, "cannot subscribe to wake-ups; delayed jobs may start up to 1s late");
+            tracing::warn!(queue = %queue.keys.queue, error = %e, "cannot subscribe to wake-ups; delayed jobs may start up to 1s late");
             None
         }
     }

@@ -1,0 +1,33 @@
+//! Wake-ups: the pub/sub channel `ward:{Q}:wake` on which every new due time
+//! of a delayed job is published, so the promoter need not poll.
+
+use futures_util::StreamExt as _;
+
+use super::{Keys, QueueError, client};
+
+/// A subscription to one queue's wake-ups, on a connection of its own.
+pub struct Wake {
+    pubsub: redis::aio::PubSub,
+}
+
+impl Wake {
+    /// Subscribes to the wake-ups of the queue with `keys` at `url`.
+    ///
+    /// # Errors
+    /// Redis refused the connection or the subscription.
+    pub async fn subscribe(url: &str, keys: &Keys) -> Result<Wake, QueueError> {
+        let mut pubsub = client(url)?.get_async_pubsub().await?;
+        pubsub.subscribe(&keys.wake).await?;
+        Ok(Wake { pubsub })
+    }
+
+    /// Waits for the next wake-up; false once the connection is gone (then
+    /// subscribe again).
+    pub async fn next(&mut self) -> bool {
+        self.pubsub.on_message().next().await.is_some()
+    }
+}
+
+/// A connection to Redis shared by a queue's operations (it reconnects by
+/// itself), as [`super::connect`] makes it.
+pub type Connection = redis::aio::ConnectionManager;
