@@ -107,14 +107,13 @@ pub enum JobState {
     Queued,
     /// Delivered to a worker; an attempt is under way.
     Running,
-    /// An attempt failed and another one is scheduled.
+    /// An attempt failed and another one is scheduled, or the job is held
+    /// back behind an open circuit breaker (no attempt spent) until then.
     Retrying,
     /// An attempt succeeded. Final.
     Succeeded,
     /// Given up and moved to the dead-letter stream. Final until requeued.
     Dead,
-    /// Held back behind an open circuit breaker, no attempt spent (reserved).
-    Deferred,
     /// Marked "won't retry" by an operator. Final.
     Discarded,
 }
@@ -129,18 +128,8 @@ impl JobState {
             JobState::Retrying => "retrying",
             JobState::Succeeded => "succeeded",
             JobState::Dead => "dead",
-            JobState::Deferred => "deferred",
             JobState::Discarded => "discarded",
         }
-    }
-
-    /// Whether the job has ended (only an operator can bring a dead job back).
-    #[must_use]
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            JobState::Succeeded | JobState::Dead | JobState::Discarded
-        )
     }
 }
 
@@ -160,7 +149,6 @@ impl FromStr for JobState {
             "retrying" => JobState::Retrying,
             "succeeded" => JobState::Succeeded,
             "dead" => JobState::Dead,
-            "deferred" => JobState::Deferred,
             "discarded" => JobState::Discarded,
             other => return Err(format!("unknown job state `{other}`")),
         })
@@ -260,7 +248,6 @@ mod tests {
             JobState::Retrying,
             JobState::Succeeded,
             JobState::Dead,
-            JobState::Deferred,
             JobState::Discarded,
         ] {
             assert_eq!(s.as_str().parse::<JobState>(), Ok(s));
