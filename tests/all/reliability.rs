@@ -591,3 +591,37 @@ fn a_payload_over_the_queues_max_payload_is_dead_lettered_without_running() {
     );
     assert_eq!(wait_final(&redis, &under, WAIT)["state"], "succeeded");
 }
+
+#[test]
+fn a_batch_redis_refuses_for_its_data_is_recorded_one_by_one_and_nothing_is_lost() {
+    let redis = Redis::start();
+    // The dead-letter stream's key holds a string: APPLY refuses every
+    // batch before acknowledging anything (it could not dead-letter).
+    redis_set(&redis, &["SET", "ward:{q}:dead", "not a stream"]);
+    let ward_proc = Ward::start(&config_full(
+        &redis,
+        "concurrency = 4\nlease = \"600ms\"",
+        FAST_RETRY,
+        &jobs(),
+    ))
+    .ready();
+    let ids = xadd_many(&redis, 3, "noop", "{}");
+    wait_for(WAIT, "each refused outcome logged with its job id", || {
+        let logs = ward_proc.logs();
+        ids.iter().all(|id| logs.contains(id.as_str()))
+            && logs.contains("Redis refused this job's outcome")
+    });
+    for id in &ids {
+        assert_ne!(
+            record_field(&redis, id, "state").as_deref(),
+            Some("succeeded"),
+            "not recorded while Redis refuses"
+        );
+    }
+    // Once the key is fixed, the deliveries (never acknowledged) are
+    // reclaimed and recorded.
+    redis_set(&redis, &["DEL", "ward:{q}:dead"]);
+    for id in &ids {
+        assert_eq!(wait_final(&redis, id, WAIT)["state"], "succeeded", "{id}");
+    }
+}
