@@ -170,19 +170,46 @@ static APPLY_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     script(&layout, APPLY)
 });
 
-/// A byte argument, borrowed from the completion where it can be.
-type Arg<'a> = Cow<'a, [u8]>;
-
-fn text(s: &str) -> Arg<'_> {
-    Cow::Borrowed(s.as_bytes())
+/// One argument: bytes, borrowed from the completion where they can be, or
+/// a number, written straight into the command (several per completion, on
+/// the hot path: formatting each into a string first costs an allocation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Arg<'a> {
+    Bytes(Cow<'a, [u8]>),
+    Number(u64),
 }
 
-fn number<'a>(n: impl std::fmt::Display) -> Arg<'a> {
-    Cow::Owned(n.to_string().into_bytes())
+impl Default for Arg<'_> {
+    fn default() -> Self {
+        Arg::Bytes(Cow::Borrowed(b""))
+    }
+}
+
+impl Arg<'_> {
+    /// The argument as Redis receives it.
+    #[cfg(test)]
+    fn bytes(&self) -> Cow<'_, [u8]> {
+        match self {
+            Arg::Bytes(b) => Cow::Borrowed(b),
+            Arg::Number(n) => Cow::Owned(n.to_string().into_bytes()),
+        }
+    }
+}
+
+fn text(s: &str) -> Arg<'_> {
+    Arg::Bytes(Cow::Borrowed(s.as_bytes()))
+}
+
+fn bytes(b: &[u8]) -> Arg<'_> {
+    Arg::Bytes(Cow::Borrowed(b))
+}
+
+fn number<'a>(n: impl TryInto<u64>) -> Arg<'a> {
+    Arg::Number(n.try_into().unwrap_or(u64::MAX))
 }
 
 fn owned<'a>(s: String) -> Arg<'a> {
-    Cow::Owned(s.into_bytes())
+    Arg::Bytes(Cow::Owned(s.into_bytes()))
 }
 
 fn millis<'a>(d: Duration) -> Arg<'a> {
@@ -280,7 +307,7 @@ impl<'a> Encoder<'a> {
         f[Fresh::FirstAt.at()] = number(c.first_at_ms());
         f[Fresh::Finished.at()] = number(c.finished_ms());
         f[Fresh::Plugin.at()] = number(digest);
-        f[Fresh::Result.at()] = Cow::Borrowed(stored_result(c.outcome()));
+        f[Fresh::Result.at()] = bytes(stored_result(c.outcome()));
         let n = match key_of(c) {
             // The history line is the audit record of a keyed job's one
             // completion.
@@ -322,13 +349,13 @@ impl<'a> Encoder<'a> {
         f[Full::Finished.at()] = number(c.finished_ms());
         // A success does not need the payload any more; skip sending it.
         if !matches!(c.transition(), Transition::Succeed) {
-            f[Full::Payload.at()] = Cow::Borrowed(c.payload());
+            f[Full::Payload.at()] = bytes(c.payload());
         }
-        f[Full::Result.at()] = Cow::Borrowed(stored_result(c.outcome()));
+        f[Full::Result.at()] = bytes(stored_result(c.outcome()));
         f[Full::Reason.at()] = text(reason);
         f[Full::Plugin.at()] = text(c.plugin_digest());
         f[Full::HasCheckpoint.at()] = text(if c.checkpoint().is_some() { "1" } else { "0" });
-        f[Full::Checkpoint.at()] = Cow::Borrowed(c.checkpoint().unwrap_or(b""));
+        f[Full::Checkpoint.at()] = bytes(c.checkpoint().unwrap_or(b""));
         f[Full::FirstAt.at()] = number(c.first_at_ms());
         f[Full::Delay.at()] = number(c.transition().delay().map_or(0, delay_ms));
         f[Full::History.at()] = owned(history_entry(c));
@@ -339,14 +366,14 @@ impl<'a> Encoder<'a> {
         f[Full::IdemTtl.at()] = millis(c.idempotency_ttl());
         f[Full::LeaseExpiries.at()] = number(c.lease_expiries());
         if let Transition::DeadLetter(_) = c.transition() {
-            f[Full::DeadPayload.at()] = Cow::Borrowed(c.dead_payload());
+            f[Full::DeadPayload.at()] = bytes(c.dead_payload());
         }
         f[Full::Extras.at()] = number(c.extra().len());
         self.args.push(text(kind));
         self.args.extend(f);
         for (k, v) in c.extra() {
             self.args.push(text(k));
-            self.args.push(Cow::Borrowed(v));
+            self.args.push(bytes(v));
         }
     }
 }
@@ -376,7 +403,10 @@ impl Queue {
             inv.key(k);
         }
         for a in &encoded.args {
-            inv.arg(&**a);
+            match a {
+                Arg::Bytes(b) => inv.arg(&**b),
+                Arg::Number(n) => inv.arg(*n),
+            };
         }
         let mut con = self.con.clone();
         let reply: Vec<String> = inv.invoke_async(&mut con).await?;
@@ -607,7 +637,7 @@ mod tests {
     /// Reads the encoded batch the way `apply.lua` does; returns per
     /// completion its kind, its field `entry`, and its keys.
     fn walk(e: &Encoder) -> Vec<(String, String, Vec<String>)> {
-        let arg = |k: usize| String::from_utf8_lossy(&e.args[k]).into_owned();
+        let arg = |k: usize| String::from_utf8_lossy(&e.args[k].bytes()).into_owned();
         let nd: usize = arg(Head::Digests.at()).parse().unwrap();
         let (mut i, mut kc, mut out) = (Head::N + nd, QueueKey::N, Vec::new());
         while i < e.args.len() {
@@ -676,11 +706,11 @@ mod tests {
         assert_eq!(e.keys[QueueKey::Dead.at()], keys.dead);
         // The dead letter's fields, from its kind on.
         let dead = e.args.len() - 1 - 2 - Full::N;
-        let field = |f: Full| String::from_utf8_lossy(&e.args[dead + 1 + f.at()]).into_owned();
+        let field = |f: Full| String::from_utf8_lossy(&e.args[dead + 1 + f.at()].bytes()).into_owned();
         assert_eq!(field(Full::Id), "0-1");
         assert_eq!(field(Full::Reason), "permanent");
         assert_eq!(field(Full::Code), "bad");
         assert_eq!(field(Full::DeadPayload), "redacted");
-        assert_eq!(&e.args[e.args.len() - 2..], [&b"user_id"[..], b"7"]);
+        assert_eq!(&e.args[e.args.len() - 2..], [bytes(b"user_id"), bytes(b"7")]);
     }
 }

@@ -219,48 +219,62 @@ local function full(kind, i, n, kc, keyed)
     dead_letter(i, n, rec, c)
   end
 end
--- Records one completion with `record(...)`. The acknowledgement comes
--- first (it is the guard against recording twice), and Redis does not roll
--- a script back: a write it refuses after that (a key of the wrong type, an
--- expiry it cannot take) would leave the job acknowledged and unrecorded.
--- Such a completion is dead-lettered instead, with Redis' words, so nothing
--- is acknowledged without a trace. A failure before the acknowledgement
--- fails the script, as before, with nothing of this completion changed.
-local function guarded(entry, id, job, payload, record, ...)
-  local acked = applied
-  local ok, err = pcall(record, ...)
-  if ok then return end
-  if applied == acked then error(err) end
+-- Records every completion from ARGV position `at.i` (its keys from `at.kc`)
+-- on. The acknowledgement of each comes first (it is the guard against
+-- recording twice), and Redis does not roll a script back: a write it
+-- refuses after that (a key of the wrong type, an expiry it cannot take)
+-- would leave the job acknowledged and unrecorded. So the whole loop runs
+-- under one pcall (one per batch, not per job: this is the hot path), and
+-- `at_i` always says which completion is being recorded and where the next
+-- one starts; a completion that fails after its acknowledgement is
+-- dead-lettered instead, with Redis' words, and the loop goes on after it.
+-- A failure before the acknowledgement fails the script, as before, with
+-- nothing of that completion changed.
+-- Upvalues, not table fields: written for every completion.
+local at_i, at_kc, at_acked, next_i, next_kc = HEAD_N + nd + 1, QKEY_N, 0, 0, 0
+local function record_all()
+  while at_i <= #ARGV do
+    local i, kc = at_i, at_kc
+    at_acked = applied
+    if ARGV[i] == 'f' then
+      local keyed = ARGV[i + FRESH.idem] ~= ''
+      if keyed then
+        next_i, next_kc = i + FRESH_N + 1, kc + CKEY_N
+      else
+        next_i, next_kc = i + FRESH.idem + 1, kc + CKEY.record
+      end
+      fresh(i, kc, keyed)
+    else
+      local keyed = ARGV[i + FULL.idem] ~= ''
+      local n = tonumber(ARGV[i + FULL.extras])
+      next_i = i + FULL.extras + 2 * n + 1
+      if keyed then next_kc = kc + CKEY_N else next_kc = kc + CKEY.history end
+      full(ARGV[i], i, n, kc, keyed)
+    end
+    at_i, at_kc = next_i, next_kc
+  end
+end
+while true do
+  local ok, err = pcall(record_all)
+  if ok then break end
+  if applied == at_acked then error(err) end
+  local i = at_i
   local why = type(err) == 'table' and (err.err or '?') or tostring(err)
+  local entry, id, job, payload
+  if ARGV[i] == 'f' then
+    entry = ARGV[i + FRESH.entry]
+    id, job, payload = entry, ARGV[i + FRESH.job], ''
+  else
+    entry, id = ARGV[i + FULL.entry], ARGV[i + FULL.id]
+    job, payload = ARGV[i + FULL.job], ARGV[i + FULL.payload]
+  end
   took[#took] = 'e'
   unrecordable[#unrecordable+1] = id .. ' ' .. why
   redis.call('XADD', dead, '*', 'id', id, 'job', job, 'queue', queue,
     'reason', 'unrecordable', 'class', 'crash', 'code', 'unrecordable',
     'message', 'the outcome could not be recorded in Redis: ' .. why,
     'entry', entry, 'last_at', tostring(now), 'payload', payload)
-end
-local i, kc = HEAD_N + nd + 1, QKEY_N
-while i <= #ARGV do
-  local kind = ARGV[i]
-  if kind == 'f' then
-    local keyed = ARGV[i + FRESH.idem] ~= ''
-    local entry = ARGV[i + FRESH.entry]
-    guarded(entry, entry, ARGV[i + FRESH.job], '', fresh, i, kc, keyed)
-    if keyed then
-      i = i + FRESH_N + 1
-      kc = kc + CKEY_N
-    else
-      i = i + FRESH.idem + 1
-      kc = kc + CKEY.record
-    end
-  else
-    local keyed = ARGV[i + FULL.idem] ~= ''
-    local n = tonumber(ARGV[i + FULL.extras])
-    guarded(ARGV[i + FULL.entry], ARGV[i + FULL.id], ARGV[i + FULL.job], ARGV[i + FULL.payload],
-      full, kind, i, n, kc, keyed)
-    i = i + FULL.extras + 2 * n + 1
-    if keyed then kc = kc + CKEY_N else kc = kc + CKEY.history end
-  end
+  at_i, at_kc = next_i, next_kc
 end
 if applied > 0 then
   -- Entries are delivered in id order, so every entry before the oldest
