@@ -625,3 +625,32 @@ fn a_batch_redis_refuses_for_its_data_is_recorded_one_by_one_and_nothing_is_lost
         assert_eq!(wait_final(&redis, id, WAIT)["state"], "succeeded", "{id}");
     }
 }
+
+#[test]
+fn an_attempt_that_panics_in_the_daemon_expires_and_ends_as_a_poison_pill() {
+    let redis = Redis::start();
+    let cfg = config_full(
+        &redis,
+        "concurrency = 4\nlease = \"600ms\"",
+        FAST_RETRY,
+        &(jobs() + &job("boom", "noop", "")),
+    );
+    // Debug builds only: the attempts of job type `boom` panic in the daemon.
+    let ward_proc = Ward::start_with_env(&cfg, &[("WARD_TEST_PANIC_IN_JOB", "boom")]).ready();
+    let boom = xadd(&redis, "boom", "{}", &[]);
+    let fine = xadd(&redis, "noop", "{}", &[]);
+    assert_eq!(wait_final(&redis, &fine, WAIT)["state"], "succeeded");
+    let s = wait_final(&redis, &boom, WAIT);
+    assert_eq!(
+        (s["state"].as_str(), s["dead_reason"].as_str()),
+        (Some("dead"), Some("budget exhausted: lease expiries")),
+        "{s}"
+    );
+    let mut ward_proc = ward_proc;
+    assert!(ward_proc.is_running(), "the daemon lives on");
+    assert!(
+        ward_proc
+            .logs()
+            .contains("an attempt panicked in the daemon")
+    );
+}

@@ -706,11 +706,15 @@ mod tests {
         assert_eq!(e.keys[QueueKey::Dead.at()], keys.dead);
         // The dead letter's fields, from its kind on.
         let dead = e.args.len() - 1 - 2 - Full::N;
-        let field = |f: Full| String::from_utf8_lossy(&e.args[dead + 1 + f.at()].bytes()).into_owned();
+        let field =
+            |f: Full| String::from_utf8_lossy(&e.args[dead + 1 + f.at()].bytes()).into_owned();
         assert_eq!(field(Full::Id), "0-1");
         assert_eq!(field(Full::Reason), "permanent");
         assert_eq!(field(Full::Code), "bad");
         assert_eq!(field(Full::DeadPayload), "redacted");
-        assert_eq!(&e.args[e.args.len() - 2..], [bytes(b"user_id"), bytes(b"7")]);
+        assert_eq!(
+            &e.args[e.args.len() - 2..],
+            [bytes(b"user_id"), bytes(b"7")]
+        );
     }
 }

@@ -23,6 +23,13 @@ pub(crate) async fn run_attempt(
     job_type: &JobType,
 ) -> (Completion, Duration) {
     let _in_flight = crate::obs::events::InFlight::start(queue_name);
+    // A fault tests inject (debug builds only; release builds have no such
+    // switch): a panic inside an attempt must not leave its delivery renewed
+    // forever.
+    #[cfg(debug_assertions)]
+    if std::env::var_os("WARD_TEST_PANIC_IN_JOB").is_some_and(|j| j == entry.job.as_str()) {
+        panic!("injected panic in an attempt of job type {}", entry.job);
+    }
     let started_ms = store::now_ms();
     let clock = std::time::Instant::now();
     let input = JobInput {
