@@ -633,7 +633,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 #[test]
 fn a_second_requeue_or_discard_of_the_same_dead_letter_changes_nothing() {
-    use ward::store::Resolution;
+    use ward::store::{DeadLetterAct, Resolution};
     let redis = Redis::start();
     let ward_proc = Ward::start(&config(&redis, 4, &job("flaky", "flaky", ""))).ready();
     let id = xadd(&redis, "flaky", r#"{"fail":"permanent"}"#, &[]);
@@ -652,19 +652,40 @@ fn a_second_requeue_or_discard_of_the_same_dead_letter_changes_nothing() {
 
     with_queue(&redis, async |q| {
         assert!(matches!(
-            q.requeue_dead(&dead_id, "1-1", "x", "").await.unwrap(),
+            q.requeue_dead(&DeadLetterAct { dead_id: &dead_id, job_id: "1-1", by: "x", note: "" }).await.unwrap(),
             Resolution::Refused(why) if why.contains("is of job")
         ));
         assert!(matches!(
-            q.requeue_dead(&dead_id, &id, "a", "").await.unwrap(),
+            q.requeue_dead(&DeadLetterAct {
+                dead_id: &dead_id,
+                job_id: &id,
+                by: "a",
+                note: ""
+            })
+            .await
+            .unwrap(),
             Resolution::Done(Some(_))
         ));
         assert_eq!(
-            q.requeue_dead(&dead_id, &id, "b", "").await.unwrap(),
+            q.requeue_dead(&DeadLetterAct {
+                dead_id: &dead_id,
+                job_id: &id,
+                by: "b",
+                note: ""
+            })
+            .await
+            .unwrap(),
             Resolution::Gone
         );
         assert_eq!(
-            q.discard_dead(&dead_id, &id, "c", "").await.unwrap(),
+            q.discard_dead(&DeadLetterAct {
+                dead_id: &dead_id,
+                job_id: &id,
+                by: "c",
+                note: ""
+            })
+            .await
+            .unwrap(),
             Resolution::Gone
         );
     });

@@ -4,7 +4,7 @@
 use anyhow::Context as _;
 
 use super::DeadLetter;
-use crate::store::{Queue, Resolution};
+use crate::store::{DeadLetterAct, Queue, Resolution};
 
 /// What is done to each dead letter: `ward dlq requeue` or `discard`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,9 +113,15 @@ pub async fn act(
         let acted = match d {
             None => Acted::NoDeadLetter { id },
             Some(d) => {
+                let act = DeadLetterAct {
+                    dead_id: &d.dead_id,
+                    job_id: &d.id,
+                    by,
+                    note,
+                };
                 let result = match op {
-                    Op::Requeue => q.requeue_dead(&d.dead_id, &d.id, by, note).await,
-                    Op::Discard => q.discard_dead(&d.dead_id, &d.id, by, note).await,
+                    Op::Requeue => q.requeue_dead(&act).await,
+                    Op::Discard => q.discard_dead(&act).await,
                 };
                 let id = d.id;
                 match result.with_context(|| format!("cannot {} job `{id}`", op.verb()))? {

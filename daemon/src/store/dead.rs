@@ -54,6 +54,20 @@ pub struct Trimmed {
     pub more: bool,
 }
 
+/// An operator's action on one dead letter: which entry, of which job, by
+/// whom, and why (`note`, `""` for none).
+#[derive(Debug, Clone, Copy)]
+pub struct DeadLetterAct<'a> {
+    /// The dead-letter entry's id in `ward:{Q}:dead`.
+    pub dead_id: &'a str,
+    /// The job it is a dead letter of (checked against the entry).
+    pub job_id: &'a str,
+    /// Who acts, for the job's history.
+    pub by: &'a str,
+    /// Why, for the history; `""` for no note.
+    pub note: &'a str,
+}
+
 impl Queue {
     /// Whether Redis knows this queue at all (its jobs stream or its
     /// dead-letter stream exists).
@@ -126,14 +140,8 @@ impl Queue {
     ///
     /// # Errors
     /// Redis errors, or a reply of the wrong shape.
-    pub async fn requeue_dead(
-        &self,
-        dead_id: &str,
-        job_id: &str,
-        by: &str,
-        note: &str,
-    ) -> Result<Resolution, QueueError> {
-        let mut inv = self.dead_letter_call(&REQUEUE_SCRIPT, dead_id, job_id, by, note);
+    pub async fn requeue_dead(&self, act: &DeadLetterAct<'_>) -> Result<Resolution, QueueError> {
+        let mut inv = self.dead_letter_call(&REQUEUE_SCRIPT, act);
         inv.key(&self.keys.jobs);
         self.resolve("REQUEUE", &inv).await
     }
@@ -144,14 +152,8 @@ impl Queue {
     ///
     /// # Errors
     /// Redis errors, or a reply of the wrong shape.
-    pub async fn discard_dead(
-        &self,
-        dead_id: &str,
-        job_id: &str,
-        by: &str,
-        note: &str,
-    ) -> Result<Resolution, QueueError> {
-        let mut inv = self.dead_letter_call(&DISCARD_SCRIPT, dead_id, job_id, by, note);
+    pub async fn discard_dead(&self, act: &DeadLetterAct<'_>) -> Result<Resolution, QueueError> {
+        let mut inv = self.dead_letter_call(&DISCARD_SCRIPT, act);
         inv.arg(RETIRED_TTL.as_secs());
         self.resolve("DISCARD", &inv).await
     }
@@ -197,19 +199,16 @@ impl Queue {
     fn dead_letter_call<'s>(
         &self,
         script: &'s redis::Script,
-        dead_id: &str,
-        job_id: &str,
-        by: &str,
-        note: &str,
+        act: &DeadLetterAct<'_>,
     ) -> redis::ScriptInvocation<'s> {
         let mut inv = script.prepare_invoke();
         inv.key(&self.keys.dead)
-            .key(self.keys.record(job_id))
-            .key(self.keys.history(job_id))
-            .arg(dead_id)
-            .arg(job_id)
-            .arg(by)
-            .arg(note)
+            .key(self.keys.record(act.job_id))
+            .key(self.keys.history(act.job_id))
+            .arg(act.dead_id)
+            .arg(act.job_id)
+            .arg(act.by)
+            .arg(act.note)
             .arg(MAX_HISTORY);
         inv
     }

@@ -61,7 +61,7 @@ mod wake;
 pub use breakers::{BreakerState, BreakerUpdate};
 pub use connect::{Store, client, connect, redacted_url, trust_ca};
 pub use consume::KeyCheck;
-pub use dead::{DEAD_ENTRY_FIELDS, RETIRED_TTL, Resolution, Trimmed};
+pub use dead::{DEAD_ENTRY_FIELDS, DeadLetterAct, RETIRED_TTL, Resolution, Trimmed};
 pub use enqueue::{Enqueued, FUNCTIONS, FUNCTIONS_VERSION, Promoted};
 pub use entry::{Completion, Delivery, JobEntry, Malformed};
 pub use jobs::{JobStatus, LastError};
