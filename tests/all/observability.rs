@@ -302,6 +302,14 @@ fn the_metrics_endpoint_counts_what_happened() {
         "from enqueue to success spans both retry delays (20 ms + 40 ms)"
     );
 
+    // Capacity (utilisation = in flight / capacity) and Redis' memory, as
+    // this daemon sees them.
+    assert_eq!(value(&m, "ward_capacity", &[("queue", "q")]), 8.0);
+    assert_eq!(value(&m, "ward_redis_evicting", &[]), 0.0, "noeviction");
+    wait_for(WAIT, "Redis' memory to be sampled", || {
+        sample(&scrape(port), "ward_redis_memory_used_bytes", &[]).is_some_and(|v| v > 0.0)
+    });
+
     // Gauges, sampled: everything is done, three jobs are dead.
     for (state, want) in [
         ("ready", 0.0),

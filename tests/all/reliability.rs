@@ -292,6 +292,8 @@ fn an_evicting_redis_is_warned_of_at_start_and_in_readyz() {
                 && body.contains("warning: Redis' maxmemory-policy is allkeys-lru")
         })
     });
+    let (_, metrics) = super::observability::get(port, "/metrics").unwrap();
+    assert!(metrics.contains("\nward_redis_evicting 1\n"), "{metrics}");
 }
 
 #[test]

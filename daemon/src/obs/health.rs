@@ -172,10 +172,20 @@ pub async fn ping_loop(
     loop {
         if let Some(q) = &queue
             && memory_read_at.is_none_or(|at| at.elapsed() >= MEMORY_EVERY)
-            && let Ok(Ok(m)) = tokio::time::timeout(PING_EVERY, q.memory()).await
+            && let Ok(Ok(mem)) = tokio::time::timeout(PING_EVERY, q.memory()).await
         {
             memory_read_at = Some(Instant::now());
-            readiness.set_warnings(m.warnings());
+            readiness.set_warnings(mem.warnings());
+            #[allow(clippy::cast_precision_loss, reason = "a gauge, bytes to within 2^-52")]
+            {
+                metrics::gauge!(m::REDIS_MEMORY_USED).set(mem.used_bytes as f64);
+                metrics::gauge!(m::REDIS_MEMORY_MAX).set(mem.max_bytes as f64);
+            }
+            metrics::gauge!(m::REDIS_EVICTING).set(if mem.policy == "noeviction" {
+                0.0
+            } else {
+                1.0
+            });
         }
         let result = match &queue {
             Some(q) => tokio::time::timeout(PING_EVERY, q.ping())

@@ -45,6 +45,16 @@ pub const READY: &str = "ward_ready";
 pub const BUILD_INFO: &str = "ward_build_info";
 /// 1 while an upstream's circuit breaker is open, else 0.
 pub const BREAKER_OPEN: &str = "ward_breaker_open";
+/// Attempts a queue may run at once on this daemon (its `concurrency`):
+/// utilisation is `ward_inflight / ward_capacity`. `{queue}`.
+pub const CAPACITY: &str = "ward_capacity";
+/// Redis' `used_memory`, sampled every 30 s.
+pub const REDIS_MEMORY_USED: &str = "ward_redis_memory_used_bytes";
+/// Redis' `maxmemory` (0: no limit), sampled every 30 s.
+pub const REDIS_MEMORY_MAX: &str = "ward_redis_memory_max_bytes";
+/// 1 while Redis' `maxmemory-policy` may evict Ward's keys (anything but
+/// `noeviction`), else 0.
+pub const REDIS_EVICTING: &str = "ward_redis_evicting";
 
 /// Every metric Ward registers. The alert rules and the dashboard may only
 /// use these (checked by tests), and a scrape shows exactly these.
@@ -65,6 +75,10 @@ pub const METRICS: &[&str] = &[
     READY,
     BUILD_INFO,
     BREAKER_OPEN,
+    CAPACITY,
+    REDIS_MEMORY_USED,
+    REDIS_MEMORY_MAX,
+    REDIS_EVICTING,
 ];
 
 /// `outcome` label values of [`JOBS_TOTAL`].
@@ -178,6 +192,19 @@ fn describe() {
         "1 while Redis answered a PING within the last 3 seconds, else 0."
     );
     describe_gauge!(READY, "1 while /readyz answers 200, else 0.");
+    describe_gauge!(
+        CAPACITY,
+        "Attempts the queue may run at once on this daemon (its concurrency)."
+    );
+    describe_gauge!(REDIS_MEMORY_USED, "Redis' used_memory in bytes, sampled.");
+    describe_gauge!(
+        REDIS_MEMORY_MAX,
+        "Redis' maxmemory in bytes (0: no limit), sampled."
+    );
+    describe_gauge!(
+        REDIS_EVICTING,
+        "1 while Redis' maxmemory-policy may evict Ward's keys (not noeviction), else 0."
+    );
     describe_gauge!(BUILD_INFO, "Always 1; the version label names the build.");
 }
 
@@ -188,6 +215,9 @@ pub fn preregister(jobs: &HashMap<String, HashSet<String>>) {
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     metrics::gauge!(REDIS_UP).set(0.0);
     metrics::gauge!(READY).set(0.0);
+    metrics::gauge!(REDIS_MEMORY_USED).set(0.0);
+    metrics::gauge!(REDIS_MEMORY_MAX).set(0.0);
+    metrics::gauge!(REDIS_EVICTING).set(0.0);
     for kind in ALERT_KINDS {
         metrics::counter!(ALERTS_DROPPED_TOTAL, "kind" => kind).absolute(0);
         for result in ["sent", "failed", "unsent"] {

@@ -96,6 +96,10 @@ pub fn start(config: &Config) -> anyhow::Result<Obs> {
                 Err(e) => anyhow::bail!("cannot install the metrics recorder: {e}"),
             };
             self::metrics::preregister(&known);
+            for q in &config.queues {
+                ::metrics::gauge!(self::metrics::CAPACITY, "queue" => q.name.clone())
+                    .set(f64::from(q.concurrency));
+            }
             tracing::info!(listen = %local, "metrics, /healthz and /readyz listening on http://{local}");
             (
                 Some(tokio::spawn(server::serve(
