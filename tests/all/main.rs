@@ -14,6 +14,7 @@ mod dlq;
 mod languages;
 mod observability;
 mod policy;
+mod prometheus;
 mod recovery;
 mod reliability;
 mod sandbox;

@@ -1,0 +1,209 @@
+//! A real Prometheus (Debian's package, like promtool) scraping two real
+//! daemons of one queue, asked through its query API what the shipped rules
+//! and dashboard ask: series per job type (not per scrape job), and
+//! queue-wide gauges counted once however many daemons report them.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use ward_testkit::*;
+
+use super::observability::get;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A `prometheus` server on a free loopback port, stopped by PID on drop.
+struct Prometheus {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Scrapes `targets` every second as job `ward`.
+    fn start(targets: &[u16]) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let targets: Vec<String> = targets
+            .iter()
+            .map(|p| format!("\"127.0.0.1:{p}\""))
+            .collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: ward\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        );
+        let path = dir.path().join("prometheus.yml");
+        std::fs::write(&path, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus (Debian's prometheus package; scripts/setup installs it)");
+        Prometheus {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// The instant query's result vector, as (labels, value) pairs.
+    fn query(&self, promql: &str) -> Vec<(serde_json::Map<String, Value>, f64)> {
+        let path = format!("/api/v1/query?query={}", encode(promql));
+        let Some((200, body)) = get(self.port, &path) else {
+            return Vec::new();
+        };
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        v["data"]["result"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .map(|s| {
+                        let labels = s["metric"].as_object().cloned().unwrap_or_default();
+                        let value = s["value"][1]
+                            .as_str()
+                            .and_then(|x| x.parse().ok())
+                            .unwrap_or(f64::NAN);
+                        (labels, value)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The value of the one series whose label `name` is `value`.
+    fn value_where(&self, promql: &str, name: &str, value: &str) -> Option<f64> {
+        self.query(promql)
+            .into_iter()
+            .find(|(l, _)| l.get(name).and_then(Value::as_str) == Some(value))
+            .map(|(_, v)| v)
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `s` for a URL query string.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_real_prometheus_sees_job_types_and_counts_queue_gauges_once_across_two_daemons() {
+    let redis = Redis::start();
+    let jobs = job("noop", "noop", "") + &job("flaky", "flaky", "");
+    let ports = [free_port(), free_port()];
+    let daemons: Vec<Ward> = ports
+        .iter()
+        .map(|p| {
+            let top =
+                format!("[metrics]\nlisten = \"127.0.0.1:{p}\"\nsample_interval = \"200ms\"\n");
+            Ward::start(&config_top(
+                &redis,
+                &top,
+                "concurrency = 4",
+                FAST_RETRY,
+                &jobs,
+            ))
+            .ready()
+        })
+        .collect();
+    let ok: Vec<String> = (0..6).map(|_| xadd(&redis, "noop", "{}", &[])).collect();
+    let dead: Vec<String> = (0..2)
+        .map(|_| xadd(&redis, "flaky", r#"{"fail":"permanent"}"#, &[]))
+        .collect();
+    for id in &ok {
+        assert_eq!(wait_final(&redis, id, WAIT)["state"], "succeeded");
+    }
+    for id in &dead {
+        assert_eq!(wait_final(&redis, id, WAIT)["state"], "dead");
+    }
+
+    let prom = Prometheus::start(&ports);
+    wait_for(
+        WAIT,
+        "Prometheus to scrape both daemons and see every outcome",
+        || {
+            prom.query("up{job=\"ward\"} == 1").len() == 2
+                && prom.value_where(
+                    "sum by (job_type) (ward_jobs_total{outcome=\"succeeded\"})",
+                    "job_type",
+                    "noop",
+                ) == Some(6.0)
+                && prom.value_where(
+                    "max by (queue) (ward_queue_depth{state=\"dead\"})",
+                    "queue",
+                    "q",
+                ) == Some(2.0)
+        },
+    );
+    // Per job type, never relabelled: the scrape job keeps `job`.
+    assert!(prom.query("ward_jobs_total{exported_job!=\"\"}").is_empty());
+    assert_eq!(
+        prom.value_where(
+            "sum by (job_type) (ward_dead_letters_total{reason=\"permanent\"})",
+            "job_type",
+            "flaky"
+        ),
+        Some(2.0)
+    );
+    // Both daemons report the queue's two dead letters: a sum would say 4.
+    assert_eq!(
+        prom.value_where(
+            "sum by (queue) (ward_queue_depth{state=\"dead\"})",
+            "queue",
+            "q"
+        ),
+        Some(4.0)
+    );
+    // The shipped rule's own expression, as Prometheus evaluates it.
+    let rules: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(workspace().join("config/prometheus/ward-alerts.yml")).unwrap(),
+    )
+    .unwrap();
+    let rising = rules["groups"][0]["rules"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|r| r["alert"] == "WardDeadLettersRising")
+        .unwrap()["expr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Dead letters that happen while Prometheus watches (the rule looks at
+    // the increase over 15 minutes).
+    for _ in 0..2 {
+        let id = xadd(&redis, "flaky", r#"{"fail":"permanent"}"#, &[]);
+        assert_eq!(wait_final(&redis, &id, WAIT)["state"], "dead");
+    }
+    wait_for(
+        WAIT,
+        "the rule's expression to see the dead letters by job type",
+        || {
+            prom.query(&rising).iter().any(|(l, v)| {
+                l.get("job_type").and_then(Value::as_str) == Some("flaky")
+                    && l.get("reason").and_then(Value::as_str) == Some("permanent")
+                    && *v > 0.0
+            })
+        },
+    );
+    drop(daemons);
+}
