@@ -618,7 +618,7 @@ fn the_alert_rules_parse_and_use_only_metrics_ward_exports() {
 }
 
 /// Every PromQL expression of the shipped rules and dashboard.
-fn shipped_exprs() -> Vec<(String, String)> {
+pub(crate) fn shipped_exprs() -> Vec<(String, String)> {
     let mut out = Vec::new();
     let rules =
         std::fs::read_to_string(workspace().join("config/prometheus/ward-alerts.yml")).unwrap();
@@ -633,14 +633,10 @@ fn shipped_exprs() -> Vec<(String, String)> {
         std::fs::read_to_string(workspace().join("config/grafana/ward-dashboard.json")).unwrap();
     for line in dash.lines() {
         let line = line.trim();
-        for key in [
-            "\"expr\": ",
-            "\"definition\": ",
-            "\"query\": \"label_values",
-        ] {
-            if let Some(rest) = line.strip_prefix(key) {
-                let e: String = serde_json::from_str(rest.trim_end_matches(','))
-                    .unwrap_or_else(|_| rest.to_string());
+        for key in ["\"expr\": ", "\"definition\": ", "\"query\": "] {
+            if let Some(rest) = line.strip_prefix(key)
+                && let Ok(e) = serde_json::from_str::<String>(rest.trim_end_matches(','))
+            {
                 out.push(("dashboard".to_string(), e));
             }
         }

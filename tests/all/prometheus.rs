@@ -205,5 +205,28 @@ fn a_real_prometheus_sees_job_types_and_counts_queue_gauges_once_across_two_daem
             })
         },
     );
+    // Every expression of the shipped rules and dashboard is valid PromQL
+    // to a real Prometheus, and each that groups by job type answers per
+    // job type (the dashboard's variables filled in as "all").
+    for (name, expr) in super::observability::shipped_exprs() {
+        let expr = expr
+            .replace("$__rate_interval", "1m")
+            .replace("$queue", ".*")
+            .replace("$job_type", ".*");
+        if expr.starts_with("label_values") {
+            continue;
+        }
+        let path = format!("/api/v1/query?query={}", encode(&expr));
+        let (status, body) = get(prom.port, &path).unwrap();
+        assert_eq!(status, 200, "{name}: {expr}: {body}");
+        if expr.contains("by (queue, job_type") || expr.contains("by (job_type") {
+            for (labels, _) in prom.query(&expr) {
+                assert!(
+                    labels.contains_key("job_type"),
+                    "{name}: {expr}: {labels:?}"
+                );
+            }
+        }
+    }
     drop(daemons);
 }
