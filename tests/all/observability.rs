@@ -295,6 +295,11 @@ fn the_metrics_endpoint_counts_what_happened() {
         h("ward_plugin_instantiate_seconds", "noop", "_count", None),
         5.0
     );
+    assert_eq!(
+        h("ward_job_wait_seconds", "noop", "_count", None),
+        5.0,
+        "one wait per job, at its first attempt"
+    );
     let tts = "ward_job_time_to_success_seconds";
     assert_eq!(h(tts, "flaky", "_count", None), 1.0);
     assert!(

@@ -26,6 +26,8 @@ struct Handles {
     duration: Histogram,
     instantiate: Histogram,
     time_to_success: Histogram,
+    /// `ward_job_wait_seconds`.
+    wait: Histogram,
     attempts_to_success: Histogram,
     /// `ward_jobs_total` by outcome, in [`m::OUTCOMES`] order.
     jobs: [Counter; 5],
@@ -54,6 +56,7 @@ fn handles(queue: &str, job: &str) -> Arc<Handles> {
         duration: metrics::histogram!(m::JOB_DURATION, "queue" => q.clone(), "job_type" => j.clone()),
         instantiate: metrics::histogram!(m::PLUGIN_INSTANTIATE, "queue" => q.clone(), "job_type" => j.clone()),
         time_to_success: metrics::histogram!(m::TIME_TO_SUCCESS, "queue" => q.clone(), "job_type" => j.clone()),
+        wait: metrics::histogram!(m::JOB_WAIT, "queue" => q.clone(), "job_type" => j.clone()),
         attempts_to_success: metrics::histogram!(m::ATTEMPTS_TO_SUCCESS, "queue" => q.clone(), "job_type" => j.clone()),
         jobs: m::OUTCOMES.map(|o| metrics::counter!(m::JOBS_TOTAL, "queue" => q.clone(), "job_type" => j.clone(), "outcome" => o)),
         attempts: m::CLASSES.iter().map(|&c| metrics::counter!(m::ATTEMPTS_TOTAL, "queue" => q.clone(), "job_type" => j.clone(), "class" => c)).collect(),
@@ -85,6 +88,8 @@ pub struct AttemptFinished<'a> {
     pub elapsed: Duration,
     /// Time to instantiate the plugin, when instantiation finished.
     pub instantiate: Option<Duration>,
+    /// For a first attempt: how long the job waited from its enqueue.
+    pub waited: Option<Duration>,
 }
 
 impl AttemptFinished<'_> {
@@ -94,6 +99,9 @@ impl AttemptFinished<'_> {
         h.duration.record(self.elapsed.as_secs_f64());
         if let Some(i) = self.instantiate {
             h.instantiate.record(i.as_secs_f64());
+        }
+        if let Some(w) = self.waited {
+            h.wait.record(w.as_secs_f64());
         }
     }
 }

@@ -21,6 +21,8 @@ pub const ATTEMPTS_TOTAL: &str = "ward_attempts_total";
 pub const JOB_DURATION: &str = "ward_job_duration_seconds";
 /// From the first enqueue to success, retries included: `{queue, job_type}`.
 pub const TIME_TO_SUCCESS: &str = "ward_job_time_to_success_seconds";
+/// From a job's enqueue to the start of its first attempt: `{queue, job_type}`.
+pub const JOB_WAIT: &str = "ward_job_wait_seconds";
 /// Attempts a job needed to succeed: `{queue, job_type}`.
 pub const ATTEMPTS_TO_SUCCESS: &str = "ward_job_attempts_to_success";
 /// Jobs by where they are, sampled: `{queue, state}`.
@@ -63,6 +65,7 @@ pub const METRICS: &[&str] = &[
     ATTEMPTS_TOTAL,
     JOB_DURATION,
     TIME_TO_SUCCESS,
+    JOB_WAIT,
     ATTEMPTS_TO_SUCCESS,
     QUEUE_DEPTH,
     QUEUE_LAG,
@@ -120,6 +123,7 @@ const INSTANTIATE_SECONDS: &[f64] = &[
 const BUCKETS: &[(&str, &[f64])] = &[
     (JOB_DURATION, SECONDS_FAST),
     (TIME_TO_SUCCESS, SECONDS_SLOW),
+    (JOB_WAIT, SECONDS_SLOW),
     (ATTEMPTS_TO_SUCCESS, ATTEMPT_COUNTS),
     (PLUGIN_INSTANTIATE, INSTANTIATE_SECONDS),
 ];
@@ -158,6 +162,10 @@ fn describe() {
         "Seconds from a job's first enqueue to its success, retries included."
     );
     describe_histogram!(ATTEMPTS_TO_SUCCESS, "Attempts a job needed to succeed.");
+    describe_histogram!(
+        JOB_WAIT,
+        "Seconds from a job's enqueue to the start of its first attempt (jobs enqueued with a delay are not counted)."
+    );
     describe_gauge!(
         QUEUE_DEPTH,
         "Jobs by state, sampled: ready (not yet delivered), pending (delivered, not acknowledged), delayed (waiting for a retry or a due time), dead."

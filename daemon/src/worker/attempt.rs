@@ -54,6 +54,12 @@ pub(crate) async fn run_attempt(
         job: &entry.job,
         elapsed,
         instantiate: result.instantiate,
+        // A first delivery's id is its entry id, the enqueue time in the
+        // Redis clock; a job enqueued with a delay (`d…`) waited on purpose.
+        waited: (entry.attempt == 1 && entry.id == entry.entry_id)
+            .then(|| crate::obs::events::enqueued_ms(&entry.id))
+            .flatten()
+            .map(|at| Duration::from_millis(started_ms.saturating_sub(at))),
     }
     .emit();
     let finished_ms = store::now_ms();
