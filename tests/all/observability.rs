@@ -770,6 +770,8 @@ fn the_dashboard_parses_and_uses_only_metrics_ward_exports() {
         "ward_job_time_to_success_seconds",
         "ward_job_attempts_to_success",
         "ward_inflight",
+        "ward_job_wait_seconds",
+        "ward_capacity",
     ] {
         assert!(used.contains(m), "no panel shows {m}");
     }
