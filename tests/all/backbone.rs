@@ -737,6 +737,21 @@ fn enqueue_with_a_delay_of_a_million_years_fails_and_enqueues_nothing() {
             "{err}"
         );
     }
+    // A key remembered for no time would deduplicate nothing.
+    let out = ward(&[
+        "enqueue",
+        "--redis",
+        &url,
+        "--idempotency-key",
+        "k",
+        "--idempotency-ttl",
+        "0s",
+        "q",
+        "noop",
+        "{}",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("too short"), "{}", stderr(&out));
     let mut con = redis.con();
     let len: usize = redis::cmd("XLEN")
         .arg("ward:{q}:jobs")

@@ -32,7 +32,7 @@ pub(crate) struct EnqueueArgs {
     idempotency_key: Option<String>,
     /// How long the key is remembered (default: the job type's
     /// `idempotency_ttl` from `--config`, else 24h).
-    #[arg(long, value_parser = parse_delay)]
+    #[arg(long, value_parser = parse_key_ttl)]
     idempotency_ttl: Option<Duration>,
 }
 
@@ -94,6 +94,18 @@ fn parse_job_delay(s: &str) -> Result<Duration, String> {
         return Err(too_far(s));
     }
     Ok(delay)
+}
+
+/// `--idempotency-ttl`: at least a millisecond (a key remembered for no
+/// time deduplicates nothing) and no longer than any other Ward duration.
+fn parse_key_ttl(s: &str) -> Result<Duration, String> {
+    let ttl = parse_job_delay(s)?;
+    if ttl < Duration::from_millis(1) {
+        return Err(format!(
+            "`{s}` is too short: a key must be remembered for at least 1ms"
+        ));
+    }
+    Ok(ttl)
 }
 
 /// `--at`: an RFC 3339 time from 1970 to [`MAX_DURATION`] from now.
