@@ -1,8 +1,8 @@
 //! Applying finished attempts: one APPLY script per batch, and the encoder
 //! that is the only writer of its keys and arguments.
 //!
-//! The layout is declared once below, as enums whose variants are the
-//! fields in order. The script receives it as generated Lua tables (field
+//! The layout is declared once (in `layout.rs`), as enums whose variants
+//! are the fields in order. The script receives it as generated Lua tables (field
 //! name → position), so a position is never written in `apply.lua`; a test
 //! checks that the script reads only names the layout has.
 
@@ -10,6 +10,9 @@ use std::borrow::Cow;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+mod layout;
+
+use self::layout::{CompletionKey, Fresh, Full, Head, LAYOUTS, Layout, QueueKey};
 use super::script::script;
 use super::{GROUP, Keys, MAX_HISTORY, MAX_STORED_RESULT, Queue, QueueError};
 use crate::job::Outcome;
@@ -21,149 +24,8 @@ const MAX_ACKED_LEFT: usize = 100_000;
 /// Longest failure message kept in a history entry.
 const MAX_HISTORY_MESSAGE: usize = 512;
 
-/// One part of APPLY's layout as the script sees it: the Lua table that
-/// maps each field's name to its position (from 1).
-#[derive(Debug)]
-struct Layout {
-    /// The Lua table's name; `<table>_N` holds the number of fields.
-    table: &'static str,
-    /// Field names, in order.
-    fields: &'static [&'static str],
-}
-
-impl Layout {
-    /// `local T = {a = 1, b = 2}` and `local T_N = 2`.
-    fn lua(&self) -> String {
-        let fields: Vec<String> = (1..)
-            .zip(self.fields)
-            .map(|(k, name)| format!("{name} = {k}"))
-            .collect();
-        format!(
-            "local {t} = {{{}}}\nlocal {t}_N = {}\n",
-            fields.join(", "),
-            self.fields.len(),
-            t = self.table
-        )
-    }
-}
-
-/// Declares one part of the layout: an enum whose variants are the fields
-/// in order, and the Lua table the script reads them through.
-macro_rules! layout {
-    ($(#[$doc:meta])* $name:ident as $table:literal { $($field:ident = $lua:literal,)+ }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        enum $name { $($field,)+ }
-
-        impl $name {
-            /// The layout as the script sees it.
-            const LAYOUT: Layout = Layout { table: $table, fields: &[$($lua,)+] };
-            /// How many fields.
-            const N: usize = Self::LAYOUT.fields.len();
-            /// The field's index in its part, from 0.
-            const fn at(self) -> usize {
-                self as usize
-            }
-        }
-    };
-}
-
-layout!(
-    /// The queue's keys, first in KEYS.
-    QueueKey as "QKEY" {
-        Jobs = "jobs",
-        Dead = "dead",
-        Delayed = "delayed",
-        Acked = "acked",
-    }
-);
-
-layout!(
-    /// The keys of one completion, after the queue's and those of the
-    /// completions before it: a prefix of these (see [`Encoder::keys`]).
-    CompletionKey as "CKEY" {
-        Record = "record",
-        History = "history",
-        Idem = "idem",
-    }
-);
-
-layout!(
-    /// The batch's arguments, first in ARGV; the plugin digests follow.
-    Head as "HEAD" {
-        Group = "group",
-        Ttl = "ttl",
-        Queue = "queue",
-        HistoryMax = "history_max",
-        Wake = "wake",
-        AckedMax = "acked_max",
-        Digests = "digests",
-    }
-);
-
-layout!(
-    /// A fresh success (kind `f`), after its kind: up to `Idem`, and the
-    /// rest only when it has an idempotency key.
-    Fresh as "FRESH" {
-        Entry = "entry",
-        Job = "job",
-        FirstAt = "first_at",
-        Finished = "finished",
-        Plugin = "plugin",
-        Result = "result",
-        Idem = "idem",
-        IdemTtl = "idem_ttl",
-        ResultDigest = "result_digest",
-        History = "history",
-    }
-);
-
-layout!(
-    /// Every other completion (kinds `ok`, `retry`, `dead`, `dup`), after
-    /// its kind; `Extras` name/value pairs follow.
-    Full as "FULL" {
-        Entry = "entry",
-        Id = "id",
-        Job = "job",
-        Attempt = "attempt",
-        Finished = "finished",
-        Payload = "payload",
-        Result = "result",
-        Class = "class",
-        Code = "code",
-        Message = "message",
-        Upstream = "upstream",
-        Reason = "reason",
-        Plugin = "plugin",
-        HasCheckpoint = "has_checkpoint",
-        Checkpoint = "checkpoint",
-        FirstAt = "first_at",
-        Delay = "delay",
-        History = "history",
-        Idem = "idem",
-        IdemTtl = "idem_ttl",
-        ResultDigest = "result_digest",
-        LeaseExpiries = "lease_expiries",
-        DeadPayload = "dead_payload",
-        Extras = "extras",
-    }
-);
-
-// The script finds what follows a part from these fields' positions.
-const _: () = assert!(Head::Digests.at() + 1 == Head::N);
-const _: () = assert!(Full::Extras.at() + 1 == Full::N);
-
-/// Every part of the layout, as the script receives it.
-const LAYOUTS: [Layout; 5] = [
-    QueueKey::LAYOUT,
-    CompletionKey::LAYOUT,
-    Head::LAYOUT,
-    Fresh::LAYOUT,
-    Full::LAYOUT,
-];
-
 /// The script's source, without the shared preamble.
-const APPLY: &str = include_str!("lua/apply.lua");
+const APPLY: &str = include_str!("../lua/apply.lua");
 
 static APPLY_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     let layout: String = LAYOUTS.iter().map(Layout::lua).collect();

@@ -1,0 +1,144 @@
+//! APPLY's argument layout, declared once: one enum per part, whose
+//! variants are the part's fields in order, and the Lua tables (field name
+//! → position) the script reads them through.
+
+/// One part of APPLY's layout as the script sees it: the Lua table that
+/// maps each field's name to its position (from 1).
+#[derive(Debug)]
+pub(super) struct Layout {
+    /// The Lua table's name; `<table>_N` holds the number of fields.
+    pub(super) table: &'static str,
+    /// Field names, in order.
+    pub(super) fields: &'static [&'static str],
+}
+
+impl Layout {
+    /// `local T = {a = 1, b = 2}` and `local T_N = 2`.
+    pub(super) fn lua(&self) -> String {
+        let fields: Vec<String> = (1..)
+            .zip(self.fields)
+            .map(|(k, name)| format!("{name} = {k}"))
+            .collect();
+        format!(
+            "local {t} = {{{}}}\nlocal {t}_N = {}\n",
+            fields.join(", "),
+            self.fields.len(),
+            t = self.table
+        )
+    }
+}
+
+/// Declares one part of the layout: an enum whose variants are the fields
+/// in order, and the Lua table the script reads them through.
+macro_rules! layout {
+    ($(#[$doc:meta])* $name:ident as $table:literal { $($field:ident = $lua:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(super) enum $name { $($field,)+ }
+
+        impl $name {
+            /// The layout as the script sees it.
+            pub(super) const LAYOUT: Layout = Layout { table: $table, fields: &[$($lua,)+] };
+            /// How many fields.
+            pub(super) const N: usize = Self::LAYOUT.fields.len();
+            /// The field's index in its part, from 0.
+            pub(super) const fn at(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
+layout!(
+    /// The queue's keys, first in KEYS.
+    QueueKey as "QKEY" {
+        Jobs = "jobs",
+        Dead = "dead",
+        Delayed = "delayed",
+        Acked = "acked",
+    }
+);
+
+layout!(
+    /// The keys of one completion, after the queue's and those of the
+    /// completions before it: a prefix of these (see [`Encoder::keys`]).
+    CompletionKey as "CKEY" {
+        Record = "record",
+        History = "history",
+        Idem = "idem",
+    }
+);
+
+layout!(
+    /// The batch's arguments, first in ARGV; the plugin digests follow.
+    Head as "HEAD" {
+        Group = "group",
+        Ttl = "ttl",
+        Queue = "queue",
+        HistoryMax = "history_max",
+        Wake = "wake",
+        AckedMax = "acked_max",
+        Digests = "digests",
+    }
+);
+
+layout!(
+    /// A fresh success (kind `f`), after its kind: up to `Idem`, and the
+    /// rest only when it has an idempotency key.
+    Fresh as "FRESH" {
+        Entry = "entry",
+        Job = "job",
+        FirstAt = "first_at",
+        Finished = "finished",
+        Plugin = "plugin",
+        Result = "result",
+        Idem = "idem",
+        IdemTtl = "idem_ttl",
+        ResultDigest = "result_digest",
+        History = "history",
+    }
+);
+
+layout!(
+    /// Every other completion (kinds `ok`, `retry`, `dead`, `dup`), after
+    /// its kind; `Extras` name/value pairs follow.
+    Full as "FULL" {
+        Entry = "entry",
+        Id = "id",
+        Job = "job",
+        Attempt = "attempt",
+        Finished = "finished",
+        Payload = "payload",
+        Result = "result",
+        Class = "class",
+        Code = "code",
+        Message = "message",
+        Upstream = "upstream",
+        Reason = "reason",
+        Plugin = "plugin",
+        HasCheckpoint = "has_checkpoint",
+        Checkpoint = "checkpoint",
+        FirstAt = "first_at",
+        Delay = "delay",
+        History = "history",
+        Idem = "idem",
+        IdemTtl = "idem_ttl",
+        ResultDigest = "result_digest",
+        LeaseExpiries = "lease_expiries",
+        DeadPayload = "dead_payload",
+        Extras = "extras",
+    }
+);
+
+// The script finds what follows a part from these fields' positions.
+const _: () = assert!(Head::Digests.at() + 1 == Head::N);
+const _: () = assert!(Full::Extras.at() + 1 == Full::N);
+
+/// Every part of the layout, as the script receives it.
+pub(super) const LAYOUTS: [Layout; 5] = [
+    QueueKey::LAYOUT,
+    CompletionKey::LAYOUT,
+    Head::LAYOUT,
+    Fresh::LAYOUT,
+    Full::LAYOUT,
+];
