@@ -14,13 +14,18 @@
 //! - `keys.rs`: the names of a queue's keys ([`Keys`]).
 //! - `entry.rs`: a raw stream entry ([`Delivery`]) read as a job ([`JobEntry`];
 //!   it and [`Completion`] are domain types, re-exported here).
+//! - `fields.rs`: whose fields an entry carries: the producer's, or Ward's
+//!   own under the reserved prefix `ward:`; how an entry is parsed.
 //! - `consume.rs`: the consumer group, leases, renewal, reclaiming, the
 //!   idempotency check.
-//! - `apply.rs`: the APPLY script and its argument encoder.
+//! - `apply/`: the APPLY script's argument encoder (`mod.rs`) and layout
+//!   (`layout.rs`).
 //! - `enqueue.rs`: enqueueing, the `ward_enqueue` library, promoting due jobs.
 //! - `jobs.rs`: looking jobs up ([`JobStatus`], record fields, history).
 //! - `dead.rs`: the dead-letter stream (pages, requeue, discard, retention).
 //! - `breakers.rs`, `sample.rs`: circuit breakers; depth and lag.
+//! - `memory.rs`: Redis' memory settings and use ([`Memory`]).
+//! - `wake.rs`: the pub/sub wake-ups of the promoter ([`Wake`]).
 //! - `reply.rs`: reading Redis replies.
 //! - `script.rs`: how a script is built: a preamble generated from the Rust
 //!   constants the scripts share (key shapes, dead-letter fields, the library

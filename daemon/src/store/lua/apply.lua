@@ -1,5 +1,5 @@
 -- Applies a batch of finished attempts. The argument layout is defined once,
--- by the encoder in `store/apply/` (its layout in `layout.rs`), which prepends it to this script as the
+-- in `store/apply/layout.rs`; the encoder prepends it to this script as the
 -- tables QKEY, CKEY, HEAD, FRESH and FULL (name -> position) and their
 -- lengths (QKEY_N, ...). Read every argument through them: a unit test fails
 -- on a position written here or a name the encoder does not know.
