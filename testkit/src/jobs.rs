@@ -145,3 +145,32 @@ pub fn dead_letters(redis: &Redis) -> Vec<HashMap<String, Vec<u8>>> {
 pub fn text(map: &HashMap<String, Vec<u8>>, key: &str) -> String {
     String::from_utf8_lossy(map.get(key).map(Vec::as_slice).unwrap_or(b"")).into_owned()
 }
+
+/// Creates the consumer group `ward` on `stream` (and the stream), as a
+/// daemon would, so a test can lease entries before any daemon runs.
+pub fn create_group(con: &mut redis::Connection, stream: &str) {
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(stream)
+        .arg("ward")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query(con)
+        .unwrap();
+}
+
+/// Leases up to `count` new entries of `stream` to `consumer` (as a daemon
+/// that then dies would): they stay pending under its name.
+pub fn lease_to(con: &mut redis::Connection, stream: &str, consumer: &str, count: usize) {
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("ward")
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(count)
+        .arg("STREAMS")
+        .arg(stream)
+        .arg(">")
+        .query(con)
+        .unwrap();
+}

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use ward::job::{DeadReason, FailureClass, JobEntry, Outcome};
 use ward::store::{Keys, Queue};
 use ward::transition::{Completion, Deferral, Ran, Transition};
-use ward_testkit::Redis;
+use ward_testkit::{Redis, create_group, lease_to};
 
 #[derive(Debug, Clone, Copy)]
 enum Key {
@@ -118,14 +118,7 @@ fn completion(c: Case, entry_id: &str, n: usize) -> Completion {
 
 /// Adds `n` entries to queue `q` and leases them to consumer `c`: pending.
 fn leased(con: &mut redis::Connection, keys: &Keys, n: usize) -> Vec<String> {
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(&keys.jobs)
-        .arg("ward")
-        .arg("0")
-        .arg("MKSTREAM")
-        .query(con)
-        .unwrap();
+    create_group(con, &keys.jobs);
     let ids: Vec<String> = (0..n)
         .map(|_| {
             redis::cmd("XADD")
@@ -137,17 +130,7 @@ fn leased(con: &mut redis::Connection, keys: &Keys, n: usize) -> Vec<String> {
                 .unwrap()
         })
         .collect();
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg("ward")
-        .arg("c")
-        .arg("COUNT")
-        .arg(n)
-        .arg("STREAMS")
-        .arg(&keys.jobs)
-        .arg(">")
-        .query(con)
-        .unwrap();
+    lease_to(con, &keys.jobs, "c", n);
     ids
 }
 

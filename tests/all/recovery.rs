@@ -387,14 +387,7 @@ fn a_redis_restart_with_aof_loses_no_acknowledged_job() {
 fn consumers_of_stopped_daemons_are_forgotten_unless_they_hold_work() {
     let redis = Redis::start();
     let mut con = redis.con();
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg("ward:{q}:jobs")
-        .arg("ward")
-        .arg("0")
-        .arg("MKSTREAM")
-        .query(&mut con)
-        .unwrap();
+    create_group(&mut con, "ward:{q}:jobs");
     let _: String = redis::cmd("XADD")
         .arg("ward:{q}:jobs")
         .arg("*")
@@ -412,19 +405,7 @@ fn consumers_of_stopped_daemons_are_forgotten_unless_they_hold_work() {
             .query(&mut con)
             .unwrap();
     }
-    {
-        let _: redis::Value = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg("ward")
-            .arg("busy")
-            .arg("COUNT")
-            .arg(1)
-            .arg("STREAMS")
-            .arg("ward:{q}:jobs")
-            .arg(">")
-            .query(&mut con)
-            .unwrap();
-    }
+    lease_to(&mut con, "ward:{q}:jobs", "busy", 1);
     let gone = with_queue(&redis, async |queue| {
         queue
             .forget_idle_consumers("me", Duration::ZERO)

@@ -330,14 +330,7 @@ fn a_lease_count_at_its_limit_is_a_poison_pill_not_a_dead_reclaimer() {
     // Two deliveries of a daemon that died: one whose lease count is at
     // the top of a u32 (it could only overflow), one ordinary.
     let mut con = redis.con();
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg("ward:{q}:jobs")
-        .arg("ward")
-        .arg("0")
-        .arg("MKSTREAM")
-        .query(&mut con)
-        .unwrap();
+    create_group(&mut con, "ward:{q}:jobs");
     // Ids of now: an entry id is the enqueue time, and the retry budget
     // counts from it.
     let now = std::time::SystemTime::now()
@@ -362,17 +355,7 @@ fn a_lease_count_at_its_limit_is_a_poison_pill_not_a_dead_reclaimer() {
             .query(&mut con)
             .unwrap();
     }
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg("ward")
-        .arg("ghost")
-        .arg("COUNT")
-        .arg(2)
-        .arg("STREAMS")
-        .arg("ward:{q}:jobs")
-        .arg(">")
-        .query(&mut con)
-        .unwrap();
+    lease_to(&mut con, "ward:{q}:jobs", "ghost", 2);
     let _ward = Ward::start(&config_full(
         &redis,
         "concurrency = 2\nlease = \"600ms\"",
@@ -394,25 +377,9 @@ fn reclaim_finds_a_dead_daemons_deliveries_behind_thousands_of_live_ones() {
     // 3,000 deliveries a live daemon ("alive") holds and keeps renewing,
     // then 5 of a daemon that died ("ghost"), after them in the list.
     let ids = xadd_many(&redis, 3005, "noop", "{}");
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg("ward:{q}:jobs")
-        .arg("ward")
-        .arg("0")
-        .query(&mut con)
-        .unwrap();
+    create_group(&mut con, "ward:{q}:jobs");
     for (consumer, count) in [("alive", 3000), ("ghost", 5)] {
-        let _: redis::Value = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg("ward")
-            .arg(consumer)
-            .arg("COUNT")
-            .arg(count)
-            .arg("STREAMS")
-            .arg("ward:{q}:jobs")
-            .arg(">")
-            .query(&mut con)
-            .unwrap();
+        lease_to(&mut con, "ward:{q}:jobs", consumer, count);
     }
     let renew = |con: &mut redis::Connection| {
         let mut cmd = redis::cmd("XCLAIM");
