@@ -129,6 +129,13 @@ pub fn is_connection_error(e: &QueueError) -> bool {
     }
 }
 
+/// Whether Redis refused a write because it is at its `maxmemory` (`OOM`,
+/// under `noeviction`): worth waiting for room rather than giving up.
+#[must_use]
+pub fn is_out_of_memory(e: &QueueError) -> bool {
+    matches!(e, QueueError::Redis(e) if e.code() == Some("OOM"))
+}
+
 impl Queue {
     /// Operations on queue `keys.queue` over `con`.
     #[must_use]

@@ -305,7 +305,7 @@ async fn ensure_group(
         let delay = match queue.ensure_group().await {
             Ok(()) => return Ok(()),
             // A Redis at its maxmemory (OOM) may have room again soon.
-            Err(e) if store::is_connection_error(&e) || e.to_string().contains("OOM") => {
+            Err(e) if store::is_connection_error(&e) || store::is_out_of_memory(&e) => {
                 let delay = backoff.next();
                 tracing::error!(queue = %queue.keys.queue, error = %e, retry_in = ?delay, "cannot create consumer group; retrying");
                 delay
