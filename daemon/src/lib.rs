@@ -37,9 +37,12 @@
 //!   only log and count.
 //! - [`dlq`]: the dead-letter stream's logic (listing, filters, paging,
 //!   requeue and discard); prints nothing.
+//! - [`control`]: operator actions (pause, cancel, requeue, discard, bulk
+//!   actions), one implementation shared by the `ward` command and the
+//!   admin API, each leaving an entry in the audit trail.
 //! - [`cli`]: the `ward` command, one file per subcommand.
 //!
-//! Imports go one way: `cli` → `worker` → `store`/`runtime`/`obs` →
+//! Imports go one way: `cli` → `control`/`worker` → `store`/`runtime`/`obs` →
 //! `config` → the domain and the leaves; nothing imports back up.
 //!
 //! # One job's way through
@@ -58,6 +61,7 @@ pub mod breaker;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod cut;
 pub mod digest;
 pub mod dlq;

@@ -98,6 +98,13 @@ pub fn show(redis: &Redis, id: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// `ward audit --json`: the audit trail, oldest first.
+pub fn audit(redis: &Redis) -> Vec<serde_json::Value> {
+    let out = ward(&["audit", "--redis", &redis.url(), "--json"]);
+    assert!(out.status.success(), "ward audit failed: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Waits until job `id` reaches a final state and returns its JSON.
 pub fn wait_final(redis: &Redis, id: &str, timeout: Duration) -> serde_json::Value {
     let mut last = serde_json::Value::Null;

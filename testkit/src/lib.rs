@@ -32,8 +32,9 @@ pub use config::{
 pub use daemon::{Ward, proc_status_kib, rss_kib, stderr, stdout, ward, ward_bin, ward_with_stdin};
 pub use http::{HttpStub, Request};
 pub use jobs::{
-    Fields, create_group, dead_letters, enqueue, enqueue_with, history, job_fields, lease_to,
-    queue_stream, runs_per_job, show, text, wait_final, xadd, xadd_entries, xadd_many, xadd_pipe,
+    Fields, audit, create_group, dead_letters, enqueue, enqueue_with, history, job_fields,
+    lease_to, queue_stream, runs_per_job, show, text, wait_final, xadd, xadd_entries, xadd_many,
+    xadd_pipe,
 };
 pub use server::{Redis, connect};
 

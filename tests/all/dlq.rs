@@ -536,6 +536,33 @@ fn discard_leaves_a_discarded_job_with_the_note() {
         "{}",
         stderr(&missing)
     );
+
+    // Every try is on the audit trail, with what it changed.
+    let trail = audit(&redis);
+    let summary: Vec<(&str, &str, u64)> = trail
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["target"].as_str().unwrap(),
+                e["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("discard", id.as_str(), 1),
+            ("discard", id.as_str(), 0),
+            ("requeue", id.as_str(), 0),
+            ("discard", "1-1", 0),
+        ],
+        "{trail:?}"
+    );
+    assert_eq!(trail[0]["by"], "carol");
+    assert_eq!(trail[0]["via"], "cli");
+    assert_eq!(trail[0]["queue"], "q");
+    assert_eq!(trail[0]["note"], "customer cancelled the order");
 }
 
 #[test]

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::format::{print_history, ts};
 use super::target::QueueTarget;
+use crate::control::{self, Action, Actor};
 use crate::dlq::{self, DEFAULT_LIST_LIMIT, DeadLetter, Filter, Located, Op, parse_since};
 use crate::store::{self, Queue};
 use crate::text::format_ms;
@@ -191,18 +192,34 @@ impl RequeueArgs {
         let queue = &self.on.queue;
         let by = operator(self.by);
         let note = self.note.unwrap_or_default();
+        let actor = Actor::cli(Some(&by));
         if self.all {
-            return requeue_all(&q, &filter, &by, &note).await;
+            let (seen, failed) = requeue_all(&q, &filter, &by, &note).await?;
+            let target = if filter.is_empty() {
+                "every dead letter".to_string()
+            } else {
+                filter.describe()
+            };
+            audit(&q, &actor, Op::Requeue, target, seen - failed, &note).await?;
+            return summary(Op::Requeue, seen, failed);
         }
+        let target = self.ids.join(" ");
         let letters = resolve_ids(&q, queue, self.ids).await?;
-        act(&q, letters, Op::Requeue, &by, &note).await
+        let (total, failed) = act(&q, letters, Op::Requeue, &by, &note).await?;
+        audit(&q, &actor, Op::Requeue, target, total - failed, &note).await?;
+        summary(Op::Requeue, total, failed)
     }
 }
 
 /// `requeue --all`: counts the matching dead letters, says how many, then
 /// requeues them page by page from the newest counted down, so memory holds
 /// one page of payloads however many there are.
-async fn requeue_all(q: &Queue, filter: &Filter, by: &str, note: &str) -> anyhow::Result<()> {
+async fn requeue_all(
+    q: &Queue,
+    filter: &Filter,
+    by: &str,
+    note: &str,
+) -> anyhow::Result<(usize, usize)> {
     let queue = &q.keys.queue;
     let (total, top) = dlq::count(q, filter, dlq::ACT_PAGE).await?;
     if filter.is_empty() {
@@ -214,7 +231,7 @@ async fn requeue_all(q: &Queue, filter: &Filter, by: &str, note: &str) -> anyhow
         );
     }
     let Some(top) = top else {
-        return Ok(());
+        return Ok((0, 0));
     };
     let mut pages = dlq::Pages::from(filter.clone(), dlq::ACT_PAGE, &top);
     let (mut seen, mut failed) = (0usize, 0usize);
@@ -229,7 +246,7 @@ async fn requeue_all(q: &Queue, filter: &Filter, by: &str, note: &str) -> anyhow
         })
         .await?;
     }
-    summary(Op::Requeue, seen, failed)
+    Ok((seen, failed))
 }
 
 impl DiscardArgs {
@@ -237,8 +254,12 @@ impl DiscardArgs {
         let q = open(&self.on).await?;
         let by = operator(self.by);
         let note = self.reason.unwrap_or_default();
+        let target = self.ids.join(" ");
         let letters = resolve_ids(&q, &self.on.queue, self.ids).await?;
-        act(&q, letters, Op::Discard, &by, &note).await
+        let (total, failed) = act(&q, letters, Op::Discard, &by, &note).await?;
+        let actor = Actor::cli(Some(&by));
+        audit(&q, &actor, Op::Discard, target, total - failed, &note).await?;
+        summary(Op::Discard, total, failed)
     }
 }
 
@@ -286,22 +307,46 @@ async fn resolve_ids(
     Ok(out)
 }
 
-/// Applies `op` to each dead letter, printing one line per id; fails at the
-/// end if any id was not acted on.
+/// Applies `op` to each dead letter, printing one line per id; returns how
+/// many ids there were and how many were not acted on.
 async fn act(
     q: &Queue,
     letters: Vec<(String, Option<DeadLetter>)>,
     op: Op,
     by: &str,
     note: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(usize, usize)> {
     let queue = &q.keys.queue;
     let total = letters.len();
     let failed = dlq::act(q, letters, op, by, note, |acted| {
         println!("{}", acted.line(op, queue));
     })
     .await?;
-    summary(op, total, failed)
+    Ok((total, failed))
+}
+
+/// Puts a requeue or discard on the audit trail.
+async fn audit(
+    q: &Queue,
+    actor: &Actor,
+    op: Op,
+    target: String,
+    count: usize,
+    note: &str,
+) -> anyhow::Result<()> {
+    let action = Action {
+        action: match op {
+            Op::Requeue => "requeue",
+            Op::Discard => "discard",
+        },
+        queue: &q.keys.queue,
+        target,
+        count: u64::try_from(count).unwrap_or(u64::MAX),
+        note,
+        detail: None,
+    };
+    control::audit::record(&q.store(), actor, action).await?;
+    Ok(())
 }
 
 /// The last line of a run over `total` ids: an error if any was not acted on.

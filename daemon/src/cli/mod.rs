@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
 
+mod audit;
 mod breakers;
 mod config;
 mod dlq;
@@ -68,6 +69,8 @@ enum Command {
         #[command(subcommand)]
         command: plugin::PluginCommand,
     },
+    /// The audit trail: every operator action, who did it, when and why.
+    Audit(audit::AuditArgs),
 }
 
 /// Parses the command line, runs it, and turns errors into a message and
@@ -127,5 +130,6 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Dlq { command } => command.exec().await,
         Command::Config { command } => command.exec(),
         Command::Plugin { command } => command.exec(),
+        Command::Audit(audit) => audit.exec().await,
     }
 }

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use crate::config::{self, Config};
-use crate::store::{self, Keys, Queue};
+use crate::store::{self, Queue, Store};
 
 /// Which Redis a tool command talks to.
 #[derive(Debug, Args)]
@@ -60,16 +60,21 @@ impl RedisTarget {
             .map_or(config::DEFAULT_IDEMPOTENCY_TTL, |j| j.idempotency_ttl))
     }
 
+    /// Connects to the Redis server.
+    pub(crate) async fn store(&self) -> anyhow::Result<Store> {
+        let url = self.url()?;
+        let con = store::connect(&url, std::time::Duration::from_secs(1))
+            .await
+            .with_context(|| format!("cannot reach Redis at {}", store::redacted_url(&url)))?;
+        Ok(Store::new(con))
+    }
+
     /// Connects to queue `name`, after checking the name is one Ward accepts.
     pub(crate) async fn queue(&self, name: &str) -> anyhow::Result<Queue> {
         if let Some(why) = config::check_name(name) {
             anyhow::bail!("queue name `{name}` {why}");
         }
-        let url = self.url()?;
-        let con = store::connect(&url, std::time::Duration::from_secs(1))
-            .await
-            .with_context(|| format!("cannot reach Redis at {}", store::redacted_url(&url)))?;
-        Ok(Queue::new(Keys::new(name), con))
+        Ok(self.store().await?.queue(name))
     }
 }
 

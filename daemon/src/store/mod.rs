@@ -23,6 +23,7 @@
 //! - `enqueue.rs`: enqueueing, the `ward_enqueue` library, promoting due jobs.
 //! - `jobs.rs`: looking jobs up ([`JobStatus`], record fields, history).
 //! - `dead.rs`: the dead-letter stream (pages, requeue, discard, retention).
+//! - `audit.rs`: the audit trail of operator actions (`ward:audit`).
 //! - `breakers.rs`, `sample.rs`: circuit breakers; depth and lag.
 //! - `memory.rs`: Redis' memory settings and use ([`Memory`]).
 //! - `wake.rs`: the pub/sub wake-ups of the promoter ([`Wake`]).
@@ -48,6 +49,7 @@ use redis::aio::ConnectionManager;
 use redis::{ErrorKind, RedisError};
 
 mod apply;
+mod audit;
 mod breakers;
 mod connect;
 mod consume;
@@ -63,6 +65,7 @@ mod sample;
 mod script;
 mod wake;
 
+pub use audit::{AUDIT_KEY, AUDIT_MAX, AuditRecord};
 pub use breakers::{BreakerState, BreakerUpdate};
 pub use connect::{Store, client, connect, redacted_url, trust_ca};
 pub use consume::KeyCheck;
@@ -168,7 +171,8 @@ impl Queue {
     }
 
     /// The store this queue's connection belongs to.
-    fn store(&self) -> Store {
+    #[must_use]
+    pub fn store(&self) -> Store {
         Store::new(self.con.clone())
     }
 }

@@ -1,0 +1,15 @@
+//! Operator actions: what a person may do to Ward's jobs, as one function
+//! each, shared by the `ward` command and the admin API (neither holds a
+//! copy of the logic). Every action that changes something takes an
+//! [`Actor`] and leaves one entry in the audit trail ([`audit::record`]).
+//!
+//! # Layout
+//!
+//! - `audit.rs`: who acts ([`Actor`]), and the audit trail.
+//!
+//! Imports: `control` uses `store`, `dlq` and the domain; `cli` and the
+//! admin API use `control`; nothing here imports them.
+
+pub mod audit;
+
+pub use audit::{Action, Actor, Via};
