@@ -15,12 +15,15 @@
 //! - `types.rs`: the validated types ([`Config`], [`QueueConfig`], [`JobConfig`], ...).
 //! - `http.rs`: a job type's outbound HTTP policy ([`HttpPolicy`]).
 //! - [`observability`]: `[metrics]`, `[log]`, `[alerts]` (also `crate::obs::config`).
+//! - [`admin`]: `[admin]` and `[[admin.token]]` (the admin HTTP API).
 //! - `validate/`: one file per section (redis, queues, jobs, retry,
-//!   breakers, schedules, observability, daemon), each reporting its problems.
+//!   breakers, schedules, observability, daemon, admin), each reporting its
+//!   problems.
 //!
 //! The config imports no module it configures (Redis access, the queue, the
 //! runtime): they import it.
 
+pub mod admin;
 pub mod defaults;
 mod http;
 pub mod observability;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::admin::RawAdmin;
 use super::observability::{RawAlerts, RawLog, RawMetrics};
 use super::units::{opt_duration, opt_plain_duration};
 use crate::policy::{Jitter, TreatAs};
@@ -46,6 +47,9 @@ pub struct RawConfig {
     /// `[[schedule]]`: jobs enqueued on a cron schedule.
     #[serde(default, rename = "schedule")]
     pub schedules: Vec<RawSchedule>,
+    /// `[admin]` and `[[admin.token]]`: the admin HTTP API (see [`super::admin`]).
+    #[serde(default)]
+    pub admin: RawAdmin,
 }
 
 /// `[[schedule]]`

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::HttpPolicy;
+use super::admin::AdminConfig;
 use super::defaults::{
     DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_OPEN_FOR, DEFAULT_BREAKER_WINDOW,
     DEFAULT_DEAD_PAYLOAD_MAX, DEFAULT_DEAD_TRIM_INTERVAL,
@@ -34,6 +35,8 @@ pub struct Config {
     pub schedules: Vec<ScheduleConfig>,
     /// `[defaults.breaker]`.
     pub breaker: BreakerPolicy,
+    /// `[admin]`: the admin HTTP API.
+    pub admin: AdminConfig,
 }
 
 /// A job enqueued on a cron schedule.

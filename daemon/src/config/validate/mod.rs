@@ -6,8 +6,9 @@
 //! Sections run in a fixed order (problems on the same line keep it): the
 //! upper bounds of every duration and size (`bounds.rs`), then redis,
 //! observability, retry defaults, dead-letter defaults, daemon, queues,
-//! jobs, breakers, schedules.
+//! jobs, breakers, schedules, admin.
 
+pub(super) mod admin;
 mod bounds;
 mod breakers;
 mod daemon;
@@ -56,6 +57,7 @@ pub(super) fn validate(
     jobs::jobs(raw.jobs, base, default_retry, &mut queues, &mut problem);
     let breaker = breakers::breaker(raw.defaults.breaker.as_ref(), &mut problem);
     let schedules = schedules::schedules(raw.schedules, &queues, &mut problem);
+    let admin = admin::validate(raw.admin, &mut problem);
 
     if problems.is_empty() {
         Ok(Config {
@@ -67,6 +69,7 @@ pub(super) fn validate(
             threads,
             schedules,
             breaker,
+            admin,
         })
     } else {
         problems.sort_by_key(|p| p.line);
