@@ -170,50 +170,10 @@ impl Queue {
         idle: Duration,
     ) -> Result<Vec<String>, QueueError> {
         let mut con = self.con.clone();
-        let reply: Value = redis::cmd("XINFO")
-            .arg("CONSUMERS")
-            .arg(&self.keys.jobs)
-            .arg(GROUP)
-            .query_async(&mut con)
-            .await?;
-        let Value::Array(consumers) = reply else {
-            return Ok(Vec::new());
-        };
-        let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+        let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
         let mut gone = Vec::new();
-        for c in consumers {
-            let fields: Vec<(String, Value)> = match c {
-                Value::Array(flat) => flat
-                    .chunks(2)
-                    .filter_map(|kv| match kv {
-                        [Value::BulkString(k), v] => {
-                            Some((String::from_utf8_lossy(k).into_owned(), v.clone()))
-                        }
-                        [Value::SimpleString(k), v] => Some((k.clone(), v.clone())),
-                        _ => None,
-                    })
-                    .collect(),
-                Value::Map(pairs) => pairs
-                    .into_iter()
-                    .filter_map(|(k, v)| match k {
-                        Value::BulkString(k) => Some((String::from_utf8_lossy(&k).into_owned(), v)),
-                        Value::SimpleString(k) => Some((k, v)),
-                        _ => None,
-                    })
-                    .collect(),
-                _ => continue,
-            };
-            let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
-            let name = match get("name") {
-                Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-                Some(Value::SimpleString(s)) => s.clone(),
-                _ => continue,
-            };
-            let pending = matches!(get("pending"), Some(Value::Int(n)) if *n > 0);
-            let idle_for = match get("idle") {
-                Some(Value::Int(n)) => *n,
-                _ => 0,
-            };
+        for c in self.consumers().await? {
+            let (name, pending, idle_for) = (c.name, c.pending > 0, c.idle_ms);
             if name != me && !pending && idle_for >= idle_ms {
                 let _: i64 = redis::cmd("XGROUP")
                     .arg("DELCONSUMER")

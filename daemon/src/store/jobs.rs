@@ -215,6 +215,21 @@ impl Queue {
         Ok(values)
     }
 
+    /// The payload job `id`'s record keeps (as enqueued, bytes), if it
+    /// keeps one.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn record_payload(&self, id: &str) -> Result<Option<Vec<u8>>, QueueError> {
+        let mut con = self.con.clone();
+        let payload: Option<Vec<u8>> = redis::cmd("HGET")
+            .arg(self.keys.record(id))
+            .arg("payload")
+            .query_async(&mut con)
+            .await?;
+        Ok(payload)
+    }
+
     /// The job's history lines (JSON), oldest first.
     ///
     /// # Errors

@@ -28,6 +28,8 @@ const BREAKER: &str = "breaker:";
 const RECORD: &str = "job:";
 /// An idempotency key (append the key).
 const IDEM: &str = "idem:";
+/// A daemon's heartbeat hash (append its consumer name).
+const DAEMON: &str = "daemon:";
 /// Appended to a job record's key: the job's history list.
 const HISTORY: &str = ":history";
 
@@ -108,6 +110,13 @@ impl Keys {
         joined(&[NAMESPACE, "{", &self.queue, "}:", IDEM, key])
     }
 
+    /// `ward:{Q}:daemon:<consumer>`: what that daemon's heartbeat says of
+    /// itself (version, last seen), expiring when it stops beating.
+    #[must_use]
+    pub fn daemon(&self, consumer: &str) -> String {
+        joined(&[NAMESPACE, "{", &self.queue, "}:", DAEMON, consumer])
+    }
+
     /// `ward:{Q}:breaker:<upstream>`: the circuit breaker of `upstream`.
     #[must_use]
     pub fn breaker(&self, upstream: &str) -> String {
@@ -138,5 +147,6 @@ mod tests {
         assert_eq!(k.history("1-0"), "ward:{emails}:job:1-0:history");
         assert_eq!(k.idempotency("k"), "ward:{emails}:idem:k");
         assert_eq!(k.breaker("smtp"), "ward:{emails}:breaker:smtp");
+        assert_eq!(k.daemon("h-1-ab"), "ward:{emails}:daemon:h-1-ab");
     }
 }

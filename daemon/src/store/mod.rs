@@ -25,6 +25,8 @@
 //! - `dead.rs`: the dead-letter stream (pages, requeue, discard, retention).
 //! - `audit.rs`: the audit trail of operator actions (`ward:audit`).
 //! - `breakers.rs`, `sample.rs`: circuit breakers; depth and lag.
+//! - `daemons.rs`: a group's consumers, and each daemon's heartbeat hash
+//!   (`ward:{Q}:daemon:<consumer>`: version, last seen).
 //! - `memory.rs`: Redis' memory settings and use ([`Memory`]).
 //! - `wake.rs`: the pub/sub wake-ups of the promoter ([`Wake`]).
 //! - `reply.rs`: reading Redis replies.
@@ -53,6 +55,7 @@ mod audit;
 mod breakers;
 mod connect;
 mod consume;
+mod daemons;
 mod dead;
 mod enqueue;
 mod entry;
@@ -69,6 +72,7 @@ pub use audit::{AUDIT_KEY, AUDIT_MAX, AuditRecord};
 pub use breakers::{BreakerState, BreakerUpdate};
 pub use connect::{Store, client, connect, redacted_url, trust_ca};
 pub use consume::KeyCheck;
+pub use daemons::{ConsumerInfo, DaemonBeat};
 pub use dead::{DEAD_ENTRY_FIELDS, DeadLetterAct, RETIRED_TTL, Resolution, Trimmed};
 pub use enqueue::{Enqueued, FUNCTIONS, FUNCTIONS_VERSION, Promoted};
 pub use entry::{Completion, Delivery, JobEntry, Malformed};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::store::Queue;
+use crate::store::{DaemonBeat, Queue};
 
 use super::Service;
 use crate::worker::InFlight;
@@ -22,10 +22,33 @@ pub(crate) struct Heartbeat {
     pub(crate) in_flight: InFlight,
 }
 
+impl Heartbeat {
+    /// Says this daemon is alive, and which version it runs, for the admin
+    /// API's list of daemons (the group itself records neither); the hash
+    /// expires after three missed beats.
+    async fn beat(&self, started_ms: u64) {
+        let beat = DaemonBeat {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            last_seen_ms: crate::clock::now_ms(),
+            started_ms,
+        };
+        if let Err(e) = self
+            .queue
+            .record_beat(&self.consumer, &beat, self.lease * 3)
+            .await
+        {
+            tracing::debug!(queue = %self.queue.keys.queue, error = %e, "cannot record the daemon's beat");
+        }
+    }
+}
+
 impl Service for Heartbeat {
     async fn run(self, mut stop: Shutdown) {
         let every = self.lease / 3;
+        let started_ms = crate::clock::now_ms();
+        self.beat(started_ms).await;
         while stop.sleep(every).await {
+            self.beat(started_ms).await;
             let ids: Vec<String> = match self.in_flight.lock() {
                 Ok(set) => set.iter().cloned().collect(),
                 Err(_) => continue,
