@@ -40,10 +40,14 @@
 //! - [`control`]: operator actions (pause, cancel, requeue, discard, bulk
 //!   actions), one implementation shared by the `ward` command and the
 //!   admin API, each leaving an entry in the audit trail.
+//! - [`admin`]: the admin HTTP API (JSON, bearer tokens with roles), over
+//!   the same `control` functions as the command line.
 //! - [`cli`]: the `ward` command, one file per subcommand.
 //!
 //! Imports go one way: `cli` → `control`/`worker` → `store`/`runtime`/`obs` →
-//! `config` → the domain and the leaves; nothing imports back up.
+//! `config` → the domain and the leaves; nothing imports back up. `admin`
+//! sits beside `cli` (which starts it): it uses `control`, `dlq` and
+//! `store`, never `worker`, and nothing but `cli` uses it.
 //!
 //! # One job's way through
 //!
@@ -56,6 +60,7 @@
 //! [`store::Queue::apply`] in the completer (one script per batch: ack and
 //! record, re-enqueue as the next attempt, or move to `ward:{Q}:dead`).
 
+pub mod admin;
 pub mod backoff;
 pub mod breaker;
 pub mod cli;

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
 
+mod admin;
 mod audit;
 mod breakers;
 mod config;
@@ -71,6 +72,8 @@ enum Command {
     },
     /// The audit trail: every operator action, who did it, when and why.
     Audit(audit::AuditArgs),
+    /// Serve the admin HTTP API ([admin] of the config) alone, with no worker.
+    Admin(admin::AdminArgs),
 }
 
 /// Parses the command line, runs it, and turns errors into a message and
@@ -81,16 +84,20 @@ pub fn main() -> ExitCode {
     // RUST_LOG is set; a config that does not load is reported by `run` itself.
     let loaded = match &cli.command {
         Command::Run(run) => Config::load(&run.config).ok(),
+        Command::Admin(admin) => Config::load(&admin.config).ok(),
         _ => None,
     };
     let level = loaded.as_ref().and_then(|c| c.obs.log_level.clone());
     init_logging(
         cli.log_format,
-        matches!(cli.command, Command::Run(_)),
+        matches!(cli.command, Command::Run(_) | Command::Admin(_)),
         level.as_deref(),
     );
     // Tools need no more than one thread; the daemon as many as its config says.
-    let threads = loaded.as_ref().map_or(1, Config::worker_threads);
+    let threads = match &cli.command {
+        Command::Run(_) => loaded.as_ref().map_or(1, Config::worker_threads),
+        _ => 1,
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
@@ -131,5 +138,6 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Config { command } => command.exec(),
         Command::Plugin { command } => command.exec(),
         Command::Audit(audit) => audit.exec().await,
+        Command::Admin(admin) => admin.exec().await,
     }
 }

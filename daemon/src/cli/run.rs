@@ -6,6 +6,10 @@ use clap::Args;
 
 use crate::config::Config;
 
+/// How long the admin API's requests in progress may take to finish once
+/// the daemon has stopped.
+const API_STOP: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// `ward run`
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
@@ -15,17 +19,37 @@ pub(crate) struct RunArgs {
 }
 
 impl RunArgs {
-    /// Loads the config and runs the daemon until SIGINT or SIGTERM.
+    /// Loads the config and runs the daemon until SIGINT or SIGTERM, with
+    /// the admin API beside it when `[admin] listen` is set (stopped by the
+    /// same signal).
     pub(crate) async fn exec(self) -> anyhow::Result<()> {
         let config = Config::load(&self.config)?;
-        crate::worker::run(config, shutdown_signal()).await
+        let Some(admin) = crate::admin::Server::bind(&config).await? else {
+            return crate::worker::run(config, shutdown_signal()).await;
+        };
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let api = tokio::spawn(admin.serve(async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        }));
+        let signal = async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        };
+        let ran = crate::worker::run(config, signal).await;
+        // The signal (or, after an early error, the dropped sender) has told
+        // the API to stop; give its requests in progress a moment.
+        let mut api = api;
+        if tokio::time::timeout(API_STOP, &mut api).await.is_err() {
+            api.abort();
+        }
+        ran
     }
 }
 
 /// Resolves on SIGINT or SIGTERM (systemd's stop). SIGHUP, which would
 /// otherwise end the process on the spot, is logged and ignored: Ward does
 /// not reload its config in place; restart it to apply a new one.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         tokio::spawn(async move {

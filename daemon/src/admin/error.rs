@@ -1,0 +1,105 @@
+//! The API's errors: a status and `{"error": "..."}`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::store::{self, QueueError};
+
+/// An error answer: its status and the message of its JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// What went wrong and, where it helps, what would be right.
+    pub message: String,
+}
+
+impl ApiError {
+    /// 400: the request is not one the endpoint takes.
+    #[must_use]
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 401: no token, or one the API does not know.
+    #[must_use]
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    /// 403: the token's role may not do this.
+    #[must_use]
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+
+    /// 404: no such thing.
+    #[must_use]
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// 409: the thing is not in a state the action applies to.
+    #[must_use]
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::CONFLICT, message)
+    }
+
+    /// An error with `status`.
+    #[must_use]
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> ApiError {
+        // Redis away is the service being unavailable, not a bad request.
+        let status = if store::is_connection_error(&e) {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> ApiError {
+        match e.downcast::<QueueError>() {
+            Ok(q) => q.into(),
+            Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(serde_json::json!({ "error": self.message }));
+        let mut r = (self.status, body).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"ward\""),
+            );
+        }
+        r
+    }
+}
+
+/// The answer to a path no route takes.
+pub(super) async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; see docs/admin-api.md (every path starts with /v1/)")
+}
+
+/// The answer to a method a route does not take.
+pub(super) async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this endpoint does not take that method: reads are GET, actions POST",
+    )
+}

@@ -1,0 +1,265 @@
+//! The admin HTTP API: JSON over HTTP/1.1 (axum), for people's own tools
+//! and the web UI to come. Off unless `[admin] listen` is set; served by
+//! `ward run` beside the worker, or alone by `ward admin --config FILE`.
+//!
+//! Every request carries `Authorization: Bearer <token>`; each token has a
+//! name and a role ([`auth`]). Reads are open to `viewer` and `operator`
+//! tokens (a viewer sees payloads redacted as dead letters redact them);
+//! actions need `operator`, are done by the same [`crate::control`] and
+//! [`crate::dlq`] functions as the `ward` command, and leave an audit
+//! entry whose actor is the token's name. Errors are `{"error": "..."}`
+//! with the status that fits. The endpoints are listed in
+//! `docs/admin-api.md`.
+//!
+//! # Layout
+//!
+//! - this file: the shared state ([`Api`]), the router, the server.
+//! - `auth.rs`: tokens, roles, the [`auth::Caller`] and [`auth::Operator`]
+//!   extractors, the constant-time comparison.
+//! - `error.rs`: [`ApiError`], the JSON error body.
+//! - `shown.rs`: what a viewer may see of payloads and results.
+//! - one file per resource group: `queues.rs` (stats), `jobs.rs`,
+//!   `dead.rs` (dead letters: list, show, requeue, discard), `breakers.rs`,
+//!   `schedules.rs`, `daemons.rs`, `audit.rs`.
+//!
+//! An action is a handler taking [`auth::Operator`] that calls one
+//! function of `control` with `Actor::api(&caller.name)`, and one `.route`
+//! line in [`router`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+
+use crate::backoff::Backoff;
+use crate::config::{Config, QueueConfig};
+use crate::store::{self, Queue, Store};
+
+mod audit;
+pub mod auth;
+mod breakers;
+mod daemons;
+mod dead;
+mod error;
+mod jobs;
+mod queues;
+mod schedules;
+mod shown;
+
+pub use auth::{Caller, Operator, Tokens};
+pub use error::ApiError;
+
+/// What every handler shares: the Redis connection, the config (its
+/// queues and job types, for redaction), the tokens.
+#[derive(Clone)]
+pub struct Api {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Ward's Redis.
+    store: Store,
+    /// The config the API was started with.
+    config: Config,
+    /// Who may call it.
+    tokens: Tokens,
+}
+
+impl Api {
+    /// The state of an API over `store`, configured by `config`, with
+    /// `tokens` already read from their secrets.
+    #[must_use]
+    pub fn new(store: Store, config: Config, tokens: Tokens) -> Api {
+        Api {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                tokens,
+            }),
+        }
+    }
+
+    /// The tokens.
+    #[must_use]
+    pub fn tokens(&self) -> &Tokens {
+        &self.inner.tokens
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The config.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Queue `name` of the config and its handle, or 404: the API serves
+    /// the queues of its config only (their job types say what to redact).
+    ///
+    /// # Errors
+    /// [`ApiError`] 404 naming the queues it knows.
+    pub fn queue(&self, name: &str) -> Result<(&QueueConfig, Queue), ApiError> {
+        let Some(q) = self.config().queues.iter().find(|q| q.name == name) else {
+            let known: Vec<&str> = self
+                .config()
+                .queues
+                .iter()
+                .map(|q| q.name.as_str())
+                .collect();
+            return Err(ApiError::not_found(format!(
+                "no queue `{name}` in this API's config (queues: {})",
+                known.join(", ")
+            )));
+        };
+        Ok((q, self.store().queue(name)))
+    }
+}
+
+/// `of` applied to every queue of the config in turn, the answers
+/// concatenated (the listings across queues).
+async fn every_queue<T, F, Fut>(api: &Api, of: F) -> Result<Vec<T>, ApiError>
+where
+    F: Fn(Queue) -> Fut,
+    Fut: Future<Output = Result<Vec<T>, ApiError>>,
+{
+    let mut out = Vec::new();
+    for cfg in &api.config().queues {
+        out.extend(of(api.store().queue(&cfg.name)).await?);
+    }
+    Ok(out)
+}
+
+/// Every route of the API.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/v1/whoami", get(auth::whoami))
+        .route("/v1/queues", get(queues::list))
+        .route("/v1/queues/{queue}", get(queues::one))
+        .route("/v1/queues/{queue}/jobs/{id}", get(jobs::show))
+        .route("/v1/queues/{queue}/dead", get(dead::list))
+        .route("/v1/queues/{queue}/dead/{id}", get(dead::show))
+        .route("/v1/queues/{queue}/dead/{id}/requeue", post(dead::requeue))
+        .route("/v1/queues/{queue}/dead/{id}/discard", post(dead::discard))
+        .route("/v1/queues/{queue}/breakers", get(breakers::of_queue))
+        .route("/v1/breakers", get(breakers::list))
+        .route("/v1/queues/{queue}/daemons", get(daemons::of_queue))
+        .route("/v1/daemons", get(daemons::list))
+        .route("/v1/schedules", get(schedules::list))
+        .route("/v1/audit", get(audit::list))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .with_state(api)
+}
+
+/// Errors starting the API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The config has no `[admin] listen`.
+    #[error(
+        "{0}: [admin] listen is not set; add it (e.g. listen = \"127.0.0.1:9470\") to serve the admin API"
+    )]
+    NotConfigured(String),
+    /// The address is taken or not ours.
+    #[error("[admin] listen {addr}: cannot listen there: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A token's secret is not set.
+    #[error("[[admin.token]] `{token}`: {why}")]
+    Secret {
+        /// The token's name.
+        token: String,
+        /// Where the secret was looked for.
+        why: String,
+    },
+}
+
+/// The API bound to its address, its tokens read, not serving yet.
+pub struct Server {
+    listener: TcpListener,
+    config: Config,
+    tokens: Tokens,
+}
+
+/// After Redis was unreachable: how long to wait before trying again.
+const CONNECT_RETRY: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+
+impl Server {
+    /// Reads the tokens and binds `[admin] listen`; `Ok(None)` when the
+    /// config has no `[admin] listen`. Failing here (a secret not set, the
+    /// port taken) fails the start of `ward run` or `ward admin`, before
+    /// anything else runs.
+    ///
+    /// # Errors
+    /// [`StartError`].
+    pub async fn bind(config: &Config) -> Result<Option<Server>, StartError> {
+        let Some(addr) = config.admin.listen else {
+            return Ok(None);
+        };
+        let tokens = Tokens::read(&config.admin.tokens)?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        Ok(Some(Server {
+            listener,
+            config: config.clone(),
+            tokens,
+        }))
+    }
+
+    /// The address it listens on (the port picked, for `:0`).
+    ///
+    /// # Errors
+    /// The socket's error.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Connects to Redis (retrying while it is unreachable) and serves
+    /// until `shutdown` resolves; requests in progress then finish.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let url = self.config.redis_url.clone();
+        let shown = store::redacted_url(&url);
+        let mut shutdown = Box::pin(shutdown);
+        let mut backoff = CONNECT_RETRY;
+        let store = loop {
+            let attempt = Store::connect(&url, Duration::from_secs(1));
+            let res = tokio::select! {
+                res = attempt => res,
+                () = &mut shutdown => return,
+            };
+            match res {
+                Ok(s) => break s,
+                Err(e) => {
+                    let delay = backoff.next();
+                    tracing::error!(redis = %shown, error = %e, retry_in = ?delay, "admin API cannot reach Redis; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = &mut shutdown => return,
+                    }
+                }
+            }
+        };
+        let addr = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        tracing::info!(listen = %addr, tokens = self.tokens.len(), "admin API listening");
+        let app = router(Api::new(store, self.config, self.tokens));
+        if let Err(e) = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "admin API stopped");
+        }
+    }
+}
