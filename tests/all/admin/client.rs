@@ -1,0 +1,119 @@
+//! A tiny HTTP/1.1 client over `std::net::TcpStream` (one request per
+//! connection), and `ward admin` as a child process killed on drop.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use ward_testkit::{wait_for, ward_bin};
+
+/// The operator token's name, secret and value in every config here.
+pub const OPERATOR: (&str, &str, &str) = ("ops-bot", "WARD_TEST_ADMIN_OP", "op-3f9a-token-value");
+/// The viewer token's.
+pub const VIEWER: (&str, &str, &str) = ("watcher", "WARD_TEST_ADMIN_RO", "ro-77c1-token-value");
+
+/// The environment that holds both tokens' values.
+pub fn token_env() -> Vec<(&'static str, &'static str)> {
+    vec![(OPERATOR.1, OPERATOR.2), (VIEWER.1, VIEWER.2)]
+}
+
+/// `[admin]` on `port` with the two tokens.
+pub fn admin_table(port: u16) -> String {
+    format!(
+        "[admin]\nlisten = \"127.0.0.1:{port}\"\n\n[[admin.token]]\nname = \"{}\"\nrole = \"operator\"\nsecret = \"{}\"\n\n[[admin.token]]\nname = \"{}\"\nrole = \"viewer\"\nsecret = \"{}\"\n",
+        OPERATOR.0, OPERATOR.1, VIEWER.0, VIEWER.1
+    )
+}
+
+/// An answer: its status and its body read as JSON (`Null` if it is not).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub text: String,
+}
+
+/// Sends one request to `127.0.0.1:port`; `token` goes in a bearer header.
+pub fn request(port: u16, method: &str, path: &str, token: Option<&str>, body: &str) -> Answer {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, text) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {raw}"));
+    Answer {
+        status,
+        body: serde_json::from_str(text).unwrap_or(Value::Null),
+        text: text.to_string(),
+    }
+}
+
+/// `GET path` with `token`, asserting 200; the JSON body.
+pub fn get_ok(port: u16, path: &str, token: &str) -> Value {
+    let a = request(port, "GET", path, Some(token), "");
+    assert_eq!(a.status, 200, "GET {path}: {}", a.text);
+    a.body
+}
+
+/// Waits until the API on `port` answers.
+pub fn wait_serving(port: u16) {
+    wait_for(Duration::from_secs(30), "the admin API to answer", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && request(port, "GET", "/v1/whoami", Some(VIEWER.2), "").status == 200
+    });
+}
+
+/// A running `ward admin --config`, killed (by PID) on drop.
+pub struct AdminProc {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl AdminProc {
+    /// Starts `ward admin` with `config` and the tokens' environment, and
+    /// waits until it answers on `port`.
+    pub fn start(config: &str, port: u16) -> AdminProc {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ward.toml");
+        std::fs::write(&path, config).unwrap();
+        let child = admin_command(&path)
+            .envs(token_env())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let proc = AdminProc { child, _dir: dir };
+        wait_serving(port);
+        proc
+    }
+}
+
+impl Drop for AdminProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `ward admin --config <path>`, not started.
+pub fn admin_command(path: &Path) -> Command {
+    let mut c = Command::new(ward_bin());
+    c.args(["--log-format", "json", "admin", "--config"])
+        .arg(path);
+    c
+}

@@ -1,0 +1,352 @@
+//! The admin HTTP API: served by `ward admin` alone and by `ward run`,
+//! tokens and roles (401/403 change nothing), an operator's actions on the
+//! audit trail under the token's name, and viewers never seeing a redacted
+//! payload field. Real redis-server, real `ward` processes, real HTTP.
+
+mod client;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use ward_testkit::*;
+
+use client::{AdminProc, OPERATOR, VIEWER, admin_command, admin_table, get_ok, request, token_env};
+
+const WAIT: Duration = Duration::from_secs(30);
+/// A single attempt: the first failure is final.
+const ONE_ATTEMPT: &str = "max_attempts = 1\njitter = \"none\"";
+/// A payload field the `vault` job type redacts, and its secret value.
+const SECRET: &str = "hunter2-admin-s3cret";
+
+/// A config for queue `q` with the `vault` job type (flaky, `password`
+/// redacted) and the admin API on `port`.
+fn config(redis: &Redis, port: u16) -> String {
+    let top = format!("{METRICS_ANY_PORT}\n{}", admin_table(port));
+    ward_testkit::Config::new(&redis.url())
+        .top(&top)
+        .retry(ONE_ATTEMPT)
+        .jobs(&job("vault", "flaky", "redact = [\"password\"]"))
+        .render()
+}
+
+/// Jobs that fail permanently at once, dead-lettered by a `ward run`
+/// that is stopped before this returns; their ids.
+fn dead_lettered(redis: &Redis, cfg: &str, n: usize) -> Vec<String> {
+    let daemon = Ward::start_with_env(cfg, &token_env()).ready();
+    let payload = format!(r#"{{"fail":"permanent","password":"{SECRET}"}}"#);
+    let ids: Vec<String> = (0..n)
+        .map(|_| xadd(redis, "vault", &payload, &[]))
+        .collect();
+    for id in &ids {
+        assert_eq!(wait_final(redis, id, WAIT)["state"], "dead");
+    }
+    assert!(daemon.stop().success());
+    ids
+}
+
+/// A Redis holding `n` dead letters of `vault` jobs, and `ward admin`
+/// serving it on `port`.
+struct Setup {
+    redis: Redis,
+    port: u16,
+    ids: Vec<String>,
+    /// Kept alive for the test (killed on drop).
+    api: AdminProc,
+}
+
+fn with_dead_letters(n: usize) -> Setup {
+    let redis = Redis::start();
+    let port = free_port();
+    let cfg = config(&redis, port);
+    let ids = dead_lettered(&redis, &cfg, n);
+    let api = AdminProc::start(&cfg, port);
+    Setup {
+        redis,
+        port,
+        ids,
+        api,
+    }
+}
+
+fn xlen(redis: &Redis, key: &str) -> u64 {
+    redis::cmd("XLEN").arg(key).query(&mut redis.con()).unwrap()
+}
+
+fn record_state(redis: &Redis, id: &str) -> Option<String> {
+    redis::cmd("HGET")
+        .arg(format!("ward:{{q}}:job:{id}"))
+        .arg("state")
+        .query(&mut redis.con())
+        .unwrap()
+}
+
+#[test]
+fn ward_admin_alone_serves_the_api_and_runs_no_job() {
+    let redis = Redis::start();
+    let port = free_port();
+    let _api = AdminProc::start(&config(&redis, port), port);
+    let id = xadd(&redis, "vault", r#"{"fail":"permanent"}"#, &[]);
+
+    let me = get_ok(port, "/v1/whoami", VIEWER.2);
+    assert_eq!(
+        (me["name"].as_str(), me["role"].as_str()),
+        (Some(VIEWER.0), Some("viewer"))
+    );
+    let queues = get_ok(port, "/v1/queues", VIEWER.2);
+    assert_eq!(queues[0]["queue"], "q", "{queues}");
+    assert_eq!(queues[0]["jobs"]["ready"], 1, "{queues}");
+    assert_eq!(
+        queues[0]["consumed"], false,
+        "no worker in the process: {queues}"
+    );
+    assert_eq!(queues[0]["job_types"], serde_json::json!(["vault"]));
+    // No worker: no group was created, and the job is still queued.
+    let job = get_ok(port, &format!("/v1/queues/q/jobs/{id}"), VIEWER.2);
+    assert_eq!(job["state"], "queued", "{job}");
+    assert_eq!(get_ok(port, "/v1/daemons", VIEWER.2), serde_json::json!([]));
+
+    let missing = request(port, "GET", "/v1/queues/nope", Some(VIEWER.2), "");
+    assert_eq!(missing.status, 404);
+    assert!(
+        missing.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no queue `nope`"),
+        "{}",
+        missing.text
+    );
+    let unknown = request(port, "GET", "/v1/nothing", Some(VIEWER.2), "");
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.body["error"].is_string(), "{}", unknown.text);
+}
+
+#[test]
+fn ward_run_serves_the_api_and_lists_itself_with_its_version() {
+    let redis = Redis::start();
+    let port = free_port();
+    let daemon = Ward::start_with_env(&config(&redis, port), &token_env()).ready();
+    client::wait_serving(port);
+
+    let id = xadd(&redis, "vault", r#"{"fail":"permanent"}"#, &[]);
+    wait_final(&redis, &id, WAIT);
+    let queues = get_ok(port, "/v1/queues/q", OPERATOR.2);
+    assert_eq!(
+        (
+            queues["consumed"].as_bool(),
+            queues["jobs"]["dead"].as_u64()
+        ),
+        (Some(true), Some(1))
+    );
+
+    let daemons = get_ok(port, "/v1/queues/q/daemons", VIEWER.2);
+    let list = daemons.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{daemons}");
+    assert_eq!(
+        list[0]["beat"]["version"],
+        env!("CARGO_PKG_VERSION"),
+        "{daemons}"
+    );
+    assert_eq!(list[0]["alive"], true);
+    assert_eq!(list[0]["pending"], 0);
+    assert!(
+        list[0]["name"]
+            .as_str()
+            .unwrap()
+            .contains(&daemon.pid().to_string()),
+        "{daemons}"
+    );
+
+    let breakers = get_ok(port, "/v1/breakers", VIEWER.2);
+    assert_eq!(breakers, serde_json::json!([]));
+    // The daemon's shutdown stops the API too.
+    assert!(daemon.stop().success());
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the API still listens"
+    );
+}
+
+/// Every endpoint that changes something, for dead letter `id`.
+fn actions(id: &str) -> Vec<String> {
+    vec![
+        format!("/v1/queues/q/dead/{id}/requeue"),
+        format!("/v1/queues/q/dead/{id}/discard"),
+    ]
+}
+
+#[test]
+fn every_action_refuses_a_missing_invalid_or_viewer_token_and_changes_nothing() {
+    let Setup {
+        redis,
+        port,
+        ids,
+        api: _api,
+    } = with_dead_letters(1);
+    let id = &ids[0];
+
+    let note = r#"{"note":"should not happen"}"#;
+    for path in actions(id) {
+        for (token, status, says) in [
+            (None, 401, "no token"),
+            (Some("not-a-token"), 401, "invalid token"),
+            (Some(OPERATOR.2.trim_end_matches('e')), 401, "invalid token"),
+            (Some(VIEWER.2), 403, "viewer role"),
+        ] {
+            let a = request(port, "POST", &path, token, note);
+            assert_eq!(a.status, status, "POST {path} with {token:?}: {}", a.text);
+            let error = a.body["error"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no JSON error: {}", a.text));
+            assert!(error.contains(says), "POST {path} with {token:?}: {error}");
+        }
+    }
+    // Nothing changed: the dead letter is there, the job still dead, no
+    // new entry to run, no audit entry.
+    assert_eq!(xlen(&redis, "ward:{q}:dead"), 1);
+    assert_eq!(record_state(&redis, id).as_deref(), Some("dead"));
+    assert_eq!(xlen(&redis, "ward:{q}:jobs"), 0);
+    assert_eq!(xlen(&redis, "ward:audit"), 0);
+    // Reads need a token as well.
+    assert_eq!(request(port, "GET", "/v1/queues", None, "").status, 401);
+}
+
+#[test]
+fn an_operators_requeue_and_discard_each_leave_one_audit_entry_named_for_the_token() {
+    let Setup {
+        redis,
+        port,
+        ids,
+        api: _api,
+    } = with_dead_letters(2);
+
+    let path = format!("/v1/queues/q/dead/{}/requeue", ids[0]);
+    let a = request(
+        port,
+        "POST",
+        &path,
+        Some(OPERATOR.2),
+        r#"{"note":"upstream fixed"}"#,
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.body["done"], "requeued");
+    let entry = a.body["entry"].as_str().unwrap().to_string();
+    assert_eq!(
+        xlen(&redis, "ward:{q}:jobs"),
+        1,
+        "the requeued job waits to run"
+    );
+    assert_eq!(record_state(&redis, &ids[0]).as_deref(), Some("queued"));
+
+    let path = format!("/v1/queues/q/dead/{}/discard", ids[1]);
+    let a = request(port, "POST", &path, Some(OPERATOR.2), "");
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(xlen(&redis, "ward:{q}:dead"), 0);
+
+    // Acting again on what is no longer dead: 404, nothing recorded.
+    let again = request(port, "POST", &path, Some(OPERATOR.2), "");
+    assert_eq!(again.status, 404, "{}", again.text);
+
+    let trail = audit(&redis);
+    assert_eq!(trail.len(), 2, "{trail:#?}");
+    for (e, (action, id)) in trail
+        .iter()
+        .zip([("requeue", &ids[0]), ("discard", &ids[1])])
+    {
+        assert_eq!(e["by"], OPERATOR.0, "{e}");
+        assert_eq!(e["via"], "api");
+        assert_eq!(e["action"], action);
+        assert_eq!(e["target"], id.as_str());
+        assert_eq!(e["count"], 1);
+    }
+    assert_eq!(trail[0]["note"], "upstream fixed");
+    // The API reads the same trail.
+    let read = get_ok(port, "/v1/audit", VIEWER.2);
+    assert_eq!(read.as_array().map(Vec::len), Some(2), "{read}");
+    assert!(!entry.is_empty());
+}
+
+#[test]
+fn a_viewer_never_sees_a_redacted_field_an_operator_does() {
+    let Setup {
+        redis: _redis,
+        port,
+        ids,
+        api: _api,
+    } = with_dead_letters(1);
+    let id = &ids[0];
+
+    let paths = [
+        "/v1/queues/q/dead".to_string(),
+        format!("/v1/queues/q/dead/{id}"),
+        format!("/v1/queues/q/jobs/{id}"),
+    ];
+    for path in &paths {
+        let a = request(port, "GET", path, Some(VIEWER.2), "");
+        assert_eq!(a.status, 200, "{path}: {}", a.text);
+        assert!(
+            !a.text.contains(SECRET),
+            "a viewer saw the secret at {path}: {}",
+            a.text
+        );
+        assert!(a.text.contains("[redacted]"), "{path}: {}", a.text);
+    }
+    let dead = get_ok(port, "/v1/queues/q/dead", VIEWER.2);
+    let shown: Value = serde_json::from_str(dead[0]["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(shown["password"], "[redacted]");
+    assert_eq!(shown["fail"], "permanent", "only the named field goes");
+
+    // An operator sees the job's payload as enqueued.
+    let job = get_ok(port, &format!("/v1/queues/q/jobs/{id}"), OPERATOR.2);
+    assert!(job["payload"].as_str().unwrap().contains(SECRET), "{job}");
+}
+
+#[test]
+fn a_token_written_in_clear_is_refused_with_file_and_line() {
+    let redis = Redis::start();
+    let port = free_port();
+    let cfg = config(&redis, port).replace(
+        &format!("secret = \"{}\"", OPERATOR.1),
+        "value = \"op-3f9a-token-value\"",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ward.toml");
+    std::fs::write(&path, &cfg).unwrap();
+    let line = cfg.lines().position(|l| l.starts_with("value = ")).unwrap() + 1;
+    for out in [
+        admin_command(&path).output().unwrap(),
+        ward(&["config", "check", "--config", path.to_str().unwrap()]),
+    ] {
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains(&format!("line {line}:")), "{err}");
+        assert!(
+            err.contains("must not be written in the config file"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("op-3f9a-token-value"),
+            "the message repeats the token: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_token_whose_secret_is_not_set_stops_the_start() {
+    let redis = Redis::start();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ward.toml");
+    std::fs::write(&path, config(&redis, port)).unwrap();
+    let out = admin_command(&path)
+        .env_remove(VIEWER.1)
+        .env_remove(OPERATOR.1)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(OPERATOR.1) && err.contains("CREDENTIALS_DIRECTORY"),
+        "{err}"
+    );
+}
