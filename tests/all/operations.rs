@@ -1,4 +1,4 @@
-//! Running Ward as a service: what journald sees.
+//! Running Ward as a service: what journald sees, the compile cache.
 
 use std::os::unix::fs::MetadataExt as _;
 use std::process::{Command, Stdio};
@@ -82,4 +82,94 @@ fn outside_journald_lines_are_plain_json() {
     .ready();
     let logs = w.logs();
     assert!(logs.lines().all(|l| l.starts_with('{')), "{logs}");
+}
+
+/// The `plugin compiled` lines of a daemon's log: (plugin file name,
+/// whether the compile cache answered, how long it took in ms).
+fn compiles(w: &Ward) -> Vec<(String, bool, u64)> {
+    w.log_lines()
+        .iter()
+        .filter(|l| l["message"] == "plugin compiled")
+        .map(|l| {
+            let plugin = l["plugin"].as_str().unwrap();
+            let name = std::path::Path::new(plugin).file_name().unwrap();
+            (
+                name.to_string_lossy().into_owned(),
+                l["cached"].as_bool().unwrap(),
+                l["took_ms"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_second_start_takes_the_python_and_js_plugins_from_the_compile_cache() {
+    build_lang_plugins();
+    let redis = Redis::start();
+    let cache = tempfile::tempdir().unwrap();
+    let top = format!(
+        "{METRICS_ANY_PORT}[daemon]\ncompile_cache = \"{}\"\n",
+        cache.path().display()
+    );
+    let cfg = config_top(
+        &redis,
+        &top,
+        "",
+        "",
+        &(job("py", "python-example", "") + &job("js", "js-example", "")),
+    );
+    let start = || {
+        let mut w = Ward::start(&cfg);
+        wait_for(
+            Duration::from_secs(600),
+            "ward to compile and start",
+            || {
+                assert!(w.is_running(), "ward exited:\n{}", w.logs());
+                w.logs().contains("ward is running")
+            },
+        );
+        w
+    };
+    let first = start();
+    let cold = compiles(&first);
+    assert_eq!(cold.len(), 2, "{cold:?}");
+    assert!(cold.iter().all(|(_, cached, _)| !cached), "{cold:?}");
+    let files = walk(cache.path());
+    assert!(
+        files > 0,
+        "the compiles were kept in {}",
+        cache.path().display()
+    );
+    first.stop();
+
+    let second = start();
+    let warm = compiles(&second);
+    assert_eq!(warm.len(), 2, "{warm:?}");
+    assert!(warm.iter().all(|(_, cached, _)| *cached), "{warm:?}");
+    eprintln!("compile (debug build): first start {cold:?}, second start {warm:?}");
+    // The cached compile runs jobs like a fresh one.
+    let id = enqueue(
+        &redis,
+        "py",
+        r#"{"email":"Ada@Example.com","name":" Ada Lovelace ","simulate":"none"}"#,
+    );
+    assert_eq!(
+        wait_final(&redis, &id, Duration::from_secs(60))["state"],
+        "succeeded"
+    );
+}
+
+/// How many files are under `dir`.
+fn walk(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                walk(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
 }
