@@ -106,6 +106,30 @@ pub enum RuntimeError {
     },
 }
 
+/// The on-disk cache of compiled components in `dir`, or `None` (with a
+/// warning: compiling every start is slower, never wrong) when the folder
+/// cannot be used.
+///
+/// wasmtime keys each entry by the component's bytes, the engine's
+/// settings and wasmtime's own version, and checks an entry before it uses
+/// it, so a new plugin, another engine configuration or an upgraded Ward
+/// never picks up a stale compile. Old entries are cleaned up by wasmtime
+/// past its size and count limits.
+fn compile_cache(dir: &Path) -> Option<wasmtime::Cache> {
+    let mut cfg = wasmtime::CacheConfig::new();
+    cfg.with_directory(dir);
+    match std::fs::create_dir_all(dir)
+        .map_err(wasmtime::Error::from)
+        .and_then(|()| wasmtime::Cache::new(cfg))
+    {
+        Ok(cache) => Some(cache),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %format!("{e:#}"), "cannot use the compile cache; compiling every plugin at start");
+            None
+        }
+    }
+}
+
 /// One engine and the linker that gives plugins Ward's host interfaces.
 struct EngineSet {
     engine: Engine,
@@ -113,8 +137,14 @@ struct EngineSet {
 }
 
 impl EngineSet {
-    fn new(slots: u32, max_memory: usize, fuel: bool) -> Result<EngineSet, RuntimeError> {
+    fn new(
+        slots: u32,
+        max_memory: usize,
+        fuel: bool,
+        cache: Option<&wasmtime::Cache>,
+    ) -> Result<EngineSet, RuntimeError> {
         let mut cfg = wasmtime::Config::new();
+        cfg.cache(cache.cloned());
         cfg.epoch_interruption(true);
         cfg.wasm_component_model(true);
         cfg.consume_fuel(fuel);
@@ -165,19 +195,29 @@ pub struct Runtime {
     /// built when one does, since metering slows every instruction.
     fueled: Option<EngineSet>,
     ticker_stop: Arc<AtomicBool>,
+    /// Compiled components kept on disk between starts, when configured.
+    cache: Option<wasmtime::Cache>,
 }
 
 impl Runtime {
     /// Creates the engine with a pooling allocator sized for `slots`
     /// concurrent instances of up to `max_memory` bytes each (and a second,
     /// fuel-metering engine when `fuel` is true), and starts the epoch ticker.
+    /// With `cache`, compiled components are kept in that folder and reused
+    /// at the next start (see [`compile_cache`]).
     ///
     /// # Errors
     /// [`RuntimeError::Engine`] if wasmtime rejects the configuration.
-    pub fn new(slots: u32, max_memory: usize, fuel: bool) -> Result<Runtime, RuntimeError> {
-        let plain = EngineSet::new(slots, max_memory, false)?;
+    pub fn new(
+        slots: u32,
+        max_memory: usize,
+        fuel: bool,
+        cache: Option<&Path>,
+    ) -> Result<Runtime, RuntimeError> {
+        let cache = cache.and_then(compile_cache);
+        let plain = EngineSet::new(slots, max_memory, false, cache.as_ref())?;
         let fueled = if fuel {
-            Some(EngineSet::new(slots, max_memory, true)?)
+            Some(EngineSet::new(slots, max_memory, true, cache.as_ref())?)
         } else {
             None
         };
@@ -207,7 +247,15 @@ impl Runtime {
             plain,
             fueled,
             ticker_stop,
+            cache,
         })
+    }
+
+    /// How many compilations the on-disk cache has answered so far (0
+    /// without a cache): a load that raises it reused an earlier compile.
+    #[must_use]
+    pub fn cache_hits(&self) -> usize {
+        self.cache.as_ref().map_or(0, wasmtime::Cache::cache_hits)
     }
 
     /// Compiles a plugin component once and checks it against the world;

@@ -14,6 +14,8 @@ mod bad_input;
 mod dlq;
 mod languages;
 mod observability;
+mod operations;
+mod overrides;
 mod policy;
 mod prometheus;
 mod recovery;

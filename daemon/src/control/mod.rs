@@ -6,10 +6,12 @@
 //! # Layout
 //!
 //! - `audit.rs`: who acts ([`Actor`]), and the audit trail.
+//! - `breakers.rs`: the breakers as an operator sees them; overrides.
 //!
 //! Imports: `control` uses `store`, `dlq` and the domain; `cli` and the
 //! admin API use `control`; nothing here imports them.
 
 pub mod audit;
+pub mod breakers;
 
 pub use audit::{Action, Actor, Via};

@@ -69,7 +69,7 @@ mod script;
 mod wake;
 
 pub use audit::{AUDIT_KEY, AUDIT_MAX, AuditRecord};
-pub use breakers::{BreakerState, BreakerUpdate};
+pub use breakers::{BreakerForced, BreakerState, BreakerUpdate};
 pub use connect::{Store, client, connect, redacted_url, trust_ca};
 pub use consume::KeyCheck;
 pub use daemons::{ConsumerInfo, DaemonBeat};

@@ -16,6 +16,13 @@ use crate::transition::{Completion, Deferral, Ran, Transition};
 
 use super::plugins::JobType;
 
+/// The longest a job waits behind an open breaker before it is looked at
+/// again: a breaker an operator forces open for hours, then closes early
+/// (`ward breakers close`), releases its jobs within this time. Normal
+/// openings (`open_for`, 30 s unless set) are shorter, so this rarely
+/// shortens anything.
+const BREAKER_RECHECK: Duration = Duration::from_secs(30);
+
 /// After idempotency keys: how long to wait before asking Redis again.
 const CHECK_RETRY: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
 
@@ -209,7 +216,7 @@ fn deferred(
     let outcome = why.recorded(wait);
     let jitter = rand::random::<u64>() % 250;
     let delay = Duration::from_millis(
-        u64::try_from(wait.as_millis())
+        u64::try_from(wait.min(BREAKER_RECHECK).as_millis())
             .unwrap_or(u64::MAX)
             .saturating_add(jitter)
             .max(1),

@@ -1,0 +1,175 @@
+//! Running Ward as a service: what journald sees, the compile cache.
+
+use std::os::unix::fs::MetadataExt as _;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use ward_testkit::*;
+
+#[test]
+fn under_journald_every_line_starts_with_its_syslog_priority() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ward.toml");
+    std::fs::write(&cfg, config(&redis, 2, &job("flaky", "flaky", ""))).unwrap();
+    let log = dir.path().join("journal");
+    let out = std::fs::File::create(&log).unwrap();
+    // What systemd sets for StandardOutput=journal: the stream's device and
+    // inode, which the daemon checks against its stdout.
+    let meta = out.metadata().unwrap();
+    let mut child = Command::new(ward_bin())
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "info")
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .stdout(out)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for(Duration::from_secs(60), "ward to start", || {
+        read().contains("ward is running")
+    });
+    let id = xadd(&redis, "flaky", r#"{"fail":"permanent"}"#, &[]);
+    assert_eq!(
+        wait_final(&redis, &id, Duration::from_secs(20))["state"],
+        "dead"
+    );
+    wait_for(Duration::from_secs(10), "the dead-letter line", || {
+        read().contains("dead-lettering")
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let text = read();
+    let mut seen = Vec::new();
+    for line in text.lines() {
+        let (prefix, json) = line.split_at(3);
+        let v: serde_json::Value = serde_json::from_str(json)
+            .unwrap_or_else(|e| panic!("not <N> then JSON ({e}): {line}"));
+        let want = match v["level"].as_str().unwrap() {
+            "ERROR" => "<3>",
+            "WARN" => "<4>",
+            "INFO" => "<6>",
+            _ => "<7>",
+        };
+        assert_eq!(prefix, want, "{line}");
+        seen.push((
+            prefix.to_string(),
+            v["message"].as_str().unwrap_or("").to_string(),
+        ));
+    }
+    assert!(
+        seen.iter()
+            .any(|(p, m)| p == "<4>" && m.contains("dead-lettering")),
+        "{text}"
+    );
+    assert!(
+        seen.iter()
+            .any(|(p, m)| p == "<6>" && m.contains("ward is running")),
+        "{text}"
+    );
+}
+
+#[test]
+fn outside_journald_lines_are_plain_json() {
+    let redis = Redis::start();
+    let w = Ward::start_with_env(
+        &config(&redis, 2, &job("noop", "noop", "")),
+        // Inherited from a unit, but stdout is not that stream.
+        &[("JOURNAL_STREAM", "1:1")],
+    )
+    .ready();
+    let logs = w.logs();
+    assert!(logs.lines().all(|l| l.starts_with('{')), "{logs}");
+}
+
+/// The `plugin compiled` lines of a daemon's log: (plugin file name,
+/// whether the compile cache answered, how long it took in ms).
+fn compiles(w: &Ward) -> Vec<(String, bool, u64)> {
+    w.log_lines()
+        .iter()
+        .filter(|l| l["message"] == "plugin compiled")
+        .map(|l| {
+            let plugin = l["plugin"].as_str().unwrap();
+            let name = std::path::Path::new(plugin).file_name().unwrap();
+            (
+                name.to_string_lossy().into_owned(),
+                l["cached"].as_bool().unwrap(),
+                l["took_ms"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_second_start_takes_the_python_and_js_plugins_from_the_compile_cache() {
+    build_lang_plugins();
+    let redis = Redis::start();
+    let cache = tempfile::tempdir().unwrap();
+    let top = format!(
+        "{METRICS_ANY_PORT}[daemon]\ncompile_cache = \"{}\"\n",
+        cache.path().display()
+    );
+    let cfg = config_top(
+        &redis,
+        &top,
+        "",
+        "",
+        &(job("py", "python-example", "") + &job("js", "js-example", "")),
+    );
+    let start = || {
+        let mut w = Ward::start(&cfg);
+        wait_for(
+            Duration::from_secs(600),
+            "ward to compile and start",
+            || {
+                assert!(w.is_running(), "ward exited:\n{}", w.logs());
+                w.logs().contains("ward is running")
+            },
+        );
+        w
+    };
+    let first = start();
+    let cold = compiles(&first);
+    assert_eq!(cold.len(), 2, "{cold:?}");
+    assert!(cold.iter().all(|(_, cached, _)| !cached), "{cold:?}");
+    let files = walk(cache.path());
+    assert!(
+        files > 0,
+        "the compiles were kept in {}",
+        cache.path().display()
+    );
+    first.stop();
+
+    let second = start();
+    let warm = compiles(&second);
+    assert_eq!(warm.len(), 2, "{warm:?}");
+    assert!(warm.iter().all(|(_, cached, _)| *cached), "{warm:?}");
+    eprintln!("compile (debug build): first start {cold:?}, second start {warm:?}");
+    // The cached compile runs jobs like a fresh one.
+    let id = enqueue(
+        &redis,
+        "py",
+        r#"{"email":"Ada@Example.com","name":" Ada Lovelace ","simulate":"none"}"#,
+    );
+    assert_eq!(
+        wait_final(&redis, &id, Duration::from_secs(60))["state"],
+        "succeeded"
+    );
+}
+
+/// How many files are under `dir`.
+fn walk(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                walk(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
