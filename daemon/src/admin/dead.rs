@@ -100,18 +100,6 @@ pub(super) struct NoteBody {
     note: String,
 }
 
-/// Reads an action's optional JSON body (`{}` or nothing: no note).
-pub(super) fn note(body: &Bytes) -> Result<NoteBody, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(NoteBody::default());
-    }
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "the body must be JSON like {{\"note\": \"why\"}}: {e}"
-        ))
-    })
-}
-
 /// What an action did to one job.
 #[derive(Debug, serde::Serialize)]
 pub(super) struct ActView {
@@ -155,7 +143,7 @@ async fn act(
     op: Op,
     body: &Bytes,
 ) -> Result<Json<ActView>, ApiError> {
-    let note = note(body)?.note;
+    let note = super::body::<NoteBody>(body, r#"{"note": "why"}"#)?.note;
     let (_, q) = api.queue(queue)?;
     let located = dlq::locate(&q, &id).await?;
     let Located::Dead(d) = located else {

@@ -19,7 +19,8 @@
 //! - `error.rs`: [`ApiError`], the JSON error body.
 //! - `shown.rs`: what a viewer may see of payloads and results.
 //! - one file per resource group: `queues.rs` (stats), `jobs.rs`,
-//!   `dead.rs` (dead letters: list, show, requeue, discard), `breakers.rs`,
+//!   `dead.rs` (dead letters: list, show, requeue, discard), `breakers.rs`
+//!   (list, open, close),
 //!   `schedules.rs`, `daemons.rs`, `audit.rs`.
 //!
 //! An action is a handler taking [`auth::Operator`] that calls one
@@ -137,6 +138,25 @@ where
     Ok(out)
 }
 
+/// An action's JSON body as `T`; an empty body reads as `{}` (so a body
+/// whose fields all have defaults may be left out). `example` is shown in
+/// the 400 for anything else.
+///
+/// # Errors
+/// [`ApiError`] 400 saying what was expected.
+pub(crate) fn body<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    example: &str,
+) -> Result<T, ApiError> {
+    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    serde_json::from_slice(text)
+        .map_err(|e| ApiError::bad_request(format!("the body must be JSON like {example}: {e}")))
+}
+
 /// Every route of the API.
 pub fn router(api: Api) -> Router {
     Router::new()
@@ -149,6 +169,14 @@ pub fn router(api: Api) -> Router {
         .route("/v1/queues/{queue}/dead/{id}/requeue", post(dead::requeue))
         .route("/v1/queues/{queue}/dead/{id}/discard", post(dead::discard))
         .route("/v1/queues/{queue}/breakers", get(breakers::of_queue))
+        .route(
+            "/v1/queues/{queue}/breakers/{upstream}/open",
+            post(breakers::open),
+        )
+        .route(
+            "/v1/queues/{queue}/breakers/{upstream}/close",
+            post(breakers::close),
+        )
         .route("/v1/breakers", get(breakers::list))
         .route("/v1/queues/{queue}/daemons", get(daemons::of_queue))
         .route("/v1/daemons", get(daemons::list))

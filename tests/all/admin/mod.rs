@@ -166,11 +166,26 @@ fn ward_run_serves_the_api_and_lists_itself_with_its_version() {
     );
 }
 
-/// Every endpoint that changes something, for dead letter `id`.
-fn actions(id: &str) -> Vec<String> {
+/// Every endpoint that changes something (for dead letter `id`), with a
+/// body it would take.
+fn actions(id: &str) -> Vec<(String, &'static str)> {
     vec![
-        format!("/v1/queues/q/dead/{id}/requeue"),
-        format!("/v1/queues/q/dead/{id}/discard"),
+        (
+            format!("/v1/queues/q/dead/{id}/requeue"),
+            r#"{"note":"no"}"#,
+        ),
+        (
+            format!("/v1/queues/q/dead/{id}/discard"),
+            r#"{"note":"no"}"#,
+        ),
+        (
+            "/v1/queues/q/breakers/smtp/open".into(),
+            r#"{"for":"10m","note":"no"}"#,
+        ),
+        (
+            "/v1/queues/q/breakers/smtp/close".into(),
+            r#"{"note":"no"}"#,
+        ),
     ]
 }
 
@@ -184,15 +199,14 @@ fn every_action_refuses_a_missing_invalid_or_viewer_token_and_changes_nothing() 
     } = with_dead_letters(1);
     let id = &ids[0];
 
-    let note = r#"{"note":"should not happen"}"#;
-    for path in actions(id) {
+    for (path, body) in actions(id) {
         for (token, status, says) in [
             (None, 401, "no token"),
             (Some("not-a-token"), 401, "invalid token"),
             (Some(OPERATOR.2.trim_end_matches('e')), 401, "invalid token"),
             (Some(VIEWER.2), 403, "viewer role"),
         ] {
-            let a = request(port, "POST", &path, token, note);
+            let a = request(port, "POST", &path, token, body);
             assert_eq!(a.status, status, "POST {path} with {token:?}: {}", a.text);
             let error = a.body["error"]
                 .as_str()
@@ -206,6 +220,12 @@ fn every_action_refuses_a_missing_invalid_or_viewer_token_and_changes_nothing() 
     assert_eq!(record_state(&redis, id).as_deref(), Some("dead"));
     assert_eq!(xlen(&redis, "ward:{q}:jobs"), 0);
     assert_eq!(xlen(&redis, "ward:audit"), 0);
+    let breakers: u64 = redis::cmd("EXISTS")
+        .arg("ward:{q}:breakers")
+        .arg("ward:{q}:breaker:smtp")
+        .query(&mut redis.con())
+        .unwrap();
+    assert_eq!(breakers, 0, "no breaker was forced");
     // Reads need a token as well.
     assert_eq!(request(port, "GET", "/v1/queues", None, "").status, 401);
 }
@@ -263,6 +283,79 @@ fn an_operators_requeue_and_discard_each_leave_one_audit_entry_named_for_the_tok
     let read = get_ok(port, "/v1/audit", VIEWER.2);
     assert_eq!(read.as_array().map(Vec::len), Some(2), "{read}");
     assert!(!entry.is_empty());
+}
+
+#[test]
+fn an_operator_forces_a_breaker_open_and_closed_on_the_audit_trail() {
+    let redis = Redis::start();
+    let port = free_port();
+    let _api = AdminProc::start(&config(&redis, port), port);
+    let open = "/v1/queues/q/breakers/smtp/open";
+
+    let bad = request(
+        port,
+        "POST",
+        open,
+        Some(OPERATOR.2),
+        r#"{"for":"soon","note":"x"}"#,
+    );
+    assert_eq!(bad.status, 400, "{}", bad.text);
+    let no_note = request(port, "POST", open, Some(OPERATOR.2), r#"{"for":"10m"}"#);
+    assert_eq!(
+        no_note.status, 400,
+        "the note is required: {}",
+        no_note.text
+    );
+
+    let a = request(
+        port,
+        "POST",
+        open,
+        Some(OPERATOR.2),
+        r#"{"for":"10m","note":"smtp down"}"#,
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(
+        (a.body["state"].as_str(), a.body["was_open"].as_bool()),
+        (Some("open"), Some(false))
+    );
+    let listed = get_ok(port, "/v1/queues/q/breakers", VIEWER.2);
+    assert_eq!(listed[0]["upstream"], "smtp", "{listed}");
+    assert_eq!(listed[0]["state"], "open", "{listed}");
+
+    let close = "/v1/queues/q/breakers/smtp/close";
+    let a = request(
+        port,
+        "POST",
+        close,
+        Some(OPERATOR.2),
+        r#"{"note":"smtp back"}"#,
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(
+        (a.body["state"].as_str(), a.body["was_open"].as_bool()),
+        (Some("closed"), Some(true))
+    );
+
+    let trail = audit(&redis);
+    let seen: Vec<(&str, &str, &str)> = trail
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["by"].as_str().unwrap(),
+                e["via"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("breaker-open", OPERATOR.0, "api"),
+            ("breaker-close", OPERATOR.0, "api")
+        ],
+        "one entry per action, none for the refused ones: {trail:#?}"
+    );
 }
 
 #[test]
