@@ -13,7 +13,8 @@
 //!
 //! # Layout
 //!
-//! - this file: the shared state ([`Api`]), the router, the server.
+//! - this file: the shared state ([`Api`]), the router, starting the server.
+//! - `serve.rs`: the HTTP/1.1 connections (header timeout, graceful stop).
 //! - `auth.rs`: tokens, roles, the [`auth::Caller`] and [`auth::Operator`]
 //!   extractors, the constant-time comparison.
 //! - `error.rs`: [`ApiError`], the JSON error body.
@@ -49,6 +50,7 @@ mod error;
 mod jobs;
 mod queues;
 mod schedules;
+mod serve;
 mod shown;
 
 pub use auth::{Caller, Operator, Tokens};
@@ -283,11 +285,6 @@ impl Server {
         let addr = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
         tracing::info!(listen = %addr, tokens = self.tokens.len(), "admin API listening");
         let app = router(Api::new(store, self.config, self.tokens));
-        if let Err(e) = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "admin API stopped");
-        }
+        serve::serve(self.listener, app, shutdown).await;
     }
 }
