@@ -6,10 +6,12 @@
 //! # Layout
 //!
 //! - `audit.rs`: who acts ([`Actor`]), and the audit trail.
+//! - `cancel.rs`: cancelling jobs, queued, delayed or running.
 //!
 //! Imports: `control` uses `store`, `dlq` and the domain; `cli` and the
 //! admin API use `control`; nothing here imports them.
 
 pub mod audit;
+pub mod cancel;
 
 pub use audit::{Action, Actor, Via};
