@@ -230,3 +230,79 @@ fn cancelling_a_finished_job_says_so_and_changes_nothing() {
     assert_eq!(audit.len(), 2, "{audit:?}");
     assert!(audit.iter().all(|a| a["count"] == 0), "{audit:?}");
 }
+
+/// Waits until job `id`'s record says `cancelled`.
+fn wait_cancelled(redis: &Redis, id: &str, within: Duration) {
+    wait_for(within, &format!("job {id} to be cancelled"), || {
+        record(redis, id, "state").as_deref() == Some("cancelled")
+    });
+}
+
+#[test]
+fn only_the_cancelled_attempt_ends_on_whichever_daemon_runs_it() {
+    let redis = Redis::start();
+    let (a, _) = daemon(&redis, "hostile");
+    let (b, _) = daemon(&redis, "hostile");
+    let ids: Vec<String> = (0..2)
+        .map(|_| xadd(&redis, "long", r#"{"do":"spin"}"#, &[]))
+        .collect();
+    wait_for(WAIT, "both attempts to run", || {
+        ids.iter().all(|id| show(&redis, id)["state"] == "running")
+    });
+    let (ok, _, err) = cancel(&redis, &[&ids[0]], "only this one");
+    assert!(ok, "{err}");
+    wait_cancelled(&redis, &ids[0], Duration::from_secs(2));
+    // The other attempt, on the other daemon, runs on.
+    assert_eq!(show(&redis, &ids[1])["state"], "running");
+    let interrupted = |w: &Ward| w.logs().contains("interrupting its attempt");
+    assert!(
+        interrupted(&a) != interrupted(&b),
+        "exactly one daemon interrupts an attempt"
+    );
+    // A cancel of several jobs is one command: one audit entry.
+    let (ok, out, err) = cancel(&redis, &[&ids[1], &ids[0]], "and the other");
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("{}: requested", ids[1])), "{out}");
+    assert!(
+        out.contains(&format!("{}: finished (already cancelled", ids[0])),
+        "{out}"
+    );
+    wait_cancelled(&redis, &ids[1], Duration::from_secs(2));
+    let audit = cancels(&redis);
+    assert_eq!(audit.len(), 2, "{audit:?}");
+    assert_eq!(audit[1]["count"], 1);
+}
+
+#[test]
+fn a_request_whose_message_was_lost_is_found_by_the_poll() {
+    let redis = Redis::start();
+    let (_w, _) = daemon(&redis, "hostile");
+    let id = xadd(&redis, "long", r#"{"do":"spin"}"#, &[]);
+    wait_for(WAIT, "the attempt to run", || {
+        show(&redis, &id)["state"] == "running"
+    });
+    // The request as cancel.lua writes it, without its PUBLISH.
+    let mut con = redis.con();
+    let _: () = redis::pipe()
+        .cmd("HSET")
+        .arg(format!("ward:{{q}}:job:{id}"))
+        .arg(&[
+            "cancel_requested_at",
+            "1",
+            "cancelled_by",
+            "ana",
+            "state",
+            "queued",
+        ])
+        .arg(&["entry", id.as_str()])
+        .ignore()
+        .cmd("ZADD")
+        .arg("ward:{q}:cancels")
+        .arg(1)
+        .arg(&id)
+        .ignore()
+        .query(&mut con)
+        .unwrap();
+    wait_cancelled(&redis, &id, Duration::from_secs(3));
+    assert_eq!(show(&redis, &id)["cancel"]["by"], "ana");
+}

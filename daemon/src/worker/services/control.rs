@@ -6,6 +6,13 @@
 //! loses messages across a reconnect, so the daemon also reads the requests
 //! still open (`ward:{Q}:cancels`) every [`POLL`]: a request is acted on
 //! within that even when its message was lost.
+//!
+//! It runs on a thread of its own, with its own connections, like the epoch
+//! ticker: a plugin spinning in wasm holds a runtime worker, which then
+//! polls the sockets only now and then (tokio looks at I/O every few dozen
+//! task polls, and a busy plugin yields once per epoch tick), so a message
+//! read there could wait hundreds of ms. From here, the cancel flag reaches
+//! the spinning plugin's epoch callback within one tick.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +41,54 @@ pub(crate) struct Control {
 }
 
 impl Service for Control {
-    async fn run(self, mut stop: Shutdown) {
+    async fn run(self, stop: Shutdown) {
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let queue = self.queue.keys.queue.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("ward-control-{queue}"))
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(self.listen(stop)),
+                    Err(e) => {
+                        tracing::error!(queue = %self.queue.keys.queue, error = %e, "cannot start the control thread; running attempts cannot be cancelled");
+                    }
+                }
+                let _ = done_tx.send(());
+            });
+        let thread = match spawned {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(queue = %queue, error = %e, "cannot start the control thread; running attempts cannot be cancelled");
+                return;
+            }
+        };
+        // Resolves when the thread ends, by returning or by a panic.
+        let _ = done_rx.await;
+        if let Err(panic) = thread.join() {
+            // Made this service's panic, which the supervisor reports.
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+impl Control {
+    /// The loop, on the control thread's own runtime and connections.
+    async fn listen(self, mut stop: Shutdown) {
+        let control = match crate::store::connect(&self.url, POLL).await {
+            Ok(con) => Control {
+                queue: self.queue.with_connection(con),
+                ..self
+            },
+            // The shared connection then serves the poll; only slower.
+            Err(_) => self,
+        };
+        control.serve(&mut stop).await;
+    }
+
+    async fn serve(&self, stop: &mut Shutdown) {
         let mut feed: Option<ControlFeed> = None;
         let mut backoff = RESUBSCRIBE;
         let mut next_subscribe = tokio::time::Instant::now();
@@ -72,9 +126,7 @@ impl Service for Control {
             }
         }
     }
-}
 
-impl Control {
     /// Acts on one control message.
     fn heard(&self, message: ControlMessage) {
         match message {
