@@ -6,6 +6,9 @@
 
 use std::time::{Duration, Instant};
 
+use ward::job::{DeadReason, FailureClass, JobEntry, Outcome};
+use ward::store::Cancelled;
+use ward::transition::{Completion, Ran, Transition};
 use ward_testkit::*;
 
 use super::observability::get;
@@ -305,4 +308,73 @@ fn a_request_whose_message_was_lost_is_found_by_the_poll() {
         .unwrap();
     wait_cancelled(&redis, &id, Duration::from_secs(3));
     assert_eq!(show(&redis, &id)["cancel"]["by"], "ana");
+}
+
+/// The completion of leased entry `entry_id` (a first delivery of job type
+/// `long`) that ended with `outcome` and takes `transition`.
+fn completion(entry_id: &str, outcome: Outcome, transition: Transition) -> Completion {
+    let entry = JobEntry {
+        entry_id: entry_id.to_string(),
+        id: entry_id.to_string(),
+        job: "long".into(),
+        payload: b"{}".to_vec(),
+        attempt: 1,
+        idempotency_key: None,
+        checkpoint: None,
+        first_at: None,
+        last_delay_ms: None,
+        lease_expiries: 0,
+        extra: Vec::new(),
+    };
+    Completion::new(entry, outcome, transition, Ran::default())
+}
+
+#[test]
+fn a_retry_or_dead_letter_of_a_job_with_a_cancel_request_is_recorded_cancelled() {
+    let redis = Redis::start();
+    let stream = queue_stream("q");
+    let mut con = redis.con();
+    create_group(&mut con, &stream);
+    let ids: Vec<String> = (0..3).map(|_| xadd(&redis, "long", "{}", &[])).collect();
+    lease_to(&mut con, &stream, "gone", 3);
+    super::support::with_queue(&redis, async |q| {
+        for id in &ids {
+            let c = q.cancel_job(id, "ana", "stop").await.unwrap();
+            assert_eq!(c, Cancelled::Requested { new: true });
+        }
+        let failed = || Outcome::failure(FailureClass::Transient, "down");
+        let later = Duration::from_secs(60);
+        let batch = [
+            completion(&ids[0], failed(), Transition::Retry { delay: later }),
+            completion(
+                &ids[1],
+                failed(),
+                Transition::DeadLetter(DeadReason::Permanent),
+            ),
+            completion(
+                &ids[2],
+                Outcome::Success(b"done".to_vec()),
+                Transition::Succeed,
+            ),
+        ];
+        assert_eq!(q.apply(&batch).await.unwrap(), vec![true; 3]);
+    });
+    // The failures are honoured as cancels; the success finished first.
+    let states = job_fields(&redis, &ids, "state");
+    let want = ["cancelled", "cancelled", "succeeded"].map(|s| Some(s.to_string()));
+    assert_eq!(states, want);
+    assert!(dead_letters(&redis).is_empty());
+    let delayed: usize = redis::cmd("ZCARD")
+        .arg("ward:{q}:delayed")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(delayed, 0);
+    let requests: usize = redis::cmd("ZCARD")
+        .arg("ward:{q}:cancels")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(
+        requests, 1,
+        "the success's request waits for the poll to drop it"
+    );
 }

@@ -86,7 +86,13 @@ fn print_status(s: &store::JobStatus) {
         } else {
             format!(": {}", c.note)
         };
-        println!("{label:<9} {what}by {} at {}{note}", c.by, ts(at));
+        // A request can come as the attempt succeeds: it finished first.
+        let late = if s.state == "succeeded" {
+            " (too late: it finished first)"
+        } else {
+            ""
+        };
+        println!("{label:<9} {what}by {} at {}{note}{late}", c.by, ts(at));
     }
     if let Some(d) = &s.plugin_digest {
         println!("plugin    sha256:{d}");
