@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use ward::job::{DeadReason, FailureClass, JobEntry, Outcome};
-use ward::store::Cancelled;
+use ward::job::{DeadReason, FailureClass, Outcome};
+use ward::store::{Cancelled, Delivery};
 use ward::transition::{Completion, Ran, Transition};
 use ward_testkit::*;
 
@@ -108,16 +108,12 @@ fn a_running_attempt_is_interrupted(plugin_name: &str, payload: &str) {
     );
     // Not retried, not dead-lettered.
     assert!(dead_letters(&redis).is_empty());
-    let delayed: usize = redis::cmd("ZCARD")
-        .arg("ward:{q}:delayed")
-        .query(&mut con)
-        .unwrap();
-    assert_eq!(delayed, 0);
-    let requests: usize = redis::cmd("ZCARD")
-        .arg("ward:{q}:cancels")
-        .query(&mut con)
-        .unwrap();
-    assert_eq!(requests, 0, "the request is gone once honoured");
+    assert_eq!(zcard(&redis, "ward:{q}:delayed"), 0);
+    assert_eq!(
+        zcard(&redis, "ward:{q}:cancels"),
+        0,
+        "the request is gone once honoured"
+    );
 
     // The one slot is free: a job enqueued now runs at once.
     let next = xadd(&redis, "noop", "{}", &[]);
@@ -313,20 +309,24 @@ fn a_request_whose_message_was_lost_is_found_by_the_poll() {
 /// The completion of leased entry `entry_id` (a first delivery of job type
 /// `long`) that ended with `outcome` and takes `transition`.
 fn completion(entry_id: &str, outcome: Outcome, transition: Transition) -> Completion {
-    let entry = JobEntry {
+    let delivery = Delivery {
         entry_id: entry_id.to_string(),
-        id: entry_id.to_string(),
-        job: "long".into(),
-        payload: b"{}".to_vec(),
-        attempt: 1,
-        idempotency_key: None,
-        checkpoint: None,
-        first_at: None,
-        last_delay_ms: None,
-        lease_expiries: 0,
-        extra: Vec::new(),
+        fields: vec![(b"job".to_vec(), b"long".to_vec())],
     };
-    Completion::new(entry, outcome, transition, Ran::default())
+    Completion::new(
+        delivery.parse().unwrap(),
+        outcome,
+        transition,
+        Ran::default(),
+    )
+}
+
+/// How many members the sorted set `key` has.
+fn zcard(redis: &Redis, key: &str) -> usize {
+    redis::cmd("ZCARD")
+        .arg(key)
+        .query(&mut redis.con())
+        .unwrap()
 }
 
 #[test]
@@ -364,17 +364,10 @@ fn a_retry_or_dead_letter_of_a_job_with_a_cancel_request_is_recorded_cancelled()
     let want = ["cancelled", "cancelled", "succeeded"].map(|s| Some(s.to_string()));
     assert_eq!(states, want);
     assert!(dead_letters(&redis).is_empty());
-    let delayed: usize = redis::cmd("ZCARD")
-        .arg("ward:{q}:delayed")
-        .query(&mut con)
-        .unwrap();
-    assert_eq!(delayed, 0);
-    let requests: usize = redis::cmd("ZCARD")
-        .arg("ward:{q}:cancels")
-        .query(&mut con)
-        .unwrap();
+    assert_eq!(zcard(&redis, "ward:{q}:delayed"), 0);
     assert_eq!(
-        requests, 1,
+        zcard(&redis, "ward:{q}:cancels"),
+        1,
         "the success's request waits for the poll to drop it"
     );
 }

@@ -40,7 +40,7 @@ impl CancelArgs {
         let missing = report
             .jobs
             .iter()
-            .filter(|j| j.outcome == control::cancel::Outcome::NotFound)
+            .filter(|j| j.outcome == control::cancel::CancelOutcome::NotFound)
             .count();
         if missing > 0 {
             anyhow::bail!("{missing} of {} job(s) not found", self.ids.len());
@@ -51,19 +51,21 @@ impl CancelArgs {
 
 /// What became of one job, for a person.
 fn line(queue: &str, j: &control::cancel::JobCancel) -> String {
-    use control::cancel::Outcome;
+    use control::cancel::CancelOutcome;
     let id = &j.id;
     match &j.outcome {
-        Outcome::Cancelled { was } => format!("{id}: cancelled (it was {was}; it will never run)"),
-        Outcome::Requested { new: true } => {
+        CancelOutcome::Cancelled { was } => {
+            format!("{id}: cancelled (it was {was}; it will never run)")
+        }
+        CancelOutcome::Requested { new: true } => {
             format!("{id}: requested (it is running; the daemon running it interrupts it)")
         }
-        Outcome::Requested { new: false } => {
+        CancelOutcome::Requested { new: false } => {
             format!("{id}: requested (already; the daemon running it interrupts it)")
         }
-        Outcome::Finished { state } => {
+        CancelOutcome::Finished { state } => {
             format!("{id}: finished (already {state}; nothing changed)")
         }
-        Outcome::NotFound => format!("{id}: not found in queue `{queue}`"),
+        CancelOutcome::NotFound => format!("{id}: not found in queue `{queue}`"),
     }
 }

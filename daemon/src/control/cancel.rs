@@ -11,7 +11,7 @@ use super::audit::{self, Action, Actor};
 /// What a cancel did to one job, as operators read it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
-pub enum Outcome {
+pub enum CancelOutcome {
     /// It was waiting (`was`: `delayed`, `paused` or `queued`); it will
     /// never run.
     Cancelled {
@@ -33,15 +33,15 @@ pub enum Outcome {
     NotFound,
 }
 
-impl Outcome {
+impl CancelOutcome {
     /// The word for it: `cancelled`, `requested`, `finished`, `not found`.
     #[must_use]
     pub fn as_str(&self) -> &'static str {
         match self {
-            Outcome::Cancelled { .. } => "cancelled",
-            Outcome::Requested { .. } => "requested",
-            Outcome::Finished { .. } => "finished",
-            Outcome::NotFound => "not found",
+            CancelOutcome::Cancelled { .. } => "cancelled",
+            CancelOutcome::Requested { .. } => "requested",
+            CancelOutcome::Finished { .. } => "finished",
+            CancelOutcome::NotFound => "not found",
         }
     }
 
@@ -50,18 +50,18 @@ impl Outcome {
     pub fn changed(&self) -> bool {
         matches!(
             self,
-            Outcome::Cancelled { .. } | Outcome::Requested { new: true }
+            CancelOutcome::Cancelled { .. } | CancelOutcome::Requested { new: true }
         )
     }
 }
 
-impl From<Cancelled> for Outcome {
+impl From<Cancelled> for CancelOutcome {
     fn from(c: Cancelled) -> Self {
         match c {
-            Cancelled::Now { was } => Outcome::Cancelled { was },
-            Cancelled::Requested { new } => Outcome::Requested { new },
-            Cancelled::Finished { state } => Outcome::Finished { state },
-            Cancelled::Missing => Outcome::NotFound,
+            Cancelled::Now { was } => CancelOutcome::Cancelled { was },
+            Cancelled::Requested { new } => CancelOutcome::Requested { new },
+            Cancelled::Finished { state } => CancelOutcome::Finished { state },
+            Cancelled::Missing => CancelOutcome::NotFound,
         }
     }
 }
@@ -73,7 +73,7 @@ pub struct JobCancel {
     pub id: String,
     /// What became of it.
     #[serde(flatten)]
-    pub outcome: Outcome,
+    pub outcome: CancelOutcome,
 }
 
 /// What one cancel command did.
@@ -149,15 +149,15 @@ mod tests {
     #[test]
     fn only_cancels_and_new_requests_count_as_changes() {
         let was = || "queued".to_string();
-        assert!(Outcome::Cancelled { was: was() }.changed());
-        assert!(Outcome::Requested { new: true }.changed());
-        assert!(!Outcome::Requested { new: false }.changed());
-        assert!(!Outcome::Finished { state: was() }.changed());
-        assert!(!Outcome::NotFound.changed());
-        assert_eq!(Outcome::NotFound.as_str(), "not found");
+        assert!(CancelOutcome::Cancelled { was: was() }.changed());
+        assert!(CancelOutcome::Requested { new: true }.changed());
+        assert!(!CancelOutcome::Requested { new: false }.changed());
+        assert!(!CancelOutcome::Finished { state: was() }.changed());
+        assert!(!CancelOutcome::NotFound.changed());
+        assert_eq!(CancelOutcome::NotFound.as_str(), "not found");
         let json = serde_json::to_value(JobCancel {
             id: "1-0".into(),
-            outcome: Outcome::Finished {
+            outcome: CancelOutcome::Finished {
                 state: "succeeded".into(),
             },
         })

@@ -7,7 +7,8 @@ use std::sync::LazyLock;
 use futures_util::StreamExt as _;
 
 use super::script::script;
-use super::{GROUP, Keys, MAX_HISTORY, Queue, QueueError, RETIRED_TTL, client};
+use super::wake::subscribed;
+use super::{GROUP, Keys, MAX_HISTORY, Queue, QueueError, RETIRED_TTL};
 
 static CANCEL_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| script("", include_str!("lua/cancel.lua")));
@@ -80,9 +81,9 @@ impl ControlFeed {
     /// # Errors
     /// Redis refused the connection or the subscription.
     pub async fn subscribe(url: &str, keys: &Keys) -> Result<ControlFeed, QueueError> {
-        let mut pubsub = client(url)?.get_async_pubsub().await?;
-        pubsub.subscribe(&keys.control).await?;
-        Ok(ControlFeed { pubsub })
+        Ok(ControlFeed {
+            pubsub: subscribed(url, &keys.control).await?,
+        })
     }
 
     /// The next message; `None` once the connection is gone (then
