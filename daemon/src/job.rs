@@ -22,6 +22,9 @@ pub enum FailureClass {
     Timeout,
     /// The plugin trapped (panic, unreachable, out of memory, stack overflow).
     Crash,
+    /// An operator cancelled the job while the attempt ran; the host
+    /// interrupted it. Final: never retried.
+    Cancelled,
 }
 
 impl FailureClass {
@@ -34,6 +37,7 @@ impl FailureClass {
             FailureClass::Permanent => "permanent",
             FailureClass::Timeout => "timeout",
             FailureClass::Crash => "crash",
+            FailureClass::Cancelled => "cancelled",
         }
     }
 }
@@ -116,6 +120,8 @@ pub enum JobState {
     Dead,
     /// Marked "won't retry" by an operator. Final.
     Discarded,
+    /// Cancelled by an operator: it never runs (again). Final.
+    Cancelled,
 }
 
 impl JobState {
@@ -129,6 +135,7 @@ impl JobState {
             JobState::Succeeded => "succeeded",
             JobState::Dead => "dead",
             JobState::Discarded => "discarded",
+            JobState::Cancelled => "cancelled",
         }
     }
 }
@@ -150,6 +157,7 @@ impl FromStr for JobState {
             "succeeded" => JobState::Succeeded,
             "dead" => JobState::Dead,
             "discarded" => JobState::Discarded,
+            "cancelled" => JobState::Cancelled,
             other => return Err(format!("unknown job state `{other}`")),
         })
     }
@@ -249,6 +257,7 @@ mod tests {
             JobState::Succeeded,
             JobState::Dead,
             JobState::Discarded,
+            JobState::Cancelled,
         ] {
             assert_eq!(s.as_str().parse::<JobState>(), Ok(s));
         }

@@ -33,6 +33,13 @@ pub enum Transition {
     },
     /// Give up: move it to the dead-letter stream.
     DeadLetter(DeadReason),
+    /// Cancelled by an operator: recorded as `cancelled`, final (never
+    /// retried, never dead-lettered). `ran`: whether an attempt ran and was
+    /// interrupted (it counts), or the delivery was cancelled before it ran.
+    Cancel {
+        /// Whether an attempt ran.
+        ran: bool,
+    },
     /// Not run: its idempotency key is already owned by job `of` (a second
     /// enqueue), or, with `None`, completed by this very job (a redelivery).
     Duplicate {
@@ -51,6 +58,7 @@ impl Transition {
             Transition::Defer { .. }
                 | Transition::Duplicate { .. }
                 | Transition::DeadLetter(DeadReason::Malformed | DeadReason::NoPlugin)
+                | Transition::Cancel { ran: false }
         )
     }
 
@@ -327,6 +335,8 @@ mod tests {
             (Transition::Duplicate { of: None }, 2),
             (Transition::DeadLetter(DeadReason::NoPlugin), 2),
             (Transition::DeadLetter(DeadReason::Malformed), 2),
+            (Transition::Cancel { ran: true }, 3),
+            (Transition::Cancel { ran: false }, 2),
         ] {
             let c = Completion::new(entry(3), Outcome::Success(Vec::new()), t, Ran::default());
             assert_eq!(c.attempt(), attempt, "{:?}", c.transition());

@@ -10,6 +10,7 @@ use crate::config::Config;
 
 mod audit;
 mod breakers;
+mod cancel;
 mod completions;
 mod config;
 mod dlq;

@@ -7,11 +7,13 @@
 //!
 //! - `audit.rs`: who acts ([`Actor`]), and the audit trail.
 //! - `breakers.rs`: the breakers as an operator sees them; overrides.
+//! - `cancel.rs`: cancelling jobs, queued, delayed or running.
 //!
 //! Imports: `control` uses `store`, `dlq` and the domain; `cli` and the
 //! admin API use `control`; nothing here imports them.
 
 pub mod audit;
 pub mod breakers;
+pub mod cancel;
 
 pub use audit::{Action, Actor, Via};

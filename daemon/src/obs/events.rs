@@ -30,7 +30,7 @@ struct Handles {
     wait: Histogram,
     attempts_to_success: Histogram,
     /// `ward_jobs_total` by outcome, in [`m::OUTCOMES`] order.
-    jobs: [Counter; 5],
+    jobs: [Counter; m::OUTCOMES.len()],
     /// `ward_attempts_total` by class, in [`m::CLASSES`] order.
     attempts: Vec<Counter>,
 }
@@ -165,6 +165,7 @@ impl JobRecorded<'_> {
             Transition::DeadLetter(_) => 2,
             Transition::Duplicate { .. } => 3,
             Transition::Defer { .. } => 4,
+            Transition::Cancel { .. } => 5,
         };
         h.jobs[outcome].increment(1);
         if let Some(class) = attempt_class(c)
@@ -186,7 +187,10 @@ impl JobRecorded<'_> {
                 metrics::counter!(m::DEAD_LETTERS_TOTAL, "queue" => self.queue.to_string(), "job_type" => job, "reason" => m::reason_label(reason))
                     .increment(1);
             }
-            Transition::Retry { .. } | Transition::Defer { .. } | Transition::Duplicate { .. } => {}
+            Transition::Retry { .. }
+            | Transition::Defer { .. }
+            | Transition::Duplicate { .. }
+            | Transition::Cancel { .. } => {}
         }
     }
 }

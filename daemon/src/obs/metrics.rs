@@ -85,7 +85,14 @@ pub const METRICS: &[&str] = &[
 ];
 
 /// `outcome` label values of [`JOBS_TOTAL`].
-pub const OUTCOMES: [&str; 5] = ["succeeded", "retried", "dead", "duplicate", "deferred"];
+pub const OUTCOMES: [&str; 6] = [
+    "succeeded",
+    "retried",
+    "dead",
+    "duplicate",
+    "deferred",
+    "cancelled",
+];
 /// `class` label values of [`ATTEMPTS_TOTAL`].
 pub const CLASSES: &[&str] = &[
     "success",
@@ -94,6 +101,7 @@ pub const CLASSES: &[&str] = &[
     "permanent",
     "timeout",
     "crash",
+    "cancelled",
 ];
 /// `kind` label values of [`ALERTS_TOTAL`] and [`ALERTS_DROPPED_TOTAL`]
 /// (the names of `obs::alerts::AlertKind`).
@@ -147,7 +155,7 @@ fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_counter!(
         JOBS_TOTAL,
-        "Jobs that reached an outcome: succeeded, retried (a retry was scheduled), dead, duplicate, deferred."
+        "Jobs that reached an outcome: succeeded, retried (a retry was scheduled), dead, duplicate, deferred, cancelled (by an operator)."
     );
     describe_counter!(
         ATTEMPTS_TOTAL,

@@ -24,6 +24,10 @@ const ACKED: &str = "acked";
 const BREAKERS: &str = "breakers";
 /// One circuit breaker's hash (append the upstream).
 const BREAKER: &str = "breaker:";
+/// The set of cancel requests of running jobs (job id → request time).
+const CANCELS: &str = "cancels";
+/// The pub/sub channel of control messages (`cancel <id>`, ...).
+const CONTROL: &str = "control";
 /// A job record (append the job id).
 const RECORD: &str = "job:";
 /// An idempotency key (append the key).
@@ -68,6 +72,12 @@ pub struct Keys {
     pub breaker_prefix: String,
     /// `ward:{Q}:job:` (append a job id)
     pub record_prefix: String,
+    /// `ward:{Q}:cancels`: sorted set, job id → request time (ms), of
+    /// cancel requests for jobs that were running when cancelled.
+    pub cancels: String,
+    /// `ward:{Q}:control`: pub/sub channel of control messages to every
+    /// daemon of the queue (`cancel <id>`).
+    pub control: String,
 }
 
 impl Keys {
@@ -86,6 +96,8 @@ impl Keys {
             breakers: key(BREAKERS),
             breaker_prefix: key(BREAKER),
             record_prefix: key(RECORD),
+            cancels: key(CANCELS),
+            control: key(CONTROL),
         }
     }
 
@@ -138,5 +150,7 @@ mod tests {
         assert_eq!(k.history("1-0"), "ward:{emails}:job:1-0:history");
         assert_eq!(k.idempotency("k"), "ward:{emails}:idem:k");
         assert_eq!(k.breaker("smtp"), "ward:{emails}:breaker:smtp");
+        assert_eq!(k.cancels, "ward:{emails}:cancels");
+        assert_eq!(k.control, "ward:{emails}:control");
     }
 }

@@ -24,6 +24,8 @@
 //! - `jobs.rs`: looking jobs up ([`JobStatus`], record fields, history).
 //! - `dead.rs`: the dead-letter stream (pages, requeue, discard, retention).
 //! - `audit.rs`: the audit trail of operator actions (`ward:audit`).
+//! - `cancel.rs`: cancelling jobs, the cancel requests of running ones
+//!   (`ward:{Q}:cancels`), the control channel (`ward:{Q}:control`).
 //! - `breakers.rs`, `sample.rs`: circuit breakers; depth and lag.
 //! - `memory.rs`: Redis' memory settings and use ([`Memory`]).
 //! - `wake.rs`: the pub/sub wake-ups of the promoter ([`Wake`]).
@@ -51,6 +53,7 @@ use redis::{ErrorKind, RedisError};
 mod apply;
 mod audit;
 mod breakers;
+mod cancel;
 mod connect;
 mod consume;
 mod dead;
@@ -67,12 +70,13 @@ mod wake;
 
 pub use audit::{AUDIT_KEY, AUDIT_MAX, AuditRecord};
 pub use breakers::{BreakerForced, BreakerState, BreakerUpdate};
+pub use cancel::{Cancelled, ControlFeed, ControlMessage};
 pub use connect::{Store, client, connect, redacted_url, trust_ca};
 pub use consume::KeyCheck;
 pub use dead::{DEAD_ENTRY_FIELDS, DeadLetterAct, RETIRED_TTL, Resolution, Trimmed};
 pub use enqueue::{Enqueued, FUNCTIONS, FUNCTIONS_VERSION, Promoted};
 pub use entry::{Completion, Delivery, JobEntry, Malformed};
-pub use jobs::{JobStatus, LastError};
+pub use jobs::{CancelInfo, JobStatus, LastError};
 pub use keys::Keys;
 pub use memory::Memory;
 pub use sample::QueueSample;

@@ -20,6 +20,8 @@
 //! - `triage`: what each leased delivery needs (an attempt, or an outcome
 //!   known without running), and the builders of those completions.
 //! - `attempt`: one attempt, from the plugin to its completion.
+//! - `cancels`: the cancel requests a daemon knows of and the attempts
+//!   they interrupt.
 //! - `completer`: finished attempts applied to Redis in batches.
 //! - `services`: the background loops, one per file, all of one shape.
 //! - `shutdown`: the one shutdown signal every loop watches.
@@ -44,6 +46,7 @@ use self::reader::{BLOCK, Consumer};
 use self::services::Service;
 use self::services::breakers::BreakerRefresh;
 use self::services::consumers::ConsumerSweep;
+use self::services::control::Control;
 use self::services::functions::FunctionCheck;
 use self::services::promote::Promote;
 use self::services::retention::Retention;
@@ -51,6 +54,7 @@ use self::services::schedules::Schedule;
 use self::shutdown::Shutdown;
 
 mod attempt;
+mod cancels;
 mod completer;
 mod plugins;
 mod reader;
@@ -244,6 +248,13 @@ impl Daemon<'_> {
             consumer: self.consumer.to_string(),
         };
         sweep.start_in(tasks, stop());
+        let cancels = Arc::new(cancels::Cancels::default());
+        let control = Control {
+            queue: queue.clone(),
+            url: self.config.redis_url.clone(),
+            cancels: cancels.clone(),
+        };
+        control.start_in(tasks, stop());
         let consumer = Consumer {
             reader: queue.with_connection(reader_con),
             queue,
@@ -252,6 +263,7 @@ impl Daemon<'_> {
             consumer: self.consumer.to_string(),
             dead_written,
             breakers,
+            cancels,
         };
         consumer.start_in(tasks, stop());
     }

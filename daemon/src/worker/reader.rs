@@ -20,6 +20,7 @@ use crate::transition::Completion;
 
 use super::InFlight;
 use super::attempt::run_attempt;
+use super::cancels::Cancels;
 use super::completer::{Completer, MAX_APPLY};
 use super::plugins::JobType;
 use super::services::Service;
@@ -61,6 +62,8 @@ pub(crate) struct Consumer {
     pub(crate) dead_written: Arc<Notify>,
     /// The queue's circuit breakers, when a job type lists upstreams.
     pub(crate) breakers: Option<Arc<Breakers>>,
+    /// Cancel requests, and the attempts running here they may interrupt.
+    pub(crate) cancels: Arc<Cancels>,
 }
 
 impl Service for Consumer {
@@ -73,6 +76,7 @@ impl Service for Consumer {
             consumer,
             dead_written,
             breakers,
+            cancels,
         } = self;
         let jobs = Arc::new(jobs);
         let in_flight: InFlight = Arc::default();
@@ -124,6 +128,7 @@ impl Service for Consumer {
             done_tx,
             in_flight,
             breakers,
+            cancels,
         };
         reader.run(&stop).await;
         let _ = reclaimer.await;
@@ -165,6 +170,8 @@ struct Reader {
     in_flight: InFlight,
     /// The queue's circuit breakers, when a job type lists upstreams.
     breakers: Option<Arc<Breakers>>,
+    /// Cancel requests, and the attempts running here they may interrupt.
+    cancels: Arc<Cancels>,
     /// One permit per attempt that may run at once (`concurrency`).
     slots: Arc<Semaphore>,
     /// Deliveries leased ahead of a free slot, when attempts are short.
@@ -317,6 +324,7 @@ impl Reader {
             deliveries,
             self.breakers.as_deref(),
             self.cfg.max_payload,
+            &self.cancels,
         )
         .await;
         for work in works {
@@ -341,6 +349,7 @@ impl Reader {
         let typical_us = self.typical_us.clone();
         let in_flight = self.in_flight.clone();
         let entry_id = entry.entry_id.clone();
+        let cancels = self.cancels.clone();
         // Each attempt holds its slot until its completion is
         // queued, so holding every slot means none is running.
         tokio::spawn(async move {
@@ -355,8 +364,12 @@ impl Reader {
             };
             // Boxed: the attempt future is kilobytes, and the task
             // would otherwise be copied whole as it is spawned.
-            let attempt = Box::pin(run_attempt(entry, &name, payload_max, &job_type));
-            let (c, elapsed) = match std::panic::AssertUnwindSafe(attempt).catch_unwind().await {
+            let job_id = entry.id.clone();
+            let cancel = cancels.start(&job_id);
+            let attempt = Box::pin(run_attempt(entry, &name, payload_max, &job_type, cancel));
+            let ended = std::panic::AssertUnwindSafe(attempt).catch_unwind().await;
+            cancels.finish(&job_id);
+            let (c, elapsed) = match ended {
                 Ok(done) => done,
                 Err(panic) => {
                     // Nothing is known of how it ended: the heartbeat stops

@@ -14,6 +14,7 @@ use crate::redact;
 use crate::store::{self, Delivery, KeyCheck, Keys, Queue};
 use crate::transition::{Completion, Deferral, Ran, Transition};
 
+use super::cancels::Cancels;
 use super::plugins::JobType;
 
 /// The longest a job waits behind an open breaker before it is looked at
@@ -44,6 +45,7 @@ pub(crate) async fn triage(
     deliveries: Vec<Delivery>,
     breakers: Option<&Breakers>,
     max_payload: usize,
+    cancels: &Cancels,
 ) -> Vec<Work> {
     let queue_name = builder.queue;
     let mut out = Vec::with_capacity(deliveries.len());
@@ -53,6 +55,9 @@ pub(crate) async fn triage(
             Err(m) => out.push(Work::Record(malformed(builder, m))),
             Ok(entry) if entry.payload.len() > max_payload => {
                 out.push(Work::Record(too_large(builder, entry, max_payload)));
+            }
+            Ok(entry) if cancels.is_requested(&entry.id) => {
+                out.push(Work::Record(cancelled(builder, entry, jobs)));
             }
             Ok(entry) => match jobs.get(&entry.job) {
                 None => out.push(Work::Record(no_plugin(builder, jobs, entry))),
@@ -274,6 +279,23 @@ fn no_plugin(
     );
     tracing::warn!(queue = %queue_name, job_id = %entry.id, job = %entry.job, "{why}; dead-lettering it");
     builder.unrunnable(entry, why, "no-plugin", DeadReason::NoPlugin)
+}
+
+/// A delivery whose job an operator cancelled before it ran: recorded as
+/// `cancelled`, never run.
+fn cancelled(
+    builder: Builder<'_>,
+    entry: JobEntry,
+    jobs: &HashMap<String, Arc<JobType>>,
+) -> Completion {
+    tracing::info!(queue = %builder.queue, job_id = %entry.id, job = %entry.job, "job cancelled before it ran; not running it");
+    let outcome = Outcome::failure(
+        FailureClass::Cancelled,
+        "cancelled by an operator before it ran",
+    )
+    .with_code("cancelled");
+    let jt = jobs.get(&entry.job).map(Arc::as_ref);
+    builder.not_run(entry, jt, outcome, Transition::Cancel { ran: false })
 }
 
 fn duplicate(

@@ -14,7 +14,7 @@ mod layout;
 
 use self::layout::{CompletionKey, Fresh, Full, Head, LAYOUTS, Layout, QueueKey};
 use super::script::script;
-use super::{GROUP, Keys, MAX_HISTORY, MAX_STORED_RESULT, Queue, QueueError};
+use super::{GROUP, Keys, MAX_HISTORY, MAX_STORED_RESULT, Queue, QueueError, RETIRED_TTL};
 use crate::job::Outcome;
 use crate::transition::{Completion, Transition};
 
@@ -108,6 +108,7 @@ impl<'a> Encoder<'a> {
         q[QueueKey::Dead.at()].clone_from(&keys.dead);
         q[QueueKey::Delayed.at()].clone_from(&keys.delayed);
         q[QueueKey::Acked.at()].clone_from(&keys.acked);
+        q[QueueKey::Cancels.at()].clone_from(&keys.cancels);
         let mut h: [Arg; Head::N] = Default::default();
         h[Head::Group.at()] = text(GROUP);
         h[Head::Ttl.at()] = number(succeeded_ttl.as_secs());
@@ -115,6 +116,7 @@ impl<'a> Encoder<'a> {
         h[Head::HistoryMax.at()] = number(MAX_HISTORY);
         h[Head::Wake.at()] = owned(keys.wake.clone());
         h[Head::AckedMax.at()] = number(MAX_ACKED_LEFT);
+        h[Head::RetiredTtl.at()] = number(RETIRED_TTL.as_secs());
         h[Head::Digests.at()] = number(digests.len());
         let mut e = Encoder {
             keys: Vec::with_capacity(QueueKey::N + CompletionKey::N * batch.len()),
@@ -196,6 +198,7 @@ impl<'a> Encoder<'a> {
             Transition::Retry { .. } | Transition::Defer { .. } => ("retry", ""),
             Transition::DeadLetter(r) => ("dead", r.as_str()),
             Transition::Duplicate { of } => ("dup", of.as_deref().unwrap_or(c.job_id())),
+            Transition::Cancel { .. } => ("cancel", ""),
         };
         let mut f: [Arg; Full::N] = Default::default();
         if let Outcome::Failure(e) = c.outcome() {
@@ -342,6 +345,12 @@ fn history_entry(c: &Completion) -> String {
         Transition::DeadLetter(reason) => {
             v["then"] = "dead".into();
             v["reason"] = reason.as_str().into();
+        }
+        Transition::Cancel { ran } => {
+            v["then"] = "cancelled".into();
+            if !ran {
+                v["event"] = "not run".into();
+            }
         }
         Transition::Duplicate { of } => {
             v["event"] = "duplicate".into();

@@ -7,7 +7,9 @@
 //! consumers from the group, [`promote`] moves due delayed jobs to the
 //! stream, [`retention`] trims the dead letters, [`functions`] puts Ward's
 //! Redis Functions back if Redis lost them, [`breakers`] keeps this daemon's
-//! copy of the circuit breakers fresh. Per `[[schedule]]`: [`schedules`].
+//! copy of the circuit breakers fresh, [`control`] hears of cancel
+//! requests and interrupts the attempts they concern. Per `[[schedule]]`:
+//! [`schedules`].
 
 use std::future::Future;
 
@@ -19,6 +21,7 @@ use super::shutdown::Shutdown;
 
 pub(crate) mod breakers;
 pub(crate) mod consumers;
+pub(crate) mod control;
 pub(crate) mod functions;
 pub(crate) mod heartbeat;
 pub(crate) mod promote;
