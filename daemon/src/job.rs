@@ -116,6 +116,9 @@ pub enum JobState {
     Dead,
     /// Marked "won't retry" by an operator. Final.
     Discarded,
+    /// Held back, no attempt spent, while its job type or its queue is
+    /// paused (`ward pause`); `ward resume` puts it back in the stream.
+    Paused,
 }
 
 impl JobState {
@@ -129,6 +132,7 @@ impl JobState {
             JobState::Succeeded => "succeeded",
             JobState::Dead => "dead",
             JobState::Discarded => "discarded",
+            JobState::Paused => "paused",
         }
     }
 }
@@ -150,6 +154,7 @@ impl FromStr for JobState {
             "succeeded" => JobState::Succeeded,
             "dead" => JobState::Dead,
             "discarded" => JobState::Discarded,
+            "paused" => JobState::Paused,
             other => return Err(format!("unknown job state `{other}`")),
         })
     }
@@ -249,6 +254,7 @@ mod tests {
             JobState::Succeeded,
             JobState::Dead,
             JobState::Discarded,
+            JobState::Paused,
         ] {
             assert_eq!(s.as_str().parse::<JobState>(), Ok(s));
         }

@@ -24,6 +24,10 @@ const ACKED: &str = "acked";
 const BREAKERS: &str = "breakers";
 /// One circuit breaker's hash (append the upstream).
 const BREAKER: &str = "breaker:";
+/// The hash of pauses: `*` (the whole queue) or a job type → JSON.
+const PAUSED: &str = "paused";
+/// The set of jobs held back while their job type or queue is paused.
+const HELD: &str = "held";
 /// A job record (append the job id).
 const RECORD: &str = "job:";
 /// An idempotency key (append the key).
@@ -68,6 +72,12 @@ pub struct Keys {
     pub breaker_prefix: String,
     /// `ward:{Q}:job:` (append a job id)
     pub record_prefix: String,
+    /// `ward:{Q}:paused`: hash of pauses, field `*` (the whole queue) or a
+    /// job type, value JSON `{"by","at_ms","note","until_ms"}`.
+    pub paused: String,
+    /// `ward:{Q}:held`: sorted set, job id → when it was held (ms), of the
+    /// jobs held back while their job type or queue is paused.
+    pub held: String,
 }
 
 impl Keys {
@@ -86,6 +96,8 @@ impl Keys {
             breakers: key(BREAKERS),
             breaker_prefix: key(BREAKER),
             record_prefix: key(RECORD),
+            paused: key(PAUSED),
+            held: key(HELD),
         }
     }
 
@@ -138,5 +150,7 @@ mod tests {
         assert_eq!(k.history("1-0"), "ward:{emails}:job:1-0:history");
         assert_eq!(k.idempotency("k"), "ward:{emails}:idem:k");
         assert_eq!(k.breaker("smtp"), "ward:{emails}:breaker:smtp");
+        assert_eq!(k.paused, "ward:{emails}:paused");
+        assert_eq!(k.held, "ward:{emails}:held");
     }
 }

@@ -24,6 +24,8 @@
 //! - `jobs.rs`: looking jobs up ([`JobStatus`], record fields, history).
 //! - `dead.rs`: the dead-letter stream (pages, requeue, discard, retention).
 //! - `audit.rs`: the audit trail of operator actions (`ward:audit`).
+//! - `pause.rs`: pauses (`ward:{Q}:paused`) and the jobs held meanwhile
+//!   (`ward:{Q}:held`), released in chunks on resume.
 //! - `breakers.rs`, `sample.rs`: circuit breakers; depth and lag.
 //! - `memory.rs`: Redis' memory settings and use ([`Memory`]).
 //! - `wake.rs`: the pub/sub wake-ups of the promoter ([`Wake`]).
@@ -60,6 +62,7 @@ pub mod fields;
 mod jobs;
 mod keys;
 mod memory;
+mod pause;
 mod reply;
 mod sample;
 mod script;
@@ -75,6 +78,7 @@ pub use entry::{Completion, Delivery, JobEntry, Malformed};
 pub use jobs::{JobStatus, LastError};
 pub use keys::Keys;
 pub use memory::Memory;
+pub use pause::{HeldCounts, Pause, Pauses, RELEASE_CHUNK, Released, WHOLE_QUEUE};
 pub use sample::QueueSample;
 pub use wake::{Connection, Wake};
 

@@ -56,6 +56,8 @@ layout!(
         Dead = "dead",
         Delayed = "delayed",
         Acked = "acked",
+        Held = "held",
+        Paused = "paused",
     }
 );
 
