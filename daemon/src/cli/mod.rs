@@ -15,6 +15,7 @@ mod dlq;
 mod enqueue;
 mod format;
 mod job;
+mod pause;
 mod plugin;
 mod run;
 mod stats;
@@ -71,6 +72,11 @@ enum Command {
     },
     /// The audit trail: every operator action, who did it, when and why.
     Audit(audit::AuditArgs),
+    /// Pause a queue, or one job type of it, on every daemon: running
+    /// attempts finish, new ones wait (held, no attempt spent).
+    Pause(pause::PauseArgs),
+    /// Resume a paused queue or job type: its held jobs go back to the stream.
+    Resume(pause::ResumeArgs),
 }
 
 /// Parses the command line, runs it, and turns errors into a message and
@@ -131,5 +137,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Config { command } => command.exec(),
         Command::Plugin { command } => command.exec(),
         Command::Audit(audit) => audit.exec().await,
+        Command::Pause(pause) => pause.exec().await,
+        Command::Resume(resume) => resume.exec().await,
     }
 }

@@ -6,10 +6,13 @@
 //! # Layout
 //!
 //! - `audit.rs`: who acts ([`Actor`]), and the audit trail.
+//! - `pause.rs`: pause and resume a queue or a job type ([`pause::pause`],
+//!   [`pause::resume`], [`pause::status`]).
 //!
 //! Imports: `control` uses `store`, `dlq` and the domain; `cli` and the
 //! admin API use `control`; nothing here imports them.
 
 pub mod audit;
+pub mod pause;
 
 pub use audit::{Action, Actor, Via};
