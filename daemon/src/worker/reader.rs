@@ -9,13 +9,13 @@ use futures_util::FutureExt as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::backoff::Backoff;
 use crate::breaker::Breakers;
 use crate::config::QueueConfig;
 use crate::job::JobEntry;
-use crate::store::{self, Delivery, Queue};
+use crate::store::{self, Delivery, Pauses, Queue};
 use crate::transition::Completion;
 
 use super::InFlight;
@@ -61,6 +61,8 @@ pub(crate) struct Consumer {
     pub(crate) dead_written: Arc<Notify>,
     /// The queue's circuit breakers, when a job type lists upstreams.
     pub(crate) breakers: Option<Arc<Breakers>>,
+    /// The queue's pauses, kept fresh by the pause watch.
+    pub(crate) pauses: watch::Receiver<Pauses>,
 }
 
 impl Service for Consumer {
@@ -73,6 +75,7 @@ impl Service for Consumer {
             consumer,
             dead_written,
             breakers,
+            pauses,
         } = self;
         let jobs = Arc::new(jobs);
         let in_flight: InFlight = Arc::default();
@@ -124,6 +127,7 @@ impl Service for Consumer {
             done_tx,
             in_flight,
             breakers,
+            pauses,
         };
         reader.run(&stop).await;
         let _ = reclaimer.await;
@@ -173,6 +177,9 @@ struct Reader {
     ahead_max: u32,
     /// A moving average of how long attempts take, µs.
     typical_us: Arc<AtomicU64>,
+    /// The queue's pauses: none is leased while the whole queue is paused,
+    /// and triage holds the jobs of paused types.
+    pauses: watch::Receiver<Pauses>,
 }
 
 impl Reader {
@@ -181,6 +188,9 @@ impl Reader {
     async fn run(self, stop: &Shutdown) {
         let mut backoff = READ_RETRY;
         while !stop.is_shutdown() {
+            if self.paused(stop).await {
+                break;
+            }
             // Short attempts free their slots within microseconds, and a read
             // per handful of them costs more than the attempts: the reader may
             // lease up to a slot's worth more, to start as slots free up, and
@@ -233,6 +243,25 @@ impl Reader {
         // back; then holding every slot means no attempt is running.
         let _all_started = self.ahead.acquire_many(self.ahead_max).await;
         let _all_done = self.slots.acquire_many(self.cfg.concurrency).await;
+    }
+
+    /// Waits while the whole queue is paused (until a resume, or its
+    /// `until`); true on shutdown meanwhile.
+    async fn paused(&self, stop: &Shutdown) -> bool {
+        let mut pauses = self.pauses.clone();
+        let mut stop = stop.clone();
+        while pauses
+            .borrow_and_update()
+            .queue_paused(crate::clock::now_ms())
+        {
+            tokio::select! {
+                _ = pauses.changed() => {}
+                // An `until` passes without a change being published.
+                () = tokio::time::sleep(super::services::pause::POLL) => {}
+                () = stop.recv() => return true,
+            }
+        }
+        false
     }
 
     /// Waits for room for at least one delivery, then takes all there is;
@@ -310,12 +339,14 @@ impl Reader {
             queue: &self.cfg.name,
             payload_max: self.cfg.dead.payload_max,
         };
+        let pauses = self.pauses.borrow().clone();
         let works = triage(
             &self.queue,
             builder,
             &self.jobs,
             deliveries,
             self.breakers.as_deref(),
+            &pauses,
             self.cfg.max_payload,
         )
         .await;

@@ -1,7 +1,7 @@
 //! What each leased delivery needs: an attempt, or an outcome already
 //! known without running anything (a malformed entry, a job type with no
 //! plugin, a duplicate of an idempotency key, a job held back by an open
-//! circuit breaker), and the builders of those completions.
+//! circuit breaker or a pause), and the builders of those completions.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use crate::backoff::Backoff;
 use crate::breaker::Breakers;
 use crate::job::{DeadReason, FailureClass, JobEntry, Malformed, Outcome};
 use crate::redact;
-use crate::store::{self, Delivery, KeyCheck, Keys, Queue};
+use crate::store::{self, Delivery, KeyCheck, Keys, Pauses, Queue};
 use crate::transition::{Completion, Deferral, Ran, Transition};
 
 use super::plugins::JobType;
@@ -36,14 +36,21 @@ pub(crate) async fn triage(
     jobs: &HashMap<String, Arc<JobType>>,
     deliveries: Vec<Delivery>,
     breakers: Option<&Breakers>,
+    pauses: &Pauses,
     max_payload: usize,
 ) -> Vec<Work> {
     let queue_name = builder.queue;
+    let now = crate::clock::now_ms();
     let mut out = Vec::with_capacity(deliveries.len());
     let mut keyed: Vec<(JobEntry, Arc<JobType>)> = Vec::new();
     for d in deliveries {
         match d.parse() {
             Err(m) => out.push(Work::Record(malformed(builder, m))),
+            Ok(entry) if pauses.holds(&entry.job, now).is_some() => {
+                let queue = pauses.holds(&entry.job, now) == Some(true);
+                let jt = jobs.get(&entry.job).map(Arc::as_ref);
+                out.push(Work::Record(held(builder, entry, jt, queue)));
+            }
             Ok(entry) if entry.payload.len() > max_payload => {
                 out.push(Work::Record(too_large(builder, entry, max_payload)));
             }
@@ -215,6 +222,19 @@ fn deferred(
             .max(1),
     );
     builder.not_run(entry, Some(jt), outcome, Transition::Defer { delay, why })
+}
+
+/// A job not run because its job type, or its whole queue (`queue`), is
+/// paused: held in `ward:{Q}:held` until a resume, without using an attempt.
+fn held(builder: Builder<'_>, entry: JobEntry, jt: Option<&JobType>, queue: bool) -> Completion {
+    tracing::debug!(queue = %builder.queue, job_id = %entry.id, job = %entry.job, whole_queue = queue, "paused; job held");
+    let why = Deferral::Paused { queue };
+    let outcome = why.recorded(Duration::ZERO);
+    let transition = Transition::Defer {
+        delay: Duration::ZERO,
+        why,
+    };
+    builder.not_run(entry, jt, outcome, transition)
 }
 
 /// An entry that could not be read as a job: dead-lettered as it is.

@@ -7,7 +7,9 @@
 //! consumers from the group, [`promote`] moves due delayed jobs to the
 //! stream, [`retention`] trims the dead letters, [`functions`] puts Ward's
 //! Redis Functions back if Redis lost them, [`breakers`] keeps this daemon's
-//! copy of the circuit breakers fresh. Per `[[schedule]]`: [`schedules`].
+//! copy of the circuit breakers fresh, [`pause`] its view of the queue's
+//! pauses (and releases held jobs when one ends). Per `[[schedule]]`:
+//! [`schedules`].
 
 use std::future::Future;
 
@@ -21,6 +23,7 @@ pub(crate) mod breakers;
 pub(crate) mod consumers;
 pub(crate) mod functions;
 pub(crate) mod heartbeat;
+pub(crate) mod pause;
 pub(crate) mod promote;
 pub(crate) mod reclaim;
 pub(crate) mod retention;
