@@ -13,6 +13,7 @@ mod bad_input;
 mod dlq;
 mod languages;
 mod observability;
+mod pause;
 mod policy;
 mod prometheus;
 mod recovery;
