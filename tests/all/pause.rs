@@ -6,10 +6,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use ward::store::{Pause, Queue};
+use ward::transition::{Completion, Deferral, Ran, Transition};
 use ward_testkit::{
-    Redis, Ward, audit, config, job, job_fields, runs_per_job, show, stderr, stdout, wait_for,
-    ward, xadd_many,
+    Redis, Ward, audit, config, create_group, job, job_fields, queue_stream, runs_per_job, show,
+    stderr, stdout, wait_for, ward, xadd_entries, xadd_many,
 };
+
+use crate::support::with_queue;
 
 const WAIT: Duration = Duration::from_secs(30);
 /// The promise under test: every daemon honours a pause within a second.
@@ -249,4 +253,87 @@ fn pause_refuses_a_missing_note_and_a_time_that_has_passed() {
     );
     assert_eq!(stats(&redis)["paused"], serde_json::json!([]));
     assert!(audit(&redis).is_empty());
+}
+
+/// Leases every ready entry of queue `q` and records each as held by a
+/// pause (what triage does for a paused type), in one APPLY.
+async fn hold_all(q: &Queue) -> Vec<bool> {
+    let deliveries = q.lease_batch("test", 100, None).await.unwrap();
+    let batch: Vec<Completion> = deliveries
+        .into_iter()
+        .map(|d| {
+            let why = Deferral::Paused { queue: false };
+            let outcome = why.recorded(Duration::ZERO);
+            let t = Transition::Defer {
+                delay: Duration::ZERO,
+                why,
+            };
+            Completion::new(d.parse().unwrap(), outcome, t, Ran::default())
+        })
+        .collect();
+    q.apply(&batch).await.unwrap()
+}
+
+fn pause_value() -> Pause {
+    Pause {
+        by: "t".into(),
+        at_ms: 1,
+        note: "n".into(),
+        until_ms: None,
+    }
+}
+
+#[test]
+fn a_hold_after_the_resume_goes_to_the_stream_and_release_skips_types_still_paused() {
+    let redis = Redis::start();
+    let mut con = redis.con();
+    create_group(&mut con, &queue_stream("q"));
+    // Attempt 2 of a job of type a (a retry), and a first attempt of type b.
+    let retried = xadd_entries(
+        &redis,
+        &[vec![
+            ("job", "a"),
+            ("payload", "p"),
+            ("ward:id", "j1"),
+            ("ward:attempt", "2"),
+        ]],
+    );
+    let b = xadd_many(&redis, 1, "b", "p");
+    with_queue(&redis, async |q| {
+        q.set_pause("*", &pause_value()).await.unwrap();
+        q.set_pause("a", &pause_value()).await.unwrap();
+        assert_eq!(hold_all(&q).await, [true, true]);
+        assert_eq!(q.held_counts(10).await.unwrap().total, 2);
+
+        // The queue resumes; type a is still paused on its own.
+        q.remove_pause("*").await.unwrap();
+        assert_eq!(q.release_held("*").await.unwrap().released, 1);
+        q.remove_pause("a").await.unwrap();
+        assert_eq!(q.release_held("a").await.unwrap().released, 1);
+        assert_eq!(
+            q.release_held("*").await.unwrap().released,
+            0,
+            "rerun: nothing twice"
+        );
+
+        // Released as the attempts they were held at: 2 and 1.
+        let back = q.lease_batch("test", 100, None).await.unwrap();
+        let mut attempts: Vec<(String, u32)> = back
+            .into_iter()
+            .map(|d| {
+                let e = d.parse().unwrap();
+                (e.id, e.attempt)
+            })
+            .collect();
+        attempts.sort();
+        let want = vec![(b[0].clone(), 1), ("j1".to_string(), 2)];
+        assert_eq!(attempts, want, "{retried:?}");
+
+        // Nothing is paused now: a hold decided on a stale view goes back to
+        // the stream instead of into the held set, where nothing would release it.
+        xadd_many(&redis, 1, "a", "p");
+        assert_eq!(hold_all(&q).await, [true]);
+        assert_eq!(q.held_counts(10).await.unwrap().total, 0);
+        assert_eq!(q.lease_batch("test", 100, None).await.unwrap().len(), 1);
+    });
 }
