@@ -255,7 +255,12 @@ impl Reader {
             .queue_paused(crate::clock::now_ms())
         {
             tokio::select! {
-                _ = pauses.changed() => {}
+                changed = pauses.changed() => {
+                    // The watch is gone only on shutdown; do not spin meanwhile.
+                    if changed.is_err() {
+                        tokio::time::sleep(super::services::pause::POLL).await;
+                    }
+                }
                 // An `until` passes without a change being published.
                 () = tokio::time::sleep(super::services::pause::POLL) => {}
                 () = stop.recv() => return true,
