@@ -122,6 +122,9 @@ pub enum JobState {
     Discarded,
     /// Cancelled by an operator: it never runs (again). Final.
     Cancelled,
+    /// Held back, no attempt spent, while its job type or its queue is
+    /// paused (`ward pause`); `ward resume` puts it back in the stream.
+    Paused,
 }
 
 impl JobState {
@@ -136,6 +139,7 @@ impl JobState {
             JobState::Dead => "dead",
             JobState::Discarded => "discarded",
             JobState::Cancelled => "cancelled",
+            JobState::Paused => "paused",
         }
     }
 }
@@ -158,6 +162,7 @@ impl FromStr for JobState {
             "dead" => JobState::Dead,
             "discarded" => JobState::Discarded,
             "cancelled" => JobState::Cancelled,
+            "paused" => JobState::Paused,
             other => return Err(format!("unknown job state `{other}`")),
         })
     }
@@ -258,6 +263,7 @@ mod tests {
             JobState::Dead,
             JobState::Discarded,
             JobState::Cancelled,
+            JobState::Paused,
         ] {
             assert_eq!(s.as_str().parse::<JobState>(), Ok(s));
         }

@@ -12,6 +12,9 @@ use crate::job::{DeadReason, FailureClass, JobEntry, Outcome};
 /// The failure code a job held back by an open circuit breaker is recorded
 /// with (nothing ran; see [`Deferral::recorded`]).
 pub const BREAKER_OPEN_CODE: &str = "breaker-open";
+/// The failure code of a job held back because its job type or its queue
+/// is paused (nothing ran; see [`Deferral::recorded`]).
+pub const PAUSED_CODE: &str = "paused";
 
 /// Where a job goes after an attempt, or after a delivery that needed none.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +83,13 @@ pub enum Deferral {
         /// The upstream.
         upstream: String,
     },
+    /// An operator paused the job's type, or its whole queue (`ward
+    /// pause`): the job is held (`ward:{Q}:held`) until a resume, however
+    /// long that takes; its `delay` means nothing.
+    Paused {
+        /// The whole queue is paused, not only the job's type.
+        queue: bool,
+    },
 }
 
 impl Deferral {
@@ -98,6 +108,11 @@ impl Deferral {
                 Outcome::failure(FailureClass::Transient, message)
                     .with_code(BREAKER_OPEN_CODE)
                     .with_upstream(upstream)
+            }
+            Deferral::Paused { queue } => {
+                let what = if *queue { "its queue" } else { "its job type" };
+                let message = format!("not run: {what} is paused; held until `ward resume`");
+                Outcome::failure(FailureClass::Transient, message).with_code(PAUSED_CODE)
             }
         }
     }

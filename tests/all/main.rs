@@ -16,6 +16,7 @@ mod languages;
 mod observability;
 mod operations;
 mod overrides;
+mod pause;
 mod policy;
 mod prometheus;
 mod recovery;

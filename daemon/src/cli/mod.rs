@@ -17,6 +17,7 @@ mod dlq;
 mod enqueue;
 mod format;
 mod job;
+mod pause;
 mod plugin;
 mod run;
 mod stats;
@@ -83,6 +84,11 @@ enum Command {
     /// Print the ward(1) man page.
     #[command(hide = true)]
     Manpage,
+    /// Pause a queue, or one job type of it, on every daemon: running
+    /// attempts finish, new ones wait (held, no attempt spent).
+    Pause(pause::PauseArgs),
+    /// Resume a paused queue or job type: its held jobs go back to the stream.
+    Resume(pause::ResumeArgs),
 }
 
 /// Parses the command line, runs it, and turns errors into a message and
@@ -148,5 +154,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Manpage => completions::manpage(),
+        Command::Pause(pause) => pause.exec().await,
+        Command::Resume(resume) => resume.exec().await,
     }
 }

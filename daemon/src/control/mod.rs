@@ -8,6 +8,8 @@
 //! - `audit.rs`: who acts ([`Actor`]), and the audit trail.
 //! - `breakers.rs`: the breakers as an operator sees them; overrides.
 //! - `cancel.rs`: cancelling jobs, queued, delayed or running.
+//! - `pause.rs`: pause and resume a queue or a job type ([`pause::pause`],
+//!   [`pause::resume`], [`pause::status`]).
 //!
 //! Imports: `control` uses `store`, `dlq` and the domain; `cli` and the
 //! admin API use `control`; nothing here imports them.
@@ -15,5 +17,6 @@
 pub mod audit;
 pub mod breakers;
 pub mod cancel;
+pub mod pause;
 
 pub use audit::{Action, Actor, Via};

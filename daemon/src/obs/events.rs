@@ -370,6 +370,21 @@ pub fn breaker_state(queue: &str, upstream: &str, open: bool) {
         .set(if open { 1.0 } else { 0.0 });
 }
 
+/// Sets `ward_paused{queue, job_type}` (1 paused, 0 not); `job_type` is
+/// `*` for the whole queue.
+pub fn paused_state(queue: &str, job_type: &str, paused: bool) {
+    let job = if job_type == "*" {
+        job_type.to_string()
+    } else {
+        job_label(queue, job_type)
+    };
+    metrics::gauge!(m::PAUSED, "queue" => queue.to_string(), "job_type" => job).set(if paused {
+        1.0
+    } else {
+        0.0
+    });
+}
+
 /// A circuit breaker opened because of this daemon's report: the gauge goes
 /// to 1 and a warning says why and for how long. The caller raises the
 /// `breaker_open` alert.

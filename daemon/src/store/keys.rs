@@ -28,6 +28,10 @@ const BREAKER: &str = "breaker:";
 const CANCELS: &str = "cancels";
 /// The pub/sub channel of control messages (`cancel <id>`, ...).
 const CONTROL: &str = "control";
+/// The hash of pauses: `*` (the whole queue) or a job type → JSON.
+const PAUSED: &str = "paused";
+/// The set of jobs held back while their job type or queue is paused.
+const HELD: &str = "held";
 /// A job record (append the job id).
 const RECORD: &str = "job:";
 /// An idempotency key (append the key).
@@ -78,6 +82,12 @@ pub struct Keys {
     /// `ward:{Q}:control`: pub/sub channel of control messages to every
     /// daemon of the queue (`cancel <id>`).
     pub control: String,
+    /// `ward:{Q}:paused`: hash of pauses, field `*` (the whole queue) or a
+    /// job type, value JSON `{"by","at_ms","note","until_ms"}`.
+    pub paused: String,
+    /// `ward:{Q}:held`: sorted set, job id → when it was held (ms), of the
+    /// jobs held back while their job type or queue is paused.
+    pub held: String,
 }
 
 impl Keys {
@@ -98,6 +108,8 @@ impl Keys {
             record_prefix: key(RECORD),
             cancels: key(CANCELS),
             control: key(CONTROL),
+            paused: key(PAUSED),
+            held: key(HELD),
         }
     }
 
@@ -152,5 +164,7 @@ mod tests {
         assert_eq!(k.breaker("smtp"), "ward:{emails}:breaker:smtp");
         assert_eq!(k.cancels, "ward:{emails}:cancels");
         assert_eq!(k.control, "ward:{emails}:control");
+        assert_eq!(k.paused, "ward:{emails}:paused");
+        assert_eq!(k.held, "ward:{emails}:held");
     }
 }

@@ -26,6 +26,8 @@
 //! - `audit.rs`: the audit trail of operator actions (`ward:audit`).
 //! - `cancel.rs`: cancelling jobs, the cancel requests of running ones
 //!   (`ward:{Q}:cancels`), the control channel (`ward:{Q}:control`).
+//! - `pause.rs`: pauses (`ward:{Q}:paused`) and the jobs held meanwhile
+//!   (`ward:{Q}:held`), released in chunks on resume.
 //! - `breakers.rs`, `sample.rs`: circuit breakers; depth and lag.
 //! - `memory.rs`: Redis' memory settings and use ([`Memory`]).
 //! - `wake.rs`: the pub/sub wake-ups of the promoter ([`Wake`]).
@@ -63,6 +65,7 @@ pub mod fields;
 mod jobs;
 mod keys;
 mod memory;
+mod pause;
 mod reply;
 mod sample;
 mod script;
@@ -79,6 +82,7 @@ pub use entry::{Completion, Delivery, JobEntry, Malformed};
 pub use jobs::{CancelInfo, JobStatus, LastError};
 pub use keys::Keys;
 pub use memory::Memory;
+pub use pause::{HeldCounts, Pause, Pauses, RELEASE_CHUNK, Released, WHOLE_QUEUE};
 pub use sample::QueueSample;
 pub use wake::{Connection, Wake};
 

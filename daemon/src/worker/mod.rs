@@ -48,6 +48,7 @@ use self::services::breakers::BreakerRefresh;
 use self::services::consumers::ConsumerSweep;
 use self::services::control::Control;
 use self::services::functions::FunctionCheck;
+use self::services::pause::PauseWatch;
 use self::services::promote::Promote;
 use self::services::retention::Retention;
 use self::services::schedules::Schedule;
@@ -255,6 +256,13 @@ impl Daemon<'_> {
             cancels: cancels.clone(),
         };
         control.start_in(tasks, stop());
+        let (view, pauses) = tokio::sync::watch::channel(initial_pauses(&queue, self.stop).await);
+        let watch = PauseWatch {
+            queue: queue.clone(),
+            view,
+            consumer: self.consumer.to_string(),
+        };
+        watch.start_in(tasks, stop());
         let consumer = Consumer {
             reader: queue.with_connection(reader_con),
             queue,
@@ -264,6 +272,7 @@ impl Daemon<'_> {
             dead_written,
             breakers,
             cancels,
+            pauses,
         };
         consumer.start_in(tasks, stop());
     }
@@ -288,6 +297,24 @@ async fn functions_loaded(q: &Queue) -> anyhow::Result<()> {
             Err(e) => {
                 let delay = backoff.next();
                 tracing::error!(error = %e, retry_in = ?delay, "cannot load Ward's Redis Functions (ward_enqueue); retrying");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// The queue's pauses, read before its reader starts so that a paused
+/// queue or job type is honoured from the first lease; retried while Redis
+/// refuses (it answered moments ago), given up only on shutdown.
+async fn initial_pauses(queue: &Queue, stop: &Shutdown) -> store::Pauses {
+    let mut backoff = CONNECT_RETRY;
+    loop {
+        match queue.pauses().await {
+            Ok(p) => return p,
+            Err(_) if stop.is_shutdown() => return store::Pauses::default(),
+            Err(e) => {
+                let delay = backoff.next();
+                tracing::error!(queue = %queue.keys.queue, error = %e, retry_in = ?delay, "cannot read the queue's pauses; retrying before consuming");
                 tokio::time::sleep(delay).await;
             }
         }

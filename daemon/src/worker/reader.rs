@@ -9,13 +9,13 @@ use futures_util::FutureExt as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::backoff::Backoff;
 use crate::breaker::Breakers;
 use crate::config::QueueConfig;
 use crate::job::JobEntry;
-use crate::store::{self, Delivery, Queue};
+use crate::store::{self, Delivery, Pauses, Queue};
 use crate::transition::Completion;
 
 use super::InFlight;
@@ -27,7 +27,7 @@ use super::services::Service;
 use super::services::heartbeat::Heartbeat;
 use super::services::reclaim::Reclaim;
 use super::shutdown::Shutdown;
-use super::triage::{Builder, Work, triage};
+use super::triage::{Builder, Gates, Work, triage};
 
 /// How long one `XREADGROUP` waits for work; also the longest a shutdown
 /// waits for a reader to notice it.
@@ -64,6 +64,8 @@ pub(crate) struct Consumer {
     pub(crate) breakers: Option<Arc<Breakers>>,
     /// Cancel requests, and the attempts running here they may interrupt.
     pub(crate) cancels: Arc<Cancels>,
+    /// The queue's pauses, kept fresh by the pause watch.
+    pub(crate) pauses: watch::Receiver<Pauses>,
 }
 
 impl Service for Consumer {
@@ -77,6 +79,7 @@ impl Service for Consumer {
             dead_written,
             breakers,
             cancels,
+            pauses,
         } = self;
         let jobs = Arc::new(jobs);
         let in_flight: InFlight = Arc::default();
@@ -129,6 +132,7 @@ impl Service for Consumer {
             in_flight,
             breakers,
             cancels,
+            pauses,
         };
         reader.run(&stop).await;
         let _ = reclaimer.await;
@@ -180,6 +184,9 @@ struct Reader {
     ahead_max: u32,
     /// A moving average of how long attempts take, µs.
     typical_us: Arc<AtomicU64>,
+    /// The queue's pauses: none is leased while the whole queue is paused,
+    /// and triage holds the jobs of paused types.
+    pauses: watch::Receiver<Pauses>,
 }
 
 impl Reader {
@@ -188,6 +195,9 @@ impl Reader {
     async fn run(self, stop: &Shutdown) {
         let mut backoff = READ_RETRY;
         while !stop.is_shutdown() {
+            if self.paused(stop).await {
+                break;
+            }
             // Short attempts free their slots within microseconds, and a read
             // per handful of them costs more than the attempts: the reader may
             // lease up to a slot's worth more, to start as slots free up, and
@@ -240,6 +250,30 @@ impl Reader {
         // back; then holding every slot means no attempt is running.
         let _all_started = self.ahead.acquire_many(self.ahead_max).await;
         let _all_done = self.slots.acquire_many(self.cfg.concurrency).await;
+    }
+
+    /// Waits while the whole queue is paused (until a resume, or its
+    /// `until`); true on shutdown meanwhile.
+    async fn paused(&self, stop: &Shutdown) -> bool {
+        let mut pauses = self.pauses.clone();
+        let mut stop = stop.clone();
+        while pauses
+            .borrow_and_update()
+            .queue_paused(crate::clock::now_ms())
+        {
+            tokio::select! {
+                changed = pauses.changed() => {
+                    // The watch is gone only on shutdown; do not spin meanwhile.
+                    if changed.is_err() {
+                        tokio::time::sleep(super::services::pause::POLL).await;
+                    }
+                }
+                // An `until` passes without a change being published.
+                () = tokio::time::sleep(super::services::pause::POLL) => {}
+                () = stop.recv() => return true,
+            }
+        }
+        false
     }
 
     /// Waits for room for at least one delivery, then takes all there is;
@@ -317,14 +351,18 @@ impl Reader {
             queue: &self.cfg.name,
             payload_max: self.cfg.dead.payload_max,
         };
+        let pauses = self.pauses.borrow().clone();
         let works = triage(
             &self.queue,
             builder,
             &self.jobs,
             deliveries,
-            self.breakers.as_deref(),
+            Gates {
+                breakers: self.breakers.as_deref(),
+                pauses: &pauses,
+                cancels: &self.cancels,
+            },
             self.cfg.max_payload,
-            &self.cancels,
         )
         .await;
         for work in works {

@@ -57,6 +57,8 @@ layout!(
         Delayed = "delayed",
         Acked = "acked",
         Cancels = "cancels",
+        Held = "held",
+        Paused = "paused",
     }
 );
 
