@@ -173,3 +173,97 @@ fn walk(dir: &std::path::Path) -> usize {
         })
         .sum()
 }
+
+/// The paths of a .deb, as `dpkg-deb -c` lists them (without the leading `.`).
+fn deb_paths(deb: &std::path::Path) -> Vec<String> {
+    let out = Command::new("dpkg-deb")
+        .arg("-c")
+        .arg(deb)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .map(|p| p.trim_start_matches('.').to_string())
+        .collect()
+}
+
+#[test]
+fn the_deb_holds_the_binary_unit_config_completions_and_man_page() {
+    let out = Command::new("bash")
+        .arg(workspace().join("scripts/package-deb"))
+        .arg("--dev")
+        .current_dir(workspace())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "package-deb: {}", stderr(&out));
+    let deb = std::path::PathBuf::from(stdout(&out).lines().last().unwrap().trim());
+    let paths = deb_paths(&deb);
+    for want in [
+        "/usr/bin/ward",
+        "/lib/systemd/system/ward.service",
+        "/etc/ward/ward.toml",
+        "/usr/share/bash-completion/completions/ward",
+        "/usr/share/zsh/vendor-completions/_ward",
+        "/usr/share/fish/vendor_completions.d/ward.fish",
+        "/usr/share/man/man1/ward.1.gz",
+        "/usr/share/ward/prometheus/ward-alerts.yml",
+        "/usr/share/doc/ward/docs/control.md",
+    ] {
+        assert!(paths.iter().any(|p| p == want), "{want} missing: {paths:?}");
+    }
+    let info = Command::new("dpkg-deb")
+        .arg("-I")
+        .arg(&deb)
+        .arg("conffiles")
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&info).contains("/etc/ward/ward.toml"),
+        "a conffile: {}",
+        stdout(&info)
+    );
+
+    // What it installs runs, and its unit starts what it installs.
+    let root = tempfile::tempdir().unwrap();
+    let x = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert!(x.status.success(), "{}", stderr(&x));
+    let bin = root.path().join("usr/bin/ward");
+    let version = Command::new(&bin).arg("--version").output().unwrap();
+    assert!(version.status.success());
+    assert!(
+        stdout(&version).starts_with("ward "),
+        "{}",
+        stdout(&version)
+    );
+    let unit =
+        std::fs::read_to_string(root.path().join("lib/systemd/system/ward.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/bin/ward "), "{unit}");
+    let bash = std::fs::read_to_string(
+        root.path()
+            .join("usr/share/bash-completion/completions/ward"),
+    )
+    .unwrap();
+    assert!(
+        bash.contains("pause") && bash.contains("dlq"),
+        "completions know the commands"
+    );
+    // The example config the package installs is a valid config as written,
+    // but for its plugins, which the operator supplies.
+    let check = Command::new(&bin)
+        .args(["config", "check", "--config"])
+        .arg(root.path().join("etc/ward/ward.toml"))
+        .output()
+        .unwrap();
+    let said = stderr(&check);
+    assert!(
+        check.status.success() || said.contains(".wasm"),
+        "only missing plugins may fail the example config: {said}"
+    );
+}
