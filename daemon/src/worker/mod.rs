@@ -25,6 +25,8 @@
 //! - `completer`: finished attempts applied to Redis in batches.
 //! - `services`: the background loops, one per file, all of one shape.
 //! - `shutdown`: the one shutdown signal every loop watches.
+//! - `systemd`: `Type=notify`: ready, stopping, status, the watchdog fed
+//!   by the readers' loops.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -61,6 +63,7 @@ mod plugins;
 mod reader;
 mod services;
 mod shutdown;
+mod systemd;
 mod triage;
 
 /// After Redis unreachable, or a group not created: how long to wait before trying again.
@@ -133,12 +136,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             () = &mut shutdown => return Ok(()),
         }
     }
+    let systemd = systemd::Systemd::from_env();
     let daemon = Daemon {
         config: &config,
         url: &url,
         consumer: &consumer,
         obs: &obs,
         stop: &stop,
+        systemd: &systemd,
     };
     let mut queues = JoinSet::new();
     for q in &config.queues {
@@ -156,10 +161,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         schedule.start_in(&mut queues, stop.clone());
     }
     tracing::info!(threads = config.worker_threads(), "ward is running");
+    systemd.ready();
+    queues.spawn(systemd.clone().watch(stop.clone()));
 
     tokio::select! {
         () = &mut shutdown => {
             tracing::info!("shutting down: no new leases; waiting for attempts in flight");
+            systemd.stopping();
             obs.stopping();
             stop_tx.pull();
         }
@@ -190,6 +198,8 @@ struct Daemon<'a> {
     obs: &'a Obs,
     /// The daemon's shutdown signal.
     stop: &'a Shutdown,
+    /// systemd's notifications; each queue's reader beats for its watchdog.
+    systemd: &'a Arc<systemd::Systemd>,
 }
 
 impl Daemon<'_> {
@@ -273,6 +283,7 @@ impl Daemon<'_> {
             breakers,
             cancels,
             pauses,
+            beat: self.systemd.beat_for(&q.name),
         };
         consumer.start_in(tasks, stop());
     }

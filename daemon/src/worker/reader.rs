@@ -27,6 +27,7 @@ use super::services::Service;
 use super::services::heartbeat::Heartbeat;
 use super::services::reclaim::Reclaim;
 use super::shutdown::Shutdown;
+use super::systemd::{BEAT_WHILE_WAITING, Beat};
 use super::triage::{Builder, Gates, Work, triage};
 
 /// How long one `XREADGROUP` waits for work; also the longest a shutdown
@@ -66,6 +67,8 @@ pub(crate) struct Consumer {
     pub(crate) cancels: Arc<Cancels>,
     /// The queue's pauses, kept fresh by the pause watch.
     pub(crate) pauses: watch::Receiver<Pauses>,
+    /// Marked every time round the lease loop (systemd's watchdog).
+    pub(crate) beat: Arc<Beat>,
 }
 
 impl Service for Consumer {
@@ -80,6 +83,7 @@ impl Service for Consumer {
             breakers,
             cancels,
             pauses,
+            beat,
         } = self;
         let jobs = Arc::new(jobs);
         let in_flight: InFlight = Arc::default();
@@ -133,6 +137,7 @@ impl Service for Consumer {
             breakers,
             cancels,
             pauses,
+            beat,
         };
         reader.run(&stop).await;
         let _ = reclaimer.await;
@@ -145,6 +150,25 @@ impl Service for Consumer {
         let _ = heartbeat.await;
     }
 }
+
+/// A fault tests inject (debug builds only): with
+/// `WARD_TEST_STALL_READER=<queue>`, that queue's reader hangs for good
+/// after two seconds, as a deadlocked one would, so the watchdog test can
+/// see the pings stop.
+#[cfg(debug_assertions)]
+async fn stall_if_asked(queue: &str) {
+    static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let started = *STARTED.get_or_init(std::time::Instant::now);
+    if std::env::var_os("WARD_TEST_STALL_READER").is_some_and(|q| q == queue)
+        && started.elapsed() > Duration::from_secs(2)
+    {
+        tracing::warn!(queue, "WARD_TEST_STALL_READER: this reader hangs now");
+        std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(not(debug_assertions))]
+async fn stall_if_asked(_queue: &str) {}
 
 /// What a leased delivery holds while it waits or runs.
 enum Slot {
@@ -187,6 +211,8 @@ struct Reader {
     /// The queue's pauses: none is leased while the whole queue is paused,
     /// and triage holds the jobs of paused types.
     pauses: watch::Receiver<Pauses>,
+    /// Marked every time round the lease loop (systemd's watchdog).
+    beat: Arc<Beat>,
 }
 
 impl Reader {
@@ -195,6 +221,8 @@ impl Reader {
     async fn run(self, stop: &Shutdown) {
         let mut backoff = READ_RETRY;
         while !stop.is_shutdown() {
+            self.beat.now();
+            stall_if_asked(&self.cfg.name).await;
             if self.paused(stop).await {
                 break;
             }
@@ -261,6 +289,7 @@ impl Reader {
             .borrow_and_update()
             .queue_paused(crate::clock::now_ms())
         {
+            self.beat.now();
             tokio::select! {
                 changed = pauses.changed() => {
                     // The watch is gone only on shutdown; do not spin meanwhile.
@@ -280,11 +309,15 @@ impl Reader {
     /// `None` on shutdown.
     async fn room(&self, short: bool, stop: &Shutdown) -> Option<Vec<Slot>> {
         let mut stop_wait = stop.clone();
-        let first = tokio::select! {
-            biased;
-            p = self.slots.clone().acquire_owned() => Slot::Run(p.ok()?),
-            p = self.ahead.clone().acquire_owned(), if short => Slot::Ahead(p.ok()?),
-            () = stop_wait.recv() => return None,
+        // Every slot may be held by long attempts: still alive meanwhile.
+        let first = loop {
+            tokio::select! {
+                biased;
+                p = self.slots.clone().acquire_owned() => break Slot::Run(p.ok()?),
+                p = self.ahead.clone().acquire_owned(), if short => break Slot::Ahead(p.ok()?),
+                () = stop_wait.recv() => return None,
+                () = tokio::time::sleep(BEAT_WHILE_WAITING) => self.beat.now(),
+            }
         };
         let mut permits = vec![first];
         // Under load, room frees up one attempt at a time. Letting the
