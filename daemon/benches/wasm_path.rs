@@ -71,6 +71,7 @@ fn instantiate_and_call(c: &mut Criterion) {
             payload: payload.to_vec(),
             idempotency_key: Some("1-0".into()),
             checkpoint: None,
+            cancel: Default::default(),
         };
         // Sanity: the attempt must succeed, or the figure measures an error path.
         let first = rt.block_on(plugin.run(input.clone(), &sandbox));

@@ -17,11 +17,13 @@
 //! randomness; outbound HTTP through `wasi:http` to the allow-list only
 //! (`runtime/http.rs`); `host.secret` for the names the job type was granted.
 
+mod cancel;
 mod http;
 mod output;
 mod secrets;
 mod state;
 
+pub use cancel::Cancel;
 pub use http::HttpPolicy;
 pub use secrets::{redact, redact_bytes, redact_cut};
 pub use state::HostState;
@@ -372,6 +374,9 @@ pub struct JobInput {
     pub idempotency_key: Option<String>,
     /// Checkpoint saved by the previous attempt.
     pub checkpoint: Option<Vec<u8>>,
+    /// The attempt's cancel signal: once set, the attempt ends within an
+    /// epoch tick as `cancelled` (see [`Cancel`]).
+    pub cancel: Arc<Cancel>,
 }
 
 /// What a job type's attempts may use: limits and granted capabilities.
@@ -464,8 +469,14 @@ impl Plugin {
             }
         }
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|mut ctx| {
-            if Instant::now() >= ctx.data().deadline {
+        let cancel = input.cancel;
+        let cancel_seen = cancel.clone();
+        store.epoch_deadline_callback(move |mut ctx| {
+            // Checked every tick: a cancelled plugin busy in wasm stops
+            // within one (the race below catches one parked in a host call).
+            if cancel_seen.is_cancelled() {
+                Ok(UpdateDeadline::Interrupt)
+            } else if Instant::now() >= ctx.data().deadline {
                 ctx.data_mut().timed_out = true;
                 Ok(UpdateDeadline::Interrupt)
             } else {
@@ -482,17 +493,25 @@ impl Plugin {
             instantiate = Some(started.elapsed());
             instance.call_handle(&mut store, &job).await
         };
-        let result = tokio::time::timeout(sandbox.timeout + EPOCH_TICK * 4, call).await;
+        let result = tokio::select! {
+            biased;
+            () = cancel.cancelled() => None,
+            r = tokio::time::timeout(sandbox.timeout + EPOCH_TICK * 4, call) => Some(r),
+        };
         let state = store.data_mut();
         let outcome = match result {
-            Err(_elapsed) => Outcome::failure(
+            // Cancelled wins over whatever failure the interruption caused;
+            // a success that came first stays a success.
+            None => cancelled(),
+            Some(Ok(Ok(Ok(output)))) => Outcome::Success(output),
+            Some(_) if cancel.is_cancelled() => cancelled(),
+            Some(Err(_elapsed)) => Outcome::failure(
                 FailureClass::Timeout,
                 format!("attempt ran past its {:?} deadline", sandbox.timeout),
             )
             .with_code("deadline"),
-            Ok(Ok(Ok(output))) => Outcome::Success(output),
-            Ok(Ok(Err(failure))) => Outcome::Failure(failure.into()),
-            Ok(Err(err)) => classify_trap(&err, state, sandbox),
+            Some(Ok(Ok(Err(failure)))) => Outcome::Failure(failure.into()),
+            Some(Ok(Err(err))) => classify_trap(&err, state, sandbox),
         };
         state.log_output(sandbox);
         Attempt {
@@ -505,6 +524,15 @@ impl Plugin {
             payload: job.payload,
         }
     }
+}
+
+/// How an attempt an operator cancelled ends.
+fn cancelled() -> Outcome {
+    Outcome::failure(
+        FailureClass::Cancelled,
+        "cancelled by an operator; the attempt was interrupted",
+    )
+    .with_code("cancelled")
 }
 
 /// Secrets never leave an attempt: not in its failure, which ends up in

@@ -14,7 +14,7 @@ const API_STOP: std::time::Duration = std::time::Duration::from_secs(5);
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
     /// The config file (TOML).
-    #[arg(long, short)]
+    #[arg(long, short, env = "WARD_CONFIG", default_value = super::DEFAULT_CONFIG)]
     pub(crate) config: PathBuf,
 }
 

@@ -7,11 +7,16 @@
 //!
 //! - `audit.rs`: who acts ([`Actor`]), and the audit trail.
 //! - `breakers.rs`: the breakers as an operator sees them; overrides.
+//! - `cancel.rs`: cancelling jobs, queued, delayed or running.
+//! - `pause.rs`: pause and resume a queue or a job type ([`pause::pause`],
+//!   [`pause::resume`], [`pause::status`]).
 //!
 //! Imports: `control` uses `store`, `dlq` and the domain; `cli` and the
 //! admin API use `control`; nothing here imports them.
 
 pub mod audit;
 pub mod breakers;
+pub mod cancel;
+pub mod pause;
 
 pub use audit::{Action, Actor, Via};

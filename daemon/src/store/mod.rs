@@ -24,6 +24,10 @@
 //! - `jobs.rs`: looking jobs up ([`JobStatus`], record fields, history).
 //! - `dead.rs`: the dead-letter stream (pages, requeue, discard, retention).
 //! - `audit.rs`: the audit trail of operator actions (`ward:audit`).
+//! - `cancel.rs`: cancelling jobs, the cancel requests of running ones
+//!   (`ward:{Q}:cancels`), the control channel (`ward:{Q}:control`).
+//! - `pause.rs`: pauses (`ward:{Q}:paused`) and the jobs held meanwhile
+//!   (`ward:{Q}:held`), released in chunks on resume.
 //! - `breakers.rs`, `sample.rs`: circuit breakers; depth and lag.
 //! - `daemons.rs`: a group's consumers, and each daemon's heartbeat hash
 //!   (`ward:{Q}:daemon:<consumer>`: version, last seen).
@@ -53,6 +57,7 @@ use redis::{ErrorKind, RedisError};
 mod apply;
 mod audit;
 mod breakers;
+mod cancel;
 mod connect;
 mod consume;
 mod daemons;
@@ -63,6 +68,7 @@ pub mod fields;
 mod jobs;
 mod keys;
 mod memory;
+mod pause;
 mod reply;
 mod sample;
 mod script;
@@ -70,15 +76,17 @@ mod wake;
 
 pub use audit::{AUDIT_KEY, AUDIT_MAX, AuditRecord};
 pub use breakers::{BreakerForced, BreakerState, BreakerUpdate};
+pub use cancel::{Cancelled, ControlFeed, ControlMessage};
 pub use connect::{Store, client, connect, redacted_url, trust_ca};
 pub use consume::KeyCheck;
 pub use daemons::{ConsumerInfo, DaemonBeat};
 pub use dead::{DEAD_ENTRY_FIELDS, DeadLetterAct, RETIRED_TTL, Resolution, Trimmed};
 pub use enqueue::{Enqueued, FUNCTIONS, FUNCTIONS_VERSION, Promoted};
 pub use entry::{Completion, Delivery, JobEntry, Malformed};
-pub use jobs::{JobStatus, LastError};
+pub use jobs::{CancelInfo, JobStatus, LastError};
 pub use keys::Keys;
 pub use memory::Memory;
+pub use pause::{HeldCounts, Pause, Pauses, RELEASE_CHUNK, Released, WHOLE_QUEUE};
 pub use sample::QueueSample;
 pub use wake::{Connection, Wake};
 
