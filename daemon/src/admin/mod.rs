@@ -20,6 +20,7 @@
 //! - `error.rs`: [`ApiError`], the JSON error body.
 //! - `shown.rs`: what a viewer may see of payloads and results.
 //! - one file per resource group: `queues.rs` (stats), `jobs.rs`,
+//!   `pause.rs` (pauses, pause, resume), `cancel.rs`,
 //!   `dead.rs` (dead letters: list, show, requeue, discard), `breakers.rs`
 //!   (list, open, close),
 //!   `schedules.rs`, `daemons.rs`, `audit.rs`.
@@ -44,10 +45,12 @@ use crate::store::{self, Queue, Store};
 mod audit;
 pub mod auth;
 mod breakers;
+mod cancel;
 mod daemons;
 mod dead;
 mod error;
 mod jobs;
+mod pause;
 mod queues;
 mod schedules;
 mod serve;
@@ -165,7 +168,12 @@ pub fn router(api: Api) -> Router {
         .route("/v1/whoami", get(auth::whoami))
         .route("/v1/queues", get(queues::list))
         .route("/v1/queues/{queue}", get(queues::one))
+        .route("/v1/queues/{queue}/pauses", get(pause::status))
+        .route("/v1/queues/{queue}/pause", post(pause::pause))
+        .route("/v1/queues/{queue}/resume", post(pause::resume))
         .route("/v1/queues/{queue}/jobs/{id}", get(jobs::show))
+        .route("/v1/queues/{queue}/jobs/{id}/cancel", post(cancel::one))
+        .route("/v1/queues/{queue}/cancel", post(cancel::many))
         .route("/v1/queues/{queue}/dead", get(dead::list))
         .route("/v1/queues/{queue}/dead/{id}", get(dead::show))
         .route("/v1/queues/{queue}/dead/{id}/requeue", post(dead::requeue))

@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 
 use super::{Api, ApiError, Caller};
 use crate::config::QueueConfig;
+use crate::control::pause::{self, PauseView};
 use crate::store::Queue;
 
 /// One queue: its jobs by state, and what the config says of it.
@@ -22,6 +23,11 @@ pub(super) struct QueueView {
     job_types: Vec<String>,
     /// Attempts one daemon runs at once.
     concurrency: u32,
+    /// Its pauses (`target` `*`: the whole queue), each with the jobs it
+    /// holds.
+    paused: Vec<PauseView>,
+    /// Jobs held back while their job type or the queue is paused.
+    held: u64,
 }
 
 /// Jobs by state: `ready` (not yet delivered), `leased` (running or about
@@ -36,6 +42,7 @@ struct Depth {
 
 async fn view(cfg: &QueueConfig, q: &Queue) -> Result<QueueView, ApiError> {
     let s = q.sample().await?;
+    let pauses = pause::status(q).await?;
     let jobs = Depth {
         ready: s.ready,
         leased: s.pending,
@@ -49,6 +56,8 @@ async fn view(cfg: &QueueConfig, q: &Queue) -> Result<QueueView, ApiError> {
         oldest_ready_ms: s.oldest_ready_ms.map(|t| s.now_ms.saturating_sub(t)),
         job_types: cfg.jobs.keys().cloned().collect(),
         concurrency: cfg.concurrency,
+        paused: pauses.pauses,
+        held: pauses.held.total,
     })
 }
 

@@ -166,26 +166,25 @@ fn ward_run_serves_the_api_and_lists_itself_with_its_version() {
     );
 }
 
-/// Every endpoint that changes something (for dead letter `id`), with a
-/// body it would take.
-fn actions(id: &str) -> Vec<(String, &'static str)> {
+/// Every endpoint that changes something (for dead letter `id` and queued
+/// job `queued`), with a body it would take.
+fn actions(id: &str, queued: &str) -> Vec<(String, String)> {
+    let note = r#"{"note":"no"}"#.to_string();
     vec![
+        (format!("/v1/queues/q/dead/{id}/requeue"), note.clone()),
+        (format!("/v1/queues/q/dead/{id}/discard"), note.clone()),
+        ("/v1/queues/q/pause".into(), note.clone()),
+        ("/v1/queues/q/resume".into(), note.clone()),
+        (format!("/v1/queues/q/jobs/{queued}/cancel"), note.clone()),
         (
-            format!("/v1/queues/q/dead/{id}/requeue"),
-            r#"{"note":"no"}"#,
-        ),
-        (
-            format!("/v1/queues/q/dead/{id}/discard"),
-            r#"{"note":"no"}"#,
+            "/v1/queues/q/cancel".into(),
+            format!(r#"{{"ids":["{queued}"],"note":"no"}}"#),
         ),
         (
             "/v1/queues/q/breakers/smtp/open".into(),
-            r#"{"for":"10m","note":"no"}"#,
+            r#"{"for":"10m","note":"no"}"#.into(),
         ),
-        (
-            "/v1/queues/q/breakers/smtp/close".into(),
-            r#"{"note":"no"}"#,
-        ),
+        ("/v1/queues/q/breakers/smtp/close".into(), note),
     ]
 }
 
@@ -199,14 +198,15 @@ fn every_action_refuses_a_missing_invalid_or_viewer_token_and_changes_nothing() 
     } = with_dead_letters(1);
     let id = &ids[0];
 
-    for (path, body) in actions(id) {
+    let queued = xadd(&redis, "vault", r#"{"fail":"permanent"}"#, &[]);
+    for (path, body) in actions(id, &queued) {
         for (token, status, says) in [
             (None, 401, "no token"),
             (Some("not-a-token"), 401, "invalid token"),
             (Some(OPERATOR.2.trim_end_matches('e')), 401, "invalid token"),
             (Some(VIEWER.2), 403, "viewer role"),
         ] {
-            let a = request(port, "POST", &path, token, body);
+            let a = request(port, "POST", &path, token, &body);
             assert_eq!(a.status, status, "POST {path} with {token:?}: {}", a.text);
             let error = a.body["error"]
                 .as_str()
@@ -214,18 +214,25 @@ fn every_action_refuses_a_missing_invalid_or_viewer_token_and_changes_nothing() 
             assert!(error.contains(says), "POST {path} with {token:?}: {error}");
         }
     }
-    // Nothing changed: the dead letter is there, the job still dead, no
-    // new entry to run, no audit entry.
+    // Nothing changed: the dead letter is there, the job still dead, the
+    // queued job still queued (no record, no cancel), no pause, no
+    // breaker, no audit entry.
     assert_eq!(xlen(&redis, "ward:{q}:dead"), 1);
     assert_eq!(record_state(&redis, id).as_deref(), Some("dead"));
-    assert_eq!(xlen(&redis, "ward:{q}:jobs"), 0);
+    assert_eq!(xlen(&redis, "ward:{q}:jobs"), 1, "only the queued job");
+    assert_eq!(record_state(&redis, &queued), None);
     assert_eq!(xlen(&redis, "ward:audit"), 0);
-    let breakers: u64 = redis::cmd("EXISTS")
+    let touched: u64 = redis::cmd("EXISTS")
         .arg("ward:{q}:breakers")
         .arg("ward:{q}:breaker:smtp")
+        .arg("ward:{q}:paused")
+        .arg("ward:{q}:held")
+        .arg("ward:{q}:cancels")
         .query(&mut redis.con())
         .unwrap();
-    assert_eq!(breakers, 0, "no breaker was forced");
+    assert_eq!(touched, 0, "no breaker forced, no pause, no cancel");
+    let job = get_ok(port, &format!("/v1/queues/q/jobs/{queued}"), VIEWER.2);
+    assert_eq!(job["state"], "queued", "{job}");
     // Reads need a token as well.
     assert_eq!(request(port, "GET", "/v1/queues", None, "").status, 401);
 }
@@ -355,6 +362,70 @@ fn an_operator_forces_a_breaker_open_and_closed_on_the_audit_trail() {
             ("breaker-close", OPERATOR.0, "api")
         ],
         "one entry per action, none for the refused ones: {trail:#?}"
+    );
+}
+
+#[test]
+fn an_operator_pauses_resumes_and_cancels_each_on_the_audit_trail() {
+    let redis = Redis::start();
+    let port = free_port();
+    let _api = AdminProc::start(&config(&redis, port), port);
+    let post = |path: &str, body: &str| request(port, "POST", path, Some(OPERATOR.2), body);
+
+    let no_note = post("/v1/queues/q/pause", r#"{"job":"vault"}"#);
+    assert_eq!(no_note.status, 400, "{}", no_note.text);
+    let a = post(
+        "/v1/queues/q/pause",
+        r#"{"job":"vault","note":"bad deploy","until":"1h"}"#,
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.body["target"], "vault");
+    assert_eq!(a.body["pause"]["by"], OPERATOR.0);
+    let q = get_ok(port, "/v1/queues/q", VIEWER.2);
+    assert_eq!(q["paused"][0]["target"], "vault", "{q}");
+    assert_eq!(q["paused"][0]["note"], "bad deploy", "{q}");
+    let pauses = get_ok(port, "/v1/queues/q/pauses", VIEWER.2);
+    assert_eq!(
+        pauses["pauses"].as_array().map(Vec::len),
+        Some(1),
+        "{pauses}"
+    );
+    let a = post("/v1/queues/q/resume", r#"{"job":"vault"}"#);
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.body["removed"]["note"], "bad deploy", "{}", a.text);
+    assert_eq!(
+        get_ok(port, "/v1/queues/q", VIEWER.2)["paused"],
+        serde_json::json!([])
+    );
+
+    // No worker runs here: the job waits, and a cancel means it never runs.
+    let id = xadd(&redis, "vault", r#"{"fail":"permanent"}"#, &[]);
+    let no_note = post(&format!("/v1/queues/q/jobs/{id}/cancel"), "");
+    assert_eq!(no_note.status, 400, "{}", no_note.text);
+    let a = post(
+        &format!("/v1/queues/q/jobs/{id}/cancel"),
+        r#"{"note":"customer left"}"#,
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.body["jobs"][0]["result"], "cancelled", "{}", a.text);
+    assert_eq!(record_state(&redis, &id).as_deref(), Some("cancelled"));
+    let missing = post("/v1/queues/q/jobs/999-0/cancel", r#"{"note":"x"}"#);
+    assert_eq!(missing.status, 404, "{}", missing.text);
+
+    let trail = audit(&redis);
+    let seen: Vec<(&str, &str)> = trail
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap(), e["by"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("pause", OPERATOR.0),
+            ("resume", OPERATOR.0),
+            ("cancel", OPERATOR.0),
+            ("cancel", OPERATOR.0),
+        ],
+        "one entry per action that ran, none for the refused ones: {trail:#?}"
     );
 }
 
