@@ -22,5 +22,6 @@ mod prometheus;
 mod recovery;
 mod reliability;
 mod sandbox;
+mod schedules;
 mod support;
 mod webhook;

@@ -29,6 +29,8 @@
 //! - `pause.rs`: pauses (`ward:{Q}:paused`) and the jobs held meanwhile
 //!   (`ward:{Q}:held`), released in chunks on resume.
 //! - `breakers.rs`, `sample.rs`: circuit breakers; depth and lag.
+//! - `schedules.rs`: each schedule's latest fire and pause
+//!   (`ward:{Q}:schedule:<name>`).
 //! - `memory.rs`: Redis' memory settings and use ([`Memory`]).
 //! - `wake.rs`: the pub/sub wake-ups of the promoter ([`Wake`]).
 //! - `reply.rs`: reading Redis replies.
@@ -68,6 +70,7 @@ mod memory;
 mod pause;
 mod reply;
 mod sample;
+mod schedules;
 mod script;
 mod wake;
 
@@ -84,6 +87,7 @@ pub use keys::Keys;
 pub use memory::Memory;
 pub use pause::{HeldCounts, Pause, Pauses, RELEASE_CHUNK, Released, WHOLE_QUEUE};
 pub use sample::QueueSample;
+pub use schedules::ScheduleState;
 pub use wake::{Connection, Wake};
 
 /// The consumer group every Ward daemon of a queue joins.
