@@ -152,6 +152,8 @@ pub struct RawRedis {
     /// PEM file of the CA certificates a `rediss://` server's certificate
     /// must chain to, instead of the system's roots.
     pub ca_file: Option<Spanned<String>>,
+    /// `secret:NAME`: the password, from a secret rather than the URL.
+    pub password: Option<Spanned<String>>,
 }
 
 /// `[[queue]]`
