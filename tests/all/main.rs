@@ -23,5 +23,6 @@ mod prometheus;
 mod recovery;
 mod reliability;
 mod sandbox;
+mod schedules;
 mod support;
 mod webhook;

@@ -445,3 +445,46 @@ fn unit_is_valid_and_hardened(root: &std::path::Path, unit: &str) {
         .unwrap_or_else(|| panic!("no exposure level in: {report}{}", stderr(&security)));
     assert!(exposure <= 2.0, "exposure {exposure} > 2.0:\n{report}");
 }
+
+#[test]
+fn the_redis_password_comes_from_a_credential_never_from_the_config_file() {
+    let redis = Redis::start();
+    let password = "s3cr3t p@ss";
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg(password)
+        .query::<()>(&mut redis.con())
+        .unwrap();
+    let creds = tempfile::tempdir().unwrap();
+    // As systemd's LoadCredential= leaves it: a file, maybe with a newline.
+    std::fs::write(creds.path().join("REDIS_PASSWORD"), format!("{password}\n")).unwrap();
+    let cfg = config(&redis, 2, &job("noop", "noop", "")).replacen(
+        "[redis]",
+        "[redis]\npassword = \"secret:REDIS_PASSWORD\"",
+        1,
+    );
+    let creds_dir = creds.path().display().to_string();
+    let w = Ward::start_with_env(&cfg, &[("CREDENTIALS_DIRECTORY", creds_dir.as_str())]).ready();
+    let url = redis
+        .url()
+        .replacen("redis://", "redis://:s3cr3t%20p%40ss@", 1);
+    let out = ward(&["enqueue", "--redis", &url, "q", "noop", "{}"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_string();
+    wait_for(Duration::from_secs(20), "the job to succeed", || {
+        let out = ward(&["job", "show", "--redis", &url, "q", &id, "--json"]);
+        out.status.success() && stdout(&out).contains("\"succeeded\"")
+    });
+    assert!(!w.logs().contains("s3cr3t"), "the password is never logged");
+
+    // Without the credential the config is refused, naming what is missing.
+    let file = w.dir.path().join("ward.toml");
+    let out = ward(&["config", "check", "--config", &file.display().to_string()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("secret `REDIS_PASSWORD` is not set"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -21,6 +21,7 @@ mod job;
 mod pause;
 mod plugin;
 mod run;
+mod schedules;
 mod stats;
 mod target;
 
@@ -82,6 +83,8 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Serve the admin HTTP API ([admin] of the config) alone, with no worker.
     Admin(admin::AdminArgs),
+    /// Each [[schedule]] with its next and last fire; pause, resume or fire one now.
+    Schedules(schedules::SchedulesArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(completions::CompletionsArgs),
     /// Print the ward(1) man page.
@@ -157,6 +160,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Plugin { command } => command.exec(),
         Command::Audit(audit) => audit.exec().await,
         Command::Admin(admin) => admin.exec().await,
+        Command::Schedules(s) => s.exec().await,
         Command::Completions(c) => {
             c.exec();
             Ok(())

@@ -58,7 +58,7 @@ pub struct RawConfig {
 pub struct RawSchedule {
     /// Unique name; part of each fire's idempotency key.
     pub name: Spanned<String>,
-    /// `sec min hour day-of-month month day-of-week [year]`, in UTC.
+    /// Five crontab fields, or six (seconds first) or seven (with year).
     pub cron: Spanned<String>,
     /// The queue to enqueue on.
     pub queue: Spanned<String>,
@@ -67,6 +67,16 @@ pub struct RawSchedule {
     /// The payload of every job it enqueues (default: empty).
     #[serde(default)]
     pub payload: String,
+    /// The IANA time zone the cron expression is read in (default UTC).
+    pub timezone: Option<Spanned<String>>,
+    /// Fire times missed while no daemon ran: `skip` or `catch_up`.
+    pub missed: Option<Spanned<String>>,
+    /// `catch_up`: at most this many missed fires.
+    pub catch_up_max: Option<Spanned<i64>>,
+    /// `catch_up`: none older than this.
+    pub catch_up_window: Option<Spanned<String>>,
+    /// A fire while the last fire's job is unfinished: `allow` or `skip`.
+    pub overlap: Option<Spanned<String>>,
 }
 
 /// `[daemon]`
@@ -146,6 +156,8 @@ pub struct RawRedis {
     /// PEM file of the CA certificates a `rediss://` server's certificate
     /// must chain to, instead of the system's roots.
     pub ca_file: Option<Spanned<String>>,
+    /// `secret:NAME`: the password, from a secret rather than the URL.
+    pub password: Option<Spanned<String>>,
 }
 
 /// `[[queue]]`

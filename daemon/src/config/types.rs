@@ -49,8 +49,14 @@ pub struct ScheduleConfig {
     pub name: String,
     /// The cron expression as written.
     pub cron: String,
-    /// The parsed expression (UTC).
+    /// The parsed expression, read in `tz`.
     pub schedule: cron::Schedule,
+    /// The time zone of the expression.
+    pub tz: chrono_tz::Tz,
+    /// What happens to fire times missed while no daemon ran.
+    pub missed: crate::schedule::Missed,
+    /// What happens to a fire while the last fire's job is unfinished.
+    pub overlap: crate::schedule::Overlap,
     /// Queue name.
     pub queue: String,
     /// Job type.

@@ -8,6 +8,7 @@
 //! - `audit.rs`: who acts ([`Actor`]), and the audit trail.
 //! - `breakers.rs`: the breakers as an operator sees them; overrides.
 //! - `cancel.rs`: cancelling jobs, queued, delayed or running.
+//! - `schedules.rs`: schedules: their state, pause, resume, fire now.
 //! - `pause.rs`: pause and resume a queue or a job type ([`pause::pause`],
 //!   [`pause::resume`], [`pause::status`]).
 //!
@@ -18,5 +19,6 @@ pub mod audit;
 pub mod breakers;
 pub mod cancel;
 pub mod pause;
+pub mod schedules;
 
 pub use audit::{Action, Actor, Via};

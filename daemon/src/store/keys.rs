@@ -32,6 +32,8 @@ const CONTROL: &str = "control";
 const PAUSED: &str = "paused";
 /// The set of jobs held back while their job type or queue is paused.
 const HELD: &str = "held";
+/// A schedule's state hash (append the schedule's name).
+const SCHEDULE: &str = "schedule:";
 /// A job record (append the job id).
 const RECORD: &str = "job:";
 /// An idempotency key (append the key).
@@ -141,6 +143,12 @@ impl Keys {
         joined(&[NAMESPACE, "{", &self.queue, "}:", DAEMON, consumer])
     }
 
+    /// `ward:{Q}:schedule:<name>`: schedule `name`'s latest fire and pause.
+    #[must_use]
+    pub fn schedule(&self, name: &str) -> String {
+        joined(&[NAMESPACE, "{", &self.queue, "}:", SCHEDULE, name])
+    }
+
     /// `ward:{Q}:breaker:<upstream>`: the circuit breaker of `upstream`.
     #[must_use]
     pub fn breaker(&self, upstream: &str) -> String {
@@ -172,6 +180,7 @@ mod tests {
         assert_eq!(k.idempotency("k"), "ward:{emails}:idem:k");
         assert_eq!(k.breaker("smtp"), "ward:{emails}:breaker:smtp");
         assert_eq!(k.daemon("h-1-ab"), "ward:{emails}:daemon:h-1-ab");
+        assert_eq!(k.schedule("nightly"), "ward:{emails}:schedule:nightly");
         assert_eq!(k.cancels, "ward:{emails}:cancels");
         assert_eq!(k.control, "ward:{emails}:control");
         assert_eq!(k.paused, "ward:{emails}:paused");

@@ -31,6 +31,8 @@
 //! - `breakers.rs`, `sample.rs`: circuit breakers; depth and lag.
 //! - `daemons.rs`: a group's consumers, and each daemon's heartbeat hash
 //!   (`ward:{Q}:daemon:<consumer>`: version, last seen).
+//! - `schedules.rs`: each schedule's latest fire and pause
+//!   (`ward:{Q}:schedule:<name>`).
 //! - `memory.rs`: Redis' memory settings and use ([`Memory`]).
 //! - `wake.rs`: the pub/sub wake-ups of the promoter ([`Wake`]).
 //! - `reply.rs`: reading Redis replies.
@@ -71,6 +73,7 @@ mod memory;
 mod pause;
 mod reply;
 mod sample;
+mod schedules;
 mod script;
 mod wake;
 
@@ -88,6 +91,7 @@ pub use keys::Keys;
 pub use memory::Memory;
 pub use pause::{HeldCounts, Pause, Pauses, RELEASE_CHUNK, Released, WHOLE_QUEUE};
 pub use sample::QueueSample;
+pub use schedules::ScheduleState;
 pub use wake::{Connection, Wake};
 
 /// The consumer group every Ward daemon of a queue joins.

@@ -25,7 +25,10 @@ fn config(redis: &Redis, port: u16) -> String {
     ward_testkit::Config::new(&redis.url())
         .top(&top)
         .retry(ONE_ATTEMPT)
-        .jobs(&job("vault", "flaky", "redact = [\"password\"]"))
+        .jobs(&format!(
+            "{}\n[[schedule]]\nname = \"nightly\"\ncron = \"0 0 3 1 1 *\"\nqueue = \"q\"\njob = \"vault\"\npayload = '{{\"fail\":\"permanent\"}}'\n",
+            job("vault", "flaky", "redact = [\"password\"]")
+        ))
         .render()
 }
 
@@ -184,7 +187,10 @@ fn actions(id: &str, queued: &str) -> Vec<(String, String)> {
             "/v1/queues/q/breakers/smtp/open".into(),
             r#"{"for":"10m","note":"no"}"#.into(),
         ),
-        ("/v1/queues/q/breakers/smtp/close".into(), note),
+        ("/v1/queues/q/breakers/smtp/close".into(), note.clone()),
+        ("/v1/schedules/nightly/pause".into(), note.clone()),
+        ("/v1/schedules/nightly/resume".into(), note.clone()),
+        ("/v1/schedules/nightly/fire".into(), note),
     ]
 }
 
@@ -228,9 +234,13 @@ fn every_action_refuses_a_missing_invalid_or_viewer_token_and_changes_nothing() 
         .arg("ward:{q}:paused")
         .arg("ward:{q}:held")
         .arg("ward:{q}:cancels")
+        .arg("ward:{q}:schedule:nightly")
         .query(&mut redis.con())
         .unwrap();
-    assert_eq!(touched, 0, "no breaker forced, no pause, no cancel");
+    assert_eq!(
+        touched, 0,
+        "no breaker forced, no pause, no cancel, no schedule paused or fired"
+    );
     let job = get_ok(port, &format!("/v1/queues/q/jobs/{queued}"), VIEWER.2);
     assert_eq!(job["state"], "queued", "{job}");
     // Reads need a token as well.
@@ -366,7 +376,7 @@ fn an_operator_forces_a_breaker_open_and_closed_on_the_audit_trail() {
 }
 
 #[test]
-fn an_operator_pauses_resumes_and_cancels_each_on_the_audit_trail() {
+fn an_operator_pauses_resumes_cancels_and_steers_schedules_each_on_the_audit_trail() {
     let redis = Redis::start();
     let port = free_port();
     let _api = AdminProc::start(&config(&redis, port), port);
@@ -412,6 +422,26 @@ fn an_operator_pauses_resumes_and_cancels_each_on_the_audit_trail() {
     let missing = post("/v1/queues/q/jobs/999-0/cancel", r#"{"note":"x"}"#);
     assert_eq!(missing.status, 404, "{}", missing.text);
 
+    // A schedule: paused, resumed, fired now.
+    let a = post("/v1/schedules/nightly/pause", r#"{"note":"holidays"}"#);
+    assert_eq!(
+        (a.status, a.body["changed"].as_bool()),
+        (200, Some(true)),
+        "{}",
+        a.text
+    );
+    let listed = get_ok(port, "/v1/schedules/nightly", VIEWER.2);
+    assert_eq!(listed["paused"]["by"], OPERATOR.0, "{listed}");
+    let a = post("/v1/schedules/nightly/resume", r#"{"note":"back"}"#);
+    assert_eq!(a.status, 200, "{}", a.text);
+    let before = xlen(&redis, "ward:{q}:jobs");
+    let a = post("/v1/schedules/nightly/fire", r#"{"note":"rerun for ana"}"#);
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert!(a.body["job_id"].is_string(), "{}", a.text);
+    assert_eq!(xlen(&redis, "ward:{q}:jobs"), before + 1);
+    let unknown = post("/v1/schedules/nope/fire", r#"{"note":"x"}"#);
+    assert_eq!(unknown.status, 404, "{}", unknown.text);
+
     let trail = audit(&redis);
     let seen: Vec<(&str, &str)> = trail
         .iter()
@@ -424,6 +454,9 @@ fn an_operator_pauses_resumes_and_cancels_each_on_the_audit_trail() {
             ("resume", OPERATOR.0),
             ("cancel", OPERATOR.0),
             ("cancel", OPERATOR.0),
+            ("schedule-pause", OPERATOR.0),
+            ("schedule-resume", OPERATOR.0),
+            ("schedule-fire", OPERATOR.0),
         ],
         "one entry per action that ran, none for the refused ones: {trail:#?}"
     );
