@@ -10,6 +10,7 @@
 //!   succeed, retry, defer, dead-letter, duplicate) and the
 //!   [`transition::Completion`] that carries it to be recorded.
 //! - [`policy`]: the pure decision after an attempt (backoff, budgets).
+//! - [`priority`]: priority levels and the weights that share reads.
 //! - [`redact`]: what a dead-letter entry may show of a payload.
 //! - [`schedule`]: cron fire times and their keys.
 //!
@@ -69,6 +70,7 @@ pub mod dlq;
 pub mod job;
 pub mod obs;
 pub mod policy;
+pub mod priority;
 pub mod redact;
 pub mod runtime;
 pub mod schedule;

@@ -173,6 +173,10 @@ pub struct RawQueue {
     /// Largest payload a job may carry (`"8MiB"`); an entry over it is
     /// dead-lettered without running.
     pub max_payload: Option<Spanned<String>>,
+    /// The starvation guard's weights `[high, normal, low]` (default
+    /// `[8, 3, 1]`): how many reads in their sum start at each level while
+    /// all of them have a backlog.
+    pub priority_weights: Option<Spanned<Vec<u32>>>,
 }
 
 /// `[[job]]`

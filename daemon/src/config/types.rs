@@ -90,6 +90,8 @@ pub struct QueueConfig {
     /// `max_payload`: an entry whose payload is larger is dead-lettered
     /// without running (its plugin never sees it).
     pub max_payload: usize,
+    /// `priority_weights`: the starvation guard between priority levels.
+    pub priority_weights: crate::priority::Weights,
 }
 
 /// A queue's dead-letter settings: retention and how much payload to copy.

@@ -8,10 +8,12 @@ use redis::RedisError;
 
 use super::script::{RECORD_ENTRY, library, script};
 use super::{Queue, QueueError, Store};
+use crate::priority::{self, Priority};
 
 /// Version of the Redis Function library; bump it with every change.
 /// 2: arguments are checked before anything is written.
-pub const FUNCTIONS_VERSION: &str = "2";
+/// 3: a seventh, optional argument: the priority level.
+pub const FUNCTIONS_VERSION: &str = "3";
 
 /// The latest time Ward takes or shows, Unix ms (9999-12-31T23:59:59.999Z):
 /// `ward_enqueue`'s `at_ms`, `delay_ms` and `ttl_ms` stay within it.
@@ -19,8 +21,9 @@ pub const MAX_TIME_MS: u64 = 253_402_300_799_999;
 
 /// The Redis Function library every client can call to enqueue atomically.
 ///
-/// `FCALL ward_enqueue 1 ward:{Q}:jobs <job> <payload> [idempotency_key] [delay_ms] [ttl_ms] [at_ms]`
-/// (empty strings for the optional arguments you skip) returns
+/// `FCALL ward_enqueue 1 ward:{Q}:jobs <job> <payload> [idempotency_key] [delay_ms] [ttl_ms] [at_ms] [priority]`
+/// (empty strings for the optional arguments you skip; `priority` is
+/// `high`, `normal` or `low`) returns
 /// `[job_id, "created" | "duplicate", due_ms]` (`due_ms` is 0 when the job is
 /// ready now). `ttl_ms` is how long the key is remembered (default 24 h).
 pub static FUNCTIONS: LazyLock<String> =
@@ -59,16 +62,32 @@ impl Queue {
     /// # Errors
     /// Redis errors.
     pub async fn enqueue(&self, job: &str, payload: &[u8]) -> Result<String, QueueError> {
+        self.enqueue_at(job, payload, Priority::Normal).await
+    }
+
+    /// Appends a job of level `level` to the stream (a plain `XADD`, with
+    /// the `priority` field unless the level is `normal`); returns its id.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn enqueue_at(
+        &self,
+        job: &str,
+        payload: &[u8],
+        level: Priority,
+    ) -> Result<String, QueueError> {
         let mut con = self.con.clone();
-        let id: String = redis::cmd("XADD")
-            .arg(&self.keys.jobs)
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&self.keys.jobs)
             .arg("*")
             .arg("job")
             .arg(job)
             .arg("payload")
-            .arg(payload)
-            .query_async(&mut con)
-            .await?;
+            .arg(payload);
+        if level != Priority::Normal {
+            cmd.arg(priority::FIELD).arg(level.as_str());
+        }
+        let id: String = cmd.query_async(&mut con).await?;
         Ok(id)
     }
 
@@ -125,6 +144,25 @@ impl Queue {
         at_ms: Option<u64>,
         ttl: Duration,
     ) -> Result<Enqueued, QueueError> {
+        self.enqueue_with_level(job, payload, key, delay, at_ms, ttl, Priority::Normal)
+            .await
+    }
+
+    /// [`Queue::enqueue_with`] at priority level `level`.
+    ///
+    /// # Errors
+    /// Redis errors.
+    #[allow(clippy::too_many_arguments)] // each is one of ward_enqueue's, in its order
+    pub async fn enqueue_with_level(
+        &self,
+        job: &str,
+        payload: &[u8],
+        key: Option<&str>,
+        delay: Option<Duration>,
+        at_ms: Option<u64>,
+        ttl: Duration,
+        level: Priority,
+    ) -> Result<Enqueued, QueueError> {
         let mut cmd = redis::cmd("FCALL");
         cmd.arg("ward_enqueue")
             .arg(1)
@@ -134,7 +172,8 @@ impl Queue {
             .arg(key.unwrap_or(""))
             .arg(delay.map(|d| d.as_millis().to_string()).unwrap_or_default())
             .arg(ttl.as_millis().to_string())
-            .arg(at_ms.map(|d| d.to_string()).unwrap_or_default());
+            .arg(at_ms.map(|d| d.to_string()).unwrap_or_default())
+            .arg(level.as_str());
         let mut con = self.con.clone();
         let reply: Result<(String, String, u64), RedisError> = cmd.query_async(&mut con).await;
         let (id, status, due) = match reply {

@@ -6,10 +6,16 @@
 //! themselves (from ids they learn inside the script) as Lua constants, see
 //! [`LUA`].
 
+use crate::priority::Priority;
+
 /// Every key of Ward starts with this.
 const NAMESPACE: &str = "ward:";
 /// The stream of ready deliveries.
 const JOBS: &str = "jobs";
+/// Appended to the jobs stream's name: the streams of the other levels.
+const HIGH: &str = ":high";
+/// See [`HIGH`].
+const LOW: &str = ":low";
 /// The dead-letter stream.
 const DEAD: &str = "dead";
 /// The set of jobs waiting for their due time.
@@ -58,6 +64,11 @@ pub struct Keys {
     pub queue: String,
     /// `ward:{Q}:jobs`
     pub jobs: String,
+    /// `ward:{Q}:jobs:high`: the stream of ready `high` deliveries (the
+    /// `ward:{Q}:jobs` stream is `normal`), consumer group `ward`.
+    pub jobs_high: String,
+    /// `ward:{Q}:jobs:low`: the stream of ready `low` deliveries.
+    pub jobs_low: String,
     /// `ward:{Q}:dead`
     pub dead: String,
     /// `ward:{Q}:delayed`
@@ -98,6 +109,8 @@ impl Keys {
         Keys {
             queue: queue.to_string(),
             jobs: key(JOBS),
+            jobs_high: key(&format!("{JOBS}{HIGH}")),
+            jobs_low: key(&format!("{JOBS}{LOW}")),
             dead: key(DEAD),
             delayed: key(DELAYED),
             wake: key(WAKE),
@@ -110,6 +123,16 @@ impl Keys {
             control: key(CONTROL),
             paused: key(PAUSED),
             held: key(HELD),
+        }
+    }
+
+    /// The stream of ready deliveries of level `p`.
+    #[must_use]
+    pub fn stream(&self, p: Priority) -> &str {
+        match p {
+            Priority::High => &self.jobs_high,
+            Priority::Normal => &self.jobs,
+            Priority::Low => &self.jobs_low,
         }
     }
 
@@ -166,5 +189,8 @@ mod tests {
         assert_eq!(k.control, "ward:{emails}:control");
         assert_eq!(k.paused, "ward:{emails}:paused");
         assert_eq!(k.held, "ward:{emails}:held");
+        assert_eq!(k.stream(Priority::High), "ward:{emails}:jobs:high");
+        assert_eq!(k.stream(Priority::Low), "ward:{emails}:jobs:low");
+        assert_eq!(k.stream(Priority::Normal), k.jobs);
     }
 }

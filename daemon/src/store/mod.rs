@@ -18,6 +18,7 @@
 //!   own under the reserved prefix `ward:`; how an entry is parsed.
 //! - `consume.rs`: the consumer group, leases, renewal, reclaiming, the
 //!   idempotency check.
+//! - `levels.rs`: leasing across the priority levels' streams.
 //! - `apply/`: the APPLY script's argument encoder (`mod.rs`) and layout
 //!   (`layout.rs`).
 //! - `enqueue.rs`: enqueueing, the `ward_enqueue` library, promoting due jobs.
@@ -40,6 +41,8 @@
 //!
 //! Keys (per queue `Q`, all sharing the hash tag `{Q}`; see `keys.rs`):
 //! - `ward:{Q}:jobs`: stream of ready deliveries, consumer group `ward`;
+//!   `ward:{Q}:jobs:high` and `ward:{Q}:jobs:low`, the same for those
+//!   priority levels (`ward:{Q}:jobs` is `normal`);
 //! - `ward:{Q}:job:<id>`: hash, the job record (`:history`, its history);
 //! - `ward:{Q}:dead`: stream of dead-letter entries.
 //!
@@ -64,6 +67,7 @@ mod entry;
 pub mod fields;
 mod jobs;
 mod keys;
+mod levels;
 mod memory;
 mod pause;
 mod reply;
