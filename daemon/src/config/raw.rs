@@ -213,6 +213,11 @@ pub struct RawJob {
     /// The upstreams (named dependencies) this job type calls; their circuit
     /// breakers hold its jobs back while open.
     pub upstreams: Option<Spanned<Vec<String>>>,
+    /// The correlation field whose value groups this type's jobs (e.g.
+    /// `"tenant"`), for `group_concurrency`.
+    pub group_by: Option<Spanned<String>>,
+    /// Most attempts of one group in flight at once, fleet-wide.
+    pub group_concurrency: Option<Spanned<u32>>,
 }
 
 /// A job's `http` table.

@@ -153,6 +153,8 @@ pub struct JobConfig {
     pub redact: Vec<FieldPath>,
     /// Upstreams whose circuit breakers hold this job type back.
     pub upstreams: Vec<String>,
+    /// `group_by` and `group_concurrency`: fairness between groups (tenants).
+    pub group: Option<crate::fairness::GroupLimit>,
 }
 
 /// When an upstream's circuit breaker opens and for how long.

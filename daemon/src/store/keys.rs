@@ -38,6 +38,10 @@ const CONTROL: &str = "control";
 const PAUSED: &str = "paused";
 /// The set of jobs held back while their job type or queue is paused.
 const HELD: &str = "held";
+/// A group's slots (append `<job type>:<group>`): job id → expiry (ms).
+const GROUP: &str = "group:";
+/// A group's waiting line (append `<job type>:<group>`): job id → since (ms).
+const GROUP_WAITING: &str = "group-waiting:";
 /// A job record (append the job id).
 const RECORD: &str = "job:";
 /// An idempotency key (append the key).
@@ -155,6 +159,20 @@ impl Keys {
         joined(&[NAMESPACE, "{", &self.queue, "}:", IDEM, key])
     }
 
+    /// `ward:{Q}:group:<job>:<group>`: the slots of a group of job type
+    /// `job` (job id → when the slot expires, ms), and
+    /// `ward:{Q}:group-waiting:<job>:<group>`, its waiting line (job id →
+    /// since when, ms). See [`crate::fairness`].
+    #[must_use]
+    pub fn group(&self, job: &str, group: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let key = |name: &str| {
+            let mut k = format!("{NAMESPACE}{{{}}}:{name}{job}:", self.queue).into_bytes();
+            k.extend_from_slice(group);
+            k
+        };
+        (key(GROUP), key(GROUP_WAITING))
+    }
+
     /// `ward:{Q}:breaker:<upstream>`: the circuit breaker of `upstream`.
     #[must_use]
     pub fn breaker(&self, upstream: &str) -> String {
@@ -192,5 +210,8 @@ mod tests {
         assert_eq!(k.stream(Priority::High), "ward:{emails}:jobs:high");
         assert_eq!(k.stream(Priority::Low), "ward:{emails}:jobs:low");
         assert_eq!(k.stream(Priority::Normal), k.jobs);
+        let (slots, waiting) = k.group("send", b"acme");
+        assert_eq!(slots, b"ward:{emails}:group:send:acme");
+        assert_eq!(waiting, b"ward:{emails}:group-waiting:send:acme");
     }
 }

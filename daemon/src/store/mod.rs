@@ -19,6 +19,7 @@
 //! - `consume.rs`: the consumer group, leases, renewal, reclaiming, the
 //!   idempotency check.
 //! - `levels.rs`: leasing across the priority levels' streams.
+//! - `groups.rs`: the slots and waiting lines of job groups (tenants).
 //! - `apply/`: the APPLY script's argument encoder (`mod.rs`) and layout
 //!   (`layout.rs`).
 //! - `enqueue.rs`: enqueueing, the `ward_enqueue` library, promoting due jobs.
@@ -65,6 +66,7 @@ mod dead;
 mod enqueue;
 mod entry;
 pub mod fields;
+mod groups;
 mod jobs;
 mod keys;
 mod levels;
@@ -83,6 +85,7 @@ pub use consume::KeyCheck;
 pub use dead::{DEAD_ENTRY_FIELDS, DeadLetterAct, RETIRED_TTL, Resolution, Trimmed};
 pub use enqueue::{Enqueued, FUNCTIONS, FUNCTIONS_VERSION, Promoted};
 pub use entry::{Completion, Delivery, JobEntry, Malformed};
+pub use groups::GroupClaim;
 pub use jobs::{CancelInfo, JobStatus, LastError};
 pub use keys::Keys;
 pub use memory::Memory;

@@ -369,6 +369,7 @@ impl Reader {
             self.cfg.max_payload,
         )
         .await;
+        let works = super::groups::gate(&self.queue, builder, self.cfg.lease, works).await;
         for work in works {
             let slot = permits.pop();
             match work {

@@ -24,8 +24,15 @@ local want, budget = tonumber(ARGV[4]), tonumber(ARGV[5])
 local stream_of = {h = high, n = main, l = low}
 local got, moved = {}, 0
 
+-- The normal stream's group missing is an error the caller acts on (it
+-- creates the group again); a level stream may not exist yet.
 local function read(stream, n)
-  local r = redis.pcall('XREADGROUP', 'GROUP', group, consumer, 'COUNT', n, 'STREAMS', stream, '>')
+  local r
+  if stream == main then
+    r = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', n, 'STREAMS', stream, '>')
+  else
+    r = redis.pcall('XREADGROUP', 'GROUP', group, consumer, 'COUNT', n, 'STREAMS', stream, '>')
+  end
   if type(r) ~= 'table' or r.err or r[1] == nil then return {} end
   return r[1][2]
 end
