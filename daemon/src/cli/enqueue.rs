@@ -10,6 +10,7 @@ use super::target::QueueTarget;
 use crate::config;
 use crate::config::defaults::MAX_DURATION;
 use crate::priority::Priority;
+use crate::store::EnqueueOptions;
 use crate::text::format_ms;
 
 /// `ward enqueue`
@@ -76,7 +77,17 @@ impl EnqueueArgs {
             None => self.on.target.idempotency_ttl(&self.on.queue, job)?,
         };
         let done = q
-            .enqueue_with_level(job, &payload, key, self.delay, self.at, ttl, self.priority)
+            .enqueue_opts(
+                job,
+                &payload,
+                &EnqueueOptions {
+                    key,
+                    delay: self.delay,
+                    at_ms: self.at,
+                    ttl,
+                    priority: self.priority,
+                },
+            )
             .await?;
         println!("{}", done.id);
         if done.duplicate {

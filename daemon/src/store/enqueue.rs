@@ -32,6 +32,21 @@ pub static FUNCTIONS: LazyLock<String> =
 static PROMOTE_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| script(RECORD_ENTRY, include_str!("lua/promote.lua")));
 
+/// The options of one `ward_enqueue` call.
+#[derive(Debug, Clone, Copy)]
+pub struct EnqueueOptions<'a> {
+    /// The idempotency key, if any.
+    pub key: Option<&'a str>,
+    /// Start the job after this long.
+    pub delay: Option<Duration>,
+    /// Start the job at this time (Unix ms); wins over `delay`.
+    pub at_ms: Option<u64>,
+    /// How long the key is remembered.
+    pub ttl: Duration,
+    /// The job's priority level.
+    pub priority: Priority,
+}
+
 /// What a client's enqueue did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enqueued {
@@ -144,25 +159,34 @@ impl Queue {
         at_ms: Option<u64>,
         ttl: Duration,
     ) -> Result<Enqueued, QueueError> {
-        self.enqueue_with_level(job, payload, key, delay, at_ms, ttl, Priority::Normal)
-            .await
+        let o = EnqueueOptions {
+            key,
+            delay,
+            at_ms,
+            ttl,
+            priority: Priority::Normal,
+        };
+        self.enqueue_opts(job, payload, &o).await
     }
 
-    /// [`Queue::enqueue_with`] at priority level `level`.
+    /// [`Queue::enqueue_with`] with every option of `ward_enqueue`,
+    /// the priority level included.
     ///
     /// # Errors
     /// Redis errors.
-    #[allow(clippy::too_many_arguments)] // each is one of ward_enqueue's, in its order
-    pub async fn enqueue_with_level(
+    pub async fn enqueue_opts(
         &self,
         job: &str,
         payload: &[u8],
-        key: Option<&str>,
-        delay: Option<Duration>,
-        at_ms: Option<u64>,
-        ttl: Duration,
-        level: Priority,
+        o: &EnqueueOptions<'_>,
     ) -> Result<Enqueued, QueueError> {
+        let EnqueueOptions {
+            key,
+            delay,
+            at_ms,
+            ttl,
+            priority: level,
+        } = *o;
         let mut cmd = redis::cmd("FCALL");
         cmd.arg("ward_enqueue")
             .arg(1)
