@@ -19,6 +19,7 @@ mod operations;
 mod overrides;
 mod pause;
 mod policy;
+mod priorities;
 mod prometheus;
 mod recovery;
 mod reliability;

@@ -9,6 +9,8 @@ use clap::Args;
 use super::target::QueueTarget;
 use crate::config;
 use crate::config::defaults::MAX_DURATION;
+use crate::priority::Priority;
+use crate::store::EnqueueOptions;
 use crate::text::format_ms;
 
 /// `ward enqueue`
@@ -34,6 +36,16 @@ pub(crate) struct EnqueueArgs {
     /// `idempotency_ttl` from `--config`, else 24h).
     #[arg(long, value_parser = parse_key_ttl)]
     idempotency_ttl: Option<Duration>,
+    /// The priority level: `high` runs first, `low` when the others leave
+    /// room; the queue's `priority_weights` keep every level moving.
+    #[arg(long, default_value = "normal", value_parser = parse_priority)]
+    priority: Priority,
+}
+
+/// A priority level's name.
+fn parse_priority(s: &str) -> Result<Priority, String> {
+    Priority::parse(s)
+        .ok_or_else(|| format!("`{s}` is not a priority level; use high, normal or low"))
 }
 
 impl EnqueueArgs {
@@ -57,7 +69,7 @@ impl EnqueueArgs {
         let key = self.idempotency_key.as_deref();
         if self.delay.is_none() && self.at.is_none() && key.is_none() {
             // The plain path: one XADD, exactly what any client can do.
-            println!("{}", q.enqueue(job, &payload).await?);
+            println!("{}", q.enqueue_at(job, &payload, self.priority).await?);
             return Ok(());
         }
         let ttl = match self.idempotency_ttl {
@@ -65,7 +77,17 @@ impl EnqueueArgs {
             None => self.on.target.idempotency_ttl(&self.on.queue, job)?,
         };
         let done = q
-            .enqueue_with(job, &payload, key, self.delay, self.at, ttl)
+            .enqueue_opts(
+                job,
+                &payload,
+                &EnqueueOptions {
+                    key,
+                    delay: self.delay,
+                    at_ms: self.at,
+                    ttl,
+                    priority: self.priority,
+                },
+            )
             .await?;
         println!("{}", done.id);
         if done.duplicate {

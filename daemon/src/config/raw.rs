@@ -189,6 +189,10 @@ pub struct RawQueue {
     /// Largest payload a job may carry (`"8MiB"`); an entry over it is
     /// dead-lettered without running.
     pub max_payload: Option<Spanned<String>>,
+    /// The starvation guard's weights `[high, normal, low]` (default
+    /// `[8, 3, 1]`): how many reads in their sum start at each level while
+    /// all of them have a backlog.
+    pub priority_weights: Option<Spanned<Vec<u32>>>,
 }
 
 /// `[[job]]`
@@ -225,6 +229,11 @@ pub struct RawJob {
     /// The upstreams (named dependencies) this job type calls; their circuit
     /// breakers hold its jobs back while open.
     pub upstreams: Option<Spanned<Vec<String>>>,
+    /// The correlation field whose value groups this type's jobs (e.g.
+    /// `"tenant"`), for `group_concurrency`.
+    pub group_by: Option<Spanned<String>>,
+    /// Most attempts of one group in flight at once, fleet-wide.
+    pub group_concurrency: Option<Spanned<u32>>,
 }
 
 /// A job's `http` table.

@@ -99,6 +99,8 @@ pub struct QueueConfig {
     /// `max_payload`: an entry whose payload is larger is dead-lettered
     /// without running (its plugin never sees it).
     pub max_payload: usize,
+    /// `priority_weights`: the starvation guard between priority levels.
+    pub priority_weights: crate::priority::Weights,
 }
 
 /// A queue's dead-letter settings: retention and how much payload to copy.
@@ -160,6 +162,8 @@ pub struct JobConfig {
     pub redact: Vec<FieldPath>,
     /// Upstreams whose circuit breakers hold this job type back.
     pub upstreams: Vec<String>,
+    /// `group_by` and `group_concurrency`: fairness between groups (tenants).
+    pub group: Option<crate::fairness::GroupLimit>,
 }
 
 /// When an upstream's circuit breaker opens and for how long.

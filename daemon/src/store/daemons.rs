@@ -9,6 +9,7 @@ use std::time::Duration;
 use redis::{RedisError, Value};
 
 use super::{GROUP, Queue, QueueError};
+use crate::priority::Priority;
 
 /// One consumer of a queue's group.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -36,16 +37,42 @@ pub struct DaemonBeat {
 }
 
 impl Queue {
-    /// The consumers of the queue's group; none when no daemon has created
-    /// the group yet.
+    /// The consumers of the queue's groups (one per priority level's
+    /// stream), one line per daemon: what it holds on every level, and the
+    /// least idle time among them. None when no daemon has created a group.
     ///
     /// # Errors
     /// Redis errors.
     pub async fn consumers(&self) -> Result<Vec<ConsumerInfo>, QueueError> {
+        let mut out: Vec<ConsumerInfo> = Vec::new();
+        for level in Priority::ALL {
+            for c in self.consumers_of(self.keys.stream(level)).await? {
+                match out.iter_mut().find(|o| o.name == c.name) {
+                    Some(o) => {
+                        o.pending += c.pending;
+                        o.idle_ms = o.idle_ms.min(c.idle_ms);
+                        o.inactive_ms = match (o.inactive_ms, c.inactive_ms) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        };
+                    }
+                    None => out.push(c),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The consumers of `stream`'s group; none when the stream or the group
+    /// does not exist yet.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub(super) async fn consumers_of(&self, stream: &str) -> Result<Vec<ConsumerInfo>, QueueError> {
         let mut con = self.con.clone();
         let reply: Result<Value, RedisError> = redis::cmd("XINFO")
             .arg("CONSUMERS")
-            .arg(&self.keys.jobs)
+            .arg(stream)
             .arg(GROUP)
             .query_async(&mut con)
             .await;

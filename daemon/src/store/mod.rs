@@ -18,6 +18,8 @@
 //!   own under the reserved prefix `ward:`; how an entry is parsed.
 //! - `consume.rs`: the consumer group, leases, renewal, reclaiming, the
 //!   idempotency check.
+//! - `levels.rs`: leasing across the priority levels' streams.
+//! - `groups.rs`: the slots and waiting lines of job groups (tenants).
 //! - `apply/`: the APPLY script's argument encoder (`mod.rs`) and layout
 //!   (`layout.rs`).
 //! - `enqueue.rs`: enqueueing, the `ward_enqueue` library, promoting due jobs.
@@ -44,6 +46,8 @@
 //!
 //! Keys (per queue `Q`, all sharing the hash tag `{Q}`; see `keys.rs`):
 //! - `ward:{Q}:jobs`: stream of ready deliveries, consumer group `ward`;
+//!   `ward:{Q}:jobs:high` and `ward:{Q}:jobs:low`, the same for those
+//!   priority levels (`ward:{Q}:jobs` is `normal`);
 //! - `ward:{Q}:job:<id>`: hash, the job record (`:history`, its history);
 //! - `ward:{Q}:dead`: stream of dead-letter entries.
 //!
@@ -67,8 +71,10 @@ mod dead;
 mod enqueue;
 mod entry;
 pub mod fields;
+mod groups;
 mod jobs;
 mod keys;
+mod levels;
 mod memory;
 mod pause;
 mod reply;
@@ -84,8 +90,9 @@ pub use connect::{Store, client, connect, redacted_url, trust_ca};
 pub use consume::KeyCheck;
 pub use daemons::{ConsumerInfo, DaemonBeat};
 pub use dead::{DEAD_ENTRY_FIELDS, DeadLetterAct, RETIRED_TTL, Resolution, Trimmed};
-pub use enqueue::{Enqueued, FUNCTIONS, FUNCTIONS_VERSION, Promoted};
+pub use enqueue::{EnqueueOptions, Enqueued, FUNCTIONS, FUNCTIONS_VERSION, Promoted};
 pub use entry::{Completion, Delivery, JobEntry, Malformed};
+pub use groups::GroupClaim;
 pub use jobs::{CancelInfo, JobStatus, LastError};
 pub use keys::Keys;
 pub use memory::Memory;

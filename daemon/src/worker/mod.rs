@@ -59,6 +59,7 @@ use self::shutdown::Shutdown;
 mod attempt;
 mod cancels;
 mod completer;
+mod groups;
 mod plugins;
 mod reader;
 mod services;

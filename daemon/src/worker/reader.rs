@@ -15,6 +15,7 @@ use crate::backoff::Backoff;
 use crate::breaker::Breakers;
 use crate::config::QueueConfig;
 use crate::job::JobEntry;
+use crate::priority::Picker;
 use crate::store::{self, Delivery, Pauses, Queue};
 use crate::transition::Completion;
 
@@ -220,6 +221,8 @@ impl Reader {
     /// attempt has finished and queued its completion.
     async fn run(self, stop: &Shutdown) {
         let mut backoff = READ_RETRY;
+        // The starvation guard: which priority level each read starts at.
+        let mut levels = Picker::default();
         while !stop.is_shutdown() {
             self.beat.now();
             stall_if_asked(&self.cfg.name).await;
@@ -249,9 +252,10 @@ impl Reader {
             let block = (!ahead_waiting).then_some(BLOCK);
             // The read is not cancelled on shutdown: entries it already took
             // must be run, not left leased to a consumer that is going away.
+            let order = levels.next(self.cfg.priority_weights);
             let deliveries = match self
                 .reader
-                .lease_batch(&self.consumer, permits.len(), block)
+                .lease_levels(&self.consumer, permits.len(), order, block)
                 .await
             {
                 Ok(d) => {
@@ -398,6 +402,7 @@ impl Reader {
             self.cfg.max_payload,
         )
         .await;
+        let works = super::groups::gate(&self.queue, builder, self.cfg.lease, works).await;
         for work in works {
             let slot = permits.pop();
             match work {

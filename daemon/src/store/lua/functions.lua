@@ -45,6 +45,13 @@ local function enqueue(keys, args)
   ttl = ttl or 86400000
   at, bad = whole_ms('at_ms', args[6], 0, tonumber(MAX_TIME_MS))
   if bad then return bad end
+  -- args[7], the priority level: high | normal | low ('' is normal). It
+  -- travels as the entry's `priority` field (see daemon/src/priority.rs).
+  local level = args[7] or ''
+  if level ~= '' and level ~= 'high' and level ~= 'normal' and level ~= 'low' then
+    return redis.error_reply('ERR ward_enqueue: priority must be high, normal or low, not ' .. level)
+  end
+  if level == 'normal' then level = '' end
   if key ~= '' then
     local v = redis.call('GET', q .. IDEM_PREFIX .. key)
     if v then
@@ -58,6 +65,7 @@ local function enqueue(keys, args)
   if due == nil then
     local f = {'job', job, 'payload', payload}
     if key ~= '' then f[#f+1] = 'idempotency_key'; f[#f+1] = key end
+    if level ~= '' then f[#f+1] = 'priority'; f[#f+1] = level end
     id = redis.call('XADD', stream, '*', unpack(f))
   else
     id = 'd' .. now .. '-' .. redis.call('INCR', q .. SEQ_KEY)
@@ -65,6 +73,7 @@ local function enqueue(keys, args)
     redis.call('HSET', rec, 'state', 'queued', 'job', job, 'payload', payload,
       'next_attempt', '1', 'due_at', tostring(due), 'enqueued_at', tostring(now))
     if key ~= '' then redis.call('HSET', rec, 'x:idempotency_key', key) end
+    if level ~= '' then redis.call('HSET', rec, 'x:priority', level) end
     redis.call('ZADD', q .. DELAYED_KEY, due, id)
     redis.call('PUBLISH', q .. WAKE_KEY, tostring(due))
   end
