@@ -7,6 +7,7 @@
 //!
 //! - `audit.rs`: who acts ([`Actor`]), and the audit trail.
 //! - `breakers.rs`: the breakers as an operator sees them; overrides.
+//! - `bulk_cancel.rs`: cancelling every job that matches a filter.
 //! - `cancel.rs`: cancelling jobs, queued, delayed or running.
 //! - `schedules.rs`: schedules: their state, pause, resume, fire now.
 //! - `pause.rs`: pause and resume a queue or a job type ([`pause::pause`],
@@ -17,6 +18,7 @@
 
 pub mod audit;
 pub mod breakers;
+pub mod bulk_cancel;
 pub mod cancel;
 pub mod pause;
 pub mod schedules;

@@ -31,6 +31,7 @@
 //! - `pause.rs`: pauses (`ward:{Q}:paused`) and the jobs held meanwhile
 //!   (`ward:{Q}:held`), released in chunks on resume.
 //! - `breakers.rs`, `sample.rs`: circuit breakers; depth and lag.
+//! - `scan.rs`: pages of waiting and running jobs, for bulk actions.
 //! - `schedules.rs`: each schedule's latest fire and pause
 //!   (`ward:{Q}:schedule:<name>`).
 //! - `memory.rs`: Redis' memory settings and use ([`Memory`]).
@@ -76,6 +77,7 @@ mod memory;
 mod pause;
 mod reply;
 mod sample;
+mod scan;
 mod schedules;
 mod script;
 mod wake;
@@ -94,6 +96,7 @@ pub use keys::Keys;
 pub use memory::Memory;
 pub use pause::{HeldCounts, Pause, Pauses, RELEASE_CHUNK, Released, WHOLE_QUEUE};
 pub use sample::QueueSample;
+pub use scan::{Candidate, Waiting};
 pub use schedules::ScheduleState;
 pub use wake::{Connection, Wake};
 
