@@ -6,10 +6,13 @@
 //! # Layout
 //!
 //! - `audit.rs`: who acts ([`Actor`]), and the audit trail.
+//! - `dead.rs`: requeue and discard of dead letters, by id or by filter
+//!   (bulk), and edit-and-requeue.
 //!
 //! Imports: `control` uses `store`, `dlq` and the domain; `cli` and the
 //! admin API use `control`; nothing here imports them.
 
 pub mod audit;
+pub mod dead;
 
 pub use audit::{Action, Actor, Via};
