@@ -236,11 +236,7 @@ impl ShowArgs {
 impl RequeueArgs {
     async fn exec(self) -> anyhow::Result<()> {
         let filter = self.filter.filter(self.reason);
-        if !self.all && !filter.is_empty() {
-            anyhow::bail!(
-                "--job, --dead-reason, --code, --since, --until and --field select dead letters for --all; with job ids, leave them out"
-            );
-        }
+        only_with_all(self.all, &filter)?;
         let payload = match &self.payload {
             Some(path) => {
                 let [_] = self.ids.as_slice() else {
@@ -255,36 +251,14 @@ impl RequeueArgs {
         let q = open(&self.on).await?;
         let actor = Actor::cli(self.by.as_deref());
         let note = self.note.unwrap_or_default();
-        let report = if self.all {
-            let options = self.bulk.options(note);
-            dead::bulk(
-                &q,
-                &actor,
-                Op::Requeue,
-                &filter,
-                &options,
-                printer(Op::Requeue, &q, &filter),
-            )
-            .await?
-        } else if let Some(payload) = payload {
-            dead::requeue_edited(
-                &q,
-                &actor,
-                &self.ids[0],
-                &payload,
-                &note,
-                printer(Op::Requeue, &q, &filter),
-            )
-            .await?
-        } else {
-            dead::requeue(
-                &q,
-                &actor,
-                &self.ids,
-                &note,
-                printer(Op::Requeue, &q, &filter),
-            )
-            .await?
+        let print = printer(Op::Requeue, &q, &filter, self.bulk.dry_run);
+        let report = match payload {
+            _ if self.all => {
+                let options = self.bulk.options(note);
+                dead::bulk(&q, &actor, Op::Requeue, &filter, &options, print).await?
+            }
+            Some(p) => dead::requeue_edited(&q, &actor, &self.ids[0], &p, &note, print).await?,
+            None => dead::requeue(&q, &actor, &self.ids, &note, print).await?,
         };
         summary(Op::Requeue, &report)
     }
@@ -293,37 +267,29 @@ impl RequeueArgs {
 impl DiscardArgs {
     async fn exec(self) -> anyhow::Result<()> {
         let filter = self.filter.filter(None);
-        if !self.all && !filter.is_empty() {
-            anyhow::bail!(
-                "--job, --dead-reason, --code, --since, --until and --field select dead letters for --all; with job ids, leave them out"
-            );
-        }
+        only_with_all(self.all, &filter)?;
         let q = open(&self.on).await?;
         let actor = Actor::cli(self.by.as_deref());
         let note = self.reason.unwrap_or_default();
+        let print = printer(Op::Discard, &q, &filter, self.bulk.dry_run);
         let report = if self.all {
             let options = self.bulk.options(note);
-            dead::bulk(
-                &q,
-                &actor,
-                Op::Discard,
-                &filter,
-                &options,
-                printer(Op::Discard, &q, &filter),
-            )
-            .await?
+            dead::bulk(&q, &actor, Op::Discard, &filter, &options, print).await?
         } else {
-            dead::discard(
-                &q,
-                &actor,
-                &self.ids,
-                &note,
-                printer(Op::Discard, &q, &filter),
-            )
-            .await?
+            dead::discard(&q, &actor, &self.ids, &note, print).await?
         };
         summary(Op::Discard, &report)
     }
+}
+
+/// Filters choose what `--all` takes; beside job ids they would be ignored.
+fn only_with_all(all: bool, filter: &Filter) -> anyhow::Result<()> {
+    if !all && !filter.is_empty() {
+        anyhow::bail!(
+            "--job, --dead-reason, --code, --since, --until and --field select dead letters for --all; with job ids, leave them out"
+        );
+    }
+    Ok(())
 }
 
 impl BulkArgs {
@@ -360,11 +326,16 @@ fn read_payload(path: &Path) -> anyhow::Result<Vec<u8>> {
 
 /// Prints an action's progress: the count of a bulk action, then one line
 /// per job (and why a job had no dead letter, on stderr).
-fn printer(op: Op, q: &Queue, filter: &Filter) -> impl FnMut(Progress<'_>) + use<> {
+fn printer(op: Op, q: &Queue, filter: &Filter, dry_run: bool) -> impl FnMut(Progress<'_>) + use<> {
     let queue = q.keys.queue.clone();
     let filter = filter.clone();
     move |p| match p {
-        Progress::Matched { count, sample } => print_matched(op, &queue, &filter, count, sample),
+        Progress::Matched { count, sample } => {
+            print_matched(op, &queue, &filter, dry_run, count);
+            if !sample.is_empty() {
+                println!("newest first: {}", sample.join(" "));
+            }
+        }
         Progress::Acted(acted) => {
             if let Acted::NoDeadLetter { why, .. } = acted {
                 eprintln!("{why}");
@@ -374,11 +345,17 @@ fn printer(op: Op, q: &Queue, filter: &Filter) -> impl FnMut(Progress<'_>) + use
     }
 }
 
-/// What a bulk action found before it acts: how many, and which first.
-fn print_matched(op: Op, queue: &str, filter: &Filter, count: u64, sample: &[String]) {
-    let verb = match op {
-        Op::Requeue => "requeuing",
-        Op::Discard => "discarding",
+/// What a bulk action found before it acts: how many.
+fn print_matched(op: Op, queue: &str, filter: &Filter, dry_run: bool, count: u64) {
+    let verb = match (op, dry_run) {
+        (_, true) => "dry run: would",
+        (Op::Requeue, false) => "requeuing",
+        (Op::Discard, false) => "discarding",
+    };
+    let verb = if dry_run {
+        format!("{verb} {}", op.verb())
+    } else {
+        verb.to_string()
     };
     if filter.is_empty() {
         println!("no filter given: {verb} all {count} dead letter(s) of queue `{queue}`");
@@ -387,9 +364,6 @@ fn print_matched(op: Op, queue: &str, filter: &Filter, count: u64, sample: &[Str
             "{verb} {count} dead letter(s) of queue `{queue}` matching {}",
             filter.describe()
         );
-    }
-    if !sample.is_empty() {
-        println!("newest first: {}", sample.join(" "));
     }
 }
 
@@ -414,10 +388,7 @@ async fn open(on: &QueueTarget) -> anyhow::Result<Queue> {
 fn summary(op: Op, r: &Report) -> anyhow::Result<()> {
     let done = op.done();
     if r.dry_run {
-        println!(
-            "dry run: {} dead letter(s) match; nothing was {done}",
-            r.matched
-        );
+        println!("dry run: nothing was {done}");
         return Ok(());
     }
     if let Some(e) = &r.edit {

@@ -31,8 +31,8 @@ pub struct BulkOptions {
     pub dry_run: bool,
     /// How many job ids the report keeps as a sample.
     pub sample: usize,
-    /// Dead letters read per page and acted on per script call: bounds how
-    /// long one call holds Redis and how many payloads are in memory.
+    /// Dead letters read per page: bounds how many payloads are in memory
+    /// at once (each script call acts on at most [`dlq::ACT_CHUNK`]).
     pub chunk: usize,
     /// Act on at most this many (the newest matching first).
     pub limit: Option<u64>,
@@ -263,6 +263,9 @@ pub async fn bulk(
                 break;
             }
             letters.truncate(usize::try_from(room).unwrap_or(usize::MAX));
+            if letters.is_empty() {
+                continue;
+            }
             for acted in dlq::act(q, &letters, op, &actor.name, &options.note).await? {
                 report.tally(&acted, options.sample);
                 progress(Progress::Acted(&acted));

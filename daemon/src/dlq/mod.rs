@@ -22,7 +22,7 @@ mod filter;
 mod find;
 mod pages;
 
-pub use act::{Acted, Op, act};
+pub use act::{ACT_CHUNK, Acted, Op, act};
 pub use filter::{Filter, parse_field, parse_since};
 pub use find::{Located, list, locate, not_dead};
 pub use pages::{Pages, count};

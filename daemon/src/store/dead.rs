@@ -180,8 +180,9 @@ impl Queue {
     }
 
     /// [`Queue::requeue_dead`] of each dead letter of `chunk`, in one script
-    /// call (so keep a chunk small: a few hundred at most, see
-    /// [`crate::dlq::ACT_PAGE`]); one resolution per dead letter, in order.
+    /// call (so keep a chunk small, a few dozen: each requeue is a dozen
+    /// commands, and the call holds Redis throughout); one resolution per
+    /// dead letter, in order.
     ///
     /// # Errors
     /// Redis errors, or a reply of the wrong shape.
