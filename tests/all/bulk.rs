@@ -12,28 +12,29 @@ use std::time::Duration;
 use serde_json::Value;
 use ward_testkit::*;
 
+use crate::dlq::{dlq, dlq_ok, job_entries};
+
 const WAIT: Duration = Duration::from_secs(30);
 /// One attempt: the first failure is final.
 const ONE_ATTEMPT: &str = "max_attempts = 1\njitter = \"none\"";
 
-/// `ward dlq <sub> --redis URL q <args>`.
-fn dlq(redis: &Redis, sub: &str, args: &[&str]) -> Output {
-    let url = redis.url();
-    let mut all = vec!["dlq", sub, "--redis", url.as_str(), "q"];
-    all.extend_from_slice(args);
-    ward(&all)
+/// A daemon running job type `job` with the `flaky` plugin, one attempt.
+fn one_attempt(redis: &Redis, concurrency: u32, job_type: &str) -> Ward {
+    Ward::start(&config_with(
+        redis,
+        concurrency,
+        ONE_ATTEMPT,
+        &job(job_type, "flaky", ""),
+    ))
+    .ready()
 }
 
-/// Like [`dlq`], asserting success; returns stdout.
-fn dlq_ok(redis: &Redis, sub: &str, args: &[&str]) -> String {
-    let out = dlq(redis, sub, args);
-    assert!(
-        out.status.success(),
-        "ward dlq {sub} {args:?} failed:\n{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    stdout(&out)
+/// `ward dlq requeue --redis URL q ID --payload - <args>`, `payload` on stdin.
+fn edit(redis: &Redis, id: &str, payload: &str, args: &[&str]) -> Output {
+    let url = redis.url();
+    let mut all = vec!["dlq", "requeue", "--redis", &url, "q", id, "--payload", "-"];
+    all.extend_from_slice(args);
+    ward_with_stdin(&all, payload.as_bytes())
 }
 
 /// The job ids `ward dlq list --json <args>` shows, newest first.
@@ -185,13 +186,7 @@ fn bulk_requeue_by_filter_acts_on_each_matching_dead_letter_once_across_interrup
     let redis = Redis::start();
     let mut con = redis.con();
     // Real dead letters first, so the shape written below is the daemon's.
-    let daemon = Ward::start(&config_with(
-        &redis,
-        4,
-        ONE_ATTEMPT,
-        &job("send", "flaky", ""),
-    ))
-    .ready();
+    let daemon = one_attempt(&redis, 4, "send");
     fake_dead(&redis, "m", MATCHING, "send", "declined", "b-1");
     fake_dead(&redis, "other-batch", 5000, "send", "declined", "b-2");
     fake_dead(&redis, "other-job", 5000, "bill", "declined", "b-1");
@@ -508,13 +503,7 @@ fn discard_all_takes_the_filters_with_a_dry_run_first_and_one_audit_entry() {
 #[test]
 fn edit_and_requeue_runs_the_corrected_payload_and_keeps_both_digests() {
     let redis = Redis::start();
-    let daemon = Ward::start(&config_with(
-        &redis,
-        2,
-        ONE_ATTEMPT,
-        &job("charge", "flaky", ""),
-    ))
-    .ready();
+    let daemon = one_attempt(&redis, 2, "charge");
     // flaky refuses unknown fields: a permanent `invalid-payload` failure.
     let old = r#"{"fail":"permanent","password":"hunter2-s3cret"}"#;
     let id = xadd(&redis, "charge", old, &[("order_id", "o-9")]);
@@ -529,22 +518,11 @@ fn edit_and_requeue_runs_the_corrected_payload_and_keeps_both_digests() {
         stderr(&two)
     );
     let url = redis.url();
-    let out = ward_with_stdin(
-        &[
-            "dlq",
-            "requeue",
-            "--redis",
-            &url,
-            "q",
-            &id,
-            "--payload",
-            "-",
-            "--by",
-            "erin",
-            "--note",
-            "dropped the stray field",
-        ],
-        new.as_bytes(),
+    let out = edit(
+        &redis,
+        &id,
+        new,
+        &["--by", "erin", "--note", "dropped the stray field"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let (old_digest, new_digest) = (
@@ -558,24 +536,11 @@ fn edit_and_requeue_runs_the_corrected_payload_and_keeps_both_digests() {
     );
     assert!(stdout(&out).contains(&new_digest), "{}", stdout(&out));
     // The corrected job keeps its correlation fields.
-    let entries: Vec<(String, Fields)> = redis::cmd("XRANGE")
-        .arg("ward:{q}:jobs")
-        .arg("-")
-        .arg("+")
-        .query(&mut redis.con())
-        .unwrap();
+    let entries = job_entries(&redis);
     let last = &entries.last().unwrap().1;
-    assert!(
-        last.contains(&("order_id".to_string(), b"o-9".to_vec())),
-        "{last:?}"
-    );
-    let daemon = Ward::start(&config_with(
-        &redis,
-        2,
-        ONE_ATTEMPT,
-        &job("charge", "flaky", ""),
-    ))
-    .ready();
+    assert_eq!(text(last, "order_id"), "o-9", "{last:?}");
+    assert_eq!(text(last, "payload"), new, "{last:?}");
+    let daemon = one_attempt(&redis, 2, "charge");
 
     let s = wait_final(&redis, &id, WAIT);
     assert_eq!(s["state"], "succeeded", "{s}");
@@ -629,19 +594,7 @@ fn edit_and_requeue_runs_the_corrected_payload_and_keeps_both_digests() {
     drop(daemon);
 
     // Nothing dead any more: an edit says so, changes nothing, and is audited as tried.
-    let again = ward_with_stdin(
-        &[
-            "dlq",
-            "requeue",
-            "--redis",
-            &url,
-            "q",
-            &id,
-            "--payload",
-            "-",
-        ],
-        b"{}",
-    );
+    let again = edit(&redis, &id, "{}", &[]);
     assert!(!again.status.success());
     assert!(
         stderr(&again).contains("it is `succeeded`"),

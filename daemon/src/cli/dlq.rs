@@ -258,7 +258,7 @@ impl RequeueArgs {
                 dead::bulk(&q, &actor, Op::Requeue, &filter, &options, print).await?
             }
             Some(p) => dead::requeue_edited(&q, &actor, &self.ids[0], &p, &note, print).await?,
-            None => dead::requeue(&q, &actor, &self.ids, &note, print).await?,
+            None => dead::by_ids(&q, &actor, Op::Requeue, &self.ids, &note, print).await?,
         };
         summary(Op::Requeue, &report)
     }
@@ -276,7 +276,7 @@ impl DiscardArgs {
             let options = self.bulk.options(note);
             dead::bulk(&q, &actor, Op::Discard, &filter, &options, print).await?
         } else {
-            dead::discard(&q, &actor, &self.ids, &note, print).await?
+            dead::by_ids(&q, &actor, Op::Discard, &self.ids, &note, print).await?
         };
         summary(Op::Discard, &report)
     }

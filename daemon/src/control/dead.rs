@@ -138,36 +138,14 @@ pub enum Progress<'a> {
     Acted(&'a Acted),
 }
 
-/// Requeues the dead letters of job ids (or dead-letter entry ids) `ids`
-/// as fresh jobs (attempt 1, budget reset, original payload).
+/// Applies `op` to the dead letters of job ids (or dead-letter entry ids)
+/// `ids`: a requeue puts each back as a fresh job (attempt 1, budget
+/// reset, original payload), a discard marks it "won't retry". An id with
+/// no dead letter is reported as such ([`Acted::NoDeadLetter`]).
 ///
 /// # Errors
 /// Redis errors; the jobs acted on before one are still on the audit trail.
-pub async fn requeue(
-    q: &Queue,
-    actor: &Actor,
-    ids: &[String],
-    note: &str,
-    progress: impl FnMut(Progress<'_>),
-) -> Result<Report, QueueError> {
-    by_ids(q, actor, Op::Requeue, ids, note, progress).await
-}
-
-/// Marks the dead letters of `ids` "won't retry" and removes them.
-///
-/// # Errors
-/// Redis errors; the jobs acted on before one are still on the audit trail.
-pub async fn discard(
-    q: &Queue,
-    actor: &Actor,
-    ids: &[String],
-    note: &str,
-    progress: impl FnMut(Progress<'_>),
-) -> Result<Report, QueueError> {
-    by_ids(q, actor, Op::Discard, ids, note, progress).await
-}
-
-async fn by_ids(
+pub async fn by_ids(
     q: &Queue,
     actor: &Actor,
     op: Op,

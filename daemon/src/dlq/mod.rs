@@ -1,13 +1,15 @@
 //! The dead-letter stream's logic: reading an entry of `ward:{Q}:dead` as a
-//! [`DeadLetter`], filtering, paging, finding one by job id, and requeuing or
-//! discarding. Nothing here prints: the `ward dlq` command shows what these
-//! return.
+//! [`DeadLetter`], filtering ([`Filter`]), paging, finding one by job id,
+//! and requeuing or discarding a chunk of them. Nothing here prints and
+//! nothing here audits: the operator actions built on it are
+//! [`crate::control::dead`]'s, which `ward dlq` and the admin API call.
 //!
 //! A dead letter is an entry of `ward:{Q}:dead` written when a job was
 //! given up (see [`crate::store::Queue::apply`]). Every Redis operation is a
-//! named operation of [`crate::store::Queue`], and a requeue or a discard is one Lua
-//! script per job whose guard is the removal of the dead letter itself, so
-//! two operators acting on the same job at once act once.
+//! named operation of [`crate::store::Queue`], and a requeue or a discard is
+//! one Lua script call per chunk of [`ACT_CHUNK`] jobs whose guard, per
+//! job, is the removal of the dead letter itself, so two operators acting
+//! on the same job at once act once.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
