@@ -429,6 +429,12 @@ fn discard_all_takes_the_filters_with_a_dry_run_first_and_one_audit_entry() {
         stderr(&bad)
     );
 
+    let with_ids = dlq(&redis, "discard", &[&a, "--dry-run"]);
+    assert!(
+        !with_ids.status.success() && stderr(&with_ids).contains("go with --all"),
+        "{}",
+        stderr(&with_ids)
+    );
     let dry = dlq_ok(
         &redis,
         "discard",

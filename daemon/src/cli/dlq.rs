@@ -176,10 +176,10 @@ impl FilterArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub(crate) struct BulkArgs {
     /// With --all: count the matching dead letters and show a sample; change nothing.
-    #[arg(long, requires = "all")]
+    #[arg(long)]
     dry_run: bool,
     /// With --all: act on at most this many (newest first); run again for more.
-    #[arg(long, requires = "all", value_name = "N")]
+    #[arg(long, value_name = "N")]
     limit: Option<u64>,
 }
 
@@ -236,7 +236,7 @@ impl ShowArgs {
 impl RequeueArgs {
     async fn exec(self) -> anyhow::Result<()> {
         let filter = self.filter.filter(self.reason);
-        only_with_all(self.all, &filter)?;
+        only_with_all(self.all, &filter, &self.bulk)?;
         let payload = match &self.payload {
             Some(path) => {
                 let [_] = self.ids.as_slice() else {
@@ -267,7 +267,7 @@ impl RequeueArgs {
 impl DiscardArgs {
     async fn exec(self) -> anyhow::Result<()> {
         let filter = self.filter.filter(None);
-        only_with_all(self.all, &filter)?;
+        only_with_all(self.all, &filter, &self.bulk)?;
         let q = open(&self.on).await?;
         let actor = Actor::cli(self.by.as_deref());
         let note = self.reason.unwrap_or_default();
@@ -282,12 +282,19 @@ impl DiscardArgs {
     }
 }
 
-/// Filters choose what `--all` takes; beside job ids they would be ignored.
-fn only_with_all(all: bool, filter: &Filter) -> anyhow::Result<()> {
-    if !all && !filter.is_empty() {
+/// Filters choose what `--all` takes, and `--dry-run` and `--limit` say how
+/// it runs; beside job ids they would be ignored.
+fn only_with_all(all: bool, filter: &Filter, bulk: &BulkArgs) -> anyhow::Result<()> {
+    if all {
+        return Ok(());
+    }
+    if !filter.is_empty() {
         anyhow::bail!(
             "--job, --dead-reason, --code, --since, --until and --field select dead letters for --all; with job ids, leave them out"
         );
+    }
+    if bulk.dry_run || bulk.limit.is_some() {
+        anyhow::bail!("--dry-run and --limit go with --all; with job ids, leave them out");
     }
     Ok(())
 }

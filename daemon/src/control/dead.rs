@@ -332,3 +332,38 @@ async fn finish(
     report.audit_id = Some(recorded?);
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_counts_every_outcome_and_keeps_bounded_samples() {
+        let mut r = Report::default();
+        let done = |i: usize| Acted::Done {
+            id: format!("{i}-0"),
+            entry: None,
+        };
+        for i in 0..5 {
+            r.tally(&done(i), 2);
+        }
+        r.tally(&Acted::Gone { id: "g".into() }, 2);
+        r.tally(
+            &Acted::NoDeadLetter {
+                id: "n".into(),
+                why: "no".into(),
+            },
+            2,
+        );
+        r.tally(
+            &Acted::Refused {
+                id: "r".into(),
+                why: "no".into(),
+            },
+            2,
+        );
+        assert_eq!((r.acted, r.skipped, r.failed, r.not_acted()), (5, 2, 1, 3));
+        assert_eq!(r.sample, ["0-0", "1-0"], "the first ones, at most 2");
+        assert_eq!(r.problems.len(), 2);
+    }
+}

@@ -12,17 +12,23 @@ use crate::text::format_ms;
 #[serde(default, deny_unknown_fields)]
 pub struct Filter {
     /// Job type, exact.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
     /// Text the reason contains, ignoring case.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The last failure's code, exact.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     /// Dead-lettered at or after (Unix ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub since_ms: Option<u64>,
     /// Dead-lettered before (Unix ms, exclusive).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub until_ms: Option<u64>,
     /// Correlation fields the dead letter carries (`order_id`, `user_id`,
     /// `idempotency_key`, ...), each with exactly this value.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<(String, String)>,
 }
 
