@@ -174,6 +174,103 @@ fn audited(redis: &Redis, action: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Logs every call of 500 µs or more and counts calls from now on, so that
+/// only what the actions after it do is measured.
+fn start_measuring(con: &mut redis::Connection) {
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "slowlog-log-slower-than", "500"][..])
+        .arg(&["slowlog-max-len", "100000"][..])
+        .query(con)
+        .unwrap();
+    let _: () = redis::cmd("SLOWLOG").arg("RESET").query(con).unwrap();
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(con).unwrap();
+}
+
+/// How long Redis was held, in wall time (on a loaded machine any
+/// command may be preempted midway, so the bounds leave room; one call
+/// over all 50,000 would take seconds): script calls of a millisecond or
+/// so, hardly any over 20 ms, none near 100 ms. And the work went in
+/// chunks: some two thousand calls, not one per job nor a few big ones.
+fn assert_script_calls_stayed_short(con: &mut redis::Connection, want: usize) {
+    let slow: Vec<Vec<redis::Value>> = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(100_000)
+        .query(con)
+        .unwrap();
+    let scripts: Vec<i64> = slow
+        .iter()
+        .filter_map(|e| match (e.get(2), e.get(3)) {
+            (Some(redis::Value::Int(us)), Some(redis::Value::Array(args)))
+                if matches!(args.first(), Some(redis::Value::BulkString(b)) if b == b"EVALSHA") =>
+            {
+                Some(*us)
+            }
+            _ => None,
+        })
+        .collect();
+    let stats: String = redis::cmd("INFO").arg("commandstats").query(con).unwrap();
+    let evalsha = |what: &str| -> f64 {
+        let line = stats
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_evalsha:"))
+            .unwrap_or_default();
+        line.split(',')
+            .find_map(|kv| kv.strip_prefix(what)?.strip_prefix('='))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let (calls, mean) = (evalsha("calls") as usize, evalsha("usec_per_call"));
+    let longest = scripts.iter().max().copied().unwrap_or(0);
+    let over_20ms = scripts.iter().filter(|us| **us > 20_000).count();
+    eprintln!("{calls} script calls: mean {mean} µs, longest {longest} µs, {over_20ms} over 20 ms");
+    assert!(
+        (want / 25..want / 10).contains(&calls),
+        "{calls} script calls for {want} requeues"
+    );
+    assert!(
+        mean < 5_000.0 && longest < 100_000 && over_20ms <= calls / 100,
+        "script calls held Redis too long: mean {mean} µs, longest {longest} µs, {over_20ms} of {calls} over 20 ms"
+    );
+}
+
+/// Each of the `matching` fake dead letters (`m-<i>`) and the `real` ones
+/// was requeued exactly once (one entry each in the jobs stream, and said
+/// by one run only of `runs`), and no other dead letter was.
+fn assert_each_requeued_once(
+    redis: &Redis,
+    matching: usize,
+    real: &[String],
+    runs: [&[String]; 3],
+) {
+    let requeued = stream_field(redis, "ward:{q}:jobs", "ward:id");
+    let unique: HashSet<&String> = requeued.iter().collect();
+    assert_eq!(unique.len(), requeued.len(), "a job requeued twice");
+    let expected: HashSet<String> = (0..matching)
+        .map(|i| format!("m-{i}"))
+        .chain(real.iter().cloned())
+        .collect();
+    assert_eq!(unique.len(), expected.len());
+    assert!(requeued.iter().all(|id| expected.contains(id)));
+    let left = stream_field(redis, "ward:{q}:dead", "id");
+    assert_eq!(left.len(), 15_000);
+    assert!(
+        left.iter().all(|id| id.starts_with("other-")),
+        "{:?}",
+        &left[..3]
+    );
+    let said: Vec<&String> = runs.iter().flat_map(|r| r.iter()).collect();
+    assert_eq!(
+        said.iter().collect::<HashSet<_>>().len(),
+        said.len(),
+        "a job reported requeued by two runs"
+    );
+    // The real ones got their payload and correlation fields back.
+    let s = show(redis, &real[0]);
+    assert_eq!(s["state"], "queued", "{s}");
+    let orders = stream_field(redis, "ward:{q}:jobs", "order_id");
+    assert_eq!(orders.iter().filter(|o| o.starts_with("o-")).count(), 3);
+}
+
 /// 50,000 dead letters match (plus three a real daemon wrote), 15,000 do
 /// not, each by one filter. A dry run changes nothing; a run stopped with
 /// SIGTERM reports and audits what it did; one killed outright leaves no
@@ -218,17 +315,7 @@ fn bulk_requeue_by_filter_acts_on_each_matching_dead_letter_once_across_interrup
         "batch=b-1",
     ];
 
-    // Only what the actions below do is measured.
-    let _: () = redis::cmd("CONFIG")
-        .arg(&["SET", "slowlog-log-slower-than", "500"][..])
-        .arg(&["slowlog-max-len", "100000"][..])
-        .query(&mut con)
-        .unwrap();
-    let _: () = redis::cmd("SLOWLOG").arg("RESET").query(&mut con).unwrap();
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query(&mut con)
-        .unwrap();
+    start_measuring(&mut con);
 
     // A dry run: the count and the newest matching, nothing changed.
     let mut args = filter.to_vec();
@@ -278,82 +365,9 @@ fn bulk_requeue_by_filter_acts_on_each_matching_dead_letter_once_across_interrup
     let (third, ok, err) = requeue_all(&redis, &filter, None, |_| {});
     assert!(ok, "{err}");
 
-    // How long Redis was held, in wall time (on a loaded machine any
-    // command may be preempted midway, so the bounds leave room; one call
-    // over all 50,000 would take seconds): script calls of a millisecond or
-    // so, hardly any over 20 ms, none near 100 ms. And the work went in
-    // chunks: some two thousand calls, not one per job nor a few big ones.
-    let slow: Vec<Vec<redis::Value>> = redis::cmd("SLOWLOG")
-        .arg("GET")
-        .arg(100_000)
-        .query(&mut con)
-        .unwrap();
-    let scripts: Vec<i64> = slow
-        .iter()
-        .filter_map(|e| match (e.get(2), e.get(3)) {
-            (Some(redis::Value::Int(us)), Some(redis::Value::Array(args)))
-                if matches!(args.first(), Some(redis::Value::BulkString(b)) if b == b"EVALSHA") =>
-            {
-                Some(*us)
-            }
-            _ => None,
-        })
-        .collect();
-    let stats: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut con)
-        .unwrap();
-    let evalsha = |what: &str| -> f64 {
-        let line = stats
-            .lines()
-            .find_map(|l| l.strip_prefix("cmdstat_evalsha:"))
-            .unwrap_or_default();
-        line.split(',')
-            .find_map(|kv| kv.strip_prefix(what)?.strip_prefix('='))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0.0)
-    };
-    let (calls, mean) = (evalsha("calls") as usize, evalsha("usec_per_call"));
-    let longest = scripts.iter().max().copied().unwrap_or(0);
-    let over_20ms = scripts.iter().filter(|us| **us > 20_000).count();
-    eprintln!("{calls} script calls: mean {mean} µs, longest {longest} µs, {over_20ms} over 20 ms");
-    assert!(
-        (want / 25..want / 10).contains(&calls),
-        "{calls} script calls for {want} requeues"
-    );
-    assert!(
-        mean < 5_000.0 && longest < 100_000 && over_20ms <= calls / 100,
-        "script calls held Redis too long: mean {mean} µs, longest {longest} µs, {over_20ms} of {calls} over 20 ms"
-    );
+    assert_script_calls_stayed_short(&mut con, want);
 
-    // Each matching job requeued exactly once, and nothing else.
-    let requeued = stream_field(&redis, "ward:{q}:jobs", "ward:id");
-    let unique: HashSet<&String> = requeued.iter().collect();
-    assert_eq!(unique.len(), requeued.len(), "a job requeued twice");
-    let expected: HashSet<String> = (0..MATCHING)
-        .map(|i| format!("m-{i}"))
-        .chain(real.iter().cloned())
-        .collect();
-    assert_eq!(unique.len(), expected.len());
-    assert!(requeued.iter().all(|id| expected.contains(id)));
-    let left = stream_field(&redis, "ward:{q}:dead", "id");
-    assert_eq!(left.len(), 15_000);
-    assert!(
-        left.iter().all(|id| id.starts_with("other-")),
-        "{:?}",
-        &left[..3]
-    );
-    let said: Vec<&String> = first.iter().chain(&second).chain(&third).collect();
-    assert_eq!(
-        said.iter().collect::<HashSet<_>>().len(),
-        said.len(),
-        "a job reported requeued by two runs"
-    );
-    // The real ones got their payload and correlation fields back.
-    let s = show(&redis, &real[0]);
-    assert_eq!(s["state"], "queued", "{s}");
-    let orders = stream_field(&redis, "ward:{q}:jobs", "order_id");
-    assert_eq!(orders.iter().filter(|o| o.starts_with("o-")).count(), 3);
+    assert_each_requeued_once(&redis, MATCHING, &real, [&first, &second, &third]);
 
     // One audit entry per run that could write one, with what it did; the
     // killed run's share is what the other two did not do.
@@ -376,6 +390,33 @@ fn bulk_requeue_by_filter_acts_on_each_matching_dead_letter_once_across_interrup
     );
 }
 
+/// `ward dlq list` with each filter, over dead letters `a` and `b`
+/// (`charge`, code `declined`, orders o-1 and o-2), `c` (`charge`,
+/// `expired`, o-1) and `fax` (no plugin, o-1), dead in that order.
+fn list_filters_hold(redis: &Redis, [a, b, c, fax]: [&str; 4]) {
+    assert_eq!(listed(redis, &["--code", "declined"]), [b, a]);
+    assert_eq!(listed(redis, &["--field", "order_id=o-1"]), [fax, c, a]);
+    assert_eq!(
+        listed(redis, &["--field", "order_id=o-1", "--code", "expired"]),
+        [c]
+    );
+    assert_eq!(listed(redis, &["--dead-reason", "no plugin"]), [fax]);
+    let c_at = serde_json::from_str::<Value>(&dlq_ok(redis, "show", &[c, "--json"])).unwrap()
+        ["dead_at_ms"]
+        .as_u64()
+        .unwrap();
+    let until =
+        humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(c_at))
+            .to_string();
+    assert_eq!(listed(redis, &["--until", &until]), [b, a], "before c");
+    let bad = dlq(redis, "list", &["--field", "order_id"]);
+    assert!(
+        !bad.status.success() && stderr(&bad).contains("is not NAME=VALUE"),
+        "{}",
+        stderr(&bad)
+    );
+}
+
 /// Filters narrow a listing and a bulk discard the same way; a dry run
 /// shows what a discard would take; `--limit` takes the newest.
 #[test]
@@ -394,40 +435,7 @@ fn discard_all_takes_the_filters_with_a_dry_run_first_and_one_audit_entry() {
     let fax = died("send-fax", "x", "o-1");
     daemon.stop();
 
-    assert_eq!(
-        listed(&redis, &["--code", "declined"]),
-        [b.as_str(), a.as_str()]
-    );
-    assert_eq!(
-        listed(&redis, &["--field", "order_id=o-1"]),
-        [fax.as_str(), c.as_str(), a.as_str()]
-    );
-    assert_eq!(
-        listed(&redis, &["--field", "order_id=o-1", "--code", "expired"]),
-        [c.as_str()]
-    );
-    assert_eq!(
-        listed(&redis, &["--dead-reason", "no plugin"]),
-        [fax.as_str()]
-    );
-    let c_at = serde_json::from_str::<Value>(&dlq_ok(&redis, "show", &[&c, "--json"])).unwrap()
-        ["dead_at_ms"]
-        .as_u64()
-        .unwrap();
-    let until =
-        humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(c_at))
-            .to_string();
-    assert_eq!(
-        listed(&redis, &["--until", &until]),
-        [b.as_str(), a.as_str()],
-        "before c"
-    );
-    let bad = dlq(&redis, "list", &["--field", "order_id"]);
-    assert!(
-        !bad.status.success() && stderr(&bad).contains("is not NAME=VALUE"),
-        "{}",
-        stderr(&bad)
-    );
+    list_filters_hold(&redis, [&a, &b, &c, &fax]);
 
     let with_ids = dlq(&redis, "discard", &[&a, "--dry-run"]);
     assert!(
