@@ -33,7 +33,7 @@ fn instantiate_and_call(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let runtime = Runtime::new(16, DEFAULT_MEMORY_LIMIT, false).unwrap();
+    let runtime = Runtime::new(16, DEFAULT_MEMORY_LIMIT, false, None).unwrap();
     let sandbox = Sandbox {
         timeout: Duration::from_secs(30),
         ..Sandbox::default()
@@ -71,6 +71,7 @@ fn instantiate_and_call(c: &mut Criterion) {
             payload: payload.to_vec(),
             idempotency_key: Some("1-0".into()),
             checkpoint: None,
+            cancel: Default::default(),
         };
         // Sanity: the attempt must succeed, or the figure measures an error path.
         let first = rt.block_on(plugin.run(input.clone(), &sandbox));

@@ -22,6 +22,9 @@ pub enum FailureClass {
     Timeout,
     /// The plugin trapped (panic, unreachable, out of memory, stack overflow).
     Crash,
+    /// An operator cancelled the job while the attempt ran; the host
+    /// interrupted it. Final: never retried.
+    Cancelled,
 }
 
 impl FailureClass {
@@ -34,6 +37,7 @@ impl FailureClass {
             FailureClass::Permanent => "permanent",
             FailureClass::Timeout => "timeout",
             FailureClass::Crash => "crash",
+            FailureClass::Cancelled => "cancelled",
         }
     }
 }
@@ -116,6 +120,11 @@ pub enum JobState {
     Dead,
     /// Marked "won't retry" by an operator. Final.
     Discarded,
+    /// Cancelled by an operator: it never runs (again). Final.
+    Cancelled,
+    /// Held back, no attempt spent, while its job type or its queue is
+    /// paused (`ward pause`); `ward resume` puts it back in the stream.
+    Paused,
 }
 
 impl JobState {
@@ -129,6 +138,8 @@ impl JobState {
             JobState::Succeeded => "succeeded",
             JobState::Dead => "dead",
             JobState::Discarded => "discarded",
+            JobState::Cancelled => "cancelled",
+            JobState::Paused => "paused",
         }
     }
 }
@@ -150,6 +161,8 @@ impl FromStr for JobState {
             "succeeded" => JobState::Succeeded,
             "dead" => JobState::Dead,
             "discarded" => JobState::Discarded,
+            "cancelled" => JobState::Cancelled,
+            "paused" => JobState::Paused,
             other => return Err(format!("unknown job state `{other}`")),
         })
     }
@@ -249,6 +262,8 @@ mod tests {
             JobState::Succeeded,
             JobState::Dead,
             JobState::Discarded,
+            JobState::Cancelled,
+            JobState::Paused,
         ] {
             assert_eq!(s.as_str().parse::<JobState>(), Ok(s));
         }

@@ -31,7 +31,8 @@
 //! - [`worker`]: the daemon: the reader → attempt → completer path of each
 //!   queue, and its background loops as services in `worker/services/`
 //!   (heartbeat, reclaim, promote, retention, consumer sweep, function
-//!   check, breakers, schedules), all stopped by one shutdown signal.
+//!   check, breakers, schedules, pauses), all stopped by one shutdown
+//!   signal.
 //! - [`breaker`]: circuit breakers per upstream, shared through Redis.
 //! - [`obs`]: metrics, health endpoints, log spans and alerts; its events
 //!   only log and count.

@@ -6,7 +6,8 @@
 //! argument, so a fixed seed makes every decision reproducible.
 //!
 //! The rules, in order:
-//! 1. success → [`Transition::Succeed`];
+//! 1. success → [`Transition::Succeed`]; an attempt an operator cancelled
+//!    (class `cancelled`) → [`Transition::Cancel`], whatever the budget;
 //! 2. the failure's class is resolved: `timeout` and `crash` are treated as
 //!    the policy says (defaults: timeout → transient, crash → permanent);
 //! 3. permanent → dead (`permanent`, or `crash` for a crash);
@@ -121,6 +122,7 @@ pub fn decide(
         Outcome::Failure(f) => f,
     };
     let treat = match failure.class {
+        FailureClass::Cancelled => return Transition::Cancel { ran: true },
         FailureClass::Transient => TreatAs::Transient,
         FailureClass::Recoverable => TreatAs::Recoverable,
         FailureClass::Permanent => TreatAs::Permanent,
@@ -300,6 +302,17 @@ mod tests {
                 fail(FailureClass::Crash),
                 1,
                 Transition::DeadLetter(DeadReason::Crash),
+            ),
+            (
+                fail(FailureClass::Cancelled),
+                1,
+                Transition::Cancel { ran: true },
+            ),
+            // A cancelled attempt is never dead-lettered, budget or not.
+            (
+                fail(FailureClass::Cancelled),
+                5,
+                Transition::Cancel { ran: true },
             ),
         ];
         for (outcome, attempt, want) in table {

@@ -17,11 +17,13 @@
 //! randomness; outbound HTTP through `wasi:http` to the allow-list only
 //! (`runtime/http.rs`); `host.secret` for the names the job type was granted.
 
+mod cancel;
 mod http;
 mod output;
 mod secrets;
 mod state;
 
+pub use cancel::Cancel;
 pub use http::HttpPolicy;
 pub use secrets::{redact, redact_bytes, redact_cut};
 pub use state::HostState;
@@ -106,6 +108,30 @@ pub enum RuntimeError {
     },
 }
 
+/// The on-disk cache of compiled components in `dir`, or `None` (with a
+/// warning: compiling every start is slower, never wrong) when the folder
+/// cannot be used.
+///
+/// wasmtime keys each entry by the component's bytes, the engine's
+/// settings and wasmtime's own version, and checks an entry before it uses
+/// it, so a new plugin, another engine configuration or an upgraded Ward
+/// never picks up a stale compile. Old entries are cleaned up by wasmtime
+/// past its size and count limits.
+fn compile_cache(dir: &Path) -> Option<wasmtime::Cache> {
+    let mut cfg = wasmtime::CacheConfig::new();
+    cfg.with_directory(dir);
+    match std::fs::create_dir_all(dir)
+        .map_err(wasmtime::Error::from)
+        .and_then(|()| wasmtime::Cache::new(cfg))
+    {
+        Ok(cache) => Some(cache),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %format!("{e:#}"), "cannot use the compile cache; compiling every plugin at start");
+            None
+        }
+    }
+}
+
 /// One engine and the linker that gives plugins Ward's host interfaces.
 struct EngineSet {
     engine: Engine,
@@ -113,8 +139,14 @@ struct EngineSet {
 }
 
 impl EngineSet {
-    fn new(slots: u32, max_memory: usize, fuel: bool) -> Result<EngineSet, RuntimeError> {
+    fn new(
+        slots: u32,
+        max_memory: usize,
+        fuel: bool,
+        cache: Option<&wasmtime::Cache>,
+    ) -> Result<EngineSet, RuntimeError> {
         let mut cfg = wasmtime::Config::new();
+        cfg.cache(cache.cloned());
         cfg.epoch_interruption(true);
         cfg.wasm_component_model(true);
         cfg.consume_fuel(fuel);
@@ -165,19 +197,29 @@ pub struct Runtime {
     /// built when one does, since metering slows every instruction.
     fueled: Option<EngineSet>,
     ticker_stop: Arc<AtomicBool>,
+    /// Compiled components kept on disk between starts, when configured.
+    cache: Option<wasmtime::Cache>,
 }
 
 impl Runtime {
     /// Creates the engine with a pooling allocator sized for `slots`
     /// concurrent instances of up to `max_memory` bytes each (and a second,
     /// fuel-metering engine when `fuel` is true), and starts the epoch ticker.
+    /// With `cache`, compiled components are kept in that folder and reused
+    /// at the next start (see [`compile_cache`]).
     ///
     /// # Errors
     /// [`RuntimeError::Engine`] if wasmtime rejects the configuration.
-    pub fn new(slots: u32, max_memory: usize, fuel: bool) -> Result<Runtime, RuntimeError> {
-        let plain = EngineSet::new(slots, max_memory, false)?;
+    pub fn new(
+        slots: u32,
+        max_memory: usize,
+        fuel: bool,
+        cache: Option<&Path>,
+    ) -> Result<Runtime, RuntimeError> {
+        let cache = cache.and_then(compile_cache);
+        let plain = EngineSet::new(slots, max_memory, false, cache.as_ref())?;
         let fueled = if fuel {
-            Some(EngineSet::new(slots, max_memory, true)?)
+            Some(EngineSet::new(slots, max_memory, true, cache.as_ref())?)
         } else {
             None
         };
@@ -207,7 +249,15 @@ impl Runtime {
             plain,
             fueled,
             ticker_stop,
+            cache,
         })
+    }
+
+    /// How many compilations the on-disk cache has answered so far (0
+    /// without a cache): a load that raises it reused an earlier compile.
+    #[must_use]
+    pub fn cache_hits(&self) -> usize {
+        self.cache.as_ref().map_or(0, wasmtime::Cache::cache_hits)
     }
 
     /// Compiles a plugin component once and checks it against the world;
@@ -324,6 +374,9 @@ pub struct JobInput {
     pub idempotency_key: Option<String>,
     /// Checkpoint saved by the previous attempt.
     pub checkpoint: Option<Vec<u8>>,
+    /// The attempt's cancel signal: once set, the attempt ends within an
+    /// epoch tick as `cancelled` (see [`Cancel`]).
+    pub cancel: Arc<Cancel>,
 }
 
 /// What a job type's attempts may use: limits and granted capabilities.
@@ -416,8 +469,14 @@ impl Plugin {
             }
         }
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|mut ctx| {
-            if Instant::now() >= ctx.data().deadline {
+        let cancel = input.cancel;
+        let cancel_seen = cancel.clone();
+        store.epoch_deadline_callback(move |mut ctx| {
+            // Checked every tick: a cancelled plugin busy in wasm stops
+            // within one (the race below catches one parked in a host call).
+            if cancel_seen.is_cancelled() {
+                Ok(UpdateDeadline::Interrupt)
+            } else if Instant::now() >= ctx.data().deadline {
                 ctx.data_mut().timed_out = true;
                 Ok(UpdateDeadline::Interrupt)
             } else {
@@ -434,17 +493,25 @@ impl Plugin {
             instantiate = Some(started.elapsed());
             instance.call_handle(&mut store, &job).await
         };
-        let result = tokio::time::timeout(sandbox.timeout + EPOCH_TICK * 4, call).await;
+        let result = tokio::select! {
+            biased;
+            () = cancel.cancelled() => None,
+            r = tokio::time::timeout(sandbox.timeout + EPOCH_TICK * 4, call) => Some(r),
+        };
         let state = store.data_mut();
         let outcome = match result {
-            Err(_elapsed) => Outcome::failure(
+            // Cancelled wins over whatever failure the interruption caused;
+            // a success that came first stays a success.
+            None => cancelled(),
+            Some(Ok(Ok(Ok(output)))) => Outcome::Success(output),
+            Some(_) if cancel.is_cancelled() => cancelled(),
+            Some(Err(_elapsed)) => Outcome::failure(
                 FailureClass::Timeout,
                 format!("attempt ran past its {:?} deadline", sandbox.timeout),
             )
             .with_code("deadline"),
-            Ok(Ok(Ok(output))) => Outcome::Success(output),
-            Ok(Ok(Err(failure))) => Outcome::Failure(failure.into()),
-            Ok(Err(err)) => classify_trap(&err, state, sandbox),
+            Some(Ok(Ok(Err(failure)))) => Outcome::Failure(failure.into()),
+            Some(Ok(Err(err))) => classify_trap(&err, state, sandbox),
         };
         state.log_output(sandbox);
         Attempt {
@@ -457,6 +524,15 @@ impl Plugin {
             payload: job.payload,
         }
     }
+}
+
+/// How an attempt an operator cancelled ends.
+fn cancelled() -> Outcome {
+    Outcome::failure(
+        FailureClass::Cancelled,
+        "cancelled by an operator; the attempt was interrupted",
+    )
+    .with_code("cancelled")
 }
 
 /// Secrets never leave an attempt: not in its failure, which ends up in

@@ -12,6 +12,9 @@ use crate::job::{DeadReason, FailureClass, JobEntry, Outcome};
 /// The failure code a job held back by an open circuit breaker is recorded
 /// with (nothing ran; see [`Deferral::recorded`]).
 pub const BREAKER_OPEN_CODE: &str = "breaker-open";
+/// The failure code of a job held back because its job type or its queue
+/// is paused (nothing ran; see [`Deferral::recorded`]).
+pub const PAUSED_CODE: &str = "paused";
 
 /// Where a job goes after an attempt, or after a delivery that needed none.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +36,13 @@ pub enum Transition {
     },
     /// Give up: move it to the dead-letter stream.
     DeadLetter(DeadReason),
+    /// Cancelled by an operator: recorded as `cancelled`, final (never
+    /// retried, never dead-lettered). `ran`: whether an attempt ran and was
+    /// interrupted (it counts), or the delivery was cancelled before it ran.
+    Cancel {
+        /// Whether an attempt ran.
+        ran: bool,
+    },
     /// Not run: its idempotency key is already owned by job `of` (a second
     /// enqueue), or, with `None`, completed by this very job (a redelivery).
     Duplicate {
@@ -51,6 +61,7 @@ impl Transition {
             Transition::Defer { .. }
                 | Transition::Duplicate { .. }
                 | Transition::DeadLetter(DeadReason::Malformed | DeadReason::NoPlugin)
+                | Transition::Cancel { ran: false }
         )
     }
 
@@ -72,6 +83,13 @@ pub enum Deferral {
         /// The upstream.
         upstream: String,
     },
+    /// An operator paused the job's type, or its whole queue (`ward
+    /// pause`): the job is held (`ward:{Q}:held`) until a resume, however
+    /// long that takes; its `delay` means nothing.
+    Paused {
+        /// The whole queue is paused, not only the job's type.
+        queue: bool,
+    },
 }
 
 impl Deferral {
@@ -90,6 +108,11 @@ impl Deferral {
                 Outcome::failure(FailureClass::Transient, message)
                     .with_code(BREAKER_OPEN_CODE)
                     .with_upstream(upstream)
+            }
+            Deferral::Paused { queue } => {
+                let what = if *queue { "its queue" } else { "its job type" };
+                let message = format!("not run: {what} is paused; held until `ward resume`");
+                Outcome::failure(FailureClass::Transient, message).with_code(PAUSED_CODE)
             }
         }
     }
@@ -327,6 +350,8 @@ mod tests {
             (Transition::Duplicate { of: None }, 2),
             (Transition::DeadLetter(DeadReason::NoPlugin), 2),
             (Transition::DeadLetter(DeadReason::Malformed), 2),
+            (Transition::Cancel { ran: true }, 3),
+            (Transition::Cancel { ran: false }, 2),
         ] {
             let c = Completion::new(entry(3), Outcome::Success(Vec::new()), t, Ran::default());
             assert_eq!(c.attempt(), attempt, "{:?}", c.transition());

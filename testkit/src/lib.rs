@@ -101,6 +101,14 @@ pub fn plugins() -> &'static Path {
     })
 }
 
+/// Builds the Python, JavaScript and C example plugins once per test
+/// process (installing their toolchains the first time; a no-op when they
+/// are fresh), beside the others in [`plugins`].
+pub fn build_lang_plugins() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| run_script("build-lang-plugins"));
+}
+
 /// Runs `scripts/<name>` from the workspace root, so that a relative
 /// `CARGO_TARGET_DIR` means the same folder to it as to [`plugins`], and
 /// panics with its output if it fails.

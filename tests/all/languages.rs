@@ -3,7 +3,6 @@
 //! by `scripts/build-lang-plugins`. The three do the same work on the same
 //! payloads, so one table of cases covers them all, byte for byte.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use ward_testkit::*;
@@ -14,13 +13,6 @@ use ward_testkit::*;
 /// tests compile theirs.
 const START: Duration = Duration::from_secs(600);
 const WAIT: Duration = Duration::from_secs(60);
-
-/// Builds the Python, JavaScript and C example plugins once per test process
-/// (installing their toolchains the first time; a no-op when they are fresh).
-fn build_lang_plugins() {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| run_script("build-lang-plugins"));
-}
 
 /// The job record's `result` field, as raw bytes.
 fn result_bytes(redis: &Redis, id: &str) -> Vec<u8> {

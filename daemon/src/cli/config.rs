@@ -12,7 +12,7 @@ pub(crate) enum ConfigCommand {
     /// Validate the file and compile every plugin it names.
     Check {
         /// The config file (TOML).
-        #[arg(long, short)]
+        #[arg(long, short, env = "WARD_CONFIG", default_value = super::DEFAULT_CONFIG)]
         config: PathBuf,
     },
 }

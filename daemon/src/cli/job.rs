@@ -1,4 +1,4 @@
-//! `ward job`: look at jobs.
+//! `ward job`: look at jobs, cancel them.
 
 use clap::Subcommand;
 
@@ -20,6 +20,9 @@ pub(crate) enum JobCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Cancel jobs: a waiting one never runs, a running one is interrupted
+    /// (on whichever daemon runs it), a finished one is left as it is.
+    Cancel(super::cancel::CancelArgs),
 }
 
 impl JobCommand {
@@ -27,6 +30,7 @@ impl JobCommand {
     pub(crate) async fn exec(self) -> anyhow::Result<()> {
         match self {
             JobCommand::Show { on, id, json } => show(&on, &id, json).await,
+            JobCommand::Cancel(args) => args.exec().await,
         }
     }
 }
@@ -69,6 +73,26 @@ fn print_status(s: &store::JobStatus) {
     }
     if let Some(due) = s.due_at_ms {
         println!("due       {}", format_ms(due));
+    }
+    if let Some(c) = &s.cancel {
+        // A cancel request of a running job reads `cancel    requested by ..`.
+        let (label, what, at) = if s.state == "cancelled" {
+            ("cancelled", "", c.cancelled_at_ms)
+        } else {
+            ("cancel", "requested ", c.requested_at_ms)
+        };
+        let note = if c.note.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", c.note)
+        };
+        // A request can come as the attempt succeeds: it finished first.
+        let late = if s.state == "succeeded" {
+            " (too late: it finished first)"
+        } else {
+            ""
+        };
+        println!("{label:<9} {what}by {} at {}{note}{late}", c.by, ts(at));
     }
     if let Some(d) = &s.plugin_digest {
         println!("plugin    sha256:{d}");

@@ -10,15 +10,23 @@ use crate::config::Config;
 
 mod audit;
 mod breakers;
+mod cancel;
+mod completions;
 mod config;
 mod dlq;
 mod enqueue;
 mod format;
 mod job;
+mod pause;
 mod plugin;
 mod run;
 mod stats;
 mod target;
+
+/// Where `ward run` and `ward config check` look for their config when
+/// neither `--config` nor `WARD_CONFIG` names one (the .deb installs an
+/// example there).
+pub const DEFAULT_CONFIG: &str = "/etc/ward/ward.toml";
 
 /// Ward runs background jobs from Redis streams in sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
@@ -71,6 +79,16 @@ enum Command {
     },
     /// The audit trail: every operator action, who did it, when and why.
     Audit(audit::AuditArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the ward(1) man page.
+    #[command(hide = true)]
+    Manpage,
+    /// Pause a queue, or one job type of it, on every daemon: running
+    /// attempts finish, new ones wait (held, no attempt spent).
+    Pause(pause::PauseArgs),
+    /// Resume a paused queue or job type: its held jobs go back to the stream.
+    Resume(pause::ResumeArgs),
 }
 
 /// Parses the command line, runs it, and turns errors into a message and
@@ -131,5 +149,12 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Config { command } => command.exec(),
         Command::Plugin { command } => command.exec(),
         Command::Audit(audit) => audit.exec().await,
+        Command::Completions(c) => {
+            c.exec();
+            Ok(())
+        }
+        Command::Manpage => completions::manpage(),
+        Command::Pause(pause) => pause.exec().await,
+        Command::Resume(resume) => resume.exec().await,
     }
 }

@@ -31,7 +31,8 @@ fn check(file: &Path, json: bool) -> anyhow::Result<()> {
     if let Err(why) = crate::config::check_plugin_file(file) {
         anyhow::bail!("{} {why}", file.display());
     }
-    let runtime = crate::runtime::Runtime::new(1, crate::runtime::DEFAULT_MEMORY_LIMIT, false)?;
+    let runtime =
+        crate::runtime::Runtime::new(1, crate::runtime::DEFAULT_MEMORY_LIMIT, false, None)?;
     let info = runtime.inspect(file)?;
     if json {
         let v = serde_json::json!({

@@ -10,7 +10,7 @@ use crate::config::Config;
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
     /// The config file (TOML).
-    #[arg(long, short)]
+    #[arg(long, short, env = "WARD_CONFIG", default_value = super::DEFAULT_CONFIG)]
     pub(crate) config: PathBuf,
 }
 

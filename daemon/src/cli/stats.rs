@@ -4,6 +4,9 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::target::QueuesArgs;
+use crate::control::pause::{self, PauseView};
+use crate::store::WHOLE_QUEUE;
+use crate::text::format_ms;
 
 /// `ward stats`
 #[derive(Debug, Args)]
@@ -24,6 +27,11 @@ struct QueueStats {
     dead: u64,
     /// Age of the oldest entry not yet delivered, ms.
     oldest_ready_ms: Option<u64>,
+    /// Jobs held back while their job type or the queue is paused.
+    held: u64,
+    /// The queue's pauses (`target` `*`: the whole queue), each with the
+    /// jobs it holds.
+    paused: Vec<PauseView>,
 }
 
 impl StatsArgs {
@@ -37,6 +45,9 @@ impl StatsArgs {
                 .sample()
                 .await
                 .with_context(|| format!("cannot read queue `{name}`"))?;
+            let paused = pause::status(&q)
+                .await
+                .with_context(|| format!("cannot read the pauses of queue `{name}`"))?;
             rows.push(QueueStats {
                 queue: name.clone(),
                 consumed: s.group_exists,
@@ -45,6 +56,8 @@ impl StatsArgs {
                 delayed: s.delayed,
                 dead: s.dead,
                 oldest_ready_ms: s.oldest_ready_ms.map(|t| s.now_ms.saturating_sub(t)),
+                held: paused.held.total,
+                paused: paused.pauses,
             });
         }
         if self.on.json {
@@ -72,5 +85,33 @@ fn print_table(rows: &[QueueStats]) {
             "{:<width$}  {:>9}  {:>9}  {:>9}  {:>9}  {age}",
             r.queue, r.ready, r.leased, r.delayed, r.dead
         );
+        for p in &r.paused {
+            println!("  {}", pause_line(p));
+        }
+        if r.held > 0 {
+            println!("  {} job(s) held while paused", r.held);
+        }
     }
+}
+
+/// One pause as a line: what, by whom, since and until when, why, and how
+/// many jobs it holds.
+fn pause_line(p: &PauseView) -> String {
+    let what = if p.target == WHOLE_QUEUE {
+        "paused (whole queue)".to_string()
+    } else {
+        format!("paused job type `{}`", p.target)
+    };
+    let until = match p.pause.until_ms {
+        None => String::new(),
+        Some(u) if p.expired => format!(", until {} (over; resuming)", format_ms(u)),
+        Some(u) => format!(", until {}", format_ms(u)),
+    };
+    format!(
+        "{what} by {} since {}{until}: {} ({} held)",
+        p.pause.by,
+        format_ms(p.pause.at_ms),
+        p.pause.note,
+        p.held
+    )
 }

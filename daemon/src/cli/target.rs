@@ -14,12 +14,22 @@ pub(crate) struct RedisTarget {
     /// Redis URL (default: the config's, else redis://127.0.0.1:6379).
     #[arg(long, env = "WARD_REDIS_URL")]
     redis: Option<String>,
-    /// Take the Redis URL from this config file.
-    #[arg(long, short)]
+    /// Take the Redis URL (and the queues, where a command lists them) from
+    /// this config file.
+    #[arg(long, short, env = "WARD_CONFIG")]
     config: Option<PathBuf>,
 }
 
 impl RedisTarget {
+    /// The config file: `--config` or `WARD_CONFIG`, else
+    /// [`super::DEFAULT_CONFIG`] when it exists.
+    pub(crate) fn config(&self) -> Option<PathBuf> {
+        self.config.clone().or_else(|| {
+            let default = PathBuf::from(super::DEFAULT_CONFIG);
+            default.is_file().then_some(default)
+        })
+    }
+
     /// The Redis URL: `--redis`, else the config's, else the default. Reading
     /// the config also trusts its `ca_file`, so a TLS connection made next
     /// can verify the server.
@@ -27,7 +37,7 @@ impl RedisTarget {
         if let Some(url) = &self.redis {
             return Ok(url.clone());
         }
-        match &self.config {
+        match &self.config() {
             Some(path) => {
                 let cfg = Config::load(path)?;
                 if let Some(ca) = &cfg.redis_ca {
@@ -48,7 +58,7 @@ impl RedisTarget {
         queue: &str,
         job: &str,
     ) -> anyhow::Result<std::time::Duration> {
-        let Some(path) = &self.config else {
+        let Some(path) = &self.config() else {
             return Ok(config::DEFAULT_IDEMPOTENCY_TTL);
         };
         let cfg = Config::load(path)?;
@@ -113,7 +123,7 @@ impl QueuesArgs {
         if !self.queues.is_empty() {
             return Ok(self.queues.clone());
         }
-        let Some(path) = &self.target.config else {
+        let Some(path) = &self.target.config() else {
             anyhow::bail!(
                 "name the queues (`ward {tool} emails reports`) or give --config to take every [[queue]] of it"
             );

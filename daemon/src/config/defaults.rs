@@ -93,3 +93,24 @@ pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_WEBHOOK_ATTEMPTS: u32 = 5;
 /// Webhooks: the most requests per alert `max_attempts` may ask for.
 pub const MAX_WEBHOOK_ATTEMPTS: u32 = 20;
+
+/// Where compiled plugins are kept when `[daemon] compile_cache` is not set:
+/// systemd's `CacheDirectory=` (`$CACHE_DIRECTORY`), else
+/// `$XDG_CACHE_HOME/ward`, else `~/.cache/ward`; `None` when none is known.
+#[must_use]
+pub fn compile_cache_dir() -> Option<std::path::PathBuf> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dirs) = var("CACHE_DIRECTORY") {
+        // systemd lists one folder per CacheDirectory= entry, `:`-separated.
+        let first = dirs
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .map(str::to_string)?;
+        return Some(std::path::PathBuf::from(first));
+    }
+    if let Some(xdg) = var("XDG_CACHE_HOME") {
+        return Some(std::path::PathBuf::from(xdg).join("ward"));
+    }
+    var("HOME").map(|home| std::path::PathBuf::from(home).join(".cache").join("ward"))
+}

@@ -71,6 +71,8 @@ pub struct RawSchedule {
 pub struct RawDaemon {
     /// Threads that run attempts and talk to Redis.
     pub threads: Option<Spanned<i64>>,
+    /// Where compiled plugins are kept between starts, or `off`.
+    pub compile_cache: Option<Spanned<String>>,
 }
 
 /// `[defaults]`

@@ -63,6 +63,21 @@ fn threads_are_checked_and_default_to_one_less_than_the_cpus() {
 }
 
 #[test]
+fn compile_cache_is_a_folder_beside_the_config_or_off() {
+    let cfg = load("[daemon]\ncompile_cache = \"cache\"\n[[queue]]\nname = \"q\"\n").unwrap();
+    let dir = cfg.compile_cache.unwrap();
+    assert!(
+        dir.ends_with("cache") && dir.is_absolute(),
+        "{}",
+        dir.display()
+    );
+    let cfg = load("[daemon]\ncompile_cache = \"off\"\n[[queue]]\nname = \"q\"\n").unwrap();
+    assert_eq!(cfg.compile_cache, None);
+    let err = load("[daemon]\ncompile_cache = \"\"\n[[queue]]\nname = \"q\"\n").unwrap_err();
+    assert!(err.to_string().contains("compile_cache is empty"), "{err}");
+}
+
+#[test]
 fn succeeded_ttl_is_whole_seconds_and_defaults_to_a_day() {
     let err = load("[[queue]]\nname = \"q\"\nsucceeded_ttl = \"1500ms\"\n").unwrap_err();
     let ConfigError::Invalid { problems, .. } = err else {

@@ -30,6 +30,9 @@ pub struct Config {
     pub obs: ObsConfig,
     /// `[daemon] threads`, when set.
     pub threads: Option<usize>,
+    /// `[daemon] compile_cache`: where compiled plugins are kept between
+    /// starts (`None`: nowhere, every start compiles).
+    pub compile_cache: Option<PathBuf>,
     /// `[[schedule]]` tables in file order.
     pub schedules: Vec<ScheduleConfig>,
     /// `[defaults.breaker]`.

@@ -6,13 +6,20 @@
 //! # Layout
 //!
 //! - `audit.rs`: who acts ([`Actor`]), and the audit trail.
+//! - `breakers.rs`: the breakers as an operator sees them; overrides.
+//! - `cancel.rs`: cancelling jobs, queued, delayed or running.
 //! - `dead.rs`: requeue and discard of dead letters, by id or by filter
 //!   (bulk), and edit-and-requeue.
+//! - `pause.rs`: pause and resume a queue or a job type ([`pause::pause`],
+//!   [`pause::resume`], [`pause::status`]).
 //!
 //! Imports: `control` uses `store`, `dlq` and the domain; `cli` and the
 //! admin API use `control`; nothing here imports them.
 
 pub mod audit;
+pub mod breakers;
+pub mod cancel;
 pub mod dead;
+pub mod pause;
 
 pub use audit::{Action, Actor, Via};

@@ -30,7 +30,7 @@ struct Handles {
     wait: Histogram,
     attempts_to_success: Histogram,
     /// `ward_jobs_total` by outcome, in [`m::OUTCOMES`] order.
-    jobs: [Counter; 5],
+    jobs: [Counter; m::OUTCOMES.len()],
     /// `ward_attempts_total` by class, in [`m::CLASSES`] order.
     attempts: Vec<Counter>,
 }
@@ -165,6 +165,7 @@ impl JobRecorded<'_> {
             Transition::DeadLetter(_) => 2,
             Transition::Duplicate { .. } => 3,
             Transition::Defer { .. } => 4,
+            Transition::Cancel { .. } => 5,
         };
         h.jobs[outcome].increment(1);
         if let Some(class) = attempt_class(c)
@@ -186,7 +187,10 @@ impl JobRecorded<'_> {
                 metrics::counter!(m::DEAD_LETTERS_TOTAL, "queue" => self.queue.to_string(), "job_type" => job, "reason" => m::reason_label(reason))
                     .increment(1);
             }
-            Transition::Retry { .. } | Transition::Defer { .. } | Transition::Duplicate { .. } => {}
+            Transition::Retry { .. }
+            | Transition::Defer { .. }
+            | Transition::Duplicate { .. }
+            | Transition::Cancel { .. } => {}
         }
     }
 }
@@ -272,11 +276,21 @@ pub struct InFlight {
     gauge: Gauge,
 }
 
+/// Attempts in flight in this process, every queue (systemd's `STATUS=`).
+static IN_FLIGHT_TOTAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many attempts run in this process now.
+#[must_use]
+pub fn in_flight_total() -> u64 {
+    IN_FLIGHT_TOTAL.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 impl InFlight {
     /// Counts one more attempt in flight for `queue`.
     pub fn start(queue: &str) -> InFlight {
         let gauge = inflight_gauge(queue);
         gauge.increment(1.0);
+        IN_FLIGHT_TOTAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         InFlight { gauge }
     }
 }
@@ -284,6 +298,7 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.gauge.decrement(1.0);
+        IN_FLIGHT_TOTAL.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -364,6 +379,21 @@ impl AlertUnsent<'_> {
 pub fn breaker_state(queue: &str, upstream: &str, open: bool) {
     metrics::gauge!(m::BREAKER_OPEN, "queue" => queue.to_string(), "upstream" => upstream.to_string())
         .set(if open { 1.0 } else { 0.0 });
+}
+
+/// Sets `ward_paused{queue, job_type}` (1 paused, 0 not); `job_type` is
+/// `*` for the whole queue.
+pub fn paused_state(queue: &str, job_type: &str, paused: bool) {
+    let job = if job_type == "*" {
+        job_type.to_string()
+    } else {
+        job_label(queue, job_type)
+    };
+    metrics::gauge!(m::PAUSED, "queue" => queue.to_string(), "job_type" => job).set(if paused {
+        1.0
+    } else {
+        0.0
+    });
 }
 
 /// A circuit breaker opened because of this daemon's report: the gauge goes

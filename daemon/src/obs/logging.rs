@@ -46,25 +46,108 @@ pub fn directives(rust_log: Option<&str>, config: Option<&str>) -> String {
 
 /// Installs the process's log subscriber. The daemon logs to stdout
 /// (journald's default); tools keep stdout for their answer and log to stderr.
+///
+/// When stdout is journald's stream (`JOURNAL_STREAM` names it, as systemd
+/// sets it for `StandardOutput=journal`), every line starts with its
+/// syslog priority (`<3>` error ... `<7>` debug), which journald strips and
+/// records, so `journalctl -p err` finds the errors.
 pub fn init(json: bool, daemon: bool, config_level: Option<&str>) {
     let rust_log = std::env::var("RUST_LOG").ok();
     let wanted = directives(rust_log.as_deref(), config_level);
     let filter = EnvFilter::try_new(&wanted).unwrap_or_else(|_| EnvFilter::new(DEFAULT_LEVEL));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let stdout = Prefixed {
+        priority: daemon && stdout_is_journal(),
+    };
     let _ = match (json, daemon) {
         (true, true) => builder
             .fmt_fields(JsonFields::new())
             .event_format(FlatJson)
-            .with_writer(std::io::stdout)
+            .with_writer(stdout)
             .try_init(),
         (true, false) => builder
             .fmt_fields(JsonFields::new())
             .event_format(FlatJson)
             .with_writer(std::io::stderr)
             .try_init(),
-        (false, true) => builder.with_writer(std::io::stdout).try_init(),
+        (false, true) => builder.with_writer(stdout).try_init(),
         (false, false) => builder.with_writer(std::io::stderr).try_init(),
     };
+}
+
+/// Whether stdout is the journald stream `JOURNAL_STREAM` (`<dev>:<inode>`)
+/// names. Checked, not assumed: a daemon started from a shell inside a unit
+/// inherits the variable with another stdout.
+fn stdout_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(stream) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/1") else {
+        return false;
+    };
+    journal_stream_is(&stream, meta.dev(), meta.ino())
+}
+
+fn journal_stream_is(stream: &str, dev: u64, ino: u64) -> bool {
+    let mut parts = stream.trim().splitn(2, ':');
+    let number = |p: Option<&str>| p.and_then(|p| p.parse::<u64>().ok());
+    number(parts.next()) == Some(dev) && number(parts.next()) == Some(ino)
+}
+
+/// The syslog priority journald reads from a `<N>` line prefix.
+fn syslog_priority(level: Level) -> &'static [u8] {
+    match level {
+        Level::ERROR => b"<3>",
+        Level::WARN => b"<4>",
+        Level::INFO => b"<6>",
+        Level::DEBUG | Level::TRACE => b"<7>",
+    }
+}
+
+/// The daemon's stdout, each event written under one lock (so lines of
+/// different threads never interleave), with its syslog priority in front
+/// when stdout is journald's.
+#[derive(Clone, Copy)]
+struct Prefixed {
+    priority: bool,
+}
+
+/// One event's writer: the locked stdout, and the prefix still to write.
+struct EventWriter {
+    out: std::io::StdoutLock<'static>,
+    prefix: Option<&'static [u8]>,
+}
+
+impl std::io::Write for EventWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(p) = self.prefix.take() {
+            self.out.write_all(p)?;
+        }
+        self.out.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Prefixed {
+    type Writer = EventWriter;
+
+    fn make_writer(&'a self) -> EventWriter {
+        EventWriter {
+            out: std::io::stdout().lock(),
+            prefix: None,
+        }
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> EventWriter {
+        EventWriter {
+            out: std::io::stdout().lock(),
+            prefix: self.priority.then(|| syslog_priority(*meta.level())),
+        }
+    }
 }
 
 /// Who an attempt is, for its log lines. Building a span costs more than
@@ -187,8 +270,53 @@ where
             }
         }
         map.insert("target".into(), target.into());
-        writeln!(writer, "{}", Value::Object(map))
+        writeln!(writer, "{}", fit_line(map))
     }
+}
+
+/// The longest JSON log line written. journald splits longer lines
+/// (`LineMax`, 48 KiB by default), and a JSON object split in two is two
+/// broken lines; a plugin's captured output or a long error must not do that.
+pub const MAX_LOG_LINE: usize = 32 * 1024;
+
+/// `map` as one JSON line of at most [`MAX_LOG_LINE`] bytes: the longest
+/// text fields are cut (and the line says `"cut": true`) until it fits.
+fn fit_line(mut map: Map<String, Value>) -> String {
+    let mut line = Value::Object(map.clone()).to_string();
+    // Each round cuts the longest text field by what is over, plus room
+    // for the marker and JSON escapes; a few rounds always suffice.
+    for _ in 0..8 {
+        if line.len() <= MAX_LOG_LINE {
+            return line;
+        }
+        let over = line.len() - MAX_LOG_LINE;
+        let longest = map
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.len())))
+            .max_by_key(|(_, len)| *len);
+        let Some((key, len)) = longest else { break };
+        if let Some(Value::String(s)) = map.get_mut(&key) {
+            crate::cut::truncate(s, len.saturating_sub(over + 64));
+        }
+        map.insert("cut".into(), Value::Bool(true));
+        line = Value::Object(map.clone()).to_string();
+    }
+    if line.len() <= MAX_LOG_LINE {
+        return line;
+    }
+    // Only many small fields can get here: keep what says what happened.
+    let mut small = Map::new();
+    for k in ["timestamp", "level", "target", "job_id", "queue", "job"] {
+        if let Some(v) = map.remove(k) {
+            small.insert(k.into(), v);
+        }
+    }
+    small.insert(
+        "message".into(),
+        "log line too long to write; fields dropped".into(),
+    );
+    small.insert("cut".into(), Value::Bool(true));
+    Value::Object(small).to_string()
 }
 
 /// Collects an event's fields as JSON values.
@@ -229,6 +357,35 @@ mod tests {
         assert_eq!(directives(Some(""), Some("warn")), "warn");
         assert_eq!(directives(None, Some("warn,ward=debug")), "warn,ward=debug");
         assert_eq!(directives(None, None), "info");
+    }
+
+    #[test]
+    fn journald_is_recognised_by_its_stream_only() {
+        assert!(journal_stream_is("8:1234", 8, 1234));
+        assert!(!journal_stream_is("8:1234", 8, 1235));
+        assert!(!journal_stream_is("garbage", 8, 1234));
+        assert_eq!(syslog_priority(Level::ERROR), b"<3>");
+        assert_eq!(syslog_priority(Level::WARN), b"<4>");
+        assert_eq!(syslog_priority(Level::INFO), b"<6>");
+    }
+
+    #[test]
+    fn a_huge_field_is_cut_to_a_line_journald_keeps_whole() {
+        let mut map = Map::new();
+        map.insert("level".into(), "WARN".into());
+        // Quotes and control characters grow when escaped as JSON.
+        let huge = "a\"\n".repeat(40_000);
+        map.insert("message".into(), huge.into());
+        map.insert("job_id".into(), "1-0".into());
+        let line = fit_line(map);
+        assert!(line.len() <= MAX_LOG_LINE, "{}", line.len());
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["cut"], true);
+        assert_eq!(v["job_id"], "1-0");
+        assert!(v["message"].as_str().unwrap().ends_with("…[truncated]"));
+        let mut small = Map::new();
+        small.insert("message".into(), "hello".into());
+        assert_eq!(fit_line(small), r#"{"message":"hello"}"#);
     }
 
     #[test]

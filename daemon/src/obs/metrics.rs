@@ -57,6 +57,9 @@ pub const REDIS_MEMORY_MAX: &str = "ward_redis_memory_max_bytes";
 /// 1 while Redis' `maxmemory-policy` may evict Ward's keys (anything but
 /// `noeviction`), else 0.
 pub const REDIS_EVICTING: &str = "ward_redis_evicting";
+/// 1 while a queue (`job_type` `*`) or one job type of it is paused
+/// (`ward pause`), else 0: `{queue, job_type}`.
+pub const PAUSED: &str = "ward_paused";
 
 /// Every metric Ward registers. The alert rules and the dashboard may only
 /// use these (checked by tests), and a scrape shows exactly these.
@@ -82,10 +85,18 @@ pub const METRICS: &[&str] = &[
     REDIS_MEMORY_USED,
     REDIS_MEMORY_MAX,
     REDIS_EVICTING,
+    PAUSED,
 ];
 
 /// `outcome` label values of [`JOBS_TOTAL`].
-pub const OUTCOMES: [&str; 5] = ["succeeded", "retried", "dead", "duplicate", "deferred"];
+pub const OUTCOMES: [&str; 6] = [
+    "succeeded",
+    "retried",
+    "dead",
+    "duplicate",
+    "deferred",
+    "cancelled",
+];
 /// `class` label values of [`ATTEMPTS_TOTAL`].
 pub const CLASSES: &[&str] = &[
     "success",
@@ -94,6 +105,7 @@ pub const CLASSES: &[&str] = &[
     "permanent",
     "timeout",
     "crash",
+    "cancelled",
 ];
 /// `kind` label values of [`ALERTS_TOTAL`] and [`ALERTS_DROPPED_TOTAL`]
 /// (the names of `obs::alerts::AlertKind`).
@@ -147,7 +159,7 @@ fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_counter!(
         JOBS_TOTAL,
-        "Jobs that reached an outcome: succeeded, retried (a retry was scheduled), dead, duplicate, deferred."
+        "Jobs that reached an outcome: succeeded, retried (a retry was scheduled), dead, duplicate, deferred, cancelled (by an operator)."
     );
     describe_counter!(
         ATTEMPTS_TOTAL,
@@ -214,6 +226,10 @@ fn describe() {
         "1 while Redis' maxmemory-policy may evict Ward's keys (not noeviction), else 0."
     );
     describe_gauge!(BUILD_INFO, "Always 1; the version label names the build.");
+    describe_gauge!(
+        PAUSED,
+        "1 while the queue (job_type \"*\") or the job type is paused (ward pause), else 0."
+    );
 }
 
 /// Registers every labelled series at zero for the configured queues and
@@ -237,6 +253,10 @@ pub fn preregister(jobs: &HashMap<String, HashSet<String>>) {
         metrics::gauge!(QUEUE_LAG, "queue" => queue.clone()).set(0.0);
         for state in DEPTH_STATES {
             metrics::gauge!(QUEUE_DEPTH, "queue" => queue.clone(), "state" => *state).set(0.0);
+        }
+        for job in types.iter().map(String::as_str).chain(["*"]) {
+            metrics::gauge!(PAUSED, "queue" => queue.clone(), "job_type" => job.to_string())
+                .set(0.0);
         }
         for job in types.iter().map(String::as_str).chain([UNKNOWN_JOB]) {
             let (q, j) = (queue.clone(), job.to_string());

@@ -10,6 +10,8 @@ use super::{Queue, QueueError};
 
 static BREAKER_RECORD_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| script("", include_str!("lua/breaker_record.lua")));
+static BREAKER_FORCE_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| script("", include_str!("lua/breaker_force.lua")));
 static BREAKERS_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| script("", include_str!("lua/breakers.lua")));
 
@@ -35,7 +37,47 @@ pub struct BreakerUpdate {
     pub opened_now: bool,
 }
 
+/// What an operator's override of a breaker did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct BreakerForced {
+    /// Whether it was open before.
+    pub was_open: bool,
+    /// Open until this Redis time, Unix ms; `None` once closed.
+    pub open_until_ms: Option<u64>,
+}
+
 impl Queue {
+    /// An operator's override: opens `upstream`'s breaker for `open_for`
+    /// (whatever it counted), or with `None` closes it and forgets its
+    /// failures. `by` and `note` are kept in the breaker's hash.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn breaker_force(
+        &self,
+        upstream: &str,
+        open_for: Option<std::time::Duration>,
+        by: &str,
+        note: &str,
+    ) -> Result<BreakerForced, QueueError> {
+        let mut con = self.con.clone();
+        let ms = open_for.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let (was_open, until): (u8, u64) = BREAKER_FORCE_SCRIPT
+            .key(&self.keys.breakers)
+            .key(self.keys.breaker(upstream))
+            .arg(upstream)
+            .arg(if open_for.is_some() { "open" } else { "close" })
+            .arg(ms)
+            .arg(by)
+            .arg(note)
+            .invoke_async(&mut con)
+            .await?;
+        Ok(BreakerForced {
+            was_open: was_open == 1,
+            open_until_ms: (until > 0).then_some(until),
+        })
+    }
+
     /// Reports `failures` failures blamed on `upstream` (0: a success) to its
     /// circuit breaker, shared by every daemon of the queue.
     ///

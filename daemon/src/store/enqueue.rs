@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use redis::RedisError;
 
-use super::script::{library, script};
+use super::script::{RECORD_ENTRY, library, script};
 use super::{Queue, QueueError, Store};
 
 /// Version of the Redis Function library; bump it with every change.
@@ -27,7 +27,7 @@ pub static FUNCTIONS: LazyLock<String> =
     LazyLock::new(|| library(include_str!("lua/functions.lua")));
 
 static PROMOTE_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| script("", include_str!("lua/promote.lua")));
+    LazyLock::new(|| script(RECORD_ENTRY, include_str!("lua/promote.lua")));
 
 /// What a client's enqueue did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -35,6 +35,22 @@ pub struct JobStatus {
     pub dead_reason: Option<String>,
     /// The result bytes of a success, as text when UTF-8, else lossily.
     pub result: Option<String>,
+    /// Who cancelled it (or asked to, while it runs), when and why.
+    pub cancel: Option<CancelInfo>,
+}
+
+/// An operator's cancel of a job.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CancelInfo {
+    /// Who.
+    pub by: String,
+    /// Why (`""`: no note).
+    pub note: String,
+    /// When it was cancelled, Unix ms (`None` while the request waits for
+    /// the running attempt to end).
+    pub cancelled_at_ms: Option<u64>,
+    /// When the request was made, for a job that was running then.
+    pub requested_at_ms: Option<u64>,
 }
 
 /// The last failure of a job.
@@ -110,6 +126,7 @@ impl Queue {
                 plugin_digest: None,
                 dead_reason: None,
                 result: None,
+                cancel: None,
             }));
         }
 
@@ -143,6 +160,12 @@ impl Queue {
             plugin_digest: text("plugin"),
             dead_reason: text("dead_reason"),
             result: text("result"),
+            cancel: text("cancelled_by").map(|by| CancelInfo {
+                by,
+                note: text("cancel_note").unwrap_or_default(),
+                cancelled_at_ms: number("cancelled_at"),
+                requested_at_ms: number("cancel_requested_at"),
+            }),
         }))
     }
 

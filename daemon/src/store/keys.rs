@@ -24,6 +24,14 @@ const ACKED: &str = "acked";
 const BREAKERS: &str = "breakers";
 /// One circuit breaker's hash (append the upstream).
 const BREAKER: &str = "breaker:";
+/// The set of cancel requests of running jobs (job id → request time).
+const CANCELS: &str = "cancels";
+/// The pub/sub channel of control messages (`cancel <id>`, ...).
+const CONTROL: &str = "control";
+/// The hash of pauses: `*` (the whole queue) or a job type → JSON.
+const PAUSED: &str = "paused";
+/// The set of jobs held back while their job type or queue is paused.
+const HELD: &str = "held";
 /// A job record (append the job id).
 const RECORD: &str = "job:";
 /// An idempotency key (append the key).
@@ -68,6 +76,18 @@ pub struct Keys {
     pub breaker_prefix: String,
     /// `ward:{Q}:job:` (append a job id)
     pub record_prefix: String,
+    /// `ward:{Q}:cancels`: sorted set, job id → request time (ms), of
+    /// cancel requests for jobs that were running when cancelled.
+    pub cancels: String,
+    /// `ward:{Q}:control`: pub/sub channel of control messages to every
+    /// daemon of the queue (`cancel <id>`).
+    pub control: String,
+    /// `ward:{Q}:paused`: hash of pauses, field `*` (the whole queue) or a
+    /// job type, value JSON `{"by","at_ms","note","until_ms"}`.
+    pub paused: String,
+    /// `ward:{Q}:held`: sorted set, job id → when it was held (ms), of the
+    /// jobs held back while their job type or queue is paused.
+    pub held: String,
 }
 
 impl Keys {
@@ -86,6 +106,10 @@ impl Keys {
             breakers: key(BREAKERS),
             breaker_prefix: key(BREAKER),
             record_prefix: key(RECORD),
+            cancels: key(CANCELS),
+            control: key(CONTROL),
+            paused: key(PAUSED),
+            held: key(HELD),
         }
     }
 
@@ -138,5 +162,9 @@ mod tests {
         assert_eq!(k.history("1-0"), "ward:{emails}:job:1-0:history");
         assert_eq!(k.idempotency("k"), "ward:{emails}:idem:k");
         assert_eq!(k.breaker("smtp"), "ward:{emails}:breaker:smtp");
+        assert_eq!(k.cancels, "ward:{emails}:cancels");
+        assert_eq!(k.control, "ward:{emails}:control");
+        assert_eq!(k.paused, "ward:{emails}:paused");
+        assert_eq!(k.held, "ward:{emails}:held");
     }
 }

@@ -24,6 +24,10 @@
 //! - `jobs.rs`: looking jobs up ([`JobStatus`], record fields, history).
 //! - `dead.rs`: the dead-letter stream (pages, requeue, discard, retention).
 //! - `audit.rs`: the audit trail of operator actions (`ward:audit`).
+//! - `cancel.rs`: cancelling jobs, the cancel requests of running ones
+//!   (`ward:{Q}:cancels`), the control channel (`ward:{Q}:control`).
+//! - `pause.rs`: pauses (`ward:{Q}:paused`) and the jobs held meanwhile
+//!   (`ward:{Q}:held`), released in chunks on resume.
 //! - `breakers.rs`, `sample.rs`: circuit breakers; depth and lag.
 //! - `memory.rs`: Redis' memory settings and use ([`Memory`]).
 //! - `wake.rs`: the pub/sub wake-ups of the promoter ([`Wake`]).
@@ -51,6 +55,7 @@ use redis::{ErrorKind, RedisError};
 mod apply;
 mod audit;
 mod breakers;
+mod cancel;
 mod connect;
 mod consume;
 mod dead;
@@ -60,13 +65,15 @@ pub mod fields;
 mod jobs;
 mod keys;
 mod memory;
+mod pause;
 mod reply;
 mod sample;
 mod script;
 mod wake;
 
 pub use audit::{AUDIT_KEY, AUDIT_MAX, AuditRecord};
-pub use breakers::{BreakerState, BreakerUpdate};
+pub use breakers::{BreakerForced, BreakerState, BreakerUpdate};
+pub use cancel::{Cancelled, ControlFeed, ControlMessage};
 pub use connect::{Store, client, connect, redacted_url, trust_ca};
 pub use consume::KeyCheck;
 pub use dead::{
@@ -74,9 +81,10 @@ pub use dead::{
 };
 pub use enqueue::{Enqueued, FUNCTIONS, FUNCTIONS_VERSION, Promoted};
 pub use entry::{Completion, Delivery, JobEntry, Malformed};
-pub use jobs::{JobStatus, LastError};
+pub use jobs::{CancelInfo, JobStatus, LastError};
 pub use keys::Keys;
 pub use memory::Memory;
+pub use pause::{HeldCounts, Pause, Pauses, RELEASE_CHUNK, Released, WHOLE_QUEUE};
 pub use sample::QueueSample;
 pub use wake::{Connection, Wake};
 

@@ -11,6 +11,10 @@ use super::enqueue::{FUNCTIONS_VERSION, MAX_TIME_MS};
 use super::fields::{ENTRY, EXTRA_PREFIX};
 use super::keys;
 
+/// The helper that builds a job's stream entry from its record, for the
+/// scripts that put jobs back in the stream (PROMOTE, RELEASE).
+pub(super) const RECORD_ENTRY: &str = include_str!("lua/record_entry.lua");
+
 /// The Lua every script and the function library start with.
 static PREAMBLE: LazyLock<String> = LazyLock::new(|| {
     let mut lua = String::from("-- Generated from daemon/src/store/script.rs; do not edit here.\n");

@@ -16,9 +16,9 @@ impl Wake {
     /// # Errors
     /// Redis refused the connection or the subscription.
     pub async fn subscribe(url: &str, keys: &Keys) -> Result<Wake, QueueError> {
-        let mut pubsub = client(url)?.get_async_pubsub().await?;
-        pubsub.subscribe(&keys.wake).await?;
-        Ok(Wake { pubsub })
+        Ok(Wake {
+            pubsub: subscribed(url, &keys.wake).await?,
+        })
     }
 
     /// Waits for the next wake-up; false once the connection is gone (then
@@ -26,6 +26,14 @@ impl Wake {
     pub async fn next(&mut self) -> bool {
         self.pubsub.on_message().next().await.is_some()
     }
+}
+
+/// A pub/sub connection of its own to the Redis at `url`, subscribed to
+/// `channel`.
+pub(super) async fn subscribed(url: &str, channel: &str) -> Result<redis::aio::PubSub, QueueError> {
+    let mut pubsub = client(url)?.get_async_pubsub().await?;
+    pubsub.subscribe(channel).await?;
+    Ok(pubsub)
 }
 
 /// A connection to Redis shared by a queue's operations (it reconnects by

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::job::{JobEntry, Outcome};
 use crate::obs::logging::AttemptIdent;
 use crate::policy::{self, Progress};
-use crate::runtime::JobInput;
+use crate::runtime::{Cancel, JobInput};
 use crate::store;
 use crate::transition::{Completion, Ran, Transition};
 
@@ -15,12 +15,14 @@ use super::plugins::JobType;
 use super::triage::Builder;
 
 /// Runs one attempt; returns its completion and how long the plugin took.
-/// `payload_max`: the largest payload the queue's dead letters copy.
+/// `payload_max`: the largest payload the queue's dead letters copy;
+/// `cancel`: the attempt's cancel signal (see [`crate::runtime::Cancel`]).
 pub(crate) async fn run_attempt(
     mut entry: JobEntry,
     queue_name: &Arc<str>,
     payload_max: usize,
     job_type: &JobType,
+    cancel: Arc<Cancel>,
 ) -> (Completion, Duration) {
     let _in_flight = crate::obs::events::InFlight::start(queue_name);
     // A fault tests inject (debug builds only; release builds have no such
@@ -45,6 +47,7 @@ pub(crate) async fn run_attempt(
                 .unwrap_or_else(|| entry.id.clone()),
         ),
         checkpoint: entry.checkpoint.clone(),
+        cancel,
     };
     let result = job_type.plugin.run(input, &job_type.sandbox).await;
     entry.payload = result.payload;
@@ -131,6 +134,10 @@ pub(crate) fn log_attempt(
                     job_id = %entry.id, queue, job = %entry.job, attempt = entry.attempt,
                     class = %f.class, code, upstream, reason = %reason, elapsed_ms,
                     error = %f.message, "attempt failed; dead-lettering the job"
+                ),
+                Transition::Cancel { .. } => tracing::info!(
+                    job_id = %entry.id, queue, job = %entry.job, attempt = entry.attempt,
+                    elapsed_ms, "attempt interrupted: the job was cancelled"
                 ),
                 _ => {}
             }

@@ -20,9 +20,13 @@
 //! - `triage`: what each leased delivery needs (an attempt, or an outcome
 //!   known without running), and the builders of those completions.
 //! - `attempt`: one attempt, from the plugin to its completion.
+//! - `cancels`: the cancel requests a daemon knows of and the attempts
+//!   they interrupt.
 //! - `completer`: finished attempts applied to Redis in batches.
 //! - `services`: the background loops, one per file, all of one shape.
 //! - `shutdown`: the one shutdown signal every loop watches.
+//! - `systemd`: `Type=notify`: ready, stopping, status, the watchdog fed
+//!   by the readers' loops.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -44,18 +48,22 @@ use self::reader::{BLOCK, Consumer};
 use self::services::Service;
 use self::services::breakers::BreakerRefresh;
 use self::services::consumers::ConsumerSweep;
+use self::services::control::Control;
 use self::services::functions::FunctionCheck;
+use self::services::pause::PauseWatch;
 use self::services::promote::Promote;
 use self::services::retention::Retention;
 use self::services::schedules::Schedule;
 use self::shutdown::Shutdown;
 
 mod attempt;
+mod cancels;
 mod completer;
 mod plugins;
 mod reader;
 mod services;
 mod shutdown;
+mod systemd;
 mod triage;
 
 /// After Redis unreachable, or a group not created: how long to wait before trying again.
@@ -128,12 +136,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             () = &mut shutdown => return Ok(()),
         }
     }
+    let systemd = systemd::Systemd::from_env();
     let daemon = Daemon {
         config: &config,
         url: &url,
         consumer: &consumer,
         obs: &obs,
         stop: &stop,
+        systemd: &systemd,
     };
     let mut queues = JoinSet::new();
     for q in &config.queues {
@@ -151,10 +161,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         schedule.start_in(&mut queues, stop.clone());
     }
     tracing::info!(threads = config.worker_threads(), "ward is running");
+    systemd.ready();
+    queues.spawn(systemd.clone().watch(stop.clone()));
 
     tokio::select! {
         () = &mut shutdown => {
             tracing::info!("shutting down: no new leases; waiting for attempts in flight");
+            systemd.stopping();
             obs.stopping();
             stop_tx.pull();
         }
@@ -185,6 +198,8 @@ struct Daemon<'a> {
     obs: &'a Obs,
     /// The daemon's shutdown signal.
     stop: &'a Shutdown,
+    /// systemd's notifications; each queue's reader beats for its watchdog.
+    systemd: &'a Arc<systemd::Systemd>,
 }
 
 impl Daemon<'_> {
@@ -244,6 +259,20 @@ impl Daemon<'_> {
             consumer: self.consumer.to_string(),
         };
         sweep.start_in(tasks, stop());
+        let cancels = Arc::new(cancels::Cancels::default());
+        let control = Control {
+            queue: queue.clone(),
+            url: self.config.redis_url.clone(),
+            cancels: cancels.clone(),
+        };
+        control.start_in(tasks, stop());
+        let (view, pauses) = tokio::sync::watch::channel(initial_pauses(&queue, self.stop).await);
+        let watch = PauseWatch {
+            queue: queue.clone(),
+            view,
+            consumer: self.consumer.to_string(),
+        };
+        watch.start_in(tasks, stop());
         let consumer = Consumer {
             reader: queue.with_connection(reader_con),
             queue,
@@ -252,6 +281,9 @@ impl Daemon<'_> {
             consumer: self.consumer.to_string(),
             dead_written,
             breakers,
+            cancels,
+            pauses,
+            beat: self.systemd.beat_for(&q.name),
         };
         consumer.start_in(tasks, stop());
     }
@@ -276,6 +308,24 @@ async fn functions_loaded(q: &Queue) -> anyhow::Result<()> {
             Err(e) => {
                 let delay = backoff.next();
                 tracing::error!(error = %e, retry_in = ?delay, "cannot load Ward's Redis Functions (ward_enqueue); retrying");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// The queue's pauses, read before its reader starts so that a paused
+/// queue or job type is honoured from the first lease; retried while Redis
+/// refuses (it answered moments ago), given up only on shutdown.
+async fn initial_pauses(queue: &Queue, stop: &Shutdown) -> store::Pauses {
+    let mut backoff = CONNECT_RETRY;
+    loop {
+        match queue.pauses().await {
+            Ok(p) => return p,
+            Err(_) if stop.is_shutdown() => return store::Pauses::default(),
+            Err(e) => {
+                let delay = backoff.next();
+                tracing::error!(queue = %queue.keys.queue, error = %e, retry_in = ?delay, "cannot read the queue's pauses; retrying before consuming");
                 tokio::time::sleep(delay).await;
             }
         }

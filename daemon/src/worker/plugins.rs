@@ -44,10 +44,11 @@ pub(crate) fn load_plugins(
             let key = (j.plugin.clone(), j.fuel.is_some());
             let plugin = match compiled.get(&key) {
                 Some(p) => p.clone(),
-                None => match runtime.load(&j.plugin, j.fuel.is_some()) {
-                    Ok(p) => {
+                None => match timed_load(runtime, &j.plugin, j.fuel.is_some()) {
+                    Ok((p, took, cached)) => {
                         let p = Arc::new(p);
-                        tracing::info!(plugin = %j.plugin.display(), digest = %p.digest(), "plugin compiled");
+                        let took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+                        tracing::info!(plugin = %j.plugin.display(), digest = %p.digest(), cached, took_ms, "plugin compiled");
                         compiled.insert(key, p.clone());
                         p
                     }
@@ -101,6 +102,19 @@ pub(crate) fn load_plugins(
     }
 }
 
+/// Loads one plugin; also says how long it took and whether the compile
+/// cache answered.
+fn timed_load(
+    runtime: &Runtime,
+    path: &std::path::Path,
+    fuel: bool,
+) -> Result<(Plugin, Duration, bool), crate::runtime::RuntimeError> {
+    let hits = runtime.cache_hits();
+    let started = std::time::Instant::now();
+    let plugin = runtime.load(path, fuel)?;
+    Ok((plugin, started.elapsed(), runtime.cache_hits() > hits))
+}
+
 /// The engine sizes a config needs: pooled slots, largest memory, fuel or not.
 pub(crate) fn runtime_for(config: &Config, slots: u32) -> anyhow::Result<Runtime> {
     let jobs = config.queues.iter().flat_map(|q| q.jobs.values());
@@ -110,5 +124,10 @@ pub(crate) fn runtime_for(config: &Config, slots: u32) -> anyhow::Result<Runtime
         .max()
         .unwrap_or(crate::runtime::DEFAULT_MEMORY_LIMIT);
     let fuel = jobs.clone().any(|j| j.fuel.is_some());
-    Ok(Runtime::new(slots, max_memory, fuel)?)
+    Ok(Runtime::new(
+        slots,
+        max_memory,
+        fuel,
+        config.compile_cache.as_deref(),
+    )?)
 }

@@ -9,24 +9,26 @@ use futures_util::FutureExt as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::backoff::Backoff;
 use crate::breaker::Breakers;
 use crate::config::QueueConfig;
 use crate::job::JobEntry;
-use crate::store::{self, Delivery, Queue};
+use crate::store::{self, Delivery, Pauses, Queue};
 use crate::transition::Completion;
 
 use super::InFlight;
 use super::attempt::run_attempt;
+use super::cancels::Cancels;
 use super::completer::{Completer, MAX_APPLY};
 use super::plugins::JobType;
 use super::services::Service;
 use super::services::heartbeat::Heartbeat;
 use super::services::reclaim::Reclaim;
 use super::shutdown::Shutdown;
-use super::triage::{Builder, Work, triage};
+use super::systemd::{BEAT_WHILE_WAITING, Beat};
+use super::triage::{Builder, Gates, Work, triage};
 
 /// How long one `XREADGROUP` waits for work; also the longest a shutdown
 /// waits for a reader to notice it.
@@ -61,6 +63,12 @@ pub(crate) struct Consumer {
     pub(crate) dead_written: Arc<Notify>,
     /// The queue's circuit breakers, when a job type lists upstreams.
     pub(crate) breakers: Option<Arc<Breakers>>,
+    /// Cancel requests, and the attempts running here they may interrupt.
+    pub(crate) cancels: Arc<Cancels>,
+    /// The queue's pauses, kept fresh by the pause watch.
+    pub(crate) pauses: watch::Receiver<Pauses>,
+    /// Marked every time round the lease loop (systemd's watchdog).
+    pub(crate) beat: Arc<Beat>,
 }
 
 impl Service for Consumer {
@@ -73,6 +81,9 @@ impl Service for Consumer {
             consumer,
             dead_written,
             breakers,
+            cancels,
+            pauses,
+            beat,
         } = self;
         let jobs = Arc::new(jobs);
         let in_flight: InFlight = Arc::default();
@@ -124,6 +135,9 @@ impl Service for Consumer {
             done_tx,
             in_flight,
             breakers,
+            cancels,
+            pauses,
+            beat,
         };
         reader.run(&stop).await;
         let _ = reclaimer.await;
@@ -136,6 +150,25 @@ impl Service for Consumer {
         let _ = heartbeat.await;
     }
 }
+
+/// A fault tests inject (debug builds only): with
+/// `WARD_TEST_STALL_READER=<queue>`, that queue's reader hangs for good
+/// after two seconds, as a deadlocked one would, so the watchdog test can
+/// see the pings stop.
+#[cfg(debug_assertions)]
+async fn stall_if_asked(queue: &str) {
+    static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let started = *STARTED.get_or_init(std::time::Instant::now);
+    if std::env::var_os("WARD_TEST_STALL_READER").is_some_and(|q| q == queue)
+        && started.elapsed() > Duration::from_secs(2)
+    {
+        tracing::warn!(queue, "WARD_TEST_STALL_READER: this reader hangs now");
+        std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(not(debug_assertions))]
+async fn stall_if_asked(_queue: &str) {}
 
 /// What a leased delivery holds while it waits or runs.
 enum Slot {
@@ -165,6 +198,8 @@ struct Reader {
     in_flight: InFlight,
     /// The queue's circuit breakers, when a job type lists upstreams.
     breakers: Option<Arc<Breakers>>,
+    /// Cancel requests, and the attempts running here they may interrupt.
+    cancels: Arc<Cancels>,
     /// One permit per attempt that may run at once (`concurrency`).
     slots: Arc<Semaphore>,
     /// Deliveries leased ahead of a free slot, when attempts are short.
@@ -173,6 +208,11 @@ struct Reader {
     ahead_max: u32,
     /// A moving average of how long attempts take, µs.
     typical_us: Arc<AtomicU64>,
+    /// The queue's pauses: none is leased while the whole queue is paused,
+    /// and triage holds the jobs of paused types.
+    pauses: watch::Receiver<Pauses>,
+    /// Marked every time round the lease loop (systemd's watchdog).
+    beat: Arc<Beat>,
 }
 
 impl Reader {
@@ -181,6 +221,11 @@ impl Reader {
     async fn run(self, stop: &Shutdown) {
         let mut backoff = READ_RETRY;
         while !stop.is_shutdown() {
+            self.beat.now();
+            stall_if_asked(&self.cfg.name).await;
+            if self.paused(stop).await {
+                break;
+            }
             // Short attempts free their slots within microseconds, and a read
             // per handful of them costs more than the attempts: the reader may
             // lease up to a slot's worth more, to start as slots free up, and
@@ -235,15 +280,44 @@ impl Reader {
         let _all_done = self.slots.acquire_many(self.cfg.concurrency).await;
     }
 
+    /// Waits while the whole queue is paused (until a resume, or its
+    /// `until`); true on shutdown meanwhile.
+    async fn paused(&self, stop: &Shutdown) -> bool {
+        let mut pauses = self.pauses.clone();
+        let mut stop = stop.clone();
+        while pauses
+            .borrow_and_update()
+            .queue_paused(crate::clock::now_ms())
+        {
+            self.beat.now();
+            tokio::select! {
+                changed = pauses.changed() => {
+                    // The watch is gone only on shutdown; do not spin meanwhile.
+                    if changed.is_err() {
+                        tokio::time::sleep(super::services::pause::POLL).await;
+                    }
+                }
+                // An `until` passes without a change being published.
+                () = tokio::time::sleep(super::services::pause::POLL) => {}
+                () = stop.recv() => return true,
+            }
+        }
+        false
+    }
+
     /// Waits for room for at least one delivery, then takes all there is;
     /// `None` on shutdown.
     async fn room(&self, short: bool, stop: &Shutdown) -> Option<Vec<Slot>> {
         let mut stop_wait = stop.clone();
-        let first = tokio::select! {
-            biased;
-            p = self.slots.clone().acquire_owned() => Slot::Run(p.ok()?),
-            p = self.ahead.clone().acquire_owned(), if short => Slot::Ahead(p.ok()?),
-            () = stop_wait.recv() => return None,
+        // Every slot may be held by long attempts: still alive meanwhile.
+        let first = loop {
+            tokio::select! {
+                biased;
+                p = self.slots.clone().acquire_owned() => break Slot::Run(p.ok()?),
+                p = self.ahead.clone().acquire_owned(), if short => break Slot::Ahead(p.ok()?),
+                () = stop_wait.recv() => return None,
+                () = tokio::time::sleep(BEAT_WHILE_WAITING) => self.beat.now(),
+            }
         };
         let mut permits = vec![first];
         // Under load, room frees up one attempt at a time. Letting the
@@ -310,12 +384,17 @@ impl Reader {
             queue: &self.cfg.name,
             payload_max: self.cfg.dead.payload_max,
         };
+        let pauses = self.pauses.borrow().clone();
         let works = triage(
             &self.queue,
             builder,
             &self.jobs,
             deliveries,
-            self.breakers.as_deref(),
+            Gates {
+                breakers: self.breakers.as_deref(),
+                pauses: &pauses,
+                cancels: &self.cancels,
+            },
             self.cfg.max_payload,
         )
         .await;
@@ -341,6 +420,7 @@ impl Reader {
         let typical_us = self.typical_us.clone();
         let in_flight = self.in_flight.clone();
         let entry_id = entry.entry_id.clone();
+        let cancels = self.cancels.clone();
         // Each attempt holds its slot until its completion is
         // queued, so holding every slot means none is running.
         tokio::spawn(async move {
@@ -355,8 +435,12 @@ impl Reader {
             };
             // Boxed: the attempt future is kilobytes, and the task
             // would otherwise be copied whole as it is spawned.
-            let attempt = Box::pin(run_attempt(entry, &name, payload_max, &job_type));
-            let (c, elapsed) = match std::panic::AssertUnwindSafe(attempt).catch_unwind().await {
+            let job_id = entry.id.clone();
+            let cancel = cancels.start(&job_id);
+            let attempt = Box::pin(run_attempt(entry, &name, payload_max, &job_type, cancel));
+            let ended = std::panic::AssertUnwindSafe(attempt).catch_unwind().await;
+            cancels.finish(&job_id);
+            let (c, elapsed) = match ended {
                 Ok(done) => done,
                 Err(panic) => {
                     // Nothing is known of how it ended: the heartbeat stops

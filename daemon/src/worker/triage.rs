@@ -1,7 +1,7 @@
 //! What each leased delivery needs: an attempt, or an outcome already
 //! known without running anything (a malformed entry, a job type with no
 //! plugin, a duplicate of an idempotency key, a job held back by an open
-//! circuit breaker), and the builders of those completions.
+//! circuit breaker or a pause), and the builders of those completions.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,10 +11,18 @@ use crate::backoff::Backoff;
 use crate::breaker::Breakers;
 use crate::job::{DeadReason, FailureClass, JobEntry, Malformed, Outcome};
 use crate::redact;
-use crate::store::{self, Delivery, KeyCheck, Keys, Queue};
+use crate::store::{self, Delivery, KeyCheck, Keys, Pauses, Queue};
 use crate::transition::{Completion, Deferral, Ran, Transition};
 
+use super::cancels::Cancels;
 use super::plugins::JobType;
+
+/// The longest a job waits behind an open breaker before it is looked at
+/// again: a breaker an operator forces open for hours, then closes early
+/// (`ward breakers close`), releases its jobs within this time. Normal
+/// openings (`open_for`, 30 s unless set) are shorter, so this rarely
+/// shortens anything.
+const BREAKER_RECHECK: Duration = Duration::from_secs(30);
 
 /// After idempotency keys: how long to wait before asking Redis again.
 const CHECK_RETRY: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
@@ -28,6 +36,17 @@ pub(crate) enum Work {
     Record(Completion),
 }
 
+/// What may stop a delivery from running, as this daemon sees it now.
+#[derive(Clone, Copy)]
+pub(crate) struct Gates<'a> {
+    /// The queue's circuit breakers, when a job type lists upstreams.
+    pub(crate) breakers: Option<&'a Breakers>,
+    /// The queue's pauses.
+    pub(crate) pauses: &'a Pauses,
+    /// Cancel requests.
+    pub(crate) cancels: &'a Cancels,
+}
+
 /// Sorts leased deliveries into attempts to run and outcomes already known,
 /// checking idempotency keys for the whole batch in one round trip.
 pub(crate) async fn triage(
@@ -35,21 +54,31 @@ pub(crate) async fn triage(
     builder: Builder<'_>,
     jobs: &HashMap<String, Arc<JobType>>,
     deliveries: Vec<Delivery>,
-    breakers: Option<&Breakers>,
+    gates: Gates<'_>,
     max_payload: usize,
 ) -> Vec<Work> {
     let queue_name = builder.queue;
+    let now = crate::clock::now_ms();
     let mut out = Vec::with_capacity(deliveries.len());
     let mut keyed: Vec<(JobEntry, Arc<JobType>)> = Vec::new();
     for d in deliveries {
         match d.parse() {
             Err(m) => out.push(Work::Record(malformed(builder, m))),
+            // A cancel wins over a pause: the job is not wanted at all.
+            Ok(entry) if gates.cancels.is_requested(&entry.id) => {
+                out.push(Work::Record(cancelled(builder, entry, jobs)));
+            }
+            Ok(entry) if gates.pauses.holds(&entry.job, now).is_some() => {
+                let queue = gates.pauses.holds(&entry.job, now) == Some(true);
+                let jt = jobs.get(&entry.job).map(Arc::as_ref);
+                out.push(Work::Record(held(builder, entry, jt, queue)));
+            }
             Ok(entry) if entry.payload.len() > max_payload => {
                 out.push(Work::Record(too_large(builder, entry, max_payload)));
             }
             Ok(entry) => match jobs.get(&entry.job) {
                 None => out.push(Work::Record(no_plugin(builder, jobs, entry))),
-                Some(jt) => match held_back(breakers, jt) {
+                Some(jt) => match held_back(gates.breakers, jt) {
                     Some((upstream, wait)) => {
                         out.push(Work::Record(deferred(builder, entry, jt, upstream, wait)));
                     }
@@ -209,12 +238,25 @@ fn deferred(
     let outcome = why.recorded(wait);
     let jitter = rand::random::<u64>() % 250;
     let delay = Duration::from_millis(
-        u64::try_from(wait.as_millis())
+        u64::try_from(wait.min(BREAKER_RECHECK).as_millis())
             .unwrap_or(u64::MAX)
             .saturating_add(jitter)
             .max(1),
     );
     builder.not_run(entry, Some(jt), outcome, Transition::Defer { delay, why })
+}
+
+/// A job not run because its job type, or its whole queue (`queue`), is
+/// paused: held in `ward:{Q}:held` until a resume, without using an attempt.
+fn held(builder: Builder<'_>, entry: JobEntry, jt: Option<&JobType>, queue: bool) -> Completion {
+    tracing::debug!(queue = %builder.queue, job_id = %entry.id, job = %entry.job, whole_queue = queue, "paused; job held");
+    let why = Deferral::Paused { queue };
+    let outcome = why.recorded(Duration::ZERO);
+    let transition = Transition::Defer {
+        delay: Duration::ZERO,
+        why,
+    };
+    builder.not_run(entry, jt, outcome, transition)
 }
 
 /// An entry that could not be read as a job: dead-lettered as it is.
@@ -267,6 +309,23 @@ fn no_plugin(
     );
     tracing::warn!(queue = %queue_name, job_id = %entry.id, job = %entry.job, "{why}; dead-lettering it");
     builder.unrunnable(entry, why, "no-plugin", DeadReason::NoPlugin)
+}
+
+/// A delivery whose job an operator cancelled before it ran: recorded as
+/// `cancelled`, never run.
+fn cancelled(
+    builder: Builder<'_>,
+    entry: JobEntry,
+    jobs: &HashMap<String, Arc<JobType>>,
+) -> Completion {
+    tracing::info!(queue = %builder.queue, job_id = %entry.id, job = %entry.job, "job cancelled before it ran; not running it");
+    let outcome = Outcome::failure(
+        FailureClass::Cancelled,
+        "cancelled by an operator before it ran",
+    )
+    .with_code("cancelled");
+    let jt = jobs.get(&entry.job).map(Arc::as_ref);
+    builder.not_run(entry, jt, outcome, Transition::Cancel { ran: false })
 }
 
 fn duplicate(

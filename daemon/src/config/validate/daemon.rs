@@ -1,6 +1,9 @@
 //! `[daemon]`: the process itself.
 
 use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
 
 use crate::config::defaults::MAX_THREADS;
 use crate::config::raw::RawDaemon;
@@ -23,5 +26,28 @@ pub(super) fn threads(
         }
         Some(t) => usize::try_from(t.into_inner()).ok(),
         None => None,
+    }
+}
+
+/// `[daemon] compile_cache`: a folder (relative to the config's), `off`, or
+/// when not set the default ([`crate::config::defaults::compile_cache_dir`]).
+pub(super) fn compile_cache(
+    raw: Option<Spanned<String>>,
+    base: &Path,
+    problem: &mut dyn FnMut(Range<usize>, String),
+) -> Option<PathBuf> {
+    let Some(raw) = raw else {
+        return crate::config::defaults::compile_cache_dir();
+    };
+    match raw.get_ref().trim() {
+        "off" => None,
+        "" => {
+            problem(
+                raw.span(),
+                "[daemon] compile_cache is empty; give a folder, or \"off\" to compile every plugin at each start".to_string(),
+            );
+            None
+        }
+        dir => Some(base.join(dir)),
     }
 }

@@ -51,7 +51,9 @@ pub(super) fn validate(
     let default_retry = retry::defaults(raw.defaults.retry.as_ref(), &mut problem);
     let default_payload_max =
         queues::default_payload_max(raw.defaults.dead_payload_max.as_ref(), &mut problem);
-    let threads = daemon::threads(raw.daemon, &mut problem);
+    let mut raw_daemon = raw.daemon;
+    let compile_cache = daemon::compile_cache(raw_daemon.compile_cache.take(), base, &mut problem);
+    let threads = daemon::threads(raw_daemon, &mut problem);
     let mut queues = queues::queues(raw.queues, default_payload_max, &mut problem);
     jobs::jobs(raw.jobs, base, default_retry, &mut queues, &mut problem);
     let breaker = breakers::breaker(raw.defaults.breaker.as_ref(), &mut problem);
@@ -65,6 +67,7 @@ pub(super) fn validate(
             queues,
             obs,
             threads,
+            compile_cache,
             schedules,
             breaker,
         })

@@ -56,6 +56,9 @@ layout!(
         Dead = "dead",
         Delayed = "delayed",
         Acked = "acked",
+        Cancels = "cancels",
+        Held = "held",
+        Paused = "paused",
     }
 );
 
@@ -78,6 +81,7 @@ layout!(
         HistoryMax = "history_max",
         Wake = "wake",
         AckedMax = "acked_max",
+        RetiredTtl = "retired_ttl",
         Digests = "digests",
     }
 );
@@ -100,7 +104,7 @@ layout!(
 );
 
 layout!(
-    /// Every other completion (kinds `ok`, `retry`, `dead`, `dup`), after
+    /// Every other completion (kinds `ok`, `retry`, `dead`, `dup`, `cancel`), after
     /// its kind; `Extras` name/value pairs follow.
     Full as "FULL" {
         Entry = "entry",

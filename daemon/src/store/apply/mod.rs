@@ -13,10 +13,11 @@ use std::time::Duration;
 mod layout;
 
 use self::layout::{CompletionKey, Fresh, Full, Head, LAYOUTS, Layout, QueueKey};
+use super::pause::PAUSED_LUA;
 use super::script::script;
-use super::{GROUP, Keys, MAX_HISTORY, MAX_STORED_RESULT, Queue, QueueError};
+use super::{GROUP, Keys, MAX_HISTORY, MAX_STORED_RESULT, Queue, QueueError, RETIRED_TTL};
 use crate::job::Outcome;
-use crate::transition::{Completion, Transition};
+use crate::transition::{Completion, Deferral, Transition};
 
 /// Most acknowledged entries left in a stream for the next trim; past it,
 /// entries are deleted as they are acknowledged (see the APPLY script).
@@ -29,7 +30,7 @@ const APPLY: &str = include_str!("../lua/apply.lua");
 
 static APPLY_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     let layout: String = LAYOUTS.iter().map(Layout::lua).collect();
-    script(&layout, APPLY)
+    script(&format!("{layout}{PAUSED_LUA}"), APPLY)
 });
 
 /// One argument: bytes, borrowed from the completion where they can be, or
@@ -108,6 +109,9 @@ impl<'a> Encoder<'a> {
         q[QueueKey::Dead.at()].clone_from(&keys.dead);
         q[QueueKey::Delayed.at()].clone_from(&keys.delayed);
         q[QueueKey::Acked.at()].clone_from(&keys.acked);
+        q[QueueKey::Cancels.at()].clone_from(&keys.cancels);
+        q[QueueKey::Held.at()].clone_from(&keys.held);
+        q[QueueKey::Paused.at()].clone_from(&keys.paused);
         let mut h: [Arg; Head::N] = Default::default();
         h[Head::Group.at()] = text(GROUP);
         h[Head::Ttl.at()] = number(succeeded_ttl.as_secs());
@@ -115,6 +119,7 @@ impl<'a> Encoder<'a> {
         h[Head::HistoryMax.at()] = number(MAX_HISTORY);
         h[Head::Wake.at()] = owned(keys.wake.clone());
         h[Head::AckedMax.at()] = number(MAX_ACKED_LEFT);
+        h[Head::RetiredTtl.at()] = number(RETIRED_TTL.as_secs());
         h[Head::Digests.at()] = number(digests.len());
         let mut e = Encoder {
             keys: Vec::with_capacity(QueueKey::N + CompletionKey::N * batch.len()),
@@ -193,9 +198,14 @@ impl<'a> Encoder<'a> {
         // already carries the attempt before it.
         let (kind, reason) = match c.transition() {
             Transition::Succeed => ("ok", ""),
+            Transition::Defer {
+                why: Deferral::Paused { .. },
+                ..
+            } => ("hold", ""),
             Transition::Retry { .. } | Transition::Defer { .. } => ("retry", ""),
             Transition::DeadLetter(r) => ("dead", r.as_str()),
             Transition::Duplicate { of } => ("dup", of.as_deref().unwrap_or(c.job_id())),
+            Transition::Cancel { .. } => ("cancel", ""),
         };
         let mut f: [Arg; Full::N] = Default::default();
         if let Outcome::Failure(e) = c.outcome() {
@@ -334,6 +344,17 @@ fn history_entry(c: &Completion) -> String {
     }
     match c.transition() {
         Transition::Succeed => v["then"] = "succeeded".into(),
+        // Held while paused: no attempt; its line reads as an event.
+        Transition::Defer {
+            why: Deferral::Paused { queue },
+            ..
+        } => {
+            v = serde_json::json!({
+                "event": "held",
+                "at": c.finished_ms(),
+                "why": if *queue { "queue paused" } else { "job type paused" },
+            });
+        }
         // A deferral's line reads as a retry's; its failure says why.
         Transition::Retry { delay } | Transition::Defer { delay, .. } => {
             v["then"] = "retry".into();
@@ -342,6 +363,12 @@ fn history_entry(c: &Completion) -> String {
         Transition::DeadLetter(reason) => {
             v["then"] = "dead".into();
             v["reason"] = reason.as_str().into();
+        }
+        Transition::Cancel { ran } => {
+            v["then"] = "cancelled".into();
+            if !ran {
+                v["event"] = "not run".into();
+            }
         }
         Transition::Duplicate { of } => {
             v["event"] = "duplicate".into();

@@ -5,7 +5,8 @@
 -- on a position written here or a name the encoder does not know.
 --
 -- KEYS: the queue's keys (QKEY: jobs stream, dead stream, delayed set, the
--- count of acknowledged entries still in the stream), then per completion,
+-- count of acknowledged entries still in the stream, the cancel requests),
+-- then per completion,
 -- in order, the keys it touches (CKEY): its record, its history (not for an
 -- unkeyed fresh success, which has none), its idempotency key (only when it
 -- has one). Redis Cluster and proxies route on them.
@@ -18,12 +19,20 @@
 -- short): the FRESH fields up to `idem`; when the key is not '' the rest too.
 -- `plugin` is a 1-based index into the digests.
 --
--- kinds ok|retry|dead|dup: the FULL fields, then `extras` name/value pairs.
+-- kinds ok|retry|dead|dup|cancel|hold: the FULL fields, then `extras`
+-- name/value pairs. A retry or dead letter of a job whose record carries a
+-- cancel request (`cancel_requested_at`, see cancel.lua) is recorded as
+-- cancelled instead; a success stays a success (it finished first).
+-- A hold is a job not run while its job type or queue is paused: it goes
+-- to the held set (QKEY.held) with its record saying `paused`, unless the
+-- pause (QKEY.paused) is gone by now, when it goes back to the stream.
 -- For dup, `reason` holds the id of the job that owns the idempotency key.
 -- `dead_payload` is what the dead-letter entry shows of the payload
 -- (redacted in Rust; '' unless kind is dead); the record keeps the original
 -- `payload`. A dead letter's entry id is stored in the record as `dead_entry`.
 local jobs, dead, delayed, acked_key = KEYS[QKEY.jobs], KEYS[QKEY.dead], KEYS[QKEY.delayed], KEYS[QKEY.acked]
+local cancels, retired = KEYS[QKEY.cancels], tonumber(ARGV[HEAD.retired_ttl])
+local held, paused = KEYS[QKEY.held], KEYS[QKEY.paused]
 local group, ttl, queue = ARGV[HEAD.group], tonumber(ARGV[HEAD.ttl]), ARGV[HEAD.queue]
 local hist_max, wake = tonumber(ARGV[HEAD.history_max]), ARGV[HEAD.wake]
 local acked_max, nd = tonumber(ARGV[HEAD.acked_max]), tonumber(ARGV[HEAD.digests])
@@ -157,6 +166,39 @@ local function dead_letter(i, n, rec, c)
   redis.call('HSET', rec, 'state', 'dead', 'dead_reason', reason, 'dead_entry', d)
   redis.call('HDEL', rec, 'entry', 'due_at', 'next_attempt')
 end
+-- An operator's cancel, honoured: the job is final, its record says who
+-- (from the request) and when, and expires like a discarded job's.
+local function cancelled(rec, hkey, c)
+  redis.call('ZREM', cancels, c.id)
+  redis.call('HSET', rec, 'state', 'cancelled', 'cancelled_at', tostring(now))
+  redis.call('HDEL', rec, 'entry', 'due_at', 'next_attempt', 'checkpoint')
+  local ev = {event = 'cancelled', by = redis.call('HGET', rec, 'cancelled_by') or '',
+    at = now, attempt = tonumber(c.attempt)}
+  local note = redis.call('HGET', rec, 'cancel_note')
+  if note and note ~= '' then ev.note = note end
+  redis.call('RPUSH', hkey, cjson.encode(ev))
+  redis.call('LTRIM', hkey, -hist_max, -1)
+  redis.call('EXPIRE', rec, retired)
+  redis.call('EXPIRE', hkey, retired)
+end
+-- A job held back while its job type or queue is paused: the record keeps
+-- what a release needs to run it again as the same attempt (as
+-- `record_entry` reads it); its last error and times stay as they were.
+local function hold(i, n, rec, hkey, c, hist)
+  if c.first_at ~= '0' then redis.call('HSETNX', rec, 'first_at', c.first_at) end
+  redis.call('HSET', rec, 'state', 'paused', 'job', c.job, 'attempts', c.attempt,
+    'payload', c.payload, 'next_attempt', tostring(tonumber(c.attempt) + 1),
+    'lease_expiries', ARGV[i + FULL.lease_expiries], 'paused_at', tostring(now))
+  if ARGV[i + FULL.has_checkpoint] == '1' then
+    redis.call('HSET', rec, 'checkpoint', ARGV[i + FULL.checkpoint])
+  end
+  local x = extras(i, n)
+  for k = 1, #x, 2 do redis.call('HSET', rec, EXTRA_PREFIX .. x[k], x[k+1]) end
+  redis.call('HDEL', rec, 'entry', 'due_at')
+  redis.call('RPUSH', hkey, hist)
+  redis.call('LTRIM', hkey, -hist_max, -1)
+  redis.call('ZADD', held, now, c.id)
+end
 -- Every kind but a fresh success.
 local function full(kind, i, n, kc, keyed)
   local c = {entry = ARGV[i + FULL.entry], id = ARGV[i + FULL.id], job = ARGV[i + FULL.job],
@@ -170,6 +212,12 @@ local function full(kind, i, n, kc, keyed)
     if keyed then
       mark_done(KEYS[kc + CKEY.idem], c.id, ARGV[i + FULL.result_digest], ARGV[i + FULL.idem_ttl])
     end
+  end
+  if kind == 'hold' then
+    -- Checked here, in the same step as the hold: a resume removes the
+    -- pause before it releases the held set, so no job is held after it.
+    if held_back(paused, c.job, now) then return hold(i, n, rec, hkey, c, hist) end
+    kind = 'retry'
   end
   if kind == 'dup' then
     -- Nothing ran. A redelivery of a completed job leaves its record as it
@@ -213,7 +261,9 @@ local function full(kind, i, n, kc, keyed)
   redis.call('HSET', rec, 'payload', c.payload, 'last_class', c.class,
     'last_code', ARGV[i + FULL.code], 'last_message', ARGV[i + FULL.message],
     'last_upstream', ARGV[i + FULL.upstream])
-  if kind == 'retry' then
+  if kind == 'cancel' or redis.call('HEXISTS', rec, 'cancel_requested_at') == 1 then
+    cancelled(rec, hkey, c)
+  elseif kind == 'retry' then
     retry(i, n, rec, c)
   else
     dead_letter(i, n, rec, c)

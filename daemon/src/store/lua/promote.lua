@@ -10,23 +10,10 @@ local moved, missing = 0, {}
 for _, id in ipairs(due) do
   redis.call('ZREM', KEYS[1], id)
   local rec = ARGV[1] .. id
-  local h = redis.call('HGETALL', rec)
-  local r = {}
-  for k = 1, #h, 2 do r[h[k]] = h[k+1] end
-  if r['job'] == nil then
+  local f = record_entry(id, redis.call('HGETALL', rec))
+  if f == nil then
     missing[#missing+1] = id
   else
-    local f = {ENTRY.id, id, 'job', r['job'], 'payload', r['payload'] or '',
-      ENTRY.attempt, r['next_attempt'] or '1'}
-    for _, name in ipairs({'first_at', 'last_delay_ms', 'checkpoint', 'lease_expiries'}) do
-      if r[name] then f[#f+1] = ENTRY[name]; f[#f+1] = r[name] end
-    end
-    local xp = #EXTRA_PREFIX
-    for k = 1, #h, 2 do
-      if string.sub(h[k], 1, xp) == EXTRA_PREFIX then
-        f[#f+1] = string.sub(h[k], xp + 1); f[#f+1] = h[k+1]
-      end
-    end
     local e = redis.call('XADD', KEYS[2], '*', unpack(f))
     redis.call('HSET', rec, 'state', 'queued', 'entry', e)
     redis.call('HDEL', rec, 'due_at')

@@ -7,7 +7,11 @@
 //! consumers from the group, [`promote`] moves due delayed jobs to the
 //! stream, [`retention`] trims the dead letters, [`functions`] puts Ward's
 //! Redis Functions back if Redis lost them, [`breakers`] keeps this daemon's
-//! copy of the circuit breakers fresh. Per `[[schedule]]`: [`schedules`].
+//! copy of the circuit breakers fresh, [`control`] hears of cancel
+//! requests and interrupts the attempts they concern, [`pause`] keeps its
+//! view of the queue's pauses (and releases held jobs when one ends). Per
+//! `[[schedule]]`:
+//! [`schedules`].
 
 use std::future::Future;
 
@@ -19,8 +23,10 @@ use super::shutdown::Shutdown;
 
 pub(crate) mod breakers;
 pub(crate) mod consumers;
+pub(crate) mod control;
 pub(crate) mod functions;
 pub(crate) mod heartbeat;
+pub(crate) mod pause;
 pub(crate) mod promote;
 pub(crate) mod reclaim;
 pub(crate) mod retention;

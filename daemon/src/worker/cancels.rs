@@ -1,0 +1,111 @@
+//! The cancel requests one queue's daemon knows of, and the attempts it
+//! runs that they may concern: the meeting point of the control service
+//! (which learns of requests, by pub/sub or by polling `ward:{Q}:cancels`)
+//! and the reader (which starts attempts and triages deliveries).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::runtime::Cancel;
+
+/// One queue's cancel requests and running attempts, by job id.
+#[derive(Debug, Default)]
+pub(crate) struct Cancels {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// The cancel signal of each attempt running here.
+    running: HashMap<String, Arc<Cancel>>,
+    /// Jobs with a cancel request (as last seen in Redis, plus those
+    /// announced since).
+    requested: HashSet<String>,
+}
+
+impl Cancels {
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // The map holds no invariant a panicking holder could break.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether job `id` has a cancel request: such a delivery is not run.
+    pub(crate) fn is_requested(&self, id: &str) -> bool {
+        let inner = self.inner();
+        !inner.requested.is_empty() && inner.requested.contains(id)
+    }
+
+    /// An attempt of job `id` starts here: its cancel signal, already set
+    /// when a request came in since the delivery was triaged.
+    pub(crate) fn start(&self, id: &str) -> Arc<Cancel> {
+        let cancel = Arc::new(Cancel::default());
+        let mut inner = self.inner();
+        if inner.requested.contains(id) {
+            cancel.cancel();
+        }
+        inner.running.insert(id.to_string(), cancel.clone());
+        cancel
+    }
+
+    /// The attempt of job `id` ended.
+    pub(crate) fn finish(&self, id: &str) {
+        self.inner().running.remove(id);
+    }
+
+    /// Job `id` was cancelled: its attempt here, if any, is interrupted.
+    /// Returns whether one was.
+    pub(crate) fn request(&self, id: &str) -> bool {
+        let mut inner = self.inner();
+        inner.requested.insert(id.to_string());
+        inner.running.get(id).map(|c| c.cancel()).is_some()
+    }
+
+    /// The requests as Redis now holds them (a poll): interrupts the
+    /// attempts here they concern; returns how many it interrupted that
+    /// were not already.
+    pub(crate) fn replace(&self, ids: Vec<String>) -> usize {
+        let mut inner = self.inner();
+        let mut interrupted = 0;
+        for id in &ids {
+            if let Some(c) = inner.running.get(id)
+                && !c.is_cancelled()
+            {
+                c.cancel();
+                interrupted += 1;
+            }
+        }
+        inner.requested = ids.into_iter().collect();
+        interrupted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_interrupts_only_its_own_attempt() {
+        let c = Cancels::default();
+        let a = c.start("a");
+        let b = c.start("b");
+        assert!(c.request("a"));
+        assert!(a.is_cancelled());
+        assert!(!b.is_cancelled());
+        assert!(c.is_requested("a") && !c.is_requested("b"));
+        // A request for a job not running here only marks it.
+        assert!(!c.request("z"));
+        assert!(c.start("z").is_cancelled());
+    }
+
+    #[test]
+    fn a_poll_replaces_the_requests_and_catches_missed_ones() {
+        let c = Cancels::default();
+        c.request("old");
+        let b = c.start("b");
+        assert_eq!(c.replace(vec!["b".into()]), 1);
+        assert!(b.is_cancelled());
+        assert!(!c.is_requested("old"));
+        c.finish("b");
+        assert_eq!(c.replace(vec!["b".into()]), 0);
+    }
+}
