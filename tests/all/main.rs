@@ -10,6 +10,7 @@
 mod apply_contract;
 mod backbone;
 mod bad_input;
+mod bulk;
 mod bulk_cancel;
 mod cancel;
 mod dlq;

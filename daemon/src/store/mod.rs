@@ -87,7 +87,9 @@ pub use breakers::{BreakerForced, BreakerState, BreakerUpdate};
 pub use cancel::{Cancelled, ControlFeed, ControlMessage};
 pub use connect::{Store, client, connect, redacted_url, trust_ca};
 pub use consume::KeyCheck;
-pub use dead::{DEAD_ENTRY_FIELDS, DeadLetterAct, RETIRED_TTL, Resolution, Trimmed};
+pub use dead::{
+    DEAD_ENTRY_FIELDS, DeadLetterAct, DeadRef, PayloadEdit, RETIRED_TTL, Resolution, Trimmed,
+};
 pub use enqueue::{EnqueueOptions, Enqueued, FUNCTIONS, FUNCTIONS_VERSION, Promoted};
 pub use entry::{Completion, Delivery, JobEntry, Malformed};
 pub use groups::GroupClaim;
