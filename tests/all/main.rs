@@ -11,6 +11,8 @@ mod admin;
 mod apply_contract;
 mod backbone;
 mod bad_input;
+mod bulk;
+mod bulk_cancel;
 mod cancel;
 mod dlq;
 mod languages;

@@ -2,10 +2,9 @@
 //! `ward dlq list`), `GET .../dead/{id}`, and the operator's
 //! `POST .../dead/{id}/requeue` and `POST .../dead/{id}/discard`.
 //!
-//! The actions call what `ward dlq requeue|discard` calls ([`dlq::locate`],
-//! [`dlq::act`], then one audit entry through [`control::audit::record`]).
-//! When the bulk part moves those into `control::dead`, these handlers call
-//! that instead.
+//! The actions call what `ward dlq requeue|discard` calls
+//! ([`control::dead::by_ids`], and [`control::dead::bulk`] for
+//! `POST .../dead/requeue|discard` by filter), one audit entry each.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -13,8 +12,8 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 
 use super::{Api, ApiError, Caller, Operator, shown};
-use crate::control::{self, Action};
-use crate::dlq::{self, DEFAULT_LIST_LIMIT, DeadLetter, Filter, Located, Op};
+use crate::control::dead::{self, BulkOptions, Report};
+use crate::dlq::{self, Acted, DEFAULT_LIST_LIMIT, DeadLetter, Filter, Located, Op};
 
 /// The most dead letters one list returns.
 const MAX_LIST: usize = 1000;
@@ -52,6 +51,7 @@ pub(super) async fn list(
         job: query.job,
         reason: query.reason,
         since_ms,
+        ..Filter::default()
     };
     let limit = query.limit.unwrap_or(DEFAULT_LIST_LIMIT).min(MAX_LIST);
     let letters = dlq::list(&q, &filter, limit).await?;
@@ -100,19 +100,6 @@ pub(super) struct NoteBody {
     note: String,
 }
 
-/// What an action did to one job.
-#[derive(Debug, serde::Serialize)]
-pub(super) struct ActView {
-    /// The job id.
-    id: String,
-    /// `requeued` or `discarded`.
-    done: &'static str,
-    /// For a requeue: the new entry in `ward:{Q}:jobs`.
-    entry: Option<String>,
-    /// The audit entry it left.
-    audit_id: String,
-}
-
 /// `POST /v1/queues/{queue}/dead/{id}/requeue`: back as a fresh job
 /// (attempt 1, budget reset, original payload).
 pub(super) async fn requeue(
@@ -120,7 +107,7 @@ pub(super) async fn requeue(
     State(api): State<Api>,
     Path((queue, id)): Path<(String, String)>,
     body: Bytes,
-) -> Result<Json<ActView>, ApiError> {
+) -> Result<Json<Report>, ApiError> {
     act(&api, &caller, &queue, id, Op::Requeue, &body).await
 }
 
@@ -131,7 +118,7 @@ pub(super) async fn discard(
     State(api): State<Api>,
     Path((queue, id)): Path<(String, String)>,
     body: Bytes,
-) -> Result<Json<ActView>, ApiError> {
+) -> Result<Json<Report>, ApiError> {
     act(&api, &caller, &queue, id, Op::Discard, &body).await
 }
 
@@ -142,46 +129,109 @@ async fn act(
     id: String,
     op: Op,
     body: &Bytes,
-) -> Result<Json<ActView>, ApiError> {
+) -> Result<Json<Report>, ApiError> {
     let note = super::body::<NoteBody>(body, r#"{"note": "why"}"#)?.note;
     let (_, q) = api.queue(queue)?;
+    // Looked up first so that an id with no dead letter is a 404 that
+    // leaves nothing on the audit trail.
     let located = dlq::locate(&q, &id).await?;
-    let Located::Dead(d) = located else {
+    if !matches!(located, Located::Dead(_)) {
         return Err(ApiError::not_found(dlq::not_dead(queue, &id, &located)));
-    };
-    let mut outcome = None;
-    dlq::act(
-        &q,
-        vec![(id.clone(), Some(*d))],
-        op,
-        &caller.name,
-        &note,
-        |a| {
-            outcome = Some(a.clone());
-        },
-    )
-    .await?;
-    let done = outcome.as_ref().is_some_and(dlq::Acted::is_done);
-    let action = Action {
-        action: op.verb(),
-        queue,
-        target: id.clone(),
-        count: u64::from(done),
-        note: &note,
-        detail: None,
-    };
-    let audit_id = control::audit::record(api.store(), &caller.actor(), action).await?;
-    match outcome {
-        Some(dlq::Acted::Done { id, entry }) => Ok(Json(ActView {
-            id,
-            done: op.done(),
-            entry,
-            audit_id,
-        })),
-        Some(other) => Err(ApiError::conflict(other.line(op, queue))),
-        None => Err(ApiError::conflict(format!(
-            "job `{id}` was not {}",
-            op.done()
-        ))),
     }
+    let report = dead::by_ids(&q, &caller.actor(), op, &[id], &note, |_| {}).await?;
+    if report.acted == 0 {
+        let why = report.problems.first().map_or_else(
+            || format!("not {}", op.done()),
+            |p: &Acted| p.line(op, queue),
+        );
+        return Err(ApiError::conflict(why));
+    }
+    Ok(Json(report))
+}
+
+/// The body of `POST .../dead/requeue|discard`: which dead letters, and how.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BulkBody {
+    /// Only this job type.
+    job: Option<String>,
+    /// Only reasons containing this text, ignoring case.
+    reason: Option<String>,
+    /// Only this last failure code.
+    code: Option<String>,
+    /// Only dead-lettered since / before: a duration back from now or an
+    /// RFC 3339 time.
+    since: Option<String>,
+    until: Option<String>,
+    /// Correlation fields, each with exactly this value.
+    #[serde(default)]
+    fields: std::collections::BTreeMap<String, String>,
+    /// Count and sample; change nothing.
+    #[serde(default)]
+    dry_run: bool,
+    /// Act on at most this many (the newest first).
+    limit: Option<u64>,
+    /// Why.
+    #[serde(default)]
+    note: String,
+}
+
+/// `POST /v1/queues/{queue}/dead/requeue`: every dead letter matching.
+pub(super) async fn bulk_requeue(
+    Operator(caller): Operator,
+    State(api): State<Api>,
+    Path(queue): Path<String>,
+    body: Bytes,
+) -> Result<Json<Report>, ApiError> {
+    bulk(&api, &caller, &queue, Op::Requeue, &body).await
+}
+
+/// `POST /v1/queues/{queue}/dead/discard`: every dead letter matching.
+pub(super) async fn bulk_discard(
+    Operator(caller): Operator,
+    State(api): State<Api>,
+    Path(queue): Path<String>,
+    body: Bytes,
+) -> Result<Json<Report>, ApiError> {
+    bulk(&api, &caller, &queue, Op::Discard, &body).await
+}
+
+async fn bulk(
+    api: &Api,
+    caller: &Caller,
+    queue: &str,
+    op: Op,
+    body: &Bytes,
+) -> Result<Json<Report>, ApiError> {
+    let b: BulkBody = super::body(
+        body,
+        r#"{"job": "send", "reason": "budget", "dry_run": true, "note": "why"}"#,
+    )?;
+    let time = |t: Option<&str>| {
+        t.map(dlq::parse_since)
+            .transpose()
+            .map_err(ApiError::bad_request)
+    };
+    let filter = Filter {
+        job: b.job,
+        reason: b.reason,
+        code: b.code,
+        since_ms: time(b.since.as_deref())?,
+        until_ms: time(b.until.as_deref())?,
+        fields: b.fields.into_iter().collect(),
+    };
+    if filter.is_empty() && !b.dry_run {
+        return Err(ApiError::bad_request(
+            "no filter given: name at least one (job, reason, code, since, until, fields), or send \"dry_run\": true to count them all first",
+        ));
+    }
+    let options = BulkOptions {
+        note: b.note,
+        dry_run: b.dry_run,
+        limit: b.limit,
+        ..BulkOptions::default()
+    };
+    let (_, q) = api.queue(queue)?;
+    let report = dead::bulk(&q, &caller.actor(), op, &filter, &options, |_| {}).await?;
+    Ok(Json(report))
 }
