@@ -191,6 +191,14 @@ fn actions(id: &str, queued: &str) -> Vec<(String, String)> {
         ("/v1/schedules/nightly/pause".into(), note.clone()),
         ("/v1/schedules/nightly/resume".into(), note.clone()),
         ("/v1/schedules/nightly/fire".into(), note),
+        (
+            "/v1/queues/q/dead/requeue".into(),
+            r#"{"job":"vault","note":"no"}"#.into(),
+        ),
+        (
+            "/v1/queues/q/dead/discard".into(),
+            r#"{"job":"vault","note":"no"}"#.into(),
+        ),
     ]
 }
 
@@ -304,6 +312,54 @@ fn an_operators_requeue_and_discard_each_leave_one_audit_entry_named_for_the_tok
     // The API reads the same trail.
     let read = get_ok(port, "/v1/audit", VIEWER.2);
     assert_eq!(read.as_array().map(Vec::len), Some(2), "{read}");
+}
+
+#[test]
+fn an_operators_bulk_requeue_by_filter_counts_first_and_acts_on_the_matching_ones() {
+    let Setup {
+        redis,
+        port,
+        ids,
+        api: _api,
+    } = with_dead_letters(2);
+    let path = "/v1/queues/q/dead/requeue";
+    let post = |body: &str| request(port, "POST", path, Some(OPERATOR.2), body);
+
+    let unfiltered = post(r#"{"note":"all"}"#);
+    assert_eq!(unfiltered.status, 400, "{}", unfiltered.text);
+    let dry = post(r#"{"job":"vault","dry_run":true}"#);
+    assert_eq!(dry.status, 200, "{}", dry.text);
+    assert_eq!(
+        (dry.body["matched"].as_u64(), dry.body["acted"].as_u64()),
+        (Some(2), Some(0)),
+        "{}",
+        dry.text
+    );
+    assert_eq!(
+        xlen(&redis, "ward:{q}:dead"),
+        2,
+        "a dry run changes nothing"
+    );
+    let none = post(r#"{"job":"other","note":"x"}"#);
+    assert_eq!(none.body["acted"], 0, "{}", none.text);
+    let done = post(r#"{"job":"vault","reason":"permanent","note":"bulk fix"}"#);
+    assert_eq!(done.status, 200, "{}", done.text);
+    assert_eq!(done.body["acted"], 2, "{}", done.text);
+    assert_eq!(xlen(&redis, "ward:{q}:dead"), 0);
+    for id in &ids {
+        assert_eq!(record_state(&redis, id).as_deref(), Some("queued"));
+    }
+    let trail = audit(&redis);
+    let last = trail.last().unwrap();
+    assert_eq!(
+        (
+            last["action"].as_str(),
+            last["by"].as_str(),
+            last["count"].as_u64()
+        ),
+        (Some("requeue"), Some(OPERATOR.0), Some(2)),
+        "{trail:#?}"
+    );
 }
 
 #[test]
