@@ -174,6 +174,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/queues/{queue}/jobs/{id}", get(jobs::show))
         .route("/v1/queues/{queue}/jobs/{id}/cancel", post(cancel::one))
         .route("/v1/queues/{queue}/cancel", post(cancel::many))
+        .route("/v1/queues/{queue}/jobs/cancel", post(cancel::matching))
         .route("/v1/queues/{queue}/dead", get(dead::list))
         .route("/v1/queues/{queue}/dead/requeue", post(dead::bulk_requeue))
         .route("/v1/queues/{queue}/dead/discard", post(dead::bulk_discard))

@@ -192,6 +192,10 @@ fn actions(id: &str, queued: &str) -> Vec<(String, String)> {
         ("/v1/schedules/nightly/resume".into(), note.clone()),
         ("/v1/schedules/nightly/fire".into(), note),
         (
+            "/v1/queues/q/jobs/cancel".into(),
+            r#"{"job":"vault","note":"no"}"#.into(),
+        ),
+        (
             "/v1/queues/q/dead/requeue".into(),
             r#"{"job":"vault","note":"no"}"#.into(),
         ),
@@ -520,6 +524,28 @@ fn an_operator_pauses_resumes_cancels_and_steers_schedules_each_on_the_audit_tra
         ],
         "one entry per action that ran, none for the refused ones: {trail:#?}"
     );
+
+    // Every waiting job of a type, by filter: counted first, then cancelled.
+    let waiting = xadd(
+        &redis,
+        "vault",
+        r#"{"fail":"permanent"}"#,
+        &[("order_id", "o-9")],
+    );
+    let bulk = "/v1/queues/q/jobs/cancel";
+    let dry = post(bulk, r#"{"fields":{"order_id":"o-9"},"dry_run":true}"#);
+    assert_eq!(dry.body["matched"], 1, "{}", dry.text);
+    assert_eq!(
+        record_state(&redis, &waiting),
+        None,
+        "a dry run changes nothing"
+    );
+    let done = post(
+        bulk,
+        r#"{"fields":{"order_id":"o-9"},"note":"order withdrawn"}"#,
+    );
+    assert_eq!(done.body["cancelled"], 1, "{}", done.text);
+    assert_eq!(record_state(&redis, &waiting).as_deref(), Some("cancelled"));
 }
 
 #[test]
