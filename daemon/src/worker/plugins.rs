@@ -29,7 +29,9 @@ pub(crate) struct JobType {
     pub(crate) group: Option<crate::fairness::GroupLimit>,
 }
 
-/// Loads every plugin named in `config`, compiling each file once.
+/// Loads every plugin named in `config`, compiling each file once, the
+/// files side by side (a load from the compile cache is mostly
+/// decompressing, which one thread does at a time per plugin).
 ///
 /// # Errors
 /// One message listing every plugin that failed to load.
@@ -37,7 +39,7 @@ pub(crate) fn load_plugins(
     runtime: &Runtime,
     config: &Config,
 ) -> anyhow::Result<HashMap<String, HashMap<String, Arc<JobType>>>> {
-    let mut compiled: HashMap<(PathBuf, bool), Arc<Plugin>> = HashMap::new();
+    let compiled = load_each(runtime, config);
     let mut errors = Vec::new();
     let mut out = HashMap::new();
     for q in &config.queues {
@@ -45,20 +47,12 @@ pub(crate) fn load_plugins(
         for j in q.jobs.values() {
             let key = (j.plugin.clone(), j.fuel.is_some());
             let plugin = match compiled.get(&key) {
-                Some(p) => p.clone(),
-                None => match timed_load(runtime, &j.plugin, j.fuel.is_some()) {
-                    Ok((p, took, cached)) => {
-                        let p = Arc::new(p);
-                        let took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
-                        tracing::info!(plugin = %j.plugin.display(), digest = %p.digest(), cached, took_ms, "plugin compiled");
-                        compiled.insert(key, p.clone());
-                        p
-                    }
-                    Err(e) => {
-                        errors.push(format!("job `{}` in queue `{}`: {e}", j.name, q.name));
-                        continue;
-                    }
-                },
+                Some(Ok(p)) => p.clone(),
+                Some(Err(e)) => {
+                    errors.push(format!("job `{}` in queue `{}`: {e}", j.name, q.name));
+                    continue;
+                }
+                None => continue,
             };
             let mut secrets = BTreeMap::new();
             for name in &j.secrets {
@@ -105,17 +99,57 @@ pub(crate) fn load_plugins(
     }
 }
 
-/// Loads one plugin; also says how long it took and whether the compile
-/// cache answered.
-fn timed_load(
+/// Each distinct plugin file of `config` (per engine: with fuel or not),
+/// loaded on a thread of its own; logs each, and how many came from the
+/// compile cache.
+fn load_each(
     runtime: &Runtime,
-    path: &std::path::Path,
-    fuel: bool,
-) -> Result<(Plugin, Duration, bool), crate::runtime::RuntimeError> {
+    config: &Config,
+) -> HashMap<(PathBuf, bool), Result<Arc<Plugin>, String>> {
+    let mut keys: Vec<(PathBuf, bool)> = config
+        .queues
+        .iter()
+        .flat_map(|q| q.jobs.values())
+        .map(|j| (j.plugin.clone(), j.fuel.is_some()))
+        .collect();
+    keys.sort();
+    keys.dedup();
     let hits = runtime.cache_hits();
     let started = std::time::Instant::now();
-    let plugin = runtime.load(path, fuel)?;
-    Ok((plugin, started.elapsed(), runtime.cache_hits() > hits))
+    let loaded: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = keys
+            .iter()
+            .map(|(path, fuel)| {
+                scope.spawn(move || {
+                    let t = std::time::Instant::now();
+                    let result = runtime
+                        .load(path, *fuel)
+                        .map(Arc::new)
+                        .map_err(|e| e.to_string());
+                    (result, t.elapsed())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| (Err("compiling it panicked".to_string()), Duration::ZERO))
+            })
+            .collect()
+    });
+    let mut out = HashMap::new();
+    for (key, (result, took)) in keys.into_iter().zip(loaded) {
+        let took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+        if let Ok(p) = &result {
+            tracing::info!(plugin = %key.0.display(), digest = %p.digest(), took_ms, "plugin compiled");
+        }
+        out.insert(key, result);
+    }
+    let from_cache = runtime.cache_hits() - hits;
+    let took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    tracing::info!(plugins = out.len(), from_cache, took_ms, "plugins loaded");
+    out
 }
 
 /// The engine sizes a config needs: pooled slots, largest memory, fuel or not.
