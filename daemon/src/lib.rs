@@ -43,6 +43,8 @@
 //! - [`control`]: operator actions (pause, cancel, requeue, discard, bulk
 //!   actions), one implementation shared by the `ward` command and the
 //!   admin API, each leaving an entry in the audit trail.
+//! - [`dev`]: `ward dev`'s parts: the example plugins it finds, the config
+//!   it writes, its private `redis-server` and temp dir.
 //! - [`cli`]: the `ward` command, one file per subcommand.
 //!
 //! Imports go one way: `cli` → `control`/`worker` → `store`/`runtime`/`obs` →
@@ -66,6 +68,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod cut;
+pub mod dev;
 pub mod digest;
 pub mod dlq;
 pub mod fairness;

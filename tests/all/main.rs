@@ -13,6 +13,7 @@ mod bad_input;
 mod bulk;
 mod bulk_cancel;
 mod cancel;
+mod dev;
 mod dlq;
 mod languages;
 mod observability;
