@@ -45,6 +45,8 @@
 //!   admin API, each leaving an entry in the audit trail.
 //! - [`admin`]: the admin HTTP API (JSON, bearer tokens with roles), over
 //!   the same `control` functions as the command line.
+//! - [`dev`]: `ward dev`'s parts: the example plugins it finds, the config
+//!   it writes, its private `redis-server` and temp dir.
 //! - [`cli`]: the `ward` command, one file per subcommand.
 //!
 //! Imports go one way: `cli` → `control`/`worker` → `store`/`runtime`/`obs` →
@@ -71,6 +73,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod cut;
+pub mod dev;
 pub mod digest;
 pub mod dlq;
 pub mod fairness;

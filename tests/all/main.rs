@@ -14,6 +14,7 @@ mod bad_input;
 mod bulk;
 mod bulk_cancel;
 mod cancel;
+mod dev;
 mod dlq;
 mod languages;
 mod observability;

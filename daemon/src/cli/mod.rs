@@ -14,6 +14,7 @@ mod breakers;
 mod cancel;
 mod completions;
 mod config;
+mod dev;
 mod dlq;
 mod enqueue;
 mod format;
@@ -52,6 +53,9 @@ enum LogFormat {
 enum Command {
     /// Run the daemon.
     Run(run::RunArgs),
+    /// A first run: a private redis-server, the example plugins, metrics,
+    /// and what to try next; all cleaned up on Ctrl-C.
+    Dev(dev::DevArgs),
     /// Add a job to a queue and print its id.
     Enqueue(enqueue::EnqueueArgs),
     /// Look at jobs.
@@ -117,6 +121,8 @@ pub fn main() -> ExitCode {
     // Tools need no more than one thread; the daemon as many as its config says.
     let threads = match &cli.command {
         Command::Run(_) => loaded.as_ref().map_or(1, Config::worker_threads),
+        // `ward dev` runs the daemon with a config of its own making.
+        Command::Dev(_) => 2,
         _ => 1,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -151,6 +157,7 @@ fn init_logging(format: LogFormat, daemon: bool, level: Option<&str>) {
 async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run(run) => run.exec().await,
+        Command::Dev(dev) => dev.exec().await,
         Command::Enqueue(enqueue) => enqueue.exec().await,
         Command::Job { command } => command.exec().await,
         Command::Stats(stats) => stats.exec().await,
