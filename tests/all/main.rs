@@ -23,4 +23,5 @@ mod recovery;
 mod reliability;
 mod sandbox;
 mod support;
+mod upstreams;
 mod webhook;

@@ -9,6 +9,7 @@ use clap::Args;
 use super::target::QueueTarget;
 use crate::config;
 use crate::config::defaults::MAX_DURATION;
+use crate::store;
 use crate::text::format_ms;
 
 /// `ward enqueue`
@@ -55,18 +56,33 @@ impl EnqueueArgs {
         }
         let q = self.on.connect().await?;
         let key = self.idempotency_key.as_deref();
-        if self.delay.is_none() && self.at.is_none() && key.is_none() {
+        let plain = self.delay.is_none() && self.at.is_none() && key.is_none();
+        if plain && q.max_backlog().await?.is_none() {
             // The plain path: one XADD, exactly what any client can do.
             println!("{}", q.enqueue(job, &payload).await?);
             return Ok(());
         }
-        let ttl = match self.idempotency_ttl {
-            Some(ttl) => ttl,
-            None => self.on.target.idempotency_ttl(&self.on.queue, job)?,
+        // A queue with a max_backlog: through ward_enqueue, which refuses
+        // past it.
+        let ttl = match (self.idempotency_ttl, key) {
+            (Some(ttl), _) => ttl,
+            (None, Some(_)) => self.on.target.idempotency_ttl(&self.on.queue, job)?,
+            (None, None) => config::DEFAULT_IDEMPOTENCY_TTL,
         };
-        let done = q
+        let done = match q
             .enqueue_with(job, &payload, key, self.delay, self.at, ttl)
-            .await?;
+            .await
+        {
+            Err(store::QueueError::Redis(e)) if e.code() == Some(store::BACKPRESSURE) => {
+                anyhow::bail!(
+                    "backpressure: queue `{}` refused the job: {}",
+                    self.on.queue,
+                    e.detail()
+                        .unwrap_or("its backlog is at its max_backlog; nothing was added")
+                );
+            }
+            other => other?,
+        };
         println!("{}", done.id);
         if done.duplicate {
             eprintln!(

@@ -11,7 +11,14 @@ use super::{Queue, QueueError, Store};
 
 /// Version of the Redis Function library; bump it with every change.
 /// 2: arguments are checked before anything is written.
-pub const FUNCTIONS_VERSION: &str = "2";
+/// 3: past the queue's `max_backlog`, `ward_enqueue` refuses with
+/// `BACKPRESSURE` (see [`BACKPRESSURE`]).
+pub const FUNCTIONS_VERSION: &str = "3";
+
+/// The error code `ward_enqueue` refuses with past a queue's `max_backlog`:
+/// the reply reads `BACKPRESSURE queue backlog is N jobs, at its
+/// max_backlog of M; nothing was added; try again later`.
+pub const BACKPRESSURE: &str = "BACKPRESSURE";
 
 /// The latest time Ward takes or shows, Unix ms (9999-12-31T23:59:59.999Z):
 /// `ward_enqueue`'s `at_ms`, `delay_ms` and `ttl_ms` stay within it.

@@ -32,6 +32,12 @@ const CONTROL: &str = "control";
 const PAUSED: &str = "paused";
 /// The set of jobs held back while their job type or queue is paused.
 const HELD: &str = "held";
+/// One upstream's flow-control hash (append the upstream).
+const UPSTREAM: &str = "upstream:";
+/// Appended to an upstream's hash key: its sorted set of slot holders.
+const SLOTS: &str = ":slots";
+/// The hash of a queue's limits that `ward_enqueue` reads (`max_backlog`).
+const LIMITS: &str = "limits";
 /// A job record (append the job id).
 const RECORD: &str = "job:";
 /// An idempotency key (append the key).
@@ -40,7 +46,8 @@ const IDEM: &str = "idem:";
 const HISTORY: &str = ":history";
 
 /// The key shapes scripts build themselves, by their Lua names.
-pub(super) const LUA: [(&str, &str); 8] = [
+pub(super) const LUA: [(&str, &str); 9] = [
+    ("LIMITS_KEY", LIMITS),
     ("KEY_NAMESPACE", NAMESPACE),
     ("JOBS_KEY", JOBS),
     ("DELAYED_KEY", DELAYED),
@@ -88,6 +95,13 @@ pub struct Keys {
     /// `ward:{Q}:held`: sorted set, job id → when it was held (ms), of the
     /// jobs held back while their job type or queue is paused.
     pub held: String,
+    /// `ward:{Q}:upstream:` (append an upstream): its flow-control hash
+    /// (`tokens`, `ts`, `promised`, `held_until`); `:slots` appended, the
+    /// sorted set of attempts holding one of its slots, scored by expiry.
+    pub upstream_prefix: String,
+    /// `ward:{Q}:limits`: hash of the queue's limits `ward_enqueue` reads
+    /// (`max_backlog`), written by the daemons from their config.
+    pub limits: String,
 }
 
 impl Keys {
@@ -110,6 +124,8 @@ impl Keys {
             control: key(CONTROL),
             paused: key(PAUSED),
             held: key(HELD),
+            upstream_prefix: key(UPSTREAM),
+            limits: key(LIMITS),
         }
     }
 
@@ -136,6 +152,20 @@ impl Keys {
     #[must_use]
     pub fn breaker(&self, upstream: &str) -> String {
         format!("{}{upstream}", self.breaker_prefix)
+    }
+}
+
+impl Keys {
+    /// `ward:{Q}:upstream:<name>`: the flow-control hash of `upstream`.
+    #[must_use]
+    pub fn upstream(&self, upstream: &str) -> String {
+        joined(&[&self.upstream_prefix, upstream])
+    }
+
+    /// `ward:{Q}:upstream:<name>:slots`: who holds `upstream`'s slots.
+    #[must_use]
+    pub fn upstream_slots(&self, upstream: &str) -> String {
+        joined(&[&self.upstream_prefix, upstream, SLOTS])
     }
 }
 
@@ -166,5 +196,8 @@ mod tests {
         assert_eq!(k.control, "ward:{emails}:control");
         assert_eq!(k.paused, "ward:{emails}:paused");
         assert_eq!(k.held, "ward:{emails}:held");
+        assert_eq!(k.upstream("api"), "ward:{emails}:upstream:api");
+        assert_eq!(k.upstream_slots("api"), "ward:{emails}:upstream:api:slots");
+        assert_eq!(k.limits, "ward:{emails}:limits");
     }
 }

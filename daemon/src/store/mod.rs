@@ -29,6 +29,8 @@
 //! - `pause.rs`: pauses (`ward:{Q}:paused`) and the jobs held meanwhile
 //!   (`ward:{Q}:held`), released in chunks on resume.
 //! - `breakers.rs`, `sample.rs`: circuit breakers; depth and lag.
+//! - `upstreams.rs`: flow control per upstream (token buckets, slots with
+//!   leases, Retry-After holds) and the backlog limit `ward_enqueue` reads.
 //! - `memory.rs`: Redis' memory settings and use ([`Memory`]).
 //! - `wake.rs`: the pub/sub wake-ups of the promoter ([`Wake`]).
 //! - `reply.rs`: reading Redis replies.
@@ -69,6 +71,7 @@ mod pause;
 mod reply;
 mod sample;
 mod script;
+mod upstreams;
 mod wake;
 
 pub use audit::{AUDIT_KEY, AUDIT_MAX, AuditRecord};
@@ -77,13 +80,14 @@ pub use cancel::{Cancelled, ControlFeed, ControlMessage};
 pub use connect::{Store, client, connect, redacted_url, trust_ca};
 pub use consume::KeyCheck;
 pub use dead::{DEAD_ENTRY_FIELDS, DeadLetterAct, RETIRED_TTL, Resolution, Trimmed};
-pub use enqueue::{Enqueued, FUNCTIONS, FUNCTIONS_VERSION, Promoted};
+pub use enqueue::{BACKPRESSURE, Enqueued, FUNCTIONS, FUNCTIONS_VERSION, Promoted};
 pub use entry::{Completion, Delivery, JobEntry, Malformed};
 pub use jobs::{CancelInfo, JobStatus, LastError};
 pub use keys::Keys;
 pub use memory::Memory;
 pub use pause::{HeldCounts, Pause, Pauses, RELEASE_CHUNK, Released, WHOLE_QUEUE};
 pub use sample::QueueSample;
+pub use upstreams::{Limit, Refusal, Refused, Release, UpstreamState};
 pub use wake::{Connection, Wake};
 
 /// The consumer group every Ward daemon of a queue joins.

@@ -17,6 +17,7 @@ use crate::config::QueueConfig;
 use crate::job::JobEntry;
 use crate::store::{self, Delivery, Pauses, Queue};
 use crate::transition::Completion;
+use crate::upstream::Upstreams;
 
 use super::InFlight;
 use super::attempt::run_attempt;
@@ -66,6 +67,8 @@ pub(crate) struct Consumer {
     pub(crate) cancels: Arc<Cancels>,
     /// The queue's pauses, kept fresh by the pause watch.
     pub(crate) pauses: watch::Receiver<Pauses>,
+    /// The queue's upstreams' limits and holds, when a job type lists upstreams.
+    pub(crate) upstreams: Option<Arc<Upstreams>>,
 }
 
 impl Service for Consumer {
@@ -80,6 +83,7 @@ impl Service for Consumer {
             breakers,
             cancels,
             pauses,
+            upstreams,
         } = self;
         let jobs = Arc::new(jobs);
         let in_flight: InFlight = Arc::default();
@@ -91,6 +95,7 @@ impl Service for Consumer {
             dead_written,
             jobs: jobs.clone(),
             breakers: breakers.clone(),
+            upstreams: upstreams.clone(),
         }
         .start(stop.clone());
         // The heartbeat stops last, after every lease it renews is recorded.
@@ -133,6 +138,7 @@ impl Service for Consumer {
             breakers,
             cancels,
             pauses,
+            upstreams,
         };
         reader.run(&stop).await;
         let _ = reclaimer.await;
@@ -187,6 +193,8 @@ struct Reader {
     /// The queue's pauses: none is leased while the whole queue is paused,
     /// and triage holds the jobs of paused types.
     pauses: watch::Receiver<Pauses>,
+    /// The queue's upstreams' limits and holds, when a job type lists upstreams.
+    upstreams: Option<Arc<Upstreams>>,
 }
 
 impl Reader {
@@ -361,6 +369,7 @@ impl Reader {
                 breakers: self.breakers.as_deref(),
                 pauses: &pauses,
                 cancels: &self.cancels,
+                upstreams: self.upstreams.as_deref(),
             },
             self.cfg.max_payload,
         )
@@ -388,6 +397,7 @@ impl Reader {
         let in_flight = self.in_flight.clone();
         let entry_id = entry.entry_id.clone();
         let cancels = self.cancels.clone();
+        let upstreams = self.upstreams.clone();
         // Each attempt holds its slot until its completion is
         // queued, so holding every slot means none is running.
         tokio::spawn(async move {
@@ -421,6 +431,9 @@ impl Reader {
                     );
                     if let Ok(mut set) = in_flight.lock() {
                         set.remove(&entry_id);
+                    }
+                    if let Some(u) = &upstreams {
+                        u.forget(&entry_id);
                     }
                     return;
                 }

@@ -1,7 +1,8 @@
 //! What each leased delivery needs: an attempt, or an outcome already
 //! known without running anything (a malformed entry, a job type with no
 //! plugin, a duplicate of an idempotency key, a job held back by an open
-//! circuit breaker or a pause), and the builders of those completions.
+//! circuit breaker or a pause, or by an upstream's limits: `admit.rs`),
+//! and the builders of those completions.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use crate::job::{DeadReason, FailureClass, JobEntry, Malformed, Outcome};
 use crate::redact;
 use crate::store::{self, Delivery, KeyCheck, Keys, Pauses, Queue};
 use crate::transition::{Completion, Deferral, Ran, Transition};
+use crate::upstream::Upstreams;
 
 use super::cancels::Cancels;
 use super::plugins::JobType;
@@ -45,6 +47,9 @@ pub(crate) struct Gates<'a> {
     pub(crate) pauses: &'a Pauses,
     /// Cancel requests.
     pub(crate) cancels: &'a Cancels,
+    /// The queue's upstreams' limits and holds, when a job type lists
+    /// upstreams (see `admit.rs`).
+    pub(crate) upstreams: Option<&'a Upstreams>,
 }
 
 /// Sorts leased deliveries into attempts to run and outcomes already known,
@@ -89,7 +94,7 @@ pub(crate) async fn triage(
         }
     }
     if keyed.is_empty() {
-        return out;
+        return super::admit::admit(builder, gates.upstreams, out).await;
     }
     let items: Vec<(&str, &str, Duration)> = keyed
         .iter()
@@ -127,7 +132,7 @@ pub(crate) async fn triage(
             }
         }
     }
-    out
+    super::admit::admit(builder, gates.upstreams, out).await
 }
 
 /// The open breaker that holds `jt`'s jobs back, and for how long.
@@ -198,7 +203,7 @@ impl Builder<'_> {
     }
 
     /// The completion of `entry` when nothing ran.
-    fn not_run(
+    pub(super) fn not_run(
         self,
         entry: JobEntry,
         job_type: Option<&JobType>,

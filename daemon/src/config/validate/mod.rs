@@ -17,6 +17,7 @@ mod queues;
 mod redis;
 mod retry;
 mod schedules;
+mod upstreams;
 
 use std::ops::Range;
 use std::path::Path;
@@ -58,6 +59,7 @@ pub(super) fn validate(
     jobs::jobs(raw.jobs, base, default_retry, &mut queues, &mut problem);
     let breaker = breakers::breaker(raw.defaults.breaker.as_ref(), &mut problem);
     let schedules = schedules::schedules(raw.schedules, &queues, &mut problem);
+    let upstreams = upstreams::upstreams(raw.upstreams, breaker, &mut problem);
 
     if problems.is_empty() {
         Ok(Config {
@@ -70,6 +72,7 @@ pub(super) fn validate(
             compile_cache,
             schedules,
             breaker,
+            upstreams,
         })
     } else {
         problems.sort_by_key(|p| p.line);

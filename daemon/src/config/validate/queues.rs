@@ -66,8 +66,22 @@ pub(super) fn queues(
             &format!("queue `{name}`: max_payload"),
             problem,
         );
+        let max_backlog = q.max_backlog.map(|m| {
+            let v = *m.get_ref();
+            u64::try_from(v)
+                .ok()
+                .filter(|v| *v >= 1)
+                .unwrap_or_else(|| {
+                    problem(
+                        m.span(),
+                        format!("queue `{name}`: max_backlog {v} is out of range; use 1 or more"),
+                    );
+                    1
+                })
+        });
         queues.push(QueueConfig {
             max_payload,
+            max_backlog,
             name,
             concurrency,
             lease,
