@@ -121,8 +121,29 @@ fn a_retry_after_holds_every_job_of_the_upstream() {
         RETRY,
         &jobs(stub.port, "concurrency = 1\nrate = 1000"),
     );
-    let (_a, _b) = two_daemons(&config);
+    let (a, _b) = two_daemons(&config);
     let ids = xadd_many(&redis, 10, "hook", &payload(stub.port));
+    wait_for(WAIT, "the 429", || !stub.arrivals().is_empty());
+    // `ward upstreams` shows the hold beside the limits.
+    let cfg = a.dir.path().join("ward.toml");
+    let cfg = cfg.to_str().unwrap();
+    let mut shown = serde_json::Value::Null;
+    wait_for(
+        Duration::from_secs(2),
+        "ward upstreams to show the hold",
+        || {
+            let out = ward(&["upstreams", "--config", cfg, "--json"]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            shown = serde_json::from_slice(&out.stdout).unwrap();
+            shown[0]["held_for_ms"].as_u64().is_some_and(|ms| ms > 500)
+        },
+    );
+    assert_eq!(shown[0]["upstream"], "127.0.0.1", "{shown}");
+    assert_eq!(shown[0]["concurrency"], 1, "{shown}");
+    assert_eq!(shown[0]["rate"]["rate"], 1000, "{shown}");
+    assert_eq!(shown[0]["breaker"], "closed", "{shown}");
+    let table = stdout(&ward(&["upstreams", "--config", cfg]));
+    assert!(table.contains("1000/1000ms burst 1000"), "{table}");
     let attempts = all_succeed(&redis, &ids);
     let arrivals = stub.arrivals();
     assert_eq!(arrivals.len(), 11, "ten jobs, one of them twice");

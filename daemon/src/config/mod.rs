@@ -27,6 +27,8 @@ pub mod observability;
 mod raw;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_upstreams;
 mod types;
 mod units;
 mod validate;

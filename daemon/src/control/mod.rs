@@ -10,6 +10,8 @@
 //! - `cancel.rs`: cancelling jobs, queued, delayed or running.
 //! - `pause.rs`: pause and resume a queue or a job type ([`pause::pause`],
 //!   [`pause::resume`], [`pause::status`]).
+//! - `upstreams.rs`: flow control per upstream as an operator sees it
+//!   (limits, tokens, in flight, holds, breaker; read only).
 //!
 //! Imports: `control` uses `store`, `dlq` and the domain; `cli` and the
 //! admin API use `control`; nothing here imports them.
@@ -18,5 +20,6 @@ pub mod audit;
 pub mod breakers;
 pub mod cancel;
 pub mod pause;
+pub mod upstreams;
 
 pub use audit::{Action, Actor, Via};
