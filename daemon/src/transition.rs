@@ -431,6 +431,44 @@ mod tests {
     }
 
     #[test]
+    fn an_upstream_deferral_says_which_limit_held_it() {
+        let wait = Duration::from_millis(250);
+        for (why, code, says) in [
+            (
+                Deferral::RateLimited {
+                    upstream: "pay".into(),
+                    retry_after: false,
+                },
+                RATE_LIMITED_CODE,
+                "at its rate limit; its next free token is in 250ms",
+            ),
+            (
+                Deferral::RateLimited {
+                    upstream: "pay".into(),
+                    retry_after: true,
+                },
+                RATE_LIMITED_CODE,
+                "asked to wait (Retry-After) for another 250ms",
+            ),
+            (
+                Deferral::UpstreamBusy {
+                    upstream: "pay".into(),
+                },
+                UPSTREAM_BUSY_CODE,
+                "every slot of upstream `pay` is in use",
+            ),
+        ] {
+            let Outcome::Failure(f) = why.recorded(wait) else {
+                panic!("a deferral is recorded as a failure");
+            };
+            assert_eq!(f.class, FailureClass::Transient);
+            assert_eq!(f.code.as_deref(), Some(code));
+            assert_eq!(f.upstream.as_deref(), Some("pay"));
+            assert!(f.message.contains(says), "{}", f.message);
+        }
+    }
+
+    #[test]
     fn a_deferral_is_recorded_as_a_transient_breaker_open_failure() {
         let why = Deferral::BreakerOpen {
             upstream: "pay".into(),

@@ -34,6 +34,10 @@ use crate::transition::Completion;
 
 /// How often a daemon re-reads its queue's upstreams (holds, metrics).
 pub const REFRESH: Duration = Duration::from_millis(500);
+/// The shortest lease of a slot: slots are renewed at most every
+/// [`REFRESH`], so a queue's lease shorter than a few of those would let
+/// slots of running attempts expire between renewals.
+const MIN_SLOT_LEASE: Duration = Duration::from_secs(2);
 
 /// One queue's upstreams, as this daemon knows them.
 pub struct Upstreams {
@@ -71,7 +75,7 @@ fn limit<'a>(name: &'a str, u: Option<&UpstreamConfig>) -> Limit<'a> {
 
 impl Upstreams {
     /// The upstreams `names` (those the queue's job types list) of `queue`,
-    /// limited by `tables`; slots leased for `lease`.
+    /// limited by `tables`; slots leased for `lease` (at least 2 s).
     #[must_use]
     pub fn new(
         queue: Queue,
@@ -94,11 +98,17 @@ impl Upstreams {
             .collect();
         Arc::new(Upstreams {
             queue,
-            lease,
+            lease: lease.max(MIN_SLOT_LEASE),
             all,
             index,
             seen: Mutex::new(Seen::default()),
         })
+    }
+
+    /// How long a slot is leased; renew well within it.
+    #[must_use]
+    pub fn lease(&self) -> Duration {
+        self.lease
     }
 
     /// Whether any upstream has a rate or a cap (else admitting is free).

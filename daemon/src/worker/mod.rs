@@ -307,7 +307,6 @@ impl Daemon<'_> {
         let refresh = UpstreamRefresh {
             upstreams: u.clone(),
             queue: q.name.clone(),
-            lease: q.lease,
         };
         refresh.start_in(tasks, self.stop.clone());
         Some(u)

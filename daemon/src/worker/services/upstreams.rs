@@ -3,7 +3,7 @@
 //! upstream slots its attempts hold.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::upstream::{REFRESH, Upstreams};
 
@@ -11,7 +11,7 @@ use super::Service;
 use crate::worker::shutdown::Shutdown;
 
 /// Re-reads the queue's upstreams every [`REFRESH`]; renews the slots this
-/// daemon holds every third of `lease`, like the heartbeat renews its
+/// daemon holds every third of their lease, like the heartbeat renews its
 /// deliveries. (On shutdown it stops; the slots of attempts still running
 /// then last one lease, and are given back when they finish.)
 pub(crate) struct UpstreamRefresh {
@@ -19,8 +19,6 @@ pub(crate) struct UpstreamRefresh {
     pub(crate) upstreams: Arc<Upstreams>,
     /// The queue's name (for log lines).
     pub(crate) queue: String,
-    /// The queue's lease (a slot's).
-    pub(crate) lease: Duration,
 }
 
 impl Service for UpstreamRefresh {
@@ -30,7 +28,7 @@ impl Service for UpstreamRefresh {
             if let Err(e) = self.upstreams.refresh().await {
                 tracing::warn!(queue = %self.queue, error = %e, "cannot read the upstreams' limits and holds");
             }
-            if renewed.elapsed() >= self.lease / 3 {
+            if renewed.elapsed() >= self.upstreams.lease() / 3 {
                 renewed = Instant::now();
                 if let Err(e) = self.upstreams.renew().await {
                     tracing::error!(queue = %self.queue, error = %e, "cannot renew upstream slots; retrying");
