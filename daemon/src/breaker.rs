@@ -82,17 +82,12 @@ impl Breakers {
         self.overrides.get(upstream).copied().unwrap_or(self.policy)
     }
 
-    fn now_ms(offset_ms: i64) -> u64 {
-        let local = i64::try_from(crate::clock::now_ms()).unwrap_or(i64::MAX);
-        u64::try_from(local.saturating_add(offset_ms)).unwrap_or(0)
-    }
-
     /// The first of `upstreams` whose breaker is open now, and until when
     /// (Redis time, Unix ms).
     #[must_use]
     pub fn open_among(&self, upstreams: &[String]) -> Option<(String, u64)> {
         let seen = self.seen.lock().ok()?;
-        let now = Self::now_ms(seen.offset_ms);
+        let now = crate::clock::now_offset_ms(seen.offset_ms);
         upstreams.iter().find_map(|u| {
             let until = *seen.open_until.get(u)?;
             (until > now).then(|| (u.clone(), until))
@@ -103,7 +98,7 @@ impl Breakers {
     #[must_use]
     pub fn wait_until(&self, until_ms: u64) -> Duration {
         let offset = self.seen.lock().map_or(0, |s| s.offset_ms);
-        Duration::from_millis(until_ms.saturating_sub(Self::now_ms(offset)))
+        Duration::from_millis(until_ms.saturating_sub(crate::clock::now_offset_ms(offset)))
     }
 
     /// Re-reads every breaker of the queue and updates `ward_breaker_open`.
@@ -112,12 +107,11 @@ impl Breakers {
     /// Redis errors.
     pub async fn refresh(&self) -> Result<(), crate::store::QueueError> {
         let (now, states) = self.queue.breakers().await?;
-        let local = i64::try_from(crate::clock::now_ms()).unwrap_or(i64::MAX);
         let mut seen = self
             .seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        seen.offset_ms = i64::try_from(now).unwrap_or(i64::MAX).saturating_sub(local);
+        seen.offset_ms = crate::clock::offset_to(now);
         seen.open_until.clear();
         seen.opened.clear();
         for s in states {

@@ -121,17 +121,12 @@ impl Upstreams {
         t.is_some_and(|t| t.rate.is_some() || t.concurrency.is_some())
     }
 
-    fn now_ms(offset_ms: i64) -> u64 {
-        let local = i64::try_from(crate::clock::now_ms()).unwrap_or(i64::MAX);
-        u64::try_from(local.saturating_add(offset_ms)).unwrap_or(0)
-    }
-
     /// The first of `upstreams` held by a Retry-After now, as this daemon
     /// last saw it, and for how much longer.
     #[must_use]
     pub fn held_among(&self, upstreams: &[String]) -> Option<(String, Duration)> {
         let seen = self.seen.lock().ok()?;
-        let now = Self::now_ms(seen.offset_ms);
+        let now = crate::clock::now_offset_ms(seen.offset_ms);
         upstreams.iter().find_map(|u| {
             let until = *seen.held_until.get(self.index.get(u)?)?;
             (until > now).then(|| (u.clone(), Duration::from_millis(until - now)))
@@ -323,12 +318,11 @@ impl Upstreams {
     pub async fn refresh(&self) -> Result<(), QueueError> {
         let limits: Vec<Limit<'_>> = self.all.iter().map(|(n, t)| limit(n, t.as_ref())).collect();
         let (now, states) = self.queue.upstream_states(&limits).await?;
-        let local = i64::try_from(crate::clock::now_ms()).unwrap_or(i64::MAX);
         let mut seen = self
             .seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        seen.offset_ms = i64::try_from(now).unwrap_or(i64::MAX).saturating_sub(local);
+        seen.offset_ms = crate::clock::offset_to(now);
         seen.held_until.clear();
         for (i, s) in states.iter().enumerate() {
             if s.held_until_ms > now {

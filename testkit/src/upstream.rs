@@ -3,7 +3,7 @@
 //! time, with each arrival's time and the most requests it held open at
 //! once recorded.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -90,31 +90,7 @@ impl UpstreamStub {
 
 impl Shared {
     fn serve(&self, mut sock: TcpStream) {
-        sock.set_nonblocking(false).unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        // The head, then as much body as Content-Length says.
-        while let Ok(k) = sock.read(&mut chunk) {
-            if k == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..k]);
-            let text = String::from_utf8_lossy(&buf).to_string();
-            if let Some(end) = text.find("\r\n\r\n") {
-                let len = text[..end]
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                    })
-                    .unwrap_or(0);
-                if buf.len() >= end + 4 + len {
-                    break;
-                }
-            }
-        }
+        let _request = crate::http::read_request(&mut sock);
         let n = {
             let mut a = self.arrivals.lock().unwrap();
             a.push(Instant::now());

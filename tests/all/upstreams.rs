@@ -201,15 +201,12 @@ fn ward_enqueue_past_max_backlog_is_refused_and_adds_nothing() {
         "{refused}"
     );
     // Nothing was added: no entry, no delayed job, no idempotency key.
-    let len: usize = redis::cmd("XLEN")
+    let (len, delayed, key): (usize, usize, bool) = redis::pipe()
+        .cmd("XLEN")
         .arg("ward:{q}:jobs")
-        .query(&mut con)
-        .unwrap();
-    let delayed: usize = redis::cmd("ZCARD")
+        .cmd("ZCARD")
         .arg("ward:{q}:delayed")
-        .query(&mut con)
-        .unwrap();
-    let key: bool = redis::cmd("EXISTS")
+        .cmd("EXISTS")
         .arg("ward:{q}:idem:k9")
         .query(&mut con)
         .unwrap();
