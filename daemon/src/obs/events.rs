@@ -370,8 +370,8 @@ pub fn breaker_state(queue: &str, upstream: &str, open: bool) {
         .set(if open { 1.0 } else { 0.0 });
 }
 
-/// Sets `ward_upstream_tokens` (when it has a rate), `_in_flight` and
-/// `_held_until_seconds` of `{queue, upstream}`.
+/// Sets `ward_upstream_tokens` (`+Inf` without a rate: `tokens` `None`),
+/// `_in_flight` and `_held_until_seconds` of `{queue, upstream}`.
 pub fn upstream_state(
     queue: &str,
     upstream: &str,
@@ -383,9 +383,7 @@ pub fn upstream_state(
         ("queue", queue.to_string()),
         ("upstream", upstream.to_string()),
     ];
-    if let Some(t) = tokens {
-        metrics::gauge!(m::UPSTREAM_TOKENS, &labels).set(t);
-    }
+    metrics::gauge!(m::UPSTREAM_TOKENS, &labels).set(tokens.unwrap_or(f64::INFINITY));
     #[allow(clippy::cast_precision_loss, reason = "a gauge")]
     {
         metrics::gauge!(m::UPSTREAM_IN_FLIGHT, &labels).set(in_flight as f64);

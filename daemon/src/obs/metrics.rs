@@ -48,7 +48,7 @@ pub const BUILD_INFO: &str = "ward_build_info";
 /// 1 while an upstream's circuit breaker is open, else 0.
 pub const BREAKER_OPEN: &str = "ward_breaker_open";
 /// Tokens in an upstream's bucket (`[[upstream]] rate`), sampled twice a
-/// second. `{queue, upstream}`.
+/// second; `+Inf` for an upstream without a rate. `{queue, upstream}`.
 pub const UPSTREAM_TOKENS: &str = "ward_upstream_tokens";
 /// Attempts holding a slot of an upstream (`[[upstream]] concurrency`),
 /// fleet-wide. `{queue, upstream}`.
@@ -98,6 +98,10 @@ pub const METRICS: &[&str] = &[
     REDIS_MEMORY_MAX,
     REDIS_EVICTING,
     PAUSED,
+    UPSTREAM_TOKENS,
+    UPSTREAM_IN_FLIGHT,
+    UPSTREAM_HELD_UNTIL,
+    UPSTREAM_DEFERRED_TOTAL,
 ];
 
 /// `outcome` label values of [`JOBS_TOTAL`].
@@ -209,7 +213,7 @@ fn describe() {
     );
     describe_gauge!(
         UPSTREAM_TOKENS,
-        "Tokens in the upstream's bucket ([[upstream]] rate), sampled."
+        "Tokens in the upstream's bucket ([[upstream]] rate), sampled; +Inf without a rate."
     );
     describe_gauge!(
         UPSTREAM_IN_FLIGHT,

@@ -302,6 +302,16 @@ impl Daemon<'_> {
         if names.is_empty() {
             return None;
         }
+        // Every series from the start, so rates and alerts work at once.
+        for u in &names {
+            crate::obs::events::upstream_state(&q.name, u, None, 0, 0);
+            for reason in [
+                crate::transition::RATE_LIMITED_CODE,
+                crate::transition::UPSTREAM_BUSY_CODE,
+            ] {
+                crate::obs::events::upstream_deferred(&q.name, u, reason, 0);
+            }
+        }
         let u =
             crate::upstream::Upstreams::new(queue.clone(), q.lease, &self.config.upstreams, names);
         let refresh = UpstreamRefresh {
