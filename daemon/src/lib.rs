@@ -10,6 +10,8 @@
 //!   succeed, retry, defer, dead-letter, duplicate) and the
 //!   [`transition::Completion`] that carries it to be recorded.
 //! - [`policy`]: the pure decision after an attempt (backoff, budgets).
+//! - [`priority`]: priority levels and the weights that share reads.
+//! - [`fairness`]: groups (tenants) with a fleet-wide cap on attempts.
 //! - [`redact`]: what a dead-letter entry may show of a payload.
 //! - [`schedule`]: cron fire times and their keys.
 //!
@@ -68,9 +70,11 @@ pub mod control;
 pub mod cut;
 pub mod digest;
 pub mod dlq;
+pub mod fairness;
 pub mod job;
 pub mod obs;
 pub mod policy;
+pub mod priority;
 pub mod redact;
 pub mod runtime;
 pub mod schedule;

@@ -110,6 +110,12 @@ pub enum Deferral {
         /// The upstream.
         upstream: String,
     },
+    /// Its group (tenant) has `group_concurrency` attempts in flight
+    /// already (see [`crate::fairness`]).
+    GroupBusy {
+        /// The group (the value of the job type's `group_by` field).
+        group: String,
+    },
 }
 
 impl Deferral {
@@ -161,6 +167,13 @@ impl Deferral {
                 let what = if *queue { "its queue" } else { "its job type" };
                 let message = format!("not run: {what} is paused; held until `ward resume`");
                 Outcome::failure(FailureClass::Transient, message).with_code(PAUSED_CODE)
+            }
+            Deferral::GroupBusy { group } => {
+                let message = format!(
+                    "not run: group `{group}` has as many attempts in flight as its group_concurrency; waiting for one of them to end"
+                );
+                Outcome::failure(FailureClass::Transient, message)
+                    .with_code(crate::fairness::GROUP_BUSY_CODE)
             }
         }
     }

@@ -547,53 +547,6 @@ fn sigterm_in_the_middle_of_a_drain_runs_and_records_everything_it_leased() {
 }
 
 #[test]
-fn a_schedule_enqueues_one_job_per_fire_time_however_many_daemons_run() {
-    let redis = Redis::start();
-    let cfg = config(&redis, 4, &job("flaky", "flaky", ""))
-        + "\n[[schedule]]\nname = \"tick\"\ncron = \"* * * * * *\"\nqueue = \"q\"\njob = \"flaky\"\npayload = '{\"times\":0,\"key\":true}'\n";
-    let started = std::time::Instant::now();
-    let a = Ward::start(&cfg).ready();
-    let b = Ward::start(&cfg).ready();
-    std::thread::sleep(Duration::from_millis(3500));
-    // Stopped, not killed: what they leased is run and recorded first.
-    assert!(b.stop().success());
-    assert!(a.stop().success());
-    let seconds = started.elapsed().as_secs() as usize;
-    let mut con = redis.con();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("ward:{q}:idem:schedule:tick:*")
-        .query(&mut con)
-        .unwrap();
-    assert!(
-        keys.len() >= 3 && keys.len() <= seconds + 1,
-        "one fire per second while {seconds} s passed, got {}: {keys:?}",
-        keys.len()
-    );
-    let records: Vec<String> = redis::cmd("KEYS")
-        .arg("ward:{q}:job:*")
-        .query(&mut con)
-        .unwrap();
-    let jobs: Vec<&String> = records
-        .iter()
-        .filter(|k| !k.ends_with(":history"))
-        .collect();
-    assert_eq!(
-        jobs.len(),
-        keys.len(),
-        "two daemons, one job per fire time: {jobs:?} for {keys:?}"
-    );
-    for key in &keys {
-        let owner: String = redis::cmd("GET").arg(key).query(&mut con).unwrap();
-        let id = owner.split(' ').next().unwrap();
-        let s = wait_final(&redis, id, WAIT);
-        assert_eq!(s["state"], "succeeded", "{s}");
-        // The plugin got the fire's key as its idempotency key.
-        let fire = key.trim_start_matches("ward:{q}:idem:");
-        assert_eq!(s["result"], fire, "{s}");
-    }
-}
-
-#[test]
 fn the_daemon_and_the_tools_reach_redis_over_tls_with_a_private_ca() {
     let redis = Redis::start_with_tls();
     let (tls_port, ca) = redis.tls.clone().unwrap();

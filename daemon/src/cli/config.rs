@@ -40,7 +40,7 @@ fn check(path: &Path) -> anyhow::Result<()> {
         );
     }
     for sc in &cfg.schedules {
-        let next = crate::schedule::next_fire(&sc.schedule, chrono::Utc::now())
+        let next = crate::schedule::next_fire(&sc.schedule, sc.tz, chrono::Utc::now())
             .map_or_else(|| "never".to_string(), |t| t.to_rfc3339());
         println!(
             "  schedule {}: `{}` -> {}/{} (next fire {next})",

@@ -9,7 +9,9 @@ use clap::Args;
 use super::target::QueueTarget;
 use crate::config;
 use crate::config::defaults::MAX_DURATION;
+use crate::priority::Priority;
 use crate::store;
+use crate::store::EnqueueOptions;
 use crate::text::format_ms;
 
 /// `ward enqueue`
@@ -35,6 +37,16 @@ pub(crate) struct EnqueueArgs {
     /// `idempotency_ttl` from `--config`, else 24h).
     #[arg(long, value_parser = parse_key_ttl)]
     idempotency_ttl: Option<Duration>,
+    /// The priority level: `high` runs first, `low` when the others leave
+    /// room; the queue's `priority_weights` keep every level moving.
+    #[arg(long, default_value = "normal", value_parser = parse_priority)]
+    priority: Priority,
+}
+
+/// A priority level's name.
+fn parse_priority(s: &str) -> Result<Priority, String> {
+    Priority::parse(s)
+        .ok_or_else(|| format!("`{s}` is not a priority level; use high, normal or low"))
 }
 
 impl EnqueueArgs {
@@ -59,7 +71,7 @@ impl EnqueueArgs {
         let plain = self.delay.is_none() && self.at.is_none() && key.is_none();
         if plain && q.max_backlog().await?.is_none() {
             // The plain path: one XADD, exactly what any client can do.
-            println!("{}", q.enqueue(job, &payload).await?);
+            println!("{}", q.enqueue_at(job, &payload, self.priority).await?);
             return Ok(());
         }
         // A queue with a max_backlog: through ward_enqueue, which refuses
@@ -70,7 +82,17 @@ impl EnqueueArgs {
             (None, None) => config::DEFAULT_IDEMPOTENCY_TTL,
         };
         let done = match q
-            .enqueue_with(job, &payload, key, self.delay, self.at, ttl)
+            .enqueue_opts(
+                job,
+                &payload,
+                &EnqueueOptions {
+                    key,
+                    delay: self.delay,
+                    at_ms: self.at,
+                    ttl,
+                    priority: self.priority,
+                },
+            )
             .await
         {
             Err(store::QueueError::Redis(e)) if e.code() == Some(store::BACKPRESSURE) => {

@@ -20,6 +20,7 @@ mod job;
 mod pause;
 mod plugin;
 mod run;
+mod schedules;
 mod stats;
 mod target;
 mod upstreams;
@@ -83,6 +84,8 @@ enum Command {
     },
     /// The audit trail: every operator action, who did it, when and why.
     Audit(audit::AuditArgs),
+    /// Each [[schedule]] with its next and last fire; pause, resume or fire one now.
+    Schedules(schedules::SchedulesArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(completions::CompletionsArgs),
     /// Print the ward(1) man page.
@@ -154,6 +157,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Config { command } => command.exec(),
         Command::Plugin { command } => command.exec(),
         Command::Audit(audit) => audit.exec().await,
+        Command::Schedules(s) => s.exec().await,
         Command::Completions(c) => {
             c.exec();
             Ok(())

@@ -57,7 +57,7 @@ pub struct RawConfig {
 pub struct RawSchedule {
     /// Unique name; part of each fire's idempotency key.
     pub name: Spanned<String>,
-    /// `sec min hour day-of-month month day-of-week [year]`, in UTC.
+    /// Five crontab fields, or six (seconds first) or seven (with year).
     pub cron: Spanned<String>,
     /// The queue to enqueue on.
     pub queue: Spanned<String>,
@@ -66,6 +66,16 @@ pub struct RawSchedule {
     /// The payload of every job it enqueues (default: empty).
     #[serde(default)]
     pub payload: String,
+    /// The IANA time zone the cron expression is read in (default UTC).
+    pub timezone: Option<Spanned<String>>,
+    /// Fire times missed while no daemon ran: `skip` or `catch_up`.
+    pub missed: Option<Spanned<String>>,
+    /// `catch_up`: at most this many missed fires.
+    pub catch_up_max: Option<Spanned<i64>>,
+    /// `catch_up`: none older than this.
+    pub catch_up_window: Option<Spanned<String>>,
+    /// A fire while the last fire's job is unfinished: `allow` or `skip`.
+    pub overlap: Option<Spanned<String>>,
 }
 
 /// `[daemon]`
@@ -145,6 +155,8 @@ pub struct RawRedis {
     /// PEM file of the CA certificates a `rediss://` server's certificate
     /// must chain to, instead of the system's roots.
     pub ca_file: Option<Spanned<String>>,
+    /// `secret:NAME`: the password, from a secret rather than the URL.
+    pub password: Option<Spanned<String>>,
 }
 
 /// `[[queue]]`
@@ -179,6 +191,10 @@ pub struct RawQueue {
     /// Most jobs waiting (not yet delivered, or delayed) before
     /// `ward_enqueue` and `ward enqueue` refuse new ones (`BACKPRESSURE`).
     pub max_backlog: Option<Spanned<i64>>,
+    /// The starvation guard's weights `[high, normal, low]` (default
+    /// `[8, 3, 1]`): how many reads in their sum start at each level while
+    /// all of them have a backlog.
+    pub priority_weights: Option<Spanned<Vec<u32>>>,
 }
 
 /// `[[job]]`
@@ -215,6 +231,11 @@ pub struct RawJob {
     /// The upstreams (named dependencies) this job type calls; their circuit
     /// breakers hold its jobs back while open.
     pub upstreams: Option<Spanned<Vec<String>>>,
+    /// The correlation field whose value groups this type's jobs (e.g.
+    /// `"tenant"`), for `group_concurrency`.
+    pub group_by: Option<Spanned<String>>,
+    /// Most attempts of one group in flight at once, fleet-wide.
+    pub group_concurrency: Option<Spanned<u32>>,
 }
 
 /// A job's `http` table.

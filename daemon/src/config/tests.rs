@@ -111,13 +111,36 @@ fn a_schedule_names_a_valid_cron_and_a_job_of_its_queue() {
     assert_eq!(cfg.schedules.len(), 1);
     assert_eq!(cfg.schedules[0].payload, b"{}");
 
+    let cfg = load(
+        "cron = \"30 3 * * *\"\ntimezone = \"Europe/Paris\"\nmissed = \"catch_up\"\ncatch_up_max = 2\noverlap = \"skip\"\nqueue = \"q\"\njob = \"a\"",
+    )
+    .unwrap();
+    assert_eq!(cfg.schedules[0].tz, chrono_tz::Tz::Europe__Paris);
+    assert_eq!(cfg.schedules[0].overlap, crate::schedule::Overlap::Skip);
+    assert!(matches!(
+        cfg.schedules[0].missed,
+        crate::schedule::Missed::CatchUp { max: 2, .. }
+    ));
+    let err = load(
+        "cron = \"* * * * *\"\ntimezone = \"Mars/Olympus\"\ncatch_up_max = 2\noverlap = \"never\"\nqueue = \"q\"\njob = \"a\"",
+    )
+    .unwrap_err()
+    .to_string();
+    for want in [
+        "Mars/Olympus",
+        "catch_up_max only applies",
+        "overlap `never`",
+    ] {
+        assert!(err.contains(want), "{want}: {err}");
+    }
+
     let err = load("cron = \"every night\"\nqueue = \"q\"\njob = \"b\"").unwrap_err();
     let ConfigError::Invalid { problems, .. } = err else {
         panic!("expected validation errors, got {err}");
     };
     assert_eq!(problems.len(), 2, "{problems:?}");
     assert_eq!(problems[0].line, 9, "{problems:?}");
-    assert!(problems[0].message.contains("six fields"), "{problems:?}");
+    assert!(problems[0].message.contains("five fields"), "{problems:?}");
     assert_eq!(problems[1].line, 11, "{problems:?}");
     assert!(
         problems[1].message.contains("no [[job]] of queue `q`"),

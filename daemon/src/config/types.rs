@@ -48,8 +48,14 @@ pub struct ScheduleConfig {
     pub name: String,
     /// The cron expression as written.
     pub cron: String,
-    /// The parsed expression (UTC).
+    /// The parsed expression, read in `tz`.
     pub schedule: cron::Schedule,
+    /// The time zone of the expression.
+    pub tz: chrono_tz::Tz,
+    /// What happens to fire times missed while no daemon ran.
+    pub missed: crate::schedule::Missed,
+    /// What happens to a fire while the last fire's job is unfinished.
+    pub overlap: crate::schedule::Overlap,
     /// Queue name.
     pub queue: String,
     /// Job type.
@@ -95,6 +101,8 @@ pub struct QueueConfig {
     /// `max_backlog`: past this many waiting jobs, `ward_enqueue` refuses
     /// new ones (`None`: no limit).
     pub max_backlog: Option<u64>,
+    /// `priority_weights`: the starvation guard between priority levels.
+    pub priority_weights: crate::priority::Weights,
 }
 
 /// A queue's dead-letter settings: retention and how much payload to copy.
@@ -156,6 +164,8 @@ pub struct JobConfig {
     pub redact: Vec<FieldPath>,
     /// Upstreams whose circuit breakers hold this job type back.
     pub upstreams: Vec<String>,
+    /// `group_by` and `group_concurrency`: fairness between groups (tenants).
+    pub group: Option<crate::fairness::GroupLimit>,
 }
 
 /// When an upstream's circuit breaker opens and for how long.

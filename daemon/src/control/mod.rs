@@ -8,6 +8,7 @@
 //! - `audit.rs`: who acts ([`Actor`]), and the audit trail.
 //! - `breakers.rs`: the breakers as an operator sees them; overrides.
 //! - `cancel.rs`: cancelling jobs, queued, delayed or running.
+//! - `schedules.rs`: schedules: their state, pause, resume, fire now.
 //! - `pause.rs`: pause and resume a queue or a job type ([`pause::pause`],
 //!   [`pause::resume`], [`pause::status`]).
 //! - `upstreams.rs`: flow control per upstream as an operator sees it
@@ -20,6 +21,7 @@ pub mod audit;
 pub mod breakers;
 pub mod cancel;
 pub mod pause;
+pub mod schedules;
 pub mod upstreams;
 
 pub use audit::{Action, Actor, Via};

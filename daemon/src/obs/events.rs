@@ -276,11 +276,21 @@ pub struct InFlight {
     gauge: Gauge,
 }
 
+/// Attempts in flight in this process, every queue (systemd's `STATUS=`).
+static IN_FLIGHT_TOTAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many attempts run in this process now.
+#[must_use]
+pub fn in_flight_total() -> u64 {
+    IN_FLIGHT_TOTAL.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 impl InFlight {
     /// Counts one more attempt in flight for `queue`.
     pub fn start(queue: &str) -> InFlight {
         let gauge = inflight_gauge(queue);
         gauge.increment(1.0);
+        IN_FLIGHT_TOTAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         InFlight { gauge }
     }
 }
@@ -288,6 +298,7 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.gauge.decrement(1.0);
+        IN_FLIGHT_TOTAL.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -118,6 +118,8 @@ impl Queue {
             .key(&self.keys.cancels)
             .key(self.keys.record(id))
             .key(self.keys.history(id))
+            .key(&self.keys.jobs_high)
+            .key(&self.keys.jobs_low)
             .arg(id)
             .arg(by)
             .arg(note)
@@ -149,6 +151,8 @@ impl Queue {
         let ids: Vec<String> = REQUESTS_SCRIPT
             .key(&self.keys.cancels)
             .key(&self.keys.jobs)
+            .key(&self.keys.jobs_high)
+            .key(&self.keys.jobs_low)
             .arg(&self.keys.record_prefix)
             .arg(GROUP)
             .arg(MAX_REQUESTS)

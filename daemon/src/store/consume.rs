@@ -9,6 +9,7 @@ use redis::{RedisError, Value};
 use super::reply::{parse_entries, parse_xread, protocol};
 use super::script::script;
 use super::{Delivery, GROUP, Queue, QueueError};
+use crate::priority::Priority;
 
 static RENEW_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| script("", include_str!("lua/renew.lua")));
@@ -27,19 +28,28 @@ pub enum KeyCheck {
 }
 
 impl Queue {
-    /// Creates the consumer group (and the stream) if missing. The group
+    /// Creates the consumer group (and the stream) if missing, on the
+    /// stream of every priority level. The group
     /// starts at the beginning of the stream, so jobs added before any
     /// daemon ran are not skipped.
     ///
     /// # Errors
     /// Any Redis error other than "the group already exists".
     pub async fn ensure_group(&self) -> Result<(), QueueError> {
+        for level in Priority::ALL {
+            self.ensure_group_on(self.keys.stream(level)).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Queue::ensure_group`] on one stream.
+    async fn ensure_group_on(&self, stream: &str) -> Result<(), QueueError> {
         let mut con = self.con.clone();
         // Looked up first, read-only: a Redis at its maxmemory refuses the
         // create even when the group is there.
         let groups: Result<Value, RedisError> = redis::cmd("XINFO")
             .arg("GROUPS")
-            .arg(&self.keys.jobs)
+            .arg(stream)
             .query_async(&mut con)
             .await;
         if let Ok(Value::Array(groups)) = groups
@@ -49,7 +59,7 @@ impl Queue {
         }
         let res: Result<(), RedisError> = redis::cmd("XGROUP")
             .arg("CREATE")
-            .arg(&self.keys.jobs)
+            .arg(stream)
             .arg(GROUP)
             .arg("0")
             .arg("MKSTREAM")
@@ -108,6 +118,7 @@ impl Queue {
             return Ok(Vec::new());
         }
         let mut inv = RENEW_SCRIPT.key(&self.keys.jobs);
+        inv.key(&self.keys.jobs_high).key(&self.keys.jobs_low);
         inv.arg(GROUP).arg(consumer);
         for id in entry_ids {
             inv.arg(id);
@@ -132,9 +143,25 @@ impl Queue {
         from: &str,
         count: usize,
     ) -> Result<(String, Vec<Delivery>), QueueError> {
+        self.reclaim_in(Priority::Normal, consumer, lease, from, count)
+            .await
+    }
+
+    /// [`Queue::reclaim`] on the stream of level `level`.
+    ///
+    /// # Errors
+    /// Redis errors, or a reply of the wrong shape.
+    pub async fn reclaim_in(
+        &self,
+        level: Priority,
+        consumer: &str,
+        lease: Duration,
+        from: &str,
+        count: usize,
+    ) -> Result<(String, Vec<Delivery>), QueueError> {
         let mut con = self.con.clone();
         let reply: Value = redis::cmd("XAUTOCLAIM")
-            .arg(&self.keys.jobs)
+            .arg(self.keys.stream(level))
             .arg(GROUP)
             .arg(consumer)
             .arg(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX))
@@ -169,10 +196,34 @@ impl Queue {
         me: &str,
         idle: Duration,
     ) -> Result<Vec<String>, QueueError> {
+        let mut gone = Vec::new();
+        for level in Priority::ALL {
+            let names = match self.forget_idle_on(self.keys.stream(level), me, idle).await {
+                Ok(names) => names,
+                // A level no job was ever moved to may have no stream yet.
+                Err(_) if level != Priority::Normal => Vec::new(),
+                Err(e) => return Err(e),
+            };
+            for name in names {
+                if !gone.contains(&name) {
+                    gone.push(name);
+                }
+            }
+        }
+        Ok(gone)
+    }
+
+    /// [`Queue::forget_idle_consumers`] of one stream's group.
+    async fn forget_idle_on(
+        &self,
+        stream: &str,
+        me: &str,
+        idle: Duration,
+    ) -> Result<Vec<String>, QueueError> {
         let mut con = self.con.clone();
         let reply: Value = redis::cmd("XINFO")
             .arg("CONSUMERS")
-            .arg(&self.keys.jobs)
+            .arg(stream)
             .arg(GROUP)
             .query_async(&mut con)
             .await?;
@@ -217,7 +268,7 @@ impl Queue {
             if name != me && !pending && idle_for >= idle_ms {
                 let _: i64 = redis::cmd("XGROUP")
                     .arg("DELCONSUMER")
-                    .arg(&self.keys.jobs)
+                    .arg(stream)
                     .arg(GROUP)
                     .arg(&name)
                     .query_async(&mut con)

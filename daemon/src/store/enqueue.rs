@@ -8,12 +8,14 @@ use redis::RedisError;
 
 use super::script::{RECORD_ENTRY, library, script};
 use super::{Queue, QueueError, Store};
+use crate::priority::{self, Priority};
 
 /// Version of the Redis Function library; bump it with every change.
 /// 2: arguments are checked before anything is written.
-/// 3: past the queue's `max_backlog`, `ward_enqueue` refuses with
+/// 3: a seventh, optional argument: the priority level.
+/// 4: past the queue's `max_backlog`, `ward_enqueue` refuses with
 /// `BACKPRESSURE` (see [`BACKPRESSURE`]).
-pub const FUNCTIONS_VERSION: &str = "3";
+pub const FUNCTIONS_VERSION: &str = "4";
 
 /// The error code `ward_enqueue` refuses with past a queue's `max_backlog`:
 /// the reply reads `BACKPRESSURE queue backlog is N jobs, at its
@@ -26,8 +28,9 @@ pub const MAX_TIME_MS: u64 = 253_402_300_799_999;
 
 /// The Redis Function library every client can call to enqueue atomically.
 ///
-/// `FCALL ward_enqueue 1 ward:{Q}:jobs <job> <payload> [idempotency_key] [delay_ms] [ttl_ms] [at_ms]`
-/// (empty strings for the optional arguments you skip) returns
+/// `FCALL ward_enqueue 1 ward:{Q}:jobs <job> <payload> [idempotency_key] [delay_ms] [ttl_ms] [at_ms] [priority]`
+/// (empty strings for the optional arguments you skip; `priority` is
+/// `high`, `normal` or `low`) returns
 /// `[job_id, "created" | "duplicate", due_ms]` (`due_ms` is 0 when the job is
 /// ready now). `ttl_ms` is how long the key is remembered (default 24 h).
 pub static FUNCTIONS: LazyLock<String> =
@@ -35,6 +38,21 @@ pub static FUNCTIONS: LazyLock<String> =
 
 static PROMOTE_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| script(RECORD_ENTRY, include_str!("lua/promote.lua")));
+
+/// The options of one `ward_enqueue` call.
+#[derive(Debug, Clone, Copy)]
+pub struct EnqueueOptions<'a> {
+    /// The idempotency key, if any.
+    pub key: Option<&'a str>,
+    /// Start the job after this long.
+    pub delay: Option<Duration>,
+    /// Start the job at this time (Unix ms); wins over `delay`.
+    pub at_ms: Option<u64>,
+    /// How long the key is remembered.
+    pub ttl: Duration,
+    /// The job's priority level.
+    pub priority: Priority,
+}
 
 /// What a client's enqueue did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,16 +84,32 @@ impl Queue {
     /// # Errors
     /// Redis errors.
     pub async fn enqueue(&self, job: &str, payload: &[u8]) -> Result<String, QueueError> {
+        self.enqueue_at(job, payload, Priority::Normal).await
+    }
+
+    /// Appends a job of level `level` to the stream (a plain `XADD`, with
+    /// the `priority` field unless the level is `normal`); returns its id.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn enqueue_at(
+        &self,
+        job: &str,
+        payload: &[u8],
+        level: Priority,
+    ) -> Result<String, QueueError> {
         let mut con = self.con.clone();
-        let id: String = redis::cmd("XADD")
-            .arg(&self.keys.jobs)
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&self.keys.jobs)
             .arg("*")
             .arg("job")
             .arg(job)
             .arg("payload")
-            .arg(payload)
-            .query_async(&mut con)
-            .await?;
+            .arg(payload);
+        if level != Priority::Normal {
+            cmd.arg(priority::FIELD).arg(level.as_str());
+        }
+        let id: String = cmd.query_async(&mut con).await?;
         Ok(id)
     }
 
@@ -132,6 +166,34 @@ impl Queue {
         at_ms: Option<u64>,
         ttl: Duration,
     ) -> Result<Enqueued, QueueError> {
+        let o = EnqueueOptions {
+            key,
+            delay,
+            at_ms,
+            ttl,
+            priority: Priority::Normal,
+        };
+        self.enqueue_opts(job, payload, &o).await
+    }
+
+    /// [`Queue::enqueue_with`] with every option of `ward_enqueue`,
+    /// the priority level included.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn enqueue_opts(
+        &self,
+        job: &str,
+        payload: &[u8],
+        o: &EnqueueOptions<'_>,
+    ) -> Result<Enqueued, QueueError> {
+        let EnqueueOptions {
+            key,
+            delay,
+            at_ms,
+            ttl,
+            priority: level,
+        } = *o;
         let mut cmd = redis::cmd("FCALL");
         cmd.arg("ward_enqueue")
             .arg(1)
@@ -141,7 +203,8 @@ impl Queue {
             .arg(key.unwrap_or(""))
             .arg(delay.map(|d| d.as_millis().to_string()).unwrap_or_default())
             .arg(ttl.as_millis().to_string())
-            .arg(at_ms.map(|d| d.to_string()).unwrap_or_default());
+            .arg(at_ms.map(|d| d.to_string()).unwrap_or_default())
+            .arg(level.as_str());
         let mut con = self.con.clone();
         let reply: Result<(String, String, u64), RedisError> = cmd.query_async(&mut con).await;
         let (id, status, due) = match reply {

@@ -1,5 +1,6 @@
 //! Looking jobs up: their state, record fields, history, stream entries.
 
+use crate::priority::Priority;
 use redis::{RedisError, Value};
 
 use super::reply::{looks_like_entry_id, parse_entries};
@@ -174,8 +175,15 @@ impl Queue {
     }
 
     /// The stream entry with id `entry_id`, if it is still in the stream.
+    /// An entry id names one entry across the level streams (see
+    /// `lua/lease.lua`), so the first found is the one.
     async fn entry(&self, entry_id: &str) -> Result<Option<Delivery>, QueueError> {
-        self.entry_in(&self.keys.jobs, entry_id).await
+        for level in Priority::ALL {
+            if let Some(d) = self.entry_in(self.keys.stream(level), entry_id).await? {
+                return Ok(Some(d));
+            }
+        }
+        Ok(None)
     }
 
     /// The entry with id `entry_id` of stream `stream`, if it is still there.
@@ -199,12 +207,26 @@ impl Queue {
 
     /// Whether entry `entry_id` is delivered and not yet acknowledged.
     async fn is_pending(&self, entry_id: &str) -> Result<bool, QueueError> {
+        for level in Priority::ALL {
+            if self
+                .is_pending_in(self.keys.stream(level), entry_id)
+                .await?
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether entry `entry_id` of `stream` is delivered and not yet
+    /// acknowledged.
+    async fn is_pending_in(&self, stream: &str, entry_id: &str) -> Result<bool, QueueError> {
         if !looks_like_entry_id(entry_id) {
             return Ok(false);
         }
         let mut con = self.con.clone();
         let reply: Result<Value, RedisError> = redis::cmd("XPENDING")
-            .arg(&self.keys.jobs)
+            .arg(stream)
             .arg(GROUP)
             .arg(entry_id)
             .arg(entry_id)

@@ -6,10 +6,16 @@
 //! themselves (from ids they learn inside the script) as Lua constants, see
 //! [`LUA`].
 
+use crate::priority::Priority;
+
 /// Every key of Ward starts with this.
 const NAMESPACE: &str = "ward:";
 /// The stream of ready deliveries.
 const JOBS: &str = "jobs";
+/// Appended to the jobs stream's name: the streams of the other levels.
+const HIGH: &str = ":high";
+/// See [`HIGH`].
+const LOW: &str = ":low";
 /// The dead-letter stream.
 const DEAD: &str = "dead";
 /// The set of jobs waiting for their due time.
@@ -38,6 +44,12 @@ const UPSTREAM: &str = "upstream:";
 const SLOTS: &str = ":slots";
 /// The hash of a queue's limits that `ward_enqueue` reads (`max_backlog`).
 const LIMITS: &str = "limits";
+/// A schedule's state hash (append the schedule's name).
+const SCHEDULE: &str = "schedule:";
+/// A group's slots (append `<job type>:<group>`): job id → expiry (ms).
+const GROUP: &str = "group:";
+/// A group's waiting line (append `<job type>:<group>`): job id → since (ms).
+const GROUP_WAITING: &str = "group-waiting:";
 /// A job record (append the job id).
 const RECORD: &str = "job:";
 /// An idempotency key (append the key).
@@ -46,8 +58,10 @@ const IDEM: &str = "idem:";
 const HISTORY: &str = ":history";
 
 /// The key shapes scripts build themselves, by their Lua names.
-pub(super) const LUA: [(&str, &str); 9] = [
+pub(super) const LUA: [(&str, &str); 11] = [
     ("LIMITS_KEY", LIMITS),
+    ("HIGH_SUFFIX", HIGH),
+    ("LOW_SUFFIX", LOW),
     ("KEY_NAMESPACE", NAMESPACE),
     ("JOBS_KEY", JOBS),
     ("DELAYED_KEY", DELAYED),
@@ -65,6 +79,11 @@ pub struct Keys {
     pub queue: String,
     /// `ward:{Q}:jobs`
     pub jobs: String,
+    /// `ward:{Q}:jobs:high`: the stream of ready `high` deliveries (the
+    /// `ward:{Q}:jobs` stream is `normal`), consumer group `ward`.
+    pub jobs_high: String,
+    /// `ward:{Q}:jobs:low`: the stream of ready `low` deliveries.
+    pub jobs_low: String,
     /// `ward:{Q}:dead`
     pub dead: String,
     /// `ward:{Q}:delayed`
@@ -112,6 +131,8 @@ impl Keys {
         Keys {
             queue: queue.to_string(),
             jobs: key(JOBS),
+            jobs_high: key(&format!("{JOBS}{HIGH}")),
+            jobs_low: key(&format!("{JOBS}{LOW}")),
             dead: key(DEAD),
             delayed: key(DELAYED),
             wake: key(WAKE),
@@ -126,6 +147,16 @@ impl Keys {
             held: key(HELD),
             upstream_prefix: key(UPSTREAM),
             limits: key(LIMITS),
+        }
+    }
+
+    /// The stream of ready deliveries of level `p`.
+    #[must_use]
+    pub fn stream(&self, p: Priority) -> &str {
+        match p {
+            Priority::High => &self.jobs_high,
+            Priority::Normal => &self.jobs,
+            Priority::Low => &self.jobs_low,
         }
     }
 
@@ -146,6 +177,26 @@ impl Keys {
     #[must_use]
     pub fn idempotency(&self, key: &str) -> String {
         joined(&[NAMESPACE, "{", &self.queue, "}:", IDEM, key])
+    }
+
+    /// `ward:{Q}:schedule:<name>`: schedule `name`'s latest fire and pause.
+    #[must_use]
+    pub fn schedule(&self, name: &str) -> String {
+        joined(&[NAMESPACE, "{", &self.queue, "}:", SCHEDULE, name])
+    }
+
+    /// `ward:{Q}:group:<job>:<group>`: the slots of a group of job type
+    /// `job` (job id → when the slot expires, ms), and
+    /// `ward:{Q}:group-waiting:<job>:<group>`, its waiting line (job id →
+    /// since when, ms). See [`crate::fairness`].
+    #[must_use]
+    pub fn group(&self, job: &str, group: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let key = |name: &str| {
+            let mut k = format!("{NAMESPACE}{{{}}}:{name}{job}:", self.queue).into_bytes();
+            k.extend_from_slice(group);
+            k
+        };
+        (key(GROUP), key(GROUP_WAITING))
     }
 
     /// `ward:{Q}:breaker:<upstream>`: the circuit breaker of `upstream`.
@@ -192,6 +243,7 @@ mod tests {
         assert_eq!(k.history("1-0"), "ward:{emails}:job:1-0:history");
         assert_eq!(k.idempotency("k"), "ward:{emails}:idem:k");
         assert_eq!(k.breaker("smtp"), "ward:{emails}:breaker:smtp");
+        assert_eq!(k.schedule("nightly"), "ward:{emails}:schedule:nightly");
         assert_eq!(k.cancels, "ward:{emails}:cancels");
         assert_eq!(k.control, "ward:{emails}:control");
         assert_eq!(k.paused, "ward:{emails}:paused");
@@ -199,5 +251,11 @@ mod tests {
         assert_eq!(k.upstream("api"), "ward:{emails}:upstream:api");
         assert_eq!(k.upstream_slots("api"), "ward:{emails}:upstream:api:slots");
         assert_eq!(k.limits, "ward:{emails}:limits");
+        assert_eq!(k.stream(Priority::High), "ward:{emails}:jobs:high");
+        assert_eq!(k.stream(Priority::Low), "ward:{emails}:jobs:low");
+        assert_eq!(k.stream(Priority::Normal), k.jobs);
+        let (slots, waiting) = k.group("send", b"acme");
+        assert_eq!(slots, b"ward:{emails}:group:send:acme");
+        assert_eq!(waiting, b"ward:{emails}:group-waiting:send:acme");
     }
 }

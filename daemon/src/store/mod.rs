@@ -18,6 +18,8 @@
 //!   own under the reserved prefix `ward:`; how an entry is parsed.
 //! - `consume.rs`: the consumer group, leases, renewal, reclaiming, the
 //!   idempotency check.
+//! - `levels.rs`: leasing across the priority levels' streams.
+//! - `groups.rs`: the slots and waiting lines of job groups (tenants).
 //! - `apply/`: the APPLY script's argument encoder (`mod.rs`) and layout
 //!   (`layout.rs`).
 //! - `enqueue.rs`: enqueueing, the `ward_enqueue` library, promoting due jobs.
@@ -31,6 +33,8 @@
 //! - `breakers.rs`, `sample.rs`: circuit breakers; depth and lag.
 //! - `upstreams.rs`: flow control per upstream (token buckets, slots with
 //!   leases, Retry-After holds) and the backlog limit `ward_enqueue` reads.
+//! - `schedules.rs`: each schedule's latest fire and pause
+//!   (`ward:{Q}:schedule:<name>`).
 //! - `memory.rs`: Redis' memory settings and use ([`Memory`]).
 //! - `wake.rs`: the pub/sub wake-ups of the promoter ([`Wake`]).
 //! - `reply.rs`: reading Redis replies.
@@ -42,6 +46,8 @@
 //!
 //! Keys (per queue `Q`, all sharing the hash tag `{Q}`; see `keys.rs`):
 //! - `ward:{Q}:jobs`: stream of ready deliveries, consumer group `ward`;
+//!   `ward:{Q}:jobs:high` and `ward:{Q}:jobs:low`, the same for those
+//!   priority levels (`ward:{Q}:jobs` is `normal`);
 //! - `ward:{Q}:job:<id>`: hash, the job record (`:history`, its history);
 //! - `ward:{Q}:dead`: stream of dead-letter entries.
 //!
@@ -64,12 +70,15 @@ mod dead;
 mod enqueue;
 mod entry;
 pub mod fields;
+mod groups;
 mod jobs;
 mod keys;
+mod levels;
 mod memory;
 mod pause;
 mod reply;
 mod sample;
+mod schedules;
 mod script;
 mod upstreams;
 mod wake;
@@ -80,13 +89,15 @@ pub use cancel::{Cancelled, ControlFeed, ControlMessage};
 pub use connect::{Store, client, connect, redacted_url, trust_ca};
 pub use consume::KeyCheck;
 pub use dead::{DEAD_ENTRY_FIELDS, DeadLetterAct, RETIRED_TTL, Resolution, Trimmed};
-pub use enqueue::{BACKPRESSURE, Enqueued, FUNCTIONS, FUNCTIONS_VERSION, Promoted};
+pub use enqueue::{BACKPRESSURE, EnqueueOptions, Enqueued, FUNCTIONS, FUNCTIONS_VERSION, Promoted};
 pub use entry::{Completion, Delivery, JobEntry, Malformed};
+pub use groups::GroupClaim;
 pub use jobs::{CancelInfo, JobStatus, LastError};
 pub use keys::Keys;
 pub use memory::Memory;
 pub use pause::{HeldCounts, Pause, Pauses, RELEASE_CHUNK, Released, WHOLE_QUEUE};
 pub use sample::QueueSample;
+pub use schedules::ScheduleState;
 pub use upstreams::{Limit, Refusal, Refused, Release, UpstreamState};
 pub use wake::{Connection, Wake};
 

@@ -40,6 +40,8 @@ impl Queue {
             .key(&self.keys.delayed)
             .key(&self.keys.dead)
             .key(&self.keys.acked)
+            .key(&self.keys.jobs_high)
+            .key(&self.keys.jobs_low)
             .arg(GROUP)
             .invoke_async(&mut con)
             .await?;

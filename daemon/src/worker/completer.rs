@@ -73,6 +73,7 @@ impl Service for Completer {
                 .await
             {
                 crate::obs::recorded(&self.queue.keys.queue, &batch, &took);
+                super::groups::release(&self.queue, &self.jobs, &batch, &took).await;
                 if let Some(b) = &self.breakers {
                     b.report(&batch, &took, |job| {
                         self.jobs

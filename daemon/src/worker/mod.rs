@@ -25,6 +25,8 @@
 //! - `completer`: finished attempts applied to Redis in batches.
 //! - `services`: the background loops, one per file, all of one shape.
 //! - `shutdown`: the one shutdown signal every loop watches.
+//! - `systemd`: `Type=notify`: ready, stopping, status, the watchdog fed
+//!   by the readers' loops.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -59,10 +61,12 @@ mod admit;
 mod attempt;
 mod cancels;
 mod completer;
+mod groups;
 mod plugins;
 mod reader;
 mod services;
 mod shutdown;
+mod systemd;
 mod triage;
 
 /// After Redis unreachable, or a group not created: how long to wait before trying again.
@@ -135,12 +139,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             () = &mut shutdown => return Ok(()),
         }
     }
+    let systemd = systemd::Systemd::from_env();
     let daemon = Daemon {
         config: &config,
         url: &url,
         consumer: &consumer,
         obs: &obs,
         stop: &stop,
+        systemd: &systemd,
     };
     let mut queues = JoinSet::new();
     for q in &config.queues {
@@ -158,10 +164,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         schedule.start_in(&mut queues, stop.clone());
     }
     tracing::info!(threads = config.worker_threads(), "ward is running");
+    systemd.ready();
+    queues.spawn(systemd.clone().watch(stop.clone()));
 
     tokio::select! {
         () = &mut shutdown => {
             tracing::info!("shutting down: no new leases; waiting for attempts in flight");
+            systemd.stopping();
             obs.stopping();
             stop_tx.pull();
         }
@@ -192,6 +201,8 @@ struct Daemon<'a> {
     obs: &'a Obs,
     /// The daemon's shutdown signal.
     stop: &'a Shutdown,
+    /// systemd's notifications; each queue's reader beats for its watchdog.
+    systemd: &'a Arc<systemd::Systemd>,
 }
 
 impl Daemon<'_> {
@@ -281,6 +292,7 @@ impl Daemon<'_> {
             cancels,
             pauses,
             upstreams,
+            beat: self.systemd.beat_for(&q.name),
         };
         consumer.start_in(tasks, stop());
     }

@@ -25,6 +25,8 @@ pub(crate) struct JobType {
     pub(crate) redact: Vec<FieldPath>,
     /// Upstreams whose circuit breakers hold this type's jobs back.
     pub(crate) upstreams: Vec<String>,
+    /// Its groups (tenants) and their cap on attempts in flight.
+    pub(crate) group: Option<crate::fairness::GroupLimit>,
 }
 
 /// Loads every plugin named in `config`, compiling each file once.
@@ -86,6 +88,7 @@ pub(crate) fn load_plugins(
                     idempotency_ttl: j.idempotency_ttl,
                     redact: j.redact.clone(),
                     upstreams: j.upstreams.clone(),
+                    group: j.group.clone(),
                 }),
             );
         }

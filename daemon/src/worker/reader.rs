@@ -15,6 +15,7 @@ use crate::backoff::Backoff;
 use crate::breaker::Breakers;
 use crate::config::QueueConfig;
 use crate::job::JobEntry;
+use crate::priority::Picker;
 use crate::store::{self, Delivery, Pauses, Queue};
 use crate::transition::Completion;
 use crate::upstream::Upstreams;
@@ -28,6 +29,7 @@ use super::services::Service;
 use super::services::heartbeat::Heartbeat;
 use super::services::reclaim::Reclaim;
 use super::shutdown::Shutdown;
+use super::systemd::{BEAT_WHILE_WAITING, Beat};
 use super::triage::{Builder, Gates, Work, triage};
 
 /// How long one `XREADGROUP` waits for work; also the longest a shutdown
@@ -69,6 +71,8 @@ pub(crate) struct Consumer {
     pub(crate) pauses: watch::Receiver<Pauses>,
     /// The queue's upstreams' limits and holds, when a job type lists upstreams.
     pub(crate) upstreams: Option<Arc<Upstreams>>,
+    /// Marked every time round the lease loop (systemd's watchdog).
+    pub(crate) beat: Arc<Beat>,
 }
 
 impl Service for Consumer {
@@ -84,6 +88,7 @@ impl Service for Consumer {
             cancels,
             pauses,
             upstreams,
+            beat,
         } = self;
         let jobs = Arc::new(jobs);
         let in_flight: InFlight = Arc::default();
@@ -139,6 +144,7 @@ impl Service for Consumer {
             cancels,
             pauses,
             upstreams,
+            beat,
         };
         reader.run(&stop).await;
         let _ = reclaimer.await;
@@ -151,6 +157,25 @@ impl Service for Consumer {
         let _ = heartbeat.await;
     }
 }
+
+/// A fault tests inject (debug builds only): with
+/// `WARD_TEST_STALL_READER=<queue>`, that queue's reader hangs for good
+/// after two seconds, as a deadlocked one would, so the watchdog test can
+/// see the pings stop.
+#[cfg(debug_assertions)]
+async fn stall_if_asked(queue: &str) {
+    static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let started = *STARTED.get_or_init(std::time::Instant::now);
+    if std::env::var_os("WARD_TEST_STALL_READER").is_some_and(|q| q == queue)
+        && started.elapsed() > Duration::from_secs(2)
+    {
+        tracing::warn!(queue, "WARD_TEST_STALL_READER: this reader hangs now");
+        std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(not(debug_assertions))]
+async fn stall_if_asked(_queue: &str) {}
 
 /// What a leased delivery holds while it waits or runs.
 enum Slot {
@@ -195,6 +220,8 @@ struct Reader {
     pauses: watch::Receiver<Pauses>,
     /// The queue's upstreams' limits and holds, when a job type lists upstreams.
     upstreams: Option<Arc<Upstreams>>,
+    /// Marked every time round the lease loop (systemd's watchdog).
+    beat: Arc<Beat>,
 }
 
 impl Reader {
@@ -202,7 +229,11 @@ impl Reader {
     /// attempt has finished and queued its completion.
     async fn run(self, stop: &Shutdown) {
         let mut backoff = READ_RETRY;
+        // The starvation guard: which priority level each read starts at.
+        let mut levels = Picker::default();
         while !stop.is_shutdown() {
+            self.beat.now();
+            stall_if_asked(&self.cfg.name).await;
             if self.paused(stop).await {
                 break;
             }
@@ -229,9 +260,10 @@ impl Reader {
             let block = (!ahead_waiting).then_some(BLOCK);
             // The read is not cancelled on shutdown: entries it already took
             // must be run, not left leased to a consumer that is going away.
+            let order = levels.next(self.cfg.priority_weights);
             let deliveries = match self
                 .reader
-                .lease_batch(&self.consumer, permits.len(), block)
+                .lease_levels(&self.consumer, permits.len(), order, block)
                 .await
             {
                 Ok(d) => {
@@ -269,6 +301,7 @@ impl Reader {
             .borrow_and_update()
             .queue_paused(crate::clock::now_ms())
         {
+            self.beat.now();
             tokio::select! {
                 changed = pauses.changed() => {
                     // The watch is gone only on shutdown; do not spin meanwhile.
@@ -288,11 +321,15 @@ impl Reader {
     /// `None` on shutdown.
     async fn room(&self, short: bool, stop: &Shutdown) -> Option<Vec<Slot>> {
         let mut stop_wait = stop.clone();
-        let first = tokio::select! {
-            biased;
-            p = self.slots.clone().acquire_owned() => Slot::Run(p.ok()?),
-            p = self.ahead.clone().acquire_owned(), if short => Slot::Ahead(p.ok()?),
-            () = stop_wait.recv() => return None,
+        // Every slot may be held by long attempts: still alive meanwhile.
+        let first = loop {
+            tokio::select! {
+                biased;
+                p = self.slots.clone().acquire_owned() => break Slot::Run(p.ok()?),
+                p = self.ahead.clone().acquire_owned(), if short => break Slot::Ahead(p.ok()?),
+                () = stop_wait.recv() => return None,
+                () = tokio::time::sleep(BEAT_WHILE_WAITING) => self.beat.now(),
+            }
         };
         let mut permits = vec![first];
         // Under load, room frees up one attempt at a time. Letting the
@@ -374,6 +411,7 @@ impl Reader {
             self.cfg.max_payload,
         )
         .await;
+        let works = super::groups::gate(&self.queue, builder, self.cfg.lease, works).await;
         for work in works {
             let slot = permits.pop();
             match work {

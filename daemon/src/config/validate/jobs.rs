@@ -1,6 +1,7 @@
 //! `[[job]]` tables: the plugin, its limits and sandbox, its retry policy,
 //! and the queue it belongs to.
 
+use crate::fairness::GroupLimit;
 use std::collections::HashSet;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -132,7 +133,64 @@ fn job(
         secrets: secrets(j.secrets.as_ref(), &name, problem),
         redact: redact(j.redact.as_ref(), &name, problem),
         upstreams: upstreams(j.upstreams.as_ref(), &name, problem),
+        group: group(j, &name, problem),
         name,
+    }
+}
+
+/// `group_by` with `group_concurrency`: both or neither.
+fn group(
+    j: &RawJob,
+    name: &str,
+    problem: &mut dyn FnMut(Range<usize>, String),
+) -> Option<GroupLimit> {
+    match (&j.group_by, &j.group_concurrency) {
+        (None, None) => None,
+        (Some(f), None) => {
+            problem(
+                f.span(),
+                format!(
+                    "job `{name}`: group_by needs group_concurrency, the most attempts of one group in flight at once, e.g. group_concurrency = 4"
+                ),
+            );
+            None
+        }
+        (None, Some(c)) => {
+            problem(
+                c.span(),
+                format!(
+                    "job `{name}`: group_concurrency needs group_by, the field that names the group, e.g. group_by = \"tenant\""
+                ),
+            );
+            None
+        }
+        (Some(f), Some(c)) => {
+            let field = f.get_ref().clone();
+            let concurrency = *c.get_ref();
+            // Ward's own entry fields (`store::fields::RESERVED_PREFIX`;
+            // config sits below the store, so it is spelled out here).
+            if field.is_empty()
+                || field.starts_with("ward:")
+                || field == "job"
+                || field == "payload"
+            {
+                problem(
+                    f.span(),
+                    format!(
+                        "job `{name}`: group_by `{field}` must name a correlation field of the entry (not `job`, `payload` or a `ward:` field)"
+                    ),
+                );
+                return None;
+            }
+            if concurrency == 0 {
+                problem(
+                    c.span(),
+                    format!("job `{name}`: group_concurrency 0 would run nothing; use 1 or more"),
+                );
+                return None;
+            }
+            Some(GroupLimit { field, concurrency })
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! `[[queue]]` tables and `[defaults] dead_payload_max`: limits, leases,
 //! record keeping and dead-letter retention.
 
+use crate::priority::Weights;
 use std::collections::BTreeMap;
 use std::ops::Range;
 
@@ -79,7 +80,20 @@ pub(super) fn queues(
                     1
                 })
         });
+        let priority_weights = match &q.priority_weights {
+            None => Weights::default(),
+            Some(w) => Weights::from_list(w.get_ref()).unwrap_or_else(|| {
+                problem(
+                    w.span(),
+                    format!(
+                        "queue `{name}`: priority_weights must be three whole numbers [high, normal, low], each at least 1, e.g. [8, 3, 1]"
+                    ),
+                );
+                Weights::default()
+            }),
+        };
         queues.push(QueueConfig {
+            priority_weights,
             max_payload,
             max_backlog,
             name,

@@ -1,4 +1,5 @@
-//! `[redis]`: the URL and the CA file of a TLS connection.
+//! `[redis]`: the URL, the CA file of a TLS connection, and the password
+//! from a secret.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ pub(super) fn redis(
     base: &Path,
     problem: &mut dyn FnMut(Range<usize>, String),
 ) -> (String, Option<PathBuf>) {
-    let url = match raw.url {
+    let mut url = match raw.url {
         Some(url) => {
             if redis::Client::open(url.get_ref().as_str()).is_err() {
                 problem(
@@ -28,6 +29,12 @@ pub(super) fn redis(
         }
         None => DEFAULT_REDIS_URL.to_string(),
     };
+    if let Some(p) = raw.password {
+        match password(p.get_ref(), &url) {
+            Ok(with) => url = with,
+            Err(message) => problem(p.span(), message),
+        }
+    }
     let ca = raw.ca_file.map(|f| {
         let file = base.join(f.get_ref());
         match std::fs::read_to_string(&file) {
@@ -53,4 +60,83 @@ pub(super) fn redis(
         file
     });
     (url, ca)
+}
+
+/// `url` with the password of `[redis] password = "secret:NAME"` in it.
+fn password(value: &str, url: &str) -> Result<String, String> {
+    let Some(name) = value.strip_prefix(crate::config::observability::SECRET_PREFIX) else {
+        return Err(
+            "[redis] password must be \"secret:NAME\" (read from the environment variable NAME or $CREDENTIALS_DIRECTORY/NAME, systemd's LoadCredential=): a password in clear has no place in the config file".to_string(),
+        );
+    };
+    if !crate::secret::valid_name(name) {
+        return Err(format!(
+            "[redis] password `secret:{name}`: a secret name is letters, digits and _, not starting with a digit"
+        ));
+    }
+    let Some(secret) = crate::secret::read(name) else {
+        return Err(format!(
+            "[redis] password: secret `{name}` is not set: give the process an environment variable {name} or a file $CREDENTIALS_DIRECTORY/{name} (systemd LoadCredential={name}:/etc/ward/{name})"
+        ));
+    };
+    with_password(url, &secret)
+}
+
+/// `url` (`redis://[user@]host...`) with `password` in its user info.
+fn with_password(url: &str, password: &str) -> Result<String, String> {
+    let Some(scheme_end) = url.find("://") else {
+        return Err(format!("[redis] url `{url}` has no scheme"));
+    };
+    let (scheme, rest) = url.split_at(scheme_end + 3);
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (user, host) = match rest[..authority_end].rfind('@') {
+        Some(at) if rest[..at].contains(':') => {
+            return Err(
+                "[redis] password is set, and the url has a password too: keep one, the secret"
+                    .to_string(),
+            );
+        }
+        Some(at) => (&rest[..at], &rest[at + 1..]),
+        None => ("", rest),
+    };
+    let encoded: String = password
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    Ok(format!("{scheme}{user}:{encoded}@{host}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_goes_into_the_url_encoded() {
+        assert_eq!(
+            with_password("redis://10.0.0.5:6379/2", "p@ss w:rd").unwrap(),
+            "redis://:p%40ss%20w%3Ard@10.0.0.5:6379/2"
+        );
+        assert_eq!(
+            with_password("rediss://ward@h:6380", "x").unwrap(),
+            "rediss://ward:x@h:6380"
+        );
+        assert!(with_password("redis://u:old@h:1", "x").is_err());
+        let url = with_password("redis://h:1", "p@ss").unwrap();
+        let info = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_connection_info()
+            .clone();
+        assert_eq!(info.redis_settings().password(), Some("p@ss"));
+        assert!(
+            password("hunter2", "redis://h:1")
+                .unwrap_err()
+                .contains("in clear")
+        );
+    }
 }

@@ -59,6 +59,8 @@ layout!(
         Cancels = "cancels",
         Held = "held",
         Paused = "paused",
+        JobsHigh = "jobs_high",
+        JobsLow = "jobs_low",
     }
 );
 

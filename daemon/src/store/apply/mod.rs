@@ -112,6 +112,8 @@ impl<'a> Encoder<'a> {
         q[QueueKey::Cancels.at()].clone_from(&keys.cancels);
         q[QueueKey::Held.at()].clone_from(&keys.held);
         q[QueueKey::Paused.at()].clone_from(&keys.paused);
+        q[QueueKey::JobsHigh.at()].clone_from(&keys.jobs_high);
+        q[QueueKey::JobsLow.at()].clone_from(&keys.jobs_low);
         let mut h: [Arg; Head::N] = Default::default();
         h[Head::Group.at()] = text(GROUP);
         h[Head::Ttl.at()] = number(succeeded_ttl.as_secs());

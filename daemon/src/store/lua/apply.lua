@@ -5,7 +5,8 @@
 -- on a position written here or a name the encoder does not know.
 --
 -- KEYS: the queue's keys (QKEY: jobs stream, dead stream, delayed set, the
--- count of acknowledged entries still in the stream, the cancel requests),
+-- count of acknowledged entries still in the stream, the cancel requests,
+-- ..., the streams of the high and low priority levels),
 -- then per completion,
 -- in order, the keys it touches (CKEY): its record, its history (not for an
 -- unkeyed fresh success, which has none), its idempotency key (only when it
@@ -59,8 +60,26 @@ local applied, earliest, kept, took, unrecordable = 0, nil, 0, {}, {}
 -- trimmed; once too many wait there, they are deleted one by one again.
 local acked_left = tonumber(redis.call('GET', acked_key) or '0')
 local delete_each = acked_left >= acked_max
+local levels = {KEYS[QKEY.jobs_high], KEYS[QKEY.jobs_low]}
+-- An entry id names one entry across the level streams (see lease.lua): a
+-- delivery not pending in the normal stream may be one of another level's,
+-- whose stream only holds what is still to run (deleted as acknowledged).
+local function ack_level(entry)
+  for _, s in ipairs(levels) do
+    if redis.pcall('XACK', s, group, entry) == 1 then
+      redis.call('XDEL', s, entry)
+      return true
+    end
+  end
+  return false
+end
 local function ack(entry)
   if redis.call('XACK', jobs, group, entry) ~= 1 then
+    if ack_level(entry) then
+      applied = applied + 1
+      took[#took+1] = '1'
+      return true
+    end
     took[#took+1] = '0'
     return false
   end

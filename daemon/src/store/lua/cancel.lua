@@ -2,7 +2,7 @@
 -- or, when an attempt is running, a cancel request the daemon running it acts on.
 -- KEYS[1] jobs stream, [2] delayed set, [3] held set (the jobs a pause holds
 -- back; a sorted set, perhaps absent), [4] cancel requests, [5] job record,
--- [6] its history.
+-- [6] its history, [7] and [8] the high and low priority streams.
 -- ARGV[1] job id, [2] by, [3] note ('' for none), [4] history length,
 -- [5] the control channel, [6] the consumer group, [7] how long a cancelled
 -- job's record is kept (s).
@@ -44,7 +44,12 @@ end
 local entry = redis.call('HGET', rec, 'entry') or id
 local ms, seq = string.match(entry, '^(%d+)-(%d+)$')
 if not ms then return {'missing', ''} end
-local found = redis.call('XRANGE', jobs, entry, entry)
+-- An entry id names one entry across the level streams (see lease.lua).
+local found = {}
+for _, s in ipairs({jobs, KEYS[7], KEYS[8]}) do
+  found = redis.call('XRANGE', s, entry, entry)
+  if #found > 0 then jobs = s; break end
+end
 if #found == 0 then return {'missing', ''} end
 local fields = found[1][2]
 local job = nil

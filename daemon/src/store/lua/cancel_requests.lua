@@ -1,7 +1,8 @@
 -- The cancel requests still to act on, oldest first, dropping those whose
 -- job is no longer running (its attempt ended before it could be
 -- interrupted, e.g. it succeeded first).
--- KEYS[1] cancel requests, KEYS[2] jobs stream; ARGV[1] record prefix,
+-- KEYS[1] cancel requests, KEYS[2..4] jobs streams (normal, high, low);
+-- ARGV[1] record prefix,
 -- ARGV[2] consumer group, ARGV[3] most requests read.
 -- The job records (ARGV[1] .. id) are not in KEYS: their ids are learnt from
 -- the set inside the script. They share the queue's hash tag, so they live
@@ -12,8 +13,12 @@ for _, id in ipairs(ids) do
   local rec = ARGV[1] .. id
   local entry = redis.call('HGET', rec, 'entry') or id
   local state = redis.call('HGET', rec, 'state')
-  local p = redis.pcall('XPENDING', KEYS[2], ARGV[2], entry, entry, 1)
-  if state ~= 'cancelled' and type(p) == 'table' and p.err == nil and #p > 0 then
+  local running = false
+  for k = 2, 4 do
+    local p = redis.pcall('XPENDING', KEYS[k], ARGV[2], entry, entry, 1)
+    if type(p) == 'table' and p.err == nil and #p > 0 then running = true end
+  end
+  if state ~= 'cancelled' and running then
     out[#out + 1] = id
   else
     redis.call('ZREM', KEYS[1], id)

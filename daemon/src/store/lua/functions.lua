@@ -20,25 +20,30 @@ local function whole_ms(name, s, lo, hi)
   return n, nil
 end
 
--- The jobs waiting in queue `q` (its keys' start): stream entries not yet
--- delivered to the group (its lag; the stream's length when Redis cannot
--- tell, or before a daemon made the group) and delayed jobs. Cheap: no
--- scan, whatever the backlog.
+-- The jobs waiting in queue `q` (its keys' start): in each level's stream
+-- (`stream`, the normal one, then `:high` and `:low`), the entries not yet
+-- delivered to the group `ward` (its lag; the stream's length when Redis
+-- cannot tell, or before a daemon made the group), and the delayed jobs.
+-- Cheap: no scan, whatever the backlog.
 local function backlog_of(stream, q)
-  local waiting = nil
-  local groups = redis.pcall('XINFO', 'GROUPS', stream)
-  if type(groups) == 'table' and groups.err == nil then
-    for _, g in ipairs(groups) do
-      local name, lag = nil, nil
-      for k = 1, #g, 2 do
-        if g[k] == 'name' then name = g[k + 1] end
-        if g[k] == 'lag' then lag = g[k + 1] end
+  local total = redis.call('ZCARD', q .. DELAYED_KEY)
+  for _, key in ipairs({stream, stream .. HIGH_SUFFIX, stream .. LOW_SUFFIX}) do
+    local waiting = nil
+    local groups = redis.pcall('XINFO', 'GROUPS', key)
+    if type(groups) == 'table' and groups.err == nil then
+      for _, g in ipairs(groups) do
+        local name, lag = nil, nil
+        for k = 1, #g, 2 do
+          if g[k] == 'name' then name = g[k + 1] end
+          if g[k] == 'lag' then lag = g[k + 1] end
+        end
+        if name == 'ward' and type(lag) == 'number' then waiting = lag end
       end
-      if name == 'ward' and type(lag) == 'number' then waiting = lag end
     end
+    if waiting == nil then waiting = redis.call('XLEN', key) end
+    total = total + waiting
   end
-  if waiting == nil then waiting = redis.call('XLEN', stream) end
-  return waiting + redis.call('ZCARD', q .. DELAYED_KEY)
+  return total
 end
 
 local function enqueue(keys, args)
@@ -66,6 +71,13 @@ local function enqueue(keys, args)
   ttl = ttl or 86400000
   at, bad = whole_ms('at_ms', args[6], 0, tonumber(MAX_TIME_MS))
   if bad then return bad end
+  -- args[7], the priority level: high | normal | low ('' is normal). It
+  -- travels as the entry's `priority` field (see daemon/src/priority.rs).
+  local level = args[7] or ''
+  if level ~= '' and level ~= 'high' and level ~= 'normal' and level ~= 'low' then
+    return redis.error_reply('ERR ward_enqueue: priority must be high, normal or low, not ' .. level)
+  end
+  if level == 'normal' then level = '' end
   if key ~= '' then
     local v = redis.call('GET', q .. IDEM_PREFIX .. key)
     if v then
@@ -91,6 +103,7 @@ local function enqueue(keys, args)
   if due == nil then
     local f = {'job', job, 'payload', payload}
     if key ~= '' then f[#f+1] = 'idempotency_key'; f[#f+1] = key end
+    if level ~= '' then f[#f+1] = 'priority'; f[#f+1] = level end
     id = redis.call('XADD', stream, '*', unpack(f))
   else
     id = 'd' .. now .. '-' .. redis.call('INCR', q .. SEQ_KEY)
@@ -98,6 +111,7 @@ local function enqueue(keys, args)
     redis.call('HSET', rec, 'state', 'queued', 'job', job, 'payload', payload,
       'next_attempt', '1', 'due_at', tostring(due), 'enqueued_at', tostring(now))
     if key ~= '' then redis.call('HSET', rec, 'x:idempotency_key', key) end
+    if level ~= '' then redis.call('HSET', rec, 'x:priority', level) end
     redis.call('ZADD', q .. DELAYED_KEY, due, id)
     redis.call('PUBLISH', q .. WAKE_KEY, tostring(due))
   end

@@ -1,5 +1,6 @@
 -- KEYS[1] jobs stream, KEYS[2] delayed set, KEYS[3] dead stream, KEYS[4]
--- count of acknowledged entries not yet trimmed; ARGV[1] group.
+-- count of acknowledged entries not yet trimmed, KEYS[5] and KEYS[6] the
+-- high and low priority streams; ARGV[1] group.
 -- Read-only. Ready = the group's lag when Redis knows it, else stream length
 -- minus pending minus acknowledged entries not yet trimmed. The oldest ready entry
 -- is the first one after the group's last-delivered id.
@@ -28,5 +29,26 @@ end
 local ready = lag
 if ready < 0 then
   ready = math.max(xlen - pending - tonumber(redis.call('GET', KEYS[4]) or '0'), 0)
+end
+-- The other priority levels' streams hold only what is still to run or
+-- running (entries are deleted as they are acknowledged, see apply.lua).
+for k = 5, 6 do
+  if redis.call('EXISTS', KEYS[k]) == 1 then
+    local len = redis.call('XLEN', KEYS[k])
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[k])) do
+      local f = {}
+      for j = 1, #g, 2 do f[g[j]] = g[j + 1] end
+      if f['name'] == ARGV[1] then
+        local p = tonumber(f['pending']) or 0
+        pending = pending + p
+        ready = ready + math.max(len - p, 0)
+        local nxt = redis.call('XRANGE', KEYS[k], '(' .. f['last-delivered-id'], '+', 'COUNT', 1)
+        if nxt[1] then
+          local t = tonumber(string.match(nxt[1][1], '^(%d+)'))
+          if oldest < 0 or t < oldest then oldest = t end
+        end
+      end
+    end
+  end
 end
 return {found, ready, pending, delayed, dead, now, oldest}

@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 
 use crate::job::{FailureClass, JobEntry, Outcome};
 use crate::policy::{self, Progress, RetryPolicy};
+use crate::priority::Priority;
 use crate::store::{self, Delivery, Queue};
 use crate::transition::{Completion, Ran};
 
@@ -49,29 +50,44 @@ impl Service for Reclaim {
     async fn run(self, mut stop: Shutdown) {
         let every = (self.lease / 2).max(Duration::from_millis(100));
         let lease_text = humantime::format_duration(self.lease).to_string();
-        let mut from = START.to_string();
+        // Where the scan of each priority level's stream goes on.
+        let mut cursors = Priority::ALL.map(|level| (level, START.to_string()));
         while stop.sleep(every).await {
-            for _ in 0..MAX_CALLS_PER_PASS {
-                let (next, deliveries) = match self
-                    .queue
-                    .reclaim(&self.consumer, self.lease, &from, MAX_APPLY)
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!(queue = %self.queue.keys.queue, error = %e, "cannot reclaim expired leases; retrying");
-                        break;
-                    }
-                };
-                if !self.take_over(deliveries, &lease_text).await {
+            for (level, from) in &mut cursors {
+                if !self.pass(*level, from, &lease_text).await {
                     return;
-                }
-                from = next;
-                if from == START {
-                    break;
                 }
             }
         }
+    }
+}
+
+impl Reclaim {
+    /// One pass over the pending list of level `level`'s stream, from
+    /// `from` (left where the next pass goes on); false once the completer
+    /// is gone.
+    async fn pass(&self, level: Priority, from: &mut String, lease_text: &str) -> bool {
+        for _ in 0..MAX_CALLS_PER_PASS {
+            let (next, deliveries) = match self
+                .queue
+                .reclaim_in(level, &self.consumer, self.lease, from, MAX_APPLY)
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(queue = %self.queue.keys.queue, error = %e, "cannot reclaim expired leases; retrying");
+                    break;
+                }
+            };
+            if !self.take_over(deliveries, lease_text).await {
+                return false;
+            }
+            *from = next;
+            if from == START {
+                break;
+            }
+        }
+        true
     }
 }
 

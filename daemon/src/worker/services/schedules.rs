@@ -1,7 +1,10 @@
 //! Fires one `[[schedule]]`: its job is enqueued at each fire time.
 //!
-//! The fire times and their idempotency keys are [`crate::schedule`]'s;
-//! this is the loop that waits for them.
+//! The fire times, their idempotency keys and the policies are
+//! [`crate::schedule`]'s; this is the loop that waits for them. At start it
+//! fires late what `missed = "catch_up"` asks for; before each fire it
+//! reads the schedule's state in Redis: paused by an operator, or (with
+//! `overlap = "skip"`) the last fire's job still unfinished, skips it.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,7 +12,8 @@ use chrono::{DateTime, Utc};
 
 use crate::backoff::Backoff;
 use crate::config::ScheduleConfig;
-use crate::schedule::{FIRE_KEY_TTL, fire_key, next_fire};
+use crate::job::JobState;
+use crate::schedule::{FIRE_KEY_TTL, Overlap, fire_key, missed_fires, next_fire};
 use crate::store::Queue;
 
 use super::Service;
@@ -26,10 +30,11 @@ pub(crate) struct Schedule {
 impl Service for Schedule {
     async fn run(self, mut stop: Shutdown) {
         let Schedule { queue, schedule } = self;
-        tracing::info!(schedule = %schedule.name, cron = %schedule.cron, queue = %schedule.queue, job = %schedule.job, "schedule active (UTC)");
+        tracing::info!(schedule = %schedule.name, cron = %schedule.cron, timezone = %schedule.tz, queue = %schedule.queue, job = %schedule.job, "schedule active");
         let mut after = now_utc();
+        catch_up(&queue, &schedule, after, &mut stop).await;
         while !stop.is_shutdown() {
-            let Some(fire) = next_fire(&schedule.schedule, after) else {
+            let Some(fire) = next_fire(&schedule.schedule, schedule.tz, after) else {
                 tracing::warn!(schedule = %schedule.name, cron = %schedule.cron, "schedule has no more fire times");
                 stop.recv().await;
                 return;
@@ -49,6 +54,37 @@ impl Service for Schedule {
     }
 }
 
+/// Fires late the fire times missed while no daemon ran, as the schedule's
+/// `missed` policy says (each daemon starting does this; the fire keys make
+/// a time fire once however many do).
+async fn catch_up(
+    queue: &Queue,
+    schedule: &ScheduleConfig,
+    now: DateTime<Utc>,
+    stop: &mut Shutdown,
+) {
+    let last = match queue.schedule_state(&schedule.name).await {
+        Ok(state) => state.last_fire_ms,
+        Err(e) => {
+            tracing::warn!(schedule = %schedule.name, error = %e, "cannot read the schedule's last fire; missed fires are not caught up");
+            return;
+        }
+    };
+    let Some(last) = last
+        .and_then(|ms| i64::try_from(ms).ok())
+        .and_then(DateTime::from_timestamp_millis)
+    else {
+        return;
+    };
+    let missed = missed_fires(&schedule.schedule, schedule.tz, last, now, schedule.missed);
+    if !missed.is_empty() {
+        tracing::info!(schedule = %schedule.name, missed = missed.len(), since = %last, "catching up missed fires");
+    }
+    for fire in missed {
+        fire_once(queue, schedule, fire, stop).await;
+    }
+}
+
 fn now_utc() -> DateTime<Utc> {
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -59,6 +95,32 @@ fn now_utc() -> DateTime<Utc> {
 /// After a fire Redis refused: how long to wait before trying again.
 const RETRY: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
 
+/// Why a fire is skipped, if it is: an operator paused the schedule, or
+/// (overlap = "skip") the last fire's job has not finished.
+async fn skipped(queue: &Queue, schedule: &ScheduleConfig) -> Option<String> {
+    let state = queue.schedule_state(&schedule.name).await.ok()?;
+    if let Some(p) = &state.paused {
+        return Some(format!("paused by {}", p["by"].as_str().unwrap_or("?")));
+    }
+    if schedule.overlap == Overlap::Skip
+        && let Some(job) = &state.last_job
+        && let Ok(Some(s)) = queue.job_status(job).await
+    {
+        let unfinished = [
+            JobState::Queued,
+            JobState::Running,
+            JobState::Retrying,
+            JobState::Paused,
+        ]
+        .iter()
+        .any(|st| st.as_str() == s.state);
+        if unfinished {
+            return Some(format!("the last fire's job {job} is still {}", s.state));
+        }
+    }
+    None
+}
+
 /// Enqueues the job of one fire time, retrying while Redis refuses, until
 /// the next fire time is due (then this one is given up, loudly).
 async fn fire_once(
@@ -67,8 +129,12 @@ async fn fire_once(
     fire: DateTime<Utc>,
     stop: &mut Shutdown,
 ) {
+    if let Some(why) = skipped(queue, schedule).await {
+        tracing::info!(schedule = %schedule.name, fire = %fire, why, "schedule fire skipped");
+        return;
+    }
     let key = fire_key(&schedule.name, fire.timestamp_millis());
-    let give_up = next_fire(&schedule.schedule, fire);
+    let give_up = next_fire(&schedule.schedule, schedule.tz, fire);
     let mut backoff = RETRY;
     loop {
         match queue
@@ -82,12 +148,18 @@ async fn fire_once(
             )
             .await
         {
-            Ok(done) if done.duplicate => {
-                tracing::debug!(schedule = %schedule.name, job_id = %done.id, fire = %fire, "another daemon already fired this time");
-                return;
-            }
             Ok(done) => {
-                tracing::info!(schedule = %schedule.name, job_id = %done.id, job = %schedule.job, fire = %fire, "schedule fired");
+                if done.duplicate {
+                    tracing::debug!(schedule = %schedule.name, job_id = %done.id, fire = %fire, "another daemon already fired this time");
+                } else {
+                    tracing::info!(schedule = %schedule.name, job_id = %done.id, job = %schedule.job, fire = %fire, "schedule fired");
+                }
+                if let Err(e) = queue
+                    .schedule_fired(&schedule.name, fire.timestamp_millis(), &done.id)
+                    .await
+                {
+                    tracing::warn!(schedule = %schedule.name, error = %e, "cannot record the schedule's last fire");
+                }
                 return;
             }
             Err(e) => {

@@ -1,0 +1,113 @@
+-- Leases up to a batch of deliveries across the priority levels, in one
+-- step. KEYS[1] jobs stream (normal), [2] jobs:high, [3] jobs:low.
+-- ARGV[1] group, [2] consumer, [3] the order to read the levels in (e.g.
+-- 'hnl', 'lhn'), [4] most deliveries, [5] most entries moved per call.
+-- PRIORITY_FIELD (the producer's `priority` field) comes with the prelude.
+--
+-- Every job enters through the normal stream. A new entry of it that names
+-- another level (`priority high|low`) is moved to that level's stream as it
+-- is read, keeping its entry id (the level streams receive only moves, made
+-- in the order the group delivers the normal stream, so ids only grow; and
+-- moved entries are deleted from the normal stream, so an entry id names
+-- one entry across the three streams). The moves are not returned: they
+-- are read from their level's stream on its turn, maybe by this very call.
+--
+-- Returns {more, entries} where more is 1 when the move budget ran out
+-- (read again at once), and entries the leased {id, fields} pairs; when
+-- nothing was leased or moved, also the group's last-delivered id of each
+-- stream, so the caller can wait for anything newer (XREAD BLOCK).
+-- A move whose record exists (a retry) updates its `entry`; that key is
+-- built from the stream's name inside the script (same hash tag).
+local main, high, low = KEYS[1], KEYS[2], KEYS[3]
+local group, consumer, order = ARGV[1], ARGV[2], ARGV[3]
+local want, budget = tonumber(ARGV[4]), tonumber(ARGV[5])
+local stream_of = {h = high, n = main, l = low}
+local got, moved = {}, 0
+
+-- The normal stream's group missing is an error the caller acts on (it
+-- creates the group again); a level stream may not exist yet.
+local function read(stream, n)
+  local r
+  if stream == main then
+    r = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', n, 'STREAMS', stream, '>')
+  else
+    r = redis.pcall('XREADGROUP', 'GROUP', group, consumer, 'COUNT', n, 'STREAMS', stream, '>')
+  end
+  if type(r) ~= 'table' or r.err or r[1] == nil then return {} end
+  return r[1][2]
+end
+
+local function level_of(f)
+  for k = 1, #f, 2 do
+    if f[k] == PRIORITY_FIELD then
+      if f[k + 1] == 'high' then return high end
+      if f[k + 1] == 'low' then return low end
+      return nil
+    end
+  end
+  return nil
+end
+
+local function move(e, dest)
+  local id, f = e[1], e[2]
+  if redis.call('EXISTS', dest) == 0 then
+    redis.call('XGROUP', 'CREATE', dest, group, '0', 'MKSTREAM')
+  end
+  local r = redis.pcall('XADD', dest, id, unpack(f))
+  if type(r) == 'table' and r.err then
+    -- Someone wrote to the level stream directly, past this id: the entry
+    -- gets a new id there, and names its job id itself.
+    local job_id = nil
+    for k = 1, #f, 2 do if f[k] == ENTRY.id then job_id = f[k + 1] end end
+    if job_id == nil then
+      job_id = id
+      f[#f + 1] = ENTRY.id; f[#f + 1] = id
+    end
+    local e2 = redis.call('XADD', dest, '*', unpack(f))
+    local rec = string.sub(main, 1, -#JOBS_KEY - 1) .. RECORD_PREFIX .. job_id
+    if redis.call('EXISTS', rec) == 1 then redis.call('HSET', rec, 'entry', e2) end
+  end
+  redis.call('XACK', main, group, id)
+  redis.call('XDEL', main, id)
+  moved = moved + 1
+end
+
+-- The normal stream: keeps its own entries, moves the others.
+local function from_main()
+  while #got < want and moved < budget do
+    local es = read(main, want - #got)
+    if #es == 0 then return end
+    for _, e in ipairs(es) do
+      local dest = level_of(e[2])
+      if dest then move(e, dest) else got[#got + 1] = e end
+    end
+  end
+end
+
+for c in string.gmatch(order, '.') do
+  if #got >= want or moved >= budget then break end
+  local s = stream_of[c]
+  if s == main then
+    from_main()
+  else
+    for _, e in ipairs(read(s, want - #got)) do got[#got + 1] = e end
+  end
+end
+
+local more = 0
+if moved >= budget then more = 1 end
+if #got > 0 or moved > 0 then return {more, got} end
+local function last_delivered(stream)
+  local gs = redis.pcall('XINFO', 'GROUPS', stream)
+  if type(gs) ~= 'table' or gs.err then return '0-0' end
+  for _, g in ipairs(gs) do
+    local name, last = nil, nil
+    for k = 1, #g, 2 do
+      if g[k] == 'name' then name = g[k + 1] end
+      if g[k] == 'last-delivered-id' then last = g[k + 1] end
+    end
+    if name == group and last then return last end
+  end
+  return '0-0'
+end
+return {0, got, last_delivered(main), last_delivered(high), last_delivered(low)}
