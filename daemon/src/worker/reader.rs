@@ -406,12 +406,13 @@ impl Reader {
                 breakers: self.breakers.as_deref(),
                 pauses: &pauses,
                 cancels: &self.cancels,
-                upstreams: self.upstreams.as_deref(),
             },
             self.cfg.max_payload,
         )
         .await;
         let works = super::groups::gate(&self.queue, builder, self.cfg.lease, works).await;
+        // Last: a token is spent only on an attempt that will run.
+        let works = super::admit::admit(builder, self.upstreams.as_deref(), works).await;
         for work in works {
             let slot = permits.pop();
             match work {

@@ -1,8 +1,9 @@
 //! What each leased delivery needs: an attempt, or an outcome already
 //! known without running anything (a malformed entry, a job type with no
 //! plugin, a duplicate of an idempotency key, a job held back by an open
-//! circuit breaker or a pause, or by an upstream's limits: `admit.rs`),
-//! and the builders of those completions.
+//! circuit breaker or a pause), and the builders of those completions
+//! (`admit.rs`, run after the group gate, holds jobs back by their
+//! upstreams' limits).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +15,6 @@ use crate::job::{DeadReason, FailureClass, JobEntry, Malformed, Outcome};
 use crate::redact;
 use crate::store::{self, Delivery, KeyCheck, Keys, Pauses, Queue};
 use crate::transition::{Completion, Deferral, Ran, Transition};
-use crate::upstream::Upstreams;
 
 use super::cancels::Cancels;
 use super::plugins::JobType;
@@ -47,9 +47,6 @@ pub(crate) struct Gates<'a> {
     pub(crate) pauses: &'a Pauses,
     /// Cancel requests.
     pub(crate) cancels: &'a Cancels,
-    /// The queue's upstreams' limits and holds, when a job type lists
-    /// upstreams (see `admit.rs`).
-    pub(crate) upstreams: Option<&'a Upstreams>,
 }
 
 /// Sorts leased deliveries into attempts to run and outcomes already known,
@@ -94,7 +91,7 @@ pub(crate) async fn triage(
         }
     }
     if keyed.is_empty() {
-        return super::admit::admit(builder, gates.upstreams, out).await;
+        return out;
     }
     let items: Vec<(&str, &str, Duration)> = keyed
         .iter()
@@ -132,7 +129,7 @@ pub(crate) async fn triage(
             }
         }
     }
-    super::admit::admit(builder, gates.upstreams, out).await
+    out
 }
 
 /// The open breaker that holds `jt`'s jobs back, and for how long.
