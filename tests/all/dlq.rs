@@ -19,7 +19,7 @@ const ONE_ATTEMPT: &str = "max_attempts = 1\njitter = \"none\"";
 const TWO_ATTEMPTS: &str = "max_attempts = 2\ninitial_delay = \"10ms\"\njitter = \"none\"";
 
 /// `ward dlq <sub> --redis URL q <args>`.
-fn dlq(redis: &Redis, sub: &str, args: &[&str]) -> Output {
+pub(crate) fn dlq(redis: &Redis, sub: &str, args: &[&str]) -> Output {
     let url = redis.url();
     let mut all = vec!["dlq", sub, "--redis", url.as_str(), "q"];
     all.extend_from_slice(args);
@@ -27,7 +27,7 @@ fn dlq(redis: &Redis, sub: &str, args: &[&str]) -> Output {
 }
 
 /// Like [`dlq`], asserting success; returns stdout.
-fn dlq_ok(redis: &Redis, sub: &str, args: &[&str]) -> String {
+pub(crate) fn dlq_ok(redis: &Redis, sub: &str, args: &[&str]) -> String {
     let out = dlq(redis, sub, args);
     assert!(
         out.status.success(),
@@ -58,7 +58,7 @@ fn wait_dead(redis: &Redis, id: &str) -> Value {
 }
 
 /// The entries of `ward:{q}:jobs`, oldest first.
-fn job_entries(redis: &Redis) -> Vec<(String, HashMap<String, Vec<u8>>)> {
+pub(crate) fn job_entries(redis: &Redis) -> Vec<(String, HashMap<String, Vec<u8>>)> {
     let entries: Vec<(String, Fields)> = redis::cmd("XRANGE")
         .arg("ward:{q}:jobs")
         .arg("-")

@@ -10,6 +10,8 @@
 mod apply_contract;
 mod backbone;
 mod bad_input;
+mod bulk;
+mod bulk_cancel;
 mod cancel;
 mod dlq;
 mod languages;

@@ -3,13 +3,22 @@
 //! discard does is [`crate::dlq`]'s; this file reads the command line and
 //! prints.
 
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use super::format::{print_history, ts};
 use super::target::QueueTarget;
-use crate::control::{self, Action, Actor};
-use crate::dlq::{self, DEFAULT_LIST_LIMIT, DeadLetter, Filter, Located, Op, parse_since};
+use crate::control::Actor;
+use crate::control::dead::{self, BulkOptions, Progress, Report};
+use crate::dlq::{
+    self, Acted, DEFAULT_LIST_LIMIT, DeadLetter, Filter, Located, Op, parse_field, parse_since,
+};
 use crate::store::{self, Queue};
 use crate::text::format_ms;
 
@@ -49,6 +58,9 @@ pub(crate) struct ListArgs {
     on: QueueTarget,
     #[command(flatten)]
     filter: FilterArgs,
+    /// Same as --dead-reason.
+    #[arg(long, conflicts_with = "dead_reason")]
+    reason: Option<String>,
     /// Show at most this many.
     #[arg(long, default_value_t = DEFAULT_LIST_LIMIT)]
     limit: usize,
@@ -77,15 +89,24 @@ pub(crate) struct RequeueArgs {
     /// Job ids (or dead-letter entry ids) to requeue.
     #[arg(required_unless_present = "all", conflicts_with = "all")]
     ids: Vec<String>,
-    /// Requeue every dead letter matching --job/--reason/--since (all of them without filters).
+    /// Requeue every dead letter matching the filters (all of them without filters).
     #[arg(long)]
     all: bool,
     #[command(flatten)]
     filter: FilterArgs,
-    /// Who requeues, for the job's history (default: $USER).
+    /// Same as --dead-reason.
+    #[arg(long, conflicts_with = "dead_reason")]
+    reason: Option<String>,
+    #[command(flatten)]
+    bulk: BulkArgs,
+    /// Requeue the one job given with this payload instead of its own: a
+    /// file, or `-` for stdin. Its history keeps both payloads' sha256.
+    #[arg(long, value_name = "FILE|-", conflicts_with = "all")]
+    payload: Option<PathBuf>,
+    /// Who requeues, for the job's history and the audit trail (default: $USER).
     #[arg(long)]
     by: Option<String>,
-    /// Why, for the job's history.
+    /// Why, for the job's history and the audit trail.
     #[arg(long)]
     note: Option<String>,
 }
@@ -96,45 +117,77 @@ pub(crate) struct DiscardArgs {
     #[command(flatten)]
     on: QueueTarget,
     /// Job ids (or dead-letter entry ids) to discard.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
     ids: Vec<String>,
-    /// Why, kept in the job record and its history.
+    /// Discard every dead letter matching the filters (all of them without filters).
     #[arg(long)]
+    all: bool,
+    #[command(flatten)]
+    filter: FilterArgs,
+    #[command(flatten)]
+    bulk: BulkArgs,
+    /// Why, kept in the job record, its history and the audit trail (not a
+    /// filter here: filter by dead reason with --dead-reason).
+    #[arg(long, alias = "note")]
     reason: Option<String>,
-    /// Who discards, for the job's history (default: $USER).
+    /// Who discards, for the job's history and the audit trail (default: $USER).
     #[arg(long)]
     by: Option<String>,
 }
 
-/// Which dead letters a list or a `requeue --all` takes.
+/// Which dead letters a list or an `--all` action takes.
 #[derive(Debug, Clone, Default, Args)]
 pub(crate) struct FilterArgs {
     /// Only this job type (exact).
     #[arg(long)]
     job: Option<String>,
-    /// Only reasons containing this text, ignoring case (`budget` matches both budget reasons).
-    #[arg(long)]
+    /// Only dead reasons containing this text, ignoring case (`budget` matches both budget reasons).
+    #[arg(long = "dead-reason", id = "dead_reason", value_name = "TEXT")]
     reason: Option<String>,
+    /// Only this last error code (exact).
+    #[arg(long)]
+    code: Option<String>,
     /// Only dead-lettered since: a duration back from now (`30m`, `2h`, `7d`) or an RFC 3339 time.
     #[arg(long, value_parser = parse_since)]
     since: Option<u64>,
+    /// Only dead-lettered before: a duration back from now or an RFC 3339 time.
+    #[arg(long, value_parser = parse_since)]
+    until: Option<u64>,
+    /// Only dead letters with this correlation field (exact; repeat for more).
+    #[arg(long = "field", value_name = "NAME=VALUE", value_parser = parse_field)]
+    fields: Vec<(String, String)>,
 }
 
-impl From<FilterArgs> for Filter {
-    fn from(a: FilterArgs) -> Filter {
+impl FilterArgs {
+    /// The filter, with `--reason` where the command takes it for `--dead-reason`.
+    fn filter(self, reason: Option<String>) -> Filter {
         Filter {
-            job: a.job,
-            reason: a.reason,
-            since_ms: a.since,
+            job: self.job,
+            reason: self.reason.or(reason),
+            code: self.code,
+            since_ms: self.since,
+            until_ms: self.until,
+            fields: self.fields,
         }
     }
+}
+
+/// How an `--all` action runs.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct BulkArgs {
+    /// With --all: count the matching dead letters and show a sample; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// With --all: act on at most this many (newest first); run again for more.
+    #[arg(long, value_name = "N")]
+    limit: Option<u64>,
 }
 
 impl ListArgs {
     async fn exec(self) -> anyhow::Result<()> {
         let q = open(&self.on).await?;
         let queue = &self.on.queue;
-        let filter = Filter::from(self.filter);
+        let filter = self.filter.filter(self.reason);
         let letters = dlq::list(&q, &filter, self.limit).await?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&letters)?);
@@ -182,84 +235,142 @@ impl ShowArgs {
 
 impl RequeueArgs {
     async fn exec(self) -> anyhow::Result<()> {
-        let filter = Filter::from(self.filter);
-        if !self.all && !filter.is_empty() {
-            anyhow::bail!(
-                "--job, --reason and --since select dead letters for --all; with job ids, leave them out"
-            );
-        }
+        let filter = self.filter.filter(self.reason);
+        only_with_all(self.all, &filter, &self.bulk)?;
+        let payload = match &self.payload {
+            Some(path) => {
+                let [_] = self.ids.as_slice() else {
+                    anyhow::bail!(
+                        "--payload replaces the payload of one job: give exactly one job id"
+                    );
+                };
+                Some(read_payload(path)?)
+            }
+            None => None,
+        };
         let q = open(&self.on).await?;
-        let queue = &self.on.queue;
-        let by = operator(self.by);
+        let actor = Actor::cli(self.by.as_deref());
         let note = self.note.unwrap_or_default();
-        let actor = Actor::cli(Some(&by));
-        if self.all {
-            let (seen, failed) = requeue_all(&q, &filter, &by, &note).await?;
-            let target = if filter.is_empty() {
-                "every dead letter".to_string()
-            } else {
-                filter.describe()
-            };
-            audit(&q, &actor, Op::Requeue, target, seen - failed, &note).await?;
-            return summary(Op::Requeue, seen, failed);
-        }
-        let target = self.ids.join(" ");
-        let letters = resolve_ids(&q, queue, self.ids).await?;
-        let (total, failed) = act(&q, letters, Op::Requeue, &by, &note).await?;
-        audit(&q, &actor, Op::Requeue, target, total - failed, &note).await?;
-        summary(Op::Requeue, total, failed)
+        let print = printer(Op::Requeue, &q, &filter, self.bulk.dry_run);
+        let report = match payload {
+            _ if self.all => {
+                let options = self.bulk.options(note);
+                dead::bulk(&q, &actor, Op::Requeue, &filter, &options, print).await?
+            }
+            Some(p) => dead::requeue_edited(&q, &actor, &self.ids[0], &p, &note, print).await?,
+            None => dead::by_ids(&q, &actor, Op::Requeue, &self.ids, &note, print).await?,
+        };
+        summary(Op::Requeue, &report)
     }
-}
-
-/// `requeue --all`: counts the matching dead letters, says how many, then
-/// requeues them page by page from the newest counted down, so memory holds
-/// one page of payloads however many there are.
-async fn requeue_all(
-    q: &Queue,
-    filter: &Filter,
-    by: &str,
-    note: &str,
-) -> anyhow::Result<(usize, usize)> {
-    let queue = &q.keys.queue;
-    let (total, top) = dlq::count(q, filter, dlq::ACT_PAGE).await?;
-    if filter.is_empty() {
-        println!("no filter given: requeuing all {total} dead letter(s) of queue `{queue}`");
-    } else {
-        println!(
-            "requeuing {total} dead letter(s) of queue `{queue}` matching {}",
-            filter.describe()
-        );
-    }
-    let Some(top) = top else {
-        return Ok((0, 0));
-    };
-    let mut pages = dlq::Pages::from(filter.clone(), dlq::ACT_PAGE, &top);
-    let (mut seen, mut failed) = (0usize, 0usize);
-    while let Some((letters, _)) = pages.next(q).await? {
-        seen += letters.len();
-        let letters = letters
-            .into_iter()
-            .map(|d| (d.id.clone(), Some(d)))
-            .collect();
-        failed += dlq::act(q, letters, Op::Requeue, by, note, |acted| {
-            println!("{}", acted.line(Op::Requeue, queue));
-        })
-        .await?;
-    }
-    Ok((seen, failed))
 }
 
 impl DiscardArgs {
     async fn exec(self) -> anyhow::Result<()> {
+        let filter = self.filter.filter(None);
+        only_with_all(self.all, &filter, &self.bulk)?;
         let q = open(&self.on).await?;
-        let by = operator(self.by);
+        let actor = Actor::cli(self.by.as_deref());
         let note = self.reason.unwrap_or_default();
-        let target = self.ids.join(" ");
-        let letters = resolve_ids(&q, &self.on.queue, self.ids).await?;
-        let (total, failed) = act(&q, letters, Op::Discard, &by, &note).await?;
-        let actor = Actor::cli(Some(&by));
-        audit(&q, &actor, Op::Discard, target, total - failed, &note).await?;
-        summary(Op::Discard, total, failed)
+        let print = printer(Op::Discard, &q, &filter, self.bulk.dry_run);
+        let report = if self.all {
+            let options = self.bulk.options(note);
+            dead::bulk(&q, &actor, Op::Discard, &filter, &options, print).await?
+        } else {
+            dead::by_ids(&q, &actor, Op::Discard, &self.ids, &note, print).await?
+        };
+        summary(Op::Discard, &report)
+    }
+}
+
+/// Filters choose what `--all` takes, and `--dry-run` and `--limit` say how
+/// it runs; beside job ids they would be ignored.
+fn only_with_all(all: bool, filter: &Filter, bulk: &BulkArgs) -> anyhow::Result<()> {
+    if all {
+        return Ok(());
+    }
+    if !filter.is_empty() {
+        anyhow::bail!(
+            "--job, --dead-reason, --code, --since, --until and --field select dead letters for --all; with job ids, leave them out"
+        );
+    }
+    if bulk.dry_run || bulk.limit.is_some() {
+        anyhow::bail!("--dry-run and --limit go with --all; with job ids, leave them out");
+    }
+    Ok(())
+}
+
+impl BulkArgs {
+    /// The options of a run that stops after the chunk under way on SIGINT
+    /// or SIGTERM, so what was done is reported and audited.
+    fn options(self, note: String) -> BulkOptions {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        tokio::spawn(async move {
+            super::run::shutdown_signal().await;
+            flag.store(true, Ordering::SeqCst);
+        });
+        BulkOptions {
+            note,
+            dry_run: self.dry_run,
+            limit: self.limit,
+            stop: Some(stop),
+            ..BulkOptions::default()
+        }
+    }
+}
+
+/// The corrected payload: the file's bytes, or stdin's for `-`.
+fn read_payload(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("--payload -: cannot read stdin")?;
+        return Ok(buf);
+    }
+    std::fs::read(path).with_context(|| format!("--payload {}: cannot read it", path.display()))
+}
+
+/// Prints an action's progress: the count of a bulk action, then one line
+/// per job (and why a job had no dead letter, on stderr).
+fn printer(op: Op, q: &Queue, filter: &Filter, dry_run: bool) -> impl FnMut(Progress<'_>) + use<> {
+    let queue = q.keys.queue.clone();
+    let filter = filter.clone();
+    move |p| match p {
+        Progress::Matched { count, sample } => {
+            print_matched(op, &queue, &filter, dry_run, count);
+            if !sample.is_empty() {
+                println!("newest first: {}", sample.join(" "));
+            }
+        }
+        Progress::Acted(acted) => {
+            if let Acted::NoDeadLetter { why, .. } = acted {
+                eprintln!("{why}");
+            }
+            println!("{}", acted.line(op, &queue));
+        }
+    }
+}
+
+/// What a bulk action found before it acts: how many.
+fn print_matched(op: Op, queue: &str, filter: &Filter, dry_run: bool, count: u64) {
+    let verb = match (op, dry_run) {
+        (_, true) => "dry run: would",
+        (Op::Requeue, false) => "requeuing",
+        (Op::Discard, false) => "discarding",
+    };
+    let verb = if dry_run {
+        format!("{verb} {}", op.verb())
+    } else {
+        verb.to_string()
+    };
+    if filter.is_empty() {
+        println!("no filter given: {verb} all {count} dead letter(s) of queue `{queue}`");
+    } else {
+        println!(
+            "{verb} {count} dead letter(s) of queue `{queue}` matching {}",
+            filter.describe()
+        );
     }
 }
 
@@ -279,81 +390,30 @@ async fn open(on: &QueueTarget) -> anyhow::Result<Queue> {
     Ok(q)
 }
 
-/// Who acts, for the job's history: `--by`, else `$USER`.
-fn operator(by: Option<String>) -> String {
-    by.filter(|b| !b.is_empty())
-        .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
-/// Looks each id up; an id without a dead letter is reported right away
-/// and comes back as `(id, None)`.
-async fn resolve_ids(
-    q: &Queue,
-    queue: &str,
-    ids: Vec<String>,
-) -> anyhow::Result<Vec<(String, Option<DeadLetter>)>> {
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        let located = dlq::locate(q, &id).await?;
-        match located {
-            Located::Dead(d) => out.push((id, Some(*d))),
-            other => {
-                eprintln!("{}", dlq::not_dead(queue, &id, &other));
-                out.push((id, None));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Applies `op` to each dead letter, printing one line per id; returns how
-/// many ids there were and how many were not acted on.
-async fn act(
-    q: &Queue,
-    letters: Vec<(String, Option<DeadLetter>)>,
-    op: Op,
-    by: &str,
-    note: &str,
-) -> anyhow::Result<(usize, usize)> {
-    let queue = &q.keys.queue;
-    let total = letters.len();
-    let failed = dlq::act(q, letters, op, by, note, |acted| {
-        println!("{}", acted.line(op, queue));
-    })
-    .await?;
-    Ok((total, failed))
-}
-
-/// Puts a requeue or discard on the audit trail.
-async fn audit(
-    q: &Queue,
-    actor: &Actor,
-    op: Op,
-    target: String,
-    count: usize,
-    note: &str,
-) -> anyhow::Result<()> {
-    let action = Action {
-        action: match op {
-            Op::Requeue => "requeue",
-            Op::Discard => "discard",
-        },
-        queue: &q.keys.queue,
-        target,
-        count: u64::try_from(count).unwrap_or(u64::MAX),
-        note,
-        detail: None,
-    };
-    control::audit::record(&q.store(), actor, action).await?;
-    Ok(())
-}
-
-/// The last line of a run over `total` ids: an error if any was not acted on.
-fn summary(op: Op, total: usize, failed: usize) -> anyhow::Result<()> {
+/// The last lines of a run: an error if it was interrupted or any job was
+/// not acted on.
+fn summary(op: Op, r: &Report) -> anyhow::Result<()> {
     let done = op.done();
-    if failed > 0 {
-        anyhow::bail!("{failed} of {total} job(s) not {done}");
+    if r.dry_run {
+        println!("dry run: nothing was {done}");
+        return Ok(());
+    }
+    if let Some(e) = &r.edit {
+        println!(
+            "payload sha256 {} ({} bytes) replaced by sha256 {} ({} bytes)",
+            e.old_payload_sha256, e.old_payload_size, e.payload_sha256, e.payload_size
+        );
+    }
+    let total = r.acted + r.not_acted();
+    if r.interrupted {
+        anyhow::bail!(
+            "interrupted: {} of {} dead letter(s) {done}; run the command again to go on",
+            r.acted,
+            r.matched
+        );
+    }
+    if r.not_acted() > 0 {
+        anyhow::bail!("{} of {total} job(s) not {done}", r.not_acted());
     }
     if total > 1 {
         println!("{done} {total} job(s)");

@@ -33,6 +33,15 @@ fn history_line(h: &serde_json::Value) -> String {
         if let Some(why) = field("why") {
             line.push_str(&format!(" ({why})"));
         }
+        if h.get("edited").and_then(serde_json::Value::as_bool) == Some(true) {
+            line.push_str(&format!(
+                " with a new payload (sha256 {} {} bytes, was sha256 {} {} bytes)",
+                field("payload_sha256").unwrap_or_default(),
+                field("payload_size").unwrap_or_default(),
+                field("old_payload_sha256").unwrap_or_default(),
+                field("old_payload_size").unwrap_or_default(),
+            ));
+        }
         if let Some(note) = field("note") {
             line.push_str(&format!(": {note}"));
         }

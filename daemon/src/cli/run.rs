@@ -25,7 +25,7 @@ impl RunArgs {
 /// Resolves on SIGINT or SIGTERM (systemd's stop). SIGHUP, which would
 /// otherwise end the process on the spot, is logged and ignored: Ward does
 /// not reload its config in place; restart it to apply a new one.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         tokio::spawn(async move {

@@ -7,8 +7,11 @@
 //!
 //! - `audit.rs`: who acts ([`Actor`]), and the audit trail.
 //! - `breakers.rs`: the breakers as an operator sees them; overrides.
+//! - `bulk_cancel.rs`: cancelling every job that matches a filter.
 //! - `cancel.rs`: cancelling jobs, queued, delayed or running.
 //! - `schedules.rs`: schedules: their state, pause, resume, fire now.
+//! - `dead.rs`: requeue and discard of dead letters, by id or by filter
+//!   (bulk), and edit-and-requeue.
 //! - `pause.rs`: pause and resume a queue or a job type ([`pause::pause`],
 //!   [`pause::resume`], [`pause::status`]).
 //! - `upstreams.rs`: flow control per upstream as an operator sees it
@@ -19,7 +22,9 @@
 
 pub mod audit;
 pub mod breakers;
+pub mod bulk_cancel;
 pub mod cancel;
+pub mod dead;
 pub mod pause;
 pub mod schedules;
 pub mod upstreams;

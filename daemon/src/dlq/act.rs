@@ -1,13 +1,19 @@
-//! Requeuing and discarding dead letters, one Lua script per job (see
-//! [`Queue::requeue_dead`] and [`Queue::discard_dead`]).
+//! Requeuing and discarding dead letters, one Lua script call per chunk of
+//! them (see [`Queue::requeue_dead_chunk`] and [`Queue::discard_dead_chunk`]).
 
-use anyhow::Context as _;
+use serde::Serialize;
+
+/// Dead letters requeued or discarded per script call: a requeue is a dozen
+/// commands, so 25 keep one call near a millisecond (a few on a loaded
+/// machine), however many a bulk action covers.
+pub const ACT_CHUNK: usize = 25;
 
 use super::DeadLetter;
-use crate::store::{DeadLetterAct, Queue, Resolution};
+use crate::store::{DeadRef, Queue, QueueError, Resolution};
 
 /// What is done to each dead letter: `ward dlq requeue` or `discard`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Op {
     /// Back as a fresh job.
     Requeue,
@@ -35,8 +41,9 @@ impl Op {
     }
 }
 
-/// What became of one id handed to [`act`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What became of one id acted on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Acted {
     /// Done; for a requeue, the new entry's id in `ward:{Q}:jobs`.
     Done {
@@ -45,11 +52,12 @@ pub enum Acted {
         /// The new entry of a requeued job.
         entry: Option<String>,
     },
-    /// The id had no dead letter to act on (already reported by whoever
-    /// looked it up).
+    /// The id had no dead letter to act on.
     NoDeadLetter {
         /// The id as given.
         id: String,
+        /// Why, for a message (see [`super::not_dead`]).
+        why: String,
     },
     /// The dead letter went meanwhile: someone requeued or discarded it, or
     /// retention removed it. Nothing changed.
@@ -84,7 +92,7 @@ impl Acted {
                 entry: Some(entry),
             } => format!("{done}  {id}  new entry {entry}"),
             Acted::Done { id, entry: None } => format!("{done}  {id}"),
-            Acted::NoDeadLetter { id } => format!("not {done}  {id}  no dead letter"),
+            Acted::NoDeadLetter { id, .. } => format!("not {done}  {id}  no dead letter"),
             Acted::Gone { id } => format!(
                 "not {done}  {id}  already requeued or discarded (no longer in ward:{{{queue}}}:dead)"
             ),
@@ -93,50 +101,52 @@ impl Acted {
     }
 }
 
-/// Applies `op` to each dead letter in turn (an id without one, `None`,
-/// is not acted on), handing each outcome to `report` as it happens, so a
-/// Redis error part-way leaves the ones before it reported. Returns how
-/// many ids were not acted on.
+/// Applies `op` to `letters`, one script call per [`ACT_CHUNK`] of them;
+/// one outcome per dead letter, in order. `by` and `note` go to each job's
+/// history.
 ///
 /// # Errors
-/// Redis errors, which stop the run.
+/// Redis errors: the chunks before the one that failed were acted on.
 pub async fn act(
     q: &Queue,
-    letters: Vec<(String, Option<DeadLetter>)>,
+    letters: &[DeadLetter],
     op: Op,
     by: &str,
     note: &str,
-    mut report: impl FnMut(&Acted),
-) -> anyhow::Result<usize> {
-    let mut failed = 0usize;
-    for (id, d) in letters {
-        let acted = match d {
-            None => Acted::NoDeadLetter { id },
-            Some(d) => {
-                let act = DeadLetterAct {
-                    dead_id: &d.dead_id,
-                    job_id: &d.id,
-                    by,
-                    note,
-                };
-                let result = match op {
-                    Op::Requeue => q.requeue_dead(&act).await,
-                    Op::Discard => q.discard_dead(&act).await,
-                };
-                let id = d.id;
-                match result.with_context(|| format!("cannot {} job `{id}`", op.verb()))? {
-                    Resolution::Done(entry) => Acted::Done { id, entry },
-                    Resolution::Gone => Acted::Gone { id },
-                    Resolution::Refused(why) => Acted::Refused { id, why },
-                }
-            }
+) -> Result<Vec<Acted>, QueueError> {
+    let mut out = Vec::with_capacity(letters.len());
+    for chunk in letters.chunks(ACT_CHUNK) {
+        let refs: Vec<DeadRef<'_>> = chunk
+            .iter()
+            .map(|d| DeadRef {
+                dead_id: &d.dead_id,
+                job_id: &d.id,
+            })
+            .collect();
+        let done = match op {
+            Op::Requeue => q.requeue_dead_chunk(by, note, &refs).await?,
+            Op::Discard => q.discard_dead_chunk(by, note, &refs).await?,
         };
-        if !acted.is_done() {
-            failed += 1;
-        }
-        report(&acted);
+        out.extend(
+            chunk
+                .iter()
+                .zip(done)
+                .map(|(d, r)| Acted::of(d.id.clone(), r)),
+        );
     }
-    Ok(failed)
+    Ok(out)
+}
+
+impl Acted {
+    /// What `resolution` of job `id` means for the operator.
+    #[must_use]
+    pub fn of(id: String, resolution: Resolution) -> Acted {
+        match resolution {
+            Resolution::Done(entry) => Acted::Done { id, entry },
+            Resolution::Gone => Acted::Gone { id },
+            Resolution::Refused(why) => Acted::Refused { id, why },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -168,7 +178,13 @@ mod tests {
             "discarded  1-0"
         );
         assert_eq!(
-            line(Acted::NoDeadLetter { id: id() }, Op::Discard),
+            line(
+                Acted::NoDeadLetter {
+                    id: id(),
+                    why: "gone".into()
+                },
+                Op::Discard
+            ),
             "not discarded  1-0  no dead letter"
         );
         assert_eq!(

@@ -1,30 +1,20 @@
 //! Finding dead letters: the newest ones matching a filter, or the one of
 //! a given job.
 
-use super::{DeadLetter, Filter, PAGE};
-use crate::store::{self, Queue};
+use super::{DeadLetter, Filter, PAGE, Pages};
+use crate::store::{self, Queue, QueueError};
 
 /// The newest dead letters of `q` passing `filter`, at most `limit`.
 ///
 /// # Errors
 /// Redis errors.
-pub async fn list(q: &Queue, filter: &Filter, limit: usize) -> anyhow::Result<Vec<DeadLetter>> {
+pub async fn list(q: &Queue, filter: &Filter, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
     let mut out = Vec::new();
-    let mut before: Option<String> = None;
-    while out.len() < limit {
-        let page = q
-            .dead_page(before.as_deref(), filter.since_ms, PAGE)
-            .await?;
-        let done = page.len() < PAGE;
-        before = page.last().map(|d| d.entry_id.clone());
-        out.extend(
-            page.into_iter()
-                .map(DeadLetter::from_entry)
-                .filter(|d| filter.matches(d)),
-        );
-        if done {
-            break;
-        }
+    let mut pages = Pages::new(filter.clone(), PAGE);
+    while out.len() < limit
+        && let Some((letters, _)) = pages.next(q).await?
+    {
+        out.extend(letters);
     }
     out.truncate(limit);
     Ok(out)
@@ -51,7 +41,7 @@ pub enum Located {
 ///
 /// # Errors
 /// Redis errors.
-pub async fn locate(q: &Queue, id: &str) -> anyhow::Result<Located> {
+pub async fn locate(q: &Queue, id: &str) -> Result<Located, QueueError> {
     let mut rec = q
         .record_fields(id, &["state", "dead_entry", "dead_trimmed"])
         .await?

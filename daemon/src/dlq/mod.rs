@@ -1,27 +1,31 @@
 //! The dead-letter stream's logic: reading an entry of `ward:{Q}:dead` as a
-//! [`DeadLetter`], filtering, paging, finding one by job id, and requeuing or
-//! discarding. Nothing here prints: the `ward dlq` command shows what these
-//! return.
+//! [`DeadLetter`], filtering ([`Filter`]), paging, finding one by job id,
+//! and requeuing or discarding a chunk of them. Nothing here prints and
+//! nothing here audits: the operator actions built on it are
+//! [`crate::control::dead`]'s, which `ward dlq` and the admin API call.
 //!
 //! A dead letter is an entry of `ward:{Q}:dead` written when a job was
 //! given up (see [`crate::store::Queue::apply`]). Every Redis operation is a
-//! named operation of [`crate::store::Queue`], and a requeue or a discard is one Lua
-//! script per job whose guard is the removal of the dead letter itself, so
-//! two operators acting on the same job at once act once.
+//! named operation of [`crate::store::Queue`], and a requeue or a discard is
+//! one Lua script call per chunk of [`ACT_CHUNK`] jobs whose guard, per
+//! job, is the removal of the dead letter itself, so two operators acting
+//! on the same job at once act once.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::store::{self, DEAD_ENTRY_FIELDS, Delivery};
+use crate::store::{DEAD_ENTRY_FIELDS, Delivery};
 use crate::text::format_ms;
 
 mod act;
+mod filter;
 mod find;
 mod pages;
 
-pub use act::{Acted, Op, act};
+pub use act::{ACT_CHUNK, Acted, Op, act};
+pub use filter::{Filter, parse_field, parse_since};
 pub use find::{Located, list, locate, not_dead};
 pub use pages::{Pages, count};
 
@@ -160,72 +164,6 @@ fn entry_ms(id: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Which dead letters to take.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Filter {
-    /// Job type, exact.
-    pub job: Option<String>,
-    /// Text the reason contains, ignoring case.
-    pub reason: Option<String>,
-    /// Dead-lettered at or after (Unix ms).
-    pub since_ms: Option<u64>,
-}
-
-impl Filter {
-    /// Whether `d` passes every filter that is set.
-    #[must_use]
-    pub fn matches(&self, d: &DeadLetter) -> bool {
-        self.job.as_ref().is_none_or(|j| *j == d.job)
-            && self
-                .reason
-                .as_ref()
-                .is_none_or(|r| d.reason.to_lowercase().contains(&r.to_lowercase()))
-            && self.since_ms.is_none_or(|s| d.dead_at_ms >= s)
-    }
-
-    /// Whether no filter is set.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.job.is_none() && self.reason.is_none() && self.since_ms.is_none()
-    }
-
-    /// The filters, for messages: `job flaky, reason containing "budget"`.
-    #[must_use]
-    pub fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some(j) = &self.job {
-            parts.push(format!("job `{j}`"));
-        }
-        if let Some(r) = &self.reason {
-            parts.push(format!("reason containing \"{r}\""));
-        }
-        if let Some(s) = self.since_ms {
-            parts.push(format!("dead-lettered since {}", format_ms(s)));
-        }
-        parts.join(", ")
-    }
-}
-
-/// Parses `--since`: a duration back from now or an RFC 3339 time, to Unix ms.
-///
-/// # Errors
-/// A message showing both accepted forms.
-pub fn parse_since(s: &str) -> Result<u64, String> {
-    parse_since_at(s, store::now_ms())
-}
-
-fn parse_since_at(s: &str, now_ms: u64) -> Result<u64, String> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s.trim()) {
-        return u64::try_from(t.timestamp_millis()).map_err(|_| format!("`{s}` is before 1970"));
-    }
-    match humantime::parse_duration(s.trim()) {
-        Ok(d) => Ok(now_ms.saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
-        Err(_) => Err(format!(
-            "`{s}` is neither a duration back from now (like \"30m\", \"2h\", \"7d\") nor an RFC 3339 time (like 2026-11-22T03:00:00Z)"
-        )),
-    }
-}
-
 /// The human table of `ward dlq list`.
 #[must_use]
 pub fn table(letters: &[DeadLetter]) -> String {
@@ -332,41 +270,6 @@ mod tests {
     fn a_binary_payload_is_shown_as_hex() {
         let d = DeadLetter::from_entry(entry("1-0", &[("payload", b"\xff\x00")]));
         assert_eq!((d.payload, d.payload_hex.as_deref()), (None, Some("ff00")));
-    }
-
-    #[test]
-    fn filters_combine_and_reason_matches_a_substring_ignoring_case() {
-        let a = letter("send", "budget exhausted: attempts", 2000);
-        let b = letter("bill", "permanent", 1000);
-        let f = Filter {
-            reason: Some("BUDGET".into()),
-            ..Filter::default()
-        };
-        assert!(f.matches(&a) && !f.matches(&b));
-        let f = Filter {
-            job: Some("bill".into()),
-            since_ms: Some(1000),
-            ..Filter::default()
-        };
-        assert!(!f.matches(&a) && f.matches(&b));
-        let f = Filter {
-            since_ms: Some(1500),
-            ..Filter::default()
-        };
-        assert!(f.matches(&a) && !f.matches(&b));
-        assert!(Filter::default().matches(&a) && Filter::default().is_empty());
-    }
-
-    #[test]
-    fn since_takes_a_duration_or_a_time_and_explains_anything_else() {
-        assert_eq!(parse_since_at("2h", 10_000_000), Ok(10_000_000 - 7_200_000));
-        assert_eq!(
-            parse_since_at("1970-01-01T00:00:01Z", 0),
-            Ok(1000),
-            "an RFC 3339 time"
-        );
-        let e = parse_since_at("yesterday", 0).unwrap_err();
-        assert!(e.contains("\"30m\"") && e.contains("RFC 3339"), "{e}");
     }
 
     #[test]

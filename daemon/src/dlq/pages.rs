@@ -9,7 +9,7 @@
 //! above the walk and never reached.
 
 use super::{DeadLetter, Filter};
-use crate::store::Queue;
+use crate::store::{Queue, QueueError};
 
 /// A walk over the dead letters passing a filter, newest first.
 #[derive(Debug)]
@@ -27,8 +27,9 @@ impl Pages {
     #[must_use]
     pub fn new(filter: Filter, size: usize) -> Pages {
         Pages {
+            // `--until` is where the walk starts: below it, exclusive.
+            before: filter.until_ms.map(|u| format!("{u}-0")),
             filter,
-            before: None,
             size: size.max(1),
             done: false,
         }
@@ -53,7 +54,7 @@ impl Pages {
     pub async fn next(
         &mut self,
         q: &Queue,
-    ) -> anyhow::Result<Option<(Vec<DeadLetter>, Option<String>)>> {
+    ) -> Result<Option<(Vec<DeadLetter>, Option<String>)>, QueueError> {
         if self.done {
             return Ok(None);
         }
@@ -74,8 +75,9 @@ impl Pages {
     }
 }
 
-/// How many dead letters pass `filter`, and the newest entry id there was
-/// (to start [`Pages::from`] at), counted one page at a time.
+/// How many dead letters pass `filter`, the job ids of the newest
+/// `sample` of them, and the newest entry id there was (to start
+/// [`Pages::from`] at), counted one page at a time.
 ///
 /// # Errors
 /// Redis errors.
@@ -83,16 +85,19 @@ pub async fn count(
     q: &Queue,
     filter: &Filter,
     size: usize,
-) -> anyhow::Result<(usize, Option<String>)> {
+    sample: usize,
+) -> Result<(usize, Vec<String>, Option<String>), QueueError> {
     let mut pages = Pages::new(filter.clone(), size);
-    let (mut n, mut top) = (0, None);
+    let (mut n, mut ids, mut top) = (0, Vec::new(), None);
     while let Some((letters, newest)) = pages.next(q).await? {
         n += letters.len();
+        let room = sample.saturating_sub(ids.len());
+        ids.extend(letters.into_iter().take(room).map(|d| d.id));
         if top.is_none() {
             top = newest;
         }
     }
-    Ok((n, top))
+    Ok((n, ids, top))
 }
 
 /// The smallest stream id above `id` (`ms-seq`), as an exclusive bound that

@@ -68,6 +68,39 @@ pub struct DeadLetterAct<'a> {
     pub note: &'a str,
 }
 
+/// One dead letter of a chunk acted on in one script call: which entry, of
+/// which job.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadRef<'a> {
+    /// The dead-letter entry's id in `ward:{Q}:dead`.
+    pub dead_id: &'a str,
+    /// The job it is a dead letter of (checked against the entry).
+    pub job_id: &'a str,
+}
+
+impl<'a> DeadRef<'a> {
+    fn of(act: &DeadLetterAct<'a>) -> DeadRef<'a> {
+        DeadRef {
+            dead_id: act.dead_id,
+            job_id: act.job_id,
+        }
+    }
+}
+
+/// What an edit-and-requeue changed, as the job's history keeps it: the
+/// digests and sizes of both payloads, never the old payload itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PayloadEdit {
+    /// sha256 (hex) of the payload the job died with.
+    pub old_payload_sha256: String,
+    /// Its size in bytes.
+    pub old_payload_size: usize,
+    /// sha256 (hex) of the corrected payload.
+    pub payload_sha256: String,
+    /// Its size in bytes.
+    pub payload_size: usize,
+}
+
 impl Queue {
     /// Whether Redis knows this queue at all (its jobs stream or its
     /// dead-letter stream exists).
@@ -141,9 +174,65 @@ impl Queue {
     /// # Errors
     /// Redis errors, or a reply of the wrong shape.
     pub async fn requeue_dead(&self, act: &DeadLetterAct<'_>) -> Result<Resolution, QueueError> {
-        let mut inv = self.dead_letter_call(&REQUEUE_SCRIPT, act);
-        inv.key(&self.keys.jobs);
-        self.resolve("REQUEUE", &inv).await
+        let one = [DeadRef::of(act)];
+        let mut done = self.requeue_dead_chunk(act.by, act.note, &one).await?;
+        done.pop().ok_or_else(|| short_reply("REQUEUE"))
+    }
+
+    /// [`Queue::requeue_dead`] of each dead letter of `chunk`, in one script
+    /// call (so keep a chunk small, a few dozen: each requeue is a dozen
+    /// commands, and the call holds Redis throughout); one resolution per
+    /// dead letter, in order.
+    ///
+    /// # Errors
+    /// Redis errors, or a reply of the wrong shape.
+    pub async fn requeue_dead_chunk(
+        &self,
+        by: &str,
+        note: &str,
+        chunk: &[DeadRef<'_>],
+    ) -> Result<Vec<Resolution>, QueueError> {
+        let inv = self.dead_letter_call(&REQUEUE_SCRIPT, by, note, chunk, |_| None);
+        self.resolve("REQUEUE", &inv, chunk.len()).await
+    }
+
+    /// Requeues dead job `job_id` like [`Queue::requeue_dead`] but with
+    /// `payload` in place of its own, which the record then keeps. The
+    /// history's `requeued` event says `"edited":true` with the sha256 and
+    /// size of the old payload and of the new one: the old payload itself is
+    /// kept nowhere (it may be what held a secret by mistake).
+    ///
+    /// # Errors
+    /// Redis errors, or a reply of the wrong shape.
+    pub async fn requeue_dead_edited(
+        &self,
+        act: &DeadLetterAct<'_>,
+        payload: &[u8],
+    ) -> Result<(Resolution, PayloadEdit), QueueError> {
+        let mut con = self.con.clone();
+        let old: Option<Vec<u8>> = redis::cmd("HGET")
+            .arg(self.keys.record(act.job_id))
+            .arg("payload")
+            .query_async(&mut con)
+            .await?;
+        let old = old.unwrap_or_default();
+        let edit = PayloadEdit {
+            old_payload_sha256: crate::digest::sha256_hex(&old),
+            old_payload_size: old.len(),
+            payload_sha256: crate::digest::sha256_hex(payload),
+            payload_size: payload.len(),
+        };
+        let json = serde_json::to_string(&edit).map_err(|e| QueueError::Protocol {
+            what: "REQUEUE",
+            detail: e.to_string(),
+        })?;
+        let one = [DeadRef::of(act)];
+        let inv = self.dead_letter_call(&REQUEUE_SCRIPT, act.by, act.note, &one, |_| {
+            Some((payload, json.as_str()))
+        });
+        let mut done = self.resolve("REQUEUE", &inv, 1).await?;
+        let resolution = done.pop().ok_or_else(|| short_reply("REQUEUE"))?;
+        Ok((resolution, edit))
     }
 
     /// Marks dead job `job_id` (dead-letter entry `dead_id`) `discarded`:
@@ -153,9 +242,24 @@ impl Queue {
     /// # Errors
     /// Redis errors, or a reply of the wrong shape.
     pub async fn discard_dead(&self, act: &DeadLetterAct<'_>) -> Result<Resolution, QueueError> {
-        let mut inv = self.dead_letter_call(&DISCARD_SCRIPT, act);
-        inv.arg(RETIRED_TTL.as_secs());
-        self.resolve("DISCARD", &inv).await
+        let one = [DeadRef::of(act)];
+        let mut done = self.discard_dead_chunk(act.by, act.note, &one).await?;
+        done.pop().ok_or_else(|| short_reply("DISCARD"))
+    }
+
+    /// [`Queue::discard_dead`] of each dead letter of `chunk`, in one script
+    /// call; one resolution per dead letter, in order.
+    ///
+    /// # Errors
+    /// Redis errors, or a reply of the wrong shape.
+    pub async fn discard_dead_chunk(
+        &self,
+        by: &str,
+        note: &str,
+        chunk: &[DeadRef<'_>],
+    ) -> Result<Vec<Resolution>, QueueError> {
+        let inv = self.dead_letter_call(&DISCARD_SCRIPT, by, note, chunk, |_| None);
+        self.resolve("DISCARD", &inv, chunk.len()).await
     }
 
     /// Removes dead letters past `max_len` (oldest first) or older than
@@ -193,23 +297,32 @@ impl Queue {
     }
 }
 
-/// REQUEUE and DISCARD take the same keys and arguments first (see
-/// `lua/dead_letter.lua`).
+/// REQUEUE and DISCARD take the same layout (see `lua/dead_letter.lua`).
 impl Queue {
-    fn dead_letter_call<'s>(
+    fn dead_letter_call<'s, 'p>(
         &self,
         script: &'s redis::Script,
-        act: &DeadLetterAct<'_>,
+        by: &str,
+        note: &str,
+        chunk: &[DeadRef<'_>],
+        edit: impl Fn(usize) -> Option<(&'p [u8], &'p str)>,
     ) -> redis::ScriptInvocation<'s> {
         let mut inv = script.prepare_invoke();
         inv.key(&self.keys.dead)
-            .key(self.keys.record(act.job_id))
-            .key(self.keys.history(act.job_id))
-            .arg(act.dead_id)
-            .arg(act.job_id)
-            .arg(act.by)
-            .arg(act.note)
-            .arg(MAX_HISTORY);
+            .key(&self.keys.jobs)
+            .arg(by)
+            .arg(note)
+            .arg(MAX_HISTORY)
+            .arg(RETIRED_TTL.as_secs());
+        for (i, d) in chunk.iter().enumerate() {
+            let (payload, json) = edit(i).unwrap_or((&[][..], ""));
+            inv.key(self.keys.record(d.job_id))
+                .key(self.keys.history(d.job_id))
+                .arg(d.dead_id)
+                .arg(d.job_id)
+                .arg(payload)
+                .arg(json);
+        }
         inv
     }
 
@@ -217,22 +330,33 @@ impl Queue {
         &self,
         what: &'static str,
         inv: &redis::ScriptInvocation<'_>,
-    ) -> Result<Resolution, QueueError> {
+        n: usize,
+    ) -> Result<Vec<Resolution>, QueueError> {
         let mut con = self.con.clone();
-        let (status, detail): (String, String) = inv.invoke_async(&mut con).await?;
-        resolution(what, status, detail)
+        let flat: Vec<String> = inv.invoke_async(&mut con).await?;
+        if flat.len() != 2 * n {
+            return Err(short_reply(what));
+        }
+        flat.chunks_exact(2)
+            .map(|p| resolution(what, &p[0], &p[1]))
+            .collect()
     }
 }
 
-fn resolution(
-    what: &'static str,
-    status: String,
-    detail: String,
-) -> Result<Resolution, QueueError> {
-    match status.as_str() {
-        "ok" => Ok(Resolution::Done(Some(detail).filter(|d| !d.is_empty()))),
+fn short_reply(what: &'static str) -> QueueError {
+    QueueError::Protocol {
+        what,
+        detail: "not one outcome per dead letter".to_string(),
+    }
+}
+
+fn resolution(what: &'static str, status: &str, detail: &str) -> Result<Resolution, QueueError> {
+    match status {
+        "ok" => Ok(Resolution::Done(
+            Some(detail.to_string()).filter(|d| !d.is_empty()),
+        )),
         "gone" => Ok(Resolution::Gone),
-        "refused" => Ok(Resolution::Refused(detail)),
+        "refused" => Ok(Resolution::Refused(detail.to_string())),
         _ => Err(QueueError::Protocol {
             what,
             detail: format!("{status} {detail}"),

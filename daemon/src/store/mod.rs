@@ -33,6 +33,7 @@
 //! - `breakers.rs`, `sample.rs`: circuit breakers; depth and lag.
 //! - `upstreams.rs`: flow control per upstream (token buckets, slots with
 //!   leases, Retry-After holds) and the backlog limit `ward_enqueue` reads.
+//! - `scan.rs`: pages of waiting and running jobs, for bulk actions.
 //! - `schedules.rs`: each schedule's latest fire and pause
 //!   (`ward:{Q}:schedule:<name>`).
 //! - `memory.rs`: Redis' memory settings and use ([`Memory`]).
@@ -78,6 +79,7 @@ mod memory;
 mod pause;
 mod reply;
 mod sample;
+mod scan;
 mod schedules;
 mod script;
 mod upstreams;
@@ -88,7 +90,9 @@ pub use breakers::{BreakerForced, BreakerState, BreakerUpdate};
 pub use cancel::{Cancelled, ControlFeed, ControlMessage};
 pub use connect::{Store, client, connect, redacted_url, trust_ca};
 pub use consume::KeyCheck;
-pub use dead::{DEAD_ENTRY_FIELDS, DeadLetterAct, RETIRED_TTL, Resolution, Trimmed};
+pub use dead::{
+    DEAD_ENTRY_FIELDS, DeadLetterAct, DeadRef, PayloadEdit, RETIRED_TTL, Resolution, Trimmed,
+};
 pub use enqueue::{BACKPRESSURE, EnqueueOptions, Enqueued, FUNCTIONS, FUNCTIONS_VERSION, Promoted};
 pub use entry::{Completion, Delivery, JobEntry, Malformed};
 pub use groups::GroupClaim;
@@ -97,6 +101,7 @@ pub use keys::Keys;
 pub use memory::Memory;
 pub use pause::{HeldCounts, Pause, Pauses, RELEASE_CHUNK, Released, WHOLE_QUEUE};
 pub use sample::QueueSample;
+pub use scan::{Candidate, Waiting};
 pub use schedules::ScheduleState;
 pub use upstreams::{Limit, Refusal, Refused, Release, UpstreamState};
 pub use wake::{Connection, Wake};
