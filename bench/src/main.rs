@@ -13,7 +13,10 @@
 //! - `latency`: the daemon idles, jobs arrive at a fixed offered rate;
 //! - `failures`: like throughput, 10% of jobs fail once (transient) and are
 //!   retried through the delayed set;
-//! - `keys`: like throughput, every job carries an idempotency key.
+//! - `keys`: like throughput, every job carries an idempotency key;
+//! - `upstream`: throughput of no-op jobs whose job type names an upstream
+//!   with a generous `[[upstream]]` limit, against the same jobs naming
+//!   none, and their ratio (see `upstream.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+mod upstream;
+
 use ward_testkit::{
     Config, METRICS_ANY_PORT, Redis, Ward, connect, job_table, proc_status_kib, xadd_pipe,
 };
@@ -60,7 +65,8 @@ struct Args {
     threads: Option<usize>,
     /// Which scenarios to run: throughput, latency, failures, keys,
     /// norecord (a queue with `succeeded_ttl = "0s"`), inflight (one 2 s
-    /// job per slot, for the peak RSS with every slot busy), raw.
+    /// job per slot, for the peak RSS with every slot busy), raw, upstream
+    /// (no-op jobs naming a generously limited upstream vs. naming none).
     #[arg(long, value_delimiter = ',', default_values_t = ["throughput".to_string(), "latency".to_string(), "failures".to_string(), "keys".to_string()])]
     scenarios: Vec<String>,
     /// Runs per scenario (the median is reported with min and max).
@@ -114,7 +120,8 @@ impl Bench {
             .map_or_else(String::new, |t| format!("[daemon]\nthreads = {t}\n\n"));
         let plugin = |name: &str| self.plugins.join(format!("{name}.wasm"));
         let jobs = job_table("noop", "bench", &plugin("noop"), "")
-            + &job_table("flaky", "bench", &plugin("flaky"), "");
+            + &job_table("flaky", "bench", &plugin("flaky"), "")
+            + &upstream::job_type(&plugin("noop"));
         let config = Config::new(&self.redis.url)
             .top(&format!("{threads}{METRICS_ANY_PORT}"))
             .retry("initial_delay = \"10ms\"\nmax_delay = \"100ms\"\njitter = \"none\"")
@@ -309,6 +316,8 @@ enum Mix {
     Keyed,
     /// No-op jobs on a queue that keeps no records of succeeded jobs.
     NoRecord,
+    /// No-op jobs whose job type names a generously limited upstream.
+    Upstream,
 }
 
 #[allow(clippy::cast_precision_loss, reason = "job counts far below 2^52")]
@@ -328,6 +337,8 @@ fn drain_run(bench: &Bench, label: &str, mix: Mix) -> anyhow::Result<Run> {
                 r#"{"times":0}"#
             };
             ("flaky".to_string(), body.to_string())
+        } else if mix == Mix::Upstream {
+            (upstream::JOB.to_string(), "{}".to_string())
         } else {
             ("noop".to_string(), "{}".to_string())
         }
@@ -752,6 +763,7 @@ fn main() -> anyhow::Result<()> {
                 println!("  read + ack rate       {read_ack:.0} entries/s");
                 println!("  full cycle            {full:.0} entries/s (XADD time + read/ack time)");
             }
+            "upstream" => upstream::compare(&bench)?,
             "inflight" => {
                 let (run, spread) = inflight_run(&bench)?;
                 print_run(&run);
@@ -763,7 +775,7 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             other => bail!(
-                "unknown scenario `{other}` (throughput, latency, failures, keys, norecord, inflight, raw)"
+                "unknown scenario `{other}` (throughput, latency, failures, keys, norecord, inflight, raw, upstream)"
             ),
         }
     }

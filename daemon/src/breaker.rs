@@ -5,6 +5,7 @@
 //! the plugin's `upstream`, or the job type's only upstream when the plugin
 //! names none) are counted in Redis
 //! (`ward:{Q}:breaker:<upstream>`); `[defaults.breaker] failures` of them
+//! (or the upstream's own, in its `[[upstream]]` table)
 //! within `window` open the breaker for `open_for`. While it is open, jobs of
 //! the job types that list the upstream are not run: each is put back in the
 //! delayed set until the breaker's time is up, without using an attempt.
@@ -36,6 +37,8 @@ pub const REFRESH: Duration = Duration::from_millis(500);
 pub struct Breakers {
     queue: Queue,
     policy: BreakerPolicy,
+    /// `[[upstream]]` tables' own breaker settings, over `policy`.
+    overrides: HashMap<String, BreakerPolicy>,
     seen: Mutex<Seen>,
 }
 
@@ -54,16 +57,29 @@ impl Breakers {
     /// The breakers of `queue`, opened by `policy`.
     #[must_use]
     pub fn new(queue: Queue, policy: BreakerPolicy) -> Arc<Breakers> {
+        Self::with_tables(queue, policy, &std::collections::BTreeMap::new())
+    }
+
+    /// The breakers of `queue`, opened by `policy` unless an `[[upstream]]`
+    /// table of `tables` sets its own.
+    #[must_use]
+    pub fn with_tables(
+        queue: Queue,
+        policy: BreakerPolicy,
+        tables: &std::collections::BTreeMap<String, crate::config::UpstreamConfig>,
+    ) -> Arc<Breakers> {
+        let overrides = tables.iter().map(|(n, t)| (n.clone(), t.breaker)).collect();
         Arc::new(Breakers {
             queue,
             policy,
+            overrides,
             seen: Mutex::new(Seen::default()),
         })
     }
 
-    fn now_ms(offset_ms: i64) -> u64 {
-        let local = i64::try_from(crate::clock::now_ms()).unwrap_or(i64::MAX);
-        u64::try_from(local.saturating_add(offset_ms)).unwrap_or(0)
+    /// The settings of `upstream`'s breaker.
+    fn policy(&self, upstream: &str) -> BreakerPolicy {
+        self.overrides.get(upstream).copied().unwrap_or(self.policy)
     }
 
     /// The first of `upstreams` whose breaker is open now, and until when
@@ -71,7 +87,7 @@ impl Breakers {
     #[must_use]
     pub fn open_among(&self, upstreams: &[String]) -> Option<(String, u64)> {
         let seen = self.seen.lock().ok()?;
-        let now = Self::now_ms(seen.offset_ms);
+        let now = crate::clock::now_offset_ms(seen.offset_ms);
         upstreams.iter().find_map(|u| {
             let until = *seen.open_until.get(u)?;
             (until > now).then(|| (u.clone(), until))
@@ -82,7 +98,7 @@ impl Breakers {
     #[must_use]
     pub fn wait_until(&self, until_ms: u64) -> Duration {
         let offset = self.seen.lock().map_or(0, |s| s.offset_ms);
-        Duration::from_millis(until_ms.saturating_sub(Self::now_ms(offset)))
+        Duration::from_millis(until_ms.saturating_sub(crate::clock::now_offset_ms(offset)))
     }
 
     /// Re-reads every breaker of the queue and updates `ward_breaker_open`.
@@ -91,12 +107,11 @@ impl Breakers {
     /// Redis errors.
     pub async fn refresh(&self) -> Result<(), crate::store::QueueError> {
         let (now, states) = self.queue.breakers().await?;
-        let local = i64::try_from(crate::clock::now_ms()).unwrap_or(i64::MAX);
         let mut seen = self
             .seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        seen.offset_ms = i64::try_from(now).unwrap_or(i64::MAX).saturating_sub(local);
+        seen.offset_ms = crate::clock::offset_to(now);
         seen.open_until.clear();
         seen.opened.clear();
         for s in states {
@@ -113,13 +128,14 @@ impl Breakers {
     /// This daemon's report opened `upstream`'s breaker; `c` tipped it.
     fn opened(&self, upstream: &str, c: &Completion) {
         let queue = &self.queue.keys.queue;
+        let policy = self.policy(upstream);
         crate::obs::events::BreakerOpened {
             queue,
             upstream,
             job: c.job(),
-            failures: self.policy.failures,
-            window: self.policy.window,
-            open_for: self.policy.open_for,
+            failures: policy.failures,
+            window: policy.window,
+            open_for: policy.open_for,
         }
         .emit();
         let job = crate::obs::metrics::job_label(queue, c.job());
@@ -179,7 +195,11 @@ impl Breakers {
             Err(_) => Vec::new(),
         };
         for (upstream, (n, last)) in failures {
-            match self.queue.breaker_report(&upstream, n, &self.policy).await {
+            match self
+                .queue
+                .breaker_report(&upstream, n, &self.policy(&upstream))
+                .await
+            {
                 Ok(update) => {
                     if let Ok(mut seen) = self.seen.lock()
                         && let Some(until) = update.open_until_ms
@@ -197,7 +217,11 @@ impl Breakers {
             }
         }
         for upstream in reset {
-            match self.queue.breaker_report(&upstream, 0, &self.policy).await {
+            match self
+                .queue
+                .breaker_report(&upstream, 0, &self.policy(&upstream))
+                .await
+            {
                 Ok(update) => {
                     if let (Ok(mut seen), None) = (self.seen.lock(), update.open_until_ms) {
                         seen.opened.remove(&upstream);

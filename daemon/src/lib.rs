@@ -36,6 +36,8 @@
 //!   check, breakers, schedules, pauses), all stopped by one shutdown
 //!   signal.
 //! - [`breaker`]: circuit breakers per upstream, shared through Redis.
+//! - [`upstream`]: flow control per upstream (rate, concurrency,
+//!   Retry-After holds), shared through Redis.
 //! - [`obs`]: metrics, health endpoints, log spans and alerts; its events
 //!   only log and count.
 //! - [`dlq`]: the dead-letter stream's logic (listing, filters, paging,
@@ -88,4 +90,5 @@ pub mod secret;
 pub mod store;
 pub mod text;
 pub mod transition;
+pub mod upstream;
 pub mod worker;

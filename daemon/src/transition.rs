@@ -15,6 +15,12 @@ pub const BREAKER_OPEN_CODE: &str = "breaker-open";
 /// The failure code of a job held back because its job type or its queue
 /// is paused (nothing ran; see [`Deferral::recorded`]).
 pub const PAUSED_CODE: &str = "paused";
+/// The failure code of a job held back because an upstream it calls has no
+/// token left, or asked to wait (Retry-After) (nothing ran).
+pub const RATE_LIMITED_CODE: &str = "rate-limited";
+/// The failure code of a job held back because every slot of an upstream
+/// it calls (`[[upstream]] concurrency`) is in use (nothing ran).
+pub const UPSTREAM_BUSY_CODE: &str = "upstream-busy";
 
 /// Where a job goes after an attempt, or after a delivery that needed none.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +96,20 @@ pub enum Deferral {
         /// The whole queue is paused, not only the job's type.
         queue: bool,
     },
+    /// An upstream its job type calls has no token left in its bucket
+    /// (`[[upstream]] rate`), or holds every job until its Retry-After.
+    RateLimited {
+        /// The upstream.
+        upstream: String,
+        /// Held by a Retry-After, not by the bucket.
+        retry_after: bool,
+    },
+    /// Every slot of an upstream its job type calls is in use
+    /// (`[[upstream]] concurrency`).
+    UpstreamBusy {
+        /// The upstream.
+        upstream: String,
+    },
     /// Its group (tenant) has `group_concurrency` attempts in flight
     /// already (see [`crate::fairness`]).
     GroupBusy {
@@ -115,6 +135,34 @@ impl Deferral {
                     .with_code(BREAKER_OPEN_CODE)
                     .with_upstream(upstream)
             }
+            Deferral::RateLimited {
+                upstream,
+                retry_after,
+            } => {
+                let message = if *retry_after {
+                    format!(
+                        "not run: upstream `{upstream}` asked to wait (Retry-After) for another {}",
+                        shown(wait)
+                    )
+                } else {
+                    format!(
+                        "not run: upstream `{upstream}` is at its rate limit; its next free token is in {}",
+                        shown(wait)
+                    )
+                };
+                Outcome::failure(FailureClass::Transient, message)
+                    .with_code(RATE_LIMITED_CODE)
+                    .with_upstream(upstream)
+            }
+            Deferral::UpstreamBusy { upstream } => {
+                let message = format!(
+                    "not run: every slot of upstream `{upstream}` is in use; looked at again in {}",
+                    shown(wait)
+                );
+                Outcome::failure(FailureClass::Transient, message)
+                    .with_code(UPSTREAM_BUSY_CODE)
+                    .with_upstream(upstream)
+            }
             Deferral::Paused { queue } => {
                 let what = if *queue { "its queue" } else { "its job type" };
                 let message = format!("not run: {what} is paused; held until `ward resume`");
@@ -129,6 +177,13 @@ impl Deferral {
             }
         }
     }
+}
+
+/// `wait` as a log or record shows it, to the millisecond.
+fn shown(wait: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(Duration::from_millis(
+        u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+    ))
 }
 
 /// What a [`Completion`] records beside its entry, outcome and transition:
@@ -386,6 +441,44 @@ mod tests {
         let new = Completion::new(entry(1), ok(), t(), ran);
         assert_eq!(new.checkpoint(), Some(&b"new"[..]));
         assert_eq!(new.lease_expiries(), 2);
+    }
+
+    #[test]
+    fn an_upstream_deferral_says_which_limit_held_it() {
+        let wait = Duration::from_millis(250);
+        for (why, code, says) in [
+            (
+                Deferral::RateLimited {
+                    upstream: "pay".into(),
+                    retry_after: false,
+                },
+                RATE_LIMITED_CODE,
+                "at its rate limit; its next free token is in 250ms",
+            ),
+            (
+                Deferral::RateLimited {
+                    upstream: "pay".into(),
+                    retry_after: true,
+                },
+                RATE_LIMITED_CODE,
+                "asked to wait (Retry-After) for another 250ms",
+            ),
+            (
+                Deferral::UpstreamBusy {
+                    upstream: "pay".into(),
+                },
+                UPSTREAM_BUSY_CODE,
+                "every slot of upstream `pay` is in use",
+            ),
+        ] {
+            let Outcome::Failure(f) = why.recorded(wait) else {
+                panic!("a deferral is recorded as a failure");
+            };
+            assert_eq!(f.class, FailureClass::Transient);
+            assert_eq!(f.code.as_deref(), Some(code));
+            assert_eq!(f.upstream.as_deref(), Some("pay"));
+            assert!(f.message.contains(says), "{}", f.message);
+        }
     }
 
     #[test]

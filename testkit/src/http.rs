@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -46,31 +46,7 @@ impl HttpStub {
                     std::thread::sleep(Duration::from_millis(5));
                     continue;
                 };
-                sock.set_nonblocking(false).unwrap();
-                sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                // Read the head, then as much body as Content-Length says.
-                while let Ok(k) = sock.read(&mut chunk) {
-                    if k == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&chunk[..k]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let len = text[..end]
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                            })
-                            .unwrap_or(0);
-                        if buf.len() >= end + 4 + len {
-                            break;
-                        }
-                    }
-                }
+                let buf = read_request(&mut sock);
                 seen.lock()
                     .unwrap()
                     .push(String::from_utf8_lossy(&buf).to_string());
@@ -106,6 +82,36 @@ impl HttpStub {
     pub fn received(&self) -> Vec<Request> {
         self.requests().iter().map(|r| Request::parse(r)).collect()
     }
+}
+
+/// Reads one request from `sock`: the head, then as much body as its
+/// Content-Length says (or what came before the peer stopped, or 5 s).
+pub(crate) fn read_request(sock: &mut TcpStream) -> Vec<u8> {
+    sock.set_nonblocking(false).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(k) = sock.read(&mut chunk) {
+        if k == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..k]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                break;
+            }
+        }
+    }
+    buf
 }
 
 impl Request {

@@ -18,6 +18,7 @@ mod daemon;
 mod http;
 mod jobs;
 mod server;
+mod upstream;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ pub use jobs::{
     xadd_pipe,
 };
 pub use server::{Redis, connect};
+pub use upstream::UpstreamStub;
 
 /// What can go wrong when the harness starts or stops a process; the
 /// panicking helpers report the same text.

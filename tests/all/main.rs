@@ -29,4 +29,5 @@ mod reliability;
 mod sandbox;
 mod schedules;
 mod support;
+mod upstreams;
 mod webhook;

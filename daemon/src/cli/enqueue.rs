@@ -10,6 +10,7 @@ use super::target::QueueTarget;
 use crate::config;
 use crate::config::defaults::MAX_DURATION;
 use crate::priority::Priority;
+use crate::store;
 use crate::store::EnqueueOptions;
 use crate::text::format_ms;
 
@@ -67,16 +68,20 @@ impl EnqueueArgs {
         }
         let q = self.on.connect().await?;
         let key = self.idempotency_key.as_deref();
-        if self.delay.is_none() && self.at.is_none() && key.is_none() {
+        let plain = self.delay.is_none() && self.at.is_none() && key.is_none();
+        if plain && q.max_backlog().await?.is_none() {
             // The plain path: one XADD, exactly what any client can do.
             println!("{}", q.enqueue_at(job, &payload, self.priority).await?);
             return Ok(());
         }
-        let ttl = match self.idempotency_ttl {
-            Some(ttl) => ttl,
-            None => self.on.target.idempotency_ttl(&self.on.queue, job)?,
+        // A queue with a max_backlog: through ward_enqueue, which refuses
+        // past it.
+        let ttl = match (self.idempotency_ttl, key) {
+            (Some(ttl), _) => ttl,
+            (None, Some(_)) => self.on.target.idempotency_ttl(&self.on.queue, job)?,
+            (None, None) => config::DEFAULT_IDEMPOTENCY_TTL,
         };
-        let done = q
+        let done = match q
             .enqueue_opts(
                 job,
                 &payload,
@@ -88,7 +93,18 @@ impl EnqueueArgs {
                     priority: self.priority,
                 },
             )
-            .await?;
+            .await
+        {
+            Err(store::QueueError::Redis(e)) if e.code() == Some(store::BACKPRESSURE) => {
+                anyhow::bail!(
+                    "backpressure: queue `{}` refused the job: {}",
+                    self.on.queue,
+                    e.detail()
+                        .unwrap_or("its backlog is at its max_backlog; nothing was added")
+                );
+            }
+            other => other?,
+        };
         println!("{}", done.id);
         if done.duplicate {
             eprintln!(

@@ -25,6 +25,7 @@ mod run;
 mod schedules;
 mod stats;
 mod target;
+mod upstreams;
 
 /// Where `ward run` and `ward config check` look for their config when
 /// neither `--config` nor `WARD_CONFIG` names one (the .deb installs an
@@ -68,6 +69,9 @@ enum Command {
     Stats(stats::StatsArgs),
     /// Each queue's circuit breakers: which upstreams hold jobs back, until when.
     Breakers(breakers::BreakersArgs),
+    /// Each queue's upstreams: limits, tokens, attempts in flight,
+    /// Retry-After holds, breakers.
+    Upstreams(upstreams::UpstreamsArgs),
     /// Inspect, requeue and discard dead letters (`ward:{Q}:dead`).
     Dlq {
         #[command(subcommand)]
@@ -162,6 +166,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Job { command } => command.exec().await,
         Command::Stats(stats) => stats.exec().await,
         Command::Breakers(breakers) => breakers.exec().await,
+        Command::Upstreams(upstreams) => upstreams.exec().await,
         Command::Dlq { command } => command.exec().await,
         Command::Config { command } => command.exec(),
         Command::Plugin { command } => command.exec(),

@@ -30,6 +30,8 @@ pub mod observability;
 mod raw;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_upstreams;
 mod types;
 mod units;
 mod validate;
@@ -46,7 +48,10 @@ pub use raw::{
     RawBreaker, RawConfig, RawDaemon, RawDefaults, RawHttp, RawJob, RawQueue, RawRedis, RawRetry,
     RawSchedule,
 };
-pub use types::{BreakerPolicy, Config, DeadLetterConfig, JobConfig, QueueConfig, ScheduleConfig};
+pub use types::{
+    BreakerPolicy, Config, DeadLetterConfig, JobConfig, QueueConfig, RateLimit, ScheduleConfig,
+    UpstreamConfig,
+};
 pub use units::{parse_duration, parse_size};
 pub use validate::{check_name, check_plugin_file, check_retry};
 

@@ -50,6 +50,9 @@ pub struct RawConfig {
     /// `[admin]` and `[[admin.token]]`: the admin HTTP API (see [`super::admin`]).
     #[serde(default)]
     pub admin: RawAdmin,
+    /// `[[upstream]]`: limits and breaker settings of one upstream.
+    #[serde(default, rename = "upstream")]
+    pub upstreams: Vec<Spanned<RawUpstream>>,
 }
 
 /// `[[schedule]]`
@@ -189,6 +192,9 @@ pub struct RawQueue {
     /// Largest payload a job may carry (`"8MiB"`); an entry over it is
     /// dead-lettered without running.
     pub max_payload: Option<Spanned<String>>,
+    /// Most jobs waiting (not yet delivered, or delayed) before
+    /// `ward_enqueue` and `ward enqueue` refuse new ones (`BACKPRESSURE`).
+    pub max_backlog: Option<Spanned<i64>>,
     /// The starvation guard's weights `[high, normal, low]` (default
     /// `[8, 3, 1]`): how many reads in their sum start at each level while
     /// all of them have a backlog.
@@ -246,4 +252,30 @@ pub struct RawHttp {
     /// Host-side limit of one request.
     #[serde(default, deserialize_with = "opt_duration")]
     pub timeout: Option<Spanned<Duration>>,
+}
+
+/// `[[upstream]]`: how hard Ward may call one upstream, fleet-wide.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    /// The upstream, as job types name it in `upstreams = [...]`.
+    pub name: Spanned<String>,
+    /// Attempts that may start per `per` (a token bucket's refill).
+    pub rate: Option<i64>,
+    /// The period of `rate` (default 1 s).
+    #[serde(default, deserialize_with = "opt_plain_duration")]
+    pub per: Option<Duration>,
+    /// Attempts that may start at once after a quiet spell (the bucket's
+    /// size; default `rate`).
+    pub burst: Option<i64>,
+    /// Attempts calling it that may be in flight at once, fleet-wide.
+    pub concurrency: Option<i64>,
+    /// Overrides `[defaults.breaker] failures` for this upstream.
+    pub failures: Option<i64>,
+    /// Overrides `[defaults.breaker] window` for this upstream.
+    #[serde(default, deserialize_with = "opt_plain_duration")]
+    pub window: Option<Duration>,
+    /// Overrides `[defaults.breaker] open_for` for this upstream.
+    #[serde(default, deserialize_with = "opt_plain_duration")]
+    pub open_for: Option<Duration>,
 }

@@ -40,6 +40,8 @@ pub struct Config {
     pub breaker: BreakerPolicy,
     /// `[admin]`: the admin HTTP API.
     pub admin: AdminConfig,
+    /// `[[upstream]]` tables by name.
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
 }
 
 /// A job enqueued on a cron schedule.
@@ -99,6 +101,9 @@ pub struct QueueConfig {
     /// `max_payload`: an entry whose payload is larger is dead-lettered
     /// without running (its plugin never sees it).
     pub max_payload: usize,
+    /// `max_backlog`: past this many waiting jobs, `ward_enqueue` refuses
+    /// new ones (`None`: no limit).
+    pub max_backlog: Option<u64>,
     /// `priority_weights`: the starvation guard between priority levels.
     pub priority_weights: crate::priority::Weights,
 }
@@ -184,5 +189,37 @@ impl Default for BreakerPolicy {
             window: DEFAULT_BREAKER_WINDOW,
             open_for: DEFAULT_BREAKER_OPEN_FOR,
         }
+    }
+}
+
+/// One `[[upstream]]`: its limits, fleet-wide per queue, and its breaker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamConfig {
+    /// The upstream's name.
+    pub name: String,
+    /// A token bucket, when `rate` is set.
+    pub rate: Option<RateLimit>,
+    /// Most attempts calling it in flight at once, when set.
+    pub concurrency: Option<u32>,
+    /// `[defaults.breaker]` with this table's overrides.
+    pub breaker: BreakerPolicy,
+}
+
+/// A token bucket: `rate` tokens per `per`, holding at most `burst`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Tokens added per `per`.
+    pub rate: u32,
+    /// The period of `rate`.
+    pub per: Duration,
+    /// The bucket's size.
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// Tokens added per millisecond.
+    #[must_use]
+    pub fn per_ms(&self) -> f64 {
+        f64::from(self.rate) / (self.per.as_secs_f64() * 1000.0).max(1.0)
     }
 }

@@ -14,6 +14,8 @@
 //!   (bulk), and edit-and-requeue.
 //! - `pause.rs`: pause and resume a queue or a job type ([`pause::pause`],
 //!   [`pause::resume`], [`pause::status`]).
+//! - `upstreams.rs`: flow control per upstream as an operator sees it
+//!   (limits, tokens, in flight, holds, breaker; read only).
 //!
 //! Imports: `control` uses `store`, `dlq` and the domain; `cli` and the
 //! admin API use `control`; nothing here imports them.
@@ -25,5 +27,6 @@ pub mod cancel;
 pub mod dead;
 pub mod pause;
 pub mod schedules;
+pub mod upstreams;
 
 pub use audit::{Action, Actor, Via};

@@ -381,6 +381,51 @@ pub fn breaker_state(queue: &str, upstream: &str, open: bool) {
         .set(if open { 1.0 } else { 0.0 });
 }
 
+/// Sets `ward_upstream_tokens` (`+Inf` without a rate: `tokens` `None`),
+/// `_in_flight` and `_held_until_seconds` of `{queue, upstream}`.
+pub fn upstream_state(
+    queue: &str,
+    upstream: &str,
+    tokens: Option<f64>,
+    in_flight: u64,
+    held_until_ms: u64,
+) {
+    let labels = [
+        ("queue", queue.to_string()),
+        ("upstream", upstream.to_string()),
+    ];
+    metrics::gauge!(m::UPSTREAM_TOKENS, &labels).set(tokens.unwrap_or(f64::INFINITY));
+    #[allow(clippy::cast_precision_loss, reason = "a gauge")]
+    {
+        metrics::gauge!(m::UPSTREAM_IN_FLIGHT, &labels).set(in_flight as f64);
+        metrics::gauge!(m::UPSTREAM_HELD_UNTIL, &labels).set(held_until_ms as f64 / 1000.0);
+    }
+}
+
+/// Counts jobs held back by an upstream's limits:
+/// `ward_upstream_deferred_total{queue, upstream, reason}`.
+pub fn upstream_deferred(queue: &str, upstream: &str, reason: &'static str, n: u64) {
+    metrics::counter!(m::UPSTREAM_DEFERRED_TOTAL, "queue" => queue.to_string(), "upstream" => upstream.to_string(), "reason" => reason)
+        .increment(n);
+}
+
+/// An upstream answered with a Retry-After: every job of it waits.
+pub struct UpstreamHeld<'a> {
+    /// The queue.
+    pub queue: &'a str,
+    /// The upstream.
+    pub upstream: &'a str,
+    /// For how long.
+    pub hold: std::time::Duration,
+}
+
+impl UpstreamHeld<'_> {
+    /// Logs the hold (the gauge follows on the next refresh).
+    pub fn emit(&self) {
+        tracing::warn!(queue = %self.queue, upstream = %self.upstream, hold = ?self.hold, "upstream asked to wait (Retry-After); every job that calls it waits until then");
+    }
+}
+
 /// Sets `ward_paused{queue, job_type}` (1 paused, 0 not); `job_type` is
 /// `*` for the whole queue.
 pub fn paused_state(queue: &str, job_type: &str, paused: bool) {

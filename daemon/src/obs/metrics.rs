@@ -47,6 +47,18 @@ pub const READY: &str = "ward_ready";
 pub const BUILD_INFO: &str = "ward_build_info";
 /// 1 while an upstream's circuit breaker is open, else 0.
 pub const BREAKER_OPEN: &str = "ward_breaker_open";
+/// Tokens in an upstream's bucket (`[[upstream]] rate`), sampled twice a
+/// second; `+Inf` for an upstream without a rate. `{queue, upstream}`.
+pub const UPSTREAM_TOKENS: &str = "ward_upstream_tokens";
+/// Attempts holding a slot of an upstream (`[[upstream]] concurrency`),
+/// fleet-wide. `{queue, upstream}`.
+pub const UPSTREAM_IN_FLIGHT: &str = "ward_upstream_in_flight";
+/// Until when (Unix s) an upstream holds its jobs after a Retry-After; 0
+/// when it does not. `{queue, upstream}`.
+pub const UPSTREAM_HELD_UNTIL: &str = "ward_upstream_held_until_seconds";
+/// Jobs held back without running by an upstream's limits, by `reason`
+/// (`rate-limited`, `upstream-busy`). `{queue, upstream, reason}`.
+pub const UPSTREAM_DEFERRED_TOTAL: &str = "ward_upstream_deferred_total";
 /// Attempts a queue may run at once on this daemon (its `concurrency`):
 /// utilisation is `ward_inflight / ward_capacity`. `{queue}`.
 pub const CAPACITY: &str = "ward_capacity";
@@ -86,6 +98,10 @@ pub const METRICS: &[&str] = &[
     REDIS_MEMORY_MAX,
     REDIS_EVICTING,
     PAUSED,
+    UPSTREAM_TOKENS,
+    UPSTREAM_IN_FLIGHT,
+    UPSTREAM_HELD_UNTIL,
+    UPSTREAM_DEFERRED_TOTAL,
 ];
 
 /// `outcome` label values of [`JOBS_TOTAL`].
@@ -194,6 +210,22 @@ fn describe() {
     describe_gauge!(
         BREAKER_OPEN,
         "1 while the upstream's circuit breaker holds its jobs back, else 0."
+    );
+    describe_gauge!(
+        UPSTREAM_TOKENS,
+        "Tokens in the upstream's bucket ([[upstream]] rate), sampled; +Inf without a rate."
+    );
+    describe_gauge!(
+        UPSTREAM_IN_FLIGHT,
+        "Attempts holding one of the upstream's slots, fleet-wide, sampled."
+    );
+    describe_gauge!(
+        UPSTREAM_HELD_UNTIL,
+        "Unix time until which the upstream holds its jobs after a Retry-After; 0 when it does not."
+    );
+    describe_counter!(
+        UPSTREAM_DEFERRED_TOTAL,
+        "Jobs held back without running by an upstream's limits, by reason."
     );
     describe_histogram!(
         PLUGIN_INSTANTIATE,

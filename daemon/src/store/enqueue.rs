@@ -13,7 +13,14 @@ use crate::priority::{self, Priority};
 /// Version of the Redis Function library; bump it with every change.
 /// 2: arguments are checked before anything is written.
 /// 3: a seventh, optional argument: the priority level.
-pub const FUNCTIONS_VERSION: &str = "3";
+/// 4: past the queue's `max_backlog`, `ward_enqueue` refuses with
+/// `BACKPRESSURE` (see [`BACKPRESSURE`]).
+pub const FUNCTIONS_VERSION: &str = "4";
+
+/// The error code `ward_enqueue` refuses with past a queue's `max_backlog`:
+/// the reply reads `BACKPRESSURE queue backlog is N jobs, at its
+/// max_backlog of M; nothing was added; try again later`.
+pub const BACKPRESSURE: &str = "BACKPRESSURE";
 
 /// The latest time Ward takes or shows, Unix ms (9999-12-31T23:59:59.999Z):
 /// `ward_enqueue`'s `at_ms`, `delay_ms` and `ttl_ms` stay within it.

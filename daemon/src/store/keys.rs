@@ -38,6 +38,12 @@ const CONTROL: &str = "control";
 const PAUSED: &str = "paused";
 /// The set of jobs held back while their job type or queue is paused.
 const HELD: &str = "held";
+/// One upstream's flow-control hash (append the upstream).
+const UPSTREAM: &str = "upstream:";
+/// Appended to an upstream's hash key: its sorted set of slot holders.
+const SLOTS: &str = ":slots";
+/// The hash of a queue's limits that `ward_enqueue` reads (`max_backlog`).
+const LIMITS: &str = "limits";
 /// A schedule's state hash (append the schedule's name).
 const SCHEDULE: &str = "schedule:";
 /// A group's slots (append `<job type>:<group>`): job id → expiry (ms).
@@ -54,7 +60,10 @@ const DAEMON: &str = "daemon:";
 const HISTORY: &str = ":history";
 
 /// The key shapes scripts build themselves, by their Lua names.
-pub(super) const LUA: [(&str, &str); 8] = [
+pub(super) const LUA: [(&str, &str); 11] = [
+    ("LIMITS_KEY", LIMITS),
+    ("HIGH_SUFFIX", HIGH),
+    ("LOW_SUFFIX", LOW),
     ("KEY_NAMESPACE", NAMESPACE),
     ("JOBS_KEY", JOBS),
     ("DELAYED_KEY", DELAYED),
@@ -107,6 +116,13 @@ pub struct Keys {
     /// `ward:{Q}:held`: sorted set, job id → when it was held (ms), of the
     /// jobs held back while their job type or queue is paused.
     pub held: String,
+    /// `ward:{Q}:upstream:` (append an upstream): its flow-control hash
+    /// (`tokens`, `ts`, `promised`, `held_until`); `:slots` appended, the
+    /// sorted set of attempts holding one of its slots, scored by expiry.
+    pub upstream_prefix: String,
+    /// `ward:{Q}:limits`: hash of the queue's limits `ward_enqueue` reads
+    /// (`max_backlog`), written by the daemons from their config.
+    pub limits: String,
 }
 
 impl Keys {
@@ -131,6 +147,8 @@ impl Keys {
             control: key(CONTROL),
             paused: key(PAUSED),
             held: key(HELD),
+            upstream_prefix: key(UPSTREAM),
+            limits: key(LIMITS),
         }
     }
 
@@ -197,6 +215,20 @@ impl Keys {
     }
 }
 
+impl Keys {
+    /// `ward:{Q}:upstream:<name>`: the flow-control hash of `upstream`.
+    #[must_use]
+    pub fn upstream(&self, upstream: &str) -> String {
+        joined(&[&self.upstream_prefix, upstream])
+    }
+
+    /// `ward:{Q}:upstream:<name>:slots`: who holds `upstream`'s slots.
+    #[must_use]
+    pub fn upstream_slots(&self, upstream: &str) -> String {
+        joined(&[&self.upstream_prefix, upstream, SLOTS])
+    }
+}
+
 /// The parts, one after the other. Built per job on the hot path (a record
 /// key per completion), where `format!`'s machinery costs more than the copy.
 fn joined(parts: &[&str]) -> String {
@@ -226,6 +258,9 @@ mod tests {
         assert_eq!(k.control, "ward:{emails}:control");
         assert_eq!(k.paused, "ward:{emails}:paused");
         assert_eq!(k.held, "ward:{emails}:held");
+        assert_eq!(k.upstream("api"), "ward:{emails}:upstream:api");
+        assert_eq!(k.upstream_slots("api"), "ward:{emails}:upstream:api:slots");
+        assert_eq!(k.limits, "ward:{emails}:limits");
         assert_eq!(k.stream(Priority::High), "ward:{emails}:jobs:high");
         assert_eq!(k.stream(Priority::Low), "ward:{emails}:jobs:low");
         assert_eq!(k.stream(Priority::Normal), k.jobs);

@@ -33,6 +33,8 @@
 //! - `breakers.rs`, `sample.rs`: circuit breakers; depth and lag.
 //! - `daemons.rs`: a group's consumers, and each daemon's heartbeat hash
 //!   (`ward:{Q}:daemon:<consumer>`: version, last seen).
+//! - `upstreams.rs`: flow control per upstream (token buckets, slots with
+//!   leases, Retry-After holds) and the backlog limit `ward_enqueue` reads.
 //! - `scan.rs`: pages of waiting and running jobs, for bulk actions.
 //! - `schedules.rs`: each schedule's latest fire and pause
 //!   (`ward:{Q}:schedule:<name>`).
@@ -83,6 +85,7 @@ mod sample;
 mod scan;
 mod schedules;
 mod script;
+mod upstreams;
 mod wake;
 
 pub use audit::{AUDIT_KEY, AUDIT_MAX, AuditRecord};
@@ -94,7 +97,7 @@ pub use daemons::{ConsumerInfo, DaemonBeat};
 pub use dead::{
     DEAD_ENTRY_FIELDS, DeadLetterAct, DeadRef, PayloadEdit, RETIRED_TTL, Resolution, Trimmed,
 };
-pub use enqueue::{EnqueueOptions, Enqueued, FUNCTIONS, FUNCTIONS_VERSION, Promoted};
+pub use enqueue::{BACKPRESSURE, EnqueueOptions, Enqueued, FUNCTIONS, FUNCTIONS_VERSION, Promoted};
 pub use entry::{Completion, Delivery, JobEntry, Malformed};
 pub use groups::GroupClaim;
 pub use jobs::{CancelInfo, JobStatus, LastError};
@@ -104,6 +107,7 @@ pub use pause::{HeldCounts, Pause, Pauses, RELEASE_CHUNK, Released, WHOLE_QUEUE}
 pub use sample::QueueSample;
 pub use scan::{Candidate, Waiting};
 pub use schedules::ScheduleState;
+pub use upstreams::{Limit, Refusal, Refused, Release, UpstreamState};
 pub use wake::{Connection, Wake};
 
 /// The consumer group every Ward daemon of a queue joins.

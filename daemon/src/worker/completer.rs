@@ -11,6 +11,7 @@ use crate::backoff::Backoff;
 use crate::breaker::Breakers;
 use crate::store::{self, Queue, QueueError};
 use crate::transition::{Completion, Transition};
+use crate::upstream::Upstreams;
 
 use super::InFlight;
 use super::plugins::JobType;
@@ -48,6 +49,8 @@ pub(crate) struct Completer {
     pub(crate) jobs: Arc<HashMap<String, Arc<JobType>>>,
     /// The queue's circuit breakers, told each recorded outcome.
     pub(crate) breakers: Option<Arc<Breakers>>,
+    /// The queue's upstreams: slots to give back, Retry-Afters to hold.
+    pub(crate) upstreams: Option<Arc<Upstreams>>,
 }
 
 impl Service for Completer {
@@ -80,6 +83,14 @@ impl Service for Completer {
                     })
                     .await;
                 }
+            }
+            if let Some(u) = &self.upstreams {
+                // After the outcomes are recorded: a slot freed now goes to
+                // an attempt that cannot meet this one's delivery again.
+                u.finish(&batch, |job| {
+                    self.jobs.get(job).map(|jt| jt.upstreams.as_slice())
+                })
+                .await;
             }
             if let Ok(mut set) = self.in_flight.lock() {
                 for c in &batch {

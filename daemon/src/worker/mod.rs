@@ -54,8 +54,10 @@ use self::services::pause::PauseWatch;
 use self::services::promote::Promote;
 use self::services::retention::Retention;
 use self::services::schedules::Schedule;
+use self::services::upstreams::UpstreamRefresh;
 use self::shutdown::Shutdown;
 
+mod admit;
 mod attempt;
 mod cancels;
 mod completer;
@@ -246,7 +248,11 @@ impl Daemon<'_> {
                     crate::obs::events::breaker_state(&q.name, u, false);
                 }
             }
-            crate::breaker::Breakers::new(queue.clone(), self.config.breaker)
+            crate::breaker::Breakers::with_tables(
+                queue.clone(),
+                self.config.breaker,
+                &self.config.upstreams,
+            )
         });
         if let Some(b) = &breakers {
             let refresh = BreakerRefresh {
@@ -255,6 +261,7 @@ impl Daemon<'_> {
             };
             refresh.start_in(tasks, stop());
         }
+        let upstreams = self.upstreams(tasks, q, &queue, &jobs).await;
         let sweep = ConsumerSweep {
             queue: queue.clone(),
             consumer: self.consumer.to_string(),
@@ -284,9 +291,47 @@ impl Daemon<'_> {
             breakers,
             cancels,
             pauses,
+            upstreams,
             beat: self.systemd.beat_for(&q.name),
         };
         consumer.start_in(tasks, stop());
+    }
+
+    /// The flow control of queue `q`'s upstreams, when its job types list
+    /// any (with their refresh started on `tasks`); publishes the queue's
+    /// `max_backlog` for `ward_enqueue` on the way.
+    async fn upstreams(
+        &self,
+        tasks: &mut JoinSet<()>,
+        q: &QueueConfig,
+        queue: &Queue,
+        jobs: &HashMap<String, Arc<JobType>>,
+    ) -> Option<Arc<crate::upstream::Upstreams>> {
+        if let Err(e) = queue.publish_max_backlog(q.max_backlog).await {
+            tracing::error!(queue = %q.name, error = %e, "cannot tell Redis the queue's max_backlog; ward_enqueue keeps the last one it was told");
+        }
+        let names: Vec<String> = jobs.values().flat_map(|jt| jt.upstreams.clone()).collect();
+        if names.is_empty() {
+            return None;
+        }
+        // Every series from the start, so rates and alerts work at once.
+        for u in &names {
+            crate::obs::events::upstream_state(&q.name, u, None, 0, 0);
+            for reason in [
+                crate::transition::RATE_LIMITED_CODE,
+                crate::transition::UPSTREAM_BUSY_CODE,
+            ] {
+                crate::obs::events::upstream_deferred(&q.name, u, reason, 0);
+            }
+        }
+        let u =
+            crate::upstream::Upstreams::new(queue.clone(), q.lease, &self.config.upstreams, names);
+        let refresh = UpstreamRefresh {
+            upstreams: u.clone(),
+            queue: q.name.clone(),
+        };
+        refresh.start_in(tasks, self.stop.clone());
+        Some(u)
     }
 }
 

@@ -18,6 +18,7 @@ use crate::job::JobEntry;
 use crate::priority::Picker;
 use crate::store::{self, Delivery, Pauses, Queue};
 use crate::transition::Completion;
+use crate::upstream::Upstreams;
 
 use super::InFlight;
 use super::attempt::run_attempt;
@@ -68,6 +69,8 @@ pub(crate) struct Consumer {
     pub(crate) cancels: Arc<Cancels>,
     /// The queue's pauses, kept fresh by the pause watch.
     pub(crate) pauses: watch::Receiver<Pauses>,
+    /// The queue's upstreams' limits and holds, when a job type lists upstreams.
+    pub(crate) upstreams: Option<Arc<Upstreams>>,
     /// Marked every time round the lease loop (systemd's watchdog).
     pub(crate) beat: Arc<Beat>,
 }
@@ -84,6 +87,7 @@ impl Service for Consumer {
             breakers,
             cancels,
             pauses,
+            upstreams,
             beat,
         } = self;
         let jobs = Arc::new(jobs);
@@ -96,6 +100,7 @@ impl Service for Consumer {
             dead_written,
             jobs: jobs.clone(),
             breakers: breakers.clone(),
+            upstreams: upstreams.clone(),
         }
         .start(stop.clone());
         // The heartbeat stops last, after every lease it renews is recorded.
@@ -138,6 +143,7 @@ impl Service for Consumer {
             breakers,
             cancels,
             pauses,
+            upstreams,
             beat,
         };
         reader.run(&stop).await;
@@ -212,6 +218,8 @@ struct Reader {
     /// The queue's pauses: none is leased while the whole queue is paused,
     /// and triage holds the jobs of paused types.
     pauses: watch::Receiver<Pauses>,
+    /// The queue's upstreams' limits and holds, when a job type lists upstreams.
+    upstreams: Option<Arc<Upstreams>>,
     /// Marked every time round the lease loop (systemd's watchdog).
     beat: Arc<Beat>,
 }
@@ -403,6 +411,8 @@ impl Reader {
         )
         .await;
         let works = super::groups::gate(&self.queue, builder, self.cfg.lease, works).await;
+        // Last: a token is spent only on an attempt that will run.
+        let works = super::admit::admit(builder, self.upstreams.as_deref(), works).await;
         for work in works {
             let slot = permits.pop();
             match work {
@@ -426,6 +436,7 @@ impl Reader {
         let in_flight = self.in_flight.clone();
         let entry_id = entry.entry_id.clone();
         let cancels = self.cancels.clone();
+        let upstreams = self.upstreams.clone();
         // Each attempt holds its slot until its completion is
         // queued, so holding every slot means none is running.
         tokio::spawn(async move {
@@ -459,6 +470,9 @@ impl Reader {
                     );
                     if let Ok(mut set) = in_flight.lock() {
                         set.remove(&entry_id);
+                    }
+                    if let Some(u) = &upstreams {
+                        u.forget(&entry_id);
                     }
                     return;
                 }

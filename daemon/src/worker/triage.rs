@@ -1,7 +1,9 @@
 //! What each leased delivery needs: an attempt, or an outcome already
 //! known without running anything (a malformed entry, a job type with no
 //! plugin, a duplicate of an idempotency key, a job held back by an open
-//! circuit breaker or a pause), and the builders of those completions.
+//! circuit breaker or a pause), and the builders of those completions
+//! (`admit.rs`, run after the group gate, holds jobs back by their
+//! upstreams' limits).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -198,7 +200,7 @@ impl Builder<'_> {
     }
 
     /// The completion of `entry` when nothing ran.
-    fn not_run(
+    pub(super) fn not_run(
         self,
         entry: JobEntry,
         job_type: Option<&JobType>,

@@ -18,6 +18,7 @@ mod queues;
 mod redis;
 mod retry;
 mod schedules;
+mod upstreams;
 
 use std::ops::Range;
 use std::path::Path;
@@ -60,6 +61,7 @@ pub(super) fn validate(
     let breaker = breakers::breaker(raw.defaults.breaker.as_ref(), &mut problem);
     let schedules = schedules::schedules(raw.schedules, &queues, &mut problem);
     let admin = admin::validate(raw.admin, &mut problem);
+    let upstreams = upstreams::upstreams(raw.upstreams, breaker, &mut problem);
 
     if problems.is_empty() {
         Ok(Config {
@@ -73,6 +75,7 @@ pub(super) fn validate(
             schedules,
             breaker,
             admin,
+            upstreams,
         })
     } else {
         problems.sort_by_key(|p| p.line);

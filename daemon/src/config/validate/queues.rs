@@ -67,6 +67,19 @@ pub(super) fn queues(
             &format!("queue `{name}`: max_payload"),
             problem,
         );
+        let max_backlog = q.max_backlog.map(|m| {
+            let v = *m.get_ref();
+            u64::try_from(v)
+                .ok()
+                .filter(|v| *v >= 1)
+                .unwrap_or_else(|| {
+                    problem(
+                        m.span(),
+                        format!("queue `{name}`: max_backlog {v} is out of range; use 1 or more"),
+                    );
+                    1
+                })
+        });
         let priority_weights = match &q.priority_weights {
             None => Weights::default(),
             Some(w) => Weights::from_list(w.get_ref()).unwrap_or_else(|| {
@@ -82,6 +95,7 @@ pub(super) fn queues(
         queues.push(QueueConfig {
             priority_weights,
             max_payload,
+            max_backlog,
             name,
             concurrency,
             lease,

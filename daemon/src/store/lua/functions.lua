@@ -20,6 +20,32 @@ local function whole_ms(name, s, lo, hi)
   return n, nil
 end
 
+-- The jobs waiting in queue `q` (its keys' start): in each level's stream
+-- (`stream`, the normal one, then `:high` and `:low`), the entries not yet
+-- delivered to the group `ward` (its lag; the stream's length when Redis
+-- cannot tell, or before a daemon made the group), and the delayed jobs.
+-- Cheap: no scan, whatever the backlog.
+local function backlog_of(stream, q)
+  local total = redis.call('ZCARD', q .. DELAYED_KEY)
+  for _, key in ipairs({stream, stream .. HIGH_SUFFIX, stream .. LOW_SUFFIX}) do
+    local waiting = nil
+    local groups = redis.pcall('XINFO', 'GROUPS', key)
+    if type(groups) == 'table' and groups.err == nil then
+      for _, g in ipairs(groups) do
+        local name, lag = nil, nil
+        for k = 1, #g, 2 do
+          if g[k] == 'name' then name = g[k + 1] end
+          if g[k] == 'lag' then lag = g[k + 1] end
+        end
+        if name == 'ward' and type(lag) == 'number' then waiting = lag end
+      end
+    end
+    if waiting == nil then waiting = redis.call('XLEN', key) end
+    total = total + waiting
+  end
+  return total
+end
+
 local function enqueue(keys, args)
   local stream = keys[1]
   local suffix = ':' .. JOBS_KEY
@@ -56,6 +82,18 @@ local function enqueue(keys, args)
     local v = redis.call('GET', q .. IDEM_PREFIX .. key)
     if v then
       return {string.match(v, '^(%S+)'), 'duplicate', 0}
+    end
+  end
+  -- Backpressure: past the queue's max_backlog (published by the daemons
+  -- in ward:{Q}:limits) nothing is added. A duplicate above adds nothing
+  -- either, so it is answered as before.
+  local max = tonumber(redis.call('HGET', q .. LIMITS_KEY, 'max_backlog') or '')
+  if max then
+    local backlog = backlog_of(stream, q)
+    if backlog >= max then
+      return redis.error_reply('BACKPRESSURE queue backlog is ' .. string.format('%d', backlog)
+        .. ' jobs, at its max_backlog of ' .. string.format('%d', max)
+        .. '; nothing was added; try again later')
     end
   end
   local now = now_ms()

@@ -9,7 +9,8 @@
 //! Redis Functions back if Redis lost them, [`breakers`] keeps this daemon's
 //! copy of the circuit breakers fresh, [`control`] hears of cancel
 //! requests and interrupts the attempts they concern, [`pause`] keeps its
-//! view of the queue's pauses (and releases held jobs when one ends). Per
+//! view of the queue's pauses (and releases held jobs when one ends),
+//! [`upstreams`] its view of the upstreams' holds and its slots' leases. Per
 //! `[[schedule]]`:
 //! [`schedules`].
 
@@ -31,6 +32,7 @@ pub(crate) mod promote;
 pub(crate) mod reclaim;
 pub(crate) mod retention;
 pub(crate) mod schedules;
+pub(crate) mod upstreams;
 
 /// A loop of the daemon that runs beside the attempts.
 pub(crate) trait Service: Sized + Send + 'static {

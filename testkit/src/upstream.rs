@@ -1,0 +1,115 @@
+//! An HTTP/1.1 receiver on 127.0.0.1 that stands in for a rate-limited
+//! upstream: every request on its own thread, answered after a fixed
+//! time, with each arrival's time and the most requests it held open at
+//! once recorded.
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A receiver answering every request after `hold`: the first ones with
+/// scripted `(status, extra header lines)`, then 200. Runs until dropped.
+pub struct UpstreamStub {
+    /// The port it listens on.
+    pub port: u16,
+    arrivals: Arc<Mutex<Vec<Instant>>>,
+    max_open: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+/// What each connection's thread shares.
+#[derive(Clone)]
+struct Shared {
+    arrivals: Arc<Mutex<Vec<Instant>>>,
+    open: Arc<AtomicUsize>,
+    max_open: Arc<AtomicUsize>,
+    script: Arc<Vec<(u16, String)>>,
+    hold: Duration,
+}
+
+impl UpstreamStub {
+    /// Answers after `hold`, with `script` first, then 200 for ever.
+    pub fn start(hold: Duration, script: Vec<(u16, String)>) -> UpstreamStub {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let shared = Shared {
+            arrivals: Arc::default(),
+            open: Arc::default(),
+            max_open: Arc::default(),
+            script: Arc::new(script),
+            hold,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let (halt, s) = (stop.clone(), shared.clone());
+        std::thread::spawn(move || {
+            while !halt.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((sock, _)) => {
+                        let s = s.clone();
+                        std::thread::spawn(move || s.serve(sock));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+        });
+        UpstreamStub {
+            port,
+            arrivals: shared.arrivals,
+            max_open: shared.max_open,
+            stop,
+        }
+    }
+
+    /// When each request arrived, in order.
+    pub fn arrivals(&self) -> Vec<Instant> {
+        self.arrivals.lock().unwrap().clone()
+    }
+
+    /// The most requests it held open at once.
+    pub fn max_open(&self) -> usize {
+        self.max_open.load(Ordering::SeqCst)
+    }
+
+    /// The most arrivals within any window of `window`.
+    pub fn most_within(&self, window: Duration) -> usize {
+        let a = self.arrivals();
+        let mut best = 0;
+        let mut start = 0;
+        for end in 0..a.len() {
+            while a[end].duration_since(a[start]) >= window {
+                start += 1;
+            }
+            best = best.max(end + 1 - start);
+        }
+        best
+    }
+}
+
+impl Shared {
+    fn serve(&self, mut sock: TcpStream) {
+        let _request = crate::http::read_request(&mut sock);
+        let n = {
+            let mut a = self.arrivals.lock().unwrap();
+            a.push(Instant::now());
+            a.len() - 1
+        };
+        let now_open = self.open.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_open.fetch_max(now_open, Ordering::SeqCst);
+        std::thread::sleep(self.hold);
+        let (status, headers) = self.script.get(n).cloned().unwrap_or((200, String::new()));
+        let reply = format!(
+            "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n{headers}\r\n"
+        );
+        self.open.fetch_sub(1, Ordering::SeqCst);
+        let _ = sock.write_all(reply.as_bytes());
+    }
+}
+
+impl Drop for UpstreamStub {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
