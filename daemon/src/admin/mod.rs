@@ -22,7 +22,7 @@
 //! - one file per resource group: `queues.rs` (stats), `jobs.rs`,
 //!   `pause.rs` (pauses, pause, resume), `cancel.rs`,
 //!   `dead.rs` (dead letters: list, show, requeue, discard), `breakers.rs`
-//!   (list, open, close),
+//!   (list, open, close), `upstreams.rs` (flow control per upstream),
 //!   `schedules.rs`, `daemons.rs`, `audit.rs`.
 //!
 //! An action is a handler taking [`auth::Operator`] that calls one
@@ -55,6 +55,7 @@ mod queues;
 mod schedules;
 mod serve;
 mod shown;
+mod upstreams;
 
 pub use auth::{Caller, Operator, Tokens};
 pub use error::ApiError;
@@ -191,6 +192,8 @@ pub fn router(api: Api) -> Router {
             post(breakers::close),
         )
         .route("/v1/breakers", get(breakers::list))
+        .route("/v1/upstreams", get(upstreams::list))
+        .route("/v1/queues/{queue}/upstreams", get(upstreams::of_queue))
         .route("/v1/queues/{queue}/daemons", get(daemons::of_queue))
         .route("/v1/daemons", get(daemons::list))
         .route("/v1/schedules", get(schedules::list))

@@ -26,8 +26,8 @@ fn config(redis: &Redis, port: u16) -> String {
         .top(&top)
         .retry(ONE_ATTEMPT)
         .jobs(&format!(
-            "{}\n[[schedule]]\nname = \"nightly\"\ncron = \"0 0 3 1 1 *\"\nqueue = \"q\"\njob = \"vault\"\npayload = '{{\"fail\":\"permanent\"}}'\n",
-            job("vault", "flaky", "redact = [\"password\"]")
+            "{}\n[[schedule]]\nname = \"nightly\"\ncron = \"0 0 3 1 1 *\"\nqueue = \"q\"\njob = \"vault\"\npayload = '{{\"fail\":\"permanent\"}}'\n[[upstream]]\nname = \"smtp\"\nrate = 100\nconcurrency = 3\n",
+            job("vault", "flaky", "redact = [\"password\"]\nupstreams = [\"smtp\"]")
         ))
         .render()
 }
@@ -161,6 +161,30 @@ fn ward_run_serves_the_api_and_lists_itself_with_its_version() {
 
     let breakers = get_ok(port, "/v1/breakers", VIEWER.2);
     assert_eq!(breakers, serde_json::json!([]));
+    let upstreams = get_ok(port, "/v1/queues/q/upstreams", VIEWER.2);
+    let line = &upstreams[0];
+    assert_eq!(
+        (
+            upstreams.as_array().map(Vec::len),
+            line["upstream"].as_str(),
+            line["configured"].as_bool(),
+            line["rate"]["rate"].as_u64(),
+            line["concurrency"].as_u64(),
+            line["in_flight"].as_u64(),
+            line["breaker"].as_str(),
+        ),
+        (
+            Some(1),
+            Some("smtp"),
+            Some(true),
+            Some(100),
+            Some(3),
+            Some(0),
+            Some("closed")
+        ),
+        "{upstreams}"
+    );
+    assert_eq!(get_ok(port, "/v1/upstreams", VIEWER.2), upstreams);
     // The daemon's shutdown stops the API too.
     assert!(daemon.stop().success());
     assert!(
