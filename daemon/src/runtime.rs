@@ -199,6 +199,8 @@ pub struct Runtime {
     ticker_stop: Arc<AtomicBool>,
     /// Compiled components kept on disk between starts, when configured.
     cache: Option<wasmtime::Cache>,
+    /// The largest linear memory the pooling allocator has room for.
+    max_memory: usize,
 }
 
 impl Runtime {
@@ -250,7 +252,15 @@ impl Runtime {
             fueled,
             ticker_stop,
             cache,
+            max_memory,
         })
+    }
+
+    /// Whether a job type with this memory limit and fuel (or none) can run
+    /// on these engines; a live reload that asks for more needs a restart.
+    #[must_use]
+    pub fn fits(&self, memory: usize, fuel: bool) -> bool {
+        memory <= self.max_memory && (!fuel || self.fueled.is_some())
     }
 
     /// How many compilations the on-disk cache has answered so far (0

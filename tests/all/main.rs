@@ -26,6 +26,7 @@ mod priorities;
 mod prometheus;
 mod recovery;
 mod reliability;
+mod reload;
 mod sandbox;
 mod schedules;
 mod support;

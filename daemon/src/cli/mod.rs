@@ -21,6 +21,7 @@ mod format;
 mod job;
 mod pause;
 mod plugin;
+mod reload;
 mod run;
 mod schedules;
 mod stats;
@@ -57,6 +58,8 @@ enum Command {
     /// A first run: a private redis-server, the example plugins, metrics,
     /// and what to try next; all cleaned up on Ctrl-C.
     Dev(dev::DevArgs),
+    /// Make the running daemon reload its config and plugins (SIGHUP).
+    Reload(reload::ReloadArgs),
     /// Add a job to a queue and print its id.
     Enqueue(enqueue::EnqueueArgs),
     /// Look at jobs.
@@ -162,6 +165,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run(run) => run.exec().await,
         Command::Dev(dev) => dev.exec().await,
+        Command::Reload(reload) => reload.exec(),
         Command::Enqueue(enqueue) => enqueue.exec().await,
         Command::Job { command } => command.exec().await,
         Command::Stats(stats) => stats.exec().await,

@@ -46,20 +46,9 @@ impl RunArgs {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM (systemd's stop). SIGHUP, which would
-/// otherwise end the process on the spot, is logged and ignored: Ward does
-/// not reload its config in place; restart it to apply a new one.
+/// Resolves on SIGINT or SIGTERM (systemd's stop). SIGHUP is the daemon's
+/// own: it reloads the config (see `worker::run`).
 pub(crate) async fn shutdown_signal() {
-    #[cfg(unix)]
-    if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        tokio::spawn(async move {
-            while hup.recv().await.is_some() {
-                tracing::warn!(
-                    "SIGHUP ignored: Ward does not reload its config in place; restart it (systemctl restart ward) to apply a new one"
-                );
-            }
-        });
-    }
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -90,6 +90,8 @@ pub struct RawDaemon {
     pub threads: Option<Spanned<i64>>,
     /// Where compiled plugins are kept between starts, or `off`.
     pub compile_cache: Option<Spanned<String>>,
+    /// Where `ward run` writes its process id, for `ward reload`.
+    pub pid_file: Option<Spanned<String>>,
 }
 
 /// `[defaults]`

@@ -34,6 +34,9 @@ pub struct Config {
     /// `[daemon] compile_cache`: where compiled plugins are kept between
     /// starts (`None`: nowhere, every start compiles).
     pub compile_cache: Option<PathBuf>,
+    /// `[daemon] pid_file`: where `ward run` writes its process id, so
+    /// `ward reload` can find it (`None`: not written).
+    pub pid_file: Option<PathBuf>,
     /// `[[schedule]]` tables in file order.
     pub schedules: Vec<ScheduleConfig>,
     /// `[defaults.breaker]`.

@@ -375,6 +375,22 @@ impl AlertUnsent<'_> {
     }
 }
 
+/// A live reload ended: counted by result; an applied one is the config's
+/// newest successful load. (The reload logs its own lines: what changed,
+/// or why it was refused.)
+pub fn config_reload(applied: bool) {
+    let result = if applied { "applied" } else { "refused" };
+    metrics::counter!(m::CONFIG_RELOADS_TOTAL, "result" => result).increment(1);
+    if applied {
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "milliseconds since 1970 fit an f64 exactly until the year 287396"
+        )]
+        let now = crate::clock::now_ms() as f64 / 1000.0;
+        metrics::gauge!(m::CONFIG_LAST_RELOAD_SUCCESS).set(now);
+    }
+}
+
 /// Sets `ward_breaker_open{queue, upstream}` (1 open, 0 closed).
 pub fn breaker_state(queue: &str, upstream: &str, open: bool) {
     metrics::gauge!(m::BREAKER_OPEN, "queue" => queue.to_string(), "upstream" => upstream.to_string())

@@ -72,6 +72,10 @@ pub const REDIS_EVICTING: &str = "ward_redis_evicting";
 /// 1 while a queue (`job_type` `*`) or one job type of it is paused
 /// (`ward pause`), else 0: `{queue, job_type}`.
 pub const PAUSED: &str = "ward_paused";
+/// Live reloads by result: `{result}` (`applied` or `refused`).
+pub const CONFIG_RELOADS_TOTAL: &str = "ward_config_reloads_total";
+/// When the config was last loaded whole (start or reload), Unix seconds.
+pub const CONFIG_LAST_RELOAD_SUCCESS: &str = "ward_config_last_reload_success_timestamp_seconds";
 
 /// Every metric Ward registers. The alert rules and the dashboard may only
 /// use these (checked by tests), and a scrape shows exactly these.
@@ -102,6 +106,8 @@ pub const METRICS: &[&str] = &[
     UPSTREAM_IN_FLIGHT,
     UPSTREAM_HELD_UNTIL,
     UPSTREAM_DEFERRED_TOTAL,
+    CONFIG_RELOADS_TOTAL,
+    CONFIG_LAST_RELOAD_SUCCESS,
 ];
 
 /// `outcome` label values of [`JOBS_TOTAL`].
@@ -248,6 +254,14 @@ fn describe() {
         CAPACITY,
         "Attempts the queue may run at once on this daemon (its concurrency)."
     );
+    describe_counter!(
+        CONFIG_RELOADS_TOTAL,
+        "Live reloads (SIGHUP, ward reload) by result: applied, refused (the running config kept serving)."
+    );
+    describe_gauge!(
+        CONFIG_LAST_RELOAD_SUCCESS,
+        "When the config was last loaded whole (start or applied reload), Unix seconds."
+    );
     describe_gauge!(REDIS_MEMORY_USED, "Redis' used_memory in bytes, sampled.");
     describe_gauge!(
         REDIS_MEMORY_MAX,
@@ -274,6 +288,16 @@ pub fn preregister(jobs: &HashMap<String, HashSet<String>>) {
     metrics::gauge!(REDIS_MEMORY_USED).set(0.0);
     metrics::gauge!(REDIS_MEMORY_MAX).set(0.0);
     metrics::gauge!(REDIS_EVICTING).set(0.0);
+    for result in ["applied", "refused"] {
+        metrics::counter!(CONFIG_RELOADS_TOTAL, "result" => result).absolute(0);
+    }
+    // The config was loaded whole just now, as the daemon started.
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "milliseconds since 1970 fit an f64 exactly"
+    )]
+    let now = crate::clock::now_ms() as f64 / 1000.0;
+    metrics::gauge!(CONFIG_LAST_RELOAD_SUCCESS).set(now);
     for kind in ALERT_KINDS {
         metrics::counter!(ALERTS_DROPPED_TOTAL, "kind" => kind).absolute(0);
         for result in ["sent", "failed", "unsent"] {

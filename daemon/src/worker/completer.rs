@@ -1,7 +1,6 @@
 //! The completer of one queue: finished attempts (and outcomes known
 //! without running) are applied to Redis in batches, one script per batch.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use crate::transition::{Completion, Transition};
 use crate::upstream::Upstreams;
 
 use super::InFlight;
-use super::plugins::JobType;
+use super::plugins::SharedJobs;
 use super::services::Service;
 use super::shutdown::Shutdown;
 
@@ -46,7 +45,7 @@ pub(crate) struct Completer {
     /// Told when dead letters were written (retention runs soon after).
     pub(crate) dead_written: Arc<Notify>,
     /// The queue's job types (for their upstreams).
-    pub(crate) jobs: Arc<HashMap<String, Arc<JobType>>>,
+    pub(crate) jobs: SharedJobs,
     /// The queue's circuit breakers, told each recorded outcome.
     pub(crate) breakers: Option<Arc<Breakers>>,
     /// The queue's upstreams: slots to give back, Retry-Afters to hold.
@@ -73,11 +72,11 @@ impl Service for Completer {
                 .await
             {
                 crate::obs::recorded(&self.queue.keys.queue, &batch, &took);
-                super::groups::release(&self.queue, &self.jobs, &batch, &took).await;
+                let jobs = self.jobs.load();
+                super::groups::release(&self.queue, &jobs, &batch, &took).await;
                 if let Some(b) = &self.breakers {
                     b.report(&batch, &took, |job| {
-                        self.jobs
-                            .get(job)
+                        jobs.get(job)
                             .map(|jt| jt.upstreams.as_slice())
                             .filter(|u| !u.is_empty())
                     })
@@ -87,8 +86,9 @@ impl Service for Completer {
             if let Some(u) = &self.upstreams {
                 // After the outcomes are recorded: a slot freed now goes to
                 // an attempt that cannot meet this one's delivery again.
+                let jobs = self.jobs.load();
                 u.finish(&batch, |job| {
-                    self.jobs.get(job).map(|jt| jt.upstreams.as_slice())
+                    jobs.get(job).map(|jt| jt.upstreams.as_slice())
                 })
                 .await;
             }

@@ -25,6 +25,8 @@
 //! - `completer`: finished attempts applied to Redis in batches.
 //! - `services`: the background loops, one per file, all of one shape.
 //! - `shutdown`: the one shutdown signal every loop watches.
+//! - `reload`: live reload on SIGHUP: the new config checked whole, then
+//!   each queue's job types swapped; the pid file `ward reload` reads.
 //! - `systemd`: `Type=notify`: ready, stopping, status, the watchdog fed
 //!   by the readers' loops.
 
@@ -43,7 +45,7 @@ use crate::config::{Config, QueueConfig};
 use crate::obs::Obs;
 use crate::store::{self, Keys, Queue};
 
-use self::plugins::{JobType, load_plugins, runtime_for};
+use self::plugins::{SharedJobs, load_plugins, runtime_for};
 use self::reader::{BLOCK, Consumer};
 use self::services::Service;
 use self::services::breakers::BreakerRefresh;
@@ -53,7 +55,6 @@ use self::services::functions::FunctionCheck;
 use self::services::pause::PauseWatch;
 use self::services::promote::Promote;
 use self::services::retention::Retention;
-use self::services::schedules::Schedule;
 use self::services::upstreams::UpstreamRefresh;
 use self::shutdown::Shutdown;
 
@@ -64,6 +65,7 @@ mod completer;
 mod groups;
 mod plugins;
 mod reader;
+mod reload;
 mod services;
 mod shutdown;
 mod systemd;
@@ -106,6 +108,8 @@ pub fn check(config: &Config) -> anyhow::Result<Vec<(String, String, PathBuf, St
 /// Plugins that do not load; Redis refusing to create a consumer group.
 /// Redis being unreachable is not an error: the daemon says so and retries.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let mut hangups = reload::Hangups::listen();
+    let _pid_file = reload::PidFile::write(config.pid_file.as_deref())?;
     if let Some(ca) = &config.redis_ca {
         let pem = std::fs::read(ca)
             .with_context(|| format!("[redis] ca_file {}: cannot read it", ca.display()))?;
@@ -149,35 +153,38 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         systemd: &systemd,
     };
     let mut queues = JoinSet::new();
+    let mut shared = HashMap::new();
     for q in &config.queues {
         let queue = Queue::new(Keys::new(&q.name), con.clone()).with_succeeded_ttl(q.succeeded_ttl);
         ensure_group(&queue, &mut shutdown).await?;
-        let jobs = job_types.remove(&q.name).unwrap_or_default();
+        let jobs: SharedJobs = Arc::new(arc_swap::ArcSwap::from_pointee(
+            job_types.remove(&q.name).unwrap_or_default(),
+        ));
+        shared.insert(q.name.clone(), jobs.clone());
         daemon.start_queue(&mut queues, q, queue, jobs).await;
     }
-    for s in &config.schedules {
-        let queue = Queue::new(Keys::new(&s.queue), con.clone());
-        let schedule = Schedule {
-            queue,
-            schedule: s.clone(),
-        };
-        schedule.start_in(&mut queues, stop.clone());
-    }
+    let schedules = reload::Schedules::start(con.clone(), &config.schedules);
+    let mut reloader = reload::Reloader::new(config.clone(), shared, schedules, systemd.clone());
     tracing::info!(threads = config.worker_threads(), "ward is running");
     systemd.ready();
     queues.spawn(systemd.clone().watch(stop.clone()));
 
-    tokio::select! {
-        () = &mut shutdown => {
-            tracing::info!("shutting down: no new leases; waiting for attempts in flight");
-            systemd.stopping();
-            obs.stopping();
-            stop_tx.pull();
-        }
-        Some(res) = queues.join_next() => {
-            // A queue's loop only ends on shutdown; ending early is a bug worth failing loudly for.
-            res.context("a queue worker panicked")?;
-            anyhow::bail!("a queue worker stopped unexpectedly");
+    loop {
+        tokio::select! {
+            () = &mut shutdown => {
+                tracing::info!("shutting down: no new leases; waiting for attempts in flight");
+                systemd.stopping();
+                obs.stopping();
+                stop_tx.pull();
+                reloader.finish().await;
+                break;
+            }
+            Some(res) = queues.join_next() => {
+                // A queue's loop only ends on shutdown; ending early is a bug worth failing loudly for.
+                res.context("a queue worker panicked")?;
+                anyhow::bail!("a queue worker stopped unexpectedly");
+            }
+            () = hangups.recv() => reloader.reload(&runtime).await,
         }
     }
     while let Some(res) = queues.join_next().await {
@@ -212,12 +219,13 @@ impl Daemon<'_> {
         tasks: &mut JoinSet<()>,
         q: &QueueConfig,
         queue: Queue,
-        jobs: HashMap<String, Arc<JobType>>,
+        jobs: SharedJobs,
     ) {
+        let types = jobs.load_full();
         tracing::info!(
             queue = %q.name,
             concurrency = q.concurrency,
-            jobs = ?jobs.keys().collect::<Vec<_>>(),
+            jobs = ?types.keys().collect::<Vec<_>>(),
             consumer = %self.consumer,
             "consuming"
         );
@@ -242,8 +250,8 @@ impl Daemon<'_> {
         }
         tasks.spawn(self.obs.sampler(queue.clone(), self.stop.watch()));
         let reader_con = connect_with_backoff(&self.config.redis_url, self.url).await;
-        let breakers = jobs.values().any(|jt| !jt.upstreams.is_empty()).then(|| {
-            for jt in jobs.values() {
+        let breakers = types.values().any(|jt| !jt.upstreams.is_empty()).then(|| {
+            for jt in types.values() {
                 for u in &jt.upstreams {
                     crate::obs::events::breaker_state(&q.name, u, false);
                 }
@@ -261,7 +269,7 @@ impl Daemon<'_> {
             };
             refresh.start_in(tasks, stop());
         }
-        let upstreams = self.upstreams(tasks, q, &queue, &jobs).await;
+        let upstreams = self.upstreams(tasks, q, &queue, &types).await;
         let sweep = ConsumerSweep {
             queue: queue.clone(),
             consumer: self.consumer.to_string(),
@@ -305,7 +313,7 @@ impl Daemon<'_> {
         tasks: &mut JoinSet<()>,
         q: &QueueConfig,
         queue: &Queue,
-        jobs: &HashMap<String, Arc<JobType>>,
+        jobs: &plugins::JobTypes,
     ) -> Option<Arc<crate::upstream::Upstreams>> {
         if let Err(e) = queue.publish_max_backlog(q.max_backlog).await {
             tracing::error!(queue = %q.name, error = %e, "cannot tell Redis the queue's max_backlog; ward_enqueue keeps the last one it was told");

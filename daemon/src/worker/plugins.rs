@@ -11,6 +11,15 @@ use crate::policy::RetryPolicy;
 use crate::redact::FieldPath;
 use crate::runtime::{Plugin, Runtime, Sandbox};
 
+/// One queue's job types, by name.
+pub(crate) type JobTypes = HashMap<String, Arc<JobType>>;
+
+/// One queue's job types as its reader, reclaimer and completer see them:
+/// a live reload swaps the whole map at once, and each of them loads it
+/// once per batch (one atomic load), so a batch never sees half of a
+/// reload. An attempt holds its own `Arc<JobType>` and finishes on it.
+pub(crate) type SharedJobs = Arc<arc_swap::ArcSwap<JobTypes>>;
+
 /// A job type, ready to run.
 pub(crate) struct JobType {
     /// The compiled component.

@@ -2,7 +2,6 @@
 //! and starts one task per attempt, with the completer, heartbeat and
 //! reclaimer that serve it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::FutureExt as _;
@@ -24,7 +23,7 @@ use super::InFlight;
 use super::attempt::run_attempt;
 use super::cancels::Cancels;
 use super::completer::{Completer, MAX_APPLY};
-use super::plugins::JobType;
+use super::plugins::{JobType, SharedJobs};
 use super::services::Service;
 use super::services::heartbeat::Heartbeat;
 use super::services::reclaim::Reclaim;
@@ -58,7 +57,7 @@ pub(crate) struct Consumer {
     /// The queue's settings.
     pub(crate) cfg: QueueConfig,
     /// The queue's job types, by name.
-    pub(crate) jobs: HashMap<String, Arc<JobType>>,
+    pub(crate) jobs: SharedJobs,
     /// This daemon's consumer name in the group.
     pub(crate) consumer: String,
     /// Told when dead letters were written (retention runs soon after).
@@ -90,7 +89,6 @@ impl Service for Consumer {
             upstreams,
             beat,
         } = self;
-        let jobs = Arc::new(jobs);
         let in_flight: InFlight = Arc::default();
         let (done_tx, done_rx) = mpsc::channel::<Completion>(MAX_APPLY * 4);
         let completer = Completer {
@@ -196,7 +194,7 @@ struct Reader {
     /// The queue's name, shared with every attempt.
     queue_name: Arc<str>,
     /// The queue's job types, by name.
-    jobs: Arc<HashMap<String, Arc<JobType>>>,
+    jobs: SharedJobs,
     /// This daemon's consumer name in the group.
     consumer: String,
     /// Where finished attempts go: the completer.
@@ -397,10 +395,11 @@ impl Reader {
             payload_max: self.cfg.dead.payload_max,
         };
         let pauses = self.pauses.borrow().clone();
+        let jobs = self.jobs.load();
         let works = triage(
             &self.queue,
             builder,
-            &self.jobs,
+            &jobs,
             deliveries,
             Gates {
                 breakers: self.breakers.as_deref(),

@@ -93,6 +93,20 @@ impl Systemd {
         notify(&[NotifyState::Ready, NotifyState::Status(&status())]);
     }
 
+    /// A live reload begins: `RELOADING=1` with the monotonic time systemd
+    /// asks for beside it; [`Systemd::ready`] ends it.
+    pub(crate) fn reloading(&self) {
+        let mut states = vec![
+            NotifyState::Reloading,
+            NotifyState::Status("reloading the config"),
+        ];
+        match NotifyState::monotonic_usec_now() {
+            Ok(now) => states.push(now),
+            Err(e) => tracing::debug!(error = %e, "cannot read the monotonic clock for systemd"),
+        }
+        notify(&states);
+    }
+
     /// Shutdown has begun: `STOPPING=1`.
     pub(crate) fn stopping(&self) {
         notify(&[

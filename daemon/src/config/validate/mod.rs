@@ -55,6 +55,10 @@ pub(super) fn validate(
         queues::default_payload_max(raw.defaults.dead_payload_max.as_ref(), &mut problem);
     let mut raw_daemon = raw.daemon;
     let compile_cache = daemon::compile_cache(raw_daemon.compile_cache.take(), base, &mut problem);
+    let pid_file = raw_daemon
+        .pid_file
+        .take()
+        .map(|p| base.join(p.into_inner()));
     let threads = daemon::threads(raw_daemon, &mut problem);
     let mut queues = queues::queues(raw.queues, default_payload_max, &mut problem);
     jobs::jobs(raw.jobs, base, default_retry, &mut queues, &mut problem);
@@ -72,6 +76,7 @@ pub(super) fn validate(
             obs,
             threads,
             compile_cache,
+            pid_file,
             schedules,
             breaker,
             admin,

@@ -1,7 +1,5 @@
 //! Takes over deliveries whose daemon died.
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -16,7 +14,7 @@ use super::Service;
 use crate::worker::InFlight;
 use crate::worker::attempt::log_attempt;
 use crate::worker::completer::MAX_APPLY;
-use crate::worker::plugins::JobType;
+use crate::worker::plugins::SharedJobs;
 use crate::worker::shutdown::Shutdown;
 use crate::worker::triage::{Builder, malformed};
 
@@ -32,7 +30,7 @@ pub(crate) struct Reclaim {
     /// The queue's lease: a delivery idle this long has lost its worker.
     pub(crate) lease: Duration,
     /// The queue's job types (for their retry policies).
-    pub(crate) jobs: Arc<HashMap<String, Arc<JobType>>>,
+    pub(crate) jobs: SharedJobs,
     /// Where the lost attempts go: the queue's completer.
     pub(crate) done: mpsc::Sender<Completion>,
     /// This daemon's own deliveries, never taken as lost.
@@ -130,7 +128,7 @@ impl Reclaim {
     /// The completion of an attempt whose worker stopped: decided like a
     /// transient failure, counting one more lost lease.
     fn lost_attempt(&self, entry: JobEntry, lease_text: &str) -> Completion {
-        let job_type = self.jobs.get(&entry.job).cloned();
+        let job_type = self.jobs.load().get(&entry.job).cloned();
         let policy = job_type
             .as_ref()
             .map_or_else(RetryPolicy::default, |jt| jt.policy);
