@@ -101,6 +101,30 @@ const KNOWN: &[(&str, &str, &str, &str)] = &[
         "timeout = \"5s\"\nretry = { initial_delay = \"500ms\" }\n",
     ),
     (
+        "python-example",
+        r#"{"email":"Ada@Example.com","name":" Ada Lovelace "}"#,
+        "normalises a contact record (Python); a bad field fails permanently",
+        "timeout = \"10s\"\n",
+    ),
+    (
+        "js-example",
+        r#"{"email":"Ada@Example.com","name":" Ada Lovelace "}"#,
+        "the same contact record, in JavaScript",
+        "timeout = \"10s\"\n",
+    ),
+    (
+        "c-example",
+        r#"{"email":"Ada@Example.com","name":" Ada Lovelace ","simulate":"upstream-503"}"#,
+        "the same in C; this payload fails twice with a 503 from `crm`, then succeeds",
+        "timeout = \"5s\"\nretry = { initial_delay = \"500ms\" }\n",
+    ),
+    (
+        "hostile",
+        r#"{"do":"read_file","path":"/etc/passwd"}"#,
+        "tries to get out of its sandbox; this one reads /etc/passwd and finds no files at all",
+        "timeout = \"2s\"\n",
+    ),
+    (
         "webhook",
         r#"{"url":"http://127.0.0.1:8080/orders","body":{"order":17}}"#,
         "is refused by the sandbox: no host is in its http.allow (see the README's tour)",
