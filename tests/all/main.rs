@@ -16,6 +16,7 @@ mod bulk_cancel;
 mod cancel;
 mod dev;
 mod dlq;
+mod job_list;
 mod languages;
 mod observability;
 mod operations;

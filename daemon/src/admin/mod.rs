@@ -172,6 +172,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/queues/{queue}/pauses", get(pause::status))
         .route("/v1/queues/{queue}/pause", post(pause::pause))
         .route("/v1/queues/{queue}/resume", post(pause::resume))
+        .route("/v1/queues/{queue}/jobs", get(jobs::list))
         .route("/v1/queues/{queue}/jobs/{id}", get(jobs::show))
         .route("/v1/queues/{queue}/jobs/{id}/cancel", post(cancel::one))
         .route("/v1/queues/{queue}/cancel", post(cancel::many))

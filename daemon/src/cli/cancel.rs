@@ -99,9 +99,9 @@ impl CancelArgs {
     }
 }
 
-/// Which jobs `--all` takes.
+/// Which jobs `--all` (and `ward job list`) takes.
 #[derive(Debug, Clone, Default, Args)]
-struct FilterArgs {
+pub(super) struct FilterArgs {
     /// Only this job type.
     #[arg(long)]
     job: Option<String>,
@@ -129,7 +129,7 @@ impl FilterArgs {
             && self.fields.is_empty()
     }
 
-    fn to_filter(&self) -> JobFilter {
+    pub(super) fn to_filter(&self) -> JobFilter {
         JobFilter {
             job: self.job.clone(),
             states: self.states.clone(),

@@ -20,6 +20,20 @@ pub(crate) enum JobCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List the jobs waiting (queued, delayed, paused) or running, by
+    /// filter, oldest first within each state; read only.
+    List {
+        #[command(flatten)]
+        on: QueueTarget,
+        #[command(flatten)]
+        filter: super::cancel::FilterArgs,
+        /// Show at most this many (up to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Cancel jobs: a waiting one never runs, a running one is interrupted
     /// (on whichever daemon runs it), a finished one is left as it is.
     Cancel(super::cancel::CancelArgs),
@@ -30,9 +44,59 @@ impl JobCommand {
     pub(crate) async fn exec(self) -> anyhow::Result<()> {
         match self {
             JobCommand::Show { on, id, json } => show(&on, &id, json).await,
+            JobCommand::List {
+                on,
+                filter,
+                limit,
+                json,
+            } => list(&on, &filter.to_filter(), limit, json).await,
             JobCommand::Cancel(args) => args.exec().await,
         }
     }
+}
+
+async fn list(
+    on: &QueueTarget,
+    filter: &crate::control::find::JobFilter,
+    limit: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    let q = on.connect().await?;
+    let found = crate::control::find::list(&q, filter, limit).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&found)?);
+        return Ok(());
+    }
+    if found.jobs.is_empty() {
+        println!(
+            "no job of queue `{}` matches ({})",
+            on.queue,
+            filter.describe()
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<8} {:<20} {:<24} fields",
+        "id", "state", "job", "enqueued"
+    );
+    for j in &found.jobs {
+        let fields: Vec<String> = j.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!(
+            "{:<20} {:<8} {:<20} {:<24} {}",
+            j.id,
+            j.state.as_str(),
+            j.job,
+            j.enqueued_at_ms.map_or_else(|| "-".to_string(), format_ms),
+            fields.join(" ")
+        );
+    }
+    if found.more {
+        println!(
+            "(more match: the first {} shown; raise --limit or narrow the filter)",
+            found.jobs.len()
+        );
+    }
+    Ok(())
 }
 
 async fn show(on: &QueueTarget, id: &str, json: bool) -> anyhow::Result<()> {

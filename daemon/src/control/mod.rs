@@ -7,6 +7,8 @@
 //!
 //! - `audit.rs`: who acts ([`Actor`]), and the audit trail.
 //! - `breakers.rs`: the breakers as an operator sees them; overrides.
+//! - `find.rs`: finding waiting and running jobs by a filter, page by
+//!   page (a listing; the walk bulk cancel uses).
 //! - `bulk_cancel.rs`: cancelling every job that matches a filter.
 //! - `cancel.rs`: cancelling jobs, queued, delayed or running.
 //! - `schedules.rs`: schedules: their state, pause, resume, fire now.
@@ -25,6 +27,7 @@ pub mod breakers;
 pub mod bulk_cancel;
 pub mod cancel;
 pub mod dead;
+pub mod find;
 pub mod pause;
 pub mod schedules;
 pub mod upstreams;

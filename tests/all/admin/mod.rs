@@ -3,7 +3,7 @@
 //! audit trail under the token's name, and viewers never seeing a redacted
 //! payload field. Real redis-server, real `ward` processes, real HTTP.
 
-mod client;
+pub(crate) mod client;
 
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ const SECRET: &str = "hunter2-admin-s3cret";
 
 /// A config for queue `q` with the `vault` job type (flaky, `password`
 /// redacted) and the admin API on `port`.
-fn config(redis: &Redis, port: u16) -> String {
+pub(crate) fn config(redis: &Redis, port: u16) -> String {
     let top = format!("{METRICS_ANY_PORT}\n{}", admin_table(port));
     ward_testkit::Config::new(&redis.url())
         .top(&top)
