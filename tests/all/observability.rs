@@ -104,7 +104,7 @@ fn exported(scrape: &str) -> BTreeSet<String> {
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .filter_map(|l| l.split(' ').next())
-        .filter(|n| n.starts_with("ward_"))
+        .filter(|n| n.starts_with("ward_") || n.starts_with("process_"))
         .map(str::to_string)
         .collect()
 }
@@ -166,7 +166,7 @@ fn the_metrics_endpoint_counts_what_happened() {
     let port = free_port();
     // Two transient failures blamed on `api` stay under the breaker's 5.
     let jobs = job("noop", "noop", "") + &job("flaky", "flaky", "upstreams = [\"api\"]");
-    let _ward = Ward::start(&obs_config(&redis, port, "", &jobs)).ready();
+    let ward = Ward::start(&obs_config(&redis, port, "", &jobs)).ready();
 
     let mut entries: Vec<Vec<(&str, &str)>> = vec![vec![("job", "noop"), ("payload", "{}")]; 5];
     entries.push(vec![
@@ -341,6 +341,22 @@ fn the_metrics_endpoint_counts_what_happened() {
     assert_eq!(value(&m, "ward_redis_up", &[]), 1.0);
     assert_eq!(value(&m, "ward_ready", &[]), 1.0);
     assert_eq!(value(&m, "ward_build_info", &[]), 1.0);
+
+    // The process metrics are this daemon's, read at the scrape.
+    let pid = ward.pid();
+    let rss_kb: f64 = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    let rss = value(&m, "process_resident_memory_bytes", &[]);
+    assert!(
+        rss > rss_kb * 1024.0 / 4.0 && rss < rss_kb * 1024.0 * 4.0,
+        "process_resident_memory_bytes {rss} vs VmRSS {rss_kb} kB"
+    );
+    assert!(value(&m, "process_threads", &[]) >= 2.0);
+    assert!(value(&m, "process_open_fds", &[]) >= 3.0);
 
     // The scrape shows exactly the metrics Ward says it registers.
     let want: BTreeSet<String> = ward::obs::METRICS.iter().map(|s| s.to_string()).collect();

@@ -77,6 +77,20 @@ pub const CONFIG_RELOADS_TOTAL: &str = "ward_config_reloads_total";
 /// When the config was last loaded whole (start or reload), Unix seconds.
 pub const CONFIG_LAST_RELOAD_SUCCESS: &str = "ward_config_last_reload_success_timestamp_seconds";
 
+/// The standard process metrics (as every Prometheus client library
+/// exports them, unprefixed so existing dashboards find them), read from
+/// `/proc` at each scrape.
+pub const PROCESS_METRICS: &[&str] = &[
+    "process_cpu_seconds_total",
+    "process_open_fds",
+    "process_max_fds",
+    "process_virtual_memory_bytes",
+    "process_virtual_memory_max_bytes",
+    "process_resident_memory_bytes",
+    "process_start_time_seconds",
+    "process_threads",
+];
+
 /// Every metric Ward registers. The alert rules and the dashboard may only
 /// use these (checked by tests), and a scrape shows exactly these.
 pub const METRICS: &[&str] = &[
@@ -108,7 +122,25 @@ pub const METRICS: &[&str] = &[
     UPSTREAM_DEFERRED_TOTAL,
     CONFIG_RELOADS_TOTAL,
     CONFIG_LAST_RELOAD_SUCCESS,
+    PROCESS_METRICS[0],
+    PROCESS_METRICS[1],
+    PROCESS_METRICS[2],
+    PROCESS_METRICS[3],
+    PROCESS_METRICS[4],
+    PROCESS_METRICS[5],
+    PROCESS_METRICS[6],
+    PROCESS_METRICS[7],
 ];
+
+/// The process metrics' collector: described once, read at each scrape.
+static PROCESS: std::sync::LazyLock<metrics_process::Collector> =
+    std::sync::LazyLock::new(metrics_process::Collector::default);
+
+/// Reads the process metrics (CPU, memory, fds, threads) into the recorder;
+/// called by each scrape, so they are as fresh as the scrape.
+pub fn collect_process() {
+    PROCESS.collect();
+}
 
 /// `outcome` label values of [`JOBS_TOTAL`].
 pub const OUTCOMES: [&str; 6] = [
@@ -174,6 +206,8 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
     }
     let handle = builder.install_recorder()?;
     describe();
+    PROCESS.describe();
+    PROCESS.collect();
     Ok(handle)
 }
 

@@ -75,6 +75,7 @@ fn route(
     }
     match req.uri().path() {
         "/metrics" => {
+            super::metrics::collect_process();
             let mut r = Response::new(Full::new(Bytes::from(metrics.render())));
             r.headers_mut().insert(
                 CONTENT_TYPE,
