@@ -16,7 +16,9 @@
 //! - `keys`: like throughput, every job carries an idempotency key;
 //! - `upstream`: throughput of no-op jobs whose job type names an upstream
 //!   with a generous `[[upstream]]` limit, against the same jobs naming
-//!   none, and their ratio (see `upstream.rs`).
+//!   none, and their ratio (see `upstream.rs`);
+//! - `startup`: time to ready with the Python and JS plugins, with an empty
+//!   compile cache, then a filled one (see `startup.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+mod startup;
 mod upstream;
 
 use ward_testkit::{
@@ -764,6 +767,7 @@ fn main() -> anyhow::Result<()> {
                 println!("  full cycle            {full:.0} entries/s (XADD time + read/ack time)");
             }
             "upstream" => upstream::compare(&bench)?,
+            "startup" => startup::run(&bench)?,
             "inflight" => {
                 let (run, spread) = inflight_run(&bench)?;
                 print_run(&run);
@@ -775,7 +779,7 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             other => bail!(
-                "unknown scenario `{other}` (throughput, latency, failures, keys, norecord, inflight, raw, upstream)"
+                "unknown scenario `{other}` (throughput, latency, failures, keys, norecord, inflight, raw, upstream, startup)"
             ),
         }
     }
