@@ -227,3 +227,85 @@ fn ward_reload_finds_the_daemon_by_its_pid_file() {
         stderr(&out)
     );
 }
+
+/// `ward reload` with an operator token in `WARD_ADMIN_TOKEN`.
+fn ward_reload_via_api(cfg: &Path, token: &str) -> std::process::Output {
+    Command::new(ward_bin())
+        .args([
+            "reload",
+            "--config",
+            &cfg.display().to_string(),
+            "--note",
+            "new plugin",
+        ])
+        .env("WARD_ADMIN_TOKEN", token)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn ward_reload_through_the_admin_api_says_what_it_applied_or_why_it_refused() {
+    use super::admin::client::{OPERATOR, VIEWER, admin_table, request, token_env};
+    let redis = Redis::start();
+    let port = free_port();
+    let top = admin_table(port);
+    let w = Ward::start_with_env(
+        &config_for(&redis, &top, "concurrency = 1", "flaky"),
+        &token_env(),
+    )
+    .ready();
+    super::admin::client::wait_serving(port);
+    let old = digest_of(&w, &plugin("flaky"));
+
+    std::fs::write(
+        config_path(&w),
+        config_for(&redis, &top, "concurrency = 1", "noop"),
+    )
+    .unwrap();
+    let out = ward_reload_via_api(&config_path(&w), OPERATOR.2);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let new = digest_of(&w, &plugin("noop"));
+    assert!(
+        said.contains(&format!("job `work` in queue `q`: plugin {old} -> {new}")),
+        "{said}"
+    );
+    let id = enqueue(&redis, "work", "{}");
+    assert_eq!(wait_final(&redis, &id, WAIT)["plugin_digest"], new.as_str());
+
+    // A viewer may not; nothing is reloaded.
+    let denied = request(port, "POST", "/v1/reload", Some(VIEWER.2), "{}");
+    assert_eq!(denied.status, 403, "{}", denied.text);
+
+    // A plugin that is not a component: the config reads well (the command
+    // checks that much itself), the daemon refuses it, saying which, and the
+    // old one keeps serving.
+    let bad = w.dir.path().join("bad.wasm");
+    std::fs::write(&bad, b"not a component").unwrap();
+    let text = config_for(&redis, &top, "concurrency = 1", "noop").replace(
+        &plugin("noop").display().to_string(),
+        &bad.display().to_string(),
+    );
+    std::fs::write(config_path(&w), text).unwrap();
+    let out = ward_reload_via_api(&config_path(&w), OPERATOR.2);
+    assert!(!out.status.success());
+    let why = stderr(&out);
+    assert!(why.contains("refused"), "{why}");
+    assert!(why.contains(&bad.display().to_string()), "{why}");
+    let id = enqueue(&redis, "work", "{}");
+    assert_eq!(wait_final(&redis, &id, WAIT)["plugin_digest"], new.as_str());
+
+    // Each reload through the API is on the audit trail, by the token's name.
+    let trail = audit(&redis);
+    let reloads: Vec<_> = trail.iter().filter(|e| e["action"] == "reload").collect();
+    assert_eq!(reloads.len(), 2, "{trail:?}");
+    assert!(reloads.iter().all(|e| e["by"] == OPERATOR.0), "{reloads:?}");
+    assert_eq!(
+        reloads
+            .iter()
+            .map(|e| e["count"].as_u64())
+            .collect::<Vec<_>>(),
+        [Some(1), Some(0)],
+        "applied, then refused: {reloads:?}"
+    );
+}

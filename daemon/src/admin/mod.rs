@@ -23,7 +23,8 @@
 //!   `pause.rs` (pauses, pause, resume), `cancel.rs`,
 //!   `dead.rs` (dead letters: list, show, requeue, discard), `breakers.rs`
 //!   (list, open, close), `upstreams.rs` (flow control per upstream),
-//!   `schedules.rs`, `daemons.rs`, `audit.rs`.
+//!   `schedules.rs`, `daemons.rs`, `audit.rs`, `reload.rs` (a live reload of
+//!   the daemon beside the API).
 //!
 //! An action is a handler taking [`auth::Operator`] that calls one
 //! function of `control` with `Actor::api(&caller.name)`, and one `.route`
@@ -52,6 +53,7 @@ mod error;
 mod jobs;
 mod pause;
 mod queues;
+mod reload;
 mod schedules;
 mod serve;
 mod shown;
@@ -74,6 +76,9 @@ struct Inner {
     config: Config,
     /// Who may call it.
     tokens: Tokens,
+    /// The daemon beside the API (`ward run`), to reload; `None` for
+    /// `ward admin` alone.
+    reload: Option<crate::worker::ReloadHandle>,
 }
 
 impl Api {
@@ -81,13 +86,31 @@ impl Api {
     /// `tokens` already read from their secrets.
     #[must_use]
     pub fn new(store: Store, config: Config, tokens: Tokens) -> Api {
+        Api::with_reload(store, config, tokens, None)
+    }
+
+    /// [`Api::new`], beside a daemon that `POST /v1/reload` reloads.
+    #[must_use]
+    pub fn with_reload(
+        store: Store,
+        config: Config,
+        tokens: Tokens,
+        reload: Option<crate::worker::ReloadHandle>,
+    ) -> Api {
         Api {
             inner: Arc::new(Inner {
                 store,
                 config,
                 tokens,
+                reload,
             }),
         }
+    }
+
+    /// The daemon beside the API, when there is one.
+    #[must_use]
+    pub fn reload_handle(&self) -> Option<&crate::worker::ReloadHandle> {
+        self.inner.reload.as_ref()
     }
 
     /// The tokens.
@@ -203,6 +226,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/schedules/{name}/resume", post(schedules::resume))
         .route("/v1/schedules/{name}/fire", post(schedules::fire))
         .route("/v1/audit", get(audit::list))
+        .route("/v1/reload", post(reload::reload))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(api)
@@ -240,6 +264,7 @@ pub struct Server {
     listener: TcpListener,
     config: Config,
     tokens: Tokens,
+    reload: Option<crate::worker::ReloadHandle>,
 }
 
 /// After Redis was unreachable: how long to wait before trying again.
@@ -265,7 +290,15 @@ impl Server {
             listener,
             config: config.clone(),
             tokens,
+            reload: None,
         }))
+    }
+
+    /// Serves beside the daemon that `handle` reloads (`POST /v1/reload`).
+    #[must_use]
+    pub fn with_reload(mut self, handle: crate::worker::ReloadHandle) -> Server {
+        self.reload = Some(handle);
+        self
     }
 
     /// The address it listens on (the port picked, for `:0`).
@@ -303,7 +336,12 @@ impl Server {
         };
         let addr = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
         tracing::info!(listen = %addr, tokens = self.tokens.len(), "admin API listening");
-        let app = router(Api::new(store, self.config, self.tokens));
+        let app = router(Api::with_reload(
+            store,
+            self.config,
+            self.tokens,
+            self.reload,
+        ));
         serve::serve(self.listener, app, shutdown).await;
     }
 }

@@ -165,7 +165,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run(run) => run.exec().await,
         Command::Dev(dev) => dev.exec().await,
-        Command::Reload(reload) => reload.exec(),
+        Command::Reload(reload) => reload.exec().await,
         Command::Enqueue(enqueue) => enqueue.exec().await,
         Command::Job { command } => command.exec().await,
         Command::Stats(stats) => stats.exec().await,

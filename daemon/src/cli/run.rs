@@ -27,6 +27,8 @@ impl RunArgs {
         let Some(admin) = crate::admin::Server::bind(&config).await? else {
             return crate::worker::run(config, shutdown_signal()).await;
         };
+        let (reload, reloads) = crate::worker::reload_channel();
+        let admin = admin.with_reload(reload);
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let api = tokio::spawn(admin.serve(async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
@@ -35,7 +37,7 @@ impl RunArgs {
             shutdown_signal().await;
             let _ = stop_tx.send(true);
         };
-        let ran = crate::worker::run(config, signal).await;
+        let ran = crate::worker::run_with(config, signal, reloads).await;
         // The signal (or, after an early error, the dropped sender) has told
         // the API to stop; give its requests in progress a moment.
         let mut api = api;

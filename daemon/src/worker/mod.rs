@@ -47,6 +47,7 @@ use crate::store::{self, Keys, Queue};
 
 use self::plugins::{SharedJobs, load_plugins, runtime_for};
 use self::reader::{BLOCK, Consumer};
+pub use self::reload::{ReloadHandle, ReloadOutcome, ReloadRequests, reload_channel};
 use self::services::Service;
 use self::services::breakers::BreakerRefresh;
 use self::services::consumers::ConsumerSweep;
@@ -108,6 +109,19 @@ pub fn check(config: &Config) -> anyhow::Result<Vec<(String, String, PathBuf, St
 /// Plugins that do not load; Redis refusing to create a consumer group.
 /// Redis being unreachable is not an error: the daemon says so and retries.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    run_with(config, shutdown, ReloadRequests::none()).await
+}
+
+/// [`run`], reloading also on each request of `reloads` (the admin API's
+/// `POST /v1/reload`), answered with what the reload did.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+    mut reloads: ReloadRequests,
+) -> anyhow::Result<()> {
     let mut hangups = reload::Hangups::listen();
     let _pid_file = reload::PidFile::write(config.pid_file.as_deref())?;
     if let Some(ca) = &config.redis_ca {
@@ -184,7 +198,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 res.context("a queue worker panicked")?;
                 anyhow::bail!("a queue worker stopped unexpectedly");
             }
-            () = hangups.recv() => reloader.reload(&runtime).await,
+            () = hangups.recv() => {
+                reloader.reload(&runtime, "SIGHUP").await;
+            }
+            asked = reloads.recv() => {
+                let outcome = reloader.reload(&runtime, "admin API").await;
+                // The asker may have given up waiting; the reload stands.
+                let _ = asked.send(outcome);
+            }
         }
     }
     while let Some(res) = queues.join_next().await {

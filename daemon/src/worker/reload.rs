@@ -29,6 +29,65 @@ use super::services::schedules::Schedule;
 use super::shutdown::{Shutdown, Trigger};
 use super::systemd::Systemd;
 
+/// What a reload did, as the admin API answers `POST /v1/reload`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReloadOutcome {
+    /// Whether the new config was applied (false: refused, nothing changed).
+    pub applied: bool,
+    /// What changed, one phrase each (empty when nothing did).
+    pub changed: Vec<String>,
+    /// What differs but needs a restart, one phrase each (not applied).
+    pub needs_restart: Vec<String>,
+    /// Why it was refused (the file and line, or the plugin).
+    pub error: Option<String>,
+}
+
+/// A reload asked for in-process (by the admin API of `ward run`); the
+/// answer goes back on the oneshot.
+type Request = tokio::sync::oneshot::Sender<ReloadOutcome>;
+
+/// Asks the daemon of [`run_with`](super::run_with) to reload, and waits
+/// for what it did. Cloned into the admin API.
+#[derive(Debug, Clone)]
+pub struct ReloadHandle(tokio::sync::mpsc::Sender<Request>);
+
+/// The daemon's end of [`ReloadHandle`].
+#[derive(Debug)]
+pub struct ReloadRequests(tokio::sync::mpsc::Receiver<Request>);
+
+/// A connected pair: the handle for whoever asks, the requests for the daemon.
+#[must_use]
+pub fn reload_channel() -> (ReloadHandle, ReloadRequests) {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    (ReloadHandle(tx), ReloadRequests(rx))
+}
+
+impl ReloadHandle {
+    /// Asks for a reload and waits for its outcome; `None` when the daemon
+    /// is gone (stopping).
+    pub async fn reload(&self) -> Option<ReloadOutcome> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.0.send(tx).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+impl ReloadRequests {
+    /// Requests with nobody to send them: never resolves.
+    #[must_use]
+    pub fn none() -> ReloadRequests {
+        reload_channel().1
+    }
+
+    /// The next request; pending forever once every handle is gone.
+    pub(crate) async fn recv(&mut self) -> Request {
+        match self.0.recv().await {
+            Some(r) => r,
+            None => std::future::pending().await,
+        }
+    }
+}
+
 /// SIGHUP, as reload requests. Without it (no signal handler could be set
 /// up) a hangup is never heard, and the daemon says so once.
 pub(crate) struct Hangups {
@@ -183,13 +242,20 @@ impl Reloader {
     /// Re-reads the config file and the plugins and applies what can be
     /// applied; on any error, keeps the running config and says why.
     /// Compiling blocks this thread (the attempts run on the others).
-    pub(crate) async fn reload(&mut self, runtime: &Runtime) {
-        tracing::info!(config = %self.started.path.display(), "reloading the config (SIGHUP)");
+    pub(crate) async fn reload(&mut self, runtime: &Runtime, by: &str) -> ReloadOutcome {
+        tracing::info!(config = %self.started.path.display(), by, "reloading the config");
         self.systemd.reloading();
-        match tokio::task::block_in_place(|| self.prepare(runtime)) {
+        let outcome = match tokio::task::block_in_place(|| self.prepare(runtime)) {
             Ok(next) => {
-                self.apply(next).await;
+                let needs_restart = next.restart.clone();
+                let changed = self.apply(next).await;
                 crate::obs::events::config_reload(true);
+                ReloadOutcome {
+                    applied: true,
+                    changed,
+                    needs_restart,
+                    error: None,
+                }
             }
             Err(e) => {
                 tracing::error!(
@@ -197,9 +263,16 @@ impl Reloader {
                     "config reload refused; the running config keeps serving: {e:#}"
                 );
                 crate::obs::events::config_reload(false);
+                ReloadOutcome {
+                    applied: false,
+                    changed: Vec::new(),
+                    needs_restart: Vec::new(),
+                    error: Some(format!("{e:#}")),
+                }
             }
-        }
+        };
         self.systemd.ready();
+        outcome
     }
 
     /// Stops the schedule loops (at shutdown).
@@ -222,8 +295,9 @@ impl Reloader {
         })
     }
 
-    /// Swaps each running queue's job types and restarts changed schedules.
-    async fn apply(&mut self, mut next: Prepared) {
+    /// Swaps each running queue's job types and restarts changed schedules;
+    /// says what changed.
+    async fn apply(&mut self, mut next: Prepared) -> Vec<String> {
         let mut changes = Vec::new();
         for (queue, shared) in &self.queues {
             // A queue no longer configured keeps serving (it needs a restart).
@@ -261,6 +335,7 @@ impl Reloader {
         };
         tracing::info!(changed, "config reloaded");
         self.applied = next.config;
+        changes
     }
 }
 

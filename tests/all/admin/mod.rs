@@ -121,6 +121,11 @@ fn ward_admin_alone_serves_the_api_and_runs_no_job() {
     let unknown = request(port, "GET", "/v1/nothing", Some(VIEWER.2), "");
     assert_eq!(unknown.status, 404);
     assert!(unknown.body["error"].is_string(), "{}", unknown.text);
+
+    // Alone, the API has no daemon to reload.
+    let reload = request(port, "POST", "/v1/reload", Some(OPERATOR.2), "{}");
+    assert_eq!(reload.status, 409, "{}", reload.text);
+    assert!(reload.text.contains("ward admin"), "{}", reload.text);
 }
 
 #[test]
@@ -214,7 +219,8 @@ fn actions(id: &str, queued: &str) -> Vec<(String, String)> {
         ("/v1/queues/q/breakers/smtp/close".into(), note.clone()),
         ("/v1/schedules/nightly/pause".into(), note.clone()),
         ("/v1/schedules/nightly/resume".into(), note.clone()),
-        ("/v1/schedules/nightly/fire".into(), note),
+        ("/v1/schedules/nightly/fire".into(), note.clone()),
+        ("/v1/reload".into(), note),
         (
             "/v1/queues/q/jobs/cancel".into(),
             r#"{"job":"vault","note":"no"}"#.into(),
