@@ -878,3 +878,73 @@ fn only_declared_upstreams_get_a_breaker_and_expired_ones_leave_the_set() {
     });
     assert!(breaker_members(&redis).contains("api"));
 }
+
+#[test]
+fn slack_and_alertmanager_webhooks_get_the_same_alert_in_their_own_shape() {
+    let redis = Redis::start();
+    let port = free_port();
+    let (plain, slack, am) = (
+        HttpStub::statuses(&[]),
+        HttpStub::statuses(&[]),
+        HttpStub::statuses(&[]),
+    );
+    let alerts = format!(
+        "[alerts]\nenvironment = \"test\"\nwindow = \"1m\"\nthreshold = 3\ncooldown = \"10m\"\ngroup_wait = \"1s\"\n\n\
+         [[alerts.webhook]]\nurl = \"{}\"\n\n\
+         [[alerts.webhook]]\nurl = \"{}\"\nformat = \"slack\"\n\n\
+         [[alerts.webhook]]\nurl = \"{}\"\nformat = \"alertmanager\"\n",
+        hook_url(&plain),
+        hook_url(&slack),
+        hook_url(&am)
+    );
+    let _ward = Ward::start(&obs_config(
+        &redis,
+        port,
+        &alerts,
+        &job("flaky", "flaky", ""),
+    ))
+    .ready();
+    let poison = vec![
+        ("job", "flaky"),
+        ("payload", r#"{"fail":"permanent","upstream":"mailer"}"#),
+    ];
+    xadd_entries(&redis, &vec![poison; 3]);
+    wait_for(WAIT, "one alert at each webhook", || {
+        [&plain, &slack, &am]
+            .iter()
+            .all(|h| h.received().len() == 1)
+    });
+
+    let ward_body: Value = serde_json::from_str(&plain.received()[0].body).unwrap();
+    assert_eq!(ward_body["count"], 3, "{ward_body}");
+
+    let chat: Value = serde_json::from_str(&slack.received()[0].body).unwrap();
+    let text = chat["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("3 dead letters of job type `flaky` in queue `q`"),
+        "{text}"
+    );
+    assert!(text.contains("3 permanent"), "{text}");
+    assert!(text.contains("1 attempt over"), "{text}");
+    assert!(text.contains("from mailer"), "{text}");
+
+    let list: Value = serde_json::from_str(&am.received()[0].body).unwrap();
+    let a = &list[0];
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(a["labels"]["alertname"], "WardDeadLettersRising", "{a}");
+    assert_eq!(
+        (
+            a["labels"]["queue"].as_str(),
+            a["labels"]["job_type"].as_str(),
+            a["labels"]["upstream"].as_str(),
+            a["labels"]["environment"].as_str()
+        ),
+        (Some("q"), Some("flaky"), Some("mailer"), Some("test")),
+        "{a}"
+    );
+    assert_eq!(a["startsAt"], ward_body["first_at"], "{a}");
+    assert!(
+        a["endsAt"].as_str().unwrap() > ward_body["last_at"].as_str().unwrap(),
+        "it ends after the last event: {a}"
+    );
+}

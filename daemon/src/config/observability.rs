@@ -102,6 +102,8 @@ pub struct RawWebhook {
     pub timeout: Option<Spanned<Duration>>,
     /// Requests per alert, the first included (exponential backoff between).
     pub max_attempts: Option<Spanned<u32>>,
+    /// The body's shape: `ward` (default), `slack`, `alertmanager`.
+    pub format: Option<Spanned<String>>,
 }
 
 /// The validated observability settings.
@@ -207,4 +209,36 @@ pub struct WebhookConfig {
     pub timeout: Duration,
     /// Requests per alert, the first included.
     pub max_attempts: u32,
+    /// The body's shape.
+    pub format: WebhookFormat,
+}
+
+/// The shape of an alert's body, for the receiver at hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WebhookFormat {
+    /// Ward's own JSON object (every field of the alert).
+    #[default]
+    Ward,
+    /// `{"text": "..."}`, as Slack's incoming webhooks (and Mattermost,
+    /// Rocket.Chat, Teams' Slack-compatible ones) take it.
+    Slack,
+    /// Alertmanager's v2 API (`POST /api/v2/alerts`): a list of one alert
+    /// with labels and annotations, so its routing and silences apply.
+    Alertmanager,
+}
+
+impl WebhookFormat {
+    /// The names `format` takes.
+    pub const NAMES: &[&str] = &["ward", "slack", "alertmanager"];
+
+    /// The format named `name`, if any.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<WebhookFormat> {
+        match name {
+            "ward" => Some(WebhookFormat::Ward),
+            "slack" => Some(WebhookFormat::Slack),
+            "alertmanager" => Some(WebhookFormat::Alertmanager),
+            _ => None,
+        }
+    }
 }

@@ -375,3 +375,24 @@ fn plugin_paths_resolve_against_the_config_folder() {
     assert_eq!(cfg.queues[0].concurrency, DEFAULT_CONCURRENCY);
     assert_eq!(cfg.redis_url, DEFAULT_REDIS_URL);
 }
+
+#[test]
+fn a_webhook_format_is_one_of_the_known_shapes() {
+    let ok = load(
+        "[[queue]]\nname = \"q\"\n[[alerts.webhook]]\nurl = \"http://127.0.0.1:9093/api/v2/alerts\"\nformat = \"alertmanager\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        ok.obs.alerts.webhooks[0].format,
+        crate::config::observability::WebhookFormat::Alertmanager
+    );
+    let err = load("[[queue]]\nname = \"q\"\n[[alerts.webhook]]\nurl = \"http://127.0.0.1:1/\"\nformat = \"teams\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "line 5: [[alerts.webhook]] format `teams` is not one of ward, slack, alertmanager"
+        ),
+        "{err}"
+    );
+}

@@ -426,6 +426,13 @@ mod tests {
     fn metric_names_are_unique_and_prefixed() {
         let set: HashSet<&str> = METRICS.iter().copied().collect();
         assert_eq!(set.len(), METRICS.len());
-        assert!(METRICS.iter().all(|m| m.starts_with("ward_")));
+        // Ward's own are prefixed; the standard process metrics keep the
+        // names every Prometheus client gives them.
+        assert!(
+            METRICS
+                .iter()
+                .all(|m| m.starts_with("ward_") || PROCESS_METRICS.contains(m))
+        );
+        assert!(PROCESS_METRICS.iter().all(|m| METRICS.contains(m)));
     }
 }

@@ -8,7 +8,7 @@ use crate::config::defaults::{
     DEFAULT_WEBHOOK_ATTEMPTS, DEFAULT_WEBHOOK_TIMEOUT, MAX_WEBHOOK_ATTEMPTS, MIN_SAMPLE_INTERVAL,
 };
 use crate::config::observability::{
-    ObsConfig, RawAlerts, RawLog, RawMetrics, RawWebhook, Setting, WebhookConfig,
+    ObsConfig, RawAlerts, RawLog, RawMetrics, RawWebhook, Setting, WebhookConfig, WebhookFormat,
 };
 
 /// Validates the three tables; every problem goes to `problem`.
@@ -140,11 +140,26 @@ fn validate_webhook(
             )
         })
     });
+    let format = match &hook.format {
+        None => WebhookFormat::default(),
+        Some(f) => WebhookFormat::parse(f.get_ref()).unwrap_or_else(|| {
+            problem(
+                f.span(),
+                format!(
+                    "[[alerts.webhook]] format `{}` is not one of {}",
+                    f.get_ref(),
+                    WebhookFormat::NAMES.join(", ")
+                ),
+            );
+            WebhookFormat::default()
+        }),
+    };
     WebhookConfig {
         url,
         headers,
         timeout,
         max_attempts,
+        format,
     }
 }
 

@@ -18,6 +18,7 @@
 //! The [`Grouper`] (`group.rs`) is pure (time is passed in), so its rules
 //! are unit-tested without clocks or sockets; `webhook.rs` sends.
 
+mod format;
 mod group;
 mod webhook;
 
@@ -27,7 +28,6 @@ pub use webhook::Webhook;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -179,7 +179,7 @@ pub fn start(cfg: &AlertsConfig) -> Result<AlertTask, String> {
     let mut sinks = Vec::new();
     for (i, hook) in cfg.webhooks.iter().enumerate() {
         sinks.push(
-            Webhook::resolve(hook, &client)
+            Webhook::resolve(hook, &client, cfg.rules.cooldown)
                 .map_err(|e| format!("[[alerts.webhook]] #{}: {e}", i + 1))?,
         );
     }
@@ -247,24 +247,25 @@ async fn run(
 }
 
 fn dispatch(sending: &mut JoinSet<()>, sinks: &Arc<[Webhook]>, alert: &Alert) {
-    let body = match serde_json::to_vec(alert) {
-        Ok(b) => Bytes::from(b),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot serialize an alert");
-            return;
-        }
-    };
     if sinks.is_empty() {
+        let body = serde_json::to_string(alert).unwrap_or_default();
         AlertUnsent {
-            body: &String::from_utf8_lossy(&body),
+            body: &body,
             kind: alert.kind.as_str(),
         }
         .emit();
         return;
     }
     for sink in sinks.iter() {
+        let body = match sink.body(alert) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serialize an alert");
+                continue;
+            }
+        };
         sending.spawn(sink.clone().deliver(
-            body.clone(),
+            body,
             alert.kind,
             alert.queue.clone(),
             alert.job.clone(),

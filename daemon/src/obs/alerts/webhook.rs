@@ -12,7 +12,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::AlertKind;
-use crate::config::observability::{Setting, WebhookConfig};
+use crate::config::observability::{Setting, WebhookConfig, WebhookFormat};
 use crate::obs::events::AlertDelivered;
 use crate::obs::secrets;
 
@@ -30,6 +30,11 @@ pub struct Webhook {
     headers: Vec<(HeaderName, HeaderValue)>,
     timeout: Duration,
     max_attempts: u32,
+    /// The body's shape.
+    format: WebhookFormat,
+    /// `[alerts] cooldown`, seconds: how long an Alertmanager alert lasts
+    /// unless renewed.
+    cooldown_secs: u64,
     /// `scheme://host:port`, for logs (paths and user info can carry tokens).
     shown: String,
     client: HttpClient,
@@ -71,7 +76,11 @@ impl Webhook {
     ///
     /// # Errors
     /// A message naming the missing secret or the bad value.
-    pub fn resolve(cfg: &WebhookConfig, client: &HttpClient) -> Result<Webhook, String> {
+    pub fn resolve(
+        cfg: &WebhookConfig,
+        client: &HttpClient,
+        cooldown: Duration,
+    ) -> Result<Webhook, String> {
         let read = |s: &Setting| match s {
             Setting::Literal(v) => Ok(v.clone()),
             Setting::Secret(name) => secrets::resolve(name),
@@ -105,9 +114,19 @@ impl Webhook {
             headers,
             timeout: cfg.timeout,
             max_attempts: cfg.max_attempts,
+            format: cfg.format,
+            cooldown_secs: cooldown.as_secs(),
             shown,
             client: client.clone(),
         })
+    }
+
+    /// The body of `alert` for this webhook's receiver.
+    ///
+    /// # Errors
+    /// Serialization errors (none in practice).
+    pub(super) fn body(&self, alert: &super::Alert) -> serde_json::Result<Bytes> {
+        super::format::body(alert, self.format, self.cooldown_secs).map(Bytes::from)
     }
 
     /// One POST; `Ok` on a 2xx answer.
@@ -193,12 +212,15 @@ mod tests {
             headers: Vec::new(),
             timeout: Duration::from_secs(1),
             max_attempts: 1,
+            format: WebhookFormat::Ward,
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        let hook = rt.block_on(async { Webhook::resolve(&cfg, &http_client()).unwrap() });
+        let hook = rt.block_on(async {
+            Webhook::resolve(&cfg, &http_client(), Duration::from_secs(60)).unwrap()
+        });
         assert_eq!(hook.shown, "https://hooks.example.com:8443");
     }
 }
