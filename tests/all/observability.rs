@@ -948,3 +948,45 @@ fn slack_and_alertmanager_webhooks_get_the_same_alert_in_their_own_shape() {
         "it ends after the last event: {a}"
     );
 }
+
+#[test]
+fn a_burst_of_retries_of_one_job_type_raises_one_retry_spike_alert() {
+    let redis = Redis::start();
+    let port = free_port();
+    let hook = HttpStub::statuses(&[]);
+    let alerts = format!(
+        "[alerts]\nwindow = \"1m\"\nretry_threshold = 6\ncooldown = \"10m\"\ngroup_wait = \"1s\"\n\n\
+         [[alerts.webhook]]\nurl = \"{}\"\nformat = \"slack\"\n",
+        hook_url(&hook)
+    );
+    let _ward = Ward::start(&obs_config(
+        &redis,
+        port,
+        &alerts,
+        &job("flaky", "flaky", ""),
+    ))
+    .ready();
+    // Four jobs failing twice each with a 503 from `inventory`: 8 retries.
+    let failing = vec![
+        ("job", "flaky"),
+        (
+            "payload",
+            r#"{"fail":"transient","times":2,"code":"http-503","upstream":"inventory"}"#,
+        ),
+    ];
+    let ids = xadd_entries(&redis, &vec![failing; 4]);
+    for id in &ids {
+        assert_eq!(wait_final(&redis, id, WAIT)["state"], "succeeded");
+    }
+    wait_for(WAIT, "the retry-spike alert", || hook.received().len() == 1);
+    let chat: Value = serde_json::from_str(&hook.received()[0].body).unwrap();
+    let text = chat["text"].as_str().unwrap();
+    assert!(
+        text.contains("retries of job type `flaky` in queue `q`"),
+        "{text}"
+    );
+    assert!(text.contains("transient"), "{text}");
+    assert!(text.contains("from inventory"), "{text}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(hook.received().len(), 1, "one alert for the burst");
+}

@@ -79,6 +79,9 @@ pub const MIN_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(5 * 60);
 /// Alerts: dead letters of one group within the window that make an alert.
 pub const DEFAULT_THRESHOLD: u32 = 1;
+/// Alerts: retries of one job type within the window that make a
+/// retry-spike alert (retries are routine; a burst of them is not).
+pub const DEFAULT_RETRY_THRESHOLD: u32 = 50;
 /// Alerts: no repeat for a group within this long (unless it grew).
 pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(15 * 60);
 /// Alerts: within the cooldown, repeat once the count reached this many

@@ -34,8 +34,8 @@ use toml::Spanned;
 
 pub use super::defaults::{
     DEFAULT_COOLDOWN, DEFAULT_GROUP_WAIT, DEFAULT_GROWTH_FACTOR, DEFAULT_LISTEN,
-    DEFAULT_SAMPLE_INTERVAL, DEFAULT_THRESHOLD, DEFAULT_WEBHOOK_ATTEMPTS, DEFAULT_WEBHOOK_TIMEOUT,
-    DEFAULT_WINDOW,
+    DEFAULT_RETRY_THRESHOLD, DEFAULT_SAMPLE_INTERVAL, DEFAULT_THRESHOLD, DEFAULT_WEBHOOK_ATTEMPTS,
+    DEFAULT_WEBHOOK_TIMEOUT, DEFAULT_WINDOW,
 };
 use super::units::opt_duration;
 pub use super::validate::observability::{check_url, validate};
@@ -75,6 +75,8 @@ pub struct RawAlerts {
     pub window: Option<Spanned<Duration>>,
     /// Events of one group within the window that make an alert.
     pub threshold: Option<Spanned<u32>>,
+    /// Retries of one job type within the window that make a retry-spike alert.
+    pub retry_threshold: Option<Spanned<u32>>,
     /// No repeat for a group within this long, unless it grew.
     #[serde(default, deserialize_with = "opt_duration")]
     pub cooldown: Option<Spanned<Duration>>,
@@ -157,6 +159,8 @@ pub struct GroupRules {
     pub window: Duration,
     /// Events within the window that make an alert.
     pub threshold: u32,
+    /// Retries within the window that make a retry-spike alert.
+    pub retry_threshold: u32,
     /// No repeat within this long unless the count grew by `growth_factor`.
     pub cooldown: Duration,
     /// See [`GroupRules::cooldown`].
@@ -170,6 +174,7 @@ impl Default for GroupRules {
         GroupRules {
             window: DEFAULT_WINDOW,
             threshold: DEFAULT_THRESHOLD,
+            retry_threshold: DEFAULT_RETRY_THRESHOLD,
             cooldown: DEFAULT_COOLDOWN,
             growth_factor: DEFAULT_GROWTH_FACTOR,
             group_wait: DEFAULT_GROUP_WAIT,

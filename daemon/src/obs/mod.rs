@@ -166,11 +166,19 @@ impl Obs {
 pub fn recorded(queue: &str, batch: &[Completion], took: &[bool]) {
     events::CompletionsApplied { queue, batch, took }.emit();
     for (i, c) in batch.iter().enumerate() {
-        if let Transition::DeadLetter(reason) = *c.transition()
-            && took.get(i).copied().unwrap_or(true)
-        {
-            let job = metrics::job_label(queue, c.job());
-            alerts::raise(alerts::AlertEvent::dead_letter(queue, &job, c, reason));
+        if !took.get(i).copied().unwrap_or(true) {
+            continue;
+        }
+        match *c.transition() {
+            Transition::DeadLetter(reason) => {
+                let job = metrics::job_label(queue, c.job());
+                alerts::raise(alerts::AlertEvent::dead_letter(queue, &job, c, reason));
+            }
+            Transition::Retry { .. } => {
+                let job = metrics::job_label(queue, c.job());
+                alerts::raise(alerts::AlertEvent::retry(queue, &job, c));
+            }
+            _ => {}
         }
     }
 }

@@ -70,6 +70,17 @@ pub fn validate(
                 .to_string()
         })
     });
+    rules.retry_threshold = checked(
+        alerts.retry_threshold,
+        rules.retry_threshold,
+        problem,
+        |t| {
+            (*t == 0).then(|| {
+                "[alerts] retry_threshold must be at least 1 (alert once that many retries of one job type fall in the window)"
+                    .to_string()
+            })
+        },
+    );
     if let Some(c) = alerts.cooldown {
         rules.cooldown = c.into_inner();
     }

@@ -32,6 +32,7 @@ fn alertname(kind: AlertKind) -> &'static str {
     match kind {
         AlertKind::DeadLetter => "WardDeadLettersRising",
         AlertKind::BreakerOpen => "WardBreakerOpen",
+        AlertKind::RetrySpike => "WardRetryRateSpike",
     }
 }
 

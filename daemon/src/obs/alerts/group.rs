@@ -151,7 +151,7 @@ impl Grouper {
             prune(g, now_ms, rules.window);
             let count = g.events.len();
             // Events may have left the window while the group waited.
-            if count < rules.threshold as usize {
+            if count < threshold(rules, g.latest.kind) as usize {
                 continue;
             }
             g.last_sent = Some((now_ms, count));
@@ -177,6 +177,7 @@ fn alert(rules: &GroupRules, environment: Option<&str>, g: &Group, count: usize)
     let what = match e.kind {
         AlertKind::DeadLetter => "dead letters",
         AlertKind::BreakerOpen => "breaker openings",
+        AlertKind::RetrySpike => "retries",
     };
     let summary = format!(
         "{count} {what} of job type `{}` in queue `{}` within {window}{}",
@@ -193,7 +194,7 @@ fn alert(rules: &GroupRules, environment: Option<&str>, g: &Group, count: usize)
         queue: e.queue.clone(),
         job: e.job.clone(),
         count,
-        threshold: rules.threshold,
+        threshold: threshold(rules, e.kind),
         window_seconds: rules.window.as_secs(),
         first_at: rfc3339(first),
         last_at: rfc3339(last),
@@ -219,9 +220,17 @@ fn prune(g: &mut Group, now_ms: u64, window: Duration) {
 }
 
 /// Whether a group that is not gathering should start an alert now.
+/// The events within the window that make an alert of `kind`.
+fn threshold(rules: &GroupRules, kind: AlertKind) -> u32 {
+    match kind {
+        AlertKind::RetrySpike => rules.retry_threshold,
+        AlertKind::DeadLetter | AlertKind::BreakerOpen => rules.threshold,
+    }
+}
+
 fn wants_alert(rules: &GroupRules, g: &Group, now_ms: u64) -> bool {
     let count = g.events.len();
-    if count < rules.threshold as usize {
+    if count < threshold(rules, g.latest.kind) as usize {
         return false;
     }
     match g.last_sent {
@@ -247,10 +256,39 @@ mod tests {
         GroupRules {
             window: Duration::from_secs(300),
             threshold,
+            retry_threshold: 3,
             cooldown: Duration::from_secs(900),
             growth_factor: 2.0,
             group_wait: Duration::from_secs(10),
         }
+    }
+
+    #[test]
+    fn retries_alert_at_their_own_threshold() {
+        let mut g = Grouper::new(rules(1), None);
+        let retry = |at_ms| AlertEvent {
+            kind: AlertKind::RetrySpike,
+            reason: "retrying".into(),
+            ..dead("send", at_ms, "HTTP 500")
+        };
+        g.observe(retry(0), 0);
+        g.observe(retry(1_000), 1_000);
+        assert_eq!(
+            g.next_due(),
+            None,
+            "2 retries are below the retry threshold of 3"
+        );
+        g.observe(retry(2_000), 2_000);
+        let alerts = g.take_all(2_000);
+        assert_eq!(alerts.len(), 1);
+        assert_eq!((alerts[0].count, alerts[0].threshold), (3, 3));
+        assert!(
+            alerts[0]
+                .summary
+                .starts_with("3 retries of job type `send`"),
+            "{}",
+            alerts[0].summary
+        );
     }
 
     fn dead(job: &str, at_ms: u64, message: &str) -> AlertEvent {

@@ -54,11 +54,17 @@ pub enum AlertKind {
     DeadLetter,
     /// A circuit breaker opened.
     BreakerOpen,
+    /// A job type's retries crossed `[alerts] retry_threshold` in the window.
+    RetrySpike,
 }
 
 impl AlertKind {
     /// Every kind (their names are [`crate::obs::metrics::ALERT_KINDS`]).
-    pub const ALL: [AlertKind; 2] = [AlertKind::DeadLetter, AlertKind::BreakerOpen];
+    pub const ALL: [AlertKind; 3] = [
+        AlertKind::DeadLetter,
+        AlertKind::BreakerOpen,
+        AlertKind::RetrySpike,
+    ];
 
     /// The snake_case name used in alert bodies, logs and labels.
     #[must_use]
@@ -66,6 +72,7 @@ impl AlertKind {
         match self {
             AlertKind::DeadLetter => "dead_letter",
             AlertKind::BreakerOpen => "breaker_open",
+            AlertKind::RetrySpike => "retry_spike",
         }
     }
 }
@@ -134,6 +141,15 @@ impl AlertEvent {
 }
 
 impl AlertEvent {
+    /// The event for a completion that scheduled a retry of its job.
+    #[must_use]
+    pub fn retry(queue: &str, job_label: &str, c: &Completion) -> Self {
+        let mut e = AlertEvent::dead_letter(queue, job_label, c, DeadReason::AttemptsExhausted);
+        e.kind = AlertKind::RetrySpike;
+        e.reason = "retrying".to_string();
+        e
+    }
+
     /// Upstream `upstream`'s circuit breaker opened; `c` is the completion
     /// whose failure tipped it.
     #[must_use]
