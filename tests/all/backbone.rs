@@ -426,14 +426,15 @@ fn daemons_with_long_attempts_share_the_work_instead_of_leasing_ahead() {
     );
 }
 
-/// How many XREADGROUP calls the Redis server has served so far.
-fn xreadgroup_calls(redis: &Redis) -> u64 {
+/// How many calls of `command` the Redis server has served so far (calls
+/// inside scripts included).
+fn calls(redis: &Redis, command: &str) -> u64 {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
         .query(&mut redis.con())
         .unwrap();
     info.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_xreadgroup:calls="))
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
         .and_then(|rest| rest.split(',').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
@@ -450,12 +451,15 @@ fn an_idle_daemon_waits_in_blocking_reads_after_a_burst_of_short_jobs() {
         assert_eq!(wait_final(&redis, id, WAIT)["state"], "succeeded");
     }
     std::thread::sleep(Duration::from_millis(200));
-    let before = xreadgroup_calls(&redis);
+    let before = (calls(&redis, "xreadgroup"), calls(&redis, "xread"));
     std::thread::sleep(Duration::from_secs(3));
-    let reads = xreadgroup_calls(&redis) - before;
+    let after = (calls(&redis, "xreadgroup"), calls(&redis, "xread"));
+    // An idle round is one lease script (an XREADGROUP per priority level,
+    // three) and one blocking XREAD of 2 s: at most two rounds in 3 s.
+    let (leases, waits) = (after.0 - before.0, after.1 - before.1);
     assert!(
-        reads <= 4,
-        "{reads} XREADGROUP calls in 3 idle seconds: the reader should block 2 s per read"
+        waits <= 2 && leases <= 6,
+        "{waits} blocking XREADs and {leases} XREADGROUPs in 3 idle seconds: the reader should block 2 s per round"
     );
 }
 

@@ -66,10 +66,14 @@ fn a_rate_limit_holds_across_two_daemons_and_spends_no_attempt() {
     );
     let arrivals = stub.arrivals();
     assert_eq!(arrivals.len(), 100, "each job called the upstream once");
-    let most = stub.most_within(Duration::from_secs(1));
+    // The stub sees arrivals, which lag their admissions by a delay that
+    // varies on a loaded machine: any 0.9 s of arrivals comes from at most
+    // one second of admissions while that lag varies by under 100 ms, and
+    // one second admits at most 20 + a burst of 5 (0.9 s alone: 23).
+    let most = stub.most_within(Duration::from_millis(900));
     assert!(
         most <= 25,
-        "{most} requests within one second, over 20/s + a burst of 5"
+        "{most} requests within 0.9 s, over 20/s + a burst of 5"
     );
     let span = arrivals[99].duration_since(arrivals[0]);
     assert!(
