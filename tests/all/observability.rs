@@ -990,3 +990,62 @@ fn a_burst_of_retries_of_one_job_type_raises_one_retry_spike_alert() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(hook.received().len(), 1, "one alert for the burst");
 }
+
+#[test]
+fn an_alert_still_firing_after_escalate_after_goes_once_to_the_escalation_route() {
+    let redis = Redis::start();
+    let port = free_port();
+    let (first, second) = (HttpStub::statuses(&[]), HttpStub::statuses(&[]));
+    let alerts = format!(
+        "[alerts]\nwindow = \"1m\"\nthreshold = 1\ncooldown = \"1h\"\ngrowth_factor = 100.0\ngroup_wait = \"500ms\"\nescalate_after = \"2s\"\n\n\
+         [[alerts.webhook]]\nurl = \"{}\"\n\n\
+         [[alerts.escalation]]\nurl = \"{}\"\nformat = \"slack\"\n",
+        hook_url(&first),
+        hook_url(&second)
+    );
+    let _ward = Ward::start(&obs_config(
+        &redis,
+        port,
+        &alerts,
+        &job("flaky", "flaky", ""),
+    ))
+    .ready();
+    let poison = vec![("job", "flaky"), ("payload", r#"{"fail":"permanent"}"#)];
+    // Dead letters keep coming for 4 s: the alert is never resolved.
+    for _ in 0..8 {
+        xadd_entries(&redis, std::slice::from_ref(&poison));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    wait_for(WAIT, "the escalation", || second.received().len() == 1);
+    let first_alert: Value = serde_json::from_str(&first.received()[0].body).unwrap();
+    assert_eq!(first_alert["escalated"], false, "{first_alert}");
+    assert_eq!(
+        first.received().len(),
+        1,
+        "the cooldown holds the first route"
+    );
+    let chat: Value = serde_json::from_str(&second.received()[0].body).unwrap();
+    let text = chat["text"].as_str().unwrap();
+    assert!(text.starts_with("ESCALATED, still unresolved: "), "{text}");
+    assert!(text.contains("dead letters of job type `flaky`"), "{text}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(second.received().len(), 1, "escalated once per episode");
+}
+
+#[test]
+fn escalate_after_without_an_escalation_route_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ward.toml");
+    std::fs::write(
+        &path,
+        "[[queue]]\nname = \"q\"\n\n[alerts]\nescalate_after = \"30m\"\n",
+    )
+    .unwrap();
+    let out = ward(&["config", "check", "--config", &path.display().to_string()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("line 5") && err.contains("escalate_after needs an [[alerts.escalation]]"),
+        "{err}"
+    );
+}

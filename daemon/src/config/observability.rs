@@ -88,6 +88,12 @@ pub struct RawAlerts {
     /// `[[alerts.webhook]]`: where alerts are POSTed.
     #[serde(default)]
     pub webhook: Vec<RawWebhook>,
+    /// An alert unresolved this long after it was first sent is escalated.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub escalate_after: Option<Spanned<Duration>>,
+    /// `[[alerts.escalation]]`: where escalated alerts are POSTed.
+    #[serde(default)]
+    pub escalation: Vec<RawWebhook>,
 }
 
 /// `[[alerts.webhook]]`
@@ -150,6 +156,8 @@ pub struct AlertsConfig {
     pub rules: GroupRules,
     /// Where alerts go; none means alerts are only counted and logged.
     pub webhooks: Vec<WebhookConfig>,
+    /// `[[alerts.escalation]]`: the second route.
+    pub escalation: Vec<WebhookConfig>,
 }
 
 /// How events are grouped into alerts (see [`crate::obs::alerts::Grouper`]).
@@ -167,6 +175,9 @@ pub struct GroupRules {
     pub growth_factor: f64,
     /// How long a group gathers events before it is sent.
     pub group_wait: Duration,
+    /// An alert still unresolved this long after its first sending goes to
+    /// the escalation route once (`None`: no escalation).
+    pub escalate_after: Option<Duration>,
 }
 
 impl Default for GroupRules {
@@ -178,6 +189,7 @@ impl Default for GroupRules {
             cooldown: DEFAULT_COOLDOWN,
             growth_factor: DEFAULT_GROWTH_FACTOR,
             group_wait: DEFAULT_GROUP_WAIT,
+            escalate_after: None,
         }
     }
 }

@@ -95,23 +95,45 @@ pub fn validate(
         rules.group_wait = g.into_inner();
     }
     for hook in alerts.webhook {
-        out.alerts.webhooks.push(validate_webhook(hook, problem));
+        out.alerts
+            .webhooks
+            .push(validate_webhook(hook, "[[alerts.webhook]]", problem));
+    }
+    let first_escalation = alerts.escalation.first().map(|h| h.url.span());
+    for hook in alerts.escalation {
+        out.alerts
+            .escalation
+            .push(validate_webhook(hook, "[[alerts.escalation]]", problem));
+    }
+    match (alerts.escalate_after, first_escalation) {
+        (Some(after), None) => problem(
+            after.span(),
+            "[alerts] escalate_after needs an [[alerts.escalation]] to escalate to".to_string(),
+        ),
+        (None, Some(span)) => problem(
+            span,
+            "[[alerts.escalation]] is used only with [alerts] escalate_after (how long an alert may stay unresolved)".to_string(),
+        ),
+        (Some(after), Some(_)) if after.get_ref().is_zero() => problem(
+            after.span(),
+            "[alerts] escalate_after must be more than 0".to_string(),
+        ),
+        (Some(after), Some(_)) => out.alerts.rules.escalate_after = Some(after.into_inner()),
+        (None, None) => {}
     }
     out
 }
 
 fn validate_webhook(
     hook: RawWebhook,
+    table: &str,
     problem: &mut dyn FnMut(Range<usize>, String),
 ) -> WebhookConfig {
     let url = Setting::parse(hook.url.get_ref());
     match &url {
         Setting::Literal(u) => {
             if let Some(why) = check_url(u) {
-                problem(
-                    hook.url.span(),
-                    format!("[[alerts.webhook]] url `{u}` {why}"),
-                );
+                problem(hook.url.span(), format!("{table} url `{u}` {why}"));
             }
         }
         Setting::Secret(name) => check_secret_name(name, hook.url.span(), problem),
@@ -121,7 +143,7 @@ fn validate_webhook(
         if hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
             problem(
                 value.span(),
-                format!("[[alerts.webhook]] header name `{name}` is not a valid HTTP header name"),
+                format!("{table} header name `{name}` is not a valid HTTP header name"),
             );
         }
         let setting = Setting::parse(value.get_ref());
@@ -131,7 +153,7 @@ fn validate_webhook(
                     problem(
                         value.span(),
                         format!(
-                            "[[alerts.webhook]] header `{name}` has a value that is not valid in HTTP (control characters?)"
+                            "{table} header `{name}` has a value that is not valid in HTTP (control characters?)"
                         ),
                     );
                 }
@@ -142,13 +164,11 @@ fn validate_webhook(
     }
     let timeout = checked(hook.timeout, DEFAULT_WEBHOOK_TIMEOUT, problem, |t| {
         t.is_zero()
-            .then(|| "[[alerts.webhook]] timeout must be more than 0".to_string())
+            .then(|| format!("{table} timeout must be more than 0"))
     });
     let max_attempts = checked(hook.max_attempts, DEFAULT_WEBHOOK_ATTEMPTS, problem, |n| {
         (!(1..=MAX_WEBHOOK_ATTEMPTS).contains(n)).then(|| {
-            format!(
-                "[[alerts.webhook]] max_attempts {n} is out of range; use 1 to {MAX_WEBHOOK_ATTEMPTS}"
-            )
+            format!("{table} max_attempts {n} is out of range; use 1 to {MAX_WEBHOOK_ATTEMPTS}")
         })
     });
     let format = match &hook.format {
@@ -157,7 +177,7 @@ fn validate_webhook(
             problem(
                 f.span(),
                 format!(
-                    "[[alerts.webhook]] format `{}` is not one of {}",
+                    "{table} format `{}` is not one of {}",
                     f.get_ref(),
                     WebhookFormat::NAMES.join(", ")
                 ),

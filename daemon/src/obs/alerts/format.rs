@@ -77,8 +77,13 @@ fn classes_line(alert: &Alert) -> String {
 /// A chat message: the summary, then since when and by class, then the
 /// newest job.
 fn text(alert: &Alert) -> String {
+    let escalated = if alert.escalated {
+        "ESCALATED, still unresolved: "
+    } else {
+        ""
+    };
     format!(
-        "{}\nsince {} ({})\n{}\nreason: {}",
+        "{escalated}{}\nsince {} ({})\n{}\nreason: {}",
         alert.summary,
         alert.first_at,
         classes_line(alert),
@@ -99,7 +104,7 @@ fn alertmanager(alert: &Alert, cooldown_secs: u64) -> Value {
         .unwrap_or_else(|_| alert.last_at.clone());
     let mut labels = json!({
         "alertname": alertname(alert.kind),
-        "severity": "warning",
+        "severity": if alert.escalated { "critical" } else { "warning" },
         "queue": alert.queue,
         "job_type": alert.job,
         "source": "ward",
@@ -154,6 +159,7 @@ mod tests {
                 reason: "budget exhausted".into(),
                 error: "HTTP 500".into(),
             },
+            escalated: false,
         }
     }
 

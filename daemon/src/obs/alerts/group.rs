@@ -43,6 +43,9 @@ pub struct Alert {
     pub classes: BTreeMap<String, usize>,
     /// The newest event.
     pub latest: Latest,
+    /// Whether this is the escalation of an alert unresolved for
+    /// `[alerts] escalate_after` (sent to `[[alerts.escalation]]` only).
+    pub escalated: bool,
 }
 
 /// The newest event of an alert's group.
@@ -76,6 +79,29 @@ struct Group {
     due_ms: Option<u64>,
     /// When the last alert was sent, and its count.
     last_sent: Option<(u64, usize)>,
+    /// When the first alert of the episode under way was sent: the episode
+    /// ends (resolves) once the window holds fewer events than the
+    /// threshold.
+    firing_since: Option<u64>,
+    /// Whether this episode has been escalated.
+    escalated: bool,
+}
+
+impl Group {
+    /// Ends the episode when the window no longer holds enough events.
+    fn resolve_if_quiet(&mut self, rules: &GroupRules) {
+        if self.events.len() < threshold(rules, self.latest.kind) as usize {
+            self.firing_since = None;
+            self.escalated = false;
+        }
+    }
+
+    /// When this group's episode is due to be escalated, if it is.
+    fn escalation_due(&self, rules: &GroupRules) -> Option<u64> {
+        let after = rules.escalate_after?;
+        let since = self.firing_since?;
+        (!self.escalated).then(|| since.saturating_add(ms(after)))
+    }
 }
 
 /// Groups events into alerts; see the module docs for the rules.
@@ -111,6 +137,8 @@ impl Grouper {
             latest: event.clone(),
             due_ms: None,
             last_sent: None,
+            firing_since: None,
+            escalated: false,
         });
         g.events.push_back((at, class));
         if g.events.len() > MAX_EVENTS_PER_GROUP {
@@ -123,10 +151,14 @@ impl Grouper {
         }
     }
 
-    /// When the next alert is due, if one is gathering.
+    /// When the next alert (or escalation) is due, if one is.
     #[must_use]
     pub fn next_due(&self) -> Option<u64> {
-        self.groups.values().filter_map(|g| g.due_ms).min()
+        self.groups
+            .values()
+            .flat_map(|g| [g.due_ms, g.escalation_due(&self.rules)])
+            .flatten()
+            .min()
     }
 
     /// The alerts due at `now_ms`.
@@ -143,18 +175,28 @@ impl Grouper {
         let mut out = Vec::new();
         let (rules, environment) = (&self.rules, &self.environment);
         for g in self.groups.values_mut() {
+            prune(g, now_ms, rules.window);
+            g.resolve_if_quiet(rules);
+            let count = g.events.len();
+            // Unresolved for `escalate_after` since its first alert: once,
+            // to the escalation route (not on a stop: it was not due).
+            if !all && g.escalation_due(rules).is_some_and(|due| due <= now_ms) {
+                g.escalated = true;
+                let mut a = alert(rules, environment.as_deref(), g, count);
+                a.escalated = true;
+                out.push(a);
+            }
             match g.due_ms {
                 Some(due) if all || due <= now_ms => {}
                 _ => continue,
             }
             g.due_ms = None;
-            prune(g, now_ms, rules.window);
-            let count = g.events.len();
             // Events may have left the window while the group waited.
             if count < threshold(rules, g.latest.kind) as usize {
                 continue;
             }
             g.last_sent = Some((now_ms, count));
+            g.firing_since.get_or_insert(now_ms);
             out.push(alert(rules, environment.as_deref(), g, count));
         }
         out.sort_by(|a, b| (a.kind, &a.queue, &a.job).cmp(&(b.kind, &b.queue, &b.job)));
@@ -209,6 +251,7 @@ fn alert(rules: &GroupRules, environment: Option<&str>, g: &Group, count: usize)
             reason: e.reason.clone(),
             error,
         },
+        escalated: false,
     }
 }
 
@@ -219,7 +262,6 @@ fn prune(g: &mut Group, now_ms: u64, window: Duration) {
     }
 }
 
-/// Whether a group that is not gathering should start an alert now.
 /// The events within the window that make an alert of `kind`.
 fn threshold(rules: &GroupRules, kind: AlertKind) -> u32 {
     match kind {
@@ -228,6 +270,7 @@ fn threshold(rules: &GroupRules, kind: AlertKind) -> u32 {
     }
 }
 
+/// Whether a group that is not gathering should start an alert now.
 fn wants_alert(rules: &GroupRules, g: &Group, now_ms: u64) -> bool {
     let count = g.events.len();
     if count < threshold(rules, g.latest.kind) as usize {
@@ -260,7 +303,52 @@ mod tests {
             cooldown: Duration::from_secs(900),
             growth_factor: 2.0,
             group_wait: Duration::from_secs(10),
+            escalate_after: None,
         }
+    }
+
+    fn escalating(threshold: u32) -> GroupRules {
+        GroupRules {
+            escalate_after: Some(Duration::from_secs(1800)),
+            ..rules(threshold)
+        }
+    }
+
+    #[test]
+    fn an_alert_unresolved_for_escalate_after_is_escalated_once() {
+        let mut g = Grouper::new(escalating(1), None);
+        // A dead letter every minute for 40 minutes: never quiet for a window.
+        let mut sent = Vec::new();
+        for minute in 0..40 {
+            let now = minute * MIN;
+            g.observe(dead("send", now, "boom"), now);
+            for t in [now, now + 20_000] {
+                sent.extend(g.take_due(t).into_iter().map(|a| (t, a.escalated)));
+            }
+        }
+        let escalations: Vec<u64> = sent.iter().filter(|(_, e)| *e).map(|(t, _)| *t).collect();
+        assert_eq!(escalations.len(), 1, "{sent:?}");
+        // First alert at 10 s (group_wait), escalated 30 min later.
+        assert!(escalations[0] >= 10_000 + 30 * MIN, "{sent:?}");
+        assert!(escalations[0] <= 10_000 + 31 * MIN, "{sent:?}");
+        assert!(
+            sent.iter().any(|(_, e)| !*e),
+            "the first alert went out too"
+        );
+    }
+
+    #[test]
+    fn an_alert_that_goes_quiet_is_resolved_and_never_escalated() {
+        let mut g = Grouper::new(escalating(1), None);
+        g.observe(dead("send", 0, "boom"), 0);
+        assert_eq!(g.take_due(10_000).len(), 1);
+        // Quiet: the window (5 min) empties long before 30 min.
+        let mut later = Vec::new();
+        for minute in 1..=40 {
+            later.extend(g.take_due(minute * MIN));
+        }
+        assert!(later.is_empty(), "{later:?}");
+        assert_eq!(g.next_due(), None);
     }
 
     #[test]

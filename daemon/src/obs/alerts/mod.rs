@@ -192,20 +192,27 @@ pub struct AlertTask {
 /// A webhook whose secret is missing or whose values are not valid.
 pub fn start(cfg: &AlertsConfig) -> Result<AlertTask, String> {
     let client = http_client();
-    let mut sinks = Vec::new();
-    for (i, hook) in cfg.webhooks.iter().enumerate() {
-        sinks.push(
-            Webhook::resolve(hook, &client, cfg.rules.cooldown)
-                .map_err(|e| format!("[[alerts.webhook]] #{}: {e}", i + 1))?,
-        );
-    }
+    let resolve = |table: &str, hooks: &[crate::config::observability::WebhookConfig]| {
+        hooks
+            .iter()
+            .enumerate()
+            .map(|(i, hook)| {
+                Webhook::resolve(hook, &client, cfg.rules.cooldown)
+                    .map_err(|e| format!("{table} #{}: {e}", i + 1))
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let sinks = Sinks {
+        first: resolve("[[alerts.webhook]]", &cfg.webhooks)?.into(),
+        escalation: resolve("[[alerts.escalation]]", &cfg.escalation)?.into(),
+    };
     let (tx, rx) = mpsc::channel(CHANNEL_SIZE);
     if SENDER.set(tx).is_err() {
         tracing::warn!("alerts were started twice in one process; the first start is used");
     }
     let (stop, stop_rx) = watch::channel(false);
     let grouper = Grouper::new(cfg.rules, cfg.environment.clone());
-    let task = tokio::spawn(run(rx, grouper, sinks.into(), stop_rx));
+    let task = tokio::spawn(run(rx, grouper, sinks, stop_rx));
     Ok(AlertTask { stop, task })
 }
 
@@ -221,7 +228,7 @@ impl AlertTask {
 async fn run(
     mut rx: mpsc::Receiver<AlertEvent>,
     mut grouper: Grouper,
-    sinks: Arc<[Webhook]>,
+    sinks: Sinks,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut sending = JoinSet::new();
@@ -262,7 +269,19 @@ async fn run(
     }
 }
 
-fn dispatch(sending: &mut JoinSet<()>, sinks: &Arc<[Webhook]>, alert: &Alert) {
+/// Where alerts go: every first alert to `first`, an escalation to
+/// `escalation` only.
+struct Sinks {
+    first: Arc<[Webhook]>,
+    escalation: Arc<[Webhook]>,
+}
+
+fn dispatch(sending: &mut JoinSet<()>, sinks: &Sinks, alert: &Alert) {
+    let sinks = if alert.escalated {
+        &sinks.escalation
+    } else {
+        &sinks.first
+    };
     if sinks.is_empty() {
         let body = serde_json::to_string(alert).unwrap_or_default();
         AlertUnsent {
