@@ -1,0 +1,353 @@
+//! Batches (issue 18): members join through `ward enqueue --batch`,
+//! `ward_enqueue` and a plain XADD's `batch` field; the ledger counts them
+//! once and moves each once on its outcome, in the same step that records
+//! it; `ward batch show` groups the failures; a sealed batch takes no more.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use ward_testkit::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// `{"times":0}`: flaky never fails, so it succeeds at once.
+const OK: &str = r#"{"times":0}"#;
+
+/// `ward batch <sub> --redis URL q <args>`.
+fn batch(redis: &Redis, sub: &str, args: &[&str]) -> std::process::Output {
+    let url = redis.url();
+    let mut all = vec!["batch", sub, "--redis", url.as_str(), "q"];
+    all.extend_from_slice(args);
+    ward(&all)
+}
+
+/// Like [`batch`], asserting success; returns stdout.
+fn batch_ok(redis: &Redis, sub: &str, args: &[&str]) -> String {
+    let out = batch(redis, sub, args);
+    assert!(
+        out.status.success(),
+        "ward batch {sub} {args:?} failed:\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+/// `ward batch show q ID --json`.
+fn show_batch(redis: &Redis, id: &str) -> Value {
+    serde_json::from_str(&batch_ok(redis, "show", &[id, "--json"])).unwrap()
+}
+
+/// Waits until batch `id` is finished (sealed, nothing pending); returns it.
+fn wait_finished(redis: &Redis, id: &str) -> Value {
+    let mut last = Value::Null;
+    try_wait_for(WAIT, "the batch to finish", || {
+        last = show_batch(redis, id);
+        last["status"] == "finished"
+    })
+    .unwrap_or_else(|e| panic!("{e}: {last:#}"));
+    last
+}
+
+/// `FCALL ward_enqueue` into queue `q` with `args` after the stream key.
+fn fcall(redis: &Redis, args: &[&str]) -> redis::RedisResult<(String, String, u64)> {
+    let mut cmd = redis::cmd("FCALL");
+    cmd.arg("ward_enqueue").arg(1).arg(queue_stream("q"));
+    for a in args {
+        cmd.arg(*a);
+    }
+    cmd.query(&mut redis.con())
+}
+
+fn count(v: &Value, field: &str) -> u64 {
+    v[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("`{field}` in {v:#}"))
+}
+
+#[test]
+fn a_batch_with_one_percent_permanent_failures_ends_with_exact_counts_grouped_by_code() {
+    let redis = Redis::start();
+    let cfg = config_full(
+        &redis,
+        "concurrency = 32",
+        FAST_RETRY,
+        &job("row", "flaky", ""),
+    );
+    let _ward = Ward::start(&cfg).ready();
+    assert_eq!(
+        batch_ok(&redis, "create", &["--id", "import-17"]),
+        "import-17"
+    );
+
+    // 2,000 members: half through ward_enqueue (counted as they are added),
+    // half by plain XADD with a `batch` field (counted as first read); 1%
+    // fail permanently, and 1% fail once (transient) before they succeed.
+    let n = 2000;
+    let mut pipe = redis::pipe();
+    let mut plain = Vec::new();
+    for i in 0..n {
+        let payload = match i % 100 {
+            0 => format!(
+                r#"{{"fail":"permanent","code":"invalid-row","message":"row {i}: no email"}}"#
+            ),
+            1 => r#"{"times":1}"#.to_string(),
+            _ => OK.to_string(),
+        };
+        if i % 2 == 0 {
+            pipe.cmd("FCALL")
+                .arg("ward_enqueue")
+                .arg(1)
+                .arg(queue_stream("q"))
+                .arg("row")
+                .arg(&payload)
+                .arg("")
+                .arg("")
+                .arg("")
+                .arg("")
+                .arg("")
+                .arg("import-17");
+        } else {
+            plain.push(payload);
+        }
+    }
+    let _: Vec<(String, String, u64)> = pipe.query(&mut redis.con()).unwrap();
+    let entries: Vec<Vec<(&str, &str)>> = plain
+        .iter()
+        .map(|p| {
+            vec![
+                ("job", "row"),
+                ("payload", p.as_str()),
+                ("batch", "import-17"),
+            ]
+        })
+        .collect();
+    xadd_entries(&redis, &entries);
+    // Every plain member is counted once a daemon has read it; seal then,
+    // so none of them joins late.
+    try_wait_for(WAIT, "every member to be counted", || {
+        count(&show_batch(&redis, "import-17"), "total") == n
+    })
+    .unwrap();
+    assert!(batch_ok(&redis, "seal", &["import-17"]).contains("sealed batch"));
+
+    let v = wait_finished(&redis, "import-17");
+    assert_eq!(count(&v, "total"), n, "{v:#}");
+    assert_eq!(count(&v, "succeeded"), n - 20, "{v:#}");
+    assert_eq!(count(&v, "dead"), 20, "{v:#}");
+    assert_eq!(count(&v, "pending"), 0, "{v:#}");
+    assert_eq!(count(&v, "cancelled"), 0, "{v:#}");
+    assert_eq!(count(&v, "late"), 0, "{v:#}");
+    let failures = v["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{v:#}");
+    assert_eq!(failures[0]["class"], "permanent");
+    assert_eq!(failures[0]["code"], "invalid-row");
+    assert_eq!(failures[0]["count"], 20);
+    assert!(
+        failures[0]["sample_message"]
+            .as_str()
+            .unwrap()
+            .ends_with(": no email"),
+        "{v:#}"
+    );
+    assert_eq!(
+        v["summary"],
+        "20 of 2000 failed: 20 permanent [invalid-row]"
+    );
+    assert!(v["finished_at_ms"].as_u64().is_some(), "{v:#}");
+    // The ledger agrees with the jobs: 20 dead letters.
+    assert_eq!(dead_letters(&redis).len(), 20);
+
+    let text = batch_ok(&redis, "show", &["import-17"]);
+    assert!(text.contains("finished"), "{text}");
+    assert!(text.contains("20 permanent [invalid-row]"), "{text}");
+    let list: Value = serde_json::from_str(&batch_ok(&redis, "list", &["--json"])).unwrap();
+    assert_eq!(list[0]["id"], "import-17", "{list:#}");
+    assert_eq!(list[0]["status"], "finished", "{list:#}");
+}
+
+#[test]
+fn a_retried_member_is_counted_once_and_a_requeued_dead_member_moves_back() {
+    let redis = Redis::start();
+    let cfg = config_full(
+        &redis,
+        "concurrency = 4",
+        FAST_RETRY,
+        &job("row", "flaky", ""),
+    );
+    let _ward = Ward::start(&cfg).ready();
+    let id = batch_ok(&redis, "create", &[]);
+    let on = ["--batch", id.as_str()];
+    // Fails twice (transient), then succeeds on the third of three attempts.
+    enqueue_with(&redis, &on, "row", r#"{"times":2}"#);
+    enqueue_with(&redis, &on, "row", OK);
+    let dead = enqueue_with(
+        &redis,
+        &on,
+        "row",
+        r#"{"fail":"permanent","code":"bad-row","message":"row 3 is bad"}"#,
+    );
+    batch_ok(&redis, "seal", &[&id]);
+    let v = wait_finished(&redis, &id);
+    assert_eq!(
+        (
+            count(&v, "total"),
+            count(&v, "succeeded"),
+            count(&v, "dead"),
+            count(&v, "pending")
+        ),
+        (3, 2, 1, 0),
+        "{v:#}"
+    );
+    assert_eq!(v["failures"][0]["sample_job_id"], dead.as_str(), "{v:#}");
+    let finished = v["finished_at_ms"].as_u64().unwrap();
+
+    // "Fix" the row and requeue it: it goes back to pending, then succeeds.
+    let fixed = std::env::temp_dir().join(format!("ward-batch-fixed-{}", std::process::id()));
+    std::fs::write(&fixed, OK).unwrap();
+    let url = redis.url();
+    let out = ward(&[
+        "dlq",
+        "requeue",
+        "--redis",
+        &url,
+        "q",
+        &dead,
+        "--payload",
+        fixed.to_str().unwrap(),
+        "--note",
+        "fixed row 3",
+    ]);
+    std::fs::remove_file(&fixed).ok();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut last = Value::Null;
+    try_wait_for(WAIT, "the requeued member to succeed", || {
+        last = show_batch(&redis, &id);
+        count(&last, "succeeded") == 3
+    })
+    .unwrap_or_else(|e| panic!("{e}: {last:#}"));
+    assert_eq!(
+        (
+            count(&last, "total"),
+            count(&last, "dead"),
+            count(&last, "pending")
+        ),
+        (3, 0, 0),
+        "{last:#}"
+    );
+    assert_eq!(last["failures"], serde_json::json!([]), "{last:#}");
+    // The first finish stays the batch's finish.
+    assert_eq!(last["finished_at_ms"].as_u64(), Some(finished));
+}
+
+#[test]
+fn a_sealed_batch_refuses_members_and_a_plain_xadd_is_counted_anyway() {
+    let redis = Redis::start();
+    let cfg = config_full(
+        &redis,
+        "concurrency = 4",
+        FAST_RETRY,
+        &job("row", "flaky", ""),
+    );
+    let _ward = Ward::start(&cfg).ready();
+    batch_ok(&redis, "create", &["--id", "b1"]);
+    let again = batch(&redis, "create", &["q", "--id", "b1"]);
+    assert!(!again.status.success());
+    enqueue_with(&redis, &["--batch", "b1"], "row", OK);
+    batch_ok(&redis, "seal", &["b1"]);
+    assert!(batch_ok(&redis, "seal", &["b1"]).contains("sealed already"));
+
+    // ward enqueue and ward_enqueue refuse, and add nothing.
+    let url = redis.url();
+    let out = ward(&["enqueue", "--redis", &url, "q", "row", OK, "--batch", "b1"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("batch b1 is sealed and takes no more members"),
+        "{}",
+        stderr(&out)
+    );
+    let e = fcall(&redis, &["row", OK, "", "", "", "", "", "b1"]).unwrap_err();
+    assert_eq!(e.code(), Some("BATCH_SEALED"), "{e}");
+    let e = fcall(&redis, &["row", OK, "", "", "", "", "", "nope"]).unwrap_err();
+    assert!(e.to_string().contains("batch nope does not exist"), "{e}");
+    let out = ward(&[
+        "enqueue", "--redis", &url, "q", "row", OK, "--batch", "nope",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    // The old calling forms still work.
+    let (_, status, _) = fcall(&redis, &["row", OK]).unwrap();
+    assert_eq!(status, "created");
+    let (_, status, _) = fcall(&redis, &["row", OK, "", "", "", "", "high"]).unwrap();
+    assert_eq!(status, "created");
+
+    // A plain XADD cannot be refused: the job runs, and is counted, as late.
+    xadd(&redis, "row", OK, &[("batch", "b1")]);
+    // One naming a batch nobody created makes it, open.
+    xadd(&redis, "row", OK, &[("batch", "made-by-xadd")]);
+    let mut last = Value::Null;
+    try_wait_for(WAIT, "the late member to succeed", || {
+        last = show_batch(&redis, "b1");
+        count(&last, "succeeded") == 2
+    })
+    .unwrap_or_else(|e| panic!("{e}: {last:#}"));
+    assert_eq!(
+        (count(&last, "total"), count(&last, "late")),
+        (2, 1),
+        "{last:#}"
+    );
+    assert_eq!(last["status"], "finished");
+    try_wait_for(WAIT, "the implicit batch's member to succeed", || {
+        last = show_batch(&redis, "made-by-xadd");
+        count(&last, "succeeded") == 1
+    })
+    .unwrap_or_else(|e| panic!("{e}: {last:#}"));
+    assert_eq!(last["status"], "open", "{last:#}");
+    assert_eq!(last["implicit"], true, "{last:#}");
+    let missing = batch(&redis, "show", &["no-such"]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("has no batch `no-such`"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[test]
+fn a_cancelled_member_is_counted_cancelled() {
+    let redis = Redis::start();
+    let cfg = config_full(
+        &redis,
+        "concurrency = 4",
+        FAST_RETRY,
+        &job("row", "flaky", ""),
+    );
+    let _ward = Ward::start(&cfg).ready();
+    batch_ok(&redis, "create", &["--id", "c1"]);
+    let later = enqueue_with(&redis, &["--batch", "c1", "--delay", "1h"], "row", OK);
+    enqueue_with(&redis, &["--batch", "c1"], "row", OK);
+    batch_ok(&redis, "seal", &["c1"]);
+    let url = redis.url();
+    let out = ward(&[
+        "job",
+        "cancel",
+        "--redis",
+        &url,
+        "q",
+        &later,
+        "--note",
+        "not needed",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = wait_finished(&redis, "c1");
+    assert_eq!(
+        (
+            count(&v, "total"),
+            count(&v, "succeeded"),
+            count(&v, "cancelled"),
+            count(&v, "pending")
+        ),
+        (2, 1, 1, 0),
+        "{v:#}"
+    );
+}
