@@ -283,8 +283,10 @@ fn a_sealed_batch_refuses_members_and_a_plain_xadd_is_counted_anyway() {
 
     // A plain XADD cannot be refused: the job runs, and is counted, as late.
     xadd(&redis, "row", OK, &[("batch", "b1")]);
-    // One naming a batch nobody created makes it, open.
+    // One naming a batch nobody created makes it, open; a malformed one
+    // (no job type) ends there as dead like any other member.
     xadd(&redis, "row", OK, &[("batch", "made-by-xadd")]);
+    xadd_entries(&redis, &[vec![("payload", OK), ("batch", "made-by-xadd")]]);
     let mut last = Value::Null;
     try_wait_for(WAIT, "the late member to succeed", || {
         last = show_batch(&redis, "b1");
@@ -297,11 +299,17 @@ fn a_sealed_batch_refuses_members_and_a_plain_xadd_is_counted_anyway() {
         "{last:#}"
     );
     assert_eq!(last["status"], "finished");
-    try_wait_for(WAIT, "the implicit batch's member to succeed", || {
+    try_wait_for(WAIT, "the implicit batch's members to end", || {
         last = show_batch(&redis, "made-by-xadd");
-        count(&last, "succeeded") == 1
+        count(&last, "pending") == 0 && count(&last, "total") == 2
     })
     .unwrap_or_else(|e| panic!("{e}: {last:#}"));
+    assert_eq!(
+        (count(&last, "succeeded"), count(&last, "dead")),
+        (1, 1),
+        "{last:#}"
+    );
+    assert_eq!(last["failures"][0]["code"], "malformed-entry", "{last:#}");
     assert_eq!(last["status"], "open", "{last:#}");
     assert_eq!(last["implicit"], true, "{last:#}");
     let missing = batch(&redis, "show", &["no-such"]);
