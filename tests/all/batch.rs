@@ -359,3 +359,88 @@ fn a_cancelled_member_is_counted_cancelled() {
         "{v:#}"
     );
 }
+
+#[test]
+fn the_admin_api_lists_shows_creates_and_seals_batches() {
+    use crate::admin::client::{OPERATOR, VIEWER, admin_table, get_ok, request, token_env};
+    let redis = Redis::start();
+    let port = free_port();
+    let top = format!("{METRICS_ANY_PORT}\n{}", admin_table(port));
+    let cfg = ward_testkit::Config::new(&redis.url())
+        .top(&top)
+        .jobs(&job("row", "flaky", ""))
+        .render();
+    let _ward = Ward::start_with_env(&cfg, &token_env()).ready();
+    crate::admin::client::wait_serving(port);
+
+    // A viewer may look, not act.
+    let a = request(
+        port,
+        "POST",
+        "/v1/queues/q/batches",
+        Some(VIEWER.2),
+        r#"{"id":"api-1"}"#,
+    );
+    assert_eq!(a.status, 403, "{}", a.text);
+    let a = request(
+        port,
+        "POST",
+        "/v1/queues/q/batches",
+        Some(OPERATOR.2),
+        r#"{"id":"api-1"}"#,
+    );
+    assert_eq!(
+        (a.status, &a.body["id"]),
+        (200, &Value::from("api-1")),
+        "{}",
+        a.text
+    );
+    let a = request(
+        port,
+        "POST",
+        "/v1/queues/q/batches",
+        Some(OPERATOR.2),
+        r#"{"id":"api-1"}"#,
+    );
+    assert_eq!(a.status, 409, "{}", a.text);
+    enqueue_with(&redis, &["--batch", "api-1"], "row", OK);
+    let a = request(
+        port,
+        "POST",
+        "/v1/queues/q/batches/api-1/seal",
+        Some(OPERATOR.2),
+        "",
+    );
+    assert_eq!(
+        (a.status, &a.body["sealed"]),
+        (200, &Value::from(true)),
+        "{}",
+        a.text
+    );
+
+    let mut one = Value::Null;
+    try_wait_for(WAIT, "the batch to finish", || {
+        one = get_ok(port, "/v1/queues/q/batches/api-1", VIEWER.2);
+        one["status"] == "finished"
+    })
+    .unwrap_or_else(|e| panic!("{e}: {one:#}"));
+    assert_eq!(
+        (count(&one, "total"), count(&one, "succeeded")),
+        (1, 1),
+        "{one:#}"
+    );
+    // Finished, so its elapsed time is fixed: the same view as the CLI's.
+    assert_eq!(one, show_batch(&redis, "api-1"));
+    let list = get_ok(port, "/v1/queues/q/batches", VIEWER.2);
+    assert_eq!(list[0]["id"], "api-1", "{list:#}");
+    let a = request(port, "GET", "/v1/queues/q/batches/nope", Some(VIEWER.2), "");
+    assert_eq!(a.status, 404, "{}", a.text);
+    let audit: Vec<String> = audit(&redis)
+        .iter()
+        .map(|e| e["action"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        audit.contains(&"batch-create".to_string()) && audit.contains(&"batch-seal".to_string()),
+        "{audit:?}"
+    );
+}
