@@ -444,3 +444,179 @@ fn the_admin_api_lists_shows_creates_and_seals_batches() {
         "{audit:?}"
     );
 }
+
+/// The jobs of type `job` queue `q` holds a record of, by id.
+fn jobs_of_type(redis: &Redis, job: &str) -> Vec<String> {
+    let mut con = redis.con();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("ward:{q}:job:*")
+        .query(&mut con)
+        .unwrap();
+    keys.iter()
+        .filter(|k| !k.ends_with(":history"))
+        .filter(|k| {
+            let j: Option<String> = redis::cmd("HGET")
+                .arg(*k)
+                .arg("job")
+                .query(&mut con)
+                .unwrap();
+            j.as_deref() == Some(job)
+        })
+        .map(|k| k.trim_start_matches("ward:{q}:job:").to_string())
+        .collect()
+}
+
+#[test]
+fn on_complete_fires_once_when_all_ended_and_on_success_once_after_the_dead_are_requeued() {
+    let redis = Redis::start();
+    let jobs = format!("{}{}", job("row", "flaky", ""), job("done", "echo", ""));
+    let cfg = config_full(&redis, "concurrency = 8", FAST_RETRY, &jobs);
+    let _ward = Ward::start(&cfg).ready();
+    let id = batch_ok(
+        &redis,
+        "create",
+        &[
+            "--id",
+            "cb-1",
+            "--on-complete",
+            "done",
+            "--on-success",
+            "done",
+        ],
+    );
+    for _ in 0..20 {
+        enqueue_with(&redis, &["--batch", &id], "row", r#"{"times":1}"#);
+    }
+    let dead = enqueue_with(
+        &redis,
+        &["--batch", &id],
+        "row",
+        r#"{"fail":"permanent","code":"bad-row"}"#,
+    );
+    batch_ok(&redis, "seal", &[&id]);
+    let v = wait_finished(&redis, &id);
+    assert_eq!(
+        (count(&v, "succeeded"), count(&v, "dead")),
+        (20, 1),
+        "{v:#}"
+    );
+    let complete = v["on_complete_job"].as_str().unwrap().to_string();
+    assert_eq!(v["on_success_job"], Value::Null, "{v:#}");
+    let c = wait_final(&redis, &complete, WAIT);
+    assert_eq!(c["state"], "succeeded", "{c:#}");
+    // echo's result is its payload: the batch's summary.
+    let summary: Value = serde_json::from_str(c["result"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (
+            &summary["batch"],
+            &summary["event"],
+            &summary["total"],
+            &summary["dead"]
+        ),
+        (
+            &Value::from("cb-1"),
+            &Value::from("complete"),
+            &Value::from(21),
+            &Value::from(1)
+        ),
+        "{summary:#}"
+    );
+    // The callback is not a member: the batch stays finished.
+    assert_eq!(count(&show_batch(&redis, &id), "total"), 21);
+
+    let fixed = std::env::temp_dir().join(format!("ward-batch-cb-{}", std::process::id()));
+    std::fs::write(&fixed, OK).unwrap();
+    let url = redis.url();
+    let out = ward(&[
+        "dlq",
+        "requeue",
+        "--redis",
+        &url,
+        "q",
+        &dead,
+        "--payload",
+        fixed.to_str().unwrap(),
+    ]);
+    std::fs::remove_file(&fixed).ok();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut last = Value::Null;
+    try_wait_for(WAIT, "on_success to be enqueued", || {
+        last = show_batch(&redis, &id);
+        last["on_success_job"].is_string()
+    })
+    .unwrap_or_else(|e| panic!("{e}: {last:#}"));
+    let success = last["on_success_job"].as_str().unwrap().to_string();
+    let s = wait_final(&redis, &success, WAIT);
+    let summary: Value = serde_json::from_str(s["result"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (&summary["event"], &summary["succeeded"], &summary["dead"]),
+        (&Value::from("success"), &Value::from(21), &Value::from(0)),
+        "{summary:#}"
+    );
+    // Each fired once, and only those two `done` jobs exist.
+    let mut done = jobs_of_type(&redis, "done");
+    done.sort();
+    let mut want = vec![complete, success];
+    want.sort();
+    assert_eq!(done, want);
+    assert_eq!(last["on_complete_job"], v["on_complete_job"]);
+}
+
+#[test]
+fn a_daemon_killed_mid_batch_leaves_exact_counts_and_one_on_complete() {
+    let redis = Redis::start();
+    let jobs = format!("{}{}", job("row", "flaky", ""), job("done", "echo", ""));
+    let cfg = config_full(
+        &redis,
+        "concurrency = 16\nlease = \"1s\"",
+        FAST_RETRY,
+        &jobs,
+    );
+    let mut a = Ward::start(&cfg).ready();
+    let _b = Ward::start(&cfg).ready();
+    batch_ok(&redis, "create", &["--id", "k1", "--on-complete", "done"]);
+    let n = 2000;
+    let slow = r#"{"times":0,"sleep_ms":20}"#;
+    let bad = r#"{"fail":"permanent","code":"invalid-row"}"#;
+    let mut pipe = redis::pipe();
+    for i in 0..n {
+        pipe.cmd("FCALL")
+            .arg("ward_enqueue")
+            .arg(1)
+            .arg(queue_stream("q"))
+            .arg("row")
+            .arg(if i % 100 == 0 { bad } else { slow })
+            .arg("")
+            .arg("")
+            .arg("")
+            .arg("")
+            .arg("")
+            .arg("k1");
+    }
+    let _: Vec<(String, String, u64)> = pipe.query(&mut redis.con()).unwrap();
+    batch_ok(&redis, "seal", &["k1"]);
+    try_wait_for(WAIT, "a quarter of the batch to end", || {
+        count(&show_batch(&redis, "k1"), "succeeded") >= n / 4
+    })
+    .unwrap();
+    a.kill();
+    // Killed mid-run: its running attempts are lost with it and run again
+    // on the other daemon once their lease expires.
+    let mid = show_batch(&redis, "k1");
+    assert!(count(&mid, "pending") > 0, "{mid:#}");
+    let v = wait_finished(&redis, "k1");
+    assert_eq!(
+        (
+            count(&v, "total"),
+            count(&v, "succeeded"),
+            count(&v, "dead"),
+            count(&v, "pending")
+        ),
+        (n, n - 20, 20, 0),
+        "{v:#}"
+    );
+    assert_eq!(dead_letters(&redis).len(), 20);
+    let complete = v["on_complete_job"].as_str().unwrap().to_string();
+    assert_eq!(wait_final(&redis, &complete, WAIT)["state"], "succeeded");
+    assert_eq!(jobs_of_type(&redis, "done"), [complete]);
+}

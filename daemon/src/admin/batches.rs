@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 
 use super::{Api, ApiError, Caller, Operator};
 use crate::control::batches::{self, BatchError, BatchView};
+use crate::store::Callbacks;
 
 impl From<BatchError> for ApiError {
     fn from(e: BatchError) -> ApiError {
@@ -52,9 +53,14 @@ pub(super) async fn show(
 pub(super) struct CreateBody {
     /// The batch id (default: a new one).
     id: Option<String>,
+    /// Job type enqueued once when every member has ended.
+    on_complete: Option<String>,
+    /// Job type enqueued once when every member has succeeded.
+    on_success: Option<String>,
 }
 
-/// `POST /v1/queues/{queue}/batches`: `{"id": "import-17"}` (optional);
+/// `POST /v1/queues/{queue}/batches`: `{"id": "import-17",
+/// "on_complete": "notify", "on_success": "publish"}` (each optional);
 /// answers `{"id": ...}`.
 pub(super) async fn create(
     Operator(caller): Operator,
@@ -68,7 +74,11 @@ pub(super) async fn create(
         super::body(&body, r#"{"id": "import-17"}"#)?
     };
     let (_, q) = api.queue(&queue)?;
-    let id = batches::create(&q, &caller.actor(), body.id.as_deref()).await?;
+    let callbacks = Callbacks {
+        on_complete: body.on_complete,
+        on_success: body.on_success,
+    };
+    let id = batches::create(&q, &caller.actor(), body.id.as_deref(), &callbacks).await?;
     Ok(Json(serde_json::json!({ "id": id })))
 }
 

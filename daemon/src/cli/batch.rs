@@ -8,6 +8,7 @@ use super::format::ts;
 use super::target::QueueTarget;
 use crate::control::Actor;
 use crate::control::batches::{self, BatchView};
+use crate::store::Callbacks;
 
 /// `ward batch ...`
 #[derive(Debug, Subcommand)]
@@ -49,6 +50,14 @@ pub(crate) struct CreateArgs {
     /// new one.
     #[arg(long)]
     id: Option<String>,
+    /// A job type to enqueue once, when every member has ended (the batch
+    /// sealed); its payload is the batch's summary as JSON.
+    #[arg(long, value_name = "JOB")]
+    on_complete: Option<String>,
+    /// A job type to enqueue once, when every member has succeeded (maybe
+    /// later, after dead members were requeued and succeeded).
+    #[arg(long, value_name = "JOB")]
+    on_success: Option<String>,
     /// Who creates it, for the audit trail (default: $USER).
     #[arg(long)]
     by: Option<String>,
@@ -57,7 +66,17 @@ pub(crate) struct CreateArgs {
 impl CreateArgs {
     async fn exec(self) -> anyhow::Result<()> {
         let q = self.on.connect().await?;
-        let id = batches::create(&q, &Actor::cli(self.by.as_deref()), self.id.as_deref()).await?;
+        let callbacks = Callbacks {
+            on_complete: self.on_complete,
+            on_success: self.on_success,
+        };
+        let id = batches::create(
+            &q,
+            &Actor::cli(self.by.as_deref()),
+            self.id.as_deref(),
+            &callbacks,
+        )
+        .await?;
         println!("{id}");
         Ok(())
     }
@@ -184,6 +203,21 @@ fn print_view(v: &BatchView) {
     println!("created    {}", ts(Some(l.created_at_ms)));
     println!("sealed     {}", ts(l.sealed_at_ms));
     println!("finished   {}", ts(l.finished_at_ms));
+    if l.succeeded_at_ms.is_some() {
+        println!("all succeeded {}", ts(l.succeeded_at_ms));
+    }
+    for (name, job, fired) in [
+        ("on_complete", &l.callbacks.on_complete, &l.on_complete_job),
+        ("on_success", &l.callbacks.on_success, &l.on_success_job),
+    ] {
+        if let Some(job) = job {
+            let state = fired.as_ref().map_or_else(
+                || "not yet enqueued".to_string(),
+                |id| format!("enqueued as job {id}"),
+            );
+            println!("{name:<10} {job}: {state}");
+        }
+    }
     println!(
         "elapsed    {}",
         humantime::format_duration(std::time::Duration::from_millis(v.elapsed_ms))

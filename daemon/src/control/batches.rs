@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::store::{BatchLedger, FailedMember, Queue, QueueError, Sealed, bad_batch_id};
+use crate::store::{BatchLedger, Callbacks, FailedMember, Queue, QueueError, Sealed, bad_batch_id};
 
 use super::audit::{self, Action, Actor};
 
@@ -16,7 +16,8 @@ pub const LIST_MAX: usize = 1000;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BatchError {
-    /// The id is not one a batch can have.
+    /// The id is not one a batch can have, or a callback's job type not
+    /// one a job type can have.
     #[error("{0}")]
     BadId(String),
     /// `create` with the id of a batch that exists.
@@ -77,11 +78,28 @@ pub struct BatchView {
     pub summary: String,
 }
 
-/// Creates the open batch `id` (a generated one when `None`); returns its id.
+/// Creates the open batch `id` (a generated one when `None`) with its
+/// `callbacks`; returns its id.
 ///
 /// # Errors
-/// A bad or taken id, or Redis errors.
-pub async fn create(q: &Queue, actor: &Actor, id: Option<&str>) -> Result<String, BatchError> {
+/// A bad or taken id, a callback job type no job type could have, or Redis
+/// errors.
+pub async fn create(
+    q: &Queue,
+    actor: &Actor,
+    id: Option<&str>,
+    callbacks: &Callbacks,
+) -> Result<String, BatchError> {
+    for (name, job) in [
+        ("on_complete", &callbacks.on_complete),
+        ("on_success", &callbacks.on_success),
+    ] {
+        if let Some(job) = job
+            && let Some(why) = crate::config::check_name(job)
+        {
+            return Err(BatchError::BadId(format!("{name} job type `{job}` {why}")));
+        }
+    }
     let id = match id {
         Some(id) => id.to_string(),
         None => format!(
@@ -93,7 +111,7 @@ pub async fn create(q: &Queue, actor: &Actor, id: Option<&str>) -> Result<String
     if let Some(why) = bad_batch_id(&id) {
         return Err(BatchError::BadId(why));
     }
-    if !q.create_batch(&id).await? {
+    if !q.create_batch(&id, callbacks).await? {
         return Err(BatchError::Exists {
             queue: q.keys.queue.clone(),
             id,
@@ -106,6 +124,7 @@ pub async fn create(q: &Queue, actor: &Actor, id: Option<&str>) -> Result<String
             action: "batch-create",
             queue: &q.keys.queue,
             target: id.clone(),
+            detail: Some(serde_json::json!({ "callbacks": callbacks })),
             ..Action::default()
         },
     )

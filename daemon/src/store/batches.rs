@@ -5,8 +5,10 @@
 //! first time the batch was sealed with no member pending), and the member
 //! counts `total`, `pending` (waiting, retrying or running), `succeeded`,
 //! `dead`, `cancelled`, `late` (members that joined after the seal, by a
-//! plain XADD), and `implicit` (`1` when a plain XADD named a batch nobody
-//! created). `ward:{Q}:batch:<id>:failed` maps each dead member's job id
+//! plain XADD), `implicit` (`1` when a plain XADD named a batch nobody
+//! created), `succeeded_at` (the first time every member had succeeded),
+//! the callback job types `on_complete` and `on_success`, and the ids of
+//! the jobs they enqueued (`on_complete_job`, `on_success_job`). `ward:{Q}:batch:<id>:failed` maps each dead member's job id
 //! to JSON (`class`, `code`, `message`, `reason`, `attempts`, `at`);
 //! `ward:{Q}:batches` indexes the queue's batches by creation time.
 //!
@@ -28,10 +30,24 @@ pub(super) const BATCH_LUA: &str = include_str!("lua/batch_ledger.lua");
 static CREATE_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| script("", include_str!("lua/batch_create.lua")));
 static SEAL_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| script("", include_str!("lua/batch_seal.lua")));
+    LazyLock::new(|| script(BATCH_LUA, include_str!("lua/batch_seal.lua")));
 
 /// Longest batch id: it is part of two keys and of every member's entry.
 pub const MAX_BATCH_ID: usize = 128;
+
+/// The jobs a batch enqueues when it settles, in its own queue, with the
+/// batch's summary as their payload (JSON: `batch`, `event`, `total`,
+/// `succeeded`, `dead`, `cancelled`, `late`, `created_at`, `sealed_at`,
+/// `finished_at`, `at`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Callbacks {
+    /// Job type enqueued once, when every member has ended for the first
+    /// time (the batch sealed).
+    pub on_complete: Option<String>,
+    /// Job type enqueued once, when every member has succeeded (maybe
+    /// after dead members were requeued).
+    pub on_success: Option<String>,
+}
 
 /// One batch's ledger, as Redis holds it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -60,6 +76,14 @@ pub struct BatchLedger {
     pub late: u64,
     /// True when a plain XADD named the batch before anyone created it.
     pub implicit: bool,
+    /// The first time every member had succeeded, Unix ms.
+    pub succeeded_at_ms: Option<u64>,
+    /// Its callback job types.
+    pub callbacks: Callbacks,
+    /// The id of the `on_complete` job, once enqueued.
+    pub on_complete_job: Option<String>,
+    /// The id of the `on_success` job, once enqueued.
+    pub on_success_job: Option<String>,
 }
 
 /// One dead member of a batch, as its ledger keeps it.
@@ -131,6 +155,7 @@ impl BatchLedger {
         // A count below zero would be a bug elsewhere; shown as 0.
         let count = |k: &str| u64::try_from(n(k)).unwrap_or(0);
         let time = |k: &str| h.get(k).and_then(|v| v.parse::<u64>().ok());
+        let text = |k: &str| h.get(k).filter(|v| !v.is_empty()).cloned();
         Some(BatchLedger {
             id: h.get("id").cloned().unwrap_or_default(),
             sealed: h.get("state").is_some_and(|s| s == "sealed"),
@@ -144,23 +169,32 @@ impl BatchLedger {
             cancelled: count("cancelled"),
             late: count("late"),
             implicit: h.get("implicit").is_some_and(|v| v == "1"),
+            succeeded_at_ms: time("succeeded_at"),
+            callbacks: Callbacks {
+                on_complete: text("on_complete"),
+                on_success: text("on_success"),
+            },
+            on_complete_job: text("on_complete_job"),
+            on_success_job: text("on_success_job"),
         })
     }
 }
 
 impl Queue {
-    /// Creates the open batch `id`; returns false when it exists already
-    /// (nothing changed).
+    /// Creates the open batch `id` with its callbacks; returns false when
+    /// it exists already (nothing changed).
     ///
     /// # Errors
     /// Redis errors.
-    pub async fn create_batch(&self, id: &str) -> Result<bool, QueueError> {
+    pub async fn create_batch(&self, id: &str, callbacks: &Callbacks) -> Result<bool, QueueError> {
         let (ledger, _) = self.keys.batch(id);
         let mut con = self.con.clone();
         let created: i64 = CREATE_SCRIPT
             .key(&ledger)
             .key(&self.keys.batches)
             .arg(id)
+            .arg(callbacks.on_complete.as_deref().unwrap_or(""))
+            .arg(callbacks.on_success.as_deref().unwrap_or(""))
             .invoke_async(&mut con)
             .await?;
         Ok(created == 1)
@@ -174,7 +208,11 @@ impl Queue {
     pub async fn seal_batch(&self, id: &str) -> Result<Sealed, QueueError> {
         let (ledger, _) = self.keys.batch(id);
         let mut con = self.con.clone();
-        let r: String = SEAL_SCRIPT.key(&ledger).invoke_async(&mut con).await?;
+        let r: String = SEAL_SCRIPT
+            .key(&ledger)
+            .key(&self.keys.jobs)
+            .invoke_async(&mut con)
+            .await?;
         Ok(match r.as_str() {
             "sealed" => Sealed::Now,
             "already" => Sealed::Already,

@@ -95,7 +95,7 @@ mod upstreams;
 mod wake;
 
 pub use audit::{AUDIT_KEY, AUDIT_MAX, AuditRecord};
-pub use batches::{BatchLedger, FailedMember, MAX_BATCH_ID, Sealed, bad_batch_id};
+pub use batches::{BatchLedger, Callbacks, FailedMember, MAX_BATCH_ID, Sealed, bad_batch_id};
 pub use breakers::{BreakerForced, BreakerState, BreakerUpdate};
 pub use cancel::{Cancelled, ControlFeed, ControlMessage};
 pub use connect::{Store, client, connect, redacted_url, trust_ca};

@@ -121,7 +121,7 @@ local batch_done = false
 local function batch_ended(b, outcome, id, failure)
   if b == 0 then return end
   local k = QKEY_N + BKEY_N * (b - 1)
-  batch_end(KEYS[k + BKEY.ledger], KEYS[k + BKEY.failed], outcome, id, failure or '', now)
+  batch_end(KEYS[k + BKEY.ledger], KEYS[k + BKEY.failed], outcome, id, failure or '', now, jobs)
   batch_done = true
 end
 -- A first delivery that succeeded at once has no record, history or retry

@@ -33,18 +33,52 @@ local function batch_join(ledger, index, b, now)
   redis.call('HINCRBY', ledger, 'pending', 1)
 end
 
+-- Enqueues batch `b`'s callback job `job` for `event` ('complete' or
+-- 'success') into `stream`, with the batch's summary as its payload;
+-- records its id in the ledger as `on_<event>_job`.
+local function batch_callback(ledger, stream, event, job, now)
+  local h = redis.call('HGETALL', ledger)
+  local l = {}
+  for k = 1, #h, 2 do l[h[k]] = h[k + 1] end
+  local summary = {batch = l['id'], event = event, at = now}
+  for _, n in ipairs({'total', 'succeeded', 'dead', 'cancelled', 'late', 'created_at',
+      'sealed_at', 'finished_at'}) do
+    summary[n] = tonumber(l[n] or '0')
+  end
+  local id = redis.call('XADD', stream, '*', 'job', job, 'payload', cjson.encode(summary),
+    'callback_of', l['id'] or '', 'callback', event)
+  redis.call('HSET', ledger, 'on_' .. event .. '_job', id)
+end
+
+-- Whether the sealed batch `ledger` has settled: the first time nothing is
+-- pending it is finished (`finished_at`, and its `on_complete` job is
+-- enqueued); the first time every member has succeeded (maybe later, after
+-- dead members were requeued) `succeeded_at` is set and its `on_success`
+-- job enqueued. Each guard is an HSETNX in the same script as the outcome
+-- that settles the batch, so a callback is enqueued exactly once.
+local function batch_settle(ledger, stream, now)
+  local v = redis.call('HMGET', ledger, 'state', 'pending', 'total', 'succeeded',
+    'on_complete', 'on_success')
+  if v[1] ~= 'sealed' or tonumber(v[2] or '0') > 0 then return end
+  if redis.call('HSETNX', ledger, 'finished_at', tostring(now)) == 1 and v[5] and v[5] ~= '' then
+    batch_callback(ledger, stream, 'complete', v[5], now)
+  end
+  if tonumber(v[4] or '0') == tonumber(v[3] or '0')
+    and redis.call('HSETNX', ledger, 'succeeded_at', tostring(now)) == 1 and v[6] and v[6] ~= '' then
+    batch_callback(ledger, stream, 'success', v[6], now)
+  end
+end
+
 -- A member of `ledger` ended: `outcome` is succeeded, dead or cancelled.
 -- A dead member is kept in `failed` with `failure` (JSON). A ledger that
--- is gone (deleted by hand) is not made up again. The batch is finished
--- the first time it is sealed with nothing pending.
-local function batch_end(ledger, failed, outcome, id, failure, now)
+-- is gone (deleted by hand) is not made up again. `stream` is the queue's
+-- jobs stream, where a callback is enqueued if this settles the batch.
+local function batch_end(ledger, failed, outcome, id, failure, now, stream)
   if redis.call('EXISTS', ledger) == 0 then return end
-  local pending = redis.call('HINCRBY', ledger, 'pending', -1)
+  redis.call('HINCRBY', ledger, 'pending', -1)
   redis.call('HINCRBY', ledger, outcome, 1)
   if outcome == 'dead' then redis.call('HSET', failed, id, failure) end
-  if pending <= 0 and redis.call('HGET', ledger, 'state') == 'sealed' then
-    redis.call('HSETNX', ledger, 'finished_at', tostring(now))
-  end
+  batch_settle(ledger, stream, now)
 end
 
 -- A dead member `id` was requeued: back to pending. Its entry in `failed`
