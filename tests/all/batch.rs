@@ -68,8 +68,10 @@ fn count(v: &Value, field: &str) -> u64 {
 #[test]
 fn a_batch_with_one_percent_permanent_failures_ends_with_exact_counts_grouped_by_code() {
     let redis = Redis::start();
-    let cfg = config_full(
+    let port = free_port();
+    let cfg = config_top(
         &redis,
+        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
         "concurrency = 32",
         FAST_RETRY,
         &job("row", "flaky", ""),
@@ -157,6 +159,27 @@ fn a_batch_with_one_percent_permanent_failures_ends_with_exact_counts_grouped_by
     assert!(v["finished_at_ms"].as_u64().is_some(), "{v:#}");
     // The ledger agrees with the jobs: 20 dead letters.
     assert_eq!(dead_letters(&redis).len(), 20);
+
+    // The metrics: members by outcome, and no batch left unfinished.
+    let metric = |name: &str| -> Option<f64> {
+        let (_, body) = crate::observability::get(port, "/metrics")?;
+        body.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    try_wait_for(WAIT, "the sampled gauge to reach 0", || {
+        metric(r#"ward_batches_unfinished{queue="q"}"#) == Some(0.0)
+    })
+    .unwrap();
+    assert_eq!(
+        metric(r#"ward_batch_members_total{queue="q",outcome="dead"}"#),
+        Some(20.0)
+    );
+    assert_eq!(
+        metric(r#"ward_batch_members_total{queue="q",outcome="succeeded"}"#),
+        Some(1980.0)
+    );
 
     let text = batch_ok(&redis, "show", &["import-17"]);
     assert!(text.contains("finished"), "{text}");
@@ -312,6 +335,14 @@ fn a_sealed_batch_refuses_members_and_a_plain_xadd_is_counted_anyway() {
     assert_eq!(last["failures"][0]["code"], "malformed-entry", "{last:#}");
     assert_eq!(last["status"], "open", "{last:#}");
     assert_eq!(last["implicit"], true, "{last:#}");
+    // Of the two, only the open one is unfinished (ward_batches_unfinished).
+    let unfinished: Vec<String> = redis::cmd("ZRANGE")
+        .arg("ward:{q}:batches:unfinished")
+        .arg(0)
+        .arg(-1)
+        .query(&mut redis.con())
+        .unwrap();
+    assert_eq!(unfinished, ["made-by-xadd"]);
     let missing = batch(&redis, "show", &["no-such"]);
     assert!(!missing.status.success());
     assert!(

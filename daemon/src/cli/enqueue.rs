@@ -81,6 +81,11 @@ impl EnqueueArgs {
             println!("{}", q.enqueue_at(job, &payload, self.priority).await?);
             return Ok(());
         }
+        // A batch needs library version 5 or later: an older one would
+        // ignore the argument and add the job outside its batch.
+        if batch.is_some() {
+            q.ensure_functions().await?;
+        }
         // A queue with a max_backlog: through ward_enqueue, which refuses
         // past it.
         let ttl = match (self.idempotency_ttl, key) {

@@ -77,6 +77,13 @@ pub const CONFIG_RELOADS_TOTAL: &str = "ward_config_reloads_total";
 /// When the config was last loaded whole (start or reload), Unix seconds.
 pub const CONFIG_LAST_RELOAD_SUCCESS: &str = "ward_config_last_reload_success_timestamp_seconds";
 
+/// Batch members that ended, by `outcome` (`succeeded`, `dead`,
+/// `cancelled`), as recorded by this daemon's attempts: `{queue}`.
+pub const BATCH_MEMBERS_TOTAL: &str = "ward_batch_members_total";
+/// Batches not finished yet (open, or sealed with members pending),
+/// sampled: `{queue}`.
+pub const BATCHES_UNFINISHED: &str = "ward_batches_unfinished";
+
 /// Every metric Ward registers. The alert rules and the dashboard may only
 /// use these (checked by tests), and a scrape shows exactly these.
 pub const METRICS: &[&str] = &[
@@ -108,7 +115,12 @@ pub const METRICS: &[&str] = &[
     UPSTREAM_DEFERRED_TOTAL,
     CONFIG_RELOADS_TOTAL,
     CONFIG_LAST_RELOAD_SUCCESS,
+    BATCH_MEMBERS_TOTAL,
+    BATCHES_UNFINISHED,
 ];
+
+/// `outcome` label values of [`BATCH_MEMBERS_TOTAL`].
+pub const BATCH_OUTCOMES: [&str; 3] = ["succeeded", "dead", "cancelled"];
 
 /// `outcome` label values of [`JOBS_TOTAL`].
 pub const OUTCOMES: [&str; 6] = [
@@ -271,6 +283,14 @@ fn describe() {
         REDIS_EVICTING,
         "1 while Redis' maxmemory-policy may evict Ward's keys (not noeviction), else 0."
     );
+    describe_counter!(
+        BATCH_MEMBERS_TOTAL,
+        "Batch members that ended through this daemon's attempts, by outcome: succeeded, dead, cancelled."
+    );
+    describe_gauge!(
+        BATCHES_UNFINISHED,
+        "Batches not finished yet (open, or sealed with members pending), sampled."
+    );
     describe_gauge!(BUILD_INFO, "Always 1; the version label names the build.");
     describe_gauge!(
         PAUSED,
@@ -307,6 +327,11 @@ pub fn preregister(jobs: &HashMap<String, HashSet<String>>) {
     for (queue, types) in jobs {
         metrics::gauge!(INFLIGHT, "queue" => queue.clone()).set(0.0);
         metrics::gauge!(QUEUE_LAG, "queue" => queue.clone()).set(0.0);
+        metrics::gauge!(BATCHES_UNFINISHED, "queue" => queue.clone()).set(0.0);
+        for outcome in BATCH_OUTCOMES {
+            metrics::counter!(BATCH_MEMBERS_TOTAL, "queue" => queue.clone(), "outcome" => outcome)
+                .absolute(0);
+        }
         for state in DEPTH_STATES {
             metrics::gauge!(QUEUE_DEPTH, "queue" => queue.clone(), "state" => *state).set(0.0);
         }

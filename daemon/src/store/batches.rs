@@ -192,6 +192,7 @@ impl Queue {
         let created: i64 = CREATE_SCRIPT
             .key(&ledger)
             .key(&self.keys.batches)
+            .key(&self.keys.batches_unfinished)
             .arg(id)
             .arg(callbacks.on_complete.as_deref().unwrap_or(""))
             .arg(callbacks.on_success.as_deref().unwrap_or(""))
@@ -211,6 +212,7 @@ impl Queue {
         let r: String = SEAL_SCRIPT
             .key(&ledger)
             .key(&self.keys.jobs)
+            .key(&self.keys.batches_unfinished)
             .invoke_async(&mut con)
             .await?;
         Ok(match r.as_str() {

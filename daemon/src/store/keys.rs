@@ -58,6 +58,8 @@ const BATCH: &str = "batch:";
 const FAILED: &str = ":failed";
 /// The index of a queue's batches: batch id → when it was created (ms).
 const BATCHES: &str = "batches";
+/// The batches not finished yet: batch id → when it was created (ms).
+const BATCHES_UNFINISHED: &str = "batches:unfinished";
 /// An idempotency key (append the key).
 const IDEM: &str = "idem:";
 /// A daemon's heartbeat hash (append its consumer name).
@@ -66,7 +68,7 @@ const DAEMON: &str = "daemon:";
 const HISTORY: &str = ":history";
 
 /// The key shapes scripts build themselves, by their Lua names.
-pub(super) const LUA: [(&str, &str); 14] = [
+pub(super) const LUA: [(&str, &str); 15] = [
     ("LIMITS_KEY", LIMITS),
     ("HIGH_SUFFIX", HIGH),
     ("LOW_SUFFIX", LOW),
@@ -81,6 +83,7 @@ pub(super) const LUA: [(&str, &str); 14] = [
     ("BATCH_PREFIX", BATCH),
     ("FAILED_SUFFIX", FAILED),
     ("BATCHES_KEY", BATCHES),
+    ("BATCHES_UNFINISHED_KEY", BATCHES_UNFINISHED),
 ];
 
 /// The keys of one queue.
@@ -135,6 +138,9 @@ pub struct Keys {
     /// `ward:{Q}:batches`: sorted set, batch id → when it was created
     /// (ms), of the queue's batches (see [`Keys::batch`]).
     pub batches: String,
+    /// `ward:{Q}:batches:unfinished`: sorted set, batch id → when it was
+    /// created (ms), of the batches not finished yet (`ward_batches_unfinished`).
+    pub batches_unfinished: String,
 }
 
 impl Keys {
@@ -162,6 +168,7 @@ impl Keys {
             upstream_prefix: key(UPSTREAM),
             limits: key(LIMITS),
             batches: key(BATCHES),
+            batches_unfinished: key(BATCHES_UNFINISHED),
         }
     }
 
@@ -285,6 +292,7 @@ mod tests {
         assert_eq!(k.upstream_slots("api"), "ward:{emails}:upstream:api:slots");
         assert_eq!(k.limits, "ward:{emails}:limits");
         assert_eq!(k.batches, "ward:{emails}:batches");
+        assert_eq!(k.batches_unfinished, "ward:{emails}:batches:unfinished");
         assert_eq!(
             k.batch("b1"),
             (

@@ -61,6 +61,7 @@ layout!(
         Paused = "paused",
         JobsHigh = "jobs_high",
         JobsLow = "jobs_low",
+        BatchesUnfinished = "batches_unfinished",
     }
 );
 

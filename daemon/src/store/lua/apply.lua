@@ -6,7 +6,8 @@
 --
 -- KEYS: the queue's keys (QKEY: jobs stream, dead stream, delayed set, the
 -- count of acknowledged entries still in the stream, the cancel requests,
--- ..., the streams of the high and low priority levels), then per batch
+-- ..., the streams of the high and low priority levels, the set of
+-- unfinished batches), then per batch
 -- the completions belong to (HEAD.batches of them) its keys (BKEY: its
 -- ledger and its failed members, see batch_ledger.lua), then per completion,
 -- in order, the keys it touches (CKEY): its record, its history (not for an
@@ -121,7 +122,8 @@ local batch_done = false
 local function batch_ended(b, outcome, id, failure)
   if b == 0 then return end
   local k = QKEY_N + BKEY_N * (b - 1)
-  batch_end(KEYS[k + BKEY.ledger], KEYS[k + BKEY.failed], outcome, id, failure or '', now, jobs)
+  batch_end(KEYS[k + BKEY.ledger], KEYS[k + BKEY.failed], outcome, id, failure or '', now, jobs,
+    KEYS[QKEY.batches_unfinished])
   batch_done = true
 end
 -- A first delivery that succeeded at once has no record, history or retry

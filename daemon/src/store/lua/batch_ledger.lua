@@ -9,7 +9,8 @@
 -- so the counts never drift from the jobs.
 
 -- The ledger and failed keys of batch `b` of the queue whose keys start
--- with `q` ('ward:{Q}:').
+-- with `q` ('ward:{Q}:'). (The index of batches is q .. BATCHES_KEY, the
+-- set of unfinished ones q .. BATCHES_UNFINISHED_KEY.)
 local function batch_keys(q, b)
   local ledger = q .. BATCH_PREFIX .. b
   return ledger, ledger .. FAILED_SUFFIX
@@ -19,13 +20,14 @@ end
 -- that does not exist is created open (a plain XADD named a batch nobody
 -- created: the job runs anyway, so it is counted rather than lost from
 -- view); a member that joins a sealed batch is counted in `late` as well.
-local function batch_join(ledger, index, b, now)
+local function batch_join(ledger, index, unfinished, b, now)
   local state = redis.call('HGET', ledger, 'state')
   if not state then
     redis.call('HSET', ledger, 'id', b, 'state', 'open', 'created_at', tostring(now),
       'implicit', '1', 'total', '0', 'pending', '0', 'succeeded', '0', 'dead', '0',
       'cancelled', '0')
     redis.call('ZADD', index, 'NX', now, b)
+    redis.call('ZADD', unfinished, 'NX', now, b)
   elseif state == 'sealed' then
     redis.call('HINCRBY', ledger, 'late', 1)
   end
@@ -56,12 +58,13 @@ end
 -- dead members were requeued) `succeeded_at` is set and its `on_success`
 -- job enqueued. Each guard is an HSETNX in the same script as the outcome
 -- that settles the batch, so a callback is enqueued exactly once.
-local function batch_settle(ledger, stream, now)
+local function batch_settle(ledger, stream, unfinished, now)
   local v = redis.call('HMGET', ledger, 'state', 'pending', 'total', 'succeeded',
-    'on_complete', 'on_success')
+    'on_complete', 'on_success', 'id')
   if v[1] ~= 'sealed' or tonumber(v[2] or '0') > 0 then return end
-  if redis.call('HSETNX', ledger, 'finished_at', tostring(now)) == 1 and v[5] and v[5] ~= '' then
-    batch_callback(ledger, stream, 'complete', v[5], now)
+  if redis.call('HSETNX', ledger, 'finished_at', tostring(now)) == 1 then
+    redis.call('ZREM', unfinished, v[7] or '')
+    if v[5] and v[5] ~= '' then batch_callback(ledger, stream, 'complete', v[5], now) end
   end
   if tonumber(v[4] or '0') == tonumber(v[3] or '0')
     and redis.call('HSETNX', ledger, 'succeeded_at', tostring(now)) == 1 and v[6] and v[6] ~= '' then
@@ -72,13 +75,14 @@ end
 -- A member of `ledger` ended: `outcome` is succeeded, dead or cancelled.
 -- A dead member is kept in `failed` with `failure` (JSON). A ledger that
 -- is gone (deleted by hand) is not made up again. `stream` is the queue's
--- jobs stream, where a callback is enqueued if this settles the batch.
-local function batch_end(ledger, failed, outcome, id, failure, now, stream)
+-- jobs stream, where a callback is enqueued if this settles the batch, and
+-- `unfinished` its set of unfinished batches.
+local function batch_end(ledger, failed, outcome, id, failure, now, stream, unfinished)
   if redis.call('EXISTS', ledger) == 0 then return end
   redis.call('HINCRBY', ledger, 'pending', -1)
   redis.call('HINCRBY', ledger, outcome, 1)
   if outcome == 'dead' then redis.call('HSET', failed, id, failure) end
-  batch_settle(ledger, stream, now)
+  batch_settle(ledger, stream, unfinished, now)
 end
 
 -- A dead member `id` was requeued: back to pending. Its entry in `failed`

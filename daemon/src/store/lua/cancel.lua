@@ -32,8 +32,9 @@ local function cancelled(was, job, batch, join)
   if batch and batch ~= '' then
     local q = string.sub(KEYS[1], 1, -#JOBS_KEY - 1)
     local ledger, failed = batch_keys(q, batch)
-    if join then batch_join(ledger, q .. BATCHES_KEY, batch, now) end
-    batch_end(ledger, failed, 'cancelled', id, '', now, KEYS[1])
+    local unfinished = q .. BATCHES_UNFINISHED_KEY
+    if join then batch_join(ledger, q .. BATCHES_KEY, unfinished, batch, now) end
+    batch_end(ledger, failed, 'cancelled', id, '', now, KEYS[1], unfinished)
   end
   redis.call('HSET', rec, 'state', 'cancelled', 'cancelled_by', by,
     'cancelled_at', tostring(now), 'cancel_note', note)

@@ -141,7 +141,7 @@ local function enqueue(keys, args)
     redis.call('PUBLISH', q .. WAKE_KEY, tostring(due))
   end
   if key ~= '' then redis.call('SET', q .. IDEM_PREFIX .. key, id, 'PX', ttl) end
-  if ledger then batch_join(ledger, q .. BATCHES_KEY, batch, now) end
+  if ledger then batch_join(ledger, q .. BATCHES_KEY, q .. BATCHES_UNFINISHED_KEY, batch, now) end
   return {id, 'created', due or 0}
 end
 

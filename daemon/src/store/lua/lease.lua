@@ -87,7 +87,7 @@ local function join_batch(f)
   end
   if b == nil or b == '' or counted then return end
   now = now or now_ms()
-  batch_join(batch_keys(q, b), q .. BATCHES_KEY, b, now)
+  batch_join(batch_keys(q, b), q .. BATCHES_KEY, q .. BATCHES_UNFINISHED_KEY, b, now)
 end
 
 -- The normal stream: keeps its own entries, moves the others.
