@@ -651,3 +651,64 @@ fn a_daemon_killed_mid_batch_leaves_exact_counts_and_one_on_complete() {
     assert_eq!(wait_final(&redis, &complete, WAIT)["state"], "succeeded");
     assert_eq!(jobs_of_type(&redis, "done"), [complete]);
 }
+
+#[test]
+fn a_batch_over_its_failure_ratio_raises_a_batch_failures_alert() {
+    let redis = Redis::start();
+    let hook = HttpStub::statuses(&[]);
+    let top = format!(
+        "{METRICS_ANY_PORT}\n[alerts]\nthreshold = 1\ngroup_wait = \"200ms\"\ncooldown = \"1h\"\ngrowth_factor = 100.0\nbatch_failure_ratio = 0.2\nbatch_failure_min = 10\n\n[[alerts.webhook]]\nurl = \"http://127.0.0.1:{}/hook\"\n",
+        hook.port
+    );
+    let cfg = config_top(
+        &redis,
+        &top,
+        "concurrency = 8",
+        FAST_RETRY,
+        &job("row", "flaky", ""),
+    );
+    let _ward = Ward::start(&cfg).ready();
+    batch_ok(&redis, "create", &["--id", "bad-import"]);
+    // 30 rows, 10 of them bad: a third of the batch is dead.
+    for i in 0..30 {
+        let payload = if i % 3 == 0 {
+            r#"{"fail":"permanent","code":"invalid-row"}"#
+        } else {
+            OK
+        };
+        enqueue_with(&redis, &["--batch", "bad-import"], "row", payload);
+    }
+    batch_ok(&redis, "seal", &["bad-import"]);
+    wait_finished(&redis, "bad-import");
+    let batch_alerts = || -> Vec<Value> {
+        hook.received()
+            .iter()
+            .filter_map(|r| serde_json::from_str::<Value>(&r.body).ok())
+            .filter(|a| a["kind"] == "batch_failures")
+            .collect()
+    };
+    let mut got = Vec::new();
+    try_wait_for(WAIT, "the batch_failures alert", || {
+        got = batch_alerts();
+        !got.is_empty()
+    })
+    .unwrap();
+    let a = &got[0];
+    assert_eq!(
+        (&a["queue"], &a["job"]),
+        (&Value::from("q"), &Value::from("row")),
+        "{a:#}"
+    );
+    let reason = a["latest"]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("batch `bad-import`: "), "{a:#}");
+    assert!(reason.contains("ended members dead"), "{a:#}");
+    assert!(
+        a["summary"].as_str().unwrap().contains("bad-import"),
+        "{a:#}"
+    );
+    assert_eq!(a["latest"]["code"], "invalid-row", "{a:#}");
+    // Grouped and cooled down (no growth factor to speak of here): one
+    // alert for the whole batch.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(batch_alerts().len(), 1, "{:#?}", batch_alerts());
+}

@@ -196,7 +196,7 @@ impl JobRecorded<'_> {
         // (a failure of a job with a cancel request is recorded cancelled
         // there, and counted dead here: the host does not know of the
         // request).
-        if c.extra().iter().any(|(k, v)| k == "batch" && !v.is_empty()) {
+        if c.batch().is_some() {
             let outcome = match c.transition() {
                 Transition::Succeed => Some("succeeded"),
                 // A second job with a used key; a redelivery of an ended

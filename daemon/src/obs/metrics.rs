@@ -143,7 +143,7 @@ pub const CLASSES: &[&str] = &[
 ];
 /// `kind` label values of [`ALERTS_TOTAL`] and [`ALERTS_DROPPED_TOTAL`]
 /// (the names of `obs::alerts::AlertKind`).
-pub const ALERT_KINDS: [&str; 2] = ["dead_letter", "breaker_open"];
+pub const ALERT_KINDS: [&str; 3] = ["dead_letter", "breaker_open", "batch_failures"];
 /// `state` label values of [`QUEUE_DEPTH`].
 pub const DEPTH_STATES: &[&str] = &["ready", "pending", "delayed", "dead"];
 /// The `job` label of a job type that is not configured for its queue.

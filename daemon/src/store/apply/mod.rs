@@ -14,7 +14,6 @@ mod layout;
 
 use self::layout::{BatchKey, CompletionKey, Fresh, Full, Head, LAYOUTS, Layout, QueueKey};
 use super::batches::BATCH_LUA;
-use super::fields::BATCH;
 use super::pause::PAUSED_LUA;
 use super::script::script;
 use super::{GROUP, Keys, MAX_HISTORY, MAX_STORED_RESULT, Queue, QueueError, RETIRED_TTL};
@@ -288,14 +287,9 @@ impl<'a> Encoder<'a> {
     }
 }
 
-/// The batch completion `c`'s job is a member of: its `batch` field (a
-/// correlation field, carried to every retry), if it names one.
+/// The batch completion `c`'s job is a member of (see [`Completion::batch`]).
 fn batch_of(c: &Completion) -> Option<&str> {
-    c.extra()
-        .iter()
-        .find(|(k, _)| k == BATCH)
-        .and_then(|(_, v)| std::str::from_utf8(v).ok())
-        .filter(|b| !b.is_empty())
+    c.batch()
 }
 
 /// The completion's idempotency key as APPLY sees it: the script tells a
