@@ -712,3 +712,57 @@ fn a_batch_over_its_failure_ratio_raises_a_batch_failures_alert() {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(batch_alerts().len(), 1, "{:#?}", batch_alerts());
 }
+
+#[test]
+fn members_on_every_path_are_counted_once_priorities_delays_and_holds() {
+    let redis = Redis::start();
+    // A second job type keeps the queue read while `row` is paused.
+    let jobs = format!("{}{}", job("row", "flaky", ""), job("other", "noop", ""));
+    let cfg = config_full(&redis, "concurrency = 4", FAST_RETRY, &jobs);
+    let _ward = Ward::start(&cfg).ready();
+    batch_ok(&redis, "create", &["--id", "paths"]);
+    let url = redis.url();
+    // Held while its job type is paused, released on resume: one member.
+    let out = ward(&[
+        "pause", "--redis", &url, "q", "--job", "row", "--note", "hold",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Every daemon honours a pause within a second.
+    std::thread::sleep(Duration::from_millis(1500));
+    enqueue_with(&redis, &["--batch", "paths"], "row", OK);
+    try_wait_for(WAIT, "the member to be held", || {
+        let held: u64 = redis::cmd("ZCARD")
+            .arg("ward:{q}:held")
+            .query(&mut redis.con())
+            .unwrap();
+        held == 1
+    })
+    .unwrap();
+    let out = ward(&["resume", "--redis", &url, "q", "--job", "row"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A high one through ward_enqueue, a low one by plain XADD (moved to
+    // its level's stream as it is read), a delayed one (promoted later).
+    fcall(&redis, &["row", OK, "", "", "", "", "high", "paths"]).unwrap();
+    xadd(
+        &redis,
+        "row",
+        OK,
+        &[("priority", "low"), ("batch", "paths")],
+    );
+    enqueue_with(&redis, &["--batch", "paths", "--delay", "300ms"], "row", OK);
+    try_wait_for(WAIT, "every member counted", || {
+        count(&show_batch(&redis, "paths"), "total") == 4
+    })
+    .unwrap();
+    batch_ok(&redis, "seal", &["paths"]);
+    let v = wait_finished(&redis, "paths");
+    assert_eq!(
+        (
+            count(&v, "total"),
+            count(&v, "succeeded"),
+            count(&v, "late")
+        ),
+        (4, 4, 0),
+        "{v:#}"
+    );
+}
