@@ -111,12 +111,8 @@ pub async fn create(
     if let Some(why) = bad_batch_id(&id) {
         return Err(BatchError::BadId(why));
     }
-    if !q.create_batch(&id, callbacks).await? {
-        return Err(BatchError::Exists {
-            queue: q.keys.queue.clone(),
-            id,
-        });
-    }
+    let created = q.create_batch(&id, callbacks).await?;
+    // Recorded either way: the trail shows who tried what.
     audit::record(
         &q.store(),
         actor,
@@ -124,11 +120,18 @@ pub async fn create(
             action: "batch-create",
             queue: &q.keys.queue,
             target: id.clone(),
+            count: u64::from(created),
             detail: Some(serde_json::json!({ "callbacks": callbacks })),
             ..Action::default()
         },
     )
     .await?;
+    if !created {
+        return Err(BatchError::Exists {
+            queue: q.keys.queue.clone(),
+            id,
+        });
+    }
     Ok(id)
 }
 
@@ -137,25 +140,25 @@ pub async fn create(
 /// # Errors
 /// No such batch, or Redis errors.
 pub async fn seal(q: &Queue, actor: &Actor, id: &str) -> Result<bool, BatchError> {
-    let now = match q.seal_batch(id).await? {
-        Sealed::Missing => return Err(missing(q, id)),
-        Sealed::Already => false,
-        Sealed::Now => true,
-    };
-    if now {
-        audit::record(
-            &q.store(),
-            actor,
-            Action {
-                action: "batch-seal",
-                queue: &q.keys.queue,
-                target: id.to_string(),
-                ..Action::default()
-            },
-        )
-        .await?;
+    let sealed = q.seal_batch(id).await?;
+    // Recorded either way: the trail shows who tried what.
+    audit::record(
+        &q.store(),
+        actor,
+        Action {
+            action: "batch-seal",
+            queue: &q.keys.queue,
+            target: id.to_string(),
+            count: u64::from(sealed == Sealed::Now),
+            ..Action::default()
+        },
+    )
+    .await?;
+    match sealed {
+        Sealed::Missing => Err(missing(q, id)),
+        Sealed::Already => Ok(false),
+        Sealed::Now => Ok(true),
     }
-    Ok(now)
 }
 
 /// Batch `id` with its failures grouped, as of `now_ms`.
