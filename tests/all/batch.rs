@@ -766,3 +766,70 @@ fn members_on_every_path_are_counted_once_priorities_delays_and_holds() {
         "{v:#}"
     );
 }
+
+#[test]
+fn requeuing_dead_letters_by_their_batch_field_retries_exactly_the_batchs_failed_part() {
+    let redis = Redis::start();
+    let cfg = config_full(
+        &redis,
+        "concurrency = 4",
+        FAST_RETRY,
+        &job("row", "flaky", ""),
+    );
+    let _ward = Ward::start(&cfg).ready();
+    batch_ok(&redis, "create", &["--id", "rf"]);
+    let bad = r#"{"fail":"permanent","code":"bad-row"}"#;
+    let members: Vec<String> = (0..2)
+        .map(|_| enqueue_with(&redis, &["--batch", "rf"], "row", bad))
+        .collect();
+    enqueue_with(&redis, &["--batch", "rf"], "row", OK);
+    let outsider = enqueue(&redis, "row", bad);
+    batch_ok(&redis, "seal", &["rf"]);
+    wait_finished(&redis, "rf");
+    assert_eq!(wait_final(&redis, &outsider, WAIT)["state"], "dead");
+
+    // The dead letters carry the batch as a field: a filter takes exactly them.
+    let url = redis.url();
+    let out = ward(&[
+        "dlq",
+        "requeue",
+        "--redis",
+        &url,
+        "q",
+        "--all",
+        "--field",
+        "batch=rf",
+        "--note",
+        "retry the failed part",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // They run again (and fail again, the rows being still bad): counted
+    // once more as dead, never twice.
+    let mut last = Value::Null;
+    try_wait_for(WAIT, "the requeued members to end again", || {
+        last = show_batch(&redis, "rf");
+        dead_letters(&redis).len() == 3 && count(&last, "pending") == 0
+    })
+    .unwrap_or_else(|e| panic!("{e}: {last:#}"));
+    assert_eq!(
+        (
+            count(&last, "total"),
+            count(&last, "succeeded"),
+            count(&last, "dead")
+        ),
+        (3, 1, 2),
+        "{last:#}"
+    );
+    // Exactly the batch's dead members were requeued, once each.
+    let requeued = |id: &str| {
+        history(&show(&redis, id))
+            .iter()
+            .filter(|h| h["event"] == "requeued")
+            .count()
+    };
+    for m in &members {
+        assert_eq!(requeued(m), 1, "member {m}");
+    }
+    assert_eq!(requeued(&outsider), 0, "the job outside the batch");
+    assert_eq!(last["failures"][0]["count"], 2, "{last:#}");
+}
