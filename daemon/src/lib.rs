@@ -43,7 +43,7 @@
 //! - [`dlq`]: the dead-letter stream's logic (listing, filters, paging,
 //!   requeue and discard); prints nothing.
 //! - [`control`]: operator actions (pause, cancel, requeue, discard, bulk
-//!   actions), one implementation shared by the `ward` command and the
+//!   actions, batches), one implementation shared by the `ward` command and the
 //!   admin API, each leaving an entry in the audit trail.
 //! - [`admin`]: the admin HTTP API (JSON, bearer tokens with roles), over
 //!   the same `control` functions as the command line.

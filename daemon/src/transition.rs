@@ -358,6 +358,17 @@ impl Completion {
         &self.extra
     }
 
+    /// The batch the job is a member of: its `batch` correlation field
+    /// (carried to every retry), when it names one.
+    #[must_use]
+    pub fn batch(&self) -> Option<&str> {
+        self.extra
+            .iter()
+            .find(|(k, _)| k == "batch")
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+            .filter(|b| !b.is_empty())
+    }
+
     /// The job's idempotency key, if it has one.
     #[must_use]
     pub fn idempotency_key(&self) -> Option<&str> {

@@ -11,6 +11,7 @@ mod admin;
 mod apply_contract;
 mod backbone;
 mod bad_input;
+mod batch;
 mod bulk;
 mod bulk_cancel;
 mod cancel;

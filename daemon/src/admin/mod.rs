@@ -24,7 +24,7 @@
 //!   `dead.rs` (dead letters: list, show, requeue, discard), `breakers.rs`
 //!   (list, open, close), `upstreams.rs` (flow control per upstream),
 //!   `schedules.rs`, `daemons.rs`, `audit.rs`, `reload.rs` (a live reload of
-//!   the daemon beside the API).
+//!   the daemon beside the API), `batches.rs` (list, show, create, seal).
 //!
 //! An action is a handler taking [`auth::Operator`] that calls one
 //! function of `control` with `Actor::api(&caller.name)`, and one `.route`
@@ -45,6 +45,7 @@ use crate::store::{self, Queue, Store};
 
 mod audit;
 pub mod auth;
+mod batches;
 mod breakers;
 mod cancel;
 mod daemons;
@@ -215,6 +216,12 @@ pub fn router(api: Api) -> Router {
             "/v1/queues/{queue}/breakers/{upstream}/close",
             post(breakers::close),
         )
+        .route(
+            "/v1/queues/{queue}/batches",
+            get(batches::list).post(batches::create),
+        )
+        .route("/v1/queues/{queue}/batches/{id}", get(batches::show))
+        .route("/v1/queues/{queue}/batches/{id}/seal", post(batches::seal))
         .route("/v1/breakers", get(breakers::list))
         .route("/v1/upstreams", get(upstreams::list))
         .route("/v1/queues/{queue}/upstreams", get(upstreams::of_queue))

@@ -41,6 +41,10 @@ pub(crate) struct EnqueueArgs {
     /// room; the queue's `priority_weights` keep every level moving.
     #[arg(long, default_value = "normal", value_parser = parse_priority)]
     priority: Priority,
+    /// Add the job to this open batch (`ward batch create`); refused when
+    /// the batch is sealed or does not exist.
+    #[arg(long)]
+    batch: Option<String>,
 }
 
 /// A priority level's name.
@@ -68,11 +72,19 @@ impl EnqueueArgs {
         }
         let q = self.on.connect().await?;
         let key = self.idempotency_key.as_deref();
-        let plain = self.delay.is_none() && self.at.is_none() && key.is_none();
+        let batch = self.batch.as_deref();
+        // A batch member goes through ward_enqueue, which refuses a sealed
+        // or unknown batch and counts the member in the same step.
+        let plain = self.delay.is_none() && self.at.is_none() && key.is_none() && batch.is_none();
         if plain && q.max_backlog().await?.is_none() {
             // The plain path: one XADD, exactly what any client can do.
             println!("{}", q.enqueue_at(job, &payload, self.priority).await?);
             return Ok(());
+        }
+        // A batch needs library version 5 or later: an older one would
+        // ignore the argument and add the job outside its batch.
+        if batch.is_some() {
+            q.ensure_functions().await?;
         }
         // A queue with a max_backlog: through ward_enqueue, which refuses
         // past it.
@@ -91,6 +103,7 @@ impl EnqueueArgs {
                     at_ms: self.at,
                     ttl,
                     priority: self.priority,
+                    batch,
                 },
             )
             .await
@@ -101,6 +114,22 @@ impl EnqueueArgs {
                     self.on.queue,
                     e.detail()
                         .unwrap_or("its backlog is at its max_backlog; nothing was added")
+                );
+            }
+            Err(store::QueueError::Redis(e)) if e.code() == Some(store::BATCH_SEALED) => {
+                anyhow::bail!(
+                    "queue `{}` refused the job: {}",
+                    self.on.queue,
+                    e.detail()
+                        .unwrap_or("its batch is sealed; nothing was added")
+                );
+            }
+            Err(store::QueueError::Redis(e)) if batch.is_some() && e.code() == Some("ERR") => {
+                anyhow::bail!(
+                    "queue `{}` refused the job: {}",
+                    self.on.queue,
+                    e.detail()
+                        .unwrap_or("the batch does not exist; nothing was added")
                 );
             }
             other => other?,

@@ -10,6 +10,7 @@ use crate::config::Config;
 
 mod admin;
 mod audit;
+mod batch;
 mod breakers;
 mod cancel;
 mod completions;
@@ -75,6 +76,12 @@ enum Command {
     /// Each queue's upstreams: limits, tokens, attempts in flight,
     /// Retry-After holds, breakers.
     Upstreams(upstreams::UpstreamsArgs),
+    /// Batches of jobs: create, seal, show (counts and failures grouped
+    /// by class and code), list.
+    Batch {
+        #[command(subcommand)]
+        command: batch::BatchCommand,
+    },
     /// Inspect, requeue and discard dead letters (`ward:{Q}:dead`).
     Dlq {
         #[command(subcommand)]
@@ -172,6 +179,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Breakers(breakers) => breakers.exec().await,
         Command::Upstreams(upstreams) => upstreams.exec().await,
         Command::Dlq { command } => command.exec().await,
+        Command::Batch { command } => command.exec().await,
         Command::Config { command } => command.exec(),
         Command::Plugin { command } => command.exec(),
         Command::Audit(audit) => audit.exec().await,

@@ -85,6 +85,10 @@ pub struct RawAlerts {
     /// How long a group gathers events before its alert is sent.
     #[serde(default, deserialize_with = "opt_duration")]
     pub group_wait: Option<Spanned<Duration>>,
+    /// Alert when this share of a batch's ended members is dead (0 to 1).
+    pub batch_failure_ratio: Option<Spanned<f64>>,
+    /// Members that must have ended before a batch's ratio is judged.
+    pub batch_failure_min: Option<Spanned<u64>>,
     /// `[[alerts.webhook]]`: where alerts are POSTed.
     #[serde(default)]
     pub webhook: Vec<RawWebhook>,
@@ -158,7 +162,24 @@ pub struct AlertsConfig {
     pub webhooks: Vec<WebhookConfig>,
     /// `[[alerts.escalation]]`: the second route.
     pub escalation: Vec<WebhookConfig>,
+    /// When a batch's failures make an alert; `None`: never.
+    pub batch_failures: Option<BatchFailureRule>,
 }
+
+/// `[alerts] batch_failure_ratio` and `batch_failure_min`: a dead batch
+/// member raises a `batch_failures` alert event when, in its batch's
+/// ledger, at least `min_ended` members have ended and at least `ratio` of
+/// them are dead.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchFailureRule {
+    /// The share of ended members that are dead, from 0 (excluded) to 1.
+    pub ratio: f64,
+    /// Ended members needed before the ratio counts.
+    pub min_ended: u64,
+}
+
+/// `[alerts] batch_failure_min` when not given.
+pub const DEFAULT_BATCH_FAILURE_MIN: u64 = 20;
 
 /// How events are grouped into alerts (see [`crate::obs::alerts::Grouper`]).
 #[derive(Debug, Clone, Copy, PartialEq)]

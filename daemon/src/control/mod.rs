@@ -6,6 +6,8 @@
 //! # Layout
 //!
 //! - `audit.rs`: who acts ([`Actor`]), and the audit trail.
+//! - `batches.rs`: batches: create, seal, show (failures grouped by
+//!   class and code), list.
 //! - `breakers.rs`: the breakers as an operator sees them; overrides.
 //! - `find.rs`: finding waiting and running jobs by a filter, page by
 //!   page (a listing; the walk bulk cancel uses).
@@ -23,6 +25,7 @@
 //! admin API use `control`; nothing here imports them.
 
 pub mod audit;
+pub mod batches;
 pub mod breakers;
 pub mod bulk_cancel;
 pub mod cancel;

@@ -192,6 +192,25 @@ impl JobRecorded<'_> {
             | Transition::Duplicate { .. }
             | Transition::Cancel { .. } => {}
         }
+        // A batch member's end, as APPLY records it in the batch's ledger
+        // (a failure of a job with a cancel request is recorded cancelled
+        // there, and counted dead here: the host does not know of the
+        // request).
+        if c.batch().is_some() {
+            let outcome = match c.transition() {
+                Transition::Succeed => Some("succeeded"),
+                // A second job with a used key; a redelivery of an ended
+                // job (no other owner) was counted when it ended.
+                Transition::Duplicate { of: Some(of) } if of != c.job_id() => Some("succeeded"),
+                Transition::DeadLetter(_) => Some("dead"),
+                Transition::Cancel { .. } => Some("cancelled"),
+                _ => None,
+            };
+            if let Some(outcome) = outcome {
+                metrics::counter!(m::BATCH_MEMBERS_TOTAL, "queue" => self.queue.to_string(), "outcome" => outcome)
+                    .increment(1);
+            }
+        }
     }
 }
 
@@ -249,6 +268,8 @@ impl QueueSampled<'_> {
             .map_or(0, |oldest| s.now_ms.saturating_sub(oldest));
         metrics::gauge!(m::QUEUE_LAG, "queue" => self.queue.to_string())
             .set(lag_ms as f64 / 1000.0);
+        metrics::gauge!(m::BATCHES_UNFINISHED, "queue" => self.queue.to_string())
+            .set(s.batches_unfinished as f64);
     }
 }
 

@@ -90,6 +90,12 @@ pub const PROCESS_METRICS: &[&str] = &[
     "process_start_time_seconds",
     "process_threads",
 ];
+/// Batch members that ended, by `outcome` (`succeeded`, `dead`,
+/// `cancelled`), as recorded by this daemon's attempts: `{queue}`.
+pub const BATCH_MEMBERS_TOTAL: &str = "ward_batch_members_total";
+/// Batches not finished yet (open, or sealed with members pending),
+/// sampled: `{queue}`.
+pub const BATCHES_UNFINISHED: &str = "ward_batches_unfinished";
 
 /// Every metric Ward registers. The alert rules and the dashboard may only
 /// use these (checked by tests), and a scrape shows exactly these.
@@ -130,7 +136,12 @@ pub const METRICS: &[&str] = &[
     PROCESS_METRICS[5],
     PROCESS_METRICS[6],
     PROCESS_METRICS[7],
+    BATCH_MEMBERS_TOTAL,
+    BATCHES_UNFINISHED,
 ];
+
+/// `outcome` label values of [`BATCH_MEMBERS_TOTAL`].
+pub const BATCH_OUTCOMES: [&str; 3] = ["succeeded", "dead", "cancelled"];
 
 /// The process metrics' collector: described once, read at each scrape.
 static PROCESS: std::sync::LazyLock<metrics_process::Collector> =
@@ -163,7 +174,12 @@ pub const CLASSES: &[&str] = &[
 ];
 /// `kind` label values of [`ALERTS_TOTAL`] and [`ALERTS_DROPPED_TOTAL`]
 /// (the names of `obs::alerts::AlertKind`).
-pub const ALERT_KINDS: [&str; 3] = ["dead_letter", "breaker_open", "retry_spike"];
+pub const ALERT_KINDS: [&str; 4] = [
+    "dead_letter",
+    "breaker_open",
+    "retry_spike",
+    "batch_failures",
+];
 /// `state` label values of [`QUEUE_DEPTH`].
 pub const DEPTH_STATES: &[&str] = &["ready", "pending", "delayed", "dead"];
 /// The `job` label of a job type that is not configured for its queue.
@@ -305,6 +321,14 @@ fn describe() {
         REDIS_EVICTING,
         "1 while Redis' maxmemory-policy may evict Ward's keys (not noeviction), else 0."
     );
+    describe_counter!(
+        BATCH_MEMBERS_TOTAL,
+        "Batch members that ended through this daemon's attempts, by outcome: succeeded, dead, cancelled."
+    );
+    describe_gauge!(
+        BATCHES_UNFINISHED,
+        "Batches not finished yet (open, or sealed with members pending), sampled."
+    );
     describe_gauge!(BUILD_INFO, "Always 1; the version label names the build.");
     describe_gauge!(
         PAUSED,
@@ -341,6 +365,11 @@ pub fn preregister(jobs: &HashMap<String, HashSet<String>>) {
     for (queue, types) in jobs {
         metrics::gauge!(INFLIGHT, "queue" => queue.clone()).set(0.0);
         metrics::gauge!(QUEUE_LAG, "queue" => queue.clone()).set(0.0);
+        metrics::gauge!(BATCHES_UNFINISHED, "queue" => queue.clone()).set(0.0);
+        for outcome in BATCH_OUTCOMES {
+            metrics::counter!(BATCH_MEMBERS_TOTAL, "queue" => queue.clone(), "outcome" => outcome)
+                .absolute(0);
+        }
         for state in DEPTH_STATES {
             metrics::gauge!(QUEUE_DEPTH, "queue" => queue.clone(), "state" => *state).set(0.0);
         }

@@ -6,12 +6,13 @@ use std::sync::LazyLock;
 
 use futures_util::StreamExt as _;
 
+use super::batches::BATCH_LUA;
 use super::script::script;
 use super::wake::subscribed;
 use super::{GROUP, Keys, MAX_HISTORY, Queue, QueueError, RETIRED_TTL};
 
 static CANCEL_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| script("", include_str!("lua/cancel.lua")));
+    LazyLock::new(|| script(BATCH_LUA, include_str!("lua/cancel.lua")));
 static REQUESTS_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| script("", include_str!("lua/cancel_requests.lua")));
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use redis::Value;
 
+use super::batches::BATCH_LUA;
 use super::reply::parse_entries;
 use super::script::script;
 use super::{Delivery, MAX_HISTORY, Queue, QueueError};
@@ -24,8 +25,12 @@ pub const RETIRED_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// What REQUEUE and DISCARD share: finding the dead letter, the history line.
 const DEAD_LETTER: &str = include_str!("lua/dead_letter.lua");
-static REQUEUE_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| script(DEAD_LETTER, include_str!("lua/requeue.lua")));
+static REQUEUE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        &format!("{DEAD_LETTER}{BATCH_LUA}"),
+        include_str!("lua/requeue.lua"),
+    )
+});
 static DISCARD_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| script(DEAD_LETTER, include_str!("lua/discard.lua")));
 static TRIM_DEAD_SCRIPT: LazyLock<redis::Script> =

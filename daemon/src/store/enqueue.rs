@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use redis::RedisError;
 
+use super::batches::BATCH_LUA;
 use super::script::{RECORD_ENTRY, library, script};
 use super::{Queue, QueueError, Store};
 use crate::priority::{self, Priority};
@@ -15,7 +16,14 @@ use crate::priority::{self, Priority};
 /// 3: a seventh, optional argument: the priority level.
 /// 4: past the queue's `max_backlog`, `ward_enqueue` refuses with
 /// `BACKPRESSURE` (see [`BACKPRESSURE`]).
-pub const FUNCTIONS_VERSION: &str = "4";
+/// 5: an eighth, optional argument: the batch the job joins (refused with
+/// `BATCH_SEALED` when it is sealed, or with `ERR` when it does not exist).
+pub const FUNCTIONS_VERSION: &str = "5";
+
+/// The error code `ward_enqueue` refuses with when the batch named is
+/// sealed: `BATCH_SEALED batch B is sealed and takes no more members;
+/// nothing was added`.
+pub const BATCH_SEALED: &str = "BATCH_SEALED";
 
 /// The error code `ward_enqueue` refuses with past a queue's `max_backlog`:
 /// the reply reads `BACKPRESSURE queue backlog is N jobs, at its
@@ -28,13 +36,14 @@ pub const MAX_TIME_MS: u64 = 253_402_300_799_999;
 
 /// The Redis Function library every client can call to enqueue atomically.
 ///
-/// `FCALL ward_enqueue 1 ward:{Q}:jobs <job> <payload> [idempotency_key] [delay_ms] [ttl_ms] [at_ms] [priority]`
+/// `FCALL ward_enqueue 1 ward:{Q}:jobs <job> <payload> [idempotency_key] [delay_ms] [ttl_ms] [at_ms] [priority] [batch]`
 /// (empty strings for the optional arguments you skip; `priority` is
-/// `high`, `normal` or `low`) returns
+/// `high`, `normal` or `low`; `batch` an open batch of the queue, see
+/// [`crate::store::Queue::create_batch`]) returns
 /// `[job_id, "created" | "duplicate", due_ms]` (`due_ms` is 0 when the job is
 /// ready now). `ttl_ms` is how long the key is remembered (default 24 h).
 pub static FUNCTIONS: LazyLock<String> =
-    LazyLock::new(|| library(include_str!("lua/functions.lua")));
+    LazyLock::new(|| library(&format!("{BATCH_LUA}{}", include_str!("lua/functions.lua"))));
 
 static PROMOTE_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| script(RECORD_ENTRY, include_str!("lua/promote.lua")));
@@ -52,6 +61,8 @@ pub struct EnqueueOptions<'a> {
     pub ttl: Duration,
     /// The job's priority level.
     pub priority: Priority,
+    /// The open batch the job joins, if any.
+    pub batch: Option<&'a str>,
 }
 
 /// What a client's enqueue did.
@@ -172,6 +183,7 @@ impl Queue {
             at_ms,
             ttl,
             priority: Priority::Normal,
+            batch: None,
         };
         self.enqueue_opts(job, payload, &o).await
     }
@@ -193,6 +205,7 @@ impl Queue {
             at_ms,
             ttl,
             priority: level,
+            batch,
         } = *o;
         let mut cmd = redis::cmd("FCALL");
         cmd.arg("ward_enqueue")
@@ -204,7 +217,8 @@ impl Queue {
             .arg(delay.map(|d| d.as_millis().to_string()).unwrap_or_default())
             .arg(ttl.as_millis().to_string())
             .arg(at_ms.map(|d| d.to_string()).unwrap_or_default())
-            .arg(level.as_str());
+            .arg(level.as_str())
+            .arg(batch.unwrap_or(""));
         let mut con = self.con.clone();
         let reply: Result<(String, String, u64), RedisError> = cmd.query_async(&mut con).await;
         let (id, status, due) = match reply {

@@ -28,15 +28,23 @@ pub const EXTRA_PREFIX: &str = "x:";
 /// The producer's field that carries an idempotency key.
 pub const IDEMPOTENCY_KEY: &str = "idempotency_key";
 
+/// The producer's field that names the batch a job is a member of (see
+/// `store/batches.rs`); a correlation field, carried like the others.
+pub const BATCH: &str = "batch";
+
 /// Ward's bookkeeping fields on the entries it writes, by Lua name (the
 /// scripts that write entries read this table from their preamble).
-pub const ENTRY: [(&str, &str); 6] = [
+pub const ENTRY: [(&str, &str); 7] = [
     ("id", "ward:id"),
     ("attempt", "ward:attempt"),
     ("first_at", "ward:first_at"),
     ("last_delay_ms", "ward:last_delay_ms"),
     ("lease_expiries", "ward:lease_expiries"),
     ("checkpoint", "ward:checkpoint"),
+    // On a first entry, written by `ward_enqueue` beside the producer-style
+    // `batch` field: this member is counted in its batch's ledger already
+    // (a plain XADD's is counted when a daemon first reads it).
+    ("batch", "ward:batch"),
 ];
 
 /// The reserved name of bookkeeping field `lua_name` (one of [`ENTRY`]).
@@ -71,7 +79,8 @@ pub(super) fn parse(d: Delivery) -> Result<JobEntry, Malformed> {
         read_field(&mut r, name, value, legacy);
     }
     let is_ward_entry = r.own.iter().any(|(n, _)| *n == "id");
-    if !is_ward_entry && let Some((n, _)) = r.own.first() {
+    // `ward:batch` alone is `ward_enqueue`'s mark on a first entry.
+    if !is_ward_entry && let Some((n, _)) = r.own.iter().find(|(n, _)| *n != "batch") {
         r.problems.push(format!(
             "the field `{}` is reserved: names starting with `{RESERVED_PREFIX}` are Ward's own; rename it",
             reserved(n)
@@ -168,6 +177,9 @@ fn read_field(r: &mut Read, name: String, value: Vec<u8>, legacy: bool) {
                 "the field `{name}` is reserved: names starting with `{RESERVED_PREFIX}` are Ward's own; rename it"
             ));
         }
+        // The batch, like the key, travels whatever the cap: a member that
+        // lost it on a retry would never leave its batch's count.
+        BATCH => r.extra.push((name, value)),
         IDEMPOTENCY_KEY => {
             // An empty key is no key: nothing to deduplicate on.
             let key = String::from_utf8(value.clone())
@@ -281,6 +293,26 @@ mod tests {
         assert!(m.why.contains("`ward:attempt` is reserved"), "{}", m.why);
         let m = parse_fields(&[("job", "send"), ("ward:mine", "x")]).unwrap_err();
         assert!(m.why.contains("`ward:mine` is reserved"), "{}", m.why);
+    }
+
+    #[test]
+    fn ward_enqueues_batch_mark_alone_is_not_a_producers_reserved_field() {
+        let j = parse_fields(&[("job", "send"), ("batch", "b1"), ("ward:batch", "b1")]).unwrap();
+        assert_eq!((j.id.as_str(), j.attempt), ("7-0", 1));
+        assert_eq!(j.extra, vec![("batch".to_string(), b"b1".to_vec())]);
+        let m = parse_fields(&[("job", "send"), ("ward:batch", "b"), ("ward:attempt", "2")])
+            .unwrap_err();
+        assert!(m.why.contains("`ward:attempt` is reserved"), "{}", m.why);
+    }
+
+    #[test]
+    fn the_batch_is_read_past_the_extra_field_cap() {
+        let names: Vec<String> = (0..40).map(|i| format!("f{i}")).collect();
+        let mut fields: Vec<(&str, &str)> = vec![("job", "send")];
+        fields.extend(names.iter().map(|n| (n.as_str(), "v")));
+        fields.push(("batch", "b1"));
+        let j = parse_fields(&fields).unwrap();
+        assert!(j.extra.iter().any(|(k, v)| k == "batch" && v == b"b1"));
     }
 
     #[test]

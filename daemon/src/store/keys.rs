@@ -52,6 +52,14 @@ const GROUP: &str = "group:";
 const GROUP_WAITING: &str = "group-waiting:";
 /// A job record (append the job id).
 const RECORD: &str = "job:";
+/// A batch's ledger hash (append the batch id); see `store/batches.rs`.
+const BATCH: &str = "batch:";
+/// Appended to a batch's ledger key: its failed members (job id → JSON).
+const FAILED: &str = ":failed";
+/// The index of a queue's batches: batch id → when it was created (ms).
+const BATCHES: &str = "batches";
+/// The batches not finished yet: batch id → when it was created (ms).
+const BATCHES_UNFINISHED: &str = "batches:unfinished";
 /// An idempotency key (append the key).
 const IDEM: &str = "idem:";
 /// A daemon's heartbeat hash (append its consumer name).
@@ -60,7 +68,7 @@ const DAEMON: &str = "daemon:";
 const HISTORY: &str = ":history";
 
 /// The key shapes scripts build themselves, by their Lua names.
-pub(super) const LUA: [(&str, &str); 11] = [
+pub(super) const LUA: [(&str, &str); 15] = [
     ("LIMITS_KEY", LIMITS),
     ("HIGH_SUFFIX", HIGH),
     ("LOW_SUFFIX", LOW),
@@ -72,6 +80,10 @@ pub(super) const LUA: [(&str, &str); 11] = [
     ("RECORD_PREFIX", RECORD),
     ("IDEM_PREFIX", IDEM),
     ("HISTORY_SUFFIX", HISTORY),
+    ("BATCH_PREFIX", BATCH),
+    ("FAILED_SUFFIX", FAILED),
+    ("BATCHES_KEY", BATCHES),
+    ("BATCHES_UNFINISHED_KEY", BATCHES_UNFINISHED),
 ];
 
 /// The keys of one queue.
@@ -123,6 +135,12 @@ pub struct Keys {
     /// `ward:{Q}:limits`: hash of the queue's limits `ward_enqueue` reads
     /// (`max_backlog`), written by the daemons from their config.
     pub limits: String,
+    /// `ward:{Q}:batches`: sorted set, batch id → when it was created
+    /// (ms), of the queue's batches (see [`Keys::batch`]).
+    pub batches: String,
+    /// `ward:{Q}:batches:unfinished`: sorted set, batch id → when it was
+    /// created (ms), of the batches not finished yet (`ward_batches_unfinished`).
+    pub batches_unfinished: String,
 }
 
 impl Keys {
@@ -149,6 +167,8 @@ impl Keys {
             held: key(HELD),
             upstream_prefix: key(UPSTREAM),
             limits: key(LIMITS),
+            batches: key(BATCHES),
+            batches_unfinished: key(BATCHES_UNFINISHED),
         }
     }
 
@@ -208,6 +228,16 @@ impl Keys {
         (key(GROUP), key(GROUP_WAITING))
     }
 
+    /// `ward:{Q}:batch:<id>`: batch `id`'s ledger (members by state, open
+    /// or sealed, times), and `ward:{Q}:batch:<id>:failed`, its dead
+    /// members (job id → JSON with class, code, message).
+    #[must_use]
+    pub fn batch(&self, id: &str) -> (String, String) {
+        let ledger = joined(&[NAMESPACE, "{", &self.queue, "}:", BATCH, id]);
+        let failed = joined(&[&ledger, FAILED]);
+        (ledger, failed)
+    }
+
     /// `ward:{Q}:breaker:<upstream>`: the circuit breaker of `upstream`.
     #[must_use]
     pub fn breaker(&self, upstream: &str) -> String {
@@ -261,6 +291,15 @@ mod tests {
         assert_eq!(k.upstream("api"), "ward:{emails}:upstream:api");
         assert_eq!(k.upstream_slots("api"), "ward:{emails}:upstream:api:slots");
         assert_eq!(k.limits, "ward:{emails}:limits");
+        assert_eq!(k.batches, "ward:{emails}:batches");
+        assert_eq!(k.batches_unfinished, "ward:{emails}:batches:unfinished");
+        assert_eq!(
+            k.batch("b1"),
+            (
+                "ward:{emails}:batch:b1".to_string(),
+                "ward:{emails}:batch:b1:failed".to_string()
+            )
+        );
         assert_eq!(k.stream(Priority::High), "ward:{emails}:jobs:high");
         assert_eq!(k.stream(Priority::Low), "ward:{emails}:jobs:low");
         assert_eq!(k.stream(Priority::Normal), k.jobs);

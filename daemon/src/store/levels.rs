@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use redis::Value;
 
+use super::batches::BATCH_LUA;
 use super::reply::{parse_entries, parse_xread, protocol};
 use super::script::{quote, script};
 use super::{Delivery, GROUP, Queue, QueueError};
@@ -20,7 +21,7 @@ const MOVE_BUDGET: usize = 1024;
 
 static LEASE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
-        &format!("local PRIORITY_FIELD = {}\n", quote(FIELD)),
+        &format!("local PRIORITY_FIELD = {}\n{BATCH_LUA}", quote(FIELD)),
         include_str!("lua/lease.lua"),
     )
 });

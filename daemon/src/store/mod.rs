@@ -36,6 +36,9 @@
 //! - `upstreams.rs`: flow control per upstream (token buckets, slots with
 //!   leases, Retry-After holds) and the backlog limit `ward_enqueue` reads.
 //! - `scan.rs`: pages of waiting and running jobs, for bulk actions.
+//! - `batches.rs`: batch ledgers (create, seal, read, list); the ledger's
+//!   Lua helpers in `lua/batch_ledger.lua`, used by every script that
+//!   changes a member's state.
 //! - `schedules.rs`: each schedule's latest fire and pause
 //!   (`ward:{Q}:schedule:<name>`).
 //! - `memory.rs`: Redis' memory settings and use ([`Memory`]).
@@ -52,7 +55,9 @@
 //!   `ward:{Q}:jobs:high` and `ward:{Q}:jobs:low`, the same for those
 //!   priority levels (`ward:{Q}:jobs` is `normal`);
 //! - `ward:{Q}:job:<id>`: hash, the job record (`:history`, its history);
-//! - `ward:{Q}:dead`: stream of dead-letter entries.
+//! - `ward:{Q}:dead`: stream of dead-letter entries;
+//! - `ward:{Q}:batch:<id>` (`:failed`) and `ward:{Q}:batches`: batch
+//!   ledgers, their dead members, and the index of batches.
 //!
 //! Scripts receive the keys they touch in `KEYS` (Redis Cluster and proxies
 //! route on them), except where they learn ids inside the script; each such
@@ -65,6 +70,7 @@ use redis::{ErrorKind, RedisError};
 
 mod apply;
 mod audit;
+mod batches;
 mod breakers;
 mod cancel;
 mod connect;
@@ -89,6 +95,7 @@ mod upstreams;
 mod wake;
 
 pub use audit::{AUDIT_KEY, AUDIT_MAX, AuditRecord};
+pub use batches::{BatchLedger, Callbacks, FailedMember, MAX_BATCH_ID, Sealed, bad_batch_id};
 pub use breakers::{BreakerForced, BreakerState, BreakerUpdate};
 pub use cancel::{Cancelled, ControlFeed, ControlMessage};
 pub use connect::{Store, client, connect, redacted_url, trust_ca};
@@ -97,7 +104,9 @@ pub use daemons::{ConsumerInfo, DaemonBeat};
 pub use dead::{
     DEAD_ENTRY_FIELDS, DeadLetterAct, DeadRef, PayloadEdit, RETIRED_TTL, Resolution, Trimmed,
 };
-pub use enqueue::{BACKPRESSURE, EnqueueOptions, Enqueued, FUNCTIONS, FUNCTIONS_VERSION, Promoted};
+pub use enqueue::{
+    BACKPRESSURE, BATCH_SEALED, EnqueueOptions, Enqueued, FUNCTIONS, FUNCTIONS_VERSION, Promoted,
+};
 pub use entry::{Completion, Delivery, JobEntry, Malformed};
 pub use groups::GroupClaim;
 pub use jobs::{CancelInfo, JobStatus, LastError};

@@ -22,6 +22,8 @@ pub struct QueueSample {
     pub now_ms: u64,
     /// Enqueue time (entry id ms) of the oldest entry not yet delivered.
     pub oldest_ready_ms: Option<u64>,
+    /// Batches not finished yet (open, or sealed with members pending).
+    pub batches_unfinished: u64,
 }
 
 static SAMPLE_SCRIPT: LazyLock<redis::Script> =
@@ -42,10 +44,11 @@ impl Queue {
             .key(&self.keys.acked)
             .key(&self.keys.jobs_high)
             .key(&self.keys.jobs_low)
+            .key(&self.keys.batches_unfinished)
             .arg(GROUP)
             .invoke_async(&mut con)
             .await?;
-        let [found, ready, pending, delayed, dead, now, oldest] = v[..] else {
+        let [found, ready, pending, delayed, dead, now, oldest, batches] = v[..] else {
             return Err(QueueError::Protocol {
                 what: "queue sample",
                 detail: format!("{v:?}"),
@@ -60,6 +63,7 @@ impl Queue {
             dead: n(dead),
             now_ms: n(now),
             oldest_ready_ms: u64::try_from(oldest).ok(),
+            batches_unfinished: n(batches),
         })
     }
 }

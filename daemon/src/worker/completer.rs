@@ -72,6 +72,9 @@ impl Service for Completer {
                 .await
             {
                 crate::obs::recorded(&self.queue.keys.queue, &batch, &took);
+                if any_dead {
+                    super::batch_alerts::check(&self.queue, &batch, &took).await;
+                }
                 let jobs = self.jobs.load();
                 super::groups::release(&self.queue, &jobs, &batch, &took).await;
                 if let Some(b) = &self.breakers {

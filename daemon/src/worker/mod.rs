@@ -23,6 +23,8 @@
 //! - `cancels`: the cancel requests a daemon knows of and the attempts
 //!   they interrupt.
 //! - `completer`: finished attempts applied to Redis in batches.
+//! - `batch_alerts`: after a job batch's member died, its failure ratio
+//!   checked against `[alerts] batch_failure_ratio`.
 //! - `services`: the background loops, one per file, all of one shape.
 //! - `shutdown`: the one shutdown signal every loop watches.
 //! - `reload`: live reload on SIGHUP: the new config checked whole, then
@@ -61,6 +63,7 @@ use self::shutdown::Shutdown;
 
 mod admit;
 mod attempt;
+mod batch_alerts;
 mod cancels;
 mod completer;
 mod groups;

@@ -8,7 +8,8 @@ use crate::config::defaults::{
     DEFAULT_WEBHOOK_ATTEMPTS, DEFAULT_WEBHOOK_TIMEOUT, MAX_WEBHOOK_ATTEMPTS, MIN_SAMPLE_INTERVAL,
 };
 use crate::config::observability::{
-    ObsConfig, RawAlerts, RawLog, RawMetrics, RawWebhook, Setting, WebhookConfig, WebhookFormat,
+    BatchFailureRule, DEFAULT_BATCH_FAILURE_MIN, ObsConfig, RawAlerts, RawLog, RawMetrics,
+    RawWebhook, Setting, WebhookConfig, WebhookFormat,
 };
 
 /// Validates the three tables; every problem goes to `problem`.
@@ -93,6 +94,40 @@ pub fn validate(
     });
     if let Some(g) = alerts.group_wait {
         rules.group_wait = g.into_inner();
+    }
+    match (alerts.batch_failure_ratio, alerts.batch_failure_min) {
+        (Some(ratio), min) => {
+            let r = *ratio.get_ref();
+            if !r.is_finite() || r <= 0.0 || r > 1.0 {
+                problem(
+                    ratio.span(),
+                    format!(
+                        "[alerts] batch_failure_ratio {r} must be more than 0 and at most 1 (0.05: alert once 5% of a batch's ended members are dead)"
+                    ),
+                );
+            }
+            let min_ended = match min {
+                Some(m) if *m.get_ref() == 0 => {
+                    problem(
+                        m.span(),
+                        "[alerts] batch_failure_min must be at least 1".to_string(),
+                    );
+                    1
+                }
+                Some(m) => m.into_inner(),
+                None => DEFAULT_BATCH_FAILURE_MIN,
+            };
+            out.alerts.batch_failures = Some(BatchFailureRule {
+                ratio: r,
+                min_ended,
+            });
+        }
+        (None, Some(m)) => problem(
+            m.span(),
+            "[alerts] batch_failure_min has no effect without batch_failure_ratio; set both"
+                .to_string(),
+        ),
+        (None, None) => {}
     }
     for hook in alerts.webhook {
         out.alerts
@@ -275,6 +310,22 @@ mod tests {
             ]
         );
         assert_eq!(cfg.alerts.rules.threshold, 5);
+    }
+
+    #[test]
+    fn a_batch_failure_rule_needs_a_ratio_within_0_and_1() {
+        let (obs, problems) = check("[alerts]\nbatch_failure_ratio = 0.05\n");
+        assert!(problems.is_empty(), "{problems:?}");
+        let rule = obs.alerts.batch_failures.unwrap();
+        assert_eq!(
+            (rule.ratio, rule.min_ended),
+            (0.05, DEFAULT_BATCH_FAILURE_MIN)
+        );
+        let (_, problems) = check("[alerts]\nbatch_failure_ratio = 1.5\nbatch_failure_min = 0\n");
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+        let (_, problems) = check("[alerts]\nbatch_failure_min = 5\n");
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(problems[0].contains("without batch_failure_ratio"));
     }
 
     #[test]

@@ -33,6 +33,7 @@ fn alertname(kind: AlertKind) -> &'static str {
         AlertKind::DeadLetter => "WardDeadLettersRising",
         AlertKind::BreakerOpen => "WardBreakerOpen",
         AlertKind::RetrySpike => "WardRetryRateSpike",
+        AlertKind::BatchFailures => "WardBatchFailures",
     }
 }
 

@@ -19,7 +19,7 @@ const MAX_MESSAGE: usize = 512;
 /// An alert as POSTed to webhooks (the JSON body).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Alert {
-    /// `dead_letter` or `breaker_open`.
+    /// `dead_letter`, `breaker_open` or `batch_failures`.
     pub kind: AlertKind,
     /// One line for chat tools.
     pub summary: String,
@@ -216,19 +216,27 @@ fn alert(rules: &GroupRules, environment: Option<&str>, g: &Group, count: usize)
     let mut error = secrets::redact(&e.message);
     crate::cut::truncate(&mut error, MAX_MESSAGE);
     let window = humantime::format_duration(rules.window);
-    let what = match e.kind {
-        AlertKind::DeadLetter => "dead letters",
-        AlertKind::BreakerOpen => "breaker openings",
-        AlertKind::RetrySpike => "retries",
+    let env = environment
+        .map(|env| format!(" ({env})"))
+        .unwrap_or_default();
+    let summary = match e.kind {
+        // The batch's own numbers say more than a count of reports.
+        AlertKind::BatchFailures => format!(
+            "{} (job type `{}`, queue `{}`){env}",
+            e.reason, e.job, e.queue
+        ),
+        kind => {
+            let what = match kind {
+                AlertKind::BreakerOpen => "breaker openings",
+                AlertKind::RetrySpike => "retries",
+                _ => "dead letters",
+            };
+            format!(
+                "{count} {what} of job type `{}` in queue `{}` within {window}{env}",
+                e.job, e.queue
+            )
+        }
     };
-    let summary = format!(
-        "{count} {what} of job type `{}` in queue `{}` within {window}{}",
-        e.job,
-        e.queue,
-        environment
-            .map(|env| format!(" ({env})"))
-            .unwrap_or_default()
-    );
     Alert {
         kind: e.kind,
         summary: secrets::redact(&summary),
@@ -266,7 +274,9 @@ fn prune(g: &mut Group, now_ms: u64, window: Duration) {
 fn threshold(rules: &GroupRules, kind: AlertKind) -> u32 {
     match kind {
         AlertKind::RetrySpike => rules.retry_threshold,
-        AlertKind::DeadLetter | AlertKind::BreakerOpen => rules.threshold,
+        AlertKind::DeadLetter | AlertKind::BreakerOpen | AlertKind::BatchFailures => {
+            rules.threshold
+        }
     }
 }
 

@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::clock::now_ms;
-use crate::config::observability::AlertsConfig;
+use crate::config::observability::{AlertsConfig, BatchFailureRule};
 use crate::job::{DeadReason, Outcome};
 use crate::obs::events::{AlertDropped, AlertUnsent};
 use crate::transition::Completion;
@@ -56,14 +56,17 @@ pub enum AlertKind {
     BreakerOpen,
     /// A job type's retries crossed `[alerts] retry_threshold` in the window.
     RetrySpike,
+    /// A batch's dead members crossed `[alerts] batch_failure_ratio`.
+    BatchFailures,
 }
 
 impl AlertKind {
     /// Every kind (their names are [`crate::obs::metrics::ALERT_KINDS`]).
-    pub const ALL: [AlertKind; 3] = [
+    pub const ALL: [AlertKind; 4] = [
         AlertKind::DeadLetter,
         AlertKind::BreakerOpen,
         AlertKind::RetrySpike,
+        AlertKind::BatchFailures,
     ];
 
     /// The snake_case name used in alert bodies, logs and labels.
@@ -73,6 +76,7 @@ impl AlertKind {
             AlertKind::DeadLetter => "dead_letter",
             AlertKind::BreakerOpen => "breaker_open",
             AlertKind::RetrySpike => "retry_spike",
+            AlertKind::BatchFailures => "batch_failures",
         }
     }
 }
@@ -162,7 +166,43 @@ impl AlertEvent {
     }
 }
 
+impl AlertEvent {
+    /// A dead member `c` of batch `batch` left `dead` of its `ended`
+    /// members dead, at or over `rule`'s ratio.
+    #[must_use]
+    pub fn batch_failures(
+        queue: &str,
+        job_label: &str,
+        c: &Completion,
+        batch: &str,
+        dead: u64,
+        ended: u64,
+        rule: &BatchFailureRule,
+    ) -> Self {
+        let mut e = AlertEvent::dead_letter(queue, job_label, c, DeadReason::Permanent);
+        e.kind = AlertKind::BatchFailures;
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "member counts are far below 2^52; a percentage for people"
+        )]
+        let pct = dead as f64 * 100.0 / ended.max(1) as f64;
+        e.reason = format!(
+            "batch `{batch}`: {dead} of {ended} ended members dead ({pct:.1}%), at or over [alerts] batch_failure_ratio {}",
+            rule.ratio
+        );
+        e
+    }
+}
+
 static SENDER: OnceLock<mpsc::Sender<AlertEvent>> = OnceLock::new();
+static BATCH_RULE: OnceLock<BatchFailureRule> = OnceLock::new();
+
+/// `[alerts] batch_failure_ratio` and `batch_failure_min` of the running
+/// daemon, once [`start`]ed with them; `None`: no batch alerts.
+#[must_use]
+pub fn batch_rule() -> Option<BatchFailureRule> {
+    BATCH_RULE.get().copied()
+}
 
 /// Hands an event to the alert task without waiting. When the task is
 /// behind and its queue is full, the event is dropped, counted in
@@ -206,6 +246,9 @@ pub fn start(cfg: &AlertsConfig) -> Result<AlertTask, String> {
         first: resolve("[[alerts.webhook]]", &cfg.webhooks)?.into(),
         escalation: resolve("[[alerts.escalation]]", &cfg.escalation)?.into(),
     };
+    if let Some(rule) = cfg.batch_failures {
+        let _ = BATCH_RULE.set(rule);
+    }
     let (tx, rx) = mpsc::channel(CHANNEL_SIZE);
     if SENDER.set(tx).is_err() {
         tracing::warn!("alerts were started twice in one process; the first start is used");

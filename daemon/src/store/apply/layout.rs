@@ -61,12 +61,23 @@ layout!(
         Paused = "paused",
         JobsHigh = "jobs_high",
         JobsLow = "jobs_low",
+        BatchesUnfinished = "batches_unfinished",
     }
 );
 
 layout!(
-    /// The keys of one completion, after the queue's and those of the
-    /// completions before it: a prefix of these (see [`Encoder::keys`]).
+    /// The keys of one batch the completions belong to, after the queue's
+    /// (and the batches' before it); `Head::Batches` says how many.
+    BatchKey as "BKEY" {
+        Ledger = "ledger",
+        Failed = "failed",
+    }
+);
+
+layout!(
+    /// The keys of one completion, after the queue's, the batches' and
+    /// those of the completions before it: a prefix of these (see
+    /// [`Encoder::keys`]).
     CompletionKey as "CKEY" {
         Record = "record",
         History = "history",
@@ -76,6 +87,8 @@ layout!(
 
 layout!(
     /// The batch's arguments, first in ARGV; the plugin digests follow.
+    /// (`batches`: how many distinct job batches its completions belong
+    /// to; their ledger keys follow the queue's in KEYS.)
     Head as "HEAD" {
         Group = "group",
         Ttl = "ttl",
@@ -84,6 +97,7 @@ layout!(
         Wake = "wake",
         AckedMax = "acked_max",
         RetiredTtl = "retired_ttl",
+        Batches = "batches",
         Digests = "digests",
     }
 );
@@ -98,6 +112,7 @@ layout!(
         Finished = "finished",
         Plugin = "plugin",
         Result = "result",
+        Batch = "batch",
         Idem = "idem",
         IdemTtl = "idem_ttl",
         ResultDigest = "result_digest",
@@ -132,6 +147,7 @@ layout!(
         ResultDigest = "result_digest",
         LeaseExpiries = "lease_expiries",
         DeadPayload = "dead_payload",
+        Batch = "batch",
         Extras = "extras",
     }
 );
@@ -141,8 +157,9 @@ const _: () = assert!(Head::Digests.at() + 1 == Head::N);
 const _: () = assert!(Full::Extras.at() + 1 == Full::N);
 
 /// Every part of the layout, as the script receives it.
-pub(super) const LAYOUTS: [Layout; 5] = [
+pub(super) const LAYOUTS: [Layout; 6] = [
     QueueKey::LAYOUT,
+    BatchKey::LAYOUT,
     CompletionKey::LAYOUT,
     Head::LAYOUT,
     Fresh::LAYOUT,

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 mod layout;
 
-use self::layout::{CompletionKey, Fresh, Full, Head, LAYOUTS, Layout, QueueKey};
+use self::layout::{BatchKey, CompletionKey, Fresh, Full, Head, LAYOUTS, Layout, QueueKey};
+use super::batches::BATCH_LUA;
 use super::pause::PAUSED_LUA;
 use super::script::script;
 use super::{GROUP, Keys, MAX_HISTORY, MAX_STORED_RESULT, Queue, QueueError, RETIRED_TTL};
@@ -30,7 +31,7 @@ const APPLY: &str = include_str!("../lua/apply.lua");
 
 static APPLY_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     let layout: String = LAYOUTS.iter().map(Layout::lua).collect();
-    script(&format!("{layout}{PAUSED_LUA}"), APPLY)
+    script(&format!("{layout}{PAUSED_LUA}{BATCH_LUA}"), APPLY)
 });
 
 /// One argument: bytes, borrowed from the completion where they can be, or
@@ -93,6 +94,10 @@ struct Encoder<'a> {
     /// batch ran the same plugin, so each is sent once and referred to by
     /// its position (from 1).
     digests: Vec<&'a str>,
+    /// The distinct batches the completions belong to, each referred to by
+    /// its position (from 1; 0 for none); their keys ([`BatchKey`]) follow
+    /// the queue's in KEYS.
+    batches: Vec<&'a str>,
 }
 
 impl<'a> Encoder<'a> {
@@ -102,6 +107,14 @@ impl<'a> Encoder<'a> {
         for c in batch {
             if !digests.contains(&c.plugin_digest()) {
                 digests.push(c.plugin_digest());
+            }
+        }
+        let mut batches: Vec<&str> = Vec::new();
+        for c in batch {
+            if let Some(b) = batch_of(c)
+                && !batches.contains(&b)
+            {
+                batches.push(b);
             }
         }
         let mut q: [String; QueueKey::N] = Default::default();
@@ -114,6 +127,7 @@ impl<'a> Encoder<'a> {
         q[QueueKey::Paused.at()].clone_from(&keys.paused);
         q[QueueKey::JobsHigh.at()].clone_from(&keys.jobs_high);
         q[QueueKey::JobsLow.at()].clone_from(&keys.jobs_low);
+        q[QueueKey::BatchesUnfinished.at()].clone_from(&keys.batches_unfinished);
         let mut h: [Arg; Head::N] = Default::default();
         h[Head::Group.at()] = text(GROUP);
         h[Head::Ttl.at()] = number(succeeded_ttl.as_secs());
@@ -122,13 +136,24 @@ impl<'a> Encoder<'a> {
         h[Head::Wake.at()] = owned(keys.wake.clone());
         h[Head::AckedMax.at()] = number(MAX_ACKED_LEFT);
         h[Head::RetiredTtl.at()] = number(RETIRED_TTL.as_secs());
+        h[Head::Batches.at()] = number(batches.len());
         h[Head::Digests.at()] = number(digests.len());
         let mut e = Encoder {
-            keys: Vec::with_capacity(QueueKey::N + CompletionKey::N * batch.len()),
+            keys: Vec::with_capacity(
+                QueueKey::N + BatchKey::N * batches.len() + CompletionKey::N * batch.len(),
+            ),
             args: Vec::with_capacity(Head::N + digests.len() + (Full::N + 1) * batch.len()),
             digests,
+            batches,
         };
         e.keys.extend(q);
+        for b in &e.batches {
+            let (ledger, failed) = keys.batch(b);
+            let mut k: [String; BatchKey::N] = Default::default();
+            k[BatchKey::Ledger.at()] = ledger;
+            k[BatchKey::Failed.at()] = failed;
+            e.keys.extend(k);
+        }
         e.args.extend(h);
         e.args.extend(e.digests.iter().map(|d| text(d)));
         for c in batch {
@@ -162,6 +187,14 @@ impl<'a> Encoder<'a> {
         self.keys.extend(k.into_iter().take(n));
     }
 
+    /// The position (from 1) of `c`'s batch among the encoded batches; 0
+    /// when it belongs to none.
+    fn batch_index(&self, c: &Completion) -> usize {
+        batch_of(c)
+            .and_then(|b| self.batches.iter().position(|x| *x == b))
+            .map_or(0, |k| k + 1)
+    }
+
     /// A first delivery that succeeded at once: the common case, kept short.
     fn fresh(&mut self, keys: &Keys, c: &'a Completion) {
         self.keys(keys, c.entry_id(), c, true);
@@ -177,6 +210,7 @@ impl<'a> Encoder<'a> {
         f[Fresh::Finished.at()] = number(c.finished_ms());
         f[Fresh::Plugin.at()] = number(digest);
         f[Fresh::Result.at()] = bytes(stored_result(c.outcome()));
+        f[Fresh::Batch.at()] = number(self.batch_index(c));
         let n = match key_of(c) {
             // The history line is the audit record of a keyed job's one
             // completion.
@@ -242,6 +276,7 @@ impl<'a> Encoder<'a> {
         if let Transition::DeadLetter(_) = c.transition() {
             f[Full::DeadPayload.at()] = bytes(c.dead_payload());
         }
+        f[Full::Batch.at()] = number(self.batch_index(c));
         f[Full::Extras.at()] = number(c.extra().len());
         self.args.push(text(kind));
         self.args.extend(f);
@@ -250,6 +285,11 @@ impl<'a> Encoder<'a> {
             self.args.push(bytes(v));
         }
     }
+}
+
+/// The batch completion `c`'s job is a member of (see [`Completion::batch`]).
+fn batch_of(c: &Completion) -> Option<&str> {
+    c.batch()
 }
 
 /// The completion's idempotency key as APPLY sees it: the script tells a
@@ -500,6 +540,20 @@ mod tests {
         transition: Transition,
         outcome: Outcome,
     ) -> Completion {
+        completion_with(entry, id, idempotency_key, transition, outcome, None)
+    }
+
+    /// [`completion`] with one more correlation field, first.
+    fn completion_with(
+        entry: &str,
+        id: &str,
+        idempotency_key: Option<&str>,
+        transition: Transition,
+        outcome: Outcome,
+        field: Option<(String, Vec<u8>)>,
+    ) -> Completion {
+        let mut extra: Vec<(String, Vec<u8>)> = field.into_iter().collect();
+        extra.push(("user_id".into(), b"7".to_vec()));
         let entry = JobEntry {
             entry_id: entry.into(),
             id: id.into(),
@@ -511,7 +565,7 @@ mod tests {
             first_at: None,
             last_delay_ms: None,
             lease_expiries: 0,
-            extra: vec![("user_id".into(), b"7".to_vec())],
+            extra,
         };
         let ran = Ran {
             plugin_digest: Arc::from("abc"),
@@ -530,7 +584,8 @@ mod tests {
     fn walk(e: &Encoder) -> Vec<(String, String, Vec<String>)> {
         let arg = |k: usize| String::from_utf8_lossy(&e.args[k].bytes()).into_owned();
         let nd: usize = arg(Head::Digests.at()).parse().unwrap();
-        let (mut i, mut kc, mut out) = (Head::N + nd, QueueKey::N, Vec::new());
+        let nb: usize = arg(Head::Batches.at()).parse().unwrap();
+        let (mut i, mut kc, mut out) = (Head::N + nd, QueueKey::N + BatchKey::N * nb, Vec::new());
         while i < e.args.len() {
             let kind = arg(i);
             let (entry, keyed, nk);
@@ -555,6 +610,47 @@ mod tests {
         }
         assert_eq!((i, kc), (e.args.len(), e.keys.len()));
         out
+    }
+
+    #[test]
+    fn each_batch_is_sent_once_and_its_members_refer_to_it_by_position() {
+        let member = |entry: &str, id: &str, batch: Option<&str>, t: Transition| {
+            let extra = batch.map(|b| ("batch".to_string(), b.as_bytes().to_vec()));
+            completion_with(entry, id, None, t, Outcome::Success(b"r".to_vec()), extra)
+        };
+        let batch = [
+            member("1-0", "1-0", Some("b1"), Transition::Succeed),
+            member("2-0", "d1-1", Some("b2"), Transition::Succeed),
+            member("3-0", "3-0", Some("b1"), Transition::Succeed),
+            member("4-0", "4-0", None, Transition::Succeed),
+        ];
+        let keys = Keys::new("q");
+        let e = Encoder::batch(&keys, Duration::from_secs(60), &batch);
+        let b1 = keys.batch("b1");
+        let b2 = keys.batch("b2");
+        assert_eq!(
+            e.keys[QueueKey::N..QueueKey::N + 2 * BatchKey::N],
+            [b1.0, b1.1, b2.0, b2.1]
+        );
+        let arg = |k: usize| String::from_utf8_lossy(&e.args[k].bytes()).into_owned();
+        assert_eq!(arg(Head::Batches.at()), "2");
+        let walked = walk(&e);
+        assert_eq!(walked.len(), 4);
+        assert_eq!(walked[0].2, [keys.record("1-0")]);
+        // Per completion, its batch's position, read where the script reads it.
+        let mut i = Head::N + e.digests.len();
+        let mut positions = Vec::new();
+        for (kind, _, _) in &walked {
+            if kind == "f" {
+                positions.push(arg(i + 1 + Fresh::Batch.at()));
+                i += 1 + Fresh::Idem.at() + 1;
+            } else {
+                positions.push(arg(i + 1 + Full::Batch.at()));
+                let n: usize = arg(i + 1 + Full::Extras.at()).parse().unwrap();
+                i += 1 + Full::N + 2 * n;
+            }
+        }
+        assert_eq!(positions, ["1", "2", "1", "0"]);
     }
 
     #[test]

@@ -6,15 +6,21 @@
 --
 -- KEYS: the queue's keys (QKEY: jobs stream, dead stream, delayed set, the
 -- count of acknowledged entries still in the stream, the cancel requests,
--- ..., the streams of the high and low priority levels),
--- then per completion,
+-- ..., the streams of the high and low priority levels, the set of
+-- unfinished batches), then per batch
+-- the completions belong to (HEAD.batches of them) its keys (BKEY: its
+-- ledger and its failed members, see batch_ledger.lua), then per completion,
 -- in order, the keys it touches (CKEY): its record, its history (not for an
 -- unkeyed fresh success, which has none), its idempotency key (only when it
 -- has one). Redis Cluster and proxies route on them.
 -- ARGV: HEAD (group, succeeded ttl in s (0: keep no record of a succeeded
 -- job), queue, history length, wake channel, most acknowledged entries left
--- in the stream before they are deleted one by one, the number of plugin
--- digests), those digests, then the completions, each starting with its kind.
+-- in the stream before they are deleted one by one, the number of batches,
+-- the number of plugin digests), those digests, then the completions, each
+-- starting with its kind. A completion's `batch` is a 1-based index into
+-- the batches (0: none); its member's ledger moves from pending to
+-- succeeded, dead or cancelled in the same step as the outcome it records
+-- (a retry or a hold leaves it pending).
 --
 -- kind 'f' (a first delivery that succeeded at once, the common case, kept
 -- short): the FRESH fields up to `idem`; when the key is not '' the rest too.
@@ -37,6 +43,7 @@ local held, paused = KEYS[QKEY.held], KEYS[QKEY.paused]
 local group, ttl, queue = ARGV[HEAD.group], tonumber(ARGV[HEAD.ttl]), ARGV[HEAD.queue]
 local hist_max, wake = tonumber(ARGV[HEAD.history_max]), ARGV[HEAD.wake]
 local acked_max, nd = tonumber(ARGV[HEAD.acked_max]), tonumber(ARGV[HEAD.digests])
+local nb = tonumber(ARGV[HEAD.batches])
 local digests = {}
 for k = 1, nd do digests[k] = ARGV[HEAD.digests + k] end
 local now = now_ms()
@@ -108,6 +115,17 @@ local function extras(i, n)
   for j = 1, 2 * n do out[j] = ARGV[i + FULL.extras + j] end
   return out
 end
+-- Whether the current completion's member has left `pending` in its
+-- ledger: the unrecordable path below ends it as dead if not.
+local batch_done = false
+-- Member `id` of the batch at position `b` (0: none) ended with `outcome`.
+local function batch_ended(b, outcome, id, failure)
+  if b == 0 then return end
+  local k = QKEY_N + BKEY_N * (b - 1)
+  batch_end(KEYS[k + BKEY.ledger], KEYS[k + BKEY.failed], outcome, id, failure or '', now, jobs,
+    KEYS[QKEY.batches_unfinished])
+  batch_done = true
+end
 -- A first delivery that succeeded at once has no record, history or retry
 -- state to tidy: its id is its entry id.
 local function fresh(i, kc, keyed)
@@ -117,6 +135,7 @@ local function fresh(i, kc, keyed)
   -- Only a delivery that is still pending may change its job, so a batch
   -- re-sent after a lost reply changes nothing twice.
   if not ack(entry) then return end
+  batch_ended(tonumber(ARGV[i + FRESH.batch]), 'succeeded', entry)
   local rec = KEYS[kc + CKEY.record]
   if ttl > 0 then
     redis.call('HSET', rec, 'state', 'succeeded', 'job', job, 'attempts', '1',
@@ -184,11 +203,15 @@ local function dead_letter(i, n, rec, c)
   local d = redis.call('XADD', dead, '*', unpack(f))
   redis.call('HSET', rec, 'state', 'dead', 'dead_reason', reason, 'dead_entry', d)
   redis.call('HDEL', rec, 'entry', 'due_at', 'next_attempt')
+  batch_ended(tonumber(ARGV[i + FULL.batch]), 'dead', c.id, cjson.encode({class = c.class,
+    code = ARGV[i + FULL.code], message = string.sub(ARGV[i + FULL.message], 1, 512),
+    reason = reason, attempts = tonumber(c.attempt), at = now}))
 end
 -- An operator's cancel, honoured: the job is final, its record says who
 -- (from the request) and when, and expires like a discarded job's.
-local function cancelled(rec, hkey, c)
+local function cancelled(rec, hkey, c, b)
   redis.call('ZREM', cancels, c.id)
+  batch_ended(b, 'cancelled', c.id)
   redis.call('HSET', rec, 'state', 'cancelled', 'cancelled_at', tostring(now))
   redis.call('HDEL', rec, 'entry', 'due_at', 'next_attempt', 'checkpoint')
   local ev = {event = 'cancelled', by = redis.call('HGET', rec, 'cancelled_by') or '',
@@ -225,6 +248,7 @@ local function full(kind, i, n, kc, keyed)
     payload = ARGV[i + FULL.payload], class = ARGV[i + FULL.class],
     digest = ARGV[i + FULL.plugin], first_at = ARGV[i + FULL.first_at]}
   if not ack(c.entry) then return end
+  local batch = tonumber(ARGV[i + FULL.batch])
   local rec, hkey = KEYS[kc + CKEY.record], KEYS[kc + CKEY.history]
   local hist = ARGV[i + FULL.history]
   local function done()
@@ -243,6 +267,9 @@ local function full(kind, i, n, kc, keyed)
     -- is; a second enqueue of the same key ends as a duplicate of the first.
     -- A queue that keeps no records of succeeded jobs keeps none of these.
     local owner = ARGV[i + FULL.reason]
+    -- A second job with a key already used ends here, as a success of
+    -- the first; a redelivery of a job that ended was counted then.
+    if owner ~= c.id then batch_ended(batch, 'succeeded', c.id) end
     if ttl > 0 then
       redis.call('RPUSH', hkey, hist)
       redis.call('LTRIM', hkey, -hist_max, -1)
@@ -255,6 +282,7 @@ local function full(kind, i, n, kc, keyed)
     end
     return
   end
+  if kind == 'ok' then batch_ended(batch, 'succeeded', c.id) end
   if kind == 'ok' and ttl == 0 then
     -- The queue keeps no record of succeeded jobs: the one this job had
     -- while it was retried goes, its idempotency key stays.
@@ -281,7 +309,7 @@ local function full(kind, i, n, kc, keyed)
     'last_code', ARGV[i + FULL.code], 'last_message', ARGV[i + FULL.message],
     'last_upstream', ARGV[i + FULL.upstream])
   if kind == 'cancel' or redis.call('HEXISTS', rec, 'cancel_requested_at') == 1 then
-    cancelled(rec, hkey, c)
+    cancelled(rec, hkey, c, batch)
   elseif kind == 'retry' then
     retry(i, n, rec, c)
   else
@@ -300,11 +328,12 @@ end
 -- A failure before the acknowledgement fails the script, as before, with
 -- nothing of that completion changed.
 -- Upvalues, not table fields: written for every completion.
-local at_i, at_kc, at_acked, next_i, next_kc = HEAD_N + nd + 1, QKEY_N, 0, 0, 0
+local at_i, at_kc, at_acked, next_i, next_kc = HEAD_N + nd + 1, QKEY_N + BKEY_N * nb, 0, 0, 0
 local function record_all()
   while at_i <= #ARGV do
     local i, kc = at_i, at_kc
     at_acked = applied
+    batch_done = false
     if ARGV[i] == 'f' then
       local keyed = ARGV[i + FRESH.idem] ~= ''
       if keyed then
@@ -329,13 +358,15 @@ while true do
   if applied == at_acked then error(err) end
   local i = at_i
   local why = type(err) == 'table' and (err.err or '?') or tostring(err)
-  local entry, id, job, payload
+  local entry, id, job, payload, b
   if ARGV[i] == 'f' then
     entry = ARGV[i + FRESH.entry]
     id, job, payload = entry, ARGV[i + FRESH.job], ''
+    b = tonumber(ARGV[i + FRESH.batch])
   else
     entry, id = ARGV[i + FULL.entry], ARGV[i + FULL.id]
     job, payload = ARGV[i + FULL.job], ARGV[i + FULL.payload]
+    b = tonumber(ARGV[i + FULL.batch])
   end
   took[#took] = 'e'
   unrecordable[#unrecordable+1] = id .. ' ' .. why
@@ -343,6 +374,12 @@ while true do
     'reason', 'unrecordable', 'class', 'crash', 'code', 'unrecordable',
     'message', 'the outcome could not be recorded in Redis: ' .. why,
     'entry', entry, 'last_at', tostring(now), 'payload', payload)
+  -- Dead as far as its batch knows, unless it had ended there already.
+  if not batch_done then
+    pcall(batch_ended, b, 'dead', id, cjson.encode({class = 'crash', code = 'unrecordable',
+      message = 'the outcome could not be recorded in Redis: ' .. why, reason = 'unrecordable',
+      at = now}))
+  end
   at_i, at_kc = next_i, next_kc
 end
 if applied > 0 then

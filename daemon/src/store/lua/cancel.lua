@@ -25,8 +25,17 @@ local function event(ev)
 end
 -- The job will never run: its record says so, and expires like a
 -- discarded one's.
-local function cancelled(was, job)
+-- `batch` is the batch the job is a member of (nil for none); `join` when
+-- its ledger never counted it (a plain XADD's entry not read yet).
+local function cancelled(was, job, batch, join)
   if job then redis.call('HSETNX', rec, 'job', job) end
+  if batch and batch ~= '' then
+    local q = string.sub(KEYS[1], 1, -#JOBS_KEY - 1)
+    local ledger, failed = batch_keys(q, batch)
+    local unfinished = q .. BATCHES_UNFINISHED_KEY
+    if join then batch_join(ledger, q .. BATCHES_KEY, unfinished, batch, now) end
+    batch_end(ledger, failed, 'cancelled', id, '', now, KEYS[1], unfinished)
+  end
   redis.call('HSET', rec, 'state', 'cancelled', 'cancelled_by', by,
     'cancelled_at', tostring(now), 'cancel_note', note)
   redis.call('HDEL', rec, 'entry', 'due_at', 'next_attempt', 'checkpoint')
@@ -36,9 +45,12 @@ local function cancelled(was, job)
   return {'cancelled', was}
 end
 
-if redis.call('ZREM', delayed, id) == 1 then return cancelled('delayed') end
+-- A delayed or held job's record keeps its correlation fields, its batch
+-- among them, as `x:<name>`.
+local function record_batch() return redis.call('HGET', rec, EXTRA_PREFIX .. 'batch') end
+if redis.call('ZREM', delayed, id) == 1 then return cancelled('delayed', nil, record_batch()) end
 if redis.call('TYPE', held).ok == 'zset' and redis.call('ZREM', held, id) == 1 then
-  return cancelled('paused')
+  return cancelled('paused', nil, record_batch())
 end
 -- A plain XADD job's id is its entry's; a re-enqueued one's record names it.
 local entry = redis.call('HGET', rec, 'entry') or id
@@ -52,9 +64,11 @@ for _, s in ipairs({jobs, KEYS[7], KEYS[8]}) do
 end
 if #found == 0 then return {'missing', ''} end
 local fields = found[1][2]
-local job = nil
+local job, batch, counted = nil, nil, false
 for k = 1, #fields, 2 do
   if fields[k] == 'job' then job = fields[k + 1] end
+  if fields[k] == 'batch' then batch = fields[k + 1] end
+  if fields[k] == ENTRY.id or fields[k] == ENTRY.batch then counted = true end
 end
 local p = redis.pcall('XPENDING', jobs, group, entry, entry, 1)
 if type(p) == 'table' and p.err == nil and #p > 0 then
@@ -96,4 +110,4 @@ if last then
   end
 end
 redis.call('XDEL', jobs, entry)
-return cancelled('queued', job)
+return cancelled('queued', job, batch, not counted)

@@ -78,10 +78,28 @@ local function enqueue(keys, args)
     return redis.error_reply('ERR ward_enqueue: priority must be high, normal or low, not ' .. level)
   end
   if level == 'normal' then level = '' end
+  -- args[8], the batch the job joins ('' for none): it must exist and be
+  -- open. Checked after the duplicate (a client that sends an enqueue
+  -- again after a lost reply hears `duplicate`, even if the batch was
+  -- sealed meanwhile) and before anything is written.
+  local batch = args[8] or ''
   if key ~= '' then
     local v = redis.call('GET', q .. IDEM_PREFIX .. key)
     if v then
       return {string.match(v, '^(%S+)'), 'duplicate', 0}
+    end
+  end
+  local ledger
+  if batch ~= '' then
+    ledger = batch_keys(q, batch)
+    local state = redis.call('HGET', ledger, 'state')
+    if not state then
+      return redis.error_reply('ERR ward_enqueue: batch ' .. batch .. ' does not exist in this queue; '
+        .. 'create it first (ward batch create QUEUE --id ' .. batch .. '); nothing was added')
+    end
+    if state ~= 'open' then
+      return redis.error_reply('BATCH_SEALED batch ' .. batch
+        .. ' is sealed and takes no more members; nothing was added')
     end
   end
   -- Backpressure: past the queue's max_backlog (published by the daemons
@@ -104,6 +122,12 @@ local function enqueue(keys, args)
     local f = {'job', job, 'payload', payload}
     if key ~= '' then f[#f+1] = 'idempotency_key'; f[#f+1] = key end
     if level ~= '' then f[#f+1] = 'priority'; f[#f+1] = level end
+    -- `batch` as a producer writes it (a correlation field, carried to
+    -- retries and dead letters), and ENTRY.batch: counted already, so the
+    -- daemon that reads it does not count it again.
+    if batch ~= '' then
+      f[#f+1] = 'batch'; f[#f+1] = batch; f[#f+1] = ENTRY.batch; f[#f+1] = batch
+    end
     id = redis.call('XADD', stream, '*', unpack(f))
   else
     id = 'd' .. now .. '-' .. redis.call('INCR', q .. SEQ_KEY)
@@ -112,10 +136,12 @@ local function enqueue(keys, args)
       'next_attempt', '1', 'due_at', tostring(due), 'enqueued_at', tostring(now))
     if key ~= '' then redis.call('HSET', rec, 'x:idempotency_key', key) end
     if level ~= '' then redis.call('HSET', rec, 'x:priority', level) end
+    if batch ~= '' then redis.call('HSET', rec, EXTRA_PREFIX .. 'batch', batch) end
     redis.call('ZADD', q .. DELAYED_KEY, due, id)
     redis.call('PUBLISH', q .. WAKE_KEY, tostring(due))
   end
   if key ~= '' then redis.call('SET', q .. IDEM_PREFIX .. key, id, 'PX', ttl) end
+  if ledger then batch_join(ledger, q .. BATCHES_KEY, q .. BATCHES_UNFINISHED_KEY, batch, now) end
   return {id, 'created', due or 0}
 end
 

@@ -72,12 +72,31 @@ local function move(e, dest)
   moved = moved + 1
 end
 
+-- A producer's entry naming a batch (a `batch` field, written by a plain
+-- XADD) joins that batch's ledger as it is first read: nothing could count
+-- it when it was added. Entries Ward wrote (ENTRY.id: a retry, a promoted
+-- or requeued job) and ward_enqueue's (ENTRY.batch) were counted already.
+-- The ledger keys are built here from the stream's name (same hash tag).
+local q = string.sub(main, 1, -#JOBS_KEY - 1)
+local now = nil
+local function join_batch(f)
+  local b, counted = nil, false
+  for k = 1, #f, 2 do
+    if f[k] == 'batch' then b = f[k + 1] end
+    if f[k] == ENTRY.id or f[k] == ENTRY.batch then counted = true end
+  end
+  if b == nil or b == '' or counted then return end
+  now = now or now_ms()
+  batch_join(batch_keys(q, b), q .. BATCHES_KEY, q .. BATCHES_UNFINISHED_KEY, b, now)
+end
+
 -- The normal stream: keeps its own entries, moves the others.
 local function from_main()
   while #got < want and moved < budget do
     local es = read(main, want - #got)
     if #es == 0 then return end
     for _, e in ipairs(es) do
+      join_batch(e[2])
       local dest = level_of(e[2])
       if dest then move(e, dest) else got[#got + 1] = e end
     end

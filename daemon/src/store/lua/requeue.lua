@@ -47,6 +47,14 @@ local function requeue(l)
     if name then f[#f+1] = name; f[#f+1] = df[k+1] end
   end
   local e = redis.call('XADD', KEYS[2], '*', unpack(f))
+  -- A batch member goes back to pending in its batch's ledger (built from
+  -- the jobs stream's name: same hash tag).
+  local b = nil
+  for k = 1, #f, 2 do if f[k] == 'batch' then b = f[k + 1] end end
+  if b and b ~= '' then
+    local ledger, failed = batch_keys(string.sub(KEYS[2], 1, -#JOBS_KEY - 1), b)
+    batch_requeued(ledger, failed, l.id)
+  end
   redis.call('HDEL', l.rec, 'first_at', 'last_at', 'last_class', 'last_code', 'last_message',
     'last_upstream', 'dead_reason', 'dead_entry', 'checkpoint', 'next_attempt', 'last_delay_ms',
     'due_at', 'result')

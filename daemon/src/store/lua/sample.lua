@@ -1,6 +1,7 @@
 -- KEYS[1] jobs stream, KEYS[2] delayed set, KEYS[3] dead stream, KEYS[4]
 -- count of acknowledged entries not yet trimmed, KEYS[5] and KEYS[6] the
--- high and low priority streams; ARGV[1] group.
+-- high and low priority streams, KEYS[7] the set of unfinished batches;
+-- ARGV[1] group.
 -- Read-only. Ready = the group's lag when Redis knows it, else stream length
 -- minus pending minus acknowledged entries not yet trimmed. The oldest ready entry
 -- is the first one after the group's last-delivered id.
@@ -51,4 +52,4 @@ for k = 5, 6 do
     end
   end
 end
-return {found, ready, pending, delayed, dead, now, oldest}
+return {found, ready, pending, delayed, dead, now, oldest, redis.call('ZCARD', KEYS[7])}

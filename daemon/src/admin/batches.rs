@@ -1,0 +1,95 @@
+//! Batches: `GET /v1/queues/{queue}/batches` and
+//! `GET /v1/queues/{queue}/batches/{id}`, as `ward batch list|show --json`
+//! print them (from [`control::batches`]), and the operator's
+//! `POST /v1/queues/{queue}/batches` (create) and
+//! `POST /v1/queues/{queue}/batches/{id}/seal`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+
+use super::{Api, ApiError, Caller, Operator};
+use crate::control::batches::{self, BatchError, BatchView};
+use crate::store::Callbacks;
+
+impl From<BatchError> for ApiError {
+    fn from(e: BatchError) -> ApiError {
+        if let BatchError::Store(e) = e {
+            return e.into();
+        }
+        let status = match &e {
+            BatchError::Missing { .. } => StatusCode::NOT_FOUND,
+            BatchError::Exists { .. } => StatusCode::CONFLICT,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+/// `GET /v1/queues/{queue}/batches`: newest first, without failures.
+pub(super) async fn list(
+    _: Caller,
+    State(api): State<Api>,
+    Path(queue): Path<String>,
+) -> Result<Json<Vec<BatchView>>, ApiError> {
+    let (_, q) = api.queue(&queue)?;
+    Ok(Json(batches::list(&q, crate::clock::now_ms()).await?))
+}
+
+/// `GET /v1/queues/{queue}/batches/{id}`: counts, times, failures grouped.
+pub(super) async fn show(
+    _: Caller,
+    State(api): State<Api>,
+    Path((queue, id)): Path<(String, String)>,
+) -> Result<Json<BatchView>, ApiError> {
+    let (_, q) = api.queue(&queue)?;
+    Ok(Json(batches::show(&q, &id, crate::clock::now_ms()).await?))
+}
+
+/// The body of `POST .../batches`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CreateBody {
+    /// The batch id (default: a new one).
+    id: Option<String>,
+    /// Job type enqueued once when every member has ended.
+    on_complete: Option<String>,
+    /// Job type enqueued once when every member has succeeded.
+    on_success: Option<String>,
+}
+
+/// `POST /v1/queues/{queue}/batches`: `{"id": "import-17",
+/// "on_complete": "notify", "on_success": "publish"}` (each optional);
+/// answers `{"id": ...}`.
+pub(super) async fn create(
+    Operator(caller): Operator,
+    State(api): State<Api>,
+    Path(queue): Path<String>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let body: CreateBody = if body.is_empty() {
+        CreateBody::default()
+    } else {
+        super::body(&body, r#"{"id": "import-17"}"#)?
+    };
+    let (_, q) = api.queue(&queue)?;
+    let callbacks = Callbacks {
+        on_complete: body.on_complete,
+        on_success: body.on_success,
+    };
+    let id = batches::create(&q, &caller.actor(), body.id.as_deref(), &callbacks).await?;
+    Ok(Json(serde_json::json!({ "id": id })))
+}
+
+/// `POST /v1/queues/{queue}/batches/{id}/seal`: answers
+/// `{"sealed": true}`, or `false` when it was sealed already.
+pub(super) async fn seal(
+    Operator(caller): Operator,
+    State(api): State<Api>,
+    Path((queue, id)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (_, q) = api.queue(&queue)?;
+    let now = batches::seal(&q, &caller.actor(), &id).await?;
+    Ok(Json(serde_json::json!({ "sealed": now })))
+}
