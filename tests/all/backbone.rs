@@ -342,11 +342,13 @@ fn stream_len_and_acked(redis: &Redis) -> (usize, Option<usize>) {
         .unwrap()
 }
 
-/// A queue with a job that sleeps 5 s and succeeds, and no-op jobs.
+/// A queue with a job that sleeps 15 s and succeeds (long enough for the
+/// no-op jobs of a test to finish behind it on a loaded machine), and
+/// no-op jobs.
 fn slow_and_quick(redis: &Redis) -> (Ward, String) {
     let jobs = job("flaky", "flaky", "timeout = \"30s\"") + &job("noop", "noop", "");
     let ward = Ward::start(&config(redis, 4, &jobs)).ready();
-    let slow = enqueue(redis, "flaky", r#"{"sleep_ms":5000,"times":0}"#);
+    let slow = enqueue(redis, "flaky", r#"{"sleep_ms":15000,"times":0}"#);
     wait_for(WAIT, "the slow job to start", || {
         show(redis, &slow)["state"] == "running"
     });
