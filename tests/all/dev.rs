@@ -229,6 +229,31 @@ fn dev_runs_a_job_and_leaves_nothing_behind_after_ctrl_c() {
     assert_eq!(status, 200);
     assert!(body.contains("ward_"), "{body}");
 
+    // The admin API, with the operator token made for this run.
+    let admin = line(&banner, "admin");
+    let api_port: u16 = admin[1]
+        .strip_prefix("http://127.0.0.1:")
+        .and_then(|r| r.strip_suffix("/v1/queues"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("admin URL in:\n{banner}"));
+    let token = admin[4].trim_end_matches(',');
+    let queue = crate::admin::client::request(api_port, "GET", "/v1/queues/dev", Some(token), "");
+    assert_eq!(queue.status, 200, "{}", queue.text);
+    assert_eq!(queue.body["queue"], "dev", "{}", queue.text);
+    assert_eq!(queue.body["consumed"], true, "{}", queue.text);
+    assert!(
+        queue.body["job_types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "echo"),
+        "{}",
+        queue.text
+    );
+    let refused =
+        crate::admin::client::request(api_port, "GET", "/v1/queues/dev", Some("nope"), "");
+    assert_eq!(refused.status, 401, "{}", refused.text);
+
     dev.signal("-INT");
     let status = dev.exit_within(Duration::from_secs(10));
     assert!(status.success(), "exit {status}:\n{}", dev.err());

@@ -301,6 +301,27 @@ impl Server {
         }))
     }
 
+    /// Binds `addr` for `config`'s queues with `tokens` made by the caller
+    /// (`ward dev`'s generated one), not read from `[[admin.token]]`.
+    ///
+    /// # Errors
+    /// The address cannot be bound.
+    pub async fn bind_with_tokens(
+        addr: SocketAddr,
+        config: &Config,
+        tokens: Tokens,
+    ) -> Result<Server, StartError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        Ok(Server {
+            listener,
+            config: config.clone(),
+            tokens,
+            reload: None,
+        })
+    }
+
     /// Serves beside the daemon that `handle` reloads (`POST /v1/reload`).
     #[must_use]
     pub fn with_reload(mut self, handle: crate::worker::ReloadHandle) -> Server {

@@ -52,11 +52,26 @@ impl DevArgs {
         std::fs::write(&path, dev::config_toml(&url, metrics_port, &found.jobs))
             .with_context(|| format!("cannot write {}", path.display()))?;
         let config = Config::load(&path)?;
+        // The admin API (and whatever the admin server serves) on a free
+        // port, with an operator token made for this run only.
+        let token = format!("dev-{:032x}", rand::random::<u128>());
+        let mut tokens = crate::admin::Tokens::default();
+        tokens.add("dev", crate::config::admin::Role::Operator, &token)?;
+        let admin = crate::admin::Server::bind_with_tokens(
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            &config,
+            tokens,
+        )
+        .await?;
+        let admin_port = admin.local_addr()?.port();
+        let (reload, reloads) = crate::worker::reload_channel();
+        let admin = admin.with_reload(reload);
 
         print_banner(&Banner {
             url: &url,
             redis: redis.as_deref(),
             metrics_port,
+            admin: (admin_port, &token),
             work: work.path(),
             config: &path,
             found: &found,
@@ -77,10 +92,20 @@ impl DevArgs {
             std::process::exit(130);
         });
 
-        let ran = crate::worker::run(config, async {
-            let _ = first_rx.await;
-        })
+        let (api_stop, mut api_stopped) = tokio::sync::watch::channel(false);
+        let api = tokio::spawn(admin.serve(async move {
+            let _ = api_stopped.wait_for(|stop| *stop).await;
+        }));
+        let ran = crate::worker::run_with(
+            config,
+            async {
+                let _ = first_rx.await;
+            },
+            reloads,
+        )
         .await;
+        let _ = api_stop.send(true);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), api).await;
         if let Some(r) = &redis {
             r.stop();
         }
@@ -120,6 +145,8 @@ struct Banner<'a> {
     url: &'a str,
     redis: Option<&'a PrivateRedis>,
     metrics_port: u16,
+    /// The admin API's port and its operator token.
+    admin: (u16, &'a str),
     work: &'a Path,
     config: &'a Path,
     found: &'a Found,
@@ -142,6 +169,10 @@ fn print_banner(b: &Banner<'_>) {
     println!(
         "  metrics   http://127.0.0.1:{}/metrics   (and /healthz, /readyz)",
         b.metrics_port
+    );
+    println!(
+        "  admin     http://127.0.0.1:{}/v1/queues   (operator token {}, for this run only)",
+        b.admin.0, b.admin.1
     );
     println!("  temp dir  {}   (removed on exit)", b.work.display());
     println!("  config    {}", b.config.display());
@@ -177,6 +208,10 @@ fn print_banner(b: &Banner<'_>) {
     println!("  {ward} stats --redis {url} {q}");
     println!("  {ward} dlq list --redis {url} {q}");
     println!("  curl -s http://127.0.0.1:{}/metrics", b.metrics_port);
+    println!(
+        "  curl -s -H 'Authorization: Bearer {}' http://127.0.0.1:{}/v1/queues/{q}",
+        b.admin.1, b.admin.0
+    );
     println!();
 }
 
