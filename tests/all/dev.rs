@@ -101,7 +101,19 @@ impl Dev {
 }
 
 impl Drop for Dev {
+    /// A test that failed early leaves `ward dev` running: SIGTERM first, so
+    /// it stops its own redis-server and removes its temp dir (SIGKILL would
+    /// orphan them), and SIGKILL only if it does not stop in time.
     fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
