@@ -32,4 +32,5 @@ mod sandbox;
 mod schedules;
 mod support;
 mod upstreams;
+mod web;
 mod webhook;
