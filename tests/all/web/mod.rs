@@ -495,7 +495,7 @@ fn a_paused_queue_shows_as_paused_and_resumes_from_the_page() {
             .await;
         b.click("#pause-form button").await;
         b.wait_text("#flash", "Paused job type vault").await;
-        assert_eq!(b.text("#queue-state").await, "paused");
+        assert_eq!(b.text("#queue-state").await, "paused: vault");
         b.quit().await;
     });
     let q = get_ok(port, "/v1/queues/q", VIEWER.2);
@@ -513,4 +513,200 @@ fn a_paused_queue_shows_as_paused_and_resumes_from_the_page() {
             ("pause", "vault misbehaves")
         ]
     );
+}
+
+#[test]
+fn a_bulk_discard_by_filter_counts_first_and_touches_exactly_the_matching_dead_letters() {
+    let redis = Redis::start();
+    let port = free_port();
+    let cfg = config(&redis, port, false);
+    let smtp = r#"{"fail":"permanent","code":"smtp-421"}"#;
+    let http = r#"{"fail":"permanent","code":"http-500"}"#;
+    let ids = dead_lettered(
+        &redis,
+        &cfg,
+        &[
+            ("vault", smtp),
+            ("vault", http),
+            ("vault", smtp),
+            ("vault", smtp),
+            ("vault", http),
+        ],
+    );
+    let _api = AdminProc::start(&cfg, port);
+    let note = "smtp relay rejected them; the mails were resent by hand";
+    run(async {
+        let b = Browser::start().await;
+        b.login(&base(port), OPERATOR.2).await;
+        b.goto(&format!("{}/ui/queues/q/dead", base(port))).await;
+        b.fill("#filter-form input[name=code]", "smtp-421").await;
+        b.click("#filter-form button").await;
+        b.wait_text("#dead-letters", "smtp-421").await;
+        assert_eq!(b.count("#dead-letters tbody tr").await, 3);
+        b.client
+            .find(Locator::Css("#bulk-form select"))
+            .await
+            .unwrap()
+            .select_by_value("discard")
+            .await
+            .unwrap();
+        b.click("#bulk-form button").await;
+        // The confirmation shows how many a dry run counted; nothing changed yet.
+        let counted = b.text("#count").await;
+        assert!(counted.starts_with("3 dead letter(s) match"), "{counted}");
+        assert_eq!(count(&redis, "XLEN", "ward:{q}:dead"), 5);
+        b.fill("#confirm-form input[name=note]", note).await;
+        b.click("#confirm-form button").await;
+        b.wait_text("#flash", "Discarded 3 of 3").await;
+        b.quit().await;
+    });
+    assert_eq!(count(&redis, "XLEN", "ward:{q}:dead"), 2);
+    let states: Vec<String> = ids
+        .iter()
+        .map(|id| show(&redis, id)["state"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        states,
+        ["discarded", "dead", "discarded", "discarded", "dead"]
+    );
+    let trail = audit(&redis);
+    assert_eq!(trail.len(), 1, "{trail:?}");
+    assert_eq!(
+        (
+            trail[0]["action"].as_str(),
+            trail[0]["count"].as_u64(),
+            trail[0]["note"].as_str()
+        ),
+        (Some("discard"), Some(3), Some(note))
+    );
+}
+
+#[test]
+fn an_operator_forces_a_breaker_open_and_closed_from_the_page() {
+    let redis = Redis::start();
+    let port = free_port();
+    let _api = AdminProc::start(&config(&redis, port, false), port);
+    run(async {
+        let b = Browser::start().await;
+        b.login(&base(port), OPERATOR.2).await;
+        b.goto(&format!("{}/ui/breakers", base(port))).await;
+        assert!(b.text("#upstreams").await.contains("smtp"));
+        b.fill("#upstreams input[name=note]", "smtp provider incident")
+            .await;
+        b.click("#upstreams button").await;
+        b.wait_text("#flash", "is open").await;
+        assert!(b.text("#breakers").await.contains("open"));
+        b.fill("#upstreams input[name=note]", "incident over").await;
+        b.click("#upstreams button").await;
+        b.wait_text("#flash", "is closed").await;
+        b.quit().await;
+    });
+    let trail = audit(&redis);
+    let notes: Vec<&str> = trail.iter().map(|e| e["note"].as_str().unwrap()).collect();
+    assert_eq!(
+        notes,
+        ["smtp provider incident", "incident over"],
+        "{trail:?}"
+    );
+}
+
+/// Regenerates the screenshots of `docs/web.md` (`docs/img/web-*.png`)
+/// from a real run: a daemon, a few dead letters, a paused job type and an
+/// open breaker, seen by an operator in headless Chromium. Run with
+/// `cargo test -p ward --test all -- --ignored web::screenshots`.
+#[test]
+#[ignore = "writes docs/img/web-*.png; run with --ignored to regenerate them"]
+fn screenshots_of_the_main_screens() {
+    let redis = Redis::start();
+    let port = free_port();
+    let cfg = config(&redis, port, true);
+    let ids = dead_lettered(
+        &redis,
+        &cfg,
+        &[
+            (
+                "vault",
+                r#"{"fail":"permanent","code":"smtp-550","message":"mailbox unavailable: no such user"}"#,
+            ),
+            (
+                "vault",
+                r#"{"fail":"permanent","code":"smtp-421","message":"service not available, closing channel"}"#,
+            ),
+            (
+                "vault",
+                r#"{"fail":"permanent","code":"smtp-421","message":"service not available, closing channel"}"#,
+            ),
+        ],
+    );
+    let daemon = Ward::start_with_env(&cfg, &token_env()).ready();
+    wait_serving(port);
+    for i in 0..3 {
+        enqueue_with(
+            &redis,
+            &["--delay", "1h"],
+            "echo",
+            &format!(r#"{{"order":{i}}}"#),
+        );
+    }
+    let url = redis.url();
+    let steps: [&[&str]; 2] = [
+        &[
+            "pause",
+            "q",
+            "--job",
+            "vault",
+            "--note",
+            "smtp relay down, INC-4711",
+            "--redis",
+            &url,
+        ],
+        &[
+            "breakers",
+            "open",
+            "--redis",
+            &url,
+            "q",
+            "smtp",
+            "--for",
+            "30m",
+            "--note",
+            "provider incident",
+        ],
+    ];
+    for args in steps {
+        let out = ward(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    // Every daemon honours the pause within a second: the next jobs wait.
+    std::thread::sleep(Duration::from_millis(1500));
+    for i in 0..4 {
+        xadd(
+            &redis,
+            "vault",
+            r#"{"fail":"transient"}"#,
+            &[("order_id", &format!("o-{i}"))],
+        );
+    }
+    let img = workspace().join("docs/img");
+    std::fs::create_dir_all(&img).unwrap();
+    run(async {
+        let b = Browser::start().await;
+        b.login(&base(port), OPERATOR.2).await;
+        let shots = [
+            ("web-overview.png", "/ui/".to_string()),
+            ("web-queue.png", "/ui/queues/q".to_string()),
+            ("web-job.png", format!("/ui/queues/q/jobs/{}", ids[0])),
+            ("web-dead.png", "/ui/queues/q/dead".to_string()),
+            ("web-breakers.png", "/ui/breakers".to_string()),
+            ("web-audit.png", "/ui/audit".to_string()),
+        ];
+        for (file, page) in shots {
+            b.goto(&format!("{}{page}", base(port))).await;
+            b.text("main").await;
+            let png = b.client.screenshot().await.unwrap();
+            std::fs::write(img.join(file), png).unwrap();
+        }
+        b.quit().await;
+    });
+    assert!(daemon.stop().success());
 }

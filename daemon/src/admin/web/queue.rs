@@ -37,6 +37,18 @@ impl QueuePage {
     fn enqueued(&self, j: &ListedJob) -> String {
         ts(&j.enqueued_at_ms)
     }
+    /// `running`, `paused` (the whole queue) or `paused: a, b` (job types).
+    fn state(&self) -> String {
+        let paused = &self.view.paused;
+        if paused.is_empty() {
+            "running".to_string()
+        } else if paused.iter().any(|p| p.target == "*") {
+            "paused".to_string()
+        } else {
+            let types: Vec<&str> = paused.iter().map(|p| p.target.as_str()).collect();
+            format!("paused: {}", types.join(", "))
+        }
+    }
     fn at(&self, ms: &u64) -> String {
         ts(&Some(*ms))
     }
