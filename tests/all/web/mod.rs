@@ -158,6 +158,10 @@ fn the_overview_shows_every_queue_and_the_counts_redis_holds() {
         let api = get_ok(port, "/v1/queues/q", VIEWER.2);
         assert_eq!(api["jobs"]["ready"], 2, "{api}");
         assert_eq!(api["jobs"]["leased"], 1, "{api}");
+        // An unknown page is an HTML 404, not the API's JSON.
+        b.goto(&format!("{}/ui/nothing/here", base(port))).await;
+        assert!(b.text("#error").await.contains("no such page"));
+        b.goto(&format!("{}/ui/", base(port))).await;
         // The queue's link leads to its page.
         b.click("#queues tr[data-queue=\"q\"] td a").await;
         assert_eq!(b.text("#queue-name").await, "q");
@@ -185,6 +189,9 @@ fn a_dead_job_requeued_from_its_page_with_a_note_succeeds_and_the_audit_shows_th
     run(async {
         let b = Browser::start().await;
         b.login(&base(port), OPERATOR.2).await;
+        let after_login = b.client.current_url().await.unwrap();
+        assert_eq!(after_login.path(), "/ui/");
+        assert!(!after_login.as_str().contains(OPERATOR.2));
         b.goto(&format!("{}/ui/queues/q/jobs/{id}", base(port)))
             .await;
         assert_eq!(b.text("#job-state").await, "dead");
@@ -217,6 +224,13 @@ fn a_dead_job_requeued_from_its_page_with_a_note_succeeds_and_the_audit_shows_th
     );
     let text = stdout(&ward(&["audit", "--redis", &redis.url()]));
     assert!(text.contains(note), "{text}");
+    // The login is logged by the token's name, never its value.
+    let logs = daemon.logs();
+    assert!(logs.contains("web screen: logged in"), "{logs}");
+    assert!(
+        !logs.contains(OPERATOR.2),
+        "the token is in the daemon's log"
+    );
     assert!(daemon.stop().success());
 }
 

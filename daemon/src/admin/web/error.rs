@@ -65,3 +65,30 @@ impl IntoResponse for WebError {
         r
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_page_escapes_its_message_and_forbids_scripts() {
+        let r = WebError::forbidden("<script>alert(1)</script> & \"more\"").into_response();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        let csp = r.headers()[axum::http::header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(csp.starts_with("default-src 'none'"), "{csp}");
+        let page = ErrorPage {
+            status: 403,
+            reason: "Forbidden",
+            message: "<script>alert(1)</script> & \"more\"",
+        }
+        .render()
+        .unwrap();
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(
+            page.contains("&#60;script&#62;") || page.contains("&lt;script&gt;"),
+            "{page}"
+        );
+    }
+}
