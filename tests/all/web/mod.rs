@@ -117,11 +117,17 @@ fn the_overview_shows_every_queue_and_the_counts_redis_holds() {
     let port = free_port();
     let cfg = config(&redis, port, false);
     let permanent = r#"{"fail":"permanent"}"#;
-    dead_lettered(&redis, &cfg, &[("vault", permanent), ("vault", permanent)]);
+    let dead_ids = dead_lettered(&redis, &cfg, &[("vault", permanent), ("vault", permanent)]);
     // `ward admin` alone: nothing runs, so what Redis holds stays put.
     let _api = AdminProc::start(&cfg, port);
-    for _ in 0..3 {
-        xadd(&redis, "vault", r#"{"fail":"transient"}"#, &[]);
+    for i in 0..3 {
+        let order = format!("o-{i}");
+        xadd(
+            &redis,
+            "vault",
+            r#"{"fail":"transient"}"#,
+            &[("order_id", &order)],
+        );
     }
     enqueue_with(&redis, &["--delay", "1h"], "vault", permanent);
     lease_to(&mut redis.con(), "ward:{q}:jobs", "test-consumer", 1);
@@ -166,6 +172,29 @@ fn the_overview_shows_every_queue_and_the_counts_redis_holds() {
         b.click("#queues tr[data-queue=\"q\"] td a").await;
         assert_eq!(b.text("#queue-name").await, "q");
         assert_eq!(b.text("#dead").await, "2");
+        // Its jobs by state and by correlation field, as `ward job list`.
+        assert_eq!(b.count("#jobs tbody tr").await, 3, "2 queued, 1 delayed");
+        b.client
+            .find(Locator::Css("#search-form select[name=state]"))
+            .await
+            .unwrap()
+            .select_by_value("running")
+            .await
+            .unwrap();
+        b.click("#search-form button").await;
+        b.wait_text("main", "(showing running)").await;
+        assert_eq!(b.count("#jobs tbody tr").await, 1);
+        b.goto(&format!("{}/ui/queues/q?field=order_id%3Do-2", base(port)))
+            .await;
+        let found = b.text("#jobs tbody").await;
+        assert!(
+            found.contains("order_id=o-2") && !found.contains("o-1"),
+            "{found}"
+        );
+        // An id opens its job's page.
+        b.goto(&format!("{}/ui/queues/q?id={}", base(port), dead_ids[0]))
+            .await;
+        assert_eq!(b.text("#job-state").await, "dead");
         b.quit().await;
     });
 }

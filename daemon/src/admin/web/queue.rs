@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Redirect, Response};
 
 use super::guard::{Action, Viewer};
 use super::{Page, WebError, age, done, html, seg, ts};
@@ -29,6 +29,10 @@ struct QueuePage {
     oldest: String,
     /// The state listed (`""`: the three waiting ones).
     state: String,
+    /// The job type listed (`""`: every one).
+    job: String,
+    /// The correlation field searched, `NAME=VALUE` (`""`: none).
+    field: String,
     jobs: Vec<ListedJob>,
     more: bool,
 }
@@ -49,6 +53,15 @@ impl QueuePage {
             format!("paused: {}", types.join(", "))
         }
     }
+    fn states(&self) -> [&'static str; 4] {
+        ["queued", "delayed", "paused", "running"]
+    }
+    fn is_state(&self, s: &str) -> bool {
+        self.state == s
+    }
+    fn is_job(&self, j: &str) -> bool {
+        self.job == j
+    }
     fn at(&self, ms: &u64) -> String {
         ts(&Some(*ms))
     }
@@ -67,17 +80,42 @@ impl QueuePage {
     }
 }
 
-/// `GET /ui/queues/{queue}?state=queued|delayed|paused|running`
+/// `GET /ui/queues/{queue}?state=queued|delayed|paused|running&job=TYPE&field=NAME=VALUE`,
+/// or `?id=ID` to open that job's page.
 pub(super) async fn page(
     v: Viewer,
     State(api): State<Api>,
     Path(queue): Path<String>,
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Response, WebError> {
+    let text = |k: &str| {
+        query
+            .get(k)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    let id = text("id");
+    if !id.is_empty() {
+        let to = format!("/ui/queues/{}/jobs/{}", seg(&queue), seg(&id));
+        return Ok(Redirect::to(&to).into_response());
+    }
     let (cfg, q) = api.queue(&queue)?;
     let view = queues::view(cfg, &q).await?;
-    let state = query.get("state").cloned().unwrap_or_default();
+    let state = text("state");
+    let job = text("job");
+    let field = text("field");
     let mut filter = JobFilter::default();
+    if !job.is_empty() {
+        filter.job = Some(job.clone());
+    }
+    if !field.is_empty() {
+        let Some((name, value)) = field.split_once('=').filter(|(n, _)| !n.is_empty()) else {
+            return Err(WebError::bad_request(format!(
+                "field `{field}` is not NAME=VALUE (e.g. order_id=o-17)"
+            )));
+        };
+        filter.fields.push((name.to_string(), value.to_string()));
+    }
     if !state.is_empty() {
         let s: Waiting =
             serde_json::from_value(serde_json::Value::String(state.clone())).map_err(|_| {
@@ -96,6 +134,8 @@ pub(super) async fn page(
         oldest: age(&view.oldest_ready_ms),
         view,
         state,
+        job,
+        field,
         jobs: listing.jobs,
         more: listing.more,
     }))
