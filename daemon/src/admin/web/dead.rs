@@ -220,11 +220,7 @@ async fn confirm(api: &Api, a: &Action<BulkForm>, queue: &str, op: Op) -> Respon
                 user: caller.name.clone(),
                 role: caller.role.as_str(),
                 operator: true,
-                csrf: api
-                    .sessions()
-                    .get(&a.id)
-                    .map(|(s, _)| s.csrf)
-                    .unwrap_or_default(),
+                csrf: a.csrf.clone(),
                 flash: None,
             };
             html(&ConfirmPage {

@@ -122,7 +122,7 @@ async fn checked<T>(
     req: Request,
     api: &Api,
     role: Option<Role>,
-) -> Result<(String, Caller, T), Response>
+) -> Result<(String, Session, T), Response>
 where
     T: serde::de::DeserializeOwned + Send,
 {
@@ -155,7 +155,7 @@ where
         )
         .into_response());
     }
-    Ok((id, session.caller, form))
+    Ok((id, session, form))
 }
 
 /// An operator's action: a POST that passed every check above.
@@ -165,6 +165,9 @@ pub struct Action<T> {
     pub id: String,
     /// Who acts (the audit trail's actor is the token's name).
     pub caller: Caller,
+    /// The session's CSRF token, for the forms of a page the action
+    /// answers with (a confirmation).
+    pub csrf: String,
     /// The form's fields.
     pub form: T,
 }
@@ -176,8 +179,13 @@ where
     type Rejection = Response;
 
     async fn from_request(req: Request, api: &Api) -> Result<Action<T>, Response> {
-        let (id, caller, form) = checked(req, api, Some(Role::Operator)).await?;
-        Ok(Action { id, caller, form })
+        let (id, session, form) = checked(req, api, Some(Role::Operator)).await?;
+        Ok(Action {
+            id,
+            caller: session.caller,
+            csrf: session.csrf,
+            form,
+        })
     }
 }
 

@@ -40,10 +40,16 @@ pub(super) async fn page(v: Viewer, State(api): State<Api>) -> Result<Response, 
             .await?
             .into_iter()
             .map(|d| {
-                let version = d.beat.as_ref().map_or("-", |b| b.version.as_str());
-                let alive = if d.alive { "alive" } else { "gone" };
+                let seen = match &d.beat {
+                    Some(b) => format!(
+                        "v{}, seen {} ago",
+                        b.version,
+                        age(&Some(crate::clock::now_ms().saturating_sub(b.last_seen_ms)))
+                    ),
+                    None => "no heartbeat: stopped".to_string(),
+                };
                 format!(
-                    "{} ({} in flight, v{version}, {alive})",
+                    "{} ({} in flight, {seen})",
                     d.consumer.name, d.consumer.pending
                 )
             })
