@@ -26,6 +26,8 @@ pub(super) struct ListQuery {
     pub(super) job: Option<String>,
     /// Only reasons containing this text, ignoring case.
     pub(super) reason: Option<String>,
+    /// Only this last failure code (exact), as the bulk actions filter.
+    pub(super) code: Option<String>,
     /// Only since: a duration back from now (`30m`) or an RFC 3339 time.
     pub(super) since: Option<String>,
     /// At most this many (default 50, at most 1000).
@@ -64,6 +66,7 @@ pub(super) async fn letters(
     let filter = Filter {
         job: query.job,
         reason: query.reason,
+        code: query.code,
         since_ms,
         ..Filter::default()
     };

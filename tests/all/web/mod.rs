@@ -578,6 +578,9 @@ fn a_bulk_discard_by_filter_counts_first_and_touches_exactly_the_matching_dead_l
     );
     let _api = AdminProc::start(&cfg, port);
     let note = "smtp relay rejected them; the mails were resent by hand";
+    // The API's list filters by code as the screen's does (one function).
+    let listed = get_ok(port, "/v1/queues/q/dead?code=smtp-421", VIEWER.2);
+    assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
     run(async {
         let b = Browser::start().await;
         b.login(&base(port), OPERATOR.2).await;

@@ -92,15 +92,11 @@ pub(super) async fn page(
     let query = ListQuery {
         job: some(&filters.job),
         reason: some(&filters.reason),
+        code: some(&filters.code),
         since: some(&filters.since),
         limit: Some(200),
     };
-    let mut letters = dead::letters(&api, &v.session.caller, &queue, query).await?;
-    // The API's list has no code filter (`ward dlq list` neither); the
-    // page narrows what it read.
-    if let Some(code) = some(&filters.code) {
-        letters.retain(|d| d.code.as_deref() == Some(code.as_str()));
-    }
+    let letters = dead::letters(&api, &v.session.caller, &queue, query).await?;
     Ok(html(&DeadPage {
         page: Page::new(&v, format!("Dead letters of {queue}")),
         link: seg(&queue),
