@@ -599,7 +599,10 @@ fn a_bulk_discard_by_filter_counts_first_and_touches_exactly_the_matching_dead_l
         b.click("#bulk-form button").await;
         // The confirmation shows how many a dry run counted; nothing changed yet.
         let counted = b.text("#count").await;
-        assert!(counted.starts_with("3 dead letter(s) match"), "{counted}");
+        assert!(
+            counted.starts_with("3 dead letter(s) match: code `smtp-421`"),
+            "{counted}"
+        );
         assert_eq!(count(&redis, "XLEN", "ward:{q}:dead"), 5);
         b.fill("#confirm-form input[name=note]", note).await;
         b.click("#confirm-form button").await;
