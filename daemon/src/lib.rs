@@ -46,7 +46,8 @@
 //!   actions, batches), one implementation shared by the `ward` command and the
 //!   admin API, each leaving an entry in the audit trail.
 //! - [`admin`]: the admin HTTP API (JSON, bearer tokens with roles), over
-//!   the same `control` functions as the command line.
+//!   the same `control` functions as the command line, and the web admin
+//!   screen (`admin/web/`: HTML pages and forms over the API's functions).
 //! - [`dev`]: `ward dev`'s parts: the example plugins it finds, the config
 //!   it writes, its private `redis-server` and temp dir.
 //! - [`cli`]: the `ward` command, one file per subcommand.

@@ -262,6 +262,14 @@ fn dev_runs_a_job_and_leaves_nothing_behind_after_ctrl_c() {
         "{}",
         queue.text
     );
+    let screen = line(&banner, "screen")[1];
+    assert_eq!(
+        screen,
+        format!("http://127.0.0.1:{api_port}/ui/"),
+        "{banner}"
+    );
+    let login = crate::admin::client::request(api_port, "GET", "/ui/", None, "");
+    assert!(login.status < 500, "{} {}", login.status, login.text);
     let refused =
         crate::admin::client::request(api_port, "GET", "/v1/queues/dev", Some("nope"), "");
     assert_eq!(refused.status, 401, "{}", refused.text);

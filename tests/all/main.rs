@@ -33,4 +33,5 @@ mod sandbox;
 mod schedules;
 mod support;
 mod upstreams;
+mod web;
 mod webhook;

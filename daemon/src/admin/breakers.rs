@@ -57,14 +57,14 @@ pub(super) struct CloseBody {
 /// What an override left.
 #[derive(Debug, serde::Serialize)]
 pub(super) struct Forced {
-    queue: String,
-    upstream: String,
+    pub(super) queue: String,
+    pub(super) upstream: String,
     /// `open` or `closed`, now.
-    state: &'static str,
+    pub(super) state: &'static str,
     /// Whether it was open before.
-    was_open: bool,
+    pub(super) was_open: bool,
     /// Open until, Unix ms (Redis' clock), when open.
-    open_until_ms: Option<u64>,
+    pub(super) open_until_ms: Option<u64>,
 }
 
 /// `POST /v1/queues/{queue}/breakers/{upstream}/open`: `{"for": "10m",
@@ -113,7 +113,9 @@ pub(super) async fn close(
     .await
 }
 
-async fn force(
+/// Forces a breaker open or closed ([`breakers::force`]), as
+/// `ward breakers open|close` and the web screen do.
+pub(super) async fn force(
     api: &Api,
     caller: &Caller,
     queue: &str,

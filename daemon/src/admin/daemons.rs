@@ -11,17 +11,18 @@ use crate::store::{ConsumerInfo, DaemonBeat, Queue};
 /// One daemon consuming one queue.
 #[derive(Debug, serde::Serialize)]
 pub(super) struct DaemonView {
-    queue: String,
+    pub(super) queue: String,
     #[serde(flatten)]
-    consumer: ConsumerInfo,
+    pub(super) consumer: ConsumerInfo,
     /// Its version and last beat; `None` when it has not beaten within
     /// three beats (stopped, or a daemon older than this field).
-    beat: Option<DaemonBeat>,
+    pub(super) beat: Option<DaemonBeat>,
     /// Whether it beat recently (its heartbeat hash has not expired).
-    alive: bool,
+    pub(super) alive: bool,
 }
 
-async fn of(q: Queue) -> Result<Vec<DaemonView>, ApiError> {
+/// The daemons consuming `q`.
+pub(super) async fn of(q: Queue) -> Result<Vec<DaemonView>, ApiError> {
     let mut out = Vec::new();
     for consumer in q.consumers().await? {
         let beat = q.beat(&consumer.name).await?;

@@ -23,13 +23,15 @@ const MAX_LIST: usize = 1000;
 #[serde(deny_unknown_fields)]
 pub(super) struct ListQuery {
     /// Only this job type.
-    job: Option<String>,
+    pub(super) job: Option<String>,
     /// Only reasons containing this text, ignoring case.
-    reason: Option<String>,
+    pub(super) reason: Option<String>,
+    /// Only this last failure code (exact), as the bulk actions filter.
+    pub(super) code: Option<String>,
     /// Only since: a duration back from now (`30m`) or an RFC 3339 time.
-    since: Option<String>,
+    pub(super) since: Option<String>,
     /// At most this many (default 50, at most 1000).
-    limit: Option<usize>,
+    pub(super) limit: Option<usize>,
 }
 
 /// `GET /v1/queues/{queue}/dead`: the newest dead letters matching.
@@ -40,7 +42,21 @@ pub(super) async fn list(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Vec<DeadLetter>>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let (cfg, q) = api.queue(&queue)?;
+    Ok(Json(letters(&api, &caller, &queue, query).await?))
+}
+
+/// The newest dead letters of `queue` that `query` matches, as `caller`
+/// may see them: the API's list and the web screen's.
+///
+/// # Errors
+/// [`ApiError`] 400 for a bad time, 404 for a queue it does not know.
+pub(super) async fn letters(
+    api: &Api,
+    caller: &Caller,
+    queue: &str,
+    query: ListQuery,
+) -> Result<Vec<DeadLetter>, ApiError> {
+    let (cfg, q) = api.queue(queue)?;
     let since_ms = query
         .since
         .as_deref()
@@ -50,18 +66,17 @@ pub(super) async fn list(
     let filter = Filter {
         job: query.job,
         reason: query.reason,
+        code: query.code,
         since_ms,
         ..Filter::default()
     };
     let limit = query.limit.unwrap_or(DEFAULT_LIST_LIMIT).min(MAX_LIST);
     let letters = dlq::list(&q, &filter, limit).await?;
     let viewer = caller.is_viewer();
-    Ok(Json(
-        letters
-            .into_iter()
-            .map(|d| shown::dead_letter(viewer, cfg, d))
-            .collect(),
-    ))
+    Ok(letters
+        .into_iter()
+        .map(|d| shown::dead_letter(viewer, cfg, d))
+        .collect())
 }
 
 /// A dead letter with the job's history.
@@ -131,6 +146,23 @@ async fn act(
     body: &Bytes,
 ) -> Result<Json<Report>, ApiError> {
     let note = super::body::<NoteBody>(body, r#"{"note": "why"}"#)?.note;
+    Ok(Json(act_on(api, caller, queue, id, op, &note).await?))
+}
+
+/// Requeues or discards dead letter `id` ([`dead::by_ids`]), for the API
+/// and the web screen alike.
+///
+/// # Errors
+/// [`ApiError`] 404 when `id` has no dead letter, 409 when it was not
+/// acted on; Redis errors.
+pub(super) async fn act_on(
+    api: &Api,
+    caller: &Caller,
+    queue: &str,
+    id: String,
+    op: Op,
+    note: &str,
+) -> Result<Report, ApiError> {
     let (_, q) = api.queue(queue)?;
     // Looked up first so that an id with no dead letter is a 404 that
     // leaves nothing on the audit trail.
@@ -138,7 +170,7 @@ async fn act(
     if !matches!(located, Located::Dead(_)) {
         return Err(ApiError::not_found(dlq::not_dead(queue, &id, &located)));
     }
-    let report = dead::by_ids(&q, &caller.actor(), op, &[id], &note, |_| {}).await?;
+    let report = dead::by_ids(&q, &caller.actor(), op, &[id], note, |_| {}).await?;
     if report.acted == 0 {
         let why = report.problems.first().map_or_else(
             || format!("not {}", op.done()),
@@ -146,7 +178,7 @@ async fn act(
         );
         return Err(ApiError::conflict(why));
     }
-    Ok(Json(report))
+    Ok(report)
 }
 
 /// The body of `POST .../dead/requeue|discard`: which dead letters, and how.
@@ -154,26 +186,26 @@ async fn act(
 #[serde(deny_unknown_fields)]
 pub(super) struct BulkBody {
     /// Only this job type.
-    job: Option<String>,
+    pub(super) job: Option<String>,
     /// Only reasons containing this text, ignoring case.
-    reason: Option<String>,
+    pub(super) reason: Option<String>,
     /// Only this last failure code.
-    code: Option<String>,
+    pub(super) code: Option<String>,
     /// Only dead-lettered since / before: a duration back from now or an
     /// RFC 3339 time.
-    since: Option<String>,
-    until: Option<String>,
+    pub(super) since: Option<String>,
+    pub(super) until: Option<String>,
     /// Correlation fields, each with exactly this value.
     #[serde(default)]
-    fields: std::collections::BTreeMap<String, String>,
+    pub(super) fields: std::collections::BTreeMap<String, String>,
     /// Count and sample; change nothing.
     #[serde(default)]
-    dry_run: bool,
+    pub(super) dry_run: bool,
     /// Act on at most this many (the newest first).
-    limit: Option<u64>,
+    pub(super) limit: Option<u64>,
     /// Why.
     #[serde(default)]
-    note: String,
+    pub(super) note: String,
 }
 
 /// `POST /v1/queues/{queue}/dead/requeue`: every dead letter matching.
@@ -207,6 +239,22 @@ async fn bulk(
         body,
         r#"{"job": "send", "reason": "budget", "dry_run": true, "note": "why"}"#,
     )?;
+    Ok(Json(bulk_with(api, caller, queue, op, b).await?))
+}
+
+/// Requeues or discards every dead letter `b` matches ([`dead::bulk`]),
+/// or counts them in a dry run, for the API and the web screen alike.
+///
+/// # Errors
+/// [`ApiError`] 400 for a bad time or no filter outside a dry run; Redis
+/// errors.
+pub(super) async fn bulk_with(
+    api: &Api,
+    caller: &Caller,
+    queue: &str,
+    op: Op,
+    b: BulkBody,
+) -> Result<Report, ApiError> {
     let time = |t: Option<&str>| {
         t.map(dlq::parse_since)
             .transpose()
@@ -233,5 +281,5 @@ async fn bulk(
     };
     let (_, q) = api.queue(queue)?;
     let report = dead::bulk(&q, &caller.actor(), op, &filter, &options, |_| {}).await?;
-    Ok(Json(report))
+    Ok(report)
 }

@@ -91,9 +91,15 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The answer to a path no route takes.
-pub(super) async fn not_found() -> ApiError {
+/// The answer to a path no route takes: JSON for the API, a page for a
+/// browser on the web screen's paths.
+pub(super) async fn not_found(uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/ui/") {
+        return super::web::WebError::new(StatusCode::NOT_FOUND, "no such page of the web screen")
+            .into_response();
+    }
     ApiError::not_found("no such endpoint; see docs/admin-api.md (every path starts with /v1/)")
+        .into_response()
 }
 
 /// The answer to a method a route does not take.

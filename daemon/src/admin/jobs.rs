@@ -72,10 +72,10 @@ fn filter_of(query: BTreeMap<String, String>) -> Result<(JobFilter, usize), ApiE
 #[derive(Debug, serde::Serialize)]
 pub(super) struct JobView {
     #[serde(flatten)]
-    status: JobStatus,
+    pub(super) status: JobStatus,
     /// The payload (from the job record; absent before the first attempt
     /// ended, or once a success dropped it).
-    payload: Option<String>,
+    pub(super) payload: Option<String>,
 }
 
 /// `GET /v1/queues/{queue}/jobs/{id}`
@@ -84,8 +84,22 @@ pub(super) async fn show(
     State(api): State<Api>,
     Path((queue, id)): Path<(String, String)>,
 ) -> Result<Json<JobView>, ApiError> {
-    let (cfg, q) = api.queue(&queue)?;
-    let Some(mut status) = q.job_status(&id).await? else {
+    Ok(Json(view(&api, &caller, &queue, &id).await?))
+}
+
+/// Job `id` of `queue` as `caller` may see it (payload and result
+/// redacted for a viewer): the API's answer and the web screen's job page.
+///
+/// # Errors
+/// [`ApiError`] 404 for a queue or job it does not know; Redis errors.
+pub(super) async fn view(
+    api: &Api,
+    caller: &Caller,
+    queue: &str,
+    id: &str,
+) -> Result<JobView, ApiError> {
+    let (cfg, q) = api.queue(queue)?;
+    let Some(mut status) = q.job_status(id).await? else {
         return Err(ApiError::not_found(format!(
             "no job `{id}` in queue `{queue}` (records of succeeded jobs are kept for the queue's succeeded_ttl)"
         )));
@@ -93,12 +107,12 @@ pub(super) async fn show(
     let viewer = caller.is_viewer();
     let job = status.job.clone();
     let payload = q
-        .record_payload(&id)
+        .record_payload(id)
         .await?
-        .map(|p| shown::payload(viewer, cfg, job.as_deref(), &q.keys.record(&id), &p));
+        .map(|p| shown::payload(viewer, cfg, job.as_deref(), &q.keys.record(id), &p));
     status.result = status
         .result
         .take()
         .map(|r| shown::result(viewer, cfg, job.as_deref(), r));
-    Ok(Json(JobView { status, payload }))
+    Ok(JobView { status, payload })
 }

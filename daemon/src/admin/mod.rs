@@ -1,6 +1,7 @@
 //! The admin HTTP API: JSON over HTTP/1.1 (axum), for people's own tools
-//! and the web UI to come. Off unless `[admin] listen` is set; served by
-//! `ward run` beside the worker, or alone by `ward admin --config FILE`.
+//! and the web admin screen, which the same server serves under `/ui/`
+//! ([`web`]). Off unless `[admin] listen` is set; served by `ward run`
+//! beside the worker, or alone by `ward admin --config FILE`.
 //!
 //! Every request carries `Authorization: Bearer <token>`; each token has a
 //! name and a role ([`auth`]). Reads are open to `viewer` and `operator`
@@ -25,6 +26,8 @@
 //!   (list, open, close), `upstreams.rs` (flow control per upstream),
 //!   `schedules.rs`, `daemons.rs`, `audit.rs`, `reload.rs` (a live reload of
 //!   the daemon beside the API), `batches.rs` (list, show, create, seal).
+//! - `web/`: the web admin screen (HTML pages and forms over the same
+//!   functions as the endpoints).
 //!
 //! An action is a handler taking [`auth::Operator`] that calls one
 //! function of `control` with `Actor::api(&caller.name)`, and one `.route`
@@ -59,6 +62,7 @@ mod schedules;
 mod serve;
 mod shown;
 mod upstreams;
+pub mod web;
 
 pub use auth::{Caller, Operator, Tokens};
 pub use error::ApiError;
@@ -80,6 +84,8 @@ struct Inner {
     /// The daemon beside the API (`ward run`), to reload; `None` for
     /// `ward admin` alone.
     reload: Option<crate::worker::ReloadHandle>,
+    /// The web screen's logged-in browsers.
+    sessions: web::session::Sessions,
 }
 
 impl Api {
@@ -104,6 +110,7 @@ impl Api {
                 config,
                 tokens,
                 reload,
+                sessions: web::session::Sessions::default(),
             }),
         }
     }
@@ -118,6 +125,12 @@ impl Api {
     #[must_use]
     pub fn tokens(&self) -> &Tokens {
         &self.inner.tokens
+    }
+
+    /// The web screen's sessions.
+    #[must_use]
+    pub fn sessions(&self) -> &web::session::Sessions {
+        &self.inner.sessions
     }
 
     /// The store.
@@ -234,6 +247,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/schedules/{name}/fire", post(schedules::fire))
         .route("/v1/audit", get(audit::list))
         .route("/v1/reload", post(reload::reload))
+        .merge(web::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(api)

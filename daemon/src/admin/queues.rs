@@ -12,35 +12,37 @@ use crate::store::Queue;
 /// One queue: its jobs by state, and what the config says of it.
 #[derive(Debug, serde::Serialize)]
 pub(super) struct QueueView {
-    queue: String,
+    pub(super) queue: String,
     /// Whether a daemon has ever consumed it (the group `ward` exists).
-    consumed: bool,
+    pub(super) consumed: bool,
     /// How many jobs it holds, by state.
-    jobs: Depth,
+    pub(super) jobs: Depth,
     /// Age of the oldest entry not yet delivered, ms.
-    oldest_ready_ms: Option<u64>,
+    pub(super) oldest_ready_ms: Option<u64>,
     /// The job types the config maps to plugins.
-    job_types: Vec<String>,
+    pub(super) job_types: Vec<String>,
     /// Attempts one daemon runs at once.
-    concurrency: u32,
+    pub(super) concurrency: u32,
     /// Its pauses (`target` `*`: the whole queue), each with the jobs it
     /// holds.
-    paused: Vec<PauseView>,
+    pub(super) paused: Vec<PauseView>,
     /// Jobs held back while their job type or the queue is paused.
-    held: u64,
+    pub(super) held: u64,
 }
 
 /// Jobs by state: `ready` (not yet delivered), `leased` (running or about
 /// to), `delayed` (retries and scheduled), `dead` (dead letters).
 #[derive(Debug, serde::Serialize)]
-struct Depth {
-    ready: u64,
-    leased: u64,
-    delayed: u64,
-    dead: u64,
+pub(super) struct Depth {
+    pub(super) ready: u64,
+    pub(super) leased: u64,
+    pub(super) delayed: u64,
+    pub(super) dead: u64,
 }
 
-async fn view(cfg: &QueueConfig, q: &Queue) -> Result<QueueView, ApiError> {
+/// One queue's view, as `GET /v1/queues/{queue}` answers and the web
+/// screen's overview shows it.
+pub(super) async fn view(cfg: &QueueConfig, q: &Queue) -> Result<QueueView, ApiError> {
     let s = q.sample().await?;
     let pauses = pause::status(q).await?;
     let jobs = Depth {

@@ -10,7 +10,8 @@ use super::{Api, ApiError, Caller};
 use crate::config::QueueConfig;
 use crate::control::upstreams::{self, UpstreamLine};
 
-async fn of(api: &Api, cfg: &QueueConfig) -> Result<Vec<UpstreamLine>, ApiError> {
+/// The upstreams of queue `cfg`.
+pub(super) async fn of(api: &Api, cfg: &QueueConfig) -> Result<Vec<UpstreamLine>, ApiError> {
     let named: Vec<String> = cfg
         .jobs
         .values()

@@ -174,6 +174,10 @@ fn print_banner(b: &Banner<'_>) {
         "  admin     http://127.0.0.1:{}/v1/queues   (operator token {}, for this run only)",
         b.admin.0, b.admin.1
     );
+    println!(
+        "  screen    http://127.0.0.1:{}/ui/   (log in with the token above)",
+        b.admin.0
+    );
     println!("  temp dir  {}   (removed on exit)", b.work.display());
     println!("  config    {}", b.config.display());
     println!("  plugins   {}", b.found.dir.display());

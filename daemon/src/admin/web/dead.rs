@@ -1,0 +1,234 @@
+//! A queue's dead letters: the newest ones by the filters of
+//! `ward dlq list` (the API's [`dead::letters`]), and for operators bulk
+//! requeue or discard by filter in two steps: a dry run shows how many
+//! match (and a sample), then a confirmation with a required note acts on
+//! them ([`dead::bulk_with`], as `POST /v1/queues/{queue}/dead/requeue|discard`
+//! call it). Single dead letters are acted on from their job's page.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+
+use super::guard::{Action, Viewer};
+use super::{Page, WebError, done, html, seg, ts};
+use crate::admin::dead::{self, BulkBody, ListQuery};
+use crate::admin::{Api, Caller};
+use crate::control::dead::Report;
+use crate::dlq::{DeadLetter, Op};
+
+/// The filters of the page and of a bulk action, as the forms send them
+/// (empty: not filtered).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub(super) struct Filters {
+    #[serde(default)]
+    job: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    since: String,
+}
+
+fn some(s: &str) -> Option<String> {
+    Some(s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+impl Filters {
+    fn is_empty(&self) -> bool {
+        [&self.job, &self.reason, &self.code, &self.since]
+            .iter()
+            .all(|s| s.trim().is_empty())
+    }
+
+    fn body(&self, dry_run: bool, note: &str) -> BulkBody {
+        BulkBody {
+            job: some(&self.job),
+            reason: some(&self.reason),
+            code: some(&self.code),
+            since: some(&self.since),
+            dry_run,
+            note: note.to_string(),
+            ..BulkBody::default()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "dead.html")]
+struct DeadPage {
+    page: Page,
+    queue: String,
+    link: String,
+    filters: Filters,
+    letters: Vec<DeadLetter>,
+}
+
+impl DeadPage {
+    fn at(&self, ms: &u64) -> String {
+        ts(&Some(*ms))
+    }
+    fn seg(&self, s: &str) -> String {
+        seg(s)
+    }
+    fn payload(&self, d: &DeadLetter) -> String {
+        let mut p = d
+            .payload
+            .clone()
+            .or_else(|| d.payload_hex.as_ref().map(|h| format!("hex {h}")))
+            .unwrap_or_default();
+        crate::cut::truncate(&mut p, 120);
+        p
+    }
+}
+
+/// `GET /ui/queues/{queue}/dead?job=&reason=&code=&since=`
+pub(super) async fn page(
+    v: Viewer,
+    State(api): State<Api>,
+    Path(queue): Path<String>,
+    Query(filters): Query<Filters>,
+) -> Result<Response, WebError> {
+    let query = ListQuery {
+        job: some(&filters.job),
+        reason: some(&filters.reason),
+        code: some(&filters.code),
+        since: some(&filters.since),
+        limit: Some(200),
+    };
+    let letters = dead::letters(&api, &v.session.caller, &queue, query).await?;
+    Ok(html(&DeadPage {
+        page: Page::new(&v, format!("Dead letters of {queue}")),
+        link: seg(&queue),
+        queue,
+        filters,
+        letters,
+    }))
+}
+
+/// The bulk form: the filters, what to do, and on the second step the
+/// note and the confirmation.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct BulkForm {
+    #[serde(flatten)]
+    filters: Filters,
+    /// `requeue` or `discard`.
+    #[serde(default)]
+    op: String,
+    #[serde(default)]
+    note: String,
+    /// `yes` on the confirmation's submit; absent on the first step.
+    #[serde(default)]
+    confirm: String,
+}
+
+#[derive(Template)]
+#[template(path = "confirm.html")]
+struct ConfirmPage {
+    page: Page,
+    queue: String,
+    link: String,
+    filters: Filters,
+    op: &'static str,
+    verb: &'static str,
+    dry: Report,
+}
+
+/// `POST /ui/queues/{queue}/dead/bulk`: without `confirm`, a dry run and
+/// the confirmation page; with `confirm=yes` and a note, the action.
+pub(super) async fn bulk(
+    State(api): State<Api>,
+    Path(queue): Path<String>,
+    a: Action<BulkForm>,
+) -> Response {
+    let back = format!("/ui/queues/{}/dead", seg(&queue));
+    let op = match a.form.op.as_str() {
+        "requeue" => Op::Requeue,
+        "discard" => Op::Discard,
+        other => {
+            return WebError::bad_request(format!("`{other}` is neither requeue nor discard"))
+                .into_response();
+        }
+    };
+    if a.form.filters.is_empty() {
+        return done(
+            &api,
+            &a.id,
+            &back,
+            Err(WebError::bad_request(
+                "name at least one filter (job type, reason, code, since) for a bulk action",
+            )),
+        );
+    }
+    if a.form.confirm != "yes" {
+        return confirm(&api, &a, &queue, op).await;
+    }
+    let note = a.form.note.trim();
+    if note.is_empty() {
+        return done(
+            &api,
+            &a.id,
+            &back,
+            Err(WebError::bad_request(format!(
+                "a note is required: say why they are {}",
+                op.done()
+            ))),
+        );
+    }
+    let outcome = dead::bulk_with(
+        &api,
+        &a.caller,
+        &queue,
+        op,
+        a.form.filters.body(false, note),
+    )
+    .await
+    .map(|r| {
+        format!(
+            "{} {} of {} matching dead letter(s){}.",
+            capitalised(op.done()),
+            r.acted,
+            r.matched,
+            if r.interrupted {
+                " (interrupted: run it again to go on)"
+            } else {
+                ""
+            }
+        )
+    })
+    .map_err(WebError::from);
+    done(&api, &a.id, &back, outcome)
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+async fn confirm(api: &Api, a: &Action<BulkForm>, queue: &str, op: Op) -> Response {
+    let caller: &Caller = &a.caller;
+    match dead::bulk_with(api, caller, queue, op, a.form.filters.body(true, "")).await {
+        Ok(dry) => {
+            let page = Page {
+                title: format!("Confirm: {} dead letters of {queue}", op.verb()),
+                user: caller.name.clone(),
+                role: caller.role.as_str(),
+                operator: true,
+                csrf: a.csrf.clone(),
+                flash: None,
+            };
+            html(&ConfirmPage {
+                page,
+                link: seg(queue),
+                queue: queue.to_string(),
+                filters: a.form.filters.clone(),
+                op: op.verb(),
+                verb: op.verb(),
+                dry,
+            })
+        }
+        Err(e) => WebError::from(e).into_response(),
+    }
+}

@@ -1,0 +1,199 @@
+//! A job's page: its state, its history (each attempt's class, code,
+//! message, duration and plugin digest), its payload as the API shows it
+//! (redacted for viewers), and for a dead job the operator's requeue and
+//! discard with a required note ([`crate::control::dead::by_ids`], as
+//! `POST /v1/queues/{queue}/dead/{id}/requeue|discard` call it).
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::response::Response;
+
+use super::guard::{Action, Viewer};
+use super::{Page, WebError, done, html, seg, ts};
+use crate::admin::jobs::{self, JobView};
+use crate::admin::{Api, dead};
+use crate::dlq::Op;
+
+/// One line of the history, ready to show.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct HistoryRow {
+    /// The attempt's number, or the event's name (`requeued`, `held`).
+    pub what: String,
+    /// When it started (or happened).
+    pub at: String,
+    /// `success`, `transient`, `recoverable`, `permanent`, `timeout`,
+    /// `crash` (empty for an event).
+    pub class: String,
+    /// The failure's code.
+    pub code: String,
+    /// The failure's message, or the event's who and why.
+    pub message: String,
+    /// How long the attempt took.
+    pub took: String,
+    /// The plugin's digest (its first 12 hex digits).
+    pub plugin: String,
+    /// What followed: `retry in 1000 ms`, `dead (permanent)`, ...
+    pub then: String,
+}
+
+/// A history line (JSON, as the store keeps it) as a row.
+#[must_use]
+pub fn history_row(h: &serde_json::Value) -> HistoryRow {
+    let text = |k: &str| {
+        h.get(k)
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+            .unwrap_or_default()
+    };
+    let num = |k: &str| h.get(k).and_then(serde_json::Value::as_u64);
+    if h.get("event").is_some() && h.get("attempt").is_none() {
+        let mut message = [("by ", text("by")), ("", text("why")), ("", text("note"))]
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(p, v)| format!("{p}{v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        if h.get("edited").and_then(serde_json::Value::as_bool) == Some(true) {
+            message.push_str(" (with a new payload)");
+        }
+        return HistoryRow {
+            what: text("event"),
+            at: ts(&num("at")),
+            message,
+            ..HistoryRow::default()
+        };
+    }
+    let (started, finished) = (num("started_at"), num("finished_at"));
+    let then = match text("then").as_str() {
+        "retry" => format!("retry in {} ms", text("delay_ms")),
+        "dead" => format!("dead ({})", text("reason")),
+        other => other.to_string(),
+    };
+    HistoryRow {
+        what: format!("#{}", text("attempt")),
+        at: ts(&started.or(finished)),
+        class: text("class"),
+        code: text("code"),
+        message: text("message"),
+        took: match (started, finished) {
+            (Some(a), Some(b)) => format!("{} ms", b.saturating_sub(a)),
+            _ => String::new(),
+        },
+        plugin: text("plugin"),
+        then,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "job.html")]
+struct JobPage {
+    page: Page,
+    queue: String,
+    link: String,
+    job: JobView,
+    history: Vec<HistoryRow>,
+    first: String,
+    last: String,
+    due: String,
+}
+
+impl JobPage {
+    fn seg(&self, s: &str) -> String {
+        seg(s)
+    }
+}
+
+/// `GET /ui/queues/{queue}/jobs/{id}`
+pub(super) async fn page(
+    v: Viewer,
+    State(api): State<Api>,
+    Path((queue, id)): Path<(String, String)>,
+) -> Result<Response, WebError> {
+    let job = jobs::view(&api, &v.session.caller, &queue, &id).await?;
+    let history = job.status.history.iter().map(history_row).collect();
+    Ok(html(&JobPage {
+        page: Page::new(&v, format!("Job {id}")),
+        link: seg(&queue),
+        first: ts(&job.status.first_attempt_at_ms),
+        last: ts(&job.status.last_attempt_at_ms),
+        due: ts(&job.status.due_at_ms),
+        queue,
+        job,
+        history,
+    }))
+}
+
+/// The form of a single requeue or discard.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct NoteForm {
+    #[serde(default)]
+    note: String,
+}
+
+/// `POST /ui/queues/{queue}/dead/{id}/requeue`
+pub(super) async fn requeue(
+    State(api): State<Api>,
+    Path((queue, id)): Path<(String, String)>,
+    a: Action<NoteForm>,
+) -> Response {
+    act(&api, &queue, id, Op::Requeue, a).await
+}
+
+/// `POST /ui/queues/{queue}/dead/{id}/discard`
+pub(super) async fn discard(
+    State(api): State<Api>,
+    Path((queue, id)): Path<(String, String)>,
+    a: Action<NoteForm>,
+) -> Response {
+    act(&api, &queue, id, Op::Discard, a).await
+}
+
+async fn act(api: &Api, queue: &str, id: String, op: Op, a: Action<NoteForm>) -> Response {
+    let back = format!("/ui/queues/{}/jobs/{}", seg(queue), seg(&id));
+    let outcome = async {
+        let note = a.form.note.trim();
+        if note.is_empty() {
+            return Err(WebError::bad_request(format!(
+                "a note is required: say why it is {}",
+                op.done()
+            )));
+        }
+        dead::act_on(api, &a.caller, queue, id.clone(), op, note).await?;
+        Ok(format!("Job {id} {}.", op.done()))
+    }
+    .await;
+    done(api, &a.id, &back, outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attempt_reads_with_its_class_code_and_duration() {
+        let row = history_row(&serde_json::json!({
+            "attempt": 2, "started_at": 1000, "finished_at": 1250, "class": "transient",
+            "code": "http-503", "message": "<b>down</b>", "then": "retry", "delay_ms": 2000,
+            "plugin": "abcdef012345"
+        }));
+        assert_eq!(row.what, "#2");
+        assert_eq!(row.class, "transient");
+        assert_eq!(row.code, "http-503");
+        assert_eq!(
+            row.message, "<b>down</b>",
+            "kept as is: the template escapes"
+        );
+        assert_eq!(row.took, "250 ms");
+        assert_eq!(row.then, "retry in 2000 ms");
+        assert_eq!(row.plugin, "abcdef012345");
+    }
+
+    #[test]
+    fn an_event_reads_with_who_and_why() {
+        let row = history_row(&serde_json::json!({
+            "event": "requeued", "at": 5000, "by": "api:ops", "note": "fixed upstream"
+        }));
+        assert_eq!(row.what, "requeued");
+        assert_eq!(row.message, "by api:ops; fixed upstream");
+        assert_eq!(row.class, "");
+    }
+}

@@ -1,0 +1,73 @@
+//! Logging in and out. The login form takes a token of `[[admin.token]]`
+//! in a POST body (never a URL), and answers with a session cookie; the
+//! token itself is neither kept nor logged.
+
+use askama::Template;
+use axum::extract::{Form, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::guard::{AnyRole, same_origin};
+use super::session;
+use super::{WebError, html};
+use crate::admin::Api;
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    error: Option<&'a str>,
+}
+
+/// `GET /ui/login`
+pub(super) async fn page() -> Response {
+    html(&LoginPage { error: None })
+}
+
+/// The login form.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct LoginForm {
+    #[serde(default)]
+    token: String,
+}
+
+/// `POST /ui/login`: a session for a known token, else the form again
+/// with 401.
+pub(super) async fn login(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    if let Err(e) = same_origin(&headers) {
+        return e.into_response();
+    }
+    let Some(caller) = api.tokens().find(form.token.trim()) else {
+        let mut r = html(&LoginPage {
+            error: Some("That token is none of [[admin.token]]."),
+        });
+        *r.status_mut() = StatusCode::UNAUTHORIZED;
+        return r;
+    };
+    tracing::info!(token = %caller.name, role = caller.role.as_str(), "web screen: logged in");
+    let id = api.sessions().start(caller);
+    let mut r = Redirect::to("/ui/").into_response();
+    match HeaderValue::from_str(&session::set_cookie(&id)) {
+        Ok(v) => {
+            r.headers_mut().insert(header::SET_COOKIE, v);
+            r
+        }
+        // A hex id always makes a valid header value.
+        Err(_) => {
+            WebError::new(StatusCode::INTERNAL_SERVER_ERROR, "no session cookie").into_response()
+        }
+    }
+}
+
+/// `POST /ui/logout`: the session ends, the cookie goes.
+pub(super) async fn logout(State(api): State<Api>, who: AnyRole) -> Response {
+    api.sessions().end(&who.id);
+    let mut r = Redirect::to("/ui/login").into_response();
+    if let Ok(v) = HeaderValue::from_str(&session::clear_cookie()) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
