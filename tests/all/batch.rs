@@ -833,3 +833,98 @@ fn requeuing_dead_letters_by_their_batch_field_retries_exactly_the_batchs_failed
     assert_eq!(requeued(&outsider), 0, "the job outside the batch");
     assert_eq!(last["failures"][0]["count"], 2, "{last:#}");
 }
+
+#[test]
+fn ward_batch_retry_failed_requeues_only_the_dead_members_and_cancel_stops_the_rest() {
+    let redis = Redis::start();
+    let cfg = config_full(
+        &redis,
+        "concurrency = 4",
+        FAST_RETRY,
+        &job("row", "flaky", ""),
+    );
+    let ward_proc = Ward::start(&cfg).ready();
+    batch_ok(&redis, "create", &["--id", "b1"]);
+    let bad = r#"{"fail":"permanent","code":"bad-row"}"#;
+    for _ in 0..3 {
+        enqueue_with(&redis, &["--batch", "b1"], "row", bad);
+    }
+    enqueue_with(&redis, &["--batch", "b1"], "row", OK);
+    let outsider = enqueue(&redis, "row", bad);
+    batch_ok(&redis, "seal", &["b1"]);
+    wait_finished(&redis, "b1");
+    assert_eq!(wait_final(&redis, &outsider, WAIT)["state"], "dead");
+
+    let dry: Value = serde_json::from_str(&batch_ok(
+        &redis,
+        "retry-failed",
+        &["b1", "--dry-run", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(
+        (dry["matched"].as_u64(), dry["dry_run"].as_bool()),
+        (Some(3), Some(true)),
+        "{dry}"
+    );
+    assert_eq!(dead_letters(&redis).len(), 4, "a dry run changes nothing");
+
+    // Stop the daemon so the requeued members wait: then cancel them.
+    drop(ward_proc);
+    let done: Value = serde_json::from_str(&batch_ok(
+        &redis,
+        "retry-failed",
+        &["b1", "--note", "rows fixed", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(done["acted"].as_u64(), Some(3), "{done}");
+    assert_eq!(
+        dead_letters(&redis).len(),
+        1,
+        "only the outsider is left dead"
+    );
+    let pending = show_batch(&redis, "b1");
+    assert_eq!(
+        (count(&pending, "pending"), count(&pending, "dead")),
+        (3, 0),
+        "{pending:#}"
+    );
+
+    let cancelled: Value = serde_json::from_str(&batch_ok(
+        &redis,
+        "cancel",
+        &["b1", "--note", "import abandoned", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(cancelled["cancelled"].as_u64(), Some(3), "{cancelled}");
+    let ended = show_batch(&redis, "b1");
+    assert_eq!(
+        (
+            count(&ended, "pending"),
+            count(&ended, "cancelled"),
+            count(&ended, "succeeded")
+        ),
+        (0, 3, 1),
+        "{ended:#}"
+    );
+    let trail = audit(&redis);
+    assert!(
+        trail
+            .iter()
+            .any(|e| e["action"] == "requeue" && e["note"] == "rows fixed"),
+        "{trail:?}"
+    );
+    assert!(
+        trail
+            .iter()
+            .any(|e| e["action"] == "cancel" && e["note"] == "import abandoned"),
+        "{trail:?}"
+    );
+
+    let missing = batch(&redis, "retry-failed", &["nope", "--note", "x"]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("no batch `nope`"),
+        "{}",
+        stderr(&missing)
+    );
+}

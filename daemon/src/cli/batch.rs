@@ -24,6 +24,11 @@ pub(crate) enum BatchCommand {
     Show(ShowArgs),
     /// A queue's batches, newest first.
     List(ListArgs),
+    /// Requeue exactly the batch's dead members (audited; `--dry-run`
+    /// counts them first); the ledger counts them back as pending.
+    RetryFailed(ActArgs),
+    /// Cancel every member of the batch still waiting or running.
+    Cancel(ActArgs),
 }
 
 impl BatchCommand {
@@ -37,6 +42,8 @@ impl BatchCommand {
             BatchCommand::Seal(a) => a.exec().await,
             BatchCommand::Show(a) => a.exec().await,
             BatchCommand::List(a) => a.exec().await,
+            BatchCommand::RetryFailed(a) => a.retry_failed().await,
+            BatchCommand::Cancel(a) => a.cancel().await,
         }
     }
 }
@@ -233,5 +240,74 @@ fn print_view(v: &BatchView) {
             "  {:>6}  {}{code}  e.g. job {}: {}",
             g.count, g.class, g.sample_job_id, g.sample_message
         );
+    }
+}
+
+/// `ward batch retry-failed` and `ward batch cancel`
+#[derive(Debug, Args)]
+pub(crate) struct ActArgs {
+    #[command(flatten)]
+    on: QueueTarget,
+    /// The batch id.
+    id: String,
+    /// Why: kept in each job's history and in the audit trail.
+    #[arg(long, required_unless_present = "dry_run")]
+    note: Option<String>,
+    /// Count the members it would act on and show some; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Who acts, for the audit trail (default: $USER).
+    #[arg(long)]
+    by: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ActArgs {
+    async fn retry_failed(self) -> anyhow::Result<()> {
+        let q = self.on.connect().await?;
+        let actor = Actor::cli(self.by.as_deref());
+        let note = self.note.clone().unwrap_or_default();
+        let r =
+            crate::control::batch_actions::retry_failed(&q, &actor, &self.id, &note, self.dry_run)
+                .await?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        } else if r.dry_run {
+            println!(
+                "batch `{}`: {} dead member(s) would be requeued (dry run; nothing changed)",
+                self.id, r.matched
+            );
+        } else {
+            println!(
+                "batch `{}`: {} dead member(s) requeued of {} matched",
+                self.id, r.acted, r.matched
+            );
+        }
+        Ok(())
+    }
+
+    async fn cancel(self) -> anyhow::Result<()> {
+        let q = self.on.connect().await?;
+        let actor = Actor::cli(self.by.as_deref());
+        let note = self.note.clone().unwrap_or_default();
+        let r =
+            crate::control::batch_actions::cancel_rest(&q, &actor, &self.id, &note, self.dry_run)
+                .await?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        } else if r.dry_run {
+            println!(
+                "batch `{}`: {} member(s) still waiting or running would be cancelled (dry run; nothing changed)",
+                self.id, r.matched
+            );
+        } else {
+            println!(
+                "batch `{}`: {} cancelled, {} running asked to stop, {} had ended meanwhile",
+                self.id, r.cancelled, r.requested, r.unchanged
+            );
+        }
+        Ok(())
     }
 }

@@ -8,6 +8,8 @@
 //! - `audit.rs`: who acts ([`Actor`]), and the audit trail.
 //! - `batches.rs`: batches: create, seal, show (failures grouped by
 //!   class and code), list.
+//! - `batch_actions.rs`: a batch's dead members requeued, the rest
+//!   cancelled (the bulk actions on its `batch` field).
 //! - `breakers.rs`: the breakers as an operator sees them; overrides.
 //! - `find.rs`: finding waiting and running jobs by a filter, page by
 //!   page (a listing; the walk bulk cancel uses).
@@ -25,6 +27,7 @@
 //! admin API use `control`; nothing here imports them.
 
 pub mod audit;
+pub mod batch_actions;
 pub mod batches;
 pub mod breakers;
 pub mod bulk_cancel;
