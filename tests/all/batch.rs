@@ -928,3 +928,81 @@ fn ward_batch_retry_failed_requeues_only_the_dead_members_and_cancel_stops_the_r
         stderr(&missing)
     );
 }
+
+#[test]
+fn the_admin_api_retries_a_batchs_failed_part_and_cancels_the_rest() {
+    use crate::admin::client::{OPERATOR, VIEWER, admin_table, request, token_env};
+    let redis = Redis::start();
+    let port = free_port();
+    let top = format!("{METRICS_ANY_PORT}\n{}", admin_table(port));
+    let cfg = ward_testkit::Config::new(&redis.url())
+        .top(&top)
+        .retry(FAST_RETRY)
+        .jobs(&job("row", "flaky", ""))
+        .render();
+    let daemon = Ward::start_with_env(&cfg, &token_env()).ready();
+    crate::admin::client::wait_serving(port);
+    batch_ok(&redis, "create", &["--id", "api-rf"]);
+    for _ in 0..2 {
+        enqueue_with(
+            &redis,
+            &["--batch", "api-rf"],
+            "row",
+            r#"{"fail":"permanent"}"#,
+        );
+    }
+    batch_ok(&redis, "seal", &["api-rf"]);
+    wait_finished(&redis, "api-rf");
+    drop(daemon);
+    // The API alone, so the requeued members wait to be cancelled.
+    let _api = crate::admin::client::AdminProc::start(&cfg, port);
+    let path = "/v1/queues/q/batches/api-rf/retry-failed";
+
+    let viewer = request(port, "POST", path, Some(VIEWER.2), r#"{"note":"x"}"#);
+    assert_eq!(viewer.status, 403, "{}", viewer.text);
+    let no_note = request(port, "POST", path, Some(OPERATOR.2), "{}");
+    assert_eq!(no_note.status, 400, "{}", no_note.text);
+    let dry = request(port, "POST", path, Some(OPERATOR.2), r#"{"dry_run":true}"#);
+    assert_eq!(
+        (dry.status, dry.body["matched"].as_u64()),
+        (200, Some(2)),
+        "{}",
+        dry.text
+    );
+    let done = request(port, "POST", path, Some(OPERATOR.2), r#"{"note":"fixed"}"#);
+    assert_eq!(
+        (done.status, done.body["acted"].as_u64()),
+        (200, Some(2)),
+        "{}",
+        done.text
+    );
+    assert_eq!(count(&show_batch(&redis, "api-rf"), "pending"), 2);
+
+    let cancel = request(
+        port,
+        "POST",
+        "/v1/queues/q/batches/api-rf/cancel",
+        Some(OPERATOR.2),
+        r#"{"note":"abandoned"}"#,
+    );
+    assert_eq!(
+        (cancel.status, cancel.body["cancelled"].as_u64()),
+        (200, Some(2)),
+        "{}",
+        cancel.text
+    );
+    let ended = show_batch(&redis, "api-rf");
+    assert_eq!(
+        (count(&ended, "pending"), count(&ended, "cancelled")),
+        (0, 2),
+        "{ended:#}"
+    );
+    let missing = request(
+        port,
+        "POST",
+        "/v1/queues/q/batches/nope/cancel",
+        Some(OPERATOR.2),
+        r#"{"note":"x"}"#,
+    );
+    assert_eq!(missing.status, 404, "{}", missing.text);
+}

@@ -93,3 +93,59 @@ pub(super) async fn seal(
     let now = batches::seal(&q, &caller.actor(), &id).await?;
     Ok(Json(serde_json::json!({ "sealed": now })))
 }
+
+/// The body of `POST .../batches/{id}/retry-failed` and `.../cancel`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ActBody {
+    /// Why (required unless `dry_run`).
+    #[serde(default)]
+    note: String,
+    /// Count and change nothing.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+fn act_body(body: &axum::body::Bytes) -> Result<ActBody, ApiError> {
+    let b: ActBody = super::body(body, r#"{"note": "rows fixed", "dry_run": false}"#)?;
+    if !b.dry_run && b.note.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "say why (`note`), or send \"dry_run\": true to count first",
+        ));
+    }
+    Ok(b)
+}
+
+/// `POST /v1/queues/{queue}/batches/{id}/retry-failed`: requeues exactly
+/// the batch's dead members, as `ward batch retry-failed`; answers the
+/// bulk report of `POST .../dead/requeue`.
+pub(super) async fn retry_failed(
+    Operator(caller): Operator,
+    State(api): State<Api>,
+    Path((queue, id)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<crate::control::dead::Report>, ApiError> {
+    let b = act_body(&body)?;
+    let (_, q) = api.queue(&queue)?;
+    let report =
+        crate::control::batch_actions::retry_failed(&q, &caller.actor(), &id, &b.note, b.dry_run)
+            .await?;
+    Ok(Json(report))
+}
+
+/// `POST /v1/queues/{queue}/batches/{id}/cancel`: cancels every member
+/// still waiting or running, as `ward batch cancel`; answers the report of
+/// `POST .../jobs/cancel`.
+pub(super) async fn cancel(
+    Operator(caller): Operator,
+    State(api): State<Api>,
+    Path((queue, id)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<crate::control::bulk_cancel::BulkCancelReport>, ApiError> {
+    let b = act_body(&body)?;
+    let (_, q) = api.queue(&queue)?;
+    let report =
+        crate::control::batch_actions::cancel_rest(&q, &caller.actor(), &id, &b.note, b.dry_run)
+            .await?;
+    Ok(Json(report))
+}

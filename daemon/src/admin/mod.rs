@@ -235,6 +235,14 @@ pub fn router(api: Api) -> Router {
         )
         .route("/v1/queues/{queue}/batches/{id}", get(batches::show))
         .route("/v1/queues/{queue}/batches/{id}/seal", post(batches::seal))
+        .route(
+            "/v1/queues/{queue}/batches/{id}/retry-failed",
+            post(batches::retry_failed),
+        )
+        .route(
+            "/v1/queues/{queue}/batches/{id}/cancel",
+            post(batches::cancel),
+        )
         .route("/v1/breakers", get(breakers::list))
         .route("/v1/upstreams", get(upstreams::list))
         .route("/v1/queues/{queue}/upstreams", get(upstreams::of_queue))
