@@ -93,6 +93,7 @@ impl Tokens {
                 found = Some(Caller {
                     name: k.name.clone(),
                     role: k.role,
+                    web: false,
                 });
             }
         }
@@ -118,13 +119,19 @@ pub struct Caller {
     pub name: String,
     /// What it may do.
     pub role: Role,
+    /// Through the web screen (a session), not a bearer token per request.
+    pub web: bool,
 }
 
 impl Caller {
     /// The actor of the audit entries its actions leave.
     #[must_use]
     pub fn actor(&self) -> Actor {
-        Actor::api(&self.name)
+        if self.web {
+            Actor::web(&self.name)
+        } else {
+            Actor::api(&self.name)
+        }
     }
 
     /// Whether payloads are shown to it redacted.

@@ -12,6 +12,8 @@ pub enum Via {
     Cli,
     /// The admin HTTP API.
     Api,
+    /// The web screen (a session opened with an API token).
+    Web,
 }
 
 impl Via {
@@ -21,6 +23,7 @@ impl Via {
         match self {
             Via::Cli => "cli",
             Via::Api => "api",
+            Via::Web => "web",
         }
     }
 }
@@ -56,6 +59,15 @@ impl Actor {
         Actor {
             name: token.to_string(),
             via: Via::Api,
+        }
+    }
+
+    /// The web screen's session of the token named `token`.
+    #[must_use]
+    pub fn web(token: &str) -> Actor {
+        Actor {
+            name: token.to_string(),
+            via: Via::Web,
         }
     }
 }

@@ -247,9 +247,10 @@ fn a_dead_job_requeued_from_its_page_with_a_note_succeeds_and_the_audit_shows_th
         (
             trail[0]["action"].as_str(),
             trail[0]["by"].as_str(),
+            trail[0]["via"].as_str(),
             trail[0]["note"].as_str()
         ),
-        (Some("requeue"), Some(OPERATOR.0), Some(note))
+        (Some("requeue"), Some(OPERATOR.0), Some("web"), Some(note))
     );
     let text = stdout(&ward(&["audit", "--redis", &redis.url()]));
     assert!(text.contains(note), "{text}");

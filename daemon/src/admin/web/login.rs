@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use super::guard::{AnyRole, same_origin};
 use super::session;
 use super::{WebError, html};
-use crate::admin::Api;
+use crate::admin::{Api, Caller};
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -48,7 +48,10 @@ pub(super) async fn login(
         return r;
     };
     tracing::info!(token = %caller.name, role = caller.role.as_str(), "web screen: logged in");
-    let id = api.sessions().start(caller);
+    let id = api.sessions().start(Caller {
+        web: true,
+        ..caller
+    });
     let mut r = Redirect::to("/ui/").into_response();
     match HeaderValue::from_str(&session::set_cookie(&id)) {
         Ok(v) => {

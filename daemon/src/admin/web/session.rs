@@ -156,6 +156,7 @@ mod tests {
         Caller {
             name: "ops".into(),
             role: Role::Operator,
+            web: true,
         }
     }
 
