@@ -760,3 +760,45 @@ fn screenshots_of_the_main_screens() {
     });
     assert!(daemon.stop().success());
 }
+
+#[test]
+fn an_operator_cancels_a_waiting_job_from_its_page_and_a_viewer_cannot() {
+    let redis = Redis::start();
+    let port = free_port();
+    let cfg = config(&redis, port, false);
+    let _api = AdminProc::start(&cfg, port);
+    let id = enqueue_with(&redis, &["--delay", "1h"], "vault", "{}");
+    let page = format!("{}/ui/queues/q/jobs/{id}", base(port));
+    run(async {
+        let viewer = Browser::start().await;
+        viewer.login(&base(port), VIEWER.2).await;
+        viewer.goto(&page).await;
+        assert_eq!(
+            viewer.count("#cancel-form").await,
+            0,
+            "no cancel for a viewer"
+        );
+        viewer.quit().await;
+
+        let b = Browser::start().await;
+        b.login(&base(port), OPERATOR.2).await;
+        b.goto(&page).await;
+        b.fill("#cancel-form input[name=note]", "order withdrawn")
+            .await;
+        b.click("#cancel-form button[name=cancel]").await;
+        b.wait_text("#flash", "cancelled (it was delayed)").await;
+        assert_eq!(b.count("#cancel-form").await, 0, "nothing left to cancel");
+        b.quit().await;
+    });
+    assert_eq!(show(&redis, &id)["state"], "cancelled");
+    let trail = audit(&redis);
+    assert_eq!(
+        (
+            trail[0]["action"].as_str(),
+            trail[0]["via"].as_str(),
+            trail[0]["note"].as_str()
+        ),
+        (Some("cancel"), Some("web"), Some("order withdrawn")),
+        "{trail:?}"
+    );
+}

@@ -100,6 +100,14 @@ impl JobPage {
     fn seg(&self, s: &str) -> String {
         seg(s)
     }
+
+    /// Whether the job waits or runs, so a cancel would change something.
+    fn cancellable(&self) -> bool {
+        matches!(
+            self.job.status.state.as_str(),
+            "queued" | "delayed" | "retrying" | "paused" | "running"
+        )
+    }
 }
 
 /// `GET /ui/queues/{queue}/jobs/{id}`
@@ -145,6 +153,41 @@ pub(super) async fn discard(
     a: Action<NoteForm>,
 ) -> Response {
     act(&api, &queue, id, Op::Discard, a).await
+}
+
+/// `POST /ui/queues/{queue}/jobs/{id}/cancel`: as `ward job cancel` (a
+/// waiting job never runs, a running one is interrupted on its daemon).
+pub(super) async fn cancel(
+    State(api): State<Api>,
+    Path((queue, id)): Path<(String, String)>,
+    a: Action<NoteForm>,
+) -> Response {
+    let back = format!("/ui/queues/{}/jobs/{}", seg(&queue), seg(&id));
+    let outcome = async {
+        let note = a.form.note.trim();
+        if note.is_empty() {
+            return Err(WebError::bad_request(
+                "a note is required: say why it is cancelled".to_string(),
+            ));
+        }
+        let (_, q) = api.queue(&queue)?;
+        let report =
+            crate::control::cancel::cancel(&q, &a.caller.actor(), std::slice::from_ref(&id), note)
+                .await
+                .map_err(crate::admin::ApiError::from)?;
+        let what = match report.jobs.first().map(|j| &j.outcome) {
+            Some(crate::control::cancel::CancelOutcome::Cancelled { was }) => {
+                format!("Job {id} cancelled (it was {was}); it will never run.")
+            }
+            Some(crate::control::cancel::CancelOutcome::Requested { .. }) => {
+                format!("Job {id} is running: its daemon was asked to stop it.")
+            }
+            _ => format!("Job {id} had already ended; nothing changed."),
+        };
+        Ok(what)
+    }
+    .await;
+    done(&api, &a.id, &back, outcome)
 }
 
 async fn act(api: &Api, queue: &str, id: String, op: Op, a: Action<NoteForm>) -> Response {

@@ -57,6 +57,7 @@ pub(super) fn routes() -> Router<Api> {
         .route("/ui/queues/{queue}/pause", post(queue::pause))
         .route("/ui/queues/{queue}/resume", post(queue::resume))
         .route("/ui/queues/{queue}/jobs/{id}", get(job::page))
+        .route("/ui/queues/{queue}/jobs/{id}/cancel", post(job::cancel))
         .route("/ui/queues/{queue}/dead", get(dead::page))
         .route("/ui/queues/{queue}/dead/bulk", post(dead::bulk))
         .route("/ui/queues/{queue}/dead/{id}/requeue", post(job::requeue))
