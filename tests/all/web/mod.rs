@@ -802,3 +802,74 @@ fn an_operator_cancels_a_waiting_job_from_its_page_and_a_viewer_cannot() {
         "{trail:?}"
     );
 }
+
+#[test]
+fn an_operator_pauses_resumes_and_fires_a_schedule_from_its_page() {
+    let redis = Redis::start();
+    let port = free_port();
+    let _api = AdminProc::start(&crate::admin::config(&redis, port), port);
+    let page = format!("{}/ui/schedules", base(port));
+    run(async {
+        let viewer = Browser::start().await;
+        viewer.login(&base(port), VIEWER.2).await;
+        viewer.goto(&page).await;
+        let row = viewer
+            .text("#schedules tr[data-schedule=\"nightly\"]")
+            .await;
+        assert!(
+            row.contains("0 0 3 1 1 *") && row.contains("vault"),
+            "{row}"
+        );
+        assert_eq!(
+            viewer.count("#schedules form").await,
+            0,
+            "no action for a viewer"
+        );
+        viewer.quit().await;
+
+        let b = Browser::start().await;
+        b.login(&base(port), OPERATOR.2).await;
+        b.goto(&page).await;
+        b.fill(
+            "tr[data-schedule=\"nightly\"] form:nth-of-type(1) input[name=note]",
+            "quiet week",
+        )
+        .await;
+        b.click("tr[data-schedule=\"nightly\"] button[name=pause]")
+            .await;
+        b.wait_text("#flash", "Schedule nightly paused").await;
+        let row = b.text("#schedules tr[data-schedule=\"nightly\"]").await;
+        assert!(
+            row.contains("paused by") && row.contains("quiet week"),
+            "{row}"
+        );
+        b.fill(
+            "tr[data-schedule=\"nightly\"] form:nth-of-type(1) input[name=note]",
+            "back",
+        )
+        .await;
+        b.click("tr[data-schedule=\"nightly\"] button[name=resume]")
+            .await;
+        b.wait_text("#flash", "Schedule nightly resumed").await;
+        b.fill(
+            "tr[data-schedule=\"nightly\"] form:nth-of-type(2) input[name=note]",
+            "rerun tonight's",
+        )
+        .await;
+        b.click("tr[data-schedule=\"nightly\"] button[name=fire]")
+            .await;
+        b.wait_text("#flash", "Schedule nightly fired: job").await;
+        b.quit().await;
+    });
+    let queued: usize = redis::cmd("XLEN")
+        .arg("ward:{q}:jobs")
+        .query(&mut redis.con())
+        .unwrap();
+    assert_eq!(queued, 1, "fire now enqueued one job");
+    let trail = audit(&redis);
+    let actions: Vec<&str> = trail.iter().filter_map(|e| e["action"].as_str()).collect();
+    for want in ["schedule-pause", "schedule-resume", "schedule-fire"] {
+        assert!(actions.contains(&want), "{want} in {actions:?}");
+    }
+    assert!(trail.iter().all(|e| e["via"] == "web"), "{trail:?}");
+}

@@ -38,6 +38,7 @@ mod job;
 mod login;
 mod overview;
 mod queue;
+mod schedules;
 pub mod session;
 
 pub use error::WebError;
@@ -72,6 +73,10 @@ pub(super) fn routes() -> Router<Api> {
             post(breakers::close),
         )
         .route("/ui/audit", get(audit::page))
+        .route("/ui/schedules", get(schedules::page))
+        .route("/ui/schedules/{name}/pause", post(schedules::pause))
+        .route("/ui/schedules/{name}/resume", post(schedules::resume))
+        .route("/ui/schedules/{name}/fire", post(schedules::fire))
 }
 
 /// What every page shows around its content: who is logged in, the
