@@ -269,7 +269,11 @@ fn dev_runs_a_job_and_leaves_nothing_behind_after_ctrl_c() {
         "{banner}"
     );
     let login = crate::admin::client::request(api_port, "GET", "/ui/", None, "");
-    assert!(login.status < 500, "{} {}", login.status, login.text);
+    assert_eq!(
+        login.status, 303,
+        "the screen sends a newcomer to its login: {}",
+        login.text
+    );
     let refused =
         crate::admin::client::request(api_port, "GET", "/v1/queues/dev", Some("nope"), "");
     assert_eq!(refused.status, 401, "{}", refused.text);

@@ -29,7 +29,7 @@ pub async fn retry_failed(
     note: &str,
     dry_run: bool,
 ) -> Result<Report, BatchError> {
-    batches::show(q, id, crate::clock::now_ms()).await?;
+    batches::exists(q, id).await?;
     let filter = Filter {
         fields: vec![(FIELD.to_string(), id.to_string())],
         ..Filter::default()
@@ -54,7 +54,7 @@ pub async fn cancel_rest(
     note: &str,
     dry_run: bool,
 ) -> Result<BulkCancelReport, BatchError> {
-    batches::show(q, id, crate::clock::now_ms()).await?;
+    batches::exists(q, id).await?;
     let filter = JobFilter {
         states: vec![
             Waiting::Queued,

@@ -190,6 +190,18 @@ pub async fn list(q: &Queue, now_ms: u64) -> Result<Vec<BatchView>, BatchError> 
         .collect())
 }
 
+/// Whether batch `id` exists; an action on a missing one is refused
+/// before it walks anything.
+///
+/// # Errors
+/// [`BatchError::Missing`], or Redis errors.
+pub async fn exists(q: &Queue, id: &str) -> Result<(), BatchError> {
+    match q.batch(id).await? {
+        Some(_) => Ok(()),
+        None => Err(missing(q, id)),
+    }
+}
+
 fn missing(q: &Queue, id: &str) -> BatchError {
     BatchError::Missing {
         queue: q.keys.queue.clone(),
