@@ -20,11 +20,13 @@
 mod cancel;
 mod http;
 mod output;
+mod pool;
 mod secrets;
 mod state;
 
 pub use cancel::Cancel;
 pub use http::HttpPolicy;
+pub use pool::Outbound;
 pub use secrets::{redact, redact_bytes, redact_cut};
 pub use state::HostState;
 // Where a granted secret's value comes from; kept reachable here for callers.
@@ -400,8 +402,8 @@ pub struct Sandbox {
     pub fuel: Option<u64>,
     /// Captured stdout/stderr kept per stream, bytes.
     pub output_limit: usize,
-    /// Where outbound HTTP may go.
-    pub http: Arc<HttpPolicy>,
+    /// Where outbound HTTP may go, and the job type's pooled connections.
+    pub http: Arc<Outbound>,
     /// Secrets granted to this job type, by name.
     pub secrets: Arc<BTreeMap<String, String>>,
 }
@@ -413,7 +415,7 @@ impl Default for Sandbox {
             memory: DEFAULT_MEMORY_LIMIT,
             fuel: None,
             output_limit: DEFAULT_OUTPUT_LIMIT,
-            http: Arc::new(HttpPolicy::default()),
+            http: Arc::new(Outbound::default()),
             secrets: Arc::default(),
         }
     }

@@ -1,7 +1,7 @@
 //! An HTTP/1.1 receiver on 127.0.0.1 that stands in for a rate-limited
-//! upstream: every request on its own thread, answered after a fixed
-//! time, with each arrival's time and the most requests it held open at
-//! once recorded.
+//! upstream: every connection on its own thread, each request answered
+//! after a fixed time, with each arrival's time, the most requests it held
+//! open at once and the connections it accepted recorded.
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -16,6 +16,7 @@ pub struct UpstreamStub {
     pub port: u16,
     arrivals: Arc<Mutex<Vec<Instant>>>,
     max_open: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
@@ -27,11 +28,26 @@ struct Shared {
     max_open: Arc<AtomicUsize>,
     script: Arc<Vec<(u16, String)>>,
     hold: Duration,
+    /// Whether a connection stays open for the next request.
+    keep_alive: bool,
+    connections: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
 }
 
 impl UpstreamStub {
-    /// Answers after `hold`, with `script` first, then 200 for ever.
+    /// Answers after `hold`, with `script` first, then 200 for ever; each
+    /// connection carries one request (`connection: close`).
     pub fn start(hold: Duration, script: Vec<(u16, String)>) -> UpstreamStub {
+        Self::serve_with(hold, script, false)
+    }
+
+    /// Answers every request with 200 after `hold`, keeping connections
+    /// open for more requests (HTTP/1.1 keep-alive), as most servers do.
+    pub fn keep_alive(hold: Duration) -> UpstreamStub {
+        Self::serve_with(hold, Vec::new(), true)
+    }
+
+    fn serve_with(hold: Duration, script: Vec<(u16, String)>, keep_alive: bool) -> UpstreamStub {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -41,13 +57,17 @@ impl UpstreamStub {
             max_open: Arc::default(),
             script: Arc::new(script),
             hold,
+            keep_alive,
+            connections: Arc::default(),
+            stop: Arc::new(AtomicBool::new(false)),
         };
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = shared.stop.clone();
         let (halt, s) = (stop.clone(), shared.clone());
         std::thread::spawn(move || {
             while !halt.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((sock, _)) => {
+                        s.connections.fetch_add(1, Ordering::SeqCst);
                         let s = s.clone();
                         std::thread::spawn(move || s.serve(sock));
                     }
@@ -59,8 +79,19 @@ impl UpstreamStub {
             port,
             arrivals: shared.arrivals,
             max_open: shared.max_open,
+            connections: shared.connections,
             stop,
         }
+    }
+
+    /// How many connections it has accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// How many requests it has received.
+    pub fn requests(&self) -> usize {
+        self.arrivals.lock().unwrap().len()
     }
 
     /// When each request arrived, in order.
@@ -90,7 +121,30 @@ impl UpstreamStub {
 
 impl Shared {
     fn serve(&self, mut sock: TcpStream) {
-        let _request = crate::http::read_request(&mut sock);
+        if !self.keep_alive {
+            let _request = crate::http::read_request(&mut sock);
+            self.answer(&mut sock, "connection: close\r\n");
+            return;
+        }
+        // An idle connection waits for its next request until the stub
+        // stops or the peer closes it.
+        while !self.stop.load(Ordering::Relaxed) {
+            let request = crate::http::read_request(&mut sock);
+            if request.is_empty() {
+                if matches!(sock.peek(&mut [0u8; 1]), Ok(0)) {
+                    return;
+                }
+                continue;
+            }
+            if !self.answer(&mut sock, "") {
+                return;
+            }
+        }
+    }
+
+    /// Records one request and answers it after the hold: whether the
+    /// answer went out.
+    fn answer(&self, sock: &mut TcpStream, connection: &str) -> bool {
         let n = {
             let mut a = self.arrivals.lock().unwrap();
             a.push(Instant::now());
@@ -100,11 +154,10 @@ impl Shared {
         self.max_open.fetch_max(now_open, Ordering::SeqCst);
         std::thread::sleep(self.hold);
         let (status, headers) = self.script.get(n).cloned().unwrap_or((200, String::new()));
-        let reply = format!(
-            "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n{headers}\r\n"
-        );
+        let reply =
+            format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n{connection}{headers}\r\n");
         self.open.fetch_sub(1, Ordering::SeqCst);
-        let _ = sock.write_all(reply.as_bytes());
+        sock.write_all(reply.as_bytes()).is_ok()
     }
 }
 

@@ -281,3 +281,39 @@ fn payloads_it_cannot_deliver_are_dead_at_once_as_invalid_payload() {
     }
     assert!(stub.requests().is_empty(), "nothing was sent");
 }
+
+#[test]
+fn webhooks_to_one_receiver_reuse_pooled_connections() {
+    let stub = UpstreamStub::keep_alive(Duration::from_millis(2));
+    let redis = Redis::start();
+    let allow = |extra: &str| {
+        format!(
+            "http = {{ allow = [\"127.0.0.1:{}\"], timeout = \"5s\"{extra} }}",
+            stub.port
+        )
+    };
+    let jobs = job("pooled", "webhook", &allow(""))
+        + &job("unpooled", "webhook", &allow(", pool_max_idle = 0"));
+    let concurrency = 8;
+    let _ward = Ward::start(&config_with(&redis, concurrency, RETRY, &jobs)).ready();
+
+    let n = 300;
+    let body = payload(stub.port, "/hook", "{}");
+    let ids = xadd_many(&redis, n, "pooled", &body);
+    for id in &ids {
+        assert_eq!(wait_final(&redis, id, WAIT)["state"], "succeeded");
+    }
+    assert_eq!(stub.requests(), n);
+    let pooled = stub.connections();
+    assert!(
+        pooled <= 2 * concurrency as usize,
+        "{n} requests with {concurrency} in flight opened {pooled} connections"
+    );
+
+    // The same jobs without a pool: a connection for every request.
+    let ids = xadd_many(&redis, 50, "unpooled", &body);
+    for id in &ids {
+        assert_eq!(wait_final(&redis, id, WAIT)["state"], "succeeded");
+    }
+    assert_eq!(stub.connections() - pooled, 50);
+}

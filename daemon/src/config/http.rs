@@ -1,15 +1,42 @@
-//! A job type's outbound HTTP policy: the `host:port` allow-list and the
-//! per-request timeout. Plain data, checked when the config is validated;
-//! the runtime enforces it (and re-exports it as `crate::runtime::HttpPolicy`).
+//! A job type's outbound HTTP policy: the `host:port` allow-list, the
+//! per-request timeout and the bounds of its connection pool. Plain data,
+//! checked when the config is validated; the runtime enforces it (and
+//! re-exports it as `crate::runtime::HttpPolicy`).
 
 use std::time::Duration;
 
-/// Where a job type may send HTTP requests, and how long each may take.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Where a job type may send HTTP requests, how long each may take, and
+/// how many idle connections its pool keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpPolicy {
     allow: Vec<(String, u16)>,
     /// Host-side limit of one request, connect to last byte of headers.
     pub timeout: Duration,
+    /// Most idle connections kept open per `host:port` for the next
+    /// attempts of the job type (0: a connection per request).
+    pub pool_max_idle: usize,
+    /// How long an idle pooled connection is kept before it is closed.
+    pub pool_idle_timeout: Duration,
+}
+
+/// Idle connections kept per `host:port` unless `http.pool_max_idle` says.
+pub const DEFAULT_POOL_MAX_IDLE: usize = 1024;
+
+/// How long an idle connection is kept unless `http.pool_idle_timeout`
+/// says: below the 60–120 s after which common servers and load balancers
+/// close idle connections themselves, so Ward rarely sends on one the
+/// other end is closing.
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Default for HttpPolicy {
+    fn default() -> Self {
+        HttpPolicy {
+            allow: Vec::new(),
+            timeout: Duration::ZERO,
+            pool_max_idle: DEFAULT_POOL_MAX_IDLE,
+            pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
+        }
+    }
 }
 
 impl HttpPolicy {
@@ -32,6 +59,7 @@ impl HttpPolicy {
         Ok(HttpPolicy {
             allow: parsed,
             timeout,
+            ..HttpPolicy::default()
         })
     }
 

@@ -254,6 +254,11 @@ pub struct RawHttp {
     /// Host-side limit of one request.
     #[serde(default, deserialize_with = "opt_duration")]
     pub timeout: Option<Spanned<Duration>>,
+    /// Most idle pooled connections kept per `host:port`.
+    pub pool_max_idle: Option<Spanned<u32>>,
+    /// How long an idle pooled connection is kept.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub pool_idle_timeout: Option<Spanned<Duration>>,
 }
 
 /// `[[upstream]]`: how hard Ward may call one upstream, fleet-wide.

@@ -1,26 +1,27 @@
 //! Outbound HTTP for plugins (`wasi:http`), checked by the host against the
-//! job type's allow-list, with a host-side timeout.
+//! job type's allow-list, with a host-side timeout, and sent on the job
+//! type's pooled connections ([`super::pool`]).
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
+use super::pool::{Outbound, Timeouts};
 pub use crate::config::HttpPolicy;
 
 /// The per-attempt `wasi:http` hooks: allow-list and timeout.
 pub struct Hooks {
-    policy: Arc<HttpPolicy>,
+    outbound: Arc<Outbound>,
     job_id: String,
 }
 
 impl Hooks {
     /// Hooks for one attempt of job `job_id`.
     #[must_use]
-    pub fn new(policy: Arc<HttpPolicy>, job_id: String) -> Hooks {
-        Hooks { policy, job_id }
+    pub fn new(outbound: Arc<Outbound>, job_id: String) -> Hooks {
+        Hooks { outbound, job_id }
     }
 }
 
@@ -39,7 +40,8 @@ impl WasiHttpHooks for Hooks {
         let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
         let host = uri.host().unwrap_or("").to_string();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        if !self.policy.allows(&host, port) {
+        let policy = self.outbound.policy();
+        if !policy.allows(&host, port) {
             let authority = format!("{host}:{port}");
             tracing::warn!(
                 job_id = %self.job_id, authority = %authority,
@@ -47,26 +49,23 @@ impl WasiHttpHooks for Hooks {
             );
             return Box::new(async { Err(Error::HttpRequestDenied) });
         }
-        let limit = self.policy.timeout;
-        let cap = |d: Option<Duration>| Some(d.map_or(limit, |d| d.min(limit)));
-        let options = RequestOptions {
-            connect_timeout: cap(options.and_then(|o| o.connect_timeout)),
-            first_byte_timeout: cap(options.and_then(|o| o.first_byte_timeout)),
-            between_bytes_timeout: cap(options.and_then(|o| o.between_bytes_timeout)),
+        let limit = policy.timeout;
+        let cap = |d: Option<Duration>| d.map_or(limit, |d| d.min(limit));
+        // The connect timeout is the pool's (the job type's `timeout`): a
+        // plugin's shorter one still bounds the whole request below.
+        let timeouts = Timeouts {
+            first_byte: cap(options.and_then(|o| o.first_byte_timeout)),
+            between_bytes: cap(options.and_then(|o| o.between_bytes_timeout)),
         };
+        let outbound = self.outbound.clone();
         Box::new(async move {
-            let sent = tokio::time::timeout(
-                limit,
-                wasmtime_wasi_http::default_send_request(request, Some(options)),
-            )
-            .await;
+            let sent = tokio::time::timeout(limit, outbound.send(request, timeouts)).await;
             match sent {
                 Err(_) => Err(Error::ConnectionTimeout),
                 Ok(Err(e)) => Err(e),
-                Ok(Ok((response, io))) => {
-                    let response = response.map(BodyExt::boxed_unsync);
-                    Ok((response, Box::new(io) as Sent))
-                }
+                // The pool drives the connection itself: nothing is left
+                // for the caller to await.
+                Ok(Ok(response)) => Ok((response, Box::new(async { Ok(()) }) as Sent)),
             }
         })
     }

@@ -13,7 +13,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::ward::plugin::{host, types as wit};
 use super::secrets::{redact, redact_cut};
-use super::{MAX_CHECKPOINT, Sandbox, http, output};
+use super::{MAX_CHECKPOINT, Outbound, Sandbox, http, output};
 use crate::cut::truncate;
 use crate::obs::logging::AttemptIdent;
 
@@ -61,7 +61,7 @@ pub struct HostState {
     table: ResourceTable,
     http_ctx: WasiHttpCtx,
     http_hooks: Option<http::Hooks>,
-    http_policy: Arc<http::HttpPolicy>,
+    http_outbound: Arc<Outbound>,
     pub(super) limiter: MemoryLimiter,
     pub(super) deadline: Instant,
     pub(super) timed_out: bool,
@@ -86,7 +86,7 @@ impl HostState {
             table: ResourceTable::new(),
             http_ctx: WasiHttpCtx::new(),
             http_hooks: None,
-            http_policy: sandbox.http.clone(),
+            http_outbound: sandbox.http.clone(),
             limiter: MemoryLimiter {
                 max: sandbox.memory,
                 hit: false,
@@ -168,7 +168,7 @@ impl WasiHttpView for HostState {
             ctx: &mut self.http_ctx,
             table: &mut self.table,
             hooks: self.http_hooks.get_or_insert_with(|| {
-                http::Hooks::new(self.http_policy.clone(), self.ident.job_id.clone())
+                http::Hooks::new(self.http_outbound.clone(), self.ident.job_id.clone())
             }),
         }
     }

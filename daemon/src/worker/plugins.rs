@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::policy::RetryPolicy;
 use crate::redact::FieldPath;
-use crate::runtime::{Plugin, Runtime, Sandbox};
+use crate::runtime::{Outbound, Plugin, Runtime, Sandbox};
 
 /// One queue's job types, by name.
 pub(crate) type JobTypes = HashMap<String, Arc<JobType>>;
@@ -84,7 +84,7 @@ pub(crate) fn load_plugins(
                         memory: j.memory_limit,
                         fuel: j.fuel,
                         output_limit: j.output_limit,
-                        http: Arc::new(j.http.clone()),
+                        http: Arc::new(Outbound::new(j.http.clone())),
                         secrets: Arc::new(secrets),
                     },
                     policy: j.retry,

@@ -269,7 +269,7 @@ pub(super) fn size(
     }
 }
 
-/// The `http` table: its allow-list and timeout.
+/// The `http` table: its allow-list, timeout and pool bounds.
 fn http(
     raw: &Spanned<RawHttp>,
     name: &str,
@@ -280,10 +280,25 @@ fn http(
         .timeout
         .as_ref()
         .map_or(DEFAULT_HTTP_TIMEOUT, |t| *t.get_ref());
-    HttpPolicy::new(&h.allow, timeout).unwrap_or_else(|e| {
+    let mut policy = HttpPolicy::new(&h.allow, timeout).unwrap_or_else(|e| {
         problem(raw.span(), format!("job `{name}`: {e}"));
         HttpPolicy::default()
-    })
+    });
+    if let Some(n) = &h.pool_max_idle {
+        policy.pool_max_idle = *n.get_ref() as usize;
+    }
+    if let Some(t) = &h.pool_idle_timeout {
+        if t.get_ref().is_zero() {
+            problem(
+                t.span(),
+                format!(
+                    "job `{name}`: http.pool_idle_timeout must be above 0 (use pool_max_idle = 0 to keep no idle connection)"
+                ),
+            );
+        }
+        policy.pool_idle_timeout = *t.get_ref();
+    }
+    policy
 }
 
 /// Secret names: plain names, never paths (they name credential files).

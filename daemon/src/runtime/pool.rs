@@ -1,0 +1,272 @@
+//! A job type's outbound HTTP connections, pooled across its attempts.
+//!
+//! `wasmtime_wasi_http`'s default sender opens a new connection (and, for
+//! `https`, a new TLS session) for every request. A job type that calls
+//! one upstream for every job would then pay a handshake per job and, busy
+//! enough, run the host out of ephemeral ports. Each job type gets one
+//! pooled client instead, shared by its attempts and keyed by scheme and
+//! authority, bounded by `http.pool_max_idle` and `http.pool_idle_timeout`.
+//!
+//! What stays per attempt: the allow-list check and the timeouts (in
+//! [`super::http`]), and the response. hyper hands a connection back to the
+//! pool only once its response has been read to the end; a response an
+//! attempt drops half-read takes its connection with it, so no attempt can
+//! ever read bytes of another's response.
+
+use std::error::Error as StdError;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use wasmtime_wasi_http::{Error, WasiBody};
+
+use super::http::HttpPolicy;
+
+/// The pooled client of one job type.
+type Pooled = Client<hyper_rustls::HttpsConnector<HttpConnector>, WasiBody>;
+
+/// A job type's outbound HTTP: its policy and its connection pool.
+pub struct Outbound {
+    policy: HttpPolicy,
+    client: Pooled,
+}
+
+impl std::fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbound")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Outbound {
+    fn default() -> Self {
+        Outbound::new(HttpPolicy::default())
+    }
+}
+
+/// How long a request may take, each part capped by the job type's timeout.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timeouts {
+    /// Until the response's head has arrived.
+    pub first_byte: Duration,
+    /// Between two parts of the response's body.
+    pub between_bytes: Duration,
+}
+
+impl Outbound {
+    /// The pool for a job type with `policy`. Its TLS trusts the same
+    /// roots `wasmtime_wasi_http`'s own sender does (Mozilla's, built in),
+    /// so a plugin reaches exactly the servers it reached before pooling.
+    #[must_use]
+    pub fn new(policy: HttpPolicy) -> Outbound {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(policy.timeout));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(provider)
+            .unwrap_or_else(|_| hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots());
+        let connector = tls.https_or_http().enable_http1().wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_max_idle_per_host(policy.pool_max_idle)
+            .pool_idle_timeout(policy.pool_idle_timeout)
+            .build(connector);
+        Outbound { policy, client }
+    }
+
+    /// Where requests may go and how long they may take.
+    #[must_use]
+    pub fn policy(&self) -> &HttpPolicy {
+        &self.policy
+    }
+
+    /// Sends `request` on a pooled connection (a new one if none is idle).
+    pub(super) async fn send(
+        &self,
+        request: http::Request<WasiBody>,
+        timeouts: Timeouts,
+    ) -> Result<http::Response<WasiBody>, Error> {
+        let response = tokio::time::timeout(timeouts.first_byte, self.client.request(request))
+            .await
+            .map_err(|_| Error::ConnectionReadTimeout)?
+            .map_err(|e| wasi_error(&e))?;
+        let between = timeouts.between_bytes.max(Duration::from_nanos(1));
+        Ok(response.map(|incoming| {
+            let mut timer = tokio::time::interval(between);
+            timer.reset();
+            Paced { incoming, timer }.boxed_unsync()
+        }))
+    }
+}
+
+/// A response body that fails when no part of it arrives for too long,
+/// as `wasmtime_wasi_http`'s own sender does.
+struct Paced {
+    incoming: Incoming,
+    timer: tokio::time::Interval,
+}
+
+impl Body for Paced {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        match Pin::new(&mut self.incoming).poll_frame(cx) {
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Some(Err(e))) if e.is_timeout() => {
+                Poll::Ready(Some(Err(Error::HttpResponseTimeout)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Error::from(e)))),
+            Poll::Ready(Some(Ok(frame))) => {
+                self.timer.reset();
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Pending => {
+                ready!(self.timer.poll_tick(cx));
+                Poll::Ready(Some(Err(Error::ConnectionReadTimeout)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.incoming.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.incoming.size_hint()
+    }
+}
+
+/// The `wasi:http` error a plugin sees for a request the pool could not
+/// send: the cause found in the chain, as the default sender reports it.
+fn wasi_error(e: &hyper_util::client::legacy::Error) -> Error {
+    from_causes(e.source()).unwrap_or_else(|| {
+        if e.is_connect() {
+            Error::Connect(io::Error::other(e.to_string()))
+        } else {
+            Error::InternalError(Some(e.to_string()))
+        }
+    })
+}
+
+/// The error the first recognised cause in the chain from `first` maps to.
+fn from_causes(first: Option<&(dyn StdError + 'static)>) -> Option<Error> {
+    let mut cause = first;
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<io::Error>() {
+            if let Some(inner) = io.get_ref()
+                && inner.downcast_ref::<rustls::Error>().is_some()
+            {
+                return Some(tls_error(inner));
+            }
+            return Some(match io.kind() {
+                io::ErrorKind::ConnectionRefused => Error::ConnectionRefused,
+                io::ErrorKind::TimedOut => Error::ConnectionTimeout,
+                io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::UnexpectedEof => Error::ConnectionTerminated,
+                kind => Error::Connect(io::Error::new(kind, io.to_string())),
+            });
+        }
+        if c.downcast_ref::<rustls::Error>().is_some() {
+            return Some(tls_error(c));
+        }
+        if let Some(h) = c.downcast_ref::<hyper::Error>() {
+            return Some(if h.is_timeout() {
+                Error::HttpResponseTimeout
+            } else if h.is_incomplete_message() || h.is_closed() || h.is_canceled() {
+                Error::ConnectionTerminated
+            } else {
+                Error::HttpProtocolError
+            });
+        }
+        cause = c.source();
+    }
+    None
+}
+
+/// A TLS failure: a certificate the roots do not vouch for, or any other.
+fn tls_error(e: &(dyn StdError + 'static)) -> Error {
+    match e.downcast_ref::<rustls::Error>() {
+        Some(rustls::Error::InvalidCertificate(_)) => Error::TlsCertificateError,
+        Some(rustls::Error::AlertReceived(alert)) => Error::TlsAlertReceived {
+            alert_id: Some(u8::from(*alert)),
+            alert_message: Some(format!("{alert:?}")),
+        },
+        _ => Error::TlsProtocolError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error whose cause is `inner`, as hyper-util wraps what failed.
+    #[derive(Debug)]
+    struct Wrapped(Box<dyn StdError + Send + Sync>);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "wrapped: {}", self.0)
+        }
+    }
+
+    impl StdError for Wrapped {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            Some(&*self.0)
+        }
+    }
+
+    fn mapped(inner: impl StdError + Send + Sync + 'static) -> Option<Error> {
+        let w = Wrapped(Box::new(inner));
+        from_causes(Some(&w))
+    }
+
+    #[test]
+    fn connection_failures_read_as_the_default_sender_reports_them() {
+        let io = |k| io::Error::new(k, "x");
+        assert!(matches!(
+            mapped(io(io::ErrorKind::ConnectionRefused)),
+            Some(Error::ConnectionRefused)
+        ));
+        assert!(matches!(
+            mapped(io(io::ErrorKind::TimedOut)),
+            Some(Error::ConnectionTimeout)
+        ));
+        assert!(matches!(
+            mapped(io(io::ErrorKind::ConnectionReset)),
+            Some(Error::ConnectionTerminated)
+        ));
+        assert!(matches!(
+            mapped(io(io::ErrorKind::AddrNotAvailable)),
+            Some(Error::Connect(e)) if e.kind() == io::ErrorKind::AddrNotAvailable
+        ));
+        assert!(mapped(io::Error::other(std::fmt::Error)).is_some());
+    }
+
+    #[test]
+    fn tls_failures_say_whether_the_certificate_was_the_reason() {
+        let bad = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        assert!(matches!(
+            mapped(io::Error::new(io::ErrorKind::InvalidData, bad)),
+            Some(Error::TlsCertificateError)
+        ));
+        let other = rustls::Error::General("x".into());
+        assert!(matches!(mapped(other), Some(Error::TlsProtocolError)));
+    }
+}
