@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+mod http;
 mod startup;
 mod upstream;
 
@@ -69,9 +70,17 @@ struct Args {
     /// Which scenarios to run: throughput, latency, failures, keys,
     /// norecord (a queue with `succeeded_ttl = "0s"`), inflight (one 2 s
     /// job per slot, for the peak RSS with every slot busy), raw, upstream
-    /// (no-op jobs naming a generously limited upstream vs. naming none).
+    /// (no-op jobs naming a generously limited upstream vs. naming none),
+    /// startup (compile cache), http (webhook jobs to a local receiver with
+    /// a delay: throughput against the ideal, connections opened).
     #[arg(long, value_delimiter = ',', default_values_t = ["throughput".to_string(), "latency".to_string(), "failures".to_string(), "keys".to_string()])]
     scenarios: Vec<String>,
+    /// The `http` scenario's receiver answers after this many ms.
+    #[arg(long, default_value_t = 100)]
+    http_delay_ms: u64,
+    /// Webhook jobs in the `http` scenario.
+    #[arg(long, default_value_t = 20_000)]
+    http_jobs: usize,
     /// Runs per scenario (the median is reported with min and max).
     #[arg(long, default_value_t = 1)]
     runs: usize,
@@ -768,6 +777,7 @@ fn main() -> anyhow::Result<()> {
             }
             "upstream" => upstream::compare(&bench)?,
             "startup" => startup::run(&bench)?,
+            "http" => http::run(&bench)?,
             "inflight" => {
                 let (run, spread) = inflight_run(&bench)?;
                 print_run(&run);

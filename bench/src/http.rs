@@ -1,0 +1,87 @@
+//! The `http` scenario: real outbound work. Webhook jobs (the `webhook`
+//! example plugin) POST to a local HTTP/1.1 receiver that answers each
+//! request after a fixed delay and keeps connections alive, as real servers
+//! do. With `concurrency` attempts in flight and a delay `d`, no sender can
+//! beat `concurrency / d` jobs/s; the run reports its throughput against
+//! that ideal, and how many TCP connections the receiver accepted (pooled
+//! connections: about `concurrency`; a connection per request: one per
+//! job).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use ward_testkit::{Config, METRICS_ANY_PORT, UpstreamStub, Ward, job_table};
+
+use super::{Bench, READY, all_succeeded, fill, records, stop, usage, wait_drained};
+
+/// Runs the scenario once and prints what it measured.
+#[allow(clippy::cast_precision_loss, reason = "job counts far below 2^52")]
+pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
+    let args = &bench.args;
+    let delay = Duration::from_millis(args.http_delay_ms);
+    let n = args.http_jobs;
+    let stub = UpstreamStub::keep_alive(delay);
+    let plugin = bench.plugins.join("webhook.wasm");
+    anyhow::ensure!(
+        plugin.exists(),
+        "{} is missing: build it with scripts/build-plugins",
+        plugin.display()
+    );
+    let http = format!(
+        "http = {{ allow = [\"127.0.0.1:{}\"], timeout = \"30s\" }}",
+        stub.port
+    );
+    let config = Config::new(&bench.redis.url)
+        .top(METRICS_ANY_PORT)
+        .queue(
+            "bench",
+            &format!(
+                "concurrency = {}\nsucceeded_ttl = \"24h\"",
+                args.concurrency
+            ),
+        )
+        .jobs(&job_table("hook", "bench", &plugin, &http))
+        .render();
+    let mut con = bench.redis.con()?;
+    let _: () = redis::cmd("FLUSHALL").query(&mut con)?;
+    let body = format!(
+        r#"{{"url":"http://127.0.0.1:{}/hook","body":{{}}}}"#,
+        stub.port
+    );
+    let (ids, _) = fill(&mut con, n, |_| ("hook".into(), body.clone()), false)?;
+    let env = [("RUST_LOG", "warn,ward::worker=info")];
+    let wall = Instant::now();
+    let ward = Ward::try_start(&bench.ward, &config, &env)?.try_ready(READY)?;
+    wait_drained(&mut con, Duration::from_secs(600)).context("webhook jobs did not drain")?;
+    let wall = wall.elapsed().as_secs_f64();
+    let (cpu, rss) = usage(&ward);
+    stop(vec![ward]);
+    let rows = records(&mut con, &ids)?;
+    all_succeeded(&rows, "http")?;
+    let first = rows.iter().map(|r| r.first).min().unwrap_or(0);
+    let last = rows.iter().map(|r| r.last).max().unwrap_or(0);
+    let span = last.saturating_sub(first).max(1) as f64 / 1000.0;
+    let throughput = n as f64 / span;
+    let ideal = f64::from(args.concurrency) / delay.as_secs_f64();
+    println!(
+        "## http: webhook jobs POSTing to a local keep-alive receiver answering after {} ms, concurrency {}",
+        args.http_delay_ms, args.concurrency
+    );
+    println!("  jobs                  {n}");
+    println!(
+        "  throughput            {throughput:.0} jobs/s (first start to last end), ideal {ideal:.0} (concurrency / delay): {:.0}%",
+        100.0 * throughput / ideal
+    );
+    println!(
+        "  connections accepted  {} ({:.2} x concurrency); most requests open at once {}",
+        stub.connections(),
+        stub.connections() as f64 / f64::from(args.concurrency),
+        stub.max_open()
+    );
+    println!("  requests received     {}", stub.requests());
+    println!(
+        "  daemon CPU            {cpu:.1} s; peak RSS {} MiB; wall {wall:.1} s",
+        rss / 1024
+    );
+    Ok(())
+}
