@@ -1,27 +1,33 @@
 //! APPLY's argument layout, declared once: one enum per part, whose
-//! variants are the part's fields in order, and the Lua tables (field name
-//! → position) the script reads them through.
+//! variants are the part's fields in order, and the Lua locals (one per
+//! field, holding its position) the script reads them through.
 
-/// One part of APPLY's layout as the script sees it: the Lua table that
-/// maps each field's name to its position (from 1).
+/// One part of APPLY's layout as the script sees it: a local per field,
+/// `<table>_<field>`, holding the field's position (from 1).
 #[derive(Debug)]
 pub(super) struct Layout {
-    /// The Lua table's name; `<table>_N` holds the number of fields.
+    /// The part's name, the locals' prefix; `<table>_N` holds the number
+    /// of fields.
     pub(super) table: &'static str,
     /// Field names, in order.
     pub(super) fields: &'static [&'static str],
 }
 
 impl Layout {
-    /// `local T = {a = 1, b = 2}` and `local T_N = 2`.
+    /// `local T_a, T_b = 1, 2` and `local T_N = 2`. Locals rather than a
+    /// table: the script reads about a dozen positions per completion, and
+    /// an upvalue costs less than a table lookup on that path.
     pub(super) fn lua(&self) -> String {
-        let fields: Vec<String> = (1..)
-            .zip(self.fields)
-            .map(|(k, name)| format!("{name} = {k}"))
+        let names: Vec<String> = self
+            .fields
+            .iter()
+            .map(|name| format!("{}_{name}", self.table))
             .collect();
+        let positions: Vec<String> = (1..=self.fields.len()).map(|k| k.to_string()).collect();
         format!(
-            "local {t} = {{{}}}\nlocal {t}_N = {}\n",
-            fields.join(", "),
+            "local {} = {}\nlocal {t}_N = {}\n",
+            names.join(", "),
+            positions.join(", "),
             self.fields.len(),
             t = self.table
         )
@@ -29,7 +35,7 @@ impl Layout {
 }
 
 /// Declares one part of the layout: an enum whose variants are the fields
-/// in order, and the Lua table the script reads them through.
+/// in order, and the Lua locals the script reads them through.
 macro_rules! layout {
     ($(#[$doc:meta])* $name:ident as $table:literal { $($field:ident = $lua:literal,)+ }) => {
         $(#[$doc])*

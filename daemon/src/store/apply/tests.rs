@@ -8,7 +8,7 @@ use super::*;
 use crate::job::{DeadReason, Failure, FailureClass, JobEntry};
 use crate::transition::Ran;
 
-/// What is wrong with how `lua` reads APPLY's layout: a table or field
+/// What is wrong with how `lua` reads APPLY's layout: a part or field
 /// name the layout does not have, an ARGV or KEYS position written as a
 /// number, or a field it never reads.
 fn problems(lua: &str) -> Vec<String> {
@@ -17,7 +17,6 @@ fn problems(lua: &str) -> Vec<String> {
         .map(|l| l.split("--").next().unwrap_or(""))
         .collect();
     let code = code.join("\n");
-    let table = |name: &str| LAYOUTS.iter().find(|l| l.table == name);
     let mut out = Vec::new();
     let mut read = BTreeSet::new();
     let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
@@ -28,24 +27,37 @@ fn problems(lua: &str) -> Vec<String> {
             .unwrap_or(rest.len() - start);
         let word = &rest[start..start + word_len];
         rest = &rest[start + word_len..];
-        if !word.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
+        // A layout local is `<PART>_<field>` (or `<PART>_N`): an upper-case
+        // prefix, then the field's lower-case name.
+        let upper = word
+            .find(|c: char| c.is_ascii_lowercase())
+            .map_or(word, |k| &word[..k]);
+        let Some(part) = upper.strip_suffix('_').or_else(|| word.strip_suffix("_N")) else {
+            // The preamble's own tables are read as `ENTRY.x` (see `script.rs`).
+            if rest.starts_with('.')
+                && !word.bytes().any(|b| b.is_ascii_lowercase())
+                && word != "ENTRY"
+            {
+                out.push(format!(
+                    "{word}.: not a table (the layout is locals: `{word}_<field>`)"
+                ));
+            }
+            continue;
+        };
+        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
             continue;
         }
-        if let Some(after) = rest.strip_prefix('.') {
-            let name = &after[..after.find(|c| !ident(c)).unwrap_or(after.len())];
-            match table(word) {
-                Some(l) if l.fields.contains(&name) => {
-                    read.insert((word.to_string(), name.to_string()));
-                }
-                Some(_) => out.push(format!("{word}.{name}: no such field")),
-                // The preamble's own tables (see `script.rs`).
-                None if word == "ENTRY" => {}
-                None => out.push(format!("{word}.{name}: no such table")),
+        let field = &word[part.len() + 1..];
+        match LAYOUTS.iter().find(|l| l.table == part) {
+            Some(_) if field == "N" => {}
+            Some(l) if l.fields.contains(&field) => {
+                read.insert((part.to_string(), field.to_string()));
             }
-        } else if let Some(t) = word.strip_suffix("_N")
-            && table(t).is_none()
-        {
-            out.push(format!("{word}: no such table"));
+            Some(_) => out.push(format!("{word}: no such field")),
+            None if field.bytes().any(|b| b.is_ascii_lowercase()) || field == "N" => {
+                out.push(format!("{word}: no such part of the layout"));
+            }
+            None => {}
         }
     }
     for array in ["ARGV[", "KEYS["] {
@@ -54,7 +66,7 @@ fn problems(lua: &str) -> Vec<String> {
             let index = &index[..index.find(']').unwrap_or(index.len())];
             let named = LAYOUTS
                 .iter()
-                .any(|l| index.contains(&format!("{}.", l.table)));
+                .any(|l| index.contains(&format!("{}_", l.table)));
             // `ARGV[i]` is a completion's kind, which starts it.
             if !named && index != "i" {
                 out.push(format!(
@@ -66,7 +78,7 @@ fn problems(lua: &str) -> Vec<String> {
     for l in &LAYOUTS {
         for f in l.fields {
             if !read.contains(&(l.table.to_string(), (*f).to_string())) {
-                out.push(format!("{}.{f}: written, never read", l.table));
+                out.push(format!("{}_{f}: written, never read", l.table));
             }
         }
     }
@@ -81,10 +93,12 @@ fn apply_lua_reads_every_field_through_the_encoders_layout() {
 #[test]
 fn the_layout_check_fails_on_a_field_the_encoder_does_not_write() {
     for (from, to) in [
-        ("FULL.reason", "FULL.reasons"),
-        ("ARGV[i + FULL.code]", "ARGV[i + 9]"),
-        ("KEYS[kc + CKEY.idem]", "KEYS[kc + 3]"),
-        ("HEAD.wake", "HEAD_WAKE.wake"),
+        ("FULL_reason", "FULL_reasons"),
+        ("ARGV[i + FULL_code]", "ARGV[i + 9]"),
+        ("KEYS[kc + CKEY_idem]", "KEYS[kc + 3]"),
+        ("HEAD_wake", "HED_wake"),
+        ("HEAD_wake", "HEAD.wake"),
+        ("FRESH_N", "FRESHN_N"),
     ] {
         assert!(APPLY.contains(from), "{from}");
         let changed = APPLY.replacen(from, to, 1);

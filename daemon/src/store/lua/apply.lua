@@ -1,14 +1,18 @@
 -- Applies a batch of finished attempts. The argument layout is defined once,
--- in `store/apply/layout.rs`; the encoder prepends it to this script as the
--- tables QKEY, CKEY, HEAD, FRESH and FULL (name -> position) and their
--- lengths (QKEY_N, ...). Read every argument through them: a unit test fails
--- on a position written here or a name the encoder does not know.
+-- in `store/apply/layout.rs`; the encoder prepends it to this script as one
+-- local per field, named after its part (QKEY, BKEY, CKEY, HEAD, FRESH,
+-- FULL) and the field (`FRESH_entry` is the position of a fresh
+-- completion's entry id), and each part's length (`QKEY_N`, ...): locals,
+-- not tables, because the loop reads a dozen positions per completion and
+-- a table lookup each was measurable. Read every argument through them: a
+-- unit test fails on a position written here or a name the encoder does
+-- not know.
 --
 -- KEYS: the queue's keys (QKEY: jobs stream, dead stream, delayed set, the
 -- count of acknowledged entries still in the stream, the cancel requests,
 -- ..., the streams of the high and low priority levels, the set of
 -- unfinished batches), then per batch
--- the completions belong to (HEAD.batches of them) its keys (BKEY: its
+-- the completions belong to (HEAD_batches of them) its keys (BKEY: its
 -- ledger and its failed members, see batch_ledger.lua), then per completion,
 -- in order, the keys it touches (CKEY): its record, its history (not for an
 -- unkeyed fresh success, which has none), its idempotency key (only when it
@@ -31,21 +35,21 @@
 -- cancel request (`cancel_requested_at`, see cancel.lua) is recorded as
 -- cancelled instead; a success stays a success (it finished first).
 -- A hold is a job not run while its job type or queue is paused: it goes
--- to the held set (QKEY.held) with its record saying `paused`, unless the
--- pause (QKEY.paused) is gone by now, when it goes back to the stream.
+-- to the held set (QKEY_held) with its record saying `paused`, unless the
+-- pause (QKEY_paused) is gone by now, when it goes back to the stream.
 -- For dup, `reason` holds the id of the job that owns the idempotency key.
 -- `dead_payload` is what the dead-letter entry shows of the payload
 -- (redacted in Rust; '' unless kind is dead); the record keeps the original
 -- `payload`. A dead letter's entry id is stored in the record as `dead_entry`.
-local jobs, dead, delayed, acked_key = KEYS[QKEY.jobs], KEYS[QKEY.dead], KEYS[QKEY.delayed], KEYS[QKEY.acked]
-local cancels, retired = KEYS[QKEY.cancels], tonumber(ARGV[HEAD.retired_ttl])
-local held, paused = KEYS[QKEY.held], KEYS[QKEY.paused]
-local group, ttl, queue = ARGV[HEAD.group], tonumber(ARGV[HEAD.ttl]), ARGV[HEAD.queue]
-local hist_max, wake = tonumber(ARGV[HEAD.history_max]), ARGV[HEAD.wake]
-local acked_max, nd = tonumber(ARGV[HEAD.acked_max]), tonumber(ARGV[HEAD.digests])
-local nb = tonumber(ARGV[HEAD.batches])
+local jobs, dead, delayed, acked_key = KEYS[QKEY_jobs], KEYS[QKEY_dead], KEYS[QKEY_delayed], KEYS[QKEY_acked]
+local cancels, retired = KEYS[QKEY_cancels], tonumber(ARGV[HEAD_retired_ttl])
+local held, paused = KEYS[QKEY_held], KEYS[QKEY_paused]
+local group, ttl, queue = ARGV[HEAD_group], tonumber(ARGV[HEAD_ttl]), ARGV[HEAD_queue]
+local hist_max, wake = tonumber(ARGV[HEAD_history_max]), ARGV[HEAD_wake]
+local acked_max, nd = tonumber(ARGV[HEAD_acked_max]), tonumber(ARGV[HEAD_digests])
+local nb = tonumber(ARGV[HEAD_batches])
 local digests = {}
-for k = 1, nd do digests[k] = ARGV[HEAD.digests + k] end
+for k = 1, nd do digests[k] = ARGV[HEAD_digests + k] end
 local now = now_ms()
 -- Every completion that cannot be recorded is dead-lettered instead (below),
 -- so the dead stream must take entries: checked before anything is
@@ -67,7 +71,7 @@ local applied, earliest, kept, took, unrecordable = 0, nil, 0, {}, {}
 -- trimmed; once too many wait there, they are deleted one by one again.
 local acked_left = tonumber(redis.call('GET', acked_key) or '0')
 local delete_each = acked_left >= acked_max
-local levels = {KEYS[QKEY.jobs_high], KEYS[QKEY.jobs_low]}
+local levels = {KEYS[QKEY_jobs_high], KEYS[QKEY_jobs_low]}
 -- An entry id names one entry across the level streams (see lease.lua): a
 -- delivery not pending in the normal stream may be one of another level's,
 -- whose stream only holds what is still to run (deleted as acknowledged).
@@ -112,7 +116,7 @@ end
 -- The name/value pairs that follow the FULL fields of the completion at i.
 local function extras(i, n)
   local out = {}
-  for j = 1, 2 * n do out[j] = ARGV[i + FULL.extras + j] end
+  for j = 1, 2 * n do out[j] = ARGV[i + FULL_extras + j] end
   return out
 end
 -- Whether the current completion's member has left `pending` in its
@@ -122,21 +126,21 @@ local batch_done = false
 local function batch_ended(b, outcome, id, failure)
   if b == 0 then return end
   local k = QKEY_N + BKEY_N * (b - 1)
-  batch_end(KEYS[k + BKEY.ledger], KEYS[k + BKEY.failed], outcome, id, failure or '', now, jobs,
-    KEYS[QKEY.batches_unfinished])
+  batch_end(KEYS[k + BKEY_ledger], KEYS[k + BKEY_failed], outcome, id, failure or '', now, jobs,
+    KEYS[QKEY_batches_unfinished])
   batch_done = true
 end
 -- A first delivery that succeeded at once has no record, history or retry
 -- state to tidy: its id is its entry id.
 local function fresh(i, kc, keyed)
-  local entry, job = ARGV[i + FRESH.entry], ARGV[i + FRESH.job]
-  local first_at, finished = ARGV[i + FRESH.first_at], ARGV[i + FRESH.finished]
-  local digest, result = digests[tonumber(ARGV[i + FRESH.plugin])], ARGV[i + FRESH.result]
+  local entry, job = ARGV[i + FRESH_entry], ARGV[i + FRESH_job]
+  local first_at, finished = ARGV[i + FRESH_first_at], ARGV[i + FRESH_finished]
+  local digest, result = digests[tonumber(ARGV[i + FRESH_plugin])], ARGV[i + FRESH_result]
   -- Only a delivery that is still pending may change its job, so a batch
   -- re-sent after a lost reply changes nothing twice.
   if not ack(entry) then return end
-  batch_ended(tonumber(ARGV[i + FRESH.batch]), 'succeeded', entry)
-  local rec = KEYS[kc + CKEY.record]
+  batch_ended(tonumber(ARGV[i + FRESH_batch]), 'succeeded', entry)
+  local rec = KEYS[kc + CKEY_record]
   if ttl > 0 then
     redis.call('HSET', rec, 'state', 'succeeded', 'job', job, 'attempts', '1',
       'first_at', first_at, 'last_at', finished, 'plugin', digest)
@@ -144,10 +148,10 @@ local function fresh(i, kc, keyed)
     redis.call('EXPIRE', rec, ttl)
   end
   if keyed then
-    mark_done(KEYS[kc + CKEY.idem], entry, ARGV[i + FRESH.result_digest], ARGV[i + FRESH.idem_ttl])
+    mark_done(KEYS[kc + CKEY_idem], entry, ARGV[i + FRESH_result_digest], ARGV[i + FRESH_idem_ttl])
     if ttl > 0 then
-      local hkey = KEYS[kc + CKEY.history]
-      redis.call('RPUSH', hkey, ARGV[i + FRESH.history])
+      local hkey = KEYS[kc + CKEY_history]
+      redis.call('RPUSH', hkey, ARGV[i + FRESH_history])
       redis.call('EXPIRE', hkey, ttl)
     end
   end
@@ -156,10 +160,10 @@ end
 -- to the stream now, or to the delayed set until it is due.
 local function retry(i, n, rec, c)
   local next_attempt = tostring(tonumber(c.attempt) + 1)
-  local ckpt = ARGV[i + FULL.checkpoint]
-  local has_ckpt = ARGV[i + FULL.has_checkpoint] == '1'
-  local delay = tonumber(ARGV[i + FULL.delay])
-  local expiries = ARGV[i + FULL.lease_expiries]
+  local ckpt = ARGV[i + FULL_checkpoint]
+  local has_ckpt = ARGV[i + FULL_has_checkpoint] == '1'
+  local delay = tonumber(ARGV[i + FULL_delay])
+  local expiries = ARGV[i + FULL_lease_expiries]
   local x = extras(i, n)
   redis.call('HSET', rec, 'next_attempt', next_attempt, 'last_delay_ms', tostring(delay),
     'lease_expiries', expiries)
@@ -186,13 +190,13 @@ end
 -- A dead letter: an entry in the dead stream (the failure, then the
 -- correlation fields), and the record says where it went.
 local function dead_letter(i, n, rec, c)
-  local reason = ARGV[i + FULL.reason]
+  local reason = ARGV[i + FULL_reason]
   local first = redis.call('HGET', rec, 'first_at') or ''
   local f = {'id', c.id, 'job', c.job, 'queue', queue, 'reason', reason, 'class', c.class,
-    'code', ARGV[i + FULL.code], 'message', ARGV[i + FULL.message],
-    'upstream', ARGV[i + FULL.upstream], 'attempts', c.attempt,
+    'code', ARGV[i + FULL_code], 'message', ARGV[i + FULL_message],
+    'upstream', ARGV[i + FULL_upstream], 'attempts', c.attempt,
     'first_at', first, 'last_at', c.finished, 'plugin', c.digest, 'entry', c.entry,
-    'payload', ARGV[i + FULL.dead_payload]}
+    'payload', ARGV[i + FULL_dead_payload]}
   local x = extras(i, n)
   -- A correlation field named like one of the dead letter's own (a
   -- producer's `id`) is kept beside it, as `x:id`.
@@ -203,8 +207,8 @@ local function dead_letter(i, n, rec, c)
   local d = redis.call('XADD', dead, '*', unpack(f))
   redis.call('HSET', rec, 'state', 'dead', 'dead_reason', reason, 'dead_entry', d)
   redis.call('HDEL', rec, 'entry', 'due_at', 'next_attempt')
-  batch_ended(tonumber(ARGV[i + FULL.batch]), 'dead', c.id, cjson.encode({class = c.class,
-    code = ARGV[i + FULL.code], message = string.sub(ARGV[i + FULL.message], 1, 512),
+  batch_ended(tonumber(ARGV[i + FULL_batch]), 'dead', c.id, cjson.encode({class = c.class,
+    code = ARGV[i + FULL_code], message = string.sub(ARGV[i + FULL_message], 1, 512),
     reason = reason, attempts = tonumber(c.attempt), at = now}))
 end
 -- An operator's cancel, honoured: the job is final, its record says who
@@ -230,9 +234,9 @@ local function hold(i, n, rec, hkey, c, hist)
   if c.first_at ~= '0' then redis.call('HSETNX', rec, 'first_at', c.first_at) end
   redis.call('HSET', rec, 'state', 'paused', 'job', c.job, 'attempts', c.attempt,
     'payload', c.payload, 'next_attempt', tostring(tonumber(c.attempt) + 1),
-    'lease_expiries', ARGV[i + FULL.lease_expiries], 'paused_at', tostring(now))
-  if ARGV[i + FULL.has_checkpoint] == '1' then
-    redis.call('HSET', rec, 'checkpoint', ARGV[i + FULL.checkpoint])
+    'lease_expiries', ARGV[i + FULL_lease_expiries], 'paused_at', tostring(now))
+  if ARGV[i + FULL_has_checkpoint] == '1' then
+    redis.call('HSET', rec, 'checkpoint', ARGV[i + FULL_checkpoint])
   end
   local x = extras(i, n)
   for k = 1, #x, 2 do redis.call('HSET', rec, EXTRA_PREFIX .. x[k], x[k+1]) end
@@ -243,17 +247,17 @@ local function hold(i, n, rec, hkey, c, hist)
 end
 -- Every kind but a fresh success.
 local function full(kind, i, n, kc, keyed)
-  local c = {entry = ARGV[i + FULL.entry], id = ARGV[i + FULL.id], job = ARGV[i + FULL.job],
-    attempt = ARGV[i + FULL.attempt], finished = ARGV[i + FULL.finished],
-    payload = ARGV[i + FULL.payload], class = ARGV[i + FULL.class],
-    digest = ARGV[i + FULL.plugin], first_at = ARGV[i + FULL.first_at]}
+  local c = {entry = ARGV[i + FULL_entry], id = ARGV[i + FULL_id], job = ARGV[i + FULL_job],
+    attempt = ARGV[i + FULL_attempt], finished = ARGV[i + FULL_finished],
+    payload = ARGV[i + FULL_payload], class = ARGV[i + FULL_class],
+    digest = ARGV[i + FULL_plugin], first_at = ARGV[i + FULL_first_at]}
   if not ack(c.entry) then return end
-  local batch = tonumber(ARGV[i + FULL.batch])
-  local rec, hkey = KEYS[kc + CKEY.record], KEYS[kc + CKEY.history]
-  local hist = ARGV[i + FULL.history]
+  local batch = tonumber(ARGV[i + FULL_batch])
+  local rec, hkey = KEYS[kc + CKEY_record], KEYS[kc + CKEY_history]
+  local hist = ARGV[i + FULL_history]
   local function done()
     if keyed then
-      mark_done(KEYS[kc + CKEY.idem], c.id, ARGV[i + FULL.result_digest], ARGV[i + FULL.idem_ttl])
+      mark_done(KEYS[kc + CKEY_idem], c.id, ARGV[i + FULL_result_digest], ARGV[i + FULL_idem_ttl])
     end
   end
   if kind == 'hold' then
@@ -266,7 +270,7 @@ local function full(kind, i, n, kc, keyed)
     -- Nothing ran. A redelivery of a completed job leaves its record as it
     -- is; a second enqueue of the same key ends as a duplicate of the first.
     -- A queue that keeps no records of succeeded jobs keeps none of these.
-    local owner = ARGV[i + FULL.reason]
+    local owner = ARGV[i + FULL_reason]
     -- A second job with a key already used ends here, as a success of
     -- the first; a redelivery of a job that ended was counted then.
     if owner ~= c.id then batch_ended(batch, 'succeeded', c.id) end
@@ -296,7 +300,7 @@ local function full(kind, i, n, kc, keyed)
   redis.call('RPUSH', hkey, hist)
   redis.call('LTRIM', hkey, -hist_max, -1)
   if kind == 'ok' then
-    local result = ARGV[i + FULL.result]
+    local result = ARGV[i + FULL_result]
     redis.call('HSET', rec, 'state', 'succeeded')
     redis.call('HDEL', rec, 'checkpoint', 'entry', 'payload', 'due_at', 'next_attempt')
     if result ~= '' then redis.call('HSET', rec, 'result', result) end
@@ -306,8 +310,8 @@ local function full(kind, i, n, kc, keyed)
     return
   end
   redis.call('HSET', rec, 'payload', c.payload, 'last_class', c.class,
-    'last_code', ARGV[i + FULL.code], 'last_message', ARGV[i + FULL.message],
-    'last_upstream', ARGV[i + FULL.upstream])
+    'last_code', ARGV[i + FULL_code], 'last_message', ARGV[i + FULL_message],
+    'last_upstream', ARGV[i + FULL_upstream])
   if kind == 'cancel' or redis.call('HEXISTS', rec, 'cancel_requested_at') == 1 then
     cancelled(rec, hkey, c, batch)
   elseif kind == 'retry' then
@@ -335,18 +339,18 @@ local function record_all()
     at_acked = applied
     batch_done = false
     if ARGV[i] == 'f' then
-      local keyed = ARGV[i + FRESH.idem] ~= ''
+      local keyed = ARGV[i + FRESH_idem] ~= ''
       if keyed then
         next_i, next_kc = i + FRESH_N + 1, kc + CKEY_N
       else
-        next_i, next_kc = i + FRESH.idem + 1, kc + CKEY.record
+        next_i, next_kc = i + FRESH_idem + 1, kc + CKEY_record
       end
       fresh(i, kc, keyed)
     else
-      local keyed = ARGV[i + FULL.idem] ~= ''
-      local n = tonumber(ARGV[i + FULL.extras])
-      next_i = i + FULL.extras + 2 * n + 1
-      if keyed then next_kc = kc + CKEY_N else next_kc = kc + CKEY.history end
+      local keyed = ARGV[i + FULL_idem] ~= ''
+      local n = tonumber(ARGV[i + FULL_extras])
+      next_i = i + FULL_extras + 2 * n + 1
+      if keyed then next_kc = kc + CKEY_N else next_kc = kc + CKEY_history end
       full(ARGV[i], i, n, kc, keyed)
     end
     at_i, at_kc = next_i, next_kc
@@ -360,13 +364,13 @@ while true do
   local why = type(err) == 'table' and (err.err or '?') or tostring(err)
   local entry, id, job, payload, b
   if ARGV[i] == 'f' then
-    entry = ARGV[i + FRESH.entry]
-    id, job, payload = entry, ARGV[i + FRESH.job], ''
-    b = tonumber(ARGV[i + FRESH.batch])
+    entry = ARGV[i + FRESH_entry]
+    id, job, payload = entry, ARGV[i + FRESH_job], ''
+    b = tonumber(ARGV[i + FRESH_batch])
   else
-    entry, id = ARGV[i + FULL.entry], ARGV[i + FULL.id]
-    job, payload = ARGV[i + FULL.job], ARGV[i + FULL.payload]
-    b = tonumber(ARGV[i + FULL.batch])
+    entry, id = ARGV[i + FULL_entry], ARGV[i + FULL_id]
+    job, payload = ARGV[i + FULL_job], ARGV[i + FULL_payload]
+    b = tonumber(ARGV[i + FULL_batch])
   end
   took[#took] = 'e'
   unrecordable[#unrecordable+1] = id .. ' ' .. why
