@@ -124,16 +124,20 @@ const STOP: Duration = Duration::from_secs(60);
 
 impl Bench {
     /// Starts one daemon on queue `bench` (job types `noop` and `flaky`)
-    /// and waits until it is running.
-    fn daemon(&self, succeeded_ttl: &str) -> anyhow::Result<Ward> {
+    /// and waits until it is running. The `[[upstream]]` table goes in only
+    /// for the scenario that uses it (`with_upstream`), so the scenarios
+    /// that do not can still drive a `ward` from before it existed (A/B).
+    fn daemon(&self, succeeded_ttl: &str, with_upstream: bool) -> anyhow::Result<Ward> {
         let args = &self.args;
         let threads = args
             .threads
             .map_or_else(String::new, |t| format!("[daemon]\nthreads = {t}\n\n"));
         let plugin = |name: &str| self.plugins.join(format!("{name}.wasm"));
-        let jobs = job_table("noop", "bench", &plugin("noop"), "")
-            + &job_table("flaky", "bench", &plugin("flaky"), "")
-            + &upstream::job_type(&plugin("noop"));
+        let mut jobs = job_table("noop", "bench", &plugin("noop"), "")
+            + &job_table("flaky", "bench", &plugin("flaky"), "");
+        if with_upstream {
+            jobs += &upstream::job_type(&plugin("noop"));
+        }
         let config = Config::new(&self.redis.url)
             .top(&format!("{threads}{METRICS_ANY_PORT}"))
             .retry("initial_delay = \"10ms\"\nmax_delay = \"100ms\"\njitter = \"none\"")
@@ -360,7 +364,7 @@ fn drain_run(bench: &Bench, label: &str, mix: Mix) -> anyhow::Result<Run> {
     let wall = Instant::now();
     let ttl = if no_record { "0s" } else { "24h" };
     let daemons = (0..args.daemons.max(1))
-        .map(|_| bench.daemon(ttl))
+        .map(|_| bench.daemon(ttl, mix == Mix::Upstream))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let span = if no_record {
         // No records to read the times from: watch the group instead.
@@ -454,7 +458,7 @@ fn latency_run(bench: &Bench, rate: u64) -> anyhow::Result<Run> {
     let (args, redis) = (&bench.args, &bench.redis);
     let mut con = redis.con()?;
     let _: () = redis::cmd("FLUSHALL").query(&mut con)?;
-    let daemon = bench.daemon("24h")?;
+    let daemon = bench.daemon("24h", false)?;
     let redis_before = redis_cpu(&mut con);
     let total = (rate * args.latency_seconds) as usize;
     let mut ids = Vec::with_capacity(total);
@@ -523,7 +527,7 @@ fn inflight_run(bench: &Bench) -> anyhow::Result<(Run, u64)> {
     let (ids, enq_secs) = fill(&mut con, n, payload, false)?;
     let redis_before = redis_cpu(&mut con);
     let wall = Instant::now();
-    let daemon = bench.daemon("24h")?;
+    let daemon = bench.daemon("24h", false)?;
     wait_drained(&mut con, Duration::from_secs(120))?;
     let wall = wall.elapsed().as_secs_f64();
     let (cpu, rss) = usage(&daemon);
