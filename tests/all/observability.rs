@@ -235,6 +235,19 @@ fn the_metrics_endpoint_counts_what_happened() {
     assert_eq!(jobs_total("unknown", "dead"), 1.0);
     assert!(!m.contains("no-such-type"), "no unbounded label values");
 
+    // Enqueued: each job once, at its first read; the flaky job's two
+    // retries are new entries of an old job and are not counted again.
+    let enqueued = |job: &str| {
+        value(
+            &m,
+            "ward_jobs_enqueued_total",
+            &[("queue", "q"), ("job_type", job)],
+        )
+    };
+    assert_eq!(enqueued("noop"), 5.0);
+    assert_eq!(enqueued("flaky"), 3.0, "one entry per job, retries aside");
+    assert_eq!(enqueued("unknown"), 1.0);
+
     let attempts = |job: &str, class: &str| {
         value(
             &m,
