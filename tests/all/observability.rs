@@ -33,7 +33,7 @@ pub(crate) fn get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, raw.split_once("\r\n\r\n")?.1.to_string()))
 }
 
-fn scrape(port: u16) -> String {
+pub(crate) fn scrape(port: u16) -> String {
     let (status, body) = get(port, "/metrics").expect("the metrics endpoint answers");
     assert_eq!(status, 200, "{body}");
     body
@@ -69,7 +69,7 @@ fn parse_labels(text: &str) -> HashMap<String, String> {
 
 /// The value of the sample `name` whose labels include all of `labels`
 /// (summed when several match).
-fn sample(scrape: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn sample(scrape: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let mut found = None;
     for line in scrape.lines().filter(|l| !l.starts_with('#')) {
         let Some((series, value)) = line.rsplit_once(' ') else {

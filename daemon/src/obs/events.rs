@@ -401,6 +401,26 @@ impl AlertDelivered<'_> {
     }
 }
 
+/// A fleet-wide alert was not sent: another daemon of the fleet claimed it
+/// for this cooldown and sends it.
+#[derive(Debug)]
+pub struct AlertDeduped<'a> {
+    /// What kind of alert (its snake_case name).
+    pub kind: &'static str,
+    /// Its queue.
+    pub queue: &'a str,
+    /// Its job type (`*`: the whole queue).
+    pub job: &'a str,
+}
+
+impl AlertDeduped<'_> {
+    /// Counts `ward_alerts_total{result="deduped"}` and logs at debug.
+    pub fn emit(&self) {
+        metrics::counter!(m::ALERTS_TOTAL, "kind" => self.kind, "result" => "deduped").increment(1);
+        tracing::debug!(kind = self.kind, queue = %self.queue, job = %self.job, "alert claimed by another daemon of the fleet; not sent from here");
+    }
+}
+
 /// An alert is due but no webhook is configured: it is only logged.
 #[derive(Debug)]
 pub struct AlertUnsent<'a> {

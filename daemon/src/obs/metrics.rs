@@ -179,11 +179,13 @@ pub const CLASSES: &[&str] = &[
 ];
 /// `kind` label values of [`ALERTS_TOTAL`] and [`ALERTS_DROPPED_TOTAL`]
 /// (the names of `obs::alerts::AlertKind`).
-pub const ALERT_KINDS: [&str; 4] = [
+pub const ALERT_KINDS: [&str; 6] = [
     "dead_letter",
     "breaker_open",
     "retry_spike",
     "batch_failures",
+    "queue_wait",
+    "stalled",
 ];
 /// `state` label values of [`QUEUE_DEPTH`].
 pub const DEPTH_STATES: &[&str] = &["ready", "pending", "delayed", "dead"];
@@ -298,7 +300,7 @@ fn describe() {
     );
     describe_counter!(
         ALERTS_TOTAL,
-        "Alerts handed to webhooks, by result: sent, failed (every retry failed), unsent (no webhook configured)."
+        "Alerts handed to webhooks, by result: sent, failed (every retry failed), unsent (no webhook configured), deduped (another daemon of the fleet claimed it)."
     );
     describe_counter!(
         ALERTS_DROPPED_TOTAL,
@@ -367,7 +369,7 @@ pub fn preregister(jobs: &HashMap<String, HashSet<String>>) {
     metrics::gauge!(CONFIG_LAST_RELOAD_SUCCESS).set(now);
     for kind in ALERT_KINDS {
         metrics::counter!(ALERTS_DROPPED_TOTAL, "kind" => kind).absolute(0);
-        for result in ["sent", "failed", "unsent"] {
+        for result in ["sent", "failed", "unsent", "deduped"] {
             metrics::counter!(ALERTS_TOTAL, "kind" => kind, "result" => result).absolute(0);
         }
     }

@@ -62,6 +62,7 @@ layout!(
         JobsHigh = "jobs_high",
         JobsLow = "jobs_low",
         BatchesUnfinished = "batches_unfinished",
+        Progress = "progress",
     }
 );
 
