@@ -236,6 +236,18 @@ pub struct JobEntry {
     pub extra: Vec<(String, Vec<u8>)>,
 }
 
+impl JobEntry {
+    /// Whether this is the first delivery of the entry its producer wrote
+    /// (a plain `XADD`, `ward enqueue`, `ward_enqueue` without a delay, a
+    /// schedule's fire): its job id is its entry id and it is attempt 1.
+    /// Entries Ward writes (a retry, a deferral, a promoted delayed job, a
+    /// requeue) carry the job's id under their own entry id, so they are not.
+    #[must_use]
+    pub fn is_first_delivery(&self) -> bool {
+        self.attempt == 1 && self.id == self.entry_id
+    }
+}
+
 /// Why an entry could not be read as a job, with what it did carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Malformed {

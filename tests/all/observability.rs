@@ -33,7 +33,7 @@ pub(crate) fn get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, raw.split_once("\r\n\r\n")?.1.to_string()))
 }
 
-fn scrape(port: u16) -> String {
+pub(crate) fn scrape(port: u16) -> String {
     let (status, body) = get(port, "/metrics").expect("the metrics endpoint answers");
     assert_eq!(status, 200, "{body}");
     body
@@ -69,7 +69,7 @@ fn parse_labels(text: &str) -> HashMap<String, String> {
 
 /// The value of the sample `name` whose labels include all of `labels`
 /// (summed when several match).
-fn sample(scrape: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn sample(scrape: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let mut found = None;
     for line in scrape.lines().filter(|l| !l.starts_with('#')) {
         let Some((series, value)) = line.rsplit_once(' ') else {
@@ -234,6 +234,19 @@ fn the_metrics_endpoint_counts_what_happened() {
     // entries can name anything, labels stay a bounded set.
     assert_eq!(jobs_total("unknown", "dead"), 1.0);
     assert!(!m.contains("no-such-type"), "no unbounded label values");
+
+    // Enqueued: each job once, at its first read; the flaky job's two
+    // retries are new entries of an old job and are not counted again.
+    let enqueued = |job: &str| {
+        value(
+            &m,
+            "ward_jobs_enqueued_total",
+            &[("queue", "q"), ("job_type", job)],
+        )
+    };
+    assert_eq!(enqueued("noop"), 5.0);
+    assert_eq!(enqueued("flaky"), 3.0, "one entry per job, retries aside");
+    assert_eq!(enqueued("unknown"), 1.0);
 
     let attempts = |job: &str, class: &str| {
         value(

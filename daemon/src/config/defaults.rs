@@ -33,6 +33,9 @@ pub const MAX_THREADS: i64 = 1024;
 /// How often the daemon applies a queue's dead-letter retention when
 /// `[[queue]] dead_trim_interval` is not given.
 pub const DEFAULT_DEAD_TRIM_INTERVAL: Duration = Duration::from_secs(30);
+/// `[[queue]] stall_after` when not given: ready jobs that waited this long
+/// while no daemon recorded any outcome of the queue raise a `stalled` alert.
+pub const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(10 * 60);
 /// Largest payload a job may carry when `[[queue]] max_payload` is not given.
 pub const DEFAULT_MAX_PAYLOAD: usize = 8 << 20;
 /// Largest `max_payload` (Redis' largest string).

@@ -201,6 +201,14 @@ pub struct RawQueue {
     /// `[8, 3, 1]`): how many reads in their sum start at each level while
     /// all of them have a backlog.
     pub priority_weights: Option<Spanned<Vec<u32>>>,
+    /// The queue's promise on queue time: a `queue_wait` alert fires while
+    /// its oldest ready job has waited longer than this (default: none).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub max_wait: Option<Spanned<Duration>>,
+    /// A `stalled` alert fires when jobs have waited this long and no
+    /// daemon recorded an outcome of this queue meanwhile (`"0s"`: never).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub stall_after: Option<Spanned<Duration>>,
 }
 
 /// `[[job]]`

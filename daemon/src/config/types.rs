@@ -109,6 +109,12 @@ pub struct QueueConfig {
     pub max_backlog: Option<u64>,
     /// `priority_weights`: the starvation guard between priority levels.
     pub priority_weights: crate::priority::Weights,
+    /// `max_wait`: the queue-time promise whose breach (the oldest ready
+    /// job older than this) raises a `queue_wait` alert; `None`: no promise.
+    pub max_wait: Option<Duration>,
+    /// `stall_after`: ready jobs waiting this long with no outcome recorded
+    /// meanwhile raise a `stalled` alert; `None`: never.
+    pub stall_after: Option<Duration>,
 }
 
 /// A queue's dead-letter settings: retention and how much payload to copy.

@@ -29,6 +29,8 @@ struct Handles {
     /// `ward_job_wait_seconds`.
     wait: Histogram,
     attempts_to_success: Histogram,
+    /// `ward_jobs_enqueued_total`.
+    enqueued: Counter,
     /// `ward_jobs_total` by outcome, in [`m::OUTCOMES`] order.
     jobs: [Counter; m::OUTCOMES.len()],
     /// `ward_attempts_total` by class, in [`m::CLASSES`] order.
@@ -58,6 +60,7 @@ fn handles(queue: &str, job: &str) -> Arc<Handles> {
         time_to_success: metrics::histogram!(m::TIME_TO_SUCCESS, "queue" => q.clone(), "job_type" => j.clone()),
         wait: metrics::histogram!(m::JOB_WAIT, "queue" => q.clone(), "job_type" => j.clone()),
         attempts_to_success: metrics::histogram!(m::ATTEMPTS_TO_SUCCESS, "queue" => q.clone(), "job_type" => j.clone()),
+        enqueued: metrics::counter!(m::JOBS_ENQUEUED_TOTAL, "queue" => q.clone(), "job_type" => j.clone()),
         jobs: m::OUTCOMES.map(|o| metrics::counter!(m::JOBS_TOTAL, "queue" => q.clone(), "job_type" => j.clone(), "outcome" => o)),
         attempts: m::CLASSES.iter().map(|&c| metrics::counter!(m::ATTEMPTS_TOTAL, "queue" => q.clone(), "job_type" => j.clone(), "class" => c)).collect(),
     });
@@ -103,6 +106,25 @@ impl AttemptFinished<'_> {
         if let Some(w) = self.waited {
             h.wait.record(w.as_secs_f64());
         }
+    }
+}
+
+/// A daemon read the entry a producer wrote for a new job (its first
+/// delivery: [`crate::job::JobEntry::is_first_delivery`]). Each entry is
+/// read first by exactly one daemon of the fleet (`XREADGROUP >`), so the
+/// fleet's sum counts every such job once.
+#[derive(Debug)]
+pub struct JobEnqueued<'a> {
+    /// The queue.
+    pub queue: &'a str,
+    /// The job type, as the entry names it.
+    pub job: &'a str,
+}
+
+impl JobEnqueued<'_> {
+    /// Counts `ward_jobs_enqueued_total`.
+    pub fn emit(&self) {
+        handles(self.queue, self.job).enqueued.increment(1);
     }
 }
 
@@ -376,6 +398,26 @@ impl AlertDelivered<'_> {
                 tracing::error!(kind = self.kind, queue = %self.queue, job = %self.job, sink = %self.sink, attempts = self.attempts, error = %e, "alert not delivered; giving up")
             }
         }
+    }
+}
+
+/// A fleet-wide alert was not sent: another daemon of the fleet claimed it
+/// for this cooldown and sends it.
+#[derive(Debug)]
+pub struct AlertDeduped<'a> {
+    /// What kind of alert (its snake_case name).
+    pub kind: &'static str,
+    /// Its queue.
+    pub queue: &'a str,
+    /// Its job type (`*`: the whole queue).
+    pub job: &'a str,
+}
+
+impl AlertDeduped<'_> {
+    /// Counts `ward_alerts_total{result="deduped"}` and logs at debug.
+    pub fn emit(&self) {
+        metrics::counter!(m::ALERTS_TOTAL, "kind" => self.kind, "result" => "deduped").increment(1);
+        tracing::debug!(kind = self.kind, queue = %self.queue, job = %self.job, "alert claimed by another daemon of the fleet; not sent from here");
     }
 }
 

@@ -213,11 +213,13 @@ pub async fn ping_loop(
     }
 }
 
-/// Samples one queue's depth and lag every `every` (the first at once) and
-/// records whether its consumer group exists, until `stop`.
+/// Samples one queue's depth and lag every `every` (the first at once),
+/// records whether its consumer group exists and raises the queue-wide
+/// alerts `rule` finds, until `stop`.
 pub async fn sample_loop(
     queue: Queue,
     every: Duration,
+    rule: crate::obs::alerts::WatchRule,
     readiness: std::sync::Arc<Readiness>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -232,6 +234,9 @@ pub async fn sample_loop(
                     sample: &s,
                 }
                 .emit();
+                for event in crate::obs::alerts::conditions(&queue.keys.queue, &s, &rule) {
+                    crate::obs::alerts::raise(event);
+                }
             }
             Err(e) => {
                 // Once per streak: Redis being away is already logged loudly.

@@ -15,6 +15,10 @@ use crate::job::DeadReason;
 
 /// Jobs that reached an outcome: `{queue, job_type, outcome}`.
 pub const JOBS_TOTAL: &str = "ward_jobs_total";
+/// Jobs enqueued, counted as a daemon first reads the entry their producer
+/// wrote (see [`crate::job::JobEntry::is_first_delivery`]); delayed
+/// enqueues are not counted. `{queue, job_type}`.
+pub const JOBS_ENQUEUED_TOTAL: &str = "ward_jobs_enqueued_total";
 /// Attempts by how they ended: `{queue, job_type, class}`.
 pub const ATTEMPTS_TOTAL: &str = "ward_attempts_total";
 /// Plugin time of one attempt, instantiation included: `{queue, job_type}`.
@@ -101,6 +105,7 @@ pub const BATCHES_UNFINISHED: &str = "ward_batches_unfinished";
 /// use these (checked by tests), and a scrape shows exactly these.
 pub const METRICS: &[&str] = &[
     JOBS_TOTAL,
+    JOBS_ENQUEUED_TOTAL,
     ATTEMPTS_TOTAL,
     JOB_DURATION,
     TIME_TO_SUCCESS,
@@ -174,11 +179,13 @@ pub const CLASSES: &[&str] = &[
 ];
 /// `kind` label values of [`ALERTS_TOTAL`] and [`ALERTS_DROPPED_TOTAL`]
 /// (the names of `obs::alerts::AlertKind`).
-pub const ALERT_KINDS: [&str; 4] = [
+pub const ALERT_KINDS: [&str; 6] = [
     "dead_letter",
     "breaker_open",
     "retry_spike",
     "batch_failures",
+    "queue_wait",
+    "stalled",
 ];
 /// `state` label values of [`QUEUE_DEPTH`].
 pub const DEPTH_STATES: &[&str] = &["ready", "pending", "delayed", "dead"];
@@ -232,6 +239,10 @@ fn describe() {
     describe_counter!(
         JOBS_TOTAL,
         "Jobs that reached an outcome: succeeded, retried (a retry was scheduled), dead, duplicate, deferred, cancelled (by an operator)."
+    );
+    describe_counter!(
+        JOBS_ENQUEUED_TOTAL,
+        "Jobs enqueued (XADD, ward enqueue, ward_enqueue, schedules), counted when a daemon first reads the entry; jobs enqueued with a delay are not counted. Fleet-wide: sum over daemons."
     );
     describe_counter!(
         ATTEMPTS_TOTAL,
@@ -289,7 +300,7 @@ fn describe() {
     );
     describe_counter!(
         ALERTS_TOTAL,
-        "Alerts handed to webhooks, by result: sent, failed (every retry failed), unsent (no webhook configured)."
+        "Alerts handed to webhooks, by result: sent, failed (every retry failed), unsent (no webhook configured), deduped (another daemon of the fleet claimed it)."
     );
     describe_counter!(
         ALERTS_DROPPED_TOTAL,
@@ -358,7 +369,7 @@ pub fn preregister(jobs: &HashMap<String, HashSet<String>>) {
     metrics::gauge!(CONFIG_LAST_RELOAD_SUCCESS).set(now);
     for kind in ALERT_KINDS {
         metrics::counter!(ALERTS_DROPPED_TOTAL, "kind" => kind).absolute(0);
-        for result in ["sent", "failed", "unsent"] {
+        for result in ["sent", "failed", "unsent", "deduped"] {
             metrics::counter!(ALERTS_TOTAL, "kind" => kind, "result" => result).absolute(0);
         }
     }
@@ -379,6 +390,8 @@ pub fn preregister(jobs: &HashMap<String, HashSet<String>>) {
         }
         for job in types.iter().map(String::as_str).chain([UNKNOWN_JOB]) {
             let (q, j) = (queue.clone(), job.to_string());
+            metrics::counter!(JOBS_ENQUEUED_TOTAL, "queue" => q.clone(), "job_type" => j.clone())
+                .absolute(0);
             for outcome in &OUTCOMES {
                 metrics::counter!(JOBS_TOTAL, "queue" => q.clone(), "job_type" => j.clone(), "outcome" => *outcome)
                     .absolute(0);

@@ -53,6 +53,8 @@ pub struct Obs {
     stop: watch::Sender<bool>,
     pinger: tokio::task::JoinHandle<()>,
     alerts: alerts::AlertTask,
+    /// Each queue's `max_wait` and `stall_after`, judged per sample.
+    watch: HashMap<String, alerts::WatchRule>,
 }
 
 /// Starts the metrics recorder, the HTTP endpoint, the Redis PING loop and
@@ -125,6 +127,17 @@ pub fn start(config: &Config) -> anyhow::Result<Obs> {
         stop,
         pinger,
         alerts,
+        watch: config
+            .queues
+            .iter()
+            .map(|q| {
+                let rule = alerts::WatchRule {
+                    max_wait: q.max_wait,
+                    stall_after: q.stall_after,
+                };
+                (q.name.clone(), rule)
+            })
+            .collect(),
     })
 }
 
@@ -134,14 +147,28 @@ impl Obs {
         self.readiness.set_plugins_loaded();
     }
 
-    /// The loop sampling `queue`'s depth and lag, to spawn next to the
-    /// queue's other loops; it ends when `stop` turns true.
+    /// The loop sampling `queue`'s depth and lag (and judging its
+    /// `queue_wait` and `stalled` alerts), to spawn next to the queue's
+    /// other loops; it ends when `stop` turns true. From now on the
+    /// queue's fleet-wide alerts are claimed through `queue`'s connection.
     pub fn sampler(
         &self,
         queue: Queue,
         stop: watch::Receiver<bool>,
     ) -> impl Future<Output = ()> + use<> {
-        health::sample_loop(queue, self.sample_interval, self.readiness.clone(), stop)
+        alerts::register_queue(queue.clone());
+        let rule = self
+            .watch
+            .get(&queue.keys.queue)
+            .copied()
+            .unwrap_or_default();
+        health::sample_loop(
+            queue,
+            self.sample_interval,
+            rule,
+            self.readiness.clone(),
+            stop,
+        )
     }
 
     /// The daemon is shutting down: `/readyz` answers 503 from now on.

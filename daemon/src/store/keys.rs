@@ -26,6 +26,10 @@ const WAKE: &str = "wake";
 const SEQ: &str = "seq";
 /// How many acknowledged entries wait in the stream to be trimmed.
 const ACKED: &str = "acked";
+/// When a daemon last recorded an outcome of the queue (ms, the Redis clock).
+const PROGRESS: &str = "progress";
+/// A fleet-wide alert claim (append `<kind>:<job type>`); see `store/alert_claim.rs`.
+const ALERT: &str = "alert:";
 /// The set of upstreams that have a breaker.
 const BREAKERS: &str = "breakers";
 /// One circuit breaker's hash (append the upstream).
@@ -109,6 +113,10 @@ pub struct Keys {
     /// `ward:{Q}:acked`: how many acknowledged entries wait in the stream
     /// to be trimmed.
     pub acked: String,
+    /// `ward:{Q}:progress`: when a daemon last recorded an outcome of this
+    /// queue (Unix ms, the Redis clock), written by every applied batch; the
+    /// `stalled` alert reads it.
+    pub progress: String,
     /// `ward:{Q}:breakers`: set of the upstreams that have a breaker hash
     /// `ward:{Q}:breaker:<upstream>`.
     pub breakers: String,
@@ -158,6 +166,7 @@ impl Keys {
             wake: key(WAKE),
             seq: key(SEQ),
             acked: key(ACKED),
+            progress: key(PROGRESS),
             breakers: key(BREAKERS),
             breaker_prefix: key(BREAKER),
             record_prefix: key(RECORD),
@@ -180,6 +189,13 @@ impl Keys {
             Priority::Normal => &self.jobs,
             Priority::Low => &self.jobs_low,
         }
+    }
+
+    /// `ward:{Q}:alert:<kind>:<job type>`: which daemon sends the alert of
+    /// that kind and job type this cooldown (see `store/alert_claim.rs`).
+    #[must_use]
+    pub fn alert_claim(&self, kind: &str, job: &str) -> String {
+        format!("{NAMESPACE}{{{}}}:{ALERT}{kind}:{job}", self.queue)
     }
 
     /// `ward:{Q}:job:<id>`

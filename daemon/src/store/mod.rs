@@ -42,6 +42,8 @@
 //! - `schedules.rs`: each schedule's latest fire and pause
 //!   (`ward:{Q}:schedule:<name>`).
 //! - `memory.rs`: Redis' memory settings and use ([`Memory`]).
+//! - `alert_claim.rs`: the fleet-wide claim on sending an alert (one
+//!   daemon sends it per cooldown).
 //! - `wake.rs`: the pub/sub wake-ups of the promoter ([`Wake`]).
 //! - `reply.rs`: reading Redis replies.
 //! - `script.rs`: how a script is built: a preamble generated from the Rust
@@ -68,6 +70,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::{ErrorKind, RedisError};
 
+mod alert_claim;
 mod apply;
 mod audit;
 mod batches;

@@ -24,6 +24,11 @@ pub struct QueueSample {
     pub oldest_ready_ms: Option<u64>,
     /// Batches not finished yet (open, or sealed with members pending).
     pub batches_unfinished: u64,
+    /// Whether the whole queue is paused (`ward pause`, not expired).
+    pub paused: bool,
+    /// When a daemon last recorded an outcome of the queue (Unix ms, the
+    /// Redis clock); `None` before the first.
+    pub last_progress_ms: Option<u64>,
 }
 
 static SAMPLE_SCRIPT: LazyLock<redis::Script> =
@@ -45,10 +50,24 @@ impl Queue {
             .key(&self.keys.jobs_high)
             .key(&self.keys.jobs_low)
             .key(&self.keys.batches_unfinished)
+            .key(&self.keys.paused)
+            .key(&self.keys.progress)
             .arg(GROUP)
             .invoke_async(&mut con)
             .await?;
-        let [found, ready, pending, delayed, dead, now, oldest, batches] = v[..] else {
+        let [
+            found,
+            ready,
+            pending,
+            delayed,
+            dead,
+            now,
+            oldest,
+            batches,
+            paused,
+            progress,
+        ] = v[..]
+        else {
             return Err(QueueError::Protocol {
                 what: "queue sample",
                 detail: format!("{v:?}"),
@@ -64,6 +83,8 @@ impl Queue {
             now_ms: n(now),
             oldest_ready_ms: u64::try_from(oldest).ok(),
             batches_unfinished: n(batches),
+            paused: paused == 1,
+            last_progress_ms: u64::try_from(progress).ok(),
         })
     }
 }

@@ -59,7 +59,8 @@ pub(crate) async fn run_attempt(
         instantiate: result.instantiate,
         // A first delivery's id is its entry id, the enqueue time in the
         // Redis clock; a job enqueued with a delay (`d…`) waited on purpose.
-        waited: (entry.attempt == 1 && entry.id == entry.entry_id)
+        waited: entry
+            .is_first_delivery()
             .then(|| crate::obs::events::enqueued_ms(&entry.id))
             .flatten()
             .map(|at| Duration::from_millis(started_ms.saturating_sub(at))),

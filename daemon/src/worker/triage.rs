@@ -64,7 +64,17 @@ pub(crate) async fn triage(
     let mut out = Vec::with_capacity(deliveries.len());
     let mut keyed: Vec<(JobEntry, Arc<JobType>)> = Vec::new();
     for d in deliveries {
-        match d.parse() {
+        let parsed = d.parse();
+        if let Ok(entry) = &parsed
+            && entry.is_first_delivery()
+        {
+            crate::obs::events::JobEnqueued {
+                queue: queue_name,
+                job: &entry.job,
+            }
+            .emit();
+        }
+        match parsed {
             Err(m) => out.push(Work::Record(malformed(builder, m))),
             // A cancel wins over a pause: the job is not wanted at all.
             Ok(entry) if gates.cancels.is_requested(&entry.id) => {

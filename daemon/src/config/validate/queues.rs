@@ -10,7 +10,7 @@ use toml::Spanned;
 use super::checked;
 use crate::config::defaults::{
     DEFAULT_CONCURRENCY, DEFAULT_DEAD_PAYLOAD_MAX, DEFAULT_LEASE, DEFAULT_MAX_PAYLOAD,
-    MAX_CONCURRENCY, MAX_MAX_PAYLOAD, MIN_LEASE, SUCCEEDED_TTL,
+    DEFAULT_STALL_AFTER, MAX_CONCURRENCY, MAX_MAX_PAYLOAD, MIN_LEASE, SUCCEEDED_TTL,
 };
 use crate::config::raw::RawQueue;
 use crate::config::{DeadLetterConfig, QueueConfig};
@@ -92,7 +92,22 @@ pub(super) fn queues(
                 Weights::default()
             }),
         };
+        let max_wait = q.max_wait.map(|w| {
+            if w.get_ref().is_zero() {
+                problem(
+                    w.span(),
+                    format!("queue `{name}`: max_wait must be more than 0, e.g. \"5m\""),
+                );
+            }
+            *w.get_ref()
+        });
+        // "0s" turns the stall alert off.
+        let stall_after = q.stall_after.map_or(Some(DEFAULT_STALL_AFTER), |s| {
+            Some(*s.get_ref()).filter(|d| !d.is_zero())
+        });
         queues.push(QueueConfig {
+            max_wait,
+            stall_after,
             priority_weights,
             max_payload,
             max_backlog,

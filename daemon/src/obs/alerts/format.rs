@@ -34,6 +34,8 @@ fn alertname(kind: AlertKind) -> &'static str {
         AlertKind::BreakerOpen => "WardBreakerOpen",
         AlertKind::RetrySpike => "WardRetryRateSpike",
         AlertKind::BatchFailures => "WardBatchFailures",
+        AlertKind::QueueWait => "WardQueueLagHigh",
+        AlertKind::Stalled => "WardQueueStalled",
     }
 }
 

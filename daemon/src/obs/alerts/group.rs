@@ -225,6 +225,14 @@ fn alert(rules: &GroupRules, environment: Option<&str>, g: &Group, count: usize)
             "{} (job type `{}`, queue `{}`){env}",
             e.reason, e.job, e.queue
         ),
+        AlertKind::QueueWait | AlertKind::Stalled => {
+            let what = if e.kind == AlertKind::Stalled {
+                "stalled"
+            } else {
+                "waits past its promise"
+            };
+            format!("queue `{}` {what}: {}{env}", e.queue, e.reason)
+        }
         kind => {
             let what = match kind {
                 AlertKind::BreakerOpen => "breaker openings",
@@ -243,10 +251,14 @@ fn alert(rules: &GroupRules, environment: Option<&str>, g: &Group, count: usize)
         environment: environment.map(str::to_string),
         queue: e.queue.clone(),
         job: e.job.clone(),
-        count,
+        // A condition's "how many" is the jobs waiting, and its "since" when
+        // it began (its events are samples, counted for nothing).
+        count: e
+            .condition
+            .map_or(count, |c| usize::try_from(c.ready).unwrap_or(usize::MAX)),
         threshold: threshold(rules, e.kind),
         window_seconds: rules.window.as_secs(),
-        first_at: rfc3339(first),
+        first_at: rfc3339(e.condition.map_or(first, |c| c.since_ms)),
         last_at: rfc3339(last),
         classes,
         latest: Latest {
@@ -274,6 +286,7 @@ fn prune(g: &mut Group, now_ms: u64, window: Duration) {
 fn threshold(rules: &GroupRules, kind: AlertKind) -> u32 {
     match kind {
         AlertKind::RetrySpike => rules.retry_threshold,
+        AlertKind::QueueWait | AlertKind::Stalled => 1,
         AlertKind::DeadLetter | AlertKind::BreakerOpen | AlertKind::BatchFailures => {
             rules.threshold
         }
@@ -290,7 +303,10 @@ fn wants_alert(rules: &GroupRules, g: &Group, now_ms: u64) -> bool {
         None => true,
         Some((at, sent)) => {
             now_ms >= at.saturating_add(ms(rules.cooldown))
-                || count as f64 >= sent as f64 * rules.growth_factor
+                // A condition's events are samples: their count grows with
+                // time, not with trouble.
+                || (!g.latest.kind.is_condition()
+                    && count as f64 >= sent as f64 * rules.growth_factor)
         }
     }
 }
@@ -403,6 +419,7 @@ mod tests {
             upstream: Some("mailer".into()),
             reason: "permanent".into(),
             message: message.into(),
+            condition: None,
         }
     }
 
@@ -466,6 +483,58 @@ mod tests {
         // After the cooldown (15 min), any new event alerts again.
         g.observe(dead("a", 16 * MIN, "x"), 16 * MIN);
         assert!(g.next_due().is_some());
+    }
+
+    #[test]
+    fn a_condition_alerts_at_once_with_its_queue_numbers_and_repeats_only_after_the_cooldown() {
+        let mut g = Grouper::new(rules(5), None);
+        let sample = |at_ms: u64| {
+            let s = crate::store::QueueSample {
+                group_exists: true,
+                ready: 40,
+                pending: 0,
+                delayed: 0,
+                dead: 0,
+                now_ms: at_ms,
+                oldest_ready_ms: Some(at_ms.saturating_sub(7 * MIN)),
+                batches_unfinished: 0,
+                paused: false,
+                last_progress_ms: Some(at_ms),
+            };
+            let rule = super::super::WatchRule {
+                max_wait: Some(Duration::from_secs(300)),
+                stall_after: None,
+            };
+            super::super::conditions("q", &s, &rule).remove(0)
+        };
+        let t0 = 100 * MIN;
+        g.observe(sample(t0), t0);
+        let a = g.take_due(t0 + 10_000);
+        assert_eq!(a.len(), 1, "one sample is enough, below threshold 5");
+        assert_eq!(
+            (a[0].kind, a[0].job.as_str(), a[0].count),
+            (AlertKind::QueueWait, "*", 40)
+        );
+        assert_eq!(
+            a[0].first_at,
+            rfc3339(t0 - 2 * MIN),
+            "since it crossed max_wait"
+        );
+        assert!(
+            a[0].summary.starts_with(
+                "queue `q` waits past its promise: the oldest of 40 ready jobs has waited 7m"
+            ),
+            "{}",
+            a[0].summary
+        );
+        // Samples every 5 s for the cooldown: their count doubles, no repeat.
+        let mut repeats = 0;
+        for i in 1..=(16 * 12) {
+            let at = t0 + i * 5_000;
+            g.observe(sample(at), at);
+            repeats += g.take_due(at + 10_000).len();
+        }
+        assert_eq!(repeats, 1, "once, after the 15-minute cooldown");
     }
 
     #[test]

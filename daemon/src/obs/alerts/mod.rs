@@ -15,13 +15,29 @@
 //! - after that, the group stays quiet for `cooldown`, unless its count
 //!   reached `growth_factor` times the count last sent.
 //!
+//! Two kinds are conditions of the whole queue rather than counts of
+//! events (`conditions.rs`, judged on every queue sample): `queue_wait` (the
+//! oldest ready job waited past `[[queue]] max_wait`) and `stalled` (jobs
+//! waited `stall_after` while no outcome was recorded). One event of them
+//! makes an alert, repeated only after the cooldown.
+//!
+//! Every daemon of a queue sees the same queue-wide condition, and the
+//! same batch ledger: before an alert of those kinds (and of
+//! `retry_spike`) goes out, the daemon claims it in Redis for the cooldown
+//! (`store/alert_claim.rs`), so one daemon of the fleet sends it
+//! (`fleet.rs`).
+//!
 //! The [`Grouper`] (`group.rs`) is pure (time is passed in), so its rules
 //! are unit-tested without clocks or sockets; `webhook.rs` sends.
 
+mod conditions;
+mod fleet;
 mod format;
 mod group;
 mod webhook;
 
+pub use conditions::{WatchRule, conditions};
+pub use fleet::register_queue;
 pub use group::{Alert, Grouper, Latest};
 pub use webhook::Webhook;
 
@@ -35,7 +51,7 @@ use tokio::task::JoinSet;
 use crate::clock::now_ms;
 use crate::config::observability::{AlertsConfig, BatchFailureRule};
 use crate::job::{DeadReason, Outcome};
-use crate::obs::events::{AlertDropped, AlertUnsent};
+use crate::obs::events::{AlertDeduped, AlertDropped, AlertUnsent};
 use crate::transition::Completion;
 use webhook::http_client;
 
@@ -58,15 +74,22 @@ pub enum AlertKind {
     RetrySpike,
     /// A batch's dead members crossed `[alerts] batch_failure_ratio`.
     BatchFailures,
+    /// The queue's oldest ready job waited longer than `[[queue]] max_wait`.
+    QueueWait,
+    /// Jobs waited `[[queue]] stall_after` while no daemon recorded any
+    /// outcome of the queue.
+    Stalled,
 }
 
 impl AlertKind {
     /// Every kind (their names are [`crate::obs::metrics::ALERT_KINDS`]).
-    pub const ALL: [AlertKind; 4] = [
+    pub const ALL: [AlertKind; 6] = [
         AlertKind::DeadLetter,
         AlertKind::BreakerOpen,
         AlertKind::RetrySpike,
         AlertKind::BatchFailures,
+        AlertKind::QueueWait,
+        AlertKind::Stalled,
     ];
 
     /// The snake_case name used in alert bodies, logs and labels.
@@ -77,8 +100,39 @@ impl AlertKind {
             AlertKind::BreakerOpen => "breaker_open",
             AlertKind::RetrySpike => "retry_spike",
             AlertKind::BatchFailures => "batch_failures",
+            AlertKind::QueueWait => "queue_wait",
+            AlertKind::Stalled => "stalled",
         }
     }
+
+    /// A condition of the whole queue (judged per sample), not a count of
+    /// events: one event alerts, and the alert repeats only after the
+    /// cooldown.
+    #[must_use]
+    pub fn is_condition(self) -> bool {
+        matches!(self, AlertKind::QueueWait | AlertKind::Stalled)
+    }
+
+    /// Whether every daemon may raise the same alert (a queue-wide
+    /// condition, a batch's ledger, a job type's retries), so one daemon of
+    /// the fleet claims it before sending.
+    #[must_use]
+    pub fn fleet_wide(self) -> bool {
+        !matches!(self, AlertKind::DeadLetter | AlertKind::BreakerOpen)
+    }
+}
+
+/// What a queue-wide condition ([`AlertKind::is_condition`]) found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Condition {
+    /// Jobs ready (not yet delivered) at the sample.
+    pub ready: u64,
+    /// How long the oldest ready job has waited, ms.
+    pub oldest_wait_ms: u64,
+    /// The limit crossed (`max_wait` or `stall_after`), ms.
+    pub limit_ms: u64,
+    /// Since when the condition holds (Unix ms, the Redis clock).
+    pub since_ms: u64,
 }
 
 /// One thing worth alerting on.
@@ -108,6 +162,8 @@ pub struct AlertEvent {
     pub reason: String,
     /// The last error message (not redacted yet).
     pub message: String,
+    /// For a queue-wide condition, what it found.
+    pub condition: Option<Condition>,
 }
 
 impl AlertEvent {
@@ -140,6 +196,7 @@ impl AlertEvent {
             upstream,
             reason: reason.as_str().to_string(),
             message,
+            condition: None,
         }
     }
 }
@@ -245,6 +302,7 @@ pub fn start(cfg: &AlertsConfig) -> Result<AlertTask, String> {
     let sinks = Sinks {
         first: resolve("[[alerts.webhook]]", &cfg.webhooks)?.into(),
         escalation: resolve("[[alerts.escalation]]", &cfg.escalation)?.into(),
+        cooldown: cfg.rules.cooldown,
     };
     if let Some(rule) = cfg.batch_failures {
         let _ = BATCH_RULE.set(rule);
@@ -317,13 +375,15 @@ async fn run(
 struct Sinks {
     first: Arc<[Webhook]>,
     escalation: Arc<[Webhook]>,
+    /// `[alerts] cooldown`: how long a fleet-wide alert's claim lasts.
+    cooldown: Duration,
 }
 
-fn dispatch(sending: &mut JoinSet<()>, sinks: &Sinks, alert: &Alert) {
+fn dispatch(sending: &mut JoinSet<()>, all: &Sinks, alert: &Alert) {
     let sinks = if alert.escalated {
-        &sinks.escalation
+        &all.escalation
     } else {
-        &sinks.first
+        &all.first
     };
     if sinks.is_empty() {
         let body = serde_json::to_string(alert).unwrap_or_default();
@@ -334,6 +394,7 @@ fn dispatch(sending: &mut JoinSet<()>, sinks: &Sinks, alert: &Alert) {
         .emit();
         return;
     }
+    let mut deliveries = Vec::new();
     for sink in sinks.iter() {
         let body = match sink.body(alert) {
             Ok(b) => b,
@@ -342,13 +403,33 @@ fn dispatch(sending: &mut JoinSet<()>, sinks: &Sinks, alert: &Alert) {
                 continue;
             }
         };
-        sending.spawn(sink.clone().deliver(
+        deliveries.push(sink.clone().deliver(
             body,
             alert.kind,
             alert.queue.clone(),
             alert.job.clone(),
         ));
     }
+    if !alert.kind.fleet_wide() {
+        for d in deliveries {
+            sending.spawn(d);
+        }
+        return;
+    }
+    // Claimed first: another daemon of the fleet may send this one.
+    let (alert, cooldown) = (alert.clone(), all.cooldown);
+    sending.spawn(async move {
+        if fleet::may_send(&alert, cooldown).await {
+            futures_util::future::join_all(deliveries).await;
+        } else {
+            AlertDeduped {
+                kind: alert.kind.as_str(),
+                queue: &alert.queue,
+                job: &alert.job,
+            }
+            .emit();
+        }
+    });
 }
 
 #[cfg(test)]

@@ -68,6 +68,7 @@ layout!(
         JobsHigh = "jobs_high",
         JobsLow = "jobs_low",
         BatchesUnfinished = "batches_unfinished",
+        Progress = "progress",
     }
 );
 

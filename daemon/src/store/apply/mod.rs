@@ -128,6 +128,7 @@ impl<'a> Encoder<'a> {
         q[QueueKey::JobsHigh.at()].clone_from(&keys.jobs_high);
         q[QueueKey::JobsLow.at()].clone_from(&keys.jobs_low);
         q[QueueKey::BatchesUnfinished.at()].clone_from(&keys.batches_unfinished);
+        q[QueueKey::Progress.at()].clone_from(&keys.progress);
         let mut h: [Arg; Head::N] = Default::default();
         h[Head::Group.at()] = text(GROUP);
         h[Head::Ttl.at()] = number(succeeded_ttl.as_secs());

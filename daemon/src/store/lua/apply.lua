@@ -11,7 +11,7 @@
 -- KEYS: the queue's keys (QKEY: jobs stream, dead stream, delayed set, the
 -- count of acknowledged entries still in the stream, the cancel requests,
 -- ..., the streams of the high and low priority levels, the set of
--- unfinished batches), then per batch
+-- unfinished batches, the time of the queue's last recorded outcome), then per batch
 -- the completions belong to (HEAD_batches of them) its keys (BKEY: its
 -- ledger and its failed members, see batch_ledger.lua), then per completion,
 -- in order, the keys it touches (CKEY): its record, its history (not for an
@@ -426,5 +426,7 @@ if applied > 0 then
   if acked_left < 0 then acked_left = 0 end
   redis.call('SET', acked_key, tostring(acked_left))
 end
+-- The queue moves: what the `stalled` alert watches, fleet-wide.
+if applied > 0 then redis.call('SET', KEYS[QKEY_progress], tostring(now)) end
 if earliest ~= nil then redis.call('PUBLISH', wake, tostring(earliest)) end
 return {table.concat(took), unpack(unrecordable)}

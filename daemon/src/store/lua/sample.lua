@@ -1,6 +1,7 @@
 -- KEYS[1] jobs stream, KEYS[2] delayed set, KEYS[3] dead stream, KEYS[4]
 -- count of acknowledged entries not yet trimmed, KEYS[5] and KEYS[6] the
--- high and low priority streams, KEYS[7] the set of unfinished batches;
+-- high and low priority streams, KEYS[7] the set of unfinished batches,
+-- KEYS[8] the pauses hash, KEYS[9] the time of the last recorded outcome;
 -- ARGV[1] group.
 -- Read-only. Ready = the group's lag when Redis knows it, else stream length
 -- minus pending minus acknowledged entries not yet trimmed. The oldest ready entry
@@ -52,4 +53,16 @@ for k = 5, 6 do
     end
   end
 end
-return {found, ready, pending, delayed, dead, now, oldest, redis.call('ZCARD', KEYS[7])}
+-- The whole queue paused (field `*`, its until_ms not passed): its jobs
+-- wait on purpose.
+local paused = 0
+local p = redis.call('HGET', KEYS[8], '*')
+if p then
+  local ok, d = pcall(cjson.decode, p)
+  if not ok or type(d) ~= 'table' or type(d.until_ms) ~= 'number' or d.until_ms > now then
+    paused = 1
+  end
+end
+local progress = tonumber(redis.call('GET', KEYS[9]) or '') or -1
+return {found, ready, pending, delayed, dead, now, oldest, redis.call('ZCARD', KEYS[7]),
+  paused, progress}
