@@ -66,6 +66,8 @@ const IDEM: &str = "idem:";
 const DAEMON: &str = "daemon:";
 /// Appended to a job record's key: the job's history list.
 const HISTORY: &str = ":history";
+/// One minute's counts of finished jobs (append the minute).
+const SERIES: &str = "series:";
 
 /// The key shapes scripts build themselves, by their Lua names.
 pub(super) const LUA: [(&str, &str); 15] = [
@@ -208,6 +210,14 @@ impl Keys {
         joined(&[NAMESPACE, "{", &self.queue, "}:", DAEMON, consumer])
     }
 
+    /// `ward:{Q}:series:<minute>`: the counts of jobs that finished in
+    /// that minute (minutes since the Unix epoch), by count and job type
+    /// (see [`crate::series`]); it expires after a day.
+    #[must_use]
+    pub fn series(&self, minute: u64) -> String {
+        format!("{NAMESPACE}{{{}}}:{SERIES}{minute}", self.queue)
+    }
+
     /// `ward:{Q}:schedule:<name>`: schedule `name`'s latest fire and pause.
     #[must_use]
     pub fn schedule(&self, name: &str) -> String {
@@ -284,6 +294,7 @@ mod tests {
         assert_eq!(k.breaker("smtp"), "ward:{emails}:breaker:smtp");
         assert_eq!(k.daemon("h-1-ab"), "ward:{emails}:daemon:h-1-ab");
         assert_eq!(k.schedule("nightly"), "ward:{emails}:schedule:nightly");
+        assert_eq!(k.series(29_000_000), "ward:{emails}:series:29000000");
         assert_eq!(k.cancels, "ward:{emails}:cancels");
         assert_eq!(k.control, "ward:{emails}:control");
         assert_eq!(k.paused, "ward:{emails}:paused");

@@ -41,6 +41,8 @@
 //!   changes a member's state.
 //! - `schedules.rs`: each schedule's latest fire and pause
 //!   (`ward:{Q}:schedule:<name>`).
+//! - `series.rs`: per-minute counts of finished jobs
+//!   (`ward:{Q}:series:<minute>`), for the web screen's charts.
 //! - `memory.rs`: Redis' memory settings and use ([`Memory`]).
 //! - `wake.rs`: the pub/sub wake-ups of the promoter ([`Wake`]).
 //! - `reply.rs`: reading Redis replies.
@@ -91,6 +93,7 @@ mod sample;
 mod scan;
 mod schedules;
 mod script;
+mod series;
 mod upstreams;
 mod wake;
 

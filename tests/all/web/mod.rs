@@ -7,6 +7,7 @@
 //! text; a paused queue shows paused and resumes from the page.
 
 mod browser;
+mod charts;
 
 use std::future::Future;
 use std::io::{Read, Write};

@@ -31,6 +31,7 @@ use super::Api;
 mod assets;
 mod audit;
 mod breakers;
+mod chart;
 mod dead;
 mod error;
 mod guard;
