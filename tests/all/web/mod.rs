@@ -8,6 +8,7 @@
 
 mod browser;
 mod charts;
+mod daemons;
 
 use std::future::Future;
 use std::io::{Read, Write};
