@@ -112,7 +112,7 @@ pub use enqueue::{
 };
 pub use entry::{Completion, Delivery, JobEntry, Malformed};
 pub use groups::GroupClaim;
-pub use jobs::{CancelInfo, JobStatus, LastError};
+pub use jobs::{CancelInfo, JobStatus, KeyOwner, LastError};
 pub use keys::Keys;
 pub use memory::Memory;
 pub use pause::{HeldCounts, Pause, Pauses, RELEASE_CHUNK, Released, WHOLE_QUEUE};

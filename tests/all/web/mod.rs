@@ -9,6 +9,7 @@
 mod browser;
 mod charts;
 mod daemons;
+mod search;
 
 use std::future::Future;
 use std::io::{Read, Write};

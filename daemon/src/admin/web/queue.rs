@@ -118,7 +118,8 @@ impl QueuePage {
 }
 
 /// `GET /ui/queues/{queue}?state=queued|delayed|paused|running&job=TYPE&field=NAME=VALUE`,
-/// or `?id=ID` to open that job's page.
+/// or `?id=ID` to open that job's page, or `?key=KEY` to open the page of
+/// the job that owns idempotency key `KEY` ([`find::by_idempotency_key`]).
 pub(super) async fn page(
     v: Viewer,
     State(api): State<Api>,
@@ -137,6 +138,20 @@ pub(super) async fn page(
         return Ok(Redirect::to(&to).into_response());
     }
     let (cfg, q) = api.queue(&queue)?;
+    let key = text("key");
+    if !key.is_empty() {
+        let owner = find::by_idempotency_key(&q, &key)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| {
+                WebError::new(
+                    axum::http::StatusCode::NOT_FOUND,
+                    format!("no job of queue {queue} owns idempotency key `{key}`: none was enqueued with it, or its record expired (it is kept for the job type's idempotency_ttl)"),
+                )
+            })?;
+        let to = format!("/ui/queues/{}/jobs/{}", seg(&queue), seg(&owner.job_id));
+        return Ok(Redirect::to(&to).into_response());
+    }
     let view = queues::view(cfg, &q).await?;
     let state = text("state");
     let job = text("job");
