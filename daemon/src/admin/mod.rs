@@ -219,6 +219,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/queues/{queue}/dead", get(dead::list))
         .route("/v1/queues/{queue}/dead/requeue", post(dead::bulk_requeue))
         .route("/v1/queues/{queue}/dead/discard", post(dead::bulk_discard))
+        .route("/v1/queues/{queue}/dead/groups", get(dead::groups))
         .route("/v1/queues/{queue}/dead/{id}", get(dead::show))
         .route("/v1/queues/{queue}/dead/{id}/requeue", post(dead::requeue))
         .route("/v1/queues/{queue}/dead/{id}/discard", post(dead::discard))

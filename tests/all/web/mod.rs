@@ -9,6 +9,7 @@
 mod browser;
 mod charts;
 mod daemons;
+mod dead_groups;
 mod search;
 
 use std::future::Future;
