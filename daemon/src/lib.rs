@@ -14,6 +14,8 @@
 //! - [`fairness`]: groups (tenants) with a fleet-wide cap on attempts.
 //! - [`redact`]: what a dead-letter entry may show of a payload.
 //! - [`schedule`]: cron fire times and their keys.
+//! - [`series`]: per-minute counts of finished jobs (the screen's charts),
+//!   tallied in memory and flushed by the daemons.
 //!
 //! Leaves every module may use (they import nothing from the crate):
 //! [`clock`] (Unix ms), [`cut`] (bounded text), [`digest`] (sha256),
@@ -88,6 +90,7 @@ pub mod redact;
 pub mod runtime;
 pub mod schedule;
 pub mod secret;
+pub mod series;
 pub mod store;
 pub mod text;
 pub mod transition;

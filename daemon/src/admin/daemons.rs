@@ -21,10 +21,23 @@ pub(super) struct DaemonView {
     pub(super) alive: bool,
 }
 
-/// The daemons consuming `q`.
+/// The daemons consuming `q`: the consumers of its group, and the daemons
+/// that beat for it without having leased from it yet (Redis lists a
+/// consumer only once a read gave it something), shown holding nothing.
 pub(super) async fn of(q: Queue) -> Result<Vec<DaemonView>, ApiError> {
     let mut out = Vec::new();
-    for consumer in q.consumers().await? {
+    let mut consumers = q.consumers().await?;
+    for name in q.beating().await? {
+        if !consumers.iter().any(|c| c.name == name) {
+            consumers.push(ConsumerInfo {
+                name,
+                pending: 0,
+                idle_ms: 0,
+                inactive_ms: None,
+            });
+        }
+    }
+    for consumer in consumers {
         let beat = q.beat(&consumer.name).await?;
         out.push(DaemonView {
             queue: q.keys.queue.clone(),

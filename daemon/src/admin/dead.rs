@@ -13,7 +13,7 @@ use axum::extract::{Path, Query, State};
 
 use super::{Api, ApiError, Caller, Operator, shown};
 use crate::control::dead::{self, BulkOptions, Report};
-use crate::dlq::{self, Acted, DEFAULT_LIST_LIMIT, DeadLetter, Filter, Located, Op};
+use crate::dlq::{self, Acted, DEFAULT_LIST_LIMIT, DeadLetter, Filter, Groups, Located, Op};
 
 /// The most dead letters one list returns.
 const MAX_LIST: usize = 1000;
@@ -57,19 +57,7 @@ pub(super) async fn letters(
     query: ListQuery,
 ) -> Result<Vec<DeadLetter>, ApiError> {
     let (cfg, q) = api.queue(queue)?;
-    let since_ms = query
-        .since
-        .as_deref()
-        .map(dlq::parse_since)
-        .transpose()
-        .map_err(ApiError::bad_request)?;
-    let filter = Filter {
-        job: query.job,
-        reason: query.reason,
-        code: query.code,
-        since_ms,
-        ..Filter::default()
-    };
+    let filter = filter_of(&query)?;
     let limit = query.limit.unwrap_or(DEFAULT_LIST_LIMIT).min(MAX_LIST);
     let letters = dlq::list(&q, &filter, limit).await?;
     let viewer = caller.is_viewer();
@@ -77,6 +65,48 @@ pub(super) async fn letters(
         .into_iter()
         .map(|d| shown::dead_letter(viewer, cfg, d))
         .collect())
+}
+
+/// The filter `query` names.
+fn filter_of(query: &ListQuery) -> Result<Filter, ApiError> {
+    let since_ms = query
+        .since
+        .as_deref()
+        .map(dlq::parse_since)
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    Ok(Filter {
+        job: query.job.clone(),
+        reason: query.reason.clone(),
+        code: query.code.clone(),
+        since_ms,
+        ..Filter::default()
+    })
+}
+
+/// The most dead letters one grouping counts (the newest).
+pub(super) const MAX_GROUPED: u64 = 10_000;
+
+/// The dead letters of `queue` that `query` matches (its `limit` aside),
+/// counted by job type and code: the newest [`MAX_GROUPED`] of them.
+///
+/// # Errors
+/// [`ApiError`] 400 for a bad time, 404 for a queue it does not know.
+pub(super) async fn grouped(api: &Api, queue: &str, query: &ListQuery) -> Result<Groups, ApiError> {
+    let (_, q) = api.queue(queue)?;
+    Ok(dlq::groups(&q, &filter_of(query)?, MAX_GROUPED).await?)
+}
+
+/// `GET /v1/queues/{queue}/dead/groups`: the dead letters matching the
+/// filters of the list, counted by job type and last failure code.
+pub(super) async fn groups(
+    _: Caller,
+    State(api): State<Api>,
+    Path(queue): Path<String>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Groups>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    Ok(Json(grouped(&api, &queue, &query).await?))
 }
 
 /// A dead letter with the job's history.

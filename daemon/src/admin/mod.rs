@@ -24,7 +24,8 @@
 //!   `pause.rs` (pauses, pause, resume), `cancel.rs`,
 //!   `dead.rs` (dead letters: list, show, requeue, discard), `breakers.rs`
 //!   (list, open, close), `upstreams.rs` (flow control per upstream),
-//!   `schedules.rs`, `daemons.rs`, `audit.rs`, `reload.rs` (a live reload of
+//!   `schedules.rs`, `daemons.rs`, `series.rs` (per-minute counts),
+//!   `audit.rs`, `reload.rs` (a live reload of
 //!   the daemon beside the API), `batches.rs` (list, show, create, seal).
 //! - `web/`: the web admin screen (HTML pages and forms over the same
 //!   functions as the endpoints).
@@ -59,6 +60,7 @@ mod pause;
 mod queues;
 mod reload;
 mod schedules;
+mod series;
 mod serve;
 mod shown;
 mod upstreams;
@@ -217,6 +219,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/queues/{queue}/dead", get(dead::list))
         .route("/v1/queues/{queue}/dead/requeue", post(dead::bulk_requeue))
         .route("/v1/queues/{queue}/dead/discard", post(dead::bulk_discard))
+        .route("/v1/queues/{queue}/dead/groups", get(dead::groups))
         .route("/v1/queues/{queue}/dead/{id}", get(dead::show))
         .route("/v1/queues/{queue}/dead/{id}/requeue", post(dead::requeue))
         .route("/v1/queues/{queue}/dead/{id}/discard", post(dead::discard))
@@ -247,6 +250,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/upstreams", get(upstreams::list))
         .route("/v1/queues/{queue}/upstreams", get(upstreams::of_queue))
         .route("/v1/queues/{queue}/daemons", get(daemons::of_queue))
+        .route("/v1/queues/{queue}/series", get(series::of_queue))
         .route("/v1/daemons", get(daemons::list))
         .route("/v1/schedules", get(schedules::list))
         .route("/v1/schedules/{name}", get(schedules::one))

@@ -4,11 +4,12 @@
 //! delayed and held sets, `XRANGE` of each level's stream, `XPENDING` of
 //! the running), so 50,000 jobs never hold Redis or memory for long; a
 //! listing ([`list`], `ward job list`, `GET /v1/queues/{queue}/jobs`) and a
-//! bulk cancel ([`super::bulk_cancel`]) both walk it.
+//! bulk cancel ([`super::bulk_cancel`]) both walk it. A job is also found
+//! by its idempotency key ([`by_idempotency_key`]), in any state.
 
 use crate::obs::events::enqueued_ms;
 use crate::priority::Priority;
-use crate::store::{Candidate, Queue, QueueError, Waiting};
+use crate::store::{Candidate, KeyOwner, Queue, QueueError, Waiting};
 
 /// How many jobs one page looks at.
 pub const PAGE: usize = 500;
@@ -191,6 +192,17 @@ pub struct Listing {
     pub jobs: Vec<ListedJob>,
     /// Whether more matched than were returned.
     pub more: bool,
+}
+
+/// The job that owns idempotency key `key` in `q`, whatever its state,
+/// read from the key's record (`ward:{Q}:idem:<key>`, kept for the job
+/// type's `idempotency_ttl`); `None` when no job used it, or its record
+/// expired.
+///
+/// # Errors
+/// Redis errors.
+pub async fn by_idempotency_key(q: &Queue, key: &str) -> Result<Option<KeyOwner>, QueueError> {
+    q.key_owner(key).await
 }
 
 /// The first `limit` (at most [`LIST_MAX`]) jobs of `q` that `filter`

@@ -1,6 +1,6 @@
 //! The dead-letter stream's logic: reading an entry of `ward:{Q}:dead` as a
 //! [`DeadLetter`], filtering ([`Filter`]), paging, finding one by job id,
-//! and requeuing or discarding a chunk of them. Nothing here prints and
+//! counting them by job type and code ([`groups`]), and requeuing or discarding a chunk of them. Nothing here prints and
 //! nothing here audits: the operator actions built on it are
 //! [`crate::control::dead`]'s, which `ward dlq` and the admin API call.
 //!
@@ -22,11 +22,13 @@ use crate::text::format_ms;
 mod act;
 mod filter;
 mod find;
+mod groups;
 mod pages;
 
 pub use act::{ACT_CHUNK, Acted, Op, act};
 pub use filter::{Filter, parse_field, parse_since};
 pub use find::{Located, list, locate, not_dead};
+pub use groups::{Group, Groups, groups};
 pub use pages::{Pages, count};
 
 /// How many dead letters `ward dlq list` shows without `--limit`.

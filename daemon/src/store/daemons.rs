@@ -91,7 +91,9 @@ impl Queue {
     }
 
     /// Records this daemon's beat: its version and the time, kept for `ttl`
-    /// (a daemon that stops beating drops out by itself).
+    /// (a daemon that stops beating drops out by itself), and its name in
+    /// the queue's set of daemons (see [`Queue::beating`]), where beats
+    /// older than `ttl` are dropped.
     ///
     /// # Errors
     /// Redis errors.
@@ -102,6 +104,7 @@ impl Queue {
         ttl: Duration,
     ) -> Result<(), QueueError> {
         let key = self.keys.daemon(consumer);
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         let mut con = self.con.clone();
         let () = redis::pipe()
             .atomic()
@@ -114,11 +117,37 @@ impl Queue {
                 ],
             )
             .ignore()
-            .pexpire(&key, i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+            .pexpire(&key, ttl_ms)
+            .ignore()
+            .zadd(&self.keys.daemons, consumer, beat.last_seen_ms)
+            .ignore()
+            .zrembyscore(
+                &self.keys.daemons,
+                0,
+                beat.last_seen_ms.saturating_sub(ttl_ms.unsigned_abs()),
+            )
+            .ignore()
+            .pexpire(&self.keys.daemons, ttl_ms)
             .ignore()
             .query_async(&mut con)
             .await?;
         Ok(())
+    }
+
+    /// The daemons that beat for this queue lately (within their beat's
+    /// TTL, give or take the clocks), by consumer name: those serving it,
+    /// whether or not they have leased from it yet.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn beating(&self) -> Result<Vec<String>, QueueError> {
+        let mut con = self.con.clone();
+        Ok(redis::cmd("ZRANGE")
+            .arg(&self.keys.daemons)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut con)
+            .await?)
     }
 
     /// What consumer `consumer`'s daemon last wrote of itself, if its beat

@@ -293,3 +293,66 @@ impl Queue {
             .collect())
     }
 }
+
+/// What an idempotency key's record (`ward:{Q}:idem:<key>`) says: the job
+/// that owns it, and whether that job completed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyOwner {
+    /// The job that owns the key.
+    pub job_id: String,
+    /// Whether it completed (a redelivery or second enqueue is skipped).
+    pub done: bool,
+}
+
+impl KeyOwner {
+    /// A key's value as the scripts write it: `<job id>`, or
+    /// `<job id> done <result digest>` once the job completed.
+    #[must_use]
+    pub fn parse(value: &str) -> Option<KeyOwner> {
+        let mut words = value.split_whitespace();
+        let job_id = words.next()?.to_string();
+        Some(KeyOwner {
+            job_id,
+            done: words.next() == Some("done"),
+        })
+    }
+}
+
+impl Queue {
+    /// Who owns idempotency key `key`, while its record lasts (its TTL).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub async fn key_owner(&self, key: &str) -> Result<Option<KeyOwner>, QueueError> {
+        let mut con = self.con.clone();
+        let v: Option<String> = redis::cmd("GET")
+            .arg(self.keys.idempotency(key))
+            .query_async(&mut con)
+            .await?;
+        Ok(v.as_deref().and_then(KeyOwner::parse))
+    }
+}
+
+#[cfg(test)]
+mod key_owner_tests {
+    use super::KeyOwner;
+
+    #[test]
+    fn a_key_record_names_its_job_and_whether_it_completed() {
+        assert_eq!(
+            KeyOwner::parse("1-0"),
+            Some(KeyOwner {
+                job_id: "1-0".into(),
+                done: false
+            })
+        );
+        assert_eq!(
+            KeyOwner::parse("d17-3 done abc123"),
+            Some(KeyOwner {
+                job_id: "d17-3".into(),
+                done: true
+            })
+        );
+        assert_eq!(KeyOwner::parse("  "), None);
+    }
+}

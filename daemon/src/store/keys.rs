@@ -68,8 +68,12 @@ const BATCHES_UNFINISHED: &str = "batches:unfinished";
 const IDEM: &str = "idem:";
 /// A daemon's heartbeat hash (append its consumer name).
 const DAEMON: &str = "daemon:";
+/// The sorted set of the daemons that beat for a queue (name → last beat).
+const DAEMONS: &str = "daemons";
 /// Appended to a job record's key: the job's history list.
 const HISTORY: &str = ":history";
+/// One minute's counts of finished jobs (append the minute).
+const SERIES: &str = "series:";
 
 /// The key shapes scripts build themselves, by their Lua names.
 pub(super) const LUA: [(&str, &str); 15] = [
@@ -149,6 +153,10 @@ pub struct Keys {
     /// `ward:{Q}:batches:unfinished`: sorted set, batch id → when it was
     /// created (ms), of the batches not finished yet (`ward_batches_unfinished`).
     pub batches_unfinished: String,
+    /// `ward:{Q}:daemons`: sorted set, consumer name → its last beat (ms),
+    /// of the daemons serving the queue, including those that have not
+    /// leased from it yet (which its group does not list).
+    pub daemons: String,
 }
 
 impl Keys {
@@ -178,6 +186,7 @@ impl Keys {
             limits: key(LIMITS),
             batches: key(BATCHES),
             batches_unfinished: key(BATCHES_UNFINISHED),
+            daemons: key(DAEMONS),
         }
     }
 
@@ -222,6 +231,14 @@ impl Keys {
     #[must_use]
     pub fn daemon(&self, consumer: &str) -> String {
         joined(&[NAMESPACE, "{", &self.queue, "}:", DAEMON, consumer])
+    }
+
+    /// `ward:{Q}:series:<minute>`: the counts of jobs that finished in
+    /// that minute (minutes since the Unix epoch), by count and job type
+    /// (see [`crate::series`]); it expires after a day.
+    #[must_use]
+    pub fn series(&self, minute: u64) -> String {
+        format!("{NAMESPACE}{{{}}}:{SERIES}{minute}", self.queue)
     }
 
     /// `ward:{Q}:schedule:<name>`: schedule `name`'s latest fire and pause.
@@ -299,7 +316,9 @@ mod tests {
         assert_eq!(k.idempotency("k"), "ward:{emails}:idem:k");
         assert_eq!(k.breaker("smtp"), "ward:{emails}:breaker:smtp");
         assert_eq!(k.daemon("h-1-ab"), "ward:{emails}:daemon:h-1-ab");
+        assert_eq!(k.daemons, "ward:{emails}:daemons");
         assert_eq!(k.schedule("nightly"), "ward:{emails}:schedule:nightly");
+        assert_eq!(k.series(29_000_000), "ward:{emails}:series:29000000");
         assert_eq!(k.cancels, "ward:{emails}:cancels");
         assert_eq!(k.control, "ward:{emails}:control");
         assert_eq!(k.paused, "ward:{emails}:paused");

@@ -41,6 +41,8 @@
 //!   changes a member's state.
 //! - `schedules.rs`: each schedule's latest fire and pause
 //!   (`ward:{Q}:schedule:<name>`).
+//! - `series.rs`: per-minute counts of finished jobs
+//!   (`ward:{Q}:series:<minute>`), for the web screen's charts.
 //! - `memory.rs`: Redis' memory settings and use ([`Memory`]).
 //! - `alert_claim.rs`: the fleet-wide claim on sending an alert (one
 //!   daemon sends it per cooldown).
@@ -94,6 +96,7 @@ mod sample;
 mod scan;
 mod schedules;
 mod script;
+mod series;
 mod upstreams;
 mod wake;
 
@@ -112,7 +115,7 @@ pub use enqueue::{
 };
 pub use entry::{Completion, Delivery, JobEntry, Malformed};
 pub use groups::GroupClaim;
-pub use jobs::{CancelInfo, JobStatus, LastError};
+pub use jobs::{CancelInfo, JobStatus, KeyOwner, LastError};
 pub use keys::Keys;
 pub use memory::Memory;
 pub use pause::{HeldCounts, Pause, Pauses, RELEASE_CHUNK, Released, WHOLE_QUEUE};

@@ -8,6 +8,7 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::backoff::Backoff;
 use crate::breaker::Breakers;
+use crate::series::Tally;
 use crate::store::{self, Queue, QueueError};
 use crate::transition::{Completion, Transition};
 use crate::upstream::Upstreams;
@@ -50,6 +51,8 @@ pub(crate) struct Completer {
     pub(crate) breakers: Option<Arc<Breakers>>,
     /// The queue's upstreams: slots to give back, Retry-Afters to hold.
     pub(crate) upstreams: Option<Arc<Upstreams>>,
+    /// The per-minute counts of finished jobs, written by [`super::services::series`].
+    pub(crate) series: Arc<Tally>,
 }
 
 impl Service for Completer {
@@ -72,6 +75,7 @@ impl Service for Completer {
                 .await
             {
                 crate::obs::recorded(&self.queue.keys.queue, &batch, &took);
+                self.series.count(&batch, &took);
                 if any_dead {
                     super::batch_alerts::check(&self.queue, &batch, &took).await;
                 }

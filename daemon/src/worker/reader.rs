@@ -15,6 +15,7 @@ use crate::breaker::Breakers;
 use crate::config::QueueConfig;
 use crate::job::JobEntry;
 use crate::priority::Picker;
+use crate::series::Tally;
 use crate::store::{self, Delivery, Pauses, Queue};
 use crate::transition::Completion;
 use crate::upstream::Upstreams;
@@ -27,6 +28,7 @@ use super::plugins::{JobType, SharedJobs};
 use super::services::Service;
 use super::services::heartbeat::Heartbeat;
 use super::services::reclaim::Reclaim;
+use super::services::series::SeriesFlush;
 use super::shutdown::Shutdown;
 use super::systemd::{BEAT_WHILE_WAITING, Beat};
 use super::triage::{Builder, Gates, Work, triage};
@@ -90,6 +92,7 @@ impl Service for Consumer {
             beat,
         } = self;
         let in_flight: InFlight = Arc::default();
+        let series: Arc<Tally> = Arc::default();
         let (done_tx, done_rx) = mpsc::channel::<Completion>(MAX_APPLY * 4);
         let completer = Completer {
             queue: queue.clone(),
@@ -99,8 +102,16 @@ impl Service for Consumer {
             jobs: jobs.clone(),
             breakers: breakers.clone(),
             upstreams: upstreams.clone(),
+            series: series.clone(),
         }
         .start(stop.clone());
+        // Stops after the completer too, to write what it counted last.
+        let (series_stop, series_rx) = Shutdown::new();
+        let series = SeriesFlush {
+            queue: queue.clone(),
+            tally: series,
+        }
+        .start(series_rx);
         // The heartbeat stops last, after every lease it renews is recorded.
         let (beat_stop, beat_rx) = Shutdown::new();
         let heartbeat = Heartbeat {
@@ -151,7 +162,9 @@ impl Service for Consumer {
         if completer.await.is_err() {
             tracing::error!(queue = %name, "completer panicked; pending deliveries stay in the group");
         }
+        series_stop.pull();
         beat_stop.pull();
+        let _ = series.await;
         let _ = heartbeat.await;
     }
 }

@@ -7,6 +7,10 @@
 //! text; a paused queue shows paused and resumes from the page.
 
 mod browser;
+mod charts;
+mod daemons;
+mod dead_groups;
+mod search;
 
 use std::future::Future;
 use std::io::{Read, Write};

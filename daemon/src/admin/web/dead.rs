@@ -1,5 +1,7 @@
-//! A queue's dead letters: the newest ones by the filters of
-//! `ward dlq list` (the API's [`dead::letters`]), and for operators bulk
+//! A queue's dead letters: those matching the filters of `ward dlq list`
+//! counted by job type and code ([`dead::grouped`], each group linked to
+//! its list), the newest ones (the API's [`dead::letters`]), and for
+//! operators bulk
 //! requeue or discard by filter in two steps: a dry run shows how many
 //! match (and a sample), then a confirmation with a required note acts on
 //! them ([`dead::bulk_with`], as `POST /v1/queues/{queue}/dead/requeue|discard`
@@ -14,12 +16,12 @@ use super::{Page, WebError, done, html, seg, ts};
 use crate::admin::dead::{self, BulkBody, ListQuery};
 use crate::admin::{Api, Caller};
 use crate::control::dead::Report;
-use crate::dlq::{DeadLetter, Op};
+use crate::dlq::{DeadLetter, Group, Groups, Op};
 
 /// The filters of the page and of a bulk action, as the forms send them
 /// (empty: not filtered).
 #[derive(Debug, Clone, Default, serde::Deserialize)]
-pub(super) struct Filters {
+pub struct Filters {
     #[serde(default)]
     job: String,
     #[serde(default)]
@@ -61,10 +63,34 @@ struct DeadPage {
     queue: String,
     link: String,
     filters: Filters,
+    /// The dead letters matching, counted by job type and code.
+    groups: Groups,
     letters: Vec<DeadLetter>,
 }
 
+/// The dead-letter list of `queue` filtered to group `g`, keeping the
+/// reason and age filters of `f` (a group with no code lists its job
+/// type's every code: no filter takes "no code").
+#[must_use]
+pub fn group_link(queue: &str, f: &Filters, g: &Group) -> String {
+    let mut to = format!("/ui/queues/{}/dead?job={}", seg(queue), seg(&g.job));
+    let pairs = [
+        ("code", g.code.as_deref().unwrap_or("")),
+        ("reason", f.reason.trim()),
+        ("since", f.since.trim()),
+    ];
+    for (k, v) in pairs {
+        if !v.is_empty() {
+            to.push_str(&format!("&{k}={}", seg(v)));
+        }
+    }
+    to
+}
+
 impl DeadPage {
+    fn group_link(&self, g: &Group) -> String {
+        group_link(&self.queue, &self.filters, g)
+    }
     fn at(&self, ms: &u64) -> String {
         ts(&Some(*ms))
     }
@@ -96,12 +122,14 @@ pub(super) async fn page(
         since: some(&filters.since),
         limit: Some(200),
     };
+    let groups = dead::grouped(&api, &queue, &query).await?;
     let letters = dead::letters(&api, &v.session.caller, &queue, query).await?;
     Ok(html(&DeadPage {
         page: Page::new(&v, format!("Dead letters of {queue}")),
         link: seg(&queue),
         queue,
         filters,
+        groups,
         letters,
     }))
 }
@@ -230,5 +258,34 @@ async fn confirm(api: &Api, a: &Action<BulkForm>, queue: &str, op: Op) -> Respon
             })
         }
         Err(e) => WebError::from(e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_links_to_its_list_keeping_the_reason_and_age() {
+        let g = |code: Option<&str>| Group {
+            job: "send mail".into(),
+            code: code.map(str::to_string),
+            count: 2,
+            newest_ms: 0,
+        };
+        let f = Filters {
+            reason: "budget".into(),
+            since: "1h".into(),
+            code: "other".into(),
+            ..Filters::default()
+        };
+        assert_eq!(
+            group_link("q/1", &f, &g(Some("http-503"))),
+            "/ui/queues/q%2F1/dead?job=send%20mail&code=http-503&reason=budget&since=1h"
+        );
+        assert_eq!(
+            group_link("q", &Filters::default(), &g(None)),
+            "/ui/queues/q/dead?job=send%20mail"
+        );
     }
 }

@@ -17,7 +17,8 @@
 //! - `session.rs`, `guard.rs`, `error.rs`: sessions, the checks, errors.
 //! - one file per screen: `login.rs`, `overview.rs`, `queue.rs` (with
 //!   pause and resume), `job.rs` (with single requeue and discard),
-//!   `dead.rs` (the list and bulk actions), `breakers.rs`, `audit.rs`;
+//!   `dead.rs` (the list and bulk actions), `breakers.rs`, `daemons.rs`,
+//!   `audit.rs`; `chart.rs` draws the charts (inline SVG);
 //!   `assets.rs` serves the stylesheet.
 
 use askama::Template;
@@ -31,6 +32,8 @@ use super::Api;
 mod assets;
 mod audit;
 mod breakers;
+mod chart;
+mod daemons;
 mod dead;
 mod error;
 mod guard;
@@ -73,6 +76,7 @@ pub(super) fn routes() -> Router<Api> {
             post(breakers::close),
         )
         .route("/ui/audit", get(audit::page))
+        .route("/ui/daemons", get(daemons::page))
         .route("/ui/schedules", get(schedules::page))
         .route("/ui/schedules/{name}/pause", post(schedules::pause))
         .route("/ui/schedules/{name}/resume", post(schedules::resume))

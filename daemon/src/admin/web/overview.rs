@@ -1,16 +1,19 @@
 //! The overview: every queue of the config with its jobs by state, its
-//! pauses (who and why), the age of its oldest ready job and the daemons
-//! serving it, read as `GET /v1/queues` and `GET /v1/daemons` read them.
+//! pauses (who and why), the age of its oldest ready job, its throughput
+//! and failure rate over the last hour (charts of the per-minute series,
+//! as `GET /v1/queues/{queue}/series` reads it) and the daemons serving
+//! it, read as `GET /v1/queues` and `GET /v1/daemons` read them.
 
 use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
 
+use super::chart::{self, Chart};
 use super::guard::Viewer;
 use super::{Page, WebError, age, html, seg};
 use crate::admin::Api;
-use crate::admin::daemons;
 use crate::admin::queues::{self, QueueView};
+use crate::admin::{daemons, series};
 
 /// One queue's line.
 struct Row {
@@ -21,6 +24,10 @@ struct Row {
     oldest: String,
     /// The daemons consuming it: name, in flight, version, whether alive.
     daemons: Vec<String>,
+    /// Finished attempts per minute over the last hour.
+    throughput: Chart,
+    /// The failure rate per minute over the last hour.
+    failures: Chart,
 }
 
 #[derive(Template)]
@@ -36,7 +43,7 @@ pub(super) async fn page(v: Viewer, State(api): State<Api>) -> Result<Response, 
     for cfg in &api.config().queues {
         let q = api.store().queue(&cfg.name);
         let view = queues::view(cfg, &q).await?;
-        let daemons = daemons::of(q)
+        let daemons = daemons::of(q.clone())
             .await?
             .into_iter()
             .map(|d| {
@@ -54,7 +61,14 @@ pub(super) async fn page(v: Viewer, State(api): State<Api>) -> Result<Response, 
                 )
             })
             .collect();
+        let minutes: Vec<_> = series::last(&q, series::HOUR)
+            .await?
+            .iter()
+            .map(|m| (m.minute, m.total()))
+            .collect();
         rows.push(Row {
+            throughput: chart::throughput(&minutes),
+            failures: chart::failures(&minutes),
             link: seg(&view.queue),
             oldest: age(&view.oldest_ready_ms),
             view,

@@ -1,5 +1,6 @@
-//! A queue's page: its jobs by state (`ward job list`'s
-//! [`find::list`]), its pauses, and for operators pause and resume with a
+//! A queue's page: its throughput and failure rate over the last hour per
+//! job type (charts of the per-minute series), its jobs by state
+//! (`ward job list`'s [`find::list`]), its pauses, and for operators pause and resume with a
 //! required note ([`pause::pause`], [`pause::resume`], as
 //! `POST /v1/queues/{queue}/pause|resume` call them).
 
@@ -9,9 +10,11 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 
+use super::chart::{self, Chart};
 use super::guard::{Action, Viewer};
 use super::{Page, WebError, age, done, html, seg, ts};
 use crate::admin::queues::{self, QueueView};
+use crate::admin::series;
 use crate::admin::{Api, ApiError};
 use crate::control::find::{self, JobFilter, ListedJob};
 use crate::control::pause;
@@ -20,10 +23,44 @@ use crate::store::Waiting;
 /// How many jobs the page lists.
 const LIST: usize = 100;
 
+/// One job type's charts.
+struct TypeCharts {
+    job: String,
+    throughput: Chart,
+    failures: Chart,
+}
+
+/// The charts of each job type of `q`'s config, and of any other type the
+/// series counted in the last hour (one no longer configured, or
+/// [`crate::series::OTHER`]).
+async fn type_charts(
+    q: &crate::store::Queue,
+    types: &[String],
+) -> Result<Vec<TypeCharts>, WebError> {
+    let minutes = series::last(q, series::HOUR).await?;
+    let mut names: std::collections::BTreeSet<String> = types.iter().cloned().collect();
+    for m in &minutes {
+        names.extend(m.jobs.keys().cloned());
+    }
+    Ok(names
+        .into_iter()
+        .map(|job| {
+            let points: Vec<_> = minutes.iter().map(|m| (m.minute, m.of(&job))).collect();
+            TypeCharts {
+                throughput: chart::throughput(&points),
+                failures: chart::failures(&points),
+                job,
+            }
+        })
+        .collect())
+}
+
 #[derive(Template)]
 #[template(path = "queue.html")]
 struct QueuePage {
     page: Page,
+    /// Each job type's throughput and failure rate over the last hour.
+    charts: Vec<TypeCharts>,
     view: QueueView,
     link: String,
     oldest: String,
@@ -81,7 +118,8 @@ impl QueuePage {
 }
 
 /// `GET /ui/queues/{queue}?state=queued|delayed|paused|running&job=TYPE&field=NAME=VALUE`,
-/// or `?id=ID` to open that job's page.
+/// or `?id=ID` to open that job's page, or `?key=KEY` to open the page of
+/// the job that owns idempotency key `KEY` ([`find::by_idempotency_key`]).
 pub(super) async fn page(
     v: Viewer,
     State(api): State<Api>,
@@ -100,6 +138,20 @@ pub(super) async fn page(
         return Ok(Redirect::to(&to).into_response());
     }
     let (cfg, q) = api.queue(&queue)?;
+    let key = text("key");
+    if !key.is_empty() {
+        let owner = find::by_idempotency_key(&q, &key)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| {
+                WebError::new(
+                    axum::http::StatusCode::NOT_FOUND,
+                    format!("no job of queue {queue} owns idempotency key `{key}`: none was enqueued with it, or its record expired (it is kept for the job type's idempotency_ttl)"),
+                )
+            })?;
+        let to = format!("/ui/queues/{}/jobs/{}", seg(&queue), seg(&owner.job_id));
+        return Ok(Redirect::to(&to).into_response());
+    }
     let view = queues::view(cfg, &q).await?;
     let state = text("state");
     let job = text("job");
@@ -128,8 +180,10 @@ pub(super) async fn page(
     let listing = find::list(&q, &filter, LIST)
         .await
         .map_err(ApiError::from)?;
+    let charts = type_charts(&q, &view.job_types).await?;
     Ok(html(&QueuePage {
         page: Page::new(&v, format!("Queue {queue}")),
+        charts,
         link: seg(&queue),
         oldest: age(&view.oldest_ready_ms),
         view,

@@ -10,7 +10,8 @@
 //! copy of the circuit breakers fresh, [`control`] hears of cancel
 //! requests and interrupts the attempts they concern, [`pause`] keeps its
 //! view of the queue's pauses (and releases held jobs when one ends),
-//! [`upstreams`] its view of the upstreams' holds and its slots' leases. Per
+//! [`upstreams`] its view of the upstreams' holds and its slots' leases,
+//! [`series`] writes the per-minute counts of finished jobs. Per
 //! `[[schedule]]`:
 //! [`schedules`].
 
@@ -32,6 +33,7 @@ pub(crate) mod promote;
 pub(crate) mod reclaim;
 pub(crate) mod retention;
 pub(crate) mod schedules;
+pub(crate) mod series;
 pub(crate) mod upstreams;
 
 /// A loop of the daemon that runs beside the attempts.
