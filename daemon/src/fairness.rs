@@ -76,6 +76,14 @@ pub const RECHECK_PER_PLACE: Duration = Duration::from_millis(10);
 /// The longest a parked job waits before it is looked at again.
 pub const RECHECK_MAX: Duration = Duration::from_secs(3600);
 
+/// How long a job `ward_enqueue` sent to the stream counts against its
+/// group's cap before it takes a slot. Normally it stops counting when a
+/// daemon reads it (slot taken, or parked); an entry that leaves the stream
+/// another way (cancelled, dead-lettered unread, a duplicate) stops
+/// counting after this, so a lost count costs a group at most this long of
+/// new jobs parked rather than sent on (each back within its recheck).
+pub const QUEUED_TTL: Duration = Duration::from_secs(60);
+
 /// How long a job whose group is busy is deferred: at `place` in its
 /// group's waiting line, with `jitter_ms` a random number (only its
 /// remainder below [`RECHECK_JITTER`] counts).
