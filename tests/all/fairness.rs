@@ -476,3 +476,44 @@ fn another_tenants_job_starts_soon_behind_ten_thousand_plain_xadds_of_one_tenant
     );
     drop(w);
 }
+
+/// The daemon's published grouping of job type `a`, as `ward_enqueue`
+/// reads it.
+fn published(redis: &Redis) -> Option<String> {
+    redis::cmd("HGET")
+        .arg("ward:{q}:grouping")
+        .arg("a")
+        .query(&mut redis.con())
+        .unwrap()
+}
+
+#[test]
+fn a_reload_tells_ward_enqueue_the_new_grouping() {
+    let redis = Redis::start();
+    let w = Ward::start(&grouped(&redis, 4, 1)).ready();
+    assert_eq!(published(&redis).as_deref(), Some("1 tenant"));
+    let reload = |cfg: String| {
+        std::fs::write(w.dir.path().join("ward.toml"), cfg).unwrap();
+        let ok = std::process::Command::new("kill")
+            .args(["-HUP", &w.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -HUP failed");
+    };
+    reload(grouped(&redis, 4, 3));
+    wait_for(WAIT, "the new cap published", || {
+        published(&redis).as_deref() == Some("3 tenant")
+    });
+    // No grouping any more: ward_enqueue parks nothing.
+    reload(config(&redis, 4, &job("a", "flaky", "")));
+    wait_for(WAIT, "the grouping withdrawn", || {
+        published(&redis).is_none()
+    });
+    let ids = enqueue_tenant(&redis, 5, "acme", r#"{"times":0,"sleep_ms":1000}"#);
+    assert!(
+        ids.iter().all(|id| !id.starts_with('d')),
+        "every job went to the stream: {ids:?}"
+    );
+    drop(w);
+}
