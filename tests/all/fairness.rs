@@ -287,21 +287,23 @@ fn every_job_of_a_flood_through_ward_enqueue_runs_once_across_two_daemons() {
     let cfg = grouped(&redis, 8, CAP as u32);
     let (a, b) = (Ward::start(&cfg).ready(), Ward::start(&cfg).ready());
     let payload = r#"{"times":0}"#;
-    // 3,000: about 15 s of work on a loaded 2-core machine (debug builds).
-    let flood = enqueue_tenant(&redis, 3_000, "A", payload);
+    // 2,000: about 10 s of work on a 2-core machine (debug builds).
+    let flood = enqueue_tenant(&redis, 2_000, "A", payload);
     let others: Vec<String> = ["B", "C"]
         .iter()
         .flat_map(|t| enqueue_tenant(&redis, 20, t, payload))
         .collect();
     let t0 = Instant::now();
     let all: Vec<String> = flood.iter().chain(&others).cloned().collect();
-    wait_for(WAIT, "every job ended", || {
+    // Generous: the figure is printed; what is checked is that every job
+    // ends, once, within the cap.
+    wait_for(Duration::from_secs(300), "every job ended", || {
         states(&redis, &all)
             .iter()
             .all(|s| s.as_deref() == Some("succeeded"))
     });
     eprintln!(
-        "5,040 jobs, A's 5,000 at most 8 at a time, ended in {:?}",
+        "2,040 jobs, A's 2,000 at most 8 at a time, ended in {:?}",
         t0.elapsed()
     );
     let attempts = ward_testkit::job_fields(&redis, &all, "attempts");
@@ -469,9 +471,10 @@ fn another_tenants_job_starts_soon_behind_ten_thousand_plain_xadds_of_one_tenant
         "{flood_ran} of tenant A's jobs ran before tenant B's one"
     );
     // Bulk parking: about 3,800 parks a second here alone (debug build),
-    // 1,400 with other tests beside it; loose for a loaded machine.
+    // 600 to 1,400 on a loaded machine; first in, first out would take
+    // 250 s.
     assert!(
-        waited < Duration::from_secs(15),
+        waited < Duration::from_secs(60),
         "tenant B's job waited {waited:?} behind tenant A's flood"
     );
     drop(w);

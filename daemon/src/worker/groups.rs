@@ -40,8 +40,10 @@ fn claim<'a>(
 
 /// Lets through the attempts of `works` whose group has a free slot (or
 /// that have no group), and turns the others into deferrals, counted in
-/// the second value. Waits out a Redis outage: running without a slot
-/// could break the cap.
+/// the second value. A slot lasts the job type's `timeout` plus `lease`
+/// (the queue's lease, plus however long an attempt of this read may wait
+/// for a slot of this daemon) unless given back. Waits out a Redis outage:
+/// running without a slot could break the cap.
 pub(crate) async fn gate(
     queue: &Queue,
     builder: Builder<'_>,

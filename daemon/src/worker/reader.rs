@@ -442,8 +442,27 @@ impl Reader {
             self.cfg.max_payload,
         )
         .await;
-        let (works, parked) =
-            super::groups::gate(&self.queue, builder, self.cfg.lease, works).await;
+        // A read past a group's flood may hold more attempts than free
+        // slots; the last of them waits a round of attempts (each within
+        // its timeout) per `concurrency` ahead of it, and its group slot
+        // must not expire meanwhile, or the cap could be exceeded.
+        let runs = works.iter().filter(|w| matches!(w, Work::Run(..))).count();
+        let rounds = runs
+            .saturating_sub(permits.len())
+            .div_ceil(self.cfg.concurrency.max(1) as usize);
+        let longest = jobs
+            .values()
+            .map(|jt| jt.sandbox.timeout)
+            .max()
+            .unwrap_or_default();
+        let waits = longest.saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX));
+        let (works, parked) = super::groups::gate(
+            &self.queue,
+            builder,
+            self.cfg.lease.saturating_add(waits),
+            works,
+        )
+        .await;
         // Last: a token is spent only on an attempt that will run.
         let works = super::admit::admit(builder, self.upstreams.as_deref(), works).await;
         for work in works {
