@@ -13,11 +13,18 @@
 //! (after the job type's `timeout` plus the queue's `lease`), and every
 //! parked job is looked at again after [`RECHECK`] in any case.
 //!
-//! What it buys: a tenant with a flood holds at most `N` slots, so another
-//! tenant's job waits only for the reader to get past the flood once (each
-//! flooding job is read and parked once, in batches), not for the flood to
-//! run. Its limits: the stream itself stays first-in first-out, so that
-//! one pass over the backlog is the delay; and a group's slots are taken
+//! Parked at enqueue: the daemons publish the grouped job types
+//! (`ward:{Q}:grouping`), and `ward_enqueue` parks a job whose group
+//! already has `N` jobs running or on their way through the stream (those
+//! counted for [`QUEUED_TTL`] at most) in the group's line in the same
+//! step, in the form a daemon parks it in. So a flood of one group never
+//! sits in the stream ahead of another group's job: the other group's job
+//! waits for nothing but a read, whatever the flood's size.
+//!
+//! Its limits: a plain `XADD` cannot be routed, so such a flood enters the
+//! stream and the daemons read past it once, parking it in reads that grow
+//! while most of what they read is parked (see `worker/reader.rs`); that
+//! pass is the delay another group's job sees. A group's slots are taken
 //! per batch, so jobs of one group in the same batch compete in stream
 //! order.
 //!
@@ -75,6 +82,14 @@ pub const RECHECK_PER_PLACE: Duration = Duration::from_millis(10);
 
 /// The longest a parked job waits before it is looked at again.
 pub const RECHECK_MAX: Duration = Duration::from_secs(3600);
+
+/// How long a job `ward_enqueue` sent to the stream counts against its
+/// group's cap before it takes a slot. Normally it stops counting when a
+/// daemon reads it (slot taken, or parked); an entry that leaves the stream
+/// another way (cancelled, dead-lettered unread, a duplicate) stops
+/// counting after this, so a lost count costs a group at most this long of
+/// new jobs parked rather than sent on (each back within its recheck).
+pub const QUEUED_TTL: Duration = Duration::from_secs(60);
 
 /// How long a job whose group is busy is deferred: at `place` in its
 /// group's waiting line, with `jitter_ms` a random number (only its

@@ -11,7 +11,9 @@
 //!   [`transition::Completion`] that carries it to be recorded.
 //! - [`policy`]: the pure decision after an attempt (backoff, budgets).
 //! - [`priority`]: priority levels and the weights that share reads.
-//! - [`fairness`]: groups (tenants) with a fleet-wide cap on attempts.
+//! - [`fairness`]: groups (tenants) with a fleet-wide cap on attempts; a
+//!   busy group's new jobs are parked at enqueue (`ward_enqueue`), out of
+//!   the stream.
 //! - [`redact`]: what a dead-letter entry may show of a payload.
 //! - [`schedule`]: cron fire times and their keys.
 //! - [`series`]: per-minute counts of finished jobs (the screen's charts),

@@ -17,6 +17,7 @@ mod bulk_cancel;
 mod cancel;
 mod dev;
 mod dlq;
+mod fairness;
 mod fleet_alerts;
 mod job_list;
 mod languages;

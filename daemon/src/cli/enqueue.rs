@@ -45,6 +45,22 @@ pub(crate) struct EnqueueArgs {
     /// the batch is sealed or does not exist.
     #[arg(long)]
     batch: Option<String>,
+    /// A correlation field, `NAME=VALUE` (repeatable), carried with the job
+    /// as a plain `XADD`'s extra fields are, e.g. `--field tenant=acme` for
+    /// a job type with `group_by = "tenant"`: a job whose group is at its
+    /// `group_concurrency` waits in its group's line, not in the stream.
+    #[arg(long = "field", value_name = "NAME=VALUE", value_parser = parse_field)]
+    fields: Vec<(String, String)>,
+}
+
+/// `--field NAME=VALUE`.
+fn parse_field(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!(
+            "`{s}` is not a field; write NAME=VALUE, e.g. --field tenant=acme"
+        )),
+    }
 }
 
 /// A priority level's name.
@@ -75,15 +91,21 @@ impl EnqueueArgs {
         let batch = self.batch.as_deref();
         // A batch member goes through ward_enqueue, which refuses a sealed
         // or unknown batch and counts the member in the same step.
-        let plain = self.delay.is_none() && self.at.is_none() && key.is_none() && batch.is_none();
+        // Correlation fields too: ward_enqueue parks the job of a group at
+        // its cap instead of adding it to the stream.
+        let plain = self.delay.is_none()
+            && self.at.is_none()
+            && key.is_none()
+            && batch.is_none()
+            && self.fields.is_empty();
         if plain && q.max_backlog().await?.is_none() {
             // The plain path: one XADD, exactly what any client can do.
             println!("{}", q.enqueue_at(job, &payload, self.priority).await?);
             return Ok(());
         }
-        // A batch needs library version 5 or later: an older one would
-        // ignore the argument and add the job outside its batch.
-        if batch.is_some() {
+        // A batch needs library version 5 or later, fields 6: an older one
+        // would ignore the arguments and add the job without them.
+        if batch.is_some() || !self.fields.is_empty() {
             q.ensure_functions().await?;
         }
         // A queue with a max_backlog: through ward_enqueue, which refuses
@@ -93,6 +115,11 @@ impl EnqueueArgs {
             (None, Some(_)) => self.on.target.idempotency_ttl(&self.on.queue, job)?,
             (None, None) => config::DEFAULT_IDEMPOTENCY_TTL,
         };
+        let fields: Vec<(&str, &[u8])> = self
+            .fields
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes()))
+            .collect();
         let done = match q
             .enqueue_opts(
                 job,
@@ -104,6 +131,7 @@ impl EnqueueArgs {
                     ttl,
                     priority: self.priority,
                     batch,
+                    fields: &fields,
                 },
             )
             .await
@@ -124,12 +152,13 @@ impl EnqueueArgs {
                         .unwrap_or("its batch is sealed; nothing was added")
                 );
             }
-            Err(store::QueueError::Redis(e)) if batch.is_some() && e.code() == Some("ERR") => {
+            Err(store::QueueError::Redis(e))
+                if (batch.is_some() || !fields.is_empty()) && e.code() == Some("ERR") =>
+            {
                 anyhow::bail!(
                     "queue `{}` refused the job: {}",
                     self.on.queue,
-                    e.detail()
-                        .unwrap_or("the batch does not exist; nothing was added")
+                    e.detail().unwrap_or("nothing was added")
                 );
             }
             other => other?,

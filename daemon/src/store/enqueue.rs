@@ -18,7 +18,11 @@ use crate::priority::{self, Priority};
 /// `BACKPRESSURE` (see [`BACKPRESSURE`]).
 /// 5: an eighth, optional argument: the batch the job joins (refused with
 /// `BATCH_SEALED` when it is sealed, or with `ERR` when it does not exist).
-pub const FUNCTIONS_VERSION: &str = "5";
+/// 6: correlation fields as name/value pairs after the eighth argument;
+/// a job of a grouped job type (`group_by`) whose group is at its cap is
+/// parked in its group's waiting line instead of joining the stream (see
+/// [`crate::fairness`]).
+pub const FUNCTIONS_VERSION: &str = "6";
 
 /// The error code `ward_enqueue` refuses with when the batch named is
 /// sealed: `BATCH_SEALED batch B is sealed and takes no more members;
@@ -36,10 +40,11 @@ pub const MAX_TIME_MS: u64 = 253_402_300_799_999;
 
 /// The Redis Function library every client can call to enqueue atomically.
 ///
-/// `FCALL ward_enqueue 1 ward:{Q}:jobs <job> <payload> [idempotency_key] [delay_ms] [ttl_ms] [at_ms] [priority] [batch]`
+/// `FCALL ward_enqueue 1 ward:{Q}:jobs <job> <payload> [idempotency_key] [delay_ms] [ttl_ms] [at_ms] [priority] [batch] [name value]...`
 /// (empty strings for the optional arguments you skip; `priority` is
 /// `high`, `normal` or `low`; `batch` an open batch of the queue, see
-/// [`crate::store::Queue::create_batch`]) returns
+/// [`crate::store::Queue::create_batch`]; then any correlation fields, as
+/// a plain `XADD` carries them, e.g. `tenant acme`) returns
 /// `[job_id, "created" | "duplicate", due_ms]` (`due_ms` is 0 when the job is
 /// ready now). `ttl_ms` is how long the key is remembered (default 24 h).
 pub static FUNCTIONS: LazyLock<String> =
@@ -63,6 +68,9 @@ pub struct EnqueueOptions<'a> {
     pub priority: Priority,
     /// The open batch the job joins, if any.
     pub batch: Option<&'a str>,
+    /// Correlation fields (name, value), e.g. the job type's `group_by`
+    /// field; needs library version 6.
+    pub fields: &'a [(&'a str, &'a [u8])],
 }
 
 /// What a client's enqueue did.
@@ -184,6 +192,7 @@ impl Queue {
             ttl,
             priority: Priority::Normal,
             batch: None,
+            fields: &[],
         };
         self.enqueue_opts(job, payload, &o).await
     }
@@ -206,6 +215,7 @@ impl Queue {
             ttl,
             priority: level,
             batch,
+            fields,
         } = *o;
         let mut cmd = redis::cmd("FCALL");
         cmd.arg("ward_enqueue")
@@ -219,6 +229,9 @@ impl Queue {
             .arg(at_ms.map(|d| d.to_string()).unwrap_or_default())
             .arg(level.as_str())
             .arg(batch.unwrap_or(""));
+        for (name, value) in fields {
+            cmd.arg(*name).arg(*value);
+        }
         let mut con = self.con.clone();
         let reply: Result<(String, String, u64), RedisError> = cmd.query_async(&mut con).await;
         let (id, status, due) = match reply {

@@ -54,6 +54,12 @@ const SCHEDULE: &str = "schedule:";
 const GROUP: &str = "group:";
 /// A group's waiting line (append `<job type>:<group>`): job id → since (ms).
 const GROUP_WAITING: &str = "group-waiting:";
+/// A group's jobs on their way through the stream, not yet holding a slot
+/// (append `<job type>:<group>`): job id → when the entry stops counting (ms).
+const GROUP_QUEUED: &str = "group-queued:";
+/// The hash of a queue's grouped job types that `ward_enqueue` reads: job
+/// type → `<group_concurrency> <group_by>`.
+const GROUPING: &str = "grouping";
 /// A job record (append the job id).
 const RECORD: &str = "job:";
 /// A batch's ledger hash (append the batch id); see `store/batches.rs`.
@@ -76,7 +82,11 @@ const HISTORY: &str = ":history";
 const SERIES: &str = "series:";
 
 /// The key shapes scripts build themselves, by their Lua names.
-pub(super) const LUA: [(&str, &str); 15] = [
+pub(super) const LUA: [(&str, &str); 19] = [
+    ("GROUP_PREFIX", GROUP),
+    ("GROUP_WAITING_PREFIX", GROUP_WAITING),
+    ("GROUP_QUEUED_PREFIX", GROUP_QUEUED),
+    ("GROUPING_KEY", GROUPING),
     ("LIMITS_KEY", LIMITS),
     ("HIGH_SUFFIX", HIGH),
     ("LOW_SUFFIX", LOW),
@@ -93,6 +103,23 @@ pub(super) const LUA: [(&str, &str); 15] = [
     ("BATCHES_KEY", BATCHES),
     ("BATCHES_UNFINISHED_KEY", BATCHES_UNFINISHED),
 ];
+
+/// The keys of one group (tenant) of a job type; `ward_enqueue` builds the
+/// same names (its preamble's `GROUP_*_PREFIX`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupKeys {
+    /// `ward:{Q}:group:<job>:<group>`: the slots held (job id → when the
+    /// slot expires, ms).
+    pub slots: Vec<u8>,
+    /// `ward:{Q}:group-waiting:<job>:<group>`: the waiting line (job id →
+    /// since when, ms).
+    pub waiting: Vec<u8>,
+    /// `ward:{Q}:group-queued:<job>:<group>`: the jobs sent to the stream
+    /// and not yet holding a slot (job id → when the entry stops counting,
+    /// ms), so `ward_enqueue` can tell a group at its cap without reading
+    /// the stream.
+    pub queued: Vec<u8>,
+}
 
 /// The keys of one queue.
 #[derive(Debug, Clone)]
@@ -147,6 +174,10 @@ pub struct Keys {
     /// `ward:{Q}:limits`: hash of the queue's limits `ward_enqueue` reads
     /// (`max_backlog`), written by the daemons from their config.
     pub limits: String,
+    /// `ward:{Q}:grouping`: hash of the queue's grouped job types that
+    /// `ward_enqueue` reads (job type → `<group_concurrency> <group_by>`),
+    /// written by the daemons from their config (see [`crate::fairness`]).
+    pub grouping: String,
     /// `ward:{Q}:batches`: sorted set, batch id → when it was created
     /// (ms), of the queue's batches (see [`Keys::batch`]).
     pub batches: String,
@@ -184,6 +215,7 @@ impl Keys {
             held: key(HELD),
             upstream_prefix: key(UPSTREAM),
             limits: key(LIMITS),
+            grouping: key(GROUPING),
             batches: key(BATCHES),
             batches_unfinished: key(BATCHES_UNFINISHED),
             daemons: key(DAEMONS),
@@ -247,18 +279,20 @@ impl Keys {
         joined(&[NAMESPACE, "{", &self.queue, "}:", SCHEDULE, name])
     }
 
-    /// `ward:{Q}:group:<job>:<group>`: the slots of a group of job type
-    /// `job` (job id → when the slot expires, ms), and
-    /// `ward:{Q}:group-waiting:<job>:<group>`, its waiting line (job id →
-    /// since when, ms). See [`crate::fairness`].
+    /// The keys of group `group` of job type `job` (see [`GroupKeys`] and
+    /// [`crate::fairness`]).
     #[must_use]
-    pub fn group(&self, job: &str, group: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    pub fn group(&self, job: &str, group: &[u8]) -> GroupKeys {
         let key = |name: &str| {
             let mut k = format!("{NAMESPACE}{{{}}}:{name}{job}:", self.queue).into_bytes();
             k.extend_from_slice(group);
             k
         };
-        (key(GROUP), key(GROUP_WAITING))
+        GroupKeys {
+            slots: key(GROUP),
+            waiting: key(GROUP_WAITING),
+            queued: key(GROUP_QUEUED),
+        }
     }
 
     /// `ward:{Q}:batch:<id>`: batch `id`'s ledger (members by state, open
@@ -338,8 +372,10 @@ mod tests {
         assert_eq!(k.stream(Priority::High), "ward:{emails}:jobs:high");
         assert_eq!(k.stream(Priority::Low), "ward:{emails}:jobs:low");
         assert_eq!(k.stream(Priority::Normal), k.jobs);
-        let (slots, waiting) = k.group("send", b"acme");
-        assert_eq!(slots, b"ward:{emails}:group:send:acme");
-        assert_eq!(waiting, b"ward:{emails}:group-waiting:send:acme");
+        let g = k.group("send", b"acme");
+        assert_eq!(g.slots, b"ward:{emails}:group:send:acme");
+        assert_eq!(g.waiting, b"ward:{emails}:group-waiting:send:acme");
+        assert_eq!(g.queued, b"ward:{emails}:group-queued:send:acme");
+        assert_eq!(k.grouping, "ward:{emails}:grouping");
     }
 }

@@ -8,8 +8,9 @@ use std::sync::LazyLock;
 
 use super::dead::DEAD_ENTRY_FIELDS;
 use super::enqueue::{FUNCTIONS_VERSION, MAX_TIME_MS};
-use super::fields::{ENTRY, EXTRA_PREFIX};
+use super::fields::{ENTRY, EXTRA_PREFIX, MAX_EXTRA_FIELDS, RESERVED_PREFIX};
 use super::keys;
+use crate::fairness;
 
 /// The helper that builds a job's stream entry from its record, for the
 /// scripts that put jobs back in the stream (PROMOTE, RELEASE).
@@ -30,13 +31,29 @@ static PREAMBLE: LazyLock<String> = LazyLock::new(|| {
         .collect();
     let _ = writeln!(lua, "local ENTRY = {{{}}}", entry.join(", "));
     let max_time = MAX_TIME_MS.to_string();
+    let ms = |d: std::time::Duration| d.as_millis().to_string();
+    let (recheck, jitter, per_place, recheck_max, queued_ttl) = (
+        ms(fairness::RECHECK),
+        ms(fairness::RECHECK_JITTER),
+        ms(fairness::RECHECK_PER_PLACE),
+        ms(fairness::RECHECK_MAX),
+        ms(fairness::QUEUED_TTL),
+    );
     for (name, value) in keys::LUA.into_iter().chain([
         ("FUNCTIONS_VERSION", FUNCTIONS_VERSION),
         ("EXTRA_PREFIX", EXTRA_PREFIX),
+        ("RESERVED_PREFIX", RESERVED_PREFIX),
         ("MAX_TIME_MS", max_time.as_str()),
+        // The waits of a parked job (see crate::fairness::busy_delay).
+        ("GROUP_RECHECK_MS", recheck.as_str()),
+        ("GROUP_RECHECK_JITTER_MS", jitter.as_str()),
+        ("GROUP_RECHECK_PER_PLACE_MS", per_place.as_str()),
+        ("GROUP_RECHECK_MAX_MS", recheck_max.as_str()),
+        ("GROUP_QUEUED_TTL_MS", queued_ttl.as_str()),
     ]) {
         let _ = writeln!(lua, "local {name} = {}", quote(value));
     }
+    let _ = writeln!(lua, "local MAX_EXTRA_FIELDS = {MAX_EXTRA_FIELDS}");
     lua.push_str(include_str!("lua/common.lua"));
     lua
 });

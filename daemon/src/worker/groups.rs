@@ -13,7 +13,7 @@ use crate::fairness::busy_delay;
 use crate::store::{GroupClaim, Queue};
 use crate::transition::{Completion, Deferral, Transition};
 
-use super::plugins::JobType;
+use super::plugins::{JobType, JobTypes};
 use super::triage::{Builder, Work};
 
 /// After Redis refused: how long to wait before asking again.
@@ -39,14 +39,17 @@ fn claim<'a>(
 }
 
 /// Lets through the attempts of `works` whose group has a free slot (or
-/// that have no group), and turns the others into deferrals. Waits out a
-/// Redis outage: running without a slot could break the cap.
+/// that have no group), and turns the others into deferrals, counted in
+/// the second value. A slot lasts the job type's `timeout` plus `lease`
+/// (the queue's lease, plus however long an attempt of this read may wait
+/// for a slot of this daemon) unless given back. Waits out a Redis outage:
+/// running without a slot could break the cap.
 pub(crate) async fn gate(
     queue: &Queue,
     builder: Builder<'_>,
     lease: Duration,
     works: Vec<Work>,
-) -> Vec<Work> {
+) -> (Vec<Work>, usize) {
     let grouped: Vec<usize> = works
         .iter()
         .enumerate()
@@ -54,7 +57,7 @@ pub(crate) async fn gate(
         .map(|(i, _)| i)
         .collect();
     if grouped.is_empty() {
-        return works;
+        return (works, 0);
     }
     let claims: Vec<GroupClaim<'_>> = grouped
         .iter()
@@ -80,7 +83,8 @@ pub(crate) async fn gate(
         .filter_map(|(i, place)| Some((i, place?)))
         .collect();
     drop(claims);
-    works
+    let parked = busy.len();
+    let works = works
         .into_iter()
         .enumerate()
         .map(|(i, w)| match w {
@@ -90,7 +94,8 @@ pub(crate) async fn gate(
             }
             w => w,
         })
-        .collect()
+        .collect();
+    (works, parked)
 }
 
 /// The deferral of a job whose group is at its cap, at `place` in its
@@ -145,5 +150,20 @@ pub(crate) async fn release(
     if let Err(e) = queue.release_group_slots(&claims).await {
         // The slots expire on their own (timeout + lease).
         tracing::warn!(queue = %queue.keys.queue, error = %e, "cannot give back group slots; they expire on their own");
+    }
+}
+
+/// Tells `ward_enqueue` which of the queue's job types group their jobs
+/// (at start and on every reload), so it parks a busy group's new jobs
+/// instead of adding them to the stream. On failure `ward_enqueue` keeps
+/// what it was told last; the daemons' own gate still holds the cap.
+pub(crate) async fn publish(queue: &Queue, types: &JobTypes) {
+    let mut grouped: Vec<(&str, &crate::fairness::GroupLimit)> = types
+        .iter()
+        .filter_map(|(name, jt)| Some((name.as_str(), jt.group.as_ref()?)))
+        .collect();
+    grouped.sort_unstable_by_key(|(name, _)| *name);
+    if let Err(e) = queue.publish_grouping(&grouped).await {
+        tracing::error!(queue = %queue.keys.queue, error = %e, "cannot tell Redis the queue's grouped job types; ward_enqueue keeps the last ones it was told");
     }
 }

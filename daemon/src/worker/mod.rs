@@ -181,7 +181,13 @@ pub async fn run_with(
         daemon.start_queue(&mut queues, q, queue, jobs).await;
     }
     let schedules = reload::Schedules::start(con.clone(), &config.schedules);
-    let mut reloader = reload::Reloader::new(config.clone(), shared, schedules, systemd.clone());
+    let mut reloader = reload::Reloader::new(
+        config.clone(),
+        shared,
+        schedules,
+        systemd.clone(),
+        con.clone(),
+    );
     tracing::info!(threads = config.worker_threads(), "ward is running");
     systemd.ready();
     queues.spawn(systemd.clone().watch(stop.clone()));
@@ -294,6 +300,7 @@ impl Daemon<'_> {
             refresh.start_in(tasks, stop());
         }
         let upstreams = self.upstreams(tasks, q, &queue, &types).await;
+        groups::publish(&queue, &types).await;
         let sweep = ConsumerSweep {
             queue: queue.clone(),
             consumer: self.consumer.to_string(),

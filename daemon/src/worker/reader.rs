@@ -46,6 +46,9 @@ const GATHER_YIELDS: usize = 4;
 const LEASE_AHEAD_BELOW: Duration = Duration::from_millis(2);
 /// How many deliveries per slot may be leased ahead (see [`LEASE_AHEAD_BELOW`]).
 const LEASE_AHEAD_SLOTS: u32 = 1;
+/// Reads past a flood of one group's jobs (see [`overread`]) ask for at
+/// most this many more deliveries than there are slots free.
+const MAX_OVERREAD: usize = MAX_LEASE;
 /// After a read Redis refused: how long to wait before the next.
 const READ_RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
@@ -188,6 +191,24 @@ async fn stall_if_asked(queue: &str) {
 #[cfg(not(debug_assertions))]
 async fn stall_if_asked(_queue: &str) {}
 
+/// How many deliveries beyond the free slots the next read asks for, when
+/// the last one read `read` and parked `parked` of them (their group at its
+/// cap): a flood of one group's jobs in the stream (plain `XADD`s, which
+/// `ward_enqueue` cannot route) is parked in reads of up to [`MAX_LEASE`]
+/// instead of a few free slots' worth, so other groups' jobs behind it are
+/// reached sooner. Grows while nearly all of a read is parked; the few
+/// that can run wait for a slot here (a daemon holds at most a read's worth
+/// of them), and it falls back to none as soon as a read parks nothing.
+fn overread(read: usize, parked: usize) -> usize {
+    if parked == 0 {
+        0
+    } else if parked * 4 >= read * 3 {
+        parked.saturating_mul(2).min(MAX_OVERREAD)
+    } else {
+        parked.min(MAX_OVERREAD)
+    }
+}
+
 /// What a leased delivery holds while it waits or runs.
 enum Slot {
     /// A free slot: the attempt starts at once.
@@ -242,6 +263,9 @@ impl Reader {
         let mut backoff = READ_RETRY;
         // The starvation guard: which priority level each read starts at.
         let mut levels = Picker::default();
+        // Deliveries read beyond the free slots, while most of what is read
+        // is parked because its group is at its cap.
+        let mut extra = 0;
         while !stop.is_shutdown() {
             self.beat.now();
             stall_if_asked(&self.cfg.name).await;
@@ -274,7 +298,12 @@ impl Reader {
             let order = levels.next(self.cfg.priority_weights);
             let deliveries = match self
                 .reader
-                .lease_levels(&self.consumer, permits.len(), order, block)
+                .lease_levels(
+                    &self.consumer,
+                    (permits.len() + extra).min(MAX_LEASE),
+                    order,
+                    block,
+                )
                 .await
             {
                 Ok(d) => {
@@ -295,7 +324,9 @@ impl Reader {
             }
             // Slots are handed out first, so deliveries leased ahead are the last.
             permits.reverse();
-            self.dispatch(deliveries, permits).await;
+            let read = deliveries.len();
+            let parked = self.dispatch(deliveries, permits).await;
+            extra = overread(read, parked);
         }
         // Deliveries leased ahead all have a slot once every ahead permit is
         // back; then holding every slot means no attempt is running.
@@ -397,9 +428,11 @@ impl Reader {
     }
 
     /// Starts an attempt for each delivery that needs one, each holding one
-    /// of `permits` (popped from the end), and sends the outcomes already
-    /// known to the completer.
-    async fn dispatch(&self, deliveries: Vec<Delivery>, mut permits: Vec<Slot>) {
+    /// of `permits` (popped from the end; one read past a group's flood may
+    /// have more attempts than permits: those wait for a slot), and sends
+    /// the outcomes already known to the completer. Returns how many were
+    /// parked because their group is at its cap.
+    async fn dispatch(&self, deliveries: Vec<Delivery>, mut permits: Vec<Slot>) -> usize {
         if let Ok(mut set) = self.in_flight.lock() {
             set.extend(deliveries.iter().map(|d| d.entry_id.clone()));
         }
@@ -422,20 +455,43 @@ impl Reader {
             self.cfg.max_payload,
         )
         .await;
-        let works = super::groups::gate(&self.queue, builder, self.cfg.lease, works).await;
+        // A read past a group's flood may hold more attempts than free
+        // slots; the last of them waits a round of attempts (each within
+        // its timeout) per `concurrency` ahead of it, and its group slot
+        // must not expire meanwhile, or the cap could be exceeded.
+        let runs = works.iter().filter(|w| matches!(w, Work::Run(..))).count();
+        let rounds = runs
+            .saturating_sub(permits.len())
+            .div_ceil(self.cfg.concurrency.max(1) as usize);
+        let longest = jobs
+            .values()
+            .map(|jt| jt.sandbox.timeout)
+            .max()
+            .unwrap_or_default();
+        let waits = longest.saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX));
+        let (works, parked) = super::groups::gate(
+            &self.queue,
+            builder,
+            self.cfg.lease.saturating_add(waits),
+            works,
+        )
+        .await;
         // Last: a token is spent only on an attempt that will run.
         let works = super::admit::admit(builder, self.upstreams.as_deref(), works).await;
         for work in works {
-            let slot = permits.pop();
             match work {
                 Work::Record(c) => {
                     if self.done_tx.send(c).await.is_err() {
                         tracing::error!(queue = %self.cfg.name, "completer gone; the delivery stays pending");
                     }
                 }
-                Work::Run(entry, job_type) => self.spawn_attempt(entry, job_type, slot),
+                Work::Run(entry, job_type) => {
+                    let slot = permits.pop();
+                    self.spawn_attempt(entry, job_type, slot);
+                }
             }
         }
+        parked
     }
 
     /// Runs one attempt as its own task, once it has a slot.
@@ -459,7 +515,8 @@ impl Reader {
                     drop(ahead);
                     p
                 }
-                None => None,
+                // Read past a group's flood: waits its turn for a slot.
+                None => slots.acquire_owned().await.ok(),
             };
             // Boxed: the attempt future is kilobytes, and the task
             // would otherwise be copied whole as it is spawned.
@@ -498,5 +555,25 @@ impl Reader {
                 tracing::error!(queue = %name, "completer gone; the delivery stays pending");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_grow_past_a_parked_flood_and_shrink_when_it_ends() {
+        assert_eq!(overread(4, 0), 0, "nothing parked: read what slots allow");
+        assert_eq!(overread(2, 2), 4, "all parked: read more next time");
+        assert_eq!(overread(400, 400), MAX_OVERREAD, "never past a full lease");
+        assert_eq!(overread(10, 5), 5, "half parked: no growth");
+        let mut extra = 0;
+        let mut reads = 0;
+        while extra < MAX_OVERREAD {
+            extra = overread(2 + extra, 2 + extra);
+            reads += 1;
+        }
+        assert!(reads <= 10, "full-size reads after {reads}");
     }
 }

@@ -210,6 +210,9 @@ pub(crate) struct Reloader {
     schedules: Option<Schedules>,
     /// Told `RELOADING=1`, then `READY=1` again.
     systemd: Arc<Systemd>,
+    /// The shared connection: a reload tells `ward_enqueue` the grouped
+    /// job types again.
+    con: store::Connection,
 }
 
 /// A new config, loaded and compiled whole, not yet applied.
@@ -229,6 +232,7 @@ impl Reloader {
         queues: HashMap<String, SharedJobs>,
         schedules: Schedules,
         systemd: Arc<Systemd>,
+        con: store::Connection,
     ) -> Reloader {
         Reloader {
             applied: config.clone(),
@@ -236,6 +240,7 @@ impl Reloader {
             queues,
             schedules: Some(schedules),
             systemd,
+            con,
         }
     }
 
@@ -314,6 +319,8 @@ impl Reloader {
                 new_jobs.map(|q| &q.jobs),
                 &mut changes,
             );
+            let queue = Queue::new(Keys::new(queue), self.con.clone());
+            super::groups::publish(&queue, &types).await;
             shared.store(Arc::new(types));
         }
         if format!("{:?}", self.applied.schedules) != format!("{:?}", next.config.schedules) {

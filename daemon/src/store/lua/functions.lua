@@ -46,6 +46,67 @@ local function backlog_of(stream, q)
   return total
 end
 
+-- The producer's names that have an argument of their own (or are the
+-- entry's), so they cannot be passed as correlation fields.
+local OWN_ARGUMENTS = {job = true, payload = true, idempotency_key = true, priority = true,
+  batch = true}
+
+-- args[9..]: correlation fields as name/value pairs, carried like a plain
+-- XADD's extra fields (to retries, dead letters, `group_by`). Returns them
+-- as a list of pairs and a table by name, or nil and the error reply.
+local function correlation_fields(args)
+  local list, by = {}, {}
+  local n = #args - 8
+  if n <= 0 then return list, by, nil end
+  if n % 2 ~= 0 then
+    return nil, nil, redis.error_reply('ERR ward_enqueue: correlation fields come as name value pairs '
+      .. 'after the eighth argument; the last name has no value; nothing was added')
+  end
+  if n / 2 > MAX_EXTRA_FIELDS then
+    return nil, nil, redis.error_reply('ERR ward_enqueue: at most ' .. MAX_EXTRA_FIELDS
+      .. ' correlation fields, not ' .. string.format('%d', n / 2) .. '; nothing was added')
+  end
+  for k = 9, #args, 2 do
+    local name = args[k]
+    if name == '' or OWN_ARGUMENTS[name] or string.sub(name, 1, #RESERVED_PREFIX) == RESERVED_PREFIX
+      or by[name] then
+      local why = 'is reserved'
+      if name == '' then why = 'is empty'
+      elseif by[name] then why = 'is given twice'
+      elseif OWN_ARGUMENTS[name] then why = 'has an argument of its own'
+      else why = 'starts with ' .. RESERVED_PREFIX .. ', which is Ward\'s' end
+      return nil, nil, redis.error_reply('ERR ward_enqueue: correlation field name `' .. name .. '` '
+        .. why .. '; nothing was added')
+    end
+    list[#list+1] = name; list[#list+1] = args[k + 1]
+    by[name] = args[k + 1]
+  end
+  return list, by, nil
+end
+
+-- A job of a grouped job type (`group_by`, published by the daemons in
+-- ward:{Q}:grouping) whose group already has its cap of jobs running or on
+-- their way through the stream: parked in the group's waiting line (the
+-- form a daemon parks it in when it reads it), so it never sits in the
+-- stream in front of other groups' jobs. Returns the group's keys and
+-- whether to park, or nil for a job not limited.
+local function group_of(q, job, by, now)
+  local grouping = redis.call('HGET', q .. GROUPING_KEY, job)
+  if not grouping then return nil end
+  local cap, field = string.match(grouping, '^(%d+) (.+)$')
+  local value = field and by[field]
+  if not value then return nil end
+  local gk = job .. ':' .. value
+  local g = {slots = q .. GROUP_PREFIX .. gk, waiting = q .. GROUP_WAITING_PREFIX .. gk,
+    queued = q .. GROUP_QUEUED_PREFIX .. gk}
+  -- Lost counts age out (a dead daemon's slot, an entry that left the
+  -- stream unread) instead of holding the group back for good.
+  redis.call('ZREMRANGEBYSCORE', g.slots, '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', g.queued, '-inf', now)
+  local busy = redis.call('ZCARD', g.slots) + redis.call('ZCARD', g.queued)
+  return g, busy >= tonumber(cap)
+end
+
 local function enqueue(keys, args)
   local stream = keys[1]
   local suffix = ':' .. JOBS_KEY
@@ -83,6 +144,8 @@ local function enqueue(keys, args)
   -- again after a lost reply hears `duplicate`, even if the batch was
   -- sealed meanwhile) and before anything is written.
   local batch = args[8] or ''
+  local fields, by, bad_field = correlation_fields(args)
+  if bad_field then return bad_field end
   if key ~= '' then
     local v = redis.call('GET', q .. IDEM_PREFIX .. key)
     if v then
@@ -117,8 +180,10 @@ local function enqueue(keys, args)
   local now = now_ms()
   local due = at
   if due == nil and delay ~= nil and delay > 0 then due = now + delay end
+  local group, park = nil, false
+  if due == nil then group, park = group_of(q, job, by, now) end
   local id
-  if due == nil then
+  if due == nil and not park then
     local f = {'job', job, 'payload', payload}
     if key ~= '' then f[#f+1] = 'idempotency_key'; f[#f+1] = key end
     if level ~= '' then f[#f+1] = 'priority'; f[#f+1] = level end
@@ -128,17 +193,41 @@ local function enqueue(keys, args)
     if batch ~= '' then
       f[#f+1] = 'batch'; f[#f+1] = batch; f[#f+1] = ENTRY.batch; f[#f+1] = batch
     end
+    for k = 1, #fields do f[#f+1] = fields[k] end
     id = redis.call('XADD', stream, '*', unpack(f))
+    if group then
+      redis.call('ZADD', group.queued, now + tonumber(GROUP_QUEUED_TTL_MS), id)
+      redis.call('PEXPIRE', group.queued, tonumber(GROUP_QUEUED_TTL_MS) + 60000)
+    end
   else
-    id = 'd' .. now .. '-' .. redis.call('INCR', q .. SEQ_KEY)
-    local rec = q .. RECORD_PREFIX .. id
-    redis.call('HSET', rec, 'state', 'queued', 'job', job, 'payload', payload,
-      'next_attempt', '1', 'due_at', tostring(due), 'enqueued_at', tostring(now))
-    if key ~= '' then redis.call('HSET', rec, 'x:idempotency_key', key) end
-    if level ~= '' then redis.call('HSET', rec, 'x:priority', level) end
-    if batch ~= '' then redis.call('HSET', rec, EXTRA_PREFIX .. 'batch', batch) end
+    local seq = redis.call('INCR', q .. SEQ_KEY)
+    id = 'd' .. now .. '-' .. seq
+    if park then
+      -- Back when a slot of its group frees (group_release.lua makes it
+      -- due at once), or at its recheck, later the further back it waits.
+      redis.call('ZADD', group.waiting, 'NX', now, id)
+      redis.call('PEXPIRE', group.waiting, 86400000)
+      local place = redis.call('ZRANK', group.waiting, id)
+      local back = math.min(tonumber(GROUP_RECHECK_MS) + place * tonumber(GROUP_RECHECK_PER_PLACE_MS),
+        tonumber(GROUP_RECHECK_MAX_MS))
+      due = now + back + seq % tonumber(GROUP_RECHECK_JITTER_MS)
+    end
+    local h = {'state', 'queued', 'job', job, 'payload', payload,
+      'next_attempt', '1', 'due_at', tostring(due), 'enqueued_at', tostring(now)}
+    if key ~= '' then h[#h+1] = EXTRA_PREFIX .. 'idempotency_key'; h[#h+1] = key end
+    if level ~= '' then h[#h+1] = EXTRA_PREFIX .. 'priority'; h[#h+1] = level end
+    if batch ~= '' then h[#h+1] = EXTRA_PREFIX .. 'batch'; h[#h+1] = batch end
+    for k = 1, #fields, 2 do
+      h[#h+1] = EXTRA_PREFIX .. fields[k]; h[#h+1] = fields[k+1]
+    end
+    -- One write for the whole record: a parked flood is the hot path.
+    redis.call('HSET', q .. RECORD_PREFIX .. id, unpack(h))
     redis.call('ZADD', q .. DELAYED_KEY, due, id)
-    redis.call('PUBLISH', q .. WAKE_KEY, tostring(due))
+    -- The promoter looks at the delayed set every second anyway: telling
+    -- it of a parked job, due after its recheck at the soonest, only costs.
+    if not park then redis.call('PUBLISH', q .. WAKE_KEY, tostring(due)) end
+    -- A parked job is ready: it runs as soon as its group has room.
+    if park then due = nil end
   end
   if key ~= '' then redis.call('SET', q .. IDEM_PREFIX .. key, id, 'PX', ttl) end
   if ledger then batch_join(ledger, q .. BATCHES_KEY, q .. BATCHES_UNFINISHED_KEY, batch, now) end
