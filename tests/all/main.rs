@@ -15,6 +15,7 @@ mod batch;
 mod bulk;
 mod bulk_cancel;
 mod cancel;
+mod cluster;
 mod dev;
 mod dlq;
 mod job_list;

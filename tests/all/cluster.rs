@@ -1,0 +1,218 @@
+//! Ward on a Redis Cluster (three masters with one replica each, started by
+//! the harness): enqueue by plain `XADD` and by `FCALL ward_enqueue` through
+//! a client that starts on a node that does not own the queue's slot,
+//! success, retry through the delayed set, dead letter and requeue,
+//! idempotent dedupe, a breaker shared by two daemons, a schedule firing
+//! once, and `ward_enqueue` put back on a master that lost it.
+
+use std::time::Duration;
+
+use ward_testkit::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The queue the tests use; `ward:{q}:…` lives on one master.
+const JOBS: &str = "ward:{q}:jobs";
+
+/// A daemon config for queue `q` on `cluster`, naming it by its seed nodes
+/// (`[redis] cluster = [...]`), with `jobs` and `retry`.
+fn cluster_config(cluster: &Cluster, retry: &str, jobs: &str) -> String {
+    let seeds: Vec<String> = cluster.seeds().iter().map(|s| format!("\"{s}\"")).collect();
+    let addr = cluster.address();
+    Config::new(&addr)
+        .retry(retry)
+        .queue("q", "concurrency = 4")
+        .jobs(jobs)
+        .render()
+        .replace(
+            &format!("url = \"{addr}\""),
+            &format!("cluster = [{}]", seeds.join(", ")),
+        )
+}
+
+/// `ward <args…> --redis <cluster address>`, asserting success; its stdout.
+fn ward_ok(cluster: &Cluster, args: &[&str]) -> String {
+    let addr = cluster.address();
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--redis", &addr]);
+    let out = ward(&all);
+    assert!(out.status.success(), "ward {args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
+/// Waits until job `id` is `succeeded` or `dead`; its JSON.
+fn final_on(cluster: &Cluster, id: &str) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    wait_for(WAIT, &format!("job {id} to finish"), || {
+        let out = ward(&[
+            "job",
+            "show",
+            "q",
+            id,
+            "--json",
+            "--redis",
+            &cluster.address(),
+        ]);
+        if out.status.success() {
+            last = serde_json::from_slice(&out.stdout).unwrap();
+        }
+        matches!(last["state"].as_str(), Some("succeeded" | "dead"))
+    });
+    last
+}
+
+/// A cluster client that knows only the master on `port` at first (it
+/// learns the rest, and follows `MOVED`).
+fn client_from(port: u16) -> redis::cluster::ClusterConnection {
+    redis::cluster::ClusterClient::new(vec![format!("redis://127.0.0.1:{port}")])
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+#[test]
+fn jobs_enqueued_through_a_node_without_the_queue_run_retry_dead_letter_and_dedupe() {
+    let cluster = Cluster::start();
+    let jobs = job("noop", "noop", "") + &job("flaky", "flaky", "");
+    let daemon = Ward::start(&cluster_config(&cluster, ONE_RETRY, &jobs)).ready();
+    let other = cluster.other_master(JOBS);
+    assert_ne!(other, cluster.master_of(JOBS));
+
+    // The other master refuses the queue's keys: its slot is elsewhere.
+    let refused: redis::RedisResult<String> = redis::cmd("XADD")
+        .arg(JOBS)
+        .arg("*")
+        .arg("job")
+        .arg("noop")
+        .query(&mut cluster.node_on(other).con());
+    let e = refused.unwrap_err();
+    assert_eq!(e.code(), Some("MOVED"), "{e}");
+    // Every master has the function library, so FCALL finds it anywhere.
+    for port in cluster.masters() {
+        let libs: redis::Value = redis::cmd("FUNCTION")
+            .arg("LIST")
+            .arg("LIBRARYNAME")
+            .arg("ward")
+            .query(&mut cluster.node_on(port).con())
+            .unwrap();
+        assert!(
+            matches!(&libs, redis::Value::Array(l) if l.len() == 1),
+            "master {port} has no ward library: {libs:?}"
+        );
+    }
+
+    // A client starting on the other master follows the redirects.
+    let mut con = client_from(other);
+    let plain: String = redis::cmd("XADD")
+        .arg(JOBS)
+        .arg("*")
+        .arg("job")
+        .arg("noop")
+        .arg("payload")
+        .arg("{}")
+        .query(&mut con)
+        .unwrap();
+    let (by_function, status, _): (String, String, u64) = redis::cmd("FCALL")
+        .arg("ward_enqueue")
+        .arg(1)
+        .arg(JOBS)
+        .arg("noop")
+        .arg("{}")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(status, "created");
+    for id in [&plain, &by_function] {
+        let s = final_on(&cluster, id);
+        assert_eq!(
+            (s["state"].as_str(), s["attempts"].as_u64()),
+            (Some("succeeded"), Some(1)),
+            "{s}"
+        );
+    }
+
+    // Retry through the delayed set: two transient failures, then success.
+    let retried = ward_ok(
+        &cluster,
+        &["enqueue", "q", "flaky", r#"{"fail":"transient","times":2}"#],
+    );
+    let s = final_on(&cluster, retried.trim());
+    assert_eq!(
+        (s["state"].as_str(), s["attempts"].as_u64()),
+        (Some("succeeded"), Some(3)),
+        "{s}"
+    );
+
+    // Dead letter, then `ward dlq requeue` runs it afresh.
+    let dead = ward_ok(
+        &cluster,
+        &["enqueue", "q", "flaky", r#"{"fail":"permanent","times":1}"#],
+    );
+    let dead = dead.trim();
+    let s = final_on(&cluster, dead);
+    assert_eq!(s["state"], "dead", "{s}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&ward_ok(&cluster, &["dlq", "list", "q", "--json"])).unwrap();
+    assert_eq!(listed[0]["id"], dead, "{listed}");
+    // Requeued with a payload that no longer asks it to fail.
+    let out = ward_with_stdin(
+        &[
+            "dlq",
+            "requeue",
+            "--redis",
+            &cluster.address(),
+            "q",
+            dead,
+            "--payload",
+            "-",
+            "--by",
+            "test",
+            "--note",
+            "fixed",
+        ],
+        br#"{"times":0}"#,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("requeued  {dead}")),
+        "{}",
+        stdout(&out)
+    );
+    let s = final_on(&cluster, dead);
+    assert_eq!(
+        (s["state"].as_str(), s["attempts"].as_u64()),
+        (Some("succeeded"), Some(1)),
+        "{s}"
+    );
+
+    // Idempotent enqueue: the same key twice is one job.
+    let first = ward_ok(
+        &cluster,
+        &["enqueue", "--idempotency-key", "order-7", "q", "noop", "{}"],
+    );
+    let addr = cluster.address();
+    let again = ward(&[
+        "enqueue",
+        "--idempotency-key",
+        "order-7",
+        "--redis",
+        &addr,
+        "q",
+        "noop",
+        "{}",
+    ]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(stdout(&again).trim(), first.trim());
+    assert!(stderr(&again).contains("duplicate"), "{}", stderr(&again));
+    let s = final_on(&cluster, first.trim());
+    assert_eq!(s["state"], "succeeded", "{s}");
+
+    let errors: Vec<serde_json::Value> = daemon
+        .log_lines()
+        .into_iter()
+        .filter(|l| l["level"] == "ERROR")
+        .collect();
+    assert!(errors.is_empty(), "no errors on a cluster: {errors:?}");
+}
+
+/// Transient failures retry once, quickly.
+const ONE_RETRY: &str = "max_attempts = 3\ninitial_delay = \"20ms\"\njitter = \"none\"";
