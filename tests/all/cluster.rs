@@ -216,3 +216,156 @@ fn jobs_enqueued_through_a_node_without_the_queue_run_retry_dead_letter_and_dedu
 
 /// Transient failures retry once, quickly.
 const ONE_RETRY: &str = "max_attempts = 3\ninitial_delay = \"20ms\"\njitter = \"none\"";
+
+/// `ward breakers q --json` on `cluster`.
+fn breakers_on(cluster: &Cluster) -> serde_json::Value {
+    serde_json::from_str(&ward_ok(cluster, &["breakers", "q", "--json"])).unwrap()
+}
+
+#[test]
+fn a_breaker_opened_through_one_daemon_holds_jobs_back_for_both() {
+    let cluster = Cluster::start();
+    let jobs = job("flaky", "flaky", "upstreams = [\"api\"]");
+    let cfg = cluster_config(
+        &cluster,
+        "max_attempts = 10\ninitial_delay = \"20ms\"\njitter = \"none\"",
+        &jobs,
+    )
+    .replace(
+        "[defaults.retry]",
+        "[defaults.breaker]\nfailures = 3\nwindow = \"60s\"\nopen_for = \"4s\"\n\n[defaults.retry]",
+    );
+    let a = Ward::start(&cfg).ready();
+    let b = Ward::start(&cfg).ready();
+    let failing: Vec<String> = (0..3)
+        .map(|_| {
+            ward_ok(&cluster, &["enqueue", "q", "flaky", r#"{"times":1}"#])
+                .trim()
+                .to_string()
+        })
+        .collect();
+    wait_for(WAIT, "the breaker of `api` to open", || {
+        breakers_on(&cluster).as_array().is_some_and(|b| {
+            b.iter()
+                .any(|l| l["upstream"] == "api" && l["state"] == "open")
+        })
+    });
+    // Each daemon reads the shared state every 500 ms (breaker::REFRESH).
+    std::thread::sleep(Duration::from_secs(1));
+    // Several jobs, so that both daemons lease some while it is open.
+    let held: Vec<String> = (0..6)
+        .map(|_| {
+            ward_ok(&cluster, &["enqueue", "q", "flaky", r#"{"times":0}"#])
+                .trim()
+                .to_string()
+        })
+        .collect();
+    for id in &held {
+        let s = final_on(&cluster, id);
+        assert_eq!(
+            (s["state"].as_str(), s["attempts"].as_u64()),
+            (Some("succeeded"), Some(1)),
+            "{s}"
+        );
+        assert!(
+            s["history"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|h| h["code"] == "breaker-open"),
+            "held back by the shared breaker: {s}"
+        );
+    }
+    for id in &failing {
+        assert_eq!(final_on(&cluster, id)["state"], "succeeded");
+    }
+    let ran = runs_per_job(&[&a, &b]);
+    assert!(
+        held.iter().all(|id| ran.get(id) == Some(&1)),
+        "each held job ran once: {ran:?}"
+    );
+    let deferred_by =
+        |w: &Ward| w.logs().contains("breaker-open") || w.logs().contains("breaker open");
+    assert!(
+        deferred_by(&a) || deferred_by(&b),
+        "a daemon deferred a job"
+    );
+}
+
+#[test]
+fn a_schedule_fires_once_per_time_across_two_daemons() {
+    let cluster = Cluster::start();
+    let cfg = cluster_config(&cluster, ONE_RETRY, &job("flaky", "flaky", ""))
+        + "\n[[schedule]]\nname = \"tick\"\ncron = \"* * * * * *\"\nqueue = \"q\"\njob = \"flaky\"\npayload = '{\"times\":0,\"key\":true}'\n";
+    let started = std::time::Instant::now();
+    let daemons: Vec<Ward> = (0..2).map(|_| Ward::start(&cfg).ready()).collect();
+    std::thread::sleep(Duration::from_secs(6));
+    for d in daemons {
+        assert!(d.stop().success());
+    }
+    let seconds = started.elapsed().as_secs();
+    // KEYS on the queue's master alone: every key of `q` lives there.
+    let mut owner = cluster.node_on(cluster.master_of(JOBS)).con();
+    let mut keys = |pattern: &str| -> Vec<String> {
+        redis::cmd("KEYS").arg(pattern).query(&mut owner).unwrap()
+    };
+    let fired = keys("ward:{q}:idem:schedule:tick:*");
+    let records: Vec<String> = keys("ward:{q}:job:*")
+        .into_iter()
+        .filter(|k| !k.ends_with(":history"))
+        .collect();
+    assert!(
+        fired.len() >= 4 && fired.len() as u64 <= seconds + 1,
+        "one fire per second over {seconds} s: {fired:?}"
+    );
+    assert_eq!(
+        records.len(),
+        fired.len(),
+        "one job per fire time: {fired:?} {records:?}"
+    );
+}
+
+#[test]
+fn ward_enqueue_is_loaded_again_on_a_master_that_lost_it() {
+    let cluster = Cluster::start();
+    let _daemon = Ward::start(&cluster_config(
+        &cluster,
+        ONE_RETRY,
+        &job("noop", "noop", ""),
+    ))
+    .ready();
+    // A master without the library, as a new master after a resharding
+    // or a replica promoted before it had synced would be.
+    let bare = cluster.other_master(JOBS);
+    let _: String = redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query(&mut cluster.node_on(bare).con())
+        .unwrap();
+    let has_ward = || {
+        let libs: redis::Value = redis::cmd("FUNCTION")
+            .arg("LIST")
+            .arg("LIBRARYNAME")
+            .arg("ward")
+            .query(&mut cluster.node_on(bare).con())
+            .unwrap();
+        matches!(&libs, redis::Value::Array(l) if l.len() == 1)
+    };
+    assert!(!has_ward());
+    // The daemon's periodic check (every 5 s) puts it back.
+    wait_for(
+        Duration::from_secs(15),
+        "ward_enqueue on every master again",
+        has_ward,
+    );
+    // A queue whose slot that master owns can be fed through it.
+    let mut con = client_from(bare);
+    let (_, status, _): (String, String, u64) = redis::cmd("FCALL")
+        .arg("ward_enqueue")
+        .arg(1)
+        .arg(JOBS)
+        .arg("noop")
+        .arg("{}")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(status, "created");
+}
