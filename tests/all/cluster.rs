@@ -30,35 +30,37 @@ fn cluster_config(cluster: &Cluster, retry: &str, jobs: &str) -> String {
         )
 }
 
-/// `ward <args…> --redis <cluster address>`, asserting success; its stdout.
-fn ward_ok(cluster: &Cluster, args: &[&str]) -> String {
-    let addr = cluster.address();
+/// `ward <args…> --redis <address>`, asserting success; its stdout.
+pub(crate) fn ward_on(addr: &str, args: &[&str]) -> String {
     let mut all = args.to_vec();
-    all.extend_from_slice(&["--redis", &addr]);
+    all.extend_from_slice(&["--redis", addr]);
     let out = ward(&all);
     assert!(out.status.success(), "ward {args:?}: {}", stderr(&out));
     stdout(&out)
 }
 
-/// Waits until job `id` is `succeeded` or `dead`; its JSON.
-fn final_on(cluster: &Cluster, id: &str) -> serde_json::Value {
+/// `ward <args…>` on `cluster`, asserting success; its stdout.
+fn ward_ok(cluster: &Cluster, args: &[&str]) -> String {
+    ward_on(&cluster.address(), args)
+}
+
+/// Waits until job `id` of queue `q` at `addr` is `succeeded` or `dead`;
+/// its JSON.
+pub(crate) fn final_at(addr: &str, id: &str) -> serde_json::Value {
     let mut last = serde_json::Value::Null;
     wait_for(WAIT, &format!("job {id} to finish"), || {
-        let out = ward(&[
-            "job",
-            "show",
-            "q",
-            id,
-            "--json",
-            "--redis",
-            &cluster.address(),
-        ]);
+        let out = ward(&["job", "show", "q", id, "--json", "--redis", addr]);
         if out.status.success() {
             last = serde_json::from_slice(&out.stdout).unwrap();
         }
         matches!(last["state"].as_str(), Some("succeeded" | "dead"))
     });
     last
+}
+
+/// [`final_at`] on `cluster`.
+fn final_on(cluster: &Cluster, id: &str) -> serde_json::Value {
+    final_at(&cluster.address(), id)
 }
 
 /// A cluster client that knows only the master on `port` at first (it

@@ -32,6 +32,7 @@ mod reliability;
 mod reload;
 mod sandbox;
 mod schedules;
+mod sentinel;
 mod support;
 mod upstreams;
 mod web;
