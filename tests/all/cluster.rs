@@ -371,3 +371,27 @@ fn ward_enqueue_is_loaded_again_on_a_master_that_lost_it() {
         .unwrap();
     assert_eq!(status, "created");
 }
+
+#[test]
+fn the_library_pings_the_cluster_and_reads_the_memory_of_the_queue_master() {
+    let cluster = Cluster::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = ward::store::Store::connect(&cluster.address(), Duration::from_secs(1))
+            .await
+            .unwrap();
+        store.ping().await.unwrap();
+        let q = store.queue("q");
+        // INFO has no key: it is sent to the master of the queue's slot.
+        let m = q.memory().await.unwrap();
+        assert!(m.used_bytes > 0, "{m:?}");
+        assert_eq!(m.policy, "noeviction");
+        q.load_functions().await.unwrap();
+        assert!(
+            !q.ensure_functions().await.unwrap(),
+            "every master has them"
+        );
+        let id = q.enqueue("noop", b"{}").await.unwrap();
+        assert!(!id.is_empty());
+    });
+}

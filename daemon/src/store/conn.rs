@@ -6,7 +6,9 @@
 
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
+use redis::cluster_routing::{
+    MultipleNodeRoutingInfo, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
+};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use super::sentinel::Followed;
@@ -56,6 +58,22 @@ impl Connection {
                 }
             })
             .collect())
+    }
+
+    /// Runs the keyless `cmd` (`INFO`, …) on the master that holds `key`
+    /// (on a cluster; elsewhere on the one master there is).
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub(super) async fn on_master_of(&mut self, key: &str, cmd: Cmd) -> redis::RedisResult<Value> {
+        match self {
+            Connection::Cluster(c) => {
+                let route = Route::new(super::slots::slot_number(key), SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                c.route_command(cmd, routing).await
+            }
+            other => other.req_packed_command(&cmd).await,
+        }
     }
 
     /// Whether this is a Redis Cluster.

@@ -17,6 +17,24 @@ pub fn slot(key: impl AsRef<[u8]>) -> Slot {
     Slot::for_key(key)
 }
 
+/// The slot of `key` as a number, 0 to 16383 (what `CLUSTER KEYSLOT` says).
+#[must_use]
+pub fn slot_number(key: &str) -> u16 {
+    crc16::State::<crc16::XMODEM>::calculate(hash_tag(key.as_bytes())) % 16384
+}
+
+/// The part of `key` that Redis Cluster hashes: the first non-empty `{…}`,
+/// else the whole key.
+fn hash_tag(key: &[u8]) -> &[u8] {
+    if let Some(open) = key.iter().position(|b| *b == b'{')
+        && let Some(len) = key[open + 1..].iter().position(|b| *b == b'}')
+        && len > 0
+    {
+        return &key[open + 1..open + 1 + len];
+    }
+    key
+}
+
 /// Keys that a single command may not take together.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("keys `{first}` and `{other}` hash to different cluster slots")]
@@ -127,6 +145,27 @@ mod tests {
                 Some(slot(q)),
                 "queue {q}: the slot is the queue name's"
             );
+        }
+    }
+
+    #[test]
+    fn slot_numbers_are_the_ones_redis_computes() {
+        // `CLUSTER KEYSLOT` of these keys (an empty `{}` is no tag).
+        assert_eq!(slot_number("foo"), 12182);
+        assert_eq!(slot_number("q"), 11958);
+        assert_eq!(slot_number("ward:{q}:jobs"), 11958);
+        assert_eq!(slot_number("emails"), 3728);
+        assert_eq!(slot_number("a{}b"), 13694);
+        // The same slots as the client library's.
+        let keys = ["foo", "ward:{q}:jobs", "a{}b", "x}y{z}", "{emails}"];
+        for a in keys {
+            for b in keys {
+                assert_eq!(
+                    slot(a) == slot(b),
+                    slot_number(a) == slot_number(b),
+                    "{a} {b}"
+                );
+            }
         }
     }
 
