@@ -395,3 +395,79 @@ fn the_library_pings_the_cluster_and_reads_the_memory_of_the_queue_master() {
         assert!(!id.is_empty());
     });
 }
+
+#[test]
+fn a_master_killed_in_the_middle_of_a_run_is_replaced_and_the_daemon_carries_on() {
+    const N: usize = 5000;
+    let mut cluster = Cluster::start();
+    let cfg = cluster_config(&cluster, ONE_RETRY, &job("flaky", "flaky", ""))
+        .replace("concurrency = 4", "concurrency = 16");
+    let daemon = Ward::start(&cfg).ready();
+    let owner = cluster.master_of(JOBS);
+    let mut con = cluster.node_on(owner).con();
+    let mut ids = Vec::with_capacity(N);
+    for _ in 0..N / 500 {
+        let mut p = redis::pipe();
+        for _ in 0..500 {
+            p.cmd("XADD")
+                .arg(JOBS)
+                .arg("*")
+                .arg("job")
+                .arg("flaky")
+                .arg("payload")
+                .arg(r#"{"times":0}"#);
+        }
+        let got: Vec<String> = p.query(&mut con).unwrap();
+        ids.extend(got);
+    }
+    let succeeded = |con: &mut dyn redis::ConnectionLike| {
+        let mut n = 0;
+        for chunk in ids.chunks(500) {
+            let mut p = redis::pipe();
+            for id in chunk {
+                p.hget(format!("ward:{{q}}:job:{id}"), "state");
+            }
+            let got: Vec<Option<String>> = p.query(con).unwrap();
+            n += got
+                .iter()
+                .filter(|s| s.as_deref() == Some("succeeded"))
+                .count();
+        }
+        n
+    };
+    wait_for(
+        Duration::from_secs(60),
+        "a fifth of the jobs to succeed",
+        || succeeded(&mut con) >= N / 5,
+    );
+    let killed_at = std::time::Instant::now();
+    cluster.node_mut(owner).kill();
+    wait_for(
+        Duration::from_secs(30),
+        "a replica to take over the queue's slot",
+        || cluster.masters().len() == 3 && !cluster.masters().contains(&owner),
+    );
+    let promoted_after = killed_at.elapsed();
+    let mut con = cluster.node_on(cluster.master_of(JOBS)).con();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut done = succeeded(&mut con);
+    while done < N && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        done = succeeded(&mut con);
+    }
+    let runs = runs_per_job(&[&daemon]);
+    let never_ran = ids.iter().filter(|id| !runs.contains_key(*id)).count();
+    let twice = ids
+        .iter()
+        .filter(|id| runs.get(*id).is_some_and(|n| *n > 1))
+        .count();
+    println!(
+        "cluster failover (the queue's master killed, its replica promoted after {promoted_after:?}) in a run of {N} jobs: \
+         lost {} (never ran: {never_ran}), ran twice {twice}",
+        N - done
+    );
+    assert_eq!(done, N, "every job ends succeeded on the new master");
+    assert!(runs.values().all(|n| *n <= 2), "no job ran three times");
+    let after = ward_ok(&cluster, &["enqueue", "q", "flaky", r#"{"times":0}"#]);
+    assert_eq!(final_on(&cluster, after.trim())["state"], "succeeded");
+}

@@ -125,12 +125,17 @@ fn sentinel_client(target: &SentinelTarget) -> Result<SentinelClient, RedisError
     }
     let mut b = SentinelClientBuilder::new(addrs, &target.master_name, SentinelServerType::Master)?;
     if target.tls {
-        b = b.set_client_to_redis_tls_mode(redis::TlsMode::Secure);
+        b = b
+            .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
+            .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure);
         if let Some(ca) = super::connect::trusted_ca() {
-            b = b.set_client_to_redis_certificates(redis::TlsCertificates {
+            let certs = || redis::TlsCertificates {
                 client_tls: None,
                 root_cert: Some(ca.to_vec()),
-            });
+            };
+            b = b
+                .set_client_to_redis_certificates(certs())
+                .set_client_to_sentinel_certificates(certs());
         }
     }
     if let Some(user) = &target.username {
