@@ -13,6 +13,7 @@
 // its way of reporting, so the workspace's unwrap/expect lints do not apply.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cluster;
 mod config;
 mod daemon;
 mod http;
@@ -26,6 +27,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub use cluster::{Cluster, Node, Sentinels};
 pub use config::{
     Config, FAST_RETRY, METRICS_ANY_PORT, config, config_full, config_queue, config_top,
     config_with, job, job_table,

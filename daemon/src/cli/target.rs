@@ -11,7 +11,9 @@ use crate::store::{self, Queue, Store};
 /// Which Redis a tool command talks to.
 #[derive(Debug, Args)]
 pub(crate) struct RedisTarget {
-    /// Redis URL (default: the config's, else redis://127.0.0.1:6379).
+    /// Redis URL (default: the config's, else redis://127.0.0.1:6379); a
+    /// cluster as redis+cluster://host:port,host:port, a Sentinel-watched
+    /// master as redis+sentinel://host:26379,host:26379/master_name.
     #[arg(long, env = "WARD_REDIS_URL")]
     redis: Option<String>,
     /// Take the Redis URL (and the queues, where a command lists them) from

@@ -23,6 +23,7 @@
 //! The config imports no module it configures (Redis access, the queue, the
 //! runtime): they import it.
 
+pub mod address;
 pub mod admin;
 pub mod defaults;
 mod http;

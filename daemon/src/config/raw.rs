@@ -163,6 +163,13 @@ pub struct RawRedis {
     pub ca_file: Option<Spanned<String>>,
     /// `secret:NAME`: the password, from a secret rather than the URL.
     pub password: Option<Spanned<String>>,
+    /// A Redis Cluster's seed nodes (`redis://host:port`), instead of `url`.
+    pub cluster: Option<Spanned<Vec<String>>>,
+    /// The Sentinels (`redis://host:port`) that name the master, instead of
+    /// `url`; with `master_name`.
+    pub sentinels: Option<Spanned<Vec<String>>>,
+    /// The master's name in the Sentinels' configuration.
+    pub master_name: Option<Spanned<String>>,
 }
 
 /// `[[queue]]`

@@ -396,3 +396,48 @@ fn a_webhook_format_is_one_of_the_known_shapes() {
         "{err}"
     );
 }
+
+#[test]
+fn a_cluster_or_sentinels_become_one_redis_address() {
+    let load = |redis: &str| {
+        Config::from_toml(
+            Path::new("ward.toml"),
+            &format!("[redis]\n{redis}\n[[queue]]\nname = \"q\"\n"),
+        )
+    };
+    let cfg = load("cluster = [\"redis://10.0.0.1:7000\", \"redis://10.0.0.2:7001\"]").unwrap();
+    assert_eq!(cfg.redis_url, "redis+cluster://10.0.0.1:7000,10.0.0.2:7001");
+    let cfg =
+        load("sentinels = [\"redis://s1:26379\", \"redis://s2:26379\"]\nmaster_name = \"main\"")
+            .unwrap();
+    assert_eq!(cfg.redis_url, "redis+sentinel://s1:26379,s2:26379/main");
+    let problems = |redis: &str| {
+        let err = load(redis).unwrap_err();
+        let ConfigError::Invalid { problems, .. } = err else {
+            panic!("expected validation errors, got {err}");
+        };
+        problems
+    };
+    let p = problems("url = \"redis://h:1\"\ncluster = [\"redis://a:1\"]");
+    assert!(p[0].message.contains("both url and cluster"), "{p:?}");
+    assert_eq!(p[0].line, 2, "{p:?}");
+    let p = problems("sentinels = [\"redis://s:26379\"]");
+    assert!(p[0].message.contains("needs master_name"), "{p:?}");
+    let p = problems("master_name = \"main\"");
+    assert!(p[0].message.contains("only used with sentinels"), "{p:?}");
+    let p = problems("cluster = [\"redis://a:1\", \"rediss://b:2\"]");
+    assert!(
+        p[0].message
+            .contains("[redis] cluster mixes redis:// and rediss://"),
+        "{p:?}"
+    );
+    let p = problems("cluster = []");
+    assert!(p[0].message.contains("is empty"), "{p:?}");
+    let p = problems(
+        "cluster = [\"redis://a:1\"]\nsentinels = [\"redis://s:26379\"]\nmaster_name = \"m\"",
+    );
+    assert!(
+        p[0].message.contains("both a cluster and sentinels"),
+        "{p:?}"
+    );
+}

@@ -5,27 +5,81 @@ use std::time::Duration;
 
 use redis::RedisError;
 use redis::aio::ConnectionManager;
+use redis::cluster::ClusterClientBuilder;
 
-use super::{Keys, Queue, QueueError};
+use super::sentinel::Followed;
+use super::{Connection, Keys, Queue, QueueError};
+use crate::config::address::Target;
 
-/// Connects to Redis, with a response timeout long enough for blocking reads
-/// of `block` plus slack.
+/// How long connecting to one node may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Connects to the Redis that the address `url` names (one server, a
+/// cluster or a Sentinel-watched master; see [`Target`]), with a response
+/// timeout long enough for blocking reads of `block` plus slack.
 ///
 /// # Errors
 /// The connection error, with the URL's password left out.
-pub async fn connect(url: &str, block: Duration) -> Result<ConnectionManager, RedisError> {
-    let client = client(url)?;
-    let cfg = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(3)))
-        .set_response_timeout(Some(block + Duration::from_secs(10)))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_secs(2));
-    ConnectionManager::new_with_config(client, cfg).await
+pub async fn connect(url: &str, block: Duration) -> Result<Connection, RedisError> {
+    let response = block + Duration::from_secs(10);
+    let manager = || {
+        redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(response))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2))
+    };
+    match Target::parse(url)? {
+        Target::Single(url) => ConnectionManager::new_with_config(client(&url)?, manager())
+            .await
+            .map(Connection::Single),
+        Target::Cluster(seeds) => {
+            let tls = seeds.first().is_some_and(|s| s.starts_with("rediss://"));
+            let mut b = ClusterClientBuilder::new(seeds)
+                .connection_timeout(CONNECT_TIMEOUT)
+                .response_timeout(response)
+                .retries(3)
+                .max_retry_wait(2_000);
+            if let (true, Some(ca)) = (tls, trusted_ca()) {
+                b = b.certs(redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.to_vec()),
+                });
+            }
+            b.build()?
+                .get_async_connection()
+                .await
+                .map(Connection::Cluster)
+        }
+        Target::Sentinel(target) => Followed::connect(&target, manager())
+            .await
+            .map(Connection::Sentinel),
+    }
+}
+
+/// The clients a pub/sub connection may use for the address `url`, to try
+/// in order: the one server; a cluster's seed nodes (a cluster passes every
+/// `PUBLISH` to every node, so any node hears a queue's channels); the
+/// master the Sentinels name now.
+///
+/// # Errors
+/// An address that is not one, or Sentinels that name no master.
+pub(super) async fn pubsub_clients(url: &str) -> Result<Vec<redis::Client>, RedisError> {
+    match Target::parse(url)? {
+        Target::Single(url) => Ok(vec![client(&url)?]),
+        Target::Cluster(seeds) => seeds.iter().map(|s| client(s)).collect(),
+        Target::Sentinel(target) => Ok(vec![super::sentinel::master_client(&target).await?]),
+    }
 }
 
 /// The CA bundle `rediss://` connections trust instead of the system's
 /// roots (`[redis] ca_file`), once set for the process.
 static TLS_CA: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+
+/// The CA bundle set by [`trust_ca`], if any.
+pub(super) fn trusted_ca() -> Option<&'static [u8]> {
+    TLS_CA.get().map(Vec::as_slice)
+}
 
 /// Makes `rediss://` connections of this process trust the CA certificates
 /// in `pem` (and only those) instead of the system's roots. The first call wins.
@@ -51,25 +105,12 @@ pub fn client(url: &str) -> Result<redis::Client, RedisError> {
     }
 }
 
-/// The URL with any password replaced by `***`, for messages.
-#[must_use]
-pub fn redacted_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..])
-        }
-        _ => url.to_string(),
-    }
-}
-
 /// A connection to Ward's Redis server, for what concerns the server rather
 /// than one queue (`PING`, the function library), and the source of
 /// per-queue handles.
 #[derive(Clone)]
 pub struct Store {
-    con: ConnectionManager,
+    con: Connection,
 }
 
 impl Store {
@@ -83,7 +124,7 @@ impl Store {
 
     /// The store over an existing connection.
     #[must_use]
-    pub fn new(con: ConnectionManager) -> Store {
+    pub fn new(con: Connection) -> Store {
         Store { con }
     }
 
@@ -104,7 +145,7 @@ impl Store {
     }
 
     /// The connection, for the operations of the store's other files.
-    pub(super) fn con(&self) -> ConnectionManager {
+    pub(super) fn con(&self) -> Connection {
         self.con.clone()
     }
 }
@@ -116,19 +157,5 @@ impl Queue {
     /// Redis errors.
     pub async fn ping(&self) -> Result<(), QueueError> {
         self.store().ping().await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_redacted_from_urls() {
-        assert_eq!(
-            redacted_url("redis://u:secret@h:1/0"),
-            "redis://u:***@h:1/0"
-        );
-        assert_eq!(redacted_url("redis://h:1"), "redis://h:1");
     }
 }

@@ -274,17 +274,26 @@ impl Store {
     /// Redis errors.
     pub async fn ensure_functions(&self) -> Result<bool, QueueError> {
         let mut con = self.con();
-        let version: Result<String, RedisError> = redis::cmd("FCALL_RO")
-            .arg("ward_version")
-            .arg(0)
-            .query_async(&mut con)
-            .await;
-        match version {
-            Ok(v) if v == FUNCTIONS_VERSION => Ok(false),
-            Ok(_) => self.load_functions().await.map(|()| true),
-            Err(e) if is_missing_function(&e) => self.load_functions().await.map(|()| true),
-            Err(e) => Err(e.into()),
+        let mut version = redis::cmd("FCALL_RO");
+        version.arg("ward_version").arg(0);
+        // Clients may call `ward_enqueue` on any master of a cluster, so
+        // every master must have the library, not just one.
+        let mut stale = Vec::new();
+        for (node, reply) in con.on_every_master(version).await? {
+            match reply.and_then(|v| Ok(redis::from_redis_value::<String>(v)?)) {
+                Ok(v) if v == FUNCTIONS_VERSION => {}
+                Ok(_) => stale.push(node),
+                Err(e) if is_missing_function(&e) => stale.push(node),
+                Err(e) => return Err(e.into()),
+            }
         }
+        if stale.is_empty() {
+            return Ok(false);
+        }
+        if con.is_cluster() {
+            tracing::info!(masters = ?stale, "loading Ward's functions on cluster masters that lack them");
+        }
+        self.load_functions().await.map(|()| true)
     }
 }
 

@@ -61,12 +61,19 @@ impl Memory {
 }
 
 impl super::Queue {
-    /// `INFO memory`, read (see [`Store::memory`]).
+    /// `INFO memory` of the server holding this queue (on a cluster, its
+    /// slot's master), read.
     ///
     /// # Errors
     /// Redis errors.
     pub async fn memory(&self) -> Result<Memory, QueueError> {
-        self.store().memory().await
+        let mut con = self.con.clone();
+        let mut cmd = redis::cmd("INFO");
+        cmd.arg("memory");
+        let info = con.on_master_of(&self.keys.jobs, cmd).await?;
+        Ok(Memory::parse(
+            &redis::from_redis_value::<String>(info).map_err(redis::RedisError::from)?,
+        ))
     }
 }
 

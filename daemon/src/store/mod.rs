@@ -11,6 +11,11 @@
 //!
 //! - `connect.rs`: the connection, TLS, and the [`Store`] (what concerns
 //!   the server rather than one queue: ping, the function library).
+//! - `conn.rs`: the [`Connection`] every operation runs on: one server, a
+//!   Redis Cluster, or the master Sentinels name (`sentinel.rs` follows it
+//!   through a failover); the address forms are `config/address.rs`.
+//! - `slots.rs`: cluster hash slots, and the tests that hold every key a
+//!   script takes to its queue's slot.
 //! - `keys.rs`: the names of a queue's keys ([`Keys`]).
 //! - `entry.rs`: a raw stream entry ([`Delivery`]) read as a job ([`JobEntry`];
 //!   it and [`Completion`] are domain types, re-exported here).
@@ -69,7 +74,6 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::{ErrorKind, RedisError};
 
 mod alert_claim;
@@ -78,6 +82,7 @@ mod audit;
 mod batches;
 mod breakers;
 mod cancel;
+mod conn;
 mod connect;
 mod consume;
 mod daemons;
@@ -96,15 +101,19 @@ mod sample;
 mod scan;
 mod schedules;
 mod script;
+mod sentinel;
 mod series;
+mod slots;
 mod upstreams;
 mod wake;
 
+pub use crate::config::address::{SentinelTarget, Target, redacted_url};
 pub use audit::{AUDIT_KEY, AUDIT_MAX, AuditRecord};
 pub use batches::{BatchLedger, Callbacks, FailedMember, MAX_BATCH_ID, Sealed, bad_batch_id};
 pub use breakers::{BreakerForced, BreakerState, BreakerUpdate};
 pub use cancel::{Cancelled, ControlFeed, ControlMessage};
-pub use connect::{Store, client, connect, redacted_url, trust_ca};
+pub use conn::Connection;
+pub use connect::{Store, client, connect, trust_ca};
 pub use consume::KeyCheck;
 pub use daemons::{ConsumerInfo, DaemonBeat};
 pub use dead::{
@@ -122,8 +131,10 @@ pub use pause::{HeldCounts, Pause, Pauses, RELEASE_CHUNK, Released, WHOLE_QUEUE}
 pub use sample::QueueSample;
 pub use scan::{Candidate, Waiting};
 pub use schedules::ScheduleState;
+pub use sentinel::Followed;
+pub use slots::{CrossSlot, one_slot, slot};
 pub use upstreams::{Limit, Refusal, Refused, Release, UpstreamState};
-pub use wake::{Connection, Wake};
+pub use wake::Wake;
 
 /// The consumer group every Ward daemon of a queue joins.
 pub const GROUP: &str = "ward";
@@ -153,7 +164,7 @@ pub enum QueueError {
 pub struct Queue {
     /// This queue's keys.
     pub keys: Keys,
-    con: ConnectionManager,
+    con: Connection,
     succeeded_ttl: Duration,
 }
 
@@ -189,7 +200,7 @@ pub fn is_out_of_memory(e: &QueueError) -> bool {
 impl Queue {
     /// Operations on queue `keys.queue` over `con`.
     #[must_use]
-    pub fn new(keys: Keys, con: ConnectionManager) -> Queue {
+    pub fn new(keys: Keys, con: Connection) -> Queue {
         Queue {
             keys,
             con,
@@ -209,7 +220,7 @@ impl Queue {
     /// every command queued behind it on its connection, so the reader gets
     /// a connection of its own.
     #[must_use]
-    pub fn with_connection(&self, con: ConnectionManager) -> Queue {
+    pub fn with_connection(&self, con: Connection) -> Queue {
         Queue {
             keys: self.keys.clone(),
             con,

@@ -3,7 +3,7 @@
 
 use futures_util::StreamExt as _;
 
-use super::{Keys, QueueError, client};
+use super::{Keys, QueueError};
 
 /// A subscription to one queue's wake-ups, on a connection of its own.
 pub struct Wake {
@@ -28,14 +28,25 @@ impl Wake {
     }
 }
 
-/// A pub/sub connection of its own to the Redis at `url`, subscribed to
-/// `channel`.
+/// A pub/sub connection of its own to the Redis at the address `url`,
+/// subscribed to `channel`: on a cluster, to the first seed node that
+/// answers (see [`super::connect::pubsub_clients`]).
 pub(super) async fn subscribed(url: &str, channel: &str) -> Result<redis::aio::PubSub, QueueError> {
-    let mut pubsub = client(url)?.get_async_pubsub().await?;
-    pubsub.subscribe(channel).await?;
-    Ok(pubsub)
+    let mut last = None;
+    for client in super::connect::pubsub_clients(url).await? {
+        match client.get_async_pubsub().await {
+            Ok(mut pubsub) => {
+                pubsub.subscribe(channel).await?;
+                return Ok(pubsub);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.map_or_else(
+        || QueueError::Protocol {
+            what: "SUBSCRIBE",
+            detail: "no node to subscribe on".to_string(),
+        },
+        QueueError::from,
+    ))
 }
-
-/// A connection to Redis shared by a queue's operations (it reconnects by
-/// itself), as [`super::connect`] makes it.
-pub type Connection = redis::aio::ConnectionManager;

@@ -355,7 +355,10 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
             out.push(what.to_string());
         }
     };
-    differs(old.redis_url != new.redis_url, "[redis] url or password");
+    differs(
+        old.redis_url != new.redis_url,
+        "[redis] url, cluster, sentinels, master_name or password",
+    );
     differs(old.redis_ca != new.redis_ca, "[redis] ca_file");
     differs(old.threads != new.threads, "[daemon] threads");
     differs(
@@ -522,7 +525,7 @@ mod tests {
         assert_eq!(
             restart,
             [
-                "[redis] url or password",
+                "[redis] url, cluster, sentinels, master_name or password",
                 "queue `r` added",
                 "queue `q`: concurrency"
             ],

@@ -1,33 +1,65 @@
-//! `[redis]`: the URL, the CA file of a TLS connection, and the password
-//! from a secret.
+//! `[redis]`: the URL (or a cluster's seed nodes, or Sentinels and a master
+//! name), the CA file of a TLS connection, and the password from a secret.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crate::config::defaults::DEFAULT_REDIS_URL;
+use toml::Spanned;
+
 use crate::config::raw::RawRedis;
 
-/// The Redis URL (default when not given) and the `ca_file` resolved
-/// against the config's folder `base`.
+/// The Redis address (a URL, default when not given; or the cluster's or
+/// Sentinels' address, see [`crate::config::address::Target`]) and the `ca_file`
+/// resolved against the config's folder `base`.
 pub(super) fn redis(
     raw: RawRedis,
     base: &Path,
     problem: &mut dyn FnMut(Range<usize>, String),
 ) -> (String, Option<PathBuf>) {
-    let mut url = match raw.url {
-        Some(url) => {
-            if redis::Client::open(url.get_ref().as_str()).is_err() {
+    let mut url = match (raw.cluster, raw.sentinels) {
+        (Some(_), Some(s)) => {
+            problem(
+                s.span(),
+                "[redis] names both a cluster and sentinels: a cluster fails over by itself; keep one".to_string(),
+            );
+            DEFAULT_REDIS_URL.to_string()
+        }
+        (Some(c), None) => deployment(raw.url.as_ref(), c, "cluster", problem, |nodes| {
+            crate::config::address::cluster_address(nodes)
+        }),
+        (None, Some(s)) => match &raw.master_name {
+            Some(name) if !name.get_ref().is_empty() && !name.get_ref().contains(['/', ',']) => {
+                let name = name.get_ref().clone();
+                deployment(raw.url.as_ref(), s, "sentinels", problem, |nodes| {
+                    crate::config::address::sentinel_address(nodes, &name)
+                })
+            }
+            Some(name) => {
                 problem(
-                    url.span(),
-                    format!(
-                        "[redis] url `{}` is not a Redis URL; write it like \"redis://127.0.0.1:6379\" (or rediss:// for TLS)",
-                        url.get_ref()
-                    ),
+                    name.span(),
+                    "[redis] master_name must be the master's name in the Sentinels' configuration (`sentinel monitor <name> …`), not empty and without / or ,".to_string(),
+                );
+                DEFAULT_REDIS_URL.to_string()
+            }
+            None => {
+                problem(
+                    s.span(),
+                    "[redis] sentinels needs master_name, the name the Sentinels monitor the master by (`sentinel monitor <name> …`)".to_string(),
+                );
+                DEFAULT_REDIS_URL.to_string()
+            }
+        },
+        (None, None) => {
+            if let Some(name) = &raw.master_name {
+                problem(
+                    name.span(),
+                    "[redis] master_name is only used with sentinels = [\"redis://host:26379\", …]"
+                        .to_string(),
                 );
             }
-            url.into_inner()
+            single(raw.url, problem)
         }
-        None => DEFAULT_REDIS_URL.to_string(),
     };
     if let Some(p) = raw.password {
         match password(p.get_ref(), &url) {
@@ -51,7 +83,7 @@ pub(super) fn redis(
                 format!("[redis] ca_file {}: cannot read it: {e}", file.display()),
             ),
         }
-        if !url.starts_with("rediss://") {
+        if !url.starts_with("rediss") {
             problem(
                 f.span(),
                 "[redis] ca_file is only used with a rediss:// url; write the url as rediss://host:port for TLS, or remove ca_file".to_string(),
@@ -62,6 +94,57 @@ pub(super) fn redis(
     (url, ca)
 }
 
+/// `[redis] url`, checked (the default when not given).
+fn single(url: Option<Spanned<String>>, problem: &mut dyn FnMut(Range<usize>, String)) -> String {
+    match url {
+        Some(url) => {
+            // The address forms of a cluster and of Sentinels are accepted
+            // too (what `--redis` takes), see `config::address`.
+            if crate::config::address::Target::parse(url.get_ref()).is_err() {
+                problem(
+                    url.span(),
+                    format!(
+                        "[redis] url `{}` is not a Redis URL; write it like \"redis://127.0.0.1:6379\" (or rediss:// for TLS; for a cluster or Sentinels see `cluster` and `sentinels`)",
+                        crate::config::address::redacted_url(url.get_ref())
+                    ),
+                );
+            }
+            url.into_inner()
+        }
+        None => DEFAULT_REDIS_URL.to_string(),
+    }
+}
+
+/// The address of a cluster or of Sentinels from their node list `nodes`
+/// (`key` is its name in `[redis]`), which replaces `url`.
+fn deployment(
+    url: Option<&Spanned<String>>,
+    nodes: Spanned<Vec<String>>,
+    key: &str,
+    problem: &mut dyn FnMut(Range<usize>, String),
+    address: impl FnOnce(&[String]) -> Result<String, String>,
+) -> String {
+    if let Some(url) = url {
+        problem(
+            url.span(),
+            format!("[redis] names both url and {key}: {key} replaces url; remove url"),
+        );
+    }
+    match address(nodes.get_ref()) {
+        Ok(a) => a,
+        Err(why) => {
+            problem(
+                nodes.span(),
+                format!(
+                    "[redis] {key} {why} (write it like {key} = [\"redis://10.0.0.1:{}\", \"redis://10.0.0.2:{}\"])",
+                    if key == "cluster" { 7000 } else { 26379 },
+                    if key == "cluster" { 7001 } else { 26379 },
+                ),
+            );
+            DEFAULT_REDIS_URL.to_string()
+        }
+    }
+}
 /// `url` with the password of `[redis] password = "secret:NAME"` in it.
 fn password(value: &str, url: &str) -> Result<String, String> {
     let Some(name) = value.strip_prefix(crate::config::observability::SECRET_PREFIX) else {
