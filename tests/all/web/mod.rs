@@ -746,6 +746,14 @@ fn screenshots_of_the_main_screens() {
             &[("order_id", &format!("o-{i}"))],
         );
     }
+    // Some work done, for the charts (flushed within five seconds).
+    let echoed: Vec<String> = (0..12)
+        .map(|i| xadd(&redis, "echo", &format!(r#"{{"n":{i}}}"#), &[]))
+        .collect();
+    for id in &echoed {
+        wait_final(&redis, id, WAIT);
+    }
+    std::thread::sleep(Duration::from_secs(6));
     let img = workspace().join("docs/img");
     std::fs::create_dir_all(&img).unwrap();
     run(async {
@@ -758,6 +766,7 @@ fn screenshots_of_the_main_screens() {
             ("web-dead.png", "/ui/queues/q/dead".to_string()),
             ("web-breakers.png", "/ui/breakers".to_string()),
             ("web-audit.png", "/ui/audit".to_string()),
+            ("web-daemons.png", "/ui/daemons".to_string()),
         ];
         for (file, page) in shots {
             b.goto(&format!("{}{page}", base(port))).await;
