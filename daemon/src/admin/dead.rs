@@ -1,6 +1,8 @@
 //! Dead letters: `GET /v1/queues/{queue}/dead` (the filters of
-//! `ward dlq list`), `GET .../dead/{id}`, and the operator's
-//! `POST .../dead/{id}/requeue` and `POST .../dead/{id}/discard`.
+//! `ward dlq list`), `GET .../dead/groups` (counted by job type and code),
+//! `GET .../dead/{id}`, and the operator's `POST .../dead/{id}/requeue`,
+//! `POST .../dead/{id}/edit` (requeue with a new payload) and
+//! `POST .../dead/{id}/discard`.
 //!
 //! The actions call what `ward dlq requeue|discard` calls
 //! ([`control::dead::by_ids`], and [`control::dead::bulk`] for
@@ -205,6 +207,82 @@ pub(super) async fn act_on(
         let why = report.problems.first().map_or_else(
             || format!("not {}", op.done()),
             |p: &Acted| p.line(op, queue),
+        );
+        return Err(ApiError::conflict(why));
+    }
+    Ok(report)
+}
+
+/// The body of `POST .../dead/{id}/edit`: the new payload, and why.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EditBody {
+    /// The payload to run the job with, as text.
+    payload: String,
+    /// Why (required).
+    #[serde(default)]
+    note: String,
+}
+
+/// `POST /v1/queues/{queue}/dead/{id}/edit`: back as a fresh job with a
+/// corrected payload (as `ward dlq requeue QUEUE ID --payload FILE`); the audit
+/// entry's action is `edit`, with the digests and sizes of both payloads.
+pub(super) async fn edit(
+    Operator(caller): Operator,
+    State(api): State<Api>,
+    Path((queue, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Report>, ApiError> {
+    let body = super::body::<EditBody>(&body, r#"{"payload": "{...}", "note": "why"}"#)?;
+    Ok(Json(
+        edit_on(
+            &api,
+            &caller,
+            &queue,
+            id,
+            body.payload.as_bytes(),
+            &body.note,
+        )
+        .await?,
+    ))
+}
+
+/// Requeues dead letter `id` with `payload` in place of its own
+/// ([`dead::requeue_edited`]), for the API and the web screen alike. The
+/// note is required: an edited payload is a change someone must explain.
+///
+/// # Errors
+/// [`ApiError`] 400 for an empty payload or note, 404 when `id` has no
+/// dead letter, 409 when it was not requeued; Redis errors.
+pub(super) async fn edit_on(
+    api: &Api,
+    caller: &Caller,
+    queue: &str,
+    id: String,
+    payload: &[u8],
+    note: &str,
+) -> Result<Report, ApiError> {
+    if note.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "a note is required: say why the payload changes",
+        ));
+    }
+    if payload.is_empty() {
+        return Err(ApiError::bad_request(
+            "the new payload is empty: give the payload to run the job with (to drop the job, discard it)",
+        ));
+    }
+    let (_, q) = api.queue(queue)?;
+    let located = dlq::locate(&q, &id).await?;
+    if !matches!(located, Located::Dead(_)) {
+        return Err(ApiError::not_found(dlq::not_dead(queue, &id, &located)));
+    }
+    let report =
+        dead::requeue_edited(&q, &caller.actor(), &id, payload, note.trim(), |_| {}).await?;
+    if report.acted == 0 {
+        let why = report.problems.first().map_or_else(
+            || "not requeued".to_string(),
+            |p: &Acted| p.line(Op::Requeue, queue),
         );
         return Err(ApiError::conflict(why));
     }

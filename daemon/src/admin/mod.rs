@@ -222,6 +222,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/queues/{queue}/dead/groups", get(dead::groups))
         .route("/v1/queues/{queue}/dead/{id}", get(dead::show))
         .route("/v1/queues/{queue}/dead/{id}/requeue", post(dead::requeue))
+        .route("/v1/queues/{queue}/dead/{id}/edit", post(dead::edit))
         .route("/v1/queues/{queue}/dead/{id}/discard", post(dead::discard))
         .route("/v1/queues/{queue}/breakers", get(breakers::of_queue))
         .route(

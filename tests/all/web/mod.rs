@@ -10,6 +10,7 @@ mod browser;
 mod charts;
 mod daemons;
 mod dead_groups;
+mod edit;
 mod search;
 
 use std::future::Future;
@@ -299,7 +300,11 @@ fn a_viewer_sees_no_action_and_the_server_refuses_a_forged_post() {
             b.goto(&format!("{}/ui/queues/q/jobs/{}", base(port), ids[0]))
                 .await;
             assert_eq!(b.text("#job-state").await, "dead");
-            assert_eq!(b.count("form.action").await, 2, "requeue and discard");
+            assert_eq!(
+                b.count("form.action").await,
+                3,
+                "requeue, edit-and-requeue and discard"
+            );
             b.click("header form button").await;
             b.text("#token").await;
             // ... a viewer none, on any page.
@@ -314,7 +319,7 @@ fn a_viewer_sees_no_action_and_the_server_refuses_a_forged_post() {
                     b.body_text().await
                 );
                 assert_eq!(
-                    b.count("button[name=requeue], button[name=resume], button[name=pause]")
+                    b.count("button[name=requeue], button[name=resume], button[name=pause], button[name=edit], textarea")
                         .await,
                     0
                 );
@@ -741,6 +746,14 @@ fn screenshots_of_the_main_screens() {
             &[("order_id", &format!("o-{i}"))],
         );
     }
+    // Some work done, for the charts (flushed within five seconds).
+    let echoed: Vec<String> = (0..12)
+        .map(|i| xadd(&redis, "echo", &format!(r#"{{"n":{i}}}"#), &[]))
+        .collect();
+    for id in &echoed {
+        wait_final(&redis, id, WAIT);
+    }
+    std::thread::sleep(Duration::from_secs(6));
     let img = workspace().join("docs/img");
     std::fs::create_dir_all(&img).unwrap();
     run(async {
@@ -753,6 +766,7 @@ fn screenshots_of_the_main_screens() {
             ("web-dead.png", "/ui/queues/q/dead".to_string()),
             ("web-breakers.png", "/ui/breakers".to_string()),
             ("web-audit.png", "/ui/audit".to_string()),
+            ("web-daemons.png", "/ui/daemons".to_string()),
         ];
         for (file, page) in shots {
             b.goto(&format!("{}{page}", base(port))).await;

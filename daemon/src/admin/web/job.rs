@@ -1,8 +1,10 @@
 //! A job's page: its state, its history (each attempt's class, code,
 //! message, duration and plugin digest), its payload as the API shows it
-//! (redacted for viewers), and for a dead job the operator's requeue and
-//! discard with a required note ([`crate::control::dead::by_ids`], as
-//! `POST /v1/queues/{queue}/dead/{id}/requeue|discard` call it).
+//! (redacted for viewers), and for a dead job the operator's requeue,
+//! edit-and-requeue and discard with a required note
+//! ([`crate::control::dead::by_ids`] and
+//! [`crate::control::dead::requeue_edited`], as
+//! `POST /v1/queues/{queue}/dead/{id}/requeue|edit|discard` call them).
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -90,6 +92,10 @@ struct JobPage {
     queue: String,
     link: String,
     job: JobView,
+    /// A dead job's payload for an operator to edit and requeue with, when
+    /// it is text (bytes that are not UTF-8 are edited with `ward dlq
+    /// requeue --payload`, not in a text box).
+    editable: Option<String>,
     history: Vec<HistoryRow>,
     first: String,
     last: String,
@@ -118,7 +124,17 @@ pub(super) async fn page(
 ) -> Result<Response, WebError> {
     let job = jobs::view(&api, &v.session.caller, &queue, &id).await?;
     let history = job.status.history.iter().map(history_row).collect();
+    let editable = if job.status.state == "dead" && !v.session.caller.is_viewer() {
+        let (_, q) = api.queue(&queue)?;
+        q.record_payload(&id)
+            .await
+            .map_err(crate::admin::ApiError::from)?
+            .and_then(|p| String::from_utf8(p).ok())
+    } else {
+        None
+    };
     Ok(html(&JobPage {
+        editable,
         page: Page::new(&v, format!("Job {id}")),
         link: seg(&queue),
         first: ts(&job.status.first_attempt_at_ms),
@@ -153,6 +169,44 @@ pub(super) async fn discard(
     a: Action<NoteForm>,
 ) -> Response {
     act(&api, &queue, id, Op::Discard, a).await
+}
+
+/// The edit-and-requeue form.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct EditForm {
+    #[serde(default)]
+    payload: String,
+    #[serde(default)]
+    note: String,
+}
+
+/// A payload as a browser's text box sent it, as the bytes to run the job
+/// with: a form sends line breaks as CRLF whatever was typed, so they are
+/// read back as the LF a payload written elsewhere would hold.
+#[must_use]
+pub fn typed_payload(text: &str) -> Vec<u8> {
+    text.replace("\r\n", "\n").into_bytes()
+}
+
+/// `POST /ui/queues/{queue}/dead/{id}/edit`: requeue with the payload of
+/// the form, as `ward dlq requeue QUEUE ID --payload FILE` (audited as `edit`).
+pub(super) async fn edit(
+    State(api): State<Api>,
+    Path((queue, id)): Path<(String, String)>,
+    a: Action<EditForm>,
+) -> Response {
+    let back = format!("/ui/queues/{}/jobs/{}", seg(&queue), seg(&id));
+    let payload = typed_payload(&a.form.payload);
+    let outcome = dead::edit_on(&api, &a.caller, &queue, id.clone(), &payload, &a.form.note)
+        .await
+        .map(|_| {
+            format!(
+                "Job {id} requeued with the edited payload ({} bytes).",
+                payload.len()
+            )
+        })
+        .map_err(super::WebError::from);
+    done(&api, &a.id, &back, outcome)
 }
 
 /// `POST /ui/queues/{queue}/jobs/{id}/cancel`: as `ward job cancel` (a
@@ -228,6 +282,12 @@ mod tests {
         assert_eq!(row.took, "250 ms");
         assert_eq!(row.then, "retry in 2000 ms");
         assert_eq!(row.plugin, "abcdef012345");
+    }
+
+    #[test]
+    fn a_typed_payload_keeps_its_bytes_but_not_the_forms_crlf() {
+        assert_eq!(typed_payload("{\r\n  \"a\": 1\r\n}"), b"{\n  \"a\": 1\n}");
+        assert_eq!(typed_payload("é<b>"), "é<b>".as_bytes());
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //! - this file: the routes, the [`Page`] every screen shares, [`html`].
 //! - `session.rs`, `guard.rs`, `error.rs`: sessions, the checks, errors.
 //! - one file per screen: `login.rs`, `overview.rs`, `queue.rs` (with
-//!   pause and resume), `job.rs` (with single requeue and discard),
+//!   pause and resume), `job.rs` (with single requeue, edit-and-requeue
+//!   and discard),
 //!   `dead.rs` (the list and bulk actions), `breakers.rs`, `daemons.rs`,
 //!   `audit.rs`; `chart.rs` draws the charts (inline SVG);
 //!   `assets.rs` serves the stylesheet.
@@ -65,6 +66,7 @@ pub(super) fn routes() -> Router<Api> {
         .route("/ui/queues/{queue}/dead", get(dead::page))
         .route("/ui/queues/{queue}/dead/bulk", post(dead::bulk))
         .route("/ui/queues/{queue}/dead/{id}/requeue", post(job::requeue))
+        .route("/ui/queues/{queue}/dead/{id}/edit", post(job::edit))
         .route("/ui/queues/{queue}/dead/{id}/discard", post(job::discard))
         .route("/ui/breakers", get(breakers::page))
         .route(
