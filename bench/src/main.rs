@@ -17,8 +17,6 @@
 //! - `upstream`: throughput of no-op jobs whose job type names an upstream
 //!   with a generous `[[upstream]]` limit, against the same jobs naming
 //!   none, and their ratio (see `upstream.rs`);
-//! - `fairness`: how long one tenant's job waits behind 100,000 of
-//!   another's, plain `XADD`s and `ward_enqueue` calls (see `fairness.rs`);
 //! - `startup`: time to ready with the Python and JS plugins, with an empty
 //!   compile cache, then a filled one (see `startup.rs`).
 
@@ -28,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-mod fairness;
 mod startup;
 mod upstream;
 
@@ -72,8 +69,7 @@ struct Args {
     /// Which scenarios to run: throughput, latency, failures, keys,
     /// norecord (a queue with `succeeded_ttl = "0s"`), inflight (one 2 s
     /// job per slot, for the peak RSS with every slot busy), raw, upstream
-    /// (no-op jobs naming a generously limited upstream vs. naming none),
-    /// fairness (one tenant's job behind another's 100,000).
+    /// (no-op jobs naming a generously limited upstream vs. naming none).
     #[arg(long, value_delimiter = ',', default_values_t = ["throughput".to_string(), "latency".to_string(), "failures".to_string(), "keys".to_string()])]
     scenarios: Vec<String>,
     /// Runs per scenario (the median is reported with min and max).
@@ -771,7 +767,6 @@ fn main() -> anyhow::Result<()> {
                 println!("  full cycle            {full:.0} entries/s (XADD time + read/ack time)");
             }
             "upstream" => upstream::compare(&bench)?,
-            "fairness" => fairness::run(&bench)?,
             "startup" => startup::run(&bench)?,
             "inflight" => {
                 let (run, spread) = inflight_run(&bench)?;
@@ -784,7 +779,7 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             other => bail!(
-                "unknown scenario `{other}` (throughput, latency, failures, keys, norecord, inflight, raw, upstream, fairness, startup)"
+                "unknown scenario `{other}` (throughput, latency, failures, keys, norecord, inflight, raw, upstream, startup)"
             ),
         }
     }
