@@ -17,8 +17,6 @@
 //! - `upstream`: throughput of no-op jobs whose job type names an upstream
 //!   with a generous `[[upstream]]` limit, against the same jobs naming
 //!   none, and their ratio (see `upstream.rs`);
-//! - `fairness`: how long one tenant's job waits behind 100,000 of
-//!   another's, plain `XADD`s and `ward_enqueue` calls (see `fairness.rs`);
 //! - `startup`: time to ready with the Python and JS plugins, with an empty
 //!   compile cache, then a filled one (see `startup.rs`).
 
@@ -28,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-mod fairness;
 mod http;
 mod startup;
 mod upstream;
@@ -75,8 +72,7 @@ struct Args {
     /// job per slot, for the peak RSS with every slot busy), raw, upstream
     /// (no-op jobs naming a generously limited upstream vs. naming none),
     /// startup (compile cache), http (webhook jobs to a local receiver with
-    /// a delay: throughput against the ideal, connections opened),
-    /// fairness (one tenant's job behind another's 100,000).
+    /// a delay: throughput against the ideal, connections opened).
     #[arg(long, value_delimiter = ',', default_values_t = ["throughput".to_string(), "latency".to_string(), "failures".to_string(), "keys".to_string()])]
     scenarios: Vec<String>,
     /// The `http` scenario's receiver answers after this many ms.
@@ -784,7 +780,6 @@ fn main() -> anyhow::Result<()> {
                 println!("  full cycle            {full:.0} entries/s (XADD time + read/ack time)");
             }
             "upstream" => upstream::compare(&bench)?,
-            "fairness" => fairness::run(&bench)?,
             "startup" => startup::run(&bench)?,
             "http" => http::run(&bench)?,
             "inflight" => {
@@ -798,7 +793,7 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             other => bail!(
-                "unknown scenario `{other}` (throughput, latency, failures, keys, norecord, inflight, raw, upstream, fairness, startup)"
+                "unknown scenario `{other}` (throughput, latency, failures, keys, norecord, inflight, raw, upstream, startup)"
             ),
         }
     }
