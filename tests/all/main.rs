@@ -33,6 +33,7 @@ mod reload;
 mod sandbox;
 mod schedules;
 mod support;
+mod traces;
 mod upstreams;
 mod web;
 mod webhook;
