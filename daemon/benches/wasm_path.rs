@@ -72,6 +72,7 @@ fn instantiate_and_call(c: &mut Criterion) {
             idempotency_key: Some("1-0".into()),
             checkpoint: None,
             cancel: Default::default(),
+            traceparent: None,
         };
         // Sanity: the attempt must succeed, or the figure measures an error path.
         let first = rt.block_on(plugin.run(input.clone(), &sandbox));

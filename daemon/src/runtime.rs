@@ -389,6 +389,9 @@ pub struct JobInput {
     /// The attempt's cancel signal: once set, the attempt ends within an
     /// epoch tick as `cancelled` (see [`Cancel`]).
     pub cancel: Arc<Cancel>,
+    /// The attempt span's W3C `traceparent`, set on every outbound HTTP
+    /// request of the plugin; `None` when traces are off.
+    pub traceparent: Option<String>,
 }
 
 /// What a job type's attempts may use: limits and granted capabilities.
@@ -468,10 +471,9 @@ impl Plugin {
             idempotency_key: input.idempotency_key,
             checkpoint: input.checkpoint,
         };
-        let mut store = Store::new(
-            self.pre.engine(),
-            HostState::new(input.ident, sandbox, deadline),
-        );
+        let mut state = HostState::new(input.ident, sandbox, deadline);
+        state.traceparent = input.traceparent;
+        let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
         if let Some(fuel) = sandbox.fuel {
             // Fails only on an engine without fuel metering; the worker loads

@@ -36,6 +36,7 @@ mod sandbox;
 mod schedules;
 mod sentinel;
 mod support;
+mod traces;
 mod upstreams;
 mod web;
 mod webhook;

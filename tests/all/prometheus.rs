@@ -106,6 +106,24 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
+/// The first query of the dashboard's panel titled `title`.
+fn panel_expr(title: &str) -> String {
+    fn find(panels: &Value, title: &str) -> Option<String> {
+        panels.as_array()?.iter().find_map(|p| {
+            if p["title"] == title {
+                p["targets"][0]["expr"].as_str().map(str::to_string)
+            } else {
+                find(&p["panels"], title)
+            }
+        })
+    }
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace().join("config/grafana/ward-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    find(&dash["panels"], title).unwrap_or_else(|| panic!("no dashboard panel `{title}`"))
+}
+
 #[test]
 fn a_real_prometheus_sees_job_types_and_counts_queue_gauges_once_across_two_daemons() {
     let redis = Redis::start();
@@ -205,6 +223,95 @@ fn a_real_prometheus_sees_job_types_and_counts_queue_gauges_once_across_two_daem
             })
         },
     );
+    // The panels added with the capacity, wait, enqueue and pause metrics,
+    // by their own expressions: two slow jobs hold 2 of the fleet's 8
+    // slots while Prometheus watches, and job type noop is paused.
+    let panel = |title: &str| {
+        panel_expr(title)
+            .replace("$__rate_interval", "1m")
+            .replace("$queue", ".*")
+            .replace("$job_type", ".*")
+    };
+    let slow: Vec<String> = (0..2)
+        .map(|_| xadd(&redis, "flaky", r#"{"sleep_ms":10000,"times":0}"#, &[]))
+        .collect();
+    let url = redis.url();
+    let paused = ward(&[
+        "pause",
+        "q",
+        "--job",
+        "noop",
+        "--note",
+        "panel check",
+        "--redis",
+        &url,
+    ]);
+    assert!(paused.status.success(), "{paused:?}");
+    let utilisation = panel("Utilisation by queue");
+    wait_for(WAIT, "utilisation 2 of 8 slots, and noop paused", || {
+        prom.value_where(&utilisation, "queue", "q") == Some(0.25)
+            && prom.query(&panel("Paused")).iter().any(|(l, v)| {
+                l.get("job_type").and_then(Value::as_str) == Some("noop") && *v == 1.0
+            })
+    });
+    assert_eq!(
+        prom.value_where("sum by (queue) (ward_capacity)", "queue", "q"),
+        Some(8.0),
+        "4 slots on each of two daemons"
+    );
+    // The whole queue is not paused; `*` reads 0 from both daemons, once.
+    let whole = prom
+        .query(&panel("Paused"))
+        .into_iter()
+        .filter(|(l, _)| l.get("job_type").and_then(Value::as_str) == Some("*"))
+        .map(|(_, v)| v)
+        .collect::<Vec<_>>();
+    assert_eq!(whole, [0.0]);
+    // Enqueued: every job once across the two daemons (6 noop; 4 flaky
+    // dead and the 2 slow ones), whichever daemon read it; the panel's rate
+    // sees the jobs enqueued while Prometheus watched.
+    assert_eq!(
+        prom.value_where(
+            "sum by (job_type) (ward_jobs_enqueued_total)",
+            "job_type",
+            "noop"
+        ),
+        Some(6.0)
+    );
+    assert_eq!(
+        prom.value_where(
+            "sum by (job_type) (ward_jobs_enqueued_total)",
+            "job_type",
+            "flaky"
+        ),
+        Some(6.0)
+    );
+    assert!(
+        prom.value_where(&panel("Enqueued by job type"), "job_type", "flaky")
+            .is_some_and(|r| r > 0.0),
+        "{:?}",
+        prom.query(&panel("Enqueued by job type"))
+    );
+    // Wait before the first attempt: one observation per job, per job type.
+    assert_eq!(
+        prom.value_where(
+            "sum by (job_type) (ward_job_wait_seconds_count)",
+            "job_type",
+            "noop"
+        ),
+        Some(6.0)
+    );
+    // An attempt's wait is recorded as it ends: once the slow ones did,
+    // the panel's p95 for flaky is a number (noop, idle meanwhile, has none).
+    for id in &slow {
+        assert_eq!(wait_final(&redis, id, WAIT)["state"], "succeeded");
+    }
+    let wait = panel("Wait before the first attempt by job type (p95)");
+    wait_for(WAIT, "the wait panel to show flaky's p95", || {
+        prom.value_where(&wait, "job_type", "flaky")
+            .is_some_and(|p95| p95.is_finite() && p95 >= 0.0)
+    });
+
     // Every expression of the shipped rules and dashboard is valid PromQL
     // to a real Prometheus, and each that groups by job type answers per
     // job type (the dashboard's variables filled in as "all").

@@ -1,4 +1,4 @@
-//! `[metrics]`, `[log]` and `[alerts]`: the raw tables as written and the
+//! `[metrics]`, `[log]`, `[alerts]` and `[tracing]`: the raw tables as written and the
 //! validated settings. Validation is in `validate/observability.rs` and
 //! reports every problem through the caller's `problem(span, message)` (the
 //! same list as the rest of the config). Reachable as `crate::obs::config`.
@@ -11,6 +11,9 @@
 //!
 //! [log]
 //! level = "info"              # an EnvFilter directive; RUST_LOG wins when set
+//!
+//! [tracing]
+//! otlp_endpoint = "http://127.0.0.1:4318"   # OTLP/HTTP; off when absent
 //!
 //! [alerts]
 //! environment = "prod"
@@ -63,6 +66,29 @@ pub struct RawLog {
     /// Log filter, e.g. `"info"` or `"warn,ward=debug"`; `RUST_LOG` wins.
     pub level: Option<Spanned<String>>,
 }
+
+/// `[tracing]`: OpenTelemetry traces, off unless an endpoint is given.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    /// The OTLP/HTTP collector's base URL, e.g. `"http://127.0.0.1:4318"`
+    /// (spans go to `<url>/v1/traces`, protobuf).
+    pub otlp_endpoint: Option<Spanned<String>>,
+    /// The `service.name` of Ward's spans (default `ward`).
+    pub service_name: Option<Spanned<String>>,
+}
+
+/// `[tracing]`, validated: where spans go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TracingConfig {
+    /// The collector's traces URL (`.../v1/traces`).
+    pub traces_url: String,
+    /// `service.name`.
+    pub service_name: String,
+}
+
+/// `[tracing] service_name` when not given.
+pub const DEFAULT_SERVICE_NAME: &str = "ward";
 
 /// `[alerts]`
 #[derive(Debug, Default, Deserialize)]
@@ -127,6 +153,8 @@ pub struct ObsConfig {
     pub log_level: Option<String>,
     /// `[alerts]`
     pub alerts: AlertsConfig,
+    /// `[tracing]`: `None` when traces are off.
+    pub tracing: Option<TracingConfig>,
 }
 
 impl Default for ObsConfig {
@@ -138,6 +166,7 @@ impl Default for ObsConfig {
             },
             log_level: None,
             alerts: AlertsConfig::default(),
+            tracing: None,
         }
     }
 }

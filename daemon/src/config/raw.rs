@@ -12,7 +12,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::admin::RawAdmin;
-use super::observability::{RawAlerts, RawLog, RawMetrics};
+use super::observability::{RawAlerts, RawLog, RawMetrics, RawTracing};
 use super::units::{opt_duration, opt_plain_duration};
 use crate::policy::{Jitter, TreatAs};
 
@@ -41,6 +41,9 @@ pub struct RawConfig {
     /// `[alerts]` and `[[alerts.webhook]]`.
     #[serde(default)]
     pub alerts: RawAlerts,
+    /// `[tracing]`: OpenTelemetry spans to an OTLP/HTTP collector.
+    #[serde(default)]
+    pub tracing: RawTracing,
     /// `[daemon]`: the process itself.
     #[serde(default)]
     pub daemon: RawDaemon,

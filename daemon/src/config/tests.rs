@@ -441,3 +441,43 @@ fn a_cluster_or_sentinels_become_one_redis_address() {
         "{p:?}"
     );
 }
+
+#[test]
+fn tracing_is_off_unless_an_http_endpoint_is_given() {
+    let q = "[[queue]]\nname = \"q\"\n";
+    assert_eq!(load(q).unwrap().obs.tracing, None);
+    let on = load(&format!(
+        "{q}[tracing]\notlp_endpoint = \"http://127.0.0.1:4318/\"\n"
+    ))
+    .unwrap();
+    let t = on.obs.tracing.unwrap();
+    assert_eq!(t.traces_url, "http://127.0.0.1:4318/v1/traces");
+    assert_eq!(t.service_name, "ward");
+    let err = load(&format!(
+        "{q}[tracing]\notlp_endpoint = \"https://otel.example:4318\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("line 4") && err.contains("not an http:// URL"),
+        "{err}"
+    );
+}
+
+#[test]
+fn queue_alert_conditions_have_defaults_and_zero_turns_a_stall_off() {
+    let cfg = load("[[queue]]\nname = \"a\"\n\n[[queue]]\nname = \"b\"\nmax_wait = \"5m\"\nstall_after = \"0s\"\n").unwrap();
+    let (a, b) = (&cfg.queues[0], &cfg.queues[1]);
+    assert_eq!(
+        (a.max_wait, a.stall_after),
+        (None, Some(Duration::from_secs(600)))
+    );
+    assert_eq!(
+        (b.max_wait, b.stall_after),
+        (Some(Duration::from_secs(300)), None)
+    );
+    let err = load("[[queue]]\nname = \"a\"\nmax_wait = \"0s\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("max_wait must be more than 0"), "{err}");
+}

@@ -11,6 +11,7 @@
 //! - [`server`]: the HTTP listener for `/metrics`, `/healthz`, `/readyz`.
 //! - [`alerts`]: grouping and webhook delivery.
 //! - [`secrets`]: `secret:NAME` values and redaction.
+//! - [`traces`]: OpenTelemetry, a span per attempt (off unless configured).
 //!
 //! # How the daemon uses it
 //!
@@ -29,6 +30,7 @@ pub mod logging;
 pub mod metrics;
 pub mod secrets;
 pub mod server;
+pub mod traces;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -76,6 +78,8 @@ pub fn start(config: &Config) -> anyhow::Result<Obs> {
 
     let alerts = alerts::start(&obs.alerts)
         .map_err(|e| anyhow::anyhow!("{}: {e}", config.path.display()))?;
+    traces::start(obs.tracing.as_ref())
+        .map_err(|e| anyhow::anyhow!("{}: [tracing]: {e}", config.path.display()))?;
 
     let (server, listening) = match obs.metrics.listen {
         None => {
@@ -180,6 +184,7 @@ impl Obs {
     pub async fn finish(self) {
         let _ = self.stop.send(true);
         self.alerts.finish().await;
+        traces::finish().await;
         let _ = self.pinger.await;
         if let Some(server) = self.server {
             server.abort();

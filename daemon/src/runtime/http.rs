@@ -11,17 +11,25 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 use super::pool::{Outbound, Timeouts};
 pub use crate::config::HttpPolicy;
 
-/// The per-attempt `wasi:http` hooks: allow-list and timeout.
+/// The per-attempt `wasi:http` hooks: allow-list, timeout, trace context.
 pub struct Hooks {
     outbound: Arc<Outbound>,
     job_id: String,
+    /// The attempt span's `traceparent` header, when traces are on: set on
+    /// every request (replacing one the plugin wrote), so the upstream's
+    /// spans join the producer's trace.
+    traceparent: Option<http::HeaderValue>,
 }
 
 impl Hooks {
     /// Hooks for one attempt of job `job_id`.
     #[must_use]
-    pub fn new(outbound: Arc<Outbound>, job_id: String) -> Hooks {
-        Hooks { outbound, job_id }
+    pub fn new(outbound: Arc<Outbound>, job_id: String, traceparent: Option<String>) -> Hooks {
+        Hooks {
+            outbound,
+            job_id,
+            traceparent: traceparent.and_then(|t| http::HeaderValue::from_str(&t).ok()),
+        }
     }
 }
 
@@ -31,11 +39,16 @@ type Response = Box<dyn Future<Output = Result<(http::Response<WasiBody>, Sent),
 impl WasiHttpHooks for Hooks {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         fut: Sent,
     ) -> Response {
         drop(fut);
+        if let Some(tp) = &self.traceparent {
+            request
+                .headers_mut()
+                .insert(crate::obs::traces::TRACEPARENT, tp.clone());
+        }
         let uri = request.uri();
         let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
         let host = uri.host().unwrap_or("").to_string();

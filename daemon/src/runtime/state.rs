@@ -62,6 +62,8 @@ pub struct HostState {
     http_ctx: WasiHttpCtx,
     http_hooks: Option<http::Hooks>,
     http_outbound: Arc<Outbound>,
+    /// The attempt span's `traceparent`, for the plugin's outbound requests.
+    pub(crate) traceparent: Option<String>,
     pub(super) limiter: MemoryLimiter,
     pub(super) deadline: Instant,
     pub(super) timed_out: bool,
@@ -87,6 +89,7 @@ impl HostState {
             http_ctx: WasiHttpCtx::new(),
             http_hooks: None,
             http_outbound: sandbox.http.clone(),
+            traceparent: None,
             limiter: MemoryLimiter {
                 max: sandbox.memory,
                 hit: false,
@@ -168,7 +171,11 @@ impl WasiHttpView for HostState {
             ctx: &mut self.http_ctx,
             table: &mut self.table,
             hooks: self.http_hooks.get_or_insert_with(|| {
-                http::Hooks::new(self.http_outbound.clone(), self.ident.job_id.clone())
+                http::Hooks::new(
+                    self.http_outbound.clone(),
+                    self.ident.job_id.clone(),
+                    self.traceparent.take(),
+                )
             }),
         }
     }

@@ -34,7 +34,9 @@ pub(crate) async fn run_attempt(
     }
     let started_ms = store::now_ms();
     let clock = std::time::Instant::now();
+    let span = crate::obs::traces::attempt_span(queue_name, &entry);
     let input = JobInput {
+        traceparent: span.as_ref().map(|s| s.traceparent.clone()),
         ident: AttemptIdent::of(queue_name, &entry),
         // The plugin hands the payload back; a retry or dead letter needs it.
         payload: std::mem::take(&mut entry.payload),
@@ -81,6 +83,9 @@ pub(crate) async fn run_attempt(
         &mut rand::rng(),
     );
     log_attempt(queue_name, &entry, &result.outcome, &transition, elapsed);
+    if let Some(span) = span {
+        span.end(&result.outcome, &transition);
+    }
     let builder = Builder {
         queue: queue_name,
         payload_max,

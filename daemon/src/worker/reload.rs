@@ -377,6 +377,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         format!("{:?}", old.obs.alerts) != format!("{:?}", new.obs.alerts),
         "[alerts]",
     );
+    differs(old.obs.tracing != new.obs.tracing, "[tracing]");
     differs(old.breaker != new.breaker, "[defaults.breaker]");
     differs(old.upstreams != new.upstreams, "[[upstream]] tables");
     differs(
@@ -413,6 +414,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         field(o.max_payload != n.max_payload, "max_payload");
         field(o.priority_weights != n.priority_weights, "priority_weights");
         field(o.max_backlog != n.max_backlog, "max_backlog");
+        // The queue's sampler judges them, with the rule it started with.
+        field(o.max_wait != n.max_wait, "max_wait");
+        field(o.stall_after != n.stall_after, "stall_after");
         let upstreams = |q: &crate::config::QueueConfig| {
             q.jobs
                 .values()

@@ -49,7 +49,8 @@ pub(super) fn validate(
 
     bounds::check(&raw, &mut problem);
     let (redis_url, redis_ca) = redis::redis(raw.redis, base, &mut problem);
-    let obs = observability::validate(raw.metrics, raw.log, raw.alerts, &mut problem);
+    let mut obs = observability::validate(raw.metrics, raw.log, raw.alerts, &mut problem);
+    obs.tracing = observability::tracing(raw.tracing, &mut problem);
     let default_retry = retry::defaults(raw.defaults.retry.as_ref(), &mut problem);
     let default_payload_max =
         queues::default_payload_max(raw.defaults.dead_payload_max.as_ref(), &mut problem);

@@ -1,4 +1,4 @@
-//! `[metrics]`, `[log]` and `[alerts]`, checked.
+//! `[metrics]`, `[log]`, `[alerts]` and `[tracing]`, checked.
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -8,9 +8,53 @@ use crate::config::defaults::{
     DEFAULT_WEBHOOK_ATTEMPTS, DEFAULT_WEBHOOK_TIMEOUT, MAX_WEBHOOK_ATTEMPTS, MIN_SAMPLE_INTERVAL,
 };
 use crate::config::observability::{
-    BatchFailureRule, DEFAULT_BATCH_FAILURE_MIN, ObsConfig, RawAlerts, RawLog, RawMetrics,
-    RawWebhook, Setting, WebhookConfig, WebhookFormat,
+    BatchFailureRule, DEFAULT_BATCH_FAILURE_MIN, DEFAULT_SERVICE_NAME, ObsConfig, RawAlerts,
+    RawLog, RawMetrics, RawTracing, RawWebhook, Setting, TracingConfig, WebhookConfig,
+    WebhookFormat,
 };
+
+/// `[tracing]`: `None` (traces off) without an `otlp_endpoint`.
+pub fn tracing(
+    raw: RawTracing,
+    problem: &mut dyn FnMut(Range<usize>, String),
+) -> Option<TracingConfig> {
+    let endpoint = raw.otlp_endpoint?;
+    let url = endpoint.get_ref().trim().trim_end_matches('/');
+    let parsed = url.parse::<http::Uri>().ok().filter(|u| u.host().is_some());
+    let ok = parsed
+        .as_ref()
+        .is_some_and(|u| u.scheme_str() == Some("http") && u.query().is_none());
+    if !ok {
+        problem(
+            endpoint.span(),
+            format!(
+                "[tracing] otlp_endpoint `{url}` is not an http:// URL of an OTLP/HTTP collector; write it like \"http://127.0.0.1:4318\" (spans go to its /v1/traces; for TLS, run a local collector that forwards them)"
+            ),
+        );
+        return None;
+    }
+    let service_name = raw.service_name.map_or_else(
+        || DEFAULT_SERVICE_NAME.to_string(),
+        |n| {
+            if n.get_ref().trim().is_empty() {
+                problem(
+                    n.span(),
+                    "[tracing] service_name must not be empty (default \"ward\")".to_string(),
+                );
+            }
+            n.into_inner()
+        },
+    );
+    let traces_url = if url.ends_with("/v1/traces") {
+        url.to_string()
+    } else {
+        format!("{url}/v1/traces")
+    };
+    Some(TracingConfig {
+        traces_url,
+        service_name,
+    })
+}
 
 /// Validates the three tables; every problem goes to `problem`.
 pub fn validate(
