@@ -196,6 +196,7 @@ fn a_failover_in_the_middle_of_a_run_is_followed_without_a_restart() {
     // The daemon carries on by itself: the run finishes on the new master.
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut st = states(&mut master, &ids);
+    let at_promotion = st.get("succeeded").copied().unwrap_or(0);
     while st.get("succeeded") != Some(&N) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(500));
         st = states(&mut master, &ids);
@@ -211,9 +212,12 @@ fn a_failover_in_the_middle_of_a_run_is_followed_without_a_restart() {
         "Sentinel failover (master killed, replica promoted after {promoted_after:?}) in a run of {N} jobs: \
          lost {lost} (never ran: {never_ran}), ran twice {twice}; records on the new master: {st:?}"
     );
-    assert_eq!(
-        lost, 0,
-        "every job ends succeeded on the new master: {st:?}"
+    // Replication is asynchronous, so a failover may lose what the old
+    // master acknowledged and had not passed on (counted above, not
+    // asserted); what must hold is that the run goes on by itself.
+    assert!(
+        lost == 0 || N - lost > at_promotion,
+        "the run goes on on the new master: {at_promotion} then {st:?}"
     );
     // Twice at most: a job whose success the old master acknowledged but
     // had not passed on runs again on the new one, no more.
