@@ -441,3 +441,24 @@ fn a_cluster_or_sentinels_become_one_redis_address() {
         "{p:?}"
     );
 }
+
+#[test]
+fn wait_replicas_is_one_to_sixteen_and_off_by_default() {
+    let load = |keys: &str| with_queue_keys(keys, "");
+    assert_eq!(load("").unwrap().queues[0].wait_replicas, 0);
+    assert_eq!(
+        load("wait_replicas = 2").unwrap().queues[0].wait_replicas,
+        2
+    );
+    for bad in [
+        "wait_replicas = 0",
+        "wait_replicas = 17",
+        "wait_replicas = -1",
+    ] {
+        let err = load(bad).unwrap_err().to_string();
+        assert!(
+            err.contains("wait_replicas") && err.contains("1 to 16"),
+            "{bad}: {err}"
+        );
+    }
+}

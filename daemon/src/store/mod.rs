@@ -47,6 +47,7 @@
 //! - `schedules.rs`: each schedule's latest fire and pause
 //!   (`ward:{Q}:schedule:<name>`).
 //! - `memory.rs`: Redis' memory settings and use ([`Memory`]).
+//! - `replicas.rs`: `WAIT` for replicas (a queue's `wait_replicas`).
 //! - `wake.rs`: the pub/sub wake-ups of the promoter ([`Wake`]).
 //! - `reply.rs`: reading Redis replies.
 //! - `script.rs`: how a script is built: a preamble generated from the Rust
@@ -91,6 +92,7 @@ mod keys;
 mod levels;
 mod memory;
 mod pause;
+mod replicas;
 mod reply;
 mod sample;
 mod scan;

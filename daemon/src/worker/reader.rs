@@ -99,6 +99,7 @@ impl Service for Consumer {
             jobs: jobs.clone(),
             breakers: breakers.clone(),
             upstreams: upstreams.clone(),
+            wait_replicas: cfg.wait_replicas,
         }
         .start(stop.clone());
         // The heartbeat stops last, after every lease it renews is recorded.
