@@ -230,3 +230,55 @@ fn a_failover_in_the_middle_of_a_run_is_followed_without_a_restart() {
         "the daemon says it followed the failover"
     );
 }
+
+/// Runs `n` jobs through a daemon with queue keys `queue_keys`; how long
+/// from the first enqueue until all had succeeded.
+fn timed_run(s: &Sentinels, n: usize, queue_keys: &str) -> Duration {
+    let cfg = sentinel_config(s, 16, &job("noop", "noop", "")).replace(
+        "concurrency = 16",
+        &format!("concurrency = 16\n{queue_keys}"),
+    );
+    let daemon = Ward::start(&cfg).ready();
+    let mut master = s.master_con();
+    let started = Instant::now();
+    let mut p = redis::pipe();
+    for _ in 0..n {
+        p.cmd("XADD").arg(JOBS).arg("*").arg("job").arg("noop");
+    }
+    let ids: Vec<String> = p.query(&mut master).unwrap();
+    wait_for(Duration::from_secs(120), "the run to finish", || {
+        states(&mut master, &ids).get("succeeded") == Some(&n)
+    });
+    let took = started.elapsed();
+    assert!(daemon.stop().success());
+    took
+}
+
+#[test]
+fn wait_replicas_counts_an_outcome_only_once_a_replica_has_it() {
+    const N: usize = 1000;
+    let s = Sentinels::start();
+    let plain = timed_run(&s, N, "");
+    let waiting = timed_run(&s, N, "wait_replicas = 1");
+    println!(
+        "{N} noop jobs, one daemon, concurrency 16: {plain:?} without waiting, {waiting:?} with wait_replicas = 1 ({:.0} vs {:.0} jobs/s)",
+        N as f64 / plain.as_secs_f64(),
+        N as f64 / waiting.as_secs_f64()
+    );
+    // Asking for more replicas than there are: the outcome is applied on
+    // the master, but the daemon does not count it and keeps sending it.
+    let cfg = sentinel_config(&s, 4, &job("noop", "noop", ""))
+        .replace("concurrency = 4", "concurrency = 4\nwait_replicas = 2");
+    let daemon = Ward::start(&cfg).ready();
+    let id = ward_on(&s.address(), &["enqueue", "q", "noop", "{}"]);
+    assert_eq!(final_at(&s.address(), id.trim())["state"], "succeeded");
+    wait_for(
+        Duration::from_secs(10),
+        "the daemon to say the replicas fell short",
+        || {
+            daemon
+                .logs()
+                .contains("1 of the 2 replicas of wait_replicas confirmed")
+        },
+    );
+}

@@ -207,6 +207,9 @@ pub struct RawQueue {
     /// Most jobs waiting (not yet delivered, or delayed) before
     /// `ward_enqueue` and `ward enqueue` refuse new ones (`BACKPRESSURE`).
     pub max_backlog: Option<Spanned<i64>>,
+    /// Replicas that must have an outcome (`WAIT`) before the daemon counts
+    /// it as recorded (default 0: no waiting).
+    pub wait_replicas: Option<Spanned<i64>>,
     /// The starvation guard's weights `[high, normal, low]` (default
     /// `[8, 3, 1]`): how many reads in their sum start at each level while
     /// all of them have a backlog.

@@ -481,3 +481,24 @@ fn queue_alert_conditions_have_defaults_and_zero_turns_a_stall_off() {
         .to_string();
     assert!(err.contains("max_wait must be more than 0"), "{err}");
 }
+
+#[test]
+fn wait_replicas_is_one_to_sixteen_and_off_by_default() {
+    let load = |keys: &str| with_queue_keys(keys, "");
+    assert_eq!(load("").unwrap().queues[0].wait_replicas, 0);
+    assert_eq!(
+        load("wait_replicas = 2").unwrap().queues[0].wait_replicas,
+        2
+    );
+    for bad in [
+        "wait_replicas = 0",
+        "wait_replicas = 17",
+        "wait_replicas = -1",
+    ] {
+        let err = load(bad).unwrap_err().to_string();
+        assert!(
+            err.contains("wait_replicas") && err.contains("1 to 16"),
+            "{bad}: {err}"
+        );
+    }
+}

@@ -107,6 +107,9 @@ pub struct QueueConfig {
     /// `max_backlog`: past this many waiting jobs, `ward_enqueue` refuses
     /// new ones (`None`: no limit).
     pub max_backlog: Option<u64>,
+    /// `wait_replicas`: how many replicas must confirm (`WAIT`) a batch of
+    /// outcomes before the daemon counts it as recorded; 0 waits for none.
+    pub wait_replicas: u32,
     /// `priority_weights`: the starvation guard between priority levels.
     pub priority_weights: crate::priority::Weights,
     /// `max_wait`: the queue-time promise whose breach (the oldest ready

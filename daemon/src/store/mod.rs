@@ -51,6 +51,7 @@
 //! - `memory.rs`: Redis' memory settings and use ([`Memory`]).
 //! - `alert_claim.rs`: the fleet-wide claim on sending an alert (one
 //!   daemon sends it per cooldown).
+//! - `replicas.rs`: `WAIT` for replicas (a queue's `wait_replicas`).
 //! - `wake.rs`: the pub/sub wake-ups of the promoter ([`Wake`]).
 //! - `reply.rs`: reading Redis replies.
 //! - `script.rs`: how a script is built: a preamble generated from the Rust
@@ -96,6 +97,7 @@ mod keys;
 mod levels;
 mod memory;
 mod pause;
+mod replicas;
 mod reply;
 mod sample;
 mod scan;

@@ -23,6 +23,8 @@ pub(crate) const MAX_APPLY: usize = 256;
 /// How long a shutdown keeps trying to record finished attempts while Redis
 /// is unreachable before it gives up (the deliveries stay pending in Redis).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+/// How long one `WAIT` for replicas may take before the batch is sent again.
+const WAIT_FOR: Duration = Duration::from_secs(1);
 /// After a batch Redis did not take: how long to wait before sending it again.
 const APPLY_RETRY: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
 
@@ -53,6 +55,9 @@ pub(crate) struct Completer {
     pub(crate) upstreams: Option<Arc<Upstreams>>,
     /// The per-minute counts of finished jobs, written by [`super::services::series`].
     pub(crate) series: Arc<Tally>,
+    /// The queue's `wait_replicas`: replicas that must have a batch before
+    /// it counts as recorded (0: none).
+    pub(crate) wait_replicas: u32,
 }
 
 impl Service for Completer {
@@ -110,6 +115,30 @@ impl Service for Completer {
 }
 
 impl Completer {
+    /// With `wait_replicas`, waits until that many replicas have the batch
+    /// just applied. Falling short is reported as a connection error, so the
+    /// batch is sent again (harmless where it landed; recorded on a new
+    /// master that lacked it) and its deliveries stay held and renewed.
+    async fn replicated(&self, batch: &[Completion]) -> Result<(), QueueError> {
+        let want = self.wait_replicas;
+        if want == 0 {
+            return Ok(());
+        }
+        let got = self.queue.wait_replicas(want, WAIT_FOR).await?;
+        if got >= want {
+            return Ok(());
+        }
+        Err(QueueError::Redis(redis::RedisError::from(
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "{got} of the {want} replicas of wait_replicas confirmed {} outcomes within {WAIT_FOR:?}",
+                    batch.len()
+                ),
+            ),
+        )))
+    }
+
     /// A batch Redis refused for a reason in its data, not its connection:
     /// each completion goes on its own, so one it cannot take does not hold
     /// the others back. That one is logged with its job id and stays
@@ -155,7 +184,11 @@ impl Completer {
         let mut backoff = APPLY_RETRY;
         let mut resent = false;
         loop {
-            match self.queue.apply(batch).await {
+            let applied = match self.queue.apply(batch).await {
+                Ok(took) => self.replicated(batch).await.map(|()| took),
+                Err(e) => Err(e),
+            };
+            match applied {
                 Ok(took) => {
                     if any_dead {
                         self.dead_written.notify_one();

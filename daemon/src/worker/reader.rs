@@ -106,6 +106,7 @@ impl Service for Consumer {
             breakers: breakers.clone(),
             upstreams: upstreams.clone(),
             series: series.clone(),
+            wait_replicas: cfg.wait_replicas,
         }
         .start(stop.clone());
         // Stops after the completer too, to write what it counted last.

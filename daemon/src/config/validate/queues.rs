@@ -80,6 +80,16 @@ pub(super) fn queues(
                     1
                 })
         });
+        let wait_replicas = q.wait_replicas.as_ref().map_or(0, |w| {
+            let v = *w.get_ref();
+            u32::try_from(v).ok().filter(|v| (1..=16).contains(v)).unwrap_or_else(|| {
+                problem(
+                    w.span(),
+                    format!("queue `{name}`: wait_replicas {v} is out of range; use 1 to 16 (or leave it out to wait for none)"),
+                );
+                0
+            })
+        });
         let priority_weights = match &q.priority_weights {
             None => Weights::default(),
             Some(w) => Weights::from_list(w.get_ref()).unwrap_or_else(|| {
@@ -111,6 +121,7 @@ pub(super) fn queues(
             priority_weights,
             max_payload,
             max_backlog,
+            wait_replicas,
             name,
             concurrency,
             lease,
