@@ -18,7 +18,11 @@
 //!   with a generous `[[upstream]]` limit, against the same jobs naming
 //!   none, and their ratio (see `upstream.rs`);
 //! - `startup`: time to ready with the Python and JS plugins, with an empty
-//!   compile cache, then a filled one (see `startup.rs`).
+//!   compile cache, then a filled one (see `startup.rs`);
+//! - `python`, `js`: the example plugins, fresh instances against reused
+//!   ones (see `lang.rs`);
+//! - `inflight`: 10,000 webhook attempts waiting on a slow receiver at
+//!   once, peak in flight and RSS (see `inflight.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,6 +31,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 mod http;
+mod inflight;
+mod lang;
 mod startup;
 mod upstream;
 
@@ -68,11 +74,13 @@ struct Args {
     #[arg(long)]
     threads: Option<usize>,
     /// Which scenarios to run: throughput, latency, failures, keys,
-    /// norecord (a queue with `succeeded_ttl = "0s"`), inflight (one 2 s
-    /// job per slot, for the peak RSS with every slot busy), raw, upstream
-    /// (no-op jobs naming a generously limited upstream vs. naming none),
-    /// startup (compile cache), http (webhook jobs to a local receiver with
-    /// a delay: throughput against the ideal, connections opened).
+    /// norecord (a queue with `succeeded_ttl = "0s"`), inflight (10,000
+    /// webhook jobs waiting on a slow receiver at once: peak in flight and
+    /// RSS), raw, upstream (no-op jobs naming a generously limited upstream
+    /// vs. naming none), startup (compile cache), http (webhook jobs to a
+    /// local receiver with a delay: throughput against the ideal,
+    /// connections opened), python and js (the example plugins, fresh
+    /// instances vs. `reuse_instance`).
     #[arg(long, value_delimiter = ',', default_values_t = ["throughput".to_string(), "latency".to_string(), "failures".to_string(), "keys".to_string()])]
     scenarios: Vec<String>,
     /// The `http` scenario's receiver answers after this many ms.
@@ -81,6 +89,18 @@ struct Args {
     /// Webhook jobs in the `http` scenario.
     #[arg(long, default_value_t = 20_000)]
     http_jobs: usize,
+    /// Jobs per run in the `python` and `js` scenarios.
+    #[arg(long, default_value_t = 20_000)]
+    lang_jobs: usize,
+    /// `reuse_instance` of the reusing run in the `python` and `js` scenarios.
+    #[arg(long, default_value_t = 1000)]
+    reuse: u32,
+    /// Webhook jobs (and the queue's concurrency) in the `inflight` scenario.
+    #[arg(long, default_value_t = 10_000)]
+    inflight: usize,
+    /// How long the `inflight` scenario's receiver holds each request, ms.
+    #[arg(long, default_value_t = 10_000)]
+    inflight_hold_ms: u64,
     /// Runs per scenario (the median is reported with min and max).
     #[arg(long, default_value_t = 1)]
     runs: usize,
@@ -510,54 +530,6 @@ fn latency_run(bench: &Bench, rate: u64) -> anyhow::Result<Run> {
     })
 }
 
-/// As many attempts in flight at once as the queue has slots: one job per
-/// slot, each sleeping 2 s in the plugin. Reports the daemon's peak RSS and
-/// checks that they really overlapped (all started within the first second).
-fn inflight_run(bench: &Bench) -> anyhow::Result<(Run, u64)> {
-    let (args, redis) = (&bench.args, &bench.redis);
-    let mut con = redis.con()?;
-    let _: () = redis::cmd("FLUSHALL").query(&mut con)?;
-    let n = args.concurrency as usize;
-    let payload = |_| {
-        (
-            "flaky".to_string(),
-            r#"{"times":0,"sleep_ms":2000}"#.to_string(),
-        )
-    };
-    let (ids, enq_secs) = fill(&mut con, n, payload, false)?;
-    let redis_before = redis_cpu(&mut con);
-    let wall = Instant::now();
-    let daemon = bench.daemon("24h", false)?;
-    wait_drained(&mut con, Duration::from_secs(120))?;
-    let wall = wall.elapsed().as_secs_f64();
-    let (cpu, rss) = usage(&daemon);
-    let redis_used = redis_cpu(&mut con) - redis_before;
-    stop(vec![daemon]);
-    let rows = records(&mut con, &ids)?;
-    all_succeeded(&rows, "in flight")?;
-    let first = rows.iter().map(|r| r.first).min().unwrap_or(0);
-    let last_start = rows.iter().map(|r| r.first).max().unwrap_or(0);
-    let spread = last_start.saturating_sub(first);
-    if spread >= 1000 {
-        bail!("in flight: the attempts did not overlap (starts spread over {spread} ms)");
-    }
-    Ok((
-        Run {
-            label: format!("{n} attempts in flight at once (each sleeps 2 s in the plugin)"),
-            jobs: n,
-            enqueue_rate: n as f64 / enq_secs,
-            throughput: 0.0,
-            start_lat: Vec::new(),
-            done_lat: Vec::new(),
-            daemon_cpu: cpu,
-            daemon_rss_kib: rss,
-            redis_cpu: redis_used,
-            wall,
-        },
-        spread,
-    ))
-}
-
 /// The raw Redis ceiling for one XADD + XREADGROUP + XACK cycle per entry,
 /// with no Ward at all: pipelined XADDs fill the stream, then one client
 /// reads `COUNT 1000` with XREADGROUP and acknowledges each batch with one
@@ -782,18 +754,15 @@ fn main() -> anyhow::Result<()> {
             "upstream" => upstream::compare(&bench)?,
             "startup" => startup::run(&bench)?,
             "http" => http::run(&bench)?,
-            "inflight" => {
-                let (run, spread) = inflight_run(&bench)?;
-                print_run(&run);
-                println!("  all started within    {spread} ms of the first");
-            }
+            "inflight" => inflight::run(&bench)?,
+            "python" | "js" => lang::run(&bench, scenario)?,
             "latency" => {
                 for &rate in &args.rates {
                     print_run(&latency_run(&bench, rate)?);
                 }
             }
             other => bail!(
-                "unknown scenario `{other}` (throughput, latency, failures, keys, norecord, inflight, raw, upstream, startup)"
+                "unknown scenario `{other}` (throughput, latency, failures, keys, norecord, inflight, raw, upstream, startup, http, python, js)"
             ),
         }
     }

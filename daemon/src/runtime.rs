@@ -18,15 +18,19 @@
 //! (`runtime/http.rs`); `host.secret` for the names the job type was granted.
 
 mod cancel;
+mod ending;
 mod http;
 mod output;
 mod pool;
+mod reuse;
 mod secrets;
+mod slots;
 mod state;
 
 pub use cancel::Cancel;
 pub use http::HttpPolicy;
 pub use pool::Outbound;
+pub use reuse::Reuse;
 pub use secrets::{redact, redact_bytes, redact_cut};
 pub use state::HostState;
 // Where a granted secret's value comes from; kept reachable here for callers.
@@ -44,13 +48,14 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{
-    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
+    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
 };
 
-use crate::cut::truncate;
 use crate::digest::sha256_hex;
 use crate::job::{FailureClass, Outcome};
 use crate::obs::logging::AttemptIdent;
+use ending::{cancelled, classify_trap, redact_outcome};
+use reuse::Warm;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -68,6 +73,9 @@ use bindings::{JobPlugin, JobPluginPre};
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Longest error message kept from a trap; backtraces can be long.
 const MAX_TRAP_MESSAGE: usize = 2048;
+/// Linear memories reserved per pooled slot: a componentize-py component
+/// holds several core instances with a memory each.
+const MEMORIES_PER_SLOT: u32 = 8;
 /// Bytes of each pooled linear memory kept resident between instances.
 const KEEP_RESIDENT: usize = 2 << 20;
 /// Largest checkpoint a plugin may save.
@@ -138,6 +146,8 @@ fn compile_cache(dir: &Path) -> Option<wasmtime::Cache> {
 struct EngineSet {
     engine: Engine,
     linker: Linker<HostState>,
+    /// Whether the pooling allocator is in use (else on-demand).
+    pooled: bool,
 }
 
 impl EngineSet {
@@ -153,11 +163,16 @@ impl EngineSet {
         cfg.wasm_component_model(true);
         cfg.consume_fuel(fuel);
         let slots = slots.max(1);
+        let memories = slots.saturating_mul(MEMORIES_PER_SLOT);
+        let share = if fuel { 2 } else { 1 };
+        if let Some(bytes) = slots::memory_reservation(memories, max_memory, share) {
+            cfg.memory_reservation(bytes);
+        }
         let mut pool = PoolingAllocationConfig::new();
         // A componentize-py component holds 14 core instances; size for it.
         pool.total_component_instances(slots)
             .total_core_instances(slots.saturating_mul(16))
-            .total_memories(slots.saturating_mul(8))
+            .total_memories(memories)
             .total_tables(slots.saturating_mul(16))
             .total_stacks(slots)
             .max_memory_size(max_memory)
@@ -172,14 +187,17 @@ impl EngineSet {
             .table_keep_resident(64 << 10)
             .async_stack_keep_resident(128 << 10);
         cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = match Engine::new(&cfg) {
-            Ok(engine) => engine,
+        let (engine, pooled) = match Engine::new(&cfg) {
+            Ok(engine) => {
+                tracing::debug!(slots, memories, fuel, "instance pool reserved");
+                (engine, true)
+            }
             Err(pool_err) => {
                 // Some hosts cap virtual memory (ulimit -v); the on-demand
                 // allocator still works there, only slower per instance.
                 tracing::warn!(error = %format!("{pool_err:#}"), "pooling allocator unavailable; using on-demand allocation");
                 cfg.allocation_strategy(InstanceAllocationStrategy::OnDemand);
-                Engine::new(&cfg).map_err(RuntimeError::Engine)?
+                (Engine::new(&cfg).map_err(RuntimeError::Engine)?, false)
             }
         };
         let mut linker = Linker::new(&engine);
@@ -188,7 +206,11 @@ impl EngineSet {
             .map_err(RuntimeError::Engine)?;
         JobPlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(RuntimeError::Engine)?;
-        Ok(EngineSet { engine, linker })
+        Ok(EngineSet {
+            engine,
+            linker,
+            pooled,
+        })
     }
 }
 
@@ -263,6 +285,14 @@ impl Runtime {
     #[must_use]
     pub fn fits(&self, memory: usize, fuel: bool) -> bool {
         memory <= self.max_memory && (!fuel || self.fueled.is_some())
+    }
+
+    /// Whether instances come from the pooling allocator (else the slower
+    /// on-demand allocation the engine falls back to when the pool cannot
+    /// reserve its address space).
+    #[must_use]
+    pub fn pooled(&self) -> bool {
+        self.plain.pooled && self.fueled.as_ref().is_none_or(|f| f.pooled)
     }
 
     /// How many compilations the on-disk cache has answered so far (0
@@ -409,6 +439,9 @@ pub struct Sandbox {
     pub http: Arc<Outbound>,
     /// Secrets granted to this job type, by name.
     pub secrets: Arc<BTreeMap<String, String>>,
+    /// The job type's kept instances, when it reuses them
+    /// (`reuse_instance`); `None`: a fresh instance per attempt.
+    pub reuse: Option<Arc<Reuse>>,
 }
 
 impl Default for Sandbox {
@@ -420,6 +453,7 @@ impl Default for Sandbox {
             output_limit: DEFAULT_OUTPUT_LIMIT,
             http: Arc::new(Outbound::default()),
             secrets: Arc::default(),
+            reuse: None,
         }
     }
 }
@@ -459,8 +493,9 @@ impl Plugin {
         &self.digest
     }
 
-    /// Runs one attempt in a fresh instance. Never panics and never returns
-    /// an error: every way an attempt can end is an [`Outcome`].
+    /// Runs one attempt in a fresh instance, or in a kept one when the job
+    /// type reuses instances (see [`Reuse`]). Never panics and never
+    /// returns an error: every way an attempt can end is an [`Outcome`].
     pub async fn run(&self, input: JobInput, sandbox: &Sandbox) -> Attempt {
         let deadline = Instant::now() + sandbox.timeout;
         let job = wit::Job {
@@ -471,10 +506,21 @@ impl Plugin {
             idempotency_key: input.idempotency_key,
             checkpoint: input.checkpoint,
         };
-        let mut state = HostState::new(input.ident, sandbox, deadline);
-        state.traceparent = input.traceparent;
-        let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|s| &mut s.limiter);
+        let warm = sandbox.reuse.as_ref().and_then(|r| r.take(&self.digest));
+        let (mut store, kept, served) = match warm {
+            Some(w) => {
+                let mut store = w.store;
+                store.data_mut().renew(input.ident, sandbox, deadline);
+                (store, Some(w.instance), w.served)
+            }
+            None => {
+                let state = HostState::new(input.ident, sandbox, deadline);
+                let mut store = Store::new(self.pre.engine(), state);
+                store.limiter(|s| &mut s.limiter);
+                (store, None, 0)
+            }
+        };
+        store.data_mut().traceparent = input.traceparent;
         if let Some(fuel) = sandbox.fuel {
             // Fails only on an engine without fuel metering; the worker loads
             // plugins of fuel-limited job types on the metering engine.
@@ -497,15 +543,20 @@ impl Plugin {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
+        let resources = store.data_mut().resources();
         // The epoch only interrupts running wasm; a plugin parked in an async
         // host call (a sleep, an HTTP request) is cut off by this outer
         // timeout. The small grace lets the epoch path report first.
         let mut instantiate = None;
         let call = async {
             let started = Instant::now();
-            let instance = self.pre.instantiate_async(&mut store).await?;
+            let instance = match kept {
+                Some(instance) => instance,
+                None => self.pre.instantiate_async(&mut store).await?,
+            };
             instantiate = Some(started.elapsed());
-            instance.call_handle(&mut store, &job).await
+            let returned = instance.call_handle(&mut store, &job).await?;
+            wasmtime::Result::Ok((instance, returned))
         };
         let result = tokio::select! {
             biased;
@@ -513,126 +564,47 @@ impl Plugin {
             r = tokio::time::timeout(sandbox.timeout + EPOCH_TICK * 4, call) => Some(r),
         };
         let state = store.data_mut();
+        let mut instance = None;
         let outcome = match result {
             // Cancelled wins over whatever failure the interruption caused;
             // a success that came first stays a success.
             None => cancelled(),
-            Some(Ok(Ok(Ok(output)))) => Outcome::Success(output),
+            Some(Ok(Ok((inst, Ok(output))))) => {
+                instance = Some(inst);
+                Outcome::Success(output)
+            }
             Some(_) if cancel.is_cancelled() => cancelled(),
             Some(Err(_elapsed)) => Outcome::failure(
                 FailureClass::Timeout,
                 format!("attempt ran past its {:?} deadline", sandbox.timeout),
             )
             .with_code("deadline"),
-            Some(Ok(Ok(Err(failure)))) => Outcome::Failure(failure.into()),
+            Some(Ok(Ok((_, Err(failure))))) => Outcome::Failure(failure.into()),
             Some(Ok(Err(err))) => classify_trap(&err, state, sandbox),
         };
         state.log_output(sandbox);
+        let checkpoint = state
+            .checkpoint
+            .take()
+            .map(|c| redact_bytes(c, &sandbox.secrets));
+        // Only a clean success keeps its instance (see runtime/reuse.rs).
+        let leftover_http = state.used_http() && state.resources() > resources;
+        let clean = !(state.timed_out || cancel.is_cancelled() || leftover_http);
+        if let (Some(reuse), Some(instance), true) = (&sandbox.reuse, instance, clean) {
+            reuse.keep(Warm {
+                store,
+                instance,
+                served,
+                plugin: self.digest.clone(),
+            });
+        }
         Attempt {
             outcome: redact_outcome(outcome, sandbox),
-            checkpoint: state
-                .checkpoint
-                .take()
-                .map(|c| redact_bytes(c, &sandbox.secrets)),
+            checkpoint,
             instantiate,
             payload: job.payload,
         }
     }
-}
-
-/// How an attempt an operator cancelled ends.
-fn cancelled() -> Outcome {
-    Outcome::failure(
-        FailureClass::Cancelled,
-        "cancelled by an operator; the attempt was interrupted",
-    )
-    .with_code("cancelled")
-}
-
-/// Secrets never leave an attempt: not in its failure, which ends up in
-/// logs, history, dead letters and alerts, nor in its result, which is
-/// stored in the job record.
-fn redact_outcome(outcome: Outcome, sandbox: &Sandbox) -> Outcome {
-    if sandbox.secrets.is_empty() {
-        return outcome;
-    }
-    match outcome {
-        Outcome::Success(result) => Outcome::Success(redact_bytes(result, &sandbox.secrets)),
-        Outcome::Failure(mut f) => {
-            f.message = sandbox.redact(&f.message);
-            f.code = f.code.map(|c| sandbox.redact(&c));
-            f.upstream = f.upstream.map(|u| sandbox.redact(&u));
-            Outcome::Failure(f)
-        }
-    }
-}
-
-fn classify_trap(err: &wasmtime::Error, state: &HostState, sandbox: &Sandbox) -> Outcome {
-    let trap = err.downcast_ref::<Trap>().copied();
-    if state.timed_out || trap == Some(Trap::Interrupt) {
-        return Outcome::failure(
-            FailureClass::Timeout,
-            format!("attempt ran past its {:?} deadline", sandbox.timeout),
-        )
-        .with_code("deadline");
-    }
-    // Redacted before it is cut: a secret cut in two would match no more.
-    let mut message = sandbox.redact(&format!("{err:#}"));
-    truncate(&mut message, MAX_TRAP_MESSAGE);
-    let code = if state.limiter.hit {
-        message = format!(
-            "plugin exceeded its memory limit of {} MiB: {message}",
-            sandbox.memory >> 20
-        );
-        "memory"
-    } else {
-        match trap {
-            Some(Trap::StackOverflow) => "stack",
-            // Rust and C keep a shadow stack in linear memory; running off
-            // its end faults on memory far from any data, deep in recursion.
-            Some(Trap::MemoryOutOfBounds) if call_depth(err) >= DEEP_STACK => {
-                message =
-                    format!("plugin overflowed its stack ({DEEP_STACK}+ frames deep): {message}");
-                "stack"
-            }
-            Some(Trap::OutOfFuel) => {
-                message = format!(
-                    "plugin used up its fuel ({}): {message}",
-                    sandbox.fuel.unwrap_or(0)
-                );
-                "fuel"
-            }
-            Some(Trap::UnreachableCodeReached) => "unreachable",
-            Some(_) => "trap",
-            None if message.contains("maximum concurrent") => {
-                // The instance pool was full: the daemon's capacity, not the
-                // plugin's fault, so the attempt is worth retrying.
-                return Outcome::failure(FailureClass::Transient, message).with_code("capacity");
-            }
-            None => "host-error",
-        }
-    };
-    Outcome::failure(FailureClass::Crash, message).with_code(code)
-}
-
-/// A memory fault under this many frames of one function calling itself is
-/// a stack overflow (wasmtime keeps 20 frames of a trap's backtrace).
-const DEEP_STACK: usize = 16;
-
-/// How many frames from the top of a trap's backtrace belong to the same
-/// function: recursion shows as a long run.
-fn call_depth(err: &wasmtime::Error) -> usize {
-    let Some(bt) = err.downcast_ref::<wasmtime::WasmBacktrace>() else {
-        return 0;
-    };
-    let frames = bt.frames();
-    let Some(top) = frames.first() else {
-        return 0;
-    };
-    frames
-        .iter()
-        .take_while(|f| f.func_index() == top.func_index())
-        .count()
 }
 
 impl From<wit::Failure> for crate::job::Failure {

@@ -26,8 +26,10 @@ pub const DEFAULT_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 24 * 3600);
 /// The largest `dead_payload_max`: Redis refuses strings over 512 MB.
 pub const MAX_DEAD_PAYLOAD_MAX: usize = 512 << 20;
-/// Upper bound on `concurrency`; each slot reserves a pooled wasm instance.
-pub const MAX_CONCURRENCY: u32 = 4096;
+/// Upper bound on `concurrency`; each slot reserves a pooled wasm
+/// instance (address space, a few memory mappings; see
+/// docs/configuration.md for what bounds a daemon's slots).
+pub const MAX_CONCURRENCY: u32 = 100_000;
 /// Most threads `[daemon] threads` may ask for.
 pub const MAX_THREADS: i64 = 1024;
 /// How often the daemon applies a queue's dead-letter retention when
@@ -62,6 +64,9 @@ pub const MIN_MEMORY_LIMIT: usize = 1 << 20;
 pub const MAX_MEMORY_LIMIT: usize = 4 << 30;
 /// Largest `output_limit` a job type may set.
 pub const MAX_OUTPUT_LIMIT: usize = 16 << 20;
+/// Most attempts one instance may serve with `reuse_instance`: past a
+/// million, the instance's start is amortised to nothing anyway.
+pub const MAX_REUSE_INSTANCE: u32 = 1_000_000;
 
 /// Breakers: failures within the window that open one.
 pub const DEFAULT_BREAKER_FAILURES: u32 = 5;

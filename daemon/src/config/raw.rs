@@ -248,6 +248,9 @@ pub struct RawJob {
     pub fuel: Option<Spanned<u64>>,
     /// Captured stdout/stderr kept per attempt and stream, e.g. `"64KiB"`.
     pub output_limit: Option<Spanned<String>>,
+    /// Attempts one instance may serve (opt-in reuse; absent: 1, a fresh
+    /// instance per attempt).
+    pub reuse_instance: Option<Spanned<u32>>,
     /// Outbound HTTP: `{ allow = ["host:port", ...], timeout = "10s" }`.
     pub http: Option<Spanned<RawHttp>>,
     /// Secrets this job type may read with `host.secret(name)`.

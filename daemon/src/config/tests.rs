@@ -357,6 +357,28 @@ fn sandbox_keys_are_validated() {
 }
 
 #[test]
+fn reuse_instance_defaults_to_a_fresh_instance_and_rejects_zero() {
+    let job = |cfg: &Config| cfg.queues[0].jobs["a"].reuse_instance;
+    assert_eq!(job(&job_with("", "").unwrap()), 1);
+    assert_eq!(job(&job_with("", "reuse_instance = 500").unwrap()), 500);
+    let err = job_with("", "reuse_instance = 0").unwrap_err().to_string();
+    assert!(
+        err.contains("reuse_instance 0 is out of range; use 1 (a fresh instance per attempt"),
+        "{err}"
+    );
+}
+
+#[test]
+fn concurrency_goes_past_the_old_4096_cap() {
+    let cfg = with_plugin("[[queue]]\nname = \"q\"\nconcurrency = 10000\n").unwrap();
+    assert_eq!(cfg.queues[0].concurrency, 10_000);
+    let err = with_plugin("[[queue]]\nname = \"q\"\nconcurrency = 100001\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("use 1 to 100000"), "{err}");
+}
+
+#[test]
 fn queue_names_with_braces_are_rejected() {
     assert!(check_name("a}b").is_some());
     assert!(check_name("emails").is_none());

@@ -171,6 +171,10 @@ pub struct JobConfig {
     pub fuel: Option<u64>,
     /// Captured output kept per attempt and stream, bytes.
     pub output_limit: usize,
+    /// Attempts one instance serves before it is dropped: 1 (the default)
+    /// is a fresh instance per attempt; more keeps an instance after a
+    /// clean success for the next attempt of this job type.
+    pub reuse_instance: u32,
     /// Where outbound HTTP may go, and its timeout.
     pub http: HttpPolicy,
     /// Names of the secrets granted (values are read when the daemon starts).

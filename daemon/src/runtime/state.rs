@@ -104,6 +104,38 @@ impl HostState {
         }
     }
 
+    /// Readies a kept instance's state for its next attempt: everything
+    /// that belongs to one attempt (who it is, its deadline, its saved
+    /// checkpoint, its HTTP hooks and span, the limiter's verdict) starts
+    /// over; the WASI context and resource table stay, since the instance
+    /// holds handles into them.
+    pub(super) fn renew(&mut self, ident: AttemptIdent, sandbox: &Sandbox, deadline: Instant) {
+        self.http_hooks = None;
+        self.http_outbound = sandbox.http.clone();
+        self.traceparent = None;
+        self.limiter = MemoryLimiter {
+            max: sandbox.memory,
+            hit: false,
+        };
+        self.deadline = deadline;
+        self.timed_out = false;
+        self.ident = ident;
+        self.span = None;
+        self.checkpoint = None;
+        self.secrets = sandbox.secrets.clone();
+        self.output_limit = sandbox.output_limit;
+    }
+
+    /// Live entries of the resource table (streams, requests, responses).
+    pub(super) fn resources(&mut self) -> usize {
+        self.table.iter_mut().count()
+    }
+
+    /// Whether this attempt used outbound HTTP.
+    pub(super) fn used_http(&self) -> bool {
+        self.http_hooks.is_some()
+    }
+
     /// The attempt's span, made the first time the attempt logs.
     fn span(&mut self) -> tracing::Span {
         self.span.get_or_insert_with(|| self.ident.span()).clone()

@@ -133,8 +133,7 @@ pub async fn run_with(
         store::trust_ca(pem);
     }
     let obs = crate::obs::start(&config)?;
-    let slots: u32 = config.queues.iter().map(|q| q.concurrency).sum();
-    let runtime = runtime_for(&config, slots)?;
+    let runtime = runtime_for(&config, plugins::slots(&config))?;
     let mut job_types = load_plugins(&runtime, &config)?;
     obs.plugins_loaded();
 

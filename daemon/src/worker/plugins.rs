@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::policy::RetryPolicy;
 use crate::redact::FieldPath;
-use crate::runtime::{Outbound, Plugin, Runtime, Sandbox};
+use crate::runtime::{Outbound, Plugin, Reuse, Runtime, Sandbox};
 
 /// One queue's job types, by name.
 pub(crate) type JobTypes = HashMap<String, Arc<JobType>>;
@@ -86,6 +86,7 @@ pub(crate) fn load_plugins(
                         output_limit: j.output_limit,
                         http: Arc::new(Outbound::new(j.http.clone())),
                         secrets: Arc::new(secrets),
+                        reuse: Reuse::new(j.reuse_instance),
                     },
                     policy: j.retry,
                     idempotency_ttl: j.idempotency_ttl,
@@ -159,6 +160,22 @@ fn load_each(
     let took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     tracing::info!(plugins = out.len(), from_cache, took_ms, "plugins loaded");
     out
+}
+
+/// Instances the pool must hold at once: one per slot of every queue, and
+/// for each job type that reuses instances, room for one kept instance per
+/// slot of its queue (kept instances wait between attempts while other
+/// job types' attempts fill the slots).
+pub(crate) fn slots(config: &Config) -> u32 {
+    config
+        .queues
+        .iter()
+        .map(|q| {
+            let reusing = q.jobs.values().filter(|j| j.reuse_instance > 1).count();
+            let reusing = u32::try_from(reusing).unwrap_or(u32::MAX);
+            q.concurrency.saturating_mul(reusing.saturating_add(1))
+        })
+        .fold(0u32, u32::saturating_add)
 }
 
 /// The engine sizes a config needs: pooled slots, largest memory, fuel or not.

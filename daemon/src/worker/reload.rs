@@ -441,22 +441,35 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
 /// its last applied settings (a new one stays out) and is named.
 fn keep_unfit(runtime: &Runtime, applied: &Config, new: &mut Config, restart: &mut Vec<String>) {
     for q in &mut new.queues {
-        let unfit: Vec<String> = q
+        let applied_q = applied.queues.iter().find(|o| o.name == q.name);
+        let reused = |name: &str| {
+            applied_q
+                .and_then(|o| o.jobs.get(name))
+                .is_some_and(|o| o.reuse_instance > 1)
+        };
+        let unfit: Vec<(String, &str)> = q
             .jobs
             .values()
-            .filter(|j| !runtime.fits(j.memory_limit, j.fuel.is_some()))
-            .map(|j| j.name.clone())
+            .filter_map(|j| {
+                if !runtime.fits(j.memory_limit, j.fuel.is_some()) {
+                    Some((
+                        j.name.clone(),
+                        "memory_limit or fuel beyond what the engines were built with",
+                    ))
+                } else if j.reuse_instance > 1 && !reused(&j.name) {
+                    // Kept instances need room in the pool, sized at start.
+                    Some((
+                        j.name.clone(),
+                        "reuse_instance turned on (the instance pool is sized at start)",
+                    ))
+                } else {
+                    None
+                }
+            })
             .collect();
-        for name in unfit {
-            restart.push(format!(
-                "job `{name}` in queue `{}`: memory_limit or fuel beyond what the engines were built with",
-                q.name
-            ));
-            let old = applied
-                .queues
-                .iter()
-                .find(|o| o.name == q.name)
-                .and_then(|o| o.jobs.get(&name));
+        for (name, why) in unfit {
+            restart.push(format!("job `{name}` in queue `{}`: {why}", q.name));
+            let old = applied_q.and_then(|o| o.jobs.get(&name));
             match old {
                 Some(old) => {
                     q.jobs.insert(name, old.clone());

@@ -17,16 +17,26 @@
 //! | `checkpoint`     | save `attempt N` as the checkpoint on every attempt, and on success     |
 //! |                  | return the checkpoint this attempt received (empty if none)             |
 //! | `key`            | on success, return the idempotency key the host passed in              |
+//! | `count`          | on success, return `count N`: N calls this instance has handled,        |
+//! |                  | held in a global (1 in a fresh instance; more when instances are reused)|
+//! | `secret`         | on success, return `secret NAME=VALUE` (or `secret NAME unset`) as      |
+//! |                  | `host.secret(NAME)` answers                                             |
 //!
-//! On success the result is `ok attempt N`, unless `checkpoint` or `key` is set.
+//! On success the result is `ok attempt N`, unless `checkpoint`, `key`, `count`
+//! or `secret` is set.
 //! A payload that is not such an object (unknown fields included, so that a
 //! typo in a test is not silently ignored) fails permanently with code
 //! `invalid-payload`.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use ward_plugin_sdk::{Failure, Job, log, save_checkpoint};
+use ward_plugin_sdk::{Failure, Job, log, save_checkpoint, secret};
+
+/// Calls this instance has handled: lives as long as the instance does,
+/// so it shows whether the host reused one.
+static CALLS: AtomicU32 = AtomicU32::new(0);
 
 /// The class of failure asked for, as spelled in the payload.
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
@@ -53,9 +63,12 @@ struct Behaviour {
     trap: bool,
     checkpoint: bool,
     key: bool,
+    count: bool,
+    secret: Option<String>,
 }
 
 fn handle(job: Job) -> Result<Vec<u8>, Failure> {
+    let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
     let behaviour: Behaviour = job.json()?;
     let attempt = job.attempt;
     let failing = behaviour.times.is_none_or(|times| attempt <= times);
@@ -83,6 +96,13 @@ fn handle(job: Job) -> Result<Vec<u8>, Failure> {
             job.checkpoint.unwrap_or_default()
         } else if behaviour.key {
             job.idempotency_key.unwrap_or_default().into_bytes()
+        } else if behaviour.count {
+            format!("count {calls}").into_bytes()
+        } else if let Some(name) = &behaviour.secret {
+            match secret(name) {
+                Some(value) => format!("secret {name}={value}").into_bytes(),
+                None => format!("secret {name} unset").into_bytes(),
+            }
         } else {
             format!("ok attempt {attempt}").into_bytes()
         });

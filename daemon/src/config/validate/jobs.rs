@@ -12,7 +12,7 @@ use toml::Spanned;
 use super::{checked, retry};
 use crate::config::defaults::{
     DEFAULT_HTTP_TIMEOUT, DEFAULT_IDEMPOTENCY_TTL, DEFAULT_MEMORY_LIMIT, DEFAULT_OUTPUT_LIMIT,
-    DEFAULT_TIMEOUT, MAX_MEMORY_LIMIT, MAX_OUTPUT_LIMIT, MIN_MEMORY_LIMIT,
+    DEFAULT_TIMEOUT, MAX_MEMORY_LIMIT, MAX_OUTPUT_LIMIT, MAX_REUSE_INSTANCE, MIN_MEMORY_LIMIT,
 };
 use crate::config::raw::{RawHttp, RawJob};
 use crate::config::units::parse_size;
@@ -117,6 +117,20 @@ fn job(
         Some(f) => Some(*f.get_ref()),
         None => None,
     };
+    let reuse_instance = match &j.reuse_instance {
+        Some(r) if !(1..=MAX_REUSE_INSTANCE).contains(r.get_ref()) => {
+            problem(
+                r.span(),
+                format!(
+                    "job `{name}`: reuse_instance {} is out of range; use 1 (a fresh instance per attempt, the default) to {MAX_REUSE_INSTANCE}",
+                    r.get_ref()
+                ),
+            );
+            1
+        }
+        Some(r) => *r.get_ref(),
+        None => 1,
+    };
     let http = j
         .http
         .as_ref()
@@ -129,6 +143,7 @@ fn job(
         memory_limit,
         fuel,
         output_limit,
+        reuse_instance,
         http,
         secrets: secrets(j.secrets.as_ref(), &name, problem),
         redact: redact(j.redact.as_ref(), &name, problem),

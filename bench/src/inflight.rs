@@ -1,0 +1,87 @@
+//! The `inflight` scenario: how many I/O-bound attempts one daemon holds
+//! at once, and what that costs in memory. `--inflight` webhook jobs (the
+//! `webhook` example plugin) POST to a local keep-alive receiver that
+//! answers each request only after `--inflight-hold-ms`; the queue's
+//! concurrency is `--inflight`, so every job can be in flight at once.
+//!
+//! Reports the most requests the receiver held open at once (the attempts
+//! really in flight together, counted where they arrive), the connections
+//! it accepted, the daemon's peak RSS (`VmHWM`) and its virtual size
+//! (`VmPeak`: the instance pool's reservation), and that every job
+//! succeeded.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use ward_testkit::{Config, METRICS_ANY_PORT, UpstreamStub, Ward, job_table, proc_status_kib};
+
+use super::{Bench, READY, all_succeeded, fill, records, stop, usage, wait_drained};
+
+/// Runs the scenario once and prints what it measured.
+#[allow(clippy::cast_precision_loss, reason = "job counts far below 2^52")]
+pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
+    let args = &bench.args;
+    let n = args.inflight;
+    let hold = Duration::from_millis(args.inflight_hold_ms);
+    let stub = UpstreamStub::keep_alive(hold);
+    let plugin = bench.plugins.join("webhook.wasm");
+    anyhow::ensure!(
+        plugin.exists(),
+        "{} is missing: build it with scripts/build-plugins",
+        plugin.display()
+    );
+    let http = format!(
+        "http = {{ allow = [\"127.0.0.1:{}\"], timeout = \"120s\" }}\ntimeout = \"300s\"",
+        stub.port
+    );
+    let threads = args
+        .threads
+        .map_or_else(String::new, |t| format!("[daemon]\nthreads = {t}\n\n"));
+    let config = Config::new(&bench.redis.url)
+        .top(&format!("{threads}{METRICS_ANY_PORT}"))
+        .queue(
+            "bench",
+            &format!("concurrency = {n}\nsucceeded_ttl = \"24h\""),
+        )
+        .jobs(&job_table("hook", "bench", &plugin, &http))
+        .render();
+    let mut con = bench.redis.con()?;
+    let _: () = redis::cmd("FLUSHALL").query(&mut con)?;
+    let body = format!(
+        r#"{{"url":"http://127.0.0.1:{}/hook","body":{{}}}}"#,
+        stub.port
+    );
+    let (ids, _) = fill(&mut con, n, |_| ("hook".into(), body.clone()), false)?;
+    let env = [("RUST_LOG", "warn")];
+    let ward = Ward::try_start(&bench.ward, &config, &env)?.try_ready(READY)?;
+    let started = Instant::now();
+    wait_drained(&mut con, Duration::from_secs(900)).context("webhook jobs did not drain")?;
+    let wall = started.elapsed().as_secs_f64();
+    let (cpu, rss) = usage(&ward);
+    let vm_peak = proc_status_kib(ward.pid(), "VmPeak").unwrap_or(0);
+    stop(vec![ward]);
+    let rows = records(&mut con, &ids)?;
+    all_succeeded(&rows, "inflight")?;
+    let first = rows.iter().map(|r| r.first).min().unwrap_or(0);
+    let last_start = rows.iter().map(|r| r.first).max().unwrap_or(0);
+    println!(
+        "## inflight: {n} webhook jobs, concurrency {n}, receiver answers after {} ms",
+        args.inflight_hold_ms
+    );
+    println!(
+        "  peak in flight        {} requests held open at once at the receiver ({:.1}% of {n})",
+        stub.max_open(),
+        100.0 * stub.max_open() as f64 / n as f64
+    );
+    println!(
+        "  starts spread         {} ms from the first attempt's start to the last's",
+        last_start.saturating_sub(first)
+    );
+    println!("  connections accepted  {}", stub.connections());
+    println!(
+        "  daemon                peak RSS {} MiB; peak virtual size {} GiB; {cpu:.1} s CPU; wall {wall:.1} s",
+        rss / 1024,
+        vm_peak >> 20
+    );
+    Ok(())
+}

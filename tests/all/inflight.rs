@@ -1,0 +1,61 @@
+//! Many I/O-bound attempts in one daemon: a queue with a concurrency past
+//! the old 4,096 cap runs that many webhook attempts at once against a
+//! slow receiver, and the daemon's memory stays bounded. (The full 10,000
+//! is the `ward-bench --scenarios inflight` benchmark; a debug build on a
+//! shared machine runs half of it here.)
+
+use std::time::Duration;
+
+use ward_testkit::*;
+
+const N: usize = 5_000;
+/// Less than this in flight at once means the daemon held attempts back.
+const AT_ONCE: usize = N * 9 / 10;
+const GIB_KIB: u64 = 1 << 20;
+
+#[test]
+fn five_thousand_webhook_attempts_wait_on_a_slow_upstream_at_once_under_1_gib() {
+    // Long enough for a debug daemon to start all of them while the first
+    // still wait.
+    let stub = UpstreamStub::keep_alive(Duration::from_secs(20));
+    let redis = Redis::start();
+    let jobs = job(
+        "hook",
+        "webhook",
+        &format!(
+            "timeout = \"300s\"\nhttp = {{ allow = [\"127.0.0.1:{}\"], timeout = \"120s\" }}",
+            stub.port
+        ),
+    );
+    let cfg = config(&redis, u32::try_from(N).unwrap(), &jobs);
+    let body = format!(
+        r#"{{"url":"http://127.0.0.1:{}/hook","body":{{}}}}"#,
+        stub.port
+    );
+    let ids = xadd_many(&redis, N, "hook", &body);
+    let ward_proc = Ward::start(&cfg).ready();
+    wait_for(
+        Duration::from_secs(120),
+        "most attempts in flight at once",
+        || stub.max_open() >= AT_ONCE,
+    );
+    wait_for(Duration::from_secs(300), "every job to finish", || {
+        job_fields(&redis, &ids, "state")
+            .iter()
+            .all(|s| s.as_deref() == Some("succeeded"))
+    });
+    let peak = proc_status_kib(ward_proc.pid(), "VmHWM").unwrap();
+    eprintln!(
+        "in flight at once: {} of {N}; connections {}; daemon peak RSS {} MiB",
+        stub.max_open(),
+        stub.connections(),
+        peak / 1024
+    );
+    assert!(
+        stub.max_open() >= AT_ONCE,
+        "only {} at once",
+        stub.max_open()
+    );
+    assert!(peak < GIB_KIB, "peak RSS {} MiB", peak / 1024);
+    assert_eq!(stub.requests(), N, "one request per job");
+}
