@@ -7,8 +7,8 @@
 //! Reports the most requests the receiver held open at once (the attempts
 //! really in flight together, counted where they arrive), the connections
 //! it accepted, the daemon's peak RSS (`VmHWM`) and its virtual size
-//! (`VmPeak`: the instance pool's reservation), and that every job
-//! succeeded.
+//! (`VmPeak`: the instance pool's reservation), its memory mappings, and
+//! that every job succeeded.
 
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,9 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
     let wall = started.elapsed().as_secs_f64();
     let (cpu, rss) = usage(&ward);
     let vm_peak = proc_status_kib(ward.pid(), "VmPeak").unwrap_or(0);
+    // Used slots keep their mappings, so the count now is the peak's.
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", ward.pid()))
+        .map_or(0, |m| m.lines().count());
     stop(vec![ward]);
     let rows = records(&mut con, &ids)?;
     all_succeeded(&rows, "inflight")?;
@@ -78,6 +81,7 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
         last_start.saturating_sub(first)
     );
     println!("  connections accepted  {}", stub.connections());
+    println!("  memory mappings       {maps} after the run (vm.max_map_count bounds them)");
     println!(
         "  daemon                peak RSS {} MiB; peak virtual size {} GiB; {cpu:.1} s CPU; wall {wall:.1} s",
         rss / 1024,

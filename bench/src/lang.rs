@@ -49,13 +49,14 @@ pub(super) fn run(bench: &Bench, lang: &str) -> anyhow::Result<()> {
         runs.sort_by(|a, b| a.throughput.total_cmp(&b.throughput));
         let m = &runs[runs.len() / 2];
         println!(
-            "  {label:<28} {:>7.0} jobs/s (min {:.0}, max {:.0}); instance {:.1} µs, attempt {:.1} µs (means); daemon {:.1} µs CPU/job; peak RSS {} MiB",
+            "  {label:<28} {:>7.0} jobs/s (min {:.0}, max {:.0}); instance {:.1} µs, attempt {:.1} µs (means); daemon {:.1} µs CPU/job, {:.0} page faults/job; peak RSS {} MiB",
             m.throughput,
             runs[0].throughput,
             runs[runs.len() - 1].throughput,
             m.instantiate_us,
             m.attempt_us,
             m.cpu_per_job_us,
+            m.faults_per_job,
             m.rss_kib / 1024
         );
     }
@@ -68,7 +69,20 @@ struct LangRun {
     instantiate_us: f64,
     attempt_us: f64,
     cpu_per_job_us: f64,
+    faults_per_job: f64,
     rss_kib: u64,
+}
+
+/// Minor page faults of a process so far (`/proc/PID/stat` field 10):
+/// pages an instance touched for the first time, copy-on-write included.
+fn minor_faults(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    after
+        .split_whitespace()
+        .nth(7)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 #[allow(clippy::cast_precision_loss, reason = "job counts far below 2^52")]
@@ -102,11 +116,14 @@ fn one(bench: &Bench, plugin: &std::path::Path, reuse: u32) -> anyhow::Result<La
     let (ids, _) = fill(&mut con, n, |_| ("lang".into(), PAYLOAD.into()), false)?;
     let env = [("RUST_LOG", "warn")];
     let ward = Ward::try_start(&bench.ward, &config, &env)?.try_ready(READY)?;
+    // Loading the plugin faults in pages too; count only what follows.
+    let faults_at_ready = minor_faults(ward.pid());
     wait_drained(&mut con, Duration::from_secs(900)).context("jobs did not drain")?;
     // The last completions may still be on their way to the histograms.
     std::thread::sleep(Duration::from_millis(200));
     let metrics = scrape(port).unwrap_or_default();
     let (cpu, rss_kib) = usage(&ward);
+    let faults = minor_faults(ward.pid()).saturating_sub(faults_at_ready);
     stop(vec![ward]);
     let rows = records(&mut con, &ids)?;
     all_succeeded(&rows, "lang")?;
@@ -118,6 +135,7 @@ fn one(bench: &Bench, plugin: &std::path::Path, reuse: u32) -> anyhow::Result<La
         instantiate_us: mean(&metrics, "ward_plugin_instantiate_seconds") * 1e6,
         attempt_us: mean(&metrics, "ward_job_duration_seconds") * 1e6,
         cpu_per_job_us: cpu / n as f64 * 1e6,
+        faults_per_job: faults as f64 / n as f64,
         rss_kib,
     })
 }
