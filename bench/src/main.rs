@@ -84,6 +84,11 @@ struct Args {
     /// Runs per scenario (the median is reported with min and max).
     #[arg(long, default_value_t = 1)]
     runs: usize,
+    /// After each throughput-style run, print where Redis spent its time:
+    /// `INFO commandstats` (reset as the daemons start), as µs per job by
+    /// command and script.
+    #[arg(long)]
+    commandstats: bool,
 }
 
 /// The Redis a run drives: a private one from the kit, or `--redis`.
@@ -188,6 +193,43 @@ fn redis_cpu(con: &mut redis::Connection) -> f64 {
         .filter(|l| l.starts_with("used_cpu_sys:") || l.starts_with("used_cpu_user:"))
         .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
         .sum()
+}
+
+/// Prints `INFO commandstats` as µs of Redis time per job, largest first:
+/// which commands (EVALSHA and FCALL are the scripts) a run's jobs cost.
+#[allow(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+fn print_commandstats(con: &mut redis::Connection, label: &str, jobs: usize) {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(con)
+        .unwrap_or_default();
+    // cmdstat_xack:calls=3,usec=12,usec_per_call=4.00,...
+    let mut rows: Vec<(String, u64, u64)> = info
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let field = |k: &str| {
+                rest.split(',')
+                    .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+                    .and_then(|v| v.parse::<u64>().ok())
+            };
+            Some((name.to_string(), field("calls")?, field("usec")?))
+        })
+        .collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.2));
+    let total: u64 = rows.iter().map(|r| r.2).sum();
+    let per_job = |us: u64| us as f64 / jobs.max(1) as f64;
+    println!(
+        "commandstats {label}: {:.2} µs of Redis command time per job",
+        per_job(total)
+    );
+    for (name, calls, usec) in rows.iter().take(12) {
+        println!(
+            "  {name:<16} {calls:>9} calls  {:>7.2} µs/job  {:>6.1} µs/call",
+            per_job(*usec),
+            *usec as f64 / (*calls).max(1) as f64
+        );
+    }
 }
 
 const STREAM: &str = "ward:{bench}:jobs";
@@ -360,6 +402,9 @@ fn drain_run(bench: &Bench, label: &str, mix: Mix) -> anyhow::Result<Run> {
         }
     };
     let (ids, enq_secs) = fill(&mut con, n, payload, keyed)?;
+    if args.commandstats {
+        let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut con)?;
+    }
     let redis_before = redis_cpu(&mut con);
     let wall = Instant::now();
     let ttl = if no_record { "0s" } else { "24h" };
@@ -378,6 +423,9 @@ fn drain_run(bench: &Bench, label: &str, mix: Mix) -> anyhow::Result<Run> {
     let cpu = usage.iter().map(|u| u.0).sum();
     let rss = usage.iter().map(|u| u.1).max().unwrap_or(0);
     let redis_used = redis_cpu(&mut con) - redis_before;
+    if args.commandstats {
+        print_commandstats(&mut con, label, n);
+    }
     stop(daemons);
     let span = if no_record {
         span

@@ -257,6 +257,40 @@ fn an_idempotency_key_after_many_other_fields_still_deduplicates() {
     });
 }
 
+#[test]
+fn keyed_entries_read_in_one_lease_run_once_per_key_at_every_level() {
+    // Enqueued before any daemon runs, so one lease reads them all: the
+    // lease claims each key as it reads, the first entry of a key wins.
+    let redis = Redis::start();
+    let mut ids = Vec::new();
+    for level in ["normal", "high", "low"] {
+        let key = format!("order-{level}");
+        let fields = [("idempotency_key", key.as_str()), ("priority", level)];
+        ids.push((
+            xadd(&redis, "noop", "{}", &fields),
+            xadd(&redis, "noop", "{}", &fields),
+        ));
+    }
+    let _ward = Ward::start(&config(&redis, 8, &jobs())).ready();
+    for (first, second) in &ids {
+        let s = wait_final(&redis, first, WAIT);
+        assert_eq!(
+            (s["state"].as_str(), s["attempts"].as_u64()),
+            (Some("succeeded"), Some(1)),
+            "{first}: {s}"
+        );
+        assert_eq!(record_field(&redis, first, "duplicate_of"), None);
+        wait_for(WAIT, "the second of a key to be a duplicate", || {
+            record_field(&redis, second, "duplicate_of").as_deref() == Some(first.as_str())
+        });
+        assert_eq!(
+            record_field(&redis, second, "attempts").as_deref(),
+            Some("0"),
+            "{second} never ran"
+        );
+    }
+}
+
 /// A config for queue `q` with `queue` keys, the metrics endpoint on `port`.
 fn config_on(redis: &Redis, port: u16, queue: &str) -> String {
     let top = format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n");

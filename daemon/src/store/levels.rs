@@ -9,7 +9,9 @@ use std::time::Duration;
 use redis::Value;
 
 use super::batches::BATCH_LUA;
-use super::reply::{parse_entries, parse_xread, protocol};
+use super::consume::KeyCheck;
+use super::fields::IDEMPOTENCY_KEY;
+use super::reply::{bytes_of, parse_entries, parse_xread, protocol};
 use super::script::{quote, script};
 use super::{Delivery, GROUP, Queue, QueueError};
 use crate::priority::{FIELD, Priority};
@@ -21,7 +23,11 @@ const MOVE_BUDGET: usize = 1024;
 
 static LEASE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
-        &format!("local PRIORITY_FIELD = {}\n{BATCH_LUA}", quote(FIELD)),
+        &format!(
+            "local PRIORITY_FIELD = {}\nlocal KEY_FIELD = {}\n{BATCH_LUA}",
+            quote(FIELD),
+            quote(IDEMPOTENCY_KEY)
+        ),
         include_str!("lua/lease.lua"),
     )
 });
@@ -35,23 +41,41 @@ fn letter(p: Priority) -> char {
     }
 }
 
+/// A leased delivery, and the answer for its idempotency key when the lease
+/// claimed it (`None`: no key, or its job type was not listed).
+pub type Leased = (Delivery, Option<KeyCheck>);
+
+/// What a lease needs to know of the job types it may claim keys for.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseAsk<'a> {
+    /// Most deliveries.
+    pub count: usize,
+    /// The order the level streams are read in.
+    pub order: [Priority; 3],
+    /// How long to wait when there is nothing (`None`: do not wait).
+    pub block: Option<Duration>,
+    /// The job types whose idempotency keys are claimed as their jobs are
+    /// leased, each with its key's TTL in ms.
+    pub key_ttls: &'a [(String, u64)],
+}
+
 impl Queue {
-    /// Reads up to `count` new deliveries for `consumer` from the level
-    /// streams in `order` (each while room is left), waiting at most `block`
-    /// when none of them has anything (no busy polling). May return none
-    /// without waiting, when it moved entries to their level's stream.
+    /// Reads up to `ask.count` new deliveries for `consumer` from the level
+    /// streams in `ask.order` (each while room is left), waiting at most
+    /// `ask.block` when none of them has anything (no busy polling). May
+    /// return none without waiting, when it moved entries to their level's
+    /// stream. The idempotency key of a delivery of a job type in
+    /// `ask.key_ttls` is claimed in the same step (see `lua/lease.lua`).
     ///
     /// # Errors
     /// Redis errors, or a reply of the wrong shape.
     pub async fn lease_levels(
         &self,
         consumer: &str,
-        count: usize,
-        order: [Priority; 3],
-        block: Option<Duration>,
-    ) -> Result<Vec<Delivery>, QueueError> {
-        let (got, last) = self.lease_once(consumer, count, order).await?;
-        let (Some(block), Some(last)) = (block, last) else {
+        ask: LeaseAsk<'_>,
+    ) -> Result<Vec<Leased>, QueueError> {
+        let (got, last) = self.lease_once(consumer, ask).await?;
+        let (Some(block), Some(last)) = (ask.block, last) else {
             return Ok(got);
         };
         // Nothing anywhere: wait for an entry past what the group has
@@ -72,7 +96,7 @@ impl Queue {
         if parse_xread(woke)?.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(self.lease_once(consumer, count, order).await?.0)
+        Ok(self.lease_once(consumer, ask).await?.0)
     }
 
     /// One call of the lease script: the deliveries, and when there were
@@ -80,38 +104,56 @@ impl Queue {
     async fn lease_once(
         &self,
         consumer: &str,
-        count: usize,
-        order: [Priority; 3],
-    ) -> Result<(Vec<Delivery>, Option<Vec<String>>), QueueError> {
-        let order: String = order.into_iter().map(letter).collect();
+        ask: LeaseAsk<'_>,
+    ) -> Result<(Vec<Leased>, Option<Vec<String>>), QueueError> {
+        let order: String = ask.order.into_iter().map(letter).collect();
         let mut con = self.con.clone();
-        let reply: Value = LEASE_SCRIPT
-            .key(&self.keys.jobs)
-            .key(&self.keys.jobs_high)
+        let mut inv = LEASE_SCRIPT.key(&self.keys.jobs);
+        inv.key(&self.keys.jobs_high)
             .key(&self.keys.jobs_low)
             .arg(GROUP)
             .arg(consumer)
             .arg(order)
-            .arg(count)
-            .arg(MOVE_BUDGET)
-            .invoke_async(&mut con)
-            .await?;
+            .arg(ask.count)
+            .arg(MOVE_BUDGET);
+        for (job, ttl) in ask.key_ttls {
+            inv.arg(job).arg(*ttl);
+        }
+        let reply: Value = inv.invoke_async(&mut con).await?;
         let Value::Array(mut parts) = reply else {
             return Err(protocol("lease", &reply));
         };
-        if parts.len() < 2 {
+        if parts.len() < 3 {
             return Err(protocol("lease", &Value::Array(parts)));
         }
         let last: Vec<String> = parts
-            .drain(2..)
+            .drain(3..)
             .filter_map(|v| match v {
                 Value::BulkString(b) => Some(String::from_utf8_lossy(&b).into_owned()),
                 Value::SimpleString(s) => Some(s),
                 _ => None,
             })
             .collect();
+        let checks = match parts.pop() {
+            Some(Value::Array(c)) => c,
+            other => return Err(protocol("lease", &other.unwrap_or(Value::Nil))),
+        };
         let entries = parts.pop().unwrap_or(Value::Nil);
         let got = parse_entries(entries, "lease")?;
+        if !checks.is_empty() && checks.len() != got.len() {
+            return Err(QueueError::Protocol {
+                what: "lease",
+                detail: format!("{} key answers for {} deliveries", checks.len(), got.len()),
+            });
+        }
+        let mut checks = checks.into_iter();
+        let got: Vec<Leased> = got
+            .into_iter()
+            .map(|d| {
+                let answer = checks.next().map(bytes_of).unwrap_or_default();
+                (d, KeyCheck::from_answer(&String::from_utf8_lossy(&answer)))
+            })
+            .collect();
         let idle = got.is_empty() && last.len() == 3;
         Ok((got, idle.then_some(last)))
     }

@@ -128,6 +128,7 @@ pub use entry::{Completion, Delivery, JobEntry, Malformed};
 pub use groups::GroupClaim;
 pub use jobs::{CancelInfo, JobStatus, KeyOwner, LastError};
 pub use keys::Keys;
+pub use levels::{LeaseAsk, Leased};
 pub use memory::Memory;
 pub use pause::{HeldCounts, Pause, Pauses, RELEASE_CHUNK, Released, WHOLE_QUEUE};
 pub use sample::QueueSample;

@@ -16,7 +16,7 @@ use crate::config::QueueConfig;
 use crate::job::JobEntry;
 use crate::priority::Picker;
 use crate::series::Tally;
-use crate::store::{self, Delivery, Pauses, Queue};
+use crate::store::{self, Leased, Pauses, Queue};
 use crate::transition::Completion;
 use crate::upstream::Upstreams;
 
@@ -297,16 +297,14 @@ impl Reader {
             // The read is not cancelled on shutdown: entries it already took
             // must be run, not left leased to a consumer that is going away.
             let order = levels.next(self.cfg.priority_weights);
-            let deliveries = match self
-                .reader
-                .lease_levels(
-                    &self.consumer,
-                    (permits.len() + extra).min(MAX_LEASE),
-                    order,
-                    block,
-                )
-                .await
-            {
+            let key_ttls = self.key_ttls();
+            let ask = store::LeaseAsk {
+                count: (permits.len() + extra).min(MAX_LEASE),
+                order,
+                block,
+                key_ttls: &key_ttls,
+            };
+            let deliveries = match self.reader.lease_levels(&self.consumer, ask).await {
                 Ok(d) => {
                     backoff.reset();
                     d
@@ -416,6 +414,19 @@ impl Reader {
         }
     }
 
+    /// The job types whose idempotency keys a lease claims, each with its
+    /// key's TTL in ms: every job type this daemon runs.
+    fn key_ttls(&self) -> Vec<(String, u64)> {
+        self.jobs
+            .load()
+            .iter()
+            .map(|(name, jt)| {
+                let ttl = u64::try_from(jt.idempotency_ttl.as_millis()).unwrap_or(u64::MAX);
+                (name.clone(), ttl.max(1))
+            })
+            .collect()
+    }
+
     /// Says a read failed and waits `delay` before the next one.
     async fn read_failed(&self, e: &store::QueueError, delay: Duration) {
         if matches!(e, store::QueueError::Redis(r) if r.code() == Some("NOGROUP")) {
@@ -433,9 +444,9 @@ impl Reader {
     /// have more attempts than permits: those wait for a slot), and sends
     /// the outcomes already known to the completer. Returns how many were
     /// parked because their group is at its cap.
-    async fn dispatch(&self, deliveries: Vec<Delivery>, mut permits: Vec<Slot>) -> usize {
+    async fn dispatch(&self, deliveries: Vec<Leased>, mut permits: Vec<Slot>) -> usize {
         if let Ok(mut set) = self.in_flight.lock() {
-            set.extend(deliveries.iter().map(|d| d.entry_id.clone()));
+            set.extend(deliveries.iter().map(|(d, _)| d.entry_id.clone()));
         }
         let builder = Builder {
             queue: &self.cfg.name,

@@ -13,7 +13,7 @@ use crate::backoff::Backoff;
 use crate::breaker::Breakers;
 use crate::job::{DeadReason, FailureClass, JobEntry, Malformed, Outcome};
 use crate::redact;
-use crate::store::{self, Delivery, KeyCheck, Keys, Pauses, Queue};
+use crate::store::{self, KeyCheck, Keys, Leased, Pauses, Queue};
 use crate::transition::{Completion, Deferral, Ran, Transition};
 
 use super::cancels::Cancels;
@@ -49,13 +49,15 @@ pub(crate) struct Gates<'a> {
     pub(crate) cancels: &'a Cancels,
 }
 
-/// Sorts leased deliveries into attempts to run and outcomes already known,
-/// checking idempotency keys for the whole batch in one round trip.
+/// Sorts leased deliveries into attempts to run and outcomes already known.
+/// Idempotency keys were claimed by the lease; a keyed delivery it did not
+/// claim (its job type came with a reload meanwhile) is checked here, the
+/// whole batch in one round trip.
 pub(crate) async fn triage(
     queue: &Queue,
     builder: Builder<'_>,
     jobs: &HashMap<String, Arc<JobType>>,
-    deliveries: Vec<Delivery>,
+    deliveries: Vec<Leased>,
     gates: Gates<'_>,
     max_payload: usize,
 ) -> Vec<Work> {
@@ -63,7 +65,7 @@ pub(crate) async fn triage(
     let now = crate::clock::now_ms();
     let mut out = Vec::with_capacity(deliveries.len());
     let mut keyed: Vec<(JobEntry, Arc<JobType>)> = Vec::new();
-    for d in deliveries {
+    for (d, check) in deliveries {
         let parsed = d.parse();
         if let Ok(entry) = &parsed
             && entry.is_first_delivery()
@@ -94,8 +96,13 @@ pub(crate) async fn triage(
                     Some((upstream, wait)) => {
                         out.push(Work::Record(deferred(builder, entry, jt, upstream, wait)));
                     }
-                    None if entry.idempotency_key.is_some() => keyed.push((entry, jt.clone())),
-                    None => out.push(Work::Run(entry, jt.clone())),
+                    None if entry.idempotency_key.is_none() => {
+                        out.push(Work::Run(entry, jt.clone()));
+                    }
+                    None => match check {
+                        Some(check) => out.push(checked(builder, entry, jt.clone(), check)),
+                        None => keyed.push((entry, jt.clone())),
+                    },
                 },
             },
         }
@@ -127,19 +134,25 @@ pub(crate) async fn triage(
         }
     };
     for ((entry, jt), check) in keyed.into_iter().zip(checks) {
-        match check {
-            KeyCheck::Run => out.push(Work::Run(entry, jt)),
-            KeyCheck::DuplicateOf(owner) => {
-                tracing::info!(queue = %queue_name, job_id = %entry.id, job = %entry.job, duplicate_of = %owner, "duplicate enqueue of an idempotency key; acknowledged without running");
-                out.push(Work::Record(duplicate(builder, entry, &jt, Some(owner))));
-            }
-            KeyCheck::Completed => {
-                tracing::info!(queue = %queue_name, job_id = %entry.id, job = %entry.job, "redelivery of a job that already succeeded; acknowledged without running");
-                out.push(Work::Record(duplicate(builder, entry, &jt, None)));
-            }
-        }
+        out.push(checked(builder, entry, jt, check));
     }
     out
+}
+
+/// What a keyed delivery becomes, given what its key's check said.
+fn checked(builder: Builder<'_>, entry: JobEntry, jt: Arc<JobType>, check: KeyCheck) -> Work {
+    let queue_name = builder.queue;
+    match check {
+        KeyCheck::Run => Work::Run(entry, jt),
+        KeyCheck::DuplicateOf(owner) => {
+            tracing::info!(queue = %queue_name, job_id = %entry.id, job = %entry.job, duplicate_of = %owner, "duplicate enqueue of an idempotency key; acknowledged without running");
+            Work::Record(duplicate(builder, entry, &jt, Some(owner)))
+        }
+        KeyCheck::Completed => {
+            tracing::info!(queue = %queue_name, job_id = %entry.id, job = %entry.job, "redelivery of a job that already succeeded; acknowledged without running");
+            Work::Record(duplicate(builder, entry, &jt, None))
+        }
+    }
 }
 
 /// The open breaker that holds `jt`'s jobs back, and for how long.

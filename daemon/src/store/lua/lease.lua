@@ -1,8 +1,11 @@
 -- Leases up to a batch of deliveries across the priority levels, in one
 -- step. KEYS[1] jobs stream (normal), [2] jobs:high, [3] jobs:low.
 -- ARGV[1] group, [2] consumer, [3] the order to read the levels in (e.g.
--- 'hnl', 'lhn'), [4] most deliveries, [5] most entries moved per call.
--- PRIORITY_FIELD (the producer's `priority` field) comes with the prelude.
+-- 'hnl', 'lhn'), [4] most deliveries, [5] most entries moved per call,
+-- then pairs of (job type, idempotency TTL in ms): the job types this
+-- daemon runs, whose keys it claims here.
+-- PRIORITY_FIELD and KEY_FIELD (the producer's `priority` and
+-- `idempotency_key` fields) come with the prelude.
 --
 -- Every job enters through the normal stream. A new entry of it that names
 -- another level (`priority high|low`) is moved to that level's stream as it
@@ -12,10 +15,16 @@
 -- one entry across the three streams). The moves are not returned: they
 -- are read from their level's stream on its turn, maybe by this very call.
 --
--- Returns {more, entries} where more is 1 when the move budget ran out
--- (read again at once), and entries the leased {id, fields} pairs; when
--- nothing was leased or moved, also the group's last-delivered id of each
--- stream, so the caller can wait for anything newer (XREAD BLOCK).
+-- The idempotency key of each leased entry of a listed job type is claimed
+-- for its job here, as check_keys.lua does for a delivery taken over from
+-- another consumer: one round trip for the read and the claims.
+--
+-- Returns {more, entries, checks} where more is 1 when the move budget ran
+-- out (read again at once), entries the leased {id, fields} pairs and
+-- checks, when any entry had a key claimed, one answer per entry ('' for
+-- none; else as check_keys.lua answers); when nothing was leased or moved,
+-- also the group's last-delivered id of each stream, so the caller can
+-- wait for anything newer (XREAD BLOCK).
 -- A move whose record exists (a retry) updates its `entry`; that key is
 -- built from the stream's name inside the script (same hash tag).
 local main, high, low = KEYS[1], KEYS[2], KEYS[3]
@@ -37,14 +46,28 @@ local function read(stream, n)
   return r[1][2]
 end
 
-local function level_of(f)
+local ttls = {}
+for k = 6, #ARGV, 2 do ttls[ARGV[k]] = ARGV[k + 1] end
+
+-- One pass over an entry's fields: what this script needs of them.
+local function scan(f)
+  local s = {}
   for k = 1, #f, 2 do
-    if f[k] == PRIORITY_FIELD then
-      if f[k + 1] == 'high' then return high end
-      if f[k + 1] == 'low' then return low end
-      return nil
+    local name = f[k]
+    if name == 'job' then s.job = f[k + 1]
+    elseif name == KEY_FIELD then s.key = f[k + 1]
+    elseif name == PRIORITY_FIELD then s.level = f[k + 1]
+    elseif name == 'batch' then s.batch = f[k + 1]
+    elseif name == ENTRY.id then s.id = f[k + 1]; s.counted = true
+    elseif name == ENTRY.batch then s.counted = true
     end
   end
+  return s
+end
+
+local function level_of(s)
+  if s.level == 'high' then return high end
+  if s.level == 'low' then return low end
   return nil
 end
 
@@ -79,15 +102,37 @@ end
 -- The ledger keys are built here from the stream's name (same hash tag).
 local q = string.sub(main, 1, -#JOBS_KEY - 1)
 local now = nil
-local function join_batch(f)
-  local b, counted = nil, false
-  for k = 1, #f, 2 do
-    if f[k] == 'batch' then b = f[k + 1] end
-    if f[k] == ENTRY.id or f[k] == ENTRY.batch then counted = true end
-  end
-  if b == nil or b == '' or counted then return end
+local function join_batch(s)
+  local b = s.batch
+  if b == nil or b == '' or s.counted then return end
   now = now or now_ms()
   batch_join(batch_keys(q, b), q .. BATCHES_KEY, q .. BATCHES_UNFINISHED_KEY, b, now)
+end
+
+-- Claims the key of a leased entry for its job, or says why it must not
+-- run (check_keys.lua's answers); '' when there is nothing to claim.
+local checks, claimed = {}, false
+local function claim(e, s)
+  s = s or scan(e[2])
+  local ttl = s.key and s.key ~= '' and s.job and ttls[s.job]
+  if not ttl then checks[#checks + 1] = ''; return end
+  claimed = true
+  local id = s.id or e[1]
+  local v = redis.call('SET', q .. IDEM_PREFIX .. s.key, id, 'NX', 'PX', ttl, 'GET')
+  if not v then checks[#checks + 1] = 'run'; return end
+  local owner, state = string.match(v, '^(%S+)%s*(%S*)')
+  if owner ~= id then
+    checks[#checks + 1] = 'dup ' .. owner
+  elseif state == 'done' then
+    checks[#checks + 1] = 'done'
+  else
+    checks[#checks + 1] = 'run'
+  end
+end
+
+local function take(e, s)
+  got[#got + 1] = e
+  claim(e, s)
 end
 
 -- The normal stream: keeps its own entries, moves the others.
@@ -96,9 +141,10 @@ local function from_main()
     local es = read(main, want - #got)
     if #es == 0 then return end
     for _, e in ipairs(es) do
-      join_batch(e[2])
-      local dest = level_of(e[2])
-      if dest then move(e, dest) else got[#got + 1] = e end
+      local s = scan(e[2])
+      join_batch(s)
+      local dest = level_of(s)
+      if dest then move(e, dest) else take(e, s) end
     end
   end
 end
@@ -109,13 +155,14 @@ for c in string.gmatch(order, '.') do
   if s == main then
     from_main()
   else
-    for _, e in ipairs(read(s, want - #got)) do got[#got + 1] = e end
+    for _, e in ipairs(read(s, want - #got)) do take(e) end
   end
 end
 
 local more = 0
 if moved >= budget then more = 1 end
-if #got > 0 or moved > 0 then return {more, got} end
+if not claimed then checks = {} end
+if #got > 0 or moved > 0 then return {more, got, checks} end
 local function last_delivered(stream)
   local gs = redis.pcall('XINFO', 'GROUPS', stream)
   if type(gs) ~= 'table' or gs.err then return '0-0' end
@@ -129,4 +176,4 @@ local function last_delivered(stream)
   end
   return '0-0'
 end
-return {0, got, last_delivered(main), last_delivered(high), last_delivered(low)}
+return {0, got, checks, last_delivered(main), last_delivered(high), last_delivered(low)}
