@@ -1,7 +1,9 @@
 //! Leasing across the priority levels: one script reads the level streams
 //! in the order the reader's starvation guard chose, moving new entries
-//! that name another level to that level's stream on the way (see
-//! `lua/lease.lua` and [`crate::priority`]).
+//! that name another level to that level's stream on the way and claiming
+//! idempotency keys (see `lua/lease.lua` and [`crate::priority`]). While
+//! the level streams are empty and entries need nothing of a script, the
+//! reader may read with a plain `XREADGROUP` instead (`lease_plain.rs`).
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -21,16 +23,19 @@ use crate::priority::{FIELD, Priority};
 /// in the normal stream; the reader calls again at once while there is more.
 const MOVE_BUDGET: usize = 1024;
 
-static LEASE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
-    script(
-        &format!(
-            "local PRIORITY_FIELD = {}\nlocal KEY_FIELD = {}\n{BATCH_LUA}",
-            quote(FIELD),
-            quote(IDEMPOTENCY_KEY)
-        ),
-        include_str!("lua/lease.lua"),
+/// What both lease scripts start with: the field names they look for, the
+/// batch helpers and what they do with an entry (`lua/lease_entry.lua`).
+pub(super) fn lease_prelude() -> String {
+    format!(
+        "local PRIORITY_FIELD = {}\nlocal KEY_FIELD = {}\n{BATCH_LUA}{}",
+        quote(FIELD),
+        quote(IDEMPOTENCY_KEY),
+        include_str!("lua/lease_entry.lua")
     )
-});
+}
+
+static LEASE_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| script(&lease_prelude(), include_str!("lua/lease.lua")));
 
 /// The letter `lease.lua` knows level `p` by.
 fn letter(p: Priority) -> char {
@@ -57,6 +62,20 @@ pub struct LeaseAsk<'a> {
     /// The job types whose idempotency keys are claimed as their jobs are
     /// leased, each with its key's TTL in ms.
     pub key_ttls: &'a [(String, u64)],
+    /// Read with a plain `XREADGROUP` of the normal stream (see
+    /// `lease_plain.rs`): only while the last reads said [`Lease::plain`].
+    pub plain: bool,
+}
+
+/// What a lease took.
+#[derive(Debug, Default)]
+pub struct Lease {
+    /// The deliveries, each with its key's answer.
+    pub deliveries: Vec<Leased>,
+    /// Whether the next read may be a plain `XREADGROUP`: this one needed
+    /// no script (no key claimed, nothing moved, no batch joined) and the
+    /// level streams were empty.
+    pub plain: bool,
 }
 
 impl Queue {
@@ -73,10 +92,21 @@ impl Queue {
         &self,
         consumer: &str,
         ask: LeaseAsk<'_>,
-    ) -> Result<Vec<Leased>, QueueError> {
-        let (got, last) = self.lease_once(consumer, ask).await?;
+    ) -> Result<Lease, QueueError> {
+        if ask.plain {
+            let lease = self.lease_plain(consumer, ask).await?;
+            // Nothing in the normal stream: the script looks at every
+            // stream, and waits.
+            if !lease.deliveries.is_empty() {
+                return Ok(lease);
+            }
+        }
+        let (got, plain, last) = self.lease_once(consumer, ask).await?;
         let (Some(block), Some(last)) = (ask.block, last) else {
-            return Ok(got);
+            return Ok(Lease {
+                deliveries: got,
+                plain,
+            });
         };
         // Nothing anywhere: wait for an entry past what the group has
         // delivered on any of the streams, then lease once more.
@@ -94,18 +124,20 @@ impl Queue {
             .query_async(&mut con)
             .await?;
         if parse_xread(woke)?.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Lease::default());
         }
-        Ok(self.lease_once(consumer, ask).await?.0)
+        let (deliveries, plain, _) = self.lease_once(consumer, ask).await?;
+        Ok(Lease { deliveries, plain })
     }
 
-    /// One call of the lease script: the deliveries, and when there were
-    /// none (and nothing was moved), each stream's last-delivered id.
+    /// One call of the lease script: the deliveries, whether the next read
+    /// may be plain, and when there were none (and nothing was moved), each
+    /// stream's last-delivered id.
     async fn lease_once(
         &self,
         consumer: &str,
         ask: LeaseAsk<'_>,
-    ) -> Result<(Vec<Leased>, Option<Vec<String>>), QueueError> {
+    ) -> Result<(Vec<Leased>, bool, Option<Vec<String>>), QueueError> {
         let order: String = ask.order.into_iter().map(letter).collect();
         let mut con = self.con.clone();
         let mut inv = LEASE_SCRIPT.key(&self.keys.jobs);
@@ -123,17 +155,18 @@ impl Queue {
         let Value::Array(mut parts) = reply else {
             return Err(protocol("lease", &reply));
         };
-        if parts.len() < 3 {
+        if parts.len() < 4 {
             return Err(protocol("lease", &Value::Array(parts)));
         }
         let last: Vec<String> = parts
-            .drain(3..)
+            .drain(4..)
             .filter_map(|v| match v {
                 Value::BulkString(b) => Some(String::from_utf8_lossy(&b).into_owned()),
                 Value::SimpleString(s) => Some(s),
                 _ => None,
             })
             .collect();
+        let plain = matches!(parts.pop(), Some(Value::Int(1)));
         let checks = match parts.pop() {
             Some(Value::Array(c)) => c,
             other => return Err(protocol("lease", &other.unwrap_or(Value::Nil))),
@@ -155,6 +188,6 @@ impl Queue {
             })
             .collect();
         let idle = got.is_empty() && last.len() == 3;
-        Ok((got, idle.then_some(last)))
+        Ok((got, plain, idle.then_some(last)))
     }
 }

@@ -38,6 +38,12 @@ use super::triage::{Builder, Gates, Work, triage};
 pub(crate) const BLOCK: Duration = Duration::from_secs(2);
 /// Most deliveries leased in one read.
 const MAX_LEASE: usize = 512;
+/// After a scripted read found the level streams empty and nothing that
+/// needed the script, this many reads may be plain `XREADGROUP`s of the
+/// normal stream (see `store/lease_plain.rs`); then the script looks at
+/// every stream again, so a job retried into a level's stream waits at
+/// most this many reads.
+const PLAIN_READS: u32 = 16;
 /// How many times a reader lets finishing attempts run before it reads
 /// with fewer than half its slots free.
 const GATHER_YIELDS: usize = 4;
@@ -264,6 +270,8 @@ impl Reader {
         let mut backoff = READ_RETRY;
         // The starvation guard: which priority level each read starts at.
         let mut levels = Picker::default();
+        // Plain reads left before the script looks at every stream again.
+        let mut plain_left = 0;
         // Deliveries read beyond the free slots, while most of what is read
         // is parked because its group is at its cap.
         let mut extra = 0;
@@ -303,11 +311,17 @@ impl Reader {
                 order,
                 block,
                 key_ttls: &key_ttls,
+                plain: plain_left > 0,
             };
             let deliveries = match self.reader.lease_levels(&self.consumer, ask).await {
-                Ok(d) => {
+                Ok(lease) => {
                     backoff.reset();
-                    d
+                    plain_left = match (lease.plain, ask.plain) {
+                        (false, _) => 0,
+                        (true, false) => PLAIN_READS,
+                        (true, true) => plain_left - 1,
+                    };
+                    lease.deliveries
                 }
                 Err(e) => {
                     self.read_failed(&e, backoff.next()).await;
