@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::follow_on::FollowOn;
 use crate::job::{DeadReason, FailureClass, JobEntry, Outcome};
 
 /// The failure code a job held back by an open circuit breaker is recorded
@@ -232,6 +233,9 @@ pub struct Completion {
     idempotency_key: Option<String>,
     idempotency_ttl: Duration,
     lease_expiries: u32,
+    /// Jobs to enqueue with a success, atomically with its acknowledgement
+    /// (empty: none, the common case, which costs nothing).
+    pub follow_ons: Vec<FollowOn>,
 }
 
 impl Completion {
@@ -264,6 +268,7 @@ impl Completion {
             idempotency_ttl: ran.idempotency_ttl,
             // Saturating: the count comes from Redis, where anyone may write.
             lease_expiries: entry.lease_expiries.saturating_add(u32::from(ran.lost)),
+            follow_ons: Vec::new(),
         }
     }
 

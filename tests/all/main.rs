@@ -19,6 +19,7 @@ mod cluster;
 mod dev;
 mod dlq;
 mod fairness;
+mod fanout;
 mod fleet_alerts;
 mod job_list;
 mod languages;

@@ -138,6 +138,19 @@ fn print_status(s: &store::JobStatus) {
     if let Some(due) = s.due_at_ms {
         println!("due       {}", format_ms(due));
     }
+    if let Some(p) = &s.progress {
+        // A plugin reports as it goes; the time says how fresh it is.
+        let message = if p.message.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", p.message)
+        };
+        println!(
+            "progress  {}%{message} (at {})",
+            p.percent,
+            format_ms(p.at_ms)
+        );
+    }
     if let Some(c) = &s.cancel {
         // A cancel request of a running job reads `cancel    requested by ..`.
         let (label, what, at) = if s.state == "cancelled" {

@@ -38,6 +38,8 @@ pub struct JobStatus {
     pub result: Option<String>,
     /// Who cancelled it (or asked to, while it runs), when and why.
     pub cancel: Option<CancelInfo>,
+    /// What its plugin last reported of its progress (`ward:plugin@0.2.0`).
+    pub progress: Option<super::JobProgress>,
 }
 
 /// An operator's cancel of a job.
@@ -128,6 +130,7 @@ impl Queue {
                 dead_reason: None,
                 result: None,
                 cancel: None,
+                progress: self.job_progress(id).await?,
             }));
         }
 
@@ -167,6 +170,7 @@ impl Queue {
                 cancelled_at_ms: number("cancelled_at"),
                 requested_at_ms: number("cancel_requested_at"),
             }),
+            progress: self.job_progress(id).await?,
         }))
     }
 

@@ -64,7 +64,8 @@
 //! - `ward:{Q}:jobs`: stream of ready deliveries, consumer group `ward`;
 //!   `ward:{Q}:jobs:high` and `ward:{Q}:jobs:low`, the same for those
 //!   priority levels (`ward:{Q}:jobs` is `normal`);
-//! - `ward:{Q}:job:<id>`: hash, the job record (`:history`, its history);
+//! - `ward:{Q}:job:<id>`: hash, the job record (`:history`, its history;
+//!   `:progress`, what its running plugin last reported);
 //! - `ward:{Q}:dead`: stream of dead-letter entries;
 //! - `ward:{Q}:batch:<id>` (`:failed`) and `ward:{Q}:batches`: batch
 //!   ledgers, their dead members, and the index of batches.
@@ -97,6 +98,7 @@ mod keys;
 mod levels;
 mod memory;
 mod pause;
+mod progress;
 mod replicas;
 mod reply;
 mod sample;
@@ -130,6 +132,7 @@ pub use jobs::{CancelInfo, JobStatus, KeyOwner, LastError};
 pub use keys::Keys;
 pub use memory::Memory;
 pub use pause::{HeldCounts, Pause, Pauses, RELEASE_CHUNK, Released, WHOLE_QUEUE};
+pub use progress::{JobProgress, PROGRESS_TTL, ProgressReport};
 pub use sample::QueueSample;
 pub use scan::{Candidate, Waiting};
 pub use schedules::ScheduleState;

@@ -1,0 +1,143 @@
+//! Plugin interface `ward:plugin@0.2.0`: child jobs enqueued from inside a
+//! plugin (only when its attempt succeeds, once however often it runs) and
+//! progress reports shown by `ward job show`; and the first version, 0.1.0,
+//! still served. Real redis-server, real `ward` daemon, real components:
+//! `noop` is built against 0.1.0, `flaky` and `echo` against 0.2.0.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use ward_testkit::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// `ward plugin check --json` of the example plugin `name`.
+fn check(name: &str) -> Value {
+    let path = plugin(name);
+    let out = ward(&["plugin", "check", path.to_str().unwrap(), "--json"]);
+    assert!(
+        out.status.success(),
+        "plugin check {name}: {}",
+        stderr(&out)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_component_built_against_0_1_0_still_runs() {
+    let old = check("noop");
+    assert_eq!(old["world"], "0.1.0", "{old}");
+    assert!(
+        old["imports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i == "ward:plugin/types@0.1.0"),
+        "noop is built against the 0.1.0 WIT: {old}"
+    );
+    assert_eq!(check("flaky")["world"], "0.2.0");
+
+    let redis = Redis::start();
+    let jobs = job("old", "noop", "") + &job("new", "echo", "");
+    let _ward = Ward::start(&config(&redis, 4, &jobs)).ready();
+    let old = enqueue(&redis, "old", "{}");
+    let new = enqueue(&redis, "new", "made by 0.2.0");
+    let s = wait_final(&redis, &old, WAIT);
+    assert_eq!(s["state"], "succeeded", "{s}");
+    assert_eq!(s["attempts"], 1, "{s}");
+    let s = wait_final(&redis, &new, WAIT);
+    assert_eq!(s["state"], "succeeded", "{s}");
+    assert_eq!(s["result"], "made by 0.2.0", "{s}");
+}
+
+#[test]
+fn progress_a_plugin_reports_is_shown_by_job_show() {
+    let redis = Redis::start();
+    let _ward = Ward::start(&config(&redis, 4, &job("slow", "flaky", ""))).ready();
+    // Reports 0, then 50 after 1.5 s, then 80 after 3 s, and succeeds.
+    let id = enqueue(
+        &redis,
+        "slow",
+        r#"{"times":0,"progress":80,"sleep_ms":3000}"#,
+    );
+
+    // While it runs: the half-way report shows, with its message.
+    let deadline = Instant::now() + WAIT;
+    let running = loop {
+        let s = show(&redis, &id);
+        if s["progress"]["percent"] == 50 {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no half-way progress shown: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(running["state"], "running", "{running}");
+    assert_eq!(running["progress"]["message"], "half way", "{running}");
+
+    // The last report wins, and stays after the job ended.
+    let s = wait_final(&redis, &id, WAIT);
+    assert_eq!(s["state"], "succeeded", "{s}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let last = loop {
+        let s = show(&redis, &id);
+        if s["progress"]["percent"] == 80 || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(last["progress"]["percent"], 80, "{last}");
+    assert_eq!(last["progress"]["message"], "reached 80", "{last}");
+    assert!(last["progress"]["at_ms"].as_u64().unwrap() > 0, "{last}");
+
+    // The text form says it too.
+    let out = ward(&["job", "show", "--redis", &redis.url(), "q", &id]);
+    assert!(
+        stdout(&out).contains("progress  80% reached 80"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// Redis's count of `HSET` calls so far.
+fn hset_calls(redis: &Redis) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut redis.con())
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_hset:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[test]
+fn a_plugin_reporting_in_a_loop_is_written_a_few_times_a_second() {
+    let redis = Redis::start();
+    let _ward = Ward::start(&config(&redis, 4, &job("busy", "flaky", ""))).ready();
+    let warm = enqueue(&redis, "busy", r#"{"times":0}"#);
+    wait_final(&redis, &warm, WAIT);
+    let before = hset_calls(&redis);
+    assert!(
+        before > 0,
+        "Redis counts HSET calls (recording the warm-up job made some)"
+    );
+    // Reports as fast as it can for 1.5 s: hundreds of thousands of calls.
+    let id = enqueue(&redis, "busy", r#"{"times":0,"progress_for_ms":1500}"#);
+    let s = wait_final(&redis, &id, WAIT);
+    assert_eq!(s["state"], "succeeded", "{s}");
+    std::thread::sleep(Duration::from_millis(600));
+    let writes = hset_calls(&redis) - before;
+    // At most one write per 250 ms (7 in 1.5 s, one more for the last
+    // report), plus the few of recording the job and the heartbeats.
+    assert!(writes >= 2, "{writes} HSETs: the reports were written");
+    assert!(
+        writes <= 20,
+        "{writes} HSETs for 1.5 s of reports in a loop: not throttled"
+    );
+    let last = show(&redis, &id);
+    assert_eq!(
+        last["progress"]["percent"], 100,
+        "the last report wins: {last}"
+    );
+    assert_eq!(last["progress"]["message"], "looped", "{last}");
+}
