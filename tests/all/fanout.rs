@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use ward_testkit::*;
 
+use crate::admin::client::{AdminProc, VIEWER, admin_table, get_ok};
+
 const WAIT: Duration = Duration::from_secs(60);
 
 /// `ward plugin check --json` of the example plugin `name`.
@@ -96,6 +98,17 @@ fn progress_a_plugin_reports_is_shown_by_job_show() {
         "{}",
         stdout(&out)
     );
+
+    // And the admin API's job endpoint.
+    let port = free_port();
+    let top = format!("{METRICS_ANY_PORT}\n{}", admin_table(port));
+    let cfg = ward_testkit::Config::new(&redis.url())
+        .top(&top)
+        .jobs(&job("slow", "flaky", ""))
+        .render();
+    let _api = AdminProc::start(&cfg, port);
+    let viewed = get_ok(port, &format!("/v1/queues/q/jobs/{id}"), VIEWER.2);
+    assert_eq!(viewed["progress"], last["progress"], "{viewed}");
 }
 
 /// Redis's count of `HSET` calls so far.

@@ -43,8 +43,10 @@ pub(super) struct Fanout {
     /// The parent's batch, which a child may join.
     pub(super) batch: Option<String>,
     /// The job types of the parent's queue: the only ones a child may have
-    /// (a child runs in its parent's queue). Empty: any well-formed name.
-    pub(super) job_types: Arc<BTreeSet<String>>,
+    /// (a child runs in its parent's queue). `None` or empty: any
+    /// well-formed name. An `Option` so that the state of a 0.1.0 attempt,
+    /// which never enqueues, costs no allocation.
+    pub(super) job_types: Option<Arc<BTreeSet<String>>>,
     /// Where progress goes.
     pub(super) progress: Option<Arc<dyn ProgressSink>>,
 }
@@ -59,7 +61,7 @@ impl Fanout {
     ) -> Fanout {
         Fanout {
             batch,
-            job_types: sandbox.job_types.clone(),
+            job_types: Some(sandbox.job_types.clone()),
             progress,
             ..Fanout::default()
         }
@@ -80,7 +82,10 @@ impl Fanout {
                 child.job.escape_debug()
             )));
         }
-        if !self.job_types.is_empty() && !self.job_types.contains(&child.job) {
+        if let Some(types) = &self.job_types
+            && !types.is_empty()
+            && !types.contains(&child.job)
+        {
             return Err(jobs::EnqueueError::Invalid(format!(
                 "no job type `{}` in this job's queue; a child runs in its parent's queue",
                 child.job
@@ -207,7 +212,7 @@ mod tests {
     #[test]
     fn a_child_must_name_a_job_type_of_its_queue_and_a_sane_key() {
         let mut f = Fanout {
-            job_types: Arc::new(["next".to_string()].into()),
+            job_types: Some(Arc::new(["next".to_string()].into())),
             batch: Some("b1".into()),
             ..Fanout::default()
         };
