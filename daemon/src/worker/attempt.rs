@@ -9,7 +9,7 @@ use crate::obs::logging::AttemptIdent;
 use crate::policy::{self, Progress};
 use crate::runtime::{Cancel, JobInput};
 use crate::store;
-use crate::transition::{Completion, Ran, Transition};
+use crate::transition::{Completion, FollowOn, Ran, Transition};
 
 use super::plugins::JobType;
 use super::triage::Builder;
@@ -98,10 +98,30 @@ pub(crate) async fn run_attempt(
         checkpoint: result.checkpoint,
         ..builder.ran(&entry, Some(job_type), &transition)
     };
-    (
-        Completion::new(entry, result.outcome, transition, ran),
-        elapsed,
-    )
+    let mut completion = Completion::new(entry, result.outcome, transition, ran);
+    next_stage(&mut completion, job_type);
+    (completion, elapsed)
+}
+
+/// A success of a job type with a next stage (`then`) enqueues it, with
+/// the result as its payload, in the job's batch (see [`FollowOn`]).
+fn next_stage(c: &mut Completion, job_type: &JobType) {
+    let Some(next) = &job_type.then else {
+        return;
+    };
+    let Outcome::Success(result) = c.outcome() else {
+        return;
+    };
+    if !matches!(c.transition(), Transition::Succeed) {
+        return;
+    }
+    let follow_on = FollowOn {
+        job_type: next.clone(),
+        payload: result.clone(),
+        key: None,
+        batch: c.batch().map(str::to_string),
+    };
+    c.follow_ons.push(follow_on);
 }
 
 /// One line per attempt. Successes log at debug so a busy queue does not
