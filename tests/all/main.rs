@@ -36,6 +36,7 @@ mod reload;
 mod sandbox;
 mod schedules;
 mod sentinel;
+mod stages;
 mod support;
 mod traces;
 mod upstreams;

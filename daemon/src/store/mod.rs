@@ -144,8 +144,6 @@ pub use wake::Wake;
 /// The consumer group every Ward daemon of a queue joins.
 pub const GROUP: &str = "ward";
 pub use crate::config::defaults::SUCCEEDED_TTL;
-/// Results larger than this are not stored in the job record.
-pub const MAX_STORED_RESULT: usize = 64 * 1024;
 
 /// Errors talking to Redis.
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,7 @@ use crate::obs::logging::AttemptIdent;
 use crate::policy::{self, Progress};
 use crate::runtime::{Cancel, JobInput, ProgressSink, World};
 use crate::store;
-use crate::transition::{Completion, Ran, Transition};
+use crate::transition::{Completion, FollowOn, Ran, Transition};
 
 use super::plugins::JobType;
 use super::triage::Builder;
@@ -108,10 +108,13 @@ pub(crate) async fn run_attempt(
         ..builder.ran(&entry, Some(job_type), &transition)
     };
     let mut completion = Completion::new(entry, result.outcome, transition, ran);
+    next_stage(&mut completion, job_type);
     // A failed attempt's children are dropped: its next attempt enqueues
-    // them again, and only a recorded success enqueues them at all.
+    // them again, and only a recorded success enqueues them at all. After
+    // the next stage, which so keeps its place (and its derived key)
+    // however many children a rerun enqueues.
     if matches!(completion.transition(), Transition::Succeed) {
-        completion.follow_ons = result.children;
+        completion.follow_ons.extend(result.children);
     }
     (completion, elapsed)
 }
@@ -125,6 +128,27 @@ fn batch_of(entry: &JobEntry) -> Option<String> {
         .and_then(|(_, v)| std::str::from_utf8(v).ok())
         .filter(|b| !b.is_empty())
         .map(str::to_string)
+}
+
+/// A success of a job type with a next stage (`then`) enqueues it, with
+/// the result as its payload, in the job's batch (see [`FollowOn`]).
+fn next_stage(c: &mut Completion, job_type: &JobType) {
+    let Some(next) = &job_type.then else {
+        return;
+    };
+    let Outcome::Success(result) = c.outcome() else {
+        return;
+    };
+    if !matches!(c.transition(), Transition::Succeed) {
+        return;
+    }
+    let follow_on = FollowOn {
+        job_type: next.clone(),
+        payload: result.clone(),
+        key: None,
+        batch: c.batch().map(str::to_string),
+    };
+    c.follow_ons.push(follow_on);
 }
 
 /// One line per attempt. Successes log at debug so a busy queue does not

@@ -36,6 +36,11 @@ pub(crate) struct JobType {
     pub(crate) upstreams: Vec<String>,
     /// Its groups (tenants) and their cap on attempts in flight.
     pub(crate) group: Option<crate::fairness::GroupLimit>,
+    /// How a success's result is kept.
+    pub(crate) results: crate::transition::ResultPolicy,
+    /// The next stage's job type (`then`): enqueued with the result as its
+    /// payload when a job of this type succeeds.
+    pub(crate) then: Option<String>,
 }
 
 /// Loads every plugin named in `config`, compiling each file once, the
@@ -95,6 +100,8 @@ pub(crate) fn load_plugins(
                     redact: j.redact.clone(),
                     upstreams: j.upstreams.clone(),
                     group: j.group.clone(),
+                    results: j.results,
+                    then: j.then.clone(),
                 }),
             );
         }

@@ -30,9 +30,6 @@ const BREAKER_RECHECK: Duration = Duration::from_secs(30);
 const CHECK_RETRY: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
 
 /// What to do with one leased delivery.
-// A `Work` lives only from triage to the channel or the spawn that follows;
-// boxing the completion would cost an allocation per recorded delivery.
-#[allow(clippy::large_enum_variant)]
 pub(crate) enum Work {
     /// Run the plugin.
     Run(JobEntry, Arc<JobType>),
@@ -187,6 +184,7 @@ impl Builder<'_> {
             checkpoint: None,
             lost: false,
             dead_payload: self.dead_payload(entry, job_type, transition),
+            results: job_type.map(|jt| jt.results).unwrap_or_default(),
         }
     }
 
