@@ -154,3 +154,143 @@ fn a_plugin_reporting_in_a_loop_is_written_a_few_times_a_second() {
     );
     assert_eq!(last["progress"]["message"], "looped", "{last}");
 }
+
+/// The results of the `kid` jobs that ran and succeeded (not the ones
+/// acknowledged as duplicates), sorted.
+fn kids(redis: &Redis) -> Vec<String> {
+    let mut con = redis.con();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("ward:{q}:job:*")
+        .query(&mut con)
+        .unwrap();
+    let mut out = Vec::new();
+    for k in keys.iter().filter(|k| k.matches(':').count() == 3) {
+        let rec: std::collections::HashMap<String, String> =
+            redis::cmd("HGETALL").arg(k).query(&mut con).unwrap();
+        if rec.get("job").map(String::as_str) == Some("kid")
+            && rec.get("state").map(String::as_str) == Some("succeeded")
+            && !rec.contains_key("duplicate_of")
+        {
+            out.push(rec.get("result").cloned().unwrap_or_default());
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `child 0` .. `child n-1`, sorted as [`kids`] sorts.
+fn expected_kids(n: u32) -> Vec<String> {
+    let mut v: Vec<String> = (0..n).map(|i| format!("child {i}")).collect();
+    v.sort();
+    v
+}
+
+/// Waits until `n` kids succeeded, then a little longer, and returns them
+/// all (a duplicate would show up in that time).
+fn wait_kids(redis: &Redis, n: usize) -> Vec<String> {
+    wait_for(WAIT, "the children to run", || kids(redis).len() >= n);
+    std::thread::sleep(Duration::from_secs(1));
+    kids(redis)
+}
+
+/// A parent `flaky` job type and the `kid` (echo) its children run as.
+fn family(redis: &Redis) -> String {
+    config(
+        redis,
+        8,
+        &(job("parent", "flaky", "") + &job("kid", "echo", "")),
+    )
+}
+
+#[test]
+fn a_plugin_fans_out_children_that_run() {
+    let redis = Redis::start();
+    let _ward = Ward::start(&family(&redis)).ready();
+    let id = enqueue(
+        &redis,
+        "parent",
+        r#"{"times":0,"children":5,"child_job":"kid"}"#,
+    );
+    let s = wait_final(&redis, &id, WAIT);
+    assert_eq!(s["state"], "succeeded", "{s}");
+    assert_eq!(wait_kids(&redis, 5), expected_kids(5));
+}
+
+#[test]
+fn a_failed_attempts_children_are_never_enqueued() {
+    let redis = Redis::start();
+    let _ward = Ward::start(&family(&redis)).ready();
+    let id = enqueue(
+        &redis,
+        "parent",
+        r#"{"fail":"permanent","children":3,"child_job":"kid"}"#,
+    );
+    let s = wait_final(&redis, &id, WAIT);
+    assert_eq!(s["state"], "dead", "{s}");
+    // A sibling that succeeds after it: its children show the queue works.
+    let ok = enqueue(
+        &redis,
+        "parent",
+        r#"{"times":0,"children":1,"child_job":"kid"}"#,
+    );
+    wait_final(&redis, &ok, WAIT);
+    assert_eq!(wait_kids(&redis, 1), expected_kids(1));
+    let entries: Vec<redis::Value> = redis::cmd("XRANGE")
+        .arg("ward:{q}:jobs")
+        .arg("-")
+        .arg("+")
+        .query(&mut redis.con())
+        .unwrap();
+    let kid_entries = format!("{entries:?}").matches("child ").count();
+    assert!(
+        kid_entries <= 1,
+        "only the sibling's child was enqueued: {entries:?}"
+    );
+}
+
+#[test]
+fn children_enqueued_by_a_failed_attempt_come_once_from_the_retry_that_succeeds() {
+    let redis = Redis::start();
+    let _ward = Ward::start(&family(&redis)).ready();
+    // Attempt 1 enqueues 100 children, then fails; attempt 2 enqueues them
+    // again and succeeds.
+    let id = enqueue(
+        &redis,
+        "parent",
+        r#"{"times":1,"children":100,"child_job":"kid"}"#,
+    );
+    let s = wait_final(&redis, &id, WAIT);
+    assert_eq!(s["state"], "succeeded", "{s}");
+    assert_eq!(s["attempts"], 2, "{s}");
+    assert_eq!(wait_kids(&redis, 100), expected_kids(100));
+}
+
+#[test]
+fn a_parent_run_again_after_its_success_enqueues_no_child_twice() {
+    let redis = Redis::start();
+    let ward_proc = Ward::start(&family(&redis)).ready();
+    let payload = r#"{"times":0,"children":10,"child_job":"kid"}"#;
+    let id = enqueue(&redis, "parent", payload);
+    assert_eq!(wait_final(&redis, &id, WAIT)["state"], "succeeded");
+    assert_eq!(wait_kids(&redis, 10), expected_kids(10));
+
+    // The same job delivered again, as after a lost acknowledgement: it has
+    // no idempotency key, so it runs again, and succeeds again.
+    let _: String = redis::cmd("XADD")
+        .arg("ward:{q}:jobs")
+        .arg("*")
+        .arg("id")
+        .arg(&id)
+        .arg("job")
+        .arg("parent")
+        .arg("payload")
+        .arg(payload)
+        .arg("attempt")
+        .arg("1")
+        .query(&mut redis.con())
+        .unwrap();
+    wait_for(WAIT, "the parent to run again", || {
+        runs_per_job(&[&ward_proc]).get(&id) == Some(&2)
+    });
+    assert_eq!(wait_kids(&redis, 10), expected_kids(10), "no child twice");
+}
