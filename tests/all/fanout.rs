@@ -294,3 +294,31 @@ fn a_parent_run_again_after_its_success_enqueues_no_child_twice() {
     });
     assert_eq!(wait_kids(&redis, 10), expected_kids(10), "no child twice");
 }
+
+#[test]
+fn children_join_their_parents_batch_and_keep_it_open_until_they_end() {
+    let redis = Redis::start();
+    let _ward = Ward::start(&family(&redis)).ready();
+    let url = redis.url();
+    let created = ward(&["batch", "create", "--redis", &url, "q", "--id", "fan"]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let id = enqueue_with(
+        &redis,
+        &["--batch", "fan"],
+        "parent",
+        r#"{"times":0,"children":4,"child_job":"kid"}"#,
+    );
+    let sealed = ward(&["batch", "seal", "--redis", &url, "q", "fan"]);
+    assert!(sealed.status.success(), "{}", stderr(&sealed));
+    assert_eq!(wait_final(&redis, &id, WAIT)["state"], "succeeded");
+    assert_eq!(wait_kids(&redis, 4), expected_kids(4));
+    let mut last = Value::Null;
+    wait_for(WAIT, "the batch to finish", || {
+        let out = ward(&["batch", "show", "--redis", &url, "q", "fan", "--json"]);
+        last = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        last["status"] == "finished"
+    });
+    // The parent and its four children, all succeeded.
+    assert_eq!(last["total"], 5, "{last:#}");
+    assert_eq!(last["succeeded"], 5, "{last:#}");
+}
