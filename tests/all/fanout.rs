@@ -322,3 +322,33 @@ fn children_join_their_parents_batch_and_keep_it_open_until_they_end() {
     assert_eq!(last["total"], 5, "{last:#}");
     assert_eq!(last["succeeded"], 5, "{last:#}");
 }
+
+#[test]
+fn a_child_the_host_refuses_is_a_clear_error_in_the_plugin() {
+    let redis = Redis::start();
+    let _ward = Ward::start(&family(&redis)).ready();
+    // flaky turns a refusal into a permanent failure (the SDK's `?`).
+    for (payload, says) in [
+        (
+            r#"{"times":0,"children":1,"child_job":"nope"}"#,
+            "no job type `nope` in this job's queue",
+        ),
+        (
+            r#"{"times":0,"children":1001,"child_job":"kid"}"#,
+            "an attempt may enqueue at most 1000 child jobs",
+        ),
+    ] {
+        let id = enqueue(&redis, "parent", payload);
+        let s = wait_final(&redis, &id, WAIT);
+        assert_eq!(s["state"], "dead", "{s}");
+        assert_eq!(s["last_error"]["code"], "child-refused", "{s}");
+        let message = s["last_error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{message}");
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        kids(&redis),
+        Vec::<String>::new(),
+        "a failed parent has none"
+    );
+}
