@@ -16,19 +16,29 @@
 //! Capabilities: no files, environment, arguments or sockets; clocks and
 //! randomness; outbound HTTP through `wasi:http` to the allow-list only
 //! (`runtime/http.rs`); `host.secret` for the names the job type was granted.
+//!
+//! Worlds: components built against `ward:plugin@0.1.0` or `@0.2.0` both
+//! run (`runtime/worlds.rs`); 0.2.0 adds child jobs and progress
+//! (`runtime/children.rs`).
 
 mod cancel;
+mod children;
 mod http;
 mod output;
 mod pool;
 mod secrets;
 mod state;
+mod worlds;
 
 pub use cancel::Cancel;
+pub use children::{
+    MAX_CHILD_KEY, MAX_CHILDREN, MAX_CHILDREN_BYTES, MAX_PROGRESS_MESSAGE, ProgressSink,
+};
 pub use http::HttpPolicy;
 pub use pool::Outbound;
 pub use secrets::{redact, redact_bytes, redact_cut};
 pub use state::HostState;
+pub use worlds::World;
 // Where a granted secret's value comes from; kept reachable here for callers.
 pub use crate::secret::read as read_secret;
 // The sandbox defaults are config defaults; kept reachable here for callers.
@@ -36,32 +46,33 @@ pub use crate::config::defaults::{
     DEFAULT_HTTP_TIMEOUT, DEFAULT_MEMORY_LIMIT, DEFAULT_OUTPUT_LIMIT,
 };
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{
     Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
 };
 
 use crate::cut::truncate;
 use crate::digest::sha256_hex;
+use crate::follow_on::FollowOn;
 use crate::job::{FailureClass, Outcome};
 use crate::obs::logging::AttemptIdent;
 
+/// The bindings of `ward:plugin@0.1.0` (0.2.0's are in `worlds`).
 mod bindings {
     wasmtime::component::bindgen!({
-        path: "../plugin-sdk/wit",
+        path: "../plugin-sdk/wit/v0.1.0",
         world: "job-plugin",
         exports: { default: async },
     });
 }
 
 use bindings::ward::plugin::types as wit;
-use bindings::{JobPlugin, JobPluginPre};
 
 /// How often the epoch advances; also the granularity of deadlines and of
 /// the cooperative yields of a busy plugin.
@@ -100,7 +111,7 @@ pub enum RuntimeError {
     },
     /// The component does not fit the `job-plugin` world.
     #[error(
-        "plugin {path} does not fit the ward:plugin/job-plugin world ({reason:#}); it must export `handle` and import only what Ward provides (ward:plugin/host, wasi:cli, wasi:io, wasi:clocks, wasi:random, wasi:filesystem, wasi:sockets, wasi:http)"
+        "plugin {path} does not fit the ward:plugin/job-plugin world ({reason:#}); it must export `handle` and import only what Ward provides (ward:plugin/host and, from 0.2.0, ward:plugin/jobs; wasi:cli, wasi:io, wasi:clocks, wasi:random, wasi:filesystem, wasi:sockets, wasi:http)"
     )]
     WrongWorld {
         /// The plugin file.
@@ -186,8 +197,7 @@ impl EngineSet {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(RuntimeError::Engine)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(RuntimeError::Engine)?;
-        JobPlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
-            .map_err(RuntimeError::Engine)?;
+        worlds::add_to_linker(&mut linker).map_err(RuntimeError::Engine)?;
         Ok(EngineSet { engine, linker })
     }
 }
@@ -287,11 +297,12 @@ impl Runtime {
             path: path.to_path_buf(),
             reason,
         };
+        let world = World::of(&component, &set.engine);
         let instance_pre = set
             .linker
             .instantiate_pre(&component)
             .map_err(wrong_world)?;
-        let pre = JobPluginPre::new(instance_pre).map_err(wrong_world)?;
+        let pre = worlds::Pre::new(world, instance_pre).map_err(wrong_world)?;
         Ok(Plugin {
             path: path.to_path_buf(),
             digest: digest.into(),
@@ -315,11 +326,12 @@ impl Runtime {
             .exports(&self.plain.engine)
             .map(|(name, _)| name.to_string())
             .collect();
+        let world = World::of(&component, &self.plain.engine);
         let fits = self
             .plain
             .linker
             .instantiate_pre(&component)
-            .and_then(JobPluginPre::new)
+            .and_then(|pre| worlds::Pre::new(world, pre))
             .map(|_| ())
             .map_err(|e| format!("{e:#}"));
         Ok(PluginInfo {
@@ -327,6 +339,7 @@ impl Runtime {
             size: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
             imports,
             exports,
+            world,
             fits,
         })
     }
@@ -357,6 +370,8 @@ pub struct PluginInfo {
     pub imports: Vec<String>,
     /// Names of the component's exports.
     pub exports: Vec<String>,
+    /// The version of the plugin interface it was built against.
+    pub world: World,
     /// `Ok` when Ward can run it, else why not (e.g. an import Ward does not provide).
     pub fits: Result<(), String>,
 }
@@ -371,7 +386,7 @@ impl Drop for Runtime {
 pub struct Plugin {
     path: PathBuf,
     digest: Arc<str>,
-    pre: JobPluginPre<HostState>,
+    pre: worlds::Pre,
 }
 
 /// What a plugin sees of the job it runs.
@@ -392,6 +407,11 @@ pub struct JobInput {
     /// The attempt span's W3C `traceparent`, set on every outbound HTTP
     /// request of the plugin; `None` when traces are off.
     pub traceparent: Option<String>,
+    /// The job's batch, which its children may join (read by 0.2.0
+    /// plugins only: `None` is right for the others).
+    pub batch: Option<String>,
+    /// Where a 0.2.0 plugin's progress reports go; `None`: nowhere.
+    pub progress: Option<Arc<dyn ProgressSink>>,
 }
 
 /// What a job type's attempts may use: limits and granted capabilities.
@@ -409,6 +429,9 @@ pub struct Sandbox {
     pub http: Arc<Outbound>,
     /// Secrets granted to this job type, by name.
     pub secrets: Arc<BTreeMap<String, String>>,
+    /// The job types of its queue, the only ones its children may have
+    /// (empty: any well-formed name).
+    pub job_types: Arc<BTreeSet<String>>,
 }
 
 impl Default for Sandbox {
@@ -420,6 +443,7 @@ impl Default for Sandbox {
             output_limit: DEFAULT_OUTPUT_LIMIT,
             http: Arc::new(Outbound::default()),
             secrets: Arc::default(),
+            job_types: Arc::default(),
         }
     }
 }
@@ -444,6 +468,9 @@ pub struct Attempt {
     pub instantiate: Option<Duration>,
     /// The payload, handed back so it need not be copied for the plugin.
     pub payload: Vec<u8>,
+    /// The child jobs a 0.2.0 plugin enqueued, to be enqueued only if the
+    /// attempt succeeded (secrets redacted from their payloads).
+    pub children: Vec<FollowOn>,
 }
 
 impl Plugin {
@@ -451,6 +478,12 @@ impl Plugin {
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The version of the plugin interface it was built against.
+    #[must_use]
+    pub fn world(&self) -> World {
+        self.pre.world()
     }
 
     /// sha256 of the component bytes, hex: the plugin's version identity.
@@ -463,7 +496,7 @@ impl Plugin {
     /// an error: every way an attempt can end is an [`Outcome`].
     pub async fn run(&self, input: JobInput, sandbox: &Sandbox) -> Attempt {
         let deadline = Instant::now() + sandbox.timeout;
-        let job = wit::Job {
+        let mut job = wit::Job {
             id: input.ident.job_id.clone(),
             name: input.ident.job.clone(),
             payload: input.payload,
@@ -473,6 +506,9 @@ impl Plugin {
         };
         let mut state = HostState::new(input.ident, sandbox, deadline);
         state.traceparent = input.traceparent;
+        if self.pre.world() == World::V0_2 {
+            state.fanout = children::Fanout::new(sandbox, input.batch, input.progress);
+        }
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
         if let Some(fuel) = sandbox.fuel {
@@ -505,7 +541,7 @@ impl Plugin {
             let started = Instant::now();
             let instance = self.pre.instantiate_async(&mut store).await?;
             instantiate = Some(started.elapsed());
-            instance.call_handle(&mut store, &job).await
+            instance.call_handle(&mut store, &mut job).await
         };
         let result = tokio::select! {
             biased;
@@ -536,6 +572,7 @@ impl Plugin {
                 .map(|c| redact_bytes(c, &sandbox.secrets)),
             instantiate,
             payload: job.payload,
+            children: children::redacted(std::mem::take(&mut state.fanout.children), sandbox),
         }
     }
 }

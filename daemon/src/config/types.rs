@@ -181,6 +181,10 @@ pub struct JobConfig {
     pub upstreams: Vec<String>,
     /// `group_by` and `group_concurrency`: fairness between groups (tenants).
     pub group: Option<crate::fairness::GroupLimit>,
+    /// `result_ttl` and `result_max_bytes`: how a success's result is kept.
+    pub results: crate::transition::ResultPolicy,
+    /// `then`: the job type of the next stage, on the same queue.
+    pub then: Option<String>,
 }
 
 /// When an upstream's circuit breaker opens and for how long.

@@ -20,6 +20,8 @@
 //! - `triage`: what each leased delivery needs (an attempt, or an outcome
 //!   known without running), and the builders of those completions.
 //! - `attempt`: one attempt, from the plugin to its completion.
+//! - `progress`: what running 0.2.0 plugins report of their progress,
+//!   written to Redis at most four times a second per job.
 //! - `cancels`: the cancel requests a daemon knows of and the attempts
 //!   they interrupt.
 //! - `completer`: finished attempts applied to Redis in batches.
@@ -68,6 +70,7 @@ mod cancels;
 mod completer;
 mod groups;
 mod plugins;
+mod progress;
 mod reader;
 mod reload;
 mod services;

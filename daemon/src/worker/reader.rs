@@ -15,6 +15,7 @@ use crate::breaker::Breakers;
 use crate::config::QueueConfig;
 use crate::job::JobEntry;
 use crate::priority::Picker;
+use crate::runtime::{ProgressSink, World};
 use crate::series::Tally;
 use crate::store::{self, Leased, Pauses, Queue};
 use crate::transition::Completion;
@@ -142,6 +143,7 @@ impl Service for Consumer {
         }
         .start(stop.clone());
         let name = cfg.name.clone();
+        let progress = super::progress::ProgressWriter::start(queue.clone());
         let ahead_max = cfg.concurrency.saturating_mul(LEASE_AHEAD_SLOTS);
         let reader = Reader {
             queue,
@@ -164,6 +166,7 @@ impl Service for Consumer {
             pauses,
             upstreams,
             beat,
+            progress,
         };
         reader.run(&stop).await;
         let _ = reclaimer.await;
@@ -261,6 +264,8 @@ struct Reader {
     upstreams: Option<Arc<Upstreams>>,
     /// Marked every time round the lease loop (systemd's watchdog).
     beat: Arc<Beat>,
+    /// Where the attempts of 0.2.0 plugins report progress.
+    progress: Arc<super::progress::ProgressWriter>,
 }
 
 impl Reader {
@@ -531,6 +536,9 @@ impl Reader {
         let entry_id = entry.entry_id.clone();
         let cancels = self.cancels.clone();
         let upstreams = self.upstreams.clone();
+        // Only a plugin that can report progress holds the writer.
+        let progress = (job_type.plugin.world() == World::V0_2)
+            .then(|| self.progress.clone() as Arc<dyn ProgressSink>);
         // Each attempt holds its slot until its completion is
         // queued, so holding every slot means none is running.
         tokio::spawn(async move {
@@ -548,7 +556,14 @@ impl Reader {
             // would otherwise be copied whole as it is spawned.
             let job_id = entry.id.clone();
             let cancel = cancels.start(&job_id);
-            let attempt = Box::pin(run_attempt(entry, &name, payload_max, &job_type, cancel));
+            let attempt = Box::pin(run_attempt(
+                entry,
+                &name,
+                payload_max,
+                &job_type,
+                cancel,
+                progress,
+            ));
             let ended = std::panic::AssertUnwindSafe(attempt).catch_unwind().await;
             cancels.finish(&job_id);
             let (c, elapsed) = match ended {

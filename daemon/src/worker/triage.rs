@@ -197,6 +197,7 @@ impl Builder<'_> {
             checkpoint: None,
             lost: false,
             dead_payload: self.dead_payload(entry, job_type, transition),
+            results: job_type.map(|jt| jt.results).unwrap_or_default(),
         }
     }
 

@@ -43,6 +43,7 @@ pub(super) fn check(raw: &RawConfig, problem: &mut dyn FnMut(Range<usize>, Strin
             let at = format!("job `{}`", j.name.get_ref());
             long(&at, "timeout", j.timeout.as_ref());
             long(&at, "idempotency_ttl", j.idempotency_ttl.as_ref());
+            long(&at, "result_ttl", j.result_ttl.as_ref());
             if let Some(r) = &j.retry {
                 retry(r.get_ref(), &format!("{at}: retry"), &mut long);
             }
