@@ -129,7 +129,9 @@ pub use groups::GroupClaim;
 pub use jobs::{CancelInfo, JobStatus, KeyOwner, LastError};
 pub use keys::Keys;
 pub use memory::Memory;
-pub use pause::{HeldCounts, Pause, Pauses, RELEASE_CHUNK, Released, WHOLE_QUEUE};
+pub use pause::{
+    BATCH_PAUSE_PREFIX, HeldCounts, Pause, Pauses, RELEASE_CHUNK, Released, WHOLE_QUEUE,
+};
 pub use sample::QueueSample;
 pub use scan::{Candidate, Waiting};
 pub use schedules::ScheduleState;
