@@ -2,7 +2,9 @@
 //! members back without spending an attempt, as a paused job type's jobs
 //! are held, while other jobs run; an attempt under way finishes; `ward
 //! batch resume` lets them run; `batch show` says paused and counts the
-//! members running.
+//! members running. And ledger retention: a finished batch's ledger goes
+//! once it finished longer ago than `batch_retention`, an unfinished one
+//! stays.
 
 use std::time::Duration;
 
@@ -122,4 +124,49 @@ fn a_paused_batch_holds_its_members_without_an_attempt_until_it_is_resumed() {
             && actions.contains(&"batch-resume".to_string()),
         "{actions:?}"
     );
+}
+
+#[test]
+fn ledger_retention_removes_only_batches_that_finished_before_the_cut() {
+    let redis = Redis::start();
+    for id in ["done", "open", "waiting"] {
+        batch_ok(&redis, "create", &["--id", id]);
+    }
+    // Sealed with no members: finished at once. `waiting` has a member
+    // that never runs (no daemon), so it stays pending.
+    batch_ok(&redis, "seal", &["done"]);
+    enqueue_with(&redis, &["--batch", "waiting"], "row", "{}");
+    batch_ok(&redis, "seal", &["waiting"]);
+    batch_ok(&redis, "pause", &["done", "--note", "x"]);
+    assert_eq!(show_batch(&redis, "done")["status"], "finished");
+    let finished_at = show_batch(&redis, "done")["finished_at_ms"]
+        .as_u64()
+        .unwrap();
+    let (before, after) = crate::support::with_queue(&redis, async |q| {
+        let before = q.expire_batches(finished_at - 1).await.unwrap();
+        let after = q.expire_batches(finished_at + 1).await.unwrap();
+        (before, after)
+    });
+    assert_eq!(
+        (before, after),
+        (0, 1),
+        "only once the cut is past its finish"
+    );
+    let missing = ward(&["batch", "show", "--redis", &redis.url(), "q", "done"]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("has no batch `done`"),
+        "{}",
+        stderr(&missing)
+    );
+    let paused: Option<String> = redis::cmd("HGET")
+        .arg("ward:{q}:paused")
+        .arg("batch:done")
+        .query(&mut redis.con())
+        .unwrap();
+    assert_eq!(paused, None, "its pause went with it");
+    let list = batch_ok(&redis, "list", &[]);
+    assert!(!list.contains("done"), "{list}");
+    assert!(list.contains("open") && list.contains("waiting"), "{list}");
+    assert_eq!(show_batch(&redis, "waiting")["pending"], 1);
 }
