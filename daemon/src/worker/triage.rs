@@ -85,7 +85,10 @@ pub(crate) async fn triage(
                 let jt = jobs.get(&entry.job).map(Arc::as_ref);
                 out.push(Work::Record(held(builder, entry, jt, queue)));
             }
-            Ok(entry) if gates.pauses.holds_batch(entry.batch(), now) => {
+            // No pause at all (the usual case): nothing read per job.
+            Ok(entry)
+                if !gates.pauses.0.is_empty() && gates.pauses.holds_batch(entry.batch(), now) =>
+            {
                 let jt = jobs.get(&entry.job).map(Arc::as_ref);
                 out.push(Work::Record(batch_held(builder, entry, jt)));
             }
