@@ -42,6 +42,9 @@ pub const BREAKER_OPEN_CODE: &str = "breaker-open";
 /// The failure code of a job held back because its job type or its queue
 /// is paused (nothing ran; see [`Deferral::recorded`]).
 pub const PAUSED_CODE: &str = "paused";
+/// The failure code of a job held back because its batch is paused
+/// (quarantined, `ward batch pause`; nothing ran).
+pub const BATCH_PAUSED_CODE: &str = "batch-paused";
 /// The failure code of a job held back because an upstream it calls has no
 /// token left, or asked to wait (Retry-After) (nothing ran).
 pub const RATE_LIMITED_CODE: &str = "rate-limited";
@@ -123,6 +126,13 @@ pub enum Deferral {
         /// The whole queue is paused, not only the job's type.
         queue: bool,
     },
+    /// An operator paused (quarantined) the job's batch (`ward batch
+    /// pause`): held like a paused job type's job (`ward:{Q}:held`) until
+    /// `ward batch resume`.
+    BatchPaused {
+        /// The batch.
+        batch: String,
+    },
     /// An upstream its job type calls has no token left in its bucket
     /// (`[[upstream]] rate`), or holds every job until its Retry-After.
     RateLimited {
@@ -194,6 +204,12 @@ impl Deferral {
                 let what = if *queue { "its queue" } else { "its job type" };
                 let message = format!("not run: {what} is paused; held until `ward resume`");
                 Outcome::failure(FailureClass::Transient, message).with_code(PAUSED_CODE)
+            }
+            Deferral::BatchPaused { batch } => {
+                let message = format!(
+                    "not run: its batch `{batch}` is paused; held until `ward batch resume`"
+                );
+                Outcome::failure(FailureClass::Transient, message).with_code(BATCH_PAUSED_CODE)
             }
             Deferral::GroupBusy { group } => {
                 let message = format!(

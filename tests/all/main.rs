@@ -12,6 +12,7 @@ mod apply_contract;
 mod backbone;
 mod bad_input;
 mod batch;
+mod batch_pause;
 mod bulk;
 mod bulk_cancel;
 mod cancel;

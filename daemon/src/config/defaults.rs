@@ -46,6 +46,10 @@ pub const MAX_MAX_PAYLOAD: usize = 512 << 20;
 /// ~300 MB, where the former 24 h was ~28 GB and ended in Redis OOM. Records
 /// of dead and discarded jobs are kept much longer (see `RETIRED_TTL`).
 pub const SUCCEEDED_TTL: Duration = Duration::from_secs(15 * 60);
+/// How long a finished batch's ledger is kept when `[[queue]]
+/// batch_retention` is not given: long enough to look back at last week's
+/// imports, short enough that ledgers do not pile up for good.
+pub const DEFAULT_BATCH_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Largest result kept in a job's record when `[[job]] result_max_bytes` is
 /// not given: a record is read whole by `ward job show` and the API.
 pub use crate::transition::DEFAULT_RESULT_MAX_BYTES;

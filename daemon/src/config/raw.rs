@@ -190,6 +190,10 @@ pub struct RawQueue {
     /// How long the record of a succeeded job is kept; `"0s"` keeps none.
     #[serde(default, deserialize_with = "opt_duration")]
     pub succeeded_ttl: Option<Spanned<Duration>>,
+    /// How long a finished batch's ledger is kept after it finished;
+    /// `"0s"` keeps ledgers until deleted by hand.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub batch_retention: Option<Spanned<Duration>>,
     /// Keep at most this many dead letters; the oldest are trimmed first.
     pub dead_max_len: Option<Spanned<i64>>,
     /// Trim dead letters older than this (by the time they were dead-lettered).

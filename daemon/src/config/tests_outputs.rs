@@ -87,3 +87,26 @@ fn then_must_name_a_job_type_of_the_same_queue_and_never_loop() {
     let p = problems(&[("a", "then = \"a\"")]);
     assert!(p[0].message.contains("(a -> a)"), "{p:?}");
 }
+
+#[test]
+fn batch_retention_defaults_to_a_week_and_0s_keeps_ledgers() {
+    let load_q = |keys: &str| {
+        Config::from_toml(
+            std::path::Path::new("/nonexistent/ward.toml"),
+            &format!("[[queue]]\nname = \"q\"\n{keys}\n"),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        load_q("").queues[0].batch_retention,
+        Some(Duration::from_secs(7 * 24 * 3600))
+    );
+    assert_eq!(
+        load_q("batch_retention = \"2h\"").queues[0].batch_retention,
+        Some(Duration::from_secs(7200))
+    );
+    assert_eq!(
+        load_q("batch_retention = \"0s\"").queues[0].batch_retention,
+        None
+    );
+}

@@ -97,6 +97,8 @@ pub struct QueueConfig {
     pub lease: Duration,
     /// How long the record of a succeeded job is kept (zero: not at all).
     pub succeeded_ttl: Duration,
+    /// How long a finished batch's ledger is kept (`None`: until deleted).
+    pub batch_retention: Option<Duration>,
     /// Job types by name.
     pub jobs: BTreeMap<String, JobConfig>,
     /// What happens to this queue's dead letters.

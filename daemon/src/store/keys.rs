@@ -224,6 +224,13 @@ impl Keys {
         }
     }
 
+    /// `ward:{Q}:`, the start of every key of the queue, for the scripts
+    /// that derive keys from ids they learn inside.
+    #[must_use]
+    pub fn prefix(&self) -> String {
+        format!("{NAMESPACE}{{{}}}:", self.queue)
+    }
+
     /// The stream of ready deliveries of level `p`.
     #[must_use]
     pub fn stream(&self, p: Priority) -> &str {

@@ -133,7 +133,9 @@ pub use jobs::{CancelInfo, JobStatus, KeyOwner, LastError};
 pub use keys::Keys;
 pub use levels::{Lease, LeaseAsk, Leased};
 pub use memory::Memory;
-pub use pause::{HeldCounts, Pause, Pauses, RELEASE_CHUNK, Released, WHOLE_QUEUE};
+pub use pause::{
+    BATCH_PAUSE_PREFIX, HeldCounts, Pause, Pauses, RELEASE_CHUNK, Released, WHOLE_QUEUE,
+};
 pub use progress::{JobProgress, PROGRESS_TTL, ProgressReport};
 pub use sample::QueueSample;
 pub use scan::{Candidate, Waiting};

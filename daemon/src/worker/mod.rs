@@ -53,6 +53,7 @@ use self::plugins::{SharedJobs, load_plugins, runtime_for};
 use self::reader::{BLOCK, Consumer};
 pub use self::reload::{ReloadHandle, ReloadOutcome, ReloadRequests, reload_channel};
 use self::services::Service;
+use self::services::batch_retention::BatchRetention;
 use self::services::breakers::BreakerRefresh;
 use self::services::consumers::ConsumerSweep;
 use self::services::control::Control;
@@ -278,6 +279,13 @@ impl Daemon<'_> {
                 queue: queue.clone(),
                 dead: q.dead.clone(),
                 dead_written: dead_written.clone(),
+            };
+            retention.start_in(tasks, stop());
+        }
+        if let Some(keep) = q.batch_retention {
+            let retention = BatchRetention {
+                queue: queue.clone(),
+                keep,
             };
             retention.start_in(tasks, stop());
         }

@@ -87,6 +87,13 @@ pub(crate) async fn triage(
                 let jt = jobs.get(&entry.job).map(Arc::as_ref);
                 out.push(Work::Record(held(builder, entry, jt, queue)));
             }
+            // No pause at all (the usual case): nothing read per job.
+            Ok(entry)
+                if !gates.pauses.0.is_empty() && gates.pauses.holds_batch(entry.batch(), now) =>
+            {
+                let jt = jobs.get(&entry.job).map(Arc::as_ref);
+                out.push(Work::Record(batch_held(builder, entry, jt)));
+            }
             Ok(entry) if entry.payload.len() > max_payload => {
                 out.push(Work::Record(too_large(builder, entry, max_payload)));
             }
@@ -277,6 +284,20 @@ fn deferred(
 fn held(builder: Builder<'_>, entry: JobEntry, jt: Option<&JobType>, queue: bool) -> Completion {
     tracing::debug!(queue = %builder.queue, job_id = %entry.id, job = %entry.job, whole_queue = queue, "paused; job held");
     let why = Deferral::Paused { queue };
+    let outcome = why.recorded(Duration::ZERO);
+    let transition = Transition::Defer {
+        delay: Duration::ZERO,
+        why,
+    };
+    builder.not_run(entry, jt, outcome, transition)
+}
+
+/// A member of a paused (quarantined) batch: held like a paused job
+/// type's job until `ward batch resume`, without using an attempt.
+fn batch_held(builder: Builder<'_>, entry: JobEntry, jt: Option<&JobType>) -> Completion {
+    let batch = entry.batch().unwrap_or_default().to_string();
+    tracing::debug!(queue = %builder.queue, job_id = %entry.id, job = %entry.job, batch, "batch paused; job held");
+    let why = Deferral::BatchPaused { batch };
     let outcome = why.recorded(Duration::ZERO);
     let transition = Transition::Defer {
         delay: Duration::ZERO,

@@ -243,7 +243,7 @@ impl<'a> Encoder<'a> {
         let (kind, reason) = match c.transition() {
             Transition::Succeed => ("ok", ""),
             Transition::Defer {
-                why: Deferral::Paused { .. },
+                why: Deferral::Paused { .. } | Deferral::BatchPaused { .. },
                 ..
             } => ("hold", ""),
             Transition::Retry { .. } | Transition::Defer { .. } => ("retry", ""),
@@ -424,6 +424,16 @@ fn history_entry(c: &Completion) -> String {
                 "event": "held",
                 "at": c.finished_ms(),
                 "why": if *queue { "queue paused" } else { "job type paused" },
+            });
+        }
+        Transition::Defer {
+            why: Deferral::BatchPaused { batch },
+            ..
+        } => {
+            v = serde_json::json!({
+                "event": "held",
+                "at": c.finished_ms(),
+                "why": format!("batch {batch} paused"),
             });
         }
         // A deferral's line reads as a retry's; its failure says why.

@@ -37,7 +37,7 @@
 -- `result_note` says why a result was not kept. A retry or dead letter of a job whose record carries a
 -- cancel request (`cancel_requested_at`, see cancel.lua) is recorded as
 -- cancelled instead; a success stays a success (it finished first).
--- A hold is a job not run while its job type or queue is paused: it goes
+-- A hold is a job not run while its job type, queue or batch is paused: it goes
 -- to the held set (QKEY_held) with its record saying `paused`, unless the
 -- pause (QKEY_paused) is gone by now, when it goes back to the stream.
 -- For dup, `reason` holds the id of the job that owns the idempotency key.
@@ -269,7 +269,10 @@ local function full(kind, i, n, kc, keyed)
   if kind == 'hold' then
     -- Checked here, in the same step as the hold: a resume removes the
     -- pause before it releases the held set, so no job is held after it.
-    if held_back(paused, c.job, now) then return hold(i, n, rec, hkey, c, hist) end
+    local member = nil
+    local x = extras(i, n)
+    for k = 1, #x, 2 do if x[k] == 'batch' then member = x[k + 1] end end
+    if held_back(paused, c.job, now, member) then return hold(i, n, rec, hkey, c, hist) end
     kind = 'retry'
   end
   if kind == 'dup' then
