@@ -170,9 +170,15 @@ fn run(bench: &Bench, target: &Target, daemons: usize) -> anyhow::Result<Measure
     let cpu_before: f64 = nodes.iter_mut().map(redis_cpu).sum();
     let cfg = config(bench, target);
     let started = (0..daemons)
-        .map(|_| Ok(Ward::try_start(&bench.ward, &cfg, &[("RUST_LOG", "warn")])?.try_ready(READY)?))
+        .map(|_| {
+            Ok(
+                Ward::try_start(&bench.ward, &cfg, &[("RUST_LOG", "warn,ward::worker=info")])?
+                    .try_ready(READY)?,
+            )
+        })
         .collect::<anyhow::Result<Vec<Ward>>>()?;
-    let deadline = Instant::now() + Duration::from_secs(600);
+    eprintln!("{}: {daemons} daemon(s) running", target.label);
+    let deadline = Instant::now() + Duration::from_secs(300);
     for (q, con, _) in &mut ids {
         loop {
             let (len, delayed): (usize, usize) = redis::pipe()
@@ -185,7 +191,10 @@ fn run(bench: &Bench, target: &Target, daemons: usize) -> anyhow::Result<Measure
                 break;
             }
             if Instant::now() > deadline {
-                bail!("queue {q} not drained: {len} in the stream, {delayed} delayed");
+                let logs: String = started.iter().map(Ward::logs).collect();
+                bail!(
+                    "queue {q} not drained: {len} in the stream, {delayed} delayed; daemon logs:\n{logs}"
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
