@@ -3,7 +3,9 @@
 //! a client that starts on a node that does not own the queue's slot,
 //! success, retry through the delayed set, dead letter and requeue,
 //! idempotent dedupe, a breaker shared by two daemons, a schedule firing
-//! once, and `ward_enqueue` put back on a master that lost it.
+//! once, `ward_enqueue` put back on a master that lost it, a master killed
+//! in the middle of a run (lost and repeated jobs printed), and the whole
+//! cluster over TLS.
 
 use std::time::{Duration, Instant};
 
