@@ -372,6 +372,9 @@ pub struct Sentinels {
     pub sentinels: Vec<Node>,
     /// The folder of every node's files and logs.
     pub dir: TempDir,
+    /// For [`Sentinels::start_with_tls`]: the CA file the certificate of
+    /// every process chains to.
+    pub ca: Option<PathBuf>,
 }
 
 impl Sentinels {
@@ -382,12 +385,36 @@ impl Sentinels {
     /// three Sentinels with a quorum of two, a one-second down-after and
     /// a short failover timeout.
     pub fn start() -> Sentinels {
+        Self::start_with(false)
+    }
+
+    /// [`Sentinels::start`] with every process also listening with TLS on a
+    /// second port (a certificate for 127.0.0.1 from a throw-away CA), the
+    /// replication and the Sentinels' links to the data nodes over TLS: the
+    /// Sentinels name the master by its TLS port.
+    pub fn start_with_tls() -> Sentinels {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Sentinels {
         let dir = tempfile::tempdir().unwrap();
+        let mut tls_args = Vec::new();
+        if tls {
+            tls_args = crate::server::tls_args(dir.path());
+            tls_args.extend(["--tls-replication".to_string(), "yes".to_string()]);
+        }
         let start_data = |replica_of: Option<u16>| {
             let port = free_port();
             let node_dir = dir.path().join(port.to_string());
             std::fs::create_dir(&node_dir).unwrap();
             let mut args = data_node_args(port, &node_dir);
+            // The first sync starts at once, not after 5 s.
+            args.extend(["--repl-diskless-sync-delay".to_string(), "0".to_string()]);
+            let tls_port = tls.then(free_port);
+            if let Some(p) = tls_port {
+                args.extend(["--tls-port".to_string(), p.to_string()]);
+                args.extend(tls_args.iter().cloned());
+            }
             if let Some(m) = replica_of {
                 args.extend([
                     "--replicaof".to_string(),
@@ -395,10 +422,12 @@ impl Sentinels {
                     m.to_string(),
                 ]);
             }
-            Node::spawn("redis-server", port, dir.path(), &args)
+            let mut node = Node::spawn("redis-server", port, dir.path(), &args);
+            node.tls_port = tls_port;
+            node
         };
         let master = start_data(None);
-        let replica = start_data(Some(master.port));
+        let replica = start_data(Some(master.tls_port.unwrap_or(master.port)));
         wait_for(Duration::from_secs(15), "the replica to sync", || {
             let info: String = redis::cmd("INFO")
                 .arg("replication")
@@ -410,27 +439,35 @@ impl Sentinels {
         for _ in 0..3 {
             let port = free_port();
             let conf = dir.path().join(format!("sentinel-{port}.conf"));
-            std::fs::write(
-                &conf,
-                format!(
-                    "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {m} 127.0.0.1 {mp} 2\nsentinel down-after-milliseconds {m} 1000\nsentinel failover-timeout {m} 5000\nsentinel parallel-syncs {m} 1\n",
-                    dir.path().display(),
-                    m = Self::MASTER,
-                    mp = master.port,
-                ),
-            )
-            .unwrap();
-            sentinels.push(Node::spawn(
+            let tls_port = tls.then(free_port);
+            let mut text = format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {m} 127.0.0.1 {mp} 2\nsentinel down-after-milliseconds {m} 1000\nsentinel failover-timeout {m} 5000\nsentinel parallel-syncs {m} 1\n",
+                dir.path().display(),
+                m = Self::MASTER,
+                mp = master.tls_port.unwrap_or(master.port),
+            );
+            if let Some(p) = tls_port {
+                text += &format!("tls-port {p}\n");
+                // `--name value` pairs become `name value` lines.
+                for pair in tls_args.chunks(2) {
+                    text += &format!("{} {}\n", pair[0].trim_start_matches("--"), pair[1]);
+                }
+            }
+            std::fs::write(&conf, text).unwrap();
+            let mut node = Node::spawn(
                 "redis-sentinel",
                 port,
                 dir.path(),
                 &[conf.display().to_string()],
-            ));
+            );
+            node.tls_port = tls_port;
+            sentinels.push(node);
         }
         let s = Sentinels {
             data: vec![master, replica],
             sentinels,
             dir,
+            ca: tls.then(|| ca_file_of(&tls_args)),
         };
         wait_for(
             Duration::from_secs(15),
@@ -460,6 +497,16 @@ impl Sentinels {
         s
     }
 
+    /// The Sentinels' TLS URLs (`rediss://127.0.0.1:<tls port>`), for
+    /// Sentinels started with [`Sentinels::start_with_tls`].
+    pub fn tls_urls(&self) -> Vec<String> {
+        self.sentinels
+            .iter()
+            .filter_map(|n| n.tls_port)
+            .map(|p| format!("rediss://127.0.0.1:{p}"))
+            .collect()
+    }
+
     /// The Sentinels' URLs, for `[redis] sentinels = [...]`.
     pub fn urls(&self) -> Vec<String> {
         self.sentinels.iter().map(Node::url).collect()
@@ -476,7 +523,8 @@ impl Sentinels {
         format!("redis+sentinel://{}/{}", hosts.join(","), Self::MASTER)
     }
 
-    /// The port of the master as the first answering Sentinel names it.
+    /// The (plain) port of the master as the first answering Sentinel
+    /// names it.
     pub fn master_port(&self) -> u16 {
         for n in &self.sentinels {
             let Ok(mut c) = connect(&n.url()) else {
@@ -487,7 +535,13 @@ impl Sentinels {
                 .arg(Self::MASTER)
                 .query(&mut c);
             if let Ok((_, port)) = addr {
-                return port;
+                // Over TLS the Sentinels name the TLS port; this is the
+                // plain one.
+                return self
+                    .data
+                    .iter()
+                    .find(|n| n.tls_port == Some(port))
+                    .map_or(port, |n| n.port);
             }
         }
         panic!("no Sentinel names the master");
@@ -502,4 +556,14 @@ impl Sentinels {
     pub fn data_node(&mut self, port: u16) -> &mut Node {
         self.data.iter_mut().find(|n| n.port == port).unwrap()
     }
+}
+
+/// The CA file among the `--tls-ca-cert-file` arguments of [`tls_args`](crate::server::tls_args).
+fn ca_file_of(tls_args: &[String]) -> PathBuf {
+    tls_args
+        .iter()
+        .position(|a| a == "--tls-ca-cert-file")
+        .and_then(|i| tls_args.get(i + 1))
+        .map(PathBuf::from)
+        .unwrap()
 }
