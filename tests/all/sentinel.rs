@@ -1,7 +1,8 @@
 //! Ward on a master that Redis Sentinels watch (one master, one replica,
 //! three Sentinels, started by the harness): the core cases through the
 //! Sentinels' address, and a failover in the middle of a run after which
-//! the daemon carries on by itself, with the jobs lost or run twice counted.
+//! the daemon carries on by itself, with the jobs lost or run twice counted;
+//! the cost of `wait_replicas`; and the whole set-up over TLS.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
