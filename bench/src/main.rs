@@ -18,7 +18,9 @@
 //!   with a generous `[[upstream]]` limit, against the same jobs naming
 //!   none, and their ratio (see `upstream.rs`);
 //! - `startup`: time to ready with the Python and JS plugins, with an empty
-//!   compile cache, then a filled one (see `startup.rs`).
+//!   compile cache, then a filled one (see `startup.rs`);
+//! - `scaling`: 1, 2 and 4 daemons against one Redis and against a Redis
+//!   Cluster with the queues spread over its masters (see `scaling.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,6 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 mod http;
+mod scaling;
 mod startup;
 mod upstream;
 
@@ -72,7 +75,9 @@ struct Args {
     /// job per slot, for the peak RSS with every slot busy), raw, upstream
     /// (no-op jobs naming a generously limited upstream vs. naming none),
     /// startup (compile cache), http (webhook jobs to a local receiver with
-    /// a delay: throughput against the ideal, connections opened).
+    /// a delay: throughput against the ideal, connections opened), scaling
+    /// (1, 2, 4 daemons against one Redis and against a Redis Cluster with
+    /// the queues spread over its masters).
     #[arg(long, value_delimiter = ',', default_values_t = ["throughput".to_string(), "latency".to_string(), "failures".to_string(), "keys".to_string()])]
     scenarios: Vec<String>,
     /// The `http` scenario's receiver answers after this many ms.
@@ -89,6 +94,14 @@ struct Args {
     /// command and script.
     #[arg(long)]
     commandstats: bool,
+    /// The `scaling` scenario's daemon counts.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4])]
+    daemon_counts: Vec<usize>,
+    /// The `scaling` scenario's Redis Cluster, by seed node URLs (it is
+    /// FLUSHed!); default: a local one of three masters with one replica
+    /// each, started on free loopback ports.
+    #[arg(long, value_delimiter = ',')]
+    cluster_seeds: Vec<String>,
 }
 
 /// The Redis a run drives: a private one from the kit, or `--redis`.
@@ -297,14 +310,24 @@ struct Row {
 
 type RecordFields = (Option<u64>, Option<u64>, Option<String>);
 
-/// Per job: enqueue time, first attempt start, last attempt end, state.
+/// Per job of queue `bench`: enqueue time, first attempt start, last
+/// attempt end, state.
 fn records(con: &mut redis::Connection, ids: &[String]) -> anyhow::Result<Vec<Row>> {
+    records_in(con, "bench", ids)
+}
+
+/// [`records`] of queue `queue`.
+fn records_in(
+    con: &mut redis::Connection,
+    queue: &str,
+    ids: &[String],
+) -> anyhow::Result<Vec<Row>> {
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(5000) {
         let mut pipe = redis::pipe();
         for id in chunk {
             pipe.cmd("HMGET")
-                .arg(format!("ward:{{bench}}:job:{id}"))
+                .arg(format!("ward:{{{queue}}}:job:{id}"))
                 .arg("first_at")
                 .arg("last_at")
                 .arg("state");
@@ -830,6 +853,7 @@ fn main() -> anyhow::Result<()> {
             "upstream" => upstream::compare(&bench)?,
             "startup" => startup::run(&bench)?,
             "http" => http::run(&bench)?,
+            "scaling" => scaling::compare(&bench)?,
             "inflight" => {
                 let (run, spread) = inflight_run(&bench)?;
                 print_run(&run);
@@ -841,7 +865,7 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             other => bail!(
-                "unknown scenario `{other}` (throughput, latency, failures, keys, norecord, inflight, raw, upstream, startup)"
+                "unknown scenario `{other}` (throughput, latency, failures, keys, norecord, inflight, raw, upstream, startup, http, scaling)"
             ),
         }
     }
