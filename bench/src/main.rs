@@ -22,7 +22,9 @@
 //! - `python`, `js`: the example plugins, fresh instances against reused
 //!   ones (see `lang.rs`);
 //! - `inflight`: 10,000 webhook attempts waiting on a slow receiver at
-//!   once, peak in flight and RSS (see `inflight.rs`).
+//!   once, peak in flight and RSS (see `inflight.rs`);
+//! - `scaling`: 1, 2 and 4 daemons against one Redis and against a Redis
+//!   Cluster with the queues spread over its masters (see `scaling.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,6 +35,7 @@ use clap::Parser;
 mod http;
 mod inflight;
 mod lang;
+mod scaling;
 mod startup;
 mod upstream;
 
@@ -80,7 +83,9 @@ struct Args {
     /// vs. naming none), startup (compile cache), http (webhook jobs to a
     /// local receiver with a delay: throughput against the ideal,
     /// connections opened), python and js (the example plugins, fresh
-    /// instances vs. `reuse_instance`).
+    /// instances vs. `reuse_instance`), scaling (1, 2, 4 daemons against one
+    /// Redis and against a Redis Cluster with the queues spread over its
+    /// masters).
     #[arg(long, value_delimiter = ',', default_values_t = ["throughput".to_string(), "latency".to_string(), "failures".to_string(), "keys".to_string()])]
     scenarios: Vec<String>,
     /// The `http` scenario's receiver answers after this many ms.
@@ -104,6 +109,19 @@ struct Args {
     /// Runs per scenario (the median is reported with min and max).
     #[arg(long, default_value_t = 1)]
     runs: usize,
+    /// After each throughput-style run, print where Redis spent its time:
+    /// `INFO commandstats` (reset as the daemons start), as µs per job by
+    /// command and script.
+    #[arg(long)]
+    commandstats: bool,
+    /// The `scaling` scenario's daemon counts.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4])]
+    daemon_counts: Vec<usize>,
+    /// The `scaling` scenario's Redis Cluster, by seed node URLs (it is
+    /// FLUSHed!); default: a local one of three masters with one replica
+    /// each, started on free loopback ports.
+    #[arg(long, value_delimiter = ',')]
+    cluster_seeds: Vec<String>,
 }
 
 /// The Redis a run drives: a private one from the kit, or `--redis`.
@@ -210,6 +228,43 @@ fn redis_cpu(con: &mut redis::Connection) -> f64 {
         .sum()
 }
 
+/// Prints `INFO commandstats` as µs of Redis time per job, largest first:
+/// which commands (EVALSHA and FCALL are the scripts) a run's jobs cost.
+#[allow(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+fn print_commandstats(con: &mut redis::Connection, label: &str, jobs: usize) {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(con)
+        .unwrap_or_default();
+    // cmdstat_xack:calls=3,usec=12,usec_per_call=4.00,...
+    let mut rows: Vec<(String, u64, u64)> = info
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let field = |k: &str| {
+                rest.split(',')
+                    .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+                    .and_then(|v| v.parse::<u64>().ok())
+            };
+            Some((name.to_string(), field("calls")?, field("usec")?))
+        })
+        .collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.2));
+    let total: u64 = rows.iter().map(|r| r.2).sum();
+    let per_job = |us: u64| us as f64 / jobs.max(1) as f64;
+    println!(
+        "commandstats {label}: {:.2} µs of Redis command time per job",
+        per_job(total)
+    );
+    for (name, calls, usec) in rows.iter().take(12) {
+        println!(
+            "  {name:<16} {calls:>9} calls  {:>7.2} µs/job  {:>6.1} µs/call",
+            per_job(*usec),
+            *usec as f64 / (*calls).max(1) as f64
+        );
+    }
+}
+
 const STREAM: &str = "ward:{bench}:jobs";
 
 fn fill(
@@ -275,14 +330,24 @@ struct Row {
 
 type RecordFields = (Option<u64>, Option<u64>, Option<String>);
 
-/// Per job: enqueue time, first attempt start, last attempt end, state.
+/// Per job of queue `bench`: enqueue time, first attempt start, last
+/// attempt end, state.
 fn records(con: &mut redis::Connection, ids: &[String]) -> anyhow::Result<Vec<Row>> {
+    records_in(con, "bench", ids)
+}
+
+/// [`records`] of queue `queue`.
+fn records_in(
+    con: &mut redis::Connection,
+    queue: &str,
+    ids: &[String],
+) -> anyhow::Result<Vec<Row>> {
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(5000) {
         let mut pipe = redis::pipe();
         for id in chunk {
             pipe.cmd("HMGET")
-                .arg(format!("ward:{{bench}}:job:{id}"))
+                .arg(format!("ward:{{{queue}}}:job:{id}"))
                 .arg("first_at")
                 .arg("last_at")
                 .arg("state");
@@ -380,6 +445,9 @@ fn drain_run(bench: &Bench, label: &str, mix: Mix) -> anyhow::Result<Run> {
         }
     };
     let (ids, enq_secs) = fill(&mut con, n, payload, keyed)?;
+    if args.commandstats {
+        let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut con)?;
+    }
     let redis_before = redis_cpu(&mut con);
     let wall = Instant::now();
     let ttl = if no_record { "0s" } else { "24h" };
@@ -398,6 +466,9 @@ fn drain_run(bench: &Bench, label: &str, mix: Mix) -> anyhow::Result<Run> {
     let cpu = usage.iter().map(|u| u.0).sum();
     let rss = usage.iter().map(|u| u.1).max().unwrap_or(0);
     let redis_used = redis_cpu(&mut con) - redis_before;
+    if args.commandstats {
+        print_commandstats(&mut con, label, n);
+    }
     stop(daemons);
     let span = if no_record {
         span
@@ -756,13 +827,14 @@ fn main() -> anyhow::Result<()> {
             "http" => http::run(&bench)?,
             "inflight" => inflight::run(&bench)?,
             "python" | "js" => lang::run(&bench, scenario)?,
+            "scaling" => scaling::compare(&bench)?,
             "latency" => {
                 for &rate in &args.rates {
                     print_run(&latency_run(&bench, rate)?);
                 }
             }
             other => bail!(
-                "unknown scenario `{other}` (throughput, latency, failures, keys, norecord, inflight, raw, upstream, startup, http, python, js)"
+                "unknown scenario `{other}` (throughput, latency, failures, keys, norecord, inflight, raw, upstream, startup, http, python, js, scaling)"
             ),
         }
     }

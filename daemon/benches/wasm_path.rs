@@ -73,6 +73,8 @@ fn instantiate_and_call(c: &mut Criterion) {
             checkpoint: None,
             cancel: Default::default(),
             traceparent: None,
+            batch: None,
+            progress: None,
         };
         // Sanity: the attempt must succeed, or the figure measures an error path.
         let first = rt.block_on(plugin.run(input.clone(), &sandbox));

@@ -246,6 +246,17 @@ impl JobEntry {
     pub fn is_first_delivery(&self) -> bool {
         self.attempt == 1 && self.id == self.entry_id
     }
+
+    /// The batch the job is a member of: its `batch` correlation field,
+    /// when it names one.
+    #[must_use]
+    pub fn batch(&self) -> Option<&str> {
+        self.extra
+            .iter()
+            .find(|(k, _)| k == "batch")
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+            .filter(|b| !b.is_empty())
+    }
 }
 
 /// Why an entry could not be read as a job, with what it did carry.

@@ -9,6 +9,8 @@
 //! - [`transition`]: what follows an attempt ([`transition::Transition`]:
 //!   succeed, retry, defer, dead-letter, duplicate) and the
 //!   [`transition::Completion`] that carries it to be recorded.
+//! - [`follow_on`]: jobs a success enqueues atomically with its
+//!   acknowledgement (the next stage of `then`, a plugin's children).
 //! - [`policy`]: the pure decision after an attempt (backoff, budgets).
 //! - [`priority`]: priority levels and the weights that share reads.
 //! - [`fairness`]: groups (tenants) with a fleet-wide cap on attempts; a
@@ -84,6 +86,7 @@ pub mod dev;
 pub mod digest;
 pub mod dlq;
 pub mod fairness;
+pub mod follow_on;
 pub mod job;
 pub mod obs;
 pub mod policy;

@@ -16,8 +16,13 @@
 //! Capabilities: no files, environment, arguments or sockets; clocks and
 //! randomness; outbound HTTP through `wasi:http` to the allow-list only
 //! (`runtime/http.rs`); `host.secret` for the names the job type was granted.
+//!
+//! Worlds: components built against `ward:plugin@0.1.0` or `@0.2.0` both
+//! run (`runtime/worlds.rs`); 0.2.0 adds child jobs and progress
+//! (`runtime/children.rs`).
 
 mod cancel;
+mod children;
 mod ending;
 mod http;
 mod output;
@@ -26,13 +31,18 @@ mod reuse;
 mod secrets;
 mod slots;
 mod state;
+mod worlds;
 
 pub use cancel::Cancel;
+pub use children::{
+    MAX_CHILD_KEY, MAX_CHILDREN, MAX_CHILDREN_BYTES, MAX_PROGRESS_MESSAGE, ProgressSink,
+};
 pub use http::HttpPolicy;
 pub use pool::Outbound;
 pub use reuse::Reuse;
 pub use secrets::{redact, redact_bytes, redact_cut};
 pub use state::HostState;
+pub use worlds::World;
 // Where a granted secret's value comes from; kept reachable here for callers.
 pub use crate::secret::read as read_secret;
 // The sandbox defaults are config defaults; kept reachable here for callers.
@@ -40,33 +50,34 @@ pub use crate::config::defaults::{
     DEFAULT_HTTP_TIMEOUT, DEFAULT_MEMORY_LIMIT, DEFAULT_OUTPUT_LIMIT,
 };
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{
     Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
 };
 
 use crate::digest::sha256_hex;
+use crate::follow_on::FollowOn;
 use crate::job::{FailureClass, Outcome};
 use crate::obs::logging::AttemptIdent;
 use ending::{cancelled, classify_trap, redact_outcome};
 use reuse::Warm;
 
+/// The bindings of `ward:plugin@0.1.0` (0.2.0's are in `worlds`).
 mod bindings {
     wasmtime::component::bindgen!({
-        path: "../plugin-sdk/wit",
+        path: "../plugin-sdk/wit/v0.1.0",
         world: "job-plugin",
         exports: { default: async },
     });
 }
 
 use bindings::ward::plugin::types as wit;
-use bindings::{JobPlugin, JobPluginPre};
 
 /// How often the epoch advances; also the granularity of deadlines and of
 /// the cooperative yields of a busy plugin.
@@ -108,7 +119,7 @@ pub enum RuntimeError {
     },
     /// The component does not fit the `job-plugin` world.
     #[error(
-        "plugin {path} does not fit the ward:plugin/job-plugin world ({reason:#}); it must export `handle` and import only what Ward provides (ward:plugin/host, wasi:cli, wasi:io, wasi:clocks, wasi:random, wasi:filesystem, wasi:sockets, wasi:http)"
+        "plugin {path} does not fit the ward:plugin/job-plugin world ({reason:#}); it must export `handle` and import only what Ward provides (ward:plugin/host and, from 0.2.0, ward:plugin/jobs; wasi:cli, wasi:io, wasi:clocks, wasi:random, wasi:filesystem, wasi:sockets, wasi:http)"
     )]
     WrongWorld {
         /// The plugin file.
@@ -204,8 +215,7 @@ impl EngineSet {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(RuntimeError::Engine)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(RuntimeError::Engine)?;
-        JobPlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
-            .map_err(RuntimeError::Engine)?;
+        worlds::add_to_linker(&mut linker).map_err(RuntimeError::Engine)?;
         Ok(EngineSet {
             engine,
             linker,
@@ -317,11 +327,12 @@ impl Runtime {
             path: path.to_path_buf(),
             reason,
         };
+        let world = World::of(&component, &set.engine);
         let instance_pre = set
             .linker
             .instantiate_pre(&component)
             .map_err(wrong_world)?;
-        let pre = JobPluginPre::new(instance_pre).map_err(wrong_world)?;
+        let pre = worlds::Pre::new(world, instance_pre).map_err(wrong_world)?;
         Ok(Plugin {
             path: path.to_path_buf(),
             digest: digest.into(),
@@ -345,11 +356,12 @@ impl Runtime {
             .exports(&self.plain.engine)
             .map(|(name, _)| name.to_string())
             .collect();
+        let world = World::of(&component, &self.plain.engine);
         let fits = self
             .plain
             .linker
             .instantiate_pre(&component)
-            .and_then(JobPluginPre::new)
+            .and_then(|pre| worlds::Pre::new(world, pre))
             .map(|_| ())
             .map_err(|e| format!("{e:#}"));
         Ok(PluginInfo {
@@ -357,6 +369,7 @@ impl Runtime {
             size: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
             imports,
             exports,
+            world,
             fits,
         })
     }
@@ -387,6 +400,8 @@ pub struct PluginInfo {
     pub imports: Vec<String>,
     /// Names of the component's exports.
     pub exports: Vec<String>,
+    /// The version of the plugin interface it was built against.
+    pub world: World,
     /// `Ok` when Ward can run it, else why not (e.g. an import Ward does not provide).
     pub fits: Result<(), String>,
 }
@@ -401,7 +416,7 @@ impl Drop for Runtime {
 pub struct Plugin {
     path: PathBuf,
     digest: Arc<str>,
-    pre: JobPluginPre<HostState>,
+    pre: worlds::Pre,
 }
 
 /// What a plugin sees of the job it runs.
@@ -422,6 +437,11 @@ pub struct JobInput {
     /// The attempt span's W3C `traceparent`, set on every outbound HTTP
     /// request of the plugin; `None` when traces are off.
     pub traceparent: Option<String>,
+    /// The job's batch, which its children may join (read by 0.2.0
+    /// plugins only: `None` is right for the others).
+    pub batch: Option<String>,
+    /// Where a 0.2.0 plugin's progress reports go; `None`: nowhere.
+    pub progress: Option<Arc<dyn ProgressSink>>,
 }
 
 /// What a job type's attempts may use: limits and granted capabilities.
@@ -442,6 +462,9 @@ pub struct Sandbox {
     /// The job type's kept instances, when it reuses them
     /// (`reuse_instance`); `None`: a fresh instance per attempt.
     pub reuse: Option<Arc<Reuse>>,
+    /// The job types of its queue, the only ones its children may have
+    /// (empty: any well-formed name).
+    pub job_types: Arc<BTreeSet<String>>,
 }
 
 impl Default for Sandbox {
@@ -454,6 +477,7 @@ impl Default for Sandbox {
             http: Arc::new(Outbound::default()),
             secrets: Arc::default(),
             reuse: None,
+            job_types: Arc::default(),
         }
     }
 }
@@ -478,6 +502,9 @@ pub struct Attempt {
     pub instantiate: Option<Duration>,
     /// The payload, handed back so it need not be copied for the plugin.
     pub payload: Vec<u8>,
+    /// The child jobs a 0.2.0 plugin enqueued, to be enqueued only if the
+    /// attempt succeeded (secrets redacted from their payloads).
+    pub children: Vec<FollowOn>,
 }
 
 impl Plugin {
@@ -485,6 +512,12 @@ impl Plugin {
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The version of the plugin interface it was built against.
+    #[must_use]
+    pub fn world(&self) -> World {
+        self.pre.world()
     }
 
     /// sha256 of the component bytes, hex: the plugin's version identity.
@@ -498,7 +531,7 @@ impl Plugin {
     /// returns an error: every way an attempt can end is an [`Outcome`].
     pub async fn run(&self, input: JobInput, sandbox: &Sandbox) -> Attempt {
         let deadline = Instant::now() + sandbox.timeout;
-        let job = wit::Job {
+        let mut job = wit::Job {
             id: input.ident.job_id.clone(),
             name: input.ident.job.clone(),
             payload: input.payload,
@@ -520,7 +553,13 @@ impl Plugin {
                 (store, None, 0)
             }
         };
-        store.data_mut().traceparent = input.traceparent;
+        let state = store.data_mut();
+        state.traceparent = input.traceparent;
+        state.fanout = if self.pre.world() == World::V0_2 {
+            children::Fanout::new(sandbox, input.batch, input.progress)
+        } else {
+            children::Fanout::default()
+        };
         if let Some(fuel) = sandbox.fuel {
             // Fails only on an engine without fuel metering; the worker loads
             // plugins of fuel-limited job types on the metering engine.
@@ -555,7 +594,7 @@ impl Plugin {
                 None => self.pre.instantiate_async(&mut store).await?,
             };
             instantiate = Some(started.elapsed());
-            let returned = instance.call_handle(&mut store, &job).await?;
+            let returned = instance.call_handle(&mut store, &mut job).await?;
             wasmtime::Result::Ok((instance, returned))
         };
         let result = tokio::select! {
@@ -590,6 +629,7 @@ impl Plugin {
         // Only a clean success keeps its instance (see runtime/reuse.rs).
         let leftover_http = state.used_http() && state.resources() > resources;
         let clean = !(state.timed_out || cancel.is_cancelled() || leftover_http);
+        let children = children::redacted(std::mem::take(&mut state.fanout.children), sandbox);
         if let (Some(reuse), Some(instance), true) = (&sandbox.reuse, instance, clean) {
             reuse.keep(Warm {
                 store,
@@ -603,6 +643,7 @@ impl Plugin {
             checkpoint,
             instantiate,
             payload: job.payload,
+            children,
         }
     }
 }

@@ -7,7 +7,34 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::follow_on::FollowOn;
 use crate::job::{DeadReason, FailureClass, JobEntry, Outcome};
+
+/// Largest result kept with a job's record when its job type does not say
+/// (`[[job]] result_max_bytes`).
+pub const DEFAULT_RESULT_MAX_BYTES: usize = 64 << 10;
+
+/// How a success's result is kept with the job's record (`[[job]]
+/// result_ttl`, `result_max_bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResultPolicy {
+    /// How long the record of a succeeded job, with its result, is kept;
+    /// `None`: as long as the queue keeps succeeded records
+    /// (`succeeded_ttl`).
+    pub ttl: Option<Duration>,
+    /// Largest result kept; a larger one is not kept, and the record says
+    /// so (`result_note`). 0 keeps none.
+    pub max_bytes: usize,
+}
+
+impl Default for ResultPolicy {
+    fn default() -> Self {
+        ResultPolicy {
+            ttl: None,
+            max_bytes: DEFAULT_RESULT_MAX_BYTES,
+        }
+    }
+}
 
 /// The failure code a job held back by an open circuit breaker is recorded
 /// with (nothing ran; see [`Deferral::recorded`]).
@@ -15,6 +42,9 @@ pub const BREAKER_OPEN_CODE: &str = "breaker-open";
 /// The failure code of a job held back because its job type or its queue
 /// is paused (nothing ran; see [`Deferral::recorded`]).
 pub const PAUSED_CODE: &str = "paused";
+/// The failure code of a job held back because its batch is paused
+/// (quarantined, `ward batch pause`; nothing ran).
+pub const BATCH_PAUSED_CODE: &str = "batch-paused";
 /// The failure code of a job held back because an upstream it calls has no
 /// token left, or asked to wait (Retry-After) (nothing ran).
 pub const RATE_LIMITED_CODE: &str = "rate-limited";
@@ -96,6 +126,13 @@ pub enum Deferral {
         /// The whole queue is paused, not only the job's type.
         queue: bool,
     },
+    /// An operator paused (quarantined) the job's batch (`ward batch
+    /// pause`): held like a paused job type's job (`ward:{Q}:held`) until
+    /// `ward batch resume`.
+    BatchPaused {
+        /// The batch.
+        batch: String,
+    },
     /// An upstream its job type calls has no token left in its bucket
     /// (`[[upstream]] rate`), or holds every job until its Retry-After.
     RateLimited {
@@ -168,6 +205,12 @@ impl Deferral {
                 let message = format!("not run: {what} is paused; held until `ward resume`");
                 Outcome::failure(FailureClass::Transient, message).with_code(PAUSED_CODE)
             }
+            Deferral::BatchPaused { batch } => {
+                let message = format!(
+                    "not run: its batch `{batch}` is paused; held until `ward batch resume`"
+                );
+                Outcome::failure(FailureClass::Transient, message).with_code(BATCH_PAUSED_CODE)
+            }
             Deferral::GroupBusy { group } => {
                 let message = format!(
                     "not run: group `{group}` has as many attempts in flight as its group_concurrency; waiting for one of them to end"
@@ -209,6 +252,8 @@ pub struct Ran {
     /// it (secrets redacted, a marker for a payload too large; see
     /// [`crate::redact::dead_payload`]). `None`: the payload as it is.
     pub dead_payload: Option<Vec<u8>>,
+    /// How a success's result is kept.
+    pub results: ResultPolicy,
 }
 
 /// The end of one delivery, ready to be recorded: built once, whole, from
@@ -223,15 +268,25 @@ pub struct Completion {
     first_at_ms: u64,
     finished_ms: u64,
     payload: Vec<u8>,
-    dead_payload: Option<Vec<u8>>,
+    // Boxed slices and whole ms: kept small, so that the completion stays
+    // within clippy's bound on the size difference of `Work`'s variants.
+    dead_payload: Option<Box<[u8]>>,
     outcome: Outcome,
     transition: Transition,
     plugin_digest: Arc<str>,
     checkpoint: Option<Vec<u8>>,
     extra: Vec<(String, Vec<u8>)>,
     idempotency_key: Option<String>,
-    idempotency_ttl: Duration,
+    idempotency_ttl_ms: u64,
     lease_expiries: u32,
+    /// [`ResultPolicy::ttl`] in whole seconds (0: none) and
+    /// [`ResultPolicy::max_bytes`], packed: every attempt carries a
+    /// completion, and a small one moves cheaply between the tasks.
+    result_ttl_s: u32,
+    result_max: u32,
+    /// Jobs to enqueue if this completion records a success, atomically
+    /// with its acknowledgement (empty: none, and no cost).
+    pub follow_ons: Vec<FollowOn>,
 }
 
 impl Completion {
@@ -254,17 +309,55 @@ impl Completion {
             first_at_ms: ran.first_at_ms,
             finished_ms: ran.finished_ms,
             payload: entry.payload,
-            dead_payload: ran.dead_payload,
+            dead_payload: ran.dead_payload.map(Vec::into_boxed_slice),
             outcome,
             transition,
             plugin_digest: ran.plugin_digest,
             checkpoint: ran.checkpoint.or(entry.checkpoint),
             extra: entry.extra,
             idempotency_key: entry.idempotency_key,
-            idempotency_ttl: ran.idempotency_ttl,
+            idempotency_ttl_ms: u64::try_from(ran.idempotency_ttl.as_millis()).unwrap_or(u64::MAX),
             // Saturating: the count comes from Redis, where anyone may write.
             lease_expiries: entry.lease_expiries.saturating_add(u32::from(ran.lost)),
+            // Validation bounds both far below u32::MAX (3650 days, 16 MiB).
+            result_ttl_s: ran
+                .results
+                .ttl
+                .map_or(0, |t| u32::try_from(t.as_secs()).unwrap_or(u32::MAX)),
+            result_max: u32::try_from(ran.results.max_bytes).unwrap_or(u32::MAX),
+            follow_ons: Vec::new(),
         }
+    }
+
+    /// How a success's result is kept.
+    #[must_use]
+    pub fn results(&self) -> ResultPolicy {
+        ResultPolicy {
+            ttl: (self.result_ttl_s > 0).then(|| Duration::from_secs(self.result_ttl_s.into())),
+            max_bytes: self.result_max as usize,
+        }
+    }
+
+    /// The result a success keeps with its record, and, when it keeps none
+    /// though there was one, why (a note for the record): `None` for a
+    /// failure.
+    #[must_use]
+    pub fn kept_result(&self) -> Option<(&[u8], Option<String>)> {
+        let Outcome::Success(out) = &self.outcome else {
+            return None;
+        };
+        let max = self.result_max as usize;
+        if out.len() <= max {
+            return Some((out, None));
+        }
+        // 0 is a choice (keep none), not a limit to report.
+        let note = (max > 0).then(|| {
+            format!(
+                "result not kept: {} bytes, over this job type's result_max_bytes of {max}",
+                out.len()
+            )
+        });
+        Some((&[], note))
     }
 
     /// A first delivery on its first attempt: no record exists yet, so a
@@ -378,7 +471,7 @@ impl Completion {
     /// How long the key's completion is remembered.
     #[must_use]
     pub fn idempotency_ttl(&self) -> Duration {
-        self.idempotency_ttl
+        Duration::from_millis(self.idempotency_ttl_ms)
     }
 
     /// Lost leases so far, this attempt's included if it was lost.

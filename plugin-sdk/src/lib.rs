@@ -1,7 +1,8 @@
 //! Write Ward job plugins in Rust: one function and one macro.
 //!
 //! A plugin is a WebAssembly component that exports `handle` from the WIT world
-//! `ward:plugin/job-plugin@0.1.0` (see `wit/world.wit` in this crate). This crate
+//! `ward:plugin/job-plugin@0.2.0` (see `wit/world.wit` in this crate; the
+//! daemon still runs components built against 0.1.0, `wit/v0.1.0/`). This crate
 //! hides the generated bindings: write a function from [`Job`] to
 //! `Result<Vec<u8>, Failure>`, hand it to [`plugin!`], and build the crate as a
 //! `cdylib` for `wasm32-wasip2`, which produces a component directly.
@@ -36,14 +37,18 @@
 //!
 //! The crate also builds for the host target so that it can be unit-tested and
 //! linted with the rest of the workspace, but the host imports ([`log`],
-//! [`save_checkpoint`], [`secret`]) only work inside a component: called from a
-//! native build they panic.
+//! [`save_checkpoint`], [`secret`], [`jobs`]) only work inside a component:
+//! called from a native build they panic.
+//!
+//! New in 0.2.0: [`jobs::enqueue`] fans out child jobs, enqueued only if the
+//! attempt succeeds, and [`jobs::progress`] reports how far the attempt is.
 
 mod failure;
 pub mod fetch;
 mod host;
 pub mod http;
 mod job;
+pub mod jobs;
 pub mod log;
 
 pub use failure::{Failure, FailureClass};

@@ -18,7 +18,9 @@
  * Anything else (invalid JSON, not an object, a bad field) fails permanently
  * with code `invalid-record` and a message naming the field. On success the
  * result is {"email":...,"name":...,"attempt":N}, compact, in that key order.
- * The Python, JavaScript and C examples behave byte for byte the same.
+ * The Python, JavaScript and C examples behave byte for byte the same, and
+ * each reports progress (50, "record is valid") once the record is valid.
+ * Built against ward:plugin@0.2.0 (plugin-sdk/wit).
  *
  * Memory: the `job` argument belongs to this function (freed here); the
  * result bytes and the failure's strings must be malloc'd, since the
@@ -580,6 +582,10 @@ static bool run(const job_plugin_job_t *job, job_plugin_list_u8_t *ret,
     fail(err, WARD_PLUGIN_TYPES_FAILURE_CLASS_TRANSIENT, text, "http-503", "crm");
     return false;
   }
+
+  /* ward:plugin@0.2.0: `ward job show` and the admin API show this. */
+  job_plugin_string_t valid = {(uint8_t *)"record is valid", 15};
+  ward_plugin_jobs_progress(50, &valid);
 
   for (size_t i = 0; i < email->len; i++) {
     if (email->ptr[i] >= 'A' && email->ptr[i] <= 'Z') {

@@ -16,14 +16,17 @@
 // Anything else (invalid JSON, not an object, a bad field) fails permanently
 // with code `invalid-record` and a message naming the field. On success the
 // result is {"email":…,"name":…,"attempt":N}, compact, in that key order.
-// The Python, JavaScript and C examples behave byte for byte the same.
+// The Python, JavaScript and C examples behave byte for byte the same, and
+// each reports progress (50, "record is valid") once the record is valid.
+// Built against ward:plugin@0.2.0 (plugin-sdk/wit).
 //
 // WIT mapping (ComponentizeJS): the export `handle` is this module's
 // `handle`; returning a value is `ok`, throwing `{ payload: failure }` is
 // `err`. Records have camelCase fields, enums are their WIT names as strings,
 // `option` is `undefined` when absent, `list<u8>` is a Uint8Array.
 
-import { log } from 'ward:plugin/host@0.1.0';
+import { log } from 'ward:plugin/host@0.2.0';
+import { progress } from 'ward:plugin/jobs@0.2.0';
 
 // Records nested deeper than this are refused, the same in every language.
 const MAX_DEPTH = 256;
@@ -121,6 +124,8 @@ export function handle(job) {
     );
   }
 
+  // ward:plugin@0.2.0: `ward job show` and the admin API show this.
+  progress(50, 'record is valid');
   const result = {
     email: email.replace(/[A-Z]/g, (c) => c.toLowerCase()),
     name,

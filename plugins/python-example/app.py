@@ -16,7 +16,9 @@ The payload is a JSON object such as
 Anything else (invalid JSON, not an object, a bad field) fails permanently
 with code ``invalid-record`` and a message naming the field. On success the
 result is ``{"email":…,"name":…,"attempt":N}``, compact, in that key order.
-The Python, JavaScript and C examples behave byte for byte the same.
+The Python, JavaScript and C examples behave byte for byte the same, and
+each reports progress (``50``, ``record is valid``) once the record is valid.
+Built against ``ward:plugin@0.2.0`` (``plugin-sdk/wit``).
 """
 
 import json
@@ -25,7 +27,7 @@ from itertools import accumulate
 
 import wit_world
 from componentize_py_types import Err
-from wit_world.imports import host
+from wit_world.imports import host, jobs
 from wit_world.imports.types import Failure, FailureClass, Job
 
 # Records nested deeper than this are refused, the same in every language:
@@ -122,6 +124,8 @@ class WitWorld(wit_world.WitWorld):
                 )
             )
 
+        # ward:plugin@0.2.0: `ward job show` and the admin API show this.
+        jobs.progress(50, "record is valid")
         result = {
             "email": email.translate(_UPPER_TO_LOWER),
             "name": name.strip(_WHITESPACE),

@@ -4,7 +4,7 @@
 //! process runs on free loopback ports in a temp dir and is stopped by PID
 //! when its guard drops.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -16,6 +16,8 @@ use crate::{connect, free_port, wait_for};
 pub struct Node {
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// Its TLS port, in a cluster started with [`Cluster::start_with_tls`].
+    pub tls_port: Option<u16>,
     child: Option<Child>,
 }
 
@@ -33,6 +35,7 @@ impl Node {
             .unwrap_or_else(|e| panic!("cannot start {program} (see the README's set-up): {e}"));
         let node = Node {
             port,
+            tls_port: None,
             child: Some(child),
         };
         wait_for(
@@ -103,14 +106,37 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     /// The folder of every node's files and logs.
     pub dir: TempDir,
+    /// For [`Cluster::start_with_tls`]: the CA file the nodes'
+    /// certificate chains to.
+    pub ca: Option<PathBuf>,
 }
 
 impl Cluster {
     /// Starts six cluster-enabled servers and joins them with
     /// `redis-cli --cluster create … --cluster-replicas 1`, then waits until
-    /// every node reports `cluster_state:ok`.
+    /// every node reports `cluster_state:ok` and every replica is in sync.
     pub fn start() -> Cluster {
+        Self::start_with(false)
+    }
+
+    /// [`Cluster::start`] with every node also listening with TLS on a
+    /// second port (a certificate for 127.0.0.1 from a throw-away CA), the
+    /// cluster bus and replication over TLS too. A client on a TLS
+    /// connection is told the nodes' TLS ports (`CLUSTER SLOTS`), one on a
+    /// plain connection their plain ports.
+    pub fn start_with_tls() -> Cluster {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
+        let tls_args = if tls {
+            let mut args = crate::server::tls_args(dir.path());
+            args.extend(["--tls-cluster", "yes", "--tls-replication", "yes"].map(str::to_string));
+            args
+        } else {
+            Vec::new()
+        };
         let mut nodes = Vec::new();
         for _ in 0..6 {
             let port = free_port();
@@ -128,16 +154,40 @@ impl Cluster {
                     "1000",
                     "--cluster-port",
                     &free_port().to_string(),
+                    // A replica may always stand for election, however
+                    // long ago it last heard from its master: the default
+                    // (10) makes one whose link was slow to come up on a
+                    // loaded machine refuse for good ("Disconnected from
+                    // master for longer than allowed").
+                    "--cluster-replica-validity-factor",
+                    "0",
+                    // The master streams the first sync at once instead of
+                    // waiting 5 s for more replicas to join it.
+                    "--repl-diskless-sync-delay",
+                    "0",
                 ]
                 .map(str::to_string),
             );
-            nodes.push(Node::spawn("redis-server", port, dir.path(), &args));
+            let tls_port = tls.then(free_port);
+            if let Some(p) = tls_port {
+                args.extend(["--tls-port".to_string(), p.to_string()]);
+                args.extend(tls_args.iter().cloned());
+            }
+            let mut node = Node::spawn("redis-server", port, dir.path(), &args);
+            node.tls_port = tls_port;
+            nodes.push(node);
         }
+        let ca = tls.then(|| dir.path().join("ca.pem"));
+        // Over TLS the nodes meet on their TLS ports, the ones the bus uses.
         let addrs: Vec<String> = nodes
             .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
+            .map(|n| format!("127.0.0.1:{}", n.tls_port.unwrap_or(n.port)))
             .collect();
-        let out = Command::new("redis-cli")
+        let mut create = Command::new("redis-cli");
+        if let Some(ca) = &ca {
+            create.arg("--tls").arg("--cacert").arg(ca);
+        }
+        let out = create
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
@@ -150,13 +200,15 @@ impl Cluster {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let cluster = Cluster { nodes, dir };
+        let cluster = Cluster { nodes, dir, ca };
         cluster.wait_ok();
         cluster
     }
 
-    /// Waits until every running node says `cluster_state:ok` and knows
-    /// three masters that serve slots.
+    /// Waits until every running node says `cluster_state:ok`, every
+    /// replica has finished its first sync with its master (a replica that
+    /// has not cannot take over), and all agree on three masters that
+    /// serve slots.
     pub fn wait_ok(&self) {
         wait_for(Duration::from_secs(30), "the cluster to be ok", || {
             self.nodes.iter().all(|n| {
@@ -168,7 +220,7 @@ impl Cluster {
                     .arg("INFO")
                     .query(&mut c)
                     .unwrap_or_default();
-                info.contains("cluster_state:ok")
+                info.contains("cluster_state:ok") && in_sync(&mut c)
             }) && self.masters().len() == 3
         });
     }
@@ -176,6 +228,16 @@ impl Cluster {
     /// The seed nodes' URLs, for `[redis] cluster = [...]`.
     pub fn seeds(&self) -> Vec<String> {
         self.nodes.iter().map(Node::url).collect()
+    }
+
+    /// The seed nodes' TLS URLs (`rediss://127.0.0.1:<tls port>`), for a
+    /// cluster started with [`Cluster::start_with_tls`].
+    pub fn tls_seeds(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.tls_port)
+            .map(|p| format!("rediss://127.0.0.1:{p}"))
+            .collect()
     }
 
     /// The cluster's address for `--redis` and `[redis] url`:
@@ -197,25 +259,29 @@ impl Cluster {
             .unwrap()
     }
 
-    /// The ports of the masters that serve slots, as a running node sees
-    /// them.
+    /// The ports of the masters that serve slots, once every running node
+    /// sees the same ones; empty while their views differ (as for a moment
+    /// after a failover, when gossip has reached some nodes only).
     pub fn masters(&self) -> Vec<u16> {
-        for n in &self.nodes {
-            let Ok(mut c) = connect(&n.url()) else {
-                continue;
-            };
-            let Ok(slots) = redis::cmd("CLUSTER")
+        let mut views = self.nodes.iter().filter_map(|n| {
+            let mut c = connect(&n.url()).ok()?;
+            let slots = redis::cmd("CLUSTER")
                 .arg("SLOTS")
                 .query::<redis::Value>(&mut c)
-            else {
-                continue;
-            };
+                .ok()?;
             let mut ports: Vec<u16> = slot_ranges(&slots).into_iter().map(|(_, _, p)| p).collect();
             ports.sort_unstable();
             ports.dedup();
-            return ports;
+            Some(ports)
+        });
+        let Some(first) = views.next() else {
+            return Vec::new();
+        };
+        if views.all(|v| v == first) {
+            first
+        } else {
+            Vec::new()
         }
-        Vec::new()
     }
 
     /// The port of the master serving `key`'s slot.
@@ -255,6 +321,26 @@ impl Cluster {
     }
 }
 
+/// Whether the node behind `c` is a master, or a replica whose link to its
+/// master is up (`ROLE` says `connected`, not `connect`/`sync`).
+fn in_sync(c: &mut redis::Connection) -> bool {
+    let Ok(role) = redis::cmd("ROLE").query::<redis::Value>(c) else {
+        return false;
+    };
+    let redis::Value::Array(role) = role else {
+        return false;
+    };
+    let text = |i: usize| {
+        role.get(i)
+            .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
+    };
+    match text(0).as_deref() {
+        Some("master") => true,
+        Some("slave") => text(3).as_deref() == Some("connected"),
+        _ => false,
+    }
+}
+
 /// `(first slot, last slot, master port)` of each range in a `CLUSTER SLOTS` reply.
 fn slot_ranges(v: &redis::Value) -> Vec<(u16, u16, u16)> {
     let redis::Value::Array(ranges) = v else {
@@ -286,6 +372,9 @@ pub struct Sentinels {
     pub sentinels: Vec<Node>,
     /// The folder of every node's files and logs.
     pub dir: TempDir,
+    /// For [`Sentinels::start_with_tls`]: the CA file the certificate of
+    /// every process chains to.
+    pub ca: Option<PathBuf>,
 }
 
 impl Sentinels {
@@ -296,12 +385,36 @@ impl Sentinels {
     /// three Sentinels with a quorum of two, a one-second down-after and
     /// a short failover timeout.
     pub fn start() -> Sentinels {
+        Self::start_with(false)
+    }
+
+    /// [`Sentinels::start`] with every process also listening with TLS on a
+    /// second port (a certificate for 127.0.0.1 from a throw-away CA), the
+    /// replication and the Sentinels' links to the data nodes over TLS: the
+    /// Sentinels name the master by its TLS port.
+    pub fn start_with_tls() -> Sentinels {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Sentinels {
         let dir = tempfile::tempdir().unwrap();
+        let mut tls_args = Vec::new();
+        if tls {
+            tls_args = crate::server::tls_args(dir.path());
+            tls_args.extend(["--tls-replication".to_string(), "yes".to_string()]);
+        }
         let start_data = |replica_of: Option<u16>| {
             let port = free_port();
             let node_dir = dir.path().join(port.to_string());
             std::fs::create_dir(&node_dir).unwrap();
             let mut args = data_node_args(port, &node_dir);
+            // The first sync starts at once, not after 5 s.
+            args.extend(["--repl-diskless-sync-delay".to_string(), "0".to_string()]);
+            let tls_port = tls.then(free_port);
+            if let Some(p) = tls_port {
+                args.extend(["--tls-port".to_string(), p.to_string()]);
+                args.extend(tls_args.iter().cloned());
+            }
             if let Some(m) = replica_of {
                 args.extend([
                     "--replicaof".to_string(),
@@ -309,10 +422,12 @@ impl Sentinels {
                     m.to_string(),
                 ]);
             }
-            Node::spawn("redis-server", port, dir.path(), &args)
+            let mut node = Node::spawn("redis-server", port, dir.path(), &args);
+            node.tls_port = tls_port;
+            node
         };
         let master = start_data(None);
-        let replica = start_data(Some(master.port));
+        let replica = start_data(Some(master.tls_port.unwrap_or(master.port)));
         wait_for(Duration::from_secs(15), "the replica to sync", || {
             let info: String = redis::cmd("INFO")
                 .arg("replication")
@@ -324,27 +439,35 @@ impl Sentinels {
         for _ in 0..3 {
             let port = free_port();
             let conf = dir.path().join(format!("sentinel-{port}.conf"));
-            std::fs::write(
-                &conf,
-                format!(
-                    "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {m} 127.0.0.1 {mp} 2\nsentinel down-after-milliseconds {m} 1000\nsentinel failover-timeout {m} 5000\nsentinel parallel-syncs {m} 1\n",
-                    dir.path().display(),
-                    m = Self::MASTER,
-                    mp = master.port,
-                ),
-            )
-            .unwrap();
-            sentinels.push(Node::spawn(
+            let tls_port = tls.then(free_port);
+            let mut text = format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {m} 127.0.0.1 {mp} 2\nsentinel down-after-milliseconds {m} 1000\nsentinel failover-timeout {m} 5000\nsentinel parallel-syncs {m} 1\n",
+                dir.path().display(),
+                m = Self::MASTER,
+                mp = master.tls_port.unwrap_or(master.port),
+            );
+            if let Some(p) = tls_port {
+                text += &format!("tls-port {p}\n");
+                // `--name value` pairs become `name value` lines.
+                for pair in tls_args.chunks(2) {
+                    text += &format!("{} {}\n", pair[0].trim_start_matches("--"), pair[1]);
+                }
+            }
+            std::fs::write(&conf, text).unwrap();
+            let mut node = Node::spawn(
                 "redis-sentinel",
                 port,
                 dir.path(),
                 &[conf.display().to_string()],
-            ));
+            );
+            node.tls_port = tls_port;
+            sentinels.push(node);
         }
         let s = Sentinels {
             data: vec![master, replica],
             sentinels,
             dir,
+            ca: tls.then(|| ca_file_of(&tls_args)),
         };
         wait_for(
             Duration::from_secs(15),
@@ -374,6 +497,16 @@ impl Sentinels {
         s
     }
 
+    /// The Sentinels' TLS URLs (`rediss://127.0.0.1:<tls port>`), for
+    /// Sentinels started with [`Sentinels::start_with_tls`].
+    pub fn tls_urls(&self) -> Vec<String> {
+        self.sentinels
+            .iter()
+            .filter_map(|n| n.tls_port)
+            .map(|p| format!("rediss://127.0.0.1:{p}"))
+            .collect()
+    }
+
     /// The Sentinels' URLs, for `[redis] sentinels = [...]`.
     pub fn urls(&self) -> Vec<String> {
         self.sentinels.iter().map(Node::url).collect()
@@ -390,7 +523,8 @@ impl Sentinels {
         format!("redis+sentinel://{}/{}", hosts.join(","), Self::MASTER)
     }
 
-    /// The port of the master as the first answering Sentinel names it.
+    /// The (plain) port of the master as the first answering Sentinel
+    /// names it.
     pub fn master_port(&self) -> u16 {
         for n in &self.sentinels {
             let Ok(mut c) = connect(&n.url()) else {
@@ -401,7 +535,13 @@ impl Sentinels {
                 .arg(Self::MASTER)
                 .query(&mut c);
             if let Ok((_, port)) = addr {
-                return port;
+                // Over TLS the Sentinels name the TLS port; this is the
+                // plain one.
+                return self
+                    .data
+                    .iter()
+                    .find(|n| n.tls_port == Some(port))
+                    .map_or(port, |n| n.port);
             }
         }
         panic!("no Sentinel names the master");
@@ -416,4 +556,14 @@ impl Sentinels {
     pub fn data_node(&mut self, port: u16) -> &mut Node {
         self.data.iter_mut().find(|n| n.port == port).unwrap()
     }
+}
+
+/// The CA file among the `--tls-ca-cert-file` arguments of [`tls_args`](crate::server::tls_args).
+fn ca_file_of(tls_args: &[String]) -> PathBuf {
+    tls_args
+        .iter()
+        .position(|a| a == "--tls-ca-cert-file")
+        .and_then(|i| tls_args.get(i + 1))
+        .map(PathBuf::from)
+        .unwrap()
 }

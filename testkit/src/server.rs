@@ -1,7 +1,7 @@
 //! A private `redis-server` per test (or per benchmark) on a free loopback
 //! port in a temp dir, plain, with the append-only file, or with TLS.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -47,84 +47,12 @@ impl Redis {
     /// certificate for 127.0.0.1 from a throw-away CA made with openssl.
     pub fn start_with_tls() -> Redis {
         let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().to_path_buf();
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(&d)
-                .output()
-                .expect("openssl must be installed (see the README's set-up)");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=ward-test-ca",
-        ]);
-        openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ]);
-        std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "1",
-            "-extfile",
-            "san.ext",
-        ]);
+        let tls = tls_args(dir.path());
         let tls_port = free_port();
-        let file = |name: &str| d.join(name).display().to_string();
-        let mut r = Self::spawn_with(
-            free_port(),
-            dir,
-            false,
-            &[
-                "--tls-port".into(),
-                tls_port.to_string(),
-                "--tls-cert-file".into(),
-                file("server.pem"),
-                "--tls-key-file".into(),
-                file("server.key"),
-                "--tls-ca-cert-file".into(),
-                file("ca.pem"),
-                "--tls-auth-clients".into(),
-                "no".into(),
-            ],
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let mut args = vec!["--tls-port".to_string(), tls_port.to_string()];
+        args.extend(tls);
+        let mut r =
+            Self::spawn_with(free_port(), dir, false, &args).unwrap_or_else(|e| panic!("{e}"));
         r.tls = Some((tls_port, r.dir.path().join("ca.pem")));
         r
     }
@@ -206,4 +134,78 @@ impl Drop for Redis {
 /// A new synchronous connection to the Redis at `url`.
 pub fn connect(url: &str) -> redis::RedisResult<redis::Connection> {
     redis::Client::open(url)?.get_connection()
+}
+
+/// Makes a throw-away CA (`dir/ca.pem`) and a certificate for 127.0.0.1
+/// signed by it, with openssl; the `redis-server` arguments that serve it
+/// (clients need not present one).
+pub(crate) fn tls_args(dir: &Path) -> Vec<String> {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl must be installed (see the README's set-up)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=ward-test-ca",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+    ]);
+    let file = |name: &str| dir.join(name).display().to_string();
+    vec![
+        "--tls-cert-file".into(),
+        file("server.pem"),
+        "--tls-key-file".into(),
+        file("server.key"),
+        "--tls-ca-cert-file".into(),
+        file("ca.pem"),
+        "--tls-auth-clients".into(),
+        "no".into(),
+    ]
 }

@@ -606,8 +606,8 @@ fn a_daemon_killed_mid_batch_leaves_exact_counts_and_one_on_complete() {
     let mut a = Ward::start(&cfg).ready();
     let _b = Ward::start(&cfg).ready();
     batch_ok(&redis, "create", &["--id", "k1", "--on-complete", "done"]);
-    let n = 2000;
-    let slow = r#"{"times":0,"sleep_ms":20}"#;
+    let n = 10_000;
+    let slow = r#"{"times":0,"sleep_ms":10}"#;
     let bad = r#"{"fail":"permanent","code":"invalid-row"}"#;
     let mut pipe = redis::pipe();
     for i in 0..n {
@@ -643,10 +643,10 @@ fn a_daemon_killed_mid_batch_leaves_exact_counts_and_one_on_complete() {
             count(&v, "dead"),
             count(&v, "pending")
         ),
-        (n, n - 20, 20, 0),
+        (n, n - n / 100, n / 100, 0),
         "{v:#}"
     );
-    assert_eq!(dead_letters(&redis).len(), 20);
+    assert_eq!(dead_letters(&redis).len() as u64, n / 100);
     let complete = v["on_complete_job"].as_str().unwrap().to_string();
     assert_eq!(wait_final(&redis, &complete, WAIT)["state"], "succeeded");
     assert_eq!(jobs_of_type(&redis, "done"), [complete]);
@@ -1005,4 +1005,84 @@ fn the_admin_api_retries_a_batchs_failed_part_and_cancels_the_rest() {
         r#"{"note":"x"}"#,
     );
     assert_eq!(missing.status, 404, "{}", missing.text);
+}
+
+#[test]
+fn retry_failed_after_the_plugin_is_fixed_makes_the_batch_succeed_and_fires_on_success_once() {
+    let redis = Redis::start();
+    let broken = format!("{}{}", job("row", "flaky", ""), job("done", "echo", ""));
+    let cfg = config_full(&redis, "concurrency = 8", FAST_RETRY, &broken);
+    let w = Ward::start(&cfg).ready();
+    batch_ok(
+        &redis,
+        "create",
+        &[
+            "--id",
+            "fix-1",
+            "--on-complete",
+            "done",
+            "--on-success",
+            "done",
+        ],
+    );
+    // The flaky plugin refuses these rows; the fixed one (echo) takes them.
+    let bad = r#"{"fail":"permanent","code":"bad-row"}"#;
+    for i in 0..30 {
+        let payload = if i % 10 == 0 { bad } else { OK };
+        enqueue_with(&redis, &["--batch", "fix-1"], "row", payload);
+    }
+    batch_ok(&redis, "seal", &["fix-1"]);
+    let v = wait_finished(&redis, "fix-1");
+    assert_eq!(
+        (count(&v, "succeeded"), count(&v, "dead")),
+        (27, 3),
+        "{v:#}"
+    );
+    assert_eq!(v["on_success_job"], Value::Null, "{v:#}");
+
+    // The fix: the job type's plugin is replaced and the daemon reloaded.
+    let fixed = format!("{}{}", job("row", "echo", ""), job("done", "echo", ""));
+    std::fs::write(
+        w.dir.path().join("ward.toml"),
+        config_full(&redis, "concurrency = 8", FAST_RETRY, &fixed),
+    )
+    .unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &w.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    wait_for(WAIT, "the reload", || {
+        w.log_lines()
+            .iter()
+            .any(|l| l["message"] == "config reloaded")
+    });
+    let done: Value = serde_json::from_str(&batch_ok(
+        &redis,
+        "retry-failed",
+        &["fix-1", "--note", "plugin fixed", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(done["acted"].as_u64(), Some(3), "{done}");
+    try_wait_for(WAIT, "the batch to succeed", || {
+        show_batch(&redis, "fix-1")["on_success_job"].is_string()
+    })
+    .unwrap();
+    let v = show_batch(&redis, "fix-1");
+    assert_eq!(
+        (
+            count(&v, "succeeded"),
+            count(&v, "dead"),
+            count(&v, "pending")
+        ),
+        (30, 0, 0),
+        "{v:#}"
+    );
+    let success = v["on_success_job"].as_str().unwrap().to_string();
+    assert_eq!(wait_final(&redis, &success, WAIT)["state"], "succeeded");
+    // One on_complete (when every member first ended) and one on_success.
+    let callbacks = jobs_of_type(&redis, "done");
+    assert_eq!(callbacks.len(), 2, "{callbacks:?}");
+    assert!(callbacks.contains(&success));
+    assert!(dead_letters(&redis).is_empty());
 }

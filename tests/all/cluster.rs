@@ -3,9 +3,11 @@
 //! a client that starts on a node that does not own the queue's slot,
 //! success, retry through the delayed set, dead letter and requeue,
 //! idempotent dedupe, a breaker shared by two daemons, a schedule firing
-//! once, and `ward_enqueue` put back on a master that lost it.
+//! once, `ward_enqueue` put back on a master that lost it, a master killed
+//! in the middle of a run (lost and repeated jobs printed), and the whole
+//! cluster over TLS.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ward_testkit::*;
 
@@ -396,14 +398,41 @@ fn the_library_pings_the_cluster_and_reads_the_memory_of_the_queue_master() {
     });
 }
 
+/// What became of each of `ids` on the master behind `con`: how many are
+/// `succeeded`, and which were lost (neither a record nor a stream entry:
+/// the enqueue itself never reached the new master).
+fn outcome(con: &mut redis::Connection, ids: &[String]) -> (usize, Vec<String>) {
+    let mut succeeded = 0;
+    let mut lost = Vec::new();
+    for chunk in ids.chunks(500) {
+        let mut p = redis::pipe();
+        for id in chunk {
+            p.hget(format!("ward:{{q}}:job:{id}"), "state");
+            p.cmd("XRANGE").arg(JOBS).arg(id).arg(id);
+        }
+        let got: Vec<(Option<String>, Vec<redis::Value>)> = p.query(con).unwrap();
+        for (id, (state, entry)) in chunk.iter().zip(got) {
+            match state.as_deref() {
+                Some("succeeded") => succeeded += 1,
+                None if entry.is_empty() => lost.push(id.clone()),
+                _ => {}
+            }
+        }
+    }
+    (succeeded, lost)
+}
+
 #[test]
-#[ignore = "the replica does not take over within 120 s on this machine (it did for the helper who wrote it); under investigation, see the session 6 note"]
 fn a_master_killed_in_the_middle_of_a_run_is_replaced_and_the_daemon_carries_on() {
     const N: usize = 5000;
     let mut cluster = Cluster::start();
+    // A short lease, so that deliveries the new master still counts as
+    // pending (their acknowledgement died with the old one) are reclaimed
+    // within the test's time.
     let cfg = cluster_config(&cluster, ONE_RETRY, &job("flaky", "flaky", ""))
-        .replace("concurrency = 4", "concurrency = 16");
-    let daemon = Ward::start(&cfg).ready();
+        .replace("concurrency = 4", "concurrency = 16\nlease = \"2s\"");
+    let mut daemon = Ward::start(&cfg).ready();
+    let pid = daemon.pid();
     let owner = cluster.master_of(JOBS);
     let mut con = cluster.node_on(owner).con();
     let mut ids = Vec::with_capacity(N);
@@ -421,65 +450,108 @@ fn a_master_killed_in_the_middle_of_a_run_is_replaced_and_the_daemon_carries_on(
         let got: Vec<String> = p.query(&mut con).unwrap();
         ids.extend(got);
     }
-    let succeeded = |con: &mut dyn redis::ConnectionLike| {
-        let mut n = 0;
-        for chunk in ids.chunks(500) {
-            let mut p = redis::pipe();
-            for id in chunk {
-                p.hget(format!("ward:{{q}}:job:{id}"), "state");
-            }
-            let got: Vec<Option<String>> = p.query(con).unwrap();
-            n += got
-                .iter()
-                .filter(|s| s.as_deref() == Some("succeeded"))
-                .count();
-        }
-        n
-    };
+    // Polled every 300 ms: each look reads all N records.
     wait_for(
         Duration::from_secs(60),
         "a fifth of the jobs to succeed",
-        || succeeded(&mut con) >= N / 5,
+        || {
+            std::thread::sleep(Duration::from_millis(300));
+            outcome(&mut con, &ids).0 >= N / 5
+        },
     );
-    let killed_at = std::time::Instant::now();
+    let killed_at = Instant::now();
     cluster.node_mut(owner).kill();
-    // Seconds on an idle machine (node timeout 1 s), but the election
-    // waits on every node's gossip, which a machine running the whole suite
-    // on two cores delays a good deal.
+    // The replica had finished its first sync (`Cluster::start` waits for
+    // it) and may always stand (validity factor 0), so with a one-second
+    // node timeout it takes over within seconds.
     wait_for(
-        Duration::from_secs(120),
-        "a replica to take over the queue's slot",
-        || cluster.masters().len() == 3 && !cluster.masters().contains(&owner),
+        Duration::from_secs(30),
+        "a replica to take over the queue's slot, as every node sees it",
+        || {
+            let masters = cluster.masters();
+            masters.len() == 3 && !masters.contains(&owner)
+        },
     );
     let promoted_after = killed_at.elapsed();
     let mut con = cluster.node_on(cluster.master_of(JOBS)).con();
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    let at_promotion = succeeded(&mut con);
-    let mut done = at_promotion;
-    while done < N && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(500));
-        done = succeeded(&mut con);
+    let (at_promotion, _) = outcome(&mut con, &ids);
+    // Every job the new master knows of must finish by the daemon's own
+    // doing: no restart, no operator.
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let (mut done, mut lost) = (at_promotion, Vec::new());
+    while done + lost.len() < N && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+        (done, lost) = outcome(&mut con, &ids);
     }
+    let finished = done + lost.len() == N;
     let runs = runs_per_job(&[&daemon]);
-    let never_ran = ids.iter().filter(|id| !runs.contains_key(*id)).count();
     let twice = ids
         .iter()
         .filter(|id| runs.get(*id).is_some_and(|n| *n > 1))
         .count();
     println!(
-        "cluster failover (the queue's master killed, its replica promoted after {promoted_after:?}) in a run of {N} jobs: \
-         lost {} (never ran: {never_ran}), ran twice {twice}",
-        N - done
+        "cluster failover (the queue's master killed, its replica promoted after {promoted_after:?}) \
+         in a run of {N} jobs: {at_promotion} had succeeded on the new master at promotion; \
+         lost {} (enqueued but gone from the new master), ran twice {twice}",
+        lost.len()
     );
-    // Replication is asynchronous, so a failover may lose what the old
-    // master acknowledged and had not passed on (counted above, not
-    // asserted: the issue asks for the figure); what must hold is that the
-    // daemon carries on by itself on the new master.
     assert!(
-        done == N || done > at_promotion,
-        "the run goes on on the new master: {at_promotion} then {done} of {N}"
+        finished,
+        "every job not lost with the old master succeeds on the new one: {done} succeeded, {} lost, of {N}",
+        lost.len()
     );
+    assert!(
+        daemon.is_running(),
+        "the daemon carried on without a restart"
+    );
+    assert_eq!(daemon.pid(), pid);
+    // Twice at most: a job whose outcome the old master acknowledged but
+    // had not passed on runs again on the new one, no more.
     assert!(runs.values().all(|n| *n <= 2), "no job ran three times");
     let after = ward_ok(&cluster, &["enqueue", "q", "flaky", r#"{"times":0}"#]);
     assert_eq!(final_on(&cluster, after.trim())["state"], "succeeded");
+}
+
+#[test]
+fn the_daemon_and_the_tools_reach_a_cluster_over_tls_with_a_private_ca() {
+    let cluster = Cluster::start_with_tls();
+    let ca = cluster.ca.clone().unwrap();
+    let seeds: Vec<String> = cluster
+        .tls_seeds()
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect();
+    let cfg = format!(
+        "{METRICS_ANY_PORT}[redis]\ncluster = [{}]\nca_file = \"{}\"\n\n[[queue]]\nname = \"q\"\n\n{}",
+        seeds.join(", "),
+        ca.display(),
+        job("noop", "noop", "")
+    );
+    let cfg_file = cluster.dir.path().join("ward-tls.toml");
+    std::fs::write(&cfg_file, &cfg).unwrap();
+    let _daemon = Ward::start(&cfg).ready();
+    let cfg_arg = cfg_file.display().to_string();
+    let out = ward(&["enqueue", "--config", &cfg_arg, "q", "noop", "{}"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Read back over the plain ports: the job ran through the TLS daemon,
+    // which found the queue's master among the TLS ports the seeds named.
+    let s = final_on(&cluster, stdout(&out).trim());
+    assert_eq!(s["state"], "succeeded", "{s}");
+    // Without the CA, the nodes' certificate is not trusted.
+    let tls_address = format!(
+        "rediss+cluster://{}",
+        cluster
+            .tls_seeds()
+            .iter()
+            .map(|s| s.trim_start_matches("rediss://"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let refused = ward(&["enqueue", "--redis", &tls_address, "q", "noop", "{}"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("cannot reach Redis"),
+        "{}",
+        stderr(&refused)
+    );
 }

@@ -155,10 +155,21 @@ fn run_cases(job_type: &str, plugin: &str) {
                     assert_eq!(s["last_error"]["upstream"], "crm", "{context}");
                 }
                 attempts_total += attempts;
+                // Each example reports progress once the record is valid
+                // (ward:plugin@0.2.0); written within a quarter second.
+                wait_for(Duration::from_secs(5), "its progress report", || {
+                    show(&redis, &id)["progress"]["percent"] == 50
+                });
+                let shown = show(&redis, &id);
+                assert_eq!(shown["progress"]["message"], "record is valid", "{context}");
             }
             Outcome::Invalid { message } => {
                 assert_eq!(s["state"], "dead", "{context}");
                 assert_eq!(s["attempts"], 1, "{context}");
+                assert!(
+                    s["progress"].is_null(),
+                    "no progress before it is valid: {context}"
+                );
                 assert_eq!(s["last_error"]["class"], "permanent", "{context}");
                 assert_eq!(s["last_error"]["code"], "invalid-record", "{context}");
                 let said = s["last_error"]["message"].as_str().unwrap_or_default();

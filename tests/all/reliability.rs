@@ -257,6 +257,93 @@ fn an_idempotency_key_after_many_other_fields_still_deduplicates() {
     });
 }
 
+#[test]
+fn keyed_entries_read_in_one_lease_run_once_per_key_at_every_level() {
+    // Enqueued before any daemon runs, so one lease reads them all: the
+    // lease claims each key as it reads, the first entry of a key wins.
+    let redis = Redis::start();
+    let mut ids = Vec::new();
+    for level in ["normal", "high", "low"] {
+        let key = format!("order-{level}");
+        let fields = [("idempotency_key", key.as_str()), ("priority", level)];
+        ids.push((
+            xadd(&redis, "noop", "{}", &fields),
+            xadd(&redis, "noop", "{}", &fields),
+        ));
+    }
+    let _ward = Ward::start(&config(&redis, 8, &jobs())).ready();
+    for (first, second) in &ids {
+        let s = wait_final(&redis, first, WAIT);
+        assert_eq!(
+            (s["state"].as_str(), s["attempts"].as_u64()),
+            (Some("succeeded"), Some(1)),
+            "{first}: {s}"
+        );
+        assert_eq!(record_field(&redis, first, "duplicate_of"), None);
+        wait_for(WAIT, "the second of a key to be a duplicate", || {
+            record_field(&redis, second, "duplicate_of").as_deref() == Some(first.as_str())
+        });
+        assert_eq!(
+            record_field(&redis, second, "attempts").as_deref(),
+            Some("0"),
+            "{second} never ran"
+        );
+    }
+}
+
+#[test]
+fn entries_that_need_the_lease_script_arriving_in_a_flood_are_still_moved_joined_and_claimed() {
+    // Under a flood of plain jobs the reader reads with plain XREADGROUPs;
+    // entries added meanwhile that name a level, a batch or a key must get
+    // what the lease script would have done.
+    let redis = Redis::start();
+    let flood = xadd_many(&redis, 6000, "noop", "{}");
+    let _ward = Ward::start(&config(&redis, 64, &jobs())).ready();
+    wait_for(WAIT, "the flood to be under way", || {
+        record_field(&redis, &flood[500], "state").is_some()
+    });
+    let mut specials = Vec::new();
+    for round in 0..20 {
+        let key = format!("k-{round}");
+        let keyed = [("idempotency_key", key.as_str())];
+        let first = xadd(&redis, "noop", "{}", &keyed);
+        let second = xadd(&redis, "noop", "{}", &keyed);
+        let high = xadd(&redis, "noop", "{}", &[("priority", "high")]);
+        let member = xadd(&redis, "noop", "{}", &[("batch", "flood-batch")]);
+        specials.push((first, second, high, member));
+        xadd_many(&redis, 100, "noop", "{}");
+    }
+    for id in [&flood[0], flood.last().unwrap()] {
+        assert_eq!(wait_final(&redis, id, WAIT)["state"], "succeeded");
+    }
+    for (first, second, high, member) in &specials {
+        for id in [first, high, member] {
+            let s = wait_final(&redis, id, WAIT);
+            assert_eq!(
+                (s["state"].as_str(), s["attempts"].as_u64()),
+                (Some("succeeded"), Some(1)),
+                "{id}: {s}"
+            );
+        }
+        wait_for(WAIT, "the second of a key to be a duplicate", || {
+            record_field(&redis, second, "duplicate_of").as_deref() == Some(first.as_str())
+        });
+    }
+    let mut con = redis.con();
+    let ledger: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg("ward:{q}:batch:flood-batch")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(
+        (
+            ledger.get("total").map(String::as_str),
+            ledger.get("succeeded").map(String::as_str)
+        ),
+        (Some("20"), Some("20")),
+        "every member joined its batch once: {ledger:?}"
+    );
+}
+
 /// A config for queue `q` with `queue` keys, the metrics endpoint on `port`.
 fn config_on(redis: &Redis, port: u16, queue: &str) -> String {
     let top = format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n");

@@ -1,7 +1,8 @@
 //! Ward on a master that Redis Sentinels watch (one master, one replica,
 //! three Sentinels, started by the harness): the core cases through the
 //! Sentinels' address, and a failover in the middle of a run after which
-//! the daemon carries on by itself, with the jobs lost or run twice counted.
+//! the daemon carries on by itself, with the jobs lost or run twice counted;
+//! the cost of `wait_replicas`; and the whole set-up over TLS.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -280,5 +281,54 @@ fn wait_replicas_counts_an_outcome_only_once_a_replica_has_it() {
                 .logs()
                 .contains("1 of the 2 replicas of wait_replicas confirmed")
         },
+    );
+}
+
+#[test]
+fn the_daemon_and_the_tools_reach_the_master_through_sentinels_over_tls() {
+    let s = Sentinels::start_with_tls();
+    let ca = s.ca.clone().unwrap();
+    let urls: Vec<String> = s.tls_urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let cfg = format!(
+        "{METRICS_ANY_PORT}[redis]\nsentinels = [{}]\nmaster_name = \"{}\"\nca_file = \"{}\"\n\n[[queue]]\nname = \"q\"\n\n{}",
+        urls.join(", "),
+        Sentinels::MASTER,
+        ca.display(),
+        job("noop", "noop", "")
+    );
+    let cfg_file = s.dir.path().join("ward-tls.toml");
+    std::fs::write(&cfg_file, &cfg).unwrap();
+    let _daemon = Ward::start(&cfg).ready();
+    let cfg_arg = cfg_file.display().to_string();
+    let out = ward(&["enqueue", "--config", &cfg_arg, "q", "noop", "{}"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_string();
+    // Read back over the master's plain port: the job ran through the TLS
+    // daemon, which reached the master at the TLS port the Sentinels name.
+    let mut master = s.master_con();
+    wait_for(Duration::from_secs(30), "the job to succeed", || {
+        let state: Option<String> = redis::cmd("HGET")
+            .arg(format!("ward:{{q}}:job:{id}"))
+            .arg("state")
+            .query(&mut master)
+            .unwrap();
+        state.as_deref() == Some("succeeded")
+    });
+    // Without the CA, the Sentinels' certificate is not trusted.
+    let address = format!(
+        "rediss+sentinel://{}/{}",
+        s.tls_urls()
+            .iter()
+            .map(|u| u.trim_start_matches("rediss://"))
+            .collect::<Vec<_>>()
+            .join(","),
+        Sentinels::MASTER
+    );
+    let refused = ward(&["enqueue", "--redis", &address, "q", "noop", "{}"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("cannot reach Redis"),
+        "{}",
+        stderr(&refused)
     );
 }

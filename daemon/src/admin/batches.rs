@@ -1,8 +1,9 @@
 //! Batches: `GET /v1/queues/{queue}/batches` and
 //! `GET /v1/queues/{queue}/batches/{id}`, as `ward batch list|show --json`
 //! print them (from [`control::batches`]), and the operator's
-//! `POST /v1/queues/{queue}/batches` (create) and
-//! `POST /v1/queues/{queue}/batches/{id}/seal`.
+//! `POST /v1/queues/{queue}/batches` (create),
+//! `POST /v1/queues/{queue}/batches/{id}/seal`, `.../retry-failed`,
+//! `.../cancel`, `.../pause` and `.../resume`.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -148,4 +149,45 @@ pub(super) async fn cancel(
         crate::control::batch_actions::cancel_rest(&q, &caller.actor(), &id, &b.note, b.dry_run)
             .await?;
     Ok(Json(report))
+}
+
+/// The body of `POST .../batches/{id}/pause` and `.../resume`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PauseBody {
+    /// Why (required to pause).
+    #[serde(default)]
+    note: String,
+}
+
+/// `POST /v1/queues/{queue}/batches/{id}/pause`: quarantines the batch, as
+/// `ward batch pause`: its members are held, not run, until a resume.
+pub(super) async fn pause(
+    Operator(caller): Operator,
+    State(api): State<Api>,
+    Path((queue, id)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<crate::control::batch_pause::BatchPaused>, ApiError> {
+    let b: PauseBody = super::body(&body, r#"{"note": "bad rows, looking into it"}"#)?;
+    let (_, q) = api.queue(&queue)?;
+    let done = crate::control::batch_pause::pause(&q, &caller.actor(), &id, &b.note).await?;
+    Ok(Json(done))
+}
+
+/// `POST /v1/queues/{queue}/batches/{id}/resume`: lets a paused batch go,
+/// as `ward batch resume`; answers how many held members were released.
+pub(super) async fn resume(
+    Operator(caller): Operator,
+    State(api): State<Api>,
+    Path((queue, id)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<crate::control::batch_pause::BatchPaused>, ApiError> {
+    let b: PauseBody = if body.is_empty() {
+        PauseBody::default()
+    } else {
+        super::body(&body, r#"{"note": "rows fixed"}"#)?
+    };
+    let (_, q) = api.queue(&queue)?;
+    let done = crate::control::batch_pause::resume(&q, &caller.actor(), &id, &b.note).await?;
+    Ok(Json(done))
 }

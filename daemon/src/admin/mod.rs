@@ -247,6 +247,14 @@ pub fn router(api: Api) -> Router {
             "/v1/queues/{queue}/batches/{id}/cancel",
             post(batches::cancel),
         )
+        .route(
+            "/v1/queues/{queue}/batches/{id}/pause",
+            post(batches::pause),
+        )
+        .route(
+            "/v1/queues/{queue}/batches/{id}/resume",
+            post(batches::resume),
+        )
         .route("/v1/breakers", get(breakers::list))
         .route("/v1/upstreams", get(upstreams::list))
         .route("/v1/queues/{queue}/upstreams", get(upstreams::of_queue))

@@ -29,6 +29,11 @@ pub(crate) enum BatchCommand {
     RetryFailed(ActArgs),
     /// Cancel every member of the batch still waiting or running.
     Cancel(ActArgs),
+    /// Quarantine a batch: its members are held, not run (no attempt
+    /// spent), until `ward batch resume`; attempts under way finish.
+    Pause(super::batch_pause::PauseArgs),
+    /// Let a paused batch go: its held members go back to the stream.
+    Resume(super::batch_pause::PauseArgs),
 }
 
 impl BatchCommand {
@@ -44,6 +49,8 @@ impl BatchCommand {
             BatchCommand::List(a) => a.exec().await,
             BatchCommand::RetryFailed(a) => a.retry_failed().await,
             BatchCommand::Cancel(a) => a.cancel().await,
+            BatchCommand::Pause(a) => a.pause().await,
+            BatchCommand::Resume(a) => a.resume().await,
         }
     }
 }
@@ -170,7 +177,11 @@ impl ListArgs {
             println!(
                 "{:<28} {:<8} {:>8} {:>8} {:>9} {:>6} {:>9}  {}",
                 l.id,
-                v.status,
+                if v.paused.is_some() {
+                    "paused"
+                } else {
+                    v.status
+                },
                 l.total,
                 l.pending,
                 l.succeeded,
@@ -194,7 +205,25 @@ fn print_view(v: &BatchView) {
     };
     println!("status     {status}");
     println!("total      {}", l.total);
-    println!("pending    {}   (waiting, retrying or running)", l.pending);
+    match v.running {
+        Some(r) => println!(
+            "pending    {}   (waiting, retrying or running; {r} running now)",
+            l.pending
+        ),
+        None => println!("pending    {}   (waiting, retrying or running)", l.pending),
+    }
+    if let Some(p) = &v.paused {
+        let note = if p.note.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", p.note)
+        };
+        println!(
+            "paused     by {} at {}{note}; its members are held until `ward batch resume`",
+            p.by,
+            ts(Some(p.at_ms))
+        );
+    }
     println!("succeeded  {}", l.succeeded);
     println!("dead       {}", l.dead);
     println!("cancelled  {}", l.cancelled);

@@ -116,6 +116,20 @@ async fn show(on: &QueueTarget, id: &str, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Longest result `job show` prints on its line; `--json` has all of it.
+const RESULT_SHOWN: usize = 400;
+
+/// A result as one line of `job show`: its lines joined, cut past
+/// [`RESULT_SHOWN`] characters with a pointer to the whole.
+fn shown_result(r: &str) -> String {
+    let mut line = r.replace('\n', " ");
+    if line.chars().count() > RESULT_SHOWN {
+        line = line.chars().take(RESULT_SHOWN).collect();
+        line.push_str(&format!("… ({} bytes; --json shows it all)", r.len()));
+    }
+    line
+}
+
 fn print_status(s: &store::JobStatus) {
     println!("job       {}", s.id);
     println!("queue     {}", s.queue);
@@ -137,6 +151,19 @@ fn print_status(s: &store::JobStatus) {
     }
     if let Some(due) = s.due_at_ms {
         println!("due       {}", format_ms(due));
+    }
+    if let Some(p) = &s.progress {
+        // A plugin reports as it goes; the time says how fresh it is.
+        let message = if p.message.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", p.message)
+        };
+        println!(
+            "progress  {}%{message} (at {})",
+            p.percent,
+            format_ms(p.at_ms)
+        );
     }
     if let Some(c) = &s.cancel {
         // A cancel request of a running job reads `cancel    requested by ..`.
@@ -160,6 +187,12 @@ fn print_status(s: &store::JobStatus) {
     }
     if let Some(d) = &s.plugin_digest {
         println!("plugin    sha256:{d}");
+    }
+    if let Some(r) = &s.result {
+        println!("result    {}", shown_result(r));
+    }
+    if let Some(n) = &s.result_note {
+        println!("result    ({n})");
     }
     print_history(&s.history);
 }

@@ -11,6 +11,7 @@ use crate::config::Config;
 mod admin;
 mod audit;
 mod batch;
+mod batch_pause;
 mod breakers;
 mod cancel;
 mod completions;

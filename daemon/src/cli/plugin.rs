@@ -41,6 +41,7 @@ fn check(file: &Path, json: bool) -> anyhow::Result<()> {
             "size": info.size,
             "imports": info.imports,
             "exports": info.exports,
+            "world": info.world.version(),
             "ok": info.fits.is_ok(),
             "error": info.fits.as_ref().err(),
         });
@@ -58,12 +59,15 @@ fn check(file: &Path, json: bool) -> anyhow::Result<()> {
     match info.fits {
         Ok(()) => {
             if !json {
-                println!("  ok: fits the ward:plugin/job-plugin world");
+                println!(
+                    "  ok: fits the ward:plugin/job-plugin@{} world",
+                    info.world.version()
+                );
             }
             Ok(())
         }
         Err(why) => anyhow::bail!(
-            "{} cannot run under Ward: {why}\nWard provides ward:plugin/host, wasi:cli, wasi:io, wasi:clocks, wasi:random, wasi:filesystem, wasi:sockets (all denied) and wasi:http (allow-listed); the plugin must export `handle`",
+            "{} cannot run under Ward: {why}\nWard provides ward:plugin/host and ward:plugin/jobs (0.1.0 or 0.2.0), wasi:cli, wasi:io, wasi:clocks, wasi:random, wasi:filesystem, wasi:sockets (all denied) and wasi:http (allow-listed); the plugin must export `handle`",
             file.display()
         ),
     }

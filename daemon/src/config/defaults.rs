@@ -48,6 +48,16 @@ pub const MAX_MAX_PAYLOAD: usize = 512 << 20;
 /// ~300 MB, where the former 24 h was ~28 GB and ended in Redis OOM. Records
 /// of dead and discarded jobs are kept much longer (see `RETIRED_TTL`).
 pub const SUCCEEDED_TTL: Duration = Duration::from_secs(15 * 60);
+/// How long a finished batch's ledger is kept when `[[queue]]
+/// batch_retention` is not given: long enough to look back at last week's
+/// imports, short enough that ledgers do not pile up for good.
+pub const DEFAULT_BATCH_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Largest result kept in a job's record when `[[job]] result_max_bytes` is
+/// not given: a record is read whole by `ward job show` and the API.
+pub use crate::transition::DEFAULT_RESULT_MAX_BYTES;
+/// The largest `result_max_bytes`: a record this big already slows every
+/// read of it; bigger outputs belong in the plugin's own storage.
+pub const MAX_RESULT_MAX_BYTES: usize = 16 << 20;
 /// Largest payload copied into a dead-letter entry when neither the queue
 /// nor `[defaults]` sets `dead_payload_max`.
 pub use crate::redact::DEFAULT_DEAD_PAYLOAD_MAX;

@@ -32,6 +32,8 @@ mod raw;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_outputs;
+#[cfg(test)]
 mod tests_upstreams;
 mod types;
 mod units;

@@ -190,6 +190,10 @@ pub struct RawQueue {
     /// How long the record of a succeeded job is kept; `"0s"` keeps none.
     #[serde(default, deserialize_with = "opt_duration")]
     pub succeeded_ttl: Option<Spanned<Duration>>,
+    /// How long a finished batch's ledger is kept after it finished;
+    /// `"0s"` keeps ledgers until deleted by hand.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub batch_retention: Option<Spanned<Duration>>,
     /// Keep at most this many dead letters; the oldest are trimmed first.
     pub dead_max_len: Option<Spanned<i64>>,
     /// Trim dead letters older than this (by the time they were dead-lettered).
@@ -266,6 +270,16 @@ pub struct RawJob {
     pub group_by: Option<Spanned<String>>,
     /// Most attempts of one group in flight at once, fleet-wide.
     pub group_concurrency: Option<Spanned<u32>>,
+    /// How long a succeeded job's record, with its result, is kept (instead
+    /// of the queue's `succeeded_ttl`).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub result_ttl: Option<Spanned<Duration>>,
+    /// Largest result kept in the record (`"64KiB"`); a larger one is not
+    /// kept, and the record says so.
+    pub result_max_bytes: Option<Spanned<String>>,
+    /// The next stage: the job type enqueued, with this job's result as its
+    /// payload, when a job of this type succeeds.
+    pub then: Option<Spanned<String>>,
 }
 
 /// A job's `http` table.

@@ -97,6 +97,8 @@ pub struct QueueConfig {
     pub lease: Duration,
     /// How long the record of a succeeded job is kept (zero: not at all).
     pub succeeded_ttl: Duration,
+    /// How long a finished batch's ledger is kept (`None`: until deleted).
+    pub batch_retention: Option<Duration>,
     /// Job types by name.
     pub jobs: BTreeMap<String, JobConfig>,
     /// What happens to this queue's dead letters.
@@ -185,6 +187,10 @@ pub struct JobConfig {
     pub upstreams: Vec<String>,
     /// `group_by` and `group_concurrency`: fairness between groups (tenants).
     pub group: Option<crate::fairness::GroupLimit>,
+    /// `result_ttl` and `result_max_bytes`: how a success's result is kept.
+    pub results: crate::transition::ResultPolicy,
+    /// `then`: the job type of the next stage, on the same queue.
+    pub then: Option<String>,
 }
 
 /// When an upstream's circuit breaker opens and for how long.

@@ -76,6 +76,12 @@ pub struct BatchView {
     pub failures: Vec<FailureGroup>,
     /// One line: "12 of 40000 failed: 9 permanent [invalid-row], ...".
     pub summary: String,
+    /// Members under way (leased by a daemon, not yet recorded), of the
+    /// `pending` ones; counted by `show` only (`None` in a list).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running: Option<u64>,
+    /// Its pause (quarantine, `ward batch pause`), if it has one.
+    pub paused: Option<crate::store::Pause>,
 }
 
 /// Creates the open batch `id` (a generated one when `None`) with its
@@ -174,7 +180,15 @@ pub async fn show(q: &Queue, id: &str, now_ms: u64) -> Result<BatchView, BatchEr
     } else {
         Vec::new()
     };
-    Ok(view(&q.keys.queue, ledger, &failed, now_ms))
+    let running = if ledger.pending > 0 {
+        super::batch_pause::running(q, id).await?
+    } else {
+        0
+    };
+    let mut v = view(&q.keys.queue, ledger, &failed, now_ms);
+    v.running = Some(running);
+    v.paused = super::batch_pause::paused(q, id).await?;
+    Ok(v)
 }
 
 /// The queue's batches, newest first (at most [`LIST_MAX`]), without
@@ -183,10 +197,17 @@ pub async fn show(q: &Queue, id: &str, now_ms: u64) -> Result<BatchView, BatchEr
 /// # Errors
 /// Redis errors.
 pub async fn list(q: &Queue, now_ms: u64) -> Result<Vec<BatchView>, BatchError> {
+    let mut pauses = q.pauses().await?;
     Ok(q.batches(LIST_MAX)
         .await?
         .into_iter()
-        .map(|l| view(&q.keys.queue, l, &[], now_ms))
+        .map(|l| {
+            let paused = pauses.0.remove(&super::batch_pause::field(&l.id));
+            BatchView {
+                paused,
+                ..view(&q.keys.queue, l, &[], now_ms)
+            }
+        })
         .collect())
 }
 
@@ -233,6 +254,8 @@ pub fn view(queue: &str, ledger: BatchLedger, failed: &[FailedMember], now_ms: u
         elapsed_ms,
         failures,
         summary,
+        running: None,
+        paused: None,
     }
 }
 

@@ -10,6 +10,8 @@
 //!   class and code), list.
 //! - `batch_actions.rs`: a batch's dead members requeued, the rest
 //!   cancelled (the bulk actions on its `batch` field).
+//! - `batch_pause.rs`: a batch paused (quarantined) and resumed, and its
+//!   members under way counted.
 //! - `breakers.rs`: the breakers as an operator sees them; overrides.
 //! - `find.rs`: finding waiting and running jobs by a filter, page by
 //!   page (a listing; the walk bulk cancel uses).
@@ -28,6 +30,7 @@
 
 pub mod audit;
 pub mod batch_actions;
+pub mod batch_pause;
 pub mod batches;
 pub mod breakers;
 pub mod bulk_cancel;

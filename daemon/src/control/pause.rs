@@ -130,6 +130,10 @@ fn target(job: Option<&str>) -> Result<String, PauseError> {
             "is the name of the whole queue's pause; leave out the job type to pause the queue"
                 .to_string(),
         )
+    } else if let Some(batch) = job.strip_prefix(crate::store::BATCH_PAUSE_PREFIX) {
+        Some(format!(
+            "is the form of a batch's pause; pause a batch with `ward batch pause QUEUE {batch}`"
+        ))
     } else {
         crate::config::check_name(job).map(|w| w.to_string())
     };

@@ -27,14 +27,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use wasmtime::Store;
 
 use super::HostState;
-use super::bindings::JobPlugin;
+use super::worlds::Instance;
 
 /// A live instance between two attempts, with its store.
 pub(super) struct Warm {
     /// The store, holding the instance's memories and host state.
     pub(super) store: Store<HostState>,
     /// The instance's exports.
-    pub(super) instance: JobPlugin,
+    pub(super) instance: Instance,
     /// Attempts it has served so far.
     pub(super) served: u32,
     /// The plugin it was made from (its digest, by pointer): a reload

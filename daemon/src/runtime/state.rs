@@ -1,6 +1,7 @@
 //! What an attempt's instance sees of the host: its WASI context (made on
 //! first use), outbound HTTP hooks, the memory limiter, and the
-//! `ward:plugin/host` imports (log, checkpoint, secret).
+//! `ward:plugin/host` imports (log, checkpoint, secret); the 0.2.0 ones are
+//! in `children.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -67,11 +68,13 @@ pub struct HostState {
     pub(super) limiter: MemoryLimiter,
     pub(super) deadline: Instant,
     pub(super) timed_out: bool,
-    ident: AttemptIdent,
+    pub(super) ident: AttemptIdent,
     span: Option<tracing::Span>,
     pub(super) checkpoint: Option<Vec<u8>>,
-    secrets: Arc<BTreeMap<String, String>>,
+    pub(super) secrets: Arc<BTreeMap<String, String>>,
     output_limit: usize,
+    /// What a 0.2.0 plugin hands back: children and progress.
+    pub(super) fanout: super::children::Fanout,
 }
 
 /// The WASI context of an attempt and the captures of its output.
@@ -101,12 +104,14 @@ impl HostState {
             checkpoint: None,
             secrets: sandbox.secrets.clone(),
             output_limit: sandbox.output_limit,
+            fanout: super::children::Fanout::default(),
         }
     }
 
     /// Readies a kept instance's state for its next attempt: everything
     /// that belongs to one attempt (who it is, its deadline, its saved
-    /// checkpoint, its HTTP hooks and span, the limiter's verdict) starts
+    /// checkpoint, its HTTP hooks and span, the limiter's verdict, its
+    /// children and progress) starts
     /// over; the WASI context and resource table stay, since the instance
     /// holds handles into them.
     pub(super) fn renew(&mut self, ident: AttemptIdent, sandbox: &Sandbox, deadline: Instant) {
@@ -124,6 +129,7 @@ impl HostState {
         self.checkpoint = None;
         self.secrets = sandbox.secrets.clone();
         self.output_limit = sandbox.output_limit;
+        self.fanout = super::children::Fanout::default();
     }
 
     /// Live entries of the resource table (streams, requests, responses).
@@ -137,7 +143,7 @@ impl HostState {
     }
 
     /// The attempt's span, made the first time the attempt logs.
-    fn span(&mut self) -> tracing::Span {
+    pub(super) fn span(&mut self) -> tracing::Span {
         self.span.get_or_insert_with(|| self.ident.span()).clone()
     }
 

@@ -31,6 +31,12 @@ static CREATE_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| script("", include_str!("lua/batch_create.lua")));
 static SEAL_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| script(BATCH_LUA, include_str!("lua/batch_seal.lua")));
+static EXPIRE_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| script(BATCH_LUA, include_str!("lua/batch_expire.lua")));
+
+/// Batch ids ledger retention looks at per script call: a few ms of
+/// Redis' time.
+const EXPIRE_CHUNK: usize = 500;
 
 /// Longest batch id: it is part of two keys and of every member's entry.
 pub const MAX_BATCH_ID: usize = 128;
@@ -258,6 +264,35 @@ impl Queue {
             .collect();
         out.sort_by(|a, b| (a.at, &a.job_id).cmp(&(b.at, &b.job_id)));
         Ok(out)
+    }
+
+    /// Ledger retention: removes the ledgers (with their failed members,
+    /// index entry and pause) of the batches that finished before
+    /// `cut_ms` (Unix ms) and have had nothing pending since, in chunks of
+    /// one script each. Returns how many were removed. Safe beside other
+    /// daemons doing the same.
+    ///
+    /// # Errors
+    /// Redis errors; what was removed by then stays removed.
+    pub async fn expire_batches(&self, cut_ms: u64) -> Result<u64, QueueError> {
+        let mut con = self.con.clone();
+        let (mut from, mut total) = (0u64, 0u64);
+        loop {
+            let (removed, looked, kept): (u64, u64, u64) = EXPIRE_SCRIPT
+                .key(&self.keys.batches)
+                .key(&self.keys.paused)
+                .arg(self.keys.prefix())
+                .arg(cut_ms)
+                .arg(from)
+                .arg(EXPIRE_CHUNK)
+                .invoke_async(&mut con)
+                .await?;
+            total += removed;
+            from += kept;
+            if usize::try_from(looked).unwrap_or(0) < EXPIRE_CHUNK {
+                return Ok(total);
+            }
+        }
     }
 
     /// The queue's batches, newest first, at most `limit`.

@@ -27,6 +27,19 @@ pub enum KeyCheck {
     Completed,
 }
 
+impl KeyCheck {
+    /// A script's answer (`check_keys.lua`, `lease.lua`): `run`,
+    /// `dup <owner>` or `done`; `None` for `''` (no key was checked).
+    pub(super) fn from_answer(s: &str) -> Option<KeyCheck> {
+        match s.strip_prefix("dup ") {
+            _ if s.is_empty() => None,
+            Some(owner) => Some(KeyCheck::DuplicateOf(owner.to_string())),
+            None if s == "done" => Some(KeyCheck::Completed),
+            None => Some(KeyCheck::Run),
+        }
+    }
+}
+
 impl Queue {
     /// Creates the consumer group (and the stream) if missing, on the
     /// stream of every priority level. The group
@@ -265,12 +278,8 @@ impl Queue {
             });
         }
         Ok(out
-            .into_iter()
-            .map(|s| match s.strip_prefix("dup ") {
-                Some(owner) => KeyCheck::DuplicateOf(owner.to_string()),
-                None if s == "done" => KeyCheck::Completed,
-                None => KeyCheck::Run,
-            })
+            .iter()
+            .map(|s| KeyCheck::from_answer(s).unwrap_or(KeyCheck::Run))
             .collect())
     }
 }

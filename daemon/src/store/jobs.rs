@@ -34,10 +34,15 @@ pub struct JobStatus {
     pub plugin_digest: Option<String>,
     /// Why it was dead-lettered, if it was.
     pub dead_reason: Option<String>,
-    /// The result bytes of a success, as text when UTF-8, else lossily.
+    /// The result bytes of a success, as text when UTF-8, else lossily
+    /// (kept up to the job type's `result_max_bytes`).
     pub result: Option<String>,
+    /// Why a success's result was not kept (it was over `result_max_bytes`).
+    pub result_note: Option<String>,
     /// Who cancelled it (or asked to, while it runs), when and why.
     pub cancel: Option<CancelInfo>,
+    /// What its plugin last reported of its progress (`ward:plugin@0.2.0`).
+    pub progress: Option<super::JobProgress>,
 }
 
 /// An operator's cancel of a job.
@@ -127,7 +132,9 @@ impl Queue {
                 plugin_digest: None,
                 dead_reason: None,
                 result: None,
+                result_note: None,
                 cancel: None,
+                progress: self.job_progress(id).await?,
             }));
         }
 
@@ -161,12 +168,14 @@ impl Queue {
             plugin_digest: text("plugin"),
             dead_reason: text("dead_reason"),
             result: text("result"),
+            result_note: text("result_note"),
             cancel: text("cancelled_by").map(|by| CancelInfo {
                 by,
                 note: text("cancel_note").unwrap_or_default(),
                 cancelled_at_ms: number("cancelled_at"),
                 requested_at_ms: number("cancel_requested_at"),
             }),
+            progress: self.job_progress(id).await?,
         }))
     }
 

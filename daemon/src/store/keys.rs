@@ -78,6 +78,8 @@ const DAEMON: &str = "daemon:";
 const DAEMONS: &str = "daemons";
 /// Appended to a job record's key: the job's history list.
 const HISTORY: &str = ":history";
+/// Appended to a job record's key: the progress its running plugin reported.
+const JOB_PROGRESS: &str = ":progress";
 /// One minute's counts of finished jobs (append the minute).
 const SERIES: &str = "series:";
 
@@ -222,6 +224,13 @@ impl Keys {
         }
     }
 
+    /// `ward:{Q}:`, the start of every key of the queue, for the scripts
+    /// that derive keys from ids they learn inside.
+    #[must_use]
+    pub fn prefix(&self) -> String {
+        format!("{NAMESPACE}{{{}}}:", self.queue)
+    }
+
     /// The stream of ready deliveries of level `p`.
     #[must_use]
     pub fn stream(&self, p: Priority) -> &str {
@@ -249,6 +258,14 @@ impl Keys {
     #[must_use]
     pub fn history(&self, id: &str) -> String {
         joined(&[&self.record_prefix, id, HISTORY])
+    }
+
+    /// `ward:{Q}:job:<id>:progress`: the progress job `id`'s plugin last
+    /// reported (a hash of its own, so a report never touches the record a
+    /// completion writes; it expires a day after the last report).
+    #[must_use]
+    pub fn job_progress(&self, id: &str) -> String {
+        joined(&[&self.record_prefix, id, JOB_PROGRESS])
     }
 
     /// `ward:{Q}:idem:<key>`: which job owns idempotency key `key`, and
@@ -347,6 +364,7 @@ mod tests {
         assert_eq!(k.record("1-0"), "ward:{emails}:job:1-0");
         assert_eq!(k.dead, "ward:{emails}:dead");
         assert_eq!(k.history("1-0"), "ward:{emails}:job:1-0:history");
+        assert_eq!(k.job_progress("1-0"), "ward:{emails}:job:1-0:progress");
         assert_eq!(k.idempotency("k"), "ward:{emails}:idem:k");
         assert_eq!(k.breaker("smtp"), "ward:{emails}:breaker:smtp");
         assert_eq!(k.daemon("h-1-ab"), "ward:{emails}:daemon:h-1-ab");

@@ -64,7 +64,8 @@
 //! - `ward:{Q}:jobs`: stream of ready deliveries, consumer group `ward`;
 //!   `ward:{Q}:jobs:high` and `ward:{Q}:jobs:low`, the same for those
 //!   priority levels (`ward:{Q}:jobs` is `normal`);
-//! - `ward:{Q}:job:<id>`: hash, the job record (`:history`, its history);
+//! - `ward:{Q}:job:<id>`: hash, the job record (`:history`, its history;
+//!   `:progress`, what its running plugin last reported);
 //! - `ward:{Q}:dead`: stream of dead-letter entries;
 //! - `ward:{Q}:batch:<id>` (`:failed`) and `ward:{Q}:batches`: batch
 //!   ledgers, their dead members, and the index of batches.
@@ -94,9 +95,11 @@ pub mod fields;
 mod groups;
 mod jobs;
 mod keys;
+mod lease_plain;
 mod levels;
 mod memory;
 mod pause;
+mod progress;
 mod replicas;
 mod reply;
 mod sample;
@@ -128,8 +131,12 @@ pub use entry::{Completion, Delivery, JobEntry, Malformed};
 pub use groups::GroupClaim;
 pub use jobs::{CancelInfo, JobStatus, KeyOwner, LastError};
 pub use keys::Keys;
+pub use levels::{Lease, LeaseAsk, Leased};
 pub use memory::Memory;
-pub use pause::{HeldCounts, Pause, Pauses, RELEASE_CHUNK, Released, WHOLE_QUEUE};
+pub use pause::{
+    BATCH_PAUSE_PREFIX, HeldCounts, Pause, Pauses, RELEASE_CHUNK, Released, WHOLE_QUEUE,
+};
+pub use progress::{JobProgress, PROGRESS_TTL, ProgressReport};
 pub use sample::QueueSample;
 pub use scan::{Candidate, Waiting};
 pub use schedules::ScheduleState;
@@ -141,8 +148,6 @@ pub use wake::Wake;
 /// The consumer group every Ward daemon of a queue joins.
 pub const GROUP: &str = "ward";
 pub use crate::config::defaults::SUCCEEDED_TTL;
-/// Results larger than this are not stored in the job record.
-pub const MAX_STORED_RESULT: usize = 64 * 1024;
 
 /// Errors talking to Redis.
 #[derive(Debug, thiserror::Error)]

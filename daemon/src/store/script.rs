@@ -43,6 +43,7 @@ static PREAMBLE: LazyLock<String> = LazyLock::new(|| {
         ("FUNCTIONS_VERSION", FUNCTIONS_VERSION),
         ("EXTRA_PREFIX", EXTRA_PREFIX),
         ("RESERVED_PREFIX", RESERVED_PREFIX),
+        ("BATCH_PAUSE_PREFIX", super::pause::BATCH_PAUSE_PREFIX),
         ("MAX_TIME_MS", max_time.as_str()),
         // The waits of a parked job (see crate::fairness::busy_delay).
         ("GROUP_RECHECK_MS", recheck.as_str()),

@@ -109,6 +109,7 @@ mod tests {
             for s in [
                 k.record(id),
                 k.history(id),
+                k.job_progress(id),
                 k.idempotency(id),
                 k.daemon(id),
                 k.schedule(id),

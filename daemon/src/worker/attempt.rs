@@ -7,22 +7,24 @@ use std::time::Duration;
 use crate::job::{JobEntry, Outcome};
 use crate::obs::logging::AttemptIdent;
 use crate::policy::{self, Progress};
-use crate::runtime::{Cancel, JobInput};
+use crate::runtime::{Cancel, JobInput, ProgressSink, World};
 use crate::store;
-use crate::transition::{Completion, Ran, Transition};
+use crate::transition::{Completion, FollowOn, Ran, Transition};
 
 use super::plugins::JobType;
 use super::triage::Builder;
 
 /// Runs one attempt; returns its completion and how long the plugin took.
 /// `payload_max`: the largest payload the queue's dead letters copy;
-/// `cancel`: the attempt's cancel signal (see [`crate::runtime::Cancel`]).
+/// `cancel`: the attempt's cancel signal (see [`crate::runtime::Cancel`]);
+/// `progress`: where a 0.2.0 plugin's progress reports go.
 pub(crate) async fn run_attempt(
     mut entry: JobEntry,
     queue_name: &Arc<str>,
     payload_max: usize,
     job_type: &JobType,
     cancel: Arc<Cancel>,
+    progress: Option<Arc<dyn ProgressSink>>,
 ) -> (Completion, Duration) {
     let _in_flight = crate::obs::events::InFlight::start(queue_name);
     // A fault tests inject (debug builds only; release builds have no such
@@ -50,6 +52,13 @@ pub(crate) async fn run_attempt(
         ),
         checkpoint: entry.checkpoint.clone(),
         cancel,
+        // Only a plugin that can enqueue children needs it.
+        batch: if job_type.plugin.world() == World::V0_2 {
+            batch_of(&entry)
+        } else {
+            None
+        },
+        progress,
     };
     let result = job_type.plugin.run(input, &job_type.sandbox).await;
     entry.payload = result.payload;
@@ -98,10 +107,48 @@ pub(crate) async fn run_attempt(
         checkpoint: result.checkpoint,
         ..builder.ran(&entry, Some(job_type), &transition)
     };
-    (
-        Completion::new(entry, result.outcome, transition, ran),
-        elapsed,
-    )
+    let mut completion = Completion::new(entry, result.outcome, transition, ran);
+    next_stage(&mut completion, job_type);
+    // A failed attempt's children are dropped: its next attempt enqueues
+    // them again, and only a recorded success enqueues them at all. After
+    // the next stage, which so keeps its place (and its derived key)
+    // however many children a rerun enqueues.
+    if matches!(completion.transition(), Transition::Succeed) {
+        completion.follow_ons.extend(result.children);
+    }
+    (completion, elapsed)
+}
+
+/// The batch `entry` is a member of, when its `batch` field names one.
+fn batch_of(entry: &JobEntry) -> Option<String> {
+    entry
+        .extra
+        .iter()
+        .find(|(k, _)| k == "batch")
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        .filter(|b| !b.is_empty())
+        .map(str::to_string)
+}
+
+/// A success of a job type with a next stage (`then`) enqueues it, with
+/// the result as its payload, in the job's batch (see [`FollowOn`]).
+fn next_stage(c: &mut Completion, job_type: &JobType) {
+    let Some(next) = &job_type.then else {
+        return;
+    };
+    let Outcome::Success(result) = c.outcome() else {
+        return;
+    };
+    if !matches!(c.transition(), Transition::Succeed) {
+        return;
+    }
+    let follow_on = FollowOn {
+        job_type: next.clone(),
+        payload: result.clone(),
+        key: None,
+        batch: c.batch().map(str::to_string),
+    };
+    c.follow_ons.push(follow_on);
 }
 
 /// One line per attempt. Successes log at debug so a busy queue does not

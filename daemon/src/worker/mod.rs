@@ -20,6 +20,8 @@
 //! - `triage`: what each leased delivery needs (an attempt, or an outcome
 //!   known without running), and the builders of those completions.
 //! - `attempt`: one attempt, from the plugin to its completion.
+//! - `progress`: what running 0.2.0 plugins report of their progress,
+//!   written to Redis at most four times a second per job.
 //! - `cancels`: the cancel requests a daemon knows of and the attempts
 //!   they interrupt.
 //! - `completer`: finished attempts applied to Redis in batches.
@@ -51,6 +53,7 @@ use self::plugins::{SharedJobs, load_plugins, runtime_for};
 use self::reader::{BLOCK, Consumer};
 pub use self::reload::{ReloadHandle, ReloadOutcome, ReloadRequests, reload_channel};
 use self::services::Service;
+use self::services::batch_retention::BatchRetention;
 use self::services::breakers::BreakerRefresh;
 use self::services::consumers::ConsumerSweep;
 use self::services::control::Control;
@@ -68,6 +71,7 @@ mod cancels;
 mod completer;
 mod groups;
 mod plugins;
+mod progress;
 mod reader;
 mod reload;
 mod services;
@@ -274,6 +278,13 @@ impl Daemon<'_> {
                 queue: queue.clone(),
                 dead: q.dead.clone(),
                 dead_written: dead_written.clone(),
+            };
+            retention.start_in(tasks, stop());
+        }
+        if let Some(keep) = q.batch_retention {
+            let retention = BatchRetention {
+                queue: queue.clone(),
+                keep,
             };
             retention.start_in(tasks, stop());
         }

@@ -1,7 +1,7 @@
 //! The job types of a config, compiled: one [`JobType`] per `[[job]]`,
 //! each plugin file compiled once however many job types share it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +36,11 @@ pub(crate) struct JobType {
     pub(crate) upstreams: Vec<String>,
     /// Its groups (tenants) and their cap on attempts in flight.
     pub(crate) group: Option<crate::fairness::GroupLimit>,
+    /// How a success's result is kept.
+    pub(crate) results: crate::transition::ResultPolicy,
+    /// The next stage's job type (`then`): enqueued with the result as its
+    /// payload when a job of this type succeeds.
+    pub(crate) then: Option<String>,
 }
 
 /// Loads every plugin named in `config`, compiling each file once, the
@@ -53,6 +58,8 @@ pub(crate) fn load_plugins(
     let mut out = HashMap::new();
     for q in &config.queues {
         let mut jobs = HashMap::new();
+        // A child job runs in its parent's queue: these are the types it may have.
+        let job_types: Arc<BTreeSet<String>> = Arc::new(q.jobs.keys().cloned().collect());
         for j in q.jobs.values() {
             let key = (j.plugin.clone(), j.fuel.is_some());
             let plugin = match compiled.get(&key) {
@@ -87,12 +94,15 @@ pub(crate) fn load_plugins(
                         http: Arc::new(Outbound::new(j.http.clone())),
                         secrets: Arc::new(secrets),
                         reuse: Reuse::new(j.reuse_instance),
+                        job_types: job_types.clone(),
                     },
                     policy: j.retry,
                     idempotency_ttl: j.idempotency_ttl,
                     redact: j.redact.clone(),
                     upstreams: j.upstreams.clone(),
                     group: j.group.clone(),
+                    results: j.results,
+                    then: j.then.clone(),
                 }),
             );
         }

@@ -15,8 +15,9 @@ use crate::breaker::Breakers;
 use crate::config::QueueConfig;
 use crate::job::JobEntry;
 use crate::priority::Picker;
+use crate::runtime::{ProgressSink, World};
 use crate::series::Tally;
-use crate::store::{self, Delivery, Pauses, Queue};
+use crate::store::{self, Leased, Pauses, Queue};
 use crate::transition::Completion;
 use crate::upstream::Upstreams;
 
@@ -38,6 +39,12 @@ use super::triage::{Builder, Gates, Work, triage};
 pub(crate) const BLOCK: Duration = Duration::from_secs(2);
 /// Most deliveries leased in one read.
 const MAX_LEASE: usize = 512;
+/// After a scripted read found the level streams empty and nothing that
+/// needed the script, this many reads may be plain `XREADGROUP`s of the
+/// normal stream (see `store/lease_plain.rs`); then the script looks at
+/// every stream again, so a job retried into a level's stream waits at
+/// most this many reads.
+const PLAIN_READS: u32 = 16;
 /// How many times a reader lets finishing attempts run before it reads
 /// with fewer than half its slots free.
 const GATHER_YIELDS: usize = 4;
@@ -136,6 +143,7 @@ impl Service for Consumer {
         }
         .start(stop.clone());
         let name = cfg.name.clone();
+        let progress = super::progress::ProgressWriter::start(queue.clone());
         let ahead_max = cfg.concurrency.saturating_mul(LEASE_AHEAD_SLOTS);
         let reader = Reader {
             queue,
@@ -158,6 +166,7 @@ impl Service for Consumer {
             pauses,
             upstreams,
             beat,
+            progress,
         };
         reader.run(&stop).await;
         let _ = reclaimer.await;
@@ -255,6 +264,8 @@ struct Reader {
     upstreams: Option<Arc<Upstreams>>,
     /// Marked every time round the lease loop (systemd's watchdog).
     beat: Arc<Beat>,
+    /// Where the attempts of 0.2.0 plugins report progress.
+    progress: Arc<super::progress::ProgressWriter>,
 }
 
 impl Reader {
@@ -264,6 +275,8 @@ impl Reader {
         let mut backoff = READ_RETRY;
         // The starvation guard: which priority level each read starts at.
         let mut levels = Picker::default();
+        // Plain reads left before the script looks at every stream again.
+        let mut plain_left = 0;
         // Deliveries read beyond the free slots, while most of what is read
         // is parked because its group is at its cap.
         let mut extra = 0;
@@ -297,19 +310,23 @@ impl Reader {
             // The read is not cancelled on shutdown: entries it already took
             // must be run, not left leased to a consumer that is going away.
             let order = levels.next(self.cfg.priority_weights);
-            let deliveries = match self
-                .reader
-                .lease_levels(
-                    &self.consumer,
-                    (permits.len() + extra).min(MAX_LEASE),
-                    order,
-                    block,
-                )
-                .await
-            {
-                Ok(d) => {
+            let key_ttls = self.key_ttls();
+            let ask = store::LeaseAsk {
+                count: (permits.len() + extra).min(MAX_LEASE),
+                order,
+                block,
+                key_ttls: &key_ttls,
+                plain: plain_left > 0,
+            };
+            let deliveries = match self.reader.lease_levels(&self.consumer, ask).await {
+                Ok(lease) => {
                     backoff.reset();
-                    d
+                    plain_left = match (lease.plain, ask.plain) {
+                        (false, _) => 0,
+                        (true, false) => PLAIN_READS,
+                        (true, true) => plain_left - 1,
+                    };
+                    lease.deliveries
                 }
                 Err(e) => {
                     self.read_failed(&e, backoff.next()).await;
@@ -416,6 +433,19 @@ impl Reader {
         }
     }
 
+    /// The job types whose idempotency keys a lease claims, each with its
+    /// key's TTL in ms: every job type this daemon runs.
+    fn key_ttls(&self) -> Vec<(String, u64)> {
+        self.jobs
+            .load()
+            .iter()
+            .map(|(name, jt)| {
+                let ttl = u64::try_from(jt.idempotency_ttl.as_millis()).unwrap_or(u64::MAX);
+                (name.clone(), ttl.max(1))
+            })
+            .collect()
+    }
+
     /// Says a read failed and waits `delay` before the next one.
     async fn read_failed(&self, e: &store::QueueError, delay: Duration) {
         if matches!(e, store::QueueError::Redis(r) if r.code() == Some("NOGROUP")) {
@@ -433,9 +463,9 @@ impl Reader {
     /// have more attempts than permits: those wait for a slot), and sends
     /// the outcomes already known to the completer. Returns how many were
     /// parked because their group is at its cap.
-    async fn dispatch(&self, deliveries: Vec<Delivery>, mut permits: Vec<Slot>) -> usize {
+    async fn dispatch(&self, deliveries: Vec<Leased>, mut permits: Vec<Slot>) -> usize {
         if let Ok(mut set) = self.in_flight.lock() {
-            set.extend(deliveries.iter().map(|d| d.entry_id.clone()));
+            set.extend(deliveries.iter().map(|(d, _)| d.entry_id.clone()));
         }
         let builder = Builder {
             queue: &self.cfg.name,
@@ -506,6 +536,9 @@ impl Reader {
         let entry_id = entry.entry_id.clone();
         let cancels = self.cancels.clone();
         let upstreams = self.upstreams.clone();
+        // Only a plugin that can report progress holds the writer.
+        let progress = (job_type.plugin.world() == World::V0_2)
+            .then(|| self.progress.clone() as Arc<dyn ProgressSink>);
         // Each attempt holds its slot until its completion is
         // queued, so holding every slot means none is running.
         tokio::spawn(async move {
@@ -523,7 +556,14 @@ impl Reader {
             // would otherwise be copied whole as it is spawned.
             let job_id = entry.id.clone();
             let cancel = cancels.start(&job_id);
-            let attempt = Box::pin(run_attempt(entry, &name, payload_max, &job_type, cancel));
+            let attempt = Box::pin(run_attempt(
+                entry,
+                &name,
+                payload_max,
+                &job_type,
+                cancel,
+                progress,
+            ));
             let ended = std::panic::AssertUnwindSafe(attempt).catch_unwind().await;
             cancels.finish(&job_id);
             let (c, elapsed) = match ended {

@@ -417,6 +417,8 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         // The queue's sampler judges them, with the rule it started with.
         field(o.max_wait != n.max_wait, "max_wait");
         field(o.stall_after != n.stall_after, "stall_after");
+        // Its retention service starts with the queue.
+        field(o.batch_retention != n.batch_retention, "batch_retention");
         let upstreams = |q: &crate::config::QueueConfig| {
             q.jobs
                 .values()

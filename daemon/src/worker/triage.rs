@@ -13,7 +13,7 @@ use crate::backoff::Backoff;
 use crate::breaker::Breakers;
 use crate::job::{DeadReason, FailureClass, JobEntry, Malformed, Outcome};
 use crate::redact;
-use crate::store::{self, Delivery, KeyCheck, Keys, Pauses, Queue};
+use crate::store::{self, KeyCheck, Keys, Leased, Pauses, Queue};
 use crate::transition::{Completion, Deferral, Ran, Transition};
 
 use super::cancels::Cancels;
@@ -49,13 +49,15 @@ pub(crate) struct Gates<'a> {
     pub(crate) cancels: &'a Cancels,
 }
 
-/// Sorts leased deliveries into attempts to run and outcomes already known,
-/// checking idempotency keys for the whole batch in one round trip.
+/// Sorts leased deliveries into attempts to run and outcomes already known.
+/// Idempotency keys were claimed by the lease; a keyed delivery it did not
+/// claim (its job type came with a reload meanwhile) is checked here, the
+/// whole batch in one round trip.
 pub(crate) async fn triage(
     queue: &Queue,
     builder: Builder<'_>,
     jobs: &HashMap<String, Arc<JobType>>,
-    deliveries: Vec<Delivery>,
+    deliveries: Vec<Leased>,
     gates: Gates<'_>,
     max_payload: usize,
 ) -> Vec<Work> {
@@ -63,7 +65,7 @@ pub(crate) async fn triage(
     let now = crate::clock::now_ms();
     let mut out = Vec::with_capacity(deliveries.len());
     let mut keyed: Vec<(JobEntry, Arc<JobType>)> = Vec::new();
-    for d in deliveries {
+    for (d, check) in deliveries {
         let parsed = d.parse();
         if let Ok(entry) = &parsed
             && entry.is_first_delivery()
@@ -85,6 +87,13 @@ pub(crate) async fn triage(
                 let jt = jobs.get(&entry.job).map(Arc::as_ref);
                 out.push(Work::Record(held(builder, entry, jt, queue)));
             }
+            // No pause at all (the usual case): nothing read per job.
+            Ok(entry)
+                if !gates.pauses.0.is_empty() && gates.pauses.holds_batch(entry.batch(), now) =>
+            {
+                let jt = jobs.get(&entry.job).map(Arc::as_ref);
+                out.push(Work::Record(batch_held(builder, entry, jt)));
+            }
             Ok(entry) if entry.payload.len() > max_payload => {
                 out.push(Work::Record(too_large(builder, entry, max_payload)));
             }
@@ -94,8 +103,13 @@ pub(crate) async fn triage(
                     Some((upstream, wait)) => {
                         out.push(Work::Record(deferred(builder, entry, jt, upstream, wait)));
                     }
-                    None if entry.idempotency_key.is_some() => keyed.push((entry, jt.clone())),
-                    None => out.push(Work::Run(entry, jt.clone())),
+                    None if entry.idempotency_key.is_none() => {
+                        out.push(Work::Run(entry, jt.clone()));
+                    }
+                    None => match check {
+                        Some(check) => out.push(checked(builder, entry, jt.clone(), check)),
+                        None => keyed.push((entry, jt.clone())),
+                    },
                 },
             },
         }
@@ -127,19 +141,25 @@ pub(crate) async fn triage(
         }
     };
     for ((entry, jt), check) in keyed.into_iter().zip(checks) {
-        match check {
-            KeyCheck::Run => out.push(Work::Run(entry, jt)),
-            KeyCheck::DuplicateOf(owner) => {
-                tracing::info!(queue = %queue_name, job_id = %entry.id, job = %entry.job, duplicate_of = %owner, "duplicate enqueue of an idempotency key; acknowledged without running");
-                out.push(Work::Record(duplicate(builder, entry, &jt, Some(owner))));
-            }
-            KeyCheck::Completed => {
-                tracing::info!(queue = %queue_name, job_id = %entry.id, job = %entry.job, "redelivery of a job that already succeeded; acknowledged without running");
-                out.push(Work::Record(duplicate(builder, entry, &jt, None)));
-            }
-        }
+        out.push(checked(builder, entry, jt, check));
     }
     out
+}
+
+/// What a keyed delivery becomes, given what its key's check said.
+fn checked(builder: Builder<'_>, entry: JobEntry, jt: Arc<JobType>, check: KeyCheck) -> Work {
+    let queue_name = builder.queue;
+    match check {
+        KeyCheck::Run => Work::Run(entry, jt),
+        KeyCheck::DuplicateOf(owner) => {
+            tracing::info!(queue = %queue_name, job_id = %entry.id, job = %entry.job, duplicate_of = %owner, "duplicate enqueue of an idempotency key; acknowledged without running");
+            Work::Record(duplicate(builder, entry, &jt, Some(owner)))
+        }
+        KeyCheck::Completed => {
+            tracing::info!(queue = %queue_name, job_id = %entry.id, job = %entry.job, "redelivery of a job that already succeeded; acknowledged without running");
+            Work::Record(duplicate(builder, entry, &jt, None))
+        }
+    }
 }
 
 /// The open breaker that holds `jt`'s jobs back, and for how long.
@@ -184,6 +204,7 @@ impl Builder<'_> {
             checkpoint: None,
             lost: false,
             dead_payload: self.dead_payload(entry, job_type, transition),
+            results: job_type.map(|jt| jt.results).unwrap_or_default(),
         }
     }
 
@@ -263,6 +284,20 @@ fn deferred(
 fn held(builder: Builder<'_>, entry: JobEntry, jt: Option<&JobType>, queue: bool) -> Completion {
     tracing::debug!(queue = %builder.queue, job_id = %entry.id, job = %entry.job, whole_queue = queue, "paused; job held");
     let why = Deferral::Paused { queue };
+    let outcome = why.recorded(Duration::ZERO);
+    let transition = Transition::Defer {
+        delay: Duration::ZERO,
+        why,
+    };
+    builder.not_run(entry, jt, outcome, transition)
+}
+
+/// A member of a paused (quarantined) batch: held like a paused job
+/// type's job until `ward batch resume`, without using an attempt.
+fn batch_held(builder: Builder<'_>, entry: JobEntry, jt: Option<&JobType>) -> Completion {
+    let batch = entry.batch().unwrap_or_default().to_string();
+    tracing::debug!(queue = %builder.queue, job_id = %entry.id, job = %entry.job, batch, "batch paused; job held");
+    let why = Deferral::BatchPaused { batch };
     let outcome = why.recorded(Duration::ZERO);
     let transition = Transition::Defer {
         delay: Duration::ZERO,

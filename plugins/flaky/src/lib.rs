@@ -21,6 +21,11 @@
 //! |                  | held in a global (1 in a fresh instance; more when instances are reused)|
 //! | `secret`         | on success, return `secret NAME=VALUE` (or `secret NAME unset`) as      |
 //! |                  | `host.secret(NAME)` answers                                             |
+//! | `children`       | first enqueue this many child jobs (`ward:plugin@0.2.0`), whose payload |
+//! |                  | is `child N` (0-based), joining the parent's batch                      |
+//! | `child_job`      | the children's job type (default `echo`)                                |
+//! | `progress`       | report progress 0, 50, then this percent (sleep_ms is split between)    |
+//! | `progress_for_ms`| report progress in a busy loop this long, last `100 looped`            |
 //!
 //! On success the result is `ok attempt N`, unless `checkpoint`, `key`, `count`
 //! or `secret` is set.
@@ -32,7 +37,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use ward_plugin_sdk::{Failure, Job, log, save_checkpoint, secret};
+use ward_plugin_sdk::{Failure, Job, jobs, log, save_checkpoint, secret};
 
 /// Calls this instance has handled: lives as long as the instance does,
 /// so it shows whether the host reused one.
@@ -65,6 +70,10 @@ struct Behaviour {
     key: bool,
     count: bool,
     secret: Option<String>,
+    children: u32,
+    child_job: Option<String>,
+    progress: Option<u8>,
+    progress_for_ms: u64,
 }
 
 fn handle(job: Job) -> Result<Vec<u8>, Failure> {
@@ -84,10 +93,32 @@ fn handle(job: Job) -> Result<Vec<u8>, Failure> {
     if behaviour.checkpoint {
         save_checkpoint(format!("attempt {attempt}").as_bytes());
     }
+    let child_job = behaviour.child_job.as_deref().unwrap_or("echo");
+    for n in 0..behaviour.children {
+        // A refused child fails the attempt (permanently): a test asking
+        // for more than the host allows sees why.
+        jobs::enqueue(jobs::Child::new(child_job, format!("child {n}")).join_batch())?;
+    }
+    if let Some(percent) = behaviour.progress {
+        jobs::progress(0, "starting");
+        std::thread::sleep(Duration::from_millis(behaviour.sleep_ms / 2));
+        jobs::progress(50, "half way");
+        std::thread::sleep(Duration::from_millis(behaviour.sleep_ms / 2));
+        jobs::progress(percent, &format!("reached {percent}"));
+    }
+    if behaviour.progress_for_ms > 0 {
+        let start = Instant::now();
+        let mut n = 0u32;
+        while start.elapsed() < Duration::from_millis(behaviour.progress_for_ms) {
+            jobs::progress((n % 100) as u8, "looping");
+            n = n.wrapping_add(1);
+        }
+        jobs::progress(100, "looped");
+    }
     if behaviour.hang_ms > 0 {
         spin_for(Duration::from_millis(behaviour.hang_ms));
     }
-    if behaviour.sleep_ms > 0 {
+    if behaviour.sleep_ms > 0 && behaviour.progress.is_none() {
         std::thread::sleep(Duration::from_millis(behaviour.sleep_ms));
     }
 

@@ -3,6 +3,7 @@
 //! audit trail under the token's name, and viewers never seeing a redacted
 //! payload field. Real redis-server, real `ward` processes, real HTTP.
 
+mod batch_pause;
 pub(crate) mod client;
 
 use std::time::Duration;

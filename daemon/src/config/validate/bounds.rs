@@ -36,6 +36,7 @@ pub(super) fn check(raw: &RawConfig, problem: &mut dyn FnMut(Range<usize>, Strin
             let at = format!("queue `{}`", q.name.get_ref());
             long(&at, "lease", q.lease.as_ref());
             long(&at, "succeeded_ttl", q.succeeded_ttl.as_ref());
+            long(&at, "batch_retention", q.batch_retention.as_ref());
             long(&at, "dead_max_age", q.dead_max_age.as_ref());
             long(&at, "dead_trim_interval", q.dead_trim_interval.as_ref());
         }
@@ -43,6 +44,7 @@ pub(super) fn check(raw: &RawConfig, problem: &mut dyn FnMut(Range<usize>, Strin
             let at = format!("job `{}`", j.name.get_ref());
             long(&at, "timeout", j.timeout.as_ref());
             long(&at, "idempotency_ttl", j.idempotency_ttl.as_ref());
+            long(&at, "result_ttl", j.result_ttl.as_ref());
             if let Some(r) = &j.retry {
                 retry(r.get_ref(), &format!("{at}: retry"), &mut long);
             }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::outputs::{Then, results, stages};
 use super::{checked, retry};
 use crate::config::defaults::{
     DEFAULT_HTTP_TIMEOUT, DEFAULT_IDEMPOTENCY_TTL, DEFAULT_MEMORY_LIMIT, DEFAULT_OUTPUT_LIMIT,
@@ -30,6 +31,7 @@ pub(super) fn jobs(
     problem: &mut dyn FnMut(Range<usize>, String),
 ) {
     let mut seen = HashSet::new();
+    let mut thens = Vec::new();
     for j in raw {
         let name = j.name.get_ref().clone();
         let queue = j.queue.get_ref().clone();
@@ -44,6 +46,13 @@ pub(super) fn jobs(
             continue;
         }
         let job = job(&j, name, base, default_retry, problem);
+        if let Some(next) = j.then.clone() {
+            thens.push(Then {
+                job: job.name.clone(),
+                queue: queue.clone(),
+                next,
+            });
+        }
         match queues.iter_mut().find(|q| q.name == queue) {
             Some(q) => {
                 q.jobs.insert(job.name.clone(), job);
@@ -65,6 +74,7 @@ pub(super) fn jobs(
             }
         }
     }
+    stages(&thens, queues, problem);
 }
 
 /// One job type, checked key by key in the order of the table's fields.
@@ -149,6 +159,8 @@ fn job(
         redact: redact(j.redact.as_ref(), &name, problem),
         upstreams: upstreams(j.upstreams.as_ref(), &name, problem),
         group: group(j, &name, problem),
+        results: results(j, &name, problem),
+        then: None,
         name,
     }
 }

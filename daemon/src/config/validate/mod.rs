@@ -14,6 +14,7 @@ mod breakers;
 mod daemon;
 mod jobs;
 pub(super) mod observability;
+mod outputs;
 mod queues;
 mod redis;
 mod retry;

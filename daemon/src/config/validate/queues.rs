@@ -9,8 +9,9 @@ use toml::Spanned;
 
 use super::checked;
 use crate::config::defaults::{
-    DEFAULT_CONCURRENCY, DEFAULT_DEAD_PAYLOAD_MAX, DEFAULT_LEASE, DEFAULT_MAX_PAYLOAD,
-    DEFAULT_STALL_AFTER, MAX_CONCURRENCY, MAX_MAX_PAYLOAD, MIN_LEASE, SUCCEEDED_TTL,
+    DEFAULT_BATCH_RETENTION, DEFAULT_CONCURRENCY, DEFAULT_DEAD_PAYLOAD_MAX, DEFAULT_LEASE,
+    DEFAULT_MAX_PAYLOAD, DEFAULT_STALL_AFTER, MAX_CONCURRENCY, MAX_MAX_PAYLOAD, MIN_LEASE,
+    SUCCEEDED_TTL,
 };
 use crate::config::raw::RawQueue;
 use crate::config::{DeadLetterConfig, QueueConfig};
@@ -60,6 +61,12 @@ pub(super) fn queues(
                 )
             })
         });
+        // "0s" keeps ledgers until deleted by hand.
+        let batch_retention = q
+            .batch_retention
+            .map_or(Some(DEFAULT_BATCH_RETENTION), |r| {
+                Some(*r.get_ref()).filter(|d| !d.is_zero())
+            });
         let max_payload = super::jobs::size(
             q.max_payload.as_ref(),
             DEFAULT_MAX_PAYLOAD,
@@ -126,6 +133,7 @@ pub(super) fn queues(
             concurrency,
             lease,
             succeeded_ttl,
+            batch_retention,
             jobs: BTreeMap::new(),
             dead,
         });

@@ -129,7 +129,8 @@ layout!(
 
 layout!(
     /// Every other completion (kinds `ok`, `retry`, `dead`, `dup`, `cancel`), after
-    /// its kind; `Extras` name/value pairs follow.
+    /// its kind; `Extras` name/value pairs follow, then `FollowOns` times
+    /// the [`FollowOnArg`] fields.
     Full as "FULL" {
         Entry = "entry",
         Id = "id",
@@ -155,7 +156,21 @@ layout!(
         LeaseExpiries = "lease_expiries",
         DeadPayload = "dead_payload",
         Batch = "batch",
+        ResultTtl = "result_ttl",
+        ResultNote = "result_note",
+        FollowOns = "follow_ons",
         Extras = "extras",
+    }
+);
+
+layout!(
+    /// One follow-on job of a success (kind `ok`), after its extras; the
+    /// completion's `FollowOns` says how many (see `lua/follow_on.lua`).
+    FollowOnArg as "FOLLOW" {
+        Job = "job",
+        Payload = "payload",
+        Key = "key",
+        Batch = "batch",
     }
 );
 
@@ -164,11 +179,12 @@ const _: () = assert!(Head::Digests.at() + 1 == Head::N);
 const _: () = assert!(Full::Extras.at() + 1 == Full::N);
 
 /// Every part of the layout, as the script receives it.
-pub(super) const LAYOUTS: [Layout; 6] = [
+pub(super) const LAYOUTS: [Layout; 7] = [
     QueueKey::LAYOUT,
     BatchKey::LAYOUT,
     CompletionKey::LAYOUT,
     Head::LAYOUT,
     Fresh::LAYOUT,
     Full::LAYOUT,
+    FollowOnArg::LAYOUT,
 ];

@@ -12,11 +12,13 @@ use std::time::Duration;
 
 mod layout;
 
-use self::layout::{BatchKey, CompletionKey, Fresh, Full, Head, LAYOUTS, Layout, QueueKey};
+use self::layout::{
+    BatchKey, CompletionKey, FollowOnArg, Fresh, Full, Head, LAYOUTS, Layout, QueueKey,
+};
 use super::batches::BATCH_LUA;
 use super::pause::PAUSED_LUA;
 use super::script::script;
-use super::{GROUP, Keys, MAX_HISTORY, MAX_STORED_RESULT, Queue, QueueError, RETIRED_TTL};
+use super::{GROUP, Keys, MAX_HISTORY, Queue, QueueError, RETIRED_TTL};
 use crate::job::Outcome;
 use crate::transition::{Completion, Deferral, Transition};
 
@@ -28,10 +30,15 @@ const MAX_HISTORY_MESSAGE: usize = 512;
 
 /// The script's source, without the shared preamble.
 const APPLY: &str = include_str!("../lua/apply.lua");
+/// Its helper that enqueues a success's follow-on jobs.
+const FOLLOW_ON_LUA: &str = include_str!("../lua/follow_on.lua");
 
 static APPLY_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     let layout: String = LAYOUTS.iter().map(Layout::lua).collect();
-    script(&format!("{layout}{PAUSED_LUA}{BATCH_LUA}"), APPLY)
+    script(
+        &format!("{layout}{PAUSED_LUA}{BATCH_LUA}{FOLLOW_ON_LUA}"),
+        APPLY,
+    )
 });
 
 /// One argument: bytes, borrowed from the completion where they can be, or
@@ -158,7 +165,7 @@ impl<'a> Encoder<'a> {
         e.args.extend(h);
         e.args.extend(e.digests.iter().map(|d| text(d)));
         for c in batch {
-            if matches!(c.transition(), Transition::Succeed) && c.is_fresh() {
+            if is_plain_fresh(c) {
                 e.fresh(keys, c);
             } else {
                 e.full(keys, c);
@@ -210,7 +217,7 @@ impl<'a> Encoder<'a> {
         f[Fresh::FirstAt.at()] = number(c.first_at_ms());
         f[Fresh::Finished.at()] = number(c.finished_ms());
         f[Fresh::Plugin.at()] = number(digest);
-        f[Fresh::Result.at()] = bytes(stored_result(c.outcome()));
+        f[Fresh::Result.at()] = bytes(c.kept_result().map_or(&b""[..], |(r, _)| r));
         f[Fresh::Batch.at()] = number(self.batch_index(c));
         let n = match key_of(c) {
             // The history line is the audit record of a keyed job's one
@@ -236,7 +243,7 @@ impl<'a> Encoder<'a> {
         let (kind, reason) = match c.transition() {
             Transition::Succeed => ("ok", ""),
             Transition::Defer {
-                why: Deferral::Paused { .. },
+                why: Deferral::Paused { .. } | Deferral::BatchPaused { .. },
                 ..
             } => ("hold", ""),
             Transition::Retry { .. } | Transition::Defer { .. } => ("retry", ""),
@@ -260,7 +267,14 @@ impl<'a> Encoder<'a> {
         if !matches!(c.transition(), Transition::Succeed) {
             f[Full::Payload.at()] = bytes(c.payload());
         }
-        f[Full::Result.at()] = bytes(stored_result(c.outcome()));
+        let succeeded = matches!(c.transition(), Transition::Succeed);
+        if let Some((result, note)) = c.kept_result() {
+            f[Full::Result.at()] = bytes(result);
+            if let Some(note) = note {
+                f[Full::ResultNote.at()] = owned(note);
+            }
+        }
+        f[Full::ResultTtl.at()] = number(c.results().ttl.map_or(0, |t| t.as_secs()));
         f[Full::Reason.at()] = text(reason);
         f[Full::Plugin.at()] = text(c.plugin_digest());
         f[Full::HasCheckpoint.at()] = text(if c.checkpoint().is_some() { "1" } else { "0" });
@@ -278,6 +292,9 @@ impl<'a> Encoder<'a> {
             f[Full::DeadPayload.at()] = bytes(c.dead_payload());
         }
         f[Full::Batch.at()] = number(self.batch_index(c));
+        // Only a success enqueues its follow-ons.
+        let follow_ons = if succeeded { &c.follow_ons[..] } else { &[] };
+        f[Full::FollowOns.at()] = number(follow_ons.len());
         f[Full::Extras.at()] = number(c.extra().len());
         self.args.push(text(kind));
         self.args.extend(f);
@@ -285,7 +302,27 @@ impl<'a> Encoder<'a> {
             self.args.push(text(k));
             self.args.push(bytes(v));
         }
+        for (k, fo) in follow_ons.iter().enumerate() {
+            let mut a: [Arg; FollowOnArg::N] = Default::default();
+            a[FollowOnArg::Job.at()] = text(&fo.job_type);
+            a[FollowOnArg::Payload.at()] = bytes(&fo.payload);
+            a[FollowOnArg::Key.at()] = owned(fo.key_for(c.job_id(), k));
+            a[FollowOnArg::Batch.at()] = text(fo.batch.as_deref().unwrap_or(""));
+            self.args.extend(a);
+        }
     }
+}
+
+/// Whether `c` takes the short path of a first delivery that succeeded at
+/// once: nothing beyond the common case (no follow-on jobs, no result TTL of
+/// its own, no note on a result too large to keep), which keeps that path
+/// as it was for job types that use none of these.
+fn is_plain_fresh(c: &Completion) -> bool {
+    matches!(c.transition(), Transition::Succeed)
+        && c.is_fresh()
+        && c.follow_ons.is_empty()
+        && c.results().ttl.is_none()
+        && c.kept_result().is_none_or(|(_, note)| note.is_none())
 }
 
 /// The batch completion `c`'s job is a member of (see [`Completion::batch`]).
@@ -344,15 +381,6 @@ impl Queue {
     }
 }
 
-/// A success's result bytes as the record keeps them (none past
-/// [`MAX_STORED_RESULT`]); empty for a failure.
-fn stored_result(outcome: &Outcome) -> &[u8] {
-    match outcome {
-        Outcome::Success(out) if out.len() <= MAX_STORED_RESULT => out,
-        _ => b"",
-    }
-}
-
 /// sha256 of a success's result bytes, hex; empty for a failure.
 fn result_digest(outcome: &Outcome) -> String {
     match outcome {
@@ -396,6 +424,16 @@ fn history_entry(c: &Completion) -> String {
                 "event": "held",
                 "at": c.finished_ms(),
                 "why": if *queue { "queue paused" } else { "job type paused" },
+            });
+        }
+        Transition::Defer {
+            why: Deferral::BatchPaused { batch },
+            ..
+        } => {
+            v = serde_json::json!({
+                "event": "held",
+                "at": c.finished_ms(),
+                "why": format!("batch {batch} paused"),
             });
         }
         // A deferral's line reads as a retry's; its failure says why.

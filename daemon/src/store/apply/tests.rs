@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::job::{DeadReason, Failure, FailureClass, JobEntry};
-use crate::transition::Ran;
+use crate::transition::{FollowOn, Ran};
 
 /// What is wrong with how `lua` reads APPLY's layout: a part or field
 /// name the layout does not have, an ARGV or KEYS position written as a
@@ -87,7 +87,8 @@ fn problems(lua: &str) -> Vec<String> {
 
 #[test]
 fn apply_lua_reads_every_field_through_the_encoders_layout() {
-    assert_eq!(problems(APPLY), Vec::<String>::new());
+    let lua = format!("{FOLLOW_ON_LUA}{APPLY}");
+    assert_eq!(problems(&lua), Vec::<String>::new());
 }
 
 #[test]
@@ -190,7 +191,8 @@ fn walk(e: &Encoder) -> Vec<(String, String, Vec<String>)> {
             keyed = !arg(i + 1 + Full::Idem.at()).is_empty();
             nk = if keyed { CompletionKey::N } else { 2 };
             let n: usize = arg(i + 1 + Full::Extras.at()).parse().unwrap();
-            i += 1 + Full::N + 2 * n;
+            let m: usize = arg(i + 1 + Full::FollowOns.at()).parse().unwrap();
+            i += 1 + Full::N + 2 * n + FollowOnArg::N * m;
         }
         out.push((kind, entry, e.keys[kc..kc + nk].to_vec()));
         kc += nk;
@@ -289,4 +291,123 @@ fn the_encoder_writes_each_completion_where_the_script_reads_it() {
         &e.args[e.args.len() - 2..],
         [bytes(b"user_id"), bytes(b"7")]
     );
+}
+
+#[test]
+fn a_success_with_follow_ons_takes_the_full_path_and_sends_each_after_its_extras() {
+    let follow = |job: &str, key: Option<&str>, batch: Option<&str>| FollowOn {
+        job_type: job.into(),
+        payload: format!("{job}-payload").into_bytes(),
+        key: key.map(Into::into),
+        batch: batch.map(Into::into),
+    };
+    let mut parent = completion(
+        "1-0",
+        "1-0",
+        None,
+        Transition::Succeed,
+        Outcome::Success(b"r".to_vec()),
+    );
+    parent.follow_ons = vec![
+        follow("next", None, Some("b1")),
+        follow("child", Some("row-9"), None),
+    ];
+    // A failure carries none, whatever the completion holds.
+    let mut failed = completion(
+        "2-0",
+        "2-0",
+        None,
+        Transition::DeadLetter(DeadReason::Permanent),
+        Outcome::Failure(Failure {
+            class: FailureClass::Permanent,
+            message: "no".into(),
+            code: None,
+            upstream: None,
+            retry_after_ms: None,
+        }),
+    );
+    failed.follow_ons = vec![follow("never", None, None)];
+    let plain = completion(
+        "3-0",
+        "3-0",
+        None,
+        Transition::Succeed,
+        Outcome::Success(b"r".to_vec()),
+    );
+    let batch = [parent, failed, plain];
+    let keys = Keys::new("q");
+    let e = Encoder::batch(&keys, Duration::from_secs(60), &batch);
+    let walked = walk(&e);
+    let kinds: Vec<&str> = walked.iter().map(|(k, _, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["ok", "dead", "f"],
+        "follow-ons leave the fresh path"
+    );
+    let arg = |k: usize| String::from_utf8_lossy(&e.args[k].bytes()).into_owned();
+    let at = Head::N + e.digests.len();
+    assert_eq!(arg(at + 1 + Full::FollowOns.at()), "2");
+    // After the kind, the fields and the one extra pair (user_id), as the
+    // script finds them: `i + FULL_extras + 2 * n`, then FOLLOW_N each.
+    let first = at + 1 + Full::N + 2;
+    let field = |k: usize, f: FollowOnArg| arg(first + FollowOnArg::N * k + f.at());
+    assert_eq!(field(0, FollowOnArg::Job), "next");
+    assert_eq!(field(0, FollowOnArg::Payload), "next-payload");
+    assert_eq!(
+        field(0, FollowOnArg::Key),
+        "1-0/0",
+        "keyed by parent and place"
+    );
+    assert_eq!(field(0, FollowOnArg::Batch), "b1");
+    assert_eq!(field(1, FollowOnArg::Key), "row-9");
+    assert_eq!(field(1, FollowOnArg::Batch), "");
+    let dead = first + 2 * FollowOnArg::N;
+    assert_eq!(arg(dead), "dead");
+    assert_eq!(arg(dead + 1 + Full::FollowOns.at()), "0");
+}
+
+#[test]
+fn a_result_over_its_limit_is_not_sent_and_the_record_is_told_why() {
+    let mut c = completion(
+        "1-0",
+        "1-0",
+        None,
+        Transition::Succeed,
+        Outcome::Success(vec![b'x'; 10]),
+    );
+    c = Completion::new(
+        JobEntry {
+            entry_id: "1-0".into(),
+            id: "1-0".into(),
+            job: "send".into(),
+            payload: b"p".to_vec(),
+            attempt: 1,
+            idempotency_key: None,
+            checkpoint: None,
+            first_at: None,
+            last_delay_ms: None,
+            lease_expiries: 0,
+            extra: c.extra().to_vec(),
+        },
+        c.outcome().clone(),
+        Transition::Succeed,
+        Ran {
+            results: crate::transition::ResultPolicy {
+                ttl: Some(Duration::from_secs(3600)),
+                max_bytes: 4,
+            },
+            ..Ran::default()
+        },
+    );
+    let batch = [c];
+    let e = Encoder::batch(&Keys::new("q"), Duration::from_secs(60), &batch);
+    let arg = |k: usize| String::from_utf8_lossy(&e.args[k].bytes()).into_owned();
+    let at = Head::N + e.digests.len();
+    assert_eq!(arg(at), "ok");
+    assert_eq!(arg(at + 1 + Full::Result.at()), "");
+    assert_eq!(
+        arg(at + 1 + Full::ResultNote.at()),
+        "result not kept: 10 bytes, over this job type's result_max_bytes of 4"
+    );
+    assert_eq!(arg(at + 1 + Full::ResultTtl.at()), "3600");
 }

@@ -31,10 +31,13 @@
 -- `plugin` is a 1-based index into the digests.
 --
 -- kinds ok|retry|dead|dup|cancel|hold: the FULL fields, then `extras`
--- name/value pairs. A retry or dead letter of a job whose record carries a
+-- name/value pairs, then `follow_ons` times the FOLLOW fields (jobs an `ok`
+-- enqueues with its acknowledgement, see follow_on.lua). `result_ttl` (s,
+-- 0: the queue's `ttl`) is how long an `ok` keeps its record and result;
+-- `result_note` says why a result was not kept. A retry or dead letter of a job whose record carries a
 -- cancel request (`cancel_requested_at`, see cancel.lua) is recorded as
 -- cancelled instead; a success stays a success (it finished first).
--- A hold is a job not run while its job type or queue is paused: it goes
+-- A hold is a job not run while its job type, queue or batch is paused: it goes
 -- to the held set (QKEY_held) with its record saying `paused`, unless the
 -- pause (QKEY_paused) is gone by now, when it goes back to the stream.
 -- For dup, `reason` holds the id of the job that owns the idempotency key.
@@ -51,6 +54,9 @@ local nb = tonumber(ARGV[HEAD_batches])
 local digests = {}
 for k = 1, nd do digests[k] = ARGV[HEAD_digests + k] end
 local now = now_ms()
+-- 'ward:{Q}:', the start of every key of the queue (follow_on.lua derives
+-- keys from it).
+local qprefix = string.sub(jobs, 1, -#JOBS_KEY - 1)
 -- Every completion that cannot be recorded is dead-lettered instead (below),
 -- so the dead stream must take entries: checked before anything is
 -- acknowledged, so a batch that fails here changes nothing.
@@ -263,7 +269,10 @@ local function full(kind, i, n, kc, keyed)
   if kind == 'hold' then
     -- Checked here, in the same step as the hold: a resume removes the
     -- pause before it releases the held set, so no job is held after it.
-    if held_back(paused, c.job, now) then return hold(i, n, rec, hkey, c, hist) end
+    local member = nil
+    local x = extras(i, n)
+    for k = 1, #x, 2 do if x[k] == 'batch' then member = x[k + 1] end end
+    if held_back(paused, c.job, now, member) then return hold(i, n, rec, hkey, c, hist) end
     kind = 'retry'
   end
   if kind == 'dup' then
@@ -286,8 +295,22 @@ local function full(kind, i, n, kc, keyed)
     end
     return
   end
-  if kind == 'ok' then batch_ended(batch, 'succeeded', c.id) end
-  if kind == 'ok' and ttl == 0 then
+  -- Follow-ons join their batch before this member leaves it, so a next
+  -- stage keeps the batch open.
+  if kind == 'ok' then
+    local m = tonumber(ARGV[i + FULL_follow_ons])
+    if m > 0 then
+      follow_ons(qprefix, jobs, KEYS[QKEY_batches_unfinished], c.id, extras(i, n),
+        i + FULL_extras + 2 * n, m, ARGV[i + FULL_idem_ttl], now)
+    end
+    batch_ended(batch, 'succeeded', c.id)
+  end
+  -- A job type's result_ttl keeps its succeeded records that long instead.
+  local keep = ttl
+  if kind == 'ok' and tonumber(ARGV[i + FULL_result_ttl]) > 0 then
+    keep = tonumber(ARGV[i + FULL_result_ttl])
+  end
+  if kind == 'ok' and keep == 0 then
     -- The queue keeps no record of succeeded jobs: the one this job had
     -- while it was retried goes, its idempotency key stays.
     done()
@@ -300,13 +323,14 @@ local function full(kind, i, n, kc, keyed)
   redis.call('RPUSH', hkey, hist)
   redis.call('LTRIM', hkey, -hist_max, -1)
   if kind == 'ok' then
-    local result = ARGV[i + FULL_result]
+    local result, note = ARGV[i + FULL_result], ARGV[i + FULL_result_note]
     redis.call('HSET', rec, 'state', 'succeeded')
     redis.call('HDEL', rec, 'checkpoint', 'entry', 'payload', 'due_at', 'next_attempt')
     if result ~= '' then redis.call('HSET', rec, 'result', result) end
+    if note ~= '' then redis.call('HSET', rec, 'result_note', note) end
     done()
-    redis.call('EXPIRE', rec, ttl)
-    redis.call('EXPIRE', hkey, ttl)
+    redis.call('EXPIRE', rec, keep)
+    redis.call('EXPIRE', hkey, keep)
     return
   end
   redis.call('HSET', rec, 'payload', c.payload, 'last_class', c.class,
@@ -349,7 +373,7 @@ local function record_all()
     else
       local keyed = ARGV[i + FULL_idem] ~= ''
       local n = tonumber(ARGV[i + FULL_extras])
-      next_i = i + FULL_extras + 2 * n + 1
+      next_i = i + FULL_extras + 2 * n + FOLLOW_N * tonumber(ARGV[i + FULL_follow_ons]) + 1
       if keyed then next_kc = kc + CKEY_N else next_kc = kc + CKEY_history end
       full(ARGV[i], i, n, kc, keyed)
     end

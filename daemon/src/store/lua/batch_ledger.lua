@@ -19,8 +19,10 @@ end
 -- A new member joins `ledger` (batch `b`, index key `index`). A ledger
 -- that does not exist is created open (a plain XADD named a batch nobody
 -- created: the job runs anyway, so it is counted rather than lost from
--- view); a member that joins a sealed batch is counted in `late` as well.
-local function batch_join(ledger, index, unfinished, b, now)
+-- view); a member that joins a sealed batch is counted in `late` as well,
+-- unless it is a follow-on (`follow`: a next stage or a child, enqueued by
+-- a member's success; a sealed batch still grows by its members' work).
+local function batch_join(ledger, index, unfinished, b, now, follow)
   local state = redis.call('HGET', ledger, 'state')
   if not state then
     redis.call('HSET', ledger, 'id', b, 'state', 'open', 'created_at', tostring(now),
@@ -28,7 +30,7 @@ local function batch_join(ledger, index, unfinished, b, now)
       'cancelled', '0')
     redis.call('ZADD', index, 'NX', now, b)
     redis.call('ZADD', unfinished, 'NX', now, b)
-  elseif state == 'sealed' then
+  elseif state == 'sealed' and not follow then
     redis.call('HINCRBY', ledger, 'late', 1)
   end
   redis.call('HINCRBY', ledger, 'total', 1)

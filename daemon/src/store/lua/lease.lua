@@ -1,8 +1,11 @@
 -- Leases up to a batch of deliveries across the priority levels, in one
 -- step. KEYS[1] jobs stream (normal), [2] jobs:high, [3] jobs:low.
 -- ARGV[1] group, [2] consumer, [3] the order to read the levels in (e.g.
--- 'hnl', 'lhn'), [4] most deliveries, [5] most entries moved per call.
--- PRIORITY_FIELD (the producer's `priority` field) comes with the prelude.
+-- 'hnl', 'lhn'), [4] most deliveries, [5] most entries moved per call,
+-- then pairs of (job type, idempotency TTL in ms): the job types this
+-- daemon runs, whose keys it claims here.
+-- PRIORITY_FIELD and KEY_FIELD (the producer's `priority` and
+-- `idempotency_key` fields) come with the prelude.
 --
 -- Every job enters through the normal stream. A new entry of it that names
 -- another level (`priority high|low`) is moved to that level's stream as it
@@ -12,17 +15,26 @@
 -- one entry across the three streams). The moves are not returned: they
 -- are read from their level's stream on its turn, maybe by this very call.
 --
--- Returns {more, entries} where more is 1 when the move budget ran out
--- (read again at once), and entries the leased {id, fields} pairs; when
--- nothing was leased or moved, also the group's last-delivered id of each
--- stream, so the caller can wait for anything newer (XREAD BLOCK).
+-- The idempotency key of each leased entry of a listed job type is claimed
+-- for its job here, as check_keys.lua does for a delivery taken over from
+-- another consumer: one round trip for the read and the claims.
+--
+-- Returns {more, entries, checks, plain} where more is 1 when the move
+-- budget ran out (read again at once), entries the leased {id, fields}
+-- pairs, checks, when any entry had a key claimed, one answer per entry
+-- ('' for none; else as check_keys.lua answers), and plain 1 when this
+-- read needed nothing of a script (no key claimed, no entry moved, no
+-- batch joined, both level streams empty, no batch unfinished), so the next reads may
+-- be plain XREADGROUPs (see levels.rs); when nothing was leased or moved,
+-- also the group's last-delivered id of each stream, so the caller can
+-- wait for anything newer (XREAD BLOCK).
 -- A move whose record exists (a retry) updates its `entry`; that key is
 -- built from the stream's name inside the script (same hash tag).
-local main, high, low = KEYS[1], KEYS[2], KEYS[3]
-local group, consumer, order = ARGV[1], ARGV[2], ARGV[3]
+local consumer, order = ARGV[2], ARGV[3]
 local want, budget = tonumber(ARGV[4]), tonumber(ARGV[5])
+local ttls = key_ttls(6, #ARGV)
 local stream_of = {h = high, n = main, l = low}
-local got, moved = {}, 0
+local got = {}
 
 -- The normal stream's group missing is an error the caller acts on (it
 -- creates the group again); a level stream may not exist yet.
@@ -37,57 +49,12 @@ local function read(stream, n)
   return r[1][2]
 end
 
-local function level_of(f)
-  for k = 1, #f, 2 do
-    if f[k] == PRIORITY_FIELD then
-      if f[k + 1] == 'high' then return high end
-      if f[k + 1] == 'low' then return low end
-      return nil
-    end
-  end
-  return nil
-end
-
-local function move(e, dest)
-  local id, f = e[1], e[2]
-  if redis.call('EXISTS', dest) == 0 then
-    redis.call('XGROUP', 'CREATE', dest, group, '0', 'MKSTREAM')
-  end
-  local r = redis.pcall('XADD', dest, id, unpack(f))
-  if type(r) == 'table' and r.err then
-    -- Someone wrote to the level stream directly, past this id: the entry
-    -- gets a new id there, and names its job id itself.
-    local job_id = nil
-    for k = 1, #f, 2 do if f[k] == ENTRY.id then job_id = f[k + 1] end end
-    if job_id == nil then
-      job_id = id
-      f[#f + 1] = ENTRY.id; f[#f + 1] = id
-    end
-    local e2 = redis.call('XADD', dest, '*', unpack(f))
-    local rec = string.sub(main, 1, -#JOBS_KEY - 1) .. RECORD_PREFIX .. job_id
-    if redis.call('EXISTS', rec) == 1 then redis.call('HSET', rec, 'entry', e2) end
-  end
-  redis.call('XACK', main, group, id)
-  redis.call('XDEL', main, id)
-  moved = moved + 1
-end
-
--- A producer's entry naming a batch (a `batch` field, written by a plain
--- XADD) joins that batch's ledger as it is first read: nothing could count
--- it when it was added. Entries Ward wrote (ENTRY.id: a retry, a promoted
--- or requeued job) and ward_enqueue's (ENTRY.batch) were counted already.
--- The ledger keys are built here from the stream's name (same hash tag).
-local q = string.sub(main, 1, -#JOBS_KEY - 1)
-local now = nil
-local function join_batch(f)
-  local b, counted = nil, false
-  for k = 1, #f, 2 do
-    if f[k] == 'batch' then b = f[k + 1] end
-    if f[k] == ENTRY.id or f[k] == ENTRY.batch then counted = true end
-  end
-  if b == nil or b == '' or counted then return end
-  now = now or now_ms()
-  batch_join(batch_keys(q, b), q .. BATCHES_KEY, q .. BATCHES_UNFINISHED_KEY, b, now)
+local checks, claimed, joined = {}, false, false
+local function take(e, s)
+  got[#got + 1] = e
+  local answer = claim(ttls, e, s or scan(e[2]))
+  if answer ~= '' then claimed = true end
+  checks[#checks + 1] = answer
 end
 
 -- The normal stream: keeps its own entries, moves the others.
@@ -96,9 +63,10 @@ local function from_main()
     local es = read(main, want - #got)
     if #es == 0 then return end
     for _, e in ipairs(es) do
-      join_batch(e[2])
-      local dest = level_of(e[2])
-      if dest then move(e, dest) else got[#got + 1] = e end
+      local s = scan(e[2])
+      if join_batch(s) then joined = true end
+      local dest = level_of(s)
+      if dest then move(e, dest) else take(e, s) end
     end
   end
 end
@@ -109,13 +77,24 @@ for c in string.gmatch(order, '.') do
   if s == main then
     from_main()
   else
-    for _, e in ipairs(read(s, want - #got)) do got[#got + 1] = e end
+    for _, e in ipairs(read(s, want - #got)) do take(e) end
   end
 end
 
 local more = 0
 if moved >= budget then more = 1 end
-if #got > 0 or moved > 0 then return {more, got} end
+if not claimed then checks = {} end
+-- The level streams hold only what is still to run (moved entries are
+-- deleted as they are acknowledged), so empty ones have nothing to read.
+local plain = 0
+-- While a batch is unfinished its members' reads stay here, where their
+-- read and their joining are one step.
+if not claimed and not joined and moved == 0
+  and redis.call('XLEN', high) == 0 and redis.call('XLEN', low) == 0
+  and redis.call('ZCARD', q .. BATCHES_UNFINISHED_KEY) == 0 then
+  plain = 1
+end
+if #got > 0 or moved > 0 then return {more, got, checks, plain} end
 local function last_delivered(stream)
   local gs = redis.pcall('XINFO', 'GROUPS', stream)
   if type(gs) ~= 'table' or gs.err then return '0-0' end
@@ -129,4 +108,4 @@ local function last_delivered(stream)
   end
   return '0-0'
 end
-return {0, got, last_delivered(main), last_delivered(high), last_delivered(low)}
+return {0, got, checks, plain, last_delivered(main), last_delivered(high), last_delivered(low)}

@@ -10,8 +10,9 @@ local function pause_in_force(paused, field, now)
   return until_ms == nil or until_ms > now
 end
 
--- Whether jobs of type `job` are held back at `now`: the whole queue or
--- the job type is paused.
-local function held_back(paused, job, now)
+-- Whether jobs of type `job` in batch `batch` (nil or '': none) are held
+-- back at `now`: the whole queue, the job type or the batch is paused.
+local function held_back(paused, job, now, batch)
   return pause_in_force(paused, '*', now) or pause_in_force(paused, job, now)
+    or (batch ~= nil and batch ~= '' and pause_in_force(paused, BATCH_PAUSE_PREFIX .. batch, now))
 end

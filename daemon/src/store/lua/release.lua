@@ -1,6 +1,7 @@
 -- Releases held jobs after a resume: of the jobs held in KEYS[1] (the held
 -- set), looks at up to ARGV[4] from position ARGV[3] (oldest first), and
--- moves each whose job type is ARGV[2] ('*': any) and is no longer paused
+-- moves each whose job type is ARGV[2] ('*': any; BATCH_PAUSE_PREFIX .. id:
+-- the members of that batch) and is no longer paused (nor its batch)
 -- (KEYS[3], the paused hash) back to the stream KEYS[2], as the attempt it
 -- was held at. ARGV[1] is the record prefix, ARGV[5] the history length.
 -- The ZREM and the XADD of a job happen in one script, so two releasers at
@@ -20,15 +21,18 @@ local released, skipped, dropped = 0, 0, 0
 local still = {}
 for _, id in ipairs(ids) do
   local rec = prefix .. id
-  local kind = redis.call('HMGET', rec, 'job', 'state')
-  local job, state = kind[1], kind[2]
+  local kind = redis.call('HMGET', rec, 'job', 'state', EXTRA_PREFIX .. 'batch')
+  local job, state, batch = kind[1], kind[2], kind[3] or ''
   if not job or state ~= 'paused' then
     -- Cancelled or removed meanwhile: nothing to put back.
     redis.call('ZREM', held, id)
     dropped = dropped + 1
   else
-    if still[job] == nil then still[job] = held_back(paused, job, now) end
-    if still[job] or (target ~= '*' and job ~= target) then
+    -- Cached per job type and batch: a chunk is mostly one or two.
+    local k = job .. ' ' .. batch
+    if still[k] == nil then still[k] = held_back(paused, job, now, batch) end
+    local wanted = target == '*' or job == target or (batch ~= '' and target == BATCH_PAUSE_PREFIX .. batch)
+    if still[k] or not wanted then
       skipped = skipped + 1
     else
       redis.call('ZREM', held, id)

@@ -5,7 +5,8 @@
 //! Per queue: [`heartbeat`] renews this daemon's leases, [`reclaim`] takes
 //! over deliveries of daemons that died, [`consumers`] removes their
 //! consumers from the group, [`promote`] moves due delayed jobs to the
-//! stream, [`retention`] trims the dead letters, [`functions`] puts Ward's
+//! stream, [`retention`] trims the dead letters, [`batch_retention`]
+//! removes old finished batches' ledgers, [`functions`] puts Ward's
 //! Redis Functions back if Redis lost them, [`breakers`] keeps this daemon's
 //! copy of the circuit breakers fresh, [`control`] hears of cancel
 //! requests and interrupts the attempts they concern, [`pause`] keeps its
@@ -23,6 +24,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::shutdown::Shutdown;
 
+pub(crate) mod batch_retention;
 pub(crate) mod breakers;
 pub(crate) mod consumers;
 pub(crate) mod control;

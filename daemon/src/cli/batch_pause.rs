@@ -1,0 +1,72 @@
+//! `ward batch pause` and `ward batch resume`: quarantine a batch and let
+//! it go again (see [`crate::control::batch_pause`]).
+
+use clap::Args;
+
+use super::target::QueueTarget;
+use crate::control::Actor;
+use crate::control::batch_pause;
+
+/// `ward batch pause` and `ward batch resume`
+#[derive(Debug, Args)]
+pub(crate) struct PauseArgs {
+    #[command(flatten)]
+    on: QueueTarget,
+    /// The batch id.
+    id: String,
+    /// Why: kept in the pause and the audit trail (required to pause).
+    #[arg(long)]
+    note: Option<String>,
+    /// Who acts, for the audit trail (default: $USER).
+    #[arg(long)]
+    by: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl PauseArgs {
+    /// `ward batch pause`.
+    pub(crate) async fn pause(self) -> anyhow::Result<()> {
+        let q = self.on.connect().await?;
+        let actor = Actor::cli(self.by.as_deref());
+        let note = self.note.clone().unwrap_or_default();
+        let r = batch_pause::pause(&q, &actor, &self.id, &note).await?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        } else {
+            let again = if r.previous.is_some() {
+                " (it was paused already; this pause replaces that one)"
+            } else {
+                ""
+            };
+            println!(
+                "paused batch `{}`: its members are held, not run, until `ward batch resume {} {}`{again}",
+                self.id, self.on.queue, self.id
+            );
+        }
+        Ok(())
+    }
+
+    /// `ward batch resume`.
+    pub(crate) async fn resume(self) -> anyhow::Result<()> {
+        let q = self.on.connect().await?;
+        let actor = Actor::cli(self.by.as_deref());
+        let note = self.note.clone().unwrap_or_default();
+        let r = batch_pause::resume(&q, &actor, &self.id, &note).await?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        } else {
+            let was = if r.pause.is_some() {
+                ""
+            } else {
+                " (it was not paused)"
+            };
+            println!(
+                "resumed batch `{}`{was}: {} held member(s) back in the stream",
+                self.id, r.released
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,202 @@
+//! The plain lease: one `XREADGROUP` of the normal stream, no script.
+//!
+//! The lease script (`lua/lease.lua`) reads the three level streams in the
+//! starvation guard's order, moves entries that name another level, joins
+//! plain-XADD batch members to their ledger and claims idempotency keys.
+//! A queue of plain jobs needs none of that, and running every read through
+//! Lua costs Redis a conversion of each entry to Lua and back. So while the
+//! last read said the level streams were empty and nothing needed a script
+//! ([`super::Lease::plain`]), the reader reads plainly; the few entries
+//! that do need a script (found by scanning their fields here) are finished
+//! by `lua/lease_fix.lua`, and the next read goes through the script again.
+
+use std::sync::LazyLock;
+
+use redis::Value;
+
+use super::consume::KeyCheck;
+use super::fields::{BATCH, ENTRY, IDEMPOTENCY_KEY};
+use super::levels::{Lease, LeaseAsk, lease_prelude};
+use super::reply::{bytes_of, parse_xread, protocol};
+use super::script::script;
+use super::{Delivery, GROUP, Queue, QueueError};
+use crate::priority::FIELD;
+
+static LEASE_FIX_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| script(&lease_prelude(), include_str!("lua/lease_fix.lua")));
+
+/// `lease_fix.lua`'s answer for an entry moved to its level's stream.
+const MOVED: &str = "moved";
+
+impl Queue {
+    /// Reads up to `ask.count` new deliveries of the normal stream with a
+    /// plain `XREADGROUP` (never waiting), then finishes those that need
+    /// the script's work in one call of `lease_fix.lua`. The lease is
+    /// [`Lease::plain`] when none did.
+    ///
+    /// # Errors
+    /// Redis errors, or a reply of the wrong shape.
+    pub(super) async fn lease_plain(
+        &self,
+        consumer: &str,
+        ask: LeaseAsk<'_>,
+    ) -> Result<Lease, QueueError> {
+        let mut con = self.con.clone();
+        let reply: Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(ask.count)
+            .arg("STREAMS")
+            .arg(&self.keys.jobs)
+            .arg(">")
+            .query_async(&mut con)
+            .await?;
+        let got = parse_xread(reply)?;
+        let fix: Vec<&str> = got
+            .iter()
+            .filter(|d| needs_script(d, ask.key_ttls))
+            .map(|d| d.entry_id.as_str())
+            .collect();
+        if fix.is_empty() {
+            return Ok(Lease {
+                deliveries: got.into_iter().map(|d| (d, None)).collect(),
+                plain: true,
+            });
+        }
+        let mut inv = LEASE_FIX_SCRIPT.key(&self.keys.jobs);
+        inv.key(&self.keys.jobs_high)
+            .key(&self.keys.jobs_low)
+            .arg(GROUP)
+            .arg(ask.key_ttls.len());
+        for (job, ttl) in ask.key_ttls {
+            inv.arg(job).arg(*ttl);
+        }
+        for id in &fix {
+            inv.arg(*id);
+        }
+        let reply: Value = inv.invoke_async(&mut con).await?;
+        let Value::Array(answers) = reply else {
+            return Err(protocol("lease fix", &reply));
+        };
+        if answers.len() != fix.len() {
+            return Err(QueueError::Protocol {
+                what: "lease fix",
+                detail: format!("{} answers for {} entries", answers.len(), fix.len()),
+            });
+        }
+        let answers: Vec<String> = answers
+            .into_iter()
+            .map(|a| String::from_utf8_lossy(&bytes_of(a)).into_owned())
+            .collect();
+        let mut fixed = fix.iter().copied().zip(answers.iter()).peekable();
+        let mut deliveries = Vec::with_capacity(got.len());
+        for d in &got {
+            // The fixed ids are in the order of `got`.
+            let answer = match fixed.peek() {
+                Some((id, a)) if *id == d.entry_id => {
+                    let a = a.as_str();
+                    fixed.next();
+                    Some(a)
+                }
+                _ => None,
+            };
+            match answer {
+                Some(MOVED) => {}
+                Some(a) => deliveries.push((d.clone(), KeyCheck::from_answer(a))),
+                None => deliveries.push((d.clone(), None)),
+            }
+        }
+        Ok(Lease {
+            deliveries,
+            plain: false,
+        })
+    }
+}
+
+/// Whether delivery `d`, read plainly, needs the lease script's work: it
+/// names another priority level, joins a batch by a plain XADD's field, or
+/// has an idempotency key of a job type in `key_ttls` (what `lease.lua`
+/// would have done as it read it).
+pub(super) fn needs_script(d: &Delivery, key_ttls: &[(String, u64)]) -> bool {
+    let field = |name: &str| {
+        d.fields
+            .iter()
+            .find(|(k, _)| k.as_slice() == name.as_bytes())
+            .map(|(_, v)| v.as_slice())
+    };
+    if matches!(field(FIELD), Some(b"high" | b"low")) {
+        return true;
+    }
+    let counted = ENTRY
+        .iter()
+        .any(|(lua, f)| matches!(*lua, "id" | "batch") && field(f).is_some());
+    if field(BATCH).is_some_and(|b| !b.is_empty()) && !counted {
+        return true;
+    }
+    match (field(IDEMPOTENCY_KEY), field("job")) {
+        (Some(key), Some(job)) if !key.is_empty() => {
+            key_ttls.iter().any(|(name, _)| name.as_bytes() == job)
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(fields: &[(&str, &str)]) -> Delivery {
+        Delivery {
+            entry_id: "1-0".to_string(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn only_entries_that_need_the_scripts_work_are_sent_to_it() {
+        let ttls = [("send".to_string(), 1000)];
+        let plain = delivery(&[("job", "send"), ("payload", "{}")]);
+        assert!(!needs_script(&plain, &ttls));
+        for level in ["high", "low"] {
+            assert!(needs_script(
+                &delivery(&[("job", "send"), ("priority", level)]),
+                &ttls
+            ));
+        }
+        assert!(!needs_script(
+            &delivery(&[("job", "send"), ("priority", "normal")]),
+            &ttls
+        ));
+        // A producer's batch member joins its ledger; Ward's entries and
+        // ward_enqueue's were counted already.
+        assert!(needs_script(
+            &delivery(&[("job", "send"), ("batch", "b1")]),
+            &ttls
+        ));
+        assert!(!needs_script(
+            &delivery(&[("job", "send"), ("batch", "b1"), ("ward:batch", "b1")]),
+            &ttls
+        ));
+        assert!(!needs_script(
+            &delivery(&[("job", "send"), ("batch", "b1"), ("ward:id", "1-0")]),
+            &ttls
+        ));
+        assert!(!needs_script(
+            &delivery(&[("job", "send"), ("batch", "")]),
+            &ttls
+        ));
+        // A key is claimed only for a job type this daemon runs.
+        let keyed = delivery(&[("job", "send"), ("idempotency_key", "k")]);
+        assert!(needs_script(&keyed, &ttls));
+        assert!(!needs_script(&keyed, &[]));
+        assert!(!needs_script(
+            &delivery(&[("job", "send"), ("idempotency_key", "")]),
+            &ttls
+        ));
+    }
+}

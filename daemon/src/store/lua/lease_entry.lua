@@ -1,0 +1,98 @@
+-- What the lease scripts (lease.lua, lease_fix.lua) do with an entry as
+-- they first take it: its level, its batch, its idempotency key. Both take
+-- KEYS[1] jobs stream (normal), [2] jobs:high, [3] jobs:low and ARGV[1]
+-- the group. PRIORITY_FIELD and KEY_FIELD (the producer's `priority` and
+-- `idempotency_key` fields) come with the prelude.
+local main, high, low = KEYS[1], KEYS[2], KEYS[3]
+local group = ARGV[1]
+-- 'ward:{Q}:', the start of every key of the queue: the keys an entry
+-- names (its record, its batch's ledger, its idempotency key) are built
+-- from it here (same hash tag).
+local q = string.sub(main, 1, -#JOBS_KEY - 1)
+local moved, now = 0, nil
+
+-- The job types whose keys are claimed, with their key's TTL: the pairs
+-- of (job type, TTL in ms) in ARGV[from] .. ARGV[to].
+local function key_ttls(from, to)
+  local t = {}
+  for k = from, to, 2 do t[ARGV[k]] = ARGV[k + 1] end
+  return t
+end
+
+-- One pass over an entry's fields: what the scripts need of them.
+local function scan(f)
+  local s = {}
+  for k = 1, #f, 2 do
+    local name = f[k]
+    if name == 'job' then s.job = f[k + 1]
+    elseif name == KEY_FIELD then s.key = f[k + 1]
+    elseif name == PRIORITY_FIELD then s.level = f[k + 1]
+    elseif name == 'batch' then s.batch = f[k + 1]
+    elseif name == ENTRY.id then s.id = f[k + 1]; s.counted = true
+    elseif name == ENTRY.batch then s.counted = true
+    end
+  end
+  return s
+end
+
+-- The level stream a normal-stream entry belongs in (nil: it stays).
+local function level_of(s)
+  if s.level == 'high' then return high end
+  if s.level == 'low' then return low end
+  return nil
+end
+
+-- Moves entry `e` of the normal stream to level stream `dest`, keeping
+-- its id (see lease.lua).
+local function move(e, dest)
+  local id, f = e[1], e[2]
+  if redis.call('EXISTS', dest) == 0 then
+    redis.call('XGROUP', 'CREATE', dest, group, '0', 'MKSTREAM')
+  end
+  local r = redis.pcall('XADD', dest, id, unpack(f))
+  if type(r) == 'table' and r.err then
+    -- Someone wrote to the level stream directly, past this id: the entry
+    -- gets a new id there, and names its job id itself.
+    local job_id = nil
+    for k = 1, #f, 2 do if f[k] == ENTRY.id then job_id = f[k + 1] end end
+    if job_id == nil then
+      job_id = id
+      f[#f + 1] = ENTRY.id; f[#f + 1] = id
+    end
+    local e2 = redis.call('XADD', dest, '*', unpack(f))
+    local rec = q .. RECORD_PREFIX .. job_id
+    if redis.call('EXISTS', rec) == 1 then redis.call('HSET', rec, 'entry', e2) end
+  end
+  redis.call('XACK', main, group, id)
+  redis.call('XDEL', main, id)
+  moved = moved + 1
+end
+
+-- A producer's entry naming a batch (a `batch` field, written by a plain
+-- XADD) joins that batch's ledger as it is first read: nothing could count
+-- it when it was added. Entries Ward wrote (ENTRY.id: a retry, a promoted
+-- or requeued job) and ward_enqueue's (ENTRY.batch) were counted already.
+-- True when it joined.
+local function join_batch(s)
+  local b = s.batch
+  if b == nil or b == '' or s.counted then return false end
+  now = now or now_ms()
+  batch_join(batch_keys(q, b), q .. BATCHES_KEY, q .. BATCHES_UNFINISHED_KEY, b, now)
+  return true
+end
+
+-- Claims the key of a taken entry `e` (scanned as `s`) for its job, if its
+-- job type is in `ttls`; the answer: 'run', 'dup <owner job id>' (a second
+-- enqueue), 'done' (a redelivery of a job that already succeeded), as
+-- check_keys.lua answers, or '' when there was nothing to claim.
+local function claim(ttls, e, s)
+  local ttl = s.key and s.key ~= '' and s.job and ttls[s.job]
+  if not ttl then return '' end
+  local id = s.id or e[1]
+  local v = redis.call('SET', q .. IDEM_PREFIX .. s.key, id, 'NX', 'PX', ttl, 'GET')
+  if not v then return 'run' end
+  local owner, state = string.match(v, '^(%S+)%s*(%S*)')
+  if owner ~= id then return 'dup ' .. owner end
+  if state == 'done' then return 'done' end
+  return 'run'
+end

@@ -1,0 +1,29 @@
+-- Finishes the taking of entries a plain XREADGROUP of the normal stream
+-- leased (see levels.rs) that need more than a read: an entry naming
+-- another level is moved to its stream, a plain-XADD batch member joins its
+-- ledger, a keyed entry's key is claimed; what lease.lua does as it reads.
+-- KEYS as lease.lua; ARGV[1] group, [2] n, then n pairs of (job type, key
+-- TTL in ms), then the entry ids.
+-- Returns one answer per id: 'moved' (to its level's stream: it is read
+-- from there, not run now), else what claim() answers ('' for no key).
+local n = tonumber(ARGV[2])
+local ttls = key_ttls(3, 2 + 2 * n)
+local out = {}
+for k = 3 + 2 * n, #ARGV do
+  local e = redis.call('XRANGE', main, ARGV[k], ARGV[k])[1]
+  if e == nil then
+    -- Gone meanwhile (an operator's discard): nothing to finish.
+    out[#out + 1] = ''
+  else
+    local s = scan(e[2])
+    join_batch(s)
+    local dest = level_of(s)
+    if dest then
+      move(e, dest)
+      out[#out + 1] = 'moved'
+    else
+      out[#out + 1] = claim(ttls, e, s)
+    end
+  end
+end
+return out
