@@ -6,10 +6,12 @@
 //!
 //! Reports the most requests the receiver held open at once (the attempts
 //! really in flight together, counted where they arrive), the connections
-//! it accepted, the daemon's peak RSS (`VmHWM`) and its virtual size
-//! (`VmPeak`: the instance pool's reservation), its memory mappings, and
-//! that every job succeeded.
+//! it accepted, the daemon's peak RSS (`VmHWM`), its peak PSS (sampled:
+//! the memory really in use, counting the plugin's shared memory image
+//! once), its virtual size (`VmPeak`: the instance pool's reservation),
+//! its memory mappings, and that every job succeeded.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -52,10 +54,29 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
         stub.port
     );
     let (ids, _) = fill(&mut con, n, |_| ("hook".into(), body.clone()), false)?;
-    let env = [("RUST_LOG", "warn")];
+    let env = [("RUST_LOG", "warn,ward::worker=info")];
     let ward = Ward::try_start(&bench.ward, &config, &env)?.try_ready(READY)?;
     let started = Instant::now();
-    wait_drained(&mut con, Duration::from_secs(900)).context("webhook jobs did not drain")?;
+    let done = AtomicBool::new(false);
+    let pid = ward.pid();
+    // RSS counts the plugin's memory image once per slot that maps it,
+    // though all slots share its pages; PSS divides shared pages among
+    // their mappers, so its peak is the memory really in use. The kernel
+    // keeps no peak PSS: sample it.
+    let (drained, peak_pss) = std::thread::scope(|s| {
+        let sampler = s.spawn(|| {
+            let mut peak = 0;
+            while !done.load(Ordering::Relaxed) {
+                peak = peak.max(pss_kib(pid).unwrap_or(0));
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            peak
+        });
+        let drained = wait_drained(&mut con, Duration::from_secs(900));
+        done.store(true, Ordering::Relaxed);
+        (drained, sampler.join().unwrap_or(0))
+    });
+    drained.context("webhook jobs did not drain")?;
     let wall = started.elapsed().as_secs_f64();
     let (cpu, rss) = usage(&ward);
     let vm_peak = proc_status_kib(ward.pid(), "VmPeak").unwrap_or(0);
@@ -83,9 +104,19 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
     println!("  connections accepted  {}", stub.connections());
     println!("  memory mappings       {maps} after the run (vm.max_map_count bounds them)");
     println!(
-        "  daemon                peak RSS {} MiB; peak virtual size {} GiB; {cpu:.1} s CPU; wall {wall:.1} s",
+        "  daemon                peak RSS {} MiB; peak PSS {} MiB (sampled every 200 ms); peak virtual size {} GiB; {cpu:.1} s CPU; wall {wall:.1} s",
         rss / 1024,
+        peak_pss / 1024,
         vm_peak >> 20
     );
     Ok(())
+}
+
+/// The process's proportional set size (`/proc/PID/smaps_rollup`), KiB.
+fn pss_kib(pid: u32) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }

@@ -114,7 +114,7 @@ fn one(bench: &Bench, plugin: &std::path::Path, reuse: u32) -> anyhow::Result<La
     let mut con = bench.redis.con()?;
     let _: () = redis::cmd("FLUSHALL").query(&mut con)?;
     let (ids, _) = fill(&mut con, n, |_| ("lang".into(), PAYLOAD.into()), false)?;
-    let env = [("RUST_LOG", "warn")];
+    let env = [("RUST_LOG", "warn,ward::worker=info")];
     let ward = Ward::try_start(&bench.ward, &config, &env)?.try_ready(READY)?;
     // Loading the plugin faults in pages too; count only what follows.
     let faults_at_ready = minor_faults(ward.pid());

@@ -3,7 +3,7 @@
  *
  * Built into a WebAssembly component with clang (wasm32-wasi), bindings from
  * `wit-bindgen c` and `wasm-tools component embed/new` (see
- * docs/plugins-languages.md); `scripts/build-lang-plugins c` does it.
+ * docs/plugins.md, "Other languages"); `scripts/build-lang-plugins c` does it.
  *
  * The payload is a JSON object such as
  * {"email":"Ada@Example.com","name":" Ada Lovelace ","simulate":"none"}:

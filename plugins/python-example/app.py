@@ -1,7 +1,7 @@
 """A Ward job plugin in Python: validates and normalises a contact record.
 
 Built into a WebAssembly component by componentize-py (see
-docs/plugins-languages.md); `scripts/build-lang-plugins python` does it.
+docs/plugins.md, "Other languages"); `scripts/build-lang-plugins python` does it.
 
 The payload is a JSON object such as
 ``{"email":"Ada@Example.com","name":" Ada Lovelace ","simulate":"none"}``:

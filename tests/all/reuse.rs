@@ -167,3 +167,75 @@ fn a_kept_instance_never_serves_another_job_type_nor_shows_its_secret_or_checkpo
     // And t1's kept instance is still its own.
     assert_eq!(result(&redis, "t1", COUNT), "count 4");
 }
+
+/// The results of the succeeded `kid` jobs, sorted.
+fn kid_results(redis: &Redis) -> Vec<String> {
+    let mut con = redis.con();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("ward:{q}:job:*")
+        .query(&mut con)
+        .unwrap();
+    let mut out = Vec::new();
+    for k in keys.iter().filter(|k| k.matches(':').count() == 3) {
+        let rec: std::collections::HashMap<String, String> =
+            redis::cmd("HGETALL").arg(k).query(&mut con).unwrap();
+        if rec.get("job").map(String::as_str) == Some("kid")
+            && rec.get("state").map(String::as_str) == Some("succeeded")
+        {
+            out.push(rec.get("result").cloned().unwrap_or_default());
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_kept_instance_keeps_no_batch_children_or_progress_of_its_last_job() {
+    let redis = Redis::start();
+    let jobs = job("parent", "flaky", "reuse_instance = 10") + &job("kid", "echo", "");
+    let _ward = Ward::start(&config(&redis, 1, &jobs)).ready();
+    let url = redis.url();
+    let created = ward(&["batch", "create", "--redis", &url, "q", "--id", "fan"]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    // The first job is in batch `fan`; its 3 children join it.
+    let first = r#"{"times":0,"children":3,"child_job":"kid","progress":80}"#;
+    let first_id = enqueue_with(&redis, &["--batch", "fan"], "parent", first);
+    let sealed = ward(&["batch", "seal", "--redis", &url, "q", "fan"]);
+    assert!(sealed.status.success(), "{}", stderr(&sealed));
+    let s = wait_final(&redis, &first_id, WAIT);
+    assert_eq!(s["state"], "succeeded", "{s}");
+    // Progress is written behind the attempt: wait for the last report.
+    wait_for(Duration::from_secs(5), "the first job's progress", || {
+        show(&redis, &first_id)["progress"]["percent"] == 80
+    });
+
+    // The same instance (count 2) runs a job in no batch, whose 2 children
+    // therefore join none, and which reports its own progress.
+    let second = r#"{"count":true,"times":0,"children":2,"child_job":"kid","progress":30}"#;
+    let id = enqueue(&redis, "parent", second);
+    let s = wait_final(&redis, &id, WAIT);
+    assert_eq!(s["result"], "count 2", "{s}");
+    wait_for(Duration::from_secs(5), "the second job's progress", || {
+        show(&redis, &id)["progress"]["percent"] == 30
+    });
+    wait_for(WAIT, "the children to run", || {
+        kid_results(&redis).len() >= 5
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        kid_results(&redis),
+        ["child 0", "child 0", "child 1", "child 1", "child 2"],
+        "each job's own children, once"
+    );
+    let out = ward(&["batch", "show", "--redis", &url, "q", "fan", "--json"]);
+    let batch: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        batch["total"], 4,
+        "the first job and its 3 children only: {batch:#}"
+    );
+    let s = show(&redis, &first_id);
+    assert_eq!(
+        s["progress"]["message"], "reached 80",
+        "the next job's progress landed on the first one: {s}"
+    );
+}
