@@ -90,11 +90,12 @@ fn progress_a_plugin_reports_is_shown_by_job_show() {
     assert_eq!(last["progress"]["percent"], 80, "{last}");
     assert_eq!(last["progress"]["message"], "reached 80", "{last}");
     assert!(last["progress"]["at_ms"].as_u64().unwrap() > 0, "{last}");
+    assert_eq!(last["progress"]["attempt"], 1, "{last}");
 
     // The text form says it too.
     let out = ward(&["job", "show", "--redis", &redis.url(), "q", &id]);
     assert!(
-        stdout(&out).contains("progress  80% reached 80"),
+        stdout(&out).contains("progress  80% reached 80 (attempt 1, at "),
         "{}",
         stdout(&out)
     );
@@ -121,6 +122,23 @@ fn hset_calls(redis: &Redis) -> u64 {
         .find_map(|l| l.strip_prefix("cmdstat_hset:calls="))
         .and_then(|rest| rest.split(',').next())
         .map_or(0, |n| n.parse().unwrap())
+}
+
+#[test]
+fn a_retrys_progress_says_which_attempt_reported_it() {
+    let redis = Redis::start();
+    let fast = "retry = { initial_delay = \"50ms\", max_delay = \"50ms\", jitter = \"none\" }";
+    let _ward = Ward::start(&config(&redis, 4, &job("slow", "flaky", fast))).ready();
+    // Fails attempt 1 after reporting, then reports again and succeeds.
+    let id = enqueue(&redis, "slow", r#"{"times":1,"progress":60}"#);
+    let s = wait_final(&redis, &id, WAIT);
+    assert_eq!(s["state"], "succeeded", "{s}");
+    assert_eq!(s["attempts"], 2, "{s}");
+    wait_for(Duration::from_secs(5), "attempt 2's report", || {
+        show(&redis, &id)["progress"]["attempt"] == 2
+    });
+    let s = show(&redis, &id);
+    assert_eq!(s["progress"]["percent"], 60, "{s}");
 }
 
 #[test]

@@ -159,8 +159,11 @@ fn print_status(s: &store::JobStatus) {
         } else {
             format!(" {}", p.message)
         };
+        let attempt = p
+            .attempt
+            .map_or_else(String::new, |a| format!("attempt {a}, "));
         println!(
-            "progress  {}%{message} (at {})",
+            "progress  {}%{message} ({attempt}at {})",
             p.percent,
             format_ms(p.at_ms)
         );

@@ -29,8 +29,9 @@ pub const MAX_PROGRESS_MESSAGE: usize = 200;
 /// Where an attempt's progress reports go. Implemented by the worker, which
 /// writes them to the job's record; a report must not wait on Redis.
 pub trait ProgressSink: Send + Sync + std::fmt::Debug {
-    /// Job `job_id` is `percent` (0–100) done; `message` says how.
-    fn report(&self, job_id: &str, percent: u8, message: String);
+    /// Job `job_id`, in its attempt `attempt`, is `percent` (0–100) done;
+    /// `message` says how.
+    fn report(&self, job_id: &str, attempt: u32, percent: u8, message: String);
 }
 
 /// What a 0.2.0 attempt may hand the host, and what it handed so far.
@@ -146,7 +147,12 @@ impl jobs::Host for HostState {
         };
         let mut message = super::redact(&message, &self.secrets);
         truncate(&mut message, MAX_PROGRESS_MESSAGE);
-        sink.report(&self.ident.job_id, percent.min(100), message);
+        sink.report(
+            &self.ident.job_id,
+            self.ident.attempt,
+            percent.min(100),
+            message,
+        );
     }
 }
 

@@ -15,6 +15,8 @@ pub const PROGRESS_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 pub struct ProgressReport {
     /// The job.
     pub job_id: String,
+    /// The attempt that reported it (1-based).
+    pub attempt: u32,
     /// 0 to 100.
     pub percent: u8,
     /// What the plugin said (bounded by the runtime).
@@ -26,6 +28,10 @@ pub struct ProgressReport {
 /// A job's last reported progress, as `ward job show` and the API show it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct JobProgress {
+    /// The attempt that reported it: a retry's progress replaces the
+    /// earlier attempt's only once it reports, so until then this says
+    /// whose it is. `None` for a report written before Ward kept it.
+    pub attempt: Option<u32>,
     /// 0 to 100.
     pub percent: u8,
     /// What the plugin said.
@@ -56,6 +62,8 @@ impl Queue {
                 .arg(&r.message)
                 .arg("at")
                 .arg(r.at_ms)
+                .arg("attempt")
+                .arg(r.attempt)
                 .ignore()
                 .cmd("EXPIRE")
                 .arg(&key)
@@ -74,14 +82,21 @@ impl Queue {
     /// Redis errors.
     pub async fn job_progress(&self, id: &str) -> Result<Option<JobProgress>, QueueError> {
         let mut con = self.con.clone();
-        let (percent, message, at): (Option<u8>, Option<String>, Option<u64>) = redis::cmd("HMGET")
+        let (percent, message, at, attempt): (
+            Option<u8>,
+            Option<String>,
+            Option<u64>,
+            Option<u32>,
+        ) = redis::cmd("HMGET")
             .arg(self.keys.job_progress(id))
             .arg("percent")
             .arg("message")
             .arg("at")
+            .arg("attempt")
             .query_async(&mut con)
             .await?;
         Ok(percent.map(|percent| JobProgress {
+            attempt,
             percent,
             message: message.unwrap_or_default(),
             at_ms: at.unwrap_or(0),

@@ -62,9 +62,10 @@ async fn write(queue: &Queue, pending: &Mutex<HashMap<String, ProgressReport>>) 
 }
 
 impl ProgressSink for ProgressWriter {
-    fn report(&self, job_id: &str, percent: u8, message: String) {
+    fn report(&self, job_id: &str, attempt: u32, percent: u8, message: String) {
         let report = ProgressReport {
             job_id: job_id.to_string(),
+            attempt,
             percent,
             message,
             at_ms: crate::clock::now_ms(),
