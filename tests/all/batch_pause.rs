@@ -127,6 +127,79 @@ fn a_paused_batch_holds_its_members_without_an_attempt_until_it_is_resumed() {
 }
 
 #[test]
+fn a_batch_paused_until_a_time_resumes_by_itself_then() {
+    let redis = Redis::start();
+    let _ward = Ward::start(&config(&redis, 8, &job("row", "flaky", ""))).ready();
+    batch_ok(&redis, "create", &["--id", "b2"]);
+    // A time already past is refused, and changes nothing.
+    let url = redis.url();
+    let past = ward(&[
+        "batch",
+        "pause",
+        "--redis",
+        &url,
+        "q",
+        "b2",
+        "--note",
+        "x",
+        "--until",
+        "2000-01-01T00:00:00Z",
+    ]);
+    assert!(!past.status.success());
+    assert!(
+        stderr(&past).contains("already passed"),
+        "{}",
+        stderr(&past)
+    );
+    assert_eq!(show_batch(&redis, "b2")["paused"], Value::Null);
+    // So is --until on a resume.
+    let resume = ward(&[
+        "batch", "resume", "--redis", &url, "q", "b2", "--until", "1h",
+    ]);
+    assert!(!resume.status.success());
+    assert!(
+        stderr(&resume).contains("belongs to `ward batch pause`"),
+        "{}",
+        stderr(&resume)
+    );
+
+    let out = batch_ok(
+        &redis,
+        "pause",
+        &["b2", "--note", "for a moment", "--until", "5s"],
+    );
+    assert!(out.contains(" or `ward batch resume q b2`"), "{out}");
+    let b = show_batch(&redis, "b2");
+    assert!(b["paused"]["until_ms"].as_u64().is_some(), "{b:#}");
+    let text = batch_ok(&redis, "show", &["b2"]);
+    assert!(text.contains("held until 20"), "{text}");
+    std::thread::sleep(Duration::from_secs(1));
+    let members: Vec<String> = (0..3)
+        .map(|_| {
+            enqueue_with(&redis, &["--batch", "b2"], "row", r#"{"times":0}"#)
+                .trim()
+                .to_string()
+        })
+        .collect();
+    batch_ok(&redis, "seal", &["b2"]);
+    // Held while the pause lasts...
+    for id in &members {
+        wait_for(WAIT, "the member to be held", || {
+            show(&redis, id)["state"] == "paused"
+        });
+    }
+    // ...then run without anyone resuming, once each.
+    for id in &members {
+        let s = wait_final(&redis, id, WAIT);
+        assert_eq!(s["state"], "succeeded", "{s}");
+        assert_eq!(s["attempts"], 1, "{s}");
+    }
+    let b = show_batch(&redis, "b2");
+    assert_eq!(b["status"], "finished", "{b:#}");
+    assert_eq!(b["paused"], Value::Null, "{b:#}");
+}
+
+#[test]
 fn ledger_retention_removes_only_batches_that_finished_before_the_cut() {
     let redis = Redis::start();
     for id in ["done", "open", "waiting"] {

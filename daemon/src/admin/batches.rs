@@ -158,6 +158,9 @@ pub(super) struct PauseBody {
     /// Why (required to pause).
     #[serde(default)]
     note: String,
+    /// Pause only: resume by itself, a duration from now (`30m`) or an
+    /// RFC 3339 time.
+    until: Option<String>,
 }
 
 /// `POST /v1/queues/{queue}/batches/{id}/pause`: quarantines the batch, as
@@ -168,9 +171,19 @@ pub(super) async fn pause(
     Path((queue, id)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<crate::control::batch_pause::BatchPaused>, ApiError> {
-    let b: PauseBody = super::body(&body, r#"{"note": "bad rows, looking into it"}"#)?;
+    let b: PauseBody = super::body(
+        &body,
+        r#"{"note": "bad rows, looking into it", "until": "2h"}"#,
+    )?;
+    let until_ms = b
+        .until
+        .as_deref()
+        .map(|u| crate::control::pause::parse_until(u, crate::clock::now_ms()))
+        .transpose()
+        .map_err(ApiError::bad_request)?;
     let (_, q) = api.queue(&queue)?;
-    let done = crate::control::batch_pause::pause(&q, &caller.actor(), &id, &b.note).await?;
+    let done =
+        crate::control::batch_pause::pause(&q, &caller.actor(), &id, &b.note, until_ms).await?;
     Ok(Json(done))
 }
 
@@ -187,6 +200,11 @@ pub(super) async fn resume(
     } else {
         super::body(&body, r#"{"note": "rows fixed"}"#)?
     };
+    if b.until.is_some() {
+        return Err(ApiError::bad_request(
+            "`until` belongs to a pause; a resume takes effect at once",
+        ));
+    }
     let (_, q) = api.queue(&queue)?;
     let done = crate::control::batch_pause::resume(&q, &caller.actor(), &id, &b.note).await?;
     Ok(Json(done))

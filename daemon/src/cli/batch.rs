@@ -218,8 +218,12 @@ fn print_view(v: &BatchView) {
         } else {
             format!(": {}", p.note)
         };
+        let until = match p.until_ms {
+            Some(ms) => format!("{} or ", ts(Some(ms))),
+            None => String::new(),
+        };
         println!(
-            "paused     by {} at {}{note}; its members are held until `ward batch resume`",
+            "paused     by {} at {}{note}; its members are held until {until}`ward batch resume`",
             p.by,
             ts(Some(p.at_ms))
         );

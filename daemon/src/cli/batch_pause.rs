@@ -17,6 +17,10 @@ pub(crate) struct PauseArgs {
     /// Why: kept in the pause and the audit trail (required to pause).
     #[arg(long)]
     note: Option<String>,
+    /// Pause only: resume by itself after a duration (`30m`, `2h`) or at an
+    /// RFC 3339 time.
+    #[arg(long, value_parser = |s: &str| crate::control::pause::parse_until(s, crate::clock::now_ms()))]
+    until: Option<u64>,
     /// Who acts, for the audit trail (default: $USER).
     #[arg(long)]
     by: Option<String>,
@@ -31,7 +35,7 @@ impl PauseArgs {
         let q = self.on.connect().await?;
         let actor = Actor::cli(self.by.as_deref());
         let note = self.note.clone().unwrap_or_default();
-        let r = batch_pause::pause(&q, &actor, &self.id, &note).await?;
+        let r = batch_pause::pause(&q, &actor, &self.id, &note, self.until).await?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&r)?);
         } else {
@@ -40,8 +44,12 @@ impl PauseArgs {
             } else {
                 ""
             };
+            let until = match self.until {
+                Some(ms) => format!("{} or ", crate::text::format_ms(ms)),
+                None => String::new(),
+            };
             println!(
-                "paused batch `{}`: its members are held, not run, until `ward batch resume {} {}`{again}",
+                "paused batch `{}`: its members are held, not run, until {until}`ward batch resume {} {}`{again}",
                 self.id, self.on.queue, self.id
             );
         }
@@ -50,6 +58,9 @@ impl PauseArgs {
 
     /// `ward batch resume`.
     pub(crate) async fn resume(self) -> anyhow::Result<()> {
+        if self.until.is_some() {
+            anyhow::bail!("--until belongs to `ward batch pause`; a resume takes effect at once");
+        }
         let q = self.on.connect().await?;
         let actor = Actor::cli(self.by.as_deref());
         let note = self.note.clone().unwrap_or_default();

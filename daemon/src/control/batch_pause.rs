@@ -41,28 +41,39 @@ pub fn field(id: &str) -> String {
 }
 
 /// Pauses (quarantines) batch `id` of `q` for the reason `note`: its
-/// members are held, not run, until [`resume`]. Pausing a paused batch
-/// replaces its pause. Leaves an entry in the audit trail.
+/// members are held, not run, until [`resume`], or until `until_ms` (Unix
+/// ms), when any daemon serving the queue ends the pause and releases them
+/// as a resume would. Pausing a paused batch replaces its pause. Leaves an
+/// entry in the audit trail.
 ///
 /// # Errors
-/// No such batch, no note (nothing changed), or Redis errors.
+/// No such batch, no note or an `until_ms` already past (nothing changed),
+/// or Redis errors.
 pub async fn pause(
     q: &Queue,
     actor: &Actor,
     id: &str,
     note: &str,
+    until_ms: Option<u64>,
 ) -> Result<BatchPaused, BatchError> {
     if note.trim().is_empty() {
         return Err(BatchError::BadId(
             "say why you pause the batch: a note is required (`--note WHY`)".into(),
         ));
     }
+    let now = crate::clock::now_ms();
+    if let Some(until_ms) = until_ms.filter(|u| *u <= now) {
+        return Err(BatchError::BadId(format!(
+            "the pause would end at {} (Unix ms {until_ms}), which has already passed; give a later time or a duration such as `30m`",
+            crate::text::format_ms(until_ms)
+        )));
+    }
     batches::exists(q, id).await?;
     let pause = Pause {
         by: actor.name.clone(),
-        at_ms: crate::clock::now_ms(),
+        at_ms: now,
         note: note.to_string(),
-        until_ms: None,
+        until_ms,
     };
     let previous = q.set_pause(&field(id), &pause).await?;
     let action = Action {
@@ -71,7 +82,7 @@ pub async fn pause(
         target: id.to_string(),
         count: 0,
         note,
-        detail: Some(serde_json::json!({ "replaced": previous })),
+        detail: Some(serde_json::json!({ "until_ms": until_ms, "replaced": previous })),
     };
     audit::record(&q.store(), actor, action).await?;
     Ok(BatchPaused {

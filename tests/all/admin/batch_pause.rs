@@ -31,9 +31,33 @@ fn an_operator_pauses_and_resumes_a_batch_through_the_api() {
         serde_json::Value::Null
     );
 
+    let past = post(
+        path,
+        OPERATOR.2,
+        r#"{"note":"x","until":"2000-01-01T00:00:00Z"}"#,
+    );
+    assert_eq!(past.status, 400, "{}", past.text);
+    let bad = post(path, OPERATOR.2, r#"{"note":"x","until":"soon"}"#);
+    assert_eq!(bad.status, 400, "{}", bad.text);
+    let timed = post(path, OPERATOR.2, r#"{"note":"timed","until":"1h"}"#);
+    assert_eq!(timed.status, 200, "{}", timed.text);
+    let until = timed.body["pause"]["until_ms"].as_u64().expect(&timed.text);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let in_an_hour = now + 3_600_000;
+    assert!(until.abs_diff(in_an_hour) < 60_000, "{}", timed.text);
+
     let a = post(path, OPERATOR.2, r#"{"note":"bad rows"}"#);
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(a.body["pause"]["by"], OPERATOR.0, "{}", a.text);
+    assert_eq!(
+        a.body["pause"]["until_ms"],
+        serde_json::Value::Null,
+        "{}",
+        a.text
+    );
     let b = get_ok(port, "/v1/queues/q/batches/b1", VIEWER.2);
     assert_eq!(b["paused"]["note"], "bad rows", "{b}");
     assert_eq!(b["running"], 0, "{b}");
@@ -59,6 +83,8 @@ fn an_operator_pauses_and_resumes_a_batch_through_the_api() {
         trail,
         [
             ("batch-create".to_string(), OPERATOR.0.to_string()),
+            // The timed pause, then the one that replaced it.
+            ("batch-pause".to_string(), OPERATOR.0.to_string()),
             ("batch-pause".to_string(), OPERATOR.0.to_string()),
             ("batch-resume".to_string(), OPERATOR.0.to_string()),
         ],
