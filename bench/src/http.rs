@@ -10,9 +10,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use ward_testkit::{Config, METRICS_ANY_PORT, UpstreamStub, Ward, job_table};
+use ward_testkit::{Config, METRICS_ANY_PORT, UpstreamStub, job_table};
 
-use super::{Bench, READY, all_succeeded, fill, records, stop, usage, wait_drained};
+use super::{Bench, all_succeeded, fill, records, stop, usage, wait_drained};
 
 /// Runs the scenario once and prints what it measured.
 #[allow(clippy::cast_precision_loss, reason = "job counts far below 2^52")]
@@ -42,16 +42,9 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
         )
         .jobs(&job_table("hook", "bench", &plugin, &http))
         .render();
-    let mut con = bench.redis.con()?;
-    let _: () = redis::cmd("FLUSHALL").query(&mut con)?;
-    let body = format!(
-        r#"{{"url":"http://127.0.0.1:{}/hook","body":{{}}}}"#,
-        stub.port
-    );
-    let (ids, _) = fill(&mut con, n, |_| ("hook".into(), body.clone()), false)?;
-    let env = [("RUST_LOG", "warn,ward::worker=info")];
+    let (mut con, ids) = fill_webhooks(bench, n, stub.port)?;
     let wall = Instant::now();
-    let ward = Ward::try_start(&bench.ward, &config, &env)?.try_ready(READY)?;
+    let ward = bench.start(&config)?;
     wait_drained(&mut con, Duration::from_secs(600)).context("webhook jobs did not drain")?;
     let wall = wall.elapsed().as_secs_f64();
     let (cpu, rss) = usage(&ward);
@@ -84,4 +77,18 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
         rss / 1024
     );
     Ok(())
+}
+
+/// Empties Redis, then enqueues `n` jobs of type `hook` that POST to the
+/// receiver on `port`; a connection to Redis and the job ids.
+pub(super) fn fill_webhooks(
+    bench: &Bench,
+    n: usize,
+    port: u16,
+) -> anyhow::Result<(redis::Connection, Vec<String>)> {
+    let mut con = bench.redis.con()?;
+    let _: () = redis::cmd("FLUSHALL").query(&mut con)?;
+    let body = format!(r#"{{"url":"http://127.0.0.1:{port}/hook","body":{{}}}}"#);
+    let (ids, _) = fill(&mut con, n, |_| ("hook".into(), body.clone()), false)?;
+    Ok((con, ids))
 }

@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use ward_testkit::{Config, METRICS_ANY_PORT, UpstreamStub, Ward, job_table, proc_status_kib};
+use ward_testkit::{Config, METRICS_ANY_PORT, UpstreamStub, job_table, proc_kib, proc_status_kib};
 
-use super::{Bench, READY, all_succeeded, fill, records, stop, usage, wait_drained};
+use super::{Bench, all_succeeded, records, stop, usage, wait_drained};
 
 /// Runs the scenario once and prints what it measured.
 #[allow(clippy::cast_precision_loss, reason = "job counts far below 2^52")]
@@ -47,15 +47,8 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
         )
         .jobs(&job_table("hook", "bench", &plugin, &http))
         .render();
-    let mut con = bench.redis.con()?;
-    let _: () = redis::cmd("FLUSHALL").query(&mut con)?;
-    let body = format!(
-        r#"{{"url":"http://127.0.0.1:{}/hook","body":{{}}}}"#,
-        stub.port
-    );
-    let (ids, _) = fill(&mut con, n, |_| ("hook".into(), body.clone()), false)?;
-    let env = [("RUST_LOG", "warn,ward::worker=info")];
-    let ward = Ward::try_start(&bench.ward, &config, &env)?.try_ready(READY)?;
+    let (mut con, ids) = super::http::fill_webhooks(bench, n, stub.port)?;
+    let ward = bench.start(&config)?;
     let started = Instant::now();
     let done = AtomicBool::new(false);
     let pid = ward.pid();
@@ -67,7 +60,7 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
         let sampler = s.spawn(|| {
             let mut peak = 0;
             while !done.load(Ordering::Relaxed) {
-                peak = peak.max(pss_kib(pid).unwrap_or(0));
+                peak = peak.max(proc_kib(pid, "smaps_rollup", "Pss").unwrap_or(0));
                 std::thread::sleep(Duration::from_millis(200));
             }
             peak
@@ -110,13 +103,4 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
         vm_peak >> 20
     );
     Ok(())
-}
-
-/// The process's proportional set size (`/proc/PID/smaps_rollup`), KiB.
-fn pss_kib(pid: u32) -> Option<u64> {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    rollup
-        .lines()
-        .find_map(|l| l.strip_prefix("Pss:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }

@@ -16,9 +16,9 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use ward_testkit::{Config, Ward, free_port, job_table};
+use ward_testkit::{Config, free_port, job_table};
 
-use super::{Bench, READY, all_succeeded, fill, records, stop, usage, wait_drained};
+use super::{Bench, all_succeeded, fill, records, stop, usage, wait_drained};
 
 /// The example plugins' happy path: a record to validate and normalise.
 const PAYLOAD: &str = r#"{"email":"Ada@Example.com","name":" Ada ","simulate":"none"}"#;
@@ -114,8 +114,7 @@ fn one(bench: &Bench, plugin: &std::path::Path, reuse: u32) -> anyhow::Result<La
     let mut con = bench.redis.con()?;
     let _: () = redis::cmd("FLUSHALL").query(&mut con)?;
     let (ids, _) = fill(&mut con, n, |_| ("lang".into(), PAYLOAD.into()), false)?;
-    let env = [("RUST_LOG", "warn,ward::worker=info")];
-    let ward = Ward::try_start(&bench.ward, &config, &env)?.try_ready(READY)?;
+    let ward = bench.start(&config)?;
     // Loading the plugin faults in pages too; count only what follows.
     let faults_at_ready = minor_faults(ward.pid());
     wait_drained(&mut con, Duration::from_secs(900)).context("jobs did not drain")?;

@@ -188,9 +188,16 @@ impl Bench {
             )
             .jobs(&jobs)
             .render();
+        self.start(&config)
+    }
+
+    /// Starts a daemon with `config` and waits until it is running. Its
+    /// log shows warnings, and `ward::worker`'s info lines: readiness is
+    /// read from one of them (`ward is running`), so a quieter filter
+    /// would leave every scenario waiting for a start it cannot see.
+    fn start(&self, config: &str) -> anyhow::Result<Ward> {
         let env = [("RUST_LOG", "warn,ward::worker=info")];
-        let ward = Ward::try_start(&self.ward, &config, &env)?;
-        Ok(ward.try_ready(READY)?)
+        Ok(Ward::try_start(&self.ward, config, &env)?.try_ready(READY)?)
     }
 }
 

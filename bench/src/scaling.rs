@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use ward_testkit::{Cluster, Config, METRICS_ANY_PORT, Ward, connect, job_table, xadd_pipe};
 
-use super::{Bench, READY, Row, all_succeeded, records_in, redis_cpu, stop, usage};
+use super::{Bench, Row, all_succeeded, records_in, redis_cpu, stop, usage};
 
 /// Where a run's jobs go: the address the daemons are given, and for each
 /// queue the data node that holds it.
@@ -170,12 +170,7 @@ fn run(bench: &Bench, target: &Target, daemons: usize) -> anyhow::Result<Measure
     let cpu_before: f64 = nodes.iter_mut().map(redis_cpu).sum();
     let cfg = config(bench, target);
     let started = (0..daemons)
-        .map(|_| {
-            Ok(
-                Ward::try_start(&bench.ward, &cfg, &[("RUST_LOG", "warn,ward::worker=info")])?
-                    .try_ready(READY)?,
-            )
-        })
+        .map(|_| bench.start(&cfg))
         .collect::<anyhow::Result<Vec<Ward>>>()?;
     eprintln!("{}: {daemons} daemon(s) running", target.label);
     let deadline = Instant::now() + Duration::from_secs(300);

@@ -9,9 +9,9 @@
 use std::time::Instant;
 
 use anyhow::Context as _;
-use ward_testkit::{Config, METRICS_ANY_PORT, Ward, job_table};
+use ward_testkit::{Config, METRICS_ANY_PORT, job_table};
 
-use super::{Bench, READY};
+use super::Bench;
 
 /// One start: seconds to ready, and the daemon's `plugins loaded` line.
 fn start(bench: &Bench, cache: &std::path::Path) -> anyhow::Result<(f64, serde_json::Value)> {
@@ -33,10 +33,8 @@ fn start(bench: &Bench, cache: &std::path::Path) -> anyhow::Result<(f64, serde_j
         .queue("bench", "concurrency = 8")
         .jobs(&jobs)
         .render();
-    let env = [("RUST_LOG", "warn,ward::worker=info")];
     let t0 = Instant::now();
-    let ward = Ward::try_start(&bench.ward, &config, &env)?;
-    let ward = ward.try_ready(READY)?;
+    let ward = bench.start(&config)?;
     let ready = t0.elapsed().as_secs_f64();
     let loaded = ward
         .log_lines()

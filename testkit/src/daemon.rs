@@ -209,9 +209,15 @@ pub fn rss_kib(pid: u32) -> u64 {
 /// A KiB figure of `/proc/<pid>/status`, such as `VmRSS` or `VmHWM` (the
 /// peak); `None` when the process or the field is not there.
 pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
+    proc_kib(pid, "status", field)
+}
+
+/// A KiB figure `field` of `/proc/<pid>/<file>` (`status`, or
+/// `smaps_rollup` for `Pss`); `None` when the process or the field is not
+/// there.
+pub fn proc_kib(pid: u32, file: &str, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    text.lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }

@@ -32,7 +32,9 @@ pub use config::{
     Config, FAST_RETRY, METRICS_ANY_PORT, config, config_full, config_queue, config_top,
     config_with, job, job_table,
 };
-pub use daemon::{Ward, proc_status_kib, rss_kib, stderr, stdout, ward, ward_bin, ward_with_stdin};
+pub use daemon::{
+    Ward, proc_kib, proc_status_kib, rss_kib, stderr, stdout, ward, ward_bin, ward_with_stdin,
+};
 pub use http::{HttpStub, Request};
 pub use jobs::{
     Fields, audit, create_group, dead_letters, enqueue, enqueue_with, history, job_fields,
