@@ -55,6 +55,22 @@ pub fn job_fields(redis: &Redis, ids: &[String], field: &str) -> Vec<Option<Stri
     p.query(&mut redis.con()).unwrap()
 }
 
+/// Every record of a job of type `job` in queue `q`, as field -> value
+/// (found with `KEYS`: for tests only).
+pub fn records_of(redis: &Redis, job: &str) -> Vec<HashMap<String, String>> {
+    let mut con = redis.con();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("ward:{q}:job:*")
+        .query(&mut con)
+        .unwrap();
+    // `ward:{q}:job:<id>` only, not the hashes beside a record (`:progress`).
+    keys.iter()
+        .filter(|k| k.matches(':').count() == 3)
+        .map(|k| redis::cmd("HGETALL").arg(k).query(&mut con).unwrap())
+        .filter(|rec: &HashMap<String, String>| rec.get("job").map(String::as_str) == Some(job))
+        .collect()
+}
+
 /// `ward enqueue` into queue `q`; returns the job id.
 pub fn enqueue(redis: &Redis, job: &str, payload: &str) -> String {
     enqueue_with(redis, &[], job, payload)

@@ -176,22 +176,14 @@ fn a_plugin_reporting_in_a_loop_is_written_a_few_times_a_second() {
 /// The results of the `kid` jobs that ran and succeeded (not the ones
 /// acknowledged as duplicates), sorted.
 fn kids(redis: &Redis) -> Vec<String> {
-    let mut con = redis.con();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("ward:{q}:job:*")
-        .query(&mut con)
-        .unwrap();
-    let mut out = Vec::new();
-    for k in keys.iter().filter(|k| k.matches(':').count() == 3) {
-        let rec: std::collections::HashMap<String, String> =
-            redis::cmd("HGETALL").arg(k).query(&mut con).unwrap();
-        if rec.get("job").map(String::as_str) == Some("kid")
-            && rec.get("state").map(String::as_str) == Some("succeeded")
-            && !rec.contains_key("duplicate_of")
-        {
-            out.push(rec.get("result").cloned().unwrap_or_default());
-        }
-    }
+    let mut out: Vec<String> = records_of(redis, "kid")
+        .into_iter()
+        .filter(|rec| {
+            rec.get("state").map(String::as_str) == Some("succeeded")
+                && !rec.contains_key("duplicate_of")
+        })
+        .map(|rec| rec.get("result").cloned().unwrap_or_default())
+        .collect();
     out.sort();
     out
 }

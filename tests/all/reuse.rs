@@ -168,23 +168,13 @@ fn a_kept_instance_never_serves_another_job_type_nor_shows_its_secret_or_checkpo
     assert_eq!(result(&redis, "t1", COUNT), "count 4");
 }
 
-/// The results of the succeeded `kid` jobs, sorted.
+/// The results of the succeeded `kid` jobs, duplicates included, sorted.
 fn kid_results(redis: &Redis) -> Vec<String> {
-    let mut con = redis.con();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("ward:{q}:job:*")
-        .query(&mut con)
-        .unwrap();
-    let mut out = Vec::new();
-    for k in keys.iter().filter(|k| k.matches(':').count() == 3) {
-        let rec: std::collections::HashMap<String, String> =
-            redis::cmd("HGETALL").arg(k).query(&mut con).unwrap();
-        if rec.get("job").map(String::as_str) == Some("kid")
-            && rec.get("state").map(String::as_str) == Some("succeeded")
-        {
-            out.push(rec.get("result").cloned().unwrap_or_default());
-        }
-    }
+    let mut out: Vec<String> = records_of(redis, "kid")
+        .into_iter()
+        .filter(|rec| rec.get("state").map(String::as_str) == Some("succeeded"))
+        .map(|rec| rec.get("result").cloned().unwrap_or_default())
+        .collect();
     out.sort();
     out
 }

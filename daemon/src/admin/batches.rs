@@ -151,16 +151,24 @@ pub(super) async fn cancel(
     Ok(Json(report))
 }
 
-/// The body of `POST .../batches/{id}/pause` and `.../resume`.
-#[derive(Debug, Default, serde::Deserialize)]
+/// The body of `POST .../batches/{id}/pause`.
+#[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PauseBody {
-    /// Why (required to pause).
+    /// Why (required).
     #[serde(default)]
     note: String,
-    /// Pause only: resume by itself, a duration from now (`30m`) or an
-    /// RFC 3339 time.
+    /// Resume by itself: a duration from now (`30m`) or an RFC 3339 time.
     until: Option<String>,
+}
+
+/// The body of `POST .../batches/{id}/resume` (optional).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ResumeBody {
+    /// Why.
+    #[serde(default)]
+    note: String,
 }
 
 /// `POST /v1/queues/{queue}/batches/{id}/pause`: quarantines the batch, as
@@ -175,12 +183,7 @@ pub(super) async fn pause(
         &body,
         r#"{"note": "bad rows, looking into it", "until": "2h"}"#,
     )?;
-    let until_ms = b
-        .until
-        .as_deref()
-        .map(|u| crate::control::pause::parse_until(u, crate::clock::now_ms()))
-        .transpose()
-        .map_err(ApiError::bad_request)?;
+    let until_ms = super::pause::until_ms(b.until.as_deref())?;
     let (_, q) = api.queue(&queue)?;
     let done =
         crate::control::batch_pause::pause(&q, &caller.actor(), &id, &b.note, until_ms).await?;
@@ -195,16 +198,11 @@ pub(super) async fn resume(
     Path((queue, id)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<crate::control::batch_pause::BatchPaused>, ApiError> {
-    let b: PauseBody = if body.is_empty() {
-        PauseBody::default()
+    let b: ResumeBody = if body.is_empty() {
+        ResumeBody::default()
     } else {
         super::body(&body, r#"{"note": "rows fixed"}"#)?
     };
-    if b.until.is_some() {
-        return Err(ApiError::bad_request(
-            "`until` belongs to a pause; a resume takes effect at once",
-        ));
-    }
     let (_, q) = api.queue(&queue)?;
     let done = crate::control::batch_pause::resume(&q, &caller.actor(), &id, &b.note).await?;
     Ok(Json(done))

@@ -20,6 +20,15 @@ impl From<PauseError> for ApiError {
     }
 }
 
+/// A body's `until` (a duration from now, or an RFC 3339 time) as Unix
+/// ms; 400 when it is neither.
+pub(super) fn until_ms(until: Option<&str>) -> Result<Option<u64>, ApiError> {
+    until
+        .map(|u| pause::parse_until(u, crate::clock::now_ms()))
+        .transpose()
+        .map_err(ApiError::bad_request)
+}
+
 /// `GET /v1/queues/{queue}/pauses`
 pub(super) async fn status(
     _: Caller,
@@ -52,12 +61,7 @@ pub(super) async fn pause(
     body: Bytes,
 ) -> Result<Json<Paused>, ApiError> {
     let body: PauseBody = super::body(&body, r#"{"job": "send", "note": "why", "until": "30m"}"#)?;
-    let until_ms = body
-        .until
-        .as_deref()
-        .map(|u| pause::parse_until(u, crate::clock::now_ms()))
-        .transpose()
-        .map_err(ApiError::bad_request)?;
+    let until_ms = until_ms(body.until.as_deref())?;
     let (_, q) = api.queue(&queue)?;
     let done = pause::pause(
         &q,

@@ -33,7 +33,7 @@ pub(crate) enum BatchCommand {
     /// spent), until `ward batch resume`; attempts under way finish.
     Pause(super::batch_pause::PauseArgs),
     /// Let a paused batch go: its held members go back to the stream.
-    Resume(super::batch_pause::PauseArgs),
+    Resume(super::batch_pause::ResumeArgs),
 }
 
 impl BatchCommand {

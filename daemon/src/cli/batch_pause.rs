@@ -7,9 +7,9 @@ use super::target::QueueTarget;
 use crate::control::Actor;
 use crate::control::batch_pause;
 
-/// `ward batch pause` and `ward batch resume`
+/// `ward batch resume`, and what `ward batch pause` takes besides `--until`.
 #[derive(Debug, Args)]
-pub(crate) struct PauseArgs {
+pub(crate) struct ResumeArgs {
     #[command(flatten)]
     on: QueueTarget,
     /// The batch id.
@@ -17,10 +17,6 @@ pub(crate) struct PauseArgs {
     /// Why: kept in the pause and the audit trail (required to pause).
     #[arg(long)]
     note: Option<String>,
-    /// Pause only: resume by itself after a duration (`30m`, `2h`) or at an
-    /// RFC 3339 time.
-    #[arg(long, value_parser = |s: &str| crate::control::pause::parse_until(s, crate::clock::now_ms()))]
-    until: Option<u64>,
     /// Who acts, for the audit trail (default: $USER).
     #[arg(long)]
     by: Option<String>,
@@ -29,14 +25,24 @@ pub(crate) struct PauseArgs {
     json: bool,
 }
 
+/// `ward batch pause`
+#[derive(Debug, Args)]
+pub(crate) struct PauseArgs {
+    #[command(flatten)]
+    of: ResumeArgs,
+    /// Resume by itself after a duration (`30m`, `2h`) or at an RFC 3339 time.
+    #[arg(long, value_parser = |s: &str| crate::control::pause::parse_until(s, crate::clock::now_ms()))]
+    until: Option<u64>,
+}
+
 impl PauseArgs {
     /// `ward batch pause`.
     pub(crate) async fn pause(self) -> anyhow::Result<()> {
-        let q = self.on.connect().await?;
-        let actor = Actor::cli(self.by.as_deref());
-        let note = self.note.clone().unwrap_or_default();
-        let r = batch_pause::pause(&q, &actor, &self.id, &note, self.until).await?;
-        if self.json {
+        let q = self.of.on.connect().await?;
+        let actor = Actor::cli(self.of.by.as_deref());
+        let note = self.of.note.clone().unwrap_or_default();
+        let r = batch_pause::pause(&q, &actor, &self.of.id, &note, self.until).await?;
+        if self.of.json {
             println!("{}", serde_json::to_string_pretty(&r)?);
         } else {
             let again = if r.previous.is_some() {
@@ -50,17 +56,16 @@ impl PauseArgs {
             };
             println!(
                 "paused batch `{}`: its members are held, not run, until {until}`ward batch resume {} {}`{again}",
-                self.id, self.on.queue, self.id
+                self.of.id, self.of.on.queue, self.of.id
             );
         }
         Ok(())
     }
+}
 
+impl ResumeArgs {
     /// `ward batch resume`.
     pub(crate) async fn resume(self) -> anyhow::Result<()> {
-        if self.until.is_some() {
-            anyhow::bail!("--until belongs to `ward batch pause`; a resume takes effect at once");
-        }
         let q = self.on.connect().await?;
         let actor = Actor::cli(self.by.as_deref());
         let note = self.note.clone().unwrap_or_default();

@@ -61,20 +61,8 @@ pub async fn pause(
             "say why you pause the batch: a note is required (`--note WHY`)".into(),
         ));
     }
-    let now = crate::clock::now_ms();
-    if let Some(until_ms) = until_ms.filter(|u| *u <= now) {
-        return Err(BatchError::BadId(format!(
-            "the pause would end at {} (Unix ms {until_ms}), which has already passed; give a later time or a duration such as `30m`",
-            crate::text::format_ms(until_ms)
-        )));
-    }
+    let pause = super::pause::new_pause(actor, note, until_ms)?;
     batches::exists(q, id).await?;
-    let pause = Pause {
-        by: actor.name.clone(),
-        at_ms: now,
-        note: note.to_string(),
-        until_ms,
-    };
     let previous = q.set_pause(&field(id), &pause).await?;
     let action = Action {
         action: "batch-pause",

@@ -38,6 +38,9 @@ pub enum BatchError {
         /// The batch id.
         id: String,
     },
+    /// A pause that cannot be (its end is already past).
+    #[error(transparent)]
+    Pause(#[from] super::pause::PauseError),
     /// Redis failed.
     #[error(transparent)]
     Store(#[from] QueueError),

@@ -120,6 +120,28 @@ pub fn parse_until(s: &str, now_ms: u64) -> Result<u64, String> {
     }
 }
 
+/// A pause by `actor` from now, for `note`, until `until_ms` (Unix ms;
+/// `None`: until a resume). Queues, job types and batches are paused with
+/// it alike.
+///
+/// # Errors
+/// [`PauseError::UntilPassed`]: `until_ms` is not in the future.
+pub fn new_pause(actor: &Actor, note: &str, until_ms: Option<u64>) -> Result<Pause, PauseError> {
+    let now = crate::clock::now_ms();
+    if let Some(until_ms) = until_ms.filter(|u| *u <= now) {
+        return Err(PauseError::UntilPassed {
+            until_ms,
+            at: crate::text::format_ms(until_ms),
+        });
+    }
+    Ok(Pause {
+        by: actor.name.clone(),
+        at_ms: now,
+        note: note.to_string(),
+        until_ms,
+    })
+}
+
 /// The field of `ward:{Q}:paused` for `job` (`None`: the whole queue).
 fn target(job: Option<&str>) -> Result<String, PauseError> {
     let Some(job) = job else {
@@ -165,19 +187,7 @@ pub async fn pause(
     if note.trim().is_empty() {
         return Err(PauseError::NoNote);
     }
-    let now = crate::clock::now_ms();
-    if let Some(until_ms) = until_ms.filter(|u| *u <= now) {
-        return Err(PauseError::UntilPassed {
-            until_ms,
-            at: crate::text::format_ms(until_ms),
-        });
-    }
-    let pause = Pause {
-        by: actor.name.clone(),
-        at_ms: now,
-        note: note.to_string(),
-        until_ms,
-    };
+    let pause = new_pause(actor, note, until_ms)?;
     let previous = q.set_pause(&target, &pause).await?;
     let detail = serde_json::json!({ "until_ms": until_ms, "replaced": previous });
     let action = Action {
