@@ -110,14 +110,13 @@ impl HostState {
 
     /// Readies a kept instance's state for its next attempt: everything
     /// that belongs to one attempt (who it is, its deadline, its saved
-    /// checkpoint, its HTTP hooks and span, the limiter's verdict, its
-    /// children and progress) starts
+    /// checkpoint, its HTTP hooks and span, the limiter's verdict) starts
     /// over; the WASI context and resource table stay, since the instance
-    /// holds handles into them.
+    /// holds handles into them. The trace parent and the children and
+    /// progress are set by `Plugin::run` for every attempt, fresh or kept.
     pub(super) fn renew(&mut self, ident: AttemptIdent, sandbox: &Sandbox, deadline: Instant) {
         self.http_hooks = None;
         self.http_outbound = sandbox.http.clone();
-        self.traceparent = None;
         self.limiter = MemoryLimiter {
             max: sandbox.memory,
             hit: false,
@@ -129,7 +128,6 @@ impl HostState {
         self.checkpoint = None;
         self.secrets = sandbox.secrets.clone();
         self.output_limit = sandbox.output_limit;
-        self.fanout = super::children::Fanout::default();
     }
 
     /// Live entries of the resource table (streams, requests, responses).
