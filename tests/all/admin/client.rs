@@ -38,29 +38,41 @@ pub struct Answer {
 
 /// Sends one request to `127.0.0.1:port`; `token` goes in a bearer header.
 pub fn request(port: u16, method: &str, path: &str, token: Option<&str>, body: &str) -> Answer {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    try_request(port, method, path, token, body)
+        .unwrap_or_else(|raw| panic!("not an HTTP answer: {raw}"))
+}
+
+/// [`request`], with what came back instead of a panic when it is not an
+/// HTTP answer (a server still starting may close a connection unanswered).
+fn try_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> Result<Answer, String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
-    .unwrap();
+    .map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
+    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
     let raw = String::from_utf8_lossy(&raw).into_owned();
     let (head, text) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP answer: {raw}"));
-    Answer {
+    let Some(status) = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()) else {
+        return Err(raw);
+    };
+    Ok(Answer {
         status,
         body: serde_json::from_str(text).unwrap_or(Value::Null),
         text: text.to_string(),
-    }
+    })
 }
 
 /// `GET path` with `token`, asserting 200; the JSON body.
@@ -73,8 +85,7 @@ pub fn get_ok(port: u16, path: &str, token: &str) -> Value {
 /// Waits until the API on `port` answers.
 pub fn wait_serving(port: u16) {
     wait_for(Duration::from_secs(30), "the admin API to answer", || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-            && request(port, "GET", "/v1/whoami", Some(VIEWER.2), "").status == 200
+        try_request(port, "GET", "/v1/whoami", Some(VIEWER.2), "").is_ok_and(|a| a.status == 200)
     });
 }
 
