@@ -30,8 +30,7 @@ fn grouped(redis: &Redis, concurrency: u32, cap: u32) -> String {
 }
 
 /// `n` plain `XADD`s of job `a` for `tenant`, each with an idempotency key
-/// of its own (so even a first-time success keeps a history line with its
-/// start and end); returns the job ids.
+/// of its own; returns the job ids.
 fn xadd_tenant(redis: &Redis, n: usize, tenant: &str, payload: &str) -> Vec<String> {
     let stream = queue_stream("q");
     let mut ids = Vec::with_capacity(n);
@@ -57,28 +56,13 @@ fn xadd_tenant(redis: &Redis, n: usize, tenant: &str, payload: &str) -> Vec<Stri
     ids
 }
 
-/// The `(started_at, finished_at)` of every attempt that ran of job `id`,
-/// from its history.
-fn attempts_run(redis: &Redis, id: &str) -> Vec<(u64, u64)> {
-    let lines: Vec<String> = redis::cmd("LRANGE")
-        .arg(format!("ward:{{q}}:job:{id}:history"))
-        .arg(0)
-        .arg(-1)
-        .query(&mut redis.con())
-        .unwrap();
-    lines
-        .iter()
-        .filter_map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).ok()?;
-            Some((v["started_at"].as_u64()?, v["finished_at"].as_u64()?))
-        })
-        .collect()
-}
-
-/// How many of jobs `ids` have run an attempt (a history line with a start).
-fn ran_count(redis: &Redis, ids: &[String]) -> usize {
+/// The `(started_at, finished_at)` of every attempt that ran of each of
+/// jobs `ids`: the lines of its history that have a start, and for a job
+/// that succeeded on its first delivery at once (which writes no line),
+/// its record's first start and last end.
+fn runs_of(redis: &Redis, ids: &[String]) -> Vec<Vec<(u64, u64)>> {
     let mut con = redis.con();
-    let mut ran = 0;
+    let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(1_000) {
         let mut pipe = redis::pipe();
         for id in chunk {
@@ -86,14 +70,43 @@ fn ran_count(redis: &Redis, ids: &[String]) -> usize {
                 .arg(format!("ward:{{q}}:job:{id}:history"))
                 .arg(0)
                 .arg(-1);
+            pipe.cmd("HMGET")
+                .arg(format!("ward:{{q}}:job:{id}"))
+                .arg(&["state", "attempts", "first_at", "last_at"]);
         }
-        let lines: Vec<Vec<String>> = pipe.query(&mut con).unwrap();
-        ran += lines
-            .iter()
-            .filter(|l| l.iter().any(|l| l.contains("started_at")))
-            .count();
+        let got: Vec<redis::Value> = pipe.query(&mut con).unwrap();
+        for pair in got.chunks(2) {
+            let lines: Vec<String> = redis::from_redis_value(pair[0].clone()).unwrap();
+            let rec: Vec<Option<String>> = redis::from_redis_value(pair[1].clone()).unwrap();
+            let lines: Vec<serde_json::Value> = lines
+                .iter()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            let mut runs: Vec<(u64, u64)> = lines
+                .iter()
+                .filter_map(|v| Some((v["started_at"].as_u64()?, v["finished_at"].as_u64()?)))
+                .collect();
+            let num = |k: usize| rec[k].as_deref().and_then(|v| v.parse::<u64>().ok());
+            let fresh = rec[0].as_deref() == Some("succeeded")
+                && num(1) == Some(1)
+                && !lines.iter().any(|v| v["then"] == "succeeded");
+            if let (true, Some(start), Some(end)) = (fresh, num(2), num(3)) {
+                runs.insert(0, (start, end));
+            }
+            out.push(runs);
+        }
     }
-    ran
+    out
+}
+
+/// The attempts that ran of job `id` (see [`runs_of`]).
+fn attempts_run(redis: &Redis, id: &str) -> Vec<(u64, u64)> {
+    runs_of(redis, &[id.to_string()]).remove(0)
+}
+
+/// How many of jobs `ids` have run an attempt.
+fn ran_count(redis: &Redis, ids: &[String]) -> usize {
+    runs_of(redis, ids).iter().filter(|r| !r.is_empty()).count()
 }
 
 /// The most intervals that overlap at any instant.
@@ -160,8 +173,7 @@ fn group_concurrency_is_never_exceeded_across_two_daemons() {
 }
 
 /// Adds one `FCALL ward_enqueue` of job `a` for `tenant` to `pipe`, with
-/// idempotency key `key` (so even a first-time success keeps a history
-/// line with its start and end).
+/// idempotency key `key`.
 fn ward_enqueue_pipe(pipe: &mut redis::Pipeline, payload: &str, key: &str, tenant: &str) {
     pipe.cmd("FCALL")
         .arg("ward_enqueue")
@@ -212,25 +224,9 @@ fn waiting(redis: &Redis, tenant: &str) -> usize {
         .unwrap()
 }
 
-/// Every attempt that ran of jobs `ids`, from their histories.
+/// Every attempt that ran of jobs `ids` (see [`runs_of`]).
 fn all_runs(redis: &Redis, ids: &[String]) -> Vec<(u64, u64)> {
-    let mut con = redis.con();
-    let mut runs = Vec::new();
-    for chunk in ids.chunks(2_000) {
-        let mut pipe = redis::pipe();
-        for id in chunk {
-            pipe.cmd("LRANGE")
-                .arg(format!("ward:{{q}}:job:{id}:history"))
-                .arg(0)
-                .arg(-1);
-        }
-        let lines: Vec<Vec<String>> = pipe.query(&mut con).unwrap();
-        runs.extend(lines.iter().flatten().filter_map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).ok()?;
-            Some((v["started_at"].as_u64()?, v["finished_at"].as_u64()?))
-        }));
-    }
-    runs
+    runs_of(redis, ids).into_iter().flatten().collect()
 }
 
 #[test]

@@ -23,6 +23,9 @@ fn wait_all_final(redis: &Redis, ids: &[String], timeout: Duration) {
     });
 }
 
+/// The successes job `id`'s history tells, as `ward job show` tells them:
+/// its lines of class `success`, or for a job that succeeded on its first
+/// delivery at once (which writes no line), its record.
 fn successes_in_history(redis: &Redis, id: &str) -> usize {
     let mut con = redis.con();
     let lines: Vec<String> = redis::cmd("LRANGE")
@@ -31,11 +34,19 @@ fn successes_in_history(redis: &Redis, id: &str) -> usize {
         .arg(-1)
         .query(&mut con)
         .unwrap();
-    lines
+    let lines: Vec<Value> = lines
         .iter()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|v| v["class"] == "success")
-        .count()
+        .collect();
+    let (state, attempts): (Option<String>, Option<String>) = redis::cmd("HMGET")
+        .arg(format!("ward:{{q}}:job:{id}"))
+        .arg(&["state", "attempts"])
+        .query(&mut con)
+        .unwrap();
+    let fresh = state.as_deref() == Some("succeeded")
+        && attempts.as_deref() == Some("1")
+        && !lines.iter().any(|v| v["then"] == "succeeded");
+    lines.iter().filter(|v| v["class"] == "success").count() + usize::from(fresh)
 }
 
 fn xadd_keyed(redis: &Redis, n: usize, payload: &str) -> Vec<String> {

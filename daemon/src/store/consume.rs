@@ -13,8 +13,6 @@ use crate::priority::Priority;
 
 static RENEW_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| script("", include_str!("lua/renew.lua")));
-static CHECK_KEYS_SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| script("", include_str!("lua/check_keys.lua")));
 
 /// What the idempotency check says about a delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +26,23 @@ pub enum KeyCheck {
 }
 
 impl KeyCheck {
-    /// A script's answer (`check_keys.lua`, `lease.lua`): `run`,
+    /// What a claim of job `id`'s key found: `held`, the key's value before
+    /// (`None`: it was free, and is `id`'s now), as
+    /// [`super::KeyOwner::parse`] reads it.
+    pub(super) fn claimed(id: &str, held: Option<&str>) -> KeyCheck {
+        let Some(held) = held else {
+            return KeyCheck::Run;
+        };
+        match super::KeyOwner::parse(held) {
+            // Not a value Ward writes, but the key is not this job's.
+            None => KeyCheck::DuplicateOf(held.to_string()),
+            Some(owner) if owner.job_id != id => KeyCheck::DuplicateOf(owner.job_id),
+            Some(owner) if owner.done => KeyCheck::Completed,
+            Some(_) => KeyCheck::Run,
+        }
+    }
+
+    /// A lease script's answer (`lease.lua`, `lease_fix.lua`): `run`,
     /// `dup <owner>` or `done`; `None` for `''` (no key was checked).
     pub(super) fn from_answer(s: &str) -> Option<KeyCheck> {
         match s.strip_prefix("dup ") {
@@ -252,7 +266,10 @@ impl Queue {
         Ok(gone)
     }
 
-    /// Checks the idempotency keys of a batch: `(job id, key, ttl)` each.
+    /// Claims the idempotency keys of a batch for their jobs: `(job id,
+    /// key, ttl)` each. One `SET key id NX PX ttl GET` per key, pipelined:
+    /// each claim is atomic on its own, and a script would cost Redis a
+    /// conversion of every argument to Lua and back for no more safety.
     ///
     /// # Errors
     /// Redis errors, or a reply of the wrong shape.
@@ -263,23 +280,28 @@ impl Queue {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let mut inv = CHECK_KEYS_SCRIPT.prepare_invoke();
+        let mut pipe = redis::pipe();
         for (id, key, ttl) in items {
-            inv.key(self.keys.idempotency(key))
+            pipe.cmd("SET")
+                .arg(self.keys.idempotency(key))
                 .arg(*id)
-                .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+                .arg("NX")
+                .arg("PX")
+                .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+                .arg("GET");
         }
         let mut con = self.con.clone();
-        let out: Vec<String> = inv.invoke_async(&mut con).await?;
-        if out.len() != items.len() {
+        let held: Vec<Option<String>> = pipe.query_async(&mut con).await?;
+        if held.len() != items.len() {
             return Err(QueueError::Protocol {
                 what: "idempotency check",
-                detail: format!("{} answers for {} keys", out.len(), items.len()),
+                detail: format!("{} answers for {} keys", held.len(), items.len()),
             });
         }
-        Ok(out
+        Ok(items
             .iter()
-            .map(|s| KeyCheck::from_answer(s).unwrap_or(KeyCheck::Run))
+            .zip(held)
+            .map(|((id, _, _), held)| KeyCheck::claimed(id, held.as_deref()))
             .collect())
     }
 }
@@ -302,5 +324,32 @@ fn is_wards_group(g: &Value) -> bool {
             .any(|kv| matches!(kv, [k, v] if is_name(k) && text(v))),
         Value::Map(pairs) => pairs.iter().any(|(k, v)| is_name(k) && text(v)),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeyCheck;
+
+    #[test]
+    fn a_claim_runs_a_free_or_own_key_and_stops_a_taken_or_completed_one() {
+        assert_eq!(KeyCheck::claimed("1-0", None), KeyCheck::Run);
+        assert_eq!(KeyCheck::claimed("1-0", Some("1-0")), KeyCheck::Run);
+        assert_eq!(
+            KeyCheck::claimed("2-0", Some("1-0")),
+            KeyCheck::DuplicateOf("1-0".into())
+        );
+        assert_eq!(
+            KeyCheck::claimed("2-0", Some("1-0 done abc")),
+            KeyCheck::DuplicateOf("1-0".into())
+        );
+        assert_eq!(
+            KeyCheck::claimed("1-0", Some("1-0 done abc")),
+            KeyCheck::Completed
+        );
+        assert_eq!(
+            KeyCheck::claimed("1-0", Some(" ")),
+            KeyCheck::DuplicateOf(" ".into())
+        );
     }
 }

@@ -153,7 +153,12 @@ impl Queue {
             message: text("last_message").unwrap_or_default(),
             upstream: text("last_upstream"),
         });
-        let history = self.history(id).await?;
+        let mut history = self.history(id).await?;
+        if let Some(line) = fresh_success_line(&record)
+            && !history.iter().any(|h| h["then"] == "succeeded")
+        {
+            history.insert(0, line);
+        }
         Ok(Some(JobStatus {
             id: id.to_string(),
             queue: self.keys.queue.clone(),
@@ -303,6 +308,38 @@ impl Queue {
     }
 }
 
+/// The history line of a job that succeeded on its first delivery at once,
+/// made up from its record (`record`'s fields): the script writes none for
+/// it (see `apply.lua`), its record says it all. `None` for any other job.
+fn fresh_success_line(record: &[(String, Vec<u8>)]) -> Option<serde_json::Value> {
+    let text = |name: &str| {
+        record
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v))
+    };
+    let number = |name: &str| text(name).and_then(|v| v.parse::<u64>().ok());
+    if text("state").as_deref() != Some(JobState::Succeeded.as_str())
+        || number("attempts") != Some(1)
+        || text("duplicate_of").is_some()
+    {
+        return None;
+    }
+    let mut line = serde_json::json!({
+        "attempt": 1,
+        "finished_at": number("last_at")?,
+        "class": "success",
+        "then": "succeeded",
+    });
+    if let Some(started) = number("first_at") {
+        line["started_at"] = started.into();
+    }
+    if let Some(digest) = text("plugin").filter(|d| !d.is_empty()) {
+        line["plugin"] = digest.get(..12).unwrap_or(&digest).into();
+    }
+    Some(line)
+}
+
 /// What an idempotency key's record (`ward:{Q}:idem:<key>`) says: the job
 /// that owns it, and whether that job completed.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -363,5 +400,57 @@ mod key_owner_tests {
             })
         );
         assert_eq!(KeyOwner::parse("  "), None);
+    }
+}
+
+#[cfg(test)]
+mod fresh_line_tests {
+    use super::fresh_success_line;
+
+    fn record(fields: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+        fields
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn a_fresh_success_reads_as_the_line_its_attempt_would_have_written() {
+        let line = fresh_success_line(&record(&[
+            ("state", "succeeded"),
+            ("job", "send"),
+            ("attempts", "1"),
+            ("first_at", "1000"),
+            ("last_at", "1250"),
+            ("plugin", "0123456789abcdef0123"),
+        ]))
+        .expect("a line");
+        assert_eq!(
+            line,
+            serde_json::json!({
+                "attempt": 1, "started_at": 1000, "finished_at": 1250,
+                "class": "success", "then": "succeeded", "plugin": "0123456789ab",
+            })
+        );
+    }
+
+    #[test]
+    fn any_other_record_makes_up_no_line() {
+        let base = [
+            ("state", "succeeded"),
+            ("attempts", "1"),
+            ("first_at", "1000"),
+            ("last_at", "1250"),
+        ];
+        let with = |k: &str, v: &str| {
+            let mut r = record(&base);
+            r.retain(|(name, _)| name != k);
+            r.push((k.to_string(), v.as_bytes().to_vec()));
+            r
+        };
+        assert!(fresh_success_line(&with("state", "dead")).is_none());
+        assert!(fresh_success_line(&with("attempts", "2")).is_none());
+        assert!(fresh_success_line(&with("duplicate_of", "1-0")).is_none());
+        assert!(fresh_success_line(&record(&base[..3])).is_none(), "no end");
     }
 }

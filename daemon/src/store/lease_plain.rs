@@ -9,13 +9,19 @@
 //! ([`super::Lease::plain`]), the reader reads plainly; the few entries
 //! that do need a script (found by scanning their fields here) are finished
 //! by `lua/lease_fix.lua`, and the next read goes through the script again.
+//! A keyed entry needs no script at the read: its key is claimed right
+//! after, with the other keyed deliveries of the read, by the triage's one
+//! pipeline of claims (`Queue::check_keys`, what a delivery taken over
+//! from another consumer gets too). The lease script claims in the same
+//! step as the read, but converts every entry to Lua and back to do it,
+//! which costs Redis more than the second round trip costs the daemon.
 
 use std::sync::LazyLock;
 
 use redis::Value;
 
 use super::consume::KeyCheck;
-use super::fields::{BATCH, ENTRY, IDEMPOTENCY_KEY};
+use super::fields::{BATCH, ENTRY};
 use super::levels::{Lease, LeaseAsk, lease_prelude};
 use super::reply::{bytes_of, parse_xread, protocol};
 use super::script::script;
@@ -56,7 +62,7 @@ impl Queue {
         let got = parse_xread(reply)?;
         let fix: Vec<&str> = got
             .iter()
-            .filter(|d| needs_script(d, ask.key_ttls))
+            .filter(|d| needs_script(d))
             .map(|d| d.entry_id.as_str())
             .collect();
         if fix.is_empty() {
@@ -116,10 +122,11 @@ impl Queue {
 }
 
 /// Whether delivery `d`, read plainly, needs the lease script's work: it
-/// names another priority level, joins a batch by a plain XADD's field, or
-/// has an idempotency key of a job type in `key_ttls` (what `lease.lua`
-/// would have done as it read it).
-pub(super) fn needs_script(d: &Delivery, key_ttls: &[(String, u64)]) -> bool {
+/// names another priority level, or joins a batch by a plain XADD's field
+/// (what `lease.lua` would have done as it read it). Its idempotency key,
+/// if any, is claimed by the triage's key check (see the module's note),
+/// or by `lease_fix.lua` with the rest when it goes there anyway.
+pub(super) fn needs_script(d: &Delivery) -> bool {
     let field = |name: &str| {
         d.fields
             .iter()
@@ -132,15 +139,7 @@ pub(super) fn needs_script(d: &Delivery, key_ttls: &[(String, u64)]) -> bool {
     let counted = ENTRY
         .iter()
         .any(|(lua, f)| matches!(*lua, "id" | "batch") && field(f).is_some());
-    if field(BATCH).is_some_and(|b| !b.is_empty()) && !counted {
-        return true;
-    }
-    match (field(IDEMPOTENCY_KEY), field("job")) {
-        (Some(key), Some(job)) if !key.is_empty() => {
-            key_ttls.iter().any(|(name, _)| name.as_bytes() == job)
-        }
-        _ => false,
-    }
+    field(BATCH).is_some_and(|b| !b.is_empty()) && !counted
 }
 
 #[cfg(test)]
@@ -159,44 +158,37 @@ mod tests {
 
     #[test]
     fn only_entries_that_need_the_scripts_work_are_sent_to_it() {
-        let ttls = [("send".to_string(), 1000)];
         let plain = delivery(&[("job", "send"), ("payload", "{}")]);
-        assert!(!needs_script(&plain, &ttls));
+        assert!(!needs_script(&plain));
         for level in ["high", "low"] {
-            assert!(needs_script(
-                &delivery(&[("job", "send"), ("priority", level)]),
-                &ttls
-            ));
+            assert!(needs_script(&delivery(&[
+                ("job", "send"),
+                ("priority", level)
+            ])));
         }
-        assert!(!needs_script(
-            &delivery(&[("job", "send"), ("priority", "normal")]),
-            &ttls
-        ));
+        assert!(!needs_script(&delivery(&[
+            ("job", "send"),
+            ("priority", "normal")
+        ])));
         // A producer's batch member joins its ledger; Ward's entries and
         // ward_enqueue's were counted already.
-        assert!(needs_script(
-            &delivery(&[("job", "send"), ("batch", "b1")]),
-            &ttls
-        ));
-        assert!(!needs_script(
-            &delivery(&[("job", "send"), ("batch", "b1"), ("ward:batch", "b1")]),
-            &ttls
-        ));
-        assert!(!needs_script(
-            &delivery(&[("job", "send"), ("batch", "b1"), ("ward:id", "1-0")]),
-            &ttls
-        ));
-        assert!(!needs_script(
-            &delivery(&[("job", "send"), ("batch", "")]),
-            &ttls
-        ));
-        // A key is claimed only for a job type this daemon runs.
-        let keyed = delivery(&[("job", "send"), ("idempotency_key", "k")]);
-        assert!(needs_script(&keyed, &ttls));
-        assert!(!needs_script(&keyed, &[]));
-        assert!(!needs_script(
-            &delivery(&[("job", "send"), ("idempotency_key", "")]),
-            &ttls
-        ));
+        assert!(needs_script(&delivery(&[("job", "send"), ("batch", "b1")])));
+        assert!(!needs_script(&delivery(&[
+            ("job", "send"),
+            ("batch", "b1"),
+            ("ward:batch", "b1")
+        ])));
+        assert!(!needs_script(&delivery(&[
+            ("job", "send"),
+            ("batch", "b1"),
+            ("ward:id", "1-0")
+        ])));
+        assert!(!needs_script(&delivery(&[("job", "send"), ("batch", "")])));
+        // A keyed entry's key is claimed by the triage's check, after the
+        // read: no script at the read.
+        assert!(!needs_script(&delivery(&[
+            ("job", "send"),
+            ("idempotency_key", "k")
+        ])));
     }
 }

@@ -73,8 +73,8 @@ pub struct Lease {
     /// The deliveries, each with its key's answer.
     pub deliveries: Vec<Leased>,
     /// Whether the next read may be a plain `XREADGROUP`: this one needed
-    /// no script (no key claimed, nothing moved, no batch joined) and the
-    /// level streams were empty.
+    /// no script but for its key claims (nothing moved, no batch joined)
+    /// and the level streams were empty.
     pub plain: bool,
 }
 

@@ -123,7 +123,6 @@ layout!(
         Idem = "idem",
         IdemTtl = "idem_ttl",
         ResultDigest = "result_digest",
-        History = "history",
     }
 );
 

@@ -175,8 +175,10 @@ impl<'a> Encoder<'a> {
     }
 
     /// The keys of completion `c` whose record is `id`'s: its record, its
-    /// history (unless it is a fresh success without a key, which has
-    /// none), its idempotency key (if it has one).
+    /// history (unless it is a fresh success without a key; a fresh
+    /// success writes none, its one line is told by its record, see
+    /// `Queue::status`, but a keyed one sends it to keep the idempotency
+    /// key's position), its idempotency key (if it has one).
     fn keys(&mut self, keys: &Keys, id: &str, c: &Completion, fresh: bool) {
         let n = match key_of(c) {
             Some(_) => CompletionKey::N,
@@ -220,13 +222,10 @@ impl<'a> Encoder<'a> {
         f[Fresh::Result.at()] = bytes(c.kept_result().map_or(&b""[..], |(r, _)| r));
         f[Fresh::Batch.at()] = number(self.batch_index(c));
         let n = match key_of(c) {
-            // The history line is the audit record of a keyed job's one
-            // completion.
             Some(key) => {
                 f[Fresh::Idem.at()] = text(key);
                 f[Fresh::IdemTtl.at()] = millis(c.idempotency_ttl());
                 f[Fresh::ResultDigest.at()] = owned(result_digest(c.outcome()));
-                f[Fresh::History.at()] = owned(history_entry(c));
                 Fresh::N
             }
             None => Fresh::Idem.at() + 1,

@@ -14,9 +14,9 @@
 -- unfinished batches, the time of the queue's last recorded outcome), then per batch
 -- the completions belong to (HEAD_batches of them) its keys (BKEY: its
 -- ledger and its failed members, see batch_ledger.lua), then per completion,
--- in order, the keys it touches (CKEY): its record, its history (not for an
--- unkeyed fresh success, which has none), its idempotency key (only when it
--- has one). Redis Cluster and proxies route on them.
+-- in order, its keys (CKEY): its record, its history (not for an unkeyed
+-- fresh success; a keyed one sends it but writes no line), its idempotency
+-- key (only when it has one). Redis Cluster and proxies route on them.
 -- ARGV: HEAD (group, succeeded ttl in s (0: keep no record of a succeeded
 -- job), queue, history length, wake channel, most acknowledged entries left
 -- in the stream before they are deleted one by one, the number of batches,
@@ -137,7 +137,9 @@ local function batch_ended(b, outcome, id, failure)
   batch_done = true
 end
 -- A first delivery that succeeded at once has no record, history or retry
--- state to tidy: its id is its entry id.
+-- state to tidy: its id is its entry id. It writes no history line either:
+-- its record tells all that line would (the job show makes it up from
+-- the record), and a list per job was a third of what a keyed job cost.
 local function fresh(i, kc, keyed)
   local entry, job = ARGV[i + FRESH_entry], ARGV[i + FRESH_job]
   local first_at, finished = ARGV[i + FRESH_first_at], ARGV[i + FRESH_finished]
@@ -155,11 +157,6 @@ local function fresh(i, kc, keyed)
   end
   if keyed then
     mark_done(KEYS[kc + CKEY_idem], entry, ARGV[i + FRESH_result_digest], ARGV[i + FRESH_idem_ttl])
-    if ttl > 0 then
-      local hkey = KEYS[kc + CKEY_history]
-      redis.call('RPUSH', hkey, ARGV[i + FRESH_history])
-      redis.call('EXPIRE', hkey, ttl)
-    end
   end
 end
 -- A retry: the record keeps what the next attempt needs; the job goes back

@@ -16,16 +16,17 @@
 -- are read from their level's stream on its turn, maybe by this very call.
 --
 -- The idempotency key of each leased entry of a listed job type is claimed
--- for its job here, as check_keys.lua does for a delivery taken over from
--- another consumer: one round trip for the read and the claims.
+-- for its job here, as `Queue::check_keys` does after a plain read and for
+-- a delivery taken over from another consumer.
 --
 -- Returns {more, entries, checks, plain} where more is 1 when the move
 -- budget ran out (read again at once), entries the leased {id, fields}
 -- pairs, checks, when any entry had a key claimed, one answer per entry
--- ('' for none; else as check_keys.lua answers), and plain 1 when this
--- read needed nothing of a script (no key claimed, no entry moved, no
--- batch joined, both level streams empty, no batch unfinished), so the next reads may
--- be plain XREADGROUPs (see levels.rs); when nothing was leased or moved,
+-- ('' for none; else as claim() in lease_entry.lua answers), and plain 1 when this
+-- read needed nothing of a script but its claims (no entry moved, no
+-- batch joined, both level streams empty, no batch unfinished), so the next
+-- reads may be plain XREADGROUPs whose keys are claimed after the read
+-- (see lease_plain.rs); when nothing was leased or moved,
 -- also the group's last-delivered id of each stream, so the caller can
 -- wait for anything newer (XREAD BLOCK).
 -- A move whose record exists (a retry) updates its `entry`; that key is
@@ -89,7 +90,7 @@ if not claimed then checks = {} end
 local plain = 0
 -- While a batch is unfinished its members' reads stay here, where their
 -- read and their joining are one step.
-if not claimed and not joined and moved == 0
+if not joined and moved == 0
   and redis.call('XLEN', high) == 0 and redis.call('XLEN', low) == 0
   and redis.call('ZCARD', q .. BATCHES_UNFINISHED_KEY) == 0 then
   plain = 1

@@ -84,7 +84,7 @@ end
 -- Claims the key of a taken entry `e` (scanned as `s`) for its job, if its
 -- job type is in `ttls`; the answer: 'run', 'dup <owner job id>' (a second
 -- enqueue), 'done' (a redelivery of a job that already succeeded), as
--- check_keys.lua answers, or '' when there was nothing to claim.
+-- `KeyCheck::from_answer` reads them, or '' when there was nothing to claim.
 local function claim(ttls, e, s)
   local ttl = s.key and s.key ~= '' and s.job and ttls[s.job]
   if not ttl then return '' end
