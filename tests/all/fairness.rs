@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use ward_testkit::{
-    Redis, Ward, config, enqueue_with, job, queue_stream, runs_per_job, stderr, wait_final,
-    wait_for, ward, xadd_pipe,
+    Redis, Ward, config, enqueue_with, histories, job, queue_stream, runs_per_job, stderr,
+    wait_final, wait_for, ward, xadd_pipe,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -57,46 +57,17 @@ fn xadd_tenant(redis: &Redis, n: usize, tenant: &str, payload: &str) -> Vec<Stri
 }
 
 /// The `(started_at, finished_at)` of every attempt that ran of each of
-/// jobs `ids`: the lines of its history that have a start, and for a job
-/// that succeeded on its first delivery at once (which writes no line),
-/// its record's first start and last end.
+/// jobs `ids`, from their histories as `ward job show` tells them.
 fn runs_of(redis: &Redis, ids: &[String]) -> Vec<Vec<(u64, u64)>> {
-    let mut con = redis.con();
-    let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(1_000) {
-        let mut pipe = redis::pipe();
-        for id in chunk {
-            pipe.cmd("LRANGE")
-                .arg(format!("ward:{{q}}:job:{id}:history"))
-                .arg(0)
-                .arg(-1);
-            pipe.cmd("HMGET")
-                .arg(format!("ward:{{q}}:job:{id}"))
-                .arg(&["state", "attempts", "first_at", "last_at"]);
-        }
-        let got: Vec<redis::Value> = pipe.query(&mut con).unwrap();
-        for pair in got.chunks(2) {
-            let lines: Vec<String> = redis::from_redis_value(pair[0].clone()).unwrap();
-            let rec: Vec<Option<String>> = redis::from_redis_value(pair[1].clone()).unwrap();
-            let lines: Vec<serde_json::Value> = lines
-                .iter()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect();
-            let mut runs: Vec<(u64, u64)> = lines
+    histories(redis, ids)
+        .iter()
+        .map(|lines| {
+            lines
                 .iter()
                 .filter_map(|v| Some((v["started_at"].as_u64()?, v["finished_at"].as_u64()?)))
-                .collect();
-            let num = |k: usize| rec[k].as_deref().and_then(|v| v.parse::<u64>().ok());
-            let fresh = rec[0].as_deref() == Some("succeeded")
-                && num(1) == Some(1)
-                && !lines.iter().any(|v| v["then"] == "succeeded");
-            if let (true, Some(start), Some(end)) = (fresh, num(2), num(3)) {
-                runs.insert(0, (start, end));
-            }
-            out.push(runs);
-        }
-    }
-    out
+                .collect()
+        })
+        .collect()
 }
 
 /// The attempts that ran of job `id` (see [`runs_of`]).

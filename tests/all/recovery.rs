@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use ward_testkit::*;
 
 use crate::support::with_queue;
@@ -23,30 +22,12 @@ fn wait_all_final(redis: &Redis, ids: &[String], timeout: Duration) {
     });
 }
 
-/// The successes job `id`'s history tells, as `ward job show` tells them:
-/// its lines of class `success`, or for a job that succeeded on its first
-/// delivery at once (which writes no line), its record.
+/// The successes job `id`'s history tells, as `ward job show` tells them.
 fn successes_in_history(redis: &Redis, id: &str) -> usize {
-    let mut con = redis.con();
-    let lines: Vec<String> = redis::cmd("LRANGE")
-        .arg(format!("ward:{{q}}:job:{id}:history"))
-        .arg(0)
-        .arg(-1)
-        .query(&mut con)
-        .unwrap();
-    let lines: Vec<Value> = lines
+    histories(redis, &[id.to_string()])[0]
         .iter()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .collect();
-    let (state, attempts): (Option<String>, Option<String>) = redis::cmd("HMGET")
-        .arg(format!("ward:{{q}}:job:{id}"))
-        .arg(&["state", "attempts"])
-        .query(&mut con)
-        .unwrap();
-    let fresh = state.as_deref() == Some("succeeded")
-        && attempts.as_deref() == Some("1")
-        && !lines.iter().any(|v| v["then"] == "succeeded");
-    lines.iter().filter(|v| v["class"] == "success").count() + usize::from(fresh)
+        .filter(|v| v["class"] == "success")
+        .count()
 }
 
 fn xadd_keyed(redis: &Redis, n: usize, payload: &str) -> Vec<String> {
