@@ -27,10 +27,13 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
         "{} is missing: build it with scripts/build-plugins",
         plugin.display()
     );
-    let http = format!(
+    let mut http = format!(
         "http = {{ allow = [\"127.0.0.1:{}\"], timeout = \"30s\" }}",
         stub.port
     );
+    if args.http_reuse > 1 {
+        http.push_str(&format!("\nreuse_instance = {}", args.http_reuse));
+    }
     let config = Config::new(&bench.redis.url)
         .top(METRICS_ANY_PORT)
         .queue(
@@ -56,8 +59,13 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
     let span = last.saturating_sub(first).max(1) as f64 / 1000.0;
     let throughput = n as f64 / span;
     let ideal = f64::from(args.concurrency) / delay.as_secs_f64();
+    let instances = if args.http_reuse > 1 {
+        format!("reuse_instance = {}", args.http_reuse)
+    } else {
+        "a fresh instance per attempt".to_string()
+    };
     println!(
-        "## http: webhook jobs POSTing to a local keep-alive receiver answering after {} ms, concurrency {}",
+        "## http: webhook jobs POSTing to a local keep-alive receiver answering after {} ms, concurrency {}, {instances}",
         args.http_delay_ms, args.concurrency
     );
     println!("  jobs                  {n}");

@@ -94,6 +94,10 @@ struct Args {
     /// Webhook jobs in the `http` scenario.
     #[arg(long, default_value_t = 20_000)]
     http_jobs: usize,
+    /// `reuse_instance` of the webhook job type in the `http` scenario
+    /// (0 or 1: a fresh instance per attempt, the default).
+    #[arg(long, default_value_t = 0)]
+    http_reuse: u32,
     /// Jobs per run in the `python` and `js` scenarios.
     #[arg(long, default_value_t = 20_000)]
     lang_jobs: usize,
