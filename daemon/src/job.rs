@@ -185,6 +185,10 @@ pub enum DeadReason {
     NoPlugin,
     /// The stream entry could not be read as a job (e.g. no `job` field).
     Malformed,
+    /// Redis refused to record the attempt's outcome (a key of the wrong
+    /// type, say): the APPLY script dead-lettered the job instead, with
+    /// Redis' words (see `store/lua/apply.lua`).
+    Unrecordable,
 }
 
 impl DeadReason {
@@ -199,6 +203,7 @@ impl DeadReason {
             DeadReason::LeaseExpiries => "budget exhausted: lease expiries",
             DeadReason::NoPlugin => "no plugin for job type",
             DeadReason::Malformed => "malformed entry",
+            DeadReason::Unrecordable => "unrecordable",
         }
     }
 }

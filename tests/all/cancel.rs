@@ -357,7 +357,7 @@ fn a_retry_or_dead_letter_of_a_job_with_a_cancel_request_is_recorded_cancelled()
                 Transition::Succeed,
             ),
         ];
-        assert_eq!(q.apply(&batch).await.unwrap(), vec![true; 3]);
+        assert_eq!(q.apply(&batch).await.unwrap().took, vec![true; 3]);
     });
     // The failures are honoured as cancels; the success finished first.
     let states = job_fields(&redis, &ids, "state");

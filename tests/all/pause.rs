@@ -271,7 +271,7 @@ async fn hold_all(q: &Queue) -> Vec<bool> {
             Completion::new(d.parse().unwrap(), outcome, t, Ran::default())
         })
         .collect();
-    q.apply(&batch).await.unwrap()
+    q.apply(&batch).await.unwrap().took
 }
 
 fn pause_value() -> Pause {

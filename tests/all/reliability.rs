@@ -120,7 +120,8 @@ fn a_producers_fields_named_like_wards_are_never_taken_for_wards() {
 #[test]
 fn an_outcome_redis_refuses_to_record_is_dead_lettered_with_the_reason() {
     let redis = Redis::start();
-    let ward_proc = Ward::start(&config(&redis, 4, &jobs())).ready();
+    let port = free_port();
+    let ward_proc = Ward::start(&config_on(&redis, port, "concurrency = 4")).ready();
     let mut con = redis.con();
     // Keys of the wrong type where the records of two future entries go:
     // Redis refuses the writes after the acknowledgement.
@@ -182,6 +183,35 @@ fn an_outcome_redis_refuses_to_record_is_dead_lettered_with_the_reason() {
     assert!(
         logs.contains(fresh) && logs.contains("unrecordable"),
         "{logs}"
+    );
+    // Counted as the dead letters they are, not as what they asked for.
+    let count = |metrics: &str, name: &str, labels: &[(&str, &str)]| {
+        super::observability::sample(metrics, name, labels).unwrap_or(0.0)
+    };
+    let ok = [("job_type", "noop"), ("outcome", "succeeded")];
+    let mut metrics = String::new();
+    wait_for(WAIT, "the job after them counted", || {
+        metrics = super::observability::scrape(port);
+        count(&metrics, "ward_jobs_total", &ok) >= 1.0
+    });
+    assert_eq!(
+        count(&metrics, "ward_jobs_total", &ok),
+        1.0,
+        "only the job after them succeeded: {metrics}"
+    );
+    assert_eq!(
+        count(
+            &metrics,
+            "ward_dead_letters_total",
+            &[("reason", "unrecordable")]
+        ),
+        2.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        count(&metrics, "ward_jobs_total", &[("outcome", "dead")]),
+        2.0,
+        "{metrics}"
     );
 }
 

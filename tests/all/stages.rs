@@ -131,9 +131,9 @@ fn follow_ons_are_enqueued_once_with_the_success_however_often_it_is_applied_or_
     let first = leased(&mut con, &keys, &[]);
     let c = success(&first, &first, 1, follow_ons());
     let (once, again) = rt.block_on(async {
-        let once = queue.apply(std::slice::from_ref(&c)).await.unwrap();
+        let once = queue.apply(std::slice::from_ref(&c)).await.unwrap().took;
         // A batch re-sent after a lost reply: not pending, nothing added.
-        let again = queue.apply(std::slice::from_ref(&c)).await.unwrap();
+        let again = queue.apply(std::slice::from_ref(&c)).await.unwrap().took;
         (once, again)
     });
     assert_eq!((once, again), (vec![true], vec![false]));
@@ -176,7 +176,10 @@ fn follow_ons_are_enqueued_once_with_the_success_however_often_it_is_applied_or_
         &[("ward:id", &first), ("ward:attempt", "2")],
     );
     let c = success(&rerun, &first, 2, follow_ons());
-    let took = rt.block_on(queue.apply(std::slice::from_ref(&c))).unwrap();
+    let took = rt
+        .block_on(queue.apply(std::slice::from_ref(&c)))
+        .unwrap()
+        .took;
     assert_eq!(took, vec![true]);
     assert_eq!(of_type(&mut con, &keys.jobs, "next").len(), 1);
     assert_eq!(of_type(&mut con, &keys.jobs, "child").len(), 1);
@@ -208,7 +211,7 @@ fn follow_ons_are_enqueued_once_with_the_success_however_often_it_is_applied_or_
         key: None,
         batch: None,
     }];
-    let took = rt.block_on(queue.apply(&[dead])).unwrap();
+    let took = rt.block_on(queue.apply(&[dead])).unwrap().took;
     assert_eq!(took, vec![true]);
     assert!(of_type(&mut con, &keys.jobs, "never").is_empty());
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram};
 
-use crate::job::Outcome;
+use crate::job::{DeadReason, Outcome};
 use crate::obs::metrics::{self as m, job_label};
 use crate::store::QueueSample;
 use crate::transition::{Completion, Transition};
@@ -233,6 +233,34 @@ impl JobRecorded<'_> {
                     .increment(1);
             }
         }
+    }
+}
+
+/// A completion Redis refused to record after its acknowledgement: the
+/// APPLY script dead-lettered its job as `unrecordable` instead (see
+/// [`crate::obs::unrecordable`]).
+#[derive(Debug)]
+pub struct Unrecordable<'a> {
+    /// The queue.
+    pub queue: &'a str,
+    /// The completion that could not be recorded.
+    pub completion: &'a Completion,
+}
+
+impl Unrecordable<'_> {
+    /// Counts the job as dead: `ward_jobs_total{outcome="dead"}` and
+    /// `ward_dead_letters_total{reason="unrecordable"}`. (Not
+    /// `ward_batch_members_total`: APPLY may have ended the member in its
+    /// ledger before the write Redis refused, and the reply does not say.)
+    pub fn emit(&self) {
+        let c = self.completion;
+        let h = handles(self.queue, c.job());
+        if let Some(i) = m::OUTCOMES.iter().position(|o| *o == "dead") {
+            h.jobs[i].increment(1);
+        }
+        let job = job_label(self.queue, c.job());
+        metrics::counter!(m::DEAD_LETTERS_TOTAL, "queue" => self.queue.to_string(), "job_type" => job, "reason" => m::reason_label(DeadReason::Unrecordable))
+            .increment(1);
     }
 }
 

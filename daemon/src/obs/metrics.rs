@@ -416,6 +416,7 @@ const ALL_REASONS: &[DeadReason] = &[
     DeadReason::LeaseExpiries,
     DeadReason::NoPlugin,
     DeadReason::Malformed,
+    DeadReason::Unrecordable,
 ];
 
 /// The `reason` label of a dead letter: a short snake_case word (the
@@ -430,6 +431,7 @@ pub fn reason_label(reason: DeadReason) -> &'static str {
         DeadReason::LeaseExpiries => "lease_expiries",
         DeadReason::NoPlugin => "no_plugin",
         DeadReason::Malformed => "malformed",
+        DeadReason::Unrecordable => "unrecordable",
     }
 }
 

@@ -214,3 +214,21 @@ pub fn recorded(queue: &str, batch: &[Completion], took: &[bool]) {
         }
     }
 }
+
+/// The completions of `batch` at the positions in `unrecordable` were
+/// dead-lettered as `unrecordable` by the APPLY script, each with Redis'
+/// words, instead of recorded as they asked: counted and alerted as the
+/// dead letters they are, so a job Redis could not record never ends
+/// unseen.
+pub fn unrecordable(queue: &str, batch: &[Completion], unrecordable: &[(usize, String)]) {
+    for (i, why) in unrecordable {
+        let Some(c) = batch.get(*i) else { continue };
+        events::Unrecordable {
+            queue,
+            completion: c,
+        }
+        .emit();
+        let job = metrics::job_label(queue, c.job());
+        alerts::raise(alerts::AlertEvent::unrecordable(queue, &job, c, why));
+    }
+}

@@ -113,6 +113,7 @@ mod upstreams;
 mod wake;
 
 pub use crate::config::address::{SentinelTarget, Target, redacted_url};
+pub use apply::Applied;
 pub use audit::{AUDIT_KEY, AUDIT_MAX, AuditRecord};
 pub use batches::{BatchLedger, Callbacks, FailedMember, MAX_BATCH_ID, Sealed, bad_batch_id};
 pub use breakers::{BreakerForced, BreakerState, BreakerUpdate};

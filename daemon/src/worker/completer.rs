@@ -9,7 +9,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::backoff::Backoff;
 use crate::breaker::Breakers;
 use crate::series::Tally;
-use crate::store::{self, Queue, QueueError};
+use crate::store::{self, Applied, Queue, QueueError};
 use crate::transition::{Completion, Transition};
 use crate::upstream::Upstreams;
 
@@ -75,11 +75,13 @@ impl Service for Completer {
             let any_dead = batch
                 .iter()
                 .any(|c| matches!(c.transition(), Transition::DeadLetter(_)));
-            if let Some(took) = self
+            if let Some(applied) = self
                 .apply(&batch, any_dead, &stop, &mut stopping_since)
                 .await
             {
+                let took = applied.took;
                 crate::obs::recorded(&self.queue.keys.queue, &batch, &took);
+                crate::obs::unrecordable(&self.queue.keys.queue, &batch, &applied.unrecordable);
                 self.series.count(&batch, &took);
                 if any_dead {
                     super::batch_alerts::check(&self.queue, &batch, &took).await;
@@ -147,14 +149,18 @@ impl Completer {
     /// here forever. Completions before it in the batch may have been
     /// recorded by the refused call itself (a script is not rolled back),
     /// so each that lands counts as having taken effect.
-    async fn apply_one_by_one(&self, batch: &[Completion], error: &QueueError) -> Vec<bool> {
+    async fn apply_one_by_one(&self, batch: &[Completion], error: &QueueError) -> Applied {
         tracing::warn!(queue = %self.queue.keys.queue, error = %error, jobs = batch.len(), "Redis refused a batch of outcomes; recording them one by one");
         let mut took = Vec::with_capacity(batch.len());
-        for c in batch {
+        let mut unrecordable = Vec::new();
+        for (i, c) in batch.iter().enumerate() {
             let mut backoff = APPLY_RETRY;
             let landed = loop {
                 match self.queue.apply(std::slice::from_ref(c)).await {
-                    Ok(_) => break true,
+                    Ok(one) => {
+                        unrecordable.extend(one.unrecordable.into_iter().map(|(_, why)| (i, why)));
+                        break true;
+                    }
                     Err(e) if store::is_connection_error(&e) => {
                         tokio::time::sleep(backoff.next()).await;
                     }
@@ -169,7 +175,7 @@ impl Completer {
             };
             took.push(landed);
         }
-        took
+        Applied { took, unrecordable }
     }
 
     /// Sends `batch` until Redis takes it; which completions took effect, or
@@ -180,7 +186,7 @@ impl Completer {
         any_dead: bool,
         stop: &Shutdown,
         stopping_since: &mut Option<std::time::Instant>,
-    ) -> Option<Vec<bool>> {
+    ) -> Option<Applied> {
         let mut backoff = APPLY_RETRY;
         let mut resent = false;
         loop {
@@ -189,18 +195,22 @@ impl Completer {
                 Err(e) => Err(e),
             };
             match applied {
-                Ok(took) => {
-                    if any_dead {
+                Ok(mut applied) => {
+                    if any_dead || !applied.unrecordable.is_empty() {
                         self.dead_written.notify_one();
                     }
                     // After a failed send, a completion reported as not
                     // taking effect may have taken effect in that send: count
                     // the whole batch once rather than none of it.
-                    return Some(if resent {
-                        vec![true; batch.len()]
-                    } else {
-                        took
-                    });
+                    if resent {
+                        applied.took = vec![true; batch.len()];
+                        // What the lost send dead-lettered is not known; one
+                        // that this send did is not counted twice.
+                        for (i, _) in &applied.unrecordable {
+                            applied.took[*i] = false;
+                        }
+                    }
+                    return Some(applied);
                 }
                 Err(e) if !store::is_connection_error(&e) => {
                     return Some(self.apply_one_by_one(batch, &e).await);

@@ -202,6 +202,20 @@ impl AlertEvent {
 }
 
 impl AlertEvent {
+    /// The event for a completion Redis refused to record, dead-lettered
+    /// as `unrecordable` with Redis' words `why` (see
+    /// [`crate::obs::unrecordable`]); its class and code are the dead
+    /// letter's.
+    #[must_use]
+    pub fn unrecordable(queue: &str, job_label: &str, c: &Completion, why: &str) -> Self {
+        let mut e = AlertEvent::dead_letter(queue, job_label, c, DeadReason::Unrecordable);
+        e.class = Some("crash".to_string());
+        e.code = Some("unrecordable".to_string());
+        e.upstream = None;
+        e.message = format!("the outcome could not be recorded in Redis: {why}");
+        e
+    }
+
     /// The event for a completion that scheduled a retry of its job.
     #[must_use]
     pub fn retry(queue: &str, job_label: &str, c: &Completion) -> Self {

@@ -340,13 +340,13 @@ impl Queue {
     /// Applies a batch of finished attempts in one round trip; returns, per
     /// completion, whether it took effect (a delivery that was already
     /// acknowledged, by another daemon or by an earlier send of this batch,
-    /// is skipped).
+    /// is skipped), and which were dead-lettered as unrecordable instead.
     ///
     /// # Errors
     /// Redis errors; the batch can then be re-sent as it is.
-    pub async fn apply(&self, batch: &[Completion]) -> Result<Vec<bool>, QueueError> {
+    pub async fn apply(&self, batch: &[Completion]) -> Result<Applied, QueueError> {
         if batch.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Applied::default());
         }
         let encoded = Encoder::batch(&self.keys, self.succeeded_ttl, batch);
         let mut inv = APPLY_SCRIPT.prepare_invoke();
@@ -374,9 +374,41 @@ impl Queue {
                 detail: format!("{} flags for {} completions", took.len(), batch.len()),
             });
         }
-        // 'e' (dead-lettered as unrecordable) is not the outcome the
-        // completion asked for, so it is not counted as one.
-        Ok(took.bytes().map(|b| b == b'1').collect())
+        Ok(Applied::read(took, unrecordable))
+    }
+}
+
+/// What [`Queue::apply`] made of a batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Per completion, whether its outcome took effect.
+    pub took: Vec<bool>,
+    /// The completions (by position in the batch) whose outcome Redis
+    /// refused after their acknowledgement, each dead-lettered as
+    /// `unrecordable` instead, with Redis' words.
+    pub unrecordable: Vec<(usize, String)>,
+}
+
+impl Applied {
+    /// The script's reply: a flag per completion (`1` took effect, `0`
+    /// skipped, `e` unrecordable), then one `<job id> <why>` line per `e`,
+    /// in order.
+    fn read(flags: &str, lines: &[String]) -> Applied {
+        let mut whys = lines
+            .iter()
+            .map(|l| l.split_once(' ').map_or("", |(_, why)| why));
+        let mut unrecordable = Vec::new();
+        for (i, flag) in flags.bytes().enumerate() {
+            if flag == b'e' {
+                unrecordable.push((i, whys.next().unwrap_or("").to_string()));
+            }
+        }
+        Applied {
+            // 'e' is not the outcome the completion asked for, so it is not
+            // counted as one.
+            took: flags.bytes().map(|b| b == b'1').collect(),
+            unrecordable,
+        }
     }
 }
 

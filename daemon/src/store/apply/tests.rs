@@ -411,3 +411,23 @@ fn a_result_over_its_limit_is_not_sent_and_the_record_is_told_why() {
     );
     assert_eq!(arg(at + 1 + Full::ResultTtl.at()), "3600");
 }
+
+#[test]
+fn a_reply_names_each_unrecordable_completion_by_its_position_with_redis_words() {
+    let applied = Applied::read(
+        "1e0e",
+        &[
+            "2-0 WRONGTYPE Operation against a key".to_string(),
+            "4-0 OOM command not allowed".to_string(),
+        ],
+    );
+    assert_eq!(applied.took, [true, false, false, false]);
+    assert_eq!(
+        applied.unrecordable,
+        [
+            (1, "WRONGTYPE Operation against a key".to_string()),
+            (3, "OOM command not allowed".to_string())
+        ]
+    );
+    assert_eq!(Applied::read("10", &[]).unrecordable, []);
+}
