@@ -121,7 +121,19 @@ fn a_producers_fields_named_like_wards_are_never_taken_for_wards() {
 fn an_outcome_redis_refuses_to_record_is_dead_lettered_with_the_reason() {
     let redis = Redis::start();
     let port = free_port();
-    let ward_proc = Ward::start(&config_on(&redis, port, "concurrency = 4")).ready();
+    let hook = HttpStub::statuses(&[]);
+    let top = format!(
+        "[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n[alerts]\nthreshold = 1\ngroup_wait = \"200ms\"\n\n[[alerts.webhook]]\nurl = \"http://127.0.0.1:{}/hook\"\n",
+        hook.port
+    );
+    let ward_proc = Ward::start(&config_top(
+        &redis,
+        &top,
+        "concurrency = 4",
+        FAST_RETRY,
+        &jobs(),
+    ))
+    .ready();
     let mut con = redis.con();
     // Keys of the wrong type where the records of two future entries go:
     // Redis refuses the writes after the acknowledgement.
@@ -213,6 +225,12 @@ fn an_outcome_redis_refuses_to_record_is_dead_lettered_with_the_reason() {
         2.0,
         "{metrics}"
     );
+    // And alerted as dead letters, with Redis' words.
+    wait_for(WAIT, "the dead-letter alert", || {
+        hook.received()
+            .iter()
+            .any(|r| r.body.contains("unrecordable") && r.body.contains("WRONGTYPE"))
+    });
 }
 
 #[test]
