@@ -82,12 +82,21 @@ layout!(
 );
 
 layout!(
-    /// The keys of one completion, after the queue's, the batches' and
-    /// those of the completions before it: a prefix of these (see
-    /// [`Encoder::keys`]).
+    /// The keys of one completion of a full kind, after the queue's, the
+    /// batches' and those of the completions before it: a prefix of these
+    /// (see [`Encoder::keys`]).
     CompletionKey as "CKEY" {
         Record = "record",
         History = "history",
+        Idem = "idem",
+    }
+);
+
+layout!(
+    /// The keys of a fresh success (kind `f`), which writes no history: its
+    /// record, and its idempotency key when it has one.
+    FreshKey as "FKEY" {
+        Record = "record",
         Idem = "idem",
     }
 );
@@ -178,10 +187,11 @@ const _: () = assert!(Head::Digests.at() + 1 == Head::N);
 const _: () = assert!(Full::Extras.at() + 1 == Full::N);
 
 /// Every part of the layout, as the script receives it.
-pub(super) const LAYOUTS: [Layout; 7] = [
+pub(super) const LAYOUTS: [Layout; 8] = [
     QueueKey::LAYOUT,
     BatchKey::LAYOUT,
     CompletionKey::LAYOUT,
+    FreshKey::LAYOUT,
     Head::LAYOUT,
     Fresh::LAYOUT,
     Full::LAYOUT,

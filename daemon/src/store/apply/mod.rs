@@ -13,7 +13,7 @@ use std::time::Duration;
 mod layout;
 
 use self::layout::{
-    BatchKey, CompletionKey, FollowOnArg, Fresh, Full, Head, LAYOUTS, Layout, QueueKey,
+    BatchKey, CompletionKey, FollowOnArg, Fresh, FreshKey, Full, Head, LAYOUTS, Layout, QueueKey,
 };
 use super::batches::BATCH_LUA;
 use super::pause::PAUSED_LUA;
@@ -175,17 +175,27 @@ impl<'a> Encoder<'a> {
     }
 
     /// The keys of completion `c` whose record is `id`'s: its record, its
-    /// history (unless it is a fresh success without a key; a fresh
-    /// success writes none, its one line is told by its record, see
-    /// `Queue::status`, but a keyed one sends it to keep the idempotency
-    /// key's position), its idempotency key (if it has one).
+    /// history, its idempotency key (if it has one). A fresh success
+    /// writes no history (its record tells its one line, see
+    /// `Queue::job_status`): its keys are [`FreshKey`]'s instead.
     fn keys(&mut self, keys: &Keys, id: &str, c: &Completion, fresh: bool) {
+        if fresh {
+            let mut k: [String; FreshKey::N] = Default::default();
+            k[FreshKey::Record.at()] = keys.record(id);
+            let n = match key_of(c) {
+                Some(key) => {
+                    k[FreshKey::Idem.at()] = keys.idempotency(key);
+                    FreshKey::N
+                }
+                None => FreshKey::Record.at() + 1,
+            };
+            self.keys.extend(k.into_iter().take(n));
+            return;
+        }
         let n = match key_of(c) {
             Some(_) => CompletionKey::N,
-            None if fresh => CompletionKey::Record.at() + 1,
             None => CompletionKey::History.at() + 1,
         };
-        // Only the keys sent are built: a fresh success is the hot path.
         let mut k: [String; CompletionKey::N] = Default::default();
         k[CompletionKey::Record.at()] = keys.record(id);
         if n > CompletionKey::History.at() {

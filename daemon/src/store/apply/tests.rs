@@ -180,7 +180,7 @@ fn walk(e: &Encoder) -> Vec<(String, String, Vec<String>)> {
         if kind == "f" {
             entry = arg(i + 1 + Fresh::Entry.at());
             keyed = !arg(i + 1 + Fresh::Idem.at()).is_empty();
-            nk = if keyed { CompletionKey::N } else { 1 };
+            nk = if keyed { FreshKey::N } else { 1 };
             i += 1 + if keyed {
                 Fresh::N
             } else {
@@ -270,6 +270,10 @@ fn the_encoder_writes_each_completion_where_the_script_reads_it() {
     let entries: Vec<&str> = walked.iter().map(|(_, e, _)| e.as_str()).collect();
     assert_eq!(entries, ["1-0", "2-0", "3-0", "4-0"]);
     assert_eq!(walked[0].2, [keys.record("1-0")]);
+    // A fresh success writes no history: its record and its key only.
+    assert_eq!(walked[1].2, [keys.record("2-0"), keys.idempotency("k")]);
+    // A fresh success writes no history: its record and its key only.
+    assert_eq!(walked[1].2, [keys.record("2-0"), keys.idempotency("k")]);
     assert_eq!(
         walked[2].2,
         [

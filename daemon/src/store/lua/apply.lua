@@ -14,9 +14,9 @@
 -- unfinished batches, the time of the queue's last recorded outcome), then per batch
 -- the completions belong to (HEAD_batches of them) its keys (BKEY: its
 -- ledger and its failed members, see batch_ledger.lua), then per completion,
--- in order, its keys (CKEY): its record, its history (not for an unkeyed
--- fresh success; a keyed one sends it but writes no line), its idempotency
--- key (only when it has one). Redis Cluster and proxies route on them.
+-- in order, its keys: for a fresh success (FKEY) its record and, when it
+-- has one, its idempotency key; for any other kind (CKEY) its record, its
+-- history and, when it has one, its idempotency key. Redis Cluster and proxies route on them.
 -- ARGV: HEAD (group, succeeded ttl in s (0: keep no record of a succeeded
 -- job), queue, history length, wake channel, most acknowledged entries left
 -- in the stream before they are deleted one by one, the number of batches,
@@ -148,7 +148,7 @@ local function fresh(i, kc, keyed)
   -- re-sent after a lost reply changes nothing twice.
   if not ack(entry) then return end
   batch_ended(tonumber(ARGV[i + FRESH_batch]), 'succeeded', entry)
-  local rec = KEYS[kc + CKEY_record]
+  local rec = KEYS[kc + FKEY_record]
   if ttl > 0 then
     redis.call('HSET', rec, 'state', 'succeeded', 'job', job, 'attempts', '1',
       'first_at', first_at, 'last_at', finished, 'plugin', digest)
@@ -156,7 +156,7 @@ local function fresh(i, kc, keyed)
     redis.call('EXPIRE', rec, ttl)
   end
   if keyed then
-    mark_done(KEYS[kc + CKEY_idem], entry, ARGV[i + FRESH_result_digest], ARGV[i + FRESH_idem_ttl])
+    mark_done(KEYS[kc + FKEY_idem], entry, ARGV[i + FRESH_result_digest], ARGV[i + FRESH_idem_ttl])
   end
 end
 -- A retry: the record keeps what the next attempt needs; the job goes back
@@ -362,9 +362,9 @@ local function record_all()
     if ARGV[i] == 'f' then
       local keyed = ARGV[i + FRESH_idem] ~= ''
       if keyed then
-        next_i, next_kc = i + FRESH_N + 1, kc + CKEY_N
+        next_i, next_kc = i + FRESH_N + 1, kc + FKEY_N
       else
-        next_i, next_kc = i + FRESH_idem + 1, kc + CKEY_record
+        next_i, next_kc = i + FRESH_idem + 1, kc + FKEY_record
       end
       fresh(i, kc, keyed)
     else
