@@ -777,6 +777,9 @@ fn main() -> anyhow::Result<()> {
         args.concurrency,
         args.runs
     );
+    // The median throughput of each drain scenario run, for the ratios
+    // printed at the end.
+    let mut medians: Vec<(String, f64)> = Vec::new();
     for scenario in &args.scenarios {
         match scenario.as_str() {
             "throughput" | "failures" | "keys" | "norecord" => {
@@ -806,6 +809,7 @@ fn main() -> anyhow::Result<()> {
                 runs.sort_by(|a, b| a.throughput.total_cmp(&b.throughput));
                 let (min, max) = (runs[0].throughput, runs[runs.len() - 1].throughput);
                 print_run(&runs[runs.len() / 2]);
+                medians.push((scenario.clone(), runs[runs.len() / 2].throughput));
                 if runs.len() > 1 {
                     println!(
                         "  throughput over {} runs: median {:.0}, min {min:.0}, max {max:.0} jobs/s",
@@ -848,6 +852,14 @@ fn main() -> anyhow::Result<()> {
                 "unknown scenario `{other}` (throughput, latency, failures, keys, norecord, inflight, raw, upstream, startup, http, python, js, scaling)"
             ),
         }
+    }
+    let median_of = |name: &str| medians.iter().find(|(s, _)| s == name).map(|(_, t)| *t);
+    if let (Some(plain), Some(keyed)) = (median_of("throughput"), median_of("keys")) {
+        // Only comparable within one sitting: the two ran back to back here.
+        println!(
+            "## keyed / no-op (this invocation's medians): {:.0}% ({keyed:.0} / {plain:.0} jobs/s)",
+            100.0 * keyed / plain
+        );
     }
     Ok(())
 }
