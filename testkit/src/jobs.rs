@@ -58,6 +58,14 @@ pub fn job_fields(redis: &Redis, ids: &[String], field: &str) -> Vec<Option<Stri
 /// Every record of a job of type `job` in queue `q`, as field -> value
 /// (found with `KEYS`: for tests only).
 pub fn records_of(redis: &Redis, job: &str) -> Vec<HashMap<String, String>> {
+    records_by_id(redis, job)
+        .into_iter()
+        .map(|(_, rec)| rec)
+        .collect()
+}
+
+/// Like [`records_of`], each with its job id.
+pub fn records_by_id(redis: &Redis, job: &str) -> Vec<(String, HashMap<String, String>)> {
     let mut con = redis.con();
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("ward:{q}:job:*")
@@ -66,8 +74,12 @@ pub fn records_of(redis: &Redis, job: &str) -> Vec<HashMap<String, String>> {
     // `ward:{q}:job:<id>` only, not the hashes beside a record (`:progress`).
     keys.iter()
         .filter(|k| k.matches(':').count() == 3)
-        .map(|k| redis::cmd("HGETALL").arg(k).query(&mut con).unwrap())
-        .filter(|rec: &HashMap<String, String>| rec.get("job").map(String::as_str) == Some(job))
+        .map(|k| {
+            let rec: HashMap<String, String> =
+                redis::cmd("HGETALL").arg(k).query(&mut con).unwrap();
+            (k.trim_start_matches("ward:{q}:job:").to_string(), rec)
+        })
+        .filter(|(_, rec)| rec.get("job").map(String::as_str) == Some(job))
         .collect()
 }
 

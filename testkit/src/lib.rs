@@ -38,8 +38,8 @@ pub use daemon::{
 pub use http::{HttpStub, Request};
 pub use jobs::{
     Fields, audit, create_group, dead_letters, enqueue, enqueue_with, histories, history,
-    job_fields, lease_to, queue_stream, records_of, runs_per_job, show, text, wait_final, xadd,
-    xadd_entries, xadd_many, xadd_pipe,
+    job_fields, lease_to, queue_stream, records_by_id, records_of, runs_per_job, show, text,
+    wait_final, xadd, xadd_entries, xadd_many, xadd_pipe,
 };
 pub use server::{Redis, connect};
 pub use upstream::UpstreamStub;

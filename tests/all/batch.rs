@@ -478,22 +478,9 @@ fn the_admin_api_lists_shows_creates_and_seals_batches() {
 
 /// The jobs of type `job` queue `q` holds a record of, by id.
 fn jobs_of_type(redis: &Redis, job: &str) -> Vec<String> {
-    let mut con = redis.con();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("ward:{q}:job:*")
-        .query(&mut con)
-        .unwrap();
-    keys.iter()
-        .filter(|k| !k.ends_with(":history"))
-        .filter(|k| {
-            let j: Option<String> = redis::cmd("HGET")
-                .arg(*k)
-                .arg("job")
-                .query(&mut con)
-                .unwrap();
-            j.as_deref() == Some(job)
-        })
-        .map(|k| k.trim_start_matches("ward:{q}:job:").to_string())
+    records_by_id(redis, job)
+        .into_iter()
+        .map(|(id, _)| id)
         .collect()
 }
 
