@@ -204,11 +204,7 @@ impl JobRecorded<'_> {
                 h.time_to_success.record(seconds);
                 h.attempts_to_success.record(f64::from(c.attempt().max(1)));
             }
-            Transition::DeadLetter(reason) => {
-                let job = job_label(self.queue, c.job());
-                metrics::counter!(m::DEAD_LETTERS_TOTAL, "queue" => self.queue.to_string(), "job_type" => job, "reason" => m::reason_label(reason))
-                    .increment(1);
-            }
+            Transition::DeadLetter(reason) => count_dead_letter(self.queue, c.job(), reason),
             Transition::Retry { .. }
             | Transition::Defer { .. }
             | Transition::Duplicate { .. }
@@ -253,15 +249,19 @@ impl Unrecordable<'_> {
     /// `ward_batch_members_total`: APPLY may have ended the member in its
     /// ledger before the write Redis refused, and the reply does not say.)
     pub fn emit(&self) {
-        let c = self.completion;
-        let h = handles(self.queue, c.job());
+        let job = self.completion.job();
         if let Some(i) = m::OUTCOMES.iter().position(|o| *o == "dead") {
-            h.jobs[i].increment(1);
+            handles(self.queue, job).jobs[i].increment(1);
         }
-        let job = job_label(self.queue, c.job());
-        metrics::counter!(m::DEAD_LETTERS_TOTAL, "queue" => self.queue.to_string(), "job_type" => job, "reason" => m::reason_label(DeadReason::Unrecordable))
-            .increment(1);
+        count_dead_letter(self.queue, job, DeadReason::Unrecordable);
     }
+}
+
+/// Counts one dead letter of job type `job` in `queue`.
+fn count_dead_letter(queue: &str, job: &str, reason: DeadReason) {
+    let job = job_label(queue, job);
+    metrics::counter!(m::DEAD_LETTERS_TOTAL, "queue" => queue.to_string(), "job_type" => job, "reason" => m::reason_label(reason))
+        .increment(1);
 }
 
 /// The class an attempt ended with, or `None` when nothing ran (a

@@ -158,8 +158,11 @@ impl Completer {
             let landed = loop {
                 match self.queue.apply(std::slice::from_ref(c)).await {
                     Ok(one) => {
+                        // Dead-lettered as unrecordable: counted as that,
+                        // not as the outcome it asked for.
+                        let recorded = one.unrecordable.is_empty();
                         unrecordable.extend(one.unrecordable.into_iter().map(|(_, why)| (i, why)));
-                        break true;
+                        break recorded;
                     }
                     Err(e) if store::is_connection_error(&e) => {
                         tokio::time::sleep(backoff.next()).await;
