@@ -344,10 +344,10 @@ fn stream_len_and_acked(redis: &Redis) -> (usize, Option<usize>) {
 
 /// A queue with a job that would run for ten minutes (it is cancelled by
 /// [`end_slow`] once the test has looked: no fixed sleep outlasts every
-/// loaded machine), and no-op jobs.
-fn slow_and_quick(redis: &Redis) -> (Ward, String) {
+/// loaded machine), and no-op jobs; `queue` is more of the queue's table.
+fn slow_and_quick(redis: &Redis, queue: &str) -> (Ward, String) {
     let jobs = job("flaky", "flaky", "timeout = \"900s\"") + &job("noop", "noop", "");
-    let ward = Ward::start(&config(redis, 4, &jobs)).ready();
+    let ward = Ward::start(&config_queue(redis, 4, FAST_RETRY, queue, &jobs)).ready();
     let slow = enqueue(redis, "flaky", r#"{"sleep_ms":600000,"times":0}"#);
     wait_for(WAIT, "the slow job to start", || {
         show(redis, &slow)["state"] == "running"
@@ -378,7 +378,7 @@ fn end_slow(redis: &Redis, slow: &str) {
 #[test]
 fn acknowledged_entries_wait_behind_a_running_one_and_are_trimmed_after_it() {
     let redis = Redis::start();
-    let (_ward, slow) = slow_and_quick(&redis);
+    let (_ward, slow) = slow_and_quick(&redis, "");
     let quick = xadd_many(&redis, 50, "noop", "{}");
     for id in &quick {
         assert_eq!(wait_final(&redis, id, WAIT)["state"], "succeeded");
@@ -401,9 +401,28 @@ fn acknowledged_entries_wait_behind_a_running_one_and_are_trimmed_after_it() {
 }
 
 #[test]
+fn a_job_that_ended_without_a_record_is_not_shown_as_queued_while_its_entry_awaits_the_trim() {
+    let redis = Redis::start();
+    let (_ward, slow) = slow_and_quick(&redis, "succeeded_ttl = \"0s\"");
+    let quick = enqueue(&redis, "noop", "{}");
+    // Acknowledged, and still in the stream behind the running entry.
+    wait_for(WAIT, "the quick job to be acknowledged", || {
+        stream_len_and_acked(&redis) == (2, Some(1))
+    });
+    let out = ward(&["job", "show", "--redis", &redis.url(), "q", &quick]);
+    assert!(
+        !out.status.success(),
+        "a job that ended is shown as {}",
+        stdout(&out)
+    );
+    assert!(stderr(&out).contains("succeeded_ttl"), "{}", stderr(&out));
+    end_slow(&redis, &slow);
+}
+
+#[test]
 fn past_the_bound_acknowledged_entries_are_deleted_one_by_one() {
     let redis = Redis::start();
-    let (_ward, slow) = slow_and_quick(&redis);
+    let (_ward, slow) = slow_and_quick(&redis, "");
     // As if 100,000 acknowledged entries were already waiting behind the slow job.
     let _: () = redis::cmd("SET")
         .arg("ward:{q}:acked")

@@ -4,6 +4,7 @@ use crate::priority::Priority;
 use redis::{RedisError, Value};
 
 use super::reply::{looks_like_entry_id, parse_entries};
+use super::scan::later;
 use super::{Delivery, GROUP, Queue, QueueError};
 use crate::job::JobState;
 
@@ -72,6 +73,14 @@ pub struct LastError {
     pub upstream: Option<String>,
 }
 
+/// A job with no record yet, as its stream holds it.
+struct Unrecorded {
+    /// Its entry.
+    entry: Delivery,
+    /// Whether a worker holds it (delivered, not yet acknowledged).
+    running: bool,
+}
+
 impl Queue {
     /// Looks a job up: its record if it has one, else its stream entry.
     /// Returns `None` when Redis knows nothing of `id` in this queue.
@@ -84,13 +93,18 @@ impl Queue {
             .arg(self.keys.record(id))
             .query_async(&mut con)
             .await?;
-        if record.is_empty() && !self.entry_exists(id).await? {
-            // The attempt may have been recorded (entry deleted, record
-            // written, in one script) between the two reads: look again.
-            record = redis::cmd("HGETALL")
-                .arg(self.keys.record(id))
-                .query_async(&mut con)
-                .await?;
+        let mut unrecorded = None;
+        if record.is_empty() {
+            unrecorded = self.unrecorded(id).await?;
+            // Unless a worker held it when it was looked at, the job may
+            // have ended since the record was read (its entry acknowledged
+            // and its record written in one script): look again.
+            if !matches!(unrecorded, Some(Unrecorded { running: true, .. })) {
+                record = redis::cmd("HGETALL")
+                    .arg(self.keys.record(id))
+                    .query_async(&mut con)
+                    .await?;
+            }
         }
         let text = |name: &str| {
             record
@@ -104,24 +118,23 @@ impl Queue {
         if record.is_empty() {
             // No record yet: the job has not finished an attempt. It is either
             // waiting in the stream or being run by a worker right now.
-            let Some(entry) = self.entry(id).await? else {
+            let Some(Unrecorded { entry, running }) = unrecorded else {
                 return Ok(None);
             };
-            let pending = self.is_pending(id).await?;
-            let job = entry.clone().parse().ok();
+            let job = entry.parse().ok();
             return Ok(Some(JobStatus {
                 id: id.to_string(),
                 queue: self.keys.queue.clone(),
                 due_at_ms: None,
                 history: Vec::new(),
-                state: if pending {
+                state: if running {
                     JobState::Running
                 } else {
                     JobState::Queued
                 }
                 .to_string(),
                 job: job.as_ref().map(|j| j.job.clone()),
-                attempts: if pending {
+                attempts: if running {
                     job.map_or(1, |j| j.attempt)
                 } else {
                     0
@@ -184,18 +197,32 @@ impl Queue {
         }))
     }
 
-    async fn entry_exists(&self, entry_id: &str) -> Result<bool, QueueError> {
-        Ok(self.entry(entry_id).await?.is_some())
-    }
-
-    /// The stream entry with id `entry_id`, if it is still in the stream.
-    /// An entry id names one entry across the level streams (see
+    /// Where job `id`, which has no record, stands: its entry, and whether
+    /// a worker holds it. `None` when no stream holds it still to run: an
+    /// acknowledged entry waits in the normal stream for a trim (see
+    /// `lua/apply.lua`), and one the group delivered and no worker holds
+    /// has ended. An entry id names one entry across the level streams (see
     /// `lua/lease.lua`), so the first found is the one.
-    async fn entry(&self, entry_id: &str) -> Result<Option<Delivery>, QueueError> {
+    async fn unrecorded(&self, id: &str) -> Result<Option<Unrecorded>, QueueError> {
         for level in Priority::ALL {
-            if let Some(d) = self.entry_in(self.keys.stream(level), entry_id).await? {
-                return Ok(Some(d));
+            let stream = self.keys.stream(level);
+            let Some(entry) = self.entry_in(stream, id).await? else {
+                continue;
+            };
+            if self.is_pending_in(stream, id).await? {
+                return Ok(Some(Unrecorded {
+                    entry,
+                    running: true,
+                }));
             }
+            let delivered = self.last_delivered(stream).await?;
+            if delivered.is_some_and(|d| !later(id, &d)) {
+                return Ok(None);
+            }
+            return Ok(Some(Unrecorded {
+                entry,
+                running: false,
+            }));
         }
         Ok(None)
     }

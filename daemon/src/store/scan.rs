@@ -197,7 +197,7 @@ impl Queue {
     }
 
     /// The group's last delivered entry of `stream` (`None` without a group).
-    async fn last_delivered(&self, stream: &str) -> Result<Option<String>, QueueError> {
+    pub(super) async fn last_delivered(&self, stream: &str) -> Result<Option<String>, QueueError> {
         let mut con = self.con.clone();
         let groups: Result<Vec<Vec<Value>>, _> = redis::cmd("XINFO")
             .arg("GROUPS")
@@ -232,7 +232,7 @@ impl Queue {
 }
 
 /// Whether entry id `a` comes after `b`.
-fn later(a: &str, b: &str) -> bool {
+pub(super) fn later(a: &str, b: &str) -> bool {
     let split = |s: &str| {
         let (ms, seq) = s.split_once('-').unwrap_or((s, "0"));
         (
