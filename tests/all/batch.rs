@@ -639,6 +639,62 @@ fn a_daemon_killed_mid_batch_leaves_exact_counts_and_one_on_complete() {
     assert_eq!(jobs_of_type(&redis, "done"), [complete]);
 }
 
+/// A producer's member (a plain XADD naming a batch) is counted by the
+/// script call that follows the daemon's plain read. A daemon can die
+/// between the two, or just after the second: whichever daemon takes the
+/// delivery over counts it then, and only if nobody did.
+#[test]
+fn a_plain_xadd_member_whose_daemon_died_around_counting_it_is_counted_once() {
+    let redis = Redis::start();
+    let mut con = redis.con();
+    let stream = queue_stream("q");
+    create_group(&mut con, &stream);
+    // Read, and never counted: its daemon died right after the read.
+    let uncounted = xadd(&redis, "row", OK, &[("batch", "p1")]);
+    lease_to(&mut con, &stream, "died-after-the-read", 1);
+    // Read and counted by the daemon's own lease, which then died.
+    let counted = xadd(&redis, "row", OK, &[("batch", "p1")]);
+    let leased = crate::support::with_queue(&redis, async |queue| {
+        let ask = ward::store::LeaseAsk {
+            count: 1,
+            order: ward::priority::Priority::ALL,
+            block: None,
+            key_ttls: &[],
+            plain: true,
+        };
+        queue
+            .lease_levels("died-after-counting", ask)
+            .await
+            .unwrap()
+    });
+    assert_eq!(leased.deliveries.len(), 1);
+    assert_eq!(leased.deliveries[0].0.entry_id, counted);
+    let ledger = show_batch(&redis, "p1");
+    assert_eq!(count(&ledger, "total"), 1, "{ledger:#}");
+    // And one read the usual way.
+    let usual = xadd(&redis, "row", OK, &[("batch", "p1")]);
+    let cfg = config_full(
+        &redis,
+        "concurrency = 4\nlease = \"1s\"",
+        FAST_RETRY,
+        &job("row", "flaky", ""),
+    );
+    let _ward = Ward::start(&cfg).ready();
+    for id in [&uncounted, &counted, &usual] {
+        assert_eq!(wait_final(&redis, id, WAIT)["state"], "succeeded");
+    }
+    let v = show_batch(&redis, "p1");
+    assert_eq!(
+        (
+            count(&v, "total"),
+            count(&v, "succeeded"),
+            count(&v, "pending")
+        ),
+        (3, 3, 0),
+        "{v:#}"
+    );
+}
+
 #[test]
 fn a_batch_over_its_failure_ratio_raises_a_batch_failures_alert() {
     let redis = Redis::start();

@@ -212,6 +212,12 @@ fn ledger_retention_removes_only_batches_that_finished_before_the_cut() {
     batch_ok(&redis, "seal", &["waiting"]);
     batch_ok(&redis, "pause", &["done", "--note", "x"]);
     assert_eq!(show_batch(&redis, "done")["status"], "finished");
+    // As a daemon leaves it after counting a producer's plain-XADD member.
+    let _: () = redis::cmd("SADD")
+        .arg("ward:{q}:batch:done:joined")
+        .arg("1-1")
+        .query(&mut redis.con())
+        .unwrap();
     let finished_at = show_batch(&redis, "done")["finished_at_ms"]
         .as_u64()
         .unwrap();
@@ -238,6 +244,11 @@ fn ledger_retention_removes_only_batches_that_finished_before_the_cut() {
         .query(&mut redis.con())
         .unwrap();
     assert_eq!(paused, None, "its pause went with it");
+    let joined: bool = redis::cmd("EXISTS")
+        .arg("ward:{q}:batch:done:joined")
+        .query(&mut redis.con())
+        .unwrap();
+    assert!(!joined, "its joined members went with it");
     let list = batch_ok(&redis, "list", &[]);
     assert!(!list.contains("done"), "{list}");
     assert!(list.contains("open") && list.contains("waiting"), "{list}");

@@ -66,6 +66,10 @@ const RECORD: &str = "job:";
 const BATCH: &str = "batch:";
 /// Appended to a batch's ledger key: its failed members (job id → JSON).
 const FAILED: &str = ":failed";
+/// Appended to a batch's ledger key: the members a producer's plain XADD
+/// named it in that a daemon has counted (job ids), so a delivery taken over
+/// from a daemon that died around counting it is counted once.
+const JOINED: &str = ":joined";
 /// The index of a queue's batches: batch id → when it was created (ms).
 const BATCHES: &str = "batches";
 /// The batches not finished yet: batch id → when it was created (ms).
@@ -84,7 +88,7 @@ const JOB_PROGRESS: &str = ":progress";
 const SERIES: &str = "series:";
 
 /// The key shapes scripts build themselves, by their Lua names.
-pub(super) const LUA: [(&str, &str); 19] = [
+pub(super) const LUA: [(&str, &str); 20] = [
     ("GROUP_PREFIX", GROUP),
     ("GROUP_WAITING_PREFIX", GROUP_WAITING),
     ("GROUP_QUEUED_PREFIX", GROUP_QUEUED),
@@ -102,6 +106,7 @@ pub(super) const LUA: [(&str, &str); 19] = [
     ("HISTORY_SUFFIX", HISTORY),
     ("BATCH_PREFIX", BATCH),
     ("FAILED_SUFFIX", FAILED),
+    ("JOINED_SUFFIX", JOINED),
     ("BATCHES_KEY", BATCHES),
     ("BATCHES_UNFINISHED_KEY", BATCHES_UNFINISHED),
 ];

@@ -26,7 +26,7 @@ use super::levels::{Lease, LeaseAsk, lease_prelude};
 use super::reply::{bytes_of, parse_xread, protocol};
 use super::script::script;
 use super::{Delivery, GROUP, Queue, QueueError};
-use crate::priority::FIELD;
+use crate::priority::{FIELD, Priority};
 
 static LEASE_FIX_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| script(&lease_prelude(), include_str!("lua/lease_fix.lua")));
@@ -71,31 +71,7 @@ impl Queue {
                 plain: true,
             });
         }
-        let mut inv = LEASE_FIX_SCRIPT.key(&self.keys.jobs);
-        inv.key(&self.keys.jobs_high)
-            .key(&self.keys.jobs_low)
-            .arg(GROUP)
-            .arg(ask.key_ttls.len());
-        for (job, ttl) in ask.key_ttls {
-            inv.arg(job).arg(*ttl);
-        }
-        for id in &fix {
-            inv.arg(*id);
-        }
-        let reply: Value = inv.invoke_async(&mut con).await?;
-        let Value::Array(answers) = reply else {
-            return Err(protocol("lease fix", &reply));
-        };
-        if answers.len() != fix.len() {
-            return Err(QueueError::Protocol {
-                what: "lease fix",
-                detail: format!("{} answers for {} entries", answers.len(), fix.len()),
-            });
-        }
-        let answers: Vec<String> = answers
-            .into_iter()
-            .map(|a| String::from_utf8_lossy(&bytes_of(a)).into_owned())
-            .collect();
+        let answers = self.fix(&fix, ask.key_ttls).await?;
         let mut fixed = fix.iter().copied().zip(answers.iter()).peekable();
         let mut deliveries = Vec::with_capacity(got.len());
         for d in &got {
@@ -118,6 +94,80 @@ impl Queue {
             deliveries,
             plain: false,
         })
+    }
+}
+
+impl Queue {
+    /// Finishes deliveries of `level`'s stream taken over from a daemon
+    /// that died (see `worker/services/reclaim.rs`) as its lease would have:
+    /// one it read plainly may have died before `lease_fix.lua` counted a
+    /// producer's batch member or moved an entry to its level, or just
+    /// after (the batch's joined set makes a second count a no-op). Returns
+    /// the deliveries still to record, without those moved to their level's
+    /// stream (they never ran: they are read from there).
+    ///
+    /// # Errors
+    /// Redis errors, or a reply of the wrong shape.
+    pub async fn finish_taken(
+        &self,
+        level: Priority,
+        deliveries: Vec<Delivery>,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        // Only the normal stream is read plainly.
+        let fix: Vec<&str> = deliveries
+            .iter()
+            .filter(|d| level == Priority::Normal && needs_script(d))
+            .map(|d| d.entry_id.as_str())
+            .collect();
+        if fix.is_empty() {
+            return Ok(deliveries);
+        }
+        let answers = self.fix(&fix, &[]).await?;
+        let moved: Vec<String> = fix
+            .iter()
+            .zip(&answers)
+            .filter(|(_, a)| a.as_str() == MOVED)
+            .map(|(id, _)| (*id).to_string())
+            .collect();
+        Ok(deliveries
+            .into_iter()
+            .filter(|d| !moved.contains(&d.entry_id))
+            .collect())
+    }
+
+    /// Calls `lua/lease_fix.lua` for the entries `ids` (in stream order),
+    /// claiming the keys of the job types in `key_ttls`; one answer per id.
+    async fn fix(
+        &self,
+        ids: &[&str],
+        key_ttls: &[(String, u64)],
+    ) -> Result<Vec<String>, QueueError> {
+        let mut inv = LEASE_FIX_SCRIPT.key(&self.keys.jobs);
+        inv.key(&self.keys.jobs_high)
+            .key(&self.keys.jobs_low)
+            .arg(GROUP)
+            .arg(key_ttls.len());
+        for (job, ttl) in key_ttls {
+            inv.arg(job).arg(*ttl);
+        }
+        for id in ids {
+            inv.arg(*id);
+        }
+        let mut con = self.con.clone();
+        let reply: Value = inv.invoke_async(&mut con).await?;
+        let Value::Array(answers) = reply else {
+            return Err(protocol("lease fix", &reply));
+        };
+        if answers.len() != ids.len() {
+            return Err(QueueError::Protocol {
+                what: "lease fix",
+                detail: format!("{} answers for {} entries", answers.len(), ids.len()),
+            });
+        }
+        Ok(answers
+            .into_iter()
+            .map(|a| String::from_utf8_lossy(&bytes_of(a)).into_owned())
+            .collect())
     }
 }
 

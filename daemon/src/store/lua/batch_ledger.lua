@@ -13,7 +13,7 @@
 -- set of unfinished ones q .. BATCHES_UNFINISHED_KEY.)
 local function batch_keys(q, b)
   local ledger = q .. BATCH_PREFIX .. b
-  return ledger, ledger .. FAILED_SUFFIX
+  return ledger, ledger .. FAILED_SUFFIX, ledger .. JOINED_SUFFIX
 end
 
 -- A new member joins `ledger` (batch `b`, index key `index`). A ledger

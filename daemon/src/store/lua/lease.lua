@@ -65,7 +65,7 @@ local function from_main()
     if #es == 0 then return end
     for _, e in ipairs(es) do
       local s = scan(e[2])
-      if join_batch(s) then joined = true end
+      if join_batch(s, e[1]) then joined = true end
       local dest = level_of(s)
       if dest then move(e, dest) else take(e, s) end
     end

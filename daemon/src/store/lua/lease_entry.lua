@@ -72,12 +72,18 @@ end
 -- XADD) joins that batch's ledger as it is first read: nothing could count
 -- it when it was added. Entries Ward wrote (ENTRY.id: a retry, a promoted
 -- or requeued job) and ward_enqueue's (ENTRY.batch) were counted already.
--- True when it joined.
-local function join_batch(s)
+-- The batch's set of joined members guards the join: a plain read and the
+-- lease_fix.lua call that counts its entries are two steps, and a daemon
+-- that dies around the second leaves the delivery to the one that takes it
+-- over (reclaim.rs), which calls lease_fix.lua for it again. `id` is the
+-- entry's id (its job id: such an entry names no other). True when it joined.
+local function join_batch(s, id)
   local b = s.batch
   if b == nil or b == '' or s.counted then return false end
+  local ledger, _, joined = batch_keys(q, b)
+  if redis.call('SADD', joined, id) == 0 then return false end
   now = now or now_ms()
-  batch_join(batch_keys(q, b), q .. BATCHES_KEY, q .. BATCHES_UNFINISHED_KEY, b, now)
+  batch_join(ledger, q .. BATCHES_KEY, q .. BATCHES_UNFINISHED_KEY, b, now)
   return true
 end
 

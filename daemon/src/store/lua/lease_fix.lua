@@ -16,7 +16,7 @@ for k = 3 + 2 * n, #ARGV do
     out[#out + 1] = ''
   else
     local s = scan(e[2])
-    join_batch(s)
+    join_batch(s, e[1])
     local dest = level_of(s)
     if dest then
       move(e, dest)

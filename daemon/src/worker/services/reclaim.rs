@@ -77,6 +77,17 @@ impl Reclaim {
                     break;
                 }
             };
+            // Finished as their lease would have (a batch member counted,
+            // an entry moved to its level) before they are recorded. Left
+            // pending when that fails: the next pass after a lease takes
+            // them again.
+            let deliveries = match self.queue.finish_taken(level, deliveries).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(queue = %self.queue.keys.queue, error = %e, "cannot finish the deliveries taken over; retrying after a lease");
+                    Vec::new()
+                }
+            };
             if !self.take_over(deliveries, lease_text).await {
                 return false;
             }
