@@ -3,14 +3,16 @@
 use std::net::SocketAddr;
 use std::ops::Range;
 
+use toml::Spanned;
+
 use super::checked;
 use crate::config::defaults::{
     DEFAULT_WEBHOOK_ATTEMPTS, DEFAULT_WEBHOOK_TIMEOUT, MAX_WEBHOOK_ATTEMPTS, MIN_SAMPLE_INTERVAL,
 };
 use crate::config::observability::{
-    BatchFailureRule, DEFAULT_BATCH_FAILURE_MIN, DEFAULT_SERVICE_NAME, ObsConfig, RawAlerts,
-    RawLog, RawMetrics, RawTracing, RawWebhook, Setting, TracingConfig, WebhookConfig,
-    WebhookFormat,
+    AlertsConfig, BatchFailureRule, DEFAULT_BATCH_FAILURE_MIN, DEFAULT_SERVICE_NAME, MetricsConfig,
+    ObsConfig, RawAlerts, RawLog, RawMetrics, RawTracing, RawWebhook, Setting, TracingConfig,
+    WebhookConfig, WebhookFormat,
 };
 
 /// `[tracing]`: `None` (traces off) without an `otlp_endpoint`.
@@ -64,12 +66,23 @@ pub fn validate(
     problem: &mut dyn FnMut(Range<usize>, String),
 ) -> ObsConfig {
     let mut out = ObsConfig::default();
+    validate_metrics(metrics, &mut out.metrics, problem);
+    out.log_level = log_level(log, problem);
+    validate_alerts(alerts, &mut out.alerts, problem);
+    out
+}
 
+/// `[metrics]`, over the defaults in `out`.
+fn validate_metrics(
+    metrics: RawMetrics,
+    out: &mut MetricsConfig,
+    problem: &mut dyn FnMut(Range<usize>, String),
+) {
     if metrics.enabled == Some(false) {
-        out.metrics.listen = None;
+        out.listen = None;
     } else if let Some(listen) = metrics.listen {
         match listen.get_ref().parse::<SocketAddr>() {
-            Ok(addr) => out.metrics.listen = Some(addr),
+            Ok(addr) => out.listen = Some(addr),
             Err(_) => problem(
                 listen.span(),
                 format!(
@@ -79,32 +92,41 @@ pub fn validate(
             ),
         }
     }
-    out.metrics.sample_interval = checked(
+    out.sample_interval = checked(
         metrics.sample_interval,
-        out.metrics.sample_interval,
+        out.sample_interval,
         problem,
         |every| {
             (*every < MIN_SAMPLE_INTERVAL)
                 .then(|| "[metrics] sample_interval must be at least 100ms".to_string())
         },
     );
+}
 
-    if let Some(level) = log.level {
-        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(level.get_ref()) {
-            problem(
-                level.span(),
-                format!(
-                    "[log] level `{}` is not a log filter ({e}); write it like \"info\" or \"warn,ward=debug\"",
-                    level.get_ref()
-                ),
-            );
-        } else {
-            out.log_level = Some(level.into_inner());
-        }
+/// `[log] level`, if it is a filter `tracing` can parse.
+fn log_level(log: RawLog, problem: &mut dyn FnMut(Range<usize>, String)) -> Option<String> {
+    let level = log.level?;
+    if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(level.get_ref()) {
+        problem(
+            level.span(),
+            format!(
+                "[log] level `{}` is not a log filter ({e}); write it like \"info\" or \"warn,ward=debug\"",
+                level.get_ref()
+            ),
+        );
+        return None;
     }
+    Some(level.into_inner())
+}
 
-    let rules = &mut out.alerts.rules;
-    out.alerts.environment = alerts.environment;
+/// `[alerts]` with its webhooks, over the defaults in `out`.
+fn validate_alerts(
+    alerts: RawAlerts,
+    out: &mut AlertsConfig,
+    problem: &mut dyn FnMut(Range<usize>, String),
+) {
+    let rules = &mut out.rules;
+    out.environment = alerts.environment;
     rules.window = checked(alerts.window, rules.window, problem, |w| {
         w.is_zero()
             .then(|| "[alerts] window must be more than 0".to_string())
@@ -139,7 +161,46 @@ pub fn validate(
     if let Some(g) = alerts.group_wait {
         rules.group_wait = g.into_inner();
     }
-    match (alerts.batch_failure_ratio, alerts.batch_failure_min) {
+    out.batch_failures = batch_failures(
+        alerts.batch_failure_ratio,
+        alerts.batch_failure_min,
+        problem,
+    );
+    for hook in alerts.webhook {
+        out.webhooks
+            .push(validate_webhook(hook, "[[alerts.webhook]]", problem));
+    }
+    let first_escalation = alerts.escalation.first().map(|h| h.url.span());
+    for hook in alerts.escalation {
+        out.escalation
+            .push(validate_webhook(hook, "[[alerts.escalation]]", problem));
+    }
+    match (alerts.escalate_after, first_escalation) {
+        (Some(after), None) => problem(
+            after.span(),
+            "[alerts] escalate_after needs an [[alerts.escalation]] to escalate to".to_string(),
+        ),
+        (None, Some(span)) => problem(
+            span,
+            "[[alerts.escalation]] is used only with [alerts] escalate_after (how long an alert may stay unresolved)".to_string(),
+        ),
+        (Some(after), Some(_)) if after.get_ref().is_zero() => problem(
+            after.span(),
+            "[alerts] escalate_after must be more than 0".to_string(),
+        ),
+        (Some(after), Some(_)) => out.rules.escalate_after = Some(after.into_inner()),
+        (None, None) => {}
+    }
+}
+
+/// `[alerts] batch_failure_ratio` and `batch_failure_min`: the rule, when
+/// a ratio is set.
+fn batch_failures(
+    ratio: Option<Spanned<f64>>,
+    min: Option<Spanned<u64>>,
+    problem: &mut dyn FnMut(Range<usize>, String),
+) -> Option<BatchFailureRule> {
+    match (ratio, min) {
         (Some(ratio), min) => {
             let r = *ratio.get_ref();
             if !r.is_finite() || r <= 0.0 || r > 1.0 {
@@ -161,46 +222,21 @@ pub fn validate(
                 Some(m) => m.into_inner(),
                 None => DEFAULT_BATCH_FAILURE_MIN,
             };
-            out.alerts.batch_failures = Some(BatchFailureRule {
+            Some(BatchFailureRule {
                 ratio: r,
                 min_ended,
-            });
+            })
         }
-        (None, Some(m)) => problem(
-            m.span(),
-            "[alerts] batch_failure_min has no effect without batch_failure_ratio; set both"
-                .to_string(),
-        ),
-        (None, None) => {}
+        (None, Some(m)) => {
+            problem(
+                m.span(),
+                "[alerts] batch_failure_min has no effect without batch_failure_ratio; set both"
+                    .to_string(),
+            );
+            None
+        }
+        (None, None) => None,
     }
-    for hook in alerts.webhook {
-        out.alerts
-            .webhooks
-            .push(validate_webhook(hook, "[[alerts.webhook]]", problem));
-    }
-    let first_escalation = alerts.escalation.first().map(|h| h.url.span());
-    for hook in alerts.escalation {
-        out.alerts
-            .escalation
-            .push(validate_webhook(hook, "[[alerts.escalation]]", problem));
-    }
-    match (alerts.escalate_after, first_escalation) {
-        (Some(after), None) => problem(
-            after.span(),
-            "[alerts] escalate_after needs an [[alerts.escalation]] to escalate to".to_string(),
-        ),
-        (None, Some(span)) => problem(
-            span,
-            "[[alerts.escalation]] is used only with [alerts] escalate_after (how long an alert may stay unresolved)".to_string(),
-        ),
-        (Some(after), Some(_)) if after.get_ref().is_zero() => problem(
-            after.span(),
-            "[alerts] escalate_after must be more than 0".to_string(),
-        ),
-        (Some(after), Some(_)) => out.alerts.rules.escalate_after = Some(after.into_inner()),
-        (None, None) => {}
-    }
-    out
 }
 
 fn validate_webhook(

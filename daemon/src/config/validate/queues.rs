@@ -39,106 +39,114 @@ pub(super) fn queues(
             problem(q.name.span(), format!("queue `{name}` is defined twice"));
             continue;
         }
-        let dead = dead_letter_config(&q, &name, default_payload_max, problem);
-        let concurrency = checked(q.concurrency, DEFAULT_CONCURRENCY, problem, |c| {
-            (*c == 0 || *c > MAX_CONCURRENCY).then(|| {
-                format!(
-                    "queue `{name}`: concurrency {c} is out of range; use 1 to {MAX_CONCURRENCY}"
-                )
-            })
-        });
-        let lease = checked(q.lease, DEFAULT_LEASE, problem, |l| {
-            (*l < MIN_LEASE).then(|| {
-                format!(
-                    "queue `{name}`: lease must be at least {MIN_LEASE:?}; heartbeats renew it every third of it"
-                )
-            })
-        });
-        let succeeded_ttl = checked(q.succeeded_ttl, SUCCEEDED_TTL, problem, |t| {
-            (t.subsec_nanos() != 0).then(|| {
-                format!(
-                    "queue `{name}`: succeeded_ttl must be whole seconds (records expire by the second); use \"0s\" to keep no record of succeeded jobs"
-                )
-            })
-        });
-        // "0s" keeps ledgers until deleted by hand.
-        let batch_retention = q
-            .batch_retention
-            .map_or(Some(DEFAULT_BATCH_RETENTION), |r| {
-                Some(*r.get_ref()).filter(|d| !d.is_zero())
-            });
-        let max_payload = super::jobs::size(
-            q.max_payload.as_ref(),
-            DEFAULT_MAX_PAYLOAD,
-            1..=MAX_MAX_PAYLOAD,
-            &format!("queue `{name}`: max_payload"),
-            problem,
-        );
-        let max_backlog = q.max_backlog.map(|m| {
-            let v = *m.get_ref();
-            u64::try_from(v)
-                .ok()
-                .filter(|v| *v >= 1)
-                .unwrap_or_else(|| {
-                    problem(
-                        m.span(),
-                        format!("queue `{name}`: max_backlog {v} is out of range; use 1 or more"),
-                    );
-                    1
-                })
-        });
-        let wait_replicas = q.wait_replicas.as_ref().map_or(0, |w| {
-            let v = *w.get_ref();
-            u32::try_from(v).ok().filter(|v| (1..=16).contains(v)).unwrap_or_else(|| {
-                problem(
-                    w.span(),
-                    format!("queue `{name}`: wait_replicas {v} is out of range; use 1 to 16 (or leave it out to wait for none)"),
-                );
-                0
-            })
-        });
-        let priority_weights = match &q.priority_weights {
-            None => Weights::default(),
-            Some(w) => Weights::from_list(w.get_ref()).unwrap_or_else(|| {
-                problem(
-                    w.span(),
-                    format!(
-                        "queue `{name}`: priority_weights must be three whole numbers [high, normal, low], each at least 1, e.g. [8, 3, 1]"
-                    ),
-                );
-                Weights::default()
-            }),
-        };
-        let max_wait = q.max_wait.map(|w| {
-            if w.get_ref().is_zero() {
-                problem(
-                    w.span(),
-                    format!("queue `{name}`: max_wait must be more than 0, e.g. \"5m\""),
-                );
-            }
-            *w.get_ref()
-        });
-        // "0s" turns the stall alert off.
-        let stall_after = q.stall_after.map_or(Some(DEFAULT_STALL_AFTER), |s| {
-            Some(*s.get_ref()).filter(|d| !d.is_zero())
-        });
-        queues.push(QueueConfig {
-            max_wait,
-            stall_after,
-            priority_weights,
-            max_payload,
-            max_backlog,
-            wait_replicas,
-            name,
-            concurrency,
-            lease,
-            succeeded_ttl,
-            batch_retention,
-            jobs: BTreeMap::new(),
-            dead,
-        });
+        queues.push(queue(q, name, default_payload_max, problem));
     }
     queues
+}
+
+/// One `[[queue]]` table named `name`, checked, without its job types.
+fn queue(
+    q: RawQueue,
+    name: String,
+    default_payload_max: usize,
+    problem: &mut dyn FnMut(Range<usize>, String),
+) -> QueueConfig {
+    let dead = dead_letter_config(&q, &name, default_payload_max, problem);
+    let concurrency = checked(q.concurrency, DEFAULT_CONCURRENCY, problem, |c| {
+        (*c == 0 || *c > MAX_CONCURRENCY).then(|| {
+            format!("queue `{name}`: concurrency {c} is out of range; use 1 to {MAX_CONCURRENCY}")
+        })
+    });
+    let lease = checked(q.lease, DEFAULT_LEASE, problem, |l| {
+        (*l < MIN_LEASE).then(|| {
+            format!(
+                "queue `{name}`: lease must be at least {MIN_LEASE:?}; heartbeats renew it every third of it"
+            )
+        })
+    });
+    let succeeded_ttl = checked(q.succeeded_ttl, SUCCEEDED_TTL, problem, |t| {
+        (t.subsec_nanos() != 0).then(|| {
+            format!(
+                "queue `{name}`: succeeded_ttl must be whole seconds (records expire by the second); use \"0s\" to keep no record of succeeded jobs"
+            )
+        })
+    });
+    // "0s" keeps ledgers until deleted by hand.
+    let batch_retention = q
+        .batch_retention
+        .map_or(Some(DEFAULT_BATCH_RETENTION), |r| {
+            Some(*r.get_ref()).filter(|d| !d.is_zero())
+        });
+    let max_payload = super::jobs::size(
+        q.max_payload.as_ref(),
+        DEFAULT_MAX_PAYLOAD,
+        1..=MAX_MAX_PAYLOAD,
+        &format!("queue `{name}`: max_payload"),
+        problem,
+    );
+    let max_backlog = q.max_backlog.map(|m| {
+        let v = *m.get_ref();
+        u64::try_from(v)
+            .ok()
+            .filter(|v| *v >= 1)
+            .unwrap_or_else(|| {
+                problem(
+                    m.span(),
+                    format!("queue `{name}`: max_backlog {v} is out of range; use 1 or more"),
+                );
+                1
+            })
+    });
+    let wait_replicas = q.wait_replicas.as_ref().map_or(0, |w| {
+        let v = *w.get_ref();
+        u32::try_from(v).ok().filter(|v| (1..=16).contains(v)).unwrap_or_else(|| {
+            problem(
+                w.span(),
+                format!("queue `{name}`: wait_replicas {v} is out of range; use 1 to 16 (or leave it out to wait for none)"),
+            );
+            0
+        })
+    });
+    let priority_weights = match &q.priority_weights {
+        None => Weights::default(),
+        Some(w) => Weights::from_list(w.get_ref()).unwrap_or_else(|| {
+            problem(
+                w.span(),
+                format!(
+                    "queue `{name}`: priority_weights must be three whole numbers [high, normal, low], each at least 1, e.g. [8, 3, 1]"
+                ),
+            );
+            Weights::default()
+        }),
+    };
+    let max_wait = q.max_wait.map(|w| {
+        if w.get_ref().is_zero() {
+            problem(
+                w.span(),
+                format!("queue `{name}`: max_wait must be more than 0, e.g. \"5m\""),
+            );
+        }
+        *w.get_ref()
+    });
+    // "0s" turns the stall alert off.
+    let stall_after = q.stall_after.map_or(Some(DEFAULT_STALL_AFTER), |s| {
+        Some(*s.get_ref()).filter(|d| !d.is_zero())
+    });
+    QueueConfig {
+        max_wait,
+        stall_after,
+        priority_weights,
+        max_payload,
+        max_backlog,
+        wait_replicas,
+        name,
+        concurrency,
+        lease,
+        succeeded_ttl,
+        batch_retention,
+        jobs: BTreeMap::new(),
+        dead,
+    }
 }
 
 /// `[defaults] dead_payload_max`, the value queues inherit.
