@@ -695,6 +695,40 @@ fn a_plain_xadd_member_whose_daemon_died_around_counting_it_is_counted_once() {
     );
 }
 
+/// A producer's entry may name a batch whose key holds something else
+/// (another application's string, a damaged ledger): the job still runs,
+/// uncounted, and so do the jobs read with it.
+#[test]
+fn a_member_naming_a_batch_whose_key_holds_another_type_runs_and_so_do_its_neighbours() {
+    let redis = Redis::start();
+    let _: () = redis::cmd("SET")
+        .arg("ward:{q}:batch:broken")
+        .arg("not a ledger")
+        .query(&mut redis.con())
+        .unwrap();
+    let mut ids = vec![xadd(&redis, "row", OK, &[])];
+    ids.push(xadd(&redis, "row", OK, &[("batch", "broken")]));
+    ids.push(xadd(&redis, "row", OK, &[]));
+    let cfg = config_full(
+        &redis,
+        "concurrency = 4\nlease = \"1s\"",
+        FAST_RETRY,
+        &job("row", "flaky", ""),
+    );
+    let _ward = Ward::start(&cfg).ready();
+    for id in &ids {
+        let s = wait_final(&redis, id, WAIT);
+        assert_eq!(s["state"], "succeeded", "{s}");
+        // On the first read, not after a lost lease.
+        assert_eq!(s["attempts"], 1, "{s}");
+    }
+    let kept: String = redis::cmd("GET")
+        .arg("ward:{q}:batch:broken")
+        .query(&mut redis.con())
+        .unwrap();
+    assert_eq!(kept, "not a ledger", "the key is left as it was");
+}
+
 #[test]
 fn a_batch_over_its_failure_ratio_raises_a_batch_failures_alert() {
     let redis = Redis::start();

@@ -460,3 +460,46 @@ fn apply_says_which_completions_took_effect_so_nothing_is_counted_twice() {
     });
     assert_eq!(show(&redis, &ids[0])["state"], "succeeded");
 }
+
+/// Reclaim finishes a delivery it takes over as the lease would have (moves
+/// an entry naming a priority level to that level's stream). When that
+/// fails (here the high level's stream key holds a string), the delivery is
+/// recorded as a lost attempt all the same: the job moves on, towards its
+/// lease budget, instead of staying pending for ever.
+#[test]
+fn a_delivery_reclaim_cannot_finish_is_still_recorded_and_the_job_moves_on() {
+    let redis = Redis::start();
+    let cfg = config_full(
+        &redis,
+        "concurrency = 4\nlease = \"1s\"",
+        "max_attempts = 10\ninitial_delay = \"10ms\"\njitter = \"none\"\nmax_lease_expiries = 2",
+        &job("flaky", "flaky", ""),
+    );
+    let _ward = Ward::start(&cfg).ready();
+    // Replaced behind the running daemon's back.
+    let _: () = redis::pipe()
+        .cmd("DEL")
+        .arg("ward:{q}:jobs:high")
+        .ignore()
+        .cmd("SET")
+        .arg("ward:{q}:jobs:high")
+        .arg("not a stream")
+        .ignore()
+        .query(&mut redis.con())
+        .unwrap();
+    let id = xadd(&redis, "flaky", r#"{"times":0}"#, &[("priority", "high")]);
+    let s = wait_final(&redis, &id, WAIT);
+    let history = s["history"].as_array().unwrap();
+    assert_eq!(history[0]["code"], "lease-expired", "{s}");
+    assert!(s["state"] == "dead" || s["state"] == "succeeded", "{s}");
+    // A daemon started now refuses to, and names the key.
+    let err = Ward::start(&cfg)
+        .try_ready(WAIT)
+        .err()
+        .expect("a daemon started on a queue whose high stream is a string");
+    assert!(
+        err.to_string()
+            .contains("cannot create consumer group `ward` on ward:{q}:jobs:high"),
+        "{err}"
+    );
+}

@@ -69,8 +69,11 @@ impl Queue {
         Ok(())
     }
 
-    /// [`Queue::ensure_group`] on one stream.
-    async fn ensure_group_on(&self, stream: &str) -> Result<(), QueueError> {
+    /// [`Queue::ensure_group`] on one stream (one of [`super::Keys::stream`]'s).
+    ///
+    /// # Errors
+    /// Redis errors (a key of another type under the stream's name among them).
+    pub async fn ensure_group_on(&self, stream: &str) -> Result<(), QueueError> {
         let mut con = self.con.clone();
         // Looked up first, read-only: a Redis at its maxmemory refuses the
         // create even when the group is there.

@@ -445,9 +445,21 @@ async fn ensure_group(
     queue: &Queue,
     shutdown: &mut (impl Future<Output = ()> + Unpin),
 ) -> anyhow::Result<()> {
+    for level in crate::priority::Priority::ALL {
+        ensure_group_on(queue, queue.keys.stream(level), shutdown).await?;
+    }
+    Ok(())
+}
+
+/// [`ensure_group`] on one of the queue's streams, named in the error.
+async fn ensure_group_on(
+    queue: &Queue,
+    stream: &str,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+) -> anyhow::Result<()> {
     let mut backoff = CONNECT_RETRY;
     loop {
-        let delay = match queue.ensure_group().await {
+        let delay = match queue.ensure_group_on(stream).await {
             Ok(()) => return Ok(()),
             // A Redis at its maxmemory (OOM) may have room again soon.
             Err(e) if store::is_connection_error(&e) || store::is_out_of_memory(&e) => {
@@ -458,9 +470,8 @@ async fn ensure_group(
             Err(e) => {
                 return Err(e).with_context(|| {
                     format!(
-                        "cannot create consumer group `{}` on {}",
-                        store::GROUP,
-                        queue.keys.jobs
+                        "cannot create consumer group `{}` on {stream}",
+                        store::GROUP
                     )
                 });
             }

@@ -80,7 +80,10 @@ end
 -- jobs stream, where a callback is enqueued if this settles the batch, and
 -- `unfinished` its set of unfinished batches.
 local function batch_end(ledger, failed, outcome, id, failure, now, stream, unfinished)
-  if redis.call('EXISTS', ledger) == 0 then return end
+  -- No ledger (removed, or never made), or a key of another type under its
+  -- name: nothing to count, and the member's own outcome is recorded.
+  local t = redis.call('TYPE', ledger)
+  if (t.ok or t) ~= 'hash' then return end
   redis.call('HINCRBY', ledger, 'pending', -1)
   redis.call('HINCRBY', ledger, outcome, 1)
   if outcome == 'dead' then redis.call('HSET', failed, id, failure) end

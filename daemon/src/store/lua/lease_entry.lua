@@ -77,13 +77,23 @@ end
 -- that dies around the second leaves the delivery to the one that takes it
 -- over (reclaim.rs), which calls lease_fix.lua for it again. `id` is the
 -- entry's id (its job id: such an entry names no other). True when it joined.
+-- A batch whose keys hold something else (another application's key, a
+-- damaged ledger) is not joined: the job runs uncounted, and the read that
+-- took it (every job in it) is not failed for it; Redis's log says why.
 local function join_batch(s, id)
   local b = s.batch
   if b == nil or b == '' or s.counted then return false end
   local ledger, _, joined = batch_keys(q, b)
-  if redis.call('SADD', joined, id) == 0 then return false end
+  local added = redis.pcall('SADD', joined, id)
+  if added == 0 then return false end
   now = now or now_ms()
-  batch_join(ledger, q .. BATCHES_KEY, q .. BATCHES_UNFINISHED_KEY, b, now)
+  local ok = type(added) == 'number' and pcall(batch_join, ledger, q .. BATCHES_KEY,
+    q .. BATCHES_UNFINISHED_KEY, b, now)
+  if not ok then
+    redis.log(redis.LOG_WARNING, 'ward: job ' .. id .. ' names batch ' .. b
+      .. ' whose keys (' .. ledger .. ', ' .. joined .. ') hold another type; it runs uncounted')
+    return false
+  end
   return true
 end
 

@@ -78,14 +78,14 @@ impl Reclaim {
                 }
             };
             // Finished as their lease would have (a batch member counted,
-            // an entry moved to its level) before they are recorded. Left
-            // pending when that fails: the next pass after a lease takes
-            // them again.
-            let deliveries = match self.queue.finish_taken(level, deliveries).await {
+            // an entry moved to its level) before they are recorded. When
+            // that fails they are recorded all the same: a job must move on
+            // (towards its lease budget) whatever its entry names.
+            let deliveries = match self.queue.finish_taken(level, deliveries.clone()).await {
                 Ok(d) => d,
                 Err(e) => {
-                    tracing::error!(queue = %self.queue.keys.queue, error = %e, "cannot finish the deliveries taken over; retrying after a lease");
-                    Vec::new()
+                    tracing::error!(queue = %self.queue.keys.queue, error = %e, "cannot finish the deliveries taken over (count their batch, move them to their level); recording them as lost attempts all the same");
+                    deliveries
                 }
             };
             if !self.take_over(deliveries, lease_text).await {
