@@ -178,6 +178,16 @@ fn an_outcome_redis_refuses_to_record_is_dead_lettered_with_the_reason() {
         r#"{"fail":"transient","times":1}"#,
         "the payload is kept for a requeue"
     );
+    // Its record (a hash Redis still takes) says where it went.
+    let rec: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(format!("ward:{{q}}:job:{retried}"))
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(
+        (rec.get("state"), rec.get("dead_reason")),
+        (Some(&"dead".to_string()), Some(&"unrecordable".to_string())),
+        "{rec:?}"
+    );
     let pending: Vec<redis::Value> = redis::cmd("XPENDING")
         .arg("ward:{q}:jobs")
         .arg("ward")

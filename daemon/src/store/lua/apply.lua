@@ -395,10 +395,16 @@ while true do
   end
   took[#took] = 'e'
   unrecordable[#unrecordable+1] = id .. ' ' .. why
-  redis.call('XADD', dead, '*', 'id', id, 'job', job, 'queue', queue,
+  local d = redis.call('XADD', dead, '*', 'id', id, 'job', job, 'queue', queue,
     'reason', 'unrecordable', 'class', 'crash', 'code', 'unrecordable',
     'message', 'the outcome could not be recorded in Redis: ' .. why,
     'entry', entry, 'last_at', tostring(now), 'payload', payload)
+  -- So that `ward job show` finds it where it went, if Redis takes this
+  -- much (the record may be the very key it refused).
+  local rec
+  if ARGV[i] == 'f' then rec = KEYS[at_kc + FKEY_record] else rec = KEYS[at_kc + CKEY_record] end
+  pcall(redis.call, 'HSET', rec, 'state', 'dead', 'dead_reason', 'unrecordable',
+    'dead_entry', d, 'job', job)
   -- Dead as far as its batch knows, unless it had ended there already.
   if not batch_done then
     pcall(batch_ended, b, 'dead', id, cjson.encode({class = 'crash', code = 'unrecordable',
