@@ -188,6 +188,15 @@ fn an_outcome_redis_refuses_to_record_is_dead_lettered_with_the_reason() {
         (Some(&"dead".to_string()), Some(&"unrecordable".to_string())),
         "{rec:?}"
     );
+    // `ward job show` says which key is broken.
+    let out = ward(&["job", "show", "--redis", &redis.url(), "q", retried]);
+    assert!(
+        stderr(&out).contains(&format!(
+            "`ward:{{q}}:job:{retried}:history` holds another type than a list"
+        )),
+        "{}",
+        stderr(&out)
+    );
     let pending: Vec<redis::Value> = redis::cmd("XPENDING")
         .arg("ward:{q}:jobs")
         .arg("ward")

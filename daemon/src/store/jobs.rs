@@ -88,11 +88,7 @@ impl Queue {
     /// # Errors
     /// Redis errors.
     pub async fn job_status(&self, id: &str) -> Result<Option<JobStatus>, QueueError> {
-        let mut con = self.con.clone();
-        let mut record: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
-            .arg(self.keys.record(id))
-            .query_async(&mut con)
-            .await?;
+        let mut record = self.record(id).await?;
         let mut unrecorded = None;
         if record.is_empty() {
             unrecorded = self.unrecorded(id).await?;
@@ -100,10 +96,7 @@ impl Queue {
             // have ended since the record was read (its entry acknowledged
             // and its record written in one script): look again.
             if !matches!(unrecorded, Some(Unrecorded { running: true, .. })) {
-                record = redis::cmd("HGETALL")
-                    .arg(self.keys.record(id))
-                    .query_async(&mut con)
-                    .await?;
+                record = self.record(id).await?;
             }
         }
         let text = |name: &str| {
@@ -322,16 +315,44 @@ impl Queue {
     /// Redis errors.
     pub async fn history(&self, id: &str) -> Result<Vec<serde_json::Value>, QueueError> {
         let mut con = self.con.clone();
+        let key = self.keys.history(id);
         let lines: Vec<Vec<u8>> = redis::cmd("LRANGE")
-            .arg(self.keys.history(id))
+            .arg(&key)
             .arg(0)
             .arg(-1)
             .query_async(&mut con)
-            .await?;
+            .await
+            .map_err(|e| naming(e, &key, "a list", "job history"))?;
         Ok(lines
             .iter()
             .filter_map(|h| serde_json::from_slice(h).ok())
             .collect())
+    }
+}
+
+impl Queue {
+    /// Job `id`'s record, field by field (empty when it has none).
+    async fn record(&self, id: &str) -> Result<Vec<(String, Vec<u8>)>, QueueError> {
+        let mut con = self.con.clone();
+        let key = self.keys.record(id);
+        redis::cmd("HGETALL")
+            .arg(&key)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| naming(e, &key, "a hash", "job record"))
+    }
+}
+
+/// A `WRONGTYPE` from Redis for `key` (which should hold `kind`), as an
+/// error that names the key; any other error as it is.
+fn naming(e: RedisError, key: &str, kind: &str, what: &'static str) -> QueueError {
+    if e.code() == Some("WRONGTYPE") {
+        QueueError::Protocol {
+            what,
+            detail: format!("`{key}` holds another type than {kind} (WRONGTYPE)"),
+        }
+    } else {
+        e.into()
     }
 }
 
