@@ -103,16 +103,16 @@ impl Queue {
     /// one it read plainly may have died before `lease_fix.lua` counted a
     /// producer's batch member or moved an entry to its level, or just
     /// after (the batch's joined set makes a second count a no-op). Returns
-    /// the deliveries still to record, without those moved to their level's
-    /// stream (they never ran: they are read from there).
+    /// the entry ids moved to their level's stream: they never ran, are
+    /// read from there, and are not to be recorded.
     ///
     /// # Errors
     /// Redis errors, or a reply of the wrong shape.
     pub async fn finish_taken(
         &self,
         level: Priority,
-        deliveries: Vec<Delivery>,
-    ) -> Result<Vec<Delivery>, QueueError> {
+        deliveries: &[Delivery],
+    ) -> Result<Vec<String>, QueueError> {
         // Only the normal stream is read plainly.
         let fix: Vec<&str> = deliveries
             .iter()
@@ -120,18 +120,14 @@ impl Queue {
             .map(|d| d.entry_id.as_str())
             .collect();
         if fix.is_empty() {
-            return Ok(deliveries);
+            return Ok(Vec::new());
         }
         let answers = self.fix(&fix, &[]).await?;
-        let moved: Vec<String> = fix
+        Ok(fix
             .iter()
             .zip(&answers)
             .filter(|(_, a)| a.as_str() == MOVED)
             .map(|(id, _)| (*id).to_string())
-            .collect();
-        Ok(deliveries
-            .into_iter()
-            .filter(|d| !moved.contains(&d.entry_id))
             .collect())
     }
 

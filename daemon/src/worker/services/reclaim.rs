@@ -66,7 +66,7 @@ impl Reclaim {
     /// is gone.
     async fn pass(&self, level: Priority, from: &mut String, lease_text: &str) -> bool {
         for _ in 0..MAX_CALLS_PER_PASS {
-            let (next, deliveries) = match self
+            let (next, mut deliveries) = match self
                 .queue
                 .reclaim_in(level, &self.consumer, self.lease, from, MAX_APPLY)
                 .await
@@ -81,13 +81,12 @@ impl Reclaim {
             // an entry moved to its level) before they are recorded. When
             // that fails they are recorded all the same: a job must move on
             // (towards its lease budget) whatever its entry names.
-            let deliveries = match self.queue.finish_taken(level, deliveries.clone()).await {
-                Ok(d) => d,
+            match self.queue.finish_taken(level, &deliveries).await {
+                Ok(moved) => deliveries.retain(|d| !moved.contains(&d.entry_id)),
                 Err(e) => {
                     tracing::error!(queue = %self.queue.keys.queue, error = %e, "cannot finish the deliveries taken over (count their batch, move them to their level); recording them as lost attempts all the same");
-                    deliveries
                 }
-            };
+            }
             if !self.take_over(deliveries, lease_text).await {
                 return false;
             }
