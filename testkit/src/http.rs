@@ -85,13 +85,25 @@ impl HttpStub {
 }
 
 /// Reads one request from `sock`: the head, then as much body as its
-/// Content-Length says (or what came before the peer stopped, or 5 s).
+/// Content-Length says, or what came before the peer stopped. Empty when
+/// nothing arrived within 5 s, so a keep-alive loop can look up; once a
+/// request has begun it waits up to a minute for the rest, because on a
+/// busy machine a body can follow its head seconds later, and returning
+/// the head alone would count the one request twice.
 pub(crate) fn read_request(sock: &mut TcpStream) -> Vec<u8> {
     sock.set_nonblocking(false).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let begun_by = std::time::Instant::now() + Duration::from_secs(60);
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
-    while let Ok(k) = sock.read(&mut chunk) {
+    loop {
+        let k = match sock.read(&mut chunk) {
+            Ok(k) => k,
+            Err(e) if !buf.is_empty() && is_timeout(&e) && std::time::Instant::now() < begun_by => {
+                continue;
+            }
+            Err(_) => break,
+        };
         if k == 0 {
             break;
         }
@@ -112,6 +124,13 @@ pub(crate) fn read_request(sock: &mut TcpStream) -> Vec<u8> {
         }
     }
     buf
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
 }
 
 impl Request {

@@ -57,5 +57,14 @@ fn five_thousand_webhook_attempts_wait_on_a_slow_upstream_at_once_under_1_gib() 
         stub.max_open()
     );
     assert!(peak < GIB_KIB, "peak RSS {} MiB", peak / 1024);
+    let retried: Vec<_> = ids
+        .iter()
+        .zip(job_fields(&redis, &ids, "attempts"))
+        .filter(|(_, a)| a.as_deref() != Some("1"))
+        .collect();
+    assert!(
+        retried.is_empty(),
+        "jobs not done in one attempt: {retried:?}"
+    );
     assert_eq!(stub.requests(), N, "one request per job");
 }
