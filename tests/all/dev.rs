@@ -13,6 +13,11 @@ use ward_testkit::{Redis, plugins, wait_for, ward, ward_bin};
 use crate::observability::get;
 
 const WAIT: Duration = Duration::from_secs(60);
+/// `ward dev` prints its banner once it has compiled every example plugin.
+/// On a fresh machine the compile cache is empty, and compiling the Python
+/// and JavaScript examples in a debug build, beside the rest of the suite
+/// on two cores, took over a minute.
+const BANNER_WAIT: Duration = Duration::from_secs(300);
 
 /// A running `ward dev`, its stdout and stderr collected as they come;
 /// killed (by PID) on drop if a test failed before stopping it.
@@ -52,7 +57,7 @@ impl Dev {
 
     /// The banner, once printed in full (its last line is the curl one).
     fn banner(&mut self) -> String {
-        let deadline = Instant::now() + WAIT;
+        let deadline = Instant::now() + BANNER_WAIT;
         loop {
             let out = self.out.lock().unwrap().clone();
             if out.contains("curl -s") {
@@ -64,7 +69,10 @@ impl Dev {
                     self.err()
                 );
             }
-            assert!(Instant::now() < deadline, "no banner in {WAIT:?}:\n{out}");
+            assert!(
+                Instant::now() < deadline,
+                "no banner in {BANNER_WAIT:?}:\n{out}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
