@@ -233,3 +233,70 @@ fn ward_enqueue_past_max_backlog_is_refused_and_adds_nothing() {
         .unwrap();
     assert_eq!(len, 3);
 }
+
+#[test]
+fn a_job_an_upstream_holds_back_gives_its_group_slot_back_while_it_waits() {
+    // Each request is held long enough to look at the other job's slot.
+    let stub = UpstreamStub::start(Duration::from_secs(8), Vec::new());
+    let redis = Redis::start();
+    let grouped = jobs(stub.port, "concurrency = 1")
+        .replacen(
+            "upstreams = ",
+            "group_by = \"tenant\"\ngroup_concurrency = 1\nupstreams = ",
+            1,
+        )
+        .replacen("timeout = \"5s\"", "timeout = \"20s\"", 1);
+    let config = config_with(&redis, 8, RETRY, &grouped);
+    // Both in the daemon's first read: each passes its own group's gate,
+    // then the upstream's one slot admits one and holds the other back.
+    let ids = xadd_entries(
+        &redis,
+        &[
+            vec![
+                ("job", "hook"),
+                ("payload", &payload(stub.port)),
+                ("tenant", "a"),
+            ],
+            vec![
+                ("job", "hook"),
+                ("payload", &payload(stub.port)),
+                ("tenant", "b"),
+            ],
+        ],
+    );
+    let _ward = Ward::start(&config).ready();
+    let mut con = redis.con();
+    let mut held = None;
+    wait_for(
+        Duration::from_secs(4),
+        "one job held back by the upstream",
+        || {
+            held = ids.iter().zip(["a", "b"]).find(|(id, _)| {
+                redis::cmd("ZSCORE")
+                    .arg("ward:{q}:delayed")
+                    .arg(id.as_str())
+                    .query::<Option<f64>>(&mut con)
+                    .unwrap()
+                    .is_some()
+            });
+            held.is_some()
+        },
+    );
+    let (id, tenant) = held.unwrap();
+    assert_eq!(stub.max_open(), 1, "the other job is in flight");
+    wait_for(
+        Duration::from_secs(3),
+        "the held-back job's group slot to be given back while the other runs",
+        || {
+            redis::cmd("ZSCORE")
+                .arg(format!("ward:{{q}}:group:hook:{tenant}"))
+                .arg(id.as_str())
+                .query::<Option<f64>>(&mut con)
+                .unwrap()
+                .is_none()
+        },
+    );
+    assert_eq!(stub.requests(), 1, "still only the first request sent");
+    let attempts = all_succeed(&redis, &ids);
+    assert_eq!(attempts, [1, 1], "holding back spent no attempt");
+}

@@ -136,7 +136,7 @@ pub(crate) async fn release(
     let claims: Vec<GroupClaim<'_>> = batch
         .iter()
         .zip(took)
-        .filter(|(c, took)| **took && !matches!(c.transition(), Transition::Defer { .. }))
+        .filter(|(c, took)| **took && holds_a_slot(c))
         .filter_map(|(c, _)| {
             claim(
                 jobs.get(c.job())?,
@@ -151,6 +151,21 @@ pub(crate) async fn release(
         // The slots expire on their own (timeout + lease).
         tracing::warn!(queue = %queue.keys.queue, error = %e, "cannot give back group slots; they expire on their own");
     }
+}
+
+/// Whether `c`'s attempt passed the gate, so holds its group's slot. A job
+/// an upstream then held back did: it waits in the delayed set, not
+/// running, and kept its group's slot for the slot's whole lifetime
+/// (timeout + lease) before this, starving the group's other jobs; it
+/// takes one again when it comes back. A job the gate parked holds none.
+fn holds_a_slot(c: &Completion) -> bool {
+    !matches!(
+        c.transition(),
+        Transition::Defer {
+            why: Deferral::GroupBusy { .. },
+            ..
+        }
+    )
 }
 
 /// Tells `ward_enqueue` which of the queue's job types group their jobs
