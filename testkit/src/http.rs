@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A tiny HTTP/1.1 server on 127.0.0.1 for plugins to call: answers every
 /// request with the next of `responses` (the last one repeats) and records
@@ -93,13 +93,13 @@ impl HttpStub {
 pub(crate) fn read_request(sock: &mut TcpStream) -> Vec<u8> {
     sock.set_nonblocking(false).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let begun_by = std::time::Instant::now() + Duration::from_secs(60);
+    let begun_by = Instant::now() + Duration::from_secs(60);
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
         let k = match sock.read(&mut chunk) {
             Ok(k) => k,
-            Err(e) if !buf.is_empty() && is_timeout(&e) && std::time::Instant::now() < begun_by => {
+            Err(e) if !buf.is_empty() && is_timeout(&e) && Instant::now() < begun_by => {
                 continue;
             }
             Err(_) => break,

@@ -271,14 +271,10 @@ fn a_job_an_upstream_holds_back_gives_its_group_slot_back_while_it_waits() {
         Duration::from_secs(4),
         "one job held back by the upstream",
         || {
-            held = ids.iter().zip(["a", "b"]).find(|(id, _)| {
-                redis::cmd("ZSCORE")
-                    .arg("ward:{q}:delayed")
-                    .arg(id.as_str())
-                    .query::<Option<f64>>(&mut con)
-                    .unwrap()
-                    .is_some()
-            });
+            held = ids
+                .iter()
+                .zip(["a", "b"])
+                .find(|(id, _)| in_zset(&mut con, "ward:{q}:delayed", id));
             held.is_some()
         },
     );
@@ -287,16 +283,19 @@ fn a_job_an_upstream_holds_back_gives_its_group_slot_back_while_it_waits() {
     wait_for(
         Duration::from_secs(3),
         "the held-back job's group slot to be given back while the other runs",
-        || {
-            redis::cmd("ZSCORE")
-                .arg(format!("ward:{{q}}:group:hook:{tenant}"))
-                .arg(id.as_str())
-                .query::<Option<f64>>(&mut con)
-                .unwrap()
-                .is_none()
-        },
+        || !in_zset(&mut con, &format!("ward:{{q}}:group:hook:{tenant}"), id),
     );
     assert_eq!(stub.requests(), 1, "still only the first request sent");
     let attempts = all_succeed(&redis, &ids);
     assert_eq!(attempts, [1, 1], "holding back spent no attempt");
+}
+
+/// Whether `member` is in the sorted set `key`.
+fn in_zset(con: &mut redis::Connection, key: &str, member: &str) -> bool {
+    redis::cmd("ZSCORE")
+        .arg(key)
+        .arg(member)
+        .query::<Option<f64>>(con)
+        .unwrap()
+        .is_some()
 }

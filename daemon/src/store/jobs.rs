@@ -328,9 +328,7 @@ impl Queue {
             .filter_map(|h| serde_json::from_slice(h).ok())
             .collect())
     }
-}
 
-impl Queue {
     /// Job `id`'s record, field by field (empty when it has none).
     async fn record(&self, id: &str) -> Result<Vec<(String, Vec<u8>)>, QueueError> {
         let mut con = self.con.clone();
@@ -349,7 +347,9 @@ fn naming(e: RedisError, key: &str, kind: &str, what: &'static str) -> QueueErro
     if e.code() == Some("WRONGTYPE") {
         QueueError::Protocol {
             what,
-            detail: format!("`{key}` holds another type than {kind} (WRONGTYPE)"),
+            detail: format!(
+                "`{key}` holds another type than {kind} (WRONGTYPE): Ward did not write it; see what it holds with `TYPE {key}` before you remove it"
+            ),
         }
     } else {
         e.into()

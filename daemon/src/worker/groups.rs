@@ -155,9 +155,9 @@ pub(crate) async fn release(
 
 /// Whether `c`'s attempt passed the gate, so holds its group's slot. A job
 /// an upstream then held back did: it waits in the delayed set, not
-/// running, and kept its group's slot for the slot's whole lifetime
-/// (timeout + lease) before this, starving the group's other jobs; it
-/// takes one again when it comes back. A job the gate parked holds none.
+/// running, so it gives the slot back rather than keep its group's other
+/// jobs waiting, and takes one again when it comes back. A job the gate
+/// parked holds none.
 fn holds_a_slot(c: &Completion) -> bool {
     !matches!(
         c.transition(),
