@@ -275,6 +275,11 @@ pub struct Malformed {
     pub payload: Vec<u8>,
     /// Every other field whose name is text, so nothing it carried is lost.
     pub extra: Vec<(String, Vec<u8>)>,
+    /// Its idempotency key, when the entry is a producer's (not one Ward
+    /// wrote for a job that already ran): a lease may have claimed the key
+    /// for it, and since it never runs it must give the key back
+    /// ([`crate::store::Queue::release_keys`]).
+    pub unclaimed_key: Option<String>,
 }
 
 #[cfg(test)]

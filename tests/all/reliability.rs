@@ -325,6 +325,90 @@ fn an_idempotency_key_after_many_other_fields_still_deduplicates() {
 }
 
 #[test]
+fn an_entry_dead_lettered_without_running_leaves_its_key_free_however_it_was_read() {
+    // The lease script claims a keyed entry's key as it reads it, before the
+    // daemon checks the entry; a plain read claims after the checks. An
+    // entry that never runs for what it is (a reserved field name, a payload
+    // over max_payload) must leave its key free either way: the producer's
+    // corrected resend with the same key runs instead of being taken for a
+    // duplicate of the dead entry.
+    let redis = Redis::start();
+    let reserved = ("ward:note", "x");
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(2000));
+    // Naming a level sends an entry through the lease script.
+    let high = ("priority", "high");
+    let dead = [
+        xadd(
+            &redis,
+            "noop",
+            "{}",
+            &[("idempotency_key", "order-1"), high, reserved],
+        ),
+        xadd(
+            &redis,
+            "noop",
+            "{}",
+            &[("idempotency_key", "order-2"), reserved],
+        ),
+        xadd(
+            &redis,
+            "noop",
+            &big,
+            &[("idempotency_key", "order-3"), high],
+        ),
+        xadd(&redis, "noop", &big, &[("idempotency_key", "order-4")]),
+        xadd(
+            &redis,
+            "noop",
+            "{}",
+            &[("idempotency_key", "order-5"), high, reserved],
+        ),
+    ];
+    // Read with the entry before it, which the lease claimed the key for.
+    let same_read = xadd(
+        &redis,
+        "noop",
+        "{}",
+        &[("idempotency_key", "order-5"), high],
+    );
+    let _ward = Ward::start(&config_full(
+        &redis,
+        "concurrency = 4\nmax_payload = \"1KiB\"",
+        FAST_RETRY,
+        &jobs(),
+    ))
+    .ready();
+    for id in &dead {
+        assert_eq!(wait_final(&redis, id, WAIT)["state"], "dead", "{id}");
+        assert_eq!(
+            text(&dead_letter_of(&redis, id), "reason"),
+            "malformed entry"
+        );
+    }
+    let s = wait_final(&redis, &same_read, WAIT);
+    assert_eq!(
+        (s["state"].as_str(), s["attempts"].as_u64()),
+        (Some("succeeded"), Some(1)),
+        "the resend read with the dead entry ran: {s}"
+    );
+    assert_eq!(record_field(&redis, &same_read, "duplicate_of"), None);
+    for key in ["order-1", "order-2", "order-3", "order-4"] {
+        let fixed = xadd(&redis, "noop", "{}", &[("idempotency_key", key)]);
+        let s = wait_final(&redis, &fixed, WAIT);
+        assert_eq!(
+            (s["state"].as_str(), s["attempts"].as_u64()),
+            (Some("succeeded"), Some(1)),
+            "the resend with {key} ran: {s}"
+        );
+        assert_eq!(
+            record_field(&redis, &fixed, "duplicate_of"),
+            None,
+            "the resend with {key} is no duplicate of the dead entry"
+        );
+    }
+}
+
+#[test]
 fn keyed_entries_read_in_one_lease_run_once_per_key_at_every_level() {
     // Enqueued before any daemon runs, so one lease reads them all: the
     // lease claims each key as it reads, the first entry of a key wins.

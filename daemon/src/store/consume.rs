@@ -13,6 +13,8 @@ use crate::priority::Priority;
 
 static RENEW_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| script("", include_str!("lua/renew.lua")));
+static RELEASE_KEYS_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| script("", include_str!("lua/release_keys.lua")));
 
 /// What the idempotency check says about a delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,6 +308,25 @@ impl Queue {
             .zip(held)
             .map(|((id, _, _), held)| KeyCheck::claimed(id, held.as_deref()))
             .collect())
+    }
+
+    /// Gives back the idempotency keys of entries dead-lettered without
+    /// running for what they are: `(entry id, key)` each, a key deleted only while it is still claimed for
+    /// exactly that entry (see `lua/release_keys.lua`). Returns how many
+    /// were given back.
+    ///
+    /// # Errors
+    /// Redis errors (a key holding another type among them).
+    pub async fn release_keys(&self, items: &[(&str, &str)]) -> Result<usize, QueueError> {
+        if items.is_empty() {
+            return Ok(0);
+        }
+        let mut inv = RELEASE_KEYS_SCRIPT.prepare_invoke();
+        for (entry, key) in items {
+            inv.key(self.keys.idempotency(key)).arg(*entry);
+        }
+        let mut con = self.con.clone();
+        Ok(inv.invoke_async(&mut con).await?)
     }
 }
 

@@ -112,6 +112,7 @@ pub(super) fn parse(d: Delivery) -> Result<JobEntry, Malformed> {
                     _ => {
                         return Err(malformed(
                             d.entry_id,
+                            (!is_ward_entry).then(|| r.key.clone()).flatten(),
                             format!(
                                 "the `{}` field `{}` is not a positive number",
                                 reserved("attempt"),
@@ -148,6 +149,7 @@ pub(super) fn parse(d: Delivery) -> Result<JobEntry, Malformed> {
             }
             Err(malformed(
                 d.entry_id,
+                (!is_ward_entry).then_some(r.key).flatten(),
                 r.problems.join("; "),
                 r.payload,
                 extra,
@@ -228,6 +230,7 @@ fn looks_like_job_id(id: &[u8]) -> bool {
 
 fn malformed(
     entry_id: String,
+    unclaimed_key: Option<String>,
     why: String,
     payload: Vec<u8>,
     extra: Vec<(String, Vec<u8>)>,
@@ -237,6 +240,7 @@ fn malformed(
         why,
         payload,
         extra,
+        unclaimed_key,
     }
 }
 
@@ -380,5 +384,23 @@ mod tests {
         let m = parse_fields(&[("job", "a"), ("ward:id", "1-0"), ("ward:attempt", "zero")])
             .unwrap_err();
         assert!(m.why.contains("`ward:attempt`"), "{}", m.why);
+    }
+
+    #[test]
+    fn only_a_producers_malformed_entry_has_a_key_to_give_back() {
+        let m =
+            parse_fields(&[("job", "a"), ("idempotency_key", "k"), ("ward:x", "1")]).unwrap_err();
+        assert_eq!(m.unclaimed_key.as_deref(), Some("k"));
+        // A job Ward wrote this entry for has run already: its key stays.
+        let m = parse_fields(&[
+            ("job", "a"),
+            ("idempotency_key", "k"),
+            ("ward:id", "1-0"),
+            ("ward:attempt", "0"),
+        ])
+        .unwrap_err();
+        assert_eq!(m.unclaimed_key, None);
+        let m = parse_fields(&[("payload", "p"), ("idempotency_key", "")]).unwrap_err();
+        assert_eq!(m.unclaimed_key, None, "an empty key is no key");
     }
 }

@@ -51,8 +51,10 @@ pub(crate) struct Gates<'a> {
 
 /// Sorts leased deliveries into attempts to run and outcomes already known.
 /// Idempotency keys were claimed by the lease; a keyed delivery it did not
-/// claim (its job type came with a reload meanwhile) is checked here, the
-/// whole batch in one round trip.
+/// claim (a plain read, or its job type came with a reload meanwhile) is
+/// checked here, the whole batch in one round trip, after the keys claimed
+/// for entries that never run are given back ([`give_back_keys`]), so a
+/// delivery the lease found behind such an entry is checked again.
 pub(crate) async fn triage(
     queue: &Queue,
     builder: Builder<'_>,
@@ -65,6 +67,7 @@ pub(crate) async fn triage(
     let now = crate::clock::now_ms();
     let mut out = Vec::with_capacity(deliveries.len());
     let mut keyed: Vec<(JobEntry, Arc<JobType>)> = Vec::new();
+    let mut never_run: Vec<(String, String)> = Vec::new();
     for (d, check) in deliveries {
         let parsed = d.parse();
         if let Ok(entry) = &parsed
@@ -77,7 +80,12 @@ pub(crate) async fn triage(
             .emit();
         }
         match parsed {
-            Err(m) => out.push(Work::Record(malformed(builder, m))),
+            Err(m) => {
+                if let Some(key) = &m.unclaimed_key {
+                    never_run.push((m.entry_id.clone(), key.clone()));
+                }
+                out.push(Work::Record(malformed(builder, m)));
+            }
             // A cancel wins over a pause: the job is not wanted at all.
             Ok(entry) if gates.cancels.is_requested(&entry.id) => {
                 out.push(Work::Record(cancelled(builder, entry, jobs)));
@@ -95,6 +103,11 @@ pub(crate) async fn triage(
                 out.push(Work::Record(batch_held(builder, entry, jt)));
             }
             Ok(entry) if entry.payload.len() > max_payload => {
+                if entry.is_first_delivery()
+                    && let Some(key) = &entry.idempotency_key
+                {
+                    never_run.push((entry.id.clone(), key.clone()));
+                }
                 out.push(Work::Record(too_large(builder, entry, max_payload)));
             }
             Ok(entry) => match jobs.get(&entry.job) {
@@ -107,6 +120,13 @@ pub(crate) async fn triage(
                         out.push(Work::Run(entry, jt.clone()));
                     }
                     None => match check {
+                        // Its key was claimed by an entry of this read that
+                        // never runs, and is given back below: ask again.
+                        Some(KeyCheck::DuplicateOf(owner))
+                            if never_run.iter().any(|(e, _)| *e == owner) =>
+                        {
+                            keyed.push((entry, jt.clone()));
+                        }
                         Some(check) => out.push(checked(builder, entry, jt.clone(), check)),
                         None => keyed.push((entry, jt.clone())),
                     },
@@ -114,6 +134,7 @@ pub(crate) async fn triage(
             },
         }
     }
+    give_back_keys(queue, &never_run).await;
     if keyed.is_empty() {
         return out;
     }
@@ -144,6 +165,43 @@ pub(crate) async fn triage(
         out.push(checked(builder, entry, jt, check));
     }
     out
+}
+
+/// How often giving back the keys of entries that are not jobs is tried.
+const GIVE_BACK_TRIES: u32 = 5;
+
+/// Gives back the idempotency keys a lease claimed for first deliveries
+/// that are dead-lettered without running for what they are (not a job at
+/// all, or a payload over `max_payload`), `(entry id, key)` each: the lease
+/// claims a keyed entry's key as it reads it, before the entry is checked,
+/// and a key kept by an entry that never ran would make the producer's
+/// corrected resend with the same key a duplicate of it. If Redis cannot be reached for it,
+/// the entry is dead-lettered all the same and the key stays until its TTL;
+/// the log names the key, for an operator to delete.
+pub(crate) async fn give_back_keys(queue: &Queue, never_run: &[(String, String)]) {
+    if never_run.is_empty() {
+        return;
+    }
+    let items: Vec<(&str, &str)> = never_run
+        .iter()
+        .map(|(entry, key)| (entry.as_str(), key.as_str()))
+        .collect();
+    let mut backoff = CHECK_RETRY;
+    for tried in 1..=GIVE_BACK_TRIES {
+        match queue.release_keys(&items).await {
+            Ok(_) => return,
+            Err(e) if tried == GIVE_BACK_TRIES => {
+                for (entry, key) in never_run {
+                    tracing::error!(queue = %queue.keys.queue, entry = %entry, key = %queue.keys.idempotency(key), error = %e, "cannot give back the idempotency key of an entry dead-lettered without running; until it expires a resend with this key is taken for a duplicate: delete the key to let it run");
+                }
+            }
+            Err(e) => {
+                let delay = backoff.next();
+                tracing::warn!(queue = %queue.keys.queue, error = %e, retry_in = ?delay, "cannot give back the idempotency keys of entries dead-lettered without running; retrying");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
 }
 
 /// What a keyed delivery becomes, given what its key's check said.

@@ -16,7 +16,7 @@ use crate::worker::attempt::log_attempt;
 use crate::worker::completer::MAX_APPLY;
 use crate::worker::plugins::SharedJobs;
 use crate::worker::shutdown::Shutdown;
-use crate::worker::triage::{Builder, malformed};
+use crate::worker::triage::{Builder, give_back_keys, malformed};
 
 /// Takes over deliveries whose worker died (their lease expired without a
 /// heartbeat) and records each as a lost attempt: it counts, carries the
@@ -117,7 +117,13 @@ impl Reclaim {
                 continue;
             }
             let c = match d.parse() {
-                Err(m) => malformed(self.builder(), m),
+                Err(m) => {
+                    // The read that took it may have claimed its key.
+                    if let Some(key) = &m.unclaimed_key {
+                        give_back_keys(&self.queue, &[(m.entry_id.clone(), key.clone())]).await;
+                    }
+                    malformed(self.builder(), m)
+                }
                 Ok(entry) => self.lost_attempt(entry, lease_text),
             };
             if self.done.send(c).await.is_err() {
