@@ -189,6 +189,9 @@ pub enum DeadReason {
     /// type, say): the APPLY script dead-lettered the job instead, with
     /// Redis' words (see `store/lua/apply.lua`).
     Unrecordable,
+    /// The job's idempotency key cannot be claimed: the key holds another
+    /// type than Ward writes. The job never ran.
+    KeyUnusable,
 }
 
 impl DeadReason {
@@ -204,6 +207,7 @@ impl DeadReason {
             DeadReason::NoPlugin => "no plugin for job type",
             DeadReason::Malformed => "malformed entry",
             DeadReason::Unrecordable => "unrecordable",
+            DeadReason::KeyUnusable => "idempotency key unusable",
         }
     }
 }

@@ -96,7 +96,9 @@ impl Transition {
             self,
             Transition::Defer { .. }
                 | Transition::Duplicate { .. }
-                | Transition::DeadLetter(DeadReason::Malformed | DeadReason::NoPlugin)
+                | Transition::DeadLetter(
+                    DeadReason::Malformed | DeadReason::NoPlugin | DeadReason::KeyUnusable
+                )
                 | Transition::Cancel { ran: false }
         )
     }

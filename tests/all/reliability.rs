@@ -409,6 +409,61 @@ fn an_entry_dead_lettered_without_running_leaves_its_key_free_however_it_was_rea
 }
 
 #[test]
+fn an_idempotency_key_of_another_type_dead_letters_its_job_and_stops_no_other() {
+    // Ward never writes anything but a string under ward:{q}:idem:. A key
+    // of another type there (a hash, here) must fail only the job naming
+    // it, with the key in its dead letter, whether the read claimed keys in
+    // the lease script (an entry naming a level) or after a plain read.
+    let redis = Redis::start();
+    let mut con = redis.con();
+    let _: () = redis::cmd("HSET")
+        .arg("ward:{q}:idem:taken")
+        .arg("f")
+        .arg("v")
+        .query(&mut con)
+        .unwrap();
+    let _ward = Ward::start(&config(&redis, 4, &jobs())).ready();
+    let bad = [("idempotency_key", "taken")];
+    let high = ("priority", "high");
+    let mut dead = vec![xadd(&redis, "noop", "{}", &[bad[0], high])];
+    let mut fine = vec![
+        xadd(&redis, "noop", "{}", &[("idempotency_key", "fine-1"), high]),
+        xadd(&redis, "noop", "{}", &[high]),
+    ];
+    for id in dead.iter().chain(&fine) {
+        wait_final(&redis, id, WAIT);
+    }
+    // The level streams are empty again: the next reads are plain.
+    dead.push(xadd(&redis, "noop", "{}", &bad));
+    fine.push(xadd(&redis, "noop", "{}", &[("idempotency_key", "fine-2")]));
+    fine.push(xadd(&redis, "noop", "{}", &[]));
+    for id in &fine {
+        let s = wait_final(&redis, id, WAIT);
+        assert_eq!(
+            (s["state"].as_str(), s["attempts"].as_u64()),
+            (Some("succeeded"), Some(1)),
+            "{id}: {s}"
+        );
+    }
+    for id in &dead {
+        let s = wait_final(&redis, id, WAIT);
+        assert_eq!(
+            (s["state"].as_str(), s["attempts"].as_u64()),
+            (Some("dead"), Some(0)),
+            "{id} never ran: {s}"
+        );
+        let d = dead_letter_of(&redis, id);
+        assert_eq!(text(&d, "reason"), "idempotency key unusable");
+        assert_eq!(text(&d, "code"), "idempotency-key-unusable");
+        let message = text(&d, "message");
+        assert!(
+            message.contains("`ward:{q}:idem:taken`") && message.contains("WRONGTYPE"),
+            "{message}"
+        );
+    }
+}
+
+#[test]
 fn keyed_entries_read_in_one_lease_run_once_per_key_at_every_level() {
     // Enqueued before any daemon runs, so one lease reads them all: the
     // lease claims each key as it reads, the first entry of a key wins.

@@ -417,6 +417,7 @@ const ALL_REASONS: &[DeadReason] = &[
     DeadReason::NoPlugin,
     DeadReason::Malformed,
     DeadReason::Unrecordable,
+    DeadReason::KeyUnusable,
 ];
 
 /// The `reason` label of a dead letter: a short snake_case word (the
@@ -432,6 +433,7 @@ pub fn reason_label(reason: DeadReason) -> &'static str {
         DeadReason::NoPlugin => "no_plugin",
         DeadReason::Malformed => "malformed",
         DeadReason::Unrecordable => "unrecordable",
+        DeadReason::KeyUnusable => "key_unusable",
     }
 }
 

@@ -25,6 +25,9 @@ pub enum KeyCheck {
     DuplicateOf(String),
     /// This job already succeeded: a redelivery.
     Completed,
+    /// The key cannot be claimed: Redis refused it (`WRONGTYPE`: the key
+    /// holds another type, which Ward never writes), in Redis' words.
+    Unusable(String),
 }
 
 impl KeyCheck {
@@ -47,12 +50,20 @@ impl KeyCheck {
     /// A lease script's answer (`lease.lua`, `lease_fix.lua`): `run`,
     /// `dup <owner>` or `done`; `None` for `''` (no key was checked).
     pub(super) fn from_answer(s: &str) -> Option<KeyCheck> {
-        match s.strip_prefix("dup ") {
-            _ if s.is_empty() => None,
-            Some(owner) => Some(KeyCheck::DuplicateOf(owner.to_string())),
-            None if s == "done" => Some(KeyCheck::Completed),
-            None => Some(KeyCheck::Run),
+        if s.is_empty() {
+            return None;
         }
+        if let Some(owner) = s.strip_prefix("dup ") {
+            return Some(KeyCheck::DuplicateOf(owner.to_string()));
+        }
+        if let Some(why) = s.strip_prefix("bad ") {
+            return Some(KeyCheck::Unusable(why.to_string()));
+        }
+        Some(if s == "done" {
+            KeyCheck::Completed
+        } else {
+            KeyCheck::Run
+        })
     }
 }
 
@@ -275,9 +286,12 @@ impl Queue {
     /// key, ttl)` each. One `SET key id NX PX ttl GET` per key, pipelined:
     /// each claim is atomic on its own, and a script would cost Redis a
     /// conversion of every argument to Lua and back for no more safety.
+    /// A key of another type is that job's [`KeyCheck::Unusable`]: one
+    /// such key must not stop the batch.
     ///
     /// # Errors
-    /// Redis errors, or a reply of the wrong shape.
+    /// Redis errors (any refusal but `WRONGTYPE`), or a reply of the wrong
+    /// shape.
     pub async fn check_keys(
         &self,
         items: &[(&str, &str, Duration)],
@@ -295,19 +309,24 @@ impl Queue {
                 .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
                 .arg("GET");
         }
+        pipe.ignore_errors();
         let mut con = self.con.clone();
-        let held: Vec<Option<String>> = pipe.query_async(&mut con).await?;
+        let held: Vec<redis::RedisResult<Option<String>>> = pipe.query_async(&mut con).await?;
         if held.len() != items.len() {
             return Err(QueueError::Protocol {
                 what: "idempotency check",
                 detail: format!("{} answers for {} keys", held.len(), items.len()),
             });
         }
-        Ok(items
+        items
             .iter()
             .zip(held)
-            .map(|((id, _, _), held)| KeyCheck::claimed(id, held.as_deref()))
-            .collect())
+            .map(|((id, _, _), held)| match held {
+                Ok(held) => Ok(KeyCheck::claimed(id, held.as_deref())),
+                Err(e) if e.code() == Some("WRONGTYPE") => Ok(KeyCheck::Unusable(e.to_string())),
+                Err(e) => Err(e.into()),
+            })
+            .collect()
     }
 
     /// Gives back the idempotency keys of entries dead-lettered without
@@ -374,6 +393,29 @@ mod tests {
         assert_eq!(
             KeyCheck::claimed("1-0", Some(" ")),
             KeyCheck::DuplicateOf(" ".into())
+        );
+    }
+
+    #[test]
+    fn a_lease_scripts_answers_read_as_the_claims_they_report() {
+        assert_eq!(KeyCheck::from_answer(""), None);
+        assert_eq!(KeyCheck::from_answer("run"), Some(KeyCheck::Run));
+        assert_eq!(KeyCheck::from_answer("done"), Some(KeyCheck::Completed));
+        assert_eq!(
+            KeyCheck::from_answer("dup 1-0"),
+            Some(KeyCheck::DuplicateOf("1-0".into()))
+        );
+        // What the script answers for a key holding a value Ward never
+        // writes (empty): not this job's.
+        assert_eq!(
+            KeyCheck::from_answer("dup "),
+            Some(KeyCheck::DuplicateOf(String::new()))
+        );
+        assert_eq!(
+            KeyCheck::from_answer("bad WRONGTYPE Operation against a key"),
+            Some(KeyCheck::Unusable(
+                "WRONGTYPE Operation against a key".into()
+            ))
         );
     }
 }

@@ -213,6 +213,20 @@ fn checked(builder: Builder<'_>, entry: JobEntry, jt: Arc<JobType>, check: KeyCh
             tracing::info!(queue = %queue_name, job_id = %entry.id, job = %entry.job, duplicate_of = %owner, "duplicate enqueue of an idempotency key; acknowledged without running");
             Work::Record(duplicate(builder, entry, &jt, Some(owner)))
         }
+        KeyCheck::Unusable(redis_says) => {
+            let key =
+                Keys::new(queue_name).idempotency(entry.idempotency_key.as_deref().unwrap_or(""));
+            let why = format!(
+                "its idempotency key `{key}` cannot be claimed ({redis_says}): Ward did not write that key; see what it holds with `TYPE {key}`, remove it, then requeue this job"
+            );
+            tracing::error!(queue = %queue_name, job_id = %entry.id, job = %entry.job, key = %key, "an idempotency key holds another type; dead-lettering the job without running it");
+            Work::Record(builder.unrunnable(
+                entry,
+                why,
+                "idempotency-key-unusable",
+                DeadReason::KeyUnusable,
+            ))
+        }
         KeyCheck::Completed => {
             tracing::info!(queue = %queue_name, job_id = %entry.id, job = %entry.job, "redelivery of a job that already succeeded; acknowledged without running");
             Work::Record(duplicate(builder, entry, &jt, None))

@@ -99,15 +99,25 @@ end
 
 -- Claims the key of a taken entry `e` (scanned as `s`) for its job, if its
 -- job type is in `ttls`; the answer: 'run', 'dup <owner job id>' (a second
--- enqueue), 'done' (a redelivery of a job that already succeeded), as
+-- enqueue), 'done' (a redelivery of a job that already succeeded), 'bad
+-- <Redis' words>' (the key holds another type: Ward did not write it), as
 -- `KeyCheck::from_answer` reads them, or '' when there was nothing to claim.
 local function claim(ttls, e, s)
   local ttl = s.key and s.key ~= '' and s.job and ttls[s.job]
   if not ttl then return '' end
   local id = s.id or e[1]
-  local v = redis.call('SET', q .. IDEM_PREFIX .. s.key, id, 'NX', 'PX', ttl, 'GET')
+  -- pcall: a key of another type must fail this entry only (the daemon
+  -- dead-letters it, naming the key), not the read and every job in it.
+  -- Any other refusal (out of memory, say) fails the read, as before.
+  local v = redis.pcall('SET', q .. IDEM_PREFIX .. s.key, id, 'NX', 'PX', ttl, 'GET')
+  if type(v) == 'table' and v.err then
+    if string.sub(v.err, 1, 9) == 'WRONGTYPE' then return 'bad ' .. v.err end
+    error(v)
+  end
   if not v then return 'run' end
   local owner, state = string.match(v, '^(%S+)%s*(%S*)')
+  -- Not a value Ward writes (empty, say): the key is not this job's.
+  if owner == nil then return 'dup ' .. v end
   if owner ~= id then return 'dup ' .. owner end
   if state == 'done' then return 'done' end
   return 'run'
