@@ -24,6 +24,23 @@ fn dead_letter_of(redis: &Redis, id: &str) -> std::collections::HashMap<String, 
         .unwrap_or_else(|| panic!("no dead letter for {id}"))
 }
 
+/// Waits for job `id` (`what` it is, for the failure message) to end and
+/// asserts it succeeded in one attempt as itself, not as a duplicate of
+/// another job holding its idempotency key.
+fn assert_ran_once_as_itself(redis: &Redis, id: &str, what: &str) {
+    let s = wait_final(redis, id, WAIT);
+    assert_eq!(
+        (s["state"].as_str(), s["attempts"].as_u64()),
+        (Some("succeeded"), Some(1)),
+        "{what} ({id}) ran once: {s}"
+    );
+    assert_eq!(
+        record_field(redis, id, "duplicate_of"),
+        None,
+        "{what} ({id}) ran as itself"
+    );
+}
+
 #[test]
 fn an_empty_idempotency_key_is_no_key_and_the_queue_keeps_recording() {
     let redis = Redis::start();
@@ -34,17 +51,7 @@ fn an_empty_idempotency_key_is_no_key_and_the_queue_keeps_recording() {
     let retried = xadd(&redis, "flaky", r#"{"fail":"transient","times":1}"#, &empty);
     let after = xadd(&redis, "noop", "{}", &[]);
     for id in [&first, &second, &after] {
-        let s = wait_final(&redis, id, WAIT);
-        assert_eq!(
-            (s["state"].as_str(), s["attempts"].as_u64()),
-            (Some("succeeded"), Some(1)),
-            "{id}: {s}"
-        );
-        assert_eq!(
-            record_field(&redis, id, "duplicate_of"),
-            None,
-            "{id} ran as itself"
-        );
+        assert_ran_once_as_itself(&redis, id, "a job with an empty key");
     }
     let s = wait_final(&redis, &retried, WAIT);
     assert_eq!(
@@ -385,26 +392,10 @@ fn an_entry_dead_lettered_without_running_leaves_its_key_free_however_it_was_rea
             "malformed entry"
         );
     }
-    let s = wait_final(&redis, &same_read, WAIT);
-    assert_eq!(
-        (s["state"].as_str(), s["attempts"].as_u64()),
-        (Some("succeeded"), Some(1)),
-        "the resend read with the dead entry ran: {s}"
-    );
-    assert_eq!(record_field(&redis, &same_read, "duplicate_of"), None);
+    assert_ran_once_as_itself(&redis, &same_read, "the resend read with the dead entry");
     for key in ["order-1", "order-2", "order-3", "order-4"] {
         let fixed = xadd(&redis, "noop", "{}", &[("idempotency_key", key)]);
-        let s = wait_final(&redis, &fixed, WAIT);
-        assert_eq!(
-            (s["state"].as_str(), s["attempts"].as_u64()),
-            (Some("succeeded"), Some(1)),
-            "the resend with {key} ran: {s}"
-        );
-        assert_eq!(
-            record_field(&redis, &fixed, "duplicate_of"),
-            None,
-            "the resend with {key} is no duplicate of the dead entry"
-        );
+        assert_ran_once_as_itself(&redis, &fixed, &format!("the resend with {key}"));
     }
 }
 
@@ -438,12 +429,7 @@ fn an_idempotency_key_of_another_type_dead_letters_its_job_and_stops_no_other() 
     fine.push(xadd(&redis, "noop", "{}", &[("idempotency_key", "fine-2")]));
     fine.push(xadd(&redis, "noop", "{}", &[]));
     for id in &fine {
-        let s = wait_final(&redis, id, WAIT);
-        assert_eq!(
-            (s["state"].as_str(), s["attempts"].as_u64()),
-            (Some("succeeded"), Some(1)),
-            "{id}: {s}"
-        );
+        assert_ran_once_as_itself(&redis, id, "a job read with the bad key's");
     }
     for id in &dead {
         let s = wait_final(&redis, id, WAIT);

@@ -48,7 +48,8 @@ impl KeyCheck {
     }
 
     /// A lease script's answer (`lease.lua`, `lease_fix.lua`): `run`,
-    /// `dup <owner>` or `done`; `None` for `''` (no key was checked).
+    /// `dup <owner>`, `done` or `bad <Redis' words>`; `None` for `''` (no
+    /// key was checked).
     pub(super) fn from_answer(s: &str) -> Option<KeyCheck> {
         if s.is_empty() {
             return None;
@@ -330,22 +331,23 @@ impl Queue {
     }
 
     /// Gives back the idempotency keys of entries dead-lettered without
-    /// running for what they are: `(entry id, key)` each, a key deleted only while it is still claimed for
-    /// exactly that entry (see `lua/release_keys.lua`). Returns how many
-    /// were given back.
+    /// running for what they are: `(entry id, key)` each, a key deleted
+    /// only while it is still claimed for exactly that entry (see
+    /// `lua/release_keys.lua`).
     ///
     /// # Errors
     /// Redis errors (a key holding another type among them).
-    pub async fn release_keys(&self, items: &[(&str, &str)]) -> Result<usize, QueueError> {
+    pub async fn release_keys(&self, items: &[(&str, &str)]) -> Result<(), QueueError> {
         if items.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
         let mut inv = RELEASE_KEYS_SCRIPT.prepare_invoke();
         for (entry, key) in items {
             inv.key(self.keys.idempotency(key)).arg(*entry);
         }
         let mut con = self.con.clone();
-        Ok(inv.invoke_async(&mut con).await?)
+        let _given_back: usize = inv.invoke_async(&mut con).await?;
+        Ok(())
     }
 }
 

@@ -167,7 +167,7 @@ pub(crate) async fn triage(
     out
 }
 
-/// How often giving back the keys of entries that are not jobs is tried.
+/// How often giving back the keys of entries that never ran is tried.
 const GIVE_BACK_TRIES: u32 = 5;
 
 /// Gives back the idempotency keys a lease claimed for first deliveries
@@ -175,9 +175,9 @@ const GIVE_BACK_TRIES: u32 = 5;
 /// all, or a payload over `max_payload`), `(entry id, key)` each: the lease
 /// claims a keyed entry's key as it reads it, before the entry is checked,
 /// and a key kept by an entry that never ran would make the producer's
-/// corrected resend with the same key a duplicate of it. If Redis cannot be reached for it,
-/// the entry is dead-lettered all the same and the key stays until its TTL;
-/// the log names the key, for an operator to delete.
+/// corrected resend with the same key a duplicate of it. If Redis cannot
+/// be reached for it, the entry is dead-lettered all the same and the key
+/// stays until its TTL; the log names the key, for an operator to delete.
 pub(crate) async fn give_back_keys(queue: &Queue, never_run: &[(String, String)]) {
     if never_run.is_empty() {
         return;
@@ -189,7 +189,7 @@ pub(crate) async fn give_back_keys(queue: &Queue, never_run: &[(String, String)]
     let mut backoff = CHECK_RETRY;
     for tried in 1..=GIVE_BACK_TRIES {
         match queue.release_keys(&items).await {
-            Ok(_) => return,
+            Ok(()) => return,
             Err(e) if tried == GIVE_BACK_TRIES => {
                 for (entry, key) in never_run {
                     tracing::error!(queue = %queue.keys.queue, entry = %entry, key = %queue.keys.idempotency(key), error = %e, "cannot give back the idempotency key of an entry dead-lettered without running; until it expires a resend with this key is taken for a duplicate: delete the key to let it run");
