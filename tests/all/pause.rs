@@ -210,6 +210,61 @@ fn a_pause_with_until_ends_by_itself_and_releases_its_jobs_once() {
     assert_eq!(resume[0]["via"], "daemon", "{resume:?}");
 }
 
+/// Pauses type `a` (note `why`) and enqueues `n` jobs of it; returns their
+/// ids once all are held.
+fn hold_a(redis: &Redis, n: usize, why: &str) -> Vec<String> {
+    ward_ok(redis, &["pause", "q", "--job", "a", "--note", why]);
+    std::thread::sleep(HONOURED_WITHIN);
+    let a = xadd_many(redis, n, "a", OK);
+    wait_for(WAIT, "type a to be held", || all_in(redis, &a, "paused"));
+    a
+}
+
+/// Removes the pause of type `a` as a resume's first step does, without
+/// its release.
+fn remove_pause_of_a(redis: &Redis) {
+    let _: () = redis::cmd("HDEL")
+        .arg("ward:{q}:paused")
+        .arg("a")
+        .query(&mut redis.con())
+        .unwrap();
+}
+
+#[test]
+fn a_resume_the_daemons_saw_first_reports_all_it_released_and_one_cut_short_is_finished() {
+    let redis = Redis::start();
+    let (w1, w2) = two_daemons(&redis);
+    let a = hold_a(&redis, 10, "first");
+
+    // A resume slow between its removal and its release: both daemons see
+    // the pause end first, and leave the release (and its count) to it.
+    remove_pause_of_a(&redis);
+    std::thread::sleep(HONOURED_WITHIN);
+    let out = ward_ok(
+        &redis,
+        &["resume", "q", "--job", "a", "--note", "x", "--json"],
+    );
+    let resumed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(resumed["released"], 10, "{resumed}");
+    assert_eq!(audited(&redis, "resume", "a")[0]["count"], 10);
+    wait_for(WAIT, "the released jobs to run", || {
+        all_in(&redis, &a, "succeeded")
+    });
+
+    // A resume cut short after its removal: the daemons finish it.
+    let cut = hold_a(&redis, 10, "second");
+    remove_pause_of_a(&redis);
+    wait_for(WAIT, "the daemons to release the jobs", || {
+        all_in(&redis, &cut, "succeeded")
+    });
+    let runs = runs_per_job(&[&w1, &w2]);
+    assert!(
+        a.iter().chain(&cut).all(|id| runs.get(id) == Some(&1)),
+        "{runs:?}"
+    );
+    assert_eq!(stats(&redis)["held"], 0);
+}
+
 #[test]
 fn an_attempt_running_when_its_type_is_paused_finishes_normally() {
     let redis = Redis::start();

@@ -17,15 +17,21 @@ use crate::worker::shutdown::Shutdown;
 pub(crate) const POLL: Duration = Duration::from_millis(250);
 /// The audit trail's `via` for what a daemon does on its own.
 const VIA_DAEMON: &str = "daemon";
+/// How long a daemon waits before releasing the jobs of a pause it saw
+/// end but did not end itself. The resume (or the daemon whose `--until`
+/// ended it) releases them at once and reports how many; the others' release
+/// is the backstop for a release cut short, and going in at once would
+/// race it, leaving the resume and its audit entry to report a part.
+pub(crate) const RELEASE_GRACE: Duration = Duration::from_secs(3);
 
 /// Reads the queue's pauses every [`POLL`] and shares them (`view`) with
 /// the reader, which stops leasing while the whole queue is paused, and
 /// triage, which holds the jobs of paused types.
 ///
 /// When a pause ends (removed by a resume, or its `until` passed) it
-/// releases that pause's held jobs, as the resume does: several daemons
-/// releasing at once deliver each job once, and this makes a resume whose
-/// own release was cut short finish all the same. At start it releases
+/// releases that pause's held jobs after [`RELEASE_GRACE`], as the resume
+/// does: several releasers at once deliver each job once, and this makes a
+/// resume whose own release was cut short finish all the same. At start it releases
 /// whatever is held and no longer paused, for the same reason. A pause
 /// whose `until` passed is removed by the first daemon that sees it (one
 /// only, see [`Queue::end_expired_pause`]), which also puts the resume on
@@ -127,9 +133,15 @@ impl PauseWatch {
         for field in ended {
             crate::obs::events::paused_state(queue, field, false);
             tracing::info!(queue = %queue, paused = %field, "resumed");
-            let _ = tx.send(Release {
-                field: field.clone(),
-                ended_until: None,
+            let (tx, field) = (tx.clone(), field.clone());
+            // Dropped unsent when the daemon stops first: the next resume
+            // or start releases them.
+            tokio::spawn(async move {
+                tokio::time::sleep(RELEASE_GRACE).await;
+                let _ = tx.send(Release {
+                    field,
+                    ended_until: None,
+                });
             });
         }
         for field in now_seen.in_force.difference(&seen.in_force) {
