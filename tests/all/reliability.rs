@@ -536,6 +536,61 @@ fn entries_that_need_the_lease_script_arriving_in_a_flood_are_still_moved_joined
     );
 }
 
+#[test]
+fn entries_a_plain_read_took_while_redis_refused_writes_run_once_when_it_accepts_them_again() {
+    // Redis out of memory lets a plain XREADGROUP take entries but refuses
+    // lease_fix.lua's first write (a batch member's join, a move to its
+    // level). The read's entries are taken all the same: the daemon must
+    // keep them, not leave them to expire as lost attempts, nor run a
+    // batch member uncounted.
+    let redis = Redis::start();
+    let daemon = Ward::start(&config(&redis, 1, &jobs())).ready();
+    let url = redis.url();
+    let paused = ward(&["pause", "q", "--note", "fill", "--redis", &url]);
+    assert!(paused.status.success(), "{}", stderr(&paused));
+    std::thread::sleep(Duration::from_secs(1));
+    // Plain entries ahead, so the two that need the script are read by
+    // plain reads; the member first, as its join would be the first write.
+    let mut plain = xadd_many(&redis, 8, "noop", "{}");
+    let member = xadd(&redis, "noop", "{}", &[("batch", "oom-batch")]);
+    let high = xadd(&redis, "noop", "{}", &[("priority", "high")]);
+    plain.extend(xadd_many(&redis, 4, "noop", "{}"));
+    redis_set(&redis, &["CONFIG", "SET", "maxmemory", "1"]);
+    redis_set(&redis, &["HDEL", "ward:{q}:paused", "*"]);
+    wait_for(WAIT, "a read Redis refused to let finish", || {
+        daemon.logs().lines().any(|l| {
+            (l.contains("cannot finish a read") || l.contains("cannot read from Redis"))
+                && l.contains("OOM")
+        })
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    redis_set(&redis, &["CONFIG", "SET", "maxmemory", "0"]);
+
+    for id in [&member, &high] {
+        assert_ran_once_as_itself(&redis, id, "an entry read while Redis refused writes");
+    }
+    for id in &plain {
+        assert_eq!(wait_final(&redis, id, WAIT)["state"], "succeeded");
+    }
+    let ledger: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg("ward:{q}:batch:oom-batch")
+        .query(&mut redis.con())
+        .unwrap();
+    assert_eq!(
+        (
+            ledger.get("total").map(String::as_str),
+            ledger.get("succeeded").map(String::as_str)
+        ),
+        (Some("1"), Some("1")),
+        "the member joined its batch once: {ledger:?}"
+    );
+    assert!(
+        !daemon.logs().contains("lease-expired"),
+        "{}",
+        daemon.logs()
+    );
+}
+
 /// A config for queue `q` with `queue` keys, the metrics endpoint on `port`.
 fn config_on(redis: &Redis, port: u16, queue: &str) -> String {
     let top = format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n");

@@ -33,15 +33,37 @@ static LEASE_FIX_SCRIPT: LazyLock<redis::Script> =
 
 /// `lease_fix.lua`'s answer for an entry moved to its level's stream.
 const MOVED: &str = "moved";
+/// `lease_fix.lua`'s answer for an entry no longer in the stream: moved by
+/// an earlier call for the same read, or deleted by hand.
+const GONE: &str = "gone";
+
+/// Whether a `lease_fix.lua` answer means the entry is not run now.
+fn not_run(answer: &str) -> bool {
+    answer == MOVED || answer == GONE
+}
+
+/// A plain read whose entries were taken (they are leased to the reader)
+/// but could not be finished: `lease_fix.lua` failed for them (Redis out of
+/// memory refuses its first write, say). The reader keeps them as its own
+/// and calls [`Queue::finish_plain`] until it succeeds, so they are run,
+/// not left to expire as lost attempts.
+#[derive(Debug)]
+pub struct Unfinished {
+    /// Everything the read took, in stream order.
+    pub read: Vec<Delivery>,
+    /// Why finishing them failed.
+    pub error: QueueError,
+}
 
 impl Queue {
     /// Reads up to `ask.count` new deliveries of the normal stream with a
     /// plain `XREADGROUP` (never waiting), then finishes those that need
-    /// the script's work in one call of `lease_fix.lua`. The lease is
-    /// [`Lease::plain`] when none did.
+    /// the script's work in one call of `lua/lease_fix.lua`. The lease is
+    /// [`Lease::plain`] when none did, and [`Lease::unfinished`] when that
+    /// call failed.
     ///
     /// # Errors
-    /// Redis errors, or a reply of the wrong shape.
+    /// Redis errors of the read, or a reply of the wrong shape.
     pub(super) async fn lease_plain(
         &self,
         consumer: &str,
@@ -60,22 +82,45 @@ impl Queue {
             .query_async(&mut con)
             .await?;
         let got = parse_xread(reply)?;
-        let fix: Vec<&str> = got
+        if !got.iter().any(needs_script) {
+            return Ok(Lease {
+                deliveries: got.into_iter().map(|d| (d, None)).collect(),
+                plain: true,
+                unfinished: None,
+            });
+        }
+        Ok(match self.finish_plain(&got, ask.key_ttls).await {
+            Ok(lease) => lease,
+            Err(error) => Lease {
+                unfinished: Some(Unfinished { read: got, error }),
+                ..Lease::default()
+            },
+        })
+    }
+
+    /// Finishes the deliveries `read` of one plain read (in stream order)
+    /// with one call of `lua/lease_fix.lua` for those that need it,
+    /// claiming the keys of the job types in `key_ttls`: the deliveries to
+    /// run, each with its key's answer. Safe to call again for the same
+    /// read after a failure (see the script).
+    ///
+    /// # Errors
+    /// Redis errors, or a reply of the wrong shape.
+    pub async fn finish_plain(
+        &self,
+        read: &[Delivery],
+        key_ttls: &[(String, u64)],
+    ) -> Result<Lease, QueueError> {
+        let fix: Vec<&str> = read
             .iter()
             .filter(|d| needs_script(d))
             .map(|d| d.entry_id.as_str())
             .collect();
-        if fix.is_empty() {
-            return Ok(Lease {
-                deliveries: got.into_iter().map(|d| (d, None)).collect(),
-                plain: true,
-            });
-        }
-        let answers = self.fix(&fix, ask.key_ttls).await?;
+        let answers = self.fix(&fix, key_ttls).await?;
         let mut fixed = fix.iter().copied().zip(answers.iter()).peekable();
-        let mut deliveries = Vec::with_capacity(got.len());
-        for d in &got {
-            // The fixed ids are in the order of `got`.
+        let mut deliveries = Vec::with_capacity(read.len());
+        for d in read {
+            // The fixed ids are in the order of `read`.
             let answer = match fixed.peek() {
                 Some((id, a)) if *id == d.entry_id => {
                     let a = a.as_str();
@@ -85,7 +130,7 @@ impl Queue {
                 _ => None,
             };
             match answer {
-                Some(MOVED) => {}
+                Some(a) if not_run(a) => {}
                 Some(a) => deliveries.push((d.clone(), KeyCheck::from_answer(a))),
                 None => deliveries.push((d.clone(), None)),
             }
@@ -93,6 +138,7 @@ impl Queue {
         Ok(Lease {
             deliveries,
             plain: false,
+            unfinished: None,
         })
     }
 }
@@ -103,8 +149,9 @@ impl Queue {
     /// one it read plainly may have died before `lease_fix.lua` counted a
     /// producer's batch member or moved an entry to its level, or just
     /// after (the batch's joined set makes a second count a no-op). Returns
-    /// the entry ids moved to their level's stream: they never ran, are
-    /// read from there, and are not to be recorded.
+    /// the entry ids moved to their level's stream (they never ran, are
+    /// read from there, and are not to be recorded) or no longer in the
+    /// stream (nothing to record them as).
     ///
     /// # Errors
     /// Redis errors, or a reply of the wrong shape.
@@ -126,7 +173,7 @@ impl Queue {
         Ok(fix
             .iter()
             .zip(&answers)
-            .filter(|(_, a)| a.as_str() == MOVED)
+            .filter(|(_, a)| not_run(a))
             .map(|(id, _)| (*id).to_string())
             .collect())
     }

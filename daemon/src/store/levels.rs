@@ -13,6 +13,7 @@ use redis::Value;
 use super::batches::BATCH_LUA;
 use super::consume::KeyCheck;
 use super::fields::IDEMPOTENCY_KEY;
+use super::lease_plain::Unfinished;
 use super::reply::{bytes_of, parse_entries, parse_xread, protocol};
 use super::script::{quote, script};
 use super::{Delivery, GROUP, Queue, QueueError};
@@ -76,6 +77,9 @@ pub struct Lease {
     /// no script but for its key claims (nothing moved, no batch joined)
     /// and the level streams were empty.
     pub plain: bool,
+    /// A plain read whose entries could not be finished: none are in
+    /// `deliveries`; the reader finishes them (see [`Unfinished`]).
+    pub unfinished: Option<Unfinished>,
 }
 
 impl Queue {
@@ -97,7 +101,7 @@ impl Queue {
             let lease = self.lease_plain(consumer, ask).await?;
             // Nothing in the normal stream: the script looks at every
             // stream, and waits.
-            if !lease.deliveries.is_empty() {
+            if !lease.deliveries.is_empty() || lease.unfinished.is_some() {
                 return Ok(lease);
             }
         }
@@ -106,6 +110,7 @@ impl Queue {
             return Ok(Lease {
                 deliveries: got,
                 plain,
+                unfinished: None,
             });
         };
         // Nothing anywhere: wait for an entry past what the group has
@@ -127,7 +132,11 @@ impl Queue {
             return Ok(Lease::default());
         }
         let (deliveries, plain, _) = self.lease_once(consumer, ask).await?;
-        Ok(Lease { deliveries, plain })
+        Ok(Lease {
+            deliveries,
+            plain,
+            unfinished: None,
+        })
     }
 
     /// One call of the lease script: the deliveries, whether the next read

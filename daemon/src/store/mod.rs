@@ -132,6 +132,7 @@ pub use entry::{Completion, Delivery, JobEntry, Malformed};
 pub use groups::GroupClaim;
 pub use jobs::{CancelInfo, JobStatus, KeyOwner, LastError};
 pub use keys::Keys;
+pub use lease_plain::Unfinished;
 pub use levels::{Lease, LeaseAsk, Leased};
 pub use memory::Memory;
 pub use pause::{

@@ -2,6 +2,7 @@
 //! and starts one task per attempt, with the completer, heartbeat and
 //! reclaimer that serve it.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures_util::FutureExt as _;
@@ -319,8 +320,11 @@ impl Reader {
                 plain: plain_left > 0,
             };
             let deliveries = match self.reader.lease_levels(&self.consumer, ask).await {
-                Ok(lease) => {
+                Ok(mut lease) => {
                     backoff.reset();
+                    if let Some(unfinished) = lease.unfinished.take() {
+                        lease = self.finish_read(unfinished, &key_ttls).await;
+                    }
                     plain_left = match (lease.plain, ask.plain) {
                         (false, _) => 0,
                         (true, false) => PLAIN_READS,
@@ -458,15 +462,59 @@ impl Reader {
         tokio::time::sleep(delay).await;
     }
 
+    /// Finishes a plain read whose entries Redis would not let the lease
+    /// finish (`lease_fix.lua` failed; Redis out of memory, say): they are
+    /// taken, so they are held as this daemon's (renewed, never reclaimed
+    /// as lost attempts) while the call is tried again, until it succeeds.
+    /// Giving up would leave them leased to this consumer until their
+    /// lease expired, each then spending an attempt it never ran.
+    async fn finish_read(
+        &self,
+        unfinished: store::Unfinished,
+        key_ttls: &[(String, u64)],
+    ) -> store::Lease {
+        let store::Unfinished { read, mut error } = unfinished;
+        self.hold(read.iter().map(|d| d.entry_id.clone()));
+        let mut backoff = READ_RETRY;
+        let lease = loop {
+            let delay = backoff.next();
+            tracing::error!(queue = %self.cfg.name, entries = read.len(), error = %error, retry_in = ?delay, "cannot finish a read (moving entries to their priority level, counting batch members); its entries stay leased to this daemon; retrying");
+            tokio::time::sleep(delay).await;
+            self.beat.now();
+            match self.reader.finish_plain(&read, key_ttls).await {
+                Ok(lease) => break lease,
+                Err(e) => error = e,
+            }
+        };
+        // Those moved to their level's stream are read from there.
+        let kept: HashSet<&str> = lease
+            .deliveries
+            .iter()
+            .map(|(d, _)| d.entry_id.as_str())
+            .collect();
+        if let Ok(mut set) = self.in_flight.lock() {
+            for d in read.iter().filter(|d| !kept.contains(d.entry_id.as_str())) {
+                set.remove(&d.entry_id);
+            }
+        }
+        lease
+    }
+
+    /// Counts the deliveries `ids` as held by this daemon: renewed by the
+    /// heartbeat, never taken over as lost.
+    fn hold(&self, ids: impl Iterator<Item = String>) {
+        if let Ok(mut set) = self.in_flight.lock() {
+            set.extend(ids);
+        }
+    }
+
     /// Starts an attempt for each delivery that needs one, each holding one
     /// of `permits` (popped from the end; one read past a group's flood may
     /// have more attempts than permits: those wait for a slot), and sends
     /// the outcomes already known to the completer. Returns how many were
     /// parked because their group is at its cap.
     async fn dispatch(&self, deliveries: Vec<Leased>, mut permits: Vec<Slot>) -> usize {
-        if let Ok(mut set) = self.in_flight.lock() {
-            set.extend(deliveries.iter().map(|(d, _)| d.entry_id.clone()));
-        }
+        self.hold(deliveries.iter().map(|(d, _)| d.entry_id.clone()));
         let builder = Builder {
             queue: &self.cfg.name,
             payload_max: self.cfg.dead.payload_max,

@@ -50,6 +50,11 @@ local function move(e, dest)
     redis.call('XGROUP', 'CREATE', dest, group, '0', 'MKSTREAM')
   end
   local r = redis.pcall('XADD', dest, id, unpack(f))
+  -- Only the clash of ids is handled here; any other refusal (Redis out of
+  -- memory, say) fails the script, which the caller retries.
+  if type(r) == 'table' and r.err and not string.find(r.err, 'equal or smaller', 1, true) then
+    error(r)
+  end
   if type(r) == 'table' and r.err then
     -- Someone wrote to the level stream directly, past this id: the entry
     -- gets a new id there, and names its job id itself.
@@ -86,6 +91,11 @@ local function join_batch(s, id)
   local ledger, _, joined = batch_keys(q, b)
   local added = redis.pcall('SADD', joined, id)
   if added == 0 then return false end
+  -- A refusal other than a key of another type (Redis out of memory, say)
+  -- fails the script: the job must not run uncounted for a passing cause.
+  if type(added) == 'table' and added.err and string.sub(added.err, 1, 9) ~= 'WRONGTYPE' then
+    error(added)
+  end
   now = now or now_ms()
   local ok = type(added) == 'number' and pcall(batch_join, ledger, q .. BATCHES_KEY,
     q .. BATCHES_UNFINISHED_KEY, b, now)

@@ -5,15 +5,20 @@
 -- KEYS as lease.lua; ARGV[1] group, [2] n, then n pairs of (job type, key
 -- TTL in ms), then the entry ids.
 -- Returns one answer per id: 'moved' (to its level's stream: it is read
--- from there, not run now), else what claim() answers ('' for no key).
+-- from there, not run now), 'gone' (no longer in the stream: not to run),
+-- else what claim() answers ('' for no key). Safe to call again for the
+-- same ids when a call's answer was lost or it failed: a moved entry is
+-- then gone, a claimed key is the job's own, a batch joined is not counted
+-- twice.
 local n = tonumber(ARGV[2])
 local ttls = key_ttls(3, 2 + 2 * n)
 local out = {}
 for k = 3 + 2 * n, #ARGV do
   local e = redis.call('XRANGE', main, ARGV[k], ARGV[k])[1]
   if e == nil then
-    -- Gone meanwhile (an operator's discard): nothing to finish.
-    out[#out + 1] = ''
+    -- Moved by an earlier call for this read, or deleted by hand: there
+    -- is nothing to run (the copy of a moved entry is read from its level).
+    out[#out + 1] = 'gone'
   else
     local s = scan(e[2])
     join_batch(s, e[1])
