@@ -17,6 +17,7 @@ mod cluster;
 mod config;
 mod daemon;
 mod http;
+mod https;
 mod jobs;
 mod server;
 mod upstream;
@@ -36,6 +37,7 @@ pub use daemon::{
     Ward, proc_kib, proc_status_kib, rss_kib, stderr, stdout, ward, ward_bin, ward_with_stdin,
 };
 pub use http::{HttpStub, Request};
+pub use https::HttpsStub;
 pub use jobs::{
     Fields, audit, create_group, dead_letters, enqueue, enqueue_with, histories, history,
     job_fields, lease_to, queue_stream, records_by_id, records_of, runs_per_job, show, text,

@@ -317,3 +317,73 @@ fn webhooks_to_one_receiver_reuse_pooled_connections() {
     }
     assert_eq!(stub.connections() - pooled, 50);
 }
+
+/// A `webhook` job type `name` allowed to reach `stub`, with `extra` keys
+/// in its `http` table.
+fn https_hook(name: &str, stub: &HttpsStub, extra: &str) -> String {
+    job(
+        name,
+        "webhook",
+        &format!(
+            "http = {{ allow = [\"127.0.0.1:{}\"], timeout = \"5s\"{extra} }}\n",
+            stub.port
+        ),
+    )
+}
+
+#[test]
+fn an_https_upstream_of_a_private_ca_is_reached_with_ca_file_over_http1_or_http2() {
+    let stub = HttpsStub::start();
+    let redis = Redis::start();
+    let ca = format!(", ca_file = \"{}\"", stub.ca_file.display());
+    let jobs = https_hook("untrusted", &stub, "")
+        + &https_hook("h1", &stub, &ca)
+        + &https_hook("h2", &stub, &format!("{ca}, http2 = true"));
+    let ward_proc = Ward::start(&config_with(&redis, 4, "max_attempts = 1", &jobs)).ready();
+    let body = format!(
+        r#"{{"url":"https://127.0.0.1:{}/hook","body":{{"n":1}}}}"#,
+        stub.port
+    );
+
+    // Mozilla's roots alone do not vouch for a private CA.
+    let refused = enqueue(&redis, "untrusted", &body);
+    let s = wait_final(&redis, &refused, WAIT);
+    assert_eq!(s["state"], "dead", "{s}");
+    let why = s["last_error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_lowercase();
+    assert!(why.contains("certificate"), "{s}\n{}", ward_proc.logs());
+    assert!(stub.versions().is_empty(), "{:?}", stub.versions());
+
+    // With the CA: HTTP/1.1 unless asked, over pooled connections.
+    let run = |job: &str| {
+        let ids: Vec<String> = (0..20).map(|_| enqueue(&redis, job, &body)).collect();
+        for id in &ids {
+            let s = wait_final(&redis, id, WAIT);
+            assert_eq!(
+                (s["state"].as_str(), s["result"].as_str()),
+                (Some("succeeded"), Some("ok")),
+                "{s}"
+            );
+        }
+    };
+    let before = stub.connections();
+    run("h1");
+    assert_eq!(stub.versions(), vec!["HTTP/1.1"; 20]);
+    let h1_connections = stub.connections() - before;
+    assert!(
+        (1..=4).contains(&h1_connections),
+        "{h1_connections} connections for 20 requests at concurrency 4"
+    );
+
+    // `http2 = true`: ALPN picks HTTP/2.
+    let before = stub.connections();
+    run("h2");
+    assert_eq!(stub.versions()[20..], vec!["HTTP/2.0"; 20]);
+    let h2_connections = stub.connections() - before;
+    assert!(
+        (1..=4).contains(&h2_connections),
+        "{h2_connections} connections for 20 requests at concurrency 4"
+    );
+}

@@ -17,6 +17,22 @@ pub struct HttpPolicy {
     pub pool_max_idle: usize,
     /// How long an idle pooled connection is kept before it is closed.
     pub pool_idle_timeout: Duration,
+    /// CA certificates (DER) `https` upstreams may chain to besides
+    /// Mozilla's roots, read from `http.ca_file` when the config is loaded.
+    pub extra_roots: Roots,
+    /// Whether `https` connections offer HTTP/2 by ALPN (`http.http2`):
+    /// one connection then carries many attempts' requests at once.
+    pub http2: bool,
+}
+
+/// CA certificates, DER each; shown as their number, not their bytes.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Roots(pub Vec<Vec<u8>>);
+
+impl std::fmt::Debug for Roots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} certificate(s)", self.0.len())
+    }
 }
 
 /// Idle connections kept per `host:port` unless `http.pool_max_idle` says.
@@ -35,6 +51,8 @@ impl Default for HttpPolicy {
             timeout: Duration::ZERO,
             pool_max_idle: DEFAULT_POOL_MAX_IDLE,
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
+            extra_roots: Roots::default(),
+            http2: false,
         }
     }
 }

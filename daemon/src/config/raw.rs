@@ -297,6 +297,11 @@ pub struct RawHttp {
     /// How long an idle pooled connection is kept.
     #[serde(default, deserialize_with = "opt_duration")]
     pub pool_idle_timeout: Option<Spanned<Duration>>,
+    /// PEM file of CA certificates `https` upstreams may chain to, besides
+    /// Mozilla's roots; relative to the config's folder.
+    pub ca_file: Option<Spanned<String>>,
+    /// Offer HTTP/2 (by ALPN) to `https` upstreams.
+    pub http2: Option<bool>,
 }
 
 /// `[[upstream]]`: how hard Ward may call one upstream, fleet-wide.

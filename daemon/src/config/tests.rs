@@ -524,3 +524,50 @@ fn wait_replicas_is_one_to_sixteen_and_off_by_default() {
         );
     }
 }
+
+#[test]
+fn an_http_ca_file_must_be_readable_and_hold_usable_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.wasm"), b"x").unwrap();
+    std::fs::write(dir.path().join("junk.pem"), b"not a certificate").unwrap();
+    let broken = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+    std::fs::write(dir.path().join("broken.pem"), broken).unwrap();
+    let load = |http: &str| {
+        Config::from_toml(
+            &dir.path().join("ward.toml"),
+            &format!(
+                "[[queue]]\nname = \"q\"\n[[job]]\nname = \"a\"\nqueue = \"q\"\nplugin = \"p.wasm\"\nhttp = {{ allow = [\"api.internal:443\"], {http} }}\n"
+            ),
+        )
+    };
+    for (file, why) in [
+        ("missing.pem", "cannot read it"),
+        ("junk.pem", "holds no PEM certificate"),
+        ("broken.pem", "certificate 1 of 1"),
+    ] {
+        let err = load(&format!("ca_file = \"{file}\"")).unwrap_err();
+        let ConfigError::Invalid { problems, .. } = err else {
+            panic!("expected validation errors, got {err}");
+        };
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let message = &problems[0].message;
+        assert!(message.contains(why), "{file}: {message}");
+        assert!(
+            message.contains(&format!(
+                "job `a`: http.ca_file {}",
+                dir.path().join(file).display()
+            )),
+            "{message}"
+        );
+        assert_eq!(problems[0].line, 7, "{problems:?}");
+    }
+    let cfg = load("http2 = true").unwrap();
+    let http = &cfg.queues[0].jobs["a"].http;
+    assert!(http.http2);
+    assert!(http.extra_roots.0.is_empty());
+    assert!(
+        !load("timeout = \"5s\"").unwrap().queues[0].jobs["a"]
+            .http
+            .http2
+    );
+}

@@ -65,20 +65,27 @@ pub(super) struct Timeouts {
 impl Outbound {
     /// The pool for a job type with `policy`. Its TLS trusts the same
     /// roots `wasmtime_wasi_http`'s own sender does (Mozilla's, built in),
-    /// so a plugin reaches exactly the servers it reached before pooling.
+    /// so a plugin reaches exactly the servers it reached before pooling,
+    /// plus the CA certificates of the job type's `http.ca_file`; with
+    /// `http.http2` it offers HTTP/2 to `https` upstreams (plain `http`
+    /// stays HTTP/1.1: nothing to negotiate it with).
     #[must_use]
     pub fn new(policy: HttpPolicy) -> Outbound {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(policy.timeout));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .unwrap_or_else(|_| hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots());
-        let connector = tls.https_or_http().enable_http1().wrap_connector(http);
+            .with_tls_config(tls_config(&policy))
+            .https_or_http();
+        let connector = if policy.http2 {
+            tls.enable_all_versions().wrap_connector(http)
+        } else {
+            tls.enable_http1().wrap_connector(http)
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
             .pool_max_idle_per_host(policy.pool_max_idle)
             .pool_idle_timeout(policy.pool_idle_timeout)
             .build(connector);
@@ -108,6 +115,25 @@ impl Outbound {
             Paced { incoming, timer }.boxed_unsync()
         }))
     }
+}
+
+/// The TLS client settings of a pool: Mozilla's roots and the job type's
+/// extra CA certificates (checked when the config was loaded; one rustls
+/// refuses here is left out, and the config check said why).
+fn tls_config(policy: &HttpPolicy) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for der in &policy.extra_roots.0 {
+        let _ = roots.add(rustls::pki_types::CertificateDer::from(der.clone()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        // ring supports them all; the process's default provider is ring too.
+        .unwrap_or_else(|_| rustls::ClientConfig::builder())
+        .with_root_certificates(roots)
+        .with_no_client_auth()
 }
 
 /// A response body that fails when no part of it arrives for too long,
@@ -168,10 +194,8 @@ fn from_causes(first: Option<&(dyn StdError + 'static)>) -> Option<Error> {
     let mut cause = first;
     while let Some(c) = cause {
         if let Some(io) = c.downcast_ref::<io::Error>() {
-            if let Some(inner) = io.get_ref()
-                && inner.downcast_ref::<rustls::Error>().is_some()
-            {
-                return Some(tls_error(inner));
+            if let Some(tls) = tls_inside(io) {
+                return Some(tls_error(tls));
             }
             return Some(match io.kind() {
                 io::ErrorKind::ConnectionRefused => Error::ConnectionRefused,
@@ -196,6 +220,23 @@ fn from_causes(first: Option<&(dyn StdError + 'static)>) -> Option<Error> {
             });
         }
         cause = c.source();
+    }
+    None
+}
+
+/// The rustls error `io` wraps, however deep: hyper-rustls wraps
+/// tokio-rustls's `io::Error` (which wraps the rustls error) in another,
+/// and `io::Error::source` skips the error it wraps.
+fn tls_inside(io: &io::Error) -> Option<&(dyn StdError + 'static)> {
+    let mut inner = io.get_ref().map(|e| e as &(dyn StdError + 'static));
+    while let Some(e) = inner {
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return Some(e);
+        }
+        inner = match e.downcast_ref::<io::Error>() {
+            Some(io) => io.get_ref().map(|e| e as &(dyn StdError + 'static)),
+            None => e.source(),
+        };
     }
     None
 }
@@ -274,5 +315,9 @@ mod tests {
         ));
         let other = rustls::Error::General("x".into());
         assert!(matches!(mapped(other), Some(Error::TlsProtocolError)));
+        // As hyper-rustls hands it over: tokio-rustls's error in another.
+        let bad = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let wrapped = io::Error::other(io::Error::new(io::ErrorKind::InvalidData, bad));
+        assert!(matches!(mapped(wrapped), Some(Error::TlsCertificateError)));
     }
 }

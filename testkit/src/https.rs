@@ -1,0 +1,132 @@
+//! An HTTPS receiver on 127.0.0.1 with a certificate of a private CA,
+//! speaking HTTP/1.1 and HTTP/2 (chosen by ALPN), standing in for an
+//! internal upstream that plugins reach with `http.ca_file`.
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::sync::oneshot;
+
+/// An HTTPS server answering every request `200` with body `ok`, counting
+/// the connections it accepted and recording each request's HTTP version.
+/// Its certificate (for `127.0.0.1`) chains to a CA made for it,
+/// [`HttpsStub::ca_file`]. Runs until dropped.
+pub struct HttpsStub {
+    /// The port it listens on.
+    pub port: u16,
+    /// The PEM file of the CA its certificate chains to.
+    pub ca_file: PathBuf,
+    connections: Arc<AtomicUsize>,
+    versions: Arc<Mutex<Vec<String>>>,
+    stop: Option<oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl HttpsStub {
+    /// Makes a CA and a certificate for `127.0.0.1` (with `openssl`), and
+    /// starts serving.
+    pub fn start() -> HttpsStub {
+        let dir = tempfile::tempdir().unwrap();
+        crate::server::tls_args(dir.path());
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(dir.path().join("server.pem"))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let key = PrivateKeyDer::from_pem_file(dir.path().join("server.key")).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let versions = Arc::new(Mutex::new(Vec::new()));
+        let (stop, stopped) = oneshot::channel();
+        let (count, seen) = (connections.clone(), versions.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let serve = async {
+                    loop {
+                        let Ok((tcp, _)) = listener.accept().await else {
+                            continue;
+                        };
+                        count.fetch_add(1, Ordering::SeqCst);
+                        let (acceptor, seen) = (acceptor.clone(), seen.clone());
+                        tokio::spawn(async move {
+                            let Ok(stream) = acceptor.accept(tcp).await else {
+                                return;
+                            };
+                            let service = service_fn(move |req: Request<Incoming>| {
+                                let seen = seen.clone();
+                                async move {
+                                    let version = format!("{:?}", req.version());
+                                    let _ = req.into_body().collect().await;
+                                    seen.lock().unwrap().push(version);
+                                    Ok::<_, Infallible>(Response::new(Full::new(
+                                        Bytes::from_static(b"ok"),
+                                    )))
+                                }
+                            });
+                            let _ =
+                                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .await;
+                        });
+                    }
+                };
+                tokio::select! {
+                    () = serve => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+        HttpsStub {
+            port,
+            ca_file: dir.path().join("ca.pem"),
+            connections,
+            versions,
+            stop: Some(stop),
+            _dir: dir,
+        }
+    }
+
+    /// How many TCP connections it accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// The HTTP version of each request answered (`HTTP/1.1`, `HTTP/2.0`).
+    pub fn versions(&self) -> Vec<String> {
+        self.versions.lock().unwrap().clone()
+    }
+}
+
+impl Drop for HttpsStub {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
