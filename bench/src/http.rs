@@ -45,7 +45,7 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
         )
         .jobs(&job_table("hook", "bench", &plugin, &http))
         .render();
-    let (mut con, ids) = fill_webhooks(bench, n, stub.port)?;
+    let (mut con, ids) = fill_webhooks(bench, n, "http", stub.port)?;
     let wall = Instant::now();
     let ward = bench.start(&config)?;
     wait_drained(&mut con, Duration::from_secs(600)).context("webhook jobs did not drain")?;
@@ -92,11 +92,12 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
 pub(super) fn fill_webhooks(
     bench: &Bench,
     n: usize,
+    scheme: &str,
     port: u16,
 ) -> anyhow::Result<(redis::Connection, Vec<String>)> {
     let mut con = bench.redis.con()?;
     let _: () = redis::cmd("FLUSHALL").query(&mut con)?;
-    let body = format!(r#"{{"url":"http://127.0.0.1:{port}/hook","body":{{}}}}"#);
+    let body = format!(r#"{{"url":"{scheme}://127.0.0.1:{port}/hook","body":{{}}}}"#);
     let (ids, _) = fill(&mut con, n, |_| ("hook".into(), body.clone()), false)?;
     Ok((con, ids))
 }

@@ -15,9 +15,40 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use ward_testkit::{Config, METRICS_ANY_PORT, UpstreamStub, job_table, proc_kib, proc_status_kib};
+use ward_testkit::{
+    Config, HttpsStub, METRICS_ANY_PORT, UpstreamStub, job_table, proc_kib, proc_status_kib,
+};
 
 use super::{Bench, all_succeeded, records, stop, usage, wait_drained};
+
+/// The receiver: plain HTTP/1.1 keep-alive, or HTTPS with HTTP/2.
+enum Receiver {
+    H1(UpstreamStub),
+    H2(HttpsStub),
+}
+
+impl Receiver {
+    fn port(&self) -> u16 {
+        match self {
+            Receiver::H1(s) => s.port,
+            Receiver::H2(s) => s.port,
+        }
+    }
+
+    fn max_open(&self) -> usize {
+        match self {
+            Receiver::H1(s) => s.max_open(),
+            Receiver::H2(s) => s.max_open(),
+        }
+    }
+
+    fn connections(&self) -> usize {
+        match self {
+            Receiver::H1(s) => s.connections(),
+            Receiver::H2(s) => s.connections(),
+        }
+    }
+}
 
 /// Runs the scenario once and prints what it measured.
 #[allow(clippy::cast_precision_loss, reason = "job counts far below 2^52")]
@@ -25,16 +56,24 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
     let args = &bench.args;
     let n = args.inflight;
     let hold = Duration::from_millis(args.inflight_hold_ms);
-    let stub = UpstreamStub::keep_alive(hold);
+    let stub = if args.inflight_h2 {
+        Receiver::H2(HttpsStub::holding(hold))
+    } else {
+        Receiver::H1(UpstreamStub::keep_alive(hold))
+    };
     let plugin = bench.plugins.join("webhook.wasm");
     anyhow::ensure!(
         plugin.exists(),
         "{} is missing: build it with scripts/build-plugins",
         plugin.display()
     );
+    let tls = match &stub {
+        Receiver::H2(s) => format!(", ca_file = \"{}\", http2 = true", s.ca_file.display()),
+        Receiver::H1(_) => String::new(),
+    };
     let http = format!(
-        "http = {{ allow = [\"127.0.0.1:{}\"], timeout = \"120s\" }}\ntimeout = \"300s\"",
-        stub.port
+        "http = {{ allow = [\"127.0.0.1:{}\"], timeout = \"120s\"{tls} }}\ntimeout = \"300s\"",
+        stub.port()
     );
     let threads = args
         .threads
@@ -47,7 +86,8 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
         )
         .jobs(&job_table("hook", "bench", &plugin, &http))
         .render();
-    let (mut con, ids) = super::http::fill_webhooks(bench, n, stub.port)?;
+    let scheme = if args.inflight_h2 { "https" } else { "http" };
+    let (mut con, ids) = super::http::fill_webhooks(bench, n, scheme, stub.port())?;
     let ward = bench.start(&config)?;
     let started = Instant::now();
     let done = AtomicBool::new(false);
@@ -78,11 +118,25 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
         .map_or(0, |m| m.lines().count());
     stop(vec![ward]);
     let rows = records(&mut con, &ids)?;
+    if let Some((id, _)) = ids.iter().zip(&rows).find(|(_, r)| r.state != "succeeded") {
+        // Say why, from the first job that did not succeed.
+        let (code, message): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(format!("ward:{{bench}}:job:{id}"))
+            .arg("last_code")
+            .arg("last_message")
+            .query(&mut con)?;
+        eprintln!("inflight: job {id} did not succeed: {code:?} {message:?}");
+    }
     all_succeeded(&rows, "inflight")?;
     let first = rows.iter().map(|r| r.first).min().unwrap_or(0);
     let last_start = rows.iter().map(|r| r.first).max().unwrap_or(0);
     println!(
-        "## inflight: {n} webhook jobs, concurrency {n}, receiver answers after {} ms",
+        "## inflight: {n} webhook jobs, concurrency {n}, {} receiver answers after {} ms",
+        if args.inflight_h2 {
+            "HTTPS HTTP/2 (http2 = true)"
+        } else {
+            "HTTP/1.1"
+        },
         args.inflight_hold_ms
     );
     println!(

@@ -110,6 +110,11 @@ struct Args {
     /// How long the `inflight` scenario's receiver holds each request, ms.
     #[arg(long, default_value_t = 10_000)]
     inflight_hold_ms: u64,
+    /// Runs the `inflight` scenario against an HTTPS receiver of a private
+    /// CA (`http.ca_file`) that speaks HTTP/2, with `http.http2 = true`,
+    /// instead of the plain HTTP/1.1 one.
+    #[arg(long)]
+    inflight_h2: bool,
     /// Runs per scenario (the median is reported with min and max).
     #[arg(long, default_value_t = 1)]
     runs: usize,

@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -16,8 +17,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::oneshot;
 
-/// An HTTPS server answering every request `200` with body `ok`, counting
-/// the connections it accepted and recording each request's HTTP version.
+/// An HTTPS server answering every request `200` with body `ok` (after a
+/// hold, for [`HttpsStub::holding`]), counting the connections it accepted
+/// and the requests it held open at once, and recording each request's
+/// HTTP version.
 /// Its certificate (for `127.0.0.1`) chains to a CA made for it,
 /// [`HttpsStub::ca_file`]. Runs until dropped.
 pub struct HttpsStub {
@@ -26,6 +29,7 @@ pub struct HttpsStub {
     /// The PEM file of the CA its certificate chains to.
     pub ca_file: PathBuf,
     connections: Arc<AtomicUsize>,
+    max_open: Arc<AtomicUsize>,
     versions: Arc<Mutex<Vec<String>>>,
     stop: Option<oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
@@ -35,6 +39,12 @@ impl HttpsStub {
     /// Makes a CA and a certificate for `127.0.0.1` (with `openssl`), and
     /// starts serving.
     pub fn start() -> HttpsStub {
+        Self::holding(Duration::ZERO)
+    }
+
+    /// Like [`HttpsStub::start`], answering each request after `hold`, with
+    /// no practical limit on HTTP/2 streams per connection.
+    pub fn holding(hold: Duration) -> HttpsStub {
         let dir = tempfile::tempdir().unwrap();
         crate::server::tls_args(dir.path());
         let certs: Vec<CertificateDer<'static>> =
@@ -59,7 +69,9 @@ impl HttpsStub {
         let connections = Arc::new(AtomicUsize::new(0));
         let versions = Arc::new(Mutex::new(Vec::new()));
         let (stop, stopped) = oneshot::channel();
-        let (count, seen) = (connections.clone(), versions.clone());
+        let max_open = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
+        let (count, seen, most) = (connections.clone(), versions.clone(), max_open.clone());
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -74,15 +86,20 @@ impl HttpsStub {
                         };
                         count.fetch_add(1, Ordering::SeqCst);
                         let (acceptor, seen) = (acceptor.clone(), seen.clone());
+                        let (open, most) = (open.clone(), most.clone());
                         tokio::spawn(async move {
                             let Ok(stream) = acceptor.accept(tcp).await else {
                                 return;
                             };
                             let service = service_fn(move |req: Request<Incoming>| {
-                                let seen = seen.clone();
+                                let (seen, open, most) = (seen.clone(), open.clone(), most.clone());
                                 async move {
                                     let version = format!("{:?}", req.version());
                                     let _ = req.into_body().collect().await;
+                                    let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+                                    most.fetch_max(now, Ordering::SeqCst);
+                                    tokio::time::sleep(hold).await;
+                                    open.fetch_sub(1, Ordering::SeqCst);
                                     seen.lock().unwrap().push(version);
                                     Ok::<_, Infallible>(Response::new(Full::new(
                                         Bytes::from_static(b"ok"),
@@ -106,6 +123,7 @@ impl HttpsStub {
             port,
             ca_file: dir.path().join("ca.pem"),
             connections,
+            max_open,
             versions,
             stop: Some(stop),
             _dir: dir,
@@ -115,6 +133,11 @@ impl HttpsStub {
     /// How many TCP connections it accepted.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// The most requests it held open at once.
+    pub fn max_open(&self) -> usize {
+        self.max_open.load(Ordering::SeqCst)
     }
 
     /// The HTTP version of each request answered (`HTTP/1.1`, `HTTP/2.0`).
