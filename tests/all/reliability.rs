@@ -483,6 +483,16 @@ fn keyed_entries_read_in_one_lease_run_once_per_key_at_every_level() {
     }
 }
 
+/// Batch `batch` of queue `q`: its ledger's `total` and `succeeded`.
+fn batch_counts(redis: &Redis, batch: &str) -> (Option<String>, Option<String>) {
+    redis::cmd("HMGET")
+        .arg(format!("ward:{{q}}:batch:{batch}"))
+        .arg("total")
+        .arg("succeeded")
+        .query(&mut redis.con())
+        .unwrap()
+}
+
 #[test]
 fn entries_that_need_the_lease_script_arriving_in_a_flood_are_still_moved_joined_and_claimed() {
     // Under a flood of plain jobs the reader reads with plain XREADGROUPs;
@@ -521,18 +531,10 @@ fn entries_that_need_the_lease_script_arriving_in_a_flood_are_still_moved_joined
             record_field(&redis, second, "duplicate_of").as_deref() == Some(first.as_str())
         });
     }
-    let mut con = redis.con();
-    let ledger: HashMap<String, String> = redis::cmd("HGETALL")
-        .arg("ward:{q}:batch:flood-batch")
-        .query(&mut con)
-        .unwrap();
     assert_eq!(
-        (
-            ledger.get("total").map(String::as_str),
-            ledger.get("succeeded").map(String::as_str)
-        ),
-        (Some("20"), Some("20")),
-        "every member joined its batch once: {ledger:?}"
+        batch_counts(&redis, "flood-batch"),
+        (Some("20".into()), Some("20".into())),
+        "every member joined its batch once"
     );
 }
 
@@ -572,17 +574,10 @@ fn entries_a_plain_read_took_while_redis_refused_writes_run_once_when_it_accepts
     for id in &plain {
         assert_eq!(wait_final(&redis, id, WAIT)["state"], "succeeded");
     }
-    let ledger: HashMap<String, String> = redis::cmd("HGETALL")
-        .arg("ward:{q}:batch:oom-batch")
-        .query(&mut redis.con())
-        .unwrap();
     assert_eq!(
-        (
-            ledger.get("total").map(String::as_str),
-            ledger.get("succeeded").map(String::as_str)
-        ),
-        (Some("1"), Some("1")),
-        "the member joined its batch once: {ledger:?}"
+        batch_counts(&redis, "oom-batch"),
+        (Some("1".into()), Some("1".into())),
+        "the member joined its batch once"
     );
     assert!(
         !daemon.logs().contains("lease-expired"),

@@ -346,7 +346,7 @@ fn http(
 /// # Errors
 /// Why not: unreadable, no certificate in it, or one that is not a CA
 /// certificate rustls can use.
-pub fn extra_roots(file: &Path) -> Result<Vec<Vec<u8>>, String> {
+fn extra_roots(file: &Path) -> Result<Vec<Vec<u8>>, String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let pem = std::fs::read(file).map_err(|e| format!("cannot read it: {e}"))?;
