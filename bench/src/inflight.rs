@@ -42,6 +42,13 @@ impl Receiver {
         }
     }
 
+    fn requests(&self) -> usize {
+        match self {
+            Receiver::H1(s) => s.requests(),
+            Receiver::H2(s) => s.versions().len(),
+        }
+    }
+
     fn connections(&self) -> usize {
         match self {
             Receiver::H1(s) => s.connections(),
@@ -57,7 +64,10 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
     let n = args.inflight;
     let hold = Duration::from_millis(args.inflight_hold_ms);
     let stub = if args.inflight_h2 {
-        Receiver::H2(HttpsStub::holding(hold))
+        Receiver::H2(match args.inflight_h2_streams {
+            0 => HttpsStub::holding(hold),
+            max => HttpsStub::limited(hold, max),
+        })
     } else {
         Receiver::H1(UpstreamStub::keep_alive(hold))
     };
@@ -132,10 +142,10 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
     let last_start = rows.iter().map(|r| r.first).max().unwrap_or(0);
     println!(
         "## inflight: {n} webhook jobs, concurrency {n}, {} receiver answers after {} ms",
-        if args.inflight_h2 {
-            "HTTPS HTTP/2 (http2 = true)"
-        } else {
-            "HTTP/1.1"
+        match (args.inflight_h2, args.inflight_h2_streams) {
+            (false, _) => "HTTP/1.1".to_string(),
+            (true, 0) => "HTTPS HTTP/2 (http2 = true)".to_string(),
+            (true, max) => format!("HTTPS HTTP/2 (http2 = true, {max} streams per connection)"),
         },
         args.inflight_hold_ms
     );
@@ -147,6 +157,10 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
     println!(
         "  starts spread         {} ms from the first attempt's start to the last's",
         last_start.saturating_sub(first)
+    );
+    println!(
+        "  requests answered     {} (one per job expected)",
+        stub.requests()
     );
     println!("  connections accepted  {}", stub.connections());
     println!("  memory mappings       {maps} after the run (vm.max_map_count bounds them)");

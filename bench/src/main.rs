@@ -115,6 +115,10 @@ struct Args {
     /// instead of the plain HTTP/1.1 one.
     #[arg(long)]
     inflight_h2: bool,
+    /// With `--inflight-h2`: the HTTP/2 streams the receiver lets one
+    /// connection carry at once (0: no practical limit; nginx allows 128).
+    #[arg(long, default_value_t = 0)]
+    inflight_h2_streams: u32,
     /// Runs per scenario (the median is reported with min and max).
     #[arg(long, default_value_t = 1)]
     runs: usize,

@@ -24,6 +24,7 @@
 mod cancel;
 mod children;
 mod ending;
+mod h2;
 mod http;
 mod output;
 mod pool;

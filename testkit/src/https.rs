@@ -17,6 +17,11 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::oneshot;
 
+/// The HTTP/2 streams a connection may carry at once, unless limited: far
+/// more than any test or benchmark sends (hyper's default, 200, would cap
+/// the client under test).
+const MAX_STREAMS: u32 = 1_000_000;
+
 /// An HTTPS server answering every request `200` with body `ok` (after a
 /// hold, for [`HttpsStub::holding`]), counting the connections it accepted
 /// and the requests it held open at once, and recording each request's
@@ -45,6 +50,23 @@ impl HttpsStub {
     /// Like [`HttpsStub::start`], answering each request after `hold`, with
     /// no practical limit on HTTP/2 streams per connection.
     pub fn holding(hold: Duration) -> HttpsStub {
+        Self::serve(hold, MAX_STREAMS, true)
+    }
+
+    /// Like [`HttpsStub::holding`], allowing a client at most `max_streams`
+    /// HTTP/2 streams at once on one connection, as real servers do (100 to
+    /// 250 is common).
+    pub fn limited(hold: Duration, max_streams: u32) -> HttpsStub {
+        Self::serve(hold, max_streams, true)
+    }
+
+    /// Like [`HttpsStub::start`], offering HTTP/1.1 only by ALPN, as a server
+    /// without HTTP/2 does.
+    pub fn http1_only() -> HttpsStub {
+        Self::serve(Duration::ZERO, MAX_STREAMS, false)
+    }
+
+    fn serve(hold: Duration, max_streams: u32, h2: bool) -> HttpsStub {
         let dir = tempfile::tempdir().unwrap();
         crate::server::tls_args(dir.path());
         let certs: Vec<CertificateDer<'static>> =
@@ -60,7 +82,11 @@ impl HttpsStub {
             .with_no_client_auth()
             .with_single_cert(certs, key)
             .unwrap();
-        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        tls.alpn_protocols = if h2 {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
 
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -96,20 +122,20 @@ impl HttpsStub {
                                 async move {
                                     let version = format!("{:?}", req.version());
                                     let _ = req.into_body().collect().await;
-                                    let now = open.fetch_add(1, Ordering::SeqCst) + 1;
-                                    most.fetch_max(now, Ordering::SeqCst);
+                                    let held = Held::new(&open);
+                                    most.fetch_max(held.now, Ordering::SeqCst);
                                     tokio::time::sleep(hold).await;
-                                    open.fetch_sub(1, Ordering::SeqCst);
+                                    drop(held);
                                     seen.lock().unwrap().push(version);
                                     Ok::<_, Infallible>(Response::new(Full::new(
                                         Bytes::from_static(b"ok"),
                                     )))
                                 }
                             });
-                            let _ =
-                                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                                    .serve_connection(TokioIo::new(stream), service)
-                                    .await;
+                            let mut server =
+                                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                            server.http2().max_concurrent_streams(max_streams);
+                            let _ = server.serve_connection(TokioIo::new(stream), service).await;
                         });
                     }
                 };
@@ -151,5 +177,26 @@ impl Drop for HttpsStub {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+}
+
+/// A request counted as held open until this drops: when it is answered,
+/// or when the client gives up on it (a reset stream drops the handler).
+struct Held<'a> {
+    open: &'a AtomicUsize,
+    /// How many were open with it.
+    now: usize,
+}
+
+impl<'a> Held<'a> {
+    fn new(open: &'a AtomicUsize) -> Held<'a> {
+        let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+        Held { open, now }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::SeqCst);
     }
 }

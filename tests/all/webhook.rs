@@ -387,3 +387,63 @@ fn an_https_upstream_of_a_private_ca_is_reached_with_ca_file_over_http1_or_http2
         "{h2_connections} connections for 20 requests at concurrency 4"
     );
 }
+
+#[test]
+fn over_http2_a_job_type_opens_as_many_connections_as_the_servers_stream_limit_calls_for() {
+    // 250 attempts at once against a server that lets a connection carry
+    // 100 streams: hyper-util's client alone would keep one connection and
+    // queue 150 requests behind it.
+    const AT_ONCE: usize = 250;
+    // Held long enough for every attempt to start, even in a debug build
+    // on a busy machine.
+    let stub = HttpsStub::limited(Duration::from_secs(8), 100);
+    let plain = HttpsStub::http1_only();
+    let redis = Redis::start();
+    let h2 = |stub: &HttpsStub| format!(", ca_file = \"{}\", http2 = true", stub.ca_file.display());
+    let jobs = https_hook("h2", &stub, &h2(&stub)).replace("timeout = \"5s\"", "timeout = \"60s\"")
+        + &https_hook("h1", &plain, &h2(&plain));
+    let ward_proc = Ward::start(&config_with(
+        &redis,
+        AT_ONCE as u32,
+        "max_attempts = 1",
+        &jobs,
+    ))
+    .ready();
+    let run = |job: &str, stub: &HttpsStub, n: usize| {
+        let body = format!(
+            r#"{{"url":"https://127.0.0.1:{}/hook","body":{{"n":1}}}}"#,
+            stub.port
+        );
+        let ids: Vec<String> = (0..n).map(|_| enqueue(&redis, job, &body)).collect();
+        for id in &ids {
+            let s = wait_final(&redis, id, WAIT);
+            assert_eq!(
+                (s["state"].as_str(), s["result"].as_str()),
+                (Some("succeeded"), Some("ok")),
+                "{s}\n{}",
+                ward_proc.logs()
+            );
+        }
+    };
+
+    run("h2", &stub, AT_ONCE);
+    assert_eq!(stub.versions(), vec!["HTTP/2.0"; AT_ONCE]);
+    assert_eq!(
+        stub.max_open(),
+        AT_ONCE,
+        "every attempt's request should be at the server at once"
+    );
+    let connections = stub.connections();
+    assert!(
+        (3..=6).contains(&connections),
+        "{connections} connections for {AT_ONCE} streams at 100 per connection"
+    );
+
+    // Once finished, the connections are reused, not reopened.
+    run("h2", &stub, 20);
+    assert_eq!(stub.connections(), connections);
+
+    // An upstream without HTTP/2 is reached over HTTP/1.1.
+    run("h1", &plain, 10);
+    assert_eq!(plain.versions(), vec!["HTTP/1.1"; 10]);
+}

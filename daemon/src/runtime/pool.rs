@@ -7,6 +7,10 @@
 //! pooled client instead, shared by its attempts and keyed by scheme and
 //! authority, bounded by `http.pool_max_idle` and `http.pool_idle_timeout`.
 //!
+//! With `http.http2`, `https` upstreams that agree to HTTP/2 get their own
+//! connections instead ([`super::h2`]): as many as the server's stream
+//! limit calls for, where hyper-util's client would keep one.
+//!
 //! What stays per attempt: the allow-list check and the timeouts (in
 //! [`super::http`]), and the response. hyper hands a connection back to the
 //! pool only once its response has been read to the end; a response an
@@ -28,6 +32,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use wasmtime_wasi_http::{Error, WasiBody};
 
+use super::h2::{self, Connections, Sent};
 use super::http::HttpPolicy;
 
 /// The pooled client of one job type.
@@ -37,6 +42,8 @@ type Pooled = Client<hyper_rustls::HttpsConnector<HttpConnector>, WasiBody>;
 pub struct Outbound {
     policy: HttpPolicy,
     client: Pooled,
+    /// With `http.http2`: the HTTP/2 connections to `https` upstreams.
+    h2: Option<Connections>,
 }
 
 impl std::fmt::Debug for Outbound {
@@ -75,21 +82,27 @@ impl Outbound {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(policy.timeout));
-        let tls = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config(&policy))
-            .https_or_http();
-        let connector = if policy.http2 {
-            tls.enable_all_versions().wrap_connector(http)
-        } else {
-            tls.enable_http1().wrap_connector(http)
-        };
+        let tls = tls_config(&policy);
+        let h2 = policy.http2.then(|| {
+            let offers_h2 = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls.clone())
+                .https_only()
+                .enable_all_versions()
+                .wrap_connector(http.clone());
+            Connections::new(offers_h2, policy.pool_idle_timeout, policy.pool_max_idle)
+        });
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .pool_max_idle_per_host(policy.pool_max_idle)
             .pool_idle_timeout(policy.pool_idle_timeout)
             .build(connector);
-        Outbound { policy, client }
+        Outbound { policy, client, h2 }
     }
 
     /// Where requests may go and how long they may take.
@@ -104,16 +117,43 @@ impl Outbound {
         request: http::Request<WasiBody>,
         timeouts: Timeouts,
     ) -> Result<http::Response<WasiBody>, Error> {
-        let response = tokio::time::timeout(timeouts.first_byte, self.client.request(request))
+        let (response, stream) = tokio::time::timeout(timeouts.first_byte, self.head(request))
             .await
-            .map_err(|_| Error::ConnectionReadTimeout)?
-            .map_err(|e| wasi_error(&e))?;
+            .map_err(|_| Error::ConnectionReadTimeout)??;
         let between = timeouts.between_bytes.max(Duration::from_nanos(1));
         Ok(response.map(|incoming| {
             let mut timer = tokio::time::interval(between);
             timer.reset();
-            Paced { incoming, timer }.boxed_unsync()
+            Paced {
+                incoming,
+                timer,
+                _stream: stream,
+            }
+            .boxed_unsync()
         }))
+    }
+
+    /// The response's head, over HTTP/2 where the job type and the
+    /// upstream agree to it, with the stream it holds until read.
+    async fn head(
+        &self,
+        request: http::Request<WasiBody>,
+    ) -> Result<(http::Response<Incoming>, Option<h2::Stream>), Error> {
+        let request = match &self.h2 {
+            Some(h2) if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) => {
+                match h2.send(request).await? {
+                    Sent::Response(response, stream) => return Ok((response, Some(stream))),
+                    Sent::Http1(request) => request,
+                }
+            }
+            _ => request,
+        };
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| wasi_error(&e))?;
+        Ok((response, None))
     }
 }
 
@@ -141,6 +181,8 @@ fn tls_config(policy: &HttpPolicy) -> rustls::ClientConfig {
 struct Paced {
     incoming: Incoming,
     timer: tokio::time::Interval,
+    /// Over HTTP/2, the stream the body arrives on, counted until then.
+    _stream: Option<h2::Stream>,
 }
 
 impl Body for Paced {
@@ -187,6 +229,16 @@ fn wasi_error(e: &hyper_util::client::legacy::Error) -> Error {
             Error::InternalError(Some(e.to_string()))
         }
     })
+}
+
+/// The `wasi:http` error for a failed HTTP/2 request or handshake.
+pub(super) fn hyper_error(e: &hyper::Error) -> Error {
+    from_causes(Some(e)).unwrap_or(Error::HttpProtocolError)
+}
+
+/// The `wasi:http` error for a connection that could not be made.
+pub(super) fn connect_error(e: &(dyn StdError + Send + Sync + 'static)) -> Error {
+    from_causes(Some(e)).unwrap_or_else(|| Error::Connect(io::Error::other(e.to_string())))
 }
 
 /// The error the first recognised cause in the chain from `first` maps to.
