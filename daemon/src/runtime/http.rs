@@ -71,8 +71,16 @@ impl WasiHttpHooks for Hooks {
             between_bytes: cap(options.and_then(|o| o.between_bytes_timeout)),
         };
         let outbound = self.outbound.clone();
+        // The hooks run on the attempt's fiber stack, which stays resident
+        // for as long as the attempt waits: only the captures are moved
+        // there. The send future (kilobytes) is built at the first poll,
+        // on the runtime's stack, and kept on the heap.
         Box::new(async move {
-            let sent = tokio::time::timeout(limit, outbound.send(request, timeouts)).await;
+            let send = Box::pin(tokio::time::timeout(
+                limit,
+                outbound.send(request, timeouts),
+            ));
+            let sent = send.await;
             match sent {
                 Err(_) => Err(Error::ConnectionTimeout),
                 Ok(Err(e)) => Err(e),

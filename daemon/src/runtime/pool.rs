@@ -141,7 +141,9 @@ impl Outbound {
     ) -> Result<(http::Response<Incoming>, Option<h2::Stream>), Error> {
         let request = match &self.h2 {
             Some(h2) if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) => {
-                match h2.send(request).await? {
+                // Boxed: a request over HTTP/1.1 should not carry the
+                // HTTP/2 pool's (larger) future in its own for its life.
+                match Box::pin(h2.send(request)).await? {
                     Sent::Response(response, stream) => return Ok((response, Some(stream))),
                     Sent::Http1(request) => request,
                 }
