@@ -11,6 +11,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
+use super::throttle::Refused;
 use super::{Api, ApiError, StartError};
 use crate::config::admin::{Role, TokenConfig};
 use crate::control::Actor;
@@ -161,9 +162,22 @@ impl FromRequestParts<Api> for Caller {
                 "the Authorization header must be `Bearer <token>`",
             ));
         };
-        api.tokens()
-            .find(token)
-            .ok_or_else(|| ApiError::unauthorized("invalid token: it is none of [[admin.token]]"))
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        api.authenticate(token, peer).map_err(|refused| match refused {
+            Refused::Unknown => {
+                ApiError::unauthorized("invalid token: it is none of [[admin.token]]")
+            }
+            Refused::Throttled(wait) => ApiError::too_many_requests(
+                format!(
+                    "too many failed authentications from your address; try again in {} s ([admin] failed_auth_limit)",
+                    Refused::retry_after_secs(wait)
+                ),
+                wait,
+            ),
+        })
     }
 }
 

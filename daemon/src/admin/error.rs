@@ -13,6 +13,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// What went wrong and, where it helps, what would be right.
     pub message: String,
+    /// For 429: how long until the caller may try again (`Retry-After`).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -46,12 +48,23 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, message)
     }
 
+    /// 429: the caller's address failed to authenticate too often; it may
+    /// try again after `wait`.
+    #[must_use]
+    pub fn too_many_requests(message: impl Into<String>, wait: std::time::Duration) -> ApiError {
+        ApiError {
+            retry_after: Some(wait),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, message)
+        }
+    }
+
     /// An error with `status`.
     #[must_use]
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 }
@@ -86,6 +99,11 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"ward\""),
             );
+        }
+        if let Some(wait) = self.retry_after {
+            let secs = super::throttle::Refused::retry_after_secs(wait);
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         r
     }

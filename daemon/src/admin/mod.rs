@@ -63,6 +63,7 @@ mod schedules;
 mod series;
 mod serve;
 mod shown;
+pub mod throttle;
 mod upstreams;
 pub mod web;
 
@@ -88,6 +89,8 @@ struct Inner {
     reload: Option<crate::worker::ReloadHandle>,
     /// The web screen's logged-in browsers.
     sessions: web::session::Sessions,
+    /// Failed authentications per client address.
+    failures: throttle::Failures,
 }
 
 impl Api {
@@ -113,6 +116,7 @@ impl Api {
                 tokens,
                 reload,
                 sessions: web::session::Sessions::default(),
+                failures: throttle::Failures::default(),
             }),
         }
     }
@@ -133,6 +137,47 @@ impl Api {
     #[must_use]
     pub fn sessions(&self) -> &web::session::Sessions {
         &self.inner.sessions
+    }
+
+    /// Looks `token` up for a caller from `peer` (when known), counting a
+    /// failure against the address and refusing an address over
+    /// `[admin] failed_auth_limit` (see [`throttle`]).
+    ///
+    /// # Errors
+    /// [`Refused::Throttled`] with how long the address is still refused,
+    /// or [`Refused::Unknown`] for a token none of `[[admin.token]]` has.
+    pub fn authenticate(
+        &self,
+        token: &str,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<Caller, throttle::Refused> {
+        let limit = self.inner.config.admin.failed_auth_limit;
+        let now = std::time::Instant::now();
+        if let Some(ip) = peer {
+            self.inner
+                .failures
+                .check(ip, limit, now)
+                .map_err(throttle::Refused::Throttled)?;
+        }
+        match self.inner.tokens.find(token) {
+            Some(caller) => {
+                if let Some(ip) = peer {
+                    self.inner.failures.succeeded(ip);
+                }
+                Ok(caller)
+            }
+            None => {
+                if let Some(ip) = peer
+                    && self.inner.failures.failed(ip, limit, now)
+                {
+                    tracing::warn!(
+                        client = %ip, limit, window_s = throttle::WINDOW.as_secs(),
+                        "admin: {limit} failed authentications from {ip} within a minute; refusing it for the rest of that minute"
+                    );
+                }
+                Err(throttle::Refused::Unknown)
+            }
+        }
     }
 
     /// The store.

@@ -32,8 +32,8 @@ pub(super) async fn serve(listener: TcpListener, app: Router, shutdown: impl Fut
             a = listener.accept() => a,
             () = &mut shutdown => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: wait, don't spin.
                 tracing::warn!(error = %e, "admin API cannot accept; retrying");
@@ -41,7 +41,11 @@ pub(super) async fn serve(listener: TcpListener, app: Router, shutdown: impl Fut
                 continue;
             }
         };
-        let service = TowerToHyperService::new(app.clone());
+        // The peer's address, for counting failed authentications by it.
+        let service = TowerToHyperService::new(
+            app.clone()
+                .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+        );
         let mut stop = stop_rx.clone();
         conns.spawn(async move {
             let conn = http1::Builder::new()

@@ -31,6 +31,9 @@ pub struct RawAdmin {
     /// `[[admin.token]]`: who may call it.
     #[serde(default, rename = "token")]
     pub tokens: Vec<Spanned<RawToken>>,
+    /// Failed authentications one client address may make within a minute
+    /// before it is refused for the rest of it (0: no limit).
+    pub failed_auth_limit: Option<Spanned<i64>>,
 }
 
 /// `[[admin.token]]`
@@ -73,14 +76,30 @@ impl Role {
     }
 }
 
+/// `[admin] failed_auth_limit` unless set.
+pub const DEFAULT_FAILED_AUTH_LIMIT: u32 = 10;
+
 /// `[admin]`, validated (token values not read yet: that happens when the
 /// API starts, so tools reading the config don't need them).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AdminConfig {
     /// Where the API listens; `None`: no API.
     pub listen: Option<SocketAddr>,
     /// The tokens, in file order.
     pub tokens: Vec<TokenConfig>,
+    /// Failed authentications a client address may make within a minute
+    /// before it is refused for the rest of that minute (0: no limit).
+    pub failed_auth_limit: u32,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: None,
+            tokens: Vec::new(),
+            failed_auth_limit: DEFAULT_FAILED_AUTH_LIMIT,
+        }
+    }
 }
 
 /// One `[[admin.token]]`, validated.

@@ -22,8 +22,14 @@ pub fn token_env() -> Vec<(&'static str, &'static str)> {
 
 /// `[admin]` on `port` with the two tokens.
 pub fn admin_table(port: u16) -> String {
+    admin_table_with(port, "")
+}
+
+/// [`admin_table`] with `extra` keys of `[admin]` (such as
+/// `failed_auth_limit = 3`).
+pub fn admin_table_with(port: u16, extra: &str) -> String {
     format!(
-        "[admin]\nlisten = \"127.0.0.1:{port}\"\n\n[[admin.token]]\nname = \"{}\"\nrole = \"operator\"\nsecret = \"{}\"\n\n[[admin.token]]\nname = \"{}\"\nrole = \"viewer\"\nsecret = \"{}\"\n",
+        "[admin]\nlisten = \"127.0.0.1:{port}\"\n{extra}\n\n[[admin.token]]\nname = \"{}\"\nrole = \"operator\"\nsecret = \"{}\"\n\n[[admin.token]]\nname = \"{}\"\nrole = \"viewer\"\nsecret = \"{}\"\n",
         OPERATOR.0, OPERATOR.1, VIEWER.0, VIEWER.1
     )
 }
@@ -32,6 +38,8 @@ pub fn admin_table(port: u16) -> String {
 #[derive(Debug)]
 pub struct Answer {
     pub status: u16,
+    /// The status line and headers, as sent.
+    pub head: String,
     pub body: Value,
     pub text: String,
 }
@@ -70,6 +78,7 @@ fn try_request(
     };
     Ok(Answer {
         status,
+        head: head.to_string(),
         body: serde_json::from_str(text).unwrap_or(Value::Null),
         text: text.to_string(),
     })

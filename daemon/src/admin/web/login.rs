@@ -2,14 +2,18 @@
 //! in a POST body (never a URL), and answers with a session cookie; the
 //! token itself is neither kept nor logged.
 
+use std::net::SocketAddr;
+
 use askama::Template;
-use axum::extract::{Form, State};
+use axum::Extension;
+use axum::extract::{ConnectInfo, Form, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::guard::{AnyRole, same_origin};
 use super::session;
 use super::{WebError, html};
+use crate::admin::throttle::Refused;
 use crate::admin::{Api, Caller};
 
 #[derive(Template)]
@@ -35,17 +39,34 @@ pub(super) struct LoginForm {
 pub(super) async fn login(
     State(api): State<Api>,
     headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     Form(form): Form<LoginForm>,
 ) -> Response {
     if let Err(e) = same_origin(&headers) {
         return e.into_response();
     }
-    let Some(caller) = api.tokens().find(form.token.trim()) else {
-        let mut r = html(&LoginPage {
-            error: Some("That token is none of [[admin.token]]."),
-        });
-        *r.status_mut() = StatusCode::UNAUTHORIZED;
-        return r;
+    let peer = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
+    let caller = match api.authenticate(form.token.trim(), peer) {
+        Ok(caller) => caller,
+        Err(Refused::Unknown) => {
+            let mut r = html(&LoginPage {
+                error: Some("That token is none of [[admin.token]]."),
+            });
+            *r.status_mut() = StatusCode::UNAUTHORIZED;
+            return r;
+        }
+        Err(Refused::Throttled(wait)) => {
+            let secs = Refused::retry_after_secs(wait);
+            let message =
+                format!("Too many failed logins from your address: try again in {secs} s.");
+            let mut r = html(&LoginPage {
+                error: Some(&message),
+            });
+            *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            return r;
+        }
     };
     tracing::info!(token = %caller.name, role = caller.role.as_str(), "web screen: logged in");
     let id = api.sessions().start(Caller {

@@ -30,6 +30,18 @@ pub fn validate(raw: RawAdmin, problem: &mut dyn FnMut(Range<usize>, String)) ->
             );
         }
     }
+    if let Some(limit) = &raw.failed_auth_limit {
+        match u32::try_from(*limit.get_ref()) {
+            Ok(n) => out.failed_auth_limit = n,
+            Err(_) => problem(
+                limit.span(),
+                format!(
+                    "[admin] failed_auth_limit {} is not a count; write how many failed authentications one address may make a minute, like 10 (0: no limit)",
+                    limit.get_ref()
+                ),
+            ),
+        }
+    }
     let mut names = BTreeSet::new();
     for t in raw.tokens {
         let span = t.span();
@@ -191,6 +203,22 @@ mod tests {
         // listen, value (+ missing secret), role, secret, duplicate name.
         assert_eq!(problems.len(), 6, "{problems:#?}");
         assert!(cfg.tokens.iter().all(|t| t.name == "x"));
+    }
+
+    #[test]
+    fn the_failed_auth_limit_is_ten_unless_set_and_a_count_when_set() {
+        let (cfg, problems) = check("");
+        assert!(problems.is_empty());
+        assert_eq!(cfg.failed_auth_limit, 10);
+        let (cfg, problems) = check("[admin]\nfailed_auth_limit = 0\n");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(cfg.failed_auth_limit, 0, "no limit");
+        let (_, problems) = check("[admin]\nfailed_auth_limit = -3\n");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("failed_auth_limit -3 is not a count"),
+            "{problems:?}"
+        );
     }
 
     #[test]
