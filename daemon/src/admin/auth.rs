@@ -166,7 +166,7 @@ impl FromRequestParts<Api> for Caller {
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip());
-        api.authenticate(token, peer).map_err(|refused| match refused {
+        api.authenticate(token, peer, &parts.headers).map_err(|refused| match refused {
             Refused::Unknown => {
                 ApiError::unauthorized("invalid token: it is none of [[admin.token]]")
             }

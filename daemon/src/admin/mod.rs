@@ -139,8 +139,9 @@ impl Api {
         &self.inner.sessions
     }
 
-    /// Looks `token` up for a caller from `peer` (when known), counting a
-    /// failure against the address and refusing an address over
+    /// Looks `token` up for a caller from `peer` (when known; behind one
+    /// of `[admin] trusted_proxies`, the client its `headers` name),
+    /// counting a failure against the address and refusing an address over
     /// `[admin] failed_auth_limit` (see [`throttle`]).
     ///
     /// # Errors
@@ -150,8 +151,11 @@ impl Api {
         &self,
         token: &str,
         peer: Option<std::net::IpAddr>,
+        headers: &axum::http::HeaderMap,
     ) -> Result<Caller, throttle::Refused> {
-        let limit = self.inner.config.admin.failed_auth_limit;
+        let admin = &self.inner.config.admin;
+        let limit = admin.failed_auth_limit;
+        let peer = peer.map(|p| throttle::client_addr(p, headers, &admin.trusted_proxies));
         let now = std::time::Instant::now();
         if let Some(ip) = peer {
             self.inner

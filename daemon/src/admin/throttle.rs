@@ -11,6 +11,12 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use axum::http::HeaderMap;
+use axum::http::header::HeaderName;
+
+/// `X-Forwarded-For`, as a reverse proxy writes it.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
 /// How long failures are counted from an address's first failure, and how
 /// long it is refused once over the limit.
 pub const WINDOW: Duration = Duration::from_secs(60);
@@ -25,6 +31,35 @@ const MAX_TRACKED: usize = 10_000;
 struct Tally {
     since: Instant,
     failures: u32,
+}
+
+/// The address a request is counted against: its peer's, unless the peer
+/// is one of `trusted` proxies, then the right-most address of its
+/// `X-Forwarded-For` values that is not a trusted proxy itself (the
+/// left-most are whatever the client wrote; a proxy appends the address
+/// it was reached from). No usable header: the peer's.
+#[must_use]
+pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    // From the right: what a trusted proxy wrote is read, and the first
+    // hop it did not trust is the client. Anything left of it, the client
+    // may have written (garbage included), so it is never looked at.
+    for hop in hops.into_iter().rev() {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(a) if trusted.contains(&a) => {}
+            Ok(a) => return a,
+            Err(_) => break,
+        }
+    }
+    peer
 }
 
 /// Why a token was not taken.
@@ -162,6 +197,51 @@ mod tests {
             assert!(!f.failed(B, 0, t0));
         }
         assert_eq!(f.check(B, 0, t0), Ok(()));
+    }
+
+    #[test]
+    fn behind_a_trusted_proxy_the_client_is_the_right_most_forwarded_address() {
+        let proxy: IpAddr = "127.0.0.1".parse().unwrap();
+        let headers = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(X_FORWARDED_FOR, v.parse().unwrap());
+            }
+            h
+        };
+        let trusted = [proxy];
+        let xff = headers(&["198.51.100.9, 192.0.2.1"]);
+        assert_eq!(
+            client_addr(proxy, &xff, &trusted),
+            A,
+            "the proxy appended A"
+        );
+        assert_eq!(
+            client_addr(B, &xff, &trusted),
+            B,
+            "B is no proxy: its header is not read"
+        );
+        assert_eq!(client_addr(proxy, &xff, &[]), proxy, "no proxy trusted");
+        assert_eq!(
+            client_addr(proxy, &headers(&[]), &trusted),
+            proxy,
+            "no header"
+        );
+        assert_eq!(
+            client_addr(proxy, &headers(&["192.0.2.1", "127.0.0.1"]), &trusted),
+            A,
+            "two headers, a trusted hop skipped"
+        );
+        assert_eq!(
+            client_addr(proxy, &headers(&["not-an-address"]), &trusted),
+            proxy,
+            "an unreadable header is no client"
+        );
+        assert_eq!(
+            client_addr(proxy, &headers(&["garbage, 192.0.2.1"]), &trusted),
+            A,
+            "what the client wrote before the proxy's hop is never read"
+        );
     }
 
     #[test]

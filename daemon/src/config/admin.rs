@@ -15,7 +15,7 @@
 //! is read from when the API starts, like the `secret:NAME` values of
 //! `[[alerts.webhook]]`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -34,6 +34,9 @@ pub struct RawAdmin {
     /// Failed authentications one client address may make within a minute
     /// before it is refused for the rest of it (0: no limit).
     pub failed_auth_limit: Option<Spanned<i64>>,
+    /// Addresses of reverse proxies in front of the API: a request from one
+    /// is counted against the client its `X-Forwarded-For` names.
+    pub trusted_proxies: Option<Vec<Spanned<String>>>,
 }
 
 /// `[[admin.token]]`
@@ -90,6 +93,8 @@ pub struct AdminConfig {
     /// Failed authentications a client address may make within a minute
     /// before it is refused for the rest of that minute (0: no limit).
     pub failed_auth_limit: u32,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for AdminConfig {
@@ -98,6 +103,7 @@ impl Default for AdminConfig {
             listen: None,
             tokens: Vec::new(),
             failed_auth_limit: DEFAULT_FAILED_AUTH_LIMIT,
+            trusted_proxies: Vec::new(),
         }
     }
 }

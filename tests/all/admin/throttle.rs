@@ -22,6 +22,24 @@ fn retry_after(head: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// `GET /v1/whoami` with `token`, as a proxy passes on a request of
+/// `client`: the status.
+fn whoami_via_proxy(port: u16, token: &str, client: &str) -> u16 {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /v1/whoami HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nX-Forwarded-For: {client}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    raw.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {raw}"))
+}
+
 /// `POST /ui/login` with `token`, as the screen's form sends it: the
 /// status and the response head.
 fn login(port: u16, token: &str) -> (u16, String) {
@@ -86,4 +104,37 @@ fn an_address_that_fails_too_often_is_refused_for_the_rest_of_the_minute_whateve
     );
     // A request with no token is no guess: still told to send one.
     assert_eq!(whoami(None).status, 401);
+}
+
+#[test]
+fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_count() {
+    let redis = Redis::start();
+    let port = free_port();
+    let _api = AdminProc::start(
+        &config_with_admin(
+            &redis,
+            port,
+            "failed_auth_limit = 2\ntrusted_proxies = [\"127.0.0.1\"]",
+        ),
+        port,
+    );
+    let guesser = "203.0.113.7";
+    let other = "203.0.113.8";
+    assert_eq!(whoami_via_proxy(port, "wrong-1", guesser), 401);
+    assert_eq!(whoami_via_proxy(port, "wrong-2", guesser), 401);
+    assert_eq!(
+        whoami_via_proxy(port, VIEWER.2, guesser),
+        429,
+        "the guesser is refused"
+    );
+    assert_eq!(
+        whoami_via_proxy(port, VIEWER.2, other),
+        200,
+        "another client behind the same proxy is not"
+    );
+    // What a client writes before the proxy's hop is not believed.
+    assert_eq!(
+        whoami_via_proxy(port, VIEWER.2, &format!("{other}, {guesser}")),
+        429
+    );
 }

@@ -46,7 +46,7 @@ pub(super) async fn login(
         return e.into_response();
     }
     let peer = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
-    let caller = match api.authenticate(form.token.trim(), peer) {
+    let caller = match api.authenticate(form.token.trim(), peer, &headers) {
         Ok(caller) => caller,
         Err(Refused::Unknown) => {
             let mut r = html(&LoginPage {

@@ -42,6 +42,18 @@ pub fn validate(raw: RawAdmin, problem: &mut dyn FnMut(Range<usize>, String)) ->
             ),
         }
     }
+    for proxy in raw.trusted_proxies.iter().flatten() {
+        match proxy.get_ref().trim().parse() {
+            Ok(ip) => out.trusted_proxies.push(ip),
+            Err(_) => problem(
+                proxy.span(),
+                format!(
+                    "[admin] trusted_proxies entry `{}` is not an IP address; write the proxy's address, like \"127.0.0.1\" or \"::1\"",
+                    proxy.get_ref()
+                ),
+            ),
+        }
+    }
     let mut names = BTreeSet::new();
     for t in raw.tokens {
         let span = t.span();
@@ -217,6 +229,19 @@ mod tests {
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
             problems[0].contains("failed_auth_limit -3 is not a count"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_are_ip_addresses() {
+        let (cfg, problems) = check("[admin]\ntrusted_proxies = [\"127.0.0.1\", \"::1\"]\n");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(cfg.trusted_proxies.len(), 2);
+        let (_, problems) = check("[admin]\ntrusted_proxies = [\"10.0.0.0/8\"]\n");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("`10.0.0.0/8` is not an IP address"),
             "{problems:?}"
         );
     }
