@@ -43,16 +43,15 @@ pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpA
     if !trusted.contains(&peer) {
         return peer;
     }
-    let hops: Vec<&str> = headers
+    let hops = headers
         .get_all(X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .collect();
+        .flat_map(|v| v.split(','));
     // From the right: what a trusted proxy wrote is read, and the first
     // hop it did not trust is the client. Anything left of it, the client
     // may have written (garbage included), so it is never looked at.
-    for hop in hops.into_iter().rev() {
+    for hop in hops.rev() {
         match hop.trim().parse::<IpAddr>() {
             Ok(a) if trusted.contains(&a) => {}
             Ok(a) => return a,

@@ -46,8 +46,47 @@ pub struct Answer {
 
 /// Sends one request to `127.0.0.1:port`; `token` goes in a bearer header.
 pub fn request(port: u16, method: &str, path: &str, token: Option<&str>, body: &str) -> Answer {
-    try_request(port, method, path, token, body)
+    request_with(port, method, path, token, &[], body)
+}
+
+/// [`request`] with `headers` added (such as `X-Forwarded-For`).
+pub fn request_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
+    try_request(port, method, path, token, headers, body)
         .unwrap_or_else(|raw| panic!("not an HTTP answer: {raw}"))
+}
+
+/// A raw HTTP/1.1 form POST (one connection), as a script of the
+/// attacker's own would send it; the status and
+/// all that came back.
+pub fn post_form(port: u16, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {raw}"));
+    (status, raw)
 }
 
 /// [`request`], with what came back instead of a panic when it is not an
@@ -57,15 +96,20 @@ fn try_request(
     method: &str,
     path: &str,
     token: Option<&str>,
+    headers: &[(&str, &str)],
     body: &str,
 ) -> Result<Answer, String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .map_err(|e| e.to_string())?;
@@ -94,7 +138,8 @@ pub fn get_ok(port: u16, path: &str, token: &str) -> Value {
 /// Waits until the API on `port` answers.
 pub fn wait_serving(port: u16) {
     wait_for(Duration::from_secs(30), "the admin API to answer", || {
-        try_request(port, "GET", "/v1/whoami", Some(VIEWER.2), "").is_ok_and(|a| a.status == 200)
+        try_request(port, "GET", "/v1/whoami", Some(VIEWER.2), &[], "")
+            .is_ok_and(|a| a.status == 200)
     });
 }
 

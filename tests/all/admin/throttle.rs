@@ -2,17 +2,14 @@
 //! times within a minute is refused (429, `Retry-After`) for the rest of
 //! it, whatever token it sends, on the API and the web screen's login.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
 use ward_testkit::*;
 
-use super::client::{AdminProc, OPERATOR, VIEWER, request};
+use super::client::{AdminProc, OPERATOR, VIEWER, post_form, request, request_with};
 use super::config_with_admin;
 
-/// `Retry-After`'s seconds in a response head.
-fn retry_after(head: &str) -> Option<u64> {
+/// `Retry-After`'s seconds in a response's head.
+fn retry_after(response: &str) -> Option<u64> {
+    let head = response.split("\r\n\r\n").next().unwrap_or_default();
     head.lines()
         .find_map(|l| {
             l.to_ascii_lowercase()
@@ -25,42 +22,20 @@ fn retry_after(head: &str) -> Option<u64> {
 /// `GET /v1/whoami` with `token`, as a proxy passes on a request of
 /// `client`: the status.
 fn whoami_via_proxy(port: u16, token: &str, client: &str) -> u16 {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET /v1/whoami HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nX-Forwarded-For: {client}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    raw.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP answer: {raw}"))
+    let headers = [("X-Forwarded-For", client)];
+    request_with(port, "GET", "/v1/whoami", Some(token), &headers, "").status
 }
 
 /// `POST /ui/login` with `token`, as the screen's form sends it: the
-/// status and the response head.
+/// status and what came back.
 fn login(port: u16, token: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let body = format!("token={token}");
-    write!(
-        s,
-        "POST /ui/login HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+    let origin = format!("http://127.0.0.1:{port}");
+    post_form(
+        port,
+        "/ui/login",
+        &[("Origin", &origin)],
+        &format!("token={token}"),
     )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let head = raw.split("\r\n\r\n").next().unwrap_or("").to_string();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP answer: {raw}"));
-    (status, head)
 }
 
 #[test]

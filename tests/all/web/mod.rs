@@ -14,15 +14,13 @@ mod edit;
 mod search;
 
 use std::future::Future;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use fantoccini::Locator;
 use ward_testkit::*;
 
 use crate::admin::client::{
-    AdminProc, OPERATOR, VIEWER, admin_table, get_ok, token_env, wait_serving,
+    AdminProc, OPERATOR, VIEWER, admin_table, get_ok, post_form, token_env, wait_serving,
 };
 use browser::Browser;
 
@@ -88,32 +86,6 @@ fn base(port: u16) -> String {
 
 fn count(redis: &Redis, cmd: &str, key: &str) -> u64 {
     redis::cmd(cmd).arg(key).query(&mut redis.con()).unwrap()
-}
-
-/// A raw HTTP/1.1 form POST (one connection), as a script of the
-/// attacker's own would send it; the status.
-fn post_form(port: u16, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let extra: String = headers
-        .iter()
-        .map(|(k, v)| format!("{k}: {v}\r\n"))
-        .collect();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP answer: {raw}"));
-    (status, raw)
 }
 
 #[test]
