@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 use axum::http::header::HeaderName;
+use ipnet::IpNet;
 
 /// `X-Forwarded-For`, as a reverse proxy writes it.
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -33,14 +34,23 @@ struct Tally {
     failures: u32,
 }
 
+/// Whether `addr` is one of `trusted` (addresses and ranges). An IPv4
+/// peer reached over a dual-stack socket shows as `::ffff:a.b.c.d`: it is
+/// matched as the IPv4 address it is.
+fn is_trusted(addr: IpAddr, trusted: &[IpNet]) -> bool {
+    let addr = addr.to_canonical();
+    trusted.iter().any(|net| net.contains(&addr))
+}
+
 /// The address a request is counted against: its peer's, unless the peer
-/// is one of `trusted` proxies, then the right-most address of its
-/// `X-Forwarded-For` values that is not a trusted proxy itself (the
-/// left-most are whatever the client wrote; a proxy appends the address
-/// it was reached from). No usable header: the peer's.
+/// is in `trusted` (proxies' addresses and ranges), then the right-most
+/// address of its `X-Forwarded-For` values that is not a trusted proxy
+/// itself (the left-most are whatever the client wrote; a proxy appends
+/// the address it was reached from). No usable header: the peer's.
 #[must_use]
-pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
-    if !trusted.contains(&peer) {
+pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let peer = peer.to_canonical();
+    if !is_trusted(peer, trusted) {
         return peer;
     }
     let hops = headers
@@ -53,8 +63,8 @@ pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpA
     // may have written (garbage included), so it is never looked at.
     for hop in hops.rev() {
         match hop.trim().parse::<IpAddr>() {
-            Ok(a) if trusted.contains(&a) => {}
-            Ok(a) => return a,
+            Ok(a) if is_trusted(a, trusted) => {}
+            Ok(a) => return a.to_canonical(),
             Err(_) => break,
         }
     }
@@ -208,7 +218,7 @@ mod tests {
             }
             h
         };
-        let trusted = [proxy];
+        let trusted = [IpNet::from(proxy)];
         let xff = headers(&["198.51.100.9, 192.0.2.1"]);
         assert_eq!(
             client_addr(proxy, &xff, &trusted),
@@ -240,6 +250,37 @@ mod tests {
             client_addr(proxy, &headers(&["garbage, 192.0.2.1"]), &trusted),
             A,
             "what the client wrote before the proxy's hop is never read"
+        );
+    }
+
+    #[test]
+    fn a_trusted_range_covers_every_proxy_in_it_and_mapped_ipv4_peers() {
+        let mut h = HeaderMap::new();
+        h.append(X_FORWARDED_FOR, "192.0.2.1, 10.1.2.3".parse().unwrap());
+        let range: IpNet = "10.0.0.0/8".parse().unwrap();
+        let proxy: IpAddr = "10.200.0.7".parse().unwrap();
+        assert_eq!(
+            client_addr(proxy, &h, &[range]),
+            A,
+            "the peer and the inner hop 10.1.2.3 are both in the range"
+        );
+        let outside: IpAddr = "11.0.0.1".parse().unwrap();
+        assert_eq!(client_addr(outside, &h, &[range]), outside);
+        // A dual-stack listener sees an IPv4 proxy as ::ffff:10.200.0.7.
+        let mapped: IpAddr = "::ffff:10.200.0.7".parse().unwrap();
+        assert_eq!(client_addr(mapped, &h, &[range]), A);
+        let mut h6 = HeaderMap::new();
+        h6.append(X_FORWARDED_FOR, "::ffff:192.0.2.1".parse().unwrap());
+        assert_eq!(
+            client_addr(proxy, &h6, &[range]),
+            A,
+            "a mapped client address is counted as the IPv4 address it is"
+        );
+        let v6: IpNet = "fd00::/8".parse().unwrap();
+        let proxy6: IpAddr = "fd12::1".parse().unwrap();
+        assert_eq!(
+            client_addr(proxy6, &h, &[v6]),
+            "10.1.2.3".parse::<IpAddr>().unwrap()
         );
     }
 

@@ -15,8 +15,9 @@
 //! is read from when the API starts, like the `secret:NAME` values of
 //! `[[alerts.webhook]]`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
+use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -34,8 +35,9 @@ pub struct RawAdmin {
     /// Failed authentications one client address may make within a minute
     /// before it is refused for the rest of it (0: no limit).
     pub failed_auth_limit: Option<Spanned<i64>>,
-    /// Addresses of reverse proxies in front of the API: a request from one
-    /// is counted against the client its `X-Forwarded-For` names.
+    /// Addresses or CIDR ranges of reverse proxies in front of the API: a
+    /// request from one is counted against the client its `X-Forwarded-For`
+    /// names.
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
 }
 
@@ -93,8 +95,9 @@ pub struct AdminConfig {
     /// Failed authentications a client address may make within a minute
     /// before it is refused for the rest of that minute (0: no limit).
     pub failed_auth_limit: u32,
-    /// Reverse proxies whose `X-Forwarded-For` names the client.
-    pub trusted_proxies: Vec<IpAddr>,
+    /// Reverse proxies (a bare address is a one-address range) whose
+    /// `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for AdminConfig {

@@ -82,14 +82,16 @@ fn an_address_that_fails_too_often_is_refused_for_the_rest_of_the_minute_whateve
 }
 
 #[test]
-fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_count() {
+fn behind_trusted_proxies_each_forwarded_client_has_its_own_count() {
     let redis = Redis::start();
     let port = free_port();
     let _api = AdminProc::start(
         &config_with_admin(
             &redis,
             port,
-            "failed_auth_limit = 2\ntrusted_proxies = [\"127.0.0.1\"]",
+            // A range: the test's requests come from 127.0.0.1, and the
+            // inner proxy hop below (127.0.0.5) is skipped as trusted too.
+            "failed_auth_limit = 2\ntrusted_proxies = [\"127.0.0.0/8\"]",
         ),
         port,
     );
@@ -111,5 +113,15 @@ fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_count() {
     assert_eq!(
         whoami_via_proxy(port, VIEWER.2, &format!("{other}, {guesser}")),
         429
+    );
+    // Two proxies in the trusted range: the client is the hop before them.
+    assert_eq!(
+        whoami_via_proxy(port, VIEWER.2, &format!("{guesser}, 127.0.0.5")),
+        429,
+        "a trusted inner proxy's hop is skipped"
+    );
+    assert_eq!(
+        whoami_via_proxy(port, VIEWER.2, &format!("{other}, 127.0.0.5")),
+        200
     );
 }

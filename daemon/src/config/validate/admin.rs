@@ -3,8 +3,10 @@
 //! the value itself).
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
+
+use ipnet::IpNet;
 
 use crate::config::admin::{AdminConfig, RawAdmin, RawToken, Role, TokenConfig};
 use crate::config::observability::SECRET_PREFIX;
@@ -43,12 +45,12 @@ pub fn validate(raw: RawAdmin, problem: &mut dyn FnMut(Range<usize>, String)) ->
         }
     }
     for proxy in raw.trusted_proxies.iter().flatten() {
-        match proxy.get_ref().trim().parse() {
-            Ok(ip) => out.trusted_proxies.push(ip),
-            Err(_) => problem(
+        match parse_proxy(proxy.get_ref()) {
+            Some(net) => out.trusted_proxies.push(net),
+            None => problem(
                 proxy.span(),
                 format!(
-                    "[admin] trusted_proxies entry `{}` is not an IP address; write the proxy's address, like \"127.0.0.1\" or \"::1\"",
+                    "[admin] trusted_proxies entry `{}` is neither an IP address nor a CIDR range; write the proxy's address or its network, like \"127.0.0.1\", \"::1\" or \"10.0.0.0/8\"",
                     proxy.get_ref()
                 ),
             ),
@@ -154,6 +156,17 @@ fn check_token(
     }
 }
 
+/// A `trusted_proxies` entry: an address (a one-address range) or a CIDR
+/// range, its host bits dropped (`10.1.2.3/8` is `10.0.0.0/8`).
+fn parse_proxy(text: &str) -> Option<IpNet> {
+    let text = text.trim();
+    if text.contains('/') {
+        text.parse::<IpNet>().ok().map(|net| net.trunc())
+    } else {
+        text.parse::<IpAddr>().ok().map(IpNet::from)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,16 +247,37 @@ mod tests {
     }
 
     #[test]
-    fn trusted_proxies_are_ip_addresses() {
-        let (cfg, problems) = check("[admin]\ntrusted_proxies = [\"127.0.0.1\", \"::1\"]\n");
-        assert!(problems.is_empty(), "{problems:?}");
-        assert_eq!(cfg.trusted_proxies.len(), 2);
-        let (_, problems) = check("[admin]\ntrusted_proxies = [\"10.0.0.0/8\"]\n");
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(
-            problems[0].contains("`10.0.0.0/8` is not an IP address"),
-            "{problems:?}"
+    fn trusted_proxies_are_ip_addresses_or_cidr_ranges() {
+        let (cfg, problems) = check(
+            "[admin]\ntrusted_proxies = [\"127.0.0.1\", \"::1\", \"10.0.0.0/8\", \"fd00::/8\", \"192.168.7.9/24\"]\n",
         );
+        assert!(problems.is_empty(), "{problems:?}");
+        let nets: Vec<String> = cfg
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            nets,
+            [
+                "127.0.0.1/32",
+                "::1/128",
+                "10.0.0.0/8",
+                "fd00::/8",
+                "192.168.7.0/24"
+            ],
+            "a bare address is a one-address range; host bits are dropped"
+        );
+        for bad in ["10.0.0.0/33", "proxy.local", "10.0.0.0/", "::1/129"] {
+            let (_, problems) = check(&format!("[admin]\ntrusted_proxies = [\"{bad}\"]\n"));
+            assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
+            assert!(
+                problems[0].contains(&format!(
+                    "`{bad}` is neither an IP address nor a CIDR range"
+                )),
+                "{problems:?}"
+            );
+        }
     }
 
     #[test]
