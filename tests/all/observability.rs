@@ -557,6 +557,58 @@ fn a_secret_in_a_failing_jobs_error_never_reaches_the_alert_body() {
 }
 
 #[test]
+fn an_https_alert_receiver_of_a_private_ca_is_reached_with_the_webhooks_ca_file() {
+    let redis = Redis::start();
+    let port = free_port();
+    let trusted = HttpsStub::start();
+    let untrusted = HttpsStub::start();
+    let alerts = format!(
+        "[alerts]\nthreshold = 1\ngroup_wait = \"200ms\"\n\n\
+         [[alerts.webhook]]\nurl = \"https://127.0.0.1:{}/hook\"\nca_file = \"{}\"\n\n\
+         [[alerts.webhook]]\nurl = \"https://127.0.0.1:{}/hook\"\nmax_attempts = 1\n",
+        trusted.port,
+        trusted.ca_file.display(),
+        untrusted.port
+    );
+    let ward_proc = Ward::start(&obs_config(
+        &redis,
+        port,
+        &alerts,
+        &job("flaky", "flaky", ""),
+    ))
+    .ready();
+    enqueue(&redis, "flaky", r#"{"fail":"permanent"}"#);
+    wait_for(WAIT, "the alert to both webhooks", || {
+        let m = scrape(port);
+        let n = |result| {
+            value(
+                &m,
+                "ward_alerts_total",
+                &[("kind", "dead_letter"), ("result", result)],
+            )
+        };
+        n("sent") == 1.0 && n("failed") == 1.0
+    });
+    assert_eq!(
+        trusted.versions().len(),
+        1,
+        "the receiver of the private CA got the alert\n{}",
+        ward_proc.logs()
+    );
+    assert!(
+        untrusted.versions().is_empty(),
+        "the system's CA certificates alone do not vouch for a private CA"
+    );
+    let logs = ward_proc.logs();
+    assert!(
+        logs.lines().any(|l| l.contains("alert not delivered")
+            && l.contains(&format!("127.0.0.1:{}", untrusted.port))
+            && l.to_lowercase().contains("certificate")),
+        "the failure says it was the certificate:\n{logs}"
+    );
+}
+
+#[test]
 fn readyz_is_503_until_redis_is_reachable_and_healthz_is_200_throughout() {
     let redis_port = free_port();
     let port = free_port();

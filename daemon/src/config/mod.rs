@@ -46,7 +46,7 @@ pub use defaults::{
     DEFAULT_CONCURRENCY, DEFAULT_DEAD_TRIM_INTERVAL, DEFAULT_IDEMPOTENCY_TTL, DEFAULT_LEASE,
     DEFAULT_REDIS_URL, DEFAULT_TIMEOUT, MAX_CONCURRENCY, MAX_THREADS, MIN_LEASE,
 };
-pub use http::HttpPolicy;
+pub use http::{HttpPolicy, Roots};
 pub use raw::{
     RawBreaker, RawConfig, RawDaemon, RawDefaults, RawHttp, RawJob, RawQueue, RawRedis, RawRetry,
     RawSchedule,

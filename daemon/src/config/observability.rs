@@ -142,6 +142,9 @@ pub struct RawWebhook {
     pub max_attempts: Option<Spanned<u32>>,
     /// The body's shape: `ward` (default), `slack`, `alertmanager`.
     pub format: Option<Spanned<String>>,
+    /// A PEM file of CA certificates an `https://` receiver may chain to,
+    /// besides the system's (relative to the config file's folder).
+    pub ca_file: Option<Spanned<String>>,
 }
 
 /// The validated observability settings.
@@ -278,6 +281,8 @@ pub struct WebhookConfig {
     pub max_attempts: u32,
     /// The body's shape.
     pub format: WebhookFormat,
+    /// CA certificates (DER) trusted besides the system's, from `ca_file`.
+    pub extra_roots: crate::config::Roots,
 }
 
 /// The shape of an alert's body, for the receiver at hand.

@@ -373,8 +373,19 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         "[metrics] sample_interval",
     );
     differs(old.obs.log_level != new.obs.log_level, "[log] level");
+    // A webhook's CA certificates show as their number in Debug: compared
+    // by content too, so a renewed CA in the same file is not missed.
+    let roots = |c: &Config| {
+        let a = &c.obs.alerts;
+        a.webhooks
+            .iter()
+            .chain(&a.escalation)
+            .map(|h| h.extra_roots.clone())
+            .collect::<Vec<_>>()
+    };
     differs(
-        format!("{:?}", old.obs.alerts) != format!("{:?}", new.obs.alerts),
+        format!("{:?}", old.obs.alerts) != format!("{:?}", new.obs.alerts)
+            || roots(old) != roots(new),
         "[alerts]",
     );
     differs(old.obs.tracing != new.obs.tracing, "[tracing]");

@@ -329,7 +329,7 @@ fn http(
     }
     if let Some(f) = &h.ca_file {
         let file = base.join(f.get_ref());
-        match extra_roots(&file) {
+        match super::certs::ca_roots(&file) {
             Ok(roots) => policy.extra_roots = crate::config::http::Roots(roots),
             Err(e) => problem(
                 f.span(),
@@ -339,30 +339,6 @@ fn http(
     }
     policy.http2 = h.http2.unwrap_or(false);
     policy
-}
-
-/// The CA certificates in PEM file `file`, each one a TLS client can trust.
-///
-/// # Errors
-/// Why not: unreadable, no certificate in it, or one that is not a CA
-/// certificate rustls can use.
-fn extra_roots(file: &Path) -> Result<Vec<Vec<u8>>, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let pem = std::fs::read(file).map_err(|e| format!("cannot read it: {e}"))?;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("is not PEM: {e}"))?;
-    if certs.is_empty() {
-        return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".to_string());
-    }
-    let mut store = rustls::RootCertStore::empty();
-    for (n, cert) in certs.iter().enumerate() {
-        store
-            .add(cert.clone())
-            .map_err(|e| format!("certificate {} of {}: {e}", n + 1, certs.len()))?;
-    }
-    Ok(certs.into_iter().map(|c| c.to_vec()).collect())
 }
 
 /// Secret names: plain names, never paths (they name credential files).

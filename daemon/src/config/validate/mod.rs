@@ -11,6 +11,7 @@
 pub(super) mod admin;
 mod bounds;
 mod breakers;
+mod certs;
 mod daemon;
 mod jobs;
 pub(super) mod observability;
@@ -50,7 +51,7 @@ pub(super) fn validate(
 
     bounds::check(&raw, &mut problem);
     let (redis_url, redis_ca) = redis::redis(raw.redis, base, &mut problem);
-    let mut obs = observability::validate(raw.metrics, raw.log, raw.alerts, &mut problem);
+    let mut obs = observability::validate(raw.metrics, raw.log, raw.alerts, base, &mut problem);
     obs.tracing = observability::tracing(raw.tracing, &mut problem);
     let default_retry = retry::defaults(raw.defaults.retry.as_ref(), &mut problem);
     let default_payload_max =

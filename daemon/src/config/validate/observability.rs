@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::path::Path;
 
 use toml::Spanned;
 
@@ -63,12 +64,13 @@ pub fn validate(
     metrics: RawMetrics,
     log: RawLog,
     alerts: RawAlerts,
+    base: &Path,
     problem: &mut dyn FnMut(Range<usize>, String),
 ) -> ObsConfig {
     let mut out = ObsConfig::default();
     validate_metrics(metrics, &mut out.metrics, problem);
     out.log_level = log_level(log, problem);
-    validate_alerts(alerts, &mut out.alerts, problem);
+    validate_alerts(alerts, &mut out.alerts, base, problem);
     out
 }
 
@@ -123,6 +125,7 @@ fn log_level(log: RawLog, problem: &mut dyn FnMut(Range<usize>, String)) -> Opti
 fn validate_alerts(
     alerts: RawAlerts,
     out: &mut AlertsConfig,
+    base: &Path,
     problem: &mut dyn FnMut(Range<usize>, String),
 ) {
     let rules = &mut out.rules;
@@ -168,12 +171,16 @@ fn validate_alerts(
     );
     for hook in alerts.webhook {
         out.webhooks
-            .push(validate_webhook(hook, "[[alerts.webhook]]", problem));
+            .push(validate_webhook(hook, "[[alerts.webhook]]", base, problem));
     }
     let first_escalation = alerts.escalation.first().map(|h| h.url.span());
     for hook in alerts.escalation {
-        out.escalation
-            .push(validate_webhook(hook, "[[alerts.escalation]]", problem));
+        out.escalation.push(validate_webhook(
+            hook,
+            "[[alerts.escalation]]",
+            base,
+            problem,
+        ));
     }
     match (alerts.escalate_after, first_escalation) {
         (Some(after), None) => problem(
@@ -242,6 +249,7 @@ fn batch_failures(
 fn validate_webhook(
     hook: RawWebhook,
     table: &str,
+    base: &Path,
     problem: &mut dyn FnMut(Range<usize>, String),
 ) -> WebhookConfig {
     let url = Setting::parse(hook.url.get_ref());
@@ -300,12 +308,29 @@ fn validate_webhook(
             WebhookFormat::default()
         }),
     };
+    let mut extra_roots = crate::config::Roots::default();
+    if let Some(f) = &hook.ca_file {
+        let file = base.join(f.get_ref());
+        match super::certs::ca_roots(&file) {
+            Ok(roots) => extra_roots = crate::config::Roots(roots),
+            Err(e) => problem(f.span(), format!("{table} ca_file {}: {e}", file.display())),
+        }
+        if matches!(&url, Setting::Literal(u) if u.starts_with("http://")) {
+            problem(
+                f.span(),
+                format!(
+                    "{table} ca_file is only used with an https:// url; write the url as https://... for TLS, or remove ca_file"
+                ),
+            );
+        }
+    }
     WebhookConfig {
         url,
         headers,
         timeout,
         max_attempts,
         format,
+        extra_roots,
     }
 }
 
@@ -352,7 +377,9 @@ mod tests {
         }
         let t: Tables = toml::from_str(text).unwrap();
         let mut problems = Vec::new();
-        let cfg = validate(t.metrics, t.log, t.alerts, &mut |_, m| problems.push(m));
+        let cfg = validate(t.metrics, t.log, t.alerts, Path::new("."), &mut |_, m| {
+            problems.push(m)
+        });
         (cfg, problems)
     }
 
@@ -369,6 +396,31 @@ mod tests {
     fn the_endpoint_can_be_turned_off() {
         let (cfg, _) = check("[metrics]\nenabled = false\nlisten = \"127.0.0.1:1\"\n");
         assert_eq!(cfg.metrics.listen, None);
+    }
+
+    #[test]
+    fn a_webhooks_ca_file_must_hold_certificates_and_goes_with_https() {
+        let (cfg, problems) = check(
+            "[[alerts.webhook]]\nurl = \"https://127.0.0.1:9/x\"\nca_file = \"no-such-ca.pem\"\n",
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("[[alerts.webhook]] ca_file ./no-such-ca.pem: cannot read it"),
+            "{problems:?}"
+        );
+        assert!(cfg.alerts.webhooks[0].extra_roots.0.is_empty());
+        let (_, problems) = check(
+            "[[alerts.escalation]]\nurl = \"http://127.0.0.1:9/x\"\nca_file = \"Cargo.toml\"\n[alerts]\nescalate_after = \"1h\"\n",
+        );
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].contains("ca_file ./Cargo.toml: holds no PEM certificate"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].contains("ca_file is only used with an https:// url"),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -302,7 +302,7 @@ pub struct AlertTask {
 /// # Errors
 /// A webhook whose secret is missing or whose values are not valid.
 pub fn start(cfg: &AlertsConfig) -> Result<AlertTask, String> {
-    let client = http_client();
+    let client = http_client(&crate::config::Roots::default());
     let resolve = |table: &str, hooks: &[crate::config::observability::WebhookConfig]| {
         hooks
             .iter()

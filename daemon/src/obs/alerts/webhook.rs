@@ -12,6 +12,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::AlertKind;
+use crate::config::Roots;
 use crate::config::observability::{Setting, WebhookConfig, WebhookFormat};
 use crate::obs::events::AlertDelivered;
 use crate::obs::secrets;
@@ -49,30 +50,42 @@ impl std::fmt::Debug for Webhook {
 }
 
 /// The HTTP client alerts are sent with: plain HTTP, and HTTPS with rustls
-/// (ring) trusting the system's CA certificates.
-pub(super) fn http_client() -> HttpClient {
+/// (ring) trusting the system's CA certificates and `extra` (a webhook's
+/// `ca_file`).
+pub(super) fn http_client(extra: &Roots) -> HttpClient {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    let (added, _) = roots.add_parsable_certificates(native.certs);
+    if added == 0 && extra.0.is_empty() {
+        let why = native
+            .errors
+            .first()
+            .map_or_else(|| "none found".to_string(), ToString::to_string);
+        tracing::warn!(error = %why, "no system CA certificates (install ca-certificates); https:// webhooks will fail");
+    }
+    for der in &extra.0 {
+        // Checked when the config was loaded: each one is usable.
+        let _ = roots.add(rustls::pki_types::CertificateDer::from(der.clone()));
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(provider.clone())
-        .unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "no system CA certificates found (install ca-certificates); https:// webhooks will fail");
-            let empty = rustls::RootCertStore::empty();
-            let tls = match rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-            {
-                Ok(b) => b.with_root_certificates(empty).with_no_client_auth(),
-                Err(_) => rustls::ClientConfig::builder()
-                    .with_root_certificates(empty)
-                    .with_no_client_auth(),
-            };
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls)
-        });
-    let connector = builder.https_or_http().enable_http1().build();
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        // ring supports them all; the process's default provider is ring too.
+        .unwrap_or_else(|_| rustls::ClientConfig::builder())
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
     Client::builder(TokioExecutor::new()).build(connector)
 }
 
 impl Webhook {
     /// Reads the secrets a webhook names and parses its URL and headers.
+    /// `client` is the shared one; a webhook with its own CA certificates
+    /// gets a client of its own that trusts them too.
     ///
     /// # Errors
     /// A message naming the missing secret or the bad value.
@@ -117,7 +130,11 @@ impl Webhook {
             format: cfg.format,
             cooldown_secs: cooldown.as_secs(),
             shown,
-            client: client.clone(),
+            client: if cfg.extra_roots.0.is_empty() {
+                client.clone()
+            } else {
+                http_client(&cfg.extra_roots)
+            },
         })
     }
 
@@ -213,13 +230,19 @@ mod tests {
             timeout: Duration::from_secs(1),
             max_attempts: 1,
             format: WebhookFormat::Ward,
+            extra_roots: Roots::default(),
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         let hook = rt.block_on(async {
-            Webhook::resolve(&cfg, &http_client(), Duration::from_secs(60)).unwrap()
+            Webhook::resolve(
+                &cfg,
+                &http_client(&Roots::default()),
+                Duration::from_secs(60),
+            )
+            .unwrap()
         });
         assert_eq!(hook.shown, "https://hooks.example.com:8443");
     }
