@@ -16,6 +16,11 @@ use super::{Api, ApiError, StartError};
 use crate::config::admin::{Role, TokenConfig};
 use crate::control::Actor;
 
+/// The fewest characters a token's value may have. With the limit on
+/// failed authentications, even 16 random hex characters (64 bits) are
+/// out of reach of guessing; a short or dictionary word is not.
+pub const MIN_TOKEN_LEN: usize = 16;
+
 /// The tokens the API accepts.
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
@@ -51,8 +56,18 @@ impl Tokens {
     /// Adds a token whose value is `value`.
     ///
     /// # Errors
-    /// [`StartError::Secret`] when another token has the same value.
+    /// [`StartError::Secret`] when the value is shorter than
+    /// [`MIN_TOKEN_LEN`] or another token has the same value.
     pub fn add(&mut self, name: &str, role: Role, value: &str) -> Result<(), StartError> {
+        let len = value.chars().count();
+        if len < MIN_TOKEN_LEN {
+            return Err(StartError::Secret {
+                token: name.to_string(),
+                why: format!(
+                    "its value is {len} characters, fewer than the {MIN_TOKEN_LEN} a token needs; use a long random value, like the output of `openssl rand -hex 32`"
+                ),
+            });
+        }
         let digest = digest(value);
         if let Some(other) = self.known.iter().find(|k| k.digest == digest) {
             return Err(StartError::Secret {
@@ -214,12 +229,33 @@ mod tests {
     #[test]
     fn a_token_is_found_by_its_value_only() {
         let mut t = Tokens::default();
-        t.add("ci", Role::Operator, "op-secret").unwrap();
-        t.add("ro", Role::Viewer, "ro-secret").unwrap();
-        assert_eq!(t.find("op-secret").map(|c| c.role), Some(Role::Operator));
-        assert_eq!(t.find("ro-secret").map(|c| c.name), Some("ro".into()));
-        assert_eq!(t.find("op-secre"), None);
+        t.add("ci", Role::Operator, "op-secret-9c1e0a77").unwrap();
+        t.add("ro", Role::Viewer, "ro-secret-4b2d8f10").unwrap();
+        assert_eq!(
+            t.find("op-secret-9c1e0a77").map(|c| c.role),
+            Some(Role::Operator)
+        );
+        assert_eq!(
+            t.find("ro-secret-4b2d8f10").map(|c| c.name),
+            Some("ro".into())
+        );
+        assert_eq!(t.find("op-secret-9c1e0a7"), None);
         assert_eq!(t.find(""), None);
-        assert!(t.add("dup", Role::Viewer, "ro-secret").is_err());
+        assert!(t.add("dup", Role::Viewer, "ro-secret-4b2d8f10").is_err());
+    }
+
+    #[test]
+    fn a_token_shorter_than_sixteen_characters_is_refused_with_its_name() {
+        let mut t = Tokens::default();
+        let err = t.add("ci", Role::Operator, "hunter2").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("`ci`"), "{text}");
+        assert!(
+            text.contains("7 characters, fewer than the 16 a token needs"),
+            "{text}"
+        );
+        assert!(t.is_empty());
+        t.add("ci", Role::Operator, "0123456789abcdef").unwrap();
+        assert_eq!(t.len(), 1, "16 is enough");
     }
 }

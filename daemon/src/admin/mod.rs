@@ -340,12 +340,12 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
-    /// A token's secret is not set.
+    /// A token's secret is not set, or its value is unusable (too short, or another token's).
     #[error("[[admin.token]] `{token}`: {why}")]
     Secret {
         /// The token's name.
         token: String,
-        /// Where the secret was looked for.
+        /// What is wrong with it.
         why: String,
     },
 }

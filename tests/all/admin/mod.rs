@@ -679,3 +679,24 @@ fn a_token_whose_secret_is_not_set_stops_the_start() {
         "{err}"
     );
 }
+
+#[test]
+fn a_token_too_short_to_resist_guessing_stops_the_start() {
+    let redis = Redis::start();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ward.toml");
+    std::fs::write(&path, config(&redis, port)).unwrap();
+    let out = admin_command(&path)
+        .envs(token_env())
+        .env(VIEWER.1, "letmein")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("[[admin.token]] `{}`", VIEWER.0))
+            && err.contains("7 characters, fewer than the 16 a token needs"),
+        "{err}"
+    );
+}
