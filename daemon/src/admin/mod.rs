@@ -55,6 +55,7 @@ mod cancel;
 mod daemons;
 mod dead;
 mod error;
+pub mod forwarded;
 mod jobs;
 mod pause;
 mod queues;
@@ -139,6 +140,20 @@ impl Api {
         &self.inner.sessions
     }
 
+    /// Whether a request from `peer` reached Ward through one of `[admin]
+    /// trusted_proxies` that the client used HTTPS to reach (its cookies
+    /// are then marked `Secure`).
+    #[must_use]
+    pub fn behind_tls(
+        &self,
+        peer: Option<std::net::IpAddr>,
+        headers: &axum::http::HeaderMap,
+    ) -> bool {
+        peer.is_some_and(|p| {
+            forwarded::behind_tls(p, headers, &self.inner.config.admin.trusted_proxies)
+        })
+    }
+
     /// Looks `token` up for a caller from `peer` (when known; behind one
     /// of `[admin] trusted_proxies`, the client its `headers` name),
     /// counting a failure against the address and refusing an address over
@@ -155,7 +170,7 @@ impl Api {
     ) -> Result<Caller, throttle::Refused> {
         let admin = &self.inner.config.admin;
         let limit = admin.failed_auth_limit;
-        let peer = peer.map(|p| throttle::client_addr(p, headers, &admin.trusted_proxies));
+        let peer = peer.map(|p| forwarded::client_addr(p, headers, &admin.trusted_proxies));
         let now = std::time::Instant::now();
         if let Some(ip) = peer {
             self.inner

@@ -125,3 +125,44 @@ fn behind_trusted_proxies_each_forwarded_client_has_its_own_count() {
         200
     );
 }
+
+/// The `Set-Cookie` line of a login through a proxy that says the client
+/// used `proto`.
+fn login_cookie_via_proxy(port: u16, proto: &str) -> String {
+    let origin = format!("https://127.0.0.1:{port}");
+    let (status, raw) = post_form(
+        port,
+        "/ui/login",
+        &[("Origin", &origin), ("X-Forwarded-Proto", proto)],
+        &format!("token={}", VIEWER.2),
+    );
+    assert_eq!(status, 303, "{raw}");
+    raw.lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no cookie: {raw}"))
+        .to_string()
+}
+
+#[test]
+fn the_session_cookie_is_secure_when_a_trusted_proxy_says_the_browser_used_https() {
+    let redis = Redis::start();
+    let port = free_port();
+    let _behind = AdminProc::start(
+        &config_with_admin(&redis, port, "trusted_proxies = [\"127.0.0.1\"]"),
+        port,
+    );
+    let cookie = login_cookie_via_proxy(port, "https");
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+    assert!(cookie.contains("HttpOnly; SameSite=Strict"), "{cookie}");
+    let cookie = login_cookie_via_proxy(port, "http");
+    assert!(!cookie.contains("Secure"), "{cookie}");
+
+    // From a peer that is no trusted proxy, the header is not believed.
+    let other = free_port();
+    let _direct = AdminProc::start(
+        &config_with_admin(&redis, other, "trusted_proxies = [\"10.0.0.0/8\"]"),
+        other,
+    );
+    let cookie = login_cookie_via_proxy(other, "https");
+    assert!(!cookie.contains("Secure"), "{cookie}");
+}

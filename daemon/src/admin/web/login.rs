@@ -74,7 +74,8 @@ pub(super) async fn login(
         ..caller
     });
     let mut r = Redirect::to("/ui/").into_response();
-    match HeaderValue::from_str(&session::set_cookie(&id)) {
+    let secure = api.behind_tls(peer, &headers);
+    match HeaderValue::from_str(&session::set_cookie(&id, secure)) {
         Ok(v) => {
             r.headers_mut().insert(header::SET_COOKIE, v);
             r
@@ -87,10 +88,17 @@ pub(super) async fn login(
 }
 
 /// `POST /ui/logout`: the session ends, the cookie goes.
-pub(super) async fn logout(State(api): State<Api>, who: AnyRole) -> Response {
+pub(super) async fn logout(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    who: AnyRole,
+) -> Response {
     api.sessions().end(&who.id);
     let mut r = Redirect::to("/ui/login").into_response();
-    if let Ok(v) = HeaderValue::from_str(&session::clear_cookie()) {
+    let peer = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
+    let secure = api.behind_tls(peer, &headers);
+    if let Ok(v) = HeaderValue::from_str(&session::clear_cookie(secure)) {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
     r

@@ -121,19 +121,25 @@ impl Sessions {
     }
 }
 
-/// The `Set-Cookie` value that gives the browser session `id`.
+/// The `Set-Cookie` value that gives the browser session `id`; `secure`
+/// (the browser reached Ward over HTTPS, through a trusted proxy) keeps
+/// the browser from ever sending it over plain HTTP.
 #[must_use]
-pub fn set_cookie(id: &str) -> String {
+pub fn set_cookie(id: &str, secure: bool) -> String {
     format!(
-        "{COOKIE}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={}",
-        LIFETIME.as_secs()
+        "{COOKIE}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        LIFETIME.as_secs(),
+        if secure { "; Secure" } else { "" }
     )
 }
 
 /// The `Set-Cookie` value that removes it.
 #[must_use]
-pub fn clear_cookie() -> String {
-    format!("{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0")
+pub fn clear_cookie(secure: bool) -> String {
+    format!(
+        "{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        if secure { "; Secure" } else { "" }
+    )
 }
 
 /// The session id in a `Cookie` header, if any.
@@ -195,6 +201,9 @@ mod tests {
         );
         assert_eq!(from_cookie_header("ward_session="), None);
         assert_eq!(from_cookie_header("x_ward_session=abc"), None);
-        assert!(set_cookie("abc").contains("HttpOnly; SameSite=Strict"));
+        assert!(set_cookie("abc", false).contains("HttpOnly; SameSite=Strict"));
+        assert!(!set_cookie("abc", false).contains("Secure"));
+        assert!(set_cookie("abc", true).ends_with("; Secure"));
+        assert!(clear_cookie(true).ends_with("Max-Age=0; Secure"));
     }
 }

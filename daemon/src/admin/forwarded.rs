@@ -1,0 +1,180 @@
+//! What a trusted reverse proxy says about a request: the client's address
+//! (`X-Forwarded-For`) and whether the client reached it over TLS
+//! (`X-Forwarded-Proto`). Read only from a peer listed in `[admin]
+//! trusted_proxies`; anyone else's headers are whatever its sender wrote.
+
+use std::net::IpAddr;
+
+use axum::http::HeaderMap;
+use axum::http::header::HeaderName;
+use ipnet::IpNet;
+
+/// `X-Forwarded-For`, as a reverse proxy writes it.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// `X-Forwarded-Proto`: the scheme the client used to reach the proxy.
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// Whether `addr` is one of `trusted` (addresses and ranges). An IPv4
+/// peer reached over a dual-stack socket shows as `::ffff:a.b.c.d`: it is
+/// matched as the IPv4 address it is.
+fn is_trusted(addr: IpAddr, trusted: &[IpNet]) -> bool {
+    let addr = addr.to_canonical();
+    trusted.iter().any(|net| net.contains(&addr))
+}
+
+/// The address a request is counted against: its peer's, unless the peer
+/// is in `trusted` (proxies' addresses and ranges), then the right-most
+/// address of its `X-Forwarded-For` values that is not a trusted proxy
+/// itself (the left-most are whatever the client wrote; a proxy appends
+/// the address it was reached from). No usable header: the peer's.
+#[must_use]
+pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let peer = peer.to_canonical();
+    if !is_trusted(peer, trusted) {
+        return peer;
+    }
+    let hops = headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','));
+    // From the right: what a trusted proxy wrote is read, and the first
+    // hop it did not trust is the client. Anything left of it, the client
+    // may have written (garbage included), so it is never looked at.
+    for hop in hops.rev() {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(a) if is_trusted(a, trusted) => {}
+            Ok(a) => return a.to_canonical(),
+            Err(_) => break,
+        }
+    }
+    peer
+}
+
+/// Whether the client reached the trusted proxy `peer` over HTTPS, as the
+/// right-most value of its `X-Forwarded-Proto` says (a proxy sets or
+/// appends it). A peer that is no trusted proxy, or no header: no.
+#[must_use]
+pub fn behind_tls(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> bool {
+    if !is_trusted(peer, trusted) {
+        return false;
+    }
+    headers
+        .get_all(X_FORWARDED_PROTO)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .next_back()
+        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+    const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
+
+    #[test]
+    fn behind_a_trusted_proxy_the_client_is_the_right_most_forwarded_address() {
+        let proxy: IpAddr = "127.0.0.1".parse().unwrap();
+        let headers = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(X_FORWARDED_FOR, v.parse().unwrap());
+            }
+            h
+        };
+        let trusted = [IpNet::from(proxy)];
+        let xff = headers(&["198.51.100.9, 192.0.2.1"]);
+        assert_eq!(
+            client_addr(proxy, &xff, &trusted),
+            A,
+            "the proxy appended A"
+        );
+        assert_eq!(
+            client_addr(B, &xff, &trusted),
+            B,
+            "B is no proxy: its header is not read"
+        );
+        assert_eq!(client_addr(proxy, &xff, &[]), proxy, "no proxy trusted");
+        assert_eq!(
+            client_addr(proxy, &headers(&[]), &trusted),
+            proxy,
+            "no header"
+        );
+        assert_eq!(
+            client_addr(proxy, &headers(&["192.0.2.1", "127.0.0.1"]), &trusted),
+            A,
+            "two headers, a trusted hop skipped"
+        );
+        assert_eq!(
+            client_addr(proxy, &headers(&["not-an-address"]), &trusted),
+            proxy,
+            "an unreadable header is no client"
+        );
+        assert_eq!(
+            client_addr(proxy, &headers(&["garbage, 192.0.2.1"]), &trusted),
+            A,
+            "what the client wrote before the proxy's hop is never read"
+        );
+    }
+
+    #[test]
+    fn a_trusted_range_covers_every_proxy_in_it_and_mapped_ipv4_peers() {
+        let mut h = HeaderMap::new();
+        h.append(X_FORWARDED_FOR, "192.0.2.1, 10.1.2.3".parse().unwrap());
+        let range: IpNet = "10.0.0.0/8".parse().unwrap();
+        let proxy: IpAddr = "10.200.0.7".parse().unwrap();
+        assert_eq!(
+            client_addr(proxy, &h, &[range]),
+            A,
+            "the peer and the inner hop 10.1.2.3 are both in the range"
+        );
+        let outside: IpAddr = "11.0.0.1".parse().unwrap();
+        assert_eq!(client_addr(outside, &h, &[range]), outside);
+        // A dual-stack listener sees an IPv4 proxy as ::ffff:10.200.0.7.
+        let mapped: IpAddr = "::ffff:10.200.0.7".parse().unwrap();
+        assert_eq!(client_addr(mapped, &h, &[range]), A);
+        let mut h6 = HeaderMap::new();
+        h6.append(X_FORWARDED_FOR, "::ffff:192.0.2.1".parse().unwrap());
+        assert_eq!(
+            client_addr(proxy, &h6, &[range]),
+            A,
+            "a mapped client address is counted as the IPv4 address it is"
+        );
+        let v6: IpNet = "fd00::/8".parse().unwrap();
+        let proxy6: IpAddr = "fd12::1".parse().unwrap();
+        assert_eq!(
+            client_addr(proxy6, &h, &[v6]),
+            "10.1.2.3".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn only_a_trusted_proxy_says_the_client_came_over_tls() {
+        let proxy: IpAddr = "127.0.0.1".parse().unwrap();
+        let trusted = [IpNet::from(proxy)];
+        let with = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(X_FORWARDED_PROTO, v.parse().unwrap());
+            }
+            h
+        };
+        assert!(behind_tls(proxy, &with(&["https"]), &trusted));
+        assert!(behind_tls(proxy, &with(&["HTTPS"]), &trusted));
+        assert!(!behind_tls(proxy, &with(&["http"]), &trusted));
+        assert!(!behind_tls(proxy, &with(&[]), &trusted), "no header");
+        assert!(
+            !behind_tls(A, &with(&["https"]), &trusted),
+            "A is no proxy: its header is not read"
+        );
+        assert!(
+            behind_tls(proxy, &with(&["http, https"]), &trusted),
+            "the right-most is the proxy's"
+        );
+        assert!(!behind_tls(proxy, &with(&["https", "http"]), &trusted));
+    }
+}
