@@ -660,20 +660,31 @@ fn a_token_written_in_clear_is_refused_with_file_and_line() {
     }
 }
 
-#[test]
-fn a_token_whose_secret_is_not_set_stops_the_start() {
+/// Starts `ward admin` on a config with the two test tokens, their
+/// secrets set as `env` says (`None`: unset), and returns what it said
+/// on stderr as it refused to start.
+fn refused_start(env: &[(&str, Option<&str>)]) -> String {
     let redis = Redis::start();
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ward.toml");
     std::fs::write(&path, config(&redis, port)).unwrap();
-    let out = admin_command(&path)
-        .env_remove(VIEWER.1)
-        .env_remove(OPERATOR.1)
-        .output()
-        .unwrap();
+    let mut cmd = admin_command(&path);
+    cmd.envs(token_env());
+    for (name, value) in env {
+        match value {
+            Some(v) => cmd.env(name, v),
+            None => cmd.env_remove(name),
+        };
+    }
+    let out = cmd.output().unwrap();
     assert!(!out.status.success());
-    let err = stderr(&out);
+    stderr(&out)
+}
+
+#[test]
+fn a_token_whose_secret_is_not_set_stops_the_start() {
+    let err = refused_start(&[(VIEWER.1, None), (OPERATOR.1, None)]);
     assert!(
         err.contains(OPERATOR.1) && err.contains("CREDENTIALS_DIRECTORY"),
         "{err}"
@@ -682,18 +693,7 @@ fn a_token_whose_secret_is_not_set_stops_the_start() {
 
 #[test]
 fn a_token_too_short_to_resist_guessing_stops_the_start() {
-    let redis = Redis::start();
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ward.toml");
-    std::fs::write(&path, config(&redis, port)).unwrap();
-    let out = admin_command(&path)
-        .envs(token_env())
-        .env(VIEWER.1, "letmein")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = refused_start(&[(VIEWER.1, Some("letmein"))]);
     assert!(
         err.contains(&format!("[[admin.token]] `{}`", VIEWER.0))
             && err.contains("7 characters, fewer than the 16 a token needs"),

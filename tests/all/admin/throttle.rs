@@ -29,13 +29,16 @@ fn whoami_via_proxy(port: u16, token: &str, client: &str) -> u16 {
 /// `POST /ui/login` with `token`, as the screen's form sends it: the
 /// status and what came back.
 fn login(port: u16, token: &str) -> (u16, String) {
-    let origin = format!("http://127.0.0.1:{port}");
-    post_form(
-        port,
-        "/ui/login",
-        &[("Origin", &origin)],
-        &format!("token={token}"),
-    )
+    login_with(port, token, "http", &[])
+}
+
+/// `POST /ui/login` with `token` from a page of `scheme`, with `headers`
+/// besides the `Origin`.
+fn login_with(port: u16, token: &str, scheme: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let origin = format!("{scheme}://127.0.0.1:{port}");
+    let mut all = vec![("Origin", origin.as_str())];
+    all.extend_from_slice(headers);
+    post_form(port, "/ui/login", &all, &format!("token={token}"))
 }
 
 #[test]
@@ -129,13 +132,7 @@ fn behind_trusted_proxies_each_forwarded_client_has_its_own_count() {
 /// The `Set-Cookie` line of a login through a proxy that says the client
 /// used `proto`.
 fn login_cookie_via_proxy(port: u16, proto: &str) -> String {
-    let origin = format!("https://127.0.0.1:{port}");
-    let (status, raw) = post_form(
-        port,
-        "/ui/login",
-        &[("Origin", &origin), ("X-Forwarded-Proto", proto)],
-        &format!("token={}", VIEWER.2),
-    );
+    let (status, raw) = login_with(port, VIEWER.2, "https", &[("X-Forwarded-Proto", proto)]);
     assert_eq!(status, 303, "{raw}");
     raw.lines()
         .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
