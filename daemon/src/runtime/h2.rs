@@ -10,8 +10,10 @@
 //! connection to an upstream when each one it has carries as many streams
 //! as that server allows, a number read from the server's own SETTINGS.
 //!
-//! An upstream that answers ALPN with HTTP/1.1 is remembered as such, and
-//! its requests go to the HTTP/1.1 pool (the caller's).
+//! An upstream that answers ALPN with HTTP/1.1 is remembered as such for
+//! [`HTTP1_RECHECK`], and its requests go to the HTTP/1.1 pool (the
+//! caller's); the next connection after that asks for `h2` again, so an
+//! upstream upgraded meanwhile is used over HTTP/2 without a reload.
 //!
 //! A request's body goes out in as few DATA frames as it arrives in, the
 //! last one ending the stream: a plugin writes its body in small pieces
@@ -42,6 +44,10 @@ use wasmtime_wasi_http::{Error, WasiBody};
 /// another (a server's `GOAWAY` or a closed connection can race a send).
 const SEND_TRIES: usize = 3;
 
+/// How long an upstream that answered ALPN with HTTP/1.1 is taken to speak
+/// only that before a new connection offers `h2` again.
+pub(super) const HTTP1_RECHECK: Duration = Duration::from_secs(600);
+
 /// The HTTP/2 connections of one job type, by upstream.
 pub(super) struct Connections {
     connector: hyper_rustls::HttpsConnector<HttpConnector>,
@@ -65,8 +71,26 @@ struct Upstream {
     /// Held while a connection is opened, so that attempts that find every
     /// connection full open one at a time and look again after each.
     opening: tokio::sync::Mutex<()>,
-    /// It answered ALPN with HTTP/1.1.
-    http1: AtomicBool,
+    /// When it answered ALPN with HTTP/1.1, if it did within
+    /// [`HTTP1_RECHECK`].
+    http1_since: Mutex<Option<Instant>>,
+}
+
+impl Upstream {
+    /// Whether it is taken to speak HTTP/1.1 only at `now`: it said so
+    /// within [`HTTP1_RECHECK`]. Past that it is forgotten, and the next
+    /// connection asks for `h2` again.
+    fn speaks_http1(&self, now: Instant) -> bool {
+        let mut since = lock(&self.http1_since);
+        match *since {
+            Some(at) if now.saturating_duration_since(at) < HTTP1_RECHECK => true,
+            Some(_) => {
+                *since = None;
+                false
+            }
+            None => false,
+        }
+    }
 }
 
 /// One connection and the streams it carries.
@@ -138,7 +162,7 @@ impl Connections {
         });
         let mut last = None;
         for _ in 0..SEND_TRIES {
-            if upstream.http1.load(Ordering::Acquire) {
+            if upstream.speaks_http1(Instant::now()) {
                 return Ok(Sent::Http1(request));
             }
             let stream = match self.claim(&upstream) {
@@ -196,7 +220,7 @@ impl Connections {
         if let Some(stream) = self.claim(upstream) {
             return Ok(Some(stream));
         }
-        if upstream.http1.load(Ordering::Acquire) {
+        if upstream.speaks_http1(Instant::now()) {
             return Ok(None);
         }
         let io = self
@@ -206,7 +230,7 @@ impl Connections {
             .await
             .map_err(|e| super::pool::connect_error(&*e))?;
         if !io.connected().is_negotiated_h2() {
-            upstream.http1.store(true, Ordering::Release);
+            *lock(&upstream.http1_since) = Some(Instant::now());
             return Ok(None);
         }
         let (send, conn) = http2::Builder::new(TokioExecutor::new())
@@ -347,6 +371,25 @@ mod tests {
     use std::collections::VecDeque;
 
     use super::*;
+
+    #[test]
+    fn an_http1_only_upstream_is_asked_for_h2_again_after_the_recheck() {
+        let upstream = Upstream::default();
+        let t0 = Instant::now();
+        assert!(!upstream.speaks_http1(t0), "not known yet");
+        *lock(&upstream.http1_since) = Some(t0);
+        assert!(upstream.speaks_http1(t0));
+        assert!(upstream.speaks_http1(t0 + HTTP1_RECHECK - Duration::from_secs(1)));
+        assert!(
+            !upstream.speaks_http1(t0 + HTTP1_RECHECK),
+            "forgotten: the next connection offers h2"
+        );
+        assert!(
+            lock(&upstream.http1_since).is_none(),
+            "and stays forgotten until a connection says HTTP/1.1 again"
+        );
+        assert!(!upstream.speaks_http1(t0));
+    }
 
     /// A plugin's body as the host hands it on: the frames written so far,
     /// then either "nothing yet" or the end.
