@@ -177,10 +177,7 @@ impl FromRequestParts<Api> for Caller {
                 "the Authorization header must be `Bearer <token>`",
             ));
         };
-        let peer = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip());
+        let peer = super::forwarded::Peer::of(parts).0;
         api.authenticate(token, peer, &parts.headers).map_err(|refused| match refused {
             Refused::Unknown => {
                 ApiError::unauthorized("invalid token: it is none of [[admin.token]]")

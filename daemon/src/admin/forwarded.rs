@@ -3,10 +3,13 @@
 //! (`X-Forwarded-Proto`). Read only from a peer listed in `[admin]
 //! trusted_proxies`; anyone else's headers are whatever its sender wrote.
 
-use std::net::IpAddr;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::header::HeaderName;
+use axum::http::request::Parts;
 use ipnet::IpNet;
 
 /// `X-Forwarded-For`, as a reverse proxy writes it.
@@ -14,6 +17,32 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// `X-Forwarded-Proto`: the scheme the client used to reach the proxy.
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// The TCP peer a request came from, as `admin/serve.rs` records it on
+/// each connection (`None` where nothing recorded it).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub Option<IpAddr>);
+
+impl Peer {
+    /// The peer of the request `parts` belong to.
+    #[must_use]
+    pub fn of(parts: &Parts) -> Peer {
+        Peer(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        )
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Peer, Infallible> {
+        Ok(Peer::of(parts))
+    }
+}
 
 /// Whether `addr` is one of `trusted` (addresses and ranges). An IPv4
 /// peer reached over a dual-stack socket shows as `::ffff:a.b.c.d`: it is

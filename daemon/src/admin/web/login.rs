@@ -2,17 +2,15 @@
 //! in a POST body (never a URL), and answers with a session cookie; the
 //! token itself is neither kept nor logged.
 
-use std::net::SocketAddr;
-
 use askama::Template;
-use axum::Extension;
-use axum::extract::{ConnectInfo, Form, State};
+use axum::extract::{Form, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::guard::{AnyRole, same_origin};
 use super::session;
 use super::{WebError, html};
+use crate::admin::forwarded::Peer;
 use crate::admin::throttle::Refused;
 use crate::admin::{Api, Caller};
 
@@ -39,13 +37,12 @@ pub(super) struct LoginForm {
 pub(super) async fn login(
     State(api): State<Api>,
     headers: HeaderMap,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Peer(peer): Peer,
     Form(form): Form<LoginForm>,
 ) -> Response {
     if let Err(e) = same_origin(&headers) {
         return e.into_response();
     }
-    let peer = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
     let caller = match api.authenticate(form.token.trim(), peer, &headers) {
         Ok(caller) => caller,
         Err(Refused::Unknown) => {
@@ -91,12 +88,11 @@ pub(super) async fn login(
 pub(super) async fn logout(
     State(api): State<Api>,
     headers: HeaderMap,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Peer(peer): Peer,
     who: AnyRole,
 ) -> Response {
     api.sessions().end(&who.id);
     let mut r = Redirect::to("/ui/login").into_response();
-    let peer = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
     let secure = api.behind_tls(peer, &headers);
     if let Ok(v) = HeaderValue::from_str(&session::clear_cookie(secure)) {
         r.headers_mut().insert(header::SET_COOKIE, v);
