@@ -183,9 +183,15 @@ fn deb_paths(deb: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn the_deb_holds_the_binary_unit_config_completions_and_man_page() {
+    // The binary this test suite runs, packaged as it is: building it again
+    // here (`cargo build -p ward`) would unify features differently and,
+    // on a cold machine, compile every dependency a second time.
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ward"));
+    let target = bin.parent().and_then(|d| d.parent()).unwrap();
     let out = Command::new("bash")
         .arg(workspace().join("scripts/package-deb"))
-        .arg("--dev")
+        .args(["--dev", "--no-build"])
+        .env("CARGO_TARGET_DIR", target)
         .current_dir(workspace())
         .output()
         .unwrap();
