@@ -45,12 +45,17 @@ pub fn xadd(redis: &Redis, job: &str, payload: &str, extra: &[(&str, &str)]) -> 
     xadd_entries(redis, &[fields]).remove(0)
 }
 
+/// The key of job `id`'s record in queue `q`.
+fn record_key(id: &str) -> String {
+    format!("ward:{{q}}:job:{id}")
+}
+
 /// The field `field` of the records of jobs `ids` in queue `q` (`None` where
 /// a record or its field is missing), in one pipelined round trip.
 pub fn job_fields(redis: &Redis, ids: &[String], field: &str) -> Vec<Option<String>> {
     let mut p = redis::pipe();
     for id in ids {
-        p.cmd("HGET").arg(format!("ward:{{q}}:job:{id}")).arg(field);
+        p.cmd("HGET").arg(record_key(id)).arg(field);
     }
     p.query(&mut redis.con()).unwrap()
 }
@@ -127,10 +132,10 @@ pub fn histories(redis: &Redis, ids: &[String]) -> Vec<Vec<serde_json::Value>> {
         let mut pipe = redis::pipe();
         for id in chunk {
             pipe.cmd("LRANGE")
-                .arg(format!("ward:{{q}}:job:{id}:history"))
+                .arg(format!("{}:history", record_key(id)))
                 .arg(0)
                 .arg(-1);
-            pipe.cmd("HMGET").arg(format!("ward:{{q}}:job:{id}")).arg(&[
+            pipe.cmd("HMGET").arg(record_key(id)).arg(&[
                 "state",
                 "attempts",
                 "first_at",
@@ -186,7 +191,7 @@ pub fn audit(redis: &Redis) -> Vec<serde_json::Value> {
 pub fn wait_final(redis: &Redis, id: &str, timeout: Duration) -> serde_json::Value {
     let mut last = serde_json::Value::Null;
     let deadline = Instant::now() + timeout;
-    let record = format!("ward:{{q}}:job:{id}");
+    let record = record_key(id);
     let mut con = None;
     loop {
         // A look at the record's state is one round trip, `ward job show`
