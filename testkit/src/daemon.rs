@@ -82,25 +82,35 @@ impl Ward {
     /// fails at once if it exits first.
     pub fn try_ready(mut self, timeout: Duration) -> Result<Ward, Error> {
         let mut exited = None;
-        try_wait_for(timeout, "ward to start", || {
+        let waited = try_wait_for(timeout, "ward to start", || {
             if self.logs().contains("ward is running") {
                 return true;
             }
             exited = self.child.try_wait().ok().flatten();
             exited.is_some()
-        })?;
+        });
+        // What it was doing is in its log: a timeout says nothing alone.
+        if waited.is_err() {
+            return Err(Error::NotRunning {
+                after: timeout,
+                log_tail: self.log_tail(),
+            });
+        }
         match exited {
             // It may have logged the line just before exiting.
-            Some(status) if !self.logs().contains("ward is running") => {
-                let logs = self.logs();
-                let lines: Vec<&str> = logs.lines().collect();
-                Err(Error::Exited {
-                    status,
-                    log_tail: lines[lines.len().saturating_sub(20)..].join("\n"),
-                })
-            }
+            Some(status) if !self.logs().contains("ward is running") => Err(Error::Exited {
+                status,
+                log_tail: self.log_tail(),
+            }),
             _ => Ok(self),
         }
+    }
+
+    /// The last 20 lines the daemon logged.
+    fn log_tail(&self) -> String {
+        let logs = self.logs();
+        let lines: Vec<&str> = logs.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
     /// Everything the daemon wrote so far.

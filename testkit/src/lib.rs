@@ -67,6 +67,14 @@ pub enum Error {
         /// How long it was awaited.
         after: Duration,
     },
+    /// The daemon did not log that it was running in time.
+    #[error("ward was not running after {after:?}; its log ends:\n{log_tail}")]
+    NotRunning {
+        /// How long it was awaited.
+        after: Duration,
+        /// The last lines it logged.
+        log_tail: String,
+    },
     /// The daemon exited before it logged that it was running.
     #[error("ward exited ({status}) before it was running; its log ends:\n{log_tail}")]
     Exited {
