@@ -10,9 +10,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use ward_testkit::{Config, METRICS_ANY_PORT, UpstreamStub, job_table};
+use ward_testkit::{Config, HttpsStub, METRICS_ANY_PORT, UpstreamStub, job_table};
 
-use super::{Bench, all_succeeded, fill, records, stop, usage, wait_drained};
+use crate::receiver::Receiver;
+
+use super::{Bench, all_succeeded, cpu_seconds, fill, records, stop, usage, wait_drained};
 
 /// Runs the scenario once and prints what it measured.
 #[allow(clippy::cast_precision_loss, reason = "job counts far below 2^52")]
@@ -20,7 +22,11 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
     let args = &bench.args;
     let delay = Duration::from_millis(args.http_delay_ms);
     let n = args.http_jobs;
-    let stub = UpstreamStub::keep_alive(delay);
+    let stub = if args.http_receiver == "threads" {
+        Receiver::Threads(UpstreamStub::keep_alive(delay))
+    } else {
+        Receiver::Tokio(HttpsStub::plain(delay))
+    };
     let plugin = bench.plugins.join("webhook.wasm");
     anyhow::ensure!(
         plugin.exists(),
@@ -29,7 +35,7 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
     );
     let mut http = format!(
         "http = {{ allow = [\"127.0.0.1:{}\"], timeout = \"30s\" }}",
-        stub.port
+        stub.port()
     );
     if args.http_reuse > 1 {
         http.push_str(&format!("\nreuse_instance = {}", args.http_reuse));
@@ -45,10 +51,14 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
         )
         .jobs(&job_table("hook", "bench", &plugin, &http))
         .render();
-    let (mut con, ids) = fill_webhooks(bench, n, "http", stub.port)?;
+    let (mut con, ids) = fill_webhooks(bench, n, "http", stub.port())?;
     let wall = Instant::now();
     let ward = bench.start(&config)?;
+    // The receiver runs in this process, on the same cores as the daemon
+    // and Redis: what it costs is printed, as it is not Ward's.
+    let own_before = cpu_seconds(std::process::id());
     wait_drained(&mut con, Duration::from_secs(600)).context("webhook jobs did not drain")?;
+    let own = cpu_seconds(std::process::id()) - own_before;
     let wall = wall.elapsed().as_secs_f64();
     let (cpu, rss) = usage(&ward);
     stop(vec![ward]);
@@ -65,8 +75,10 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
         "a fresh instance per attempt".to_string()
     };
     println!(
-        "## http: webhook jobs POSTing to a local keep-alive receiver answering after {} ms, concurrency {}, {instances}",
-        args.http_delay_ms, args.concurrency
+        "## http: webhook jobs POSTing to a local keep-alive receiver ({}) answering after {} ms, concurrency {}, {instances}",
+        stub.describe(),
+        args.http_delay_ms,
+        args.concurrency
     );
     println!("  jobs                  {n}");
     println!(
@@ -83,6 +95,9 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
     println!(
         "  daemon CPU            {cpu:.1} s; peak RSS {} MiB; wall {wall:.1} s",
         rss / 1024
+    );
+    println!(
+        "  receiver CPU          {own:.1} s (this process: the receiver, and polling Redis for the drain)"
     );
     Ok(())
 }

@@ -20,42 +20,7 @@ use ward_testkit::{
 };
 
 use super::{Bench, all_succeeded, records, stop, usage, wait_drained};
-
-/// The receiver: plain HTTP/1.1 keep-alive, or HTTPS with HTTP/2.
-enum Receiver {
-    H1(UpstreamStub),
-    H2(HttpsStub),
-}
-
-impl Receiver {
-    fn port(&self) -> u16 {
-        match self {
-            Receiver::H1(s) => s.port,
-            Receiver::H2(s) => s.port,
-        }
-    }
-
-    fn max_open(&self) -> usize {
-        match self {
-            Receiver::H1(s) => s.max_open(),
-            Receiver::H2(s) => s.max_open(),
-        }
-    }
-
-    fn requests(&self) -> usize {
-        match self {
-            Receiver::H1(s) => s.requests(),
-            Receiver::H2(s) => s.versions().len(),
-        }
-    }
-
-    fn connections(&self) -> usize {
-        match self {
-            Receiver::H1(s) => s.connections(),
-            Receiver::H2(s) => s.connections(),
-        }
-    }
-}
+use crate::receiver::Receiver;
 
 /// Runs the scenario once and prints what it measured.
 #[allow(clippy::cast_precision_loss, reason = "job counts far below 2^52")]
@@ -64,12 +29,12 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
     let n = args.inflight;
     let hold = Duration::from_millis(args.inflight_hold_ms);
     let stub = if args.inflight_h2 {
-        Receiver::H2(match args.inflight_h2_streams {
+        Receiver::Tokio(match args.inflight_h2_streams {
             0 => HttpsStub::holding(hold),
             max => HttpsStub::limited(hold, max),
         })
     } else {
-        Receiver::H1(UpstreamStub::keep_alive(hold))
+        Receiver::Threads(UpstreamStub::keep_alive(hold))
     };
     let plugin = bench.plugins.join("webhook.wasm");
     anyhow::ensure!(
@@ -78,8 +43,8 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
         plugin.display()
     );
     let tls = match &stub {
-        Receiver::H2(s) => format!(", ca_file = \"{}\", http2 = true", s.ca_file.display()),
-        Receiver::H1(_) => String::new(),
+        Receiver::Tokio(s) => format!(", ca_file = \"{}\", http2 = true", s.ca_file.display()),
+        Receiver::Threads(_) => String::new(),
     };
     let http = format!(
         "http = {{ allow = [\"127.0.0.1:{}\"], timeout = \"120s\"{tls} }}\ntimeout = \"300s\"",

@@ -35,6 +35,7 @@ use clap::Parser;
 mod http;
 mod inflight;
 mod lang;
+mod receiver;
 mod scaling;
 mod startup;
 mod upstream;
@@ -98,6 +99,12 @@ struct Args {
     /// (0 or 1: a fresh instance per attempt, the default).
     #[arg(long, default_value_t = 0)]
     http_reuse: u32,
+    /// The `http` scenario's receiver: `tokio` (every connection on one
+    /// async thread, as cheap as a real server's event loop) or `threads`
+    /// (the test kit's thread per connection, the receiver of the figures
+    /// before 2026-12-03; it takes CPU from the daemon on a small machine).
+    #[arg(long, default_value = "tokio", value_parser = ["tokio", "threads"])]
+    http_receiver: String,
     /// Jobs per run in the `python` and `js` scenarios.
     #[arg(long, default_value_t = 20_000)]
     lang_jobs: usize,
@@ -217,6 +224,12 @@ impl Bench {
 /// (user + system CPU seconds, peak RSS KiB) of a daemon, from /proc.
 fn usage(daemon: &Ward) -> (f64, u64) {
     let pid = daemon.pid();
+    (cpu_seconds(pid), proc_status_kib(pid, "VmHWM").unwrap_or(0))
+}
+
+/// The CPU time (user and system) process `pid` has used so far, in
+/// seconds; 0 when it cannot be read.
+fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may contain spaces) start at ')'.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
@@ -228,8 +241,7 @@ fn usage(daemon: &Ward) -> (f64, u64) {
             .unwrap_or(0.0)
     };
     // utime and stime are fields 14 and 15 of stat; 12 and 13 after ')'.
-    let cpu = (ticks(11) + ticks(12)) / 100.0;
-    (cpu, proc_status_kib(pid, "VmHWM").unwrap_or(0))
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Stops the daemons of a measured run with SIGTERM, as an operator would.

@@ -50,54 +50,43 @@ impl HttpsStub {
     /// Like [`HttpsStub::start`], answering each request after `hold`, with
     /// no practical limit on HTTP/2 streams per connection.
     pub fn holding(hold: Duration) -> HttpsStub {
-        Self::serve(hold, MAX_STREAMS, true)
+        Self::serve(hold, MAX_STREAMS, Wire::Tls { h2: true })
     }
 
     /// Like [`HttpsStub::holding`], allowing a client at most `max_streams`
     /// HTTP/2 streams at once on one connection, as real servers do (100 to
     /// 250 is common).
     pub fn limited(hold: Duration, max_streams: u32) -> HttpsStub {
-        Self::serve(hold, max_streams, true)
+        Self::serve(hold, max_streams, Wire::Tls { h2: true })
     }
 
     /// Like [`HttpsStub::start`], offering HTTP/1.1 only by ALPN, as a server
     /// without HTTP/2 does.
     pub fn http1_only() -> HttpsStub {
-        Self::serve(Duration::ZERO, MAX_STREAMS, false)
+        Self::serve(Duration::ZERO, MAX_STREAMS, Wire::Tls { h2: false })
     }
 
-    fn serve(hold: Duration, max_streams: u32, h2: bool) -> HttpsStub {
-        let dir = tempfile::tempdir().unwrap();
-        crate::server::tls_args(dir.path());
-        let certs: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_file_iter(dir.path().join("server.pem"))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
-        let key = PrivateKeyDer::from_pem_file(dir.path().join("server.key")).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap();
-        tls.alpn_protocols = if h2 {
-            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-        } else {
-            vec![b"http/1.1".to_vec()]
-        };
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    /// The same server over plain TCP, without TLS (HTTP/1.1, or HTTP/2
+    /// with prior knowledge), answering each request after `hold`: every
+    /// connection on one tokio thread, so a benchmark's receiver costs the
+    /// machine far less CPU than [`crate::UpstreamStub`]'s thread per
+    /// connection. It has no CA: its `ca_file` does not exist.
+    pub fn plain(hold: Duration) -> HttpsStub {
+        Self::serve(hold, MAX_STREAMS, Wire::Plain)
+    }
 
+    fn serve(hold: Duration, max_streams: u32, wire: Wire) -> HttpsStub {
+        let dir = tempfile::tempdir().unwrap();
+        let acceptor = match wire {
+            Wire::Plain => None,
+            Wire::Tls { h2 } => Some(acceptor(dir.path(), h2)),
+        };
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let versions = Arc::new(Mutex::new(Vec::new()));
+        let counts = Counts::default();
         let (stop, stopped) = oneshot::channel();
-        let max_open = Arc::new(AtomicUsize::new(0));
-        let open = Arc::new(AtomicUsize::new(0));
-        let (count, seen, most) = (connections.clone(), versions.clone(), max_open.clone());
+        let shared = counts.clone();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -110,32 +99,21 @@ impl HttpsStub {
                         let Ok((tcp, _)) = listener.accept().await else {
                             continue;
                         };
-                        count.fetch_add(1, Ordering::SeqCst);
-                        let (acceptor, seen) = (acceptor.clone(), seen.clone());
-                        let (open, most) = (open.clone(), most.clone());
+                        shared.connections.fetch_add(1, Ordering::SeqCst);
+                        let (acceptor, counts) = (acceptor.clone(), shared.clone());
                         tokio::spawn(async move {
-                            let Ok(stream) = acceptor.accept(tcp).await else {
-                                return;
-                            };
-                            let service = service_fn(move |req: Request<Incoming>| {
-                                let (seen, open, most) = (seen.clone(), open.clone(), most.clone());
-                                async move {
-                                    let version = format!("{:?}", req.version());
-                                    let _ = req.into_body().collect().await;
-                                    let held = Held::new(&open);
-                                    most.fetch_max(held.now, Ordering::SeqCst);
-                                    tokio::time::sleep(hold).await;
-                                    drop(held);
-                                    seen.lock().unwrap().push(version);
-                                    Ok::<_, Infallible>(Response::new(Full::new(
-                                        Bytes::from_static(b"ok"),
-                                    )))
+                            match acceptor {
+                                None => {
+                                    connection(TokioIo::new(tcp), hold, max_streams, counts).await
                                 }
-                            });
-                            let mut server =
-                                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                            server.http2().max_concurrent_streams(max_streams);
-                            let _ = server.serve_connection(TokioIo::new(stream), service).await;
+                                Some(acceptor) => {
+                                    let Ok(stream) = acceptor.accept(tcp).await else {
+                                        return;
+                                    };
+                                    connection(TokioIo::new(stream), hold, max_streams, counts)
+                                        .await;
+                                }
+                            }
                         });
                     }
                 };
@@ -148,9 +126,9 @@ impl HttpsStub {
         HttpsStub {
             port,
             ca_file: dir.path().join("ca.pem"),
-            connections,
-            max_open,
-            versions,
+            connections: counts.connections,
+            max_open: counts.max_open,
+            versions: counts.versions,
             stop: Some(stop),
             _dir: dir,
         }
@@ -178,6 +156,72 @@ impl Drop for HttpsStub {
             let _ = stop.send(());
         }
     }
+}
+
+/// How a stub speaks to its clients.
+#[derive(Debug, Clone, Copy)]
+enum Wire {
+    /// Plain TCP.
+    Plain,
+    /// TLS with a certificate of its own CA, offering `h2` by ALPN or not.
+    Tls { h2: bool },
+}
+
+/// What a stub counts, shared by its connections.
+#[derive(Clone, Default)]
+struct Counts {
+    connections: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
+    max_open: Arc<AtomicUsize>,
+    versions: Arc<Mutex<Vec<String>>>,
+}
+
+/// Makes a CA and a certificate for `127.0.0.1` in `dir` (with `openssl`),
+/// and a TLS acceptor serving it.
+fn acceptor(dir: &std::path::Path, h2: bool) -> tokio_rustls::TlsAcceptor {
+    crate::server::tls_args(dir);
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    tls.alpn_protocols = if h2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    tokio_rustls::TlsAcceptor::from(Arc::new(tls))
+}
+
+/// Serves one connection until the client closes it: every request
+/// answered `200 ok` after `hold`.
+async fn connection<I>(io: I, hold: Duration, max_streams: u32, counts: Counts)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req: Request<Incoming>| {
+        let counts = counts.clone();
+        async move {
+            let version = format!("{:?}", req.version());
+            let _ = req.into_body().collect().await;
+            let held = Held::new(&counts.open);
+            counts.max_open.fetch_max(held.now, Ordering::SeqCst);
+            tokio::time::sleep(hold).await;
+            drop(held);
+            counts.versions.lock().unwrap().push(version);
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+        }
+    });
+    let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    server.http2().max_concurrent_streams(max_streams);
+    let _ = server.serve_connection(io, service).await;
 }
 
 /// A request counted as held open until this drops: when it is answered,
