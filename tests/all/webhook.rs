@@ -37,9 +37,13 @@ fn a_delivered_webhook_carries_its_key_type_body_and_token() {
     let redis = Redis::start();
     let jobs = webhook("hook", stub.port, "")
         + &webhook("signed", stub.port, "secrets = [\"WEBHOOK_TOKEN\"]");
+    // A delivery is logged at debug (see the 503 test for the default).
     let ward_proc = Ward::start_with_env(
         &config_with(&redis, 4, RETRY, &jobs),
-        &[("WEBHOOK_TOKEN", TOKEN)],
+        &[
+            ("WEBHOOK_TOKEN", TOKEN),
+            ("RUST_LOG", "info,ward::plugin=debug"),
+        ],
     )
     .ready();
 
@@ -120,17 +124,30 @@ fn a_503_is_retried_and_the_next_attempt_delivers() {
         (200, String::new(), "ok".into()),
     ]);
     let redis = Redis::start();
-    let _ward = Ward::start(&config_with(
-        &redis,
-        4,
-        RETRY,
-        &webhook("hook", stub.port, ""),
-    ))
+    // The default log level (the harness's own is `ward=debug`).
+    let ward_proc = Ward::start_with_env(
+        &config_with(&redis, 4, RETRY, &webhook("hook", stub.port, "")),
+        &[("RUST_LOG", "info")],
+    )
     .ready();
     let id = enqueue(&redis, "hook", &payload(stub.port, "/hook", "{}"));
     let s = wait_final(&redis, &id, WAIT);
     assert_eq!(s["state"], "succeeded", "{s}");
     assert_eq!(s["attempts"], 2, "{s}");
+    // At the default level the failed request is logged and the delivery
+    // is not (a debug line).
+    let plugin_lines = |ward_proc: &Ward| -> Vec<String> {
+        ward_proc
+            .log_lines()
+            .iter()
+            .filter(|l| l["target"] == "ward::plugin" && l["job_id"] == id.as_str())
+            .map(|l| l["message"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    wait_for(Duration::from_secs(5), "the 503's log line", || {
+        !plugin_lines(&ward_proc).is_empty()
+    });
+    assert_eq!(plugin_lines(&ward_proc), ["POST 127.0.0.1: HTTP 503"]);
     let h = history(&s);
     assert_eq!(h[0]["class"], "transient", "{s}");
     assert_eq!(h[0]["code"], "http-503", "{s}");
@@ -414,7 +431,9 @@ fn over_http2_a_job_type_opens_as_many_connections_as_the_servers_stream_limit_c
             r#"{{"url":"https://127.0.0.1:{}/hook","body":{{"n":1}}}}"#,
             stub.port
         );
-        let ids: Vec<String> = (0..n).map(|_| enqueue(&redis, job, &body)).collect();
+        // One pipeline: enqueued one by one (a process each), the first
+        // requests could be answered before the last were sent.
+        let ids = xadd_many(&redis, n, job, &body);
         for id in &ids {
             let s = wait_final(&redis, id, WAIT);
             assert_eq!(

@@ -221,6 +221,19 @@ impl wit::Host for HostState {}
 
 impl host::Host for HostState {
     fn log(&mut self, level: host::Level, message: String) {
+        // A line no filter can pass costs nothing: no redaction, no span.
+        // (The filter's most verbose level over all targets; a directive
+        // for `ward::plugin` alone still raises it.)
+        let wanted = match level {
+            host::Level::Trace => tracing::Level::TRACE,
+            host::Level::Debug => tracing::Level::DEBUG,
+            host::Level::Info => tracing::Level::INFO,
+            host::Level::Warn => tracing::Level::WARN,
+            host::Level::Error => tracing::Level::ERROR,
+        };
+        if wanted > tracing::level_filters::LevelFilter::current() {
+            return;
+        }
         let mut message = redact(&message, &self.secrets);
         truncate(&mut message, 4096);
         let span = self.span();

@@ -27,9 +27,10 @@
 //! | payload unusable                      | permanent `invalid-payload`                      |
 //!
 //! Failures caused by the receiver name its host (without the port) as the
-//! upstream. The plugin logs one line per request: method, host and status.
-//! Never the URL's path or query (webhook URLs often carry a secret there),
-//! the headers or the body.
+//! upstream. The plugin logs one line per request: method, host and status,
+//! at debug for a 2xx (as Ward logs a successful attempt) and at info
+//! otherwise. Never the URL's path or query (webhook URLs often carry a
+//! secret there), the headers or the body.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -105,7 +106,14 @@ fn handle(job: Job) -> Result<Vec<u8>, Failure> {
     }
     match request.send() {
         Ok(response) => {
-            log::info(&format!("POST {host}: HTTP {}", response.status));
+            // As Ward logs attempts: a delivery at debug, so a busy queue
+            // does not drown the log; anything else at info.
+            let line = format!("POST {host}: HTTP {}", response.status);
+            if (200..300).contains(&response.status) {
+                log::debug(&line);
+            } else {
+                log::info(&line);
+            }
             outcome(&host, &response, SystemTime::now())
         }
         Err(e) => {
