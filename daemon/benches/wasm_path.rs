@@ -33,7 +33,7 @@ fn instantiate_and_call(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let runtime = Runtime::new(16, DEFAULT_MEMORY_LIMIT, false, None).unwrap();
+    let runtime = Runtime::new(16, DEFAULT_MEMORY_LIMIT, false, None, false).unwrap();
     let sandbox = Sandbox {
         timeout: Duration::from_secs(30),
         ..Sandbox::default()

@@ -168,9 +168,13 @@ impl EngineSet {
         max_memory: usize,
         fuel: bool,
         cache: Option<&wasmtime::Cache>,
+        perf_map: bool,
     ) -> Result<EngineSet, RuntimeError> {
         let mut cfg = wasmtime::Config::new();
         cfg.cache(cache.cloned());
+        if perf_map {
+            cfg.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         cfg.epoch_interruption(true);
         cfg.wasm_component_model(true);
         cfg.consume_fuel(fuel);
@@ -243,7 +247,10 @@ impl Runtime {
     /// concurrent instances of up to `max_memory` bytes each (and a second,
     /// fuel-metering engine when `fuel` is true), and starts the epoch ticker.
     /// With `cache`, compiled components are kept in that folder and reused
-    /// at the next start (see [`compile_cache`]).
+    /// at the next start (see [`compile_cache`]). With `perf_map`, the
+    /// engines write the name of every function they compile to
+    /// `/tmp/perf-<pid>.map`, so `perf report` names a plugin's own code
+    /// instead of showing bare addresses.
     ///
     /// # Errors
     /// [`RuntimeError::Engine`] if wasmtime rejects the configuration.
@@ -252,11 +259,18 @@ impl Runtime {
         max_memory: usize,
         fuel: bool,
         cache: Option<&Path>,
+        perf_map: bool,
     ) -> Result<Runtime, RuntimeError> {
         let cache = cache.and_then(compile_cache);
-        let plain = EngineSet::new(slots, max_memory, false, cache.as_ref())?;
+        let plain = EngineSet::new(slots, max_memory, false, cache.as_ref(), perf_map)?;
         let fueled = if fuel {
-            Some(EngineSet::new(slots, max_memory, true, cache.as_ref())?)
+            Some(EngineSet::new(
+                slots,
+                max_memory,
+                true,
+                cache.as_ref(),
+                perf_map,
+            )?)
         } else {
             None
         };

@@ -31,6 +31,7 @@ mod overrides;
 mod pause;
 mod policy;
 mod priorities;
+mod profiling;
 mod prometheus;
 mod recovery;
 mod reliability;

@@ -131,6 +131,7 @@ fn fits(path: &Path) -> Result<(), String> {
         crate::runtime::DEFAULT_MEMORY_LIMIT,
         false,
         cache.as_deref(),
+        false,
     )
     .map_err(|e| e.to_string())?;
     let info = runtime.inspect(path).map_err(|e| e.to_string())?;

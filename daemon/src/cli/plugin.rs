@@ -32,7 +32,7 @@ fn check(file: &Path, json: bool) -> anyhow::Result<()> {
         anyhow::bail!("{} {why}", file.display());
     }
     let runtime =
-        crate::runtime::Runtime::new(1, crate::runtime::DEFAULT_MEMORY_LIMIT, false, None)?;
+        crate::runtime::Runtime::new(1, crate::runtime::DEFAULT_MEMORY_LIMIT, false, None, false)?;
     let info = runtime.inspect(file)?;
     if json {
         let v = serde_json::json!({

@@ -95,6 +95,8 @@ pub struct RawDaemon {
     pub compile_cache: Option<Spanned<String>>,
     /// Where `ward run` writes its process id, for `ward reload`.
     pub pid_file: Option<Spanned<String>>,
+    /// `perfmap` to name compiled plugin code for `perf`, or `off`.
+    pub profiler: Option<Spanned<String>>,
 }
 
 /// `[defaults]`

@@ -63,6 +63,25 @@ fn threads_are_checked_and_default_to_one_less_than_the_cpus() {
 }
 
 #[test]
+fn profiler_is_perfmap_or_off_and_off_by_default() {
+    let on = load("[daemon]\nprofiler = \"perfmap\"\n[[queue]]\nname = \"q\"\n").unwrap();
+    assert!(on.perf_map);
+    let off = load("[daemon]\nprofiler = \"off\"\n[[queue]]\nname = \"q\"\n").unwrap();
+    assert!(!off.perf_map);
+    assert!(!load("[[queue]]\nname = \"q\"\n").unwrap().perf_map);
+
+    let err = load("[daemon]\nprofiler = \"jitdump\"\n[[queue]]\nname = \"q\"\n").unwrap_err();
+    let ConfigError::Invalid { problems, .. } = err else {
+        panic!("expected validation errors, got {err}");
+    };
+    assert_eq!(problems[0].line, 2, "{problems:?}");
+    assert!(
+        problems[0].message.contains("\"jitdump\"") && problems[0].message.contains("\"perfmap\""),
+        "{problems:?}"
+    );
+}
+
+#[test]
 fn compile_cache_is_a_folder_beside_the_config_or_off() {
     let cfg = load("[daemon]\ncompile_cache = \"cache\"\n[[queue]]\nname = \"q\"\n").unwrap();
     let dir = cfg.compile_cache.unwrap();

@@ -34,6 +34,10 @@ pub struct Config {
     /// `[daemon] compile_cache`: where compiled plugins are kept between
     /// starts (`None`: nowhere, every start compiles).
     pub compile_cache: Option<PathBuf>,
+    /// `[daemon] profiler = "perfmap"`: the engines write the names of the
+    /// plugin code they compile to `/tmp/perf-<pid>.map`, where `perf`
+    /// looks for them.
+    pub perf_map: bool,
     /// `[daemon] pid_file`: where `ward run` writes its process id, so
     /// `ward reload` can find it (`None`: not written).
     pub pid_file: Option<PathBuf>,

@@ -202,5 +202,6 @@ pub(crate) fn runtime_for(config: &Config, slots: u32) -> anyhow::Result<Runtime
         max_memory,
         fuel,
         config.compile_cache.as_deref(),
+        config.perf_map,
     )?)
 }

@@ -366,6 +366,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         "[daemon] compile_cache",
     );
     differs(old.pid_file != new.pid_file, "[daemon] pid_file");
+    differs(old.perf_map != new.perf_map, "[daemon] profiler");
     let (om, nm) = (&old.obs.metrics, &new.obs.metrics);
     differs(om.listen != nm.listen, "[metrics] listen");
     differs(

@@ -29,6 +29,28 @@ pub(super) fn threads(
     }
 }
 
+/// `[daemon] profiler`: whether the daemon names the machine code it
+/// compiles from plugins for `perf` (`perfmap`), or not (`off`, the default).
+pub(super) fn perf_map(
+    raw: Option<Spanned<String>>,
+    problem: &mut dyn FnMut(Range<usize>, String),
+) -> bool {
+    let Some(raw) = raw else { return false };
+    match raw.get_ref().as_str() {
+        "perfmap" => true,
+        "off" => false,
+        other => {
+            problem(
+                raw.span(),
+                format!(
+                    "[daemon] profiler \"{other}\" is not one Ward knows; use \"perfmap\" (a /tmp/perf-<pid>.map for perf) or \"off\""
+                ),
+            );
+            false
+        }
+    }
+}
+
 /// `[daemon] compile_cache`: a folder (relative to the config's), `off`, or
 /// when not set the default ([`crate::config::defaults::compile_cache_dir`]).
 pub(super) fn compile_cache(

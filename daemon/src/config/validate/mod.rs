@@ -62,6 +62,7 @@ pub(super) fn validate(
         .pid_file
         .take()
         .map(|p| base.join(p.into_inner()));
+    let perf_map = daemon::perf_map(raw_daemon.profiler.take(), &mut problem);
     let threads = daemon::threads(raw_daemon, &mut problem);
     let mut queues = queues::queues(raw.queues, default_payload_max, &mut problem);
     jobs::jobs(raw.jobs, base, default_retry, &mut queues, &mut problem);
@@ -79,6 +80,7 @@ pub(super) fn validate(
             obs,
             threads,
             compile_cache,
+            perf_map,
             pid_file,
             schedules,
             breaker,
