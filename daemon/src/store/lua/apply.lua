@@ -44,15 +44,23 @@
 -- `dead_payload` is what the dead-letter entry shows of the payload
 -- (redacted in Rust; '' unless kind is dead); the record keeps the original
 -- `payload`. A dead letter's entry id is stored in the record as `dead_entry`.
+-- Locals, not globals: the loop below reads ARGV and KEYS a dozen times
+-- per completion and calls Redis three times for the common one, and each
+-- global is a table lookup.
+local ARGV, KEYS, call = ARGV, KEYS, redis.call
 local jobs, dead, delayed, acked_key = KEYS[QKEY_jobs], KEYS[QKEY_dead], KEYS[QKEY_delayed], KEYS[QKEY_acked]
 local cancels, retired = KEYS[QKEY_cancels], tonumber(ARGV[HEAD_retired_ttl])
 local held, paused = KEYS[QKEY_held], KEYS[QKEY_paused]
 local group, ttl, queue = ARGV[HEAD_group], tonumber(ARGV[HEAD_ttl]), ARGV[HEAD_queue]
+-- The TTL as sent, for EXPIRE: a Lua number would be formatted back into
+-- a string for every record.
+local ttl_arg = ARGV[HEAD_ttl]
 local hist_max, wake = tonumber(ARGV[HEAD_history_max]), ARGV[HEAD_wake]
 local acked_max, nd = tonumber(ARGV[HEAD_acked_max]), tonumber(ARGV[HEAD_digests])
 local nb = tonumber(ARGV[HEAD_batches])
+-- By the index as the completions write it ('1', '2', ...): no tonumber per job.
 local digests = {}
-for k = 1, nd do digests[k] = ARGV[HEAD_digests + k] end
+for k = 1, nd do digests[tostring(k)] = ARGV[HEAD_digests + k] end
 local now = now_ms()
 -- 'ward:{Q}:', the start of every key of the queue (follow_on.lua derives
 -- keys from it).
@@ -71,6 +79,8 @@ end
 -- 'e' when it was acknowledged but Redis refused to record its outcome, so
 -- it was dead-lettered with the reason (its `unrecordable` line says why).
 local applied, earliest, kept, took, unrecordable = 0, nil, 0, {}, {}
+-- #took, counted (the length operator searches the table each time).
+local ntook = 0
 -- Acknowledged entries are normally left for the XTRIM below, which removes
 -- them for a fraction of XDEL's cost (XDEL seeks through the entry's node
 -- for every id). Behind an attempt that runs for a long time they cannot be
@@ -91,17 +101,18 @@ local function ack_level(entry)
   return false
 end
 local function ack(entry)
-  if redis.call('XACK', jobs, group, entry) ~= 1 then
+  ntook = ntook + 1
+  if call('XACK', jobs, group, entry) ~= 1 then
     if ack_level(entry) then
       applied = applied + 1
-      took[#took+1] = '1'
+      took[ntook] = '1'
       return true
     end
-    took[#took+1] = '0'
+    took[ntook] = '0'
     return false
   end
   applied = applied + 1
-  took[#took+1] = '1'
+  took[ntook] = '1'
   if delete_each then
     redis.call('XDEL', jobs, entry)
   else
@@ -143,17 +154,18 @@ end
 local function fresh(i, kc, keyed)
   local entry, job = ARGV[i + FRESH_entry], ARGV[i + FRESH_job]
   local first_at, finished = ARGV[i + FRESH_first_at], ARGV[i + FRESH_finished]
-  local digest, result = digests[tonumber(ARGV[i + FRESH_plugin])], ARGV[i + FRESH_result]
+  local digest, result = digests[ARGV[i + FRESH_plugin]], ARGV[i + FRESH_result]
   -- Only a delivery that is still pending may change its job, so a batch
   -- re-sent after a lost reply changes nothing twice.
   if not ack(entry) then return end
-  batch_ended(tonumber(ARGV[i + FRESH_batch]), 'succeeded', entry)
+  local b = ARGV[i + FRESH_batch]
+  if b ~= '0' then batch_ended(tonumber(b), 'succeeded', entry) end
   local rec = KEYS[kc + FKEY_record]
   if ttl > 0 then
-    redis.call('HSET', rec, 'state', 'succeeded', 'job', job, 'attempts', '1',
+    call('HSET', rec, 'state', 'succeeded', 'job', job, 'attempts', '1',
       'first_at', first_at, 'last_at', finished, 'plugin', digest)
-    if result ~= '' then redis.call('HSET', rec, 'result', result) end
-    redis.call('EXPIRE', rec, ttl)
+    if result ~= '' then call('HSET', rec, 'result', result) end
+    call('EXPIRE', rec, ttl_arg)
   end
   if keyed then
     mark_done(KEYS[kc + FKEY_idem], entry, ARGV[i + FRESH_result_digest], ARGV[i + FRESH_idem_ttl])
@@ -354,8 +366,9 @@ end
 -- nothing of that completion changed.
 -- Upvalues, not table fields: written for every completion.
 local at_i, at_kc, at_acked, next_i, next_kc = HEAD_N + nd + 1, QKEY_N + BKEY_N * nb, 0, 0, 0
+local nargv = #ARGV
 local function record_all()
-  while at_i <= #ARGV do
+  while at_i <= nargv do
     local i, kc = at_i, at_kc
     at_acked = applied
     batch_done = false
@@ -393,7 +406,7 @@ while true do
     job, payload = ARGV[i + FULL_job], ARGV[i + FULL_payload]
     b = tonumber(ARGV[i + FULL_batch])
   end
-  took[#took] = 'e'
+  took[ntook] = 'e'
   unrecordable[#unrecordable+1] = id .. ' ' .. why
   local d = redis.call('XADD', dead, '*', 'id', id, 'job', job, 'queue', queue,
     'reason', 'unrecordable', 'class', 'crash', 'code', 'unrecordable',
