@@ -68,7 +68,7 @@ local qprefix = string.sub(jobs, 1, -#JOBS_KEY - 1)
 -- Every completion that cannot be recorded is dead-lettered instead (below),
 -- so the dead stream must take entries: checked before anything is
 -- acknowledged, so a batch that fails here changes nothing.
-local dead_type = redis.call('TYPE', dead)
+local dead_type = call('TYPE', dead)
 dead_type = dead_type.ok or dead_type
 if dead_type ~= 'stream' and dead_type ~= 'none' then
   return redis.error_reply('ERR ward: ' .. dead .. ' holds a ' .. dead_type
@@ -85,7 +85,7 @@ local ntook = 0
 -- them for a fraction of XDEL's cost (XDEL seeks through the entry's node
 -- for every id). Behind an attempt that runs for a long time they cannot be
 -- trimmed; once too many wait there, they are deleted one by one again.
-local acked_left = tonumber(redis.call('GET', acked_key) or '0')
+local acked_left = tonumber(call('GET', acked_key) or '0')
 local delete_each = acked_left >= acked_max
 local levels = {KEYS[QKEY_jobs_high], KEYS[QKEY_jobs_low]}
 -- An entry id names one entry across the level streams (see lease.lua): a
@@ -94,7 +94,7 @@ local levels = {KEYS[QKEY_jobs_high], KEYS[QKEY_jobs_low]}
 local function ack_level(entry)
   for _, s in ipairs(levels) do
     if redis.pcall('XACK', s, group, entry) == 1 then
-      redis.call('XDEL', s, entry)
+      call('XDEL', s, entry)
       return true
     end
   end
@@ -114,7 +114,7 @@ local function ack(entry)
   applied = applied + 1
   took[ntook] = '1'
   if delete_each then
-    redis.call('XDEL', jobs, entry)
+    call('XDEL', jobs, entry)
   else
     kept = kept + 1
   end
@@ -126,8 +126,8 @@ local function mark_done(ikey, id, digest, key_ttl)
   local v = id .. ' done ' .. digest
   -- The claim (at enqueue or lease) set the key with its TTL: keep it. A
   -- key that has gone meanwhile is set again with the job type's TTL.
-  if not redis.call('SET', ikey, v, 'XX', 'KEEPTTL') then
-    redis.call('SET', ikey, v, 'PX', key_ttl)
+  if not call('SET', ikey, v, 'XX', 'KEEPTTL') then
+    call('SET', ikey, v, 'PX', key_ttl)
   end
 end
 -- The name/value pairs that follow the FULL fields of the completion at i.
@@ -180,25 +180,25 @@ local function retry(i, n, rec, c)
   local delay = tonumber(ARGV[i + FULL_delay])
   local expiries = ARGV[i + FULL_lease_expiries]
   local x = extras(i, n)
-  redis.call('HSET', rec, 'next_attempt', next_attempt, 'last_delay_ms', tostring(delay),
+  call('HSET', rec, 'next_attempt', next_attempt, 'last_delay_ms', tostring(delay),
     'lease_expiries', expiries)
-  if has_ckpt then redis.call('HSET', rec, 'checkpoint', ckpt) end
-  for k = 1, #x, 2 do redis.call('HSET', rec, EXTRA_PREFIX .. x[k], x[k+1]) end
+  if has_ckpt then call('HSET', rec, 'checkpoint', ckpt) end
+  for k = 1, #x, 2 do call('HSET', rec, EXTRA_PREFIX .. x[k], x[k+1]) end
   if delay <= 0 then
     local f = {ENTRY.id, c.id, 'job', c.job, 'payload', c.payload, ENTRY.attempt, next_attempt,
       ENTRY.first_at, c.first_at, ENTRY.last_delay_ms, '0', ENTRY.lease_expiries, expiries}
     if has_ckpt then f[#f+1] = ENTRY.checkpoint; f[#f+1] = ckpt end
     for k = 1, #x do f[#f+1] = x[k] end
-    local e = redis.call('XADD', jobs, '*', unpack(f))
-    redis.call('HSET', rec, 'state', 'queued', 'entry', e)
-    redis.call('HDEL', rec, 'due_at')
+    local e = call('XADD', jobs, '*', unpack(f))
+    call('HSET', rec, 'state', 'queued', 'entry', e)
+    call('HDEL', rec, 'due_at')
   else
     -- Due times come from the Redis clock, so daemons with skewed
     -- clocks still agree on when a retry is due.
     local due = now + delay
-    redis.call('ZADD', delayed, due, c.id)
-    redis.call('HSET', rec, 'state', 'retrying', 'due_at', tostring(due))
-    redis.call('HDEL', rec, 'entry')
+    call('ZADD', delayed, due, c.id)
+    call('HSET', rec, 'state', 'retrying', 'due_at', tostring(due))
+    call('HDEL', rec, 'entry')
     if earliest == nil or due < earliest then earliest = due end
   end
 end
@@ -206,7 +206,7 @@ end
 -- correlation fields), and the record says where it went.
 local function dead_letter(i, n, rec, c)
   local reason = ARGV[i + FULL_reason]
-  local first = redis.call('HGET', rec, 'first_at') or ''
+  local first = call('HGET', rec, 'first_at') or ''
   local f = {'id', c.id, 'job', c.job, 'queue', queue, 'reason', reason, 'class', c.class,
     'code', ARGV[i + FULL_code], 'message', ARGV[i + FULL_message],
     'upstream', ARGV[i + FULL_upstream], 'attempts', c.attempt,
@@ -219,9 +219,9 @@ local function dead_letter(i, n, rec, c)
     if DEAD_ENTRY_FIELDS[x[k]] then f[#f+1] = EXTRA_PREFIX .. x[k] else f[#f+1] = x[k] end
     f[#f+1] = x[k+1]
   end
-  local d = redis.call('XADD', dead, '*', unpack(f))
-  redis.call('HSET', rec, 'state', 'dead', 'dead_reason', reason, 'dead_entry', d)
-  redis.call('HDEL', rec, 'entry', 'due_at', 'next_attempt')
+  local d = call('XADD', dead, '*', unpack(f))
+  call('HSET', rec, 'state', 'dead', 'dead_reason', reason, 'dead_entry', d)
+  call('HDEL', rec, 'entry', 'due_at', 'next_attempt')
   batch_ended(tonumber(ARGV[i + FULL_batch]), 'dead', c.id, cjson.encode({class = c.class,
     code = ARGV[i + FULL_code], message = string.sub(ARGV[i + FULL_message], 1, 512),
     reason = reason, attempts = tonumber(c.attempt), at = now}))
@@ -229,36 +229,36 @@ end
 -- An operator's cancel, honoured: the job is final, its record says who
 -- (from the request) and when, and expires like a discarded job's.
 local function cancelled(rec, hkey, c, b)
-  redis.call('ZREM', cancels, c.id)
+  call('ZREM', cancels, c.id)
   batch_ended(b, 'cancelled', c.id)
-  redis.call('HSET', rec, 'state', 'cancelled', 'cancelled_at', tostring(now))
-  redis.call('HDEL', rec, 'entry', 'due_at', 'next_attempt', 'checkpoint')
-  local ev = {event = 'cancelled', by = redis.call('HGET', rec, 'cancelled_by') or '',
+  call('HSET', rec, 'state', 'cancelled', 'cancelled_at', tostring(now))
+  call('HDEL', rec, 'entry', 'due_at', 'next_attempt', 'checkpoint')
+  local ev = {event = 'cancelled', by = call('HGET', rec, 'cancelled_by') or '',
     at = now, attempt = tonumber(c.attempt)}
-  local note = redis.call('HGET', rec, 'cancel_note')
+  local note = call('HGET', rec, 'cancel_note')
   if note and note ~= '' then ev.note = note end
-  redis.call('RPUSH', hkey, cjson.encode(ev))
-  redis.call('LTRIM', hkey, -hist_max, -1)
-  redis.call('EXPIRE', rec, retired)
-  redis.call('EXPIRE', hkey, retired)
+  call('RPUSH', hkey, cjson.encode(ev))
+  call('LTRIM', hkey, -hist_max, -1)
+  call('EXPIRE', rec, retired)
+  call('EXPIRE', hkey, retired)
 end
 -- A job held back while its job type or queue is paused: the record keeps
 -- what a release needs to run it again as the same attempt (as
 -- `record_entry` reads it); its last error and times stay as they were.
 local function hold(i, n, rec, hkey, c, hist)
-  if c.first_at ~= '0' then redis.call('HSETNX', rec, 'first_at', c.first_at) end
-  redis.call('HSET', rec, 'state', 'paused', 'job', c.job, 'attempts', c.attempt,
+  if c.first_at ~= '0' then call('HSETNX', rec, 'first_at', c.first_at) end
+  call('HSET', rec, 'state', 'paused', 'job', c.job, 'attempts', c.attempt,
     'payload', c.payload, 'next_attempt', tostring(tonumber(c.attempt) + 1),
     'lease_expiries', ARGV[i + FULL_lease_expiries], 'paused_at', tostring(now))
   if ARGV[i + FULL_has_checkpoint] == '1' then
-    redis.call('HSET', rec, 'checkpoint', ARGV[i + FULL_checkpoint])
+    call('HSET', rec, 'checkpoint', ARGV[i + FULL_checkpoint])
   end
   local x = extras(i, n)
-  for k = 1, #x, 2 do redis.call('HSET', rec, EXTRA_PREFIX .. x[k], x[k+1]) end
-  redis.call('HDEL', rec, 'entry', 'due_at')
-  redis.call('RPUSH', hkey, hist)
-  redis.call('LTRIM', hkey, -hist_max, -1)
-  redis.call('ZADD', held, now, c.id)
+  for k = 1, #x, 2 do call('HSET', rec, EXTRA_PREFIX .. x[k], x[k+1]) end
+  call('HDEL', rec, 'entry', 'due_at')
+  call('RPUSH', hkey, hist)
+  call('LTRIM', hkey, -hist_max, -1)
+  call('ZADD', held, now, c.id)
 end
 -- Every kind but a fresh success.
 local function full(kind, i, n, kc, keyed)
@@ -293,14 +293,14 @@ local function full(kind, i, n, kc, keyed)
     -- the first; a redelivery of a job that ended was counted then.
     if owner ~= c.id then batch_ended(batch, 'succeeded', c.id) end
     if ttl > 0 then
-      redis.call('RPUSH', hkey, hist)
-      redis.call('LTRIM', hkey, -hist_max, -1)
+      call('RPUSH', hkey, hist)
+      call('LTRIM', hkey, -hist_max, -1)
     end
     if owner ~= c.id and ttl > 0 then
-      redis.call('HSET', rec, 'state', 'succeeded', 'job', c.job, 'duplicate_of', owner,
+      call('HSET', rec, 'state', 'succeeded', 'job', c.job, 'duplicate_of', owner,
         'attempts', '0', 'last_at', c.finished)
-      redis.call('EXPIRE', rec, ttl)
-      redis.call('EXPIRE', hkey, ttl)
+      call('EXPIRE', rec, ttl)
+      call('EXPIRE', hkey, ttl)
     end
     return
   end
@@ -323,29 +323,29 @@ local function full(kind, i, n, kc, keyed)
     -- The queue keeps no record of succeeded jobs: the one this job had
     -- while it was retried goes, its idempotency key stays.
     done()
-    redis.call('DEL', rec, hkey)
+    call('DEL', rec, hkey)
     return
   end
-  if c.first_at ~= '0' then redis.call('HSETNX', rec, 'first_at', c.first_at) end
-  redis.call('HSET', rec, 'job', c.job, 'attempts', c.attempt, 'last_at', c.finished)
-  if c.digest ~= '' then redis.call('HSET', rec, 'plugin', c.digest) end
-  redis.call('RPUSH', hkey, hist)
-  redis.call('LTRIM', hkey, -hist_max, -1)
+  if c.first_at ~= '0' then call('HSETNX', rec, 'first_at', c.first_at) end
+  call('HSET', rec, 'job', c.job, 'attempts', c.attempt, 'last_at', c.finished)
+  if c.digest ~= '' then call('HSET', rec, 'plugin', c.digest) end
+  call('RPUSH', hkey, hist)
+  call('LTRIM', hkey, -hist_max, -1)
   if kind == 'ok' then
     local result, note = ARGV[i + FULL_result], ARGV[i + FULL_result_note]
-    redis.call('HSET', rec, 'state', 'succeeded')
-    redis.call('HDEL', rec, 'checkpoint', 'entry', 'payload', 'due_at', 'next_attempt')
-    if result ~= '' then redis.call('HSET', rec, 'result', result) end
-    if note ~= '' then redis.call('HSET', rec, 'result_note', note) end
+    call('HSET', rec, 'state', 'succeeded')
+    call('HDEL', rec, 'checkpoint', 'entry', 'payload', 'due_at', 'next_attempt')
+    if result ~= '' then call('HSET', rec, 'result', result) end
+    if note ~= '' then call('HSET', rec, 'result_note', note) end
     done()
-    redis.call('EXPIRE', rec, keep)
-    redis.call('EXPIRE', hkey, keep)
+    call('EXPIRE', rec, keep)
+    call('EXPIRE', hkey, keep)
     return
   end
-  redis.call('HSET', rec, 'payload', c.payload, 'last_class', c.class,
+  call('HSET', rec, 'payload', c.payload, 'last_class', c.class,
     'last_code', ARGV[i + FULL_code], 'last_message', ARGV[i + FULL_message],
     'last_upstream', ARGV[i + FULL_upstream])
-  if kind == 'cancel' or redis.call('HEXISTS', rec, 'cancel_requested_at') == 1 then
+  if kind == 'cancel' or call('HEXISTS', rec, 'cancel_requested_at') == 1 then
     cancelled(rec, hkey, c, batch)
   elseif kind == 'retry' then
     retry(i, n, rec, c)
@@ -408,7 +408,7 @@ while true do
   end
   took[ntook] = 'e'
   unrecordable[#unrecordable+1] = id .. ' ' .. why
-  local d = redis.call('XADD', dead, '*', 'id', id, 'job', job, 'queue', queue,
+  local d = call('XADD', dead, '*', 'id', id, 'job', job, 'queue', queue,
     'reason', 'unrecordable', 'class', 'crash', 'code', 'unrecordable',
     'message', 'the outcome could not be recorded in Redis: ' .. why,
     'entry', entry, 'last_at', tostring(now), 'payload', payload)
@@ -416,7 +416,7 @@ while true do
   -- much (the record may be the very key it refused).
   local rec
   if ARGV[i] == 'f' then rec = KEYS[at_kc + FKEY_record] else rec = KEYS[at_kc + CKEY_record] end
-  pcall(redis.call, 'HSET', rec, 'state', 'dead', 'dead_reason', 'unrecordable',
+  pcall(call, 'HSET', rec, 'state', 'dead', 'dead_reason', 'unrecordable',
     'dead_entry', d, 'job', job)
   -- Dead as far as its batch knows, unless it had ended there already.
   if not batch_done then
@@ -438,7 +438,7 @@ if applied > 0 then
     if tonumber(p[1]) > 0 then
       minid = p[2]
     else
-      for _, g in ipairs(redis.call('XINFO', 'GROUPS', jobs)) do
+      for _, g in ipairs(call('XINFO', 'GROUPS', jobs)) do
         local name, last = nil, nil
         for k = 1, #g, 2 do
           if g[k] == 'name' then name = g[k + 1] end
@@ -457,16 +457,16 @@ if applied > 0 then
   -- leaves the stream holding only what is still to be delivered.
   local trimmed = 0
   if minid and tonumber(p[1]) > 0 then
-    trimmed = redis.call('XTRIM', jobs, 'MINID', '~', minid)
+    trimmed = call('XTRIM', jobs, 'MINID', '~', minid)
   elseif minid then
-    trimmed = redis.call('XTRIM', jobs, 'MINID', minid)
+    trimmed = call('XTRIM', jobs, 'MINID', minid)
   end
   acked_left = acked_left + kept - trimmed
   if minid and tonumber(p[1]) == 0 then acked_left = 0 end
   if acked_left < 0 then acked_left = 0 end
-  redis.call('SET', acked_key, tostring(acked_left))
+  call('SET', acked_key, tostring(acked_left))
 end
 -- The queue moves: what the `stalled` alert watches, fleet-wide.
-if applied > 0 then redis.call('SET', KEYS[QKEY_progress], tostring(now)) end
-if earliest ~= nil then redis.call('PUBLISH', wake, tostring(earliest)) end
+if applied > 0 then call('SET', KEYS[QKEY_progress], tostring(now)) end
+if earliest ~= nil then call('PUBLISH', wake, tostring(earliest)) end
 return {table.concat(took), unpack(unrecordable)}
