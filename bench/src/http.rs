@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use ward_testkit::{Config, HttpsStub, METRICS_ANY_PORT, UpstreamStub, job_table};
+use ward_testkit::{Config, METRICS_ANY_PORT, job_table};
 
 use crate::receiver::Receiver;
 
@@ -22,11 +22,7 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
     let args = &bench.args;
     let delay = Duration::from_millis(args.http_delay_ms);
     let n = args.http_jobs;
-    let stub = if args.http_receiver == "threads" {
-        Receiver::Threads(UpstreamStub::keep_alive(delay))
-    } else {
-        Receiver::Tokio(HttpsStub::plain(delay))
-    };
+    let stub = Receiver::keep_alive(args.http_receiver, delay);
     let plugin = bench.plugins.join("webhook.wasm");
     anyhow::ensure!(
         plugin.exists(),

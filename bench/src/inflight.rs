@@ -15,12 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use ward_testkit::{
-    Config, HttpsStub, METRICS_ANY_PORT, UpstreamStub, job_table, proc_kib, proc_status_kib,
-};
+use ward_testkit::{Config, HttpsStub, METRICS_ANY_PORT, job_table, proc_kib, proc_status_kib};
 
 use super::{Bench, all_succeeded, records, stop, usage, wait_drained};
-use crate::receiver::Receiver;
+use crate::receiver::{self, Receiver};
 
 /// Runs the scenario once and prints what it measured.
 #[allow(clippy::cast_precision_loss, reason = "job counts far below 2^52")]
@@ -34,7 +32,7 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
             max => HttpsStub::limited(hold, max),
         })
     } else {
-        Receiver::Threads(UpstreamStub::keep_alive(hold))
+        Receiver::keep_alive(receiver::Kind::Threads, hold)
     };
     let plugin = bench.plugins.join("webhook.wasm");
     anyhow::ensure!(
@@ -43,8 +41,10 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
         plugin.display()
     );
     let tls = match &stub {
-        Receiver::Tokio(s) => format!(", ca_file = \"{}\", http2 = true", s.ca_file.display()),
-        Receiver::Threads(_) => String::new(),
+        Receiver::Tokio(s) if args.inflight_h2 => {
+            format!(", ca_file = \"{}\", http2 = true", s.ca_file.display())
+        }
+        _ => String::new(),
     };
     let http = format!(
         "http = {{ allow = [\"127.0.0.1:{}\"], timeout = \"120s\"{tls} }}\ntimeout = \"300s\"",

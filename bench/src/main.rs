@@ -103,8 +103,8 @@ struct Args {
     /// async thread, as cheap as a real server's event loop) or `threads`
     /// (the test kit's thread per connection, the receiver of the figures
     /// before 2026-12-03; it takes CPU from the daemon on a small machine).
-    #[arg(long, default_value = "tokio", value_parser = ["tokio", "threads"])]
-    http_receiver: String,
+    #[arg(long, value_enum, default_value_t = receiver::Kind::Tokio)]
+    http_receiver: receiver::Kind,
     /// Jobs per run in the `python` and `js` scenarios.
     #[arg(long, default_value_t = 20_000)]
     lang_jobs: usize,

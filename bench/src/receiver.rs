@@ -1,7 +1,18 @@
 //! The local upstream of the `http` and `inflight` scenarios: either of the
 //! test kit's receivers, counting the same things.
 
+use std::time::Duration;
+
 use ward_testkit::{HttpsStub, UpstreamStub};
+
+/// Which receiver serves plain HTTP/1.1 keep-alive (`--http-receiver`).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(super) enum Kind {
+    /// One tokio thread for every connection.
+    Tokio,
+    /// A thread per connection.
+    Threads,
+}
 
 /// A receiver of webhook requests on 127.0.0.1.
 pub(super) enum Receiver {
@@ -13,6 +24,14 @@ pub(super) enum Receiver {
 }
 
 impl Receiver {
+    /// A plain HTTP keep-alive receiver of `kind` answering after `hold`.
+    pub(super) fn keep_alive(kind: Kind, hold: Duration) -> Receiver {
+        match kind {
+            Kind::Tokio => Receiver::Tokio(HttpsStub::plain(hold)),
+            Kind::Threads => Receiver::Threads(UpstreamStub::keep_alive(hold)),
+        }
+    }
+
     /// How it serves, for the report.
     pub(super) fn describe(&self) -> &'static str {
         match self {
