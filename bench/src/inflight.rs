@@ -18,7 +18,7 @@ use anyhow::Context as _;
 use ward_testkit::{Config, HttpsStub, METRICS_ANY_PORT, job_table, proc_kib, proc_status_kib};
 
 use super::{Bench, all_succeeded, records, stop, usage, wait_drained};
-use crate::receiver::{self, Receiver};
+use crate::receiver::Receiver;
 
 /// Runs the scenario once and prints what it measured.
 #[allow(clippy::cast_precision_loss, reason = "job counts far below 2^52")]
@@ -32,7 +32,7 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
             max => HttpsStub::limited(hold, max),
         })
     } else {
-        Receiver::keep_alive(receiver::Kind::Threads, hold)
+        Receiver::keep_alive(args.http_receiver, hold)
     };
     let plugin = bench.plugins.join("webhook.wasm");
     anyhow::ensure!(
@@ -106,12 +106,13 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
     let first = rows.iter().map(|r| r.first).min().unwrap_or(0);
     let last_start = rows.iter().map(|r| r.first).max().unwrap_or(0);
     println!(
-        "## inflight: {n} webhook jobs, concurrency {n}, {} receiver answers after {} ms",
+        "## inflight: {n} webhook jobs, concurrency {n}, {} receiver ({}) answers after {} ms",
         match (args.inflight_h2, args.inflight_h2_streams) {
             (false, _) => "HTTP/1.1".to_string(),
             (true, 0) => "HTTPS HTTP/2 (http2 = true)".to_string(),
             (true, max) => format!("HTTPS HTTP/2 (http2 = true, {max} streams per connection)"),
         },
+        stub.describe(),
         args.inflight_hold_ms
     );
     println!(

@@ -99,10 +99,12 @@ struct Args {
     /// (0 or 1: a fresh instance per attempt, the default).
     #[arg(long, default_value_t = 0)]
     http_reuse: u32,
-    /// The `http` scenario's receiver: `tokio` (every connection on one
-    /// async thread, as cheap as a real server's event loop) or `threads`
-    /// (the test kit's thread per connection, the receiver of the figures
-    /// before 2026-12-03; it takes CPU from the daemon on a small machine).
+    /// The plain HTTP receiver of the `http` and `inflight` scenarios:
+    /// `tokio` (every connection on one async thread, as cheap as a real
+    /// server's event loop) or `threads` (the test kit's thread per
+    /// connection, the receiver of the figures before 2026-12-03; it takes
+    /// CPU from the daemon on a small machine, and 10,000 threads at
+    /// `--inflight 10000`).
     #[arg(long, value_enum, default_value_t = receiver::Kind::Tokio)]
     http_receiver: receiver::Kind,
     /// Jobs per run in the `python` and `js` scenarios.
