@@ -8,6 +8,7 @@
 //! into the line itself, so one query on `job_id` finds every line of a job.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
@@ -33,6 +34,46 @@ const MAX_CORRELATION: usize = 128;
 /// The filter when neither `RUST_LOG` nor `[log] level` says.
 pub const DEFAULT_LEVEL: &str = "info";
 
+/// Whether the installed filter has span directives (`[span]=level`),
+/// which can let a plugin's line through only inside its attempt's span.
+/// True until [`init`] says otherwise, so an unknown filter is never
+/// second-guessed.
+static SPAN_DIRECTIVES: AtomicBool = AtomicBool::new(true);
+
+/// Whether a plugin's log line at `level` (target `ward::plugin`) can pass
+/// the installed filter. The host skips redacting a line, and making its
+/// attempt's span, when it cannot: a busy plugin's routine lines cost
+/// nothing under `ward::plugin=warn`.
+#[must_use]
+pub fn plugin_line_enabled(level: Level) -> bool {
+    plugin_line_passes(level, SPAN_DIRECTIVES.load(Ordering::Relaxed))
+}
+
+/// [`plugin_line_enabled`] with the filter's span directives given.
+fn plugin_line_passes(level: Level, span_directives: bool) -> bool {
+    // Cheapest first: the most verbose level of any directive.
+    if level > tracing::level_filters::LevelFilter::current() {
+        return false;
+    }
+    // A span directive decides only inside the span, which is not made
+    // yet: let the line through and the filter judge it there.
+    if span_directives {
+        return true;
+    }
+    match level {
+        Level::TRACE => tracing::enabled!(target: "ward::plugin", Level::TRACE),
+        Level::DEBUG => tracing::enabled!(target: "ward::plugin", Level::DEBUG),
+        Level::INFO => tracing::enabled!(target: "ward::plugin", Level::INFO),
+        Level::WARN => tracing::enabled!(target: "ward::plugin", Level::WARN),
+        Level::ERROR => tracing::enabled!(target: "ward::plugin", Level::ERROR),
+    }
+}
+
+/// Whether filter directives include a span directive (`target[span]=level`).
+fn has_span_directives(directives: &str) -> bool {
+    directives.contains('[')
+}
+
 /// The log filter directives: `RUST_LOG` when set and not empty, else the
 /// config's `[log] level`, else `info`.
 #[must_use]
@@ -54,7 +95,16 @@ pub fn directives(rust_log: Option<&str>, config: Option<&str>) -> String {
 pub fn init(json: bool, daemon: bool, config_level: Option<&str>) {
     let rust_log = std::env::var("RUST_LOG").ok();
     let wanted = directives(rust_log.as_deref(), config_level);
-    let filter = EnvFilter::try_new(&wanted).unwrap_or_else(|_| EnvFilter::new(DEFAULT_LEVEL));
+    let filter = match EnvFilter::try_new(&wanted) {
+        Ok(filter) => {
+            SPAN_DIRECTIVES.store(has_span_directives(&wanted), Ordering::Relaxed);
+            filter
+        }
+        Err(_) => {
+            SPAN_DIRECTIVES.store(false, Ordering::Relaxed);
+            EnvFilter::new(DEFAULT_LEVEL)
+        }
+    };
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let stdout = Prefixed {
         priority: daemon && stdout_is_journal(),
@@ -357,6 +407,45 @@ mod tests {
         assert_eq!(directives(Some(""), Some("warn")), "warn");
         assert_eq!(directives(None, Some("warn,ward=debug")), "warn,ward=debug");
         assert_eq!(directives(None, None), "info");
+    }
+
+    #[test]
+    fn a_plugin_line_is_skipped_only_when_its_target_cannot_pass() {
+        let with = |directives: &str, check: &dyn Fn()| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter(EnvFilter::new(directives))
+                .with_writer(std::io::sink)
+                .finish();
+            tracing::subscriber::with_default(subscriber, check);
+        };
+        with("info,ward::plugin=warn", &|| {
+            assert!(
+                !plugin_line_passes(Level::INFO, false),
+                "below ward::plugin's level"
+            );
+            assert!(plugin_line_passes(Level::WARN, false));
+        });
+        with("warn,ward::plugin=debug", &|| {
+            assert!(
+                plugin_line_passes(Level::DEBUG, false),
+                "above the default's level"
+            );
+            assert!(!plugin_line_passes(Level::TRACE, false));
+        });
+        with("warn,ward::worker=info", &|| {
+            assert!(
+                !plugin_line_passes(Level::INFO, false),
+                "info is another target's"
+            );
+            assert!(plugin_line_passes(Level::WARN, false));
+        });
+        // Only the span can say; the line goes on to be judged inside it.
+        with("warn,[attempt{queue=q}]=debug", &|| {
+            assert!(plugin_line_passes(Level::DEBUG, true));
+        });
+        assert!(has_span_directives("warn,[attempt{queue=q}]=debug"));
+        assert!(has_span_directives("ward::plugin[attempt]=debug"));
+        assert!(!has_span_directives("info,ward::plugin=warn"));
     }
 
     #[test]

@@ -221,9 +221,7 @@ impl wit::Host for HostState {}
 
 impl host::Host for HostState {
     fn log(&mut self, level: host::Level, message: String) {
-        // A line no filter can pass costs nothing: no redaction, no span.
-        // (The filter's most verbose level over all targets; a directive
-        // for `ward::plugin` alone still raises it.)
+        // A line the filter cannot pass costs nothing: no redaction, no span.
         let wanted = match level {
             host::Level::Trace => tracing::Level::TRACE,
             host::Level::Debug => tracing::Level::DEBUG,
@@ -231,7 +229,7 @@ impl host::Host for HostState {
             host::Level::Warn => tracing::Level::WARN,
             host::Level::Error => tracing::Level::ERROR,
         };
-        if wanted > tracing::level_filters::LevelFilter::current() {
+        if !crate::obs::logging::plugin_line_enabled(wanted) {
             return;
         }
         let mut message = redact(&message, &self.secrets);
