@@ -5,7 +5,9 @@
 //! beat `concurrency / d` jobs/s; the run reports its throughput against
 //! that ideal, and how many TCP connections the receiver accepted (pooled
 //! connections: about `concurrency`; a connection per request: one per
-//! job).
+//! job). It also reports the run's middle alone (see [`crate::steady`]):
+//! its rate, the attempts in flight and how long each took, which say
+//! where the rest of the ideal went.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +15,7 @@ use anyhow::Context as _;
 use ward_testkit::{Config, METRICS_ANY_PORT, job_table};
 
 use crate::receiver::Receiver;
+use crate::steady;
 
 use super::{Bench, all_succeeded, cpu_seconds, fill, records, stop, usage, wait_drained};
 
@@ -81,6 +84,20 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
         "  throughput            {throughput:.0} jobs/s (first start to last end), ideal {ideal:.0} (concurrency / delay): {:.0}%",
         100.0 * throughput / ideal
     );
+    let attempts: Vec<(u64, u64)> = rows.iter().map(|r| (r.first, r.last)).collect();
+    if let Some(s) = steady::steady(&attempts) {
+        let concurrency = f64::from(args.concurrency);
+        println!(
+            "  steady state          {:.0} jobs/s in the middle {:.0}% of the span ({:.0}% of ideal): {:.0} attempts in flight on average ({:.0}% of concurrency), each {:.1} ms against the receiver's {} ms",
+            s.rate,
+            100.0 * (1.0 - 2.0 * s.cut),
+            100.0 * s.rate / ideal,
+            s.in_flight,
+            100.0 * s.in_flight / concurrency,
+            s.attempt_ms,
+            args.http_delay_ms
+        );
+    }
     println!(
         "  connections accepted  {} ({:.2} x concurrency); most requests open at once {}",
         stub.connections(),

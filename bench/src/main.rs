@@ -38,6 +38,7 @@ mod lang;
 mod receiver;
 mod scaling;
 mod startup;
+mod steady;
 mod upstream;
 
 use ward_testkit::{
