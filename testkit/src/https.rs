@@ -21,6 +21,9 @@ use tokio::sync::oneshot;
 /// more than any test or benchmark sends (hyper's default, 200, would cap
 /// the client under test).
 const MAX_STREAMS: u32 = 1_000_000;
+/// Connections the kernel may queue for `accept` (Linux caps it at
+/// `net.core.somaxconn`, 4096 by default).
+const BACKLOG: u32 = 4096;
 
 /// An HTTPS server answering every request `200` with body `ok` (after a
 /// hold, for [`HttpsStub::holding`]), counting the connections it accepted
@@ -81,11 +84,9 @@ impl HttpsStub {
             Wire::Plain => None,
             Wire::Tls { h2 } => Some(acceptor(dir.path(), h2)),
         };
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
         let counts = Counts::default();
         let (stop, stopped) = oneshot::channel();
+        let (listening, port) = std::sync::mpsc::channel();
         let shared = counts.clone();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -93,7 +94,14 @@ impl HttpsStub {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                // A server's backlog, not std's 128: a benchmark opening a
+                // thousand connections at once would otherwise see some
+                // dropped and retried by the kernel, which no real server
+                // would cause.
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+                let listener = socket.listen(BACKLOG).unwrap();
+                let _ = listening.send(listener.local_addr().unwrap().port());
                 let serve = async {
                     loop {
                         let Ok((tcp, _)) = listener.accept().await else {
@@ -123,6 +131,7 @@ impl HttpsStub {
                 }
             });
         });
+        let port = port.recv().unwrap();
         HttpsStub {
             port,
             ca_file: dir.path().join("ca.pem"),
