@@ -176,6 +176,9 @@ struct Bench {
     redis: Server,
     ward: PathBuf,
     plugins: PathBuf,
+    /// What starting one daemon costs in CPU, measured once (see
+    /// [`Bench::start_cost`]).
+    start_cost: std::cell::OnceCell<f64>,
 }
 
 /// How long a daemon may take to compile its plugins and start.
@@ -212,6 +215,25 @@ impl Bench {
             .jobs(&jobs)
             .render();
         self.start(&config)
+    }
+
+    /// The CPU seconds one daemon of [`Bench::daemon`] uses to start: on an
+    /// empty queue, from its launch until it has been ready for 100 ms.
+    /// Measured once, before the first run. A drain's daemon CPU less this
+    /// is what its jobs cost, so a version that compiles its plugin at
+    /// every start (no compile cache) does not look slower per job than it
+    /// is.
+    fn start_cost(&self) -> anyhow::Result<f64> {
+        if let Some(cost) = self.start_cost.get() {
+            return Ok(*cost);
+        }
+        let mut con = self.redis.con()?;
+        let _: () = redis::cmd("FLUSHALL").query(&mut con)?;
+        let ward = self.daemon("24h", false)?;
+        std::thread::sleep(Duration::from_millis(100));
+        let cost = cpu_seconds(ward.pid());
+        stop(vec![ward]);
+        Ok(*self.start_cost.get_or_init(|| cost))
     }
 
     /// Starts a daemon with `config` and waits until it is running. Its
@@ -436,6 +458,9 @@ struct Run {
     start_lat: Vec<u64>,
     done_lat: Vec<u64>,
     daemon_cpu: f64,
+    /// Of `daemon_cpu`, what starting the daemons cost (plugin loads, a
+    /// compile without a cache), not jobs: [`Bench::start_cost`] each.
+    daemon_start_cpu: f64,
     daemon_rss_kib: u64,
     redis_cpu: f64,
     wall: f64,
@@ -459,6 +484,7 @@ enum Mix {
 #[allow(clippy::cast_precision_loss, reason = "job counts far below 2^52")]
 fn drain_run(bench: &Bench, label: &str, mix: Mix) -> anyhow::Result<Run> {
     let (args, redis) = (&bench.args, &bench.redis);
+    let start_cost = bench.start_cost()?;
     let failures = mix == Mix::Failures;
     let keyed = mix == Mix::Keyed;
     let no_record = mix == Mix::NoRecord;
@@ -522,6 +548,7 @@ fn drain_run(bench: &Bench, label: &str, mix: Mix) -> anyhow::Result<Run> {
         start_lat: Vec::new(),
         done_lat: Vec::new(),
         daemon_cpu: cpu,
+        daemon_start_cpu: start_cost * args.daemons.max(1) as f64,
         daemon_rss_kib: rss,
         redis_cpu: redis_used,
         wall,
@@ -584,6 +611,7 @@ fn latency_run(bench: &Bench, rate: u64) -> anyhow::Result<Run> {
     let (args, redis) = (&bench.args, &bench.redis);
     let mut con = redis.con()?;
     let _: () = redis::cmd("FLUSHALL").query(&mut con)?;
+    let start_cost = bench.start_cost()?;
     let daemon = bench.daemon("24h", false)?;
     let redis_before = redis_cpu(&mut con);
     let total = (rate * args.latency_seconds) as usize;
@@ -630,6 +658,7 @@ fn latency_run(bench: &Bench, rate: u64) -> anyhow::Result<Run> {
         start_lat,
         done_lat,
         daemon_cpu: cpu,
+        daemon_start_cpu: start_cost,
         daemon_rss_kib: rss,
         redis_cpu: redis_used,
         wall,
@@ -735,9 +764,11 @@ fn print_run(r: &Run) {
         line("enqueue -> completion", &r.done_lat);
     }
     println!(
-        "  daemon                CPU {:.2} s over {:.2} s wall, peak RSS {} MiB",
+        "  daemon                CPU {:.2} s over {:.2} s wall ({:.2} s of it starting, measured apart; {:.2} µs per job besides), peak RSS {} MiB",
         r.daemon_cpu,
         r.wall,
+        r.daemon_start_cpu,
+        (r.daemon_cpu - r.daemon_start_cpu) * 1e6 / r.jobs.max(1) as f64,
         r.daemon_rss_kib / 1024
     );
     println!("  redis-server          CPU {:.2} s", r.redis_cpu);
@@ -789,6 +820,7 @@ fn main() -> anyhow::Result<()> {
         redis,
         ward,
         plugins,
+        start_cost: std::cell::OnceCell::new(),
     };
     let args = &bench.args;
     println!("# ward-bench");
