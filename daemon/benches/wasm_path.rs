@@ -18,7 +18,7 @@ use rand::rngs::StdRng;
 use ward::job::{FailureClass, Outcome};
 use ward::obs::logging::AttemptIdent;
 use ward::policy::{self, Progress, RetryPolicy};
-use ward::runtime::{DEFAULT_MEMORY_LIMIT, JobInput, Runtime, Sandbox};
+use ward::runtime::{JobInput, Runtime, RuntimeSpec, Sandbox};
 
 fn plugins_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
@@ -33,7 +33,11 @@ fn instantiate_and_call(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let runtime = Runtime::new(16, DEFAULT_MEMORY_LIMIT, false, None, false).unwrap();
+    let runtime = Runtime::new(&RuntimeSpec {
+        slots: 16,
+        ..RuntimeSpec::single(None)
+    })
+    .unwrap();
     let sandbox = Sandbox {
         timeout: Duration::from_secs(30),
         ..Sandbox::default()

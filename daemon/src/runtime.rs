@@ -163,16 +163,18 @@ struct EngineSet {
 }
 
 impl EngineSet {
+    /// The engine of `spec`, metering fuel when `fuel`.
     fn new(
-        slots: u32,
-        max_memory: usize,
+        spec: &RuntimeSpec<'_>,
         fuel: bool,
         cache: Option<&wasmtime::Cache>,
-        perf_map: bool,
     ) -> Result<EngineSet, RuntimeError> {
+        let RuntimeSpec {
+            slots, max_memory, ..
+        } = *spec;
         let mut cfg = wasmtime::Config::new();
         cfg.cache(cache.cloned());
-        if perf_map {
+        if spec.perf_map {
             cfg.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
         cfg.epoch_interruption(true);
@@ -229,6 +231,42 @@ impl EngineSet {
     }
 }
 
+/// What a [`Runtime`] is built for.
+#[derive(Debug, Clone, Copy)]
+pub struct RuntimeSpec<'a> {
+    /// Instances that may run at once: the pool's slots.
+    pub slots: u32,
+    /// The largest linear memory a plugin may grow to, in bytes.
+    pub max_memory: usize,
+    /// Whether some job type meters fuel: a second engine, compiled with
+    /// fuel metering, is built only then, since metering slows every
+    /// instruction.
+    pub fuel: bool,
+    /// Where compiled components are kept between starts (see
+    /// [`compile_cache`]); `None`: compiled at every start.
+    pub cache: Option<&'a Path>,
+    /// Whether the engines write the name of every function they compile
+    /// to `/tmp/perf-<pid>.map`, so `perf report` names a plugin's own code
+    /// instead of showing bare addresses (`[daemon] profiler`).
+    pub perf_map: bool,
+}
+
+impl<'a> RuntimeSpec<'a> {
+    /// One instance at a time with the default memory limit, no fuel, no
+    /// profiler map: for a command that looks at a plugin rather than runs
+    /// jobs.
+    #[must_use]
+    pub fn single(cache: Option<&'a Path>) -> RuntimeSpec<'a> {
+        RuntimeSpec {
+            slots: 1,
+            max_memory: DEFAULT_MEMORY_LIMIT,
+            fuel: false,
+            cache,
+            perf_map: false,
+        }
+    }
+}
+
 /// The engines shared by every plugin, plus the epoch ticker that drives deadlines.
 pub struct Runtime {
     plain: EngineSet,
@@ -243,34 +281,17 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Creates the engine with a pooling allocator sized for `slots`
-    /// concurrent instances of up to `max_memory` bytes each (and a second,
-    /// fuel-metering engine when `fuel` is true), and starts the epoch ticker.
-    /// With `cache`, compiled components are kept in that folder and reused
-    /// at the next start (see [`compile_cache`]). With `perf_map`, the
-    /// engines write the name of every function they compile to
-    /// `/tmp/perf-<pid>.map`, so `perf report` names a plugin's own code
-    /// instead of showing bare addresses.
+    /// Creates the engine of `spec` (see [`RuntimeSpec`]) with a pooling
+    /// allocator, and a second, fuel-metering engine when some job type
+    /// meters fuel, and starts the epoch ticker.
     ///
     /// # Errors
     /// [`RuntimeError::Engine`] if wasmtime rejects the configuration.
-    pub fn new(
-        slots: u32,
-        max_memory: usize,
-        fuel: bool,
-        cache: Option<&Path>,
-        perf_map: bool,
-    ) -> Result<Runtime, RuntimeError> {
-        let cache = cache.and_then(compile_cache);
-        let plain = EngineSet::new(slots, max_memory, false, cache.as_ref(), perf_map)?;
-        let fueled = if fuel {
-            Some(EngineSet::new(
-                slots,
-                max_memory,
-                true,
-                cache.as_ref(),
-                perf_map,
-            )?)
+    pub fn new(spec: &RuntimeSpec<'_>) -> Result<Runtime, RuntimeError> {
+        let cache = spec.cache.and_then(compile_cache);
+        let plain = EngineSet::new(spec, false, cache.as_ref())?;
+        let fueled = if spec.fuel {
+            Some(EngineSet::new(spec, true, cache.as_ref())?)
         } else {
             None
         };
@@ -301,7 +322,7 @@ impl Runtime {
             fueled,
             ticker_stop,
             cache,
-            max_memory,
+            max_memory: spec.max_memory,
         })
     }
 

@@ -126,14 +126,9 @@ impl DevArgs {
 /// (into the default compile cache, so the daemon's own load is quick).
 fn fits(path: &Path) -> Result<(), String> {
     let cache = crate::config::defaults::compile_cache_dir();
-    let runtime = crate::runtime::Runtime::new(
-        1,
-        crate::runtime::DEFAULT_MEMORY_LIMIT,
-        false,
-        cache.as_deref(),
-        false,
-    )
-    .map_err(|e| e.to_string())?;
+    let runtime =
+        crate::runtime::Runtime::new(&crate::runtime::RuntimeSpec::single(cache.as_deref()))
+            .map_err(|e| e.to_string())?;
     let info = runtime.inspect(path).map_err(|e| e.to_string())?;
     info.fits.map_err(|why| {
         let first = why.lines().next().unwrap_or_default();

@@ -31,8 +31,7 @@ fn check(file: &Path, json: bool) -> anyhow::Result<()> {
     if let Err(why) = crate::config::check_plugin_file(file) {
         anyhow::bail!("{} {why}", file.display());
     }
-    let runtime =
-        crate::runtime::Runtime::new(1, crate::runtime::DEFAULT_MEMORY_LIMIT, false, None, false)?;
+    let runtime = crate::runtime::Runtime::new(&crate::runtime::RuntimeSpec::single(None))?;
     let info = runtime.inspect(file)?;
     if json {
         let v = serde_json::json!({

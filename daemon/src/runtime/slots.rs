@@ -68,7 +68,14 @@ mod tests {
 
     #[test]
     fn a_pool_of_ten_thousand_slots_is_reserved_with_and_without_fuel() {
-        let rt = super::super::Runtime::new(10_000, 64 * MIB, true, None, false).expect("engines");
+        let rt = super::super::Runtime::new(&super::super::RuntimeSpec {
+            slots: 10_000,
+            max_memory: 64 * MIB,
+            fuel: true,
+            cache: None,
+            perf_map: false,
+        })
+        .expect("engines");
         assert!(rt.pooled(), "fell back to on-demand allocation");
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::policy::RetryPolicy;
 use crate::redact::FieldPath;
-use crate::runtime::{Outbound, Plugin, Reuse, Runtime, Sandbox};
+use crate::runtime::{Outbound, Plugin, Reuse, Runtime, RuntimeSpec, Sandbox};
 
 /// One queue's job types, by name.
 pub(crate) type JobTypes = HashMap<String, Arc<JobType>>;
@@ -197,11 +197,11 @@ pub(crate) fn runtime_for(config: &Config, slots: u32) -> anyhow::Result<Runtime
         .max()
         .unwrap_or(crate::runtime::DEFAULT_MEMORY_LIMIT);
     let fuel = jobs.clone().any(|j| j.fuel.is_some());
-    Ok(Runtime::new(
+    Ok(Runtime::new(&RuntimeSpec {
         slots,
         max_memory,
         fuel,
-        config.compile_cache.as_deref(),
-        config.perf_map,
-    )?)
+        cache: config.compile_cache.as_deref(),
+        perf_map: config.perf_map,
+    })?)
 }
