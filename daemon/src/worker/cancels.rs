@@ -6,6 +6,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use foldhash::fast::RandomState;
+
 use crate::runtime::Cancel;
 
 /// One queue's cancel requests and running attempts, by job id.
@@ -16,11 +18,12 @@ pub(crate) struct Cancels {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// The cancel signal of each attempt running here.
-    running: HashMap<String, Arc<Cancel>>,
+    /// The cancel signal of each attempt running here (an insert and a
+    /// remove for every attempt: see `foldhash` in Cargo.toml).
+    running: HashMap<String, Arc<Cancel>, RandomState>,
     /// Jobs with a cancel request (as last seen in Redis, plus those
     /// announced since).
-    requested: HashSet<String>,
+    requested: HashSet<String, RandomState>,
 }
 
 impl Cancels {

@@ -84,7 +84,8 @@ const CONNECT_RETRY: Backoff = Backoff::new(Duration::from_millis(200), Duration
 
 /// The deliveries this daemon holds for one queue: leased and not yet
 /// recorded. The heartbeat renews exactly these.
-type InFlight = Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
+type InFlight =
+    Arc<std::sync::Mutex<std::collections::HashSet<String, foldhash::fast::RandomState>>>;
 
 /// Compiles every plugin of `config` and reports problems, without Redis.
 ///
