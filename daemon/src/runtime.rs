@@ -31,6 +31,7 @@ mod pool;
 mod reuse;
 mod secrets;
 mod slots;
+mod spec;
 mod state;
 mod worlds;
 
@@ -42,6 +43,7 @@ pub use http::HttpPolicy;
 pub use pool::Outbound;
 pub use reuse::Reuse;
 pub use secrets::{redact, redact_bytes, redact_cut};
+pub use spec::RuntimeSpec;
 pub use state::HostState;
 pub use worlds::World;
 // Where a granted secret's value comes from; kept reachable here for callers.
@@ -228,42 +230,6 @@ impl EngineSet {
             linker,
             pooled,
         })
-    }
-}
-
-/// What a [`Runtime`] is built for.
-#[derive(Debug, Clone, Copy)]
-pub struct RuntimeSpec<'a> {
-    /// Instances that may run at once: the pool's slots.
-    pub slots: u32,
-    /// The largest linear memory a plugin may grow to, in bytes.
-    pub max_memory: usize,
-    /// Whether some job type meters fuel: a second engine, compiled with
-    /// fuel metering, is built only then, since metering slows every
-    /// instruction.
-    pub fuel: bool,
-    /// Where compiled components are kept between starts (see
-    /// [`compile_cache`]); `None`: compiled at every start.
-    pub cache: Option<&'a Path>,
-    /// Whether the engines write the name of every function they compile
-    /// to `/tmp/perf-<pid>.map`, so `perf report` names a plugin's own code
-    /// instead of showing bare addresses (`[daemon] profiler`).
-    pub perf_map: bool,
-}
-
-impl<'a> RuntimeSpec<'a> {
-    /// One instance at a time with the default memory limit, no fuel, no
-    /// profiler map: for a command that looks at a plugin rather than runs
-    /// jobs.
-    #[must_use]
-    pub fn single(cache: Option<&'a Path>) -> RuntimeSpec<'a> {
-        RuntimeSpec {
-            slots: 1,
-            max_memory: DEFAULT_MEMORY_LIMIT,
-            fuel: false,
-            cache,
-            perf_map: false,
-        }
     }
 }
 
