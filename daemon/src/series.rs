@@ -130,7 +130,9 @@ impl Tally {
     /// (`took[i]`; missing flags count as taken), each in the minute it
     /// finished.
     pub fn count(&self, batch: &[Completion], took: &[bool]) {
-        let mut counts = self.lock();
+        // Summed per minute, count and job type first: a batch holds a few
+        // of those, and each costs a field name to format and a map lookup.
+        let mut sums: Vec<(u64, Count, &str, u64)> = Vec::new();
         for (i, c) in batch.iter().enumerate() {
             if !took.get(i).copied().unwrap_or(true) {
                 continue;
@@ -138,7 +140,18 @@ impl Tally {
             let Some(count) = Count::of(c.transition()) else {
                 continue;
             };
-            add(&mut counts, minute_of(c.finished_ms()), count, c.job(), 1);
+            let minute = minute_of(c.finished_ms());
+            match sums
+                .iter_mut()
+                .find(|(m, k, j, _)| *m == minute && *k == count && *j == c.job())
+            {
+                Some((.., n)) => *n += 1,
+                None => sums.push((minute, count, c.job(), 1)),
+            }
+        }
+        let mut counts = self.lock();
+        for (minute, count, job, n) in sums {
+            add(&mut counts, minute, count, job, n);
         }
     }
 

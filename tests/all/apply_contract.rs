@@ -268,3 +268,48 @@ fn every_completion_is_recorded_exactly_once_or_left_pending() {
         )
         .unwrap();
 }
+
+/// APPLY runs as a prepared EVALSHA; a Redis that does not have the script
+/// (a fresh or restarted one, or after `SCRIPT FLUSH`) gets it loaded, and
+/// the call goes through instead of failing with NOSCRIPT.
+#[test]
+fn apply_loads_its_script_into_a_redis_that_lost_it() {
+    let redis = Redis::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let keys = Keys::new("flushed");
+    let mut con = redis.con();
+    let entry_ids = leased(&mut con, &keys, 2);
+    let case = Case {
+        key: Key::None,
+        then: Then::Succeed,
+        fresh: true,
+    };
+    let batch: Vec<Completion> = entry_ids
+        .iter()
+        .enumerate()
+        .map(|(n, e)| completion(case, e, n))
+        .collect();
+    let script_count = |con: &mut redis::Connection| -> usize {
+        let info: String = redis::cmd("INFO").arg("memory").query(con).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("number_of_cached_scripts:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap()
+    };
+    assert_eq!(script_count(&mut con), 0, "a fresh Redis has no scripts");
+    let took = rt.block_on(async {
+        let c = ward::store::connect(&redis.url(), Duration::from_secs(1))
+            .await
+            .unwrap();
+        let queue = Queue::new(keys.clone(), c).with_succeeded_ttl(Duration::from_secs(600));
+        let first = queue.apply(&batch[..1]).await.unwrap().took;
+        redis::cmd("SCRIPT").arg("FLUSH").exec(&mut con).unwrap();
+        let second = queue.apply(&batch[1..]).await.unwrap().took;
+        (first, second)
+    });
+    assert_eq!(took, (vec![true], vec![true]));
+    assert_eq!(script_count(&mut con), 1, "APPLY was loaded again");
+    for c in &batch {
+        check_recorded(&mut con, &keys, case, c, true);
+    }
+}

@@ -39,20 +39,28 @@ impl Cancels {
     }
 
     /// An attempt of job `id` starts here: its cancel signal, already set
-    /// when a request came in since the delivery was triaged.
-    pub(crate) fn start(&self, id: &str) -> Arc<Cancel> {
+    /// when a request came in since the delivery was triaged. Takes the id
+    /// by value: it is the map's key, and every attempt passes here.
+    pub(crate) fn start(&self, id: String) -> Arc<Cancel> {
         let cancel = Arc::new(Cancel::default());
         let mut inner = self.inner();
-        if inner.requested.contains(id) {
+        if inner.requested.contains(&id) {
             cancel.cancel();
         }
-        inner.running.insert(id.to_string(), cancel.clone());
+        inner.running.insert(id, cancel.clone());
         cancel
     }
 
     /// The attempt of job `id` ended.
     pub(crate) fn finish(&self, id: &str) {
         self.inner().running.remove(id);
+    }
+
+    /// The attempt whose signal is `cancel` ended without saying which job
+    /// it ran (it panicked): found by its signal, a scan of the attempts
+    /// running here.
+    pub(crate) fn finish_signal(&self, cancel: &Arc<Cancel>) {
+        self.inner().running.retain(|_, c| !Arc::ptr_eq(c, cancel));
     }
 
     /// Job `id` was cancelled: its attempt here, if any, is interrupted.
@@ -89,26 +97,37 @@ mod tests {
     #[test]
     fn a_request_interrupts_only_its_own_attempt() {
         let c = Cancels::default();
-        let a = c.start("a");
-        let b = c.start("b");
+        let a = c.start("a".into());
+        let b = c.start("b".into());
         assert!(c.request("a"));
         assert!(a.is_cancelled());
         assert!(!b.is_cancelled());
         assert!(c.is_requested("a") && !c.is_requested("b"));
         // A request for a job not running here only marks it.
         assert!(!c.request("z"));
-        assert!(c.start("z").is_cancelled());
+        assert!(c.start("z".into()).is_cancelled());
     }
 
     #[test]
     fn a_poll_replaces_the_requests_and_catches_missed_ones() {
         let c = Cancels::default();
         c.request("old");
-        let b = c.start("b");
+        let b = c.start("b".into());
         assert_eq!(c.replace(vec!["b".into()]), 1);
         assert!(b.is_cancelled());
         assert!(!c.is_requested("old"));
         c.finish("b");
         assert_eq!(c.replace(vec!["b".into()]), 0);
+    }
+
+    #[test]
+    fn an_attempt_that_panicked_is_found_by_its_signal() {
+        let c = Cancels::default();
+        let a = c.start("a".into());
+        let b = c.start("b".into());
+        c.finish_signal(&a);
+        assert!(!c.request("a"), "a's attempt is gone");
+        assert!(c.request("b"), "b's is still running");
+        assert!(b.is_cancelled());
     }
 }

@@ -600,23 +600,25 @@ impl Reader {
                 // Read past a group's flood: waits its turn for a slot.
                 None => slots.acquire_owned().await.ok(),
             };
+            let cancel = cancels.start(entry.id.clone());
             // Boxed: the attempt future is kilobytes, and the task
             // would otherwise be copied whole as it is spawned.
-            let job_id = entry.id.clone();
-            let cancel = cancels.start(&job_id);
             let attempt = Box::pin(run_attempt(
                 entry,
                 &name,
                 payload_max,
                 &job_type,
-                cancel,
+                cancel.clone(),
                 progress,
             ));
             let ended = std::panic::AssertUnwindSafe(attempt).catch_unwind().await;
-            cancels.finish(&job_id);
             let (c, elapsed) = match ended {
-                Ok(done) => done,
+                Ok(done) => {
+                    cancels.finish(done.0.job_id());
+                    done
+                }
                 Err(panic) => {
+                    cancels.finish_signal(&cancel);
                     // Nothing is known of how it ended: the heartbeat stops
                     // renewing the delivery, whose lease then runs out and
                     // which is reclaimed as a lost attempt (so a job that

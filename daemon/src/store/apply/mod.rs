@@ -17,7 +17,7 @@ use self::layout::{
 };
 use super::batches::BATCH_LUA;
 use super::pause::PAUSED_LUA;
-use super::script::script;
+use super::script::{Call, script};
 use super::{GROUP, Keys, MAX_HISTORY, Queue, QueueError, RETIRED_TTL};
 use crate::job::Outcome;
 use crate::transition::{Completion, Deferral, Transition};
@@ -359,18 +359,27 @@ impl Queue {
             return Ok(Applied::default());
         }
         let encoded = Encoder::batch(&self.keys, self.succeeded_ttl, batch);
-        let mut inv = APPLY_SCRIPT.prepare_invoke();
+        let bytes: usize = encoded.keys.iter().map(|k| k.len() + 8).sum::<usize>()
+            + encoded
+                .args
+                .iter()
+                .map(|a| match a {
+                    Arg::Bytes(b) => b.len() + 8,
+                    Arg::Number(_) => 28,
+                })
+                .sum::<usize>();
+        let mut call = Call::new(&APPLY_SCRIPT, encoded.keys.len(), encoded.args.len(), bytes);
         for k in &encoded.keys {
-            inv.key(k);
+            call.arg(k);
         }
         for a in &encoded.args {
             match a {
-                Arg::Bytes(b) => inv.arg(&**b),
-                Arg::Number(n) => inv.arg(*n),
+                Arg::Bytes(b) => call.arg(&**b),
+                Arg::Number(n) => call.arg(*n),
             };
         }
         let mut con = self.con.clone();
-        let reply: Vec<String> = inv.invoke_async(&mut con).await?;
+        let reply: Vec<String> = call.invoke(&mut con).await?;
         let (took, unrecordable) = reply
             .split_first()
             .map_or(("", &[][..]), |(t, u)| (t.as_str(), u));
