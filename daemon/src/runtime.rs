@@ -599,10 +599,15 @@ impl Plugin {
             let returned = instance.call_handle(&mut store, &mut job).await?;
             wasmtime::Result::Ok((instance, returned))
         };
-        let result = tokio::select! {
-            biased;
-            () = cancel.cancelled() => None,
-            r = tokio::time::timeout(sandbox.timeout + EPOCH_TICK * 4, call) => Some(r),
+        let result = {
+            // Pinned where it is: moved into the timeout and the select, the
+            // call's future (over a KiB) was copied on each move.
+            let call = std::pin::pin!(call);
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => None,
+                r = tokio::time::timeout(sandbox.timeout + EPOCH_TICK * 4, call) => Some(r),
+            }
         };
         let state = store.data_mut();
         let mut instance = None;

@@ -37,9 +37,14 @@ struct Handles {
     attempts: Vec<Counter>,
 }
 
-type HandleMap = HashMap<String, HashMap<String, Arc<Handles>>>;
+/// Looked up twice per job (its first read, its attempt's end) and once
+/// per attempt for the gauge: hashed with `foldhash`, not SipHash, as the
+/// worker's per-attempt registries are.
+type Fast = foldhash::fast::RandomState;
+type HandleMap = HashMap<String, HashMap<String, Arc<Handles>, Fast>, Fast>;
 static HANDLES: LazyLock<Mutex<HandleMap>> = LazyLock::new(Mutex::default);
-static INFLIGHT_GAUGES: LazyLock<Mutex<HashMap<String, Gauge>>> = LazyLock::new(Mutex::default);
+static INFLIGHT_GAUGES: LazyLock<Mutex<HashMap<String, Gauge, Fast>>> =
+    LazyLock::new(Mutex::default);
 
 fn handles(queue: &str, job: &str) -> Arc<Handles> {
     let mut map = HANDLES

@@ -125,12 +125,7 @@ fn busy_completion(
 
 /// Gives back the group slots of the attempts in `batch` that took effect
 /// (`took`); a completion that held none changes nothing in Redis.
-pub(crate) async fn release(
-    queue: &Queue,
-    jobs: &HashMap<String, Arc<JobType>>,
-    batch: &[Completion],
-    took: &[bool],
-) {
+pub(crate) async fn release(queue: &Queue, jobs: &JobTypes, batch: &[Completion], took: &[bool]) {
     // Only what this daemon recorded: a completion another daemon got to
     // first (a reclaimed delivery) may be running there, on its slot.
     let claims: Vec<GroupClaim<'_>> = batch

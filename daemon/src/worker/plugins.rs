@@ -11,8 +11,9 @@ use crate::policy::RetryPolicy;
 use crate::redact::FieldPath;
 use crate::runtime::{Outbound, Plugin, Reuse, Runtime, RuntimeSpec, Sandbox};
 
-/// One queue's job types, by name.
-pub(crate) type JobTypes = HashMap<String, Arc<JobType>>;
+/// One queue's job types, by name (looked up for every delivery: hashed
+/// with `foldhash`, not SipHash).
+pub(crate) type JobTypes = HashMap<String, Arc<JobType>, foldhash::fast::RandomState>;
 
 /// One queue's job types as its reader, reclaimer and completer see them:
 /// a live reload swaps the whole map at once, and each of them loads it
@@ -52,12 +53,12 @@ pub(crate) struct JobType {
 pub(crate) fn load_plugins(
     runtime: &Runtime,
     config: &Config,
-) -> anyhow::Result<HashMap<String, HashMap<String, Arc<JobType>>>> {
+) -> anyhow::Result<HashMap<String, JobTypes>> {
     let compiled = load_each(runtime, config);
     let mut errors = Vec::new();
     let mut out = HashMap::new();
     for q in &config.queues {
-        let mut jobs = HashMap::new();
+        let mut jobs = JobTypes::default();
         // A child job runs in its parent's queue: these are the types it may have.
         let job_types: Arc<BTreeSet<String>> = Arc::new(q.jobs.keys().cloned().collect());
         for j in q.jobs.values() {

@@ -641,8 +641,17 @@ impl Reader {
             // A rough moving average; racing updates only blur it.
             let old = typical_us.load(Ordering::Relaxed);
             typical_us.store(old - old / 8 + us / 8, Ordering::Relaxed);
-            // The completer only stops once every sender is gone.
-            if done.send(c).await.is_err() {
+            // The completer only stops once every sender is gone. The
+            // channel is rarely full: the wait for room is boxed, so that
+            // its future (holding the completion) does not size every
+            // attempt's task, which tokio copies whole as it spawns, polls
+            // to the end and drops it.
+            let sent = match done.try_send(c) {
+                Ok(()) => Ok(()),
+                Err(mpsc::error::TrySendError::Full(c)) => Box::pin(done.send(c)).await,
+                Err(mpsc::error::TrySendError::Closed(c)) => Err(mpsc::error::SendError(c)),
+            };
+            if sent.is_err() {
                 tracing::error!(queue = %name, "completer gone; the delivery stays pending");
             }
         });

@@ -5,7 +5,6 @@
 //! (`admit.rs`, run after the group gate, holds jobs back by their
 //! upstreams' limits).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +16,7 @@ use crate::store::{self, KeyCheck, Keys, Leased, Pauses, Queue};
 use crate::transition::{Completion, Deferral, Ran, Transition};
 
 use super::cancels::Cancels;
-use super::plugins::JobType;
+use super::plugins::{JobType, JobTypes};
 
 /// The longest a job waits behind an open breaker before it is looked at
 /// again: a breaker an operator forces open for hours, then closes early
@@ -58,7 +57,7 @@ pub(crate) struct Gates<'a> {
 pub(crate) async fn triage(
     queue: &Queue,
     builder: Builder<'_>,
-    jobs: &HashMap<String, Arc<JobType>>,
+    jobs: &JobTypes,
     deliveries: Vec<Leased>,
     gates: Gates<'_>,
     max_payload: usize,
@@ -409,11 +408,7 @@ fn too_large(builder: Builder<'_>, entry: JobEntry, max: usize) -> Completion {
     builder.unrunnable(entry, why, "payload-too-large", DeadReason::Malformed)
 }
 
-fn no_plugin(
-    builder: Builder<'_>,
-    jobs: &HashMap<String, Arc<JobType>>,
-    entry: JobEntry,
-) -> Completion {
+fn no_plugin(builder: Builder<'_>, jobs: &JobTypes, entry: JobEntry) -> Completion {
     let queue_name = builder.queue;
     let mut known: Vec<&str> = jobs.keys().map(String::as_str).collect();
     known.sort_unstable();
@@ -432,11 +427,7 @@ fn no_plugin(
 
 /// A delivery whose job an operator cancelled before it ran: recorded as
 /// `cancelled`, never run.
-fn cancelled(
-    builder: Builder<'_>,
-    entry: JobEntry,
-    jobs: &HashMap<String, Arc<JobType>>,
-) -> Completion {
+fn cancelled(builder: Builder<'_>, entry: JobEntry, jobs: &JobTypes) -> Completion {
     tracing::info!(queue = %builder.queue, job_id = %entry.id, job = %entry.job, "job cancelled before it ran; not running it");
     let outcome = Outcome::failure(
         FailureClass::Cancelled,
