@@ -288,12 +288,15 @@ fn attempt_class(c: &Completion) -> Option<&'static str> {
 pub fn enqueued_ms(job_id: &str) -> Option<u64> {
     let id = job_id.strip_prefix('d').unwrap_or(job_id);
     let (ms, seq) = id.split_once('-')?;
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if digits(ms) && digits(seq) {
-        ms.parse().ok()
-    } else {
-        None
+    if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) || ms.is_empty() {
+        return None;
     }
+    // One pass over the digits (twice per job: the wait and the time to
+    // success), where checking them and then `parse` read them twice.
+    ms.bytes().try_fold(0u64, |n, b| {
+        let digit = b.checked_sub(b'0').filter(|d| *d <= 9)?;
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
 }
 
 /// A queue's depth and lag were sampled.
@@ -597,5 +600,8 @@ mod tests {
         assert_eq!(enqueued_ms("order-17"), None);
         assert_eq!(enqueued_ms("1763791234567"), None);
         assert_eq!(enqueued_ms("-1"), None);
+        assert_eq!(enqueued_ms("+1-0"), None, "digits only");
+        assert_eq!(enqueued_ms("99999999999999999999-0"), None, "past u64");
+        assert_eq!(enqueued_ms("1-"), None);
     }
 }
