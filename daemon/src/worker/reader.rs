@@ -647,11 +647,11 @@ impl Reader {
             // attempt's task, which tokio copies whole as it spawns, polls
             // to the end and drops it.
             let sent = match done.try_send(c) {
-                Ok(()) => Ok(()),
-                Err(mpsc::error::TrySendError::Full(c)) => Box::pin(done.send(c)).await,
-                Err(mpsc::error::TrySendError::Closed(c)) => Err(mpsc::error::SendError(c)),
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(c)) => Box::pin(done.send(c)).await.is_ok(),
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
             };
-            if sent.is_err() {
+            if !sent {
                 tracing::error!(queue = %name, "completer gone; the delivery stays pending");
             }
         });
