@@ -589,24 +589,32 @@ impl Plugin {
         // host call (a sleep, an HTTP request) is cut off by this outer
         // timeout. The small grace lets the epoch path report first.
         let mut instantiate = None;
-        let call = async {
-            let started = Instant::now();
-            let instance = match kept {
-                Some(instance) => instance,
-                None => self.pre.instantiate_async(&mut store).await?,
+        // Cancelled before it started (a request came in since the triage):
+        // the plugin is not run at all.
+        let result = if cancel.is_cancelled() {
+            None
+        } else {
+            let call = async {
+                let started = Instant::now();
+                let instance = match kept {
+                    Some(instance) => instance,
+                    None => self.pre.instantiate_async(&mut store).await?,
+                };
+                instantiate = Some(started.elapsed());
+                let returned = instance.call_handle(&mut store, &mut job).await?;
+                wasmtime::Result::Ok((instance, returned))
             };
-            instantiate = Some(started.elapsed());
-            let returned = instance.call_handle(&mut store, &mut job).await?;
-            wasmtime::Result::Ok((instance, returned))
-        };
-        let result = {
             // Pinned where it is: moved into the timeout and the select, the
-            // call's future (over a KiB) was copied on each move.
+            // call's future (over a KiB) was copied on each move. The call
+            // is polled first: one that ends on its first poll (most short
+            // jobs) never registers with the cancel signal's `Notify`; a
+            // cancel that lands meanwhile still wins below, as the
+            // interrupted call then fails.
             let call = std::pin::pin!(call);
             tokio::select! {
                 biased;
-                () = cancel.cancelled() => None,
                 r = tokio::time::timeout(sandbox.timeout + EPOCH_TICK * 4, call) => Some(r),
+                () = cancel.cancelled() => None,
             }
         };
         let state = store.data_mut();

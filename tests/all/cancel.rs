@@ -2,7 +2,8 @@
 //! plugins. A running attempt (spinning in wasm, or parked in a sleep) is
 //! interrupted within 100 ms and its slot freed; a delayed or queued job
 //! never runs; a finished job is left as it is; every command leaves one
-//! audit entry; the outcome is counted in /metrics.
+//! audit entry; the outcome is counted in /metrics. One test drives the
+//! runtime directly: an attempt cancelled before it starts never runs.
 
 use std::time::{Duration, Instant};
 
@@ -370,4 +371,69 @@ fn a_retry_or_dead_letter_of_a_job_with_a_cancel_request_is_recorded_cancelled()
         1,
         "the success's request waits for the poll to drop it"
     );
+}
+
+/// An attempt whose job was cancelled between its triage and its start
+/// (the signal is already set when it begins) never instantiates the
+/// plugin; the same attempt with a clear signal runs it to success. The
+/// runtime polls the plugin's call before the cancel signal, so this check
+/// before the call is what keeps a cancelled job from running.
+#[test]
+fn an_attempt_cancelled_before_it_starts_never_runs_its_plugin() {
+    use std::sync::Arc;
+
+    use ward::obs::logging::AttemptIdent;
+    use ward::runtime::{Cancel, JobInput, Runtime, RuntimeSpec, Sandbox};
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let runtime = Runtime::new(&RuntimeSpec {
+        slots: 2,
+        ..RuntimeSpec::single(None)
+    })
+    .unwrap();
+    let plugin = runtime.load(&plugin("noop"), false).unwrap();
+    let sandbox = Sandbox {
+        timeout: Duration::from_secs(30),
+        ..Sandbox::default()
+    };
+    let input = |cancel: Arc<Cancel>| JobInput {
+        ident: AttemptIdent {
+            queue: "q".into(),
+            job_id: "1-0".into(),
+            job: "noop".into(),
+            attempt: 1,
+            correlation: Vec::new(),
+        },
+        payload: b"{}".to_vec(),
+        idempotency_key: Some("1-0".into()),
+        checkpoint: None,
+        cancel,
+        traceparent: None,
+        batch: None,
+        progress: None,
+    };
+
+    let cancelled = Arc::new(Cancel::default());
+    cancelled.cancel();
+    let attempt = rt.block_on(plugin.run(input(cancelled), &sandbox));
+    match &attempt.outcome {
+        Outcome::Failure(f) => {
+            assert_eq!(f.class, FailureClass::Cancelled, "{f:?}");
+            assert_eq!(f.code.as_deref(), Some("cancelled"), "{f:?}");
+        }
+        other => panic!("a cancelled attempt ended {other:?}"),
+    }
+    assert_eq!(attempt.instantiate, None, "the plugin was instantiated");
+    assert_eq!(attempt.payload, b"{}", "the payload is handed back");
+
+    let attempt = rt.block_on(plugin.run(input(Arc::default()), &sandbox));
+    assert!(
+        matches!(attempt.outcome, Outcome::Success(_)),
+        "{:?}",
+        attempt.outcome
+    );
+    assert!(attempt.instantiate.is_some(), "the plugin did not run");
 }
