@@ -588,8 +588,11 @@ impl Reader {
         let progress = (job_type.plugin.world() == World::V0_2)
             .then(|| self.progress.clone() as Arc<dyn ProgressSink>);
         // Each attempt holds its slot until its completion is
-        // queued, so holding every slot means none is running.
-        tokio::spawn(async move {
+        // queued, so holding every slot means none is running. The task
+        // is boxed: tokio moves a task's future as it spawns it and at
+        // each change of stage, five copies of over a KiB a job
+        // (cachegrind); boxed, only a pointer moves.
+        tokio::spawn(Box::pin(async move {
             let _permit = match slot {
                 Some(Slot::Run(p)) => Some(p),
                 Some(Slot::Ahead(ahead)) => {
@@ -654,7 +657,7 @@ impl Reader {
             if !sent {
                 tracing::error!(queue = %name, "completer gone; the delivery stays pending");
             }
-        });
+        }));
     }
 }
 
