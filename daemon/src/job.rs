@@ -241,6 +241,9 @@ pub struct JobEntry {
     pub last_delay_ms: Option<u64>,
     /// How many times an attempt of this job was lost with its worker.
     pub lease_expiries: u32,
+    /// Its idempotency key was set to this job as its entry was added
+    /// (`ward_enqueue`, a follow-on): a first delivery that needs no claim.
+    pub key_claimed: bool,
     /// Other fields (correlation ids such as `user_id`), carried along.
     pub extra: Vec<(String, Vec<u8>)>,
 }

@@ -499,6 +499,7 @@ mod tests {
             first_at: Some(5),
             last_delay_ms: None,
             lease_expiries: 1,
+            key_claimed: false,
             extra: Vec::new(),
         }
     }

@@ -122,6 +122,21 @@ impl Redis {
     pub fn con(&self) -> redis::Connection {
         connect(&self.url()).unwrap()
     }
+
+    /// How many calls of `command` (lower case, e.g. `set`) the server has
+    /// served since it started or since `CONFIG RESETSTAT`, calls from
+    /// scripts included.
+    pub fn calls(&self, command: &str) -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.con())
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
 }
 
 impl Drop for Redis {

@@ -71,6 +71,7 @@ fn completion(c: Case, entry_id: &str, n: usize) -> Completion {
         first_at: (!c.fresh).then_some(1_700_000_000_000),
         last_delay_ms: None,
         lease_expiries: 0,
+        key_claimed: false,
         extra: vec![("order_id".into(), n.to_string().into_bytes())],
     };
     let fail = || Outcome::failure(FailureClass::Transient, "down").with_code("http-503");

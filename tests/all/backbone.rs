@@ -467,20 +467,6 @@ fn daemons_with_long_attempts_share_the_work_instead_of_leasing_ahead() {
     );
 }
 
-/// How many calls of `command` the Redis server has served so far (calls
-/// inside scripts included).
-fn calls(redis: &Redis, command: &str) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut redis.con())
-        .unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn an_idle_daemon_waits_in_blocking_reads_after_a_burst_of_short_jobs() {
     let redis = Redis::start();
@@ -496,9 +482,9 @@ fn an_idle_daemon_waits_in_blocking_reads_after_a_burst_of_short_jobs() {
             .all(|s| s.as_deref() == Some("succeeded"))
     });
     std::thread::sleep(Duration::from_millis(200));
-    let before = (calls(&redis, "xreadgroup"), calls(&redis, "xread"));
+    let before = (redis.calls("xreadgroup"), redis.calls("xread"));
     std::thread::sleep(Duration::from_secs(3));
-    let after = (calls(&redis, "xreadgroup"), calls(&redis, "xread"));
+    let after = (redis.calls("xreadgroup"), redis.calls("xread"));
     // An idle round is one lease script (an XREADGROUP per priority level,
     // three) and one blocking XREAD of 2 s: at most two rounds in 3 s.
     let (leases, waits) = (after.0 - before.0, after.1 - before.1);

@@ -112,18 +112,6 @@ fn progress_a_plugin_reports_is_shown_by_job_show() {
     assert_eq!(viewed["progress"], last["progress"], "{viewed}");
 }
 
-/// Redis's count of `HSET` calls so far.
-fn hset_calls(redis: &Redis) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut redis.con())
-        .unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_hset:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().unwrap())
-}
-
 #[test]
 fn a_retrys_progress_says_which_attempt_reported_it() {
     let redis = Redis::start();
@@ -147,7 +135,7 @@ fn a_plugin_reporting_in_a_loop_is_written_a_few_times_a_second() {
     let _ward = Ward::start(&config(&redis, 4, &job("busy", "flaky", ""))).ready();
     let warm = enqueue(&redis, "busy", r#"{"times":0}"#);
     wait_final(&redis, &warm, WAIT);
-    let before = hset_calls(&redis);
+    let before = redis.calls("hset");
     assert!(
         before > 0,
         "Redis counts HSET calls (recording the warm-up job made some)"
@@ -157,7 +145,7 @@ fn a_plugin_reporting_in_a_loop_is_written_a_few_times_a_second() {
     let s = wait_final(&redis, &id, WAIT);
     assert_eq!(s["state"], "succeeded", "{s}");
     std::thread::sleep(Duration::from_millis(600));
-    let writes = hset_calls(&redis) - before;
+    let writes = redis.calls("hset") - before;
     // At most one write per 250 ms (7 in 1.5 s, one more for the last
     // report), plus the few of recording the job and the heartbeats.
     assert!(writes >= 2, "{writes} HSETs: the reports were written");

@@ -24,6 +24,7 @@ mod fanout;
 mod fleet_alerts;
 mod inflight;
 mod job_list;
+mod keys;
 mod languages;
 mod observability;
 mod operations;

@@ -48,6 +48,7 @@ fn success(entry_id: &str, id: &str, attempt: u32, follow_ons: Vec<FollowOn>) ->
         first_at: None,
         last_delay_ms: None,
         lease_expiries: 0,
+        key_claimed: false,
         extra: vec![
             ("order_id".into(), b"7".to_vec()),
             ("batch".into(), b"b1".to_vec()),
@@ -147,6 +148,7 @@ fn follow_ons_are_enqueued_once_with_the_success_however_often_it_is_applied_or_
     assert_eq!(f["batch"], "b1");
     assert_eq!(f["ward:batch"], "b1", "counted in its ledger already");
     assert_eq!(f["idempotency_key"], format!("{first}/0"));
+    assert_eq!(f["ward:key_claimed"], "1", "its key is set to it below");
     let child = of_type(&mut con, &keys.jobs, "child");
     assert_eq!(child.len(), 1, "{child:?}");
     assert_eq!(child[0].1["idempotency_key"], "child-key");
@@ -197,6 +199,7 @@ fn follow_ons_are_enqueued_once_with_the_success_however_often_it_is_applied_or_
         first_at: None,
         last_delay_ms: None,
         lease_expiries: 0,
+        key_claimed: false,
         extra: Vec::new(),
     };
     let mut dead = Completion::new(

@@ -509,6 +509,7 @@ mod tests {
             first_at: None,
             last_delay_ms: None,
             lease_expiries: 0,
+            key_claimed: false,
             extra: vec![
                 ("order_id".into(), b"o-17".to_vec()),
                 ("secret_field".into(), b"x".to_vec()),

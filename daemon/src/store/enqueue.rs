@@ -22,7 +22,9 @@ use crate::priority::{self, Priority};
 /// a job of a grouped job type (`group_by`) whose group is at its cap is
 /// parked in its group's waiting line instead of joining the stream (see
 /// [`crate::fairness`]).
-pub const FUNCTIONS_VERSION: &str = "6";
+/// 7: a keyed job's entry carries `ward:key_claimed` (its key was set to it
+/// here), so the daemon that reads it does not claim the key again.
+pub const FUNCTIONS_VERSION: &str = "7";
 
 /// The error code `ward_enqueue` refuses with when the batch named is
 /// sealed: `BATCH_SEALED batch B is sealed and takes no more members;

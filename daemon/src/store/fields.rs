@@ -34,7 +34,7 @@ pub const BATCH: &str = "batch";
 
 /// Ward's bookkeeping fields on the entries it writes, by Lua name (the
 /// scripts that write entries read this table from their preamble).
-pub const ENTRY: [(&str, &str); 7] = [
+pub const ENTRY: [(&str, &str); 8] = [
     ("id", "ward:id"),
     ("attempt", "ward:attempt"),
     ("first_at", "ward:first_at"),
@@ -45,6 +45,12 @@ pub const ENTRY: [(&str, &str); 7] = [
     // `batch` field: this member is counted in its batch's ledger already
     // (a plain XADD's is counted when a daemon first reads it).
     ("batch", "ward:batch"),
+    // On a first entry with an idempotency key, written by `ward_enqueue`
+    // (and APPLY's follow-ons) beside the `idempotency_key` field: the key
+    // was set to this entry as it was added, so the daemon that first
+    // reads it has nothing to claim. A producer that writes it on a plain
+    // XADD gives up the claim, and so deduplication, for that entry.
+    ("key_claimed", "ward:key_claimed"),
 ];
 
 /// The reserved name of bookkeeping field `lua_name` (one of [`ENTRY`]).
@@ -79,8 +85,14 @@ pub(super) fn parse(d: Delivery) -> Result<JobEntry, Malformed> {
         read_field(&mut r, name, value, legacy);
     }
     let is_ward_entry = r.own.iter().any(|(n, _)| *n == "id");
-    // `ward:batch` alone is `ward_enqueue`'s mark on a first entry.
-    if !is_ward_entry && let Some((n, _)) = r.own.iter().find(|(n, _)| *n != "batch") {
+    // `ward:batch` and `ward:key_claimed` alone are `ward_enqueue`'s marks
+    // on a first entry.
+    if !is_ward_entry
+        && let Some((n, _)) = r
+            .own
+            .iter()
+            .find(|(n, _)| !matches!(*n, "batch" | "key_claimed"))
+    {
         r.problems.push(format!(
             "the field `{}` is reserved: names starting with `{RESERVED_PREFIX}` are Ward's own; rename it",
             reserved(n)
@@ -124,6 +136,7 @@ pub(super) fn parse(d: Delivery) -> Result<JobEntry, Malformed> {
                     }
                 },
             };
+            let key_claimed = !is_ward_entry && r.key.is_some() && own("key_claimed").is_some();
             Ok(JobEntry {
                 id: own("id")
                     .and_then(|v| String::from_utf8(v).ok())
@@ -139,6 +152,7 @@ pub(super) fn parse(d: Delivery) -> Result<JobEntry, Malformed> {
                 last_delay_ms: number("last_delay_ms"),
                 lease_expiries: number("lease_expiries")
                     .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+                key_claimed,
                 extra: r.extra,
             })
         }
@@ -307,6 +321,28 @@ mod tests {
         let m = parse_fields(&[("job", "send"), ("ward:batch", "b"), ("ward:attempt", "2")])
             .unwrap_err();
         assert!(m.why.contains("`ward:attempt` is reserved"), "{}", m.why);
+    }
+
+    #[test]
+    fn ward_enqueues_key_mark_spares_only_a_first_keyed_entry_its_claim() {
+        let marked = [
+            ("job", "send"),
+            ("idempotency_key", "k"),
+            ("ward:key_claimed", "1"),
+        ];
+        let j = parse_fields(&marked).unwrap();
+        assert!(j.key_claimed && j.is_first_delivery());
+        assert_eq!(j.idempotency_key.as_deref(), Some("k"));
+        // No key: nothing was set, whatever the mark says.
+        let j = parse_fields(&[("job", "send"), ("ward:key_claimed", "1")]).unwrap();
+        assert!(!j.key_claimed);
+        // An entry Ward wrote (a retry, a job moved under a new id) is
+        // claimed as before, mark or not.
+        let mut retry = marked.to_vec();
+        retry.extend([("ward:id", "1-0"), ("ward:attempt", "2")]);
+        assert!(!parse_fields(&retry).unwrap().key_claimed);
+        let j = parse_fields(&[("job", "send"), ("idempotency_key", "k")]).unwrap();
+        assert!(!j.key_claimed);
     }
 
     #[test]

@@ -127,6 +127,8 @@ pub(crate) async fn triage(
                             keyed.push((entry, jt.clone()));
                         }
                         Some(check) => out.push(checked(builder, entry, jt.clone(), check)),
+                        // `ward_enqueue` set its key to it as it added it.
+                        None if entry.key_claimed => out.push(Work::Run(entry, jt.clone())),
                         None => keyed.push((entry, jt.clone())),
                     },
                 },
@@ -391,6 +393,7 @@ pub(crate) fn malformed(builder: Builder<'_>, m: Malformed) -> Completion {
         first_at: None,
         last_delay_ms: None,
         lease_expiries: 0,
+        key_claimed: false,
         extra: m.extra,
     };
     builder.unrunnable(entry, m.why, "malformed-entry", DeadReason::Malformed)

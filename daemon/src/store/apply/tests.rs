@@ -153,6 +153,7 @@ fn completion_with(
         first_at: None,
         last_delay_ms: None,
         lease_expiries: 0,
+        key_claimed: false,
         extra,
     };
     let ran = Ran {
@@ -391,6 +392,7 @@ fn a_result_over_its_limit_is_not_sent_and_the_record_is_told_why() {
             first_at: None,
             last_delay_ms: None,
             lease_expiries: 0,
+            key_claimed: false,
             extra: c.extra().to_vec(),
         },
         c.outcome().clone(),

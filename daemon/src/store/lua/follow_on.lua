@@ -8,8 +8,8 @@
 -- skipped, so even a job that succeeds twice does not duplicate them.
 --
 -- Each is written as `ward_enqueue` writes a job (job, payload,
--- idempotency_key, batch with ENTRY.batch, counted in the batch's ledger
--- now), with the parent's correlation fields (not its batch, priority or
+-- idempotency_key with ENTRY.key_claimed, batch with ENTRY.batch, counted
+-- in the batch's ledger now), with the parent's correlation fields (not its batch, priority or
 -- idempotency key)
 -- and `parent`, the parent's id. The keys it touches (the idempotency key,
 -- the ledger) are derived from the queue's prefix `q`: they share the
@@ -26,7 +26,7 @@ local function follow_ons(q, stream, unfinished, parent, x, at, m, key_ttl, now)
     local ikey = q .. IDEM_PREFIX .. key
     if redis.call('EXISTS', ikey) == 0 then
       local f = {'job', ARGV[b + FOLLOW_job], 'payload', ARGV[b + FOLLOW_payload],
-        'idempotency_key', key, 'parent', parent}
+        'idempotency_key', key, ENTRY.key_claimed, '1', 'parent', parent}
       if batch ~= '' then
         f[#f+1] = 'batch'; f[#f+1] = batch; f[#f+1] = ENTRY.batch; f[#f+1] = batch
       end

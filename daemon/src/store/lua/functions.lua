@@ -185,7 +185,11 @@ local function enqueue(keys, args)
   local id
   if due == nil and not park then
     local f = {'job', job, 'payload', payload}
-    if key ~= '' then f[#f+1] = 'idempotency_key'; f[#f+1] = key end
+    -- ENTRY.key_claimed: the key is set to this entry below, so the daemon
+    -- that reads it claims nothing (a round trip and a write per job).
+    if key ~= '' then
+      f[#f+1] = 'idempotency_key'; f[#f+1] = key; f[#f+1] = ENTRY.key_claimed; f[#f+1] = '1'
+    end
     if level ~= '' then f[#f+1] = 'priority'; f[#f+1] = level end
     -- `batch` as a producer writes it (a correlation field, carried to
     -- retries and dead letters), and ENTRY.batch: counted already, so the

@@ -30,6 +30,7 @@ local function scan(f)
     elseif name == 'batch' then s.batch = f[k + 1]
     elseif name == ENTRY.id then s.id = f[k + 1]; s.counted = true
     elseif name == ENTRY.batch then s.counted = true
+    elseif name == ENTRY.key_claimed then s.key_claimed = true
     end
   end
   return s
@@ -115,6 +116,9 @@ end
 local function claim(ttls, e, s)
   local ttl = s.key and s.key ~= '' and s.job and ttls[s.job]
   if not ttl then return '' end
+  -- A first entry whose key ward_enqueue set to it as it added it (the
+  -- triage runs it as it is, as fields.rs reads the mark).
+  if s.key_claimed and not s.id then return '' end
   local id = s.id or e[1]
   -- pcall: a key of another type must fail this entry only (the daemon
   -- dead-letters it, naming the key), not the read and every job in it.
