@@ -13,7 +13,9 @@
 //! - `latency`: the daemon idles, jobs arrive at a fixed offered rate;
 //! - `failures`: like throughput, 10% of jobs fail once (transient) and are
 //!   retried through the delayed set;
-//! - `keys`: like throughput, every job carries an idempotency key;
+//! - `keys`: like throughput, every job carries an idempotency key (with
+//!   `--enqueue fcall` added by `ward_enqueue`, which sets the key as it
+//!   adds the job, so the daemon does not claim it);
 //! - `upstream`: throughput of no-op jobs whose job type names an upstream
 //!   with a generous `[[upstream]]` limit, against the same jobs naming
 //!   none, and their ratio (see `upstream.rs`);
@@ -137,6 +139,12 @@ struct Args {
     /// command and script.
     #[arg(long)]
     commandstats: bool,
+    /// How the throughput-style scenarios (throughput, failures, keys,
+    /// norecord, upstream) enqueue: plain pipelined `XADD`s, or pipelined
+    /// `FCALL ward_enqueue`s, which set a keyed job's key as they add it
+    /// (so the daemon does not claim it again).
+    #[arg(long, value_enum, default_value_t = Via::Xadd)]
+    enqueue: Via,
     /// The `scaling` scenario's daemon counts.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4])]
     daemon_counts: Vec<usize>,
@@ -324,11 +332,33 @@ fn print_commandstats(con: &mut redis::Connection, label: &str, jobs: usize) {
 
 const STREAM: &str = "ward:{bench}:jobs";
 
+/// How jobs are enqueued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Via {
+    /// Plain `XADD`s, as any Redis client can.
+    Xadd,
+    /// `FCALL ward_enqueue` (the library a daemon loads as it starts).
+    Fcall,
+}
+
+/// Enqueues `n` jobs (`payload(i)` gives each one's type and payload) in
+/// pipelines of 1,000 plain `XADD`s; the keyed ones with key `k-<i>`.
 fn fill(
     con: &mut redis::Connection,
     n: usize,
     payload: impl Fn(usize) -> (String, String),
     keyed: bool,
+) -> anyhow::Result<(Vec<String>, f64)> {
+    fill_via(con, n, payload, keyed, Via::Xadd)
+}
+
+/// [`fill`] through `via`.
+fn fill_via(
+    con: &mut redis::Connection,
+    n: usize,
+    payload: impl Fn(usize) -> (String, String),
+    keyed: bool,
+    via: Via,
 ) -> anyhow::Result<(Vec<String>, f64)> {
     let start = Instant::now();
     let mut ids = Vec::with_capacity(n);
@@ -341,15 +371,38 @@ fn fill(
             } else {
                 String::new()
             };
-            let fields = [
-                ("job", &*job),
-                ("payload", &*body),
-                ("idempotency_key", &*key),
-            ];
-            xadd_pipe(&mut pipe, STREAM, &fields[..if keyed { 3 } else { 2 }]);
+            match via {
+                Via::Xadd => {
+                    let fields = [
+                        ("job", &*job),
+                        ("payload", &*body),
+                        ("idempotency_key", &*key),
+                    ];
+                    xadd_pipe(&mut pipe, STREAM, &fields[..if keyed { 3 } else { 2 }]);
+                }
+                Via::Fcall => {
+                    pipe.cmd("FCALL")
+                        .arg("ward_enqueue")
+                        .arg(1)
+                        .arg(STREAM)
+                        .arg(&job)
+                        .arg(&body)
+                        .arg(&key);
+                }
+            }
         }
-        let got: Vec<String> = pipe.query(con)?;
-        ids.extend(got);
+        match via {
+            Via::Xadd => ids.extend(pipe.query::<Vec<String>>(con)?),
+            Via::Fcall => {
+                let replies: Vec<(String, String, u64)> = pipe.query(con)?;
+                for (id, status, _) in replies {
+                    if status != "created" {
+                        bail!("ward_enqueue answered `{status}` for {id}");
+                    }
+                    ids.push(id);
+                }
+            }
+        }
     }
     Ok((ids, start.elapsed().as_secs_f64()))
 }
@@ -505,7 +558,7 @@ fn drain_run(bench: &Bench, label: &str, mix: Mix) -> anyhow::Result<Run> {
             ("noop".to_string(), "{}".to_string())
         }
     };
-    let (ids, enq_secs) = fill(&mut con, n, payload, keyed)?;
+    let (ids, enq_secs) = fill_via(&mut con, n, payload, keyed, args.enqueue)?;
     if args.commandstats {
         let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut con)?;
     }
@@ -826,9 +879,13 @@ fn main() -> anyhow::Result<()> {
     println!("# ward-bench");
     println!("versions: {}", versions(&bench.redis, &bench.ward));
     println!(
-        "method: plain XADD enqueues (pipelines of 1000) to one queue; {} `ward run` child(ren) with concurrency {}, \
+        "method: {} enqueues (pipelines of 1000) to one queue; {} `ward run` child(ren) with concurrency {}, \
          no-op Rust component (fresh instance per attempt); times from Redis (entry ids, job records, ms), \
          CPU/RSS from /proc (CPU summed over daemons), Redis CPU from INFO; median of {} run(s) where several",
+        match args.enqueue {
+            Via::Xadd => "plain XADD",
+            Via::Fcall => "FCALL ward_enqueue",
+        },
         args.daemons.max(1),
         args.concurrency,
         args.runs
