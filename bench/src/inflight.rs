@@ -9,7 +9,8 @@
 //! it accepted, the daemon's peak RSS (`VmHWM`), its peak PSS (sampled:
 //! the memory really in use, counting the plugin's shared memory image
 //! once), its virtual size (`VmPeak`: the instance pool's reservation),
-//! its memory mappings, and that every job succeeded.
+//! its memory mappings, what it still holds a few seconds after the last
+//! job (`--inflight-idle-s`), and that every job succeeded.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -91,6 +92,10 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
     // Used slots keep their mappings, so the count now is the peak's.
     let maps = std::fs::read_to_string(format!("/proc/{}/maps", ward.pid()))
         .map_or(0, |m| m.lines().count());
+    // What the burst leaves behind in a daemon that goes on idling.
+    std::thread::sleep(Duration::from_secs(args.inflight_idle_s));
+    let rss_after = proc_status_kib(pid, "VmRSS").unwrap_or(0);
+    let pss_after = proc_kib(pid, "smaps_rollup", "Pss").unwrap_or(0);
     stop(vec![ward]);
     let rows = records(&mut con, &ids)?;
     if let Some((id, _)) = ids.iter().zip(&rows).find(|(_, r)| r.state != "succeeded") {
@@ -135,6 +140,12 @@ pub(super) fn run(bench: &Bench) -> anyhow::Result<()> {
         rss / 1024,
         peak_pss / 1024,
         vm_peak >> 20
+    );
+    println!(
+        "  after the burst       RSS {} MiB, PSS {} MiB, {} s after the last job (idle)",
+        rss_after / 1024,
+        pss_after / 1024,
+        args.inflight_idle_s
     );
     Ok(())
 }

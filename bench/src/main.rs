@@ -122,6 +122,11 @@ struct Args {
     /// How long the `inflight` scenario's receiver holds each request, ms.
     #[arg(long, default_value_t = 10_000)]
     inflight_hold_ms: u64,
+    /// How long the `inflight` scenario leaves the daemon idle after the
+    /// last job before it reads the daemon's RSS and PSS again (what a
+    /// burst leaves behind), s.
+    #[arg(long, default_value_t = 5)]
+    inflight_idle_s: u64,
     /// Runs the `inflight` scenario against an HTTPS receiver of a private
     /// CA (`http.ca_file`) that speaks HTTP/2, with `http.http2 = true`,
     /// instead of the plain HTTP/1.1 one.
