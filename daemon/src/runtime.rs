@@ -90,8 +90,6 @@ const MAX_TRAP_MESSAGE: usize = 2048;
 /// Linear memories reserved per pooled slot: a componentize-py component
 /// holds several core instances with a memory each.
 const MEMORIES_PER_SLOT: u32 = 8;
-/// Bytes of each pooled linear memory kept resident between instances.
-const KEEP_RESIDENT: usize = 2 << 20;
 /// Largest checkpoint a plugin may save.
 pub const MAX_CHECKPOINT: usize = 1 << 20;
 
@@ -188,6 +186,8 @@ impl EngineSet {
         if let Some(bytes) = slots::memory_reservation(memories, max_memory, share) {
             cfg.memory_reservation(bytes);
         }
+        let keep = slots::keep_resident(slots);
+        cfg.async_stack_zeroing(keep.reset_stacks);
         let mut pool = PoolingAllocationConfig::new();
         // A componentize-py component holds 14 core instances; size for it.
         pool.total_component_instances(slots)
@@ -199,13 +199,14 @@ impl EngineSet {
             // Reset a reused slot's first pages with memset rather than
             // madvise: a small plugin's whole memory then never costs a
             // syscall and a TLB shootdown per attempt (the main cost of
-            // fresh instances in profiles before this).
-            .linear_memory_keep_resident(KEEP_RESIDENT)
+            // fresh instances in profiles before this); not in a pool of
+            // thousands of slots, whose attempts wait on I/O.
+            .linear_memory_keep_resident(keep.memory)
             // Where the kernel has PAGEMAP_SCAN (Linux 6.7+), reset only the
             // pages the attempt touched instead of memsetting all of them.
             .pagemap_scan(wasmtime::Enabled::Auto)
-            .table_keep_resident(64 << 10)
-            .async_stack_keep_resident(128 << 10);
+            .table_keep_resident(keep.table)
+            .async_stack_keep_resident(keep.stack);
         cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let (engine, pooled) = match Engine::new(&cfg) {
             Ok(engine) => {

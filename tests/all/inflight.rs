@@ -68,3 +68,62 @@ fn five_thousand_webhook_attempts_wait_on_a_slow_upstream_at_once_under_1_gib() 
     );
     assert_eq!(stub.requests(), N, "one request per job");
 }
+
+/// RSS by kind of daemon `pid`: (anonymous, shared memory) KiB.
+fn rss_by_kind(pid: u32) -> (u64, u64) {
+    (
+        proc_status_kib(pid, "RssAnon").unwrap(),
+        proc_status_kib(pid, "RssShmem").unwrap(),
+    )
+}
+
+#[test]
+fn a_pool_of_thousands_of_slots_keeps_no_pages_of_a_burst() {
+    // Past 8,192 slots the pool gives a slot's pages back as its attempt
+    // ends. Kept, these 400 would hold some 20 MiB for good: the plugin's
+    // memory image mapped in each slot (shared memory), and the linear
+    // memory, stack and table pages each attempt wrote (anonymous).
+    const BURST: usize = 400;
+    let stub = UpstreamStub::keep_alive(Duration::from_secs(2));
+    let redis = Redis::start();
+    let jobs = job(
+        "hook",
+        "webhook",
+        &format!(
+            "timeout = \"120s\"\nhttp = {{ allow = [\"127.0.0.1:{}\"], timeout = \"60s\", pool_max_idle = 0 }}",
+            stub.port
+        ),
+    );
+    let cfg = config(&redis, 9_000, &jobs);
+    // The heap's freed pages go back at once, so only the pool's show.
+    let env = [("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")];
+    let ward_proc = Ward::start_with_env(&cfg, &env).ready();
+    let pid = ward_proc.pid();
+    let before = rss_by_kind(pid);
+    let body = format!(
+        r#"{{"url":"http://127.0.0.1:{}/hook","body":{{}}}}"#,
+        stub.port
+    );
+    let ids = xadd_many(&redis, BURST, "hook", &body);
+    wait_for(Duration::from_secs(120), "every job to finish", || {
+        job_fields(&redis, &ids, "state")
+            .iter()
+            .all(|s| s.as_deref() == Some("succeeded"))
+    });
+    assert!(
+        stub.max_open() >= BURST / 2,
+        "only {} at once",
+        stub.max_open()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let after = rss_by_kind(pid);
+    eprintln!("RSS (anonymous, shared) KiB before the burst {before:?}, after {after:?}");
+    assert!(
+        after.1 < before.1 + 1024,
+        "the slots kept their memory images mapped: shared RSS {before:?} -> {after:?}"
+    );
+    assert!(
+        after.0 < before.0 + 8 * 1024,
+        "the slots kept the pages their attempts wrote: anonymous RSS {before:?} -> {after:?}"
+    );
+}
