@@ -39,16 +39,17 @@ pub(super) fn memory_reservation(memories: u32, max_memory: usize, engines: u64)
     Some(fitted.clamp(floor, FULL))
 }
 
-/// Pools of more slots than this keep nothing resident between instances.
-/// Only job types that wait on slow upstreams run this many attempts at
-/// once (at one core's ~10,000 webhook attempts a second, 8,192 in flight
+/// A pool with a queue of more slots than this keeps nothing resident
+/// between instances (counted per queue: many small queues adding up past
+/// it are no sign of slow upstreams). Only job types that wait on slow
+/// upstreams run this many attempts at once (at one core's ~10,000 webhook attempts a second, 8,192 in flight
 /// means upstreams answering in about a second), and an attempt that waits
 /// that long does not feel what giving its pages back costs: a system call
 /// and page faults again, ~12 µs an attempt (a no-op job takes twice as
 /// long). Kept resident, every slot a burst used would hold its pages for
 /// as long as the daemon runs: about 50 KiB a slot, 515 MiB after 10,000
 /// webhook attempts at once.
-const LARGE_POOL: u32 = 8192;
+const WIDE_QUEUE: u32 = 8192;
 
 /// What each pooled slot keeps resident, zeroed, between instances, so
 /// that a reused slot's instance starts without page faults.
@@ -66,10 +67,11 @@ pub(super) struct KeepResident {
     pub(super) reset_stacks: bool,
 }
 
-/// What the slots of a pool of `slots` keep resident (see [`LARGE_POOL`]).
+/// What the slots of a pool whose widest queue takes `widest` slots keep
+/// resident (see [`WIDE_QUEUE`]).
 #[must_use]
-pub(super) fn keep_resident(slots: u32) -> KeepResident {
-    if slots > LARGE_POOL {
+pub(super) fn keep_resident(widest: u32) -> KeepResident {
+    if widest > WIDE_QUEUE {
         KeepResident {
             memory: 0,
             table: 0,
@@ -91,10 +93,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_pools_past_thousands_of_slots_give_pages_back() {
+    fn only_a_queue_of_thousands_of_slots_makes_the_pool_give_pages_back() {
         assert_eq!(keep_resident(256).memory, 2 << 20);
-        assert_eq!(keep_resident(LARGE_POOL), keep_resident(1));
-        let large = keep_resident(LARGE_POOL + 1);
+        assert_eq!(keep_resident(WIDE_QUEUE), keep_resident(1));
+        let large = keep_resident(WIDE_QUEUE + 1);
         assert_eq!((large.memory, large.table, large.stack), (0, 0, 0));
         assert!(large.reset_stacks && !keep_resident(256).reset_stacks);
     }
@@ -126,6 +128,7 @@ mod tests {
     fn a_pool_of_ten_thousand_slots_is_reserved_with_and_without_fuel() {
         let rt = super::super::Runtime::new(&super::super::RuntimeSpec {
             slots: 10_000,
+            widest: 10_000,
             max_memory: 64 * MIB,
             fuel: true,
             cache: None,

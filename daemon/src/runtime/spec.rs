@@ -11,6 +11,11 @@ use super::DEFAULT_MEMORY_LIMIT;
 pub struct RuntimeSpec<'a> {
     /// Instances that may run at once: the pool's slots.
     pub slots: u32,
+    /// The most of them one queue takes (its `concurrency`, with kept
+    /// instances). Past 8,192 the queue waits on slow upstreams, and the
+    /// pool gives each slot's pages back as its attempt ends instead of
+    /// keeping them for the slot's next instance.
+    pub widest: u32,
     /// The largest linear memory a plugin may grow to, in bytes.
     pub max_memory: usize,
     /// Whether some job type meters fuel: a second engine, compiled with
@@ -34,6 +39,7 @@ impl<'a> RuntimeSpec<'a> {
     pub fn single(cache: Option<&'a Path>) -> RuntimeSpec<'a> {
         RuntimeSpec {
             slots: 1,
+            widest: 1,
             max_memory: DEFAULT_MEMORY_LIMIT,
             fuel: false,
             cache,

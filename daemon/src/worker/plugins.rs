@@ -181,12 +181,20 @@ pub(crate) fn slots(config: &Config) -> u32 {
     config
         .queues
         .iter()
-        .map(|q| {
-            let reusing = q.jobs.values().filter(|j| j.reuse_instance > 1).count();
-            let reusing = u32::try_from(reusing).unwrap_or(u32::MAX);
-            q.concurrency.saturating_mul(reusing.saturating_add(1))
-        })
+        .map(queue_slots)
         .fold(0u32, u32::saturating_add)
+}
+
+/// The most instances one queue needs at once (see [`RuntimeSpec::widest`]).
+fn widest(config: &Config) -> u32 {
+    config.queues.iter().map(queue_slots).max().unwrap_or(0)
+}
+
+/// The instances one queue needs at once (see [`slots`]).
+fn queue_slots(q: &crate::config::QueueConfig) -> u32 {
+    let reusing = q.jobs.values().filter(|j| j.reuse_instance > 1).count();
+    let reusing = u32::try_from(reusing).unwrap_or(u32::MAX);
+    q.concurrency.saturating_mul(reusing.saturating_add(1))
 }
 
 /// The engine sizes a config needs: pooled slots, largest memory, fuel or not.
@@ -200,9 +208,33 @@ pub(crate) fn runtime_for(config: &Config, slots: u32) -> anyhow::Result<Runtime
     let fuel = jobs.clone().any(|j| j.fuel.is_some());
     Ok(Runtime::new(&RuntimeSpec {
         slots,
+        widest: widest(config).min(slots),
         max_memory,
         fuel,
         cache: config.compile_cache.as_deref(),
         perf_map: config.perf_map,
     })?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(queues: &[(&str, u32)]) -> Config {
+        let text: String = queues
+            .iter()
+            .map(|(name, c)| format!("[[queue]]\nname = \"{name}\"\nconcurrency = {c}\n"))
+            .collect();
+        Config::from_toml(std::path::Path::new("/nonexistent/ward.toml"), &text).unwrap()
+    }
+
+    #[test]
+    fn the_widest_queue_not_the_sum_says_how_large_a_pool_is() {
+        let many: Vec<(String, u32)> = (0..20).map(|i| (format!("q{i}"), 500)).collect();
+        let many: Vec<(&str, u32)> = many.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+        let cfg = config(&many);
+        assert_eq!((slots(&cfg), widest(&cfg)), (10_000, 500));
+        let cfg = config(&[("hooks", 9_000), ("small", 16)]);
+        assert_eq!((slots(&cfg), widest(&cfg)), (9_016, 9_000));
+    }
 }
