@@ -199,8 +199,8 @@ impl EngineSet {
             // Reset a reused slot's first pages with memset rather than
             // madvise: a small plugin's whole memory then never costs a
             // syscall and a TLB shootdown per attempt (the main cost of
-            // fresh instances in profiles before this); not in a pool of
-            // thousands of slots, whose attempts wait on I/O.
+            // fresh instances in profiles before this); not in a pool with
+            // a queue of thousands of slots, whose attempts wait on I/O.
             .linear_memory_keep_resident(keep.memory)
             // Where the kernel has PAGEMAP_SCAN (Linux 6.7+), reset only the
             // pages the attempt touched instead of memsetting all of them.

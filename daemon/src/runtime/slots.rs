@@ -42,13 +42,13 @@ pub(super) fn memory_reservation(memories: u32, max_memory: usize, engines: u64)
 /// A pool with a queue of more slots than this keeps nothing resident
 /// between instances (counted per queue: many small queues adding up past
 /// it are no sign of slow upstreams). Only job types that wait on slow
-/// upstreams run this many attempts at once (at one core's ~10,000 webhook attempts a second, 8,192 in flight
-/// means upstreams answering in about a second), and an attempt that waits
-/// that long does not feel what giving its pages back costs: a system call
-/// and page faults again, ~12 µs an attempt (a no-op job takes twice as
-/// long). Kept resident, every slot a burst used would hold its pages for
-/// as long as the daemon runs: about 50 KiB a slot, 515 MiB after 10,000
-/// webhook attempts at once.
+/// upstreams run this many attempts at once (at one core's ~10,000
+/// webhook attempts a second, 8,192 in flight means upstreams answering in
+/// about a second), and an attempt that waits that long does not feel what
+/// giving its pages back costs: system calls and page faults again, ~16 µs
+/// an attempt (a no-op job takes 2.5 times as long). Kept resident, every
+/// slot a burst used would hold its pages for as long as the daemon runs:
+/// about 50 KiB a slot, 515 MiB after 10,000 webhook attempts at once.
 const WIDE_QUEUE: u32 = 8192;
 
 /// What each pooled slot keeps resident, zeroed, between instances, so
