@@ -186,7 +186,7 @@ impl EngineSet {
         if let Some(bytes) = slots::memory_reservation(memories, max_memory, share) {
             cfg.memory_reservation(bytes);
         }
-        let keep = slots::keep_resident(spec.widest);
+        let keep = slots::keep_resident(spec.widest, spec.slot_pages);
         cfg.async_stack_zeroing(keep.reset_stacks);
         let mut pool = PoolingAllocationConfig::new();
         // A componentize-py component holds 14 core instances; size for it.

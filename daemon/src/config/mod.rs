@@ -53,7 +53,7 @@ pub use raw::{
 };
 pub use types::{
     BreakerPolicy, Config, DeadLetterConfig, JobConfig, QueueConfig, RateLimit, ScheduleConfig,
-    UpstreamConfig,
+    SlotPages, UpstreamConfig,
 };
 pub use units::{parse_duration, parse_size};
 pub use validate::{check_name, check_plugin_file, check_retry};

@@ -97,6 +97,9 @@ pub struct RawDaemon {
     pub pid_file: Option<Spanned<String>>,
     /// `perfmap` to name compiled plugin code for `perf`, or `off`.
     pub profiler: Option<Spanned<String>>,
+    /// What a pooled slot does with the pages its attempts touched:
+    /// `auto`, `keep` or `release`.
+    pub slot_pages: Option<Spanned<String>>,
 }
 
 /// `[defaults]`

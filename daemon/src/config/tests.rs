@@ -82,6 +82,26 @@ fn profiler_is_perfmap_or_off_and_off_by_default() {
 }
 
 #[test]
+fn slot_pages_is_auto_unless_set_and_a_wrong_value_names_its_line() {
+    let q = "[[queue]]\nname = \"q\"\n";
+    assert_eq!(load(q).unwrap().slot_pages, SlotPages::Auto);
+    for (text, want) in [
+        ("keep", SlotPages::Keep),
+        ("release", SlotPages::Release),
+        ("auto", SlotPages::Auto),
+    ] {
+        let cfg = load(&format!("[daemon]\nslot_pages = \"{text}\"\n{q}")).unwrap();
+        assert_eq!(cfg.slot_pages, want, "{text}");
+    }
+    let err = load(&format!("[daemon]\nslot_pages = \"free\"\n{q}")).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("line 2: [daemon] slot_pages \"free\" is not one Ward knows"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn compile_cache_is_a_folder_beside_the_config_or_off() {
     let cfg = load("[daemon]\ncompile_cache = \"cache\"\n[[queue]]\nname = \"q\"\n").unwrap();
     let dir = cfg.compile_cache.unwrap();

@@ -38,6 +38,9 @@ pub struct Config {
     /// plugin code they compile to `/tmp/perf-<pid>.map`, where `perf`
     /// looks for them.
     pub perf_map: bool,
+    /// `[daemon] slot_pages`: what a pooled slot does with the pages its
+    /// attempts touched.
+    pub slot_pages: SlotPages,
     /// `[daemon] pid_file`: where `ward run` writes its process id, so
     /// `ward reload` can find it (`None`: not written).
     pub pid_file: Option<PathBuf>,
@@ -248,4 +251,23 @@ impl RateLimit {
     pub fn per_ms(&self) -> f64 {
         f64::from(self.rate) / (self.per.as_secs_f64() * 1000.0).max(1.0)
     }
+}
+
+/// `[daemon] slot_pages`: what a slot of the instance pool does with the
+/// pages its attempt touched (linear memory, tables, fiber stack) as the
+/// attempt ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SlotPages {
+    /// [`SlotPages::Keep`], unless one queue takes more than 8,192 slots
+    /// (its `concurrency`, with kept instances): then
+    /// [`SlotPages::Release`].
+    #[default]
+    Auto,
+    /// Kept resident, zeroed, for the slot's next instance, which then
+    /// starts without page faults; what a burst touched stays with the
+    /// daemon.
+    Keep,
+    /// Given back: each attempt pays system calls and page faults again
+    /// (~16 µs), and nothing stays after a burst.
+    Release,
 }

@@ -12,6 +12,8 @@
 //! code then checks bounds explicitly, a small cost per memory access
 //! that only such large pools pay.
 
+use crate::config::SlotPages;
+
 /// Address space all pooled linear memories of the daemon may reserve
 /// together: half of a 47-bit address space, leaving the rest to stacks,
 /// tables, the heap and the other engine.
@@ -68,10 +70,15 @@ pub(super) struct KeepResident {
 }
 
 /// What the slots of a pool whose widest queue takes `widest` slots keep
-/// resident (see [`WIDE_QUEUE`]).
+/// resident, as `[daemon] slot_pages` says (`auto`: see [`WIDE_QUEUE`]).
 #[must_use]
-pub(super) fn keep_resident(widest: u32) -> KeepResident {
-    if widest > WIDE_QUEUE {
+pub(super) fn keep_resident(widest: u32, pages: SlotPages) -> KeepResident {
+    let release = match pages {
+        SlotPages::Auto => widest > WIDE_QUEUE,
+        SlotPages::Keep => false,
+        SlotPages::Release => true,
+    };
+    if release {
         KeepResident {
             memory: 0,
             table: 0,
@@ -94,11 +101,15 @@ mod tests {
 
     #[test]
     fn only_a_queue_of_thousands_of_slots_makes_the_pool_give_pages_back() {
-        assert_eq!(keep_resident(256).memory, 2 << 20);
-        assert_eq!(keep_resident(WIDE_QUEUE), keep_resident(1));
-        let large = keep_resident(WIDE_QUEUE + 1);
+        let auto = |widest| keep_resident(widest, SlotPages::Auto);
+        assert_eq!(auto(256).memory, 2 << 20);
+        assert_eq!(auto(WIDE_QUEUE), auto(1));
+        let large = auto(WIDE_QUEUE + 1);
         assert_eq!((large.memory, large.table, large.stack), (0, 0, 0));
-        assert!(large.reset_stacks && !keep_resident(256).reset_stacks);
+        assert!(large.reset_stacks && !auto(256).reset_stacks);
+        // What the config says wins over the size.
+        assert_eq!(keep_resident(WIDE_QUEUE + 1, SlotPages::Keep), auto(1));
+        assert_eq!(keep_resident(1, SlotPages::Release), large);
     }
 
     const MIB: usize = 1 << 20;
@@ -129,6 +140,7 @@ mod tests {
         let rt = super::super::Runtime::new(&super::super::RuntimeSpec {
             slots: 10_000,
             widest: 10_000,
+            slot_pages: SlotPages::Auto,
             max_memory: 64 * MIB,
             fuel: true,
             cache: None,

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use super::DEFAULT_MEMORY_LIMIT;
+use crate::config::SlotPages;
 
 /// What a [`Runtime`](super::Runtime) is built for.
 #[derive(Debug, Clone, Copy)]
@@ -16,6 +17,9 @@ pub struct RuntimeSpec<'a> {
     /// pool gives each slot's pages back as its attempt ends instead of
     /// keeping them for the slot's next instance.
     pub widest: u32,
+    /// `[daemon] slot_pages`: whether slots keep the pages their attempts
+    /// touched ([`SlotPages::Auto`] decides by `widest`).
+    pub slot_pages: SlotPages,
     /// The largest linear memory a plugin may grow to, in bytes.
     pub max_memory: usize,
     /// Whether some job type meters fuel: a second engine, compiled with
@@ -40,6 +44,7 @@ impl<'a> RuntimeSpec<'a> {
         RuntimeSpec {
             slots: 1,
             widest: 1,
+            slot_pages: SlotPages::Auto,
             max_memory: DEFAULT_MEMORY_LIMIT,
             fuel: false,
             cache,

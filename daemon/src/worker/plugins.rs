@@ -209,6 +209,7 @@ pub(crate) fn runtime_for(config: &Config, slots: u32) -> anyhow::Result<Runtime
     Ok(Runtime::new(&RuntimeSpec {
         slots,
         widest: widest(config).min(slots),
+        slot_pages: config.slot_pages,
         max_memory,
         fuel,
         cache: config.compile_cache.as_deref(),

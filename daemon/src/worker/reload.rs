@@ -367,6 +367,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     );
     differs(old.pid_file != new.pid_file, "[daemon] pid_file");
     differs(old.perf_map != new.perf_map, "[daemon] profiler");
+    differs(old.slot_pages != new.slot_pages, "[daemon] slot_pages");
     let (om, nm) = (&old.obs.metrics, &new.obs.metrics);
     differs(om.listen != nm.listen, "[metrics] listen");
     differs(

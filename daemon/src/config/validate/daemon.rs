@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
+use crate::config::SlotPages;
 use crate::config::defaults::MAX_THREADS;
 use crate::config::raw::RawDaemon;
 
@@ -47,6 +48,30 @@ pub(super) fn perf_map(
                 ),
             );
             false
+        }
+    }
+}
+
+/// `[daemon] slot_pages`: `auto` (the default), `keep` or `release`.
+pub(super) fn slot_pages(
+    raw: Option<Spanned<String>>,
+    problem: &mut dyn FnMut(Range<usize>, String),
+) -> SlotPages {
+    let Some(raw) = raw else {
+        return SlotPages::Auto;
+    };
+    match raw.get_ref().as_str() {
+        "auto" => SlotPages::Auto,
+        "keep" => SlotPages::Keep,
+        "release" => SlotPages::Release,
+        other => {
+            problem(
+                raw.span(),
+                format!(
+                    "[daemon] slot_pages \"{other}\" is not one Ward knows; use \"auto\", \"keep\" (fast reuse; a burst's pages stay) or \"release\" (given back as each attempt ends)"
+                ),
+            );
+            SlotPages::Auto
         }
     }
 }

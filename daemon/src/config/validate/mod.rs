@@ -63,6 +63,7 @@ pub(super) fn validate(
         .take()
         .map(|p| base.join(p.into_inner()));
     let perf_map = daemon::perf_map(raw_daemon.profiler.take(), &mut problem);
+    let slot_pages = daemon::slot_pages(raw_daemon.slot_pages.take(), &mut problem);
     let threads = daemon::threads(raw_daemon, &mut problem);
     let mut queues = queues::queues(raw.queues, default_payload_max, &mut problem);
     jobs::jobs(raw.jobs, base, default_retry, &mut queues, &mut problem);
@@ -81,6 +82,7 @@ pub(super) fn validate(
             threads,
             compile_cache,
             perf_map,
+            slot_pages,
             pid_file,
             schedules,
             breaker,
