@@ -13,25 +13,31 @@ const N: usize = 5_000;
 const AT_ONCE: usize = N * 9 / 10;
 const GIB_KIB: u64 = 1 << 20;
 
+/// The `hook` job type (the `webhook` example) with `extra` in its table,
+/// allowed to reach 127.0.0.1:`port` with `http` (besides `allow`) in its
+/// `http` table.
+fn hook_job(port: u16, extra: &str, http: &str) -> String {
+    job(
+        "hook",
+        "webhook",
+        &format!("{extra}\nhttp = {{ allow = [\"127.0.0.1:{port}\"], {http} }}"),
+    )
+}
+
+/// A `hook` job's payload: POST `{}` to 127.0.0.1:`port`.
+fn hook_body(port: u16) -> String {
+    format!(r#"{{"url":"http://127.0.0.1:{port}/hook","body":{{}}}}"#)
+}
+
 #[test]
 fn five_thousand_webhook_attempts_wait_on_a_slow_upstream_at_once_under_1_gib() {
     // Long enough for a debug daemon to start all of them while the first
     // still wait.
     let stub = UpstreamStub::keep_alive(Duration::from_secs(20));
     let redis = Redis::start();
-    let jobs = job(
-        "hook",
-        "webhook",
-        &format!(
-            "timeout = \"300s\"\nhttp = {{ allow = [\"127.0.0.1:{}\"], timeout = \"120s\" }}",
-            stub.port
-        ),
-    );
+    let jobs = hook_job(stub.port, "timeout = \"300s\"", "timeout = \"120s\"");
     let cfg = config(&redis, u32::try_from(N).unwrap(), &jobs);
-    let body = format!(
-        r#"{{"url":"http://127.0.0.1:{}/hook","body":{{}}}}"#,
-        stub.port
-    );
+    let body = hook_body(stub.port);
     let ids = xadd_many(&redis, N, "hook", &body);
     let ward_proc = Ward::start(&cfg).ready();
     wait_for(
@@ -99,13 +105,10 @@ fn assert_a_burst_leaves_no_pages(concurrency: u32, top: &str) {
     const BURST: usize = 400;
     let stub = UpstreamStub::keep_alive(Duration::from_secs(2));
     let redis = Redis::start();
-    let jobs = job(
-        "hook",
-        "webhook",
-        &format!(
-            "timeout = \"120s\"\nhttp = {{ allow = [\"127.0.0.1:{}\"], timeout = \"60s\", pool_max_idle = 0 }}",
-            stub.port
-        ),
+    let jobs = hook_job(
+        stub.port,
+        "timeout = \"120s\"",
+        "timeout = \"60s\", pool_max_idle = 0",
     );
     let cfg = config_top(
         &redis,
@@ -119,10 +122,7 @@ fn assert_a_burst_leaves_no_pages(concurrency: u32, top: &str) {
     let ward_proc = Ward::start_with_env(&cfg, &env).ready();
     let pid = ward_proc.pid();
     let before = rss_by_kind(pid);
-    let body = format!(
-        r#"{{"url":"http://127.0.0.1:{}/hook","body":{{}}}}"#,
-        stub.port
-    );
+    let body = hook_body(stub.port);
     let ids = xadd_many(&redis, BURST, "hook", &body);
     wait_for(Duration::from_secs(120), "every job to finish", || {
         job_fields(&redis, &ids, "state")

@@ -9,9 +9,8 @@
 --
 -- Each is written as `ward_enqueue` writes a job (job, payload,
 -- idempotency_key with ENTRY.key_claimed, batch with ENTRY.batch, counted
--- in the batch's ledger now), with the parent's correlation fields (not its batch, priority or
--- idempotency key)
--- and `parent`, the parent's id. The keys it touches (the idempotency key,
+-- in the batch's ledger now), with the parent's correlation fields (not
+-- its batch, priority or idempotency key) and `parent`, the parent's id. The keys it touches (the idempotency key,
 -- the ledger) are derived from the queue's prefix `q`: they share the
 -- queue's hash tag, so they live on the same node.
 --
