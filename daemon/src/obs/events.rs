@@ -21,8 +21,11 @@ use crate::transition::{Completion, Transition};
 /// The hot-path metric handles of one (queue, job type), registered once.
 /// Building a labelled key per event (allocating and hashing the label
 /// strings, then a registry lookup) was a visible share of daemon CPU per
-/// job; a handle is a shared pointer to the metric.
-struct Handles {
+/// job; a handle is a shared pointer to the metric. A configured job type
+/// holds its own ([`JobMetrics::of`] when it is loaded), so an attempt
+/// reaches them without a lock or a lookup.
+#[derive(Debug)]
+pub struct JobMetrics {
     duration: Histogram,
     instantiate: Histogram,
     time_to_success: Histogram,
@@ -35,18 +38,29 @@ struct Handles {
     jobs: [Counter; m::OUTCOMES.len()],
     /// `ward_attempts_total` by class, in [`m::CLASSES`] order.
     attempts: Vec<Counter>,
+    /// The queue's `ward_inflight`.
+    inflight: Gauge,
 }
 
-/// Looked up twice per job (its first read, its attempt's end) and once
-/// per attempt for the gauge: hashed with `foldhash`, not SipHash, as the
-/// worker's per-attempt registries are.
+impl JobMetrics {
+    /// The handles of job type `job` in `queue` (a name no job type of the
+    /// queue has counts under its bounded label, see [`job_label`]).
+    #[must_use]
+    pub fn of(queue: &str, job: &str) -> Arc<JobMetrics> {
+        handles(queue, job)
+    }
+}
+
+/// Looked up per batch of completions and for the first read of a job
+/// whose type is not configured: hashed with `foldhash`, not SipHash, as
+/// the worker's per-attempt registries are.
 type Fast = foldhash::fast::RandomState;
-type HandleMap = HashMap<String, HashMap<String, Arc<Handles>, Fast>, Fast>;
+type HandleMap = HashMap<String, HashMap<String, Arc<JobMetrics>, Fast>, Fast>;
 static HANDLES: LazyLock<Mutex<HandleMap>> = LazyLock::new(Mutex::default);
 static INFLIGHT_GAUGES: LazyLock<Mutex<HashMap<String, Gauge, Fast>>> =
     LazyLock::new(Mutex::default);
 
-fn handles(queue: &str, job: &str) -> Arc<Handles> {
+fn handles(queue: &str, job: &str) -> Arc<JobMetrics> {
     let mut map = HANDLES
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -59,7 +73,7 @@ fn handles(queue: &str, job: &str) -> Arc<Handles> {
         return h.clone();
     }
     let (q, j) = (queue.to_string(), job.clone());
-    let h = Arc::new(Handles {
+    let h = Arc::new(JobMetrics {
         duration: metrics::histogram!(m::JOB_DURATION, "queue" => q.clone(), "job_type" => j.clone()),
         instantiate: metrics::histogram!(m::PLUGIN_INSTANTIATE, "queue" => q.clone(), "job_type" => j.clone()),
         time_to_success: metrics::histogram!(m::TIME_TO_SUCCESS, "queue" => q.clone(), "job_type" => j.clone()),
@@ -68,6 +82,7 @@ fn handles(queue: &str, job: &str) -> Arc<Handles> {
         enqueued: metrics::counter!(m::JOBS_ENQUEUED_TOTAL, "queue" => q.clone(), "job_type" => j.clone()),
         jobs: m::OUTCOMES.map(|o| metrics::counter!(m::JOBS_TOTAL, "queue" => q.clone(), "job_type" => j.clone(), "outcome" => o)),
         attempts: m::CLASSES.iter().map(|&c| metrics::counter!(m::ATTEMPTS_TOTAL, "queue" => q.clone(), "job_type" => j.clone(), "class" => c)).collect(),
+        inflight: inflight_gauge(queue),
     });
     map.entry(q).or_default().insert(j, h.clone());
     h
@@ -88,10 +103,8 @@ fn inflight_gauge(queue: &str) -> Gauge {
 /// An attempt's plugin call ended (any outcome).
 #[derive(Debug)]
 pub struct AttemptFinished<'a> {
-    /// The queue.
-    pub queue: &'a str,
-    /// The job type.
-    pub job: &'a str,
+    /// The job type's handles.
+    pub metrics: &'a JobMetrics,
     /// Plugin time, instantiation included.
     pub elapsed: Duration,
     /// Time to instantiate the plugin, when instantiation finished.
@@ -103,7 +116,7 @@ pub struct AttemptFinished<'a> {
 impl AttemptFinished<'_> {
     /// Records the duration histograms.
     pub fn emit(&self) {
-        let h = handles(self.queue, self.job);
+        let h = self.metrics;
         h.duration.record(self.elapsed.as_secs_f64());
         if let Some(i) = self.instantiate {
             h.instantiate.record(i.as_secs_f64());
@@ -124,12 +137,17 @@ pub struct JobEnqueued<'a> {
     pub queue: &'a str,
     /// The job type, as the entry names it.
     pub job: &'a str,
+    /// The job type's handles, when it is configured.
+    pub metrics: Option<&'a JobMetrics>,
 }
 
 impl JobEnqueued<'_> {
     /// Counts `ward_jobs_enqueued_total`.
     pub fn emit(&self) {
-        handles(self.queue, self.job).enqueued.increment(1);
+        match self.metrics {
+            Some(h) => h.enqueued.increment(1),
+            None => handles(self.queue, self.job).enqueued.increment(1),
+        }
     }
 }
 
@@ -151,7 +169,7 @@ impl CompletionsApplied<'_> {
     /// Counts every completion that took effect.
     pub fn emit(&self) {
         // A batch is mostly one job type: look its handles up once.
-        let mut last: Option<(&str, Arc<Handles>)> = None;
+        let mut last: Option<(&str, Arc<JobMetrics>)> = None;
         for (i, c) in self.batch.iter().enumerate() {
             if !self.took.get(i).copied().unwrap_or(true) {
                 continue;
@@ -184,7 +202,7 @@ struct JobRecorded<'a> {
 impl JobRecorded<'_> {
     /// Bumps `ward_jobs_total`, `ward_attempts_total`, and the success
     /// histograms or `ward_dead_letters_total`.
-    fn emit_with(&self, h: &Handles) {
+    fn emit_with(&self, h: &JobMetrics) {
         let c = self.completion;
         let outcome = match c.transition() {
             Transition::Succeed => 0,
@@ -351,8 +369,8 @@ impl QueueSampleFailed<'_> {
 /// An attempt is running; dropping the guard ends it (`ward_inflight`).
 #[derive(Debug)]
 #[must_use = "the attempt counts as in flight until the guard is dropped"]
-pub struct InFlight {
-    gauge: Gauge,
+pub struct InFlight<'a> {
+    gauge: &'a Gauge,
 }
 
 /// Attempts in flight in this process, every queue (systemd's `STATUS=`).
@@ -364,17 +382,17 @@ pub fn in_flight_total() -> u64 {
     IN_FLIGHT_TOTAL.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-impl InFlight {
-    /// Counts one more attempt in flight for `queue`.
-    pub fn start(queue: &str) -> InFlight {
-        let gauge = inflight_gauge(queue);
+impl InFlight<'_> {
+    /// Counts one more attempt in flight for the queue of `metrics`.
+    pub fn start(metrics: &JobMetrics) -> InFlight<'_> {
+        let gauge = &metrics.inflight;
         gauge.increment(1.0);
         IN_FLIGHT_TOTAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         InFlight { gauge }
     }
 }
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.gauge.decrement(1.0);
         IN_FLIGHT_TOTAL.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);

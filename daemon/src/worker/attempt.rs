@@ -2,6 +2,7 @@
 //! pure [`policy::decide`]), log it, and build its [`Completion`].
 
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use crate::job::{JobEntry, Outcome};
@@ -11,22 +12,24 @@ use crate::runtime::{Cancel, JobInput, ProgressSink, World};
 use crate::store;
 use crate::transition::{Completion, FollowOn, Ran, Transition};
 
+use super::cancels::Cancels;
 use super::plugins::JobType;
 use super::triage::Builder;
 
 /// Runs one attempt; returns its completion and how long the plugin took.
 /// `payload_max`: the largest payload the queue's dead letters copy;
-/// `cancel`: the attempt's cancel signal (see [`crate::runtime::Cancel`]);
+/// `cancel`: the attempt's cancel signal (see [`crate::runtime::Cancel`]),
+/// listed in `cancels` while the plugin waits;
 /// `progress`: where a 0.2.0 plugin's progress reports go.
 pub(crate) async fn run_attempt(
     mut entry: JobEntry,
     queue_name: &Arc<str>,
     payload_max: usize,
     job_type: &JobType,
-    cancel: Arc<Cancel>,
+    (cancels, cancel): (&Cancels, &Arc<Cancel>),
     progress: Option<Arc<dyn ProgressSink>>,
 ) -> (Completion, Duration) {
-    let _in_flight = crate::obs::events::InFlight::start(queue_name);
+    let _in_flight = crate::obs::events::InFlight::start(&job_type.metrics);
     // A fault tests inject (debug builds only; release builds have no such
     // switch): a panic inside an attempt must not leave its delivery renewed
     // forever.
@@ -51,7 +54,7 @@ pub(crate) async fn run_attempt(
                 .unwrap_or_else(|| entry.id.clone()),
         ),
         checkpoint: entry.checkpoint.clone(),
-        cancel,
+        cancel: cancel.clone(),
         // Only a plugin that can enqueue children needs it.
         batch: if job_type.plugin.world() == World::V0_2 {
             batch_of(&entry)
@@ -60,12 +63,17 @@ pub(crate) async fn run_attempt(
         },
         progress,
     };
-    let result = job_type.plugin.run(input, &job_type.sandbox).await;
+    // Only an attempt that waits can be interrupted by a request: one that
+    // ends on its first poll (most short jobs) is never listed.
+    let run = job_type.plugin.run(input, &job_type.sandbox);
+    let (result, listed) = on_first_wait(run, || cancels.list(&entry.id, cancel)).await;
+    if listed {
+        cancels.finish(&entry.id);
+    }
     entry.payload = result.payload;
     let elapsed = clock.elapsed();
     crate::obs::events::AttemptFinished {
-        queue: queue_name,
-        job: &entry.job,
+        metrics: &job_type.metrics,
         elapsed,
         instantiate: result.instantiate,
         // A first delivery's id is its entry id, the enqueue time in the
@@ -117,6 +125,23 @@ pub(crate) async fn run_attempt(
         completion.follow_ons.extend(result.children);
     }
     (completion, elapsed)
+}
+
+/// Awaits `fut`, running `on_wait` the first time it is pending; returns
+/// its output and whether `on_wait` ran.
+async fn on_first_wait<F: Future>(fut: F, on_wait: impl FnOnce()) -> (F::Output, bool) {
+    let mut fut = std::pin::pin!(fut);
+    let mut on_wait = Some(on_wait);
+    std::future::poll_fn(move |cx| match fut.as_mut().poll(cx) {
+        Poll::Ready(out) => Poll::Ready((out, on_wait.is_none())),
+        Poll::Pending => {
+            if let Some(list) = on_wait.take() {
+                list();
+            }
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 /// The batch `entry` is a member of, when its `batch` field names one.

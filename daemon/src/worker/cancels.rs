@@ -18,8 +18,8 @@ pub(crate) struct Cancels {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// The cancel signal of each attempt running here (an insert and a
-    /// remove for every attempt: see `foldhash` in Cargo.toml).
+    /// The cancel signal of each attempt running here that has waited (an
+    /// insert and a remove for each: see `foldhash` in Cargo.toml).
     running: HashMap<String, Arc<Cancel>, RandomState>,
     /// Jobs with a cancel request (as last seen in Redis, plus those
     /// announced since).
@@ -38,17 +38,28 @@ impl Cancels {
         !inner.requested.is_empty() && inner.requested.contains(id)
     }
 
-    /// An attempt of job `id` starts here: its cancel signal, already set
-    /// when a request came in since the delivery was triaged. Takes the id
-    /// by value: it is the map's key, and every attempt passes here.
-    pub(crate) fn start(&self, id: String) -> Arc<Cancel> {
+    /// The cancel signal of an attempt of job `id` about to start: already
+    /// set when a request came in since the delivery was triaged. The
+    /// attempt is not yet listed where requests look for it: most attempts
+    /// end on their first poll, and only one that waits is listed
+    /// ([`Cancels::list`]), which spares every other an insert and a remove.
+    pub(crate) fn signal(&self, id: &str) -> Arc<Cancel> {
         let cancel = Arc::new(Cancel::default());
-        let mut inner = self.inner();
-        if inner.requested.contains(&id) {
+        if self.is_requested(id) {
             cancel.cancel();
         }
-        inner.running.insert(id, cancel.clone());
         cancel
+    }
+
+    /// The attempt of job `id` with signal `cancel` waits: a request from
+    /// now on interrupts it, and one that came in since its signal was
+    /// made sets the signal now.
+    pub(crate) fn list(&self, id: &str, cancel: &Arc<Cancel>) {
+        let mut inner = self.inner();
+        if inner.requested.contains(id) {
+            cancel.cancel();
+        }
+        inner.running.insert(id.to_string(), cancel.clone());
     }
 
     /// The attempt of job `id` ended.
@@ -94,25 +105,32 @@ impl Cancels {
 mod tests {
     use super::*;
 
+    /// An attempt of `id` that has started and waits.
+    fn waiting(c: &Cancels, id: &str) -> Arc<Cancel> {
+        let signal = c.signal(id);
+        c.list(id, &signal);
+        signal
+    }
+
     #[test]
     fn a_request_interrupts_only_its_own_attempt() {
         let c = Cancels::default();
-        let a = c.start("a".into());
-        let b = c.start("b".into());
+        let a = waiting(&c, "a");
+        let b = waiting(&c, "b");
         assert!(c.request("a"));
         assert!(a.is_cancelled());
         assert!(!b.is_cancelled());
         assert!(c.is_requested("a") && !c.is_requested("b"));
         // A request for a job not running here only marks it.
         assert!(!c.request("z"));
-        assert!(c.start("z".into()).is_cancelled());
+        assert!(waiting(&c, "z").is_cancelled());
     }
 
     #[test]
     fn a_poll_replaces_the_requests_and_catches_missed_ones() {
         let c = Cancels::default();
         c.request("old");
-        let b = c.start("b".into());
+        let b = waiting(&c, "b");
         assert_eq!(c.replace(vec!["b".into()]), 1);
         assert!(b.is_cancelled());
         assert!(!c.is_requested("old"));
@@ -123,11 +141,24 @@ mod tests {
     #[test]
     fn an_attempt_that_panicked_is_found_by_its_signal() {
         let c = Cancels::default();
-        let a = c.start("a".into());
-        let b = c.start("b".into());
+        let a = waiting(&c, "a");
+        let b = waiting(&c, "b");
         c.finish_signal(&a);
         assert!(!c.request("a"), "a's attempt is gone");
         assert!(c.request("b"), "b's is still running");
         assert!(b.is_cancelled());
+    }
+
+    #[test]
+    fn a_request_before_an_attempt_waits_sets_its_signal_as_it_is_listed() {
+        let c = Cancels::default();
+        let signal = c.signal("a");
+        assert!(!signal.is_cancelled());
+        assert!(!c.request("a"), "not listed yet: nothing to interrupt");
+        assert!(!signal.is_cancelled());
+        c.list("a", &signal);
+        assert!(signal.is_cancelled(), "the request is seen as it is listed");
+        // A request before the attempt starts sets its signal at once.
+        assert!(c.signal("a").is_cancelled());
     }
 }

@@ -42,6 +42,8 @@ pub(crate) struct JobType {
     /// The next stage's job type (`then`): enqueued with the result as its
     /// payload when a job of this type succeeds.
     pub(crate) then: Option<String>,
+    /// Its metric handles, looked up once here rather than per attempt.
+    pub(crate) metrics: Arc<crate::obs::events::JobMetrics>,
 }
 
 /// Loads every plugin named in `config`, compiling each file once, the
@@ -104,6 +106,7 @@ pub(crate) fn load_plugins(
                     group: j.group.clone(),
                     results: j.results,
                     then: j.then.clone(),
+                    metrics: crate::obs::events::JobMetrics::of(q.name.as_str(), &j.name),
                 }),
             );
         }

@@ -603,7 +603,7 @@ impl Reader {
                 // Read past a group's flood: waits its turn for a slot.
                 None => slots.acquire_owned().await.ok(),
             };
-            let cancel = cancels.start(entry.id.clone());
+            let cancel = cancels.signal(&entry.id);
             // Boxed on its own although the task is boxed too: held
             // inline, its 3.2 KB are moved into the task's state through
             // more copies (+2,000 instructions a job, cachegrind).
@@ -612,15 +612,12 @@ impl Reader {
                 &name,
                 payload_max,
                 &job_type,
-                cancel.clone(),
+                (&cancels, &cancel),
                 progress,
             ));
             let ended = std::panic::AssertUnwindSafe(attempt).catch_unwind().await;
             let (c, elapsed) = match ended {
-                Ok(done) => {
-                    cancels.finish(done.0.job_id());
-                    done
-                }
+                Ok(done) => done,
                 Err(panic) => {
                     cancels.finish_signal(&cancel);
                     // Nothing is known of how it ended: the heartbeat stops

@@ -75,6 +75,7 @@ pub(crate) async fn triage(
             crate::obs::events::JobEnqueued {
                 queue: queue_name,
                 job: &entry.job,
+                metrics: jobs.get(&entry.job).map(|jt| &*jt.metrics),
             }
             .emit();
         }
