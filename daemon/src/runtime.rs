@@ -533,7 +533,8 @@ impl Plugin {
     /// type reuses instances (see [`Reuse`]). Never panics and never
     /// returns an error: every way an attempt can end is an [`Outcome`].
     pub async fn run(&self, input: JobInput, sandbox: &Sandbox) -> Attempt {
-        let deadline = Instant::now() + sandbox.timeout;
+        let begun = Instant::now();
+        let deadline = begun + sandbox.timeout;
         let mut job = wit::Job {
             id: input.ident.job_id.clone(),
             name: input.ident.job.clone(),
@@ -596,12 +597,12 @@ impl Plugin {
             None
         } else {
             let call = async {
-                let started = Instant::now();
                 let instance = match kept {
                     Some(instance) => instance,
                     None => self.pre.instantiate_async(&mut store).await?,
                 };
-                instantiate = Some(started.elapsed());
+                // From the attempt's start: the store's making included.
+                instantiate = Some(begun.elapsed());
                 let returned = instance.call_handle(&mut store, &mut job).await?;
                 wasmtime::Result::Ok((instance, returned))
             };
@@ -614,7 +615,7 @@ impl Plugin {
             let call = std::pin::pin!(call);
             tokio::select! {
                 biased;
-                r = tokio::time::timeout(sandbox.timeout + EPOCH_TICK * 4, call) => Some(r),
+                r = tokio::time::timeout_at((deadline + EPOCH_TICK * 4).into(), call) => Some(r),
                 () = cancel.cancelled() => None,
             }
         };

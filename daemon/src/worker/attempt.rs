@@ -85,7 +85,10 @@ pub(crate) async fn run_attempt(
             .map(|at| Duration::from_millis(started_ms.saturating_sub(at))),
     }
     .emit();
-    let finished_ms = store::now_ms();
+    // The wall clock at the start plus the monotonic time since: one
+    // reading of each per attempt.
+    let finished_ms =
+        started_ms.saturating_add(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
     let first_at_ms = entry.first_at.unwrap_or(started_ms);
     let progress = Progress {
         attempt: entry.attempt,
@@ -110,10 +113,9 @@ pub(crate) async fn run_attempt(
     let ran = Ran {
         started_ms,
         first_at_ms,
-        finished_ms,
         // A new checkpoint replaces the old one; without one, the old one stays.
         checkpoint: result.checkpoint,
-        ..builder.ran(&entry, Some(job_type), &transition)
+        ..builder.ran_at(&entry, Some(job_type), &transition, finished_ms)
     };
     let mut completion = Completion::new(entry, result.outcome, transition, ran);
     next_stage(&mut completion, job_type);

@@ -267,6 +267,18 @@ impl Builder<'_> {
         job_type: Option<&JobType>,
         transition: &Transition,
     ) -> Ran {
+        self.ran_at(entry, job_type, transition, store::now_ms())
+    }
+
+    /// [`Builder::ran`], finished at `finished_ms` (Unix ms): an attempt
+    /// knows when it ended without reading the clock again.
+    pub(crate) fn ran_at(
+        self,
+        entry: &JobEntry,
+        job_type: Option<&JobType>,
+        transition: &Transition,
+        finished_ms: u64,
+    ) -> Ran {
         Ran {
             plugin_digest: job_type.map_or_else(|| "".into(), |jt| jt.plugin.digest().clone()),
             idempotency_ttl: job_type.map_or(crate::config::DEFAULT_IDEMPOTENCY_TTL, |jt| {
@@ -274,7 +286,7 @@ impl Builder<'_> {
             }),
             started_ms: 0,
             first_at_ms: entry.first_at.unwrap_or(0),
-            finished_ms: store::now_ms(),
+            finished_ms,
             checkpoint: None,
             lost: false,
             dead_payload: self.dead_payload(entry, job_type, transition),
