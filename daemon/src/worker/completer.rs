@@ -106,11 +106,8 @@ impl Service for Completer {
                 })
                 .await;
             }
-            if let Ok(mut set) = self.in_flight.lock() {
-                for c in &batch {
-                    set.remove(c.entry_id());
-                }
-            }
+            self.in_flight
+                .release(batch.iter().map(Completion::entry_id));
             batch.clear();
         }
     }

@@ -70,6 +70,7 @@ mod batch_alerts;
 mod cancels;
 mod completer;
 mod groups;
+mod held;
 mod plugins;
 mod progress;
 mod reader;
@@ -84,8 +85,7 @@ const CONNECT_RETRY: Backoff = Backoff::new(Duration::from_millis(200), Duration
 
 /// The deliveries this daemon holds for one queue: leased and not yet
 /// recorded. The heartbeat renews exactly these.
-type InFlight =
-    Arc<std::sync::Mutex<std::collections::HashSet<String, foldhash::fast::RandomState>>>;
+type InFlight = Arc<held::Held>;
 
 /// Compiles every plugin of `config` and reports problems, without Redis.
 ///

@@ -26,6 +26,7 @@ use super::InFlight;
 use super::attempt::run_attempt;
 use super::cancels::Cancels;
 use super::completer::{Completer, MAX_APPLY};
+use super::held::EntryId;
 use super::plugins::{JobType, SharedJobs};
 use super::services::Service;
 use super::services::heartbeat::Heartbeat;
@@ -474,7 +475,7 @@ impl Reader {
         key_ttls: &[(String, u64)],
     ) -> store::Lease {
         let store::Unfinished { read, mut error } = unfinished;
-        self.hold(read.iter().map(|d| d.entry_id.clone()));
+        self.hold(read.iter().map(|d| d.entry_id.as_str()));
         let mut backoff = READ_RETRY;
         let lease = loop {
             let delay = backoff.next();
@@ -492,20 +493,18 @@ impl Reader {
             .iter()
             .map(|(d, _)| d.entry_id.as_str())
             .collect();
-        if let Ok(mut set) = self.in_flight.lock() {
-            for d in read.iter().filter(|d| !kept.contains(d.entry_id.as_str())) {
-                set.remove(&d.entry_id);
-            }
-        }
+        self.in_flight.release(
+            read.iter()
+                .map(|d| d.entry_id.as_str())
+                .filter(|id| !kept.contains(id)),
+        );
         lease
     }
 
     /// Counts the deliveries `ids` as held by this daemon: renewed by the
     /// heartbeat, never taken over as lost.
-    fn hold(&self, ids: impl Iterator<Item = String>) {
-        if let Ok(mut set) = self.in_flight.lock() {
-            set.extend(ids);
-        }
+    fn hold<'a>(&self, ids: impl Iterator<Item = &'a str>) {
+        self.in_flight.hold(ids);
     }
 
     /// Starts an attempt for each delivery that needs one, each holding one
@@ -514,7 +513,7 @@ impl Reader {
     /// the outcomes already known to the completer. Returns how many were
     /// parked because their group is at its cap.
     async fn dispatch(&self, deliveries: Vec<Leased>, mut permits: Vec<Slot>) -> usize {
-        self.hold(deliveries.iter().map(|(d, _)| d.entry_id.clone()));
+        self.hold(deliveries.iter().map(|(d, _)| d.entry_id.as_str()));
         let builder = Builder {
             queue: &self.cfg.name,
             payload_max: self.cfg.dead.payload_max,
@@ -581,7 +580,8 @@ impl Reader {
         let slots = self.slots.clone();
         let typical_us = self.typical_us.clone();
         let in_flight = self.in_flight.clone();
-        let entry_id = entry.entry_id.clone();
+        // For a panic's sake only: numbers, not a copy of the id.
+        let entry_id = EntryId::parse(&entry.entry_id);
         let cancels = self.cancels.clone();
         let upstreams = self.upstreams.clone();
         // Only a plugin that can report progress holds the writer.
@@ -624,16 +624,17 @@ impl Reader {
                     // renewing the delivery, whose lease then runs out and
                     // which is reclaimed as a lost attempt (so a job that
                     // keeps doing this is dead-lettered as a poison pill).
+                    let entry = entry_id.map(|id| id.to_string()).unwrap_or_default();
                     tracing::error!(
-                        queue = %name, entry = %entry_id,
+                        queue = %name, entry,
                         panic = crate::worker::services::panic_message(panic.as_ref()),
                         "an attempt panicked in the daemon; its delivery is left to expire and be reclaimed"
                     );
-                    if let Ok(mut set) = in_flight.lock() {
-                        set.remove(&entry_id);
+                    if let Some(id) = entry_id {
+                        in_flight.release_id(id);
                     }
                     if let Some(u) = &upstreams {
-                        u.forget(&entry_id);
+                        u.forget(&entry);
                     }
                     return;
                 }

@@ -49,10 +49,7 @@ impl Service for Heartbeat {
         self.beat(started_ms).await;
         while stop.sleep(every).await {
             self.beat(started_ms).await;
-            let ids: Vec<String> = match self.in_flight.lock() {
-                Ok(set) => set.iter().cloned().collect(),
-                Err(_) => continue,
-            };
+            let ids = self.in_flight.entry_ids();
             match self.queue.renew(&self.consumer, &ids).await {
                 Ok(lost) => {
                     for entry in lost {

@@ -109,11 +109,7 @@ impl Reclaim {
         for d in deliveries {
             // After a Redis outage longer than the lease, this daemon's own
             // running attempts look expired too; they are alive, leave them.
-            if self
-                .in_flight
-                .lock()
-                .is_ok_and(|set| set.contains(&d.entry_id))
-            {
+            if self.in_flight.contains(&d.entry_id) {
                 continue;
             }
             let c = match d.parse() {
