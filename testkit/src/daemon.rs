@@ -29,6 +29,29 @@ pub fn ward_bin() -> &'static Path {
     })
 }
 
+/// Where the `ward` processes of the tests keep compiled plugins: one folder
+/// under the target folder, shared by every test (a plugin compiles once per
+/// machine, as in a real deployment), never the user's `~/.cache/ward`.
+pub fn compile_cache() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| crate::target_dir().join("test-cache"))
+}
+
+/// A [`Command`] for `bin` (a `ward`) with the tests' environment: compiled
+/// plugins go to [`compile_cache`] (as `$XDG_CACHE_HOME/ward`), whatever
+/// `CACHE_DIRECTORY` or `XDG_CACHE_HOME` the test runner has.
+pub fn ward_command_of(bin: &Path) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.env_remove("CACHE_DIRECTORY")
+        .env("XDG_CACHE_HOME", compile_cache());
+    cmd
+}
+
+/// [`ward_command_of`] the `ward` under test ([`ward_bin`]).
+pub fn ward_command() -> Command {
+    ward_command_of(ward_bin())
+}
+
 /// A running `ward run`, killed (by PID) on drop; its output goes to a file.
 pub struct Ward {
     child: Child,
@@ -57,7 +80,7 @@ impl Ward {
         std::fs::write(&cfg, config_text)?;
         let log = dir.path().join("ward.log");
         let out = std::fs::File::create(&log)?;
-        let child = Command::new(bin)
+        let child = ward_command_of(bin)
             .args(["--log-format", "json", "run", "--config"])
             .arg(&cfg)
             .env("RUST_LOG", "info,ward=debug")
@@ -184,13 +207,13 @@ impl Drop for Ward {
 
 /// Runs the `ward` CLI to completion.
 pub fn ward(args: &[&str]) -> Output {
-    Command::new(ward_bin()).args(args).output().unwrap()
+    ward_command().args(args).output().unwrap()
 }
 
 /// Runs the `ward` CLI with `stdin` as standard input.
 pub fn ward_with_stdin(args: &[&str], stdin: &[u8]) -> Output {
     use std::io::Write;
-    let mut child = Command::new(ward_bin())
+    let mut child = ward_command()
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

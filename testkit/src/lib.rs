@@ -34,7 +34,8 @@ pub use config::{
     config_with, job, job_table,
 };
 pub use daemon::{
-    Ward, proc_kib, proc_status_kib, rss_kib, stderr, stdout, ward, ward_bin, ward_with_stdin,
+    Ward, compile_cache, proc_kib, proc_status_kib, rss_kib, stderr, stdout, ward, ward_bin,
+    ward_command, ward_command_of, ward_with_stdin,
 };
 pub use http::{HttpStub, Request};
 pub use https::HttpsStub;
@@ -105,16 +106,21 @@ pub fn plugins() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         run_script("build-plugins");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace().join("target"));
-        let target = if target.is_relative() {
-            workspace().join(target)
-        } else {
-            target
-        };
-        target.join("plugins")
+        target_dir().join("plugins")
     })
+}
+
+/// The Cargo target folder: `CARGO_TARGET_DIR` (from the workspace root
+/// when relative), else `<workspace>/target`.
+pub fn target_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"));
+    if target.is_relative() {
+        workspace().join(target)
+    } else {
+        target
+    }
 }
 
 /// Builds the Python, JavaScript and C example plugins once per test

@@ -132,7 +132,7 @@ fn requeue_all(
     interrupt: impl FnOnce(&mut Child),
 ) -> (Vec<String>, bool, String) {
     let url = redis.url();
-    let mut child = Command::new(ward_bin())
+    let mut child = ward_command()
         .args([
             "dlq", "requeue", "--redis", &url, "q", "--all", "--by", "ops",
         ])

@@ -8,7 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ward_testkit::{Redis, plugins, wait_for, ward, ward_bin};
+use ward_testkit::{Redis, plugins, wait_for, ward, ward_command};
 
 use crate::observability::get;
 
@@ -42,7 +42,7 @@ fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
 
 impl Dev {
     fn start(extra: &[&str]) -> Dev {
-        let mut child = Command::new(ward_bin())
+        let mut child = ward_command()
             .args(["--log-format", "json", "dev", "--plugins"])
             .arg(plugins())
             .args(extra)
@@ -322,7 +322,7 @@ fn dev_with_a_redis_url_uses_it_and_starts_none() {
 #[test]
 fn dev_without_plugins_says_where_it_looked() {
     let empty = tempfile::tempdir().unwrap();
-    let out = Command::new(ward_bin())
+    let out = ward_command()
         .args(["dev", "--redis", "redis://127.0.0.1:1", "--plugins"])
         .arg(empty.path())
         .output()

@@ -3,7 +3,7 @@
 //! retention, and redaction of secret payload fields.
 
 use std::collections::HashMap;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -383,7 +383,7 @@ fn two_operators_requeuing_the_same_job_at_once_run_it_once() {
     let url = redis.url();
     for id in &ids {
         let spawn = || {
-            Command::new(ward_bin())
+            ward_command()
                 .args(["dlq", "requeue", "--redis", &url, "q", id])
                 .env("USER", "bob")
                 .stdout(Stdio::piped())
@@ -880,7 +880,7 @@ fn requeue_all_holds_one_page_of_dead_letters_not_all_of_them() {
     }
     let total_kib = (N * payload.len() / 1024) as u64;
     let url = redis.url();
-    let child = Command::new(ward_bin())
+    let child = ward_command()
         .args(["dlq", "requeue", "--redis", &url, "q", "--all"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

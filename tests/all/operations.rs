@@ -17,7 +17,7 @@ fn under_journald_every_line_starts_with_its_syslog_priority() {
     // What systemd sets for StandardOutput=journal: the stream's device and
     // inode, which the daemon checks against its stdout.
     let meta = out.metadata().unwrap();
-    let mut child = Command::new(ward_bin())
+    let mut child = ward_command()
         .args(["--log-format", "json", "run", "--config"])
         .arg(&cfg)
         .env("RUST_LOG", "info")
@@ -295,6 +295,8 @@ impl Notified {
             .arg(r#"WATCHDOG_PID=$$ exec "$0" --log-format json run --config "$1""#)
             .arg(ward_bin())
             .arg(&cfg)
+            .env_remove("CACHE_DIRECTORY")
+            .env("XDG_CACHE_HOME", compile_cache())
             .env("NOTIFY_SOCKET", &sock_path)
             .env("WATCHDOG_USEC", "1000000")
             .env("RUST_LOG", "info")

@@ -230,7 +230,7 @@ fn ward_reload_finds_the_daemon_by_its_pid_file() {
 
 /// `ward reload` with an operator token in `WARD_ADMIN_TOKEN`.
 fn ward_reload_via_api(cfg: &Path, token: &str) -> std::process::Output {
-    Command::new(ward_bin())
+    ward_command()
         .args([
             "reload",
             "--config",

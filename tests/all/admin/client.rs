@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use ward_testkit::{wait_for, ward_bin};
+use ward_testkit::{wait_for, ward_command};
 
 /// The operator token's name, secret and value in every config here.
 pub const OPERATOR: (&str, &str, &str) = ("ops-bot", "WARD_TEST_ADMIN_OP", "op-3f9a-token-value");
@@ -182,7 +182,7 @@ impl Drop for AdminProc {
 
 /// `ward admin --config <path>`, not started.
 pub fn admin_command(path: &Path) -> Command {
-    let mut c = Command::new(ward_bin());
+    let mut c = ward_command();
     c.args(["--log-format", "json", "admin", "--config"])
         .arg(path);
     c
