@@ -19,6 +19,7 @@ mod daemon;
 mod http;
 mod https;
 mod jobs;
+mod proxy;
 mod server;
 mod upstream;
 
@@ -44,6 +45,7 @@ pub use jobs::{
     job_fields, lease_to, queue_stream, records_by_id, records_of, runs_per_job, show, text,
     wait_final, xadd, xadd_entries, xadd_many, xadd_pipe,
 };
+pub use proxy::ReplyCutter;
 pub use server::{Redis, connect};
 pub use upstream::UpstreamStub;
 

@@ -503,3 +503,66 @@ fn a_delivery_reclaim_cannot_finish_is_still_recorded_and_the_job_moves_on() {
         "{err}"
     );
 }
+
+/// A read whose reply never arrives (the connection drops after Redis ran
+/// it) has taken its entries all the same: they are leased to the daemon
+/// in Redis, unseen by it. The reader takes them back after the failed
+/// read and runs them, instead of leaving them to expire and be charged a
+/// lost attempt a lease later.
+#[test]
+fn the_entries_of_a_read_whose_reply_was_lost_run_at_once_not_as_lost_attempts() {
+    const MARKER: &[u8] = b"lost-reply-marker";
+    let redis = Redis::start();
+    let cutter = ReplyCutter::start(redis.port, MARKER, 10);
+    let payload = format!(r#"{{"pad":"{}"}}"#, std::str::from_utf8(MARKER).unwrap());
+    // Enqueued before the daemon starts, so its first read takes them all.
+    let ids = xadd_many(&redis, 40, "noop", &payload);
+    cutter.arm();
+    let cfg = Config::new(&cutter.url())
+        .queue("q", "concurrency = 64\nlease = \"30s\"")
+        .jobs(&job("noop", "noop", ""))
+        .render();
+    let started = Instant::now();
+    let w = Ward::start(&cfg).ready();
+    // Well inside the lease: the old way they waited 30 s for a reclaim.
+    wait_all_final(&redis, &ids, Duration::from_secs(12));
+    let took = started.elapsed();
+    assert_eq!(cutter.cuts(), 1, "the read's reply was lost");
+    assert!(
+        w.logs()
+            .contains("taking back deliveries a failed read left leased"),
+        "the reader says what it did"
+    );
+    for (id, lines) in ids.iter().zip(histories(&redis, &ids)) {
+        assert_eq!(
+            states(&redis, std::slice::from_ref(id))[0].as_deref(),
+            Some("succeeded")
+        );
+        assert_eq!(lines.len(), 1, "one attempt, no lost one: {id} {lines:?}");
+        assert_eq!(lines[0]["class"], "success", "{id} {lines:?}");
+    }
+    assert!(took < Duration::from_secs(12), "{took:?}");
+    // Again on a running daemon waiting for work: 40 more in one
+    // transaction, so the read that the wake-up makes takes them all.
+    cutter.arm();
+    let mut con = redis.con();
+    let mut tx = redis::pipe();
+    tx.atomic();
+    for _ in 0..40 {
+        tx.cmd("XADD")
+            .arg(queue_stream("q"))
+            .arg("*")
+            .arg("job")
+            .arg("noop")
+            .arg("payload")
+            .arg(&payload);
+    }
+    let more: Vec<String> = tx.query(&mut con).unwrap();
+    wait_all_final(&redis, &more, Duration::from_secs(12));
+    assert_eq!(cutter.cuts(), 2, "the second read's reply was lost too");
+    for (id, lines) in more.iter().zip(histories(&redis, &more)) {
+        assert_eq!(lines.len(), 1, "one attempt, no lost one: {id} {lines:?}");
+        assert_eq!(lines[0]["class"], "success", "{id} {lines:?}");
+    }
+    drop(w);
+}

@@ -98,6 +98,7 @@ mod keys;
 mod lease_plain;
 mod levels;
 mod memory;
+mod orphans;
 mod pause;
 mod progress;
 mod replicas;

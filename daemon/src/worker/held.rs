@@ -7,7 +7,7 @@
 //! numbers Redis makes it of (`<ms>-<seq>`), not as a string: no
 //! allocation per delivery, and a cheaper hash and compare.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -42,10 +42,17 @@ impl fmt::Display for EntryId {
     }
 }
 
+/// The most abandoned deliveries remembered (see [`Held::abandon`]).
+const ABANDONED_MAX: usize = 4096;
+
 /// The deliveries held (see the module's doc).
 #[derive(Debug, Default)]
 pub(crate) struct Held {
     ids: Mutex<HashSet<EntryId, RandomState>>,
+    /// Deliveries let go without a record (their attempt panicked), the
+    /// newest last: left for the reclaim to charge a lost attempt, so a
+    /// failed read's clean-up must not take them back.
+    abandoned: Mutex<VecDeque<EntryId>>,
 }
 
 impl Held {
@@ -83,6 +90,35 @@ impl Held {
     /// Lets go of the delivery `id`.
     pub(crate) fn release_id(&self, id: EntryId) {
         self.ids().remove(&id);
+    }
+
+    /// Lets go of the delivery `id` without recording it: its lease runs
+    /// out and the reclaim charges it a lost attempt. [`Held::known`] still
+    /// knows it (the newest [`ABANDONED_MAX`] of them).
+    pub(crate) fn abandon(&self, id: EntryId) {
+        self.release_id(id);
+        let mut abandoned = self
+            .abandoned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if abandoned.len() == ABANDONED_MAX {
+            abandoned.pop_front();
+        }
+        abandoned.push_back(id);
+    }
+
+    /// Whether delivery `id` is held or was [abandoned](Held::abandon):
+    /// either way, this daemon knows what became of it.
+    pub(crate) fn known(&self, id: &str) -> bool {
+        let Some(id) = EntryId::parse(id) else {
+            return false;
+        };
+        self.ids().contains(&id)
+            || self
+                .abandoned
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(&id)
     }
 
     /// Whether delivery `id` is held.
@@ -135,5 +171,19 @@ mod tests {
         held.release(["1-1", "9-9"].into_iter());
         held.release_id(EntryId::parse("2-0").expect("an id"));
         assert_eq!(held.entry_ids(), vec!["1-0".to_string()]);
+    }
+
+    #[test]
+    fn an_abandoned_delivery_is_not_renewed_but_still_known() {
+        let held = Held::default();
+        held.hold(["1-0", "2-0"].into_iter());
+        held.abandon(EntryId::parse("2-0").expect("an id"));
+        assert_eq!(held.entry_ids(), vec!["1-0".to_string()], "not renewed");
+        assert!(held.known("1-0") && held.known("2-0") && !held.known("3-0"));
+        // Only the newest are remembered.
+        for ms in 10..10 + ABANDONED_MAX as u64 {
+            held.abandon(EntryId::parse(&format!("{ms}-0")).expect("an id"));
+        }
+        assert!(!held.known("2-0") && held.known("10-0"));
     }
 }

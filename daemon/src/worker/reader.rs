@@ -36,6 +36,8 @@ use super::shutdown::Shutdown;
 use super::systemd::{BEAT_WHILE_WAITING, Beat};
 use super::triage::{Builder, Gates, Work, triage};
 
+mod orphans;
+
 /// How long one `XREADGROUP` waits for work; also the longest a shutdown
 /// waits for a reader to notice it.
 pub(crate) const BLOCK: Duration = Duration::from_secs(2);
@@ -282,6 +284,8 @@ impl Reader {
         // Deliveries read beyond the free slots, while most of what is read
         // is parked because its group is at its cap.
         let mut extra = 0;
+        // A read failed: it may have left entries leased here, unseen.
+        let mut orphans = false;
         while !stop.is_shutdown() {
             self.beat.now();
             stall_if_asked(&self.cfg.name).await;
@@ -299,6 +303,16 @@ impl Reader {
             let Some(mut permits) = self.room(short, stop).await else {
                 break;
             };
+            if orphans {
+                match self.adopt_orphans(permits.len(), &self.key_ttls()).await {
+                    None => orphans = false,
+                    Some(found) => {
+                        extra = 0;
+                        self.dispatch(found, permits).await;
+                        continue;
+                    }
+                }
+            }
             // Deliveries leased ahead by earlier reads wait for slots (some
             // perhaps held by this read): it must not sit in a blocking read
             // of an empty stream while they wait.
@@ -335,6 +349,7 @@ impl Reader {
                 }
                 Err(e) => {
                     self.read_failed(&e, backoff.next()).await;
+                    orphans = true;
                     continue;
                 }
             };
@@ -631,7 +646,7 @@ impl Reader {
                         "an attempt panicked in the daemon; its delivery is left to expire and be reclaimed"
                     );
                     if let Some(id) = entry_id {
-                        in_flight.release_id(id);
+                        in_flight.abandon(id);
                     }
                     if let Some(u) = &upstreams {
                         u.forget(&entry);

@@ -1,0 +1,150 @@
+//! Deliveries leased to this daemon that no read handed over.
+//!
+//! A read takes its entries into the group's pending list under this
+//! consumer as Redis runs it. When its reply never arrives (the connection
+//! dropped after Redis ran the call) or its script fails after the
+//! `XREADGROUP`, those entries are this daemon's in Redis but not in hand:
+//! nothing runs them, the heartbeat does not renew them (they are not
+//! held), and after the lease a reclaim charges each a lost attempt it
+//! never ran. The reader looks for them after a failed read and runs them.
+
+use std::sync::LazyLock;
+
+use redis::Value;
+
+use super::reply::{parse_entries, protocol};
+use super::script::script;
+use super::{Delivery, GROUP, Queue, QueueError};
+use crate::priority::Priority;
+
+static ADOPT_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| script("", include_str!("lua/adopt.lua")));
+
+/// Pending entries listed per `XPENDING` call.
+const PAGE: usize = 1000;
+
+impl Queue {
+    /// This consumer's pending deliveries on `level`'s stream that are on
+    /// their first delivery and for which `held` is false, at most `max`,
+    /// in stream order.
+    ///
+    /// # Errors
+    /// Redis errors, or a reply of the wrong shape.
+    pub async fn orphans(
+        &self,
+        level: Priority,
+        consumer: &str,
+        held: impl Fn(&str) -> bool,
+        max: usize,
+    ) -> Result<Vec<String>, QueueError> {
+        let stream = self.keys.stream(level);
+        let mut con = self.con.clone();
+        let mut from = "-".to_string();
+        let mut found = Vec::new();
+        while found.len() < max {
+            let reply: redis::RedisResult<Value> = redis::cmd("XPENDING")
+                .arg(stream)
+                .arg(GROUP)
+                .arg(&from)
+                .arg("+")
+                .arg(PAGE)
+                .arg(consumer)
+                .query_async(&mut con)
+                .await;
+            let page = match reply {
+                Ok(page) => page,
+                // A level stream (or its group) need not exist yet.
+                Err(e) if e.code() == Some("NOGROUP") => return Ok(found),
+                Err(e) => return Err(e.into()),
+            };
+            let Value::Array(items) = page else {
+                return Err(protocol("XPENDING", &page));
+            };
+            let listed = items.len();
+            for item in items {
+                let (id, count) = pending_item(&item).ok_or_else(|| protocol("XPENDING", &item))?;
+                if count == 1 && !held(&id) && found.len() < max {
+                    found.push(id.clone());
+                }
+                from = format!("({id}");
+            }
+            if listed < PAGE {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Takes back `ids` of `level`'s stream (from [`Queue::orphans`]) for
+    /// `consumer`, each only while still pending under it on its first
+    /// delivery (see `lua/adopt.lua`): the deliveries, with their fields.
+    ///
+    /// # Errors
+    /// Redis errors, or a reply of the wrong shape.
+    pub async fn adopt(
+        &self,
+        level: Priority,
+        consumer: &str,
+        ids: &[String],
+    ) -> Result<Vec<Delivery>, QueueError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = ADOPT_SCRIPT.key(self.keys.stream(level));
+        inv.arg(GROUP).arg(consumer);
+        for id in ids {
+            inv.arg(id);
+        }
+        let mut con = self.con.clone();
+        let reply: Value = inv.invoke_async(&mut con).await?;
+        parse_entries(reply, "adopt.lua")
+    }
+}
+
+/// The id and delivery count of an extended `XPENDING` item (`[id,
+/// consumer, idle ms, deliveries]`).
+fn pending_item(item: &Value) -> Option<(String, i64)> {
+    let Value::Array(parts) = item else {
+        return None;
+    };
+    let id = match parts.first()? {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        _ => return None,
+    };
+    match parts.get(3)? {
+        Value::Int(n) => Some((id, *n)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn a_pending_item_gives_its_id_and_delivery_count() {
+        let item = Value::Array(vec![
+            bulk("5-1"),
+            bulk("host-1-ab"),
+            Value::Int(120),
+            Value::Int(2),
+        ]);
+        assert_eq!(pending_item(&item), Some(("5-1".to_string(), 2)));
+    }
+
+    #[test]
+    fn a_pending_item_of_another_shape_is_refused() {
+        assert_eq!(
+            pending_item(&Value::Array(vec![bulk("5-1"), bulk("c")])),
+            None
+        );
+        assert_eq!(pending_item(&bulk("5-1")), None);
+        let text_count = Value::Array(vec![bulk("5-1"), bulk("c"), Value::Int(1), bulk("1")]);
+        assert_eq!(pending_item(&text_count), None);
+    }
+}
