@@ -127,6 +127,14 @@ fn behind_trusted_proxies_each_forwarded_client_has_its_own_count() {
         whoami_via_proxy(port, VIEWER.2, &format!("{other}, 127.0.0.5")),
         200
     );
+    // A proxy that writes the standard `Forwarded` header instead.
+    let forwarded = |client: &str| {
+        let value = format!("for=\"{client}:4711\";proto=https, for=127.0.0.5");
+        let headers = [("Forwarded", value.as_str())];
+        request_with(port, "GET", "/v1/whoami", Some(VIEWER.2), &headers, "").status
+    };
+    assert_eq!(forwarded(guesser), 429, "the guesser, named by `Forwarded`");
+    assert_eq!(forwarded(other), 200);
 }
 
 /// The `Set-Cookie` line of a login through a proxy that says the client
@@ -153,6 +161,15 @@ fn the_session_cookie_is_secure_when_a_trusted_proxy_says_the_browser_used_https
     assert!(cookie.contains("HttpOnly; SameSite=Strict"), "{cookie}");
     let cookie = login_cookie_via_proxy(port, "http");
     assert!(!cookie.contains("Secure"), "{cookie}");
+    // The same said in the standard `Forwarded` header.
+    for (value, secure) in [
+        ("for=192.0.2.1;proto=https", true),
+        ("for=192.0.2.1;proto=http", false),
+    ] {
+        let (status, raw) = login_with(port, VIEWER.2, "https", &[("Forwarded", value)]);
+        assert_eq!(status, 303, "{raw}");
+        assert_eq!(raw.contains("; Secure"), secure, "{value}: {raw}");
+    }
 
     // From a peer that is no trusted proxy, the header is not believed.
     let other = free_port();
