@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use rand::Rng;
+use rand::{Rng, RngExt as _};
 
 use crate::job::{DeadReason, FailureClass, Outcome};
 use crate::transition::Transition;

@@ -69,9 +69,7 @@ pub(crate) struct Systemd {
 impl Systemd {
     /// Reads `NOTIFY_SOCKET`'s companions: whether a watchdog is wanted.
     pub(crate) fn from_env() -> Arc<Systemd> {
-        let mut usec = 0;
-        let watchdog =
-            sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec));
+        let watchdog = sd_notify::watchdog_enabled();
         Arc::new(Systemd {
             watchdog,
             origin: Instant::now(),
@@ -172,7 +170,7 @@ fn status() -> String {
 /// Sends `state` to systemd; errors are logged, never fatal (a daemon
 /// outside systemd has no socket, and that is fine).
 fn notify(state: &[NotifyState<'_>]) {
-    if let Err(e) = sd_notify::notify(false, state) {
+    if let Err(e) = sd_notify::notify(state) {
         tracing::debug!(error = %e, "cannot notify systemd");
     }
 }

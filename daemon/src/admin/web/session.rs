@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use rand::RngCore as _;
+use rand::Rng as _;
 
 use crate::admin::Caller;
 
