@@ -518,7 +518,11 @@ fn the_entries_of_a_read_whose_reply_was_lost_run_at_once_not_as_lost_attempts()
     // Enqueued before the daemon starts, so its first read takes them all.
     let ids = xadd_many(&redis, 40, "noop", &payload);
     cutter.arm();
+    let metrics_port = free_port();
     let cfg = Config::new(&cutter.url())
+        .top(&format!(
+            "[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"
+        ))
         .queue("q", "concurrency = 64\nlease = \"30s\"")
         .jobs(&job("noop", "noop", ""))
         .render();
@@ -564,6 +568,16 @@ fn the_entries_of_a_read_whose_reply_was_lost_run_at_once_not_as_lost_attempts()
     let more: Vec<String> = tx.query(&mut con).unwrap();
     wait_all_final(&redis, &more, Duration::from_secs(12));
     assert_eq!(cutter.cuts(), 2, "the second read's reply was lost too");
+    let scrape = crate::observability::scrape(metrics_port);
+    assert_eq!(
+        crate::observability::sample(
+            &scrape,
+            "ward_deliveries_taken_back_total",
+            &[("queue", "q")]
+        ),
+        Some(80.0),
+        "every delivery of both lost reads counted"
+    );
     for state in states(&redis, &more) {
         assert_eq!(state.as_deref(), Some("succeeded"));
     }

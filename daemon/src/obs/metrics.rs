@@ -101,6 +101,10 @@ pub const BATCH_MEMBERS_TOTAL: &str = "ward_batch_members_total";
 /// sampled: `{queue}`.
 pub const BATCHES_UNFINISHED: &str = "ward_batches_unfinished";
 
+/// Deliveries a failed read left leased to this daemon (its reply lost)
+/// that it took back to run: `{queue}`.
+pub const DELIVERIES_TAKEN_BACK_TOTAL: &str = "ward_deliveries_taken_back_total";
+
 /// Every metric Ward registers. The alert rules and the dashboard may only
 /// use these (checked by tests), and a scrape shows exactly these.
 pub const METRICS: &[&str] = &[
@@ -118,6 +122,7 @@ pub const METRICS: &[&str] = &[
     PLUGIN_INSTANTIATE,
     ALERTS_TOTAL,
     ALERTS_DROPPED_TOTAL,
+    DELIVERIES_TAKEN_BACK_TOTAL,
     REDIS_UP,
     READY,
     BUILD_INFO,
@@ -306,6 +311,10 @@ fn describe() {
         ALERTS_DROPPED_TOTAL,
         "Alert events dropped because the alert queue was full."
     );
+    describe_counter!(
+        DELIVERIES_TAKEN_BACK_TOTAL,
+        "Deliveries a failed read left leased to this daemon (the connection dropped before its reply) that it took back and ran at once, instead of leaving them to expire as lost attempts."
+    );
     describe_gauge!(
         REDIS_UP,
         "1 while Redis answered a PING within the last 3 seconds, else 0."
@@ -377,6 +386,7 @@ pub fn preregister(jobs: &HashMap<String, HashSet<String>>) {
         metrics::gauge!(INFLIGHT, "queue" => queue.clone()).set(0.0);
         metrics::gauge!(QUEUE_LAG, "queue" => queue.clone()).set(0.0);
         metrics::gauge!(BATCHES_UNFINISHED, "queue" => queue.clone()).set(0.0);
+        metrics::counter!(DELIVERIES_TAKEN_BACK_TOTAL, "queue" => queue.clone()).absolute(0);
         for outcome in BATCH_OUTCOMES {
             metrics::counter!(BATCH_MEMBERS_TOTAL, "queue" => queue.clone(), "outcome" => outcome)
                 .absolute(0);

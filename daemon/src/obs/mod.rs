@@ -232,3 +232,10 @@ pub fn unrecordable(queue: &str, batch: &[Completion], unrecordable: &[(usize, S
         alerts::raise(alerts::AlertEvent::unrecordable(queue, &job, c, why));
     }
 }
+
+/// `n` deliveries a failed read left leased to this daemon were taken back
+/// to run at once (see `worker/reader/orphans.rs`).
+pub fn deliveries_taken_back(queue: &str, n: usize) {
+    ::metrics::counter!(metrics::DELIVERIES_TAKEN_BACK_TOTAL, "queue" => queue.to_string())
+        .increment(u64::try_from(n).unwrap_or(u64::MAX));
+}

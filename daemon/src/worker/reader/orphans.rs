@@ -63,6 +63,7 @@ impl Reader {
             return Ok(None);
         }
         let taken = self.reader.adopt(level, &self.consumer, &ids).await?;
+        crate::obs::deliveries_taken_back(&self.cfg.name, taken.len());
         tracing::warn!(
             queue = %self.cfg.name,
             level = %level,
