@@ -35,13 +35,20 @@ impl Reader {
                 }
                 Ok(None) => {}
                 // Never a reason to stop reading: what is not taken back
-                // goes the way it went before, a lease later.
-                Err(e) => tracing::error!(
-                    queue = %self.cfg.name,
-                    level = %level,
-                    error = %e,
-                    "cannot look for deliveries a failed read left leased to this daemon; any are reclaimed as lost attempts once their lease runs out"
-                ),
+                // goes the way it went before, a lease later. Redis still
+                // away fails every level alike: one line says so, and the
+                // next failed read tries again.
+                Err(e) => {
+                    tracing::warn!(
+                        queue = %self.cfg.name,
+                        level = %level,
+                        error = %e,
+                        "cannot look for deliveries a failed read left leased to this daemon; any are reclaimed as lost attempts once their lease runs out"
+                    );
+                    if store::is_connection_error(&e) {
+                        break;
+                    }
+                }
             }
         }
         found.then_some(out)
