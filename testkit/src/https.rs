@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 const MAX_STREAMS: u32 = 1_000_000;
 /// Connections the kernel may queue for `accept` (Linux caps it at
 /// `net.core.somaxconn`, 4096 by default).
-const BACKLOG: u32 = 4096;
+pub(crate) const BACKLOG: u32 = 4096;
 
 /// An HTTPS server answering every request `200` with body `ok` (after a
 /// hold, for [`HttpsStub::holding`]), counting the connections it accepted

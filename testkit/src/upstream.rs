@@ -48,7 +48,7 @@ impl UpstreamStub {
     }
 
     fn serve_with(hold: Duration, script: Vec<(u16, String)>, keep_alive: bool) -> UpstreamStub {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = listen_with_backlog();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let shared = Shared {
@@ -165,4 +165,20 @@ impl Drop for UpstreamStub {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// A listener on a free loopback port with a server's backlog, not std's
+/// 128: thousands of attempts connecting at once would otherwise see
+/// their connections dropped by the kernel and retried a second later,
+/// which no real server causes.
+fn listen_with_backlog() -> TcpListener {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_reuse_address(true).unwrap();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    socket.bind(&addr.into()).unwrap();
+    socket
+        .listen(i32::try_from(crate::https::BACKLOG).unwrap())
+        .unwrap();
+    socket.into()
 }
