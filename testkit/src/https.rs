@@ -40,7 +40,8 @@ pub struct HttpsStub {
     max_open: Arc<AtomicUsize>,
     versions: Arc<Mutex<Vec<String>>>,
     stop: Option<oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
+    /// Holds the CA and the certificate (none over plain TCP).
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl HttpsStub {
@@ -73,16 +74,19 @@ impl HttpsStub {
     /// with prior knowledge), answering each request after `hold`: every
     /// connection on one tokio thread, so a benchmark's receiver costs the
     /// machine far less CPU than [`crate::UpstreamStub`]'s thread per
-    /// connection. It has no CA: its `ca_file` does not exist.
+    /// connection. It has no CA: its `ca_file` is empty.
     pub fn plain(hold: Duration) -> HttpsStub {
         Self::serve(hold, MAX_STREAMS, Wire::Plain)
     }
 
     fn serve(hold: Duration, max_streams: u32, wire: Wire) -> HttpsStub {
-        let dir = tempfile::tempdir().unwrap();
-        let acceptor = match wire {
+        let dir = match wire {
             Wire::Plain => None,
-            Wire::Tls { h2 } => Some(acceptor(dir.path(), h2)),
+            Wire::Tls { .. } => Some(tempfile::tempdir().unwrap()),
+        };
+        let acceptor = match (wire, &dir) {
+            (Wire::Tls { h2 }, Some(dir)) => Some(acceptor(dir.path(), h2)),
+            _ => None,
         };
         let counts = Counts::default();
         let (stop, stopped) = oneshot::channel();
@@ -134,7 +138,9 @@ impl HttpsStub {
         let port = port.recv().unwrap();
         HttpsStub {
             port,
-            ca_file: dir.path().join("ca.pem"),
+            ca_file: dir
+                .as_ref()
+                .map_or_else(PathBuf::new, |d| d.path().join("ca.pem")),
             connections: counts.connections,
             max_open: counts.max_open,
             versions: counts.versions,
