@@ -10,10 +10,10 @@ use super::Reader;
 
 impl Reader {
     /// Up to `max` deliveries pending under this consumer on their first
-    /// delivery that it neither holds nor abandoned, taken back and finished as a plain
-    /// read's are (moved to their level, batch members counted; keys are
-    /// claimed by the triage, which sees a key claimed for the same job as
-    /// its own). `None` when there were none.
+    /// delivery that it neither holds nor abandoned, taken back and
+    /// finished as a plain read's are (moved to their level, batch members
+    /// counted; keys are claimed by the triage, which sees a key claimed
+    /// for the same job as its own). `None` when there were none.
     ///
     /// Those that cannot be taken back or finished are left to expire, as
     /// before, and said so in the log.
