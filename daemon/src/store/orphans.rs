@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 
 use redis::Value;
 
-use super::reply::{parse_entries, protocol};
+use super::reply::parse_entries;
 use super::script::script;
 use super::{Delivery, GROUP, Queue, QueueError};
 use crate::priority::Priority;
@@ -29,7 +29,7 @@ impl Queue {
     /// in stream order.
     ///
     /// # Errors
-    /// Redis errors, or a reply of the wrong shape.
+    /// Redis errors (a reply of the wrong shape among them).
     pub async fn orphans(
         &self,
         level: Priority,
@@ -42,7 +42,9 @@ impl Queue {
         let mut from = "-".to_string();
         let mut found = Vec::new();
         while found.len() < max {
-            let reply: redis::RedisResult<Value> = redis::cmd("XPENDING")
+            // Extended form, as `scan_running` reads it: id, consumer,
+            // idle ms, deliveries.
+            let page: Result<Vec<(String, String, u64, u64)>, _> = redis::cmd("XPENDING")
                 .arg(stream)
                 .arg(GROUP)
                 .arg(&from)
@@ -51,22 +53,18 @@ impl Queue {
                 .arg(consumer)
                 .query_async(&mut con)
                 .await;
-            let page = match reply {
+            let page = match page {
                 Ok(page) => page,
                 // A level stream (or its group) need not exist yet.
                 Err(e) if e.code() == Some("NOGROUP") => return Ok(found),
                 Err(e) => return Err(e.into()),
             };
-            let Value::Array(items) = page else {
-                return Err(protocol("XPENDING", &page));
-            };
-            let listed = items.len();
-            for item in items {
-                let (id, count) = pending_item(&item).ok_or_else(|| protocol("XPENDING", &item))?;
-                if count == 1 && !held(&id) && found.len() < max {
-                    found.push(id.clone());
-                }
+            let listed = page.len();
+            for (id, _, _, deliveries) in page {
                 from = format!("({id}");
+                if deliveries == 1 && !held(&id) && found.len() < max {
+                    found.push(id);
+                }
             }
             if listed < PAGE {
                 break;
@@ -98,53 +96,5 @@ impl Queue {
         let mut con = self.con.clone();
         let reply: Value = inv.invoke_async(&mut con).await?;
         parse_entries(reply, "adopt.lua")
-    }
-}
-
-/// The id and delivery count of an extended `XPENDING` item (`[id,
-/// consumer, idle ms, deliveries]`).
-fn pending_item(item: &Value) -> Option<(String, i64)> {
-    let Value::Array(parts) = item else {
-        return None;
-    };
-    let id = match parts.first()? {
-        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::SimpleString(s) => s.clone(),
-        _ => return None,
-    };
-    match parts.get(3)? {
-        Value::Int(n) => Some((id, *n)),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bulk(s: &str) -> Value {
-        Value::BulkString(s.as_bytes().to_vec())
-    }
-
-    #[test]
-    fn a_pending_item_gives_its_id_and_delivery_count() {
-        let item = Value::Array(vec![
-            bulk("5-1"),
-            bulk("host-1-ab"),
-            Value::Int(120),
-            Value::Int(2),
-        ]);
-        assert_eq!(pending_item(&item), Some(("5-1".to_string(), 2)));
-    }
-
-    #[test]
-    fn a_pending_item_of_another_shape_is_refused() {
-        assert_eq!(
-            pending_item(&Value::Array(vec![bulk("5-1"), bulk("c")])),
-            None
-        );
-        assert_eq!(pending_item(&bulk("5-1")), None);
-        let text_count = Value::Array(vec![bulk("5-1"), bulk("c"), Value::Int(1), bulk("1")]);
-        assert_eq!(pending_item(&text_count), None);
     }
 }
