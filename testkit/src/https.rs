@@ -80,13 +80,13 @@ impl HttpsStub {
     }
 
     fn serve(hold: Duration, max_streams: u32, wire: Wire) -> HttpsStub {
-        let dir = match wire {
-            Wire::Plain => None,
-            Wire::Tls { .. } => Some(tempfile::tempdir().unwrap()),
-        };
-        let acceptor = match (wire, &dir) {
-            (Wire::Tls { h2 }, Some(dir)) => Some(acceptor(dir.path(), h2)),
-            _ => None,
+        let (dir, acceptor) = match wire {
+            Wire::Plain => (None, None),
+            Wire::Tls { h2 } => {
+                let dir = tempfile::tempdir().unwrap();
+                let acceptor = acceptor(dir.path(), h2);
+                (Some(dir), Some(acceptor))
+            }
         };
         let counts = Counts::default();
         let (stop, stopped) = oneshot::channel();

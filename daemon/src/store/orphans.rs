@@ -25,8 +25,8 @@ const PAGE: usize = 1000;
 
 impl Queue {
     /// This consumer's pending deliveries on `level`'s stream that are on
-    /// their first delivery and for which `held` is false, at most `max`,
-    /// in stream order.
+    /// their first delivery and that the daemon does not know (`known` is
+    /// false: neither held nor abandoned), at most `max`, in stream order.
     ///
     /// # Errors
     /// Redis errors (a reply of the wrong shape among them).
@@ -34,7 +34,7 @@ impl Queue {
         &self,
         level: Priority,
         consumer: &str,
-        held: impl Fn(&str) -> bool,
+        known: impl Fn(&str) -> bool,
         max: usize,
     ) -> Result<Vec<String>, QueueError> {
         let stream = self.keys.stream(level);
@@ -62,7 +62,7 @@ impl Queue {
             let listed = page.len();
             for (id, _, _, deliveries) in page {
                 from = format!("({id}");
-                if deliveries == 1 && !held(&id) && found.len() < max {
+                if deliveries == 1 && !known(&id) && found.len() < max {
                     found.push(id);
                 }
             }

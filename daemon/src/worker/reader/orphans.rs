@@ -61,10 +61,10 @@ impl Reader {
         max: usize,
         key_ttls: &[(String, u64)],
     ) -> Result<Option<Vec<Leased>>, store::QueueError> {
-        let held = |id: &str| self.in_flight.known(id);
+        let known = |id: &str| self.in_flight.known(id);
         let ids = self
             .reader
-            .orphans(level, &self.consumer, held, max)
+            .orphans(level, &self.consumer, known, max)
             .await?;
         if ids.is_empty() {
             return Ok(None);
